@@ -1,0 +1,364 @@
+#include "common/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <fstream>
+#include <limits>
+#include <map>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/json.h"
+#include "common/status_macros.h"
+
+namespace sparta {
+namespace {
+
+// What a key accepts besides its type.
+struct FieldRule {
+  bool required = false;
+  std::vector<std::string> choices;  // allowed string values, if not empty
+  double min = -std::numeric_limits<double>::infinity();
+  double max = std::numeric_limits<double>::infinity();
+};
+
+FieldRule Required() { return FieldRule{.required = true}; }
+FieldRule OneOf(std::vector<std::string> choices) { return FieldRule{.choices = std::move(choices)}; }
+FieldRule AtLeast(double min) { return FieldRule{.min = min}; }
+FieldRule Between(double min, double max) { return FieldRule{.min = min, .max = max}; }
+
+// The single list of keys. Every consumer (loader, JSON dump) walks it, so a
+// new key is added in exactly one place.
+template <class Visitor>
+void VisitFields(Config& c, Visitor& v) {
+  v("cluster.scheduler", c.cluster.scheduler, Required());
+  v("cluster.servers", c.cluster.servers, FieldRule{.required = true, .min = 1, .max = 4096});
+  v("cluster.workers", c.cluster.workers, FieldRule{.required = true, .min = 1, .max = 65536});
+  v("cluster.host", c.cluster.host, FieldRule{});
+  v("cluster.heartbeat_interval", c.cluster.heartbeat_interval, Between(0.01, 60));
+  v("cluster.heartbeat_timeout", c.cluster.heartbeat_timeout, Between(0.05, 3600));
+  v("cluster.startup_timeout", c.cluster.startup_timeout, Between(1, 86400));
+  v("cluster.num_shards", c.cluster.num_shards, Between(1, 1 << 20));
+  v("server.threads", c.server.threads, Between(1, 256));
+  v("data.train", c.data.train, Required());
+  v("data.test", c.data.test, FieldRule{});
+  v("data.format", c.data.format, OneOf({"criteo", "libsvm"}));
+  v("data.batch_size", c.data.batch_size, Between(1, 1 << 24));
+  v("data.epochs", c.data.epochs, Between(1, 1 << 20));
+  v("data.max_bad_lines", c.data.max_bad_lines, AtLeast(0));
+  v("data.queue_batches", c.data.queue_batches, Between(1, 1024));
+  v("model.name", c.model.name, OneOf({"lr", "fm"}));
+  v("model.embedding_dim", c.model.embedding_dim, Between(1, 4096));
+  v("model.init_scale", c.model.init_scale, AtLeast(0));
+  v("model.seed", c.model.seed, AtLeast(0));
+  v("optimizer.name", c.optimizer.name, OneOf({"sgd", "adagrad", "ftrl", "adam"}));
+  v("optimizer.learning_rate", c.optimizer.learning_rate, AtLeast(0));
+  v("optimizer.initial_accumulator", c.optimizer.initial_accumulator, AtLeast(0));
+  v("optimizer.epsilon", c.optimizer.epsilon, AtLeast(0));
+  v("optimizer.beta1", c.optimizer.beta1, Between(0, 1));
+  v("optimizer.beta2", c.optimizer.beta2, Between(0, 1));
+  v("optimizer.l1", c.optimizer.l1, AtLeast(0));
+  v("optimizer.l2", c.optimizer.l2, AtLeast(0));
+  v("optimizer.ftrl_beta", c.optimizer.ftrl_beta, AtLeast(0));
+  v("worker.max_inflight", c.worker.max_inflight, Between(1, 1024));
+  v("worker.request_timeout", c.worker.request_timeout, Between(0.1, 86400));
+  v("eval.predictions_out", c.eval.predictions_out, FieldRule{});
+  v("log.level", c.log.level, OneOf({"trace", "debug", "info", "warn", "error"}));
+  v("log.progress_interval", c.log.progress_interval, Between(0.01, 3600));
+}
+
+// A value found in the file or on the command line, with where it came from.
+struct Leaf {
+  YAML::Node node;
+  std::string where;  // "file:line" or "--set key=value"
+  bool used = false;
+};
+
+size_t EditDistance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] != b[j - 1])});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+class Loader {
+ public:
+  explicit Loader(std::string source) : source_(std::move(source)) {}
+
+  // Records every leaf of `node` under its dotted name.
+  absl::Status Flatten(const YAML::Node& node, const std::string& prefix) {
+    if (!node.IsMap()) {
+      if (prefix.empty() && !node.IsNull()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(Where(node), ": the top level must be a mapping of sections"));
+      }
+      if (!prefix.empty()) leaves_[prefix] = Leaf{node, Where(node)};
+      return absl::OkStatus();
+    }
+    if (!prefix.empty()) sections_[prefix] = Where(node);
+    for (const auto& kv : node) {
+      if (!kv.first.IsScalar()) {
+        return absl::InvalidArgumentError(absl::StrCat(Where(kv.first), ": keys must be plain names"));
+      }
+      std::string key = prefix.empty() ? kv.first.Scalar() : absl::StrCat(prefix, ".", kv.first.Scalar());
+      // Anchor the leaf at its key so that the message points at the key's line.
+      if (kv.second.IsMap()) {
+        SPARTA_RETURN_IF_ERROR(Flatten(kv.second, key));
+      } else {
+        leaves_[key] = Leaf{kv.second, Where(kv.first)};
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status Override(const std::string& assignment) {
+    size_t eq = assignment.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--set ", assignment, ": expected key=value (e.g. data.batch_size=1024)"));
+    }
+    std::string key = assignment.substr(0, eq);
+    std::string value = assignment.substr(eq + 1);
+    YAML::Node node;
+    try {
+      node = value.empty() ? YAML::Node(std::string()) : YAML::Load(value);
+    } catch (const YAML::Exception& e) {
+      return absl::InvalidArgumentError(absl::StrCat("--set ", assignment, ": key '", key,
+                                                     "': not a valid YAML value: ", e.msg));
+    }
+    if (node.IsNull()) node = YAML::Node(value);
+    leaves_[key] = Leaf{node, absl::StrCat("--set ", assignment)};
+    return absl::OkStatus();
+  }
+
+  // Visitor callbacks: one per field type.
+  void operator()(const char* key, std::string& out, const FieldRule& rule) {
+    Leaf* leaf = Take(key, rule);
+    if (leaf == nullptr) return;
+    if (!leaf->node.IsScalar()) return Fail(*leaf, key, "expected a string");
+    std::string v = leaf->node.Scalar();
+    if (!rule.choices.empty() &&
+        std::find(rule.choices.begin(), rule.choices.end(), v) == rule.choices.end()) {
+      return Fail(*leaf, key,
+                  absl::StrCat("expected one of ", absl::StrJoin(rule.choices, ", "), "; got '", v, "'"));
+    }
+    if (rule.required && v.empty()) return Fail(*leaf, key, "must not be empty");
+    out = v;
+  }
+  void operator()(const char* key, std::vector<std::string>& out, const FieldRule& rule) {
+    Leaf* leaf = Take(key, rule);
+    if (leaf == nullptr) return;
+    std::vector<std::string> v;
+    if (leaf->node.IsScalar()) {
+      if (!leaf->node.Scalar().empty()) v.push_back(leaf->node.Scalar());
+    } else if (leaf->node.IsSequence()) {
+      for (const auto& item : leaf->node) {
+        if (!item.IsScalar()) return Fail(*leaf, key, "expected a list of paths");
+        v.push_back(item.Scalar());
+      }
+    } else {
+      return Fail(*leaf, key, "expected a path, a glob or a list of them");
+    }
+    if (rule.required && v.empty()) return Fail(*leaf, key, "must name at least one path");
+    out = std::move(v);
+  }
+  void operator()(const char* key, int& out, const FieldRule& rule) {
+    int64_t v;
+    if (TakeInteger(key, rule, &v)) out = static_cast<int>(v);
+  }
+  void operator()(const char* key, int64_t& out, const FieldRule& rule) { TakeInteger(key, rule, &out); }
+  void operator()(const char* key, double& out, const FieldRule& rule) {
+    Leaf* leaf = Take(key, rule);
+    if (leaf == nullptr) return;
+    const std::string s = leaf->node.IsScalar() ? leaf->node.Scalar() : "";
+    char* end = nullptr;
+    double v = s.empty() ? NAN : std::strtod(s.c_str(), &end);
+    if (s.empty() || end != s.c_str() + s.size() || !std::isfinite(v)) {
+      return Fail(*leaf, key, absl::StrCat("expected a number; got '", s, "'"));
+    }
+    if (!CheckRange(*leaf, key, v, rule)) return;
+    out = v;
+  }
+
+  // After the visit: anything not consumed is an unknown key.
+  absl::Status Finish(const std::vector<std::string>& known) {
+    if (!errors_.empty()) return absl::InvalidArgumentError(errors_.front());
+    for (const auto& [key, leaf] : leaves_) {
+      if (leaf.used) continue;
+      bool is_section = false;
+      for (const auto& k : known) is_section |= k.rfind(key + ".", 0) == 0;
+      if (is_section) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(leaf.where, ": key '", key, "' is a section and must be a mapping"));
+      }
+      std::string best;
+      size_t best_distance = 4;
+      for (const auto& k : known) {
+        size_t d = EditDistance(key, k);
+        if (d < best_distance) best_distance = d, best = k;
+      }
+      return absl::InvalidArgumentError(absl::StrCat(leaf.where, ": unknown key '", key, "'",
+                                                     best.empty() ? "" : absl::StrCat(" (did you mean '", best, "'?)")));
+    }
+    return absl::OkStatus();
+  }
+
+  std::string Where(const YAML::Node& node) const {
+    const YAML::Mark m = node.Mark();
+    return absl::StrCat(source_, ":", m.is_null() ? 1 : m.line + 1);
+  }
+
+ private:
+  Leaf* Take(const char* key, const FieldRule& rule) {
+    auto it = leaves_.find(key);
+    if (it == leaves_.end() || it->second.node.IsNull()) {
+      if (it != leaves_.end()) it->second.used = true;
+      if (rule.required) {
+        std::string k = key;
+        std::string section = k.substr(0, k.find('.'));
+        auto sec = sections_.find(section);
+        std::string where = sec != sections_.end() ? sec->second : absl::StrCat(source_, ":1");
+        errors_.push_back(absl::StrCat(where, ": missing required key '", key, "'"));
+      }
+      return nullptr;
+    }
+    it->second.used = true;
+    return &it->second;
+  }
+
+  bool TakeInteger(const char* key, const FieldRule& rule, int64_t* out) {
+    Leaf* leaf = Take(key, rule);
+    if (leaf == nullptr) return false;
+    const std::string s = leaf->node.IsScalar() ? leaf->node.Scalar() : "";
+    int64_t v = 0;
+    auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (s.empty() || ec != std::errc() || ptr != s.data() + s.size()) {
+      Fail(*leaf, key, absl::StrCat("expected an integer; got '", s, "'"));
+      return false;
+    }
+    if (!CheckRange(*leaf, key, static_cast<double>(v), rule)) return false;
+    *out = v;
+    return true;
+  }
+
+  bool CheckRange(const Leaf& leaf, const char* key, double v, const FieldRule& rule) {
+    if (v < rule.min || v > rule.max) {
+      std::string range = std::isinf(rule.max) ? absl::StrCat(">= ", rule.min)
+                                               : absl::StrCat("in [", rule.min, ", ", rule.max, "]");
+      Fail(leaf, key, absl::StrCat("must be ", range, "; got ", v));
+      return false;
+    }
+    return true;
+  }
+
+  void Fail(const Leaf& leaf, const char* key, const std::string& what) {
+    errors_.push_back(absl::StrCat(leaf.where, ": key '", key, "': ", what));
+  }
+
+  std::string source_;
+  std::map<std::string, Leaf> leaves_;
+  std::map<std::string, std::string> sections_;
+  std::vector<std::string> errors_;
+};
+
+struct KeyCollector {
+  std::vector<std::string> keys;
+  template <class T>
+  void operator()(const char* key, T&, const FieldRule&) {
+    keys.emplace_back(key);
+  }
+};
+
+// Checks that involve more than one key, or facts the type cannot express.
+absl::Status Validate(const Config& c) {
+  auto bad = [&](const std::string& key, const std::string& what) {
+    return absl::InvalidArgumentError(absl::StrCat(c.source, ": key '", key, "': ", what));
+  };
+  if ((c.cluster.num_shards & (c.cluster.num_shards - 1)) != 0) {
+    return bad("cluster.num_shards", absl::StrCat("must be a power of two; got ", c.cluster.num_shards));
+  }
+  if (c.cluster.num_shards < c.cluster.servers) {
+    return bad("cluster.num_shards", "must be at least cluster.servers");
+  }
+  if (c.cluster.scheduler.find(':') == std::string::npos) {
+    return bad("cluster.scheduler", absl::StrCat("expected host:port; got '", c.cluster.scheduler, "'"));
+  }
+  if (c.cluster.heartbeat_timeout <= c.cluster.heartbeat_interval) {
+    return bad("cluster.heartbeat_timeout", "must be longer than cluster.heartbeat_interval");
+  }
+  return absl::OkStatus();
+}
+
+struct JsonWriter {
+  std::string out = "{";
+  void Sep() { out += out.size() > 1 ? ",\n  " : "\n  "; }
+  void operator()(const char* key, std::string& v, const FieldRule&) { Sep(); out += JsonQuote(key) + ": " + JsonQuote(v); }
+  void operator()(const char* key, std::vector<std::string>& v, const FieldRule&) {
+    Sep();
+    out += JsonQuote(key) + ": [";
+    for (size_t i = 0; i < v.size(); ++i) out += (i ? ", " : "") + JsonQuote(v[i]);
+    out += "]";
+  }
+  void operator()(const char* key, int& v, const FieldRule&) { Sep(); out += JsonQuote(key) + ": " + std::to_string(v); }
+  void operator()(const char* key, int64_t& v, const FieldRule&) { Sep(); out += JsonQuote(key) + ": " + std::to_string(v); }
+  void operator()(const char* key, double& v, const FieldRule&) { Sep(); out += JsonQuote(key) + ": " + JsonNumber(v); }
+};
+
+}  // namespace
+
+absl::StatusOr<Config> ParseConfig(const std::string& yaml_text, const std::string& source_name,
+                                   const std::vector<std::string>& overrides) {
+  Loader loader(source_name);
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml_text);
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source_name, ":", e.mark.is_null() ? 1 : e.mark.line + 1, ": YAML syntax error: ", e.msg));
+  }
+  absl::Status st = loader.Flatten(root, "");
+  if (!st.ok()) return st;
+  for (const auto& o : overrides) {
+    st = loader.Override(o);
+    if (!st.ok()) return st;
+  }
+  Config config;
+  config.source = source_name;
+  KeyCollector known;
+  VisitFields(config, known);
+  VisitFields(config, loader);
+  st = loader.Finish(known.keys);
+  if (!st.ok()) return st;
+  st = Validate(config);
+  if (!st.ok()) return st;
+  return config;
+}
+
+absl::StatusOr<Config> LoadConfig(const std::string& path, const std::vector<std::string>& overrides) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open config file"));
+  std::stringstream text;
+  text << in.rdbuf();
+  return ParseConfig(text.str(), path, overrides);
+}
+
+std::string ConfigToJson(const Config& config) {
+  Config copy = config;
+  JsonWriter writer;
+  VisitFields(copy, writer);
+  return writer.out + "\n}\n";
+}
+
+}  // namespace sparta

@@ -1,0 +1,106 @@
+// Config: the one YAML file that describes a cluster and a job, as typed data.
+//
+// Every daemon loads the same file with LoadConfig() and applies the same
+// `--set key=value` overrides, so all of them agree on the job. Keys use dotted
+// names ("data.batch_size"), both in the file (as nested mappings) and in
+// overrides. An unknown key, a value of the wrong type or out of range, or a
+// missing required key is an InvalidArgument error whose message names the
+// file, the line and the key. A Config is a plain value: copy it freely; it
+// is not synchronized.
+#ifndef SPARTA_COMMON_CONFIG_H_
+#define SPARTA_COMMON_CONFIG_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace sparta {
+
+struct ClusterConfig {
+  std::string scheduler;             // host:port of the scheduler (required)
+  int servers = 0;                   // number of servers (required)
+  int workers = 0;                   // number of workers (required)
+  std::string host = "127.0.0.1";    // interface servers/workers bind to
+  double heartbeat_interval = 0.5;   // seconds between heartbeats
+  double heartbeat_timeout = 5.0;    // seconds of silence before a node is dead
+  double startup_timeout = 60.0;     // seconds for every node to register
+  int num_shards = 256;              // virtual shards (power of two)
+};
+
+struct ServerConfig {
+  int threads = 2;  // shard executor threads per server
+};
+
+struct DataConfig {
+  std::vector<std::string> train;  // paths or globs (required)
+  std::vector<std::string> test;   // paths or globs; empty: no evaluation
+  std::string format = "criteo";   // criteo | libsvm
+  int batch_size = 4096;
+  int epochs = 1;
+  int64_t max_bad_lines = 1000;  // more malformed lines than this is an error
+  int queue_batches = 4;         // parsed batches buffered ahead of compute
+};
+
+struct ModelConfig {
+  std::string name = "lr";   // lr | fm
+  int embedding_dim = 8;     // fm
+  double init_scale = 0.01;  // fm: embeddings ~ U(-s, s)
+  int64_t seed = 2024;       // per-key initializer seed
+};
+
+struct OptimizerConfig {
+  std::string name = "adagrad";  // sgd | adagrad | ftrl | adam
+  double learning_rate = 0.05;   // also FTRL's alpha
+  double initial_accumulator = 0.1;
+  double epsilon = 1e-8;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double l1 = 0.0;  // FTRL L1
+  double l2 = 0.0;  // L2 (FTRL's lambda2; weight decay for the others)
+  double ftrl_beta = 1.0;
+};
+
+struct WorkerConfig {
+  int max_inflight = 4;  // batches whose push may be unacknowledged
+  double request_timeout = 60.0;  // seconds before a request is an error
+};
+
+struct EvalConfig {
+  std::string predictions_out;  // when set: one probability per test line
+};
+
+struct LogConfig {
+  std::string level = "info";     // trace | debug | info | warn | error
+  double progress_interval = 2.0; // seconds between worker progress lines
+};
+
+struct Config {
+  ClusterConfig cluster;
+  ServerConfig server;
+  DataConfig data;
+  ModelConfig model;
+  OptimizerConfig optimizer;
+  WorkerConfig worker;
+  EvalConfig eval;
+  LogConfig log;
+
+  std::string source;  // the file it was loaded from, for messages
+};
+
+// Loads `path` and applies `overrides` ("key=value", value in YAML syntax).
+absl::StatusOr<Config> LoadConfig(const std::string& path,
+                                  const std::vector<std::string>& overrides);
+
+// Parses YAML text as if it came from a file named `source_name`.
+absl::StatusOr<Config> ParseConfig(const std::string& yaml_text,
+                                   const std::string& source_name,
+                                   const std::vector<std::string>& overrides);
+
+// The resolved configuration as one JSON object with dotted keys.
+std::string ConfigToJson(const Config& config);
+
+}  // namespace sparta
+
+#endif  // SPARTA_COMMON_CONFIG_H_

@@ -1,0 +1,76 @@
+#include "common/daemon_options.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+
+#include "absl/strings/str_cat.h"
+#include "common/json.h"
+#include "common/logging.h"
+
+namespace sparta {
+
+std::string RoleName(pb::Role role) {
+  switch (role) {
+    case pb::SCHEDULER: return "scheduler";
+    case pb::SERVER: return "server";
+    case pb::WORKER: return "worker";
+    default: return "unknown";
+  }
+}
+
+std::optional<int> ParseDaemonOptions(int argc, char** argv, pb::Role role, DaemonOptions* options,
+                                      const std::function<void(CLI::App&)>& extra) {
+  CLI::App app("sparta-" + RoleName(role) + ": a Sparta " + RoleName(role) + " daemon");
+  app.add_option("--config", options->config_path, "cluster/job YAML file")->required();
+  app.add_option("--set", options->overrides, "override a config key: key=value (repeatable)");
+  if (role != pb::SCHEDULER) {
+    app.add_option("--rank", options->rank, "rank among daemons of this role (default: assigned)");
+  }
+  app.add_option("--info-file", options->info_file, "write this node's JSON description here once registered");
+  app.add_flag("--print-config", options->print_config, "print the resolved configuration as JSON and exit");
+  if (extra) extra(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  auto config = LoadConfig(options->config_path, options->overrides);
+  if (!config.ok()) {
+    std::cerr << "sparta-" << RoleName(role) << ": config error: " << config.status().message() << "\n";
+    return 2;
+  }
+  options->config = *std::move(config);
+  if (options->print_config) {
+    std::cout << ConfigToJson(options->config);
+    return 0;
+  }
+  if (role != pb::SCHEDULER && options->rank >= 0) {
+    const int count = role == pb::SERVER ? options->config.cluster.servers : options->config.cluster.workers;
+    if (options->rank >= count) {
+      std::cerr << "sparta-" << RoleName(role) << ": --rank " << options->rank << " is out of range: cluster."
+                << RoleName(role) << "s is " << count << "\n";
+      return 2;
+    }
+  }
+  const std::string name = options->rank >= 0 ? absl::StrCat(RoleName(role), "-", options->rank) : RoleName(role);
+  InitLogging(name, options->config.log.level);
+  return std::nullopt;
+}
+
+void WriteInfoFile(const std::string& path, const pb::NodeInfo& node) {
+  if (path.empty()) return;
+  // Write-then-rename so a reader never sees half a file.
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp);
+    out << "{\"role\": " << JsonQuote(RoleName(node.role())) << ", \"rank\": " << node.rank()
+        << ", \"id\": " << node.id() << ", \"pid\": " << node.pid() << ", \"host\": " << JsonQuote(node.host())
+        << ", \"port\": " << node.data_port() << "}\n";
+  }
+  std::rename(tmp.c_str(), path.c_str());
+}
+
+}  // namespace sparta

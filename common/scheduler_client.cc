@@ -1,0 +1,206 @@
+#include "common/scheduler_client.h"
+
+#include <chrono>
+#include <deque>
+
+#include "common/logging.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/message.h"
+#include "common/socket_util.h"
+
+namespace sparta {
+
+using Clock = std::chrono::steady_clock;
+
+SchedulerClient::SchedulerClient(zmq::context_t* context, const Config& config, pb::NodeInfo self,
+                                 Callbacks callbacks)
+    : context_(context), config_(config), callbacks_(std::move(callbacks)), self_(std::move(self)) {}
+
+SchedulerClient::~SchedulerClient() {
+  stop_.store(true);
+  outbox_.Wake();
+  if (thread_.joinable()) thread_.join();
+}
+
+pb::NodeInfo SchedulerClient::self() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return self_;
+}
+
+void SchedulerClient::Post(pb::Header h) { outbox_.Post(std::move(h)); }
+
+absl::Status SchedulerClient::Register() {
+  thread_ = std::thread([this] { Run(); });
+  pb::Header h;
+  h.set_type(pb::REGISTER);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    *h.mutable_node() = self_;
+  }
+  Post(std::move(h));
+  std::unique_lock<std::mutex> lock(mu_);
+  return WaitUntil(lock, [&] { return registered_; });
+}
+
+template <class Pred>
+absl::Status SchedulerClient::WaitUntil(std::unique_lock<std::mutex>& lock, Pred ready) {
+  cv_.wait(lock, [&] { return ready() || ended_.load(); });
+  if (ready()) return absl::OkStatus();
+  return end_status_.ok() ? absl::CancelledError("the job has ended") : end_status_;
+}
+
+absl::StatusOr<pb::ClusterView> SchedulerClient::WaitForView() {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (auto st = WaitUntil(lock, [&] { return have_view_; }); !st.ok()) return st;
+  return view_;
+}
+
+absl::Status SchedulerClient::Barrier(const std::string& name) {
+  pb::Header h;
+  h.set_type(pb::BARRIER);
+  h.set_barrier(name);
+  Post(std::move(h));
+  std::unique_lock<std::mutex> lock(mu_);
+  auto st = WaitUntil(lock, [&] { return released_.count(name) > 0; });
+  if (st.ok()) released_.erase(released_.find(name));
+  return st;
+}
+
+absl::Status SchedulerClient::WaitForEnd() {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait(lock, [&] { return ended_.load(); });
+  return end_status_;
+}
+
+void SchedulerClient::SendWorkerDone(const pb::WorkerReport& report) {
+  pb::Header h;
+  h.set_type(pb::WORKER_DONE);
+  *h.mutable_report() = report;
+  Post(std::move(h));
+}
+
+void SchedulerClient::SendFlushDone(const pb::ServerStats& stats) {
+  pb::Header h;
+  h.set_type(pb::FLUSH_DONE);
+  *h.mutable_server_stats() = stats;
+  Post(std::move(h));
+}
+
+void SchedulerClient::End(absl::Status status) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (ended_.load()) return;
+    end_status_ = status;
+    ended_.store(true, std::memory_order_release);
+  }
+  cv_.notify_all();
+  if (callbacks_.on_end) callbacks_.on_end(status);
+}
+
+void SchedulerClient::Handle(const pb::Header& h) {
+  switch (h.type()) {
+    case pb::REGISTER_REPLY: {
+      std::lock_guard<std::mutex> lock(mu_);
+      self_.set_id(h.node().id());
+      self_.set_rank(h.node().rank());
+      registered_ = true;
+      break;
+    }
+    case pb::CLUSTER_VIEW: {
+      std::lock_guard<std::mutex> lock(mu_);
+      view_ = h.view();
+      have_view_ = true;
+      break;
+    }
+    case pb::BARRIER_RELEASE: {
+      std::lock_guard<std::mutex> lock(mu_);
+      released_.insert(h.barrier());
+      break;
+    }
+    case pb::FLUSH:
+      if (callbacks_.on_flush) callbacks_.on_flush();
+      return;
+    case pb::SHUTDOWN:
+      End(absl::OkStatus());
+      return;
+    case pb::ABORT:
+      End(absl::AbortedError(absl::StrCat("job aborted by the scheduler: ", h.error())));
+      return;
+    case pb::HEARTBEAT:
+      return;
+    default:
+      spdlog::warn("scheduler client: ignoring unexpected {} from the scheduler", MsgTypeName(h.type()));
+      return;
+  }
+  cv_.notify_all();
+}
+
+void SchedulerClient::Run() {
+  zmq::socket_t socket(*context_, zmq::socket_type::dealer);
+  ConfigureSocket(socket);
+  const std::string endpoint = TcpEndpoint(config_.cluster.scheduler);
+  try {
+    socket.connect(endpoint);
+  } catch (const zmq::error_t& e) {
+    End(absl::InvalidArgumentError(absl::StrCat("cannot connect to scheduler ", endpoint, ": ", e.what())));
+    return;
+  }
+  const auto interval = std::chrono::duration<double>(config_.cluster.heartbeat_interval);
+  const auto timeout = std::chrono::duration<double>(config_.cluster.heartbeat_timeout);
+  const auto startup = std::chrono::duration<double>(config_.cluster.startup_timeout);
+  const auto started = Clock::now();
+  auto last_contact = started;
+  auto next_heartbeat = started;
+  std::deque<pb::Header> outgoing;
+
+  while (!stop_.load() && !ended_.load()) {
+    const auto now = Clock::now();
+    bool registered;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      registered = registered_;
+    }
+    if (registered && now >= next_heartbeat) {
+      pb::Header hb;
+      hb.set_type(pb::HEARTBEAT);
+      outgoing.push_back(std::move(hb));
+      next_heartbeat = now + std::chrono::duration_cast<Clock::duration>(interval);
+    }
+    // The scheduler echoes every heartbeat; silence means it is gone.
+    if (registered ? now - last_contact > timeout : now - started > startup) {
+      End(absl::UnavailableError(absl::StrCat(
+          registered ? "lost contact with the scheduler at " : "no answer from the scheduler at ",
+          config_.cluster.scheduler, " for ",
+          std::chrono::duration<double>(now - last_contact).count(), " s")));
+      break;
+    }
+    while (!outgoing.empty()) {
+      pb::Header& h = outgoing.front();
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        h.set_sender(self_.id());
+      }
+      if (!SendMessage(socket, h).ok()) break;  // queue full: retry next round
+      outgoing.pop_front();
+    }
+
+    zmq::pollitem_t items[] = {{socket.handle(), 0, ZMQ_POLLIN, 0}, {nullptr, outbox_.fd(), ZMQ_POLLIN, 0}};
+    const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::max(Clock::duration::zero(), next_heartbeat - Clock::now()));
+    zmq::poll(items, 2, std::chrono::milliseconds(std::clamp<int64_t>(wait.count(), 1, 100)));
+    if (items[1].revents & ZMQ_POLLIN) outbox_.Drain(&outgoing);
+    while (true) {
+      auto got = ReceiveMessage(socket, /*from_router=*/false);
+      if (!got.ok()) {
+        spdlog::warn("scheduler client: dropped a message: {}", got.status().ToString());
+        continue;
+      }
+      if (!got->has_value()) break;
+      last_contact = Clock::now();
+      Handle((*got)->header);
+    }
+  }
+}
+
+}  // namespace sparta

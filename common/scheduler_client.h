@@ -1,0 +1,98 @@
+// SchedulerClient: a server's or worker's control connection to the
+// scheduler: registration, the cluster view, heartbeats, barriers and the end
+// of the job.
+//
+// It owns one DEALER socket and one thread. The thread sends a heartbeat every
+// cluster.heartbeat_interval and treats the scheduler as gone when nothing has
+// come back for cluster.heartbeat_timeout (or cluster.startup_timeout before
+// registration), so a node never hangs on a dead scheduler.
+//
+// Thread-safe: every public method may be called from any thread. Callbacks
+// run on the client's own thread and must not block.
+#ifndef SPARTA_COMMON_SCHEDULER_CLIENT_H_
+#define SPARTA_COMMON_SCHEDULER_CLIENT_H_
+
+#include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+
+#include <zmq.hpp>
+
+#include "absl/status/statusor.h"
+#include "common/config.h"
+#include "common/mailbox.h"
+#include "sparta.pb.h"
+
+namespace sparta {
+
+class SchedulerClient {
+ public:
+  struct Callbacks {
+    std::function<void()> on_flush;                  // servers: persist, then SendFlushDone
+    std::function<void(const absl::Status&)> on_end; // SHUTDOWN (ok) or ABORT / lost scheduler
+  };
+
+  // `self` describes this node (role, host, ports, requested rank or -1).
+  SchedulerClient(zmq::context_t* context, const Config& config, pb::NodeInfo self,
+                  Callbacks callbacks);
+  ~SchedulerClient();
+  SchedulerClient(const SchedulerClient&) = delete;
+  SchedulerClient& operator=(const SchedulerClient&) = delete;
+
+  // Connects and registers. Returns once the scheduler has answered with this
+  // node's id and rank.
+  absl::Status Register();
+
+  // Blocks until the first cluster view arrives (or the job ends).
+  absl::StatusOr<pb::ClusterView> WaitForView();
+
+  // Blocks until every participant of barrier `name` has arrived.
+  absl::Status Barrier(const std::string& name);
+
+  // Blocks until the job ends: OK on SHUTDOWN, the reason otherwise.
+  absl::Status WaitForEnd();
+
+  // Fire-and-forget messages to the scheduler.
+  void SendWorkerDone(const pb::WorkerReport& report);
+  void SendFlushDone(const pb::ServerStats& stats);
+
+  // This node as registered (id and rank valid after Register()).
+  pb::NodeInfo self() const;
+
+  // The job's end status if it has ended.
+  bool ended() const { return ended_.load(std::memory_order_acquire); }
+
+ private:
+  void Run();
+  void Handle(const pb::Header& h);
+  void End(absl::Status status);
+  void Post(pb::Header h);
+  // Waits on cv_ until `ready()` holds or the job has ended.
+  template <class Pred>
+  absl::Status WaitUntil(std::unique_lock<std::mutex>& lock, Pred ready);
+
+  zmq::context_t* const context_;
+  const Config config_;
+  const Callbacks callbacks_;
+  Mailbox<pb::Header> outbox_;
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> ended_{false};
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  pb::NodeInfo self_;  // guarded by mu_
+  bool registered_ = false;
+  bool have_view_ = false;
+  pb::ClusterView view_;
+  std::multiset<std::string> released_;  // barrier releases not yet consumed
+  absl::Status end_status_;              // valid when ended_
+};
+
+}  // namespace sparta
+
+#endif  // SPARTA_COMMON_SCHEDULER_CLIENT_H_

@@ -1,0 +1,34 @@
+// Socket set-up shared by every daemon: endpoints, the options every Sparta
+// socket carries, and binding to a port the OS picks. Stateless functions;
+// each must be called by the thread that owns the socket.
+#ifndef SPARTA_COMMON_SOCKET_UTIL_H_
+#define SPARTA_COMMON_SOCKET_UTIL_H_
+
+#include <cstdint>
+#include <string>
+
+#include <zmq.hpp>
+
+#include "absl/status/statusor.h"
+
+namespace sparta {
+
+// "host:port" -> "tcp://host:port".
+std::string TcpEndpoint(const std::string& host_port);
+std::string TcpEndpoint(const std::string& host, uint32_t port);
+
+// Splits "host:port"; the port must be a number in [0, 65535].
+absl::Status SplitHostPort(const std::string& host_port, std::string* host, uint32_t* port);
+
+// Options every socket gets: no linger at close (a dead peer must not hang
+// shutdown), a per-frame size cap (hostile input must not exhaust memory),
+// and high-water marks deep enough for a window of large requests.
+void ConfigureSocket(zmq::socket_t& socket);
+
+// Binds to host on a port the OS chooses (or `port` if non-zero) and returns
+// the bound port.
+absl::StatusOr<uint32_t> BindTcp(zmq::socket_t& socket, const std::string& host, uint32_t port);
+
+}  // namespace sparta
+
+#endif  // SPARTA_COMMON_SOCKET_UTIL_H_

@@ -1,0 +1,88 @@
+#include "scheduler/membership.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/daemon_options.h"
+
+namespace sparta {
+
+std::string DescribeNode(const pb::NodeInfo& node) {
+  std::string where = node.data_port() != 0 ? absl::StrCat(node.host(), ":", node.data_port()) : node.host();
+  return absl::StrCat(RoleName(node.role()), "-", node.rank(), " (id ", node.id(), ", ", where, ", pid ",
+                      node.pid(), ")");
+}
+
+Membership::Membership(int servers, int workers) : servers_(servers), workers_(workers) {}
+
+int Membership::joined(pb::Role role) const {
+  int n = 0;
+  for (const Node& node : nodes_) n += node.info.role() == role;
+  return n;
+}
+
+absl::StatusOr<pb::NodeInfo> Membership::Add(const pb::NodeInfo& requested, const std::string& routing_id,
+                                             Clock::time_point now) {
+  const pb::Role role = requested.role();
+  if (role != pb::SERVER && role != pb::WORKER) {
+    return absl::InvalidArgumentError(absl::StrCat("cannot register a node of role ", role));
+  }
+  const int count = expected(role);
+  std::vector<bool> taken(count, false);
+  for (const Node& node : nodes_) {
+    if (node.info.role() == role) taken[node.info.rank()] = true;
+  }
+  int rank = requested.rank();
+  if (rank >= count) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(RoleName(role), " rank ", rank, " is out of range: the job has ", count));
+  }
+  if (rank >= 0 && taken[rank]) {
+    return absl::AlreadyExistsError(absl::StrCat(RoleName(role), " rank ", rank, " is already taken"));
+  }
+  if (rank < 0) {
+    for (rank = 0; rank < count && taken[rank]; ++rank) {
+    }
+    if (rank == count) {
+      return absl::ResourceExhaustedError(absl::StrCat("all ", count, " ", RoleName(role), " ranks are taken"));
+    }
+  }
+  Node node;
+  node.info = requested;
+  node.info.set_rank(rank);
+  node.info.set_id(static_cast<uint32_t>(nodes_.size() + 1));  // 0 is the scheduler
+  node.routing_id = routing_id;
+  node.last_seen = now;
+  by_routing_id_[routing_id] = nodes_.size();
+  nodes_.push_back(node);
+  return node.info;
+}
+
+Membership::Node* Membership::FindByRoutingId(const std::string& routing_id) {
+  auto it = by_routing_id_.find(routing_id);
+  return it == by_routing_id_.end() ? nullptr : &nodes_[it->second];
+}
+
+const Membership::Node* Membership::FindSilent(Clock::time_point now, Clock::duration timeout) const {
+  for (const Node& node : nodes_) {
+    if (now - node.last_seen > timeout) return &node;
+  }
+  return nullptr;
+}
+
+std::string Membership::DescribeMissing() const {
+  std::vector<std::string> parts;
+  for (pb::Role role : {pb::SERVER, pb::WORKER}) {
+    std::vector<bool> seen(expected(role), false);
+    for (const Node& node : nodes_) {
+      if (node.info.role() == role) seen[node.info.rank()] = true;
+    }
+    std::vector<int> missing;
+    for (int r = 0; r < expected(role); ++r) {
+      if (!seen[r]) missing.push_back(r);
+    }
+    if (!missing.empty()) parts.push_back(absl::StrCat(RoleName(role), " ranks ", absl::StrJoin(missing, ", ")));
+  }
+  return absl::StrJoin(parts, "; ");
+}
+
+}  // namespace sparta

@@ -1,0 +1,66 @@
+// Membership: the scheduler's table of registered nodes, their ids, ranks and
+// the time each was last heard from.
+//
+// Ids are unique per job (the scheduler is id 0); ranks are dense per role
+// (servers 0..S-1, workers 0..W-1). Not thread-safe: owned by the scheduler's
+// event loop.
+#ifndef SPARTA_SCHEDULER_MEMBERSHIP_H_
+#define SPARTA_SCHEDULER_MEMBERSHIP_H_
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "sparta.pb.h"
+
+namespace sparta {
+
+class Membership {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  struct Node {
+    pb::NodeInfo info;
+    std::string routing_id;  // the node's identity on the scheduler's ROUTER
+    Clock::time_point last_seen;
+  };
+
+  Membership(int servers, int workers);
+
+  // Adds a node. Honors a requested rank if it is free; otherwise assigns the
+  // lowest free rank of its role. Errors: bad role, rank taken or out of
+  // range, role full.
+  absl::StatusOr<pb::NodeInfo> Add(const pb::NodeInfo& requested, const std::string& routing_id,
+                                   Clock::time_point now);
+
+  // The node that owns `routing_id`, or nullptr.
+  Node* FindByRoutingId(const std::string& routing_id);
+
+  bool complete() const { return joined(pb::SERVER) == servers_ && joined(pb::WORKER) == workers_; }
+  int joined(pb::Role role) const;
+  int expected(pb::Role role) const { return role == pb::SERVER ? servers_ : workers_; }
+
+  // The first node silent for longer than `timeout`, if any.
+  const Node* FindSilent(Clock::time_point now, Clock::duration timeout) const;
+
+  // What is missing, for a start-up timeout message ("server ranks 1, 2; ...").
+  std::string DescribeMissing() const;
+
+  const std::vector<Node>& nodes() const { return nodes_; }
+
+ private:
+  const int servers_;
+  const int workers_;
+  std::vector<Node> nodes_;
+  absl::flat_hash_map<std::string, size_t> by_routing_id_;
+};
+
+// "server-1 (id 3, 127.0.0.1:4567, pid 1234)": how errors name a node.
+std::string DescribeNode(const pb::NodeInfo& node);
+
+}  // namespace sparta
+
+#endif  // SPARTA_SCHEDULER_MEMBERSHIP_H_

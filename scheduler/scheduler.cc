@@ -1,0 +1,247 @@
+#include "scheduler/scheduler.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <fstream>
+
+#include "common/logging.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/daemon_options.h"
+#include "common/json.h"
+#include "common/message.h"
+#include "common/socket_util.h"
+
+namespace sparta {
+
+using Clock = Membership::Clock;
+
+Scheduler::Scheduler(const Config& config, std::string summary_file)
+    : config_(config),
+      summary_file_(std::move(summary_file)),
+      context_(1),
+      socket_(context_, zmq::socket_type::router),
+      members_(config.cluster.servers, config.cluster.workers) {}
+
+absl::Status Scheduler::Run() {
+  ConfigureSocket(socket_);
+  // Sending to a peer that is gone must fail visibly, not vanish.
+  socket_.set(zmq::sockopt::router_mandatory, 1);
+  std::string host;
+  uint32_t port = 0;
+  if (auto st = SplitHostPort(config_.cluster.scheduler, &host, &port); !st.ok()) return st;
+  auto bound = BindTcp(socket_, host, port);
+  if (!bound.ok()) return bound.status();
+  spdlog::info("scheduler listening on {}:{}; waiting for {} servers and {} workers", host, *bound,
+               config_.cluster.servers, config_.cluster.workers);
+  started_ = last_silence_check_ = Clock::now();
+
+  while (phase_ != Phase::kDone) {
+    zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLIN, 0};
+    zmq::poll(&item, 1, std::chrono::milliseconds(50));
+    while (phase_ != Phase::kDone) {
+      auto got = ReceiveMessage(socket_, /*from_router=*/true);
+      if (!got.ok()) {
+        ++dropped_messages_;
+        spdlog::warn("dropped a message: {}", got.status().message());
+        continue;
+      }
+      if (!got->has_value()) break;
+      Message& m = **got;
+      Dispatch(m.routing_id->to_string(), m.header, Clock::now());
+    }
+    CheckTimers(Clock::now());
+  }
+  // Give the final SHUTDOWN/ABORT messages time to leave before the socket closes.
+  socket_.set(zmq::sockopt::linger, 2000);
+  socket_.close();
+  WriteSummary();
+  return outcome_;
+}
+
+void Scheduler::Dispatch(const std::string& routing_id, const pb::Header& h, Clock::time_point now) {
+  if (h.type() == pb::REGISTER) return OnRegister(routing_id, h, now);
+  Membership::Node* node = members_.FindByRoutingId(routing_id);
+  if (node == nullptr) {
+    ++dropped_messages_;
+    spdlog::warn("dropped {} from an unregistered peer", MsgTypeName(h.type()));
+    return;
+  }
+  node->last_seen = now;
+  switch (h.type()) {
+    case pb::HEARTBEAT: {
+      pb::Header echo;
+      echo.set_type(pb::HEARTBEAT);
+      SendTo(routing_id, std::move(echo));
+      return;
+    }
+    case pb::BARRIER:
+      return OnBarrier(*node, h.barrier());
+    case pb::WORKER_DONE:
+      if (node->info.role() == pb::WORKER) return OnWorkerDone(*node, h.report());
+      break;
+    case pb::FLUSH_DONE:
+      if (node->info.role() == pb::SERVER) return OnFlushDone(*node, h.server_stats());
+      break;
+    default:
+      break;
+  }
+  ++dropped_messages_;
+  spdlog::warn("dropped unexpected {} from {}", MsgTypeName(h.type()), DescribeNode(node->info));
+}
+
+void Scheduler::OnRegister(const std::string& routing_id, const pb::Header& h, Clock::time_point now) {
+  auto reject = [&](const std::string& why) {
+    spdlog::warn("refused registration of a {} from {}: {}", RoleName(h.node().role()), h.node().host(), why);
+    pb::Header abort;
+    abort.set_type(pb::ABORT);
+    abort.set_error(absl::StrCat("registration refused: ", why));
+    SendTo(routing_id, std::move(abort));
+  };
+  if (members_.FindByRoutingId(routing_id) != nullptr) return;  // a resent REGISTER
+  if (phase_ != Phase::kRegistering) return reject("the job has already started");
+  auto added = members_.Add(h.node(), routing_id, now);
+  if (!added.ok()) return reject(std::string(added.status().message()));
+  spdlog::info("registered {} ({} of {} servers, {} of {} workers)", DescribeNode(*added),
+               members_.joined(pb::SERVER), config_.cluster.servers, members_.joined(pb::WORKER),
+               config_.cluster.workers);
+  pb::Header reply;
+  reply.set_type(pb::REGISTER_REPLY);
+  *reply.mutable_node() = *added;
+  SendTo(routing_id, std::move(reply));
+  if (members_.complete()) PublishView();
+}
+
+void Scheduler::PublishView() {
+  pb::Header h;
+  h.set_type(pb::CLUSTER_VIEW);
+  pb::ClusterView* view = h.mutable_view();
+  view->set_epoch(++epoch_);
+  for (const auto& node : members_.nodes()) *view->add_nodes() = node.info;
+  // Round-robin keeps every server's share within one shard of the others.
+  for (int s = 0; s < config_.cluster.num_shards; ++s) view->add_shard_owner(s % config_.cluster.servers);
+  h.set_epoch(epoch_);
+  Broadcast(h);
+  phase_ = Phase::kRunning;
+  spdlog::info("all {} nodes registered; published cluster view epoch {} with {} shards", members_.nodes().size(),
+               epoch_, config_.cluster.num_shards);
+}
+
+void Scheduler::OnBarrier(const Membership::Node& node, const std::string& name) {
+  const pb::Role role = node.info.role();
+  auto& arrived = barriers_[{role, name}];
+  arrived.insert(node.info.id());
+  if (static_cast<int>(arrived.size()) < members_.expected(role)) return;
+  spdlog::info("barrier '{}' of {}s released", name, RoleName(role));
+  pb::Header release;
+  release.set_type(pb::BARRIER_RELEASE);
+  release.set_barrier(name);
+  Broadcast(release, role);
+  barriers_.erase({role, name});
+}
+
+void Scheduler::OnWorkerDone(const Membership::Node& node, const pb::WorkerReport& report) {
+  reports_[node.info.rank()] = report;
+  spdlog::info("{} finished: {} examples in {:.2f} s", DescribeNode(node.info), report.train_examples(),
+               report.train_seconds());
+  if (static_cast<int>(reports_.size()) < config_.cluster.workers || phase_ != Phase::kRunning) return;
+  phase_ = Phase::kFlushing;
+  spdlog::info("all workers finished; asking servers to flush");
+  pb::Header flush;
+  flush.set_type(pb::FLUSH);
+  Broadcast(flush, pb::SERVER);
+}
+
+void Scheduler::OnFlushDone(const Membership::Node& node, const pb::ServerStats& stats) {
+  flushed_[node.info.rank()] = stats;
+  if (static_cast<int>(flushed_.size()) < config_.cluster.servers || phase_ != Phase::kFlushing) return;
+  spdlog::info("all servers flushed; shutting the cluster down");
+  pb::Header shutdown;
+  shutdown.set_type(pb::SHUTDOWN);
+  Broadcast(shutdown);
+  phase_ = Phase::kDone;
+}
+
+void Scheduler::CheckTimers(Clock::time_point now) {
+  if (phase_ == Phase::kRegistering) {
+    if (now - started_ > std::chrono::duration<double>(config_.cluster.startup_timeout)) {
+      Fail(absl::StrCat("start-up timed out after ", config_.cluster.startup_timeout,
+                        " s (cluster.startup_timeout); never registered: ", members_.DescribeMissing()));
+    }
+  }
+  if (phase_ == Phase::kDone) return;
+  // A stalled scheduler (e.g. stopped in a debugger) must not blame the nodes:
+  // only judge silence when this loop itself has been running on time.
+  const auto timeout = std::chrono::duration_cast<Clock::duration>(
+      std::chrono::duration<double>(config_.cluster.heartbeat_timeout));
+  const bool loop_on_time = now - last_silence_check_ < timeout / 2;
+  last_silence_check_ = now;
+  if (!loop_on_time) return;
+  if (const Membership::Node* silent = members_.FindSilent(now, timeout)) {
+    Fail(absl::StrCat(DescribeNode(silent->info), " stopped responding: no heartbeat for ",
+                      std::chrono::duration<double>(now - silent->last_seen).count(),
+                      " s (cluster.heartbeat_timeout is ", config_.cluster.heartbeat_timeout, " s)"));
+  }
+}
+
+void Scheduler::Fail(const std::string& reason) {
+  spdlog::error("job failed: {}", reason);
+  outcome_ = absl::UnavailableError(reason);
+  pb::Header abort;
+  abort.set_type(pb::ABORT);
+  abort.set_error(reason);
+  Broadcast(abort);
+  phase_ = Phase::kDone;
+}
+
+void Scheduler::SendTo(const std::string& routing_id, pb::Header h) {
+  h.set_sender(0);
+  h.set_epoch(epoch_);
+  zmq::message_t id(routing_id.data(), routing_id.size());
+  if (auto st = SendMessage(socket_, h, nullptr, &id); !st.ok()) {
+    spdlog::debug("could not send {}: {}", MsgTypeName(h.type()), st.message());
+  }
+}
+
+void Scheduler::Broadcast(const pb::Header& h, pb::Role only) {
+  for (const auto& node : members_.nodes()) {
+    if (only == pb::ROLE_UNKNOWN || node.info.role() == only) SendTo(node.routing_id, h);
+  }
+}
+
+void Scheduler::WriteSummary() const {
+  if (summary_file_.empty()) return;
+  uint64_t examples = 0, bad_lines = 0, rows = 0;
+  double seconds = 0, loss = 0;
+  const pb::WorkerReport* eval = nullptr;
+  for (const auto& [rank, r] : reports_) {
+    examples += r.train_examples();
+    bad_lines += r.bad_lines();
+    seconds = std::max(seconds, r.train_seconds());
+    loss += r.train_loss() / reports_.size();
+    if (r.has_eval()) eval = &r;
+  }
+  for (const auto& [rank, s] : flushed_) rows += s.rows();
+  std::ofstream out(summary_file_ + ".tmp");
+  out << "{\n  \"status\": " << JsonQuote(outcome_.ok() ? "ok" : "failed");
+  out << ",\n  \"error\": " << (outcome_.ok() ? "null" : JsonQuote(outcome_.message()));
+  out << ",\n  \"model\": " << JsonQuote(config_.model.name);
+  out << ",\n  \"optimizer\": " << JsonQuote(config_.optimizer.name);
+  out << ",\n  \"servers\": " << config_.cluster.servers << ",\n  \"workers\": " << config_.cluster.workers;
+  out << ",\n  \"train_examples\": " << examples;
+  out << ",\n  \"train_seconds\": " << JsonNumber(seconds);
+  out << ",\n  \"examples_per_sec\": " << JsonNumber(seconds > 0 ? examples / seconds : 0);
+  out << ",\n  \"train_loss\": " << JsonNumber(loss);
+  out << ",\n  \"bad_lines\": " << bad_lines;
+  out << ",\n  \"server_rows\": " << rows;
+  out << ",\n  \"auc\": " << (eval ? JsonNumber(eval->auc()) : "null");
+  out << ",\n  \"logloss\": " << (eval ? JsonNumber(eval->logloss()) : "null");
+  out << ",\n  \"test_rows\": " << (eval ? std::to_string(eval->test_rows()) : "0");
+  out << ",\n  \"dropped_messages\": " << dropped_messages_;
+  out << "\n}\n";
+  out.close();
+  std::rename((summary_file_ + ".tmp").c_str(), summary_file_.c_str());
+}
+
+}  // namespace sparta

@@ -1,0 +1,69 @@
+// Scheduler: the cluster's coordinator. It registers servers and workers,
+// publishes the cluster view (nodes + shard map, with an epoch), answers
+// heartbeats, runs named barriers, detects silent nodes, and ends the job:
+// all workers done -> servers flush -> every daemon is told to exit.
+//
+// One thread runs everything (Run()); it owns the ROUTER socket. The class is
+// not thread-safe and needs no locks.
+#ifndef SPARTA_SCHEDULER_SCHEDULER_H_
+#define SPARTA_SCHEDULER_SCHEDULER_H_
+
+#include <map>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <zmq.hpp>
+
+#include "absl/status/status.h"
+#include "common/config.h"
+#include "scheduler/membership.h"
+#include "sparta.pb.h"
+
+namespace sparta {
+
+class Scheduler {
+ public:
+  // `summary_file`: where the job summary JSON is written at the end ("" for none).
+  Scheduler(const Config& config, std::string summary_file);
+
+  // Runs the job to its end. OK when every worker finished and every server
+  // flushed; otherwise the reason the job failed (also broadcast as ABORT).
+  absl::Status Run();
+
+ private:
+  enum class Phase { kRegistering, kRunning, kFlushing, kDone };
+
+  void Dispatch(const std::string& routing_id, const pb::Header& h, Membership::Clock::time_point now);
+  void OnRegister(const std::string& routing_id, const pb::Header& h, Membership::Clock::time_point now);
+  void OnBarrier(const Membership::Node& node, const std::string& name);
+  void OnWorkerDone(const Membership::Node& node, const pb::WorkerReport& report);
+  void OnFlushDone(const Membership::Node& node, const pb::ServerStats& stats);
+  void PublishView();
+  void CheckTimers(Membership::Clock::time_point now);
+  void Fail(const std::string& reason);
+  void SendTo(const std::string& routing_id, pb::Header h);
+  void Broadcast(const pb::Header& h, pb::Role only = pb::ROLE_UNKNOWN);
+  void WriteSummary() const;
+
+  const Config config_;
+  const std::string summary_file_;
+  zmq::context_t context_;
+  zmq::socket_t socket_;
+  Membership members_;
+  Phase phase_ = Phase::kRegistering;
+  Membership::Clock::time_point started_;
+  Membership::Clock::time_point last_silence_check_;
+  uint64_t epoch_ = 0;
+  absl::Status outcome_;
+  // (role, name) -> ids that have arrived.
+  std::map<std::pair<int, std::string>, std::set<uint32_t>> barriers_;
+  std::map<uint32_t, pb::WorkerReport> reports_;  // by worker rank
+  std::map<uint32_t, pb::ServerStats> flushed_;   // by server rank
+  uint64_t dropped_messages_ = 0;
+};
+
+}  // namespace sparta
+
+#endif  // SPARTA_SCHEDULER_SCHEDULER_H_

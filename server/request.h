@@ -1,0 +1,46 @@
+// Request: one data-plane request in flight inside a server, from the moment
+// the I/O thread decodes it until the last executor that works on it is
+// done. The payload stays in the received zmq frames; executors read keys
+// and gradients through views of them and write pulled rows straight into
+// `values`, each at the positions of its own keys (disjoint, so no locks).
+//
+// Shared by the I/O thread and the executors through shared_ptr; `pending`
+// counts the executors still working; whoever brings it to zero hands the
+// request back to the I/O thread for the reply.
+#ifndef SPARTA_SERVER_REQUEST_H_
+#define SPARTA_SERVER_REQUEST_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "common/message.h"
+#include "server/table_registry.h"
+
+namespace sparta {
+
+struct Request {
+  Message message;
+  const TableEntry* table = nullptr;
+  std::span<const uint64_t> keys;
+  std::span<const float> grads;      // PUSH only
+  std::vector<float> values;         // PULL only: num_keys * dim
+  std::vector<uint64_t> key_scratch; // backing store if a frame was unaligned
+  std::vector<float> grad_scratch;
+  std::atomic<int> pending{0};
+};
+
+// The part of a request that one executor handles: positions of the keys
+// (in request order) that fall into the executor's shards, and for each the
+// executor-local shard index.
+struct ShardTask {
+  std::shared_ptr<Request> request;
+  std::vector<uint32_t> positions;
+  std::vector<uint32_t> local_shards;
+};
+
+}  // namespace sparta
+
+#endif  // SPARTA_SERVER_REQUEST_H_

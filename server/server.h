@@ -1,0 +1,64 @@
+// Server: a parameter server daemon. It registers with the scheduler, holds
+// the shards the cluster view assigns to it, and answers CREATE_TABLE, PULL
+// and PUSH requests from workers.
+//
+// Threads: the I/O thread (Run()) owns the ROUTER socket; it decodes each
+// request, checks its epoch, table and shard ownership, drops duplicates, and
+// routes every key to the ShardExecutor owning the key's shard
+// (server.threads of them). Executors post finished requests back; the I/O
+// thread sends the replies. Rows are touched only by their executor.
+#ifndef SPARTA_SERVER_SERVER_H_
+#define SPARTA_SERVER_SERVER_H_
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <zmq.hpp>
+
+#include "absl/status/status.h"
+#include "common/config.h"
+#include "common/mailbox.h"
+#include "server/duplicate_filter.h"
+#include "server/request.h"
+#include "server/shard_executor.h"
+#include "server/table_registry.h"
+
+namespace sparta {
+
+class Server {
+ public:
+  Server(const Config& config, int rank, std::string info_file);
+  ~Server();
+
+  // Serves until the scheduler ends the job. OK on a clean SHUTDOWN.
+  absl::Status Run();
+
+ private:
+  void HandleRequest(Message message);
+  void Route(std::shared_ptr<Request> request);
+  void Reply(const Message& request, absl::Status status, std::vector<float>* values = nullptr,
+             uint32_t dim = 0);
+  void Answer(const std::shared_ptr<Request>& request);
+  pb::ServerStats Stats() const;
+
+  const Config config_;
+  const int requested_rank_;
+  const std::string info_file_;
+  zmq::context_t context_;
+  zmq::socket_t socket_;
+  int rank_ = -1;
+  uint64_t epoch_ = 0;
+  int shard_bits_ = 0;
+  std::vector<uint32_t> shard_owner_;
+  TableRegistry tables_;
+  DuplicateFilter duplicates_;
+  Mailbox<std::shared_ptr<Request>> done_;
+  std::vector<std::unique_ptr<ShardExecutor>> executors_;
+  std::atomic<uint64_t> pulls_{0}, pushes_{0}, dropped_{0};
+};
+
+}  // namespace sparta
+
+#endif  // SPARTA_SERVER_SERVER_H_

@@ -1,0 +1,44 @@
+// TableRegistry: the tables a server knows, by id, with their optimizers.
+//
+// Tables are created by CREATE_TABLE requests on the server's I/O thread,
+// before any data request for them; entries are never removed or changed, so
+// executor threads may read an entry through the pointer a task carries.
+// Create()/Find() are called only by the I/O thread.
+#ifndef SPARTA_SERVER_TABLE_REGISTRY_H_
+#define SPARTA_SERVER_TABLE_REGISTRY_H_
+
+#include <memory>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "server/optimizer.h"
+#include "sparta.pb.h"
+
+namespace sparta {
+
+struct TableEntry {
+  pb::TableSpec spec;
+  std::unique_ptr<Optimizer> optimizer;
+};
+
+class TableRegistry {
+ public:
+  // Creates the table, or accepts an identical spec again (every worker
+  // declares the model's tables). A different spec under the same id is an
+  // error.
+  absl::Status Create(const pb::TableSpec& spec);
+
+  // nullptr if the table does not exist.
+  const TableEntry* Find(uint32_t id) const {
+    return id < tables_.size() ? tables_[id].get() : nullptr;
+  }
+
+  static constexpr uint32_t kMaxTables = 1024;
+
+ private:
+  std::vector<std::unique_ptr<TableEntry>> tables_;
+};
+
+}  // namespace sparta
+
+#endif  // SPARTA_SERVER_TABLE_REGISTRY_H_
