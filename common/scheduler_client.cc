@@ -80,6 +80,13 @@ void SchedulerClient::SendWorkerDone(const pb::WorkerReport& report) {
   Post(std::move(h));
 }
 
+void SchedulerClient::SendWorkerFailed(const absl::Status& error) {
+  pb::Header h;
+  h.set_type(pb::WORKER_DONE);
+  h.set_error(error.ToString());
+  Post(std::move(h));
+}
+
 void SchedulerClient::SendFlushDone(const pb::ServerStats& stats) {
   pb::Header h;
   h.set_type(pb::FLUSH_DONE);

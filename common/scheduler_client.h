@@ -59,6 +59,9 @@ class SchedulerClient {
   // Fire-and-forget messages to the scheduler.
   void SendWorkerDone(const pb::WorkerReport& report);
   void SendFlushDone(const pb::ServerStats& stats);
+  // Tells the scheduler this worker cannot go on, so the job fails at once
+  // with `error` instead of after a heartbeat timeout.
+  void SendWorkerFailed(const absl::Status& error);
 
   // This node as registered (id and rank valid after Register()).
   pb::NodeInfo self() const;

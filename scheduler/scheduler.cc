@@ -79,7 +79,9 @@ void Scheduler::Dispatch(const std::string& routing_id, const pb::Header& h, Clo
     case pb::BARRIER:
       return OnBarrier(*node, h.barrier());
     case pb::WORKER_DONE:
-      if (node->info.role() == pb::WORKER) return OnWorkerDone(*node, h.report());
+      if (node->info.role() != pb::WORKER) break;
+      if (!h.error().empty()) return Fail(absl::StrCat(DescribeNode(node->info), " failed: ", h.error()));
+      return OnWorkerDone(*node, h.report());
       break;
     case pb::FLUSH_DONE:
       if (node->info.role() == pb::SERVER) return OnFlushDone(*node, h.server_stats());

@@ -73,7 +73,10 @@ class Ftrl final : public Optimizer {
       n[j] = n_new;
       const float zj = z[j];
       const float shrunk = zj > l1_ ? zj - l1_ : (zj < -l1_ ? zj + l1_ : 0.0f);
-      w[j] = -shrunk / ((beta_ + std::sqrt(n_new)) / alpha_ + l2_);
+      const float denominator = (beta_ + std::sqrt(n_new)) / alpha_ + l2_;
+      // With beta = l2 = 0 a coordinate that has only seen zero gradients has
+      // no curvature yet: it stays at zero.
+      w[j] = denominator > 0 ? -shrunk / denominator : 0.0f;
     }
   }
 

@@ -1,0 +1,99 @@
+// KVClient: a worker's asynchronous connection to every parameter server.
+//
+// Pull() and Push() split a request by the cluster's shard map into one
+// message per server, hand them to the client's I/O thread and return at
+// once with a Ticket; Wait(ticket) blocks until every server has answered.
+// So a trainer can issue the next batch's pull, compute this batch, and
+// leave the previous batch's push in flight, all at the same time.
+//
+// Every request carries this node's id, a per-server sequence number and the
+// view epoch; servers use (sender, seq) to drop resent duplicates.
+//
+// Thread-safe: any thread may call any method. The I/O thread owns one
+// DEALER socket per server. A Pull's `keys` and `out` must stay valid until
+// its Wait returns; Push copies what it sends, so its inputs may be reused at
+// once.
+#ifndef SPARTA_WORKER_KV_CLIENT_H_
+#define SPARTA_WORKER_KV_CLIENT_H_
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <thread>
+#include <vector>
+
+#include <zmq.hpp>
+
+#include "absl/status/status.h"
+#include "common/config.h"
+#include "common/mailbox.h"
+#include "sparta.pb.h"
+
+namespace sparta {
+
+class KVClient {
+ public:
+  class Operation;
+  using Ticket = std::shared_ptr<Operation>;
+
+  KVClient(zmq::context_t* context, const Config& config, uint32_t node_id, const pb::ClusterView& view);
+  ~KVClient();
+  KVClient(const KVClient&) = delete;
+  KVClient& operator=(const KVClient&) = delete;
+
+  // Connects to every server and starts the I/O thread.
+  absl::Status Start();
+
+  // Creates `spec` on every server (idempotent) and waits for all of them.
+  absl::Status CreateTable(const pb::TableSpec& spec);
+
+  // Fetches `dim` floats per key into out[i * dim].
+  Ticket Pull(uint32_t table, uint32_t dim, std::span<const uint64_t> keys, float* out);
+
+  // Sends gradients grads[i * dim] of keys[i] to be applied by the servers.
+  Ticket Push(uint32_t table, uint32_t dim, std::span<const uint64_t> keys, std::span<const float> grads);
+
+  // Blocks until the operation has completed on every server.
+  absl::Status Wait(const Ticket& ticket);
+
+  // Fails every pending and future operation with `status` (e.g. when the
+  // scheduler aborts the job), so no caller stays blocked.
+  void Abort(const absl::Status& status);
+
+  int num_servers() const { return static_cast<int>(servers_.size()); }
+
+ private:
+  struct Outgoing;
+  struct PendingPart;
+  struct ServerLink;
+
+  Ticket Send(pb::MsgType type, uint32_t table, uint32_t dim, std::span<const uint64_t> keys,
+              std::span<const float> grads, float* out);
+  void Run();
+  void OnResponse(int server, const pb::Header& h, std::vector<zmq::message_t>& frames);
+  void FailAll(const absl::Status& status);
+  void CheckDeadlines();
+
+  zmq::context_t* const context_;
+  const Config config_;
+  const uint32_t node_id_;
+  const uint64_t epoch_;
+  const int shard_bits_;
+  std::vector<uint32_t> shard_owner_;
+  std::vector<std::unique_ptr<ServerLink>> servers_;
+  Mailbox<Outgoing> outbox_;
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+
+  std::mutex abort_mu_;
+  absl::Status abort_status_;  // guarded by abort_mu_
+  std::atomic<bool> aborted_{false};
+};
+
+}  // namespace sparta
+
+#endif  // SPARTA_WORKER_KV_CLIENT_H_

@@ -1,0 +1,184 @@
+#include "worker/trainer.h"
+
+#include <chrono>
+#include <deque>
+#include <fstream>
+#include <numeric>
+
+#include "absl/strings/str_cat.h"
+#include "common/logging.h"
+#include "worker/eval_metrics.h"
+
+namespace sparta {
+
+using Clock = std::chrono::steady_clock;
+
+// One batch on its way through the pipeline, with the parameters pulled for it.
+struct Trainer::Step {
+  std::unique_ptr<Batch> batch;
+  std::vector<std::vector<float>> params;  // per table; dense tables padded to whole blocks
+  std::vector<KVClient::Ticket> pulls;
+};
+
+Trainer::Trainer(const Config& config, KVClient* client, const Model* model, std::vector<pb::TableSpec> tables)
+    : config_(config), client_(client), model_(model), tables_(std::move(tables)), dense_keys_(tables_.size()) {
+  for (size_t t = 0; t < tables_.size(); ++t) {
+    if (tables_[t].kind() != pb::TableSpec::DENSE) continue;
+    const uint64_t blocks = (tables_[t].dense_size() + tables_[t].dim() - 1) / tables_[t].dim();
+    dense_keys_[t].resize(blocks);
+    std::iota(dense_keys_[t].begin(), dense_keys_[t].end(), 0);
+  }
+}
+
+absl::StatusOr<std::unique_ptr<Trainer::Step>> Trainer::BeginStep(DataLoader* loader) {
+  auto batch = loader->Next();
+  if (!batch.ok()) return batch.status();
+  if (*batch == nullptr) return std::unique_ptr<Step>();
+  auto step = std::make_unique<Step>();
+  step->batch = *std::move(batch);
+  step->params.resize(tables_.size());
+  for (size_t t = 0; t < tables_.size(); ++t) {
+    const auto& keys = tables_[t].kind() == pb::TableSpec::DENSE ? dense_keys_[t] : step->batch->unique_keys;
+    step->params[t].resize(keys.size() * tables_[t].dim());
+    step->pulls.push_back(client_->Pull(tables_[t].id(), tables_[t].dim(), keys, step->params[t].data()));
+  }
+  return step;
+}
+
+absl::Status Trainer::WaitForParams(Step& step) {
+  for (const auto& ticket : step.pulls) {
+    if (auto st = client_->Wait(ticket); !st.ok()) return st;
+  }
+  return absl::OkStatus();
+}
+
+namespace {
+
+// The spans a model sees: dense tables without their block padding.
+ParamSpans ViewParams(const std::vector<pb::TableSpec>& tables, const std::vector<std::vector<float>>& params) {
+  ParamSpans spans;
+  for (size_t t = 0; t < tables.size(); ++t) {
+    const size_t n = tables[t].kind() == pb::TableSpec::DENSE ? tables[t].dense_size() : params[t].size();
+    spans.emplace_back(params[t].data(), n);
+  }
+  return spans;
+}
+
+}  // namespace
+
+absl::StatusOr<Trainer::TrainResult> Trainer::Train(DataLoader* loader) {
+  TrainResult result;
+  const auto start = Clock::now();
+  auto last_progress = start;
+  const double total_bytes = static_cast<double>(loader->bytes_per_epoch()) * config_.data.epochs;
+  std::deque<std::vector<KVClient::Ticket>> pushes;  // oldest first
+  std::vector<float> probs;
+  std::vector<std::vector<float>> grads(tables_.size());
+  double epoch_loss = 0, window_loss = 0;
+  uint64_t epoch_examples = 0, window_examples = 0;
+  int epoch = 0;
+
+  auto current = BeginStep(loader);
+  if (!current.ok()) return current.status();
+  while (*current != nullptr) {
+    Step& step = **current;
+    // Prefetch: the next batch's pull goes out before this batch's compute.
+    auto next = BeginStep(loader);
+    if (!next.ok()) return next.status();
+    if (auto st = WaitForParams(step); !st.ok()) return st;
+
+    const Batch& batch = *step.batch;
+    if (batch.epoch != epoch) {
+      spdlog::info("epoch {} done: mean train logloss {:.5f}", epoch + 1, epoch_loss / epoch_examples);
+      epoch = batch.epoch;
+      epoch_loss = 0;
+      epoch_examples = 0;
+    }
+    GradSpans grad_spans;
+    for (size_t t = 0; t < tables_.size(); ++t) {
+      grads[t].assign(step.params[t].size(), 0.0f);
+      const size_t n = tables_[t].kind() == pb::TableSpec::DENSE ? tables_[t].dense_size() : grads[t].size();
+      grad_spans.emplace_back(grads[t].data(), n);
+    }
+    probs.resize(batch.size);
+    const double loss = model_->Compute(batch, ViewParams(tables_, step.params), &grad_spans, probs.data());
+
+    std::vector<KVClient::Ticket> tickets;
+    for (size_t t = 0; t < tables_.size(); ++t) {
+      const auto& keys = tables_[t].kind() == pb::TableSpec::DENSE ? dense_keys_[t] : batch.unique_keys;
+      tickets.push_back(client_->Push(tables_[t].id(), tables_[t].dim(), keys, grads[t]));
+    }
+    pushes.push_back(std::move(tickets));
+    while (static_cast<int>(pushes.size()) > config_.worker.max_inflight) {
+      for (const auto& ticket : pushes.front()) {
+        if (auto st = client_->Wait(ticket); !st.ok()) return st;
+      }
+      pushes.pop_front();
+    }
+
+    result.examples += batch.size;
+    epoch_loss += loss;
+    epoch_examples += batch.size;
+    window_loss += loss;
+    window_examples += batch.size;
+    const auto now = Clock::now();
+    const double since = std::chrono::duration<double>(now - last_progress).count();
+    if (since >= config_.log.progress_interval) {
+      const double elapsed = std::chrono::duration<double>(now - start).count();
+      const double done = total_bytes > 0 ? batch.bytes_read / total_bytes : 0;
+      spdlog::info("epoch {}/{} | {} examples | {:.0f} ex/s | loss {:.5f} | {:.1f}% | ETA {:.0f} s", epoch + 1,
+                   config_.data.epochs, result.examples, window_examples / since, window_loss / window_examples,
+                   100 * done, done > 0 ? elapsed * (1 - done) / done : 0.0);
+      last_progress = now;
+      window_loss = 0;
+      window_examples = 0;
+    }
+    current = std::move(next);
+  }
+  for (const auto& tickets : pushes) {
+    for (const auto& ticket : tickets) {
+      if (auto st = client_->Wait(ticket); !st.ok()) return st;
+    }
+  }
+  result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  result.last_epoch_loss = epoch_examples ? epoch_loss / epoch_examples : 0;
+  spdlog::info("training done: {} examples in {:.2f} s ({:.0f} ex/s), last epoch logloss {:.5f}", result.examples,
+               result.seconds, result.examples / std::max(result.seconds, 1e-9), result.last_epoch_loss);
+  return result;
+}
+
+absl::StatusOr<Trainer::EvalResult> Trainer::Evaluate(DataLoader* loader, const std::string& predictions_out) {
+  std::vector<float> probs, labels;
+  auto current = BeginStep(loader);
+  if (!current.ok()) return current.status();
+  while (*current != nullptr) {
+    Step& step = **current;
+    auto next = BeginStep(loader);
+    if (!next.ok()) return next.status();
+    if (auto st = WaitForParams(step); !st.ok()) return st;
+    const Batch& batch = *step.batch;
+    const size_t offset = probs.size();
+    probs.resize(offset + batch.size);
+    model_->Compute(batch, ViewParams(tables_, step.params), nullptr, probs.data() + offset);
+    labels.insert(labels.end(), batch.labels.begin(), batch.labels.end());
+    current = std::move(next);
+  }
+  EvalResult result;
+  result.rows = probs.size();
+  result.auc = Auc(probs, labels);
+  result.logloss = MeanLogLoss(probs, labels);
+  if (!predictions_out.empty()) {
+    std::ofstream out(predictions_out);
+    if (!out) return absl::UnavailableError(absl::StrCat("eval.predictions_out: cannot write '", predictions_out, "'"));
+    char line[32];
+    for (float p : probs) {
+      const int n = std::snprintf(line, sizeof(line), "%.9g\n", p);
+      out.write(line, n);
+    }
+    if (!out.good()) return absl::UnavailableError(absl::StrCat("eval.predictions_out: write to '", predictions_out, "' failed"));
+    spdlog::info("wrote {} predictions to {}", probs.size(), predictions_out);
+  }
+  return result;
+}
+
+}  // namespace sparta

@@ -1,0 +1,62 @@
+// Trainer: runs a model over a stream of batches against the parameter
+// servers, with communication overlapped:
+//
+//   pull(i+1) issued  ->  wait pull(i)  ->  compute(i)  ->  push(i) issued
+//
+// so batch i's compute overlaps batch i+1's pull and the pushes of earlier
+// batches; at most worker.max_inflight pushes may be unacknowledged before
+// the trainer waits for the oldest (a bounded-delay window, as in the OSDI'14
+// parameter server). Not thread-safe: one trainer per training thread.
+#ifndef SPARTA_WORKER_TRAINER_H_
+#define SPARTA_WORKER_TRAINER_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/config.h"
+#include "sparta.pb.h"
+#include "worker/data/data_loader.h"
+#include "worker/kv_client.h"
+#include "worker/models/model.h"
+
+namespace sparta {
+
+class Trainer {
+ public:
+  struct TrainResult {
+    uint64_t examples = 0;
+    double seconds = 0;
+    double last_epoch_loss = 0;  // mean logloss over the last epoch's batches
+  };
+  struct EvalResult {
+    double auc = 0;
+    double logloss = 0;
+    uint64_t rows = 0;
+  };
+
+  // `tables` are the specs created on the servers, in the model's order.
+  Trainer(const Config& config, KVClient* client, const Model* model, std::vector<pb::TableSpec> tables);
+
+  absl::StatusOr<TrainResult> Train(DataLoader* loader);
+
+  // Scores every batch of `loader` in order; writes one probability per line
+  // to `predictions_out` if it is not empty.
+  absl::StatusOr<EvalResult> Evaluate(DataLoader* loader, const std::string& predictions_out);
+
+ private:
+  struct Step;
+  absl::StatusOr<std::unique_ptr<Step>> BeginStep(DataLoader* loader);
+  absl::Status WaitForParams(Step& step);
+
+  const Config& config_;
+  KVClient* const client_;
+  const Model* const model_;
+  const std::vector<pb::TableSpec> tables_;
+  std::vector<std::vector<uint64_t>> dense_keys_;  // per dense table: its block indices
+};
+
+}  // namespace sparta
+
+#endif  // SPARTA_WORKER_TRAINER_H_

@@ -1,0 +1,153 @@
+#include "worker/worker.h"
+
+#include <unistd.h>
+
+#include <zmq.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "common/daemon_options.h"
+#include "common/logging.h"
+#include "common/scheduler_client.h"
+#include "common/status_macros.h"
+#include "worker/data/data_loader.h"
+#include "worker/data/input_split.h"
+#include "worker/kv_client.h"
+#include "worker/models/model.h"
+#include "worker/trainer.h"
+
+namespace sparta {
+namespace {
+
+pb::OptimizerSpec OptimizerFromConfig(const OptimizerConfig& c) {
+  pb::OptimizerSpec spec;
+  if (c.name == "sgd") spec.set_type(pb::OptimizerSpec::SGD);
+  if (c.name == "adagrad") spec.set_type(pb::OptimizerSpec::ADAGRAD);
+  if (c.name == "ftrl") spec.set_type(pb::OptimizerSpec::FTRL);
+  if (c.name == "adam") spec.set_type(pb::OptimizerSpec::ADAM);
+  spec.set_learning_rate(c.learning_rate);
+  spec.set_initial_accumulator(c.initial_accumulator);
+  spec.set_epsilon(c.epsilon);
+  spec.set_beta1(c.beta1);
+  spec.set_beta2(c.beta2);
+  spec.set_l1(c.l1);
+  spec.set_l2(c.l2);
+  spec.set_ftrl_beta(c.ftrl_beta);
+  return spec;
+}
+
+// Dense tables are stored as blocks of at most this many floats each, which
+// spread over the shards like sparse rows.
+constexpr uint64_t kDenseBlockFloats = 16384;
+
+std::vector<pb::TableSpec> TableSpecs(const Model& model, const Config& config) {
+  std::vector<pb::TableSpec> specs;
+  for (const TableDecl& decl : model.Tables()) {
+    pb::TableSpec spec;
+    spec.set_id(static_cast<uint32_t>(specs.size()));
+    spec.set_name(decl.name);
+    spec.set_kind(decl.kind);
+    spec.set_dim(decl.kind == pb::TableSpec::DENSE
+                     ? static_cast<uint32_t>(std::min<uint64_t>(decl.dense_size, kDenseBlockFloats))
+                     : decl.dim);
+    spec.set_dense_size(decl.dense_size);
+    *spec.mutable_initializer() = decl.initializer;
+    *spec.mutable_optimizer() = OptimizerFromConfig(config.optimizer);
+    specs.push_back(spec);
+  }
+  return specs;
+}
+
+absl::StatusOr<std::unique_ptr<DataLoader>> OpenInput(const std::vector<std::string>& files, int rank, int workers,
+                                                      const Config& config, bool single_pass) {
+  SPARTA_ASSIGN_OR_RETURN(auto ranges, SplitInput(files, rank, workers));
+  SPARTA_ASSIGN_OR_RETURN(auto parser, NewLineParser(config.data.format));
+  auto reader = std::make_unique<SplitReader>(std::move(ranges), std::move(parser), config.data.max_bad_lines);
+  DataLoader::Options options{.batch_size = config.data.batch_size,
+                              .epochs = single_pass ? 1 : config.data.epochs,
+                              .queue_batches = config.data.queue_batches};
+  auto loader = std::make_unique<DataLoader>(std::move(reader), options);
+  loader->Start();
+  return loader;
+}
+
+}  // namespace
+
+Worker::Worker(const Config& config, int rank, std::string info_file)
+    : config_(config), requested_rank_(rank), info_file_(std::move(info_file)) {}
+
+absl::Status Worker::Run() {
+  // Missing input is an error before the cluster waits on this worker.
+  SPARTA_ASSIGN_OR_RETURN(auto train_files, ExpandInputs(config_.data.train, "data.train"));
+  std::vector<std::string> test_files;
+  if (!config_.data.test.empty()) {
+    SPARTA_ASSIGN_OR_RETURN(test_files, ExpandInputs(config_.data.test, "data.test"));
+  }
+  SPARTA_ASSIGN_OR_RETURN(auto model, CreateModel(config_.model));
+
+  zmq::context_t context(1);
+  pb::NodeInfo self;
+  self.set_role(pb::WORKER);
+  self.set_rank(requested_rank_);
+  self.set_host(config_.cluster.host);
+  self.set_pid(getpid());
+  std::unique_ptr<KVClient> client;
+  std::mutex client_mu;
+  SchedulerClient scheduler(&context, config_, self,
+                            {.on_end = [&](const absl::Status& status) {
+                              // An abort (or a lost scheduler) must wake a trainer blocked on the servers.
+                              std::lock_guard<std::mutex> lock(client_mu);
+                              if (client && !status.ok()) client->Abort(status);
+                            }});
+  SPARTA_RETURN_IF_ERROR(scheduler.Register());
+  const pb::NodeInfo me = scheduler.self();
+  SetLogProcessName(absl::StrCat("worker-", me.rank()));
+  WriteInfoFile(info_file_, me);
+  SPARTA_ASSIGN_OR_RETURN(const pb::ClusterView view, scheduler.WaitForView());
+  spdlog::info("registered as id {}; cluster view epoch {} with {} servers", me.id(), view.epoch(),
+               config_.cluster.servers);
+  {
+    std::lock_guard<std::mutex> lock(client_mu);
+    client = std::make_unique<KVClient>(&context, config_, me.id(), view);
+    if (scheduler.ended()) client->Abort(scheduler.WaitForEnd());
+  }
+  SPARTA_RETURN_IF_ERROR(client->Start());
+
+  // The worker's own failures (bad data, a failed request) end the job at once.
+  auto fail = [&](absl::Status status) {
+    scheduler.SendWorkerFailed(status);
+    return status;
+  };
+  const std::vector<pb::TableSpec> tables = TableSpecs(*model, config_);
+  for (const auto& spec : tables) {
+    if (auto st = client->CreateTable(spec); !st.ok()) return fail(st);
+  }
+  Trainer trainer(config_, client.get(), model.get(), tables);
+  auto loader = OpenInput(train_files, me.rank(), config_.cluster.workers, config_, /*single_pass=*/false);
+  if (!loader.ok()) return fail(loader.status());
+  auto trained = trainer.Train(loader->get());
+  (*loader)->Stop();
+  if (!trained.ok()) return fail(trained.status());
+
+  pb::WorkerReport report;
+  report.set_train_examples(trained->examples);
+  report.set_train_seconds(trained->seconds);
+  report.set_train_loss(trained->last_epoch_loss);
+  report.set_bad_lines((*loader)->bad_lines());
+  // Evaluate the final model: every worker's pushes must have landed first.
+  if (auto st = scheduler.Barrier("training_done"); !st.ok()) return st;
+  if (me.rank() == 0 && !test_files.empty()) {
+    auto test = OpenInput(test_files, 0, 1, config_, /*single_pass=*/true);
+    if (!test.ok()) return fail(test.status());
+    auto eval = trainer.Evaluate(test->get(), config_.eval.predictions_out);
+    if (!eval.ok()) return fail(eval.status());
+    spdlog::info("test: AUC {:.5f} logloss {:.5f} on {} rows", eval->auc, eval->logloss, eval->rows);
+    report.set_has_eval(true);
+    report.set_auc(eval->auc);
+    report.set_logloss(eval->logloss);
+    report.set_test_rows(eval->rows);
+  }
+  scheduler.SendWorkerDone(report);
+  return scheduler.WaitForEnd();
+}
+
+}  // namespace sparta
