@@ -107,7 +107,6 @@ class Loader {
       if (!prefix.empty()) leaves_[prefix] = Leaf{node, Where(node)};
       return absl::OkStatus();
     }
-    if (!prefix.empty()) sections_[prefix] = Where(node);
     for (const auto& kv : node) {
       if (!kv.first.IsScalar()) {
         return absl::InvalidArgumentError(absl::StrCat(Where(kv.first), ": keys must be plain names"));
@@ -115,6 +114,7 @@ class Loader {
       std::string key = prefix.empty() ? kv.first.Scalar() : absl::StrCat(prefix, ".", kv.first.Scalar());
       // Anchor the leaf at its key so that the message points at the key's line.
       if (kv.second.IsMap()) {
+        sections_[key] = Where(kv.first);
         SPARTA_RETURN_IF_ERROR(Flatten(kv.second, key));
       } else {
         leaves_[key] = Leaf{kv.second, Where(kv.first)};

@@ -1,0 +1,106 @@
+// Config loading: values, overrides, and errors that name file, line and key.
+#include <catch2/catch.hpp>
+
+#include "common/config.h"
+
+namespace sparta {
+namespace {
+
+const char* kValid = R"(cluster:
+  scheduler: 127.0.0.1:7000
+  servers: 2
+  workers: 3
+data:
+  train: [a.txt, "b/*.txt"]
+  batch_size: 128
+model:
+  name: fm
+  embedding_dim: 4
+optimizer:
+  name: ftrl
+  l1: 0.5
+)";
+
+std::string Error(const std::string& yaml, std::vector<std::string> sets = {}) {
+  auto c = ParseConfig(yaml, "job.yaml", sets);
+  REQUIRE_FALSE(c.ok());
+  return std::string(c.status().message());
+}
+
+TEST_CASE("a valid config loads with defaults filled in") {
+  auto c = ParseConfig(kValid, "job.yaml", {});
+  REQUIRE(c.ok());
+  CHECK(c->cluster.scheduler == "127.0.0.1:7000");
+  CHECK(c->cluster.servers == 2);
+  CHECK(c->cluster.workers == 3);
+  CHECK(c->data.train == std::vector<std::string>{"a.txt", "b/*.txt"});
+  CHECK(c->data.batch_size == 128);
+  CHECK(c->data.format == "criteo");
+  CHECK(c->model.name == "fm");
+  CHECK(c->model.embedding_dim == 4);
+  CHECK(c->optimizer.name == "ftrl");
+  CHECK(c->optimizer.l1 == 0.5);
+  CHECK(c->data.test.empty());
+}
+
+TEST_CASE("--set overrides use the same dotted names") {
+  auto c = ParseConfig(kValid, "job.yaml", {"data.batch_size=64", "model.name=lr", "data.test=t.txt"});
+  REQUIRE(c.ok());
+  CHECK(c->data.batch_size == 64);
+  CHECK(c->model.name == "lr");
+  CHECK(c->data.test == std::vector<std::string>{"t.txt"});
+}
+
+TEST_CASE("an unknown key names file, line and key, with a suggestion") {
+  std::string yaml = kValid;
+  yaml += "worker:\n  max_inflihgt: 3\n";
+  const std::string e = Error(yaml);
+  CHECK(e.find("job.yaml:15") != std::string::npos);
+  CHECK(e.find("unknown key 'worker.max_inflihgt'") != std::string::npos);
+  CHECK(e.find("did you mean 'worker.max_inflight'") != std::string::npos);
+}
+
+TEST_CASE("a wrong type names file, line and key") {
+  std::string yaml = kValid;
+  yaml.replace(yaml.find("batch_size: 128"), 15, "batch_size: lots");
+  const std::string e = Error(yaml);
+  CHECK(e.find("job.yaml:7") != std::string::npos);
+  CHECK(e.find("'data.batch_size'") != std::string::npos);
+  CHECK(e.find("expected an integer") != std::string::npos);
+}
+
+TEST_CASE("a value outside its choices or range is refused") {
+  std::string yaml = kValid;
+  yaml.replace(yaml.find("name: fm"), 8, "name: gbdt");
+  CHECK(Error(yaml).find("job.yaml:9: key 'model.name': expected one of lr, fm") != std::string::npos);
+  CHECK(Error(kValid, {"data.batch_size=0"}).find("--set data.batch_size=0: key 'data.batch_size'") !=
+        std::string::npos);
+  CHECK(Error(kValid, {"cluster.num_shards=100"}).find("power of two") != std::string::npos);
+}
+
+TEST_CASE("a missing required key is named with the line of its section") {
+  std::string yaml = kValid;
+  yaml.replace(yaml.find("  workers: 3\n"), 12, "");
+  const std::string e = Error(yaml);
+  CHECK(e.find("job.yaml:1: missing required key 'cluster.workers'") != std::string::npos);
+}
+
+TEST_CASE("bad overrides and bad YAML are errors, not crashes") {
+  CHECK(Error(kValid, {"no_equals_sign"}).find("expected key=value") != std::string::npos);
+  CHECK(Error(kValid, {"data.nope=1"}).find("unknown key 'data.nope'") != std::string::npos);
+  CHECK(Error("cluster: [unclosed\n").find("job.yaml:") != std::string::npos);
+  CHECK(Error("just a string").find("must be a mapping") != std::string::npos);
+  CHECK(Error(std::string(kValid) + "log: 5\n").find("job.yaml:14: key 'log' is a section") != std::string::npos);
+}
+
+TEST_CASE("the JSON dump has every key") {
+  auto c = ParseConfig(kValid, "job.yaml", {});
+  REQUIRE(c.ok());
+  const std::string json = ConfigToJson(*c);
+  CHECK(json.find("\"cluster.scheduler\": \"127.0.0.1:7000\"") != std::string::npos);
+  CHECK(json.find("\"data.train\": [\"a.txt\", \"b/*.txt\"]") != std::string::npos);
+  CHECK(json.find("\"optimizer.l1\": 0.5") != std::string::npos);
+}
+
+}  // namespace
+}  // namespace sparta

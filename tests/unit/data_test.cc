@@ -1,0 +1,190 @@
+// Readers: Criteo and libsvm parsing, input splits that read every line
+// exactly once whatever the number of workers, bad lines counted with file
+// and line, and batches with de-duplicated keys.
+#include <catch2/catch.hpp>
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <random>
+
+#include "common/hash.h"
+#include "worker/data/batch.h"
+#include "worker/data/input_split.h"
+#include "worker/data/line_parser.h"
+#include "worker/data/split_reader.h"
+
+namespace sparta {
+namespace {
+
+namespace fs = std::filesystem;
+
+// A temporary folder removed at scope exit.
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    char tmpl[] = "/tmp/sparta-test-XXXXXX";
+    path = mkdtemp(tmpl);
+  }
+  ~TempDir() { fs::remove_all(path); }
+  std::string Write(const std::string& name, const std::string& text) const {
+    std::ofstream(path / name) << text;
+    return (path / name).string();
+  }
+};
+
+std::string CriteoLine(int label, const std::string& i1, const std::string& c1) {
+  std::string line = std::to_string(label) + "\t" + i1;
+  for (int i = 1; i < 13; ++i) line += "\t" + std::to_string(i);
+  line += "\t" + c1;
+  for (int c = 1; c < 26; ++c) line += "\t";
+  return line;
+}
+
+TEST_CASE("criteo lines parse, with empty fields as missing values") {
+  auto parser = NewCriteoParser();
+  Example ex;
+  REQUIRE(parser->Parse(CriteoLine(1, "5", "68fd1e64"), &ex).ok());
+  CHECK(ex.label == 1);
+  // 13 integers (1 bucket key each) + 1 categorical; 25 empty categoricals.
+  CHECK(ex.features.size() == 14);
+  CHECK(ex.dense.size() == 13);
+  CHECK(ex.dense[0] == Approx(std::log1p(5.0f)));
+  CHECK(ex.features.back().first == FeatureKey(14, 0x68fd1e64));
+  REQUIRE(parser->Parse(CriteoLine(0, "", ""), &ex).ok());
+  CHECK(ex.label == 0);
+  CHECK(ex.features.size() == 12);
+  CHECK(ex.dense[0] == 0);
+  // The same token in another field is another key.
+  CHECK(FeatureKey(14, 0x68fd1e64) != FeatureKey(15, 0x68fd1e64));
+}
+
+TEST_CASE("malformed criteo lines are refused with a reason") {
+  auto parser = NewCriteoParser();
+  Example ex;
+  CHECK(parser->Parse("1\t2\t3", &ex).message().find("expected 40") != absl::string_view::npos);
+  CHECK(parser->Parse(CriteoLine(1, "x7", "ab"), &ex).message().find("I1") != absl::string_view::npos);
+  CHECK(parser->Parse(CriteoLine(1, "7", "zz"), &ex).message().find("C1") != absl::string_view::npos);
+  CHECK(parser->Parse("2" + CriteoLine(1, "7", "ab").substr(1), &ex).message().find("label") !=
+        absl::string_view::npos);
+  CHECK_FALSE(parser->Parse(CriteoLine(1, "7", "ab") + "\textra", &ex).ok());
+}
+
+TEST_CASE("libsvm lines parse") {
+  auto parser = NewLibsvmParser();
+  Example ex;
+  REQUIRE(parser->Parse("+1 3:0.5 10:1 qid:4 # comment", &ex).ok());
+  CHECK(ex.label == 1);
+  REQUIRE(ex.features.size() == 2);
+  CHECK(ex.features[0] == std::make_pair(uint64_t{3}, 0.5f));
+  REQUIRE(parser->Parse("-1 7:2", &ex).ok());
+  CHECK(ex.label == 0);
+  REQUIRE(parser->Parse("0", &ex).ok());
+  CHECK(ex.features.empty());
+  CHECK_FALSE(parser->Parse("1 7", &ex).ok());
+  CHECK_FALSE(parser->Parse("1 a:1", &ex).ok());
+  CHECK_FALSE(parser->Parse("x 1:1", &ex).ok());
+  CHECK_FALSE(parser->Parse("1 1:nan", &ex).ok());
+}
+
+// Reads what `workers` workers would read of `files` and counts each label value.
+std::map<int, int> ReadAll(const std::vector<std::string>& files, int workers) {
+  std::map<int, int> seen;
+  for (int r = 0; r < workers; ++r) {
+    auto ranges = SplitInput(files, r, workers);
+    REQUIRE(ranges.ok());
+    SplitReader reader(*ranges, NewLibsvmParser(), 0);
+    REQUIRE(reader
+                .ReadPass([&](const Example& ex, uint64_t) {
+                  ++seen[static_cast<int>(ex.features[0].first)];
+                  return true;
+                })
+                .ok());
+  }
+  return seen;
+}
+
+TEST_CASE("splits read every line exactly once, for any number of workers") {
+  TempDir dir;
+  std::mt19937 rng(3);
+  std::vector<std::string> files;
+  int next = 0;
+  for (int f = 0; f < 3; ++f) {
+    std::string text;
+    // Lines of very different lengths, so range cuts land everywhere.
+    for (int i = 0; i < 200; ++i) {
+      text += "1 " + std::to_string(next++) + ":1" + std::string(rng() % 40, ' ') + "\n";
+    }
+    if (f == 2) text.pop_back();  // the last line of a file may lack its newline
+    files.push_back(dir.Write("part" + std::to_string(f), text));
+  }
+  for (int workers : {1, 2, 3, 4, 5, 7, 16}) {
+    for (const auto& subset : {std::vector<std::string>{files[0]}, files}) {
+      auto seen = ReadAll(subset, workers);
+      INFO(workers << " workers, " << subset.size() << " files");
+      REQUIRE(seen.size() == 200 * subset.size());
+      for (const auto& [id, count] : seen) REQUIRE(count == 1);
+    }
+  }
+}
+
+TEST_CASE("bad lines are counted; too many stop the reader naming file and line") {
+  TempDir dir;
+  std::string text;
+  for (int i = 1; i <= 100; ++i) text += (i == 37 || i == 90) ? "garbage line\n" : "1 1:1\n";
+  const std::string path = dir.Write("bad.svm", text);
+  {
+    SplitReader reader({{path, 0, text.size()}}, NewLibsvmParser(), 5);
+    int good = 0;
+    REQUIRE(reader.ReadPass([&](const Example&, uint64_t) { return ++good > 0; }).ok());
+    CHECK(good == 98);
+    CHECK(reader.bad_lines() == 2);
+  }
+  // A range that starts mid-file still reports the file's own line numbers.
+  for (uint64_t begin : {uint64_t{0}, uint64_t{100}}) {
+    SplitReader reader({{path, begin, text.size()}}, NewLibsvmParser(), 0);
+    auto st = reader.ReadPass([](const Example&, uint64_t) { return true; });
+    REQUIRE_FALSE(st.ok());
+    CHECK(std::string(st.message()).find(path + ":37:") != std::string::npos);
+  }
+}
+
+TEST_CASE("missing inputs are errors naming the key and the pattern") {
+  auto missing = ExpandInputs({"/nonexistent/train-*.txt"}, "data.train");
+  REQUIRE_FALSE(missing.ok());
+  CHECK(std::string(missing.status().message()).find("data.train") != std::string::npos);
+  CHECK(std::string(missing.status().message()).find("/nonexistent/train-*.txt") != std::string::npos);
+  TempDir dir;
+  dir.Write("b.txt", "x");
+  dir.Write("a.txt", "x");
+  auto found = ExpandInputs({(dir.path / "*.txt").string()}, "data.train");
+  REQUIRE(found.ok());
+  REQUIRE(found->size() == 2);
+  CHECK((*found)[0] < (*found)[1]);
+}
+
+TEST_CASE("a batch de-duplicates keys and keeps per-example features") {
+  BatchBuilder builder;
+  Example a, b;
+  a.label = 1;
+  a.features = {{10, 1.0f}, {20, 2.0f}};
+  b.features = {{20, 3.0f}, {30, 4.0f}, {10, 5.0f}};
+  builder.Add(a);
+  builder.Add(b);
+  auto batch = builder.Finish(99);
+  REQUIRE(batch);
+  CHECK(batch->size == 2);
+  CHECK(batch->unique_keys == std::vector<uint64_t>{10, 20, 30});
+  CHECK(batch->offsets == std::vector<uint32_t>{0, 2, 5});
+  CHECK(batch->slots == std::vector<uint32_t>{0, 1, 1, 2, 0});
+  CHECK(batch->values == std::vector<float>{1, 2, 3, 4, 5});
+  CHECK(batch->labels == std::vector<float>{1, 0});
+  CHECK(batch->bytes_read == 99);
+  CHECK(builder.Finish(0) == nullptr);
+}
+
+}  // namespace
+}  // namespace sparta

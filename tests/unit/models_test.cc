@@ -1,0 +1,90 @@
+// The built-in models' gradients against central finite differences of their
+// own loss, and their loss against a direct evaluation.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <random>
+
+#include "worker/models/loss.h"
+#include "worker/models/model.h"
+
+namespace sparta {
+namespace {
+
+Batch RandomBatch(int examples, int keys, int per_example, std::mt19937& rng) {
+  BatchBuilder builder;
+  std::uniform_int_distribution<uint64_t> key(1, keys);
+  std::uniform_real_distribution<float> value(0.5f, 1.5f);
+  for (int i = 0; i < examples; ++i) {
+    Example ex;
+    ex.label = i % 3 == 0 ? 1.0f : 0.0f;
+    for (int f = 0; f < per_example; ++f) ex.features.emplace_back(key(rng), value(rng));
+    builder.Add(ex);
+  }
+  return std::move(*builder.Finish(0));
+}
+
+// Mean logloss of the batch under `params`.
+double MeanLoss(const Model& model, const Batch& batch, const std::vector<std::vector<float>>& params) {
+  ParamSpans spans(params.begin(), params.end());
+  std::vector<float> probs(batch.size);
+  return model.Compute(batch, spans, nullptr, probs.data()) / batch.size;
+}
+
+void CheckGradients(const Model& model, const Batch& batch, std::mt19937& rng) {
+  std::vector<std::vector<float>> params;
+  std::normal_distribution<float> normal(0.0f, 0.3f);
+  for (const TableDecl& t : model.Tables()) {
+    const size_t n = t.kind == pb::TableSpec::DENSE ? t.dense_size : batch.unique_keys.size() * t.dim;
+    std::vector<float> p(n);
+    for (float& x : p) x = normal(rng);
+    params.push_back(p);
+  }
+  std::vector<std::vector<float>> grads;
+  GradSpans grad_spans;
+  for (const auto& p : params) grads.emplace_back(p.size(), 123.0f);  // garbage: Compute must overwrite
+  for (auto& g : grads) grad_spans.emplace_back(g);
+  std::vector<float> probs(batch.size);
+  ParamSpans spans(params.begin(), params.end());
+  const double loss = model.Compute(batch, spans, &grad_spans, probs.data());
+  double direct = 0;
+  for (uint32_t i = 0; i < batch.size; ++i) direct += LogLoss(probs[i], batch.labels[i]);
+  REQUIRE(loss == Approx(direct).epsilon(1e-6));
+
+  const double h = 1e-3;
+  for (size_t t = 0; t < params.size(); ++t) {
+    for (size_t j = 0; j < params[t].size(); ++j) {
+      const float saved = params[t][j];
+      params[t][j] = saved + h;
+      const double up = MeanLoss(model, batch, params);
+      params[t][j] = saved - h;
+      const double down = MeanLoss(model, batch, params);
+      params[t][j] = saved;
+      const double numeric = (up - down) / (2 * h);
+      INFO("table " << t << " param " << j);
+      REQUIRE(grads[t][j] == Approx(numeric).margin(2e-4).epsilon(2e-2));
+    }
+  }
+}
+
+TEST_CASE("lr gradients match finite differences") {
+  std::mt19937 rng(7);
+  ModelConfig config;
+  config.name = "lr";
+  auto model = CreateModel(config);
+  REQUIRE(model.ok());
+  CheckGradients(**model, RandomBatch(16, 12, 4, rng), rng);
+}
+
+TEST_CASE("fm gradients match finite differences") {
+  std::mt19937 rng(11);
+  ModelConfig config;
+  config.name = "fm";
+  config.embedding_dim = 3;
+  auto model = CreateModel(config);
+  REQUIRE(model.ok());
+  CheckGradients(**model, RandomBatch(16, 10, 5, rng), rng);
+}
+
+}  // namespace
+}  // namespace sparta
