@@ -53,16 +53,13 @@ struct ModelConfig {
 struct OptimizerConfig {
   std::string name = "adagrad";  // sgd | adagrad | ftrl | adam
   double learning_rate = 0.05;   // also FTRL's alpha
-  // Defaults follow PyTorch: gradients are of the batch's *mean* loss, so
-  // they are small for rare keys, and a large starting accumulator would
-  // swamp them.
-  double initial_accumulator = 0.0;
+  double initial_accumulator = 0.1;
   double epsilon = 1e-8;
   double beta1 = 0.9;
   double beta2 = 0.999;
   double l1 = 0.0;  // FTRL L1
   double l2 = 0.0;  // L2 (FTRL's lambda2; weight decay for the others)
-  double ftrl_beta = 0.0;
+  double ftrl_beta = 1.0;
 };
 
 struct WorkerConfig {

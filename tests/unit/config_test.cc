@@ -43,7 +43,7 @@ TEST_CASE("a valid config loads with defaults filled in") {
   CHECK(c->data.test.empty());
 }
 
-TEST_CASE("--set overrides use the same dotted names") {
+TEST_CASE("overrides (--set) use the same dotted names") {
   auto c = ParseConfig(kValid, "job.yaml", {"data.batch_size=64", "model.name=lr", "data.test=t.txt"});
   REQUIRE(c.ok());
   CHECK(c->data.batch_size == 64);

@@ -36,7 +36,6 @@ class FactorizationMachine final : public Model {
       gb[0] = 0;
     }
     std::vector<float> sum(k_);  // sum_i v_if x_i
-    const float inv_n = 1.0f / batch.size;
     double loss = 0;
     for (uint32_t i = 0; i < batch.size; ++i) {
       std::fill(sum.begin(), sum.end(), 0.0f);
@@ -58,7 +57,7 @@ class FactorizationMachine final : public Model {
       probs[i] = p;
       loss += LogLoss(p, batch.labels[i]);
       if (!grads) continue;
-      const float g = (p - batch.labels[i]) * inv_n;
+      const float g = p - batch.labels[i];
       gb[0] += g;
       for (uint32_t f = batch.offsets[i]; f < batch.offsets[i + 1]; ++f) {
         const float* r = rows + size_t{batch.slots[f]} * dim;

@@ -24,7 +24,6 @@ class LogisticRegression final : public Model {
       std::fill((*grads)[0].begin(), (*grads)[0].end(), 0.0f);
       gb[0] = 0;
     }
-    const float inv_n = 1.0f / batch.size;
     double loss = 0;
     for (uint32_t i = 0; i < batch.size; ++i) {
       float z = bias;
@@ -33,7 +32,7 @@ class LogisticRegression final : public Model {
       probs[i] = p;
       loss += LogLoss(p, batch.labels[i]);
       if (!grads) continue;
-      const float g = (p - batch.labels[i]) * inv_n;
+      const float g = p - batch.labels[i];
       for (uint32_t f = batch.offsets[i]; f < batch.offsets[i + 1]; ++f) gw[batch.slots[f]] += g * batch.values[f];
       gb[0] += g;
     }

@@ -43,7 +43,7 @@ class Model {
   virtual std::vector<TableDecl> Tables() const = 0;
 
   // Writes P(click) of each example to probs[0, batch.size). If `grads` is
-  // not null, overwrites it with d(mean logloss)/d(params), laid out like
+  // not null, overwrites it with d(summed logloss)/d(params), laid out like
   // `params`. Returns the batch's summed logloss.
   virtual double Compute(const Batch& batch, const ParamSpans& params, const GradSpans* grads,
                          float* probs) const = 0;

@@ -1,0 +1,131 @@
+"""Shared helpers for the integration tests: they start the real daemons
+(through scripts/sparta or by hand) on loopback, in temporary folders, and
+stop every process they start by its pid."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.environ.get("SPARTA_BIN", os.path.join(ROOT, "build", "bin"))
+LAUNCHER = os.path.join(ROOT, "scripts", "sparta")
+
+
+def datagen(folder, train_rows, test_rows, **options):
+    """Writes generated data into `folder`; returns the paths by name."""
+    paths = {name: os.path.join(folder, file) for name, file in [
+        ("train", "train.txt"), ("test", "test.txt"), ("train_libsvm", "train.svm"),
+        ("test_libsvm", "test.svm"), ("truth", "truth.txt")]}
+    cmd = [os.path.join(BIN, "sparta-datagen"), "--train-rows", str(train_rows), "--test-rows", str(test_rows),
+           "--train", paths["train"], "--test", paths["test"], "--train-libsvm", paths["train_libsvm"],
+           "--test-libsvm", paths["test_libsvm"], "--truth", paths["truth"]]
+    for key, value in options.items():
+        cmd += ["--" + key.replace("_", "-"), str(value)]
+    subprocess.run(cmd, check=True)
+    return paths
+
+
+def write_config(folder, name="job.yaml", **sections):
+    """A cluster/job YAML file; sections are dicts of keys (scheduler port 0 by default)."""
+    sections.setdefault("cluster", {})
+    sections["cluster"] = {"scheduler": "127.0.0.1:0", "servers": 1, "workers": 1,
+                           "heartbeat_interval": 0.2, "heartbeat_timeout": 3, **sections["cluster"]}
+    lines = []
+    for section, keys in sections.items():
+        lines.append(f"{section}:")
+        for key, value in keys.items():
+            lines.append(f"  {key}: {json.dumps(value)}")
+    path = os.path.join(folder, name)
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return path
+
+
+def launch(config, run_dir, sets=(), timeout=300, wait=True):
+    cmd = [sys.executable, LAUNCHER, "launch", config, "--run-dir", run_dir, "--quiet"]
+    for s in sets:
+        cmd += ["--set", s]
+    if not wait:
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+def summary(run_dir):
+    with open(os.path.join(run_dir, "summary.json")) as f:
+        return json.load(f)
+
+
+def wait_for(condition, timeout, what):
+    """Polls `condition` until it holds; fails the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def read(path):
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is not alive; its parent (the launcher) has not reaped it yet.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def auc(scores, labels):
+    pairs = sorted(zip(scores, labels))
+    n, positives, rank_sum, i = len(pairs), sum(l for _, l in pairs), 0.0, 0
+    while i < n:
+        j = i
+        while j < n and pairs[j][0] == pairs[i][0]:
+            j += 1
+        rank_sum += sum(l for _, l in pairs[i:j]) * (i + 1 + j) / 2
+        i = j
+    return (rank_sum - positives * (positives + 1) / 2) / (positives * (n - positives))
+
+
+def labels_of(path):
+    return [1 if line.split(None, 1)[0] in ("1", "+1") else 0 for line in read(path).splitlines()]
+
+
+class ClusterTest(unittest.TestCase):
+    """A test case with a temporary folder and cleanup of stray processes."""
+
+    def setUp(self):
+        self._tmp = tempfile.TemporaryDirectory(prefix="sparta-it-")
+        self.dir = self._tmp.name
+        self.procs = []
+
+    def tearDown(self):
+        for p in self.procs:
+            if p.poll() is None:
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                p.wait()
+        self._tmp.cleanup()
+
+    def run_dir(self, name="run"):
+        return os.path.join(self.dir, name)

@@ -1,0 +1,197 @@
+"""End-to-end behaviour of a real cluster on loopback: launch, results,
+prediction output, bad data, bad config, missing input, dead and silent
+nodes, and daemons started by hand."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+import unittest
+
+from harness import (BIN, ClusterTest, auc, datagen, labels_of, launch, pid_alive, read, summary, wait_for,
+                     write_config)
+
+
+class LaunchTest(ClusterTest):
+    def test_two_servers_two_workers_train_and_report(self):
+        data = datagen(self.dir, 40000, 5000, seed=3)
+        predictions = os.path.join(self.dir, "predictions.txt")
+        config = write_config(
+            self.dir,
+            cluster={"servers": 2, "workers": 2},
+            data={"train": data["train"], "test": data["test"], "batch_size": 512, "epochs": 2},
+            model={"name": "lr"},
+            optimizer={"name": "ftrl", "learning_rate": 0.2},
+            eval={"predictions_out": predictions})
+        run = self.run_dir()
+        result = launch(config, run)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        s = summary(run)
+        self.assertEqual(s["status"], "ok")
+        # One file, two workers: byte-range splits must read every line once per epoch.
+        self.assertEqual(s["train_examples"], 2 * 40000)
+        self.assertEqual(s["test_rows"], 5000)
+        self.assertGreater(s["examples_per_sec"], 0)
+        self.assertGreater(s["train_seconds"], 0)
+        self.assertGreater(s["logloss"], 0)
+        self.assertGreater(s["server_rows"], 0)
+        # Predictions: one per test line, in input order, so the AUC computed
+        # from them and the test labels is the AUC the worker reported.
+        probs = [float(x) for x in read(predictions).split()]
+        self.assertEqual(len(probs), 5000)
+        self.assertTrue(all(0 < p < 1 for p in probs))
+        self.assertAlmostEqual(auc(probs, labels_of(data["test"])), s["auc"], places=6)
+        # The model is better than chance, and below the generator's Bayes-optimal AUC.
+        truth = [float(x) for x in read(data["truth"]).split()]
+        bayes = auc(truth, labels_of(data["test"]))
+        self.assertGreater(s["auc"], 0.6)
+        self.assertLess(s["auc"], bayes)
+        # daemons.json lists every daemon with its pid and ports; all are gone now.
+        daemons = json.loads(read(os.path.join(run, "daemons.json")))
+        self.assertEqual(sorted((d["role"], d["rank"]) for d in daemons),
+                         [("scheduler", 0), ("server", 0), ("server", 1), ("worker", 0), ("worker", 1)])
+        for d in daemons:
+            self.assertFalse(pid_alive(d["pid"]), d)
+            self.assertTrue(os.path.exists(os.path.join(run, d["log"])))
+            if d["role"] != "worker":
+                self.assertTrue(d["ports"], d)
+
+    def test_bad_lines_are_counted_and_named(self):
+        data = datagen(self.dir, 20000, 1000, bad_lines=7)
+        config = write_config(self.dir, cluster={"workers": 2},
+                              data={"train": data["train"], "test": data["test"], "batch_size": 1000})
+        run = self.run_dir()
+        result = launch(config, run)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(summary(run)["bad_lines"], 7)
+        self.assertEqual(summary(run)["train_examples"], 20000)
+        logs = read(os.path.join(run, "worker-0.log")) + read(os.path.join(run, "worker-1.log"))
+        self.assertEqual(logs.count("skipped malformed line"), 7)
+        self.assertIn(data["train"] + ":", logs)
+        # Over the limit, the job fails and says where.
+        result = launch(config, self.run_dir("strict"), sets=["data.max_bad_lines=2"])
+        self.assertNotEqual(result.returncode, 0)
+        self.assertIn("too many malformed input lines", result.stderr)
+        self.assertIn(data["train"] + ":", result.stderr)
+
+    def test_bad_config_names_file_line_and_key(self):
+        config = write_config(self.dir, data={"train": "x.txt", "batch_sise": 5})
+        result = launch(config, self.run_dir())
+        self.assertEqual(result.returncode, 2)
+        line = next(i for i, text in enumerate(read(config).splitlines(), 1) if "batch_sise" in text)
+        self.assertIn(f"{config}:{line}: unknown key 'data.batch_sise'", result.stderr)
+        result = launch(config, self.run_dir(), sets=["data.epochs=two"])
+        self.assertEqual(result.returncode, 2)
+        self.assertIn("key 'data.epochs': expected an integer", result.stderr)
+
+    def test_missing_input_fails_at_start(self):
+        config = write_config(self.dir, data={"train": os.path.join(self.dir, "nothing-*.txt")})
+        run = self.run_dir()
+        result = launch(config, run, timeout=60)
+        self.assertNotEqual(result.returncode, 0)
+        self.assertIn("no input file matches", read(os.path.join(run, "worker-0.log")))
+        self.assertIn("nothing-*.txt", result.stderr)
+
+
+class FailureTest(ClusterTest):
+    def long_job(self, **cluster):
+        data = datagen(self.dir, 20000, 0)
+        config = write_config(self.dir, cluster={"servers": 2, "workers": 2, "heartbeat_timeout": 2, **cluster},
+                              data={"train": data["train"], "epochs": 100000, "batch_size": 256},
+                              log={"progress_interval": 0.2})
+        run = self.run_dir()
+        proc = launch(config, run, wait=False)
+        self.procs.append(proc)
+        # Training is under way once worker 0 prints a progress line.
+        wait_for(lambda: " ex/s " in read(os.path.join(run, "worker-0.log")), 60, "training to start")
+        daemons = {(d["role"], d["rank"]): d["pid"] for d in json.loads(read(os.path.join(run, "daemons.json")))}
+        return proc, run, daemons
+
+    def assert_all_stopped(self, daemons):
+        for name, pid in daemons.items():
+            self.assertFalse(pid_alive(pid), f"{name} (pid {pid}) still running")
+
+    def test_silent_server_is_detected_and_named(self):
+        proc, run, daemons = self.long_job()
+        stopped_at = time.monotonic()
+        os.kill(daemons[("server", 1)], signal.SIGSTOP)  # alive but silent: no heartbeats
+        out, err = proc.communicate(timeout=60)
+        elapsed = time.monotonic() - stopped_at
+        self.assertEqual(proc.returncode, 1, err)
+        s = summary(run)
+        self.assertEqual(s["status"], "failed")
+        self.assertIn("server-1", s["error"])
+        self.assertIn("stopped responding", s["error"])
+        self.assertIn("server-1", err)
+        # heartbeat_timeout is 2 s; the scheduler checks every 50 ms.
+        self.assertLess(elapsed, 2 + 8)
+        self.assert_all_stopped(daemons)
+
+    def test_dead_worker_stops_the_whole_job(self):
+        proc, run, daemons = self.long_job()
+        os.kill(daemons[("worker", 1)], signal.SIGKILL)
+        out, err = proc.communicate(timeout=60)
+        self.assertEqual(proc.returncode, 1)
+        self.assertIn("worker-1", err)
+        self.assertIn("signal 9", err)
+        self.assert_all_stopped(daemons)
+
+    def test_ctrl_c_stops_every_daemon(self):
+        proc, run, daemons = self.long_job()
+        os.kill(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+        self.assertEqual(proc.returncode, 130)
+        self.assert_all_stopped(daemons)
+
+
+class ByHandTest(ClusterTest):
+    def test_daemons_started_by_hand_with_ranks(self):
+        data = datagen(self.dir, 10000, 2000)
+        config = write_config(self.dir, cluster={"scheduler": "127.0.0.1:0", "servers": 2, "workers": 1},
+                              data={"train": data["train"], "test": data["test"]})
+        # A fixed port, as a user would choose when starting daemons on several hosts.
+        import socket
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        common = ["--config", config, "--set", f"cluster.scheduler=127.0.0.1:{port}"]
+        summary_path = os.path.join(self.dir, "summary.json")
+        commands = [[os.path.join(BIN, "sparta-scheduler")] + common + ["--summary", summary_path],
+                    # Workers first, servers last, one server without a rank: the order must not matter.
+                    [os.path.join(BIN, "sparta-worker")] + common + ["--rank", "0"],
+                    [os.path.join(BIN, "sparta-server")] + common + ["--rank", "1"],
+                    [os.path.join(BIN, "sparta-server")] + common]
+        for cmd in commands:
+            self.procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                               start_new_session=True))
+        for p in self.procs:
+            p.wait(timeout=120)
+            self.assertEqual(p.returncode, 0, p.stderr.read())
+        s = json.loads(read(summary_path))
+        self.assertEqual(s["status"], "ok")
+        self.assertEqual(s["train_examples"], 10000)
+        self.assertEqual(s["test_rows"], 2000)
+
+    def test_a_duplicate_rank_is_refused(self):
+        config = write_config(self.dir, cluster={"servers": 1, "workers": 1, "startup_timeout": 30},
+                              data={"train": "unused.txt"})
+        import socket
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        common = ["--config", config, "--set", f"cluster.scheduler=127.0.0.1:{port}"]
+        scheduler = subprocess.Popen([os.path.join(BIN, "sparta-scheduler")] + common,
+                                     stderr=subprocess.DEVNULL, start_new_session=True)
+        self.procs.append(scheduler)
+        first = subprocess.Popen([os.path.join(BIN, "sparta-server")] + common + ["--rank", "0"],
+                                 stderr=subprocess.DEVNULL, start_new_session=True)
+        self.procs.append(first)
+        second = subprocess.run([os.path.join(BIN, "sparta-server")] + common + ["--rank", "0"],
+                                capture_output=True, text=True, timeout=60)
+        self.assertEqual(second.returncode, 1)
+        self.assertIn("server rank 0 is already taken", second.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
