@@ -184,9 +184,11 @@ class ByHandTest(ClusterTest):
         scheduler = subprocess.Popen([os.path.join(BIN, "sparta-scheduler")] + common,
                                      stderr=subprocess.DEVNULL, start_new_session=True)
         self.procs.append(scheduler)
-        first = subprocess.Popen([os.path.join(BIN, "sparta-server")] + common + ["--rank", "0"],
+        info = os.path.join(self.dir, "first.info.json")
+        first = subprocess.Popen([os.path.join(BIN, "sparta-server")] + common + ["--rank", "0", "--info-file", info],
                                  stderr=subprocess.DEVNULL, start_new_session=True)
         self.procs.append(first)
+        wait_for(lambda: os.path.exists(info), 60, "the first server to register")
         second = subprocess.run([os.path.join(BIN, "sparta-server")] + common + ["--rank", "0"],
                                 capture_output=True, text=True, timeout=60)
         self.assertEqual(second.returncode, 1)
