@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Sparta's benchmark: data-plane throughput on loopback (sparse push/pull for
+# dim 8/16/64 and 1k-1M keys with Adagrad on the server, dense push/pull of
+# 1 KB-16 MB), this machine's memcpy bandwidth in the same run, and
+# end-to-end training throughput of lr and fm (1 worker + 1 server, and
+# 2 workers + 2 servers).
+#   scripts/bench.sh [--quick] [--json FILE] [--no-build]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+quick="" json="" build=1
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --quick) quick="--quick" ;;
+    --json) json="$2"; shift ;;
+    --no-build) build=0 ;;
+    *) echo "usage: scripts/bench.sh [--quick] [--json FILE] [--no-build]" >&2; exit 2 ;;
+  esac
+  shift
+done
+if [[ $build == 1 ]]; then
+  scripts/install-deps.sh
+  scripts/build.sh sparta-scheduler sparta-server sparta-worker sparta-datagen sparta-kv-bench
+fi
+bin=${SPARTA_BIN:-build/bin}
+tmp=$(mktemp -d /tmp/sparta-bench-XXXXXX)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+cat > "$tmp/kv.yaml" <<YAML
+cluster: {scheduler: "127.0.0.1:$port", servers: 1, workers: 1}
+server: {threads: 1}
+data: {train: unused}
+log: {level: warn}
+YAML
+echo "== data plane (1 server, 1 client, loopback; Adagrad on the server)"
+"$bin/sparta-scheduler" --config "$tmp/kv.yaml" 2> "$tmp/scheduler.log" & pids+=($!)
+"$bin/sparta-server" --config "$tmp/kv.yaml" --rank 0 2> "$tmp/server.log" & pids+=($!)
+"$bin/sparta-kv-bench" --config "$tmp/kv.yaml" $quick --json "$tmp/kv.json"
+wait "${pids[@]}"
+pids=()
+
+echo "== end-to-end training (generated Criteo-like data)"
+rows=$([[ -n $quick ]] && echo 50000 || echo 1000000)
+"$bin/sparta-datagen" --train-rows "$rows" --test-rows 10000 --interaction 1.5 --max-vocab 20000 \
+  --train "$tmp/train.txt" --test "$tmp/test.txt"
+e2e="$tmp/e2e.json"
+echo "[" > "$e2e"
+first=1
+for setup in "1 1" "2 2"; do
+  read -r servers workers <<< "$setup"
+  for model in lr fm; do
+    run="$tmp/run-$model-$servers-$workers"
+    SPARTA_BIN="$bin" scripts/sparta launch configs/quickstart.yaml --quiet --run-dir "$run" \
+      --set cluster.scheduler=127.0.0.1:0 --set cluster.servers="$servers" --set cluster.workers="$workers" \
+      --set model.name="$model" --set data.train="$tmp/train.txt" --set data.test="$tmp/test.txt" \
+      --set data.batch_size=4096 --set data.epochs=1 > /dev/null
+    eps=$(python3 -c "import json; print(json.load(open('$run/summary.json'))['examples_per_sec'])")
+    name="train_${model}_${workers}w${servers}s"
+    printf "%-40s %14.0f examples/s\n" "$name" "$eps"
+    [[ $first == 1 ]] || echo "," >> "$e2e"
+    first=0
+    printf '  {"name": "%s", "unit": "examples/s", "value": %s}' "$name" "$eps" >> "$e2e"
+  done
+done
+echo "]" >> "$e2e"
+if [[ -n $json ]]; then
+  python3 - "$tmp/kv.json" "$e2e" "$json" <<'PY'
+import json, sys
+records = json.load(open(sys.argv[1])) + json.load(open(sys.argv[2]))
+json.dump(records, open(sys.argv[3], "w"), indent=1)
+print(f"bench: {len(records)} results written to {sys.argv[3]}")
+PY
+fi

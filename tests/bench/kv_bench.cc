@@ -1,0 +1,211 @@
+// sparta-kv-bench: data-plane throughput of a real Sparta cluster on
+// loopback. It joins the cluster from --config as worker 0 (the scheduler and
+// the servers are started separately, by scripts/bench.sh), then measures
+//   - sparse push, pull and push+pull (keys/s, MB/s) for dim 8, 16, 64 and
+//     requests of 1k..1M unique random keys, with the servers applying Adagrad;
+//   - dense push and pull of 1 KB..16 MB (GB/s);
+//   - this machine's memcpy bandwidth, measured in the same run, so that bulk
+//     figures can be read as a fraction of the physical limit.
+// Results go to stdout as a table and, with --json, one record per figure.
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <random>
+#include <vector>
+
+#include <zmq.hpp>
+
+#include "absl/container/flat_hash_set.h"
+#include "common/daemon_options.h"
+#include "common/json.h"
+#include "common/logging.h"
+#include "common/scheduler_client.h"
+#include "worker/kv_client.h"
+
+namespace sparta {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Record {
+  std::string name, unit;
+  double value;
+};
+
+// Runs `op` until at least `min_seconds` have passed (and at least 3 times);
+// returns seconds per run.
+double TimePerRun(const std::function<void()>& op, double min_seconds) {
+  op();  // warm-up: first touch creates rows, connections settle
+  int runs = 0;
+  const auto start = Clock::now();
+  double elapsed = 0;
+  do {
+    op();
+    ++runs;
+    elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+  } while (elapsed < min_seconds || runs < 3);
+  return elapsed / runs;
+}
+
+double MemcpyGBps() {
+  const size_t bytes = 64 << 20;
+  std::vector<char> a(bytes, 1), b(bytes);
+  const double t = TimePerRun([&] { std::memcpy(b.data(), a.data(), bytes); }, 0.3);
+  return bytes / t / 1e9;
+}
+
+std::vector<uint64_t> UniqueKeys(size_t n, uint64_t key_space, std::mt19937_64& rng) {
+  std::vector<uint64_t> keys;
+  keys.reserve(n);
+  if (n >= key_space) {
+    for (uint64_t k = 0; k < key_space; ++k) keys.push_back(k);
+    std::shuffle(keys.begin(), keys.end(), rng);
+    return keys;
+  }
+  absl::flat_hash_set<uint64_t> seen;
+  std::uniform_int_distribution<uint64_t> pick(0, key_space - 1);
+  while (keys.size() < n) {
+    uint64_t k = pick(rng);
+    if (seen.insert(k).second) keys.push_back(k);
+  }
+  return keys;
+}
+
+int Run(const Config& config, const std::string& json_out, bool quick) {
+  zmq::context_t context(1);
+  pb::NodeInfo self;
+  self.set_role(pb::WORKER);
+  self.set_rank(0);
+  self.set_host(config.cluster.host);
+  self.set_pid(getpid());
+  SchedulerClient scheduler(&context, config, self, {});
+  if (auto st = scheduler.Register(); !st.ok()) {
+    std::cerr << "kv-bench: " << st.message() << "\n";
+    return 1;
+  }
+  auto view = scheduler.WaitForView();
+  if (!view.ok()) {
+    std::cerr << "kv-bench: " << view.status().message() << "\n";
+    return 1;
+  }
+  KVClient client(&context, config, scheduler.self().id(), *view);
+  if (auto st = client.Start(); !st.ok()) return 1;
+
+  std::vector<Record> records;
+  auto add = [&](const std::string& name, const std::string& unit, double value) {
+    records.push_back({name, unit, value});
+    std::printf("%-40s %14.2f %s\n", name.c_str(), value, unit.c_str());
+    std::fflush(stdout);
+  };
+  const double min_seconds = quick ? 0.1 : 0.5;
+  if (getenv("LAT")) {
+    pb::TableSpec spec; spec.set_id(99); spec.set_name("lat"); spec.set_dim(1);
+    spec.mutable_optimizer()->set_type(pb::OptimizerSpec::SGD); spec.mutable_optimizer()->set_learning_rate(0.1f);
+    (void)client.CreateTable(spec);
+    std::vector<uint64_t> k = {1}; std::vector<float> o(1);
+    std::vector<double> lat;
+    for (int i = 0; i < 200; ++i) { auto t0 = Clock::now(); (void)client.Wait(client.Pull(99, 1, k, o.data()));
+      lat.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count()); }
+    std::sort(lat.begin(), lat.end());
+    std::printf("latency us: min %.0f p50 %.0f p90 %.0f max %.0f\n", lat[0], lat[100], lat[180], lat[199]);
+  }
+  add("memcpy_bandwidth", "GB/s", MemcpyGBps());
+
+  pb::OptimizerSpec adagrad;
+  adagrad.set_type(pb::OptimizerSpec::ADAGRAD);
+  adagrad.set_learning_rate(0.01f);
+  adagrad.set_initial_accumulator(0.1f);
+  std::mt19937_64 rng(1);
+  const uint64_t key_space = quick ? 200000 : 1000000;
+  uint32_t table_id = 0;
+  for (uint32_t dim : {8u, 16u, 64u}) {
+    pb::TableSpec spec;
+    spec.set_id(table_id++);
+    spec.set_name("bench.sparse" + std::to_string(dim));
+    spec.set_dim(dim);
+    *spec.mutable_optimizer() = adagrad;
+    if (auto st = client.CreateTable(spec); !st.ok()) {
+      std::cerr << "kv-bench: " << st.message() << "\n";
+      return 1;
+    }
+    for (size_t n : {size_t{1000}, size_t{10000}, size_t{100000}, size_t{1000000}}) {
+      if (quick && n > 100000) continue;
+      const auto keys = UniqueKeys(n, key_space, rng);
+      std::vector<float> values(keys.size() * dim, 0.001f);
+      std::vector<float> out(values.size());
+      const double mb = keys.size() * (8.0 + 4.0 * dim) / 1e6;
+      auto push = [&] { (void)client.Wait(client.Push(spec.id(), dim, keys, values)); };
+      auto pull = [&] { (void)client.Wait(client.Pull(spec.id(), dim, keys, out.data())); };
+      const std::string prefix = "sparse_dim" + std::to_string(dim) + "_keys" + std::to_string(keys.size());
+      const double t_push = TimePerRun(push, min_seconds);
+      add(prefix + "_push", "Mkeys/s", keys.size() / t_push / 1e6);
+      add(prefix + "_push_mb", "MB/s", mb / t_push);
+      const double t_pull = TimePerRun(pull, min_seconds);
+      add(prefix + "_pull", "Mkeys/s", keys.size() / t_pull / 1e6);
+      add(prefix + "_pull_mb", "MB/s", mb / t_pull);
+      const double t_both = TimePerRun([&] {
+        auto a = client.Push(spec.id(), dim, keys, values);
+        auto b = client.Pull(spec.id(), dim, keys, out.data());
+        (void)client.Wait(a);
+        (void)client.Wait(b);
+      }, min_seconds);
+      add(prefix + "_pushpull", "Mkeys/s", keys.size() / t_both / 1e6);
+    }
+  }
+
+  // Dense tables: the worker splits them into 16K-float blocks spread over
+  // shards, as the trainer does.
+  for (uint64_t bytes : {uint64_t{1} << 10, uint64_t{64} << 10, uint64_t{1} << 20, uint64_t{16} << 20}) {
+    const uint64_t floats = bytes / 4;
+    const uint32_t block = static_cast<uint32_t>(std::min<uint64_t>(floats, 16384));
+    pb::TableSpec spec;
+    spec.set_id(table_id++);
+    spec.set_name("bench.dense" + std::to_string(bytes));
+    spec.set_kind(pb::TableSpec::DENSE);
+    spec.set_dim(block);
+    spec.set_dense_size(floats);
+    *spec.mutable_optimizer() = adagrad;
+    if (!client.CreateTable(spec).ok()) return 1;
+    std::vector<uint64_t> blocks((floats + block - 1) / block);
+    for (size_t b = 0; b < blocks.size(); ++b) blocks[b] = b;
+    std::vector<float> values(blocks.size() * block, 0.001f), out(values.size());
+    const std::string size = bytes >= (1 << 20) ? std::to_string(bytes >> 20) + "MB" : std::to_string(bytes >> 10) + "KB";
+    const double t_push = TimePerRun([&] { (void)client.Wait(client.Push(spec.id(), block, blocks, values)); }, min_seconds);
+    add("dense_" + size + "_push", "GB/s", bytes / t_push / 1e9);
+    const double t_pull = TimePerRun([&] { (void)client.Wait(client.Pull(spec.id(), block, blocks, out.data())); }, min_seconds);
+    add("dense_" + size + "_pull", "GB/s", bytes / t_pull / 1e9);
+  }
+
+  scheduler.SendWorkerDone(pb::WorkerReport());
+  (void)scheduler.WaitForEnd();
+  if (!json_out.empty()) {
+    std::ofstream out(json_out);
+    out << "[\n";
+    for (size_t i = 0; i < records.size(); ++i) {
+      out << "  {\"name\": " << JsonQuote(records[i].name) << ", \"unit\": " << JsonQuote(records[i].unit)
+          << ", \"value\": " << JsonNumber(records[i].value) << "}" << (i + 1 < records.size() ? ",\n" : "\n");
+    }
+    out << "]\n";
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace sparta
+
+int main(int argc, char** argv) {
+  sparta::DaemonOptions options;
+  std::string json_out;
+  bool quick = false;
+  auto exit_code = sparta::ParseDaemonOptions(argc, argv, sparta::pb::WORKER, &options, [&](CLI::App& app) {
+    app.add_option("--json", json_out, "write the results here as JSON records");
+    app.add_flag("--quick", quick, "smaller sizes and shorter runs (a smoke test)");
+  });
+  if (exit_code) return *exit_code;
+  spdlog::set_level(spdlog::level::warn);
+  return sparta::Run(options.config, json_out, quick);
+}
