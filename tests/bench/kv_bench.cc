@@ -102,17 +102,6 @@ int Run(const Config& config, const std::string& json_out, bool quick) {
     std::fflush(stdout);
   };
   const double min_seconds = quick ? 0.1 : 0.5;
-  if (getenv("LAT")) {
-    pb::TableSpec spec; spec.set_id(99); spec.set_name("lat"); spec.set_dim(1);
-    spec.mutable_optimizer()->set_type(pb::OptimizerSpec::SGD); spec.mutable_optimizer()->set_learning_rate(0.1f);
-    (void)client.CreateTable(spec);
-    std::vector<uint64_t> k = {1}; std::vector<float> o(1);
-    std::vector<double> lat;
-    for (int i = 0; i < 200; ++i) { auto t0 = Clock::now(); (void)client.Wait(client.Pull(99, 1, k, o.data()));
-      lat.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count()); }
-    std::sort(lat.begin(), lat.end());
-    std::printf("latency us: min %.0f p50 %.0f p90 %.0f max %.0f\n", lat[0], lat[100], lat[180], lat[199]);
-  }
   add("memcpy_bandwidth", "GB/s", MemcpyGBps());
 
   pb::OptimizerSpec adagrad;
