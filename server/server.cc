@@ -16,6 +16,10 @@
 
 namespace sparta {
 
+// A pull's reply is allocated before it is filled; bound it so that no
+// request can make the server allocate without limit.
+constexpr uint64_t kMaxReplyBytes = uint64_t{1} << 30;
+
 Server::Server(const Config& config, int rank, std::string info_file)
     : config_(config),
       requested_rank_(rank),
@@ -125,6 +129,10 @@ void Server::HandleRequest(Message message) {
   if (h.type() == pb::PUSH && duplicates_.SeenBefore(h.sender(), h.seq())) {
     spdlog::debug("push {} from sender {} already applied; acknowledging again", h.seq(), h.sender());
     return Reply(message, absl::OkStatus());
+  }
+  if (h.type() == pb::PULL && uint64_t{h.num_keys()} * table->spec.dim() * sizeof(float) > kMaxReplyBytes) {
+    return Reply(message, absl::ResourceExhaustedError(absl::StrCat("a pull of ", h.num_keys(), " rows of dim ",
+                                                                    table->spec.dim(), " exceeds the reply limit")));
   }
   auto request = std::make_shared<Request>();
   request->table = table;

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
+#include "common/status_macros.h"
 #include "worker/eval_metrics.h"
 
 namespace sparta {
@@ -45,9 +46,14 @@ absl::StatusOr<std::unique_ptr<Trainer::Step>> Trainer::BeginStep(DataLoader* lo
   return step;
 }
 
-absl::Status Trainer::WaitForParams(Step& step) {
-  for (const auto& ticket : step.pulls) {
-    if (auto st = client_->Wait(ticket); !st.ok()) return st;
+absl::Status Trainer::ForEachStep(DataLoader* loader, const std::function<absl::Status(Step&)>& body) {
+  SPARTA_ASSIGN_OR_RETURN(std::unique_ptr<Step> current, BeginStep(loader));
+  while (current != nullptr) {
+    // Prefetch: the next batch's pull goes out before this batch's compute.
+    SPARTA_ASSIGN_OR_RETURN(std::unique_ptr<Step> next, BeginStep(loader));
+    for (const auto& ticket : current->pulls) SPARTA_RETURN_IF_ERROR(client_->Wait(ticket));
+    SPARTA_RETURN_IF_ERROR(body(*current));
+    current = std::move(next);
   }
   return absl::OkStatus();
 }
@@ -78,15 +84,7 @@ absl::StatusOr<Trainer::TrainResult> Trainer::Train(DataLoader* loader) {
   uint64_t epoch_examples = 0, window_examples = 0;
   int epoch = 0;
 
-  auto current = BeginStep(loader);
-  if (!current.ok()) return current.status();
-  while (*current != nullptr) {
-    Step& step = **current;
-    // Prefetch: the next batch's pull goes out before this batch's compute.
-    auto next = BeginStep(loader);
-    if (!next.ok()) return next.status();
-    if (auto st = WaitForParams(step); !st.ok()) return st;
-
+  auto train_step = [&](Step& step) -> absl::Status {
     const Batch& batch = *step.batch;
     if (batch.epoch != epoch) {
       spdlog::info("epoch {} done: mean train logloss {:.5f}", epoch + 1, epoch_loss / epoch_examples);
@@ -110,9 +108,7 @@ absl::StatusOr<Trainer::TrainResult> Trainer::Train(DataLoader* loader) {
     }
     pushes.push_back(std::move(tickets));
     while (static_cast<int>(pushes.size()) > config_.worker.max_inflight) {
-      for (const auto& ticket : pushes.front()) {
-        if (auto st = client_->Wait(ticket); !st.ok()) return st;
-      }
+      for (const auto& ticket : pushes.front()) SPARTA_RETURN_IF_ERROR(client_->Wait(ticket));
       pushes.pop_front();
     }
 
@@ -133,8 +129,9 @@ absl::StatusOr<Trainer::TrainResult> Trainer::Train(DataLoader* loader) {
       window_loss = 0;
       window_examples = 0;
     }
-    current = std::move(next);
-  }
+    return absl::OkStatus();
+  };
+  SPARTA_RETURN_IF_ERROR(ForEachStep(loader, train_step));
   for (const auto& tickets : pushes) {
     for (const auto& ticket : tickets) {
       if (auto st = client_->Wait(ticket); !st.ok()) return st;
@@ -149,20 +146,14 @@ absl::StatusOr<Trainer::TrainResult> Trainer::Train(DataLoader* loader) {
 
 absl::StatusOr<Trainer::EvalResult> Trainer::Evaluate(DataLoader* loader, const std::string& predictions_out) {
   std::vector<float> probs, labels;
-  auto current = BeginStep(loader);
-  if (!current.ok()) return current.status();
-  while (*current != nullptr) {
-    Step& step = **current;
-    auto next = BeginStep(loader);
-    if (!next.ok()) return next.status();
-    if (auto st = WaitForParams(step); !st.ok()) return st;
+  SPARTA_RETURN_IF_ERROR(ForEachStep(loader, [&](Step& step) {
     const Batch& batch = *step.batch;
     const size_t offset = probs.size();
     probs.resize(offset + batch.size);
     model_->Compute(batch, ViewParams(tables_, step.params), nullptr, probs.data() + offset);
     labels.insert(labels.end(), batch.labels.begin(), batch.labels.end());
-    current = std::move(next);
-  }
+    return absl::OkStatus();
+  }));
   EvalResult result;
   result.rows = probs.size();
   result.auc = Auc(probs, labels);

@@ -10,6 +10,7 @@
 #ifndef SPARTA_WORKER_TRAINER_H_
 #define SPARTA_WORKER_TRAINER_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -48,7 +49,9 @@ class Trainer {
  private:
   struct Step;
   absl::StatusOr<std::unique_ptr<Step>> BeginStep(DataLoader* loader);
-  absl::Status WaitForParams(Step& step);
+  // Runs `body` on every batch of `loader` once its parameters have arrived,
+  // with the next batch's pull issued before `body` starts (the prefetch).
+  absl::Status ForEachStep(DataLoader* loader, const std::function<absl::Status(Step&)>& body);
 
   const Config& config_;
   KVClient* const client_;

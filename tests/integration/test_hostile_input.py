@@ -5,6 +5,7 @@ deterministic)."""
 
 import os
 import random
+import struct
 import unittest
 
 from harness import ClusterTest, datagen, launch, read, summary, wait_for, write_config
@@ -15,17 +16,27 @@ except ImportError:  # python3-zmq is installed by scripts/install-deps.sh --tes
     zmq = None
 
 
+def varint(value):
+    out = b""
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        out += bytes([byte | (0x80 if value else 0)])
+        if not value:
+            return out
+
+
 def header(fields):
-    """Hand-encodes a sparta.pb.Header: {field number: varint value}."""
+    """Hand-encodes a protobuf message (a sparta.pb.Header, or a nested one):
+    {field number: int (varint) | bytes (nested/length-delimited) | float (fixed32)}."""
     out = b""
     for number, value in fields.items():
-        out += bytes([number << 3])
-        while True:
-            byte = value & 0x7F
-            value >>= 7
-            out += bytes([byte | (0x80 if value else 0)])
-            if not value:
-                break
+        if isinstance(value, bytes):
+            out += varint(number << 3 | 2) + varint(len(value)) + value
+        elif isinstance(value, float):
+            out += varint(number << 3 | 5) + struct.pack("<f", value)
+        else:
+            out += varint(number << 3) + varint(value)
     return out
 
 
@@ -43,6 +54,10 @@ def hostile_messages(rng):
     yield [header({1: HEARTBEAT})]                                        # from an unregistered peer
     yield [header({1: BARRIER})] + [b"x"] * 30                            # too many frames
     yield [header({1: CREATE_TABLE})]                                     # empty table spec
+    # A legal but enormous table, then a pull whose reply would be 26 GB.
+    wide = header({1: 77, 2: b"wide", 4: 65536, 7: header({1: 0, 2: 0.1})})
+    yield [header({1: CREATE_TABLE, 13: wide})]
+    yield [header({1: PULL, 4: 1, 5: 77, 6: 100000}), os.urandom(800000)]
     for _ in range(50):
         yield [rng.randbytes(rng.randint(0, 64)) for _ in range(rng.randint(1, 4))]
 
