@@ -1,5 +1,6 @@
 #include "common/daemon_options.h"
 
+#include <malloc.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -19,6 +20,14 @@ std::string RoleName(pb::Role role) {
     case pb::WORKER: return "worker";
     default: return "unknown";
   }
+}
+
+void KeepLargeBuffersInHeap() {
+  // Request payloads are megabytes, allocated and freed on every request.
+  // glibc would hand each one back to the kernel (munmap) and fault it in
+  // again (zeroed) next time; keeping them in the heap makes them reusable.
+  mallopt(M_MMAP_THRESHOLD, 256 << 20);
+  mallopt(M_TRIM_THRESHOLD, 512 << 20);
 }
 
 std::optional<int> ParseDaemonOptions(int argc, char** argv, pb::Role role, DaemonOptions* options,
@@ -55,6 +64,7 @@ std::optional<int> ParseDaemonOptions(int argc, char** argv, pb::Role role, Daem
       return 2;
     }
   }
+  KeepLargeBuffersInHeap();
   const std::string name = options->rank >= 0 ? absl::StrCat(RoleName(role), "-", options->rank) : RoleName(role);
   InitLogging(name, options->config.log.level);
   return std::nullopt;

@@ -34,6 +34,10 @@ struct DaemonOptions {
 std::optional<int> ParseDaemonOptions(int argc, char** argv, pb::Role role, DaemonOptions* options,
                                       const std::function<void(CLI::App&)>& extra = nullptr);
 
+// Tunes malloc for a process that moves large request buffers (called by
+// ParseDaemonOptions; benchmarks call it too).
+void KeepLargeBuffersInHeap();
+
 // Writes {"role", "rank", "id", "pid", "host", "port"} for launchers and tools.
 void WriteInfoFile(const std::string& path, const pb::NodeInfo& node);
 

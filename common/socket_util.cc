@@ -33,6 +33,10 @@ void ConfigureSocket(zmq::socket_t& socket) {
   socket.set(zmq::sockopt::maxmsgsize, kMaxFrameBytes);
   socket.set(zmq::sockopt::sndhwm, 100000);
   socket.set(zmq::sockopt::rcvhwm, 100000);
+  // Requests are megabytes: large kernel buffers mean fewer, larger
+  // send/recv calls, each taking the socket lock once.
+  socket.set(zmq::sockopt::sndbuf, 4 << 20);
+  socket.set(zmq::sockopt::rcvbuf, 4 << 20);
 }
 
 absl::StatusOr<uint32_t> BindTcp(zmq::socket_t& socket, const std::string& host, uint32_t port) {

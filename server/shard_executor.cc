@@ -58,24 +58,34 @@ void ShardExecutor::Execute(ShardTask& task) {
   Request& r = *task.request;
   const uint32_t dim = r.table->spec.dim();
   const bool is_push = r.message.header.type() == pb::PUSH;
-  uint64_t created = 0, grown = 0;
-  // Consecutive keys usually hit different shards; look each one up once.
-  for (size_t i = 0; i < task.positions.size(); ++i) {
+  const size_t n = task.positions.size();
+  // Random keys miss the cache at every step: first the hash-map slot, then
+  // the row. So the work is done in two passes, each prefetching a few keys
+  // ahead: find (or create) every row, then apply or copy every row.
+  constexpr size_t kLookAhead = 8;
+  uint64_t created = 0;
+  row_scratch_.resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    if (i + kLookAhead < n) {
+      Shard(task.local_shards[i + kLookAhead], *r.table).Prefetch(r.keys[task.positions[i + kLookAhead]]);
+    }
+    row_scratch_[i] = Shard(task.local_shards[i], *r.table).FindOrCreate(r.keys[task.positions[i]], &created);
+  }
+  const size_t row_bytes = size_t{Shard(task.local_shards[0], *r.table).stride()} * sizeof(float);
+  for (size_t i = 0; i < n; ++i) {
+    if (i + kLookAhead < n) {
+      const char* ahead = reinterpret_cast<const char*>(row_scratch_[i + kLookAhead]);
+      for (size_t line = 0; line < row_bytes; line += 64) __builtin_prefetch(ahead + line, 1);
+    }
     const uint32_t pos = task.positions[i];
-    TableShard& shard = Shard(task.local_shards[i], *r.table);
-    const size_t rows_before = shard.rows();
-    const size_t bytes_before = shard.bytes();
-    float* row = shard.FindOrCreate(r.keys[pos]);
-    created += shard.rows() - rows_before;
-    grown += shard.bytes() - bytes_before;
+    float* row = row_scratch_[i];
     if (is_push) {
-      shard.Apply(row, r.grads.data() + size_t{pos} * dim);
+      r.table->optimizer->Apply(row, r.grads.data() + size_t{pos} * dim, dim);
     } else {
       std::memcpy(r.values.data() + size_t{pos} * dim, row, dim * sizeof(float));
     }
   }
   rows_.fetch_add(created, std::memory_order_relaxed);
-  bytes_.fetch_add(grown, std::memory_order_relaxed);
 }
 
 }  // namespace sparta

@@ -36,7 +36,6 @@ class ShardExecutor {
 
   // Rows held by this executor's shards; safe to read from any thread.
   uint64_t rows() const { return rows_.load(std::memory_order_relaxed); }
-  uint64_t bytes() const { return bytes_.load(std::memory_order_relaxed); }
 
  private:
   void Run();
@@ -53,7 +52,7 @@ class ShardExecutor {
   std::deque<ShardTask> queue_;
   bool stopping_ = false;
   std::atomic<uint64_t> rows_{0};
-  std::atomic<uint64_t> bytes_{0};
+  std::vector<float*> row_scratch_;  // Execute()'s rows, reused across tasks
 };
 
 }  // namespace sparta

@@ -23,10 +23,15 @@ class TableShard {
   TableShard(const pb::TableSpec* spec, const Optimizer* optimizer)
       : spec_(spec), optimizer_(optimizer), arena_(spec->dim() + optimizer->StateFloats(spec->dim())) {}
 
-  // The row of `key`, created if absent.
-  float* FindOrCreate(uint64_t key) {
+  // Starts loading the hash-map slot of `key` into cache, so that a lookup
+  // issued a few keys later does not stall on memory.
+  void Prefetch(uint64_t key) const { index_.prefetch(key); }
+
+  // The row of `key`, created if absent (then `*created` is incremented).
+  float* FindOrCreate(uint64_t key, uint64_t* created) {
     auto [it, inserted] = index_.try_emplace(key, 0);
     if (!inserted) return arena_.row(it->second);
+    ++*created;
     it->second = arena_.Allocate();
     float* row = arena_.row(it->second);
     InitializeWeights(spec_->initializer(), key, row, spec_->dim());
@@ -45,6 +50,7 @@ class TableShard {
   uint32_t dim() const { return spec_->dim(); }
   size_t rows() const { return index_.size(); }
   size_t bytes() const { return arena_.bytes() + index_.capacity() * (sizeof(uint64_t) + sizeof(uint32_t) + 1); }
+  uint32_t stride() const { return arena_.stride(); }
 
  private:
   const pb::TableSpec* const spec_;

@@ -107,17 +107,31 @@ KVClient::Ticket KVClient::Send(pb::MsgType type, uint32_t table, uint32_t dim, 
   op->out_ = out;
   op->dim_ = dim;
   const int n = num_servers();
-  // One pass over the keys builds every server's key list (and positions,
-  // for scattering pulled rows back into request order).
+  // Two passes over the keys: find each key's server and count, then fill
+  // every server's arrays, sized once (and its positions, for scattering
+  // pulled rows back into request order).
+  std::vector<uint16_t> server_of(keys.size());
+  std::vector<uint32_t> count(n, 0);
+  for (size_t i = 0; i < keys.size(); ++i) {
+    server_of[i] = static_cast<uint16_t>(shard_owner_[ShardOf(keys[i], shard_bits_)]);
+    ++count[server_of[i]];
+  }
   std::vector<std::vector<uint64_t>> keys_of(n);
   std::vector<std::vector<uint32_t>> positions_of(n);
   std::vector<std::vector<float>> grads_of(type == pb::PUSH ? n : 0);
+  for (int s = 0; s < n; ++s) {
+    keys_of[s].resize(count[s]);
+    if (type == pb::PULL) positions_of[s].resize(count[s]);
+    if (type == pb::PUSH) grads_of[s].resize(size_t{count[s]} * dim);
+  }
+  std::vector<uint32_t> filled(n, 0);
   for (uint32_t i = 0; i < keys.size(); ++i) {
-    const uint32_t s = shard_owner_[ShardOf(keys[i], shard_bits_)];
-    keys_of[s].push_back(keys[i]);
-    if (type == pb::PULL) positions_of[s].push_back(i);
+    const int s = server_of[i];
+    const uint32_t j = filled[s]++;
+    keys_of[s][j] = keys[i];
+    if (type == pb::PULL) positions_of[s][j] = i;
     if (type == pb::PUSH) {
-      grads_of[s].insert(grads_of[s].end(), grads.begin() + size_t{i} * dim, grads.begin() + size_t{i + 1} * dim);
+      std::memcpy(grads_of[s].data() + size_t{j} * dim, grads.data() + size_t{i} * dim, dim * sizeof(float));
     }
   }
   std::vector<Outgoing> parts;

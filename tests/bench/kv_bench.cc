@@ -75,7 +75,7 @@ std::vector<uint64_t> UniqueKeys(size_t n, uint64_t key_space, std::mt19937_64& 
   return keys;
 }
 
-int Run(const Config& config, const std::string& json_out, bool quick) {
+int Run(const Config& config, const std::string& json_out, bool quick, const std::string& only) {
   zmq::context_t context(1);
   pb::NodeInfo self;
   self.set_role(pb::WORKER);
@@ -101,8 +101,8 @@ int Run(const Config& config, const std::string& json_out, bool quick) {
     std::printf("%-40s %14.2f %s\n", name.c_str(), value, unit.c_str());
     std::fflush(stdout);
   };
-  const double min_seconds = quick ? 0.1 : 0.5;
-  add("memcpy_bandwidth", "GB/s", MemcpyGBps());
+  const double min_seconds = quick ? 0.1 : (only.empty() ? 0.5 : 3.0);
+  if (only.empty()) add("memcpy_bandwidth", "GB/s", MemcpyGBps());
 
   pb::OptimizerSpec adagrad;
   adagrad.set_type(pb::OptimizerSpec::ADAGRAD);
@@ -130,6 +130,7 @@ int Run(const Config& config, const std::string& json_out, bool quick) {
       auto push = [&] { (void)client.Wait(client.Push(spec.id(), dim, keys, values)); };
       auto pull = [&] { (void)client.Wait(client.Pull(spec.id(), dim, keys, out.data())); };
       const std::string prefix = "sparse_dim" + std::to_string(dim) + "_keys" + std::to_string(keys.size());
+      if (prefix.rfind(only, 0) != 0) continue;
       const double t_push = TimePerRun(push, min_seconds);
       add(prefix + "_push", "Mkeys/s", keys.size() / t_push / 1e6);
       add(prefix + "_push_mb", "MB/s", mb / t_push);
@@ -163,6 +164,7 @@ int Run(const Config& config, const std::string& json_out, bool quick) {
     for (size_t b = 0; b < blocks.size(); ++b) blocks[b] = b;
     std::vector<float> values(blocks.size() * block, 0.001f), out(values.size());
     const std::string size = bytes >= (1 << 20) ? std::to_string(bytes >> 20) + "MB" : std::to_string(bytes >> 10) + "KB";
+    if (("dense_" + size).rfind(only, 0) != 0) continue;
     const double t_push = TimePerRun([&] { (void)client.Wait(client.Push(spec.id(), block, blocks, values)); }, min_seconds);
     add("dense_" + size + "_push", "GB/s", bytes / t_push / 1e9);
     const double t_pull = TimePerRun([&] { (void)client.Wait(client.Pull(spec.id(), block, blocks, out.data())); }, min_seconds);
@@ -190,11 +192,13 @@ int main(int argc, char** argv) {
   sparta::DaemonOptions options;
   std::string json_out;
   bool quick = false;
+  std::string only;
   auto exit_code = sparta::ParseDaemonOptions(argc, argv, sparta::pb::WORKER, &options, [&](CLI::App& app) {
     app.add_option("--json", json_out, "write the results here as JSON records");
     app.add_flag("--quick", quick, "smaller sizes and shorter runs (a smoke test)");
+    app.add_option("--only", only, "run only the measurements whose name starts with this");
   });
   if (exit_code) return *exit_code;
   spdlog::set_level(spdlog::level::warn);
-  return sparta::Run(options.config, json_out, quick);
+  return sparta::Run(options.config, json_out, quick, only);
 }

@@ -93,8 +93,12 @@ TEST_CASE("a row is initialized from its key alone") {
   REQUIRE(opt.ok());
   TableShard a(&spec, opt->get()), b(&spec, opt->get());
   // Different creation order in the two shards; same rows.
-  for (uint64_t k = 0; k < 1000; ++k) a.FindOrCreate(k);
-  for (uint64_t k = 1000; k-- > 0;) b.FindOrCreate(k);
+  uint64_t created = 0;
+  for (uint64_t k = 0; k < 1000; ++k) a.FindOrCreate(k, &created);
+  for (uint64_t k = 1000; k-- > 0;) b.FindOrCreate(k, &created);
+  CHECK(created == 2000);
+  a.FindOrCreate(7, &created);
+  CHECK(created == 2000);
   double sum = 0, sum_sq = 0;
   for (uint64_t k = 0; k < 1000; ++k) {
     const float* ra = a.Find(k);
