@@ -19,7 +19,7 @@ while [[ $# -gt 0 ]]; do
 done
 if [[ $build == 1 ]]; then
   scripts/install-deps.sh
-  scripts/build.sh sparta-scheduler sparta-server sparta-worker sparta-datagen sparta-kv-bench
+  scripts/build.sh sparta-scheduler sparta-server sparta-worker sparta-datagen sparta-kv-bench sparta-row-memory
 fi
 bin=${SPARTA_BIN:-build/bin}
 tmp=$(mktemp -d /tmp/sparta-bench-XXXXXX)
@@ -43,6 +43,9 @@ echo "== data plane (1 server, 1 client, loopback; Adagrad on the server)"
 "$bin/sparta-kv-bench" --config "$tmp/kv.yaml" $quick --json "$tmp/kv.json"
 wait "${pids[@]}"
 pids=()
+
+echo "== server memory per sparse row (Adagrad state included)"
+"$bin/sparta-row-memory" "$([[ -n $quick ]] && echo 100000 || echo 1000000)" | tee "$tmp/memory.txt"
 
 echo "== end-to-end training (generated Criteo-like data)"
 rows=$([[ -n $quick ]] && echo 50000 || echo 1000000)
@@ -72,6 +75,9 @@ if [[ -n $json ]]; then
   python3 - "$tmp/kv.json" "$e2e" "$json" <<'PY'
 import json, sys
 records = json.load(open(sys.argv[1])) + json.load(open(sys.argv[2]))
+for line in open(sys.argv[1].replace("kv.json", "memory.txt")):
+    name, value = line.split()[:2]
+    records.append({"name": name, "unit": "bytes/row", "value": float(value)})
 json.dump(records, open(sys.argv[3], "w"), indent=1)
 print(f"bench: {len(records)} results written to {sys.argv[3]}")
 PY

@@ -1,10 +1,15 @@
-// RowArena: fixed-stride rows of floats in large chunks, addressed by a dense
-// uint32 index. One allocation per ~1 MiB chunk instead of one per row, no
-// per-row header, and rows never move once created (so a pointer stays valid
-// while its index lives). Not thread-safe: owned by one shard executor.
+// RowArena: fixed-stride rows of floats in chunks, addressed by a dense
+// uint32 index. One allocation per chunk instead of one per row, no per-row
+// header, and rows never move once created (so a pointer stays valid while
+// its index lives). Not thread-safe: owned by one shard executor.
+//
+// Chunks start small and double up to ~1 MiB, then stay at that size: a
+// server holds (shards x tables) arenas, most of them small, so a fixed
+// 1 MiB first chunk would reserve gigabytes before any row exists.
 #ifndef SPARTA_SERVER_ROW_ARENA_H_
 #define SPARTA_SERVER_ROW_ARENA_H_
 
+#include <algorithm>
 #include <bit>
 #include <cstdint>
 #include <memory>
@@ -16,32 +21,59 @@ class RowArena {
  public:
   explicit RowArena(uint32_t stride_floats)
       : stride_(stride_floats),
-        // A power of two rows per chunk so that index -> (chunk, slot) is a
-        // shift and a mask.
-        shift_(std::bit_width(std::max<uint32_t>(1, (kChunkBytes / sizeof(float)) / stride_floats)) - 1),
-        mask_((uint32_t{1} << shift_) - 1) {}
+        // Both powers of two, so index -> (chunk, slot) is shifts and masks.
+        max_rows_(std::bit_floor(std::max<size_t>(kFirstRows, (kMaxChunkBytes / sizeof(float)) / stride_floats))),
+        growing_rows_(max_rows_ - kFirstRows),
+        growing_chunks_(std::bit_width(max_rows_ / kFirstRows) - 1) {}
 
   uint32_t Allocate() {
-    if ((size_ & mask_) == 0 && (size_ >> shift_) == chunks_.size()) {
-      chunks_.emplace_back(new float[(size_t{mask_} + 1) * stride_]);
-    }
+    const Slot s = Locate(size_);
+    if (s.chunk == chunks_.size()) chunks_.emplace_back(new float[size_t{ChunkRows(s.chunk)} * stride_]);
     return size_++;
   }
 
-  float* row(uint32_t index) { return chunks_[index >> shift_].get() + size_t{index & mask_} * stride_; }
-  const float* row(uint32_t index) const {
-    return chunks_[index >> shift_].get() + size_t{index & mask_} * stride_;
+  float* row(uint32_t index) {
+    const Slot s = Locate(index);
+    return chunks_[s.chunk].get() + size_t{s.offset} * stride_;
   }
+  const float* row(uint32_t index) const { return const_cast<RowArena*>(this)->row(index); }
 
   uint32_t size() const { return size_; }
   uint32_t stride() const { return stride_; }
-  size_t bytes() const { return chunks_.size() * (size_t{mask_} + 1) * stride_ * sizeof(float); }
+  size_t bytes() const {
+    size_t rows = 0;
+    for (size_t c = 0; c < chunks_.size(); ++c) rows += ChunkRows(c);
+    return rows * stride_ * sizeof(float);
+  }
 
  private:
-  static constexpr size_t kChunkBytes = 1 << 20;
+  static constexpr size_t kFirstRows = 16;
+  static constexpr size_t kMaxChunkBytes = 1 << 20;
+
+  struct Slot {
+    size_t chunk;
+    uint32_t offset;
+  };
+
+  size_t ChunkRows(size_t chunk) const {
+    return chunk < growing_chunks_ ? kFirstRows << chunk : max_rows_;
+  }
+
+  // Chunk c < growing_chunks_ holds indices [16 (2^c - 1), 16 (2^(c+1) - 1));
+  // after those, every chunk holds max_rows_.
+  Slot Locate(uint32_t index) const {
+    if (index < growing_rows_) {
+      const size_t c = std::bit_width(index / kFirstRows + 1) - 1;
+      return {c, static_cast<uint32_t>(index - kFirstRows * ((size_t{1} << c) - 1))};
+    }
+    const size_t past = index - growing_rows_;
+    return {growing_chunks_ + past / max_rows_, static_cast<uint32_t>(past % max_rows_)};
+  }
+
   const uint32_t stride_;
-  const uint32_t shift_;
-  const uint32_t mask_;
+  const size_t max_rows_;
+  const size_t growing_rows_;
+  const size_t growing_chunks_;
   uint32_t size_ = 0;
   std::vector<std::unique_ptr<float[]>> chunks_;
 };

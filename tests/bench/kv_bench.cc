@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <deque>
 #include <fstream>
 #include <functional>
 #include <iostream>
@@ -169,6 +170,36 @@ int Run(const Config& config, const std::string& json_out, bool quick, const std
     add("dense_" + size + "_push", "GB/s", bytes / t_push / 1e9);
     const double t_pull = TimePerRun([&] { (void)client.Wait(client.Pull(spec.id(), block, blocks, out.data())); }, min_seconds);
     add("dense_" + size + "_pull", "GB/s", bytes / t_pull / 1e9);
+  }
+
+  // Small requests: 4 KB dense pushes, one at a time and with a window of 8
+  // in flight (the rate a latency-bound client can reach).
+  if (std::string("small_").rfind(only, 0) == 0 || only.rfind("small_", 0) == 0) {
+    pb::TableSpec spec;
+    spec.set_id(table_id++);
+    spec.set_name("bench.small");
+    spec.set_kind(pb::TableSpec::DENSE);
+    spec.set_dim(1024);
+    spec.set_dense_size(1024);
+    *spec.mutable_optimizer() = adagrad;
+    if (!client.CreateTable(spec).ok()) return 1;
+    const std::vector<uint64_t> block = {0};
+    const std::vector<float> values(1024, 0.001f);
+    for (int window : {1, 8}) {
+      const int batch = 200;
+      const double t = TimePerRun([&] {
+        std::deque<KVClient::Ticket> inflight;
+        for (int i = 0; i < batch; ++i) {
+          inflight.push_back(client.Push(spec.id(), 1024, block, values));
+          if (static_cast<int>(inflight.size()) >= window) {
+            (void)client.Wait(inflight.front());
+            inflight.pop_front();
+          }
+        }
+        for (auto& ticket : inflight) (void)client.Wait(ticket);
+      }, min_seconds);
+      add("small_4KB_push_window" + std::to_string(window), "requests/s", batch / t);
+    }
   }
 
   scheduler.SendWorkerDone(pb::WorkerReport());

@@ -119,6 +119,10 @@ TEST_CASE("a row is initialized from its key alone") {
 }
 
 TEST_CASE("arena rows keep their address as the arena grows") {
+  RowArena small(3);
+  CHECK(small.bytes() == 0);
+  small.Allocate();
+  CHECK(small.bytes() == 16 * 3 * sizeof(float));  // a small first chunk
   RowArena arena(3);
   std::vector<float*> rows;
   for (int i = 0; i < 300000; ++i) {
@@ -132,6 +136,12 @@ TEST_CASE("arena rows keep their address as the arena grows") {
     REQUIRE(rows[j] == arena.row(j * 1000));
     REQUIRE(rows[j][2] == 2.0f * j * 1000);
   }
+  // Rows are distinct, and the arena holds at most one chunk's worth of slack.
+  for (uint32_t i = 0; i + 1 < 300000; i += 7) REQUIRE(arena.row(i + 1) != arena.row(i));
+  CHECK(arena.bytes() <= 300000 * 3 * sizeof(float) + (1 << 20));
+  // Every index maps into its own 3 floats: writing all rows loses none.
+  for (uint32_t i = 0; i < 300000; ++i) arena.row(i)[1] = static_cast<float>(i);
+  for (uint32_t i = 0; i < 300000; ++i) REQUIRE(arena.row(i)[1] == static_cast<float>(i));
 }
 
 TEST_CASE("the duplicate filter recognizes resends, in and out of order") {
