@@ -66,6 +66,7 @@ void VisitFields(Config& c, Visitor& v) {
   v("optimizer.ftrl_beta", c.optimizer.ftrl_beta, AtLeast(0));
   v("worker.max_inflight", c.worker.max_inflight, Between(1, 1024));
   v("worker.request_timeout", c.worker.request_timeout, Between(0.1, 86400));
+  v("wire.dtype", c.wire.dtype, OneOf({"fp32", "fp16"}));
   v("eval.predictions_out", c.eval.predictions_out, FieldRule{});
   v("log.level", c.log.level, OneOf({"trace", "debug", "info", "warn", "error"}));
   v("log.progress_interval", c.log.progress_interval, Between(0.01, 3600));

@@ -67,6 +67,10 @@ struct WorkerConfig {
   double request_timeout = 60.0;  // seconds before a request is an error
 };
 
+struct WireConfig {
+  std::string dtype = "fp32";  // fp32 | fp16: values of pulls and pushes on the wire
+};
+
 struct EvalConfig {
   std::string predictions_out;  // when set: one probability per test line
 };
@@ -83,6 +87,7 @@ struct Config {
   ModelConfig model;
   OptimizerConfig optimizer;
   WorkerConfig worker;
+  WireConfig wire;
   EvalConfig eval;
   LogConfig log;
 

@@ -26,7 +26,8 @@ absl::Status ValidateMessage(const Message& m) {
   const pb::Header& h = m.header;
   const size_t nframes = m.frames.size();
   const uint64_t key_bytes = uint64_t{h.num_keys()} * sizeof(uint64_t);
-  const uint64_t value_bytes = uint64_t{h.num_keys()} * h.dim() * sizeof(float);
+  if (!pb::ValueType_IsValid(h.dtype())) return Malformed(absl::StrCat("unknown value type ", h.dtype()));
+  const uint64_t value_bytes = uint64_t{h.num_keys()} * h.dim() * ValueBytes(h.dtype());
   switch (h.type()) {
     case pb::PULL:
       if (nframes != 1) return Malformed(absl::StrCat("PULL needs 1 payload frame, got ", nframes));

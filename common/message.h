@@ -81,6 +81,9 @@ std::span<const T> FrameView(const zmq::message_t& frame, std::vector<T>* scratc
 
 const char* MsgTypeName(pb::MsgType type);
 
+// Bytes per value on the wire.
+inline size_t ValueBytes(pb::ValueType type) { return type == pb::FP16 ? 2 : 4; }
+
 }  // namespace sparta
 
 #endif  // SPARTA_COMMON_MESSAGE_H_

@@ -37,12 +37,23 @@ server: {threads: 1}
 data: {train: unused}
 log: {level: warn}
 YAML
+# One data-plane run: a fresh scheduler + server, then the client.
+#   run_kv OUT ONLY [--set k=v ...]   (ONLY: measurement-name prefix, "" for all;
+#   the overrides go to all three)
+run_kv() {
+  local out=$1 only=$2; shift 2
+  "$bin/sparta-scheduler" --config "$tmp/kv.yaml" "$@" 2>> "$tmp/scheduler.log" & pids+=($!)
+  "$bin/sparta-server" --config "$tmp/kv.yaml" --rank 0 "$@" 2>> "$tmp/server.log" & pids+=($!)
+  "$bin/sparta-kv-bench" --config "$tmp/kv.yaml" $quick --json "$out" --only "$only" "$@"
+  wait "${pids[@]}"
+  pids=()
+}
 echo "== data plane (1 server, 1 client, loopback; Adagrad on the server)"
-"$bin/sparta-scheduler" --config "$tmp/kv.yaml" 2> "$tmp/scheduler.log" & pids+=($!)
-"$bin/sparta-server" --config "$tmp/kv.yaml" --rank 0 2> "$tmp/server.log" & pids+=($!)
-"$bin/sparta-kv-bench" --config "$tmp/kv.yaml" $quick --json "$tmp/kv.json"
-wait "${pids[@]}"
-pids=()
+run_kv "$tmp/kv32.json" ""
+echo "== data plane with fp16 values on the wire (wire.dtype: fp16)"
+run_kv "$tmp/kv16.json" sparse_ --set wire.dtype=fp16
+python3 -c "import json,sys; json.dump(json.load(open(sys.argv[1])) + json.load(open(sys.argv[2])), open(sys.argv[3], 'w'))" \
+  "$tmp/kv32.json" "$tmp/kv16.json" "$tmp/kv.json"
 
 echo "== server memory per sparse row (Adagrad state included)"
 "$bin/sparta-row-memory" "$([[ -n $quick ]] && echo 100000 || echo 1000000)" | tee "$tmp/memory.txt"

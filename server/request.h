@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "common/message.h"
+#include "sparta.pb.h"
 #include "server/table_registry.h"
 
 namespace sparta {
@@ -26,7 +27,11 @@ struct Request {
   const TableEntry* table = nullptr;
   std::span<const uint64_t> keys;
   std::span<const float> grads;      // PUSH only
-  std::vector<float> values;         // PULL only: num_keys * dim
+  pb::ValueType dtype = pb::FP32;    // of `grads_half` (PUSH) or of the reply (PULL)
+  std::vector<float> values;         // PULL, fp32 reply: num_keys * dim
+  std::vector<uint16_t> half_values; // PULL, fp16 reply: num_keys * dim
+  std::span<const uint16_t> grads_half;  // PUSH in fp16
+  std::vector<uint16_t> half_scratch;
   std::vector<uint64_t> key_scratch; // backing store if a frame was unaligned
   std::vector<float> grad_scratch;
   std::atomic<int> pending{0};

@@ -130,7 +130,7 @@ void Server::HandleRequest(Message message) {
     spdlog::debug("push {} from sender {} already applied; acknowledging again", h.seq(), h.sender());
     return Reply(message, absl::OkStatus());
   }
-  if (h.type() == pb::PULL && uint64_t{h.num_keys()} * table->spec.dim() * sizeof(float) > kMaxReplyBytes) {
+  if (h.type() == pb::PULL && uint64_t{h.num_keys()} * table->spec.dim() * ValueBytes(h.dtype()) > kMaxReplyBytes) {
     return Reply(message, absl::ResourceExhaustedError(absl::StrCat("a pull of ", h.num_keys(), " rows of dim ",
                                                                     table->spec.dim(), " exceeds the reply limit")));
   }
@@ -139,10 +139,18 @@ void Server::HandleRequest(Message message) {
   request->message = std::move(message);
   const Message& m = request->message;
   request->keys = FrameView<uint64_t>(m.frames[0], &request->key_scratch);
+  request->dtype = m.header.dtype();
+  const size_t floats = request->keys.size() * size_t{table->spec.dim()};
   if (m.header.type() == pb::PUSH) {
-    request->grads = FrameView<float>(m.frames[1], &request->grad_scratch);
+    if (request->dtype == pb::FP16) {
+      request->grads_half = FrameView<uint16_t>(m.frames[1], &request->half_scratch);
+    } else {
+      request->grads = FrameView<float>(m.frames[1], &request->grad_scratch);
+    }
+  } else if (request->dtype == pb::FP16) {
+    request->half_values.resize(floats);
   } else {
-    request->values.resize(request->keys.size() * size_t{table->spec.dim()});
+    request->values.resize(floats);
   }
   Route(std::move(request));
 }
@@ -176,14 +184,19 @@ void Server::Route(std::shared_ptr<Request> request) {
 void Server::Answer(const std::shared_ptr<Request>& request) {
   if (request->message.header.type() == pb::PULL) {
     pulls_.fetch_add(1, std::memory_order_relaxed);
-    Reply(request->message, absl::OkStatus(), &request->values, request->table->spec.dim());
+    if (request->dtype == pb::FP16) {
+      Reply(request->message, absl::OkStatus(), nullptr, request->table->spec.dim(), &request->half_values);
+    } else {
+      Reply(request->message, absl::OkStatus(), &request->values, request->table->spec.dim());
+    }
   } else {
     pushes_.fetch_add(1, std::memory_order_relaxed);
     Reply(request->message, absl::OkStatus());
   }
 }
 
-void Server::Reply(const Message& request, absl::Status status, std::vector<float>* values, uint32_t dim) {
+void Server::Reply(const Message& request, absl::Status status, std::vector<float>* values, uint32_t dim,
+                   std::vector<uint16_t>* half_values) {
   pb::Header h;
   h.set_type(pb::RESPONSE);
   h.set_seq(request.header.seq());
@@ -200,6 +213,11 @@ void Server::Reply(const Message& request, absl::Status status, std::vector<floa
     h.set_num_keys(static_cast<uint32_t>(values->size() / std::max<uint32_t>(dim, 1)));
     h.set_dim(dim);
     frames.push_back(FrameFromVector(std::move(*values)));
+  } else if (half_values != nullptr) {
+    h.set_num_keys(static_cast<uint32_t>(half_values->size() / std::max<uint32_t>(dim, 1)));
+    h.set_dim(dim);
+    h.set_dtype(pb::FP16);
+    frames.push_back(FrameFromVector(std::move(*half_values)));
   }
   if (auto st = SendMessage(socket_, h, &frames, &*request.routing_id); !st.ok()) {
     spdlog::debug("reply to sender {} not sent: {}", request.header.sender(), st.message());

@@ -38,8 +38,9 @@ class Server {
  private:
   void HandleRequest(Message message);
   void Route(std::shared_ptr<Request> request);
+  // Sends a RESPONSE; `values` (fp32) or `half_values` (fp16) become its frame.
   void Reply(const Message& request, absl::Status status, std::vector<float>* values = nullptr,
-             uint32_t dim = 0);
+             uint32_t dim = 0, std::vector<uint16_t>* half_values = nullptr);
   void Answer(const std::shared_ptr<Request>& request);
   pb::ServerStats Stats() const;
 

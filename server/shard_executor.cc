@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "common/half.h"
+
 namespace sparta {
 
 ShardExecutor::ShardExecutor(int index, uint32_t num_local_shards, Mailbox<std::shared_ptr<Request>>* done)
@@ -77,12 +79,20 @@ void ShardExecutor::Execute(ShardTask& task) {
       const char* ahead = reinterpret_cast<const char*>(row_scratch_[i + kLookAhead]);
       for (size_t line = 0; line < row_bytes; line += 64) __builtin_prefetch(ahead + line, 1);
     }
-    const uint32_t pos = task.positions[i];
+    const size_t at = size_t{task.positions[i]} * dim;
     float* row = row_scratch_[i];
     if (is_push) {
-      r.table->optimizer->Apply(row, r.grads.data() + size_t{pos} * dim, dim);
+      const float* grad = r.grads.data() + at;
+      if (r.dtype == pb::FP16) {  // widen to fp32 before the update
+        grad_scratch_.resize(dim);
+        HalvesToFloats(r.grads_half.data() + at, grad_scratch_.data(), dim);
+        grad = grad_scratch_.data();
+      }
+      r.table->optimizer->Apply(row, grad, dim);
+    } else if (r.dtype == pb::FP16) {
+      FloatsToHalves(row, r.half_values.data() + at, dim);
     } else {
-      std::memcpy(r.values.data() + size_t{pos} * dim, row, dim * sizeof(float));
+      std::memcpy(r.values.data() + at, row, dim * sizeof(float));
     }
   }
   rows_.fetch_add(created, std::memory_order_relaxed);

@@ -53,6 +53,7 @@ class ShardExecutor {
   bool stopping_ = false;
   std::atomic<uint64_t> rows_{0};
   std::vector<float*> row_scratch_;  // Execute()'s rows, reused across tasks
+  std::vector<float> grad_scratch_;  // one fp16 gradient row widened to fp32
 };
 
 }  // namespace sparta

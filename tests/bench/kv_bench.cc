@@ -97,12 +97,14 @@ int Run(const Config& config, const std::string& json_out, bool quick, const std
   if (auto st = client.Start(); !st.ok()) return 1;
 
   std::vector<Record> records;
-  auto add = [&](const std::string& name, const std::string& unit, double value) {
+  const std::string suffix = config.wire.dtype == "fp16" ? "_fp16" : "";
+  auto add = [&](const std::string& base, const std::string& unit, double value) {
+    const std::string name = base + suffix;
     records.push_back({name, unit, value});
     std::printf("%-40s %14.2f %s\n", name.c_str(), value, unit.c_str());
     std::fflush(stdout);
   };
-  const double min_seconds = quick ? 0.1 : (only.empty() ? 0.5 : 3.0);
+  const double min_seconds = quick ? 0.1 : 0.5;
   if (only.empty()) add("memcpy_bandwidth", "GB/s", MemcpyGBps());
 
   pb::OptimizerSpec adagrad;

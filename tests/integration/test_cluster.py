@@ -94,6 +94,26 @@ class LaunchTest(ClusterTest):
         self.assertIn("nothing-*.txt", result.stderr)
 
 
+class WireTest(ClusterTest):
+    def test_fp16_wire_trains_like_fp32(self):
+        data = datagen(self.dir, 30000, 5000, seed=11, interaction=1.0)
+        results = {}
+        for dtype in ("fp32", "fp16"):
+            out = os.path.join(self.dir, f"{dtype}.txt")
+            config = write_config(self.dir, name=f"{dtype}.yaml",
+                                  data={"train": data["train"], "test": data["test"], "batch_size": 512},
+                                  model={"name": "fm"}, optimizer={"name": "ftrl", "learning_rate": 0.05},
+                                  wire={"dtype": dtype}, eval={"predictions_out": out})
+            result = launch(config, self.run_dir(dtype))
+            self.assertEqual(result.returncode, 0, result.stderr)
+            results[dtype] = (summary(self.run_dir(dtype))["auc"], read(out))
+        # 1 worker + 1 server is deterministic: the only difference is the
+        # rounding of values to fp16 on the wire, so the predictions differ
+        # (fp16 was used) and the quality does not.
+        self.assertNotEqual(results["fp16"][1], results["fp32"][1])
+        self.assertAlmostEqual(results["fp16"][0], results["fp32"][0], delta=0.003)
+
+
 class FailureTest(ClusterTest):
     def long_job(self, **cluster):
         data = datagen(self.dir, 20000, 0)

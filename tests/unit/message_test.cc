@@ -86,6 +86,16 @@ TEST_CASE("malformed messages are reported and consumed whole") {
     p.SendRaw({h.SerializeAsString(), "extra"});
   }
   SECTION("too many frames") { p.SendRaw(std::vector<std::string>(20, "x")); }
+  SECTION("fp16 values frame of fp32 size") {
+    pb::Header h = PushHeader(2, 1);
+    h.set_dtype(pb::FP16);
+    p.SendRaw({h.SerializeAsString(), std::string(16, 'k'), std::string(8, 'v')});
+  }
+  SECTION("unknown value type") {
+    pb::Header h = PushHeader(2, 1);
+    h.set_dtype(static_cast<pb::ValueType>(7));
+    p.SendRaw({h.SerializeAsString(), std::string(16, 'k'), std::string(8, 'v')});
+  }
   SECTION("huge dim") { p.SendRaw({PushHeader(0, 1u << 30).SerializeAsString(), "", ""}); }
   auto bad = p.Receive();
   CHECK_FALSE(bad.ok());
@@ -97,6 +107,17 @@ TEST_CASE("malformed messages are reported and consumed whole") {
   REQUIRE(good.ok());
   REQUIRE(good->has_value());
   CHECK((*good)->header.type() == pb::HEARTBEAT);
+}
+
+TEST_CASE("an fp16 push carries two bytes per value") {
+  Pair p;
+  pb::Header h = PushHeader(2, 3);
+  h.set_dtype(pb::FP16);
+  p.SendRaw({h.SerializeAsString(), std::string(16, 'k'), std::string(12, 'v')});
+  auto got = p.Receive();
+  REQUIRE(got.ok());
+  REQUIRE(got->has_value());
+  CHECK((*got)->header.dtype() == pb::FP16);
 }
 
 TEST_CASE("endpoints parse or fail cleanly") {
