@@ -5,6 +5,8 @@
 # end-to-end training throughput of lr and fm (1 worker + 1 server, and
 # 2 workers + 2 servers).
 #   scripts/bench.sh [--quick] [--json FILE] [--no-build]
+# With --json FILE it also draws FILE's sparse figures as an SVG chart (FILE.svg,
+# the .json suffix replaced).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 quick="" json="" build=1
@@ -92,4 +94,5 @@ for line in open(sys.argv[1].replace("kv.json", "memory.txt")):
 json.dump(records, open(sys.argv[3], "w"), indent=1)
 print(f"bench: {len(records)} results written to {sys.argv[3]}")
 PY
+  python3 scripts/bench_chart.py "$json" "${json%.json}.svg" && echo "bench: chart written to ${json%.json}.svg"
 fi

@@ -129,7 +129,9 @@ int Run(const Config& config, const std::string& json_out, bool quick, const std
       const auto keys = UniqueKeys(n, key_space, rng);
       std::vector<float> values(keys.size() * dim, 0.001f);
       std::vector<float> out(values.size());
-      const double mb = keys.size() * (8.0 + 4.0 * dim) / 1e6;
+      // Bytes on the wire: keys plus values in the configured encoding.
+      const double value_bytes = config.wire.dtype == "fp16" ? 2.0 : 4.0;
+      const double mb = keys.size() * (8.0 + value_bytes * dim) / 1e6;
       auto push = [&] { (void)client.Wait(client.Push(spec.id(), dim, keys, values)); };
       auto pull = [&] { (void)client.Wait(client.Pull(spec.id(), dim, keys, out.data())); };
       const std::string prefix = "sparse_dim" + std::to_string(dim) + "_keys" + std::to_string(keys.size());
