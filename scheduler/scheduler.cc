@@ -17,9 +17,10 @@ namespace sparta {
 
 using Clock = Membership::Clock;
 
-Scheduler::Scheduler(const Config& config, std::string summary_file)
+Scheduler::Scheduler(const Config& config, std::string summary_file, std::string info_file)
     : config_(config),
       summary_file_(std::move(summary_file)),
+      info_file_(std::move(info_file)),
       context_(1),
       socket_(context_, zmq::socket_type::router),
       members_(config.cluster.servers, config.cluster.workers) {}
@@ -35,6 +36,12 @@ absl::Status Scheduler::Run() {
   if (!bound.ok()) return bound.status();
   spdlog::info("scheduler listening on {}:{}; waiting for {} servers and {} workers", host, *bound,
                config_.cluster.servers, config_.cluster.workers);
+  pb::NodeInfo self;
+  self.set_role(pb::SCHEDULER);
+  self.set_host(host);
+  self.set_data_port(*bound);
+  self.set_pid(getpid());
+  WriteInfoFile(info_file_, self);
   started_ = last_silence_check_ = Clock::now();
 
   while (phase_ != Phase::kDone) {

@@ -26,7 +26,8 @@ namespace sparta {
 class Scheduler {
  public:
   // `summary_file`: where the job summary JSON is written at the end ("" for none).
-  Scheduler(const Config& config, std::string summary_file);
+  // `info_file`: where to describe this node once bound ("" for none).
+  Scheduler(const Config& config, std::string summary_file, std::string info_file);
 
   // Runs the job to its end. OK when every worker finished and every server
   // flushed; otherwise the reason the job failed (also broadcast as ABORT).
@@ -49,6 +50,7 @@ class Scheduler {
 
   const Config config_;
   const std::string summary_file_;
+  const std::string info_file_;
   zmq::context_t context_;
   zmq::socket_t socket_;
   Membership members_;

@@ -142,14 +142,14 @@ KVClient::Ticket KVClient::Send(pb::MsgType type, uint32_t table, uint32_t dim, 
   }
   std::vector<Outgoing> parts;
   for (int s = 0; s < n; ++s) {
-    if (keys_of[s].empty() && type != pb::CREATE_TABLE) continue;
+    if (keys_of[s].empty()) continue;
     Outgoing o;
     o.server = s;
     o.header.set_type(type);
     o.header.set_table(table);
     o.header.set_num_keys(static_cast<uint32_t>(keys_of[s].size()));
     o.header.set_dim(dim);
-    if (type != pb::CREATE_TABLE) o.frames.push_back(FrameFromVector(std::move(keys_of[s])));
+    o.frames.push_back(FrameFromVector(std::move(keys_of[s])));
     if (half) o.header.set_dtype(pb::FP16);
     if (type == pb::PUSH) {
       o.frames.push_back(half ? FrameFromVector(std::move(half_grads_of[s])) : FrameFromVector(std::move(grads_of[s])));

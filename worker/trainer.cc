@@ -39,7 +39,7 @@ absl::StatusOr<std::unique_ptr<Trainer::Step>> Trainer::BeginStep(DataLoader* lo
   step->batch = *std::move(batch);
   step->params.resize(tables_.size());
   for (size_t t = 0; t < tables_.size(); ++t) {
-    const auto& keys = tables_[t].kind() == pb::TableSpec::DENSE ? dense_keys_[t] : step->batch->unique_keys;
+    const auto& keys = KeysOf(t, *step->batch);
     step->params[t].resize(keys.size() * tables_[t].dim());
     step->pulls.push_back(client_->Pull(tables_[t].id(), tables_[t].dim(), keys, step->params[t].data()));
   }
@@ -60,13 +60,15 @@ absl::Status Trainer::ForEachStep(DataLoader* loader, const std::function<absl::
 
 namespace {
 
-// The spans a model sees: dense tables without their block padding.
+// Floats of a table's buffer the model sees: dense tables without their
+// block padding.
+size_t VisibleSize(const pb::TableSpec& table, size_t buffer_size) {
+  return table.kind() == pb::TableSpec::DENSE ? table.dense_size() : buffer_size;
+}
+
 ParamSpans ViewParams(const std::vector<pb::TableSpec>& tables, const std::vector<std::vector<float>>& params) {
   ParamSpans spans;
-  for (size_t t = 0; t < tables.size(); ++t) {
-    const size_t n = tables[t].kind() == pb::TableSpec::DENSE ? tables[t].dense_size() : params[t].size();
-    spans.emplace_back(params[t].data(), n);
-  }
+  for (size_t t = 0; t < tables.size(); ++t) spans.emplace_back(params[t].data(), VisibleSize(tables[t], params[t].size()));
   return spans;
 }
 
@@ -94,17 +96,15 @@ absl::StatusOr<Trainer::TrainResult> Trainer::Train(DataLoader* loader) {
     }
     GradSpans grad_spans;
     for (size_t t = 0; t < tables_.size(); ++t) {
-      grads[t].assign(step.params[t].size(), 0.0f);
-      const size_t n = tables_[t].kind() == pb::TableSpec::DENSE ? tables_[t].dense_size() : grads[t].size();
-      grad_spans.emplace_back(grads[t].data(), n);
+      grads[t].assign(step.params[t].size(), 0.0f);  // dense padding stays zero
+      grad_spans.emplace_back(grads[t].data(), VisibleSize(tables_[t], grads[t].size()));
     }
     probs.resize(batch.size);
     const double loss = model_->Compute(batch, ViewParams(tables_, step.params), &grad_spans, probs.data());
 
     std::vector<KVClient::Ticket> tickets;
     for (size_t t = 0; t < tables_.size(); ++t) {
-      const auto& keys = tables_[t].kind() == pb::TableSpec::DENSE ? dense_keys_[t] : batch.unique_keys;
-      tickets.push_back(client_->Push(tables_[t].id(), tables_[t].dim(), keys, grads[t]));
+      tickets.push_back(client_->Push(tables_[t].id(), tables_[t].dim(), KeysOf(t, batch), grads[t]));
     }
     pushes.push_back(std::move(tickets));
     while (static_cast<int>(pushes.size()) > config_.worker.max_inflight) {

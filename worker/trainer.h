@@ -49,6 +49,10 @@ class Trainer {
  private:
   struct Step;
   absl::StatusOr<std::unique_ptr<Step>> BeginStep(DataLoader* loader);
+  // The keys of table t for `batch`: its unique keys, or a dense table's blocks.
+  const std::vector<uint64_t>& KeysOf(size_t t, const Batch& batch) const {
+    return tables_[t].kind() == pb::TableSpec::DENSE ? dense_keys_[t] : batch.unique_keys;
+  }
   // Runs `body` on every batch of `loader` once its parameters have arrived,
   // with the next batch's pull issued before `body` starts (the prefetch).
   absl::Status ForEachStep(DataLoader* loader, const std::function<absl::Status(Step&)>& body);
