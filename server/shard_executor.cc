@@ -14,37 +14,19 @@ ShardExecutor::~ShardExecutor() { Stop(); }
 void ShardExecutor::Start() { thread_ = std::thread([this] { Run(); }); }
 
 void ShardExecutor::Stop() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    stopping_ = true;
-  }
-  cv_.notify_one();
+  queue_.Close();
   if (thread_.joinable()) thread_.join();
 }
 
-void ShardExecutor::Submit(ShardTask task) {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    queue_.push_back(std::move(task));
-  }
-  cv_.notify_one();
-}
+void ShardExecutor::Submit(ShardTask task) { queue_.Push(std::move(task)); }
 
 void ShardExecutor::Run() {
-  std::deque<ShardTask> batch;
   while (true) {
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-      if (stopping_ && queue_.empty()) return;
-      batch.swap(queue_);
-    }
-    for (ShardTask& task : batch) {
-      Execute(task);
-      // The last executor to finish hands the request back for its reply.
-      if (task.request->pending.fetch_sub(1, std::memory_order_acq_rel) == 1) done_->Post(std::move(task.request));
-    }
-    batch.clear();
+    std::optional<ShardTask> task = queue_.WaitPop();
+    if (!task) return;  // closed and drained
+    Execute(*task);
+    // The last executor to finish hands the request back for its reply.
+    if (task->request->pending.fetch_sub(1, std::memory_order_acq_rel) == 1) done_->Post(std::move(task->request));
   }
 }
 

@@ -3,20 +3,19 @@
 // a request to the executor that owns the key's shard; executors apply pulls
 // and pushes in arrival order without locks on the rows.
 //
-// Submit() is thread-safe; everything else happens on the executor's thread.
+// Submit() is thread-safe and lock-free (a TaskQueue); everything else
+// happens on the executor's thread.
 // Finished requests are posted to `done` for the I/O thread to answer.
 #ifndef SPARTA_SERVER_SHARD_EXECUTOR_H_
 #define SPARTA_SERVER_SHARD_EXECUTOR_H_
 
 #include <atomic>
-#include <condition_variable>
-#include <deque>
 #include <memory>
-#include <mutex>
 #include <thread>
 #include <vector>
 
 #include "common/mailbox.h"
+#include "common/task_queue.h"
 #include "server/request.h"
 #include "server/table_shard.h"
 
@@ -47,10 +46,7 @@ class ShardExecutor {
   // shards_[local][table id]; created on first use.
   std::vector<std::vector<std::unique_ptr<TableShard>>> shards_;
   std::thread thread_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<ShardTask> queue_;
-  bool stopping_ = false;
+  TaskQueue<ShardTask> queue_;
   std::atomic<uint64_t> rows_{0};
   std::vector<float*> row_scratch_;  // Execute()'s rows, reused across tasks
   std::vector<float> grad_scratch_;  // one fp16 gradient row widened to fp32
