@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <cstdio>
 #include <fstream>
 #include <limits>
 #include <map>
@@ -67,6 +68,13 @@ void VisitFields(Config& c, Visitor& v) {
   v("worker.max_inflight", c.worker.max_inflight, Between(1, 1024));
   v("worker.request_timeout", c.worker.request_timeout, Between(0.1, 86400));
   v("wire.dtype", c.wire.dtype, OneOf({"fp32", "fp16"}));
+  v("storage.path", c.storage.path, FieldRule{});
+  v("storage.durability", c.storage.durability, OneOf({"checkpoint", "wal"}));
+  v("storage.checkpoint_every", c.storage.checkpoint_every, FieldRule{});
+  v("storage.keep", c.storage.keep, Between(1, 1000));
+  v("storage.restore", c.storage.restore, FieldRule{});
+  v("storage.replication_factor", c.storage.replication_factor, Between(1, 16));
+  v("storage.ack", c.storage.ack, OneOf({"all", "primary"}));
   v("eval.predictions_out", c.eval.predictions_out, FieldRule{});
   v("log.level", c.log.level, OneOf({"trace", "debug", "info", "warn", "error"}));
   v("log.progress_interval", c.log.progress_interval, Between(0.01, 3600));
@@ -299,6 +307,13 @@ absl::Status Validate(const Config& c) {
   if (c.cluster.heartbeat_timeout <= c.cluster.heartbeat_interval) {
     return bad("cluster.heartbeat_timeout", "must be longer than cluster.heartbeat_interval");
   }
+  if (c.storage.replication_factor > c.cluster.servers) {
+    return bad("storage.replication_factor", absl::StrCat("is ", c.storage.replication_factor, " but there are only ",
+                                                           c.cluster.servers, " servers to hold the copies"));
+  }
+  if (auto every = ParseCheckpointEvery(c.storage.checkpoint_every); !every.ok()) {
+    return bad("storage.checkpoint_every", std::string(every.status().message()));
+  }
   return absl::OkStatus();
 }
 
@@ -345,6 +360,26 @@ absl::StatusOr<Config> ParseConfig(const std::string& yaml_text, const std::stri
   st = Validate(config);
   if (!st.ok()) return st;
   return config;
+}
+
+absl::StatusOr<CheckpointEvery> ParseCheckpointEvery(const std::string& text) {
+  CheckpointEvery every;
+  if (text.empty()) return every;
+  double value = 0;
+  char unit[16] = {0};
+  const int n = std::sscanf(text.c_str(), "%lf %15s", &value, unit);
+  const std::string u = n == 2 ? unit : "s";
+  if (n < 1 || value <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat("expected '<seconds>s' or '<n> steps'; got '", text, "'"));
+  }
+  if (u == "s" || u == "sec" || u == "seconds") {
+    every.seconds = value;
+  } else if (u == "steps" || u == "step") {
+    every.steps = static_cast<uint64_t>(value);
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat("unknown unit '", u, "' in '", text, "' (use s or steps)"));
+  }
+  return every;
 }
 
 absl::StatusOr<Config> LoadConfig(const std::string& path, const std::vector<std::string>& overrides) {

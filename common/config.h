@@ -71,6 +71,29 @@ struct WireConfig {
   std::string dtype = "fp32";  // fp32 | fp16: values of pulls and pushes on the wire
 };
 
+// Persistence, checkpoints and replication (see server/row_store.h and
+// scheduler/checkpointer.h).
+struct StorageConfig {
+  // Folder for each server's RocksDB (server-<rank>/) and the checkpoints
+  // (checkpoints/). Empty: rows live in memory only and no checkpoint is
+  // possible; `scripts/sparta launch` sets it to the run folder.
+  std::string path;
+  std::string durability = "checkpoint";  // checkpoint | wal
+  // "" (never), "<seconds>s" or "<n> steps" (steps of worker 0).
+  std::string checkpoint_every;
+  int keep = 3;  // checkpoints kept; older ones are deleted. One is also made at the end of the job.
+  std::string restore;       // "" | latest | a checkpoint folder
+  int replication_factor = 1;
+  std::string ack = "all";   // all | primary
+};
+
+// storage.checkpoint_every, parsed.
+struct CheckpointEvery {
+  double seconds = 0;  // 0: not by time
+  uint64_t steps = 0;  // 0: not by steps
+};
+absl::StatusOr<CheckpointEvery> ParseCheckpointEvery(const std::string& text);
+
 struct EvalConfig {
   std::string predictions_out;  // when set: one probability per test line
 };
@@ -88,6 +111,7 @@ struct Config {
   OptimizerConfig optimizer;
   WorkerConfig worker;
   WireConfig wire;
+  StorageConfig storage;
   EvalConfig eval;
   LogConfig log;
 

@@ -56,6 +56,11 @@ absl::StatusOr<pb::ClusterView> SchedulerClient::WaitForView() {
   return view_;
 }
 
+pb::ClusterView SchedulerClient::view() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return view_;
+}
+
 absl::Status SchedulerClient::Barrier(const std::string& name) {
   pb::Header h;
   h.set_type(pb::BARRIER);
@@ -80,7 +85,7 @@ void SchedulerClient::SendWorkerDone(const pb::WorkerReport& report) {
   Post(std::move(h));
 }
 
-void SchedulerClient::SendWorkerFailed(const absl::Status& error) {
+void SchedulerClient::SendFailed(const absl::Status& error) {
   pb::Header h;
   h.set_type(pb::WORKER_DONE);
   h.set_error(error.ToString());
@@ -115,11 +120,22 @@ void SchedulerClient::Handle(const pb::Header& h) {
       break;
     }
     case pb::CLUSTER_VIEW: {
-      std::lock_guard<std::mutex> lock(mu_);
-      view_ = h.view();
-      have_view_ = true;
+      bool changed;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (have_view_ && h.view().epoch() <= view_.epoch()) return;  // old news
+        changed = have_view_;
+        view_ = h.view();
+        have_view_ = true;
+      }
+      if (changed && callbacks_.on_control) callbacks_.on_control(h);
       break;
     }
+    case pb::PAUSE:
+    case pb::RESUME:
+    case pb::CHECKPOINT:
+      if (callbacks_.on_control) callbacks_.on_control(h);
+      return;
     case pb::BARRIER_RELEASE: {
       std::lock_guard<std::mutex> lock(mu_);
       released_.insert(h.barrier());

@@ -34,6 +34,8 @@ class SchedulerClient {
   struct Callbacks {
     std::function<void()> on_flush;                  // servers: persist, then SendFlushDone
     std::function<void(const absl::Status&)> on_end; // SHUTDOWN (ok) or ABORT / lost scheduler
+    // PAUSE, RESUME, CHECKPOINT, and every CLUSTER_VIEW after the first.
+    std::function<void(const pb::Header&)> on_control;
   };
 
   // `self` describes this node (role, host, ports, requested rank or -1).
@@ -49,6 +51,8 @@ class SchedulerClient {
 
   // Blocks until the first cluster view arrives (or the job ends).
   absl::StatusOr<pb::ClusterView> WaitForView();
+  // The newest cluster view (valid after WaitForView()).
+  pb::ClusterView view() const;
 
   // Blocks until every participant of barrier `name` has arrived.
   absl::Status Barrier(const std::string& name);
@@ -59,9 +63,11 @@ class SchedulerClient {
   // Fire-and-forget messages to the scheduler.
   void SendWorkerDone(const pb::WorkerReport& report);
   void SendFlushDone(const pb::ServerStats& stats);
-  // Tells the scheduler this worker cannot go on, so the job fails at once
+  // Any other message (sender is filled in).
+  void Send(pb::Header h) { Post(std::move(h)); }
+  // Tells the scheduler this node cannot go on, so the job fails at once
   // with `error` instead of after a heartbeat timeout.
-  void SendWorkerFailed(const absl::Status& error);
+  void SendFailed(const absl::Status& error);
 
   // This node as registered (id and rank valid after Register()).
   pb::NodeInfo self() const;

@@ -3,11 +3,15 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <csignal>
+#include <filesystem>
 #include <fstream>
 
 #include "common/logging.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/checkpoint_files.h"
 #include "common/daemon_options.h"
 #include "common/json.h"
 #include "common/message.h"
@@ -23,7 +27,51 @@ Scheduler::Scheduler(const Config& config, std::string summary_file, std::string
       info_file_(std::move(info_file)),
       context_(1),
       socket_(context_, zmq::socket_type::router),
-      members_(config.cluster.servers, config.cluster.workers) {}
+      members_(config.cluster.servers, config.cluster.workers),
+      checkpoints_(config, {.broadcast = [this](const pb::Header& h, pb::Role role) { Broadcast(h, role); },
+                            .fail = [this](const std::string& reason) { Fail(reason); }}) {}
+
+namespace {
+// SIGUSR1 asks for a checkpoint now (scripts/sparta checkpoint RUN sends it).
+std::atomic<bool> checkpoint_signal{false};
+void OnCheckpointSignal(int) { checkpoint_signal.store(true); }
+}  // namespace
+
+absl::Status Scheduler::PrepareRestore() {
+  // (Not a config-file check: `scripts/sparta launch` fills in storage.path
+  // after reading the config.)
+  if (config_.storage.path.empty() && !config_.storage.checkpoint_every.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(config_.source, ": key 'storage.checkpoint_every' needs storage.path (where checkpoints go)"));
+  }
+  if (config_.storage.restore.empty()) return absl::OkStatus();
+  auto dir = ResolveRestore(config_.storage.path, config_.storage.restore);
+  if (!dir.ok()) return dir.status();
+  auto manifest = ReadManifest(*dir);
+  if (!manifest.ok()) return manifest.status();
+  if (manifest->shard_owner_size() != config_.cluster.num_shards) {
+    return absl::FailedPreconditionError(absl::StrCat(*dir, " was saved with ", manifest->shard_owner_size(),
+                                                      " shards; cluster.num_shards must be the same (it is ",
+                                                      config_.cluster.num_shards, ")"));
+  }
+  if (manifest->workers() != config_.cluster.workers) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        *dir, " was saved with ", manifest->workers(), " workers, whose places in the data it records; ",
+        "cluster.workers must be the same (it is ", config_.cluster.workers, ")"));
+  }
+  restore_from_ = std::filesystem::absolute(*dir).string();
+  restore_steps_.assign(manifest->worker_steps().begin(), manifest->worker_steps().end());
+  spdlog::info("resuming from checkpoint {} ({} rows saved by {} servers, now {} servers)", restore_from_,
+               manifest->rows(), manifest->servers(), config_.cluster.servers);
+  return absl::OkStatus();
+}
+
+std::vector<uint32_t> Scheduler::ShardOwners() const {
+  // Round-robin keeps every server's share within one shard of the others.
+  std::vector<uint32_t> owners(config_.cluster.num_shards);
+  for (int s = 0; s < config_.cluster.num_shards; ++s) owners[s] = s % config_.cluster.servers;
+  return owners;
+}
 
 absl::Status Scheduler::Run() {
   ConfigureSocket(socket_);
@@ -42,7 +90,13 @@ absl::Status Scheduler::Run() {
   self.set_data_port(*bound);
   self.set_pid(getpid());
   WriteInfoFile(info_file_, self);
-  started_ = last_silence_check_ = Clock::now();
+  started_ = last_silence_check_ = last_checkpoint_ = Clock::now();
+  if (auto st = PrepareRestore(); !st.ok()) {
+    outcome_ = st;
+    spdlog::error("{}", st.message());
+    return st;
+  }
+  std::signal(SIGUSR1, OnCheckpointSignal);
 
   while (phase_ != Phase::kDone) {
     zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLIN, 0};
@@ -69,6 +123,10 @@ absl::Status Scheduler::Run() {
 
 void Scheduler::Dispatch(const std::string& routing_id, const pb::Header& h, Clock::time_point now) {
   if (h.type() == pb::REGISTER) return OnRegister(routing_id, h, now);
+  if (h.type() == pb::CHECKPOINT_REQUEST) {
+    if (phase_ == Phase::kRunning) checkpoints_.Start("requested", ShardOwners());
+    return;
+  }
   Membership::Node* node = members_.FindByRoutingId(routing_id);
   if (node == nullptr) {
     ++dropped_messages_;
@@ -86,12 +144,17 @@ void Scheduler::Dispatch(const std::string& routing_id, const pb::Header& h, Clo
     case pb::BARRIER:
       return OnBarrier(*node, h.barrier());
     case pb::WORKER_DONE:
-      if (node->info.role() != pb::WORKER) break;
       if (!h.error().empty()) return Fail(absl::StrCat(DescribeNode(node->info), " failed: ", h.error()));
+      if (node->info.role() != pb::WORKER) break;
       return OnWorkerDone(*node, h.report());
-      break;
     case pb::FLUSH_DONE:
       if (node->info.role() == pb::SERVER) return OnFlushDone(*node, h.server_stats());
+      break;
+    case pb::PAUSED:
+      if (node->info.role() == pb::WORKER) return checkpoints_.OnPaused(node->info.rank(), h.checkpoint());
+      break;
+    case pb::CHECKPOINT_DONE:
+      if (node->info.role() == pb::SERVER) return checkpoints_.OnServerDone(node->info.rank(), h);
       break;
     default:
       break;
@@ -128,8 +191,11 @@ void Scheduler::PublishView() {
   pb::ClusterView* view = h.mutable_view();
   view->set_epoch(++epoch_);
   for (const auto& node : members_.nodes()) *view->add_nodes() = node.info;
-  // Round-robin keeps every server's share within one shard of the others.
-  for (int s = 0; s < config_.cluster.num_shards; ++s) view->add_shard_owner(s % config_.cluster.servers);
+  for (uint32_t owner : ShardOwners()) view->add_shard_owner(owner);
+  if (!restore_from_.empty()) {
+    view->set_restore_from(restore_from_);
+    for (uint64_t steps : restore_steps_) view->add_worker_steps(steps);
+  }
   h.set_epoch(epoch_);
   Broadcast(h);
   phase_ = Phase::kRunning;
@@ -156,10 +222,18 @@ void Scheduler::OnWorkerDone(const Membership::Node& node, const pb::WorkerRepor
                report.train_seconds());
   if (static_cast<int>(reports_.size()) < config_.cluster.workers || phase_ != Phase::kRunning) return;
   phase_ = Phase::kFlushing;
-  spdlog::info("all workers finished; asking servers to flush");
-  pb::Header flush;
-  flush.set_type(pb::FLUSH);
-  Broadcast(flush, pb::SERVER);
+  auto flush = [this] {
+    spdlog::info("all workers finished; asking servers to flush");
+    pb::Header h;
+    h.set_type(pb::FLUSH);
+    Broadcast(h, pb::SERVER);
+  };
+  // The final model is always saved when there is somewhere to save it.
+  if (checkpoints_.enabled()) {
+    checkpoints_.Start("end of job", ShardOwners(), flush);
+  } else {
+    flush();
+  }
 }
 
 void Scheduler::OnFlushDone(const Membership::Node& node, const pb::ServerStats& stats) {
@@ -180,6 +254,15 @@ void Scheduler::CheckTimers(Clock::time_point now) {
     }
   }
   if (phase_ == Phase::kDone) return;
+  if (phase_ == Phase::kRunning && checkpoints_.enabled() && !checkpoints_.busy()) {
+    const double every = ParseCheckpointEvery(config_.storage.checkpoint_every)->seconds;
+    if (checkpoint_signal.exchange(false)) {
+      checkpoints_.Start("SIGUSR1", ShardOwners());
+    } else if (every > 0 && now - last_checkpoint_ > std::chrono::duration<double>(every)) {
+      last_checkpoint_ = now;
+      checkpoints_.Start(absl::StrCat("every ", config_.storage.checkpoint_every), ShardOwners());
+    }
+  }
   // A stalled scheduler (e.g. stopped in a debugger) must not blame the nodes:
   // only judge silence when this loop itself has been running on time.
   const auto timeout = std::chrono::duration_cast<Clock::duration>(
@@ -248,6 +331,9 @@ void Scheduler::WriteSummary() const {
   out << ",\n  \"logloss\": " << (eval ? JsonNumber(eval->logloss()) : "null");
   out << ",\n  \"test_rows\": " << (eval ? std::to_string(eval->test_rows()) : "0");
   out << ",\n  \"dropped_messages\": " << dropped_messages_;
+  out << ",\n  \"checkpoint_version\": " << checkpoints_.last_version();
+  out << ",\n  \"checkpoint_seconds\": " << JsonNumber(checkpoints_.last_seconds());
+  out << ",\n  \"restored_from\": " << (restore_from_.empty() ? "null" : JsonQuote(restore_from_));
   out << "\n}\n";
   out.close();
   std::rename((summary_file_ + ".tmp").c_str(), summary_file_.c_str());

@@ -1,7 +1,10 @@
 // Scheduler: the cluster's coordinator. It registers servers and workers,
 // publishes the cluster view (nodes + shard map, with an epoch), answers
-// heartbeats, runs named barriers, detects silent nodes, and ends the job:
-// all workers done -> servers flush -> every daemon is told to exit.
+// heartbeats, runs named barriers, detects silent nodes, coordinates
+// checkpoints (storage.checkpoint_every, CHECKPOINT_REQUEST, SIGUSR1, and
+// one at the end), resumes a job from one (storage.restore), and ends the
+// job: all workers done -> final checkpoint -> servers flush -> every daemon
+// is told to exit.
 //
 // One thread runs everything (Run()); it owns the ROUTER socket. The class is
 // not thread-safe and needs no locks.
@@ -18,6 +21,7 @@
 
 #include "absl/status/status.h"
 #include "common/config.h"
+#include "scheduler/checkpoint_coordinator.h"
 #include "scheduler/membership.h"
 #include "sparta.pb.h"
 
@@ -47,6 +51,9 @@ class Scheduler {
   void SendTo(const std::string& routing_id, pb::Header h);
   void Broadcast(const pb::Header& h, pb::Role only = pb::ROLE_UNKNOWN);
   void WriteSummary() const;
+  std::vector<uint32_t> ShardOwners() const;
+  // storage.restore -> the checkpoint to resume from, checked against this job.
+  absl::Status PrepareRestore();
 
   const Config config_;
   const std::string summary_file_;
@@ -64,6 +71,10 @@ class Scheduler {
   std::map<uint32_t, pb::WorkerReport> reports_;  // by worker rank
   std::map<uint32_t, pb::ServerStats> flushed_;   // by server rank
   uint64_t dropped_messages_ = 0;
+  CheckpointCoordinator checkpoints_;
+  Membership::Clock::time_point last_checkpoint_;
+  std::string restore_from_;            // "" unless resuming
+  std::vector<uint64_t> restore_steps_;  // by worker rank
 };
 
 }  // namespace sparta

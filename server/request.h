@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <vector>
@@ -35,6 +36,9 @@ struct Request {
   std::vector<uint64_t> key_scratch; // backing store if a frame was unaligned
   std::vector<float> grad_scratch;
   std::atomic<int> pending{0};
+  // Set by an executor whose write-ahead log write failed: the push was
+  // applied in memory but is not durable, so it must not be acknowledged.
+  std::atomic<bool> not_durable{false};
 };
 
 // The part of a request that one executor handles: positions of the keys
@@ -44,6 +48,9 @@ struct ShardTask {
   std::shared_ptr<Request> request;
   std::vector<uint32_t> positions;
   std::vector<uint32_t> local_shards;
+  // Instead of a request: work that must run on the executor's thread in
+  // order with the requests (e.g. persisting rows for a checkpoint).
+  std::function<void()> control;
 };
 
 }  // namespace sparta

@@ -3,11 +3,16 @@
 #include <unistd.h>
 
 #include <bit>
+#include <latch>
+#include <map>
+#include <mutex>
 
 #include "common/logging.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/checkpoint_files.h"
 #include "common/daemon_options.h"
+#include "common/status_macros.h"
 #include "common/hash.h"
 #include "common/logging.h"
 #include "common/message.h"
@@ -46,11 +51,20 @@ absl::Status Server::Run() {
   SchedulerClient* client_ptr = nullptr;
   SchedulerClient client(&context_, config_, self,
                          {.on_flush = [&] { client_ptr->SendFlushDone(Stats()); },
-                          .on_end = [&](const absl::Status&) { done_.Wake(); }});
+                          .on_end = [&](const absl::Status&) { done_.Wake(); },
+                          .on_control = [&](const pb::Header& h) { control_.Post(h); }});
   client_ptr = &client;
+  scheduler_ = &client;
   if (auto st = client.Register(); !st.ok()) return st;
   rank_ = client.self().rank();
   SetLogProcessName(absl::StrCat("server-", rank_));
+  if (!config_.storage.path.empty()) {
+    const std::string dir = ServerStoreDir(config_.storage.path, rank_);
+    auto store = RowStore::Open(dir, config_.storage.durability == "wal", /*fresh=*/true);
+    if (!store.ok()) return store.status();
+    store_ = *std::move(store);
+    spdlog::info("rows persist to {} (durability: {})", dir, config_.storage.durability);
+  }
   WriteInfoFile(info_file_, client.self());
   spdlog::info("serving on {}:{} as id {}", config_.cluster.host, *port, client.self().id());
 
@@ -60,11 +74,17 @@ absl::Status Server::Run() {
   shard_owner_.assign(view->shard_owner().begin(), view->shard_owner().end());
   shard_bits_ = std::bit_width(shard_owner_.size()) - 1;
   const int threads = config_.server.threads;
-  const uint32_t local_shards = (shard_owner_.size() + threads - 1) / threads;
   for (int e = 0; e < threads; ++e) {
-    executors_.push_back(std::make_unique<ShardExecutor>(e, local_shards, &done_));
-    executors_.back()->Start();
+    executors_.push_back(std::make_unique<ShardExecutor>(e, threads, shard_owner_.size(), &done_, store_.get(),
+                                                         config_.storage.durability == "wal"));
   }
+  if (!view->restore_from().empty()) {
+    if (auto st = Restore(view->restore_from()); !st.ok()) {
+      client.SendFailed(st);  // ends the job at once, with the reason
+      return st;
+    }
+  }
+  for (auto& e : executors_) e->Start();
   int owned = 0;
   for (uint32_t owner : shard_owner_) owned += owner == static_cast<uint32_t>(rank_);
   spdlog::info("cluster view epoch {}: this server owns {} of {} shards; {} executor threads", epoch_, owned,
@@ -72,8 +92,15 @@ absl::Status Server::Run() {
 
   std::deque<std::shared_ptr<Request>> finished;
   while (!client.ended()) {
-    zmq::pollitem_t items[] = {{socket_.handle(), 0, ZMQ_POLLIN, 0}, {nullptr, done_.fd(), ZMQ_POLLIN, 0}};
-    zmq::poll(items, 2, std::chrono::milliseconds(200));
+    zmq::pollitem_t items[] = {{socket_.handle(), 0, ZMQ_POLLIN, 0},
+                               {nullptr, done_.fd(), ZMQ_POLLIN, 0},
+                               {nullptr, control_.fd(), ZMQ_POLLIN, 0}};
+    zmq::poll(items, 3, std::chrono::milliseconds(200));
+    if (items[2].revents & ZMQ_POLLIN) {
+      std::deque<pb::Header> control;
+      control_.Drain(&control);
+      for (const auto& h : control) HandleControl(h);
+    }
     if (items[1].revents & ZMQ_POLLIN) {
       done_.Drain(&finished);
       for (auto& r : finished) Answer(r);
@@ -103,6 +130,7 @@ void Server::HandleRequest(Message message) {
   switch (h.type()) {
     case pb::CREATE_TABLE: {
       absl::Status st = tables_.Create(h.table_spec());
+      if (st.ok() && store_ != nullptr) st = store_->AddTable(h.table_spec().id());
       if (st.ok()) spdlog::debug("table {} '{}' ready", h.table_spec().id(), h.table_spec().name());
       return Reply(message, st);
     }
@@ -189,10 +217,117 @@ void Server::Answer(const std::shared_ptr<Request>& request) {
     } else {
       Reply(request->message, absl::OkStatus(), &request->values, request->table->spec.dim());
     }
+  } else if (request->not_durable.load()) {
+    Reply(request->message, absl::DataLossError("the push was applied but could not be logged (see the server log)"));
   } else {
     pushes_.fetch_add(1, std::memory_order_relaxed);
     Reply(request->message, absl::OkStatus());
   }
+}
+
+void Server::OnEveryExecutor(const std::function<void(ShardExecutor&)>& fn) {
+  std::latch finished(static_cast<std::ptrdiff_t>(executors_.size()));
+  for (auto& e : executors_) {
+    ShardExecutor* executor = e.get();
+    ShardTask task;
+    task.control = [&fn, &finished, executor] {
+      fn(*executor);
+      finished.count_down();
+    };
+    executor->Submit(std::move(task));
+  }
+  finished.wait();
+}
+
+void Server::HandleControl(const pb::Header& h) {
+  if (h.type() != pb::CHECKPOINT) return;
+  auto done = CutCheckpoint(h.checkpoint());
+  pb::Header reply;
+  reply.set_type(pb::CHECKPOINT_DONE);
+  if (done.ok()) {
+    *reply.mutable_checkpoint() = *done;
+  } else {
+    spdlog::error("checkpoint {} failed: {}", h.checkpoint().version(), done.status().message());
+    reply.mutable_checkpoint()->set_version(h.checkpoint().version());
+    reply.set_error(std::string(done.status().message()));
+  }
+  scheduler_->Send(std::move(reply));
+}
+
+absl::StatusOr<pb::CheckpointInfo> Server::CutCheckpoint(const pb::CheckpointInfo& request) {
+  if (store_ == nullptr) return absl::FailedPreconditionError("no storage.path: nothing to checkpoint");
+  const auto start = std::chrono::steady_clock::now();
+  // Workers are paused, so every executor's queue ends with the last push
+  // of the cut; the persist task runs after it.
+  std::atomic<size_t> written{0};
+  absl::Status failed;
+  std::mutex failed_mu;
+  OnEveryExecutor([&](ShardExecutor& e) {
+    auto n = e.PersistChanged();
+    if (n.ok()) {
+      written += *n;
+    } else {
+      std::lock_guard<std::mutex> lock(failed_mu);
+      failed = n.status();
+    }
+  });
+  SPARTA_RETURN_IF_ERROR(failed);
+  SPARTA_RETURN_IF_ERROR(store_->Checkpoint(CheckpointPartDir(request.dir(), rank_)));
+  pb::CheckpointInfo done;
+  done.set_version(request.version());
+  done.set_dir(request.dir());
+  done.set_rows(Stats().rows());
+  for (uint32_t id = 0; id < TableRegistry::kMaxTables; ++id) {
+    if (const TableEntry* t = tables_.Find(id)) *done.add_tables() = t->spec;
+  }
+  spdlog::info("checkpoint {}: {} changed rows written, cut in {:.3f} s", request.version(), written.load(),
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  return done;
+}
+
+absl::Status Server::Restore(const std::string& dir) {
+  const auto start = std::chrono::steady_clock::now();
+  SPARTA_ASSIGN_OR_RETURN(pb::CheckpointManifest manifest, ReadManifest(dir));
+  if (manifest.shard_owner_size() != static_cast<int>(shard_owner_.size())) {
+    return absl::FailedPreconditionError(absl::StrCat(dir, " has ", manifest.shard_owner_size(),
+                                                      " shards; cluster.num_shards is ", shard_owner_.size()));
+  }
+  // The shards this server owns, grouped by the server that saved them.
+  std::map<uint32_t, std::vector<uint32_t>> by_source;
+  for (uint32_t s = 0; s < shard_owner_.size(); ++s) {
+    if (shard_owner_[s] == static_cast<uint32_t>(rank_)) by_source[manifest.shard_owner(s)].push_back(s);
+  }
+  uint64_t rows = 0;
+  const size_t threads = executors_.size();
+  for (const pb::TableSpec& spec : manifest.tables()) {
+    SPARTA_RETURN_IF_ERROR(tables_.Create(spec));
+    if (store_ != nullptr) SPARTA_RETURN_IF_ERROR(store_->AddTable(spec.id()));
+    const TableEntry& table = *tables_.Find(spec.id());
+    const size_t stride = spec.dim() + table.optimizer->StateFloats(spec.dim());
+    absl::Status bad;
+    for (const auto& [source, shards] : by_source) {
+      SPARTA_RETURN_IF_ERROR(RowStore::ReadShards(
+          CheckpointPartDir(dir, source), spec.id(), shards,
+          [&](uint32_t shard, uint64_t key, std::span<const float> row) {
+            if (row.size() != stride) {
+              bad = absl::DataLossError(absl::StrCat(dir, ": table '", spec.name(), "' has a row of ", row.size(),
+                                                     " floats; expected ", stride));
+              return;
+            }
+            executors_[shard % threads]->LoadRow(table, shard, key, row);
+            ++rows;
+          }));
+      SPARTA_RETURN_IF_ERROR(bad);
+    }
+  }
+  // With a write-ahead log the live database must hold every row at once.
+  if (store_ != nullptr && config_.storage.durability == "wal") {
+    for (auto& e : executors_) SPARTA_RETURN_IF_ERROR(e->PersistChanged().status());
+  }
+  spdlog::info("restored {} rows of {} tables from {} (saved by {} servers) in {:.3f} s", rows,
+               manifest.tables_size(), dir, manifest.servers(),
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  return absl::OkStatus();
 }
 
 void Server::Reply(const Message& request, absl::Status status, std::vector<float>* values, uint32_t dim,

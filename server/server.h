@@ -7,10 +7,17 @@
 // routes every key to the ShardExecutor owning the key's shard
 // (server.threads of them). Executors post finished requests back; the I/O
 // thread sends the replies. Rows are touched only by their executor.
+//
+// With storage.path set the server keeps its rows in a RowStore (RocksDB)
+// under <storage.path>/server-<rank>, cuts its part of each checkpoint when
+// the scheduler asks (CHECKPOINT), and, when the job resumes from a
+// checkpoint, loads the rows of the shards it now owns from whichever
+// server's part of the checkpoint holds them.
 #ifndef SPARTA_SERVER_SERVER_H_
 #define SPARTA_SERVER_SERVER_H_
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -21,7 +28,9 @@
 #include "common/config.h"
 #include "common/mailbox.h"
 #include "server/duplicate_filter.h"
+#include "common/scheduler_client.h"
 #include "server/request.h"
+#include "server/row_store.h"
 #include "server/shard_executor.h"
 #include "server/table_registry.h"
 
@@ -37,6 +46,13 @@ class Server {
 
  private:
   void HandleRequest(Message message);
+  void HandleControl(const pb::Header& h);
+  // Loads the shards this server owns from the checkpoint in `dir`.
+  absl::Status Restore(const std::string& dir);
+  // Runs `fn` on every executor's thread, in order with their queued work,
+  // and waits for all of them.
+  void OnEveryExecutor(const std::function<void(ShardExecutor&)>& fn);
+  absl::StatusOr<pb::CheckpointInfo> CutCheckpoint(const pb::CheckpointInfo& request);
   void Route(std::shared_ptr<Request> request);
   // Sends a RESPONSE; `values` (fp32) or `half_values` (fp16) become its frame.
   void Reply(const Message& request, absl::Status status, std::vector<float>* values = nullptr,
@@ -54,6 +70,9 @@ class Server {
   int shard_bits_ = 0;
   std::vector<uint32_t> shard_owner_;
   TableRegistry tables_;
+  std::unique_ptr<RowStore> store_;
+  SchedulerClient* scheduler_ = nullptr;
+  Mailbox<pb::Header> control_;  // from the scheduler client's thread
   DuplicateFilter duplicates_;
   Mailbox<std::shared_ptr<Request>> done_;
   std::vector<std::unique_ptr<ShardExecutor>> executors_;

@@ -3,11 +3,19 @@
 #include <cstring>
 
 #include "common/half.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
 
 namespace sparta {
 
-ShardExecutor::ShardExecutor(int index, uint32_t num_local_shards, Mailbox<std::shared_ptr<Request>>* done)
-    : index_(index), done_(done), shards_(num_local_shards) {}
+ShardExecutor::ShardExecutor(int index, int count, uint32_t num_shards, Mailbox<std::shared_ptr<Request>>* done,
+                             RowStore* store, bool wal)
+    : index_(index),
+      count_(count),
+      store_(store),
+      wal_(wal),
+      done_(done),
+      shards_((num_shards + count - 1) / count) {}
 
 ShardExecutor::~ShardExecutor() { Stop(); }
 
@@ -24,6 +32,10 @@ void ShardExecutor::Run() {
   while (true) {
     std::optional<ShardTask> task = queue_.WaitPop();
     if (!task) return;  // closed and drained
+    if (task->control) {
+      task->control();
+      continue;
+    }
     Execute(*task);
     // The last executor to finish hands the request back for its reply.
     if (task->request->pending.fetch_sub(1, std::memory_order_acq_rel) == 1) done_->Post(std::move(task->request));
@@ -34,8 +46,35 @@ TableShard& ShardExecutor::Shard(uint32_t local, const TableEntry& table) {
   auto& tables = shards_[local];
   const uint32_t id = table.spec.id();
   if (tables.size() <= id) tables.resize(id + 1);
-  if (!tables[id]) tables[id] = std::make_unique<TableShard>(&table.spec, table.optimizer.get());
+  if (!tables[id]) {
+    tables[id] = std::make_unique<TableShard>(local * count_ + index_, &table.spec, table.optimizer.get());
+  }
   return *tables[id];
+}
+
+void ShardExecutor::LoadRow(const TableEntry& table, uint32_t shard, uint64_t key, std::span<const float> row) {
+  TableShard& s = Shard(shard / count_, table);
+  const size_t before = s.rows();
+  s.Load(key, row);
+  rows_.fetch_add(s.rows() - before, std::memory_order_relaxed);
+}
+
+absl::StatusOr<size_t> ShardExecutor::PersistChanged() {
+  if (store_ == nullptr) return 0;
+  size_t written = 0;
+  for (auto& tables : shards_) {
+    for (auto& shard : tables) {
+      if (!shard || shard->dirty() == 0) continue;
+      rocksdb::ColumnFamilyHandle* column = store_->column(shard->table_id());
+      if (column == nullptr) return absl::InternalError("a table without a column family");
+      written += shard->Persist(column, &batch_);
+      // Bounded batches: a checkpoint of millions of rows must not build
+      // one multi-GB WriteBatch.
+      if (batch_.count() >= 65536) SPARTA_RETURN_IF_ERROR(store_->Write(&batch_));
+    }
+  }
+  SPARTA_RETURN_IF_ERROR(store_->Write(&batch_));
+  return written;
 }
 
 void ShardExecutor::Execute(ShardTask& task) {
@@ -48,12 +87,16 @@ void ShardExecutor::Execute(ShardTask& task) {
   // ahead: find (or create) every row, then apply or copy every row.
   constexpr size_t kLookAhead = 8;
   uint64_t created = 0;
+  // In "checkpoint" durability changed rows are remembered for the next
+  // checkpoint; in "wal" they are written right below instead.
+  const bool track_changes = is_push && store_ != nullptr && !wal_;
   row_scratch_.resize(n);
   for (size_t i = 0; i < n; ++i) {
     if (i + kLookAhead < n) {
       Shard(task.local_shards[i + kLookAhead], *r.table).Prefetch(r.keys[task.positions[i + kLookAhead]]);
     }
-    row_scratch_[i] = Shard(task.local_shards[i], *r.table).FindOrCreate(r.keys[task.positions[i]], &created);
+    row_scratch_[i] = Shard(task.local_shards[i], *r.table)
+                          .FindOrCreate(r.keys[task.positions[i]], &created, track_changes);
   }
   const size_t row_bytes = size_t{Shard(task.local_shards[0], *r.table).stride()} * sizeof(float);
   for (size_t i = 0; i < n; ++i) {
@@ -78,6 +121,18 @@ void ShardExecutor::Execute(ShardTask& task) {
     }
   }
   rows_.fetch_add(created, std::memory_order_relaxed);
+  if (is_push && store_ != nullptr && wal_) {
+    rocksdb::ColumnFamilyHandle* column = store_->column(r.table->spec.id());
+    for (size_t i = 0; i < n; ++i) {
+      const TableShard& shard = Shard(task.local_shards[i], *r.table);
+      batch_.Put(column, shard.shard(), r.keys[task.positions[i]], row_scratch_[i], shard.stride());
+    }
+    if (auto st = store_->Write(&batch_); !st.ok()) {
+      spdlog::error("push {} from sender {} is not durable: {}", r.message.header.seq(), r.message.header.sender(),
+                    st.message());
+      r.not_durable.store(true);
+    }
+  }
 }
 
 }  // namespace sparta

@@ -3,8 +3,14 @@
 // a request to the executor that owns the key's shard; executors apply pulls
 // and pushes in arrival order without locks on the rows.
 //
+// Rows also go to the server's RowStore when it has one: with durability
+// "wal" every push's rows are written (and logged) before the request
+// completes; otherwise changed rows are remembered and written in one batch
+// by PersistChanged() when a checkpoint is cut.
+//
 // Submit() is thread-safe and lock-free (a TaskQueue); everything else
-// happens on the executor's thread.
+// happens on the executor's thread, except LoadRow(), which is for filling
+// the shards before Start().
 // Finished requests are posted to `done` for the I/O thread to answer.
 #ifndef SPARTA_SERVER_SHARD_EXECUTOR_H_
 #define SPARTA_SERVER_SHARD_EXECUTOR_H_
@@ -16,7 +22,9 @@
 
 #include "common/mailbox.h"
 #include "common/task_queue.h"
+#include "absl/status/statusor.h"
 #include "server/request.h"
+#include "server/row_store.h"
 #include "server/table_shard.h"
 
 namespace sparta {
@@ -24,7 +32,10 @@ namespace sparta {
 class ShardExecutor {
  public:
   // Owns `num_local_shards` shards; finished requests go to `done`.
-  ShardExecutor(int index, uint32_t num_local_shards, Mailbox<std::shared_ptr<Request>>* done);
+  // Executor `index` of `count` owns the virtual shards s with
+  // s % count == index. `store` (may be null) outlives the executor.
+  ShardExecutor(int index, int count, uint32_t num_shards, Mailbox<std::shared_ptr<Request>>* done,
+                RowStore* store, bool wal);
   ~ShardExecutor();  // drains nothing: call Stop() first
   ShardExecutor(const ShardExecutor&) = delete;
   ShardExecutor& operator=(const ShardExecutor&) = delete;
@@ -32,6 +43,13 @@ class ShardExecutor {
   void Start();
   void Stop();
   void Submit(ShardTask task);
+
+  // Executor thread (from a control task): writes every row changed since
+  // the last call to the store. Returns the number of rows written.
+  absl::StatusOr<size_t> PersistChanged();
+
+  // Before Start() only: sets a row of `shard` as read from a checkpoint.
+  void LoadRow(const TableEntry& table, uint32_t shard, uint64_t key, std::span<const float> row);
 
   // Rows held by this executor's shards; safe to read from any thread.
   uint64_t rows() const { return rows_.load(std::memory_order_relaxed); }
@@ -42,6 +60,10 @@ class ShardExecutor {
   TableShard& Shard(uint32_t local, const TableEntry& table);
 
   const int index_;
+  const int count_;
+  RowStore* const store_;
+  const bool wal_;
+  RowBatch batch_;
   Mailbox<std::shared_ptr<Request>>* const done_;
   // shards_[local][table id]; created on first use.
   std::vector<std::vector<std::unique_ptr<TableShard>>> shards_;

@@ -74,8 +74,19 @@ ParamSpans ViewParams(const std::vector<pb::TableSpec>& tables, const std::vecto
 
 }  // namespace
 
-absl::StatusOr<Trainer::TrainResult> Trainer::Train(DataLoader* loader) {
+absl::StatusOr<Trainer::TrainResult> Trainer::Train(DataLoader* loader) { return Train(loader, TrainHooks()); }
+
+absl::StatusOr<Trainer::TrainResult> Trainer::Train(DataLoader* loader, const TrainHooks& hooks) {
   TrainResult result;
+  // Resuming from a checkpoint: the batches its steps trained on are read
+  // and dropped, so that this worker goes on exactly where it was cut.
+  int epoch = 0;
+  for (; result.steps < hooks.skip_steps; ++result.steps) {
+    SPARTA_ASSIGN_OR_RETURN(std::unique_ptr<Batch> batch, loader->Next());
+    if (batch == nullptr) break;
+    epoch = batch->epoch;
+  }
+  if (hooks.skip_steps > 0) spdlog::info("resumed after step {} (epoch {})", result.steps, epoch + 1);
   const auto start = Clock::now();
   auto last_progress = start;
   const double total_bytes = static_cast<double>(loader->bytes_per_epoch()) * config_.data.epochs;
@@ -84,12 +95,19 @@ absl::StatusOr<Trainer::TrainResult> Trainer::Train(DataLoader* loader) {
   std::vector<std::vector<float>> grads(tables_.size());
   double epoch_loss = 0, window_loss = 0;
   uint64_t epoch_examples = 0, window_examples = 0;
-  int epoch = 0;
+  auto drain_pushes = [&]() -> absl::Status {
+    for (; !pushes.empty(); pushes.pop_front()) {
+      for (const auto& ticket : pushes.front()) SPARTA_RETURN_IF_ERROR(client_->Wait(ticket));
+    }
+    return absl::OkStatus();
+  };
 
   auto train_step = [&](Step& step) -> absl::Status {
     const Batch& batch = *step.batch;
     if (batch.epoch != epoch) {
-      spdlog::info("epoch {} done: mean train logloss {:.5f}", epoch + 1, epoch_loss / epoch_examples);
+      if (epoch_examples > 0) {
+        spdlog::info("epoch {} done: mean train logloss {:.5f}", epoch + 1, epoch_loss / epoch_examples);
+      }
       epoch = batch.epoch;
       epoch_loss = 0;
       epoch_examples = 0;
@@ -112,6 +130,13 @@ absl::StatusOr<Trainer::TrainResult> Trainer::Train(DataLoader* loader) {
       pushes.pop_front();
     }
 
+    ++result.steps;
+    if (hooks.gate != nullptr && hooks.gate->pause_requested()) {
+      // A checkpoint cut: everything this worker pushed so far must be in it.
+      SPARTA_RETURN_IF_ERROR(drain_pushes());
+      SPARTA_RETURN_IF_ERROR(hooks.gate->PauseHere(result.steps));
+    }
+    if (hooks.after_step) hooks.after_step(result.steps);
     result.examples += batch.size;
     epoch_loss += loss;
     epoch_examples += batch.size;
@@ -132,11 +157,8 @@ absl::StatusOr<Trainer::TrainResult> Trainer::Train(DataLoader* loader) {
     return absl::OkStatus();
   };
   SPARTA_RETURN_IF_ERROR(ForEachStep(loader, train_step));
-  for (const auto& tickets : pushes) {
-    for (const auto& ticket : tickets) {
-      if (auto st = client_->Wait(ticket); !st.ok()) return st;
-    }
-  }
+  SPARTA_RETURN_IF_ERROR(drain_pushes());
+  if (hooks.gate != nullptr) hooks.gate->Finished(result.steps);
   result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   result.last_epoch_loss = epoch_examples ? epoch_loss / epoch_examples : 0;
   spdlog::info("training done: {} examples in {:.2f} s ({:.0f} ex/s), last epoch logloss {:.5f}", result.examples,

@@ -20,6 +20,7 @@
 #include "sparta.pb.h"
 #include "worker/data/data_loader.h"
 #include "worker/kv_client.h"
+#include "worker/step_gate.h"
 #include "worker/models/model.h"
 
 namespace sparta {
@@ -27,6 +28,7 @@ namespace sparta {
 class Trainer {
  public:
   struct TrainResult {
+    uint64_t steps = 0;  // including skipped ones
     uint64_t examples = 0;
     double seconds = 0;
     double last_epoch_loss = 0;  // mean logloss over the last epoch's batches
@@ -40,7 +42,17 @@ class Trainer {
   // `tables` are the specs created on the servers, in the model's order.
   Trainer(const Config& config, KVClient* client, const Model* model, std::vector<pb::TableSpec> tables);
 
-  absl::StatusOr<TrainResult> Train(DataLoader* loader);
+  // How a training run fits into the job: steps already done before a
+  // restored checkpoint (their batches are skipped), where to stop for
+  // checkpoints, and what to do after each step.
+  struct TrainHooks {
+    uint64_t skip_steps = 0;
+    StepGate* gate = nullptr;
+    std::function<void(uint64_t steps)> after_step;
+  };
+
+  absl::StatusOr<TrainResult> Train(DataLoader* loader, const TrainHooks& hooks);
+  absl::StatusOr<TrainResult> Train(DataLoader* loader);  // a plain run, no hooks
 
   // Scores every batch of `loader` in order; writes one probability per line
   // to `predictions_out` if it is not empty.

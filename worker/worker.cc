@@ -13,6 +13,7 @@
 #include "worker/data/input_split.h"
 #include "worker/kv_client.h"
 #include "worker/models/model.h"
+#include "worker/step_gate.h"
 #include "worker/trainer.h"
 
 namespace sparta {
@@ -92,12 +93,26 @@ absl::Status Worker::Run() {
   self.set_pid(getpid());
   std::unique_ptr<KVClient> client;
   std::mutex client_mu;
+  SchedulerClient* scheduler_ptr = nullptr;
+  StepGate gate([&](uint64_t version, uint64_t steps) {
+    pb::Header paused;
+    paused.set_type(pb::PAUSED);
+    paused.mutable_checkpoint()->set_version(version);
+    paused.mutable_checkpoint()->set_steps(steps);
+    scheduler_ptr->Send(std::move(paused));
+  });
   SchedulerClient scheduler(&context, config_, self,
                             {.on_end = [&](const absl::Status& status) {
-                              // An abort (or a lost scheduler) must wake a trainer blocked on the servers.
-                              std::lock_guard<std::mutex> lock(client_mu);
-                              if (client && !status.ok()) client->Abort(status);
-                            }});
+                               gate.Close();
+                               // An abort (or a lost scheduler) must wake a trainer blocked on the servers.
+                               std::lock_guard<std::mutex> lock(client_mu);
+                               if (client && !status.ok()) client->Abort(status);
+                             },
+                             .on_control = [&](const pb::Header& h) {
+                               if (h.type() == pb::PAUSE) gate.RequestPause(h.checkpoint().version());
+                               if (h.type() == pb::RESUME) gate.Resume();
+                             }});
+  scheduler_ptr = &scheduler;
   SPARTA_RETURN_IF_ERROR(scheduler.Register());
   const pb::NodeInfo me = scheduler.self();
   SetLogProcessName(absl::StrCat("worker-", me.rank()));
@@ -114,7 +129,7 @@ absl::Status Worker::Run() {
 
   // The worker's own failures (bad data, a failed request) end the job at once.
   auto fail = [&](absl::Status status) {
-    scheduler.SendWorkerFailed(status);
+    scheduler.SendFailed(status);
     return status;
   };
   const std::vector<pb::TableSpec> tables = TableSpecs(*model, config_);
@@ -124,12 +139,26 @@ absl::Status Worker::Run() {
   Trainer trainer(config_, client.get(), model.get(), tables);
   auto loader = OpenInput(train_files, me.rank(), config_.cluster.workers, config_, /*single_pass=*/false);
   if (!loader.ok()) return fail(loader.status());
-  auto trained = trainer.Train(loader->get());
+  Trainer::TrainHooks hooks;
+  hooks.gate = &gate;
+  if (me.rank() < view.worker_steps_size()) hooks.skip_steps = view.worker_steps(me.rank());
+  // storage.checkpoint_every "<n> steps" counts worker 0's steps.
+  const uint64_t every_steps = ParseCheckpointEvery(config_.storage.checkpoint_every)->steps;
+  if (me.rank() == 0 && every_steps > 0) {
+    hooks.after_step = [&](uint64_t steps) {
+      if (steps % every_steps != 0) return;
+      pb::Header request;
+      request.set_type(pb::CHECKPOINT_REQUEST);
+      scheduler.Send(std::move(request));
+    };
+  }
+  auto trained = trainer.Train(loader->get(), hooks);
   (*loader)->Stop();
   if (!trained.ok()) return fail(trained.status());
 
   pb::WorkerReport report;
   report.set_train_examples(trained->examples);
+  report.set_steps(trained->steps);
   report.set_train_seconds(trained->seconds);
   report.set_train_loss(trained->last_epoch_loss);
   report.set_bad_lines((*loader)->bad_lines());

@@ -19,7 +19,7 @@ int main(int argc, char** argv) {
     opt_spec.set_learning_rate(0.01f);
     auto optimizer = sparta::Optimizer::Create(opt_spec);
     std::vector<std::unique_ptr<sparta::TableShard>> table;
-    for (int s = 0; s < shards; ++s) table.push_back(std::make_unique<sparta::TableShard>(&spec, optimizer->get()));
+    for (int s = 0; s < shards; ++s) table.push_back(std::make_unique<sparta::TableShard>(s, &spec, optimizer->get()));
     uint64_t created = 0;
     for (uint64_t k = 0; k < rows; ++k) table[sparta::ShardOf(k, 8)]->FindOrCreate(k, &created);
     size_t bytes = 0;

@@ -91,7 +91,7 @@ TEST_CASE("a row is initialized from its key alone") {
   spec.mutable_initializer()->set_seed(5);
   auto opt = Optimizer::Create(Spec(pb::OptimizerSpec::ADAGRAD));
   REQUIRE(opt.ok());
-  TableShard a(&spec, opt->get()), b(&spec, opt->get());
+  TableShard a(0, &spec, opt->get()), b(1, &spec, opt->get());
   // Different creation order in the two shards; same rows.
   uint64_t created = 0;
   for (uint64_t k = 0; k < 1000; ++k) a.FindOrCreate(k, &created);

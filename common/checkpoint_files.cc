@@ -1,0 +1,109 @@
+#include "common/checkpoint_files.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <google/protobuf/util/json_util.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace sparta {
+
+namespace fs = std::filesystem;
+
+std::string ServerStoreDir(const std::string& storage_path, int rank) {
+  return (fs::path(storage_path) / absl::StrCat("server-", rank)).string();
+}
+
+std::string CheckpointsDir(const std::string& storage_path) {
+  return (fs::path(storage_path) / "checkpoints").string();
+}
+
+std::string CheckpointName(uint64_t version) { return absl::StrFormat("ckpt-%06d", version); }
+
+std::string CheckpointPartDir(const std::string& checkpoint_dir, int rank) {
+  return (fs::path(checkpoint_dir) / absl::StrCat("server-", rank)).string();
+}
+
+absl::Status WriteManifest(const std::string& checkpoint_dir, const pb::CheckpointManifest& manifest) {
+  std::string json;
+  google::protobuf::util::JsonPrintOptions options;
+  options.add_whitespace = true;
+  options.preserve_proto_field_names = true;
+  if (!google::protobuf::util::MessageToJsonString(manifest, &json, options).ok()) {
+    return absl::InternalError("cannot encode the checkpoint manifest");
+  }
+  const fs::path path = fs::path(checkpoint_dir) / "manifest.json";
+  std::ofstream out(path);
+  out << json;
+  out.close();
+  if (!out) return absl::UnavailableError(absl::StrCat("cannot write ", path.string()));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<pb::CheckpointManifest> ReadManifest(const std::string& checkpoint_dir) {
+  const fs::path path = fs::path(checkpoint_dir) / "manifest.json";
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat(path.string(), ": no checkpoint manifest"));
+  std::stringstream text;
+  text << in.rdbuf();
+  pb::CheckpointManifest manifest;
+  if (!google::protobuf::util::JsonStringToMessage(text.str(), &manifest).ok()) {
+    return absl::DataLossError(absl::StrCat(path.string(), ": not a valid checkpoint manifest"));
+  }
+  return manifest;
+}
+
+std::vector<uint64_t> ListCheckpoints(const std::string& storage_path) {
+  std::vector<uint64_t> versions;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(CheckpointsDir(storage_path), ec)) {
+    const std::string name = entry.path().filename().string();
+    unsigned long long v = 0;
+    char rest = 0;
+    if (std::sscanf(name.c_str(), "ckpt-%llu%c", &v, &rest) == 1) versions.push_back(v);
+  }
+  std::sort(versions.begin(), versions.end());
+  return versions;
+}
+
+absl::StatusOr<std::string> ResolveRestore(const std::string& storage_path, const std::string& restore) {
+  if (restore != "latest") {
+    if (!fs::exists(fs::path(restore) / "manifest.json")) {
+      return absl::NotFoundError(absl::StrCat("storage.restore: '", restore, "' is not a checkpoint folder"));
+    }
+    return restore;
+  }
+  std::ifstream in(fs::path(CheckpointsDir(storage_path)) / "LATEST");
+  std::string name;
+  if (!(in >> name)) {
+    return absl::NotFoundError(absl::StrCat("storage.restore=latest: no checkpoint under ", CheckpointsDir(storage_path)));
+  }
+  return (fs::path(CheckpointsDir(storage_path)) / name).string();
+}
+
+absl::Status PublishCheckpoint(const std::string& storage_path, uint64_t version, int keep) {
+  const fs::path root = CheckpointsDir(storage_path);
+  const fs::path final_dir = root / CheckpointName(version);
+  std::error_code ec;
+  fs::rename(root / (CheckpointName(version) + ".tmp"), final_dir, ec);
+  if (ec) return absl::UnavailableError(absl::StrCat("publishing ", final_dir.string(), ": ", ec.message()));
+  {
+    std::ofstream latest(root / "LATEST.tmp");
+    latest << CheckpointName(version) << "\n";
+  }
+  fs::rename(root / "LATEST.tmp", root / "LATEST", ec);
+  if (ec) return absl::UnavailableError(absl::StrCat("updating LATEST: ", ec.message()));
+  const std::vector<uint64_t> versions = ListCheckpoints(storage_path);
+  for (size_t i = 0; i + keep < versions.size(); ++i) fs::remove_all(root / CheckpointName(versions[i]), ec);
+  for (const auto& entry : fs::directory_iterator(root, ec)) {
+    if (entry.path().extension() == ".tmp") fs::remove_all(entry.path(), ec);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace sparta

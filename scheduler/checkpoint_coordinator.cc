@@ -1,0 +1,128 @@
+#include "scheduler/checkpoint_coordinator.h"
+
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "common/checkpoint_files.h"
+#include "common/logging.h"
+
+namespace sparta {
+
+CheckpointCoordinator::CheckpointCoordinator(const Config& config, Hooks hooks)
+    : config_(config), hooks_(std::move(hooks)) {
+  // Numbering goes on from what earlier runs left, so a resumed job never
+  // overwrites the checkpoint it resumed from.
+  if (enabled()) {
+    const auto versions = ListCheckpoints(config_.storage.path);
+    if (!versions.empty()) last_version_ = versions.back();
+  }
+  version_ = last_version_;
+}
+
+void CheckpointCoordinator::Start(const std::string& why, std::vector<uint32_t> shard_owner,
+                                  std::function<void()> then) {
+  if (!enabled()) {
+    spdlog::warn("checkpoint requested ({}) but storage.path is not set", why);
+    if (then) then();
+    return;
+  }
+  if (busy()) {
+    // Requests that come during a checkpoint collapse into one that starts
+    // right after it (so the end-of-job checkpoint is never lost).
+    spdlog::info("checkpoint requested ({}) while checkpoint {} is running; it will follow", why, version_);
+    auto earlier = std::move(queued_.then);
+    queued_ = {why, std::move(shard_owner), [earlier, then] {
+                 if (earlier) earlier();
+                 if (then) then();
+               }};
+    has_queued_ = true;
+    return;
+  }
+  ++version_;
+  dir_ = (std::filesystem::path(CheckpointsDir(config_.storage.path)) / (CheckpointName(version_) + ".tmp")).string();
+  std::error_code ec;
+  std::filesystem::remove_all(dir_, ec);
+  std::filesystem::create_directories(dir_, ec);
+  if (ec) return hooks_.fail(absl::StrCat("cannot create ", dir_, ": ", ec.message()));
+  shard_owner_ = std::move(shard_owner);
+  then_ = std::move(then);
+  worker_steps_.clear();
+  server_done_.clear();
+  started_ = std::chrono::steady_clock::now();
+  phase_ = Phase::kPausing;
+  spdlog::info("checkpoint {} ({}): pausing workers", version_, why);
+  pb::Header pause;
+  pause.set_type(pb::PAUSE);
+  pause.mutable_checkpoint()->set_version(version_);
+  hooks_.broadcast(pause, pb::WORKER);
+}
+
+void CheckpointCoordinator::OnPaused(int worker_rank, const pb::CheckpointInfo& info) {
+  if (phase_ != Phase::kPausing || info.version() != version_) return;
+  worker_steps_[worker_rank] = info.steps();
+  if (static_cast<int>(worker_steps_.size()) < config_.cluster.workers) return;
+  phase_ = Phase::kCutting;
+  spdlog::info("checkpoint {}: all workers paused; servers cutting", version_);
+  pb::Header cut;
+  cut.set_type(pb::CHECKPOINT);
+  cut.mutable_checkpoint()->set_version(version_);
+  cut.mutable_checkpoint()->set_dir(dir_);
+  hooks_.broadcast(cut, pb::SERVER);
+}
+
+void CheckpointCoordinator::OnServerDone(int server_rank, const pb::Header& h) {
+  if (phase_ != Phase::kCutting || h.checkpoint().version() != version_) return;
+  if (!h.error().empty()) {
+    return hooks_.fail(absl::StrCat("checkpoint ", version_, " failed on server-", server_rank, ": ", h.error()));
+  }
+  server_done_[server_rank] = h.checkpoint();
+  if (static_cast<int>(server_done_.size()) < config_.cluster.servers) return;
+  Finish();
+}
+
+void CheckpointCoordinator::Finish() {
+  pb::CheckpointManifest manifest;
+  manifest.set_version(version_);
+  manifest.set_servers(config_.cluster.servers);
+  manifest.set_workers(config_.cluster.workers);
+  for (uint32_t owner : shard_owner_) manifest.add_shard_owner(owner);
+  std::map<uint32_t, pb::TableSpec> tables;  // every server declares every table
+  uint64_t rows = 0;
+  for (const auto& [rank, done] : server_done_) {
+    for (const auto& t : done.tables()) tables[t.id()] = t;
+    rows += done.rows();
+  }
+  for (const auto& [id, spec] : tables) *manifest.add_tables() = spec;
+  for (int w = 0; w < config_.cluster.workers; ++w) manifest.add_worker_steps(worker_steps_[w]);
+  manifest.set_unix_time(std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count());
+  manifest.set_rows(rows);
+  if (auto st = WriteManifest(dir_, manifest); !st.ok()) return hooks_.fail(std::string(st.message()));
+  if (auto st = PublishCheckpoint(config_.storage.path, version_, config_.storage.keep); !st.ok()) {
+    return hooks_.fail(std::string(st.message()));
+  }
+  last_version_ = version_;
+  last_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+  spdlog::info("checkpoint {} published: {} rows in {:.3f} s at {}", version_, rows, last_seconds_,
+               (std::filesystem::path(CheckpointsDir(config_.storage.path)) / CheckpointName(version_)).string());
+  phase_ = Phase::kIdle;
+  pb::Header resume;
+  resume.set_type(pb::RESUME);
+  hooks_.broadcast(resume, pb::WORKER);
+  if (has_queued_) {
+    has_queued_ = false;
+    Queued next = std::move(queued_);
+    queued_ = {};
+    auto then = std::move(then_);
+    then_ = nullptr;
+    if (then) then();
+    Start(next.why, std::move(next.shard_owner), std::move(next.then));
+    return;
+  }
+  if (then_) {
+    auto then = std::move(then_);
+    then_ = nullptr;
+    then();
+  }
+}
+
+}  // namespace sparta

@@ -1,0 +1,81 @@
+// CheckpointCoordinator: the scheduler's side of a checkpoint, one
+// consistent cut across all shards of all servers at one version.
+//
+//   1. PAUSE to every worker. Each stops at its next step boundary once all
+//      its pushes are acknowledged and answers PAUSED with its step count
+//      (a worker that has finished training answers at once).
+//   2. With every worker paused no update is in flight, so the servers'
+//      state is one version: CHECKPOINT to every server. Each writes its
+//      changed rows and makes a RocksDB checkpoint of its database into
+//      <checkpoint>.tmp/server-<rank>, then answers CHECKPOINT_DONE.
+//   3. The manifest (shard map, tables, worker steps) is written, the folder
+//      renamed to its final name and LATEST updated; RESUME to the workers.
+//
+// Not thread-safe: driven by the scheduler's single thread.
+#ifndef SPARTA_SCHEDULER_CHECKPOINT_COORDINATOR_H_
+#define SPARTA_SCHEDULER_CHECKPOINT_COORDINATOR_H_
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "common/config.h"
+#include "sparta.pb.h"
+
+namespace sparta {
+
+class CheckpointCoordinator {
+ public:
+  struct Hooks {
+    std::function<void(const pb::Header&, pb::Role)> broadcast;
+    std::function<void(const std::string& reason)> fail;  // the job cannot go on
+  };
+
+  CheckpointCoordinator(const Config& config, Hooks hooks);
+
+  bool enabled() const { return !config_.storage.path.empty(); }
+  bool busy() const { return phase_ != Phase::kIdle; }
+
+  // Starts a checkpoint (`why` is logged) of the cluster whose shard map is
+  // `shard_owner`; `then` runs once it is published. While another one is
+  // running, it is queued to start right after (several queued requests
+  // collapse into one).
+  void Start(const std::string& why, std::vector<uint32_t> shard_owner, std::function<void()> then = nullptr);
+
+  void OnPaused(int worker_rank, const pb::CheckpointInfo& info);
+  void OnServerDone(int server_rank, const pb::Header& h);
+
+  // The newest published version (0 if none yet).
+  uint64_t last_version() const { return last_version_; }
+  double last_seconds() const { return last_seconds_; }
+
+ private:
+  enum class Phase { kIdle, kPausing, kCutting };
+  void Finish();
+
+  const Config config_;
+  const Hooks hooks_;
+  Phase phase_ = Phase::kIdle;
+  uint64_t version_ = 0;
+  uint64_t last_version_ = 0;
+  double last_seconds_ = 0;
+  std::string dir_;
+  std::vector<uint32_t> shard_owner_;
+  std::function<void()> then_;
+  std::map<int, uint64_t> worker_steps_;         // by rank
+  std::map<int, pb::CheckpointInfo> server_done_;  // by rank
+  std::chrono::steady_clock::time_point started_;
+  struct Queued {
+    std::string why;
+    std::vector<uint32_t> shard_owner;
+    std::function<void()> then;
+  };
+  Queued queued_;  // a request that came while busy
+  bool has_queued_ = false;
+};
+
+}  // namespace sparta
+
+#endif  // SPARTA_SCHEDULER_CHECKPOINT_COORDINATOR_H_

@@ -1,0 +1,174 @@
+#include "server/row_store.h"
+
+#include <cstring>
+#include <filesystem>
+
+#include <rocksdb/options.h>
+#include <rocksdb/utilities/checkpoint.h>
+
+#include "absl/strings/str_cat.h"
+
+namespace sparta {
+namespace {
+
+std::string ColumnName(uint32_t id) { return absl::StrCat("table-", id); }
+
+void EncodeRowKey(uint32_t shard, uint64_t key, char* out) {
+  for (int i = 0; i < 4; ++i) out[i] = static_cast<char>(shard >> (24 - 8 * i));
+  for (int i = 0; i < 8; ++i) out[4 + i] = static_cast<char>(key >> (56 - 8 * i));
+}
+
+uint64_t DecodeBigEndian(const char* p, int bytes) {
+  uint64_t v = 0;
+  for (int i = 0; i < bytes; ++i) v = (v << 8) | static_cast<uint8_t>(p[i]);
+  return v;
+}
+
+absl::Status FromRocks(const rocksdb::Status& st, const std::string& what) {
+  if (st.ok()) return absl::OkStatus();
+  return absl::InternalError(absl::StrCat(what, ": ", st.ToString()));
+}
+
+rocksdb::Options StoreOptions() {
+  rocksdb::Options options;
+  options.create_if_missing = true;
+  options.create_missing_column_families = true;
+  // Rows are random 12-byte keys with values of tens to hundreds of bytes,
+  // written in large batches: a bigger memtable means fewer, larger flushes.
+  options.write_buffer_size = 64 << 20;
+  options.max_background_jobs = 2;
+  return options;
+}
+
+}  // namespace
+
+std::string RowKey(uint32_t shard, uint64_t key) {
+  std::string out(12, '\0');
+  EncodeRowKey(shard, key, out.data());
+  return out;
+}
+
+void RowBatch::Put(rocksdb::ColumnFamilyHandle* column, uint32_t shard, uint64_t key, const float* row,
+                   uint32_t floats) {
+  EncodeRowKey(shard, key, key_);
+  batch_.Put(column, rocksdb::Slice(key_, sizeof(key_)),
+             rocksdb::Slice(reinterpret_cast<const char*>(row), floats * sizeof(float)));
+}
+
+absl::StatusOr<std::unique_ptr<RowStore>> RowStore::Open(const std::string& dir, bool wal, bool fresh) {
+  rocksdb::Options options = StoreOptions();
+  if (fresh) {
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+  }
+  std::filesystem::create_directories(dir);
+  std::vector<std::string> names;
+  if (!rocksdb::DB::ListColumnFamilies(options, dir, &names).ok()) names = {rocksdb::kDefaultColumnFamilyName};
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  for (const auto& name : names) descriptors.emplace_back(name, rocksdb::ColumnFamilyOptions(options));
+  auto store = std::unique_ptr<RowStore>(new RowStore());
+  store->wal_ = wal;
+  rocksdb::DB* db = nullptr;
+  if (auto st = FromRocks(rocksdb::DB::Open(options, dir, descriptors, &store->handles_, &db),
+                          absl::StrCat("opening RocksDB in ", dir));
+      !st.ok()) {
+    return st;
+  }
+  store->db_.reset(db);
+  for (size_t i = 0; i < names.size(); ++i) {
+    uint32_t id = 0;
+    if (std::sscanf(names[i].c_str(), "table-%u", &id) == 1 && id < kMaxTables) store->columns_[id] = store->handles_[i];
+  }
+  return store;
+}
+
+RowStore::~RowStore() {
+  for (auto* handle : handles_) db_->DestroyColumnFamilyHandle(handle);
+}
+
+absl::Status RowStore::AddTable(uint32_t id) {
+  if (id >= kMaxTables) return absl::InvalidArgumentError(absl::StrCat("table id ", id, " out of range"));
+  if (columns_[id] != nullptr) return absl::OkStatus();
+  rocksdb::ColumnFamilyHandle* handle = nullptr;
+  if (auto st = FromRocks(db_->CreateColumnFamily(rocksdb::ColumnFamilyOptions(StoreOptions()), ColumnName(id),
+                                                  &handle),
+                          "creating a column family");
+      !st.ok()) {
+    return st;
+  }
+  handles_.push_back(handle);
+  columns_[id] = handle;
+  return absl::OkStatus();
+}
+
+absl::Status RowStore::Write(RowBatch* batch) {
+  if (batch->count() == 0) return absl::OkStatus();
+  rocksdb::WriteOptions options;
+  // Without the log a crash loses what was not yet flushed, which is the
+  // contract of durability "checkpoint": only checkpoints count.
+  options.disableWAL = !wal_;
+  auto st = FromRocks(db_->Write(options, batch->batch()), "writing rows");
+  batch->batch()->Clear();
+  return st;
+}
+
+absl::Status RowStore::Checkpoint(const std::string& dir) {
+  rocksdb::FlushOptions flush;
+  flush.wait = true;
+  if (auto st = FromRocks(db_->Flush(flush, handles_), "flushing before a checkpoint"); !st.ok()) return st;
+  rocksdb::Checkpoint* raw = nullptr;
+  if (auto st = FromRocks(rocksdb::Checkpoint::Create(db_.get(), &raw), "checkpoint"); !st.ok()) return st;
+  std::unique_ptr<rocksdb::Checkpoint> checkpoint(raw);
+  return FromRocks(checkpoint->CreateCheckpoint(dir), absl::StrCat("creating checkpoint ", dir));
+}
+
+absl::Status RowStore::ReadShards(const std::string& dir, uint32_t id, const std::vector<uint32_t>& shards,
+                                  const RowVisitor& visit) {
+  rocksdb::Options options;
+  std::vector<std::string> names;
+  if (auto st = FromRocks(rocksdb::DB::ListColumnFamilies(options, dir, &names), absl::StrCat("reading ", dir));
+      !st.ok()) {
+    return st;
+  }
+  if (std::find(names.begin(), names.end(), ColumnName(id)) == names.end()) return absl::OkStatus();  // no rows
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  for (const auto& name : names) descriptors.emplace_back(name, rocksdb::ColumnFamilyOptions());
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* raw = nullptr;
+  if (auto st = FromRocks(rocksdb::DB::OpenForReadOnly(options, dir, descriptors, &handles, &raw),
+                          absl::StrCat("opening ", dir));
+      !st.ok()) {
+    return st;
+  }
+  std::unique_ptr<rocksdb::DB> db(raw);
+  rocksdb::ColumnFamilyHandle* column = nullptr;
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (names[i] == ColumnName(id)) column = handles[i];
+  }
+  absl::Status result;
+  {
+    rocksdb::ReadOptions read;
+    read.fill_cache = false;  // one sequential pass
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(read, column));
+    for (uint32_t shard : shards) {
+      for (it->Seek(RowKey(shard, 0)); it->Valid(); it->Next()) {
+        const rocksdb::Slice key = it->key(), value = it->value();
+        if (key.size() != 12 || DecodeBigEndian(key.data(), 4) != shard) break;
+        if (value.size() % sizeof(float) != 0) {
+          result = absl::DataLossError(absl::StrCat(dir, ": a row of table ", id, " has ", value.size(), " bytes"));
+          break;
+        }
+        // RocksDB's value slices are not aligned for floats.
+        std::vector<float> row(value.size() / sizeof(float));
+        std::memcpy(row.data(), value.data(), value.size());
+        visit(shard, DecodeBigEndian(key.data() + 4, 8), row);
+      }
+      if (!result.ok()) break;
+    }
+    if (result.ok() && !it->status().ok()) result = FromRocks(it->status(), absl::StrCat("reading ", dir));
+  }
+  for (auto* handle : handles) db->DestroyColumnFamilyHandle(handle);
+  return result;
+}
+
+}  // namespace sparta

@@ -1,0 +1,91 @@
+// RowStore: a server's RocksDB, where its rows persist.
+//
+// One database per server, one column family per table ("table-<id>").
+// A row's RocksDB key is its virtual shard (4 bytes) then its feature key
+// (8 bytes), both big-endian, so the rows of one shard are one contiguous
+// key range: a checkpoint can be read back shard by shard, by a server that
+// owns a different set of shards than the one that wrote it. The value is
+// the row as it lives in memory: the weights, then the optimizer state.
+//
+// Rows are written by the shard executors in batches (RowBatch) behind the
+// hot path; with durability "wal" every batch goes through the write-ahead
+// log before the push it belongs to is acknowledged, with "checkpoint" the
+// log is skipped and rows are only made durable by Checkpoint().
+//
+// Thread-safe: rocksdb::DB is; column families are created by one thread
+// (the server's I/O thread) before any batch for that table is written, and
+// their handles live in a fixed array, so executors read them without locks.
+#ifndef SPARTA_SERVER_ROW_STORE_H_
+#define SPARTA_SERVER_ROW_STORE_H_
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include <rocksdb/db.h>
+#include <rocksdb/write_batch.h>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace sparta {
+
+// The RocksDB key of one row.
+std::string RowKey(uint32_t shard, uint64_t key);
+
+// Rows to be written together. Not thread-safe: one per executor.
+class RowBatch {
+ public:
+  void Put(rocksdb::ColumnFamilyHandle* column, uint32_t shard, uint64_t key, const float* row, uint32_t floats);
+  size_t count() const { return static_cast<size_t>(batch_.Count()); }
+  rocksdb::WriteBatch* batch() { return &batch_; }
+
+ private:
+  rocksdb::WriteBatch batch_;
+  char key_[12];
+};
+
+class RowStore {
+ public:
+  static constexpr uint32_t kMaxTables = 1024;
+
+  // Opens (creating if needed) the database in `dir`. With `wal`, Write()
+  // logs every batch before returning; otherwise nothing is durable until
+  // Checkpoint(). `fresh` deletes what an earlier run left there.
+  static absl::StatusOr<std::unique_ptr<RowStore>> Open(const std::string& dir, bool wal, bool fresh);
+  ~RowStore();
+
+  // Creates table `id`'s column family if it does not exist yet. I/O thread.
+  absl::Status AddTable(uint32_t id);
+  // nullptr if AddTable(id) has not run.
+  rocksdb::ColumnFamilyHandle* column(uint32_t id) const { return id < kMaxTables ? columns_[id] : nullptr; }
+
+  absl::Status Write(RowBatch* batch);
+
+  // Flushes the memtables and makes a RocksDB checkpoint in `dir` (which
+  // must not exist): hard links to the table files, so successive
+  // checkpoints share what did not change.
+  absl::Status Checkpoint(const std::string& dir);
+
+  // Reads the rows of `shards` of table `id` from a database written by a
+  // RowStore (a live one or a checkpoint), without modifying it.
+  using RowVisitor = std::function<void(uint32_t shard, uint64_t key, std::span<const float> row)>;
+  static absl::Status ReadShards(const std::string& dir, uint32_t id, const std::vector<uint32_t>& shards,
+                                 const RowVisitor& visit);
+
+ private:
+  RowStore() = default;
+
+  std::unique_ptr<rocksdb::DB> db_;
+  bool wal_ = false;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles_;  // owned; destroyed before db_
+  std::array<rocksdb::ColumnFamilyHandle*, kMaxTables> columns_{};
+};
+
+}  // namespace sparta
+
+#endif  // SPARTA_SERVER_ROW_STORE_H_
