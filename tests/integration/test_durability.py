@@ -1,0 +1,93 @@
+"""Persistence and checkpoints with real daemons, real RocksDB files and
+real kill -9: a checkpoint restores bit for bit (also on fewer servers), and
+a job whose every daemon was killed resumes from its latest checkpoint."""
+
+import os
+import shutil
+import signal
+import json
+import unittest
+
+from harness import ClusterTest, datagen, launch, read, summary, wait_for, write_config, pid_alive
+
+
+class CheckpointTest(ClusterTest):
+    def config(self, data, **overrides):
+        sections = {
+            "cluster": {"servers": 3, "workers": 1},
+            "server": {"threads": 2},
+            "data": {"train": data["train"], "test": data["test"], "batch_size": 256, "epochs": 1},
+            "model": {"name": "fm", "embedding_dim": 4},
+            "optimizer": {"name": "ftrl", "learning_rate": 0.05},
+        }
+        for key, value in overrides.items():
+            section, name = key.split("__")
+            sections.setdefault(section, {})[name] = value
+        return write_config(self.dir, f"job-{len(os.listdir(self.dir))}.yaml", **sections)
+
+    def run_job(self, config, name, *sets):
+        run = self.run_dir(name)
+        predictions = os.path.join(self.dir, f"{name}.predictions")
+        result = launch(config, run, [f"eval.predictions_out={predictions}", *sets])
+        self.assertEqual(result.returncode, 0, result.stderr)
+        return summary(run), read(predictions)
+
+    def test_restored_model_predicts_bit_for_bit_on_fewer_servers(self):
+        data = datagen(self.dir, 20000, 3000, seed=5)
+        store = os.path.join(self.dir, "store3")
+        saved, saved_predictions = self.run_job(self.config(data), "saved", f"storage.path={store}")
+        self.assertGreater(saved["checkpoint_version"], 0)
+        latest = read(os.path.join(store, "checkpoints", "LATEST")).strip()
+        checkpoint = os.path.join(store, "checkpoints", latest)
+        manifest = json.loads(read(os.path.join(checkpoint, "manifest.json")))
+        self.assertEqual(manifest["servers"], 3)
+        self.assertEqual(int(manifest["rows"]), saved["server_rows"])
+        # Restored on 2 servers: the worker's steps are all done, so it only
+        # evaluates the model it was given.
+        restored, restored_predictions = self.run_job(
+            self.config(data, cluster__servers=2), "restored",
+            f"storage.path={os.path.join(self.dir, 'store2')}", f"storage.restore={checkpoint}")
+        self.assertEqual(restored["restored_from"], checkpoint)
+        self.assertEqual(restored["train_examples"], 0)
+        self.assertEqual(restored["server_rows"], saved["server_rows"])
+        self.assertEqual(len(restored_predictions.splitlines()), 3000)
+        self.assertEqual(restored_predictions, saved_predictions)
+
+    def test_job_killed_everywhere_resumes_from_latest_checkpoint(self):
+        data = datagen(self.dir, 30000, 3000, seed=6)
+        store = os.path.join(self.dir, "store")
+        config = self.config(data, cluster__servers=2, data__epochs=40, storage__checkpoint_every="25 steps")
+        run = self.run_dir("killed")
+        proc = launch(config, run, [f"storage.path={store}"], wait=False)
+        self.procs.append(proc)
+        latest_file = os.path.join(store, "checkpoints", "LATEST")
+        wait_for(lambda: read(latest_file).strip() >= "ckpt-000002", 120, "two checkpoints")
+        daemons = json.loads(read(os.path.join(run, "daemons.json")))
+        os.kill(proc.pid, signal.SIGKILL)  # the launcher first, so nobody cleans up
+        for d in daemons:
+            os.kill(d["pid"], signal.SIGKILL)
+        proc.wait()
+        wait_for(lambda: not any(pid_alive(d["pid"]) for d in daemons), 10, "every daemon to die")
+        latest = os.path.join(store, "checkpoints", read(latest_file).strip())
+        manifest = json.loads(read(os.path.join(latest, "manifest.json")))
+        steps = int(manifest["worker_steps"][0])
+        self.assertGreater(steps, 0)
+        copy = os.path.join(self.dir, "checkpoint-copy")
+        shutil.copytree(latest, copy)
+
+        finish = self.config(data, cluster__servers=2, data__epochs=2)
+        resumed, resumed_predictions = self.run_job(finish, "resumed", f"storage.path={store}",
+                                                    "storage.restore=latest")
+        self.assertEqual(resumed["restored_from"], latest)
+        self.assertEqual(resumed["status"], "ok")
+        # The same job, never interrupted after that checkpoint.
+        again, again_predictions = self.run_job(finish, "again", f"storage.path={os.path.join(self.dir, 'store-b')}",
+                                                f"storage.restore={copy}")
+        self.assertGreater(resumed["train_examples"], 0)
+        self.assertEqual(resumed["train_examples"], again["train_examples"])
+        self.assertEqual(len(resumed_predictions.splitlines()), 3000)
+        self.assertEqual(resumed_predictions, again_predictions)
+
+
+if __name__ == "__main__":
+    unittest.main()
