@@ -67,6 +67,7 @@ void VisitFields(Config& c, Visitor& v) {
   v("optimizer.ftrl_beta", c.optimizer.ftrl_beta, AtLeast(0));
   v("worker.max_inflight", c.worker.max_inflight, Between(1, 1024));
   v("worker.request_timeout", c.worker.request_timeout, Between(0.1, 86400));
+  v("worker.audit", c.worker.audit, Between(0, 1));
   v("wire.dtype", c.wire.dtype, OneOf({"fp32", "fp16"}));
   v("storage.path", c.storage.path, FieldRule{});
   v("storage.durability", c.storage.durability, OneOf({"checkpoint", "wal"}));

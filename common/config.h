@@ -65,6 +65,10 @@ struct OptimizerConfig {
 struct WorkerConfig {
   int max_inflight = 4;  // batches whose push may be unacknowledged
   double request_timeout = 60.0;  // seconds before a request is an error
+  // 1: every step also adds 1 to this worker's row of an audit table, and
+  // worker 0 reports the counts at the end: an exactly-once check of pushes
+  // across failovers and restores (summary.json: audit_counts, worker_steps).
+  int audit = 0;
 };
 
 struct WireConfig {

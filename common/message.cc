@@ -34,11 +34,18 @@ absl::Status ValidateMessage(const Message& m) {
       if (h.num_keys() > kMaxKeysPerMessage) return Malformed("too many keys");
       return ExpectFrameBytes(m.frames[0], key_bytes, "keys");
     case pb::PUSH:
-      if (nframes != 2) return Malformed(absl::StrCat("PUSH needs 2 payload frames, got ", nframes));
+    case pb::REPLICATE:
+    case pb::SHARD_SNAPSHOT: {
+      if (nframes != 2) {
+        return Malformed(absl::StrCat(MsgTypeName(h.type()), " needs 2 payload frames, got ", nframes));
+      }
       if (h.num_keys() > kMaxKeysPerMessage) return Malformed("too many keys");
-      if (h.dim() == 0 || h.dim() > kMaxDim) return Malformed(absl::StrCat("bad dim ", h.dim()));
+      // A snapshot's rows carry the optimizer state too (at most 3x dim).
+      const uint32_t max_dim = h.type() == pb::SHARD_SNAPSHOT ? 4 * kMaxDim : kMaxDim;
+      if (h.dim() == 0 || h.dim() > max_dim) return Malformed(absl::StrCat("bad dim ", h.dim()));
       if (auto st = ExpectFrameBytes(m.frames[0], key_bytes, "keys"); !st.ok()) return st;
       return ExpectFrameBytes(m.frames[1], value_bytes, "values");
+    }
     case pb::RESPONSE:
       if (nframes > 1) return Malformed(absl::StrCat("RESPONSE has ", nframes, " payload frames"));
       if (nframes == 1) {

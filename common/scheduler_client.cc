@@ -187,6 +187,7 @@ void SchedulerClient::Run() {
     if (registered && now >= next_heartbeat) {
       pb::Header hb;
       hb.set_type(pb::HEARTBEAT);
+      if (callbacks_.on_heartbeat) callbacks_.on_heartbeat(&hb);
       outgoing.push_back(std::move(hb));
       next_heartbeat = now + std::chrono::duration_cast<Clock::duration>(interval);
     }

@@ -36,6 +36,8 @@ class SchedulerClient {
     std::function<void(const absl::Status&)> on_end; // SHUTDOWN (ok) or ABORT / lost scheduler
     // PAUSE, RESUME, CHECKPOINT, and every CLUSTER_VIEW after the first.
     std::function<void(const pb::Header&)> on_control;
+    // Adds this node's figures to each outgoing heartbeat (servers).
+    std::function<void(pb::Header*)> on_heartbeat;
   };
 
   // `self` describes this node (role, host, ports, requested rank or -1).

@@ -19,8 +19,7 @@ CheckpointCoordinator::CheckpointCoordinator(const Config& config, Hooks hooks)
   version_ = last_version_;
 }
 
-void CheckpointCoordinator::Start(const std::string& why, std::vector<uint32_t> shard_owner,
-                                  std::function<void()> then) {
+void CheckpointCoordinator::Start(const std::string& why, std::function<void()> then) {
   if (!enabled()) {
     spdlog::warn("checkpoint requested ({}) but storage.path is not set", why);
     if (then) then();
@@ -31,7 +30,7 @@ void CheckpointCoordinator::Start(const std::string& why, std::vector<uint32_t> 
     // right after it (so the end-of-job checkpoint is never lost).
     spdlog::info("checkpoint requested ({}) while checkpoint {} is running; it will follow", why, version_);
     auto earlier = std::move(queued_.then);
-    queued_ = {why, std::move(shard_owner), [earlier, then] {
+    queued_ = {why, [earlier, then] {
                  if (earlier) earlier();
                  if (then) then();
                }};
@@ -44,7 +43,6 @@ void CheckpointCoordinator::Start(const std::string& why, std::vector<uint32_t> 
   std::filesystem::remove_all(dir_, ec);
   std::filesystem::create_directories(dir_, ec);
   if (ec) return hooks_.fail(absl::StrCat("cannot create ", dir_, ": ", ec.message()));
-  shard_owner_ = std::move(shard_owner);
   then_ = std::move(then);
   worker_steps_.clear();
   server_done_.clear();
@@ -76,16 +74,33 @@ void CheckpointCoordinator::OnServerDone(int server_rank, const pb::Header& h) {
     return hooks_.fail(absl::StrCat("checkpoint ", version_, " failed on server-", server_rank, ": ", h.error()));
   }
   server_done_[server_rank] = h.checkpoint();
-  if (static_cast<int>(server_done_.size()) < config_.cluster.servers) return;
+  if (static_cast<int>(server_done_.size()) < hooks_.live_servers()) return;
   Finish();
+}
+
+void CheckpointCoordinator::Abandon(const std::string& why) {
+  if (!busy()) return;
+  spdlog::warn("checkpoint {} abandoned: {}", version_, why);
+  std::error_code ec;
+  std::filesystem::remove_all(dir_, ec);
+  phase_ = Phase::kIdle;
+  pb::Header resume;
+  resume.set_type(pb::RESUME);
+  hooks_.broadcast(resume, pb::WORKER);
+  if (then_ || has_queued_) {
+    auto then = std::move(then_);
+    then_ = nullptr;
+    Start(absl::StrCat("again after: ", why), std::move(then));
+  }
 }
 
 void CheckpointCoordinator::Finish() {
   pb::CheckpointManifest manifest;
   manifest.set_version(version_);
-  manifest.set_servers(config_.cluster.servers);
+  manifest.set_servers(static_cast<int32_t>(server_done_.size()));
   manifest.set_workers(config_.cluster.workers);
-  for (uint32_t owner : shard_owner_) manifest.add_shard_owner(owner);
+  // Workers are paused, so the map cannot change before the servers cut.
+  for (uint32_t owner : hooks_.shard_owner()) manifest.add_shard_owner(owner);
   std::map<uint32_t, pb::TableSpec> tables;  // every server declares every table
   uint64_t rows = 0;
   for (const auto& [rank, done] : server_done_) {
@@ -115,7 +130,7 @@ void CheckpointCoordinator::Finish() {
     auto then = std::move(then_);
     then_ = nullptr;
     if (then) then();
-    Start(next.why, std::move(next.shard_owner), std::move(next.then));
+    Start(next.why, std::move(next.then));
     return;
   }
   if (then_) {

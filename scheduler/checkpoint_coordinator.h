@@ -31,6 +31,8 @@ class CheckpointCoordinator {
   struct Hooks {
     std::function<void(const pb::Header&, pb::Role)> broadcast;
     std::function<void(const std::string& reason)> fail;  // the job cannot go on
+    std::function<int()> live_servers;                      // how many must cut
+    std::function<std::vector<uint32_t>()> shard_owner;     // the current shard map
   };
 
   CheckpointCoordinator(const Config& config, Hooks hooks);
@@ -38,14 +40,17 @@ class CheckpointCoordinator {
   bool enabled() const { return !config_.storage.path.empty(); }
   bool busy() const { return phase_ != Phase::kIdle; }
 
-  // Starts a checkpoint (`why` is logged) of the cluster whose shard map is
-  // `shard_owner`; `then` runs once it is published. While another one is
+  // Starts a checkpoint (`why` is logged); `then` runs once it is published. While another one is
   // running, it is queued to start right after (several queued requests
   // collapse into one).
-  void Start(const std::string& why, std::vector<uint32_t> shard_owner, std::function<void()> then = nullptr);
+  void Start(const std::string& why, std::function<void()> then = nullptr);
 
   void OnPaused(int worker_rank, const pb::CheckpointInfo& info);
   void OnServerDone(int server_rank, const pb::Header& h);
+
+  // The cluster changed under a running checkpoint (a server died): drop it,
+  // resume the workers, and start it again if something waits on it.
+  void Abandon(const std::string& why);
 
   // The newest published version (0 if none yet).
   uint64_t last_version() const { return last_version_; }
@@ -62,14 +67,12 @@ class CheckpointCoordinator {
   uint64_t last_version_ = 0;
   double last_seconds_ = 0;
   std::string dir_;
-  std::vector<uint32_t> shard_owner_;
   std::function<void()> then_;
   std::map<int, uint64_t> worker_steps_;         // by rank
   std::map<int, pb::CheckpointInfo> server_done_;  // by rank
   std::chrono::steady_clock::time_point started_;
   struct Queued {
     std::string why;
-    std::vector<uint32_t> shard_owner;
     std::function<void()> then;
   };
   Queued queued_;  // a request that came while busy

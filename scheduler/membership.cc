@@ -1,5 +1,7 @@
 #include "scheduler/membership.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/daemon_options.h"
@@ -16,8 +18,17 @@ Membership::Membership(int servers, int workers) : servers_(servers), workers_(w
 
 int Membership::joined(pb::Role role) const {
   int n = 0;
-  for (const Node& node : nodes_) n += node.info.role() == role;
+  for (const Node& node : nodes_) n += node.info.role() == role && !node.dead;
   return n;
+}
+
+std::vector<uint32_t> Membership::LiveServers() const {
+  std::vector<uint32_t> ranks;
+  for (const Node& node : nodes_) {
+    if (node.info.role() == pb::SERVER && !node.dead) ranks.push_back(node.info.rank());
+  }
+  std::sort(ranks.begin(), ranks.end());
+  return ranks;
 }
 
 absl::StatusOr<pb::NodeInfo> Membership::Add(const pb::NodeInfo& requested, const std::string& routing_id,
@@ -29,7 +40,7 @@ absl::StatusOr<pb::NodeInfo> Membership::Add(const pb::NodeInfo& requested, cons
   const int count = expected(role);
   std::vector<bool> taken(count, false);
   for (const Node& node : nodes_) {
-    if (node.info.role() == role) taken[node.info.rank()] = true;
+    if (node.info.role() == role && !node.dead) taken[node.info.rank()] = true;
   }
   int rank = requested.rank();
   if (rank >= count) {
@@ -62,9 +73,9 @@ Membership::Node* Membership::FindByRoutingId(const std::string& routing_id) {
   return it == by_routing_id_.end() ? nullptr : &nodes_[it->second];
 }
 
-const Membership::Node* Membership::FindSilent(Clock::time_point now, Clock::duration timeout) const {
-  for (const Node& node : nodes_) {
-    if (now - node.last_seen > timeout) return &node;
+Membership::Node* Membership::FindSilent(Clock::time_point now, Clock::duration timeout) {
+  for (Node& node : nodes_) {
+    if (!node.dead && now - node.last_seen > timeout) return &node;
   }
   return nullptr;
 }
@@ -74,7 +85,7 @@ std::string Membership::DescribeMissing() const {
   for (pb::Role role : {pb::SERVER, pb::WORKER}) {
     std::vector<bool> seen(expected(role), false);
     for (const Node& node : nodes_) {
-      if (node.info.role() == role) seen[node.info.rank()] = true;
+      if (node.info.role() == role && !node.dead) seen[node.info.rank()] = true;
     }
     std::vector<int> missing;
     for (int r = 0; r < expected(role); ++r) {

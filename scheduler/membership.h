@@ -26,13 +26,15 @@ class Membership {
     pb::NodeInfo info;
     std::string routing_id;  // the node's identity on the scheduler's ROUTER
     Clock::time_point last_seen;
+    bool dead = false;         // declared dead; never comes back under this id
+    pb::ServerStats stats;     // servers: as of the last heartbeat
   };
 
   Membership(int servers, int workers);
 
-  // Adds a node. Honors a requested rank if it is free; otherwise assigns the
-  // lowest free rank of its role. Errors: bad role, rank taken or out of
-  // range, role full.
+  // Adds a node. Honors a requested rank if it is free (a dead node's rank
+  // is free again); otherwise assigns the lowest free rank of its role.
+  // Errors: bad role, rank taken or out of range, role full.
   absl::StatusOr<pb::NodeInfo> Add(const pb::NodeInfo& requested, const std::string& routing_id,
                                    Clock::time_point now);
 
@@ -43,8 +45,11 @@ class Membership {
   int joined(pb::Role role) const;
   int expected(pb::Role role) const { return role == pb::SERVER ? servers_ : workers_; }
 
-  // The first node silent for longer than `timeout`, if any.
-  const Node* FindSilent(Clock::time_point now, Clock::duration timeout) const;
+  // The first live node silent for longer than `timeout`, if any.
+  Node* FindSilent(Clock::time_point now, Clock::duration timeout);
+
+  // Ranks of the live servers, ascending.
+  std::vector<uint32_t> LiveServers() const;
 
   // What is missing, for a start-up timeout message ("server ranks 1, 2; ...").
   std::string DescribeMissing() const;

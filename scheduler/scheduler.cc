@@ -28,8 +28,11 @@ Scheduler::Scheduler(const Config& config, std::string summary_file, std::string
       context_(1),
       socket_(context_, zmq::socket_type::router),
       members_(config.cluster.servers, config.cluster.workers),
+      shard_map_(config.cluster.num_shards, config.cluster.servers, config.storage.replication_factor),
       checkpoints_(config, {.broadcast = [this](const pb::Header& h, pb::Role role) { Broadcast(h, role); },
-                            .fail = [this](const std::string& reason) { Fail(reason); }}) {}
+                            .fail = [this](const std::string& reason) { Fail(reason); },
+                            .live_servers = [this] { return members_.joined(pb::SERVER); },
+                            .shard_owner = [this] { return shard_map_.owners(); }}) {}
 
 namespace {
 // SIGUSR1 asks for a checkpoint now (scripts/sparta checkpoint RUN sends it).
@@ -66,12 +69,7 @@ absl::Status Scheduler::PrepareRestore() {
   return absl::OkStatus();
 }
 
-std::vector<uint32_t> Scheduler::ShardOwners() const {
-  // Round-robin keeps every server's share within one shard of the others.
-  std::vector<uint32_t> owners(config_.cluster.num_shards);
-  for (int s = 0; s < config_.cluster.num_shards; ++s) owners[s] = s % config_.cluster.servers;
-  return owners;
-}
+
 
 absl::Status Scheduler::Run() {
   ConfigureSocket(socket_);
@@ -124,7 +122,7 @@ absl::Status Scheduler::Run() {
 void Scheduler::Dispatch(const std::string& routing_id, const pb::Header& h, Clock::time_point now) {
   if (h.type() == pb::REGISTER) return OnRegister(routing_id, h, now);
   if (h.type() == pb::CHECKPOINT_REQUEST) {
-    if (phase_ == Phase::kRunning) checkpoints_.Start("requested", ShardOwners());
+    if (phase_ == Phase::kRunning) checkpoints_.Start("requested");
     return;
   }
   Membership::Node* node = members_.FindByRoutingId(routing_id);
@@ -133,9 +131,20 @@ void Scheduler::Dispatch(const std::string& routing_id, const pb::Header& h, Clo
     spdlog::warn("dropped {} from an unregistered peer", MsgTypeName(h.type()));
     return;
   }
+  if (node->dead) {
+    // A node the cluster has moved on from (e.g. after a partition) must
+    // not act on its old view: it is told so and exits.
+    pb::Header abort;
+    abort.set_type(pb::ABORT);
+    abort.set_error(absl::StrCat(DescribeNode(node->info), " was declared dead; the cluster is at epoch ", epoch_,
+                                 ". Restart it to rejoin as a fresh server."));
+    SendTo(routing_id, std::move(abort));
+    return;
+  }
   node->last_seen = now;
   switch (h.type()) {
     case pb::HEARTBEAT: {
+      if (h.has_server_stats()) node->stats = h.server_stats();
       pb::Header echo;
       echo.set_type(pb::HEARTBEAT);
       SendTo(routing_id, std::move(echo));
@@ -172,7 +181,9 @@ void Scheduler::OnRegister(const std::string& routing_id, const pb::Header& h, C
     SendTo(routing_id, std::move(abort));
   };
   if (members_.FindByRoutingId(routing_id) != nullptr) return;  // a resent REGISTER
-  if (phase_ != Phase::kRegistering) return reject("the job has already started");
+  const bool replacement = phase_ == Phase::kRunning && h.node().role() == pb::SERVER &&
+                           config_.storage.replication_factor > 1;
+  if (phase_ != Phase::kRegistering && !replacement) return reject("the job has already started");
   auto added = members_.Add(h.node(), routing_id, now);
   if (!added.ok()) return reject(std::string(added.status().message()));
   spdlog::info("registered {} ({} of {} servers, {} of {} workers)", DescribeNode(*added),
@@ -182,7 +193,38 @@ void Scheduler::OnRegister(const std::string& routing_id, const pb::Header& h, C
   reply.set_type(pb::REGISTER_REPLY);
   *reply.mutable_node() = *added;
   SendTo(routing_id, std::move(reply));
+  if (replacement) {
+    const int placed = shard_map_.RestoreReplication(members_.LiveServers());
+    spdlog::info("{} joined the running job; {} shard replicas placed on it", DescribeNode(*added), placed);
+    PublishView();
+    return;
+  }
   if (members_.complete()) PublishView();
+}
+
+void Scheduler::OnServerLost(Membership::Node* node, const std::string& why) {
+  if (config_.storage.replication_factor < 2 || phase_ == Phase::kRegistering) {
+    return Fail(absl::StrCat(DescribeNode(node->info), " ", why));
+  }
+  node->dead = true;
+  const uint32_t rank = node->info.rank();
+  auto applied = [this](uint32_t r, uint32_t shard) -> uint64_t {
+    for (const auto& n : members_.nodes()) {
+      if (!n.dead && n.info.role() == pb::SERVER && n.info.rank() == static_cast<int>(r) &&
+          shard < static_cast<uint32_t>(n.stats.shard_applied_size())) {
+        return n.stats.shard_applied(shard);
+      }
+    }
+    return 0;
+  };
+  if (auto st = shard_map_.RemoveServer(rank, applied); !st.ok()) {
+    return Fail(absl::StrCat(DescribeNode(node->info), " ", why, "; ", st.message()));
+  }
+  const int added = shard_map_.RestoreReplication(members_.LiveServers());
+  spdlog::warn("{} {}: failing over to its replicas; {} new replicas restore the replication factor",
+               DescribeNode(node->info), why, added);
+  checkpoints_.Abandon(absl::StrCat("server-", rank, " died"));
+  PublishView();
 }
 
 void Scheduler::PublishView() {
@@ -190,17 +232,27 @@ void Scheduler::PublishView() {
   h.set_type(pb::CLUSTER_VIEW);
   pb::ClusterView* view = h.mutable_view();
   view->set_epoch(++epoch_);
-  for (const auto& node : members_.nodes()) *view->add_nodes() = node.info;
-  for (uint32_t owner : ShardOwners()) view->add_shard_owner(owner);
+  for (const auto& node : members_.nodes()) {
+    if (!node.dead) *view->add_nodes() = node.info;
+  }
+  const auto live = members_.LiveServers();
+  for (int r = 0; r < config_.cluster.servers; ++r) {
+    if (!std::binary_search(live.begin(), live.end(), static_cast<uint32_t>(r))) view->add_dead_servers(r);
+  }
+  shard_map_.ToView(view);
   if (!restore_from_.empty()) {
     view->set_restore_from(restore_from_);
     for (uint64_t steps : restore_steps_) view->add_worker_steps(steps);
   }
   h.set_epoch(epoch_);
   Broadcast(h);
-  phase_ = Phase::kRunning;
-  spdlog::info("all {} nodes registered; published cluster view epoch {} with {} shards", members_.nodes().size(),
-               epoch_, config_.cluster.num_shards);
+  if (phase_ == Phase::kRegistering) {
+    phase_ = Phase::kRunning;
+    spdlog::info("all {} nodes registered; published cluster view epoch {} with {} shards",
+                 members_.nodes().size(), epoch_, config_.cluster.num_shards);
+  } else {
+    spdlog::info("published cluster view epoch {} ({} live servers)", epoch_, live.size());
+  }
 }
 
 void Scheduler::OnBarrier(const Membership::Node& node, const std::string& name) {
@@ -230,7 +282,7 @@ void Scheduler::OnWorkerDone(const Membership::Node& node, const pb::WorkerRepor
   };
   // The final model is always saved when there is somewhere to save it.
   if (checkpoints_.enabled()) {
-    checkpoints_.Start("end of job", ShardOwners(), flush);
+    checkpoints_.Start("end of job", flush);
   } else {
     flush();
   }
@@ -238,7 +290,7 @@ void Scheduler::OnWorkerDone(const Membership::Node& node, const pb::WorkerRepor
 
 void Scheduler::OnFlushDone(const Membership::Node& node, const pb::ServerStats& stats) {
   flushed_[node.info.rank()] = stats;
-  if (static_cast<int>(flushed_.size()) < config_.cluster.servers || phase_ != Phase::kFlushing) return;
+  if (static_cast<int>(flushed_.size()) < members_.joined(pb::SERVER) || phase_ != Phase::kFlushing) return;
   spdlog::info("all servers flushed; shutting the cluster down");
   pb::Header shutdown;
   shutdown.set_type(pb::SHUTDOWN);
@@ -257,10 +309,10 @@ void Scheduler::CheckTimers(Clock::time_point now) {
   if (phase_ == Phase::kRunning && checkpoints_.enabled() && !checkpoints_.busy()) {
     const double every = ParseCheckpointEvery(config_.storage.checkpoint_every)->seconds;
     if (checkpoint_signal.exchange(false)) {
-      checkpoints_.Start("SIGUSR1", ShardOwners());
+      checkpoints_.Start("SIGUSR1");
     } else if (every > 0 && now - last_checkpoint_ > std::chrono::duration<double>(every)) {
       last_checkpoint_ = now;
-      checkpoints_.Start(absl::StrCat("every ", config_.storage.checkpoint_every), ShardOwners());
+      checkpoints_.Start(absl::StrCat("every ", config_.storage.checkpoint_every));
     }
   }
   // A stalled scheduler (e.g. stopped in a debugger) must not blame the nodes:
@@ -270,10 +322,12 @@ void Scheduler::CheckTimers(Clock::time_point now) {
   const bool loop_on_time = now - last_silence_check_ < timeout / 2;
   last_silence_check_ = now;
   if (!loop_on_time) return;
-  if (const Membership::Node* silent = members_.FindSilent(now, timeout)) {
-    Fail(absl::StrCat(DescribeNode(silent->info), " stopped responding: no heartbeat for ",
-                      std::chrono::duration<double>(now - silent->last_seen).count(),
-                      " s (cluster.heartbeat_timeout is ", config_.cluster.heartbeat_timeout, " s)"));
+  if (Membership::Node* silent = members_.FindSilent(now, timeout)) {
+    const std::string why =
+        absl::StrCat("stopped responding: no heartbeat for ", std::chrono::duration<double>(now - silent->last_seen).count(),
+                     " s (cluster.heartbeat_timeout is ", config_.cluster.heartbeat_timeout, " s)");
+    if (silent->info.role() == pb::SERVER) return OnServerLost(silent, why);
+    Fail(absl::StrCat(DescribeNode(silent->info), " ", why));
   }
 }
 
@@ -298,7 +352,7 @@ void Scheduler::SendTo(const std::string& routing_id, pb::Header h) {
 
 void Scheduler::Broadcast(const pb::Header& h, pb::Role only) {
   for (const auto& node : members_.nodes()) {
-    if (only == pb::ROLE_UNKNOWN || node.info.role() == only) SendTo(node.routing_id, h);
+    if (!node.dead && (only == pb::ROLE_UNKNOWN || node.info.role() == only)) SendTo(node.routing_id, h);
   }
 }
 
@@ -333,6 +387,14 @@ void Scheduler::WriteSummary() const {
   out << ",\n  \"dropped_messages\": " << dropped_messages_;
   out << ",\n  \"checkpoint_version\": " << checkpoints_.last_version();
   out << ",\n  \"checkpoint_seconds\": " << JsonNumber(checkpoints_.last_seconds());
+  out << ",\n  \"worker_steps\": [";
+  for (const auto& [rank, r] : reports_) out << (rank ? ", " : "") << r.steps();
+  out << "]";
+  // Worker 0 reads the audit table (worker.audit) at the end.
+  out << ",\n  \"audit_counts\": [";
+  const pb::WorkerReport* first = reports_.count(0) ? &reports_.at(0) : nullptr;
+  for (int i = 0; first && i < first->audit_counts_size(); ++i) out << (i ? ", " : "") << first->audit_counts(i);
+  out << "]";
   out << ",\n  \"restored_from\": " << (restore_from_.empty() ? "null" : JsonQuote(restore_from_));
   out << "\n}\n";
   out.close();

@@ -23,6 +23,7 @@
 #include "common/config.h"
 #include "scheduler/checkpoint_coordinator.h"
 #include "scheduler/membership.h"
+#include "scheduler/shard_map.h"
 #include "sparta.pb.h"
 
 namespace sparta {
@@ -46,12 +47,14 @@ class Scheduler {
   void OnWorkerDone(const Membership::Node& node, const pb::WorkerReport& report);
   void OnFlushDone(const Membership::Node& node, const pb::ServerStats& stats);
   void PublishView();
+  // A server went silent or died: with replication the cluster fails over
+  // to the replicas (new view); without, the job fails.
+  void OnServerLost(Membership::Node* node, const std::string& why);
   void CheckTimers(Membership::Clock::time_point now);
   void Fail(const std::string& reason);
   void SendTo(const std::string& routing_id, pb::Header h);
   void Broadcast(const pb::Header& h, pb::Role only = pb::ROLE_UNKNOWN);
   void WriteSummary() const;
-  std::vector<uint32_t> ShardOwners() const;
   // storage.restore -> the checkpoint to resume from, checked against this job.
   absl::Status PrepareRestore();
 
@@ -71,6 +74,7 @@ class Scheduler {
   std::map<uint32_t, pb::WorkerReport> reports_;  // by worker rank
   std::map<uint32_t, pb::ServerStats> flushed_;   // by server rank
   uint64_t dropped_messages_ = 0;
+  ShardMap shard_map_;
   CheckpointCoordinator checkpoints_;
   Membership::Clock::time_point last_checkpoint_;
   std::string restore_from_;            // "" unless resuming

@@ -17,6 +17,7 @@
 #include <span>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "common/message.h"
 #include "sparta.pb.h"
 #include "server/table_registry.h"
@@ -39,6 +40,12 @@ struct Request {
   // Set by an executor whose write-ahead log write failed: the push was
   // applied in memory but is not durable, so it must not be acknowledged.
   std::atomic<bool> not_durable{false};
+
+  // I/O thread only: a push is answered once applied here and, with
+  // storage.ack "all", acknowledged by every replica it was forwarded to.
+  bool applied = false;
+  int acks_pending = 0;
+  absl::Status replica_error;
 };
 
 // The part of a request that one executor handles: positions of the keys

@@ -2,7 +2,9 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <bit>
+#include <cstring>
 #include <latch>
 #include <map>
 #include <mutex>
@@ -52,7 +54,8 @@ absl::Status Server::Run() {
   SchedulerClient client(&context_, config_, self,
                          {.on_flush = [&] { client_ptr->SendFlushDone(Stats()); },
                           .on_end = [&](const absl::Status&) { done_.Wake(); },
-                          .on_control = [&](const pb::Header& h) { control_.Post(h); }});
+                          .on_control = [&](const pb::Header& h) { control_.Post(h); },
+                          .on_heartbeat = [&](pb::Header* h) { FillHeartbeat(h); }});
   client_ptr = &client;
   scheduler_ = &client;
   if (auto st = client.Register(); !st.ok()) return st;
@@ -70,9 +73,10 @@ absl::Status Server::Run() {
 
   auto view = client.WaitForView();
   if (!view.ok()) return view.status();
-  epoch_ = view->epoch();
-  shard_owner_.assign(view->shard_owner().begin(), view->shard_owner().end());
-  shard_bits_ = std::bit_width(shard_owner_.size()) - 1;
+  replicator_ = std::make_unique<Replicator>(&context_, client.self().id(), rank_, config_.storage.ack == "all");
+  shard_applied_ = std::make_unique<std::atomic<uint64_t>[]>(view->shard_owner_size());
+  touched_.assign(view->shard_owner_size(), 0);
+  AdoptView(*view);
   const int threads = config_.server.threads;
   for (int e = 0; e < threads; ++e) {
     executors_.push_back(std::make_unique<ShardExecutor>(e, threads, shard_owner_.size(), &done_, store_.get(),
@@ -85,25 +89,33 @@ absl::Status Server::Run() {
     }
   }
   for (auto& e : executors_) e->Start();
-  int owned = 0;
-  for (uint32_t owner : shard_owner_) owned += owner == static_cast<uint32_t>(rank_);
-  spdlog::info("cluster view epoch {}: this server owns {} of {} shards; {} executor threads", epoch_, owned,
-               shard_owner_.size(), threads);
+  int owned = 0, replicated = 0;
+  for (uint32_t s = 0; s < shard_owner_.size(); ++s) {
+    owned += shard_owner_[s] == static_cast<uint32_t>(rank_);
+    replicated += IsReplicaOf(s);
+  }
+  spdlog::info("cluster view epoch {}: this server leads {} and replicates {} of {} shards; {} executor threads",
+               epoch_, owned, replicated, shard_owner_.size(), threads);
 
   std::deque<std::shared_ptr<Request>> finished;
   while (!client.ended()) {
-    zmq::pollitem_t items[] = {{socket_.handle(), 0, ZMQ_POLLIN, 0},
-                               {nullptr, done_.fd(), ZMQ_POLLIN, 0},
-                               {nullptr, control_.fd(), ZMQ_POLLIN, 0}};
-    zmq::poll(items, 3, std::chrono::milliseconds(200));
+    std::vector<zmq::pollitem_t> items = {{socket_.handle(), 0, ZMQ_POLLIN, 0},
+                                          {nullptr, done_.fd(), ZMQ_POLLIN, 0},
+                                          {nullptr, control_.fd(), ZMQ_POLLIN, 0},
+                                          {nullptr, snapshots_.fd(), ZMQ_POLLIN, 0}};
+    replicator_->AddPollItems(&items);
+    zmq::poll(items.data(), items.size(), std::chrono::milliseconds(200));
     if (items[2].revents & ZMQ_POLLIN) {
       std::deque<pb::Header> control;
       control_.Drain(&control);
       for (const auto& h : control) HandleControl(h);
+      if (!fatal_.ok()) break;
     }
+    if (items[3].revents & ZMQ_POLLIN) SendSnapshots();
+    replicator_->ReceiveAcks([this](const std::shared_ptr<Request>& r, const absl::Status& st) { OnReplicaAck(r, st); });
     if (items[1].revents & ZMQ_POLLIN) {
       done_.Drain(&finished);
-      for (auto& r : finished) Answer(r);
+      for (auto& r : finished) OnApplied(r);
       finished.clear();
     }
     // Bounded so that replies are not starved by a flood of requests.
@@ -119,6 +131,7 @@ absl::Status Server::Run() {
     }
   }
   for (auto& e : executors_) e->Stop();
+  if (!fatal_.ok()) return fatal_;
   const pb::ServerStats stats = Stats();
   spdlog::info("stopping: {} rows, {} pulls, {} pushes, {} malformed messages dropped", stats.rows(),
                stats.pull_requests(), stats.push_requests(), stats.dropped_messages());
@@ -136,26 +149,38 @@ void Server::HandleRequest(Message message) {
     }
     case pb::PULL:
     case pb::PUSH:
+    case pb::REPLICATE:
       break;
+    case pb::SHARD_SNAPSHOT:
+      return LoadSnapshot(std::move(message));
     default:
       dropped_.fetch_add(1, std::memory_order_relaxed);
       spdlog::warn("dropped unexpected {} from sender {}", MsgTypeName(h.type()), h.sender());
       return;
   }
-  if (h.epoch() != epoch_) {
-    // A stale sender gets told, with the current epoch in the reply, instead of silence.
-    return Reply(message, absl::FailedPreconditionError(
-                              absl::StrCat("request of epoch ", h.epoch(), "; the cluster is at epoch ", epoch_)));
+  // A forward from a primary of a newer view is fine (this server learns of
+  // the view a moment later); one from an older view means the sender is a
+  // stale primary and must not get an acknowledgement. Workers must match
+  // exactly. kAborted tells the sender to retry with the current view.
+  if (h.type() == pb::REPLICATE ? h.epoch() < epoch_ : h.epoch() != epoch_) {
+    return Reply(message, absl::AbortedError(
+                              absl::StrCat("request of epoch ", h.epoch(), "; this server is at epoch ", epoch_)));
   }
   const TableEntry* table = tables_.Find(h.table());
   if (table == nullptr) return Reply(message, absl::NotFoundError(absl::StrCat("no table ", h.table())));
-  if (h.type() == pb::PUSH && h.dim() != table->spec.dim()) {
+  const bool is_update = h.type() == pb::PUSH || h.type() == pb::REPLICATE;
+  if (is_update && h.dim() != table->spec.dim()) {
     return Reply(message, absl::InvalidArgumentError(absl::StrCat("push of dim ", h.dim(), " to table '",
                                                                   table->spec.name(), "' of dim ",
                                                                   table->spec.dim())));
   }
-  if (h.type() == pb::PUSH && duplicates_.SeenBefore(h.sender(), h.seq())) {
-    spdlog::debug("push {} from sender {} already applied; acknowledging again", h.seq(), h.sender());
+  // A forwarded push is the worker's push: both count under the worker's id.
+  const uint32_t origin = h.type() == pb::REPLICATE ? h.origin() : h.sender();
+  if (is_update && !OwnsAllKeys(message)) {
+    return Reply(message, absl::AbortedError(absl::StrCat("not the primary of every key's shard at epoch ", epoch_)));
+  }
+  if (is_update && duplicates_.SeenBefore(origin, h.seq())) {
+    spdlog::debug("push {} from sender {} already applied; acknowledging again", h.seq(), origin);
     return Reply(message, absl::OkStatus());
   }
   if (h.type() == pb::PULL && uint64_t{h.num_keys()} * table->spec.dim() * ValueBytes(h.dtype()) > kMaxReplyBytes) {
@@ -169,7 +194,7 @@ void Server::HandleRequest(Message message) {
   request->keys = FrameView<uint64_t>(m.frames[0], &request->key_scratch);
   request->dtype = m.header.dtype();
   const size_t floats = request->keys.size() * size_t{table->spec.dim()};
-  if (m.header.type() == pb::PUSH) {
+  if (m.header.type() != pb::PULL) {
     if (request->dtype == pb::FP16) {
       request->grads_half = FrameView<uint16_t>(m.frames[1], &request->half_scratch);
     } else {
@@ -187,20 +212,27 @@ void Server::Route(std::shared_ptr<Request> request) {
   const size_t threads = executors_.size();
   std::vector<ShardTask> tasks(threads);
   const auto keys = request->keys;
+  const bool is_update = request->message.header.type() != pb::PULL;
+  ++touch_generation_;
   for (uint32_t pos = 0; pos < keys.size(); ++pos) {
     const uint32_t shard = ShardOf(keys[pos], shard_bits_);
-    if (shard_owner_[shard] != static_cast<uint32_t>(rank_)) {
+    if (!is_update && shard_owner_[shard] != static_cast<uint32_t>(rank_)) {
       return Reply(request->message,
-                   absl::FailedPreconditionError(absl::StrCat("key ", keys[pos], " is in shard ", shard,
-                                                              ", which server ", shard_owner_[shard], " owns")));
+                   absl::AbortedError(absl::StrCat("key ", keys[pos], " is in shard ", shard, ", which server ",
+                                                   shard_owner_[shard], " leads at epoch ", epoch_)));
+    }
+    if (is_update && touched_[shard] != touch_generation_) {
+      touched_[shard] = touch_generation_;
+      shard_applied_[shard].fetch_add(1, std::memory_order_relaxed);
     }
     ShardTask& task = tasks[shard % threads];
     task.positions.push_back(pos);
     task.local_shards.push_back(shard / threads);
   }
+  if (request->message.header.type() == pb::PUSH) request->acks_pending = replicator_->Forward(request, epoch_);
   int busy = 0;
   for (const ShardTask& t : tasks) busy += !t.positions.empty();
-  if (busy == 0) return Answer(request);
+  if (busy == 0) return OnApplied(request);
   request->pending.store(busy, std::memory_order_relaxed);
   for (size_t e = 0; e < threads; ++e) {
     if (tasks[e].positions.empty()) continue;
@@ -217,6 +249,8 @@ void Server::Answer(const std::shared_ptr<Request>& request) {
     } else {
       Reply(request->message, absl::OkStatus(), &request->values, request->table->spec.dim());
     }
+  } else if (!request->replica_error.ok()) {
+    Reply(request->message, request->replica_error);
   } else if (request->not_durable.load()) {
     Reply(request->message, absl::DataLossError("the push was applied but could not be logged (see the server log)"));
   } else {
@@ -239,7 +273,175 @@ void Server::OnEveryExecutor(const std::function<void(ShardExecutor&)>& fn) {
   finished.wait();
 }
 
+void Server::OnApplied(const std::shared_ptr<Request>& request) {
+  request->applied = true;
+  if (request->acks_pending == 0) Answer(request);
+}
+
+void Server::OnReplicaAck(const std::shared_ptr<Request>& request, const absl::Status& status) {
+  if (!status.ok() && request->replica_error.ok()) {
+    // Most likely this server is a stale primary: the worker must resend to
+    // the shard's current primary.
+    spdlog::warn("push {} from sender {}: {}", request->message.header.seq(), request->message.header.sender(),
+                 status.message());
+    request->replica_error = absl::AbortedError(std::string(status.message()));
+  }
+  if (--request->acks_pending == 0 && request->applied) Answer(request);
+}
+
+bool Server::IsReplicaOf(uint32_t shard) const {
+  const auto& r = replicas_[shard];
+  return std::find(r.begin(), r.end(), static_cast<uint32_t>(rank_)) != r.end();
+}
+
+bool Server::OwnsAllKeys(const Message& m) const {
+  // Workers push to primaries; primaries forward to replicas.
+  const bool forwarded = m.header.type() == pb::REPLICATE;
+  const uint64_t* keys = static_cast<const uint64_t*>(m.frames[0].data());
+  for (uint32_t i = 0; i < m.header.num_keys(); ++i) {
+    uint64_t key;
+    std::memcpy(&key, keys + i, sizeof(key));  // the frame may be unaligned
+    const uint32_t shard = ShardOf(key, shard_bits_);
+    if (forwarded ? !IsReplicaOf(shard) && shard_owner_[shard] != static_cast<uint32_t>(rank_)
+                  : shard_owner_[shard] != static_cast<uint32_t>(rank_)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+void Server::AdoptView(const pb::ClusterView& view) {
+  epoch_ = view.epoch();
+  shard_owner_.assign(view.shard_owner().begin(), view.shard_owner().end());
+  shard_bits_ = std::bit_width(shard_owner_.size()) - 1;
+  replicas_.assign(shard_owner_.size(), {});
+  for (int s = 0; s < view.replicas_size(); ++s) {
+    replicas_[s].assign(view.replicas(s).ranks().begin(), view.replicas(s).ranks().end());
+  }
+  replicator_->UpdateView(view, [this](const std::shared_ptr<Request>& r, const absl::Status& st) {
+    OnReplicaAck(r, st);
+  });
+}
+
+void Server::OnNewView(const pb::ClusterView& view) {
+  const std::vector<uint32_t> old_owner = shard_owner_;
+  const std::vector<std::vector<uint32_t>> old_replicas = replicas_;
+  bool listed = false;
+  for (const auto& node : view.nodes()) listed |= node.role() == pb::SERVER && node.rank() == rank_;
+  if (!listed) {
+    fatal_ = absl::AbortedError(absl::StrCat("cluster view epoch ", view.epoch(), " no longer lists this server"));
+    return;
+  }
+  AdoptView(view);
+  int promoted = 0;
+  for (uint32_t s = 0; s < shard_owner_.size(); ++s) {
+    if (shard_owner_[s] != static_cast<uint32_t>(rank_)) continue;
+    promoted += old_owner[s] != static_cast<uint32_t>(rank_);
+    // A replica that did not hold the shard before needs its rows first.
+    for (uint32_t r : replicas_[s]) {
+      const auto& before = old_replicas[s];
+      if (r == old_owner[s] || std::find(before.begin(), before.end(), r) != before.end()) continue;
+      replicator_->HoldForSnapshot(r);
+      SnapshotShard(s, r);
+    }
+  }
+  spdlog::info("cluster view epoch {}: now leading {} more shards", epoch_, promoted);
+}
+
+void Server::SnapshotShard(uint32_t shard, uint32_t peer) {
+  // Runs on the shard's executor, in order with the pushes routed before
+  // this view: the rows it copies are exactly what the new replica lacks.
+  const size_t threads = executors_.size();
+  ShardExecutor* executor = executors_[shard % threads].get();
+  std::vector<const TableEntry*> tables;
+  for (uint32_t id = 0; id < TableRegistry::kMaxTables; ++id) {
+    if (const TableEntry* t = tables_.Find(id)) tables.push_back(t);
+  }
+  ShardTask task;
+  task.control = [this, executor, shard, peer, tables] {
+    for (const TableEntry* table : tables) {
+      ShardRows rows;
+      rows.peer = peer;
+      rows.shard = shard;
+      rows.table = table;
+      executor->CopyRows(shard, *table, &rows.keys, &rows.rows, &rows.stride);
+      snapshots_.Post(std::move(rows));
+    }
+    ShardRows end;
+    end.peer = peer;
+    end.shard = shard;
+    end.last = true;
+    snapshots_.Post(std::move(end));
+  };
+  executor->Submit(std::move(task));
+}
+
+void Server::SendSnapshots() {
+  std::deque<ShardRows> ready;
+  snapshots_.Drain(&ready);
+  for (ShardRows& rows : ready) {
+    if (rows.last) {
+      replicator_->SnapshotDone(rows.peer);
+      continue;
+    }
+    pb::Header h;
+    h.set_type(pb::SHARD_SNAPSHOT);
+    h.set_epoch(epoch_);
+    h.set_table(rows.table->spec.id());
+    *h.mutable_table_spec() = rows.table->spec;
+    h.set_num_keys(static_cast<uint32_t>(rows.keys.size()));
+    h.set_dim(rows.stride);
+    h.mutable_checkpoint()->set_version(rows.shard);  // which shard
+    std::vector<zmq::message_t> frames;
+    frames.push_back(FrameFromVector(std::move(rows.keys)));
+    frames.push_back(FrameFromVector(std::move(rows.rows)));
+    replicator_->SendSnapshot(rows.peer, std::move(h), std::move(frames));
+  }
+}
+
+void Server::LoadSnapshot(Message message) {
+  const pb::Header& h = message.header;
+  const uint32_t shard = static_cast<uint32_t>(h.checkpoint().version());
+  if (shard >= shard_owner_.size() || h.epoch() < epoch_) {
+    dropped_.fetch_add(1, std::memory_order_relaxed);
+    spdlog::warn("dropped a snapshot of shard {} from epoch {} (this server is at epoch {})", shard, h.epoch(), epoch_);
+    return;
+  }
+  if (auto st = tables_.Create(h.table_spec()); !st.ok()) {
+    spdlog::error("snapshot of shard {}: {}", shard, st.message());
+    return;
+  }
+  if (store_ != nullptr) (void)store_->AddTable(h.table_spec().id());
+  const TableEntry* table = tables_.Find(h.table_spec().id());
+  const uint32_t stride = h.dim();
+  if (stride != table->spec.dim() + table->optimizer->StateFloats(table->spec.dim())) {
+    spdlog::error("snapshot of shard {}: rows of {} floats do not fit table '{}'", shard, stride, table->spec.name());
+    return;
+  }
+  spdlog::info("loading {} rows of table '{}' for shard {} (new replica)", h.num_keys(), table->spec.name(), shard);
+  auto held = std::make_shared<Message>(std::move(message));  // `h` is empty from here on
+  ShardExecutor* executor = executors_[shard % executors_.size()].get();
+  ShardTask task;
+  task.control = [held, executor, table, shard, stride] {
+    std::vector<uint64_t> key_scratch;
+    std::vector<float> row_scratch;
+    const auto keys = FrameView<uint64_t>(held->frames[0], &key_scratch);
+    const auto rows = FrameView<float>(held->frames[1], &row_scratch);
+    for (size_t i = 0; i < keys.size(); ++i) {
+      executor->LoadRow(*table, shard, keys[i], rows.subspan(i * stride, stride));
+    }
+  };
+  executor->Submit(std::move(task));
+}
+
+void Server::FillHeartbeat(pb::Header* h) {
+  if (!shard_applied_) return;
+  auto* stats = h->mutable_server_stats();
+  for (uint32_t s = 0; s < touched_.size(); ++s) stats->add_shard_applied(shard_applied_[s].load());
+}
+
 void Server::HandleControl(const pb::Header& h) {
+  if (h.type() == pb::CLUSTER_VIEW) return OnNewView(h.view());
   if (h.type() != pb::CHECKPOINT) return;
   auto done = CutCheckpoint(h.checkpoint());
   pb::Header reply;
@@ -295,7 +497,9 @@ absl::Status Server::Restore(const std::string& dir) {
   // The shards this server owns, grouped by the server that saved them.
   std::map<uint32_t, std::vector<uint32_t>> by_source;
   for (uint32_t s = 0; s < shard_owner_.size(); ++s) {
-    if (shard_owner_[s] == static_cast<uint32_t>(rank_)) by_source[manifest.shard_owner(s)].push_back(s);
+    if (shard_owner_[s] == static_cast<uint32_t>(rank_) || IsReplicaOf(s)) {
+      by_source[manifest.shard_owner(s)].push_back(s);
+    }
   }
   uint64_t rows = 0;
   const size_t threads = executors_.size();
@@ -335,6 +539,7 @@ void Server::Reply(const Message& request, absl::Status status, std::vector<floa
   pb::Header h;
   h.set_type(pb::RESPONSE);
   h.set_seq(request.header.seq());
+  h.set_origin(request.header.origin());
   h.set_epoch(epoch_);
   h.set_table(request.header.table());
   h.set_status(static_cast<int32_t>(status.code()));

@@ -29,6 +29,7 @@
 #include "common/mailbox.h"
 #include "server/duplicate_filter.h"
 #include "common/scheduler_client.h"
+#include "server/replicator.h"
 #include "server/request.h"
 #include "server/row_store.h"
 #include "server/shard_executor.h"
@@ -47,6 +48,17 @@ class Server {
  private:
   void HandleRequest(Message message);
   void HandleControl(const pb::Header& h);
+  // Replication and failover (see replicator.h).
+  void AdoptView(const pb::ClusterView& view);
+  void OnNewView(const pb::ClusterView& view);
+  void OnApplied(const std::shared_ptr<Request>& request);
+  void OnReplicaAck(const std::shared_ptr<Request>& request, const absl::Status& status);
+  bool IsReplicaOf(uint32_t shard) const;
+  bool OwnsAllKeys(const Message& m) const;
+  void SnapshotShard(uint32_t shard, uint32_t peer);
+  void SendSnapshots();
+  void LoadSnapshot(Message message);
+  void FillHeartbeat(pb::Header* h);
   // Loads the shards this server owns from the checkpoint in `dir`.
   absl::Status Restore(const std::string& dir);
   // Runs `fn` on every executor's thread, in order with their queued work,
@@ -69,6 +81,23 @@ class Server {
   uint64_t epoch_ = 0;
   int shard_bits_ = 0;
   std::vector<uint32_t> shard_owner_;
+  std::vector<std::vector<uint32_t>> replicas_;  // by shard
+  std::unique_ptr<Replicator> replicator_;
+  // Update batches applied per shard; read by the heartbeat thread.
+  std::unique_ptr<std::atomic<uint64_t>[]> shard_applied_;
+  std::vector<uint64_t> touched_;  // Route(): last request that counted each shard
+  uint64_t touch_generation_ = 0;
+  // A copy of one shard's rows of one table, on its way to a new replica;
+  // `last` marks the end of a shard.
+  struct ShardRows {
+    uint32_t peer = 0, shard = 0, stride = 0;
+    const TableEntry* table = nullptr;
+    std::vector<uint64_t> keys;
+    std::vector<float> rows;
+    bool last = false;
+  };
+  Mailbox<ShardRows> snapshots_;
+  absl::Status fatal_;  // set when this server must stop serving
   TableRegistry tables_;
   std::unique_ptr<RowStore> store_;
   SchedulerClient* scheduler_ = nullptr;

@@ -59,6 +59,18 @@ void ShardExecutor::LoadRow(const TableEntry& table, uint32_t shard, uint64_t ke
   rows_.fetch_add(s.rows() - before, std::memory_order_relaxed);
 }
 
+void ShardExecutor::CopyRows(uint32_t shard, const TableEntry& table, std::vector<uint64_t>* keys,
+                             std::vector<float>* rows, uint32_t* stride) {
+  TableShard& s = Shard(shard / count_, table);
+  *stride = s.stride();
+  keys->reserve(s.rows());
+  rows->reserve(s.rows() * s.stride());
+  s.ForEach([&](uint64_t key, const float* row) {
+    keys->push_back(key);
+    rows->insert(rows->end(), row, row + s.stride());
+  });
+}
+
 absl::StatusOr<size_t> ShardExecutor::PersistChanged() {
   if (store_ == nullptr) return 0;
   size_t written = 0;
@@ -80,7 +92,7 @@ absl::StatusOr<size_t> ShardExecutor::PersistChanged() {
 void ShardExecutor::Execute(ShardTask& task) {
   Request& r = *task.request;
   const uint32_t dim = r.table->spec.dim();
-  const bool is_push = r.message.header.type() == pb::PUSH;
+  const bool is_push = r.message.header.type() != pb::PULL;  // PUSH or REPLICATE
   const size_t n = task.positions.size();
   // Random keys miss the cache at every step: first the hash-map slot, then
   // the row. So the work is done in two passes, each prefetching a few keys

@@ -48,8 +48,13 @@ class ShardExecutor {
   // the last call to the store. Returns the number of rows written.
   absl::StatusOr<size_t> PersistChanged();
 
-  // Before Start() only: sets a row of `shard` as read from a checkpoint.
+  // Sets a row of `shard` (weights and optimizer state) as read from a
+  // checkpoint or a snapshot. Before Start(), or on the executor's thread.
   void LoadRow(const TableEntry& table, uint32_t shard, uint64_t key, std::span<const float> row);
+
+  // Executor thread: copies every row of `shard` of `table`.
+  void CopyRows(uint32_t shard, const TableEntry& table, std::vector<uint64_t>* keys, std::vector<float>* rows,
+                uint32_t* stride);
 
   // Rows held by this executor's shards; safe to read from any thread.
   uint64_t rows() const { return rows_.load(std::memory_order_relaxed); }

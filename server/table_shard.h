@@ -79,6 +79,12 @@ class TableShard {
     return it == index_.end() ? nullptr : arena_.row(it->second);
   }
 
+  // Calls fn(key, row) for every row.
+  template <class Fn>
+  void ForEach(Fn fn) const {
+    for (const auto& [key, index] : index_) fn(key, arena_.row(index));
+  }
+
   void Apply(float* row, const float* grad) const { optimizer_->Apply(row, grad, spec_->dim()); }
 
   uint32_t shard() const { return shard_; }

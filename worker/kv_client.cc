@@ -3,6 +3,7 @@
 #include <bit>
 #include <cstring>
 #include <deque>
+#include <map>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
@@ -19,6 +20,11 @@ using Clock = std::chrono::steady_clock;
 // The caller-visible state of one logical pull or push.
 class KVClient::Operation {
  public:
+  // A part was split into `n` pieces (failover): n - 1 more to wait for.
+  void AddParts(int n) {
+    std::lock_guard<std::mutex> lock(mu_);
+    remaining_ += n;
+  }
   void Complete(const absl::Status& part_status) {
     std::lock_guard<std::mutex> lock(mu_);
     if (!part_status.ok() && status_.ok()) status_ = part_status;
@@ -46,6 +52,9 @@ struct KVClient::PendingPart {
   Ticket op;
   std::vector<uint32_t> positions;  // pulls: where each returned row goes
   Clock::time_point deadline;
+  uint64_t seq = 0;
+  pb::Header header;                   // as sent
+  std::vector<zmq::message_t> frames;  // shares the sent buffers, for a resend
 };
 
 struct KVClient::Outgoing {
@@ -57,8 +66,7 @@ struct KVClient::Outgoing {
 
 struct KVClient::ServerLink {
   pb::NodeInfo info;
-  std::unique_ptr<zmq::socket_t> socket;
-  uint64_t next_seq = 1;
+  std::unique_ptr<zmq::socket_t> socket;  // null once the server is dead
   absl::flat_hash_map<uint64_t, PendingPart> pending;  // by seq
 };
 
@@ -87,12 +95,16 @@ KVClient::~KVClient() {
   FailAll(absl::CancelledError("client closed"));
 }
 
+void KVClient::ConnectLink(ServerLink& link) {
+  link.socket = std::make_unique<zmq::socket_t>(*context_, zmq::socket_type::dealer);
+  ConfigureSocket(*link.socket);
+  link.socket->connect(TcpEndpoint(link.info.host(), link.info.data_port()));
+}
+
 absl::Status KVClient::Start() {
   for (auto& link : servers_) {
-    link->socket = std::make_unique<zmq::socket_t>(*context_, zmq::socket_type::dealer);
-    ConfigureSocket(*link->socket);
     try {
-      link->socket->connect(TcpEndpoint(link->info.host(), link->info.data_port()));
+      ConnectLink(*link);
     } catch (const zmq::error_t& e) {
       return absl::UnavailableError(absl::StrCat("cannot connect to server-", link->info.rank(), ": ", e.what()));
     }
@@ -113,9 +125,12 @@ KVClient::Ticket KVClient::Send(pb::MsgType type, uint32_t table, uint32_t dim, 
   // pulled rows back into request order).
   std::vector<uint16_t> server_of(keys.size());
   std::vector<uint32_t> count(n, 0);
-  for (size_t i = 0; i < keys.size(); ++i) {
-    server_of[i] = static_cast<uint16_t>(shard_owner_[ShardOf(keys[i], shard_bits_)]);
-    ++count[server_of[i]];
+  {
+    std::lock_guard<std::mutex> lock(view_mu_);
+    for (size_t i = 0; i < keys.size(); ++i) {
+      server_of[i] = static_cast<uint16_t>(shard_owner_[ShardOf(keys[i], shard_bits_)]);
+      ++count[server_of[i]];
+    }
   }
   std::vector<std::vector<uint64_t>> keys_of(n);
   std::vector<std::vector<uint32_t>> positions_of(n);
@@ -195,6 +210,104 @@ absl::Status KVClient::CreateTable(const pb::TableSpec& spec) {
   return op->Wait();
 }
 
+void KVClient::UpdateView(const pb::ClusterView& view) { views_.Post(view); }
+
+void KVClient::AdoptView(const pb::ClusterView& view) {
+  {
+    std::lock_guard<std::mutex> lock(view_mu_);
+    if (view.epoch() <= epoch_) return;
+    epoch_ = view.epoch();
+    shard_owner_.assign(view.shard_owner().begin(), view.shard_owner().end());
+  }
+  // Parts at a dead (or replaced) server go to the shards' new primaries.
+  std::vector<PendingPart> orphans;
+  auto retire = [&](ServerLink& link) {
+    link.socket.reset();
+    for (auto& [seq, part] : link.pending) orphans.push_back(std::move(part));
+    link.pending.clear();
+  };
+  for (uint32_t dead : view.dead_servers()) {
+    if (dead < servers_.size() && servers_[dead]->socket) {
+      spdlog::warn("server-{} is gone (view epoch {}); resending its {} pending requests", dead, view.epoch(),
+                   servers_[dead]->pending.size());
+      retire(*servers_[dead]);
+    }
+  }
+  for (const auto& node : view.nodes()) {
+    if (node.role() != pb::SERVER || node.rank() >= static_cast<int>(servers_.size())) continue;
+    ServerLink& link = *servers_[node.rank()];
+    if (link.socket && link.info.id() == node.id()) continue;
+    retire(link);
+    link.info = node;
+    ConnectLink(link);
+  }
+  for (auto& part : orphans) Reroute(std::move(part));
+}
+
+void KVClient::SendPart(int server, uint64_t seq, pb::Header header, std::vector<zmq::message_t> frames,
+                        PendingPart part) {
+  ServerLink& link = *servers_[server];
+  header.set_sender(node_id_);
+  header.set_seq(seq);
+  header.set_epoch(epoch_);
+  part.seq = seq;
+  part.header = header;
+  part.frames.clear();
+  for (auto& frame : frames) part.frames.emplace_back().copy(frame);
+  if (!link.socket) {  // routed with a view that has since changed
+    Reroute(std::move(part));
+    return;
+  }
+  if (auto st = SendMessage(*link.socket, header, &frames); !st.ok()) {
+    part.op->Complete(absl::UnavailableError(absl::StrCat("server-", server, ": ", st.message())));
+    return;
+  }
+  part.deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                     std::chrono::duration<double>(config_.worker.request_timeout));
+  link.pending.emplace(seq, std::move(part));
+}
+
+void KVClient::Reroute(PendingPart part) {
+  if (part.frames.empty()) {  // CREATE_TABLE: a dead server needs no table
+    part.op->Complete(absl::OkStatus());
+    return;
+  }
+  const pb::Header& h = part.header;
+  const uint32_t n = h.num_keys();
+  const bool has_values = part.frames.size() > 1;
+  const size_t row_bytes = has_values ? size_t{h.dim()} * ValueBytes(h.dtype()) : 0;
+  const char* key_bytes = static_cast<const char*>(part.frames[0].data());
+  const char* values = has_values ? static_cast<const char*>(part.frames[1].data()) : nullptr;
+  struct Piece {
+    std::vector<uint64_t> keys;
+    std::vector<char> values;
+    std::vector<uint32_t> positions;
+  };
+  std::map<uint32_t, Piece> pieces;  // by server
+  for (uint32_t i = 0; i < n; ++i) {
+    uint64_t key;
+    std::memcpy(&key, key_bytes + i * sizeof(key), sizeof(key));
+    Piece& piece = pieces[shard_owner_[ShardOf(key, shard_bits_)]];
+    piece.keys.push_back(key);
+    if (has_values) piece.values.insert(piece.values.end(), values + i * row_bytes, values + (i + 1) * row_bytes);
+    if (!part.positions.empty()) piece.positions.push_back(part.positions[i]);
+  }
+  part.op->AddParts(static_cast<int>(pieces.size()) - 1);
+  for (auto& [server, piece] : pieces) {
+    pb::Header header = h;
+    header.set_num_keys(static_cast<uint32_t>(piece.keys.size()));
+    std::vector<zmq::message_t> frames;
+    frames.push_back(FrameFromVector(std::move(piece.keys)));
+    if (has_values) frames.push_back(FrameFromVector(std::move(piece.values)));
+    PendingPart sub;
+    sub.op = part.op;
+    sub.positions = std::move(piece.positions);
+    // The same sequence number: a server that already applied this push
+    // (as a replica) recognizes it and only acknowledges.
+    SendPart(static_cast<int>(server), part.seq, std::move(header), std::move(frames), std::move(sub));
+  }
+}
+
 void KVClient::Abort(const absl::Status& status) {
   {
     std::lock_guard<std::mutex> lock(abort_mu_);
@@ -206,6 +319,8 @@ void KVClient::Abort(const absl::Status& status) {
 }
 
 void KVClient::FailAll(const absl::Status& status) {
+  for (auto& [when, part] : retries_) part.op->Complete(status);
+  retries_.clear();
   for (auto& link : servers_) {
     for (auto& [seq, part] : link->pending) part.op->Complete(status);
     link->pending.clear();
@@ -222,6 +337,13 @@ void KVClient::OnResponse(int server, const pb::Header& h, std::vector<zmq::mess
   PendingPart part = std::move(it->second);
   link.pending.erase(it);
   Operation& op = *part.op;
+  if (h.status() == static_cast<int>(absl::StatusCode::kAborted)) {
+    // The server is at another epoch than this client: resend once the
+    // views agree (the scheduler sends them to everyone at once).
+    spdlog::debug("server-{}: {}; resending request {}", server, h.error(), h.seq());
+    retries_.emplace_back(Clock::now() + std::chrono::milliseconds(20), std::move(part));
+    return;
+  }
   if (h.status() != 0) {
     op.Complete(absl::Status(static_cast<absl::StatusCode>(h.status()),
                              absl::StrCat("server-", server, ": ", h.error())));
@@ -269,45 +391,44 @@ void KVClient::CheckDeadlines() {
 }
 
 void KVClient::Run() {
-  const int n = num_servers();
-  std::vector<zmq::pollitem_t> items(n + 1);
-  for (int s = 0; s < n; ++s) items[s] = {servers_[s]->socket->handle(), 0, ZMQ_POLLIN, 0};
-  items[n] = {nullptr, outbox_.fd(), ZMQ_POLLIN, 0};
-  const auto timeout = std::chrono::duration_cast<Clock::duration>(
-      std::chrono::duration<double>(config_.worker.request_timeout));
   std::deque<Outgoing> outgoing;
+  std::deque<pb::ClusterView> views;
   auto next_deadline_check = Clock::now();
   while (!stop_.load()) {
     if (aborted_.load()) {
       std::lock_guard<std::mutex> lock(abort_mu_);
       FailAll(abort_status_);
     }
-    zmq::poll(items.data(), items.size(), std::chrono::milliseconds(100));
-    if (items[n].revents & ZMQ_POLLIN) {
+    // Sockets change on failover, so the poll set is rebuilt every round.
+    std::vector<zmq::pollitem_t> items = {{nullptr, outbox_.fd(), ZMQ_POLLIN, 0}, {nullptr, views_.fd(), ZMQ_POLLIN, 0}};
+    std::vector<int> item_server;
+    for (size_t s = 0; s < servers_.size(); ++s) {
+      if (!servers_[s]->socket) continue;
+      items.push_back({servers_[s]->socket->handle(), 0, ZMQ_POLLIN, 0});
+      item_server.push_back(static_cast<int>(s));
+    }
+    zmq::poll(items.data(), items.size(), std::chrono::milliseconds(retries_.empty() ? 100 : 5));
+    if (items[1].revents & ZMQ_POLLIN) {
+      views_.Drain(&views);
+      for (const auto& view : views) AdoptView(view);
+      views.clear();
+    }
+    if (items[0].revents & ZMQ_POLLIN) {
       outbox_.Drain(&outgoing);
       for (Outgoing& o : outgoing) {
-        ServerLink& link = *servers_[o.server];
         if (aborted_.load()) {
           std::lock_guard<std::mutex> lock(abort_mu_);
           o.part.op->Complete(abort_status_);
           continue;
         }
-        const uint64_t seq = link.next_seq++;
-        o.header.set_sender(node_id_);
-        o.header.set_seq(seq);
-        o.header.set_epoch(epoch_);
-        if (auto st = SendMessage(*link.socket, o.header, &o.frames); !st.ok()) {
-          o.part.op->Complete(absl::UnavailableError(absl::StrCat("server-", o.server, ": ", st.message())));
-          continue;
-        }
-        o.part.deadline = Clock::now() + timeout;
-        link.pending.emplace(seq, std::move(o.part));
+        SendPart(o.server, next_seq_++, std::move(o.header), std::move(o.frames), std::move(o.part));
       }
       outgoing.clear();
     }
-    for (int s = 0; s < n; ++s) {
-      if (!(items[s].revents & ZMQ_POLLIN)) continue;
-      while (true) {
+    for (size_t i = 2; i < items.size(); ++i) {
+      if (!(items[i].revents & ZMQ_POLLIN)) continue;
+      const int s = item_server[i - 2];
+      while (servers_[s]->socket) {
         auto got = ReceiveMessage(*servers_[s]->socket, /*from_router=*/false);
         if (!got.ok()) {
           spdlog::warn("server-{}: dropped a malformed reply: {}", s, got.status().message());
@@ -321,6 +442,11 @@ void KVClient::Run() {
         }
         OnResponse(s, m.header, m.frames);
       }
+    }
+    while (!retries_.empty() && retries_.front().first <= Clock::now()) {
+      PendingPart part = std::move(retries_.front().second);
+      retries_.pop_front();
+      Reroute(std::move(part));
     }
     if (Clock::now() >= next_deadline_check) {
       CheckDeadlines();

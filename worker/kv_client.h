@@ -6,8 +6,18 @@
 // So a trainer can issue the next batch's pull, compute this batch, and
 // leave the previous batch's push in flight, all at the same time.
 //
-// Every request carries this node's id, a per-server sequence number and the
-// view epoch; servers use (sender, seq) to drop resent duplicates.
+// Every request carries this node's id, a sequence number unique within this
+// client, and the view epoch; servers use (sender, seq) to drop resent
+// duplicates.
+//
+// Failover: each part of a request keeps its frames (shared with ZeroMQ, not
+// copied) until its server answers. When a new cluster view arrives
+// (UpdateView) the parts pending at a dead server are split by the new
+// shard map and resent, under their original sequence numbers, to the new
+// primaries; a part a server refuses with kAborted (it is at another epoch,
+// or no longer leads the shard) is resent the same way a moment later. So a
+// push acknowledged once is applied once, and one not yet acknowledged is
+// never lost.
 //
 // Thread-safe: any thread may call any method. The I/O thread owns one
 // DEALER socket per server. A Pull's `keys` and `out` must stay valid until
@@ -20,6 +30,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -64,6 +75,9 @@ class KVClient {
   // scheduler aborts the job), so no caller stays blocked.
   void Abort(const absl::Status& status);
 
+  // Adopts a newer cluster view (any thread).
+  void UpdateView(const pb::ClusterView& view);
+
   int num_servers() const { return static_cast<int>(servers_.size()); }
 
  private:
@@ -75,15 +89,25 @@ class KVClient {
               std::span<const float> grads, float* out);
   void Run();
   void OnResponse(int server, const pb::Header& h, std::vector<zmq::message_t>& frames);
+  void SendPart(int server, uint64_t seq, pb::Header header, std::vector<zmq::message_t> frames, PendingPart part);
+  // Splits a part by the current shard map and sends the pieces again.
+  void Reroute(PendingPart part);
+  void AdoptView(const pb::ClusterView& view);
+  void ConnectLink(ServerLink& link);
   void FailAll(const absl::Status& status);
   void CheckDeadlines();
 
   zmq::context_t* const context_;
   const Config config_;
   const uint32_t node_id_;
-  const uint64_t epoch_;
+  // The view; read by Send() on caller threads, changed by the I/O thread.
+  std::mutex view_mu_;
+  uint64_t epoch_;
   const int shard_bits_;
   std::vector<uint32_t> shard_owner_;
+  uint64_t next_seq_ = 1;  // I/O thread
+  Mailbox<pb::ClusterView> views_;
+  std::deque<std::pair<std::chrono::steady_clock::time_point, PendingPart>> retries_;  // I/O thread
   std::vector<std::unique_ptr<ServerLink>> servers_;
   Mailbox<Outgoing> outbox_;
   std::thread thread_;

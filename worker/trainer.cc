@@ -124,6 +124,11 @@ absl::StatusOr<Trainer::TrainResult> Trainer::Train(DataLoader* loader, const Tr
     for (size_t t = 0; t < tables_.size(); ++t) {
       tickets.push_back(client_->Push(tables_[t].id(), tables_[t].dim(), KeysOf(t, batch), grads[t]));
     }
+    if (hooks.audit != nullptr) {
+      // SGD with learning rate 1 on a gradient of -1: the row counts pushes.
+      static const float kMinusOne = -1.0f;
+      tickets.push_back(client_->Push(hooks.audit->id(), 1, {&hooks.audit_key, 1}, {&kMinusOne, 1}));
+    }
     pushes.push_back(std::move(tickets));
     while (static_cast<int>(pushes.size()) > config_.worker.max_inflight) {
       for (const auto& ticket : pushes.front()) SPARTA_RETURN_IF_ERROR(client_->Wait(ticket));

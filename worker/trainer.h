@@ -49,6 +49,9 @@ class Trainer {
     uint64_t skip_steps = 0;
     StepGate* gate = nullptr;
     std::function<void(uint64_t steps)> after_step;
+    // worker.audit: each step adds 1 to row `audit_key` of this table.
+    const pb::TableSpec* audit = nullptr;
+    uint64_t audit_key = 0;
   };
 
   absl::StatusOr<TrainResult> Train(DataLoader* loader, const TrainHooks& hooks);

@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <numeric>
+
 #include <zmq.hpp>
 
 #include "absl/strings/str_cat.h"
@@ -111,6 +113,10 @@ absl::Status Worker::Run() {
                              .on_control = [&](const pb::Header& h) {
                                if (h.type() == pb::PAUSE) gate.RequestPause(h.checkpoint().version());
                                if (h.type() == pb::RESUME) gate.Resume();
+                               if (h.type() == pb::CLUSTER_VIEW) {
+                                 std::lock_guard<std::mutex> lock(client_mu);
+                                 if (client) client->UpdateView(h.view());
+                               }
                              }});
   scheduler_ptr = &scheduler;
   SPARTA_RETURN_IF_ERROR(scheduler.Register());
@@ -136,11 +142,24 @@ absl::Status Worker::Run() {
   for (const auto& spec : tables) {
     if (auto st = client->CreateTable(spec); !st.ok()) return fail(st);
   }
+  pb::TableSpec audit;
+  if (config_.worker.audit) {
+    audit.set_id(static_cast<uint32_t>(tables.size()));
+    audit.set_name("sparta.audit");
+    audit.set_dim(1);
+    audit.mutable_optimizer()->set_type(pb::OptimizerSpec::SGD);
+    audit.mutable_optimizer()->set_learning_rate(1.0f);
+    if (auto st = client->CreateTable(audit); !st.ok()) return fail(st);
+  }
   Trainer trainer(config_, client.get(), model.get(), tables);
   auto loader = OpenInput(train_files, me.rank(), config_.cluster.workers, config_, /*single_pass=*/false);
   if (!loader.ok()) return fail(loader.status());
   Trainer::TrainHooks hooks;
   hooks.gate = &gate;
+  if (config_.worker.audit) {
+    hooks.audit = &audit;
+    hooks.audit_key = me.rank();
+  }
   if (me.rank() < view.worker_steps_size()) hooks.skip_steps = view.worker_steps(me.rank());
   // storage.checkpoint_every "<n> steps" counts worker 0's steps.
   const uint64_t every_steps = ParseCheckpointEvery(config_.storage.checkpoint_every)->steps;
@@ -174,6 +193,13 @@ absl::Status Worker::Run() {
     report.set_auc(eval->auc);
     report.set_logloss(eval->logloss);
     report.set_test_rows(eval->rows);
+  }
+  if (me.rank() == 0 && config_.worker.audit) {
+    std::vector<uint64_t> ranks(config_.cluster.workers);
+    std::iota(ranks.begin(), ranks.end(), 0);
+    std::vector<float> counts(ranks.size());
+    if (auto st = client->Wait(client->Pull(audit.id(), 1, ranks, counts.data())); !st.ok()) return fail(st);
+    for (float c : counts) report.add_audit_counts(static_cast<uint64_t>(c));
   }
   scheduler.SendWorkerDone(report);
   return scheduler.WaitForEnd();

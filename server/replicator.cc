@@ -1,0 +1,173 @@
+#include "server/replicator.h"
+
+#include <bit>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "common/hash.h"
+#include "common/logging.h"
+#include "common/message.h"
+#include "common/socket_util.h"
+
+namespace sparta {
+
+Replicator::Replicator(zmq::context_t* context, uint32_t self_id, int self_rank, bool ack_all)
+    : context_(context), self_id_(self_id), self_rank_(self_rank), ack_all_(ack_all) {}
+
+void Replicator::UpdateView(const pb::ClusterView& view, const AckCallback& on_ack) {
+  shard_bits_ = std::bit_width(static_cast<size_t>(view.shard_owner_size())) - 1;
+  replicas_.assign(view.shard_owner_size(), {});
+  for (int s = 0; s < view.replicas_size(); ++s) {
+    replicas_[s].assign(view.replicas(s).ranks().begin(), view.replicas(s).ranks().end());
+  }
+  if (peers_.size() <= static_cast<size_t>(self_rank_)) peers_.resize(self_rank_ + 1);
+  for (const pb::NodeInfo& node : view.nodes()) {
+    if (node.role() != pb::SERVER || node.rank() == self_rank_) continue;
+    if (peers_.size() <= static_cast<size_t>(node.rank())) peers_.resize(node.rank() + 1);
+    Peer& peer = peers_[node.rank()];
+    if (peer.socket && peer.info.id() == node.id()) continue;
+    peer = Peer();  // a new server under this rank starts from nothing
+    peer.info = node;
+    peer.socket = std::make_unique<zmq::socket_t>(*context_, zmq::socket_type::dealer);
+    ConfigureSocket(*peer.socket);
+    peer.socket->connect(TcpEndpoint(node.host(), node.data_port()));
+  }
+  for (uint32_t dead : view.dead_servers()) {
+    if (dead >= peers_.size() || !peers_[dead].socket) continue;
+    peers_[dead] = Peer();
+    // The scheduler has taken the dead server out of every shard: what it
+    // had not acknowledged is no longer owed.
+    std::vector<std::shared_ptr<Request>> released;
+    for (auto it = awaiting_.begin(); it != awaiting_.end();) {
+      if (std::get<0>(it->first) == dead) {
+        released.push_back(std::move(it->second));
+        awaiting_.erase(it++);
+      } else {
+        ++it;
+      }
+    }
+    for (const auto& request : released) on_ack(request, absl::OkStatus());
+  }
+}
+
+int Replicator::Forward(const std::shared_ptr<Request>& request, uint64_t epoch) {
+  if (replicas_.empty()) return 0;
+  const auto keys = request->keys;
+  const pb::Header& in = request->message.header;
+  // Usually every key's shard has the same replicas (e.g. R = servers, or
+  // R = 2 on 2 servers); then the received frames go out as they are.
+  const std::vector<uint32_t>* first = &replicas_[ShardOf(keys[0], shard_bits_)];
+  bool uniform = true;
+  for (size_t i = 1; i < keys.size() && uniform; ++i) uniform = replicas_[ShardOf(keys[i], shard_bits_)] == *first;
+  std::vector<std::vector<uint32_t>> positions;
+  if (!uniform) {
+    positions.resize(peers_.size());
+    for (uint32_t i = 0; i < keys.size(); ++i) {
+      for (uint32_t r : replicas_[ShardOf(keys[i], shard_bits_)]) {
+        if (r < positions.size()) positions[r].push_back(i);
+      }
+    }
+  }
+  const size_t row_bytes = size_t{in.dim()} * ValueBytes(in.dtype());
+  int acks = 0;
+  for (uint32_t peer = 0; peer < peers_.size(); ++peer) {
+    if (!peers_[peer].socket) continue;
+    Outgoing out;
+    if (uniform) {
+      if (std::find(first->begin(), first->end(), peer) == first->end()) continue;
+      out.frames.resize(2);
+      out.frames[0].copy(request->message.frames[0]);  // shares the buffer
+      out.frames[1].copy(request->message.frames[1]);
+      out.header.set_num_keys(in.num_keys());
+    } else {
+      const auto& mine = positions[peer];
+      if (mine.empty()) continue;
+      std::vector<uint64_t> sub_keys(mine.size());
+      std::vector<char> sub_values(mine.size() * row_bytes);
+      const char* values = static_cast<const char*>(request->message.frames[1].data());
+      for (size_t j = 0; j < mine.size(); ++j) {
+        sub_keys[j] = keys[mine[j]];
+        std::memcpy(sub_values.data() + j * row_bytes, values + mine[j] * row_bytes, row_bytes);
+      }
+      out.header.set_num_keys(static_cast<uint32_t>(mine.size()));
+      out.frames.push_back(FrameFromVector(std::move(sub_keys)));
+      out.frames.push_back(FrameFromVector(std::move(sub_values)));
+    }
+    out.header.set_type(pb::REPLICATE);
+    out.header.set_sender(self_id_);
+    out.header.set_origin(in.sender());
+    out.header.set_seq(in.seq());
+    out.header.set_epoch(epoch);
+    out.header.set_table(in.table());
+    out.header.set_dim(in.dim());
+    out.header.set_dtype(in.dtype());
+    if (ack_all_) {
+      awaiting_[{peer, in.sender(), in.seq()}] = request;
+      ++acks;
+    }
+    Send(peer, std::move(out));
+  }
+  return acks;
+}
+
+void Replicator::Send(uint32_t peer, Outgoing message) {
+  Peer& p = peers_[peer];
+  if (p.snapshots_pending > 0) {
+    p.held.push_back(std::move(message));
+    return;
+  }
+  if (auto st = SendMessage(*p.socket, message.header, &message.frames); !st.ok()) {
+    spdlog::warn("forward to server-{} not sent: {}", peer, st.message());
+  }
+}
+
+void Replicator::HoldForSnapshot(uint32_t peer) {
+  if (peer < peers_.size() && peers_[peer].socket) ++peers_[peer].snapshots_pending;
+}
+
+void Replicator::SendSnapshot(uint32_t peer, pb::Header header, std::vector<zmq::message_t> frames) {
+  if (peer >= peers_.size() || !peers_[peer].socket) return;
+  header.set_sender(self_id_);
+  if (auto st = SendMessage(*peers_[peer].socket, header, &frames); !st.ok()) {
+    spdlog::warn("snapshot to server-{} not sent: {}", peer, st.message());
+  }
+}
+
+void Replicator::SnapshotDone(uint32_t peer) {
+  if (peer >= peers_.size() || !peers_[peer].socket) return;
+  Peer& p = peers_[peer];
+  if (p.snapshots_pending > 0 && --p.snapshots_pending > 0) return;
+  std::deque<Outgoing> held;
+  held.swap(p.held);
+  for (auto& message : held) Send(peer, std::move(message));
+}
+
+void Replicator::AddPollItems(std::vector<zmq::pollitem_t>* items) {
+  for (auto& peer : peers_) {
+    if (peer.socket) items->push_back({peer.socket->handle(), 0, ZMQ_POLLIN, 0});
+  }
+}
+
+void Replicator::ReceiveAcks(const AckCallback& on_ack) {
+  for (uint32_t rank = 0; rank < peers_.size(); ++rank) {
+    while (peers_[rank].socket) {
+      auto got = ReceiveMessage(*peers_[rank].socket, /*from_router=*/false);
+      if (!got.ok()) {
+        spdlog::warn("server-{}: dropped a malformed acknowledgement: {}", rank, got.status().message());
+        continue;
+      }
+      if (!got->has_value()) break;
+      const pb::Header& h = (*got)->header;
+      if (h.type() != pb::RESPONSE) continue;
+      auto it = awaiting_.find(AckKey{rank, h.origin(), h.seq()});
+      if (it == awaiting_.end()) continue;  // ack "primary", or already released
+      std::shared_ptr<Request> request = std::move(it->second);
+      awaiting_.erase(it);
+      on_ack(request, h.status() == 0 ? absl::OkStatus()
+                                      : absl::Status(static_cast<absl::StatusCode>(h.status()),
+                                                     absl::StrCat("replica server-", rank, ": ", h.error())));
+    }
+  }
+}
+
+}  // namespace sparta

@@ -1,0 +1,91 @@
+// Replicator: a primary server's side of replication.
+//
+// For every push this server applies as primary, Forward() sends the keys
+// and gradients of each shard to that shard's replicas (REPLICATE, one
+// message per replica server, carrying the worker's (sender, seq) so that
+// replicas and later primaries drop duplicates). Messages to one replica go
+// over one DEALER socket in the order the pushes were routed here, which is
+// the order the local executors apply them, so replicas apply every shard's
+// updates in the primary's order and hold identical rows.
+//
+// When a shard gets a new replica, the replica first needs the shard's rows:
+// HoldForSnapshot() queues forwards to that server until SnapshotDone(), so
+// that nothing routed after the snapshot reaches it before the snapshot.
+//
+// With storage.ack "all" a push is acknowledged to the worker only when every
+// live replica has acknowledged it; a replica that dies counts as having
+// acknowledged (the scheduler has removed it from the shard). A replica that
+// refuses a forward because it knows a newer view means this server is a
+// stale primary; the push is failed back to the worker, which resends it
+// to the shard's current primary.
+//
+// Not thread-safe: owned by the server's I/O thread.
+#ifndef SPARTA_SERVER_REPLICATOR_H_
+#define SPARTA_SERVER_REPLICATOR_H_
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <tuple>
+#include <vector>
+
+#include <zmq.hpp>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "server/request.h"
+#include "sparta.pb.h"
+
+namespace sparta {
+
+class Replicator {
+ public:
+  using AckCallback = std::function<void(const std::shared_ptr<Request>&, const absl::Status&)>;
+
+  Replicator(zmq::context_t* context, uint32_t self_id, int self_rank, bool ack_all);
+
+  // Adopts a cluster view: connects to new servers, drops dead ones (their
+  // outstanding acks are given via `on_ack`).
+  void UpdateView(const pb::ClusterView& view, const AckCallback& on_ack);
+
+  // Sends the push to the replicas of its keys' shards. Returns how many
+  // acknowledgements the push must wait for (0 with ack "primary").
+  int Forward(const std::shared_ptr<Request>& request, uint64_t epoch);
+
+  void HoldForSnapshot(uint32_t peer);
+  void SendSnapshot(uint32_t peer, pb::Header header, std::vector<zmq::message_t> frames);
+  void SnapshotDone(uint32_t peer);
+
+  // Poll items for the peer sockets (appended), and reading what they got.
+  void AddPollItems(std::vector<zmq::pollitem_t>* items);
+  void ReceiveAcks(const AckCallback& on_ack);
+
+ private:
+  struct Outgoing {
+    pb::Header header;
+    std::vector<zmq::message_t> frames;
+  };
+  struct Peer {
+    pb::NodeInfo info;
+    std::unique_ptr<zmq::socket_t> socket;
+    int snapshots_pending = 0;
+    std::deque<Outgoing> held;
+  };
+  using AckKey = std::tuple<uint32_t, uint32_t, uint64_t>;  // (peer rank, origin, seq)
+
+  void Send(uint32_t peer, Outgoing message);
+
+  zmq::context_t* const context_;
+  const uint32_t self_id_;
+  const int self_rank_;
+  const bool ack_all_;
+  int shard_bits_ = 0;
+  std::vector<std::vector<uint32_t>> replicas_;  // by shard
+  std::vector<Peer> peers_;                      // by rank; no socket = not live
+  absl::flat_hash_map<AckKey, std::shared_ptr<Request>> awaiting_;
+};
+
+}  // namespace sparta
+
+#endif  // SPARTA_SERVER_REPLICATOR_H_
