@@ -1,0 +1,137 @@
+"""Replication and failover with real daemons: a server killed with kill -9
+in the middle of training, and a server cut off by a network partition
+(its own network namespace, link set down). The job must finish, lose no
+acknowledged push and apply none twice (worker.audit counts every push
+exactly), and a partitioned server must stop acting as a primary."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import unittest
+
+from harness import BIN, ClusterTest, datagen, launch, read, summary, wait_for, write_config
+
+
+def job(test, data, **cluster):
+    return write_config(
+        test.dir, f"job-{len(os.listdir(test.dir))}.yaml",
+        cluster={"servers": 3, "workers": 2, "heartbeat_interval": 0.2, "heartbeat_timeout": 1.5, **cluster},
+        server={"threads": 1},
+        data={"train": data["train"], "test": data["test"], "batch_size": 512, "epochs": 6},
+        model={"name": "lr"},
+        optimizer={"name": "ftrl", "learning_rate": 0.2},
+        storage={"replication_factor": 2, "ack": "all"},
+        worker={"audit": 1})
+
+
+class KillTest(ClusterTest):
+    def assert_exactly_once(self, s):
+        self.assertEqual(s["status"], "ok", s.get("error"))
+        self.assertEqual(len(s["audit_counts"]), 2)
+        self.assertGreater(min(s["worker_steps"]), 0)
+        # Every step's push was acknowledged, so every one must be counted
+        # once: fewer means a lost update, more a duplicate.
+        self.assertEqual(s["audit_counts"], s["worker_steps"])
+
+    def test_killed_server_loses_nothing(self):
+        data = datagen(self.dir, 80000, 10000, seed=11)
+        config = job(self, data)
+        clean = launch(config, self.run_dir("clean"))
+        self.assertEqual(clean.returncode, 0, clean.stderr)
+        baseline = summary(self.run_dir("clean"))
+        self.assert_exactly_once(baseline)
+
+        run = self.run_dir("killed")
+        proc = launch(config, run, wait=False)
+        self.procs.append(proc)
+        wait_for(lambda: "epoch 2 done" in read(os.path.join(run, "worker-0.log")), 120, "epoch 2")
+        daemons = {(d["role"], d["rank"]): d["pid"] for d in json.loads(read(os.path.join(run, "daemons.json")))}
+        os.kill(daemons[("server", 1)], signal.SIGKILL)
+        out, err = proc.communicate(timeout=300)
+        self.assertEqual(proc.returncode, 0, err)
+        s = summary(run)
+        self.assert_exactly_once(s)
+        scheduler_log = read(os.path.join(run, "scheduler.log"))
+        self.assertIn("server-1", scheduler_log)
+        self.assertIn("failing over to its replicas", scheduler_log)
+        self.assertIn("epoch 2", scheduler_log)
+        self.assertLess(abs(s["auc"] - baseline["auc"]), 0.003)
+
+
+class PartitionTest(ClusterTest):
+    """server-1 runs in its own network namespace, joined to the host by a
+    veth pair; every other daemon binds to the host end. Setting the link
+    down partitions server-1 while it keeps running."""
+
+    def setUp(self):
+        super().setUp()
+        self.logs = []
+        tag = f"{os.getpid() % 10000}"
+        self.ns, self.veth = f"sparta-p{tag}", f"spv{tag}"
+        self.subnet = f"10.{200 + os.getpid() % 50}.{os.getpid() % 250}"
+        self.host_ip, self.ns_ip = f"{self.subnet}.1", f"{self.subnet}.2"
+        cmds = [f"ip netns add {self.ns}",
+                f"ip link add {self.veth}a type veth peer name {self.veth}b",
+                f"ip link set {self.veth}b netns {self.ns}",
+                f"ip addr add {self.host_ip}/24 dev {self.veth}a", f"ip link set {self.veth}a up",
+                f"ip netns exec {self.ns} ip addr add {self.ns_ip}/24 dev {self.veth}b",
+                f"ip netns exec {self.ns} ip link set {self.veth}b up",
+                f"ip netns exec {self.ns} ip link set lo up"]
+        for cmd in cmds:
+            subprocess.run(cmd.split(), check=True, capture_output=True)
+
+    def tearDown(self):
+        super().tearDown()
+        for log in self.logs:
+            log.close()
+        subprocess.run(["ip", "link", "del", f"{self.veth}a"], capture_output=True)
+        subprocess.run(["ip", "netns", "del", self.ns], capture_output=True)
+
+    def start(self, argv, netns=False, name=""):
+        prefix = ["ip", "netns", "exec", self.ns] if netns else []
+        log = open(os.path.join(self.dir, f"{name}.log"), "w")
+        self.logs.append(log)
+        p = subprocess.Popen(prefix + argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs.append(p)
+        return p
+
+    def test_partitioned_server_stops_being_primary(self):
+        data = datagen(self.dir, 80000, 10000, seed=12)
+        config = job(self, data)
+        with socket.socket() as s:
+            s.bind((self.host_ip, 0))
+            port = s.getsockname()[1]
+        common = ["--config", config, "--set", f"cluster.scheduler={self.host_ip}:{port}",
+                  "--set", "data.epochs=10"]
+        here = ["--set", f"cluster.host={self.host_ip}"]
+        summary_path = os.path.join(self.dir, "summary.json")
+        scheduler = self.start([os.path.join(BIN, "sparta-scheduler")] + common + here + ["--summary", summary_path],
+                               name="scheduler")
+        servers = {r: self.start([os.path.join(BIN, "sparta-server")] + common + here + ["--rank", str(r)],
+                                 name=f"server-{r}") for r in (0, 2)}
+        servers[1] = self.start([os.path.join(BIN, "sparta-server")] + common +
+                                ["--set", f"cluster.host={self.ns_ip}", "--rank", "1"], netns=True, name="server-1")
+        workers = [self.start([os.path.join(BIN, "sparta-worker")] + common + here + ["--rank", str(r)],
+                              name=f"worker-{r}") for r in (0, 1)]
+        wait_for(lambda: "epoch 2 done" in read(os.path.join(self.dir, "worker-0.log")), 120, "epoch 2")
+        subprocess.run(["ip", "link", "set", f"{self.veth}a", "down"], check=True)
+        # The scheduler moves on without server-1 ...
+        wait_for(lambda: "failing over" in read(os.path.join(self.dir, "scheduler.log")), 30, "the failover")
+        # ... and server-1, cut off, stops serving by itself.
+        servers[1].wait(timeout=30)
+        self.assertNotEqual(servers[1].returncode, 0)
+        self.assertIn("lost contact with the scheduler", read(os.path.join(self.dir, "server-1.log")))
+        subprocess.run(["ip", "link", "set", f"{self.veth}a", "up"], check=True)
+        for p in [scheduler, servers[0], servers[2]] + workers:
+            p.wait(timeout=300)
+            self.assertEqual(p.returncode, 0, read(os.path.join(self.dir, "scheduler.log"))[-2000:])
+        s = json.loads(read(summary_path))
+        self.assertEqual(s["status"], "ok", s.get("error"))
+        self.assertEqual(s["audit_counts"], s["worker_steps"])
+
+
+if __name__ == "__main__":
+    unittest.main()
