@@ -194,7 +194,7 @@ void Scheduler::OnRegister(const std::string& routing_id, const pb::Header& h, C
   *reply.mutable_node() = *added;
   SendTo(routing_id, std::move(reply));
   if (replacement) {
-    const int placed = shard_map_.RestoreReplication(members_.LiveServers());
+    const int placed = shard_map_.AddServer(added->rank(), members_.LiveServers());
     spdlog::info("{} joined the running job; {} shard replicas placed on it", DescribeNode(*added), placed);
     PublishView();
     return;
@@ -240,7 +240,8 @@ void Scheduler::PublishView() {
     if (!std::binary_search(live.begin(), live.end(), static_cast<uint32_t>(r))) view->add_dead_servers(r);
   }
   shard_map_.ToView(view);
-  if (!restore_from_.empty()) {
+  // Only the first view: a server joining later gets its rows from replicas.
+  if (!restore_from_.empty() && phase_ == Phase::kRegistering) {
     view->set_restore_from(restore_from_);
     for (uint64_t steps : restore_steps_) view->add_worker_steps(steps);
   }

@@ -61,6 +61,28 @@ int ShardMap::RestoreReplication(const std::vector<uint32_t>& live) {
   return added;
 }
 
+int ShardMap::AddServer(uint32_t rank, const std::vector<uint32_t>& live) {
+  int moved = RestoreReplication(live);
+  std::map<uint32_t, int> load;
+  for (uint32_t r : live) load[r] = 0;
+  for (uint32_t s = 0; s < owner_.size(); ++s) {
+    ++load[owner_[s]];
+    for (uint32_t r : replicas_[s]) ++load[r];
+  }
+  for (uint32_t s = 0; s < owner_.size(); ++s) {
+    for (uint32_t& r : replicas_[s]) {
+      if (r == rank || owner_[s] == rank || load[r] <= load[rank] + 1) continue;
+      if (std::find(replicas_[s].begin(), replicas_[s].end(), rank) != replicas_[s].end()) break;
+      --load[r];
+      r = rank;
+      ++load[rank];
+      ++moved;
+      break;
+    }
+  }
+  return moved;
+}
+
 void ShardMap::ToView(pb::ClusterView* view) const {
   view->clear_shard_owner();
   view->clear_replicas();

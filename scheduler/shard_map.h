@@ -34,6 +34,11 @@ class ShardMap {
   // many as there are live servers). Returns how many replicas were added.
   int RestoreReplication(const std::vector<uint32_t>& live);
 
+  // A fresh server joined: moves replicas onto it from the servers that
+  // hold the most shards, until it holds about as many as they do.
+  // Returns how many replicas moved.
+  int AddServer(uint32_t rank, const std::vector<uint32_t>& live);
+
   void ToView(pb::ClusterView* view) const;
   const std::vector<uint32_t>& owners() const { return owner_; }
   const std::vector<uint32_t>& replicas(uint32_t shard) const { return replicas_[shard]; }

@@ -39,25 +39,40 @@ class KillTest(ClusterTest):
     def test_killed_server_loses_nothing(self):
         data = datagen(self.dir, 80000, 10000, seed=11)
         config = job(self, data)
-        clean = launch(config, self.run_dir("clean"))
+        clean = launch(config, self.run_dir("clean"), ["data.epochs=12"])
         self.assertEqual(clean.returncode, 0, clean.stderr)
         baseline = summary(self.run_dir("clean"))
         self.assert_exactly_once(baseline)
 
         run = self.run_dir("killed")
-        proc = launch(config, run, wait=False)
+        proc = launch(config, run, ["data.epochs=12"], wait=False)
         self.procs.append(proc)
         wait_for(lambda: "epoch 2 done" in read(os.path.join(run, "worker-0.log")), 120, "epoch 2")
-        daemons = {(d["role"], d["rank"]): d["pid"] for d in json.loads(read(os.path.join(run, "daemons.json")))}
-        os.kill(daemons[("server", 1)], signal.SIGKILL)
+        daemons = json.loads(read(os.path.join(run, "daemons.json")))
+        pids = {(d["role"], d["rank"]): d["pid"] for d in daemons}
+        os.kill(pids[("server", 1)], signal.SIGKILL)
+        scheduler_log = os.path.join(run, "scheduler.log")
+        wait_for(lambda: "failing over" in read(scheduler_log), 30, "the failover")
+        # A fresh server-1 joins the running job and takes over replicas.
+        port = next(d["ports"]["control"] for d in daemons if d["role"] == "scheduler")
+        replacement_log = os.path.join(self.dir, "replacement.log")
+        with open(replacement_log, "w") as log:
+            replacement = subprocess.Popen(
+                [os.path.join(BIN, "sparta-server"), "--config", config, "--rank", "1",
+                 "--set", f"cluster.scheduler=127.0.0.1:{port}", "--set", "data.epochs=12",
+                 "--set", f"storage.path={os.path.join(run, 'storage-replacement')}"],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs.append(replacement)
         out, err = proc.communicate(timeout=300)
         self.assertEqual(proc.returncode, 0, err)
+        self.assertEqual(replacement.wait(timeout=60), 0, read(replacement_log)[-2000:])
+        self.assertIn("joined the running job", read(scheduler_log))
+        self.assertRegex(read(replacement_log), r"loading [1-9][0-9]* rows of table 'lr.w'")
         s = summary(run)
         self.assert_exactly_once(s)
-        scheduler_log = read(os.path.join(run, "scheduler.log"))
-        self.assertIn("server-1", scheduler_log)
-        self.assertIn("failing over to its replicas", scheduler_log)
-        self.assertIn("epoch 2", scheduler_log)
+        self.assertIn("server-1", read(scheduler_log))
+        self.assertIn("failing over to its replicas", read(scheduler_log))
+        self.assertIn("epoch 3", read(scheduler_log))  # failover, then the replacement
         self.assertLess(abs(s["auc"] - baseline["auc"]), 0.003)
 
 
