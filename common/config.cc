@@ -43,6 +43,7 @@ void VisitFields(Config& c, Visitor& v) {
   v("cluster.heartbeat_interval", c.cluster.heartbeat_interval, Between(0.01, 60));
   v("cluster.heartbeat_timeout", c.cluster.heartbeat_timeout, Between(0.05, 3600));
   v("cluster.startup_timeout", c.cluster.startup_timeout, Between(1, 86400));
+  v("cluster.scheduler_grace", c.cluster.scheduler_grace, Between(0.05, 86400));
   v("cluster.num_shards", c.cluster.num_shards, Between(1, 1 << 20));
   v("server.threads", c.server.threads, Between(1, 256));
   v("data.train", c.data.train, Required());

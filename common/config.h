@@ -26,6 +26,9 @@ struct ClusterConfig {
   double heartbeat_interval = 0.5;   // seconds between heartbeats
   double heartbeat_timeout = 5.0;    // seconds of silence before a node is dead
   double startup_timeout = 60.0;     // seconds for every node to register
+  // Seconds a node waits for a lost scheduler to come back (a restarted
+  // scheduler takes over the running job) before it gives up.
+  double scheduler_grace = 30.0;
   int num_shards = 256;              // virtual shards (power of two)
 };
 

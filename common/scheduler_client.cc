@@ -3,9 +3,12 @@
 #include <chrono>
 #include <deque>
 
+#include <unistd.h>
+
 #include "common/logging.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/daemon_options.h"
 #include "common/message.h"
 #include "common/socket_util.h"
 
@@ -38,6 +41,10 @@ absl::Status SchedulerClient::Register() {
     std::lock_guard<std::mutex> lock(mu_);
     *h.mutable_node() = self_;
   }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    registration_ = h;
+  }
   Post(std::move(h));
   std::unique_lock<std::mutex> lock(mu_);
   return WaitUntil(lock, [&] { return registered_; });
@@ -65,10 +72,15 @@ absl::Status SchedulerClient::Barrier(const std::string& name) {
   pb::Header h;
   h.set_type(pb::BARRIER);
   h.set_barrier(name);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    waiting_barriers_.insert(name);
+  }
   Post(std::move(h));
   std::unique_lock<std::mutex> lock(mu_);
   auto st = WaitUntil(lock, [&] { return released_.count(name) > 0; });
   if (st.ok()) released_.erase(released_.find(name));
+  waiting_barriers_.erase(waiting_barriers_.find(name));
   return st;
 }
 
@@ -82,6 +94,10 @@ void SchedulerClient::SendWorkerDone(const pb::WorkerReport& report) {
   pb::Header h;
   h.set_type(pb::WORKER_DONE);
   *h.mutable_report() = report;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    sticky_.push_back(h);
+  }
   Post(std::move(h));
 }
 
@@ -96,6 +112,10 @@ void SchedulerClient::SendFlushDone(const pb::ServerStats& stats) {
   pb::Header h;
   h.set_type(pb::FLUSH_DONE);
   *h.mutable_server_stats() = stats;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    sticky_.push_back(h);
+  }
   Post(std::move(h));
 }
 
@@ -151,6 +171,26 @@ void SchedulerClient::Handle(const pb::Header& h) {
       End(absl::AbortedError(absl::StrCat("job aborted by the scheduler: ", h.error())));
       return;
     case pb::HEARTBEAT:
+      if (incarnation_ != 0 && h.seq() != incarnation_) {
+        // A restarted scheduler: tell it again what it may have missed.
+        spdlog::warn("the scheduler restarted; resending this node's pending messages");
+        std::lock_guard<std::mutex> lock(mu_);
+        if (!registered_) outbox_.Post(registration_);
+        for (const auto& name : waiting_barriers_) {
+          pb::Header b;
+          b.set_type(pb::BARRIER);
+          b.set_barrier(name);
+          outbox_.Post(b);
+        }
+        for (const auto& m : sticky_) outbox_.Post(m);
+      }
+      if (incarnation_ != 0 && h.seq() != incarnation_ && callbacks_.on_control) {
+        // A checkpoint the old scheduler was taking died with it.
+        pb::Header resume;
+        resume.set_type(pb::RESUME);
+        callbacks_.on_control(resume);
+      }
+      incarnation_ = h.seq();
       return;
     default:
       spdlog::warn("scheduler client: ignoring unexpected {} from the scheduler", MsgTypeName(h.type()));
@@ -162,6 +202,13 @@ void SchedulerClient::Handle(const pb::Header& h) {
 void SchedulerClient::Run() {
   zmq::socket_t socket(*context_, zmq::socket_type::dealer);
   ConfigureSocket(socket);
+  {
+    // Stable for the life of this process, so a restarted scheduler can
+    // address it from its saved state.
+    std::lock_guard<std::mutex> lock(mu_);
+    socket.set(zmq::sockopt::routing_id,
+               absl::StrCat(RoleName(self_.role()), "-", self_.rank(), "-", getpid(), "-", Clock::now().time_since_epoch().count()));
+  }
   const std::string endpoint = TcpEndpoint(config_.cluster.scheduler);
   try {
     socket.connect(endpoint);
@@ -172,6 +219,8 @@ void SchedulerClient::Run() {
   const auto interval = std::chrono::duration<double>(config_.cluster.heartbeat_interval);
   const auto timeout = std::chrono::duration<double>(config_.cluster.heartbeat_timeout);
   const auto startup = std::chrono::duration<double>(config_.cluster.startup_timeout);
+  const auto grace = std::chrono::duration<double>(config_.cluster.scheduler_grace);
+  bool warned = false;
   const auto started = Clock::now();
   auto last_contact = started;
   auto next_heartbeat = started;
@@ -191,8 +240,14 @@ void SchedulerClient::Run() {
       outgoing.push_back(std::move(hb));
       next_heartbeat = now + std::chrono::duration_cast<Clock::duration>(interval);
     }
-    // The scheduler echoes every heartbeat; silence means it is gone.
-    if (registered ? now - last_contact > timeout : now - started > startup) {
+    // The scheduler echoes every heartbeat; silence means it is gone (or
+    // restarting: a registered node gives it scheduler_grace to come back).
+    if (registered && !warned && now - last_contact > timeout) {
+      spdlog::warn("no answer from the scheduler for {:.1f} s; waiting up to cluster.scheduler_grace ({} s)",
+                   std::chrono::duration<double>(now - last_contact).count(), config_.cluster.scheduler_grace);
+      warned = true;
+    }
+    if (registered ? now - last_contact > std::max(timeout, grace) : now - started > startup) {
       End(absl::UnavailableError(absl::StrCat(
           registered ? "lost contact with the scheduler at " : "no answer from the scheduler at ",
           config_.cluster.scheduler, " for ",
@@ -222,6 +277,7 @@ void SchedulerClient::Run() {
       }
       if (!got->has_value()) break;
       last_contact = Clock::now();
+      warned = false;
       Handle((*got)->header);
     }
   }

@@ -3,9 +3,16 @@
 // of the job.
 //
 // It owns one DEALER socket and one thread. The thread sends a heartbeat every
-// cluster.heartbeat_interval and treats the scheduler as gone when nothing has
-// come back for cluster.heartbeat_timeout (or cluster.startup_timeout before
-// registration), so a node never hangs on a dead scheduler.
+// cluster.heartbeat_interval. When nothing has come back for
+// cluster.heartbeat_timeout it warns, and it gives up after
+// cluster.scheduler_grace (cluster.startup_timeout before registration), so
+// a node never hangs on a dead scheduler but survives a restarted one.
+//
+// Scheduler restarts: the socket has a stable routing id, so a restarted
+// scheduler that reloaded its state knows this node again. Each heartbeat
+// echo carries the scheduler's incarnation; when it changes, the client
+// resends what the new scheduler may have missed: an unanswered
+// registration, barriers still waited on, WORKER_DONE and FLUSH_DONE.
 //
 // Thread-safe: every public method may be called from any thread. Callbacks
 // run on the client's own thread and must not block.
@@ -102,6 +109,11 @@ class SchedulerClient {
   pb::ClusterView view_;
   std::multiset<std::string> released_;  // barrier releases not yet consumed
   absl::Status end_status_;              // valid when ended_
+  // What a restarted scheduler must hear again (see the class comment).
+  std::multiset<std::string> waiting_barriers_;
+  std::vector<pb::Header> sticky_;        // WORKER_DONE, FLUSH_DONE
+  pb::Header registration_;
+  uint64_t incarnation_ = 0;  // client thread only
 };
 
 }  // namespace sparta

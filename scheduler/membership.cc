@@ -68,6 +68,16 @@ absl::StatusOr<pb::NodeInfo> Membership::Add(const pb::NodeInfo& requested, cons
   return node.info;
 }
 
+void Membership::Restore(const pb::NodeInfo& info, const std::string& routing_id, bool dead, Clock::time_point now) {
+  Node node;
+  node.info = info;
+  node.routing_id = routing_id;
+  node.dead = dead;
+  node.last_seen = now;
+  by_routing_id_[routing_id] = nodes_.size();
+  nodes_.push_back(node);
+}
+
 Membership::Node* Membership::FindByRoutingId(const std::string& routing_id) {
   auto it = by_routing_id_.find(routing_id);
   return it == by_routing_id_.end() ? nullptr : &nodes_[it->second];

@@ -38,6 +38,9 @@ class Membership {
   absl::StatusOr<pb::NodeInfo> Add(const pb::NodeInfo& requested, const std::string& routing_id,
                                    Clock::time_point now);
 
+  // Re-adds a node from the scheduler's saved state (a restarted scheduler).
+  void Restore(const pb::NodeInfo& info, const std::string& routing_id, bool dead, Clock::time_point now);
+
   // The node that owns `routing_id`, or nullptr.
   Node* FindByRoutingId(const std::string& routing_id);
 

@@ -40,6 +40,74 @@ std::atomic<bool> checkpoint_signal{false};
 void OnCheckpointSignal(int) { checkpoint_signal.store(true); }
 }  // namespace
 
+absl::StatusOr<bool> Scheduler::TakeOverSavedJob() {
+  if (config_.storage.path.empty()) return false;
+  const std::string dir = (std::filesystem::path(config_.storage.path) / "scheduler").string();
+  auto store = StateStore::Open(dir);
+  if (!store.ok()) return store.status();
+  state_store_ = *std::move(store);
+  auto saved = state_store_->Load();
+  if (!saved.ok()) return saved.status();
+  if (!saved->has_value()) return false;
+  const pb::SchedulerState& state = **saved;
+  const double age =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count() - state.saved_unix_time();
+  const auto phase = static_cast<Phase>(state.phase());
+  // The nodes wait scheduler_grace for a lost scheduler; after that the job
+  // is gone, and so is one that ended.
+  if ((phase != Phase::kRunning && phase != Phase::kFlushing) || age > config_.cluster.scheduler_grace) {
+    return false;
+  }
+  const auto now = Clock::now();
+  for (const auto& n : state.nodes()) members_.Restore(n.info(), n.routing_id(), n.dead(), now);
+  epoch_ = state.epoch();
+  view_ = state.view();
+  shard_map_.FromView(view_);
+  for (const auto& [rank, report] : state.reports()) reports_[rank] = report;
+  for (const auto& [rank, stats] : state.flushed()) flushed_[rank] = stats;
+  restore_from_ = state.restore_from();
+  restore_steps_.assign(state.restore_steps().begin(), state.restore_steps().end());
+  dropped_messages_ = state.dropped_messages();
+  phase_ = Phase::kRunning;
+  spdlog::warn("took over the running job from {} (saved {:.1f} s ago): epoch {}, {} nodes", dir, age, epoch_,
+               state.nodes_size());
+  // The end of the job starts over once every node has reconnected (a
+  // message sent before that would be lost). A checkpoint the old scheduler
+  // was taking is gone with it; nodes resume paused workers themselves when
+  // they see a new scheduler.
+  finish_after_resync_ = phase == Phase::kFlushing;
+  for (const auto& node : members_.nodes()) {
+    if (!node.dead) unheard_.insert(node.info.id());
+  }
+  return true;
+}
+
+void Scheduler::SaveState(Clock::time_point now) {
+  if (state_store_ == nullptr) return;
+  // Also re-saved every second: its age tells a restarted scheduler whether
+  // the nodes can still be waiting for it.
+  if (!state_changed_ && now - last_saved_ < std::chrono::seconds(1)) return;
+  pb::SchedulerState state;
+  state.set_phase(static_cast<int32_t>(phase_));
+  state.set_epoch(epoch_);
+  for (const auto& node : members_.nodes()) {
+    auto* n = state.add_nodes();
+    *n->mutable_info() = node.info;
+    n->set_routing_id(node.routing_id);
+    n->set_dead(node.dead);
+  }
+  *state.mutable_view() = view_;
+  for (const auto& [rank, report] : reports_) (*state.mutable_reports())[rank] = report;
+  for (const auto& [rank, stats] : flushed_) (*state.mutable_flushed())[rank] = stats;
+  state.set_restore_from(restore_from_);
+  for (uint64_t steps : restore_steps_) state.add_restore_steps(steps);
+  state.set_saved_unix_time(std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count());
+  state.set_dropped_messages(dropped_messages_);
+  if (auto st = state_store_->Save(state); !st.ok()) spdlog::error("{}", st.message());
+  state_changed_ = false;
+  last_saved_ = now;
+}
+
 absl::Status Scheduler::PrepareRestore() {
   // (Not a config-file check: `scripts/sparta launch` fills in storage.path
   // after reading the config.)
@@ -88,11 +156,20 @@ absl::Status Scheduler::Run() {
   self.set_data_port(*bound);
   self.set_pid(getpid());
   WriteInfoFile(info_file_, self);
-  started_ = last_silence_check_ = last_checkpoint_ = Clock::now();
-  if (auto st = PrepareRestore(); !st.ok()) {
-    outcome_ = st;
-    spdlog::error("{}", st.message());
-    return st;
+  started_ = last_silence_check_ = last_checkpoint_ = last_saved_ = Clock::now();
+  incarnation_ = static_cast<uint64_t>(std::chrono::system_clock::now().time_since_epoch().count()) | 1;
+  auto took_over = TakeOverSavedJob();
+  if (!took_over.ok()) {
+    outcome_ = took_over.status();
+    spdlog::error("{}", outcome_.message());
+    return outcome_;
+  }
+  if (!*took_over) {
+    if (auto st = PrepareRestore(); !st.ok()) {
+      outcome_ = st;
+      spdlog::error("{}", st.message());
+      return st;
+    }
   }
   std::signal(SIGUSR1, OnCheckpointSignal);
 
@@ -111,6 +188,7 @@ absl::Status Scheduler::Run() {
       Dispatch(m.routing_id->to_string(), m.header, Clock::now());
     }
     CheckTimers(Clock::now());
+    SaveState(Clock::now());
   }
   // Give the final SHUTDOWN/ABORT messages time to leave before the socket closes.
   socket_.set(zmq::sockopt::linger, 2000);
@@ -142,11 +220,16 @@ void Scheduler::Dispatch(const std::string& routing_id, const pb::Header& h, Clo
     return;
   }
   node->last_seen = now;
+  if (!unheard_.empty() && unheard_.erase(node->info.id()) && unheard_.empty()) {
+    spdlog::info("every node has reconnected to this scheduler");
+    if (finish_after_resync_ && phase_ == Phase::kRunning) FinishTraining();
+  }
   switch (h.type()) {
     case pb::HEARTBEAT: {
       if (h.has_server_stats()) node->stats = h.server_stats();
       pb::Header echo;
       echo.set_type(pb::HEARTBEAT);
+      echo.set_seq(incarnation_);
       SendTo(routing_id, std::move(echo));
       return;
     }
@@ -189,6 +272,7 @@ void Scheduler::OnRegister(const std::string& routing_id, const pb::Header& h, C
   spdlog::info("registered {} ({} of {} servers, {} of {} workers)", DescribeNode(*added),
                members_.joined(pb::SERVER), config_.cluster.servers, members_.joined(pb::WORKER),
                config_.cluster.workers);
+  state_changed_ = true;
   pb::Header reply;
   reply.set_type(pb::REGISTER_REPLY);
   *reply.mutable_node() = *added;
@@ -207,6 +291,8 @@ void Scheduler::OnServerLost(Membership::Node* node, const std::string& why) {
     return Fail(absl::StrCat(DescribeNode(node->info), " ", why));
   }
   node->dead = true;
+  state_changed_ = true;
+  if (unheard_.erase(node->info.id()) && unheard_.empty() && finish_after_resync_) FinishTraining();
   const uint32_t rank = node->info.rank();
   auto applied = [this](uint32_t r, uint32_t shard) -> uint64_t {
     for (const auto& n : members_.nodes()) {
@@ -240,6 +326,8 @@ void Scheduler::PublishView() {
     if (!std::binary_search(live.begin(), live.end(), static_cast<uint32_t>(r))) view->add_dead_servers(r);
   }
   shard_map_.ToView(view);
+  view_ = *view;
+  state_changed_ = true;
   // Only the first view: a server joining later gets its rows from replicas.
   if (!restore_from_.empty() && phase_ == Phase::kRegistering) {
     view->set_restore_from(restore_from_);
@@ -270,11 +358,18 @@ void Scheduler::OnBarrier(const Membership::Node& node, const std::string& name)
 }
 
 void Scheduler::OnWorkerDone(const Membership::Node& node, const pb::WorkerReport& report) {
+  if (reports_.count(node.info.rank())) return;  // resent to a restarted scheduler
   reports_[node.info.rank()] = report;
+  state_changed_ = true;
   spdlog::info("{} finished: {} examples in {:.2f} s", DescribeNode(node.info), report.train_examples(),
                report.train_seconds());
   if (static_cast<int>(reports_.size()) < config_.cluster.workers || phase_ != Phase::kRunning) return;
+  FinishTraining();
+}
+
+void Scheduler::FinishTraining() {
   phase_ = Phase::kFlushing;
+  state_changed_ = true;
   auto flush = [this] {
     spdlog::info("all workers finished; asking servers to flush");
     pb::Header h;
@@ -291,12 +386,15 @@ void Scheduler::OnWorkerDone(const Membership::Node& node, const pb::WorkerRepor
 
 void Scheduler::OnFlushDone(const Membership::Node& node, const pb::ServerStats& stats) {
   flushed_[node.info.rank()] = stats;
+  state_changed_ = true;
   if (static_cast<int>(flushed_.size()) < members_.joined(pb::SERVER) || phase_ != Phase::kFlushing) return;
   spdlog::info("all servers flushed; shutting the cluster down");
   pb::Header shutdown;
   shutdown.set_type(pb::SHUTDOWN);
   Broadcast(shutdown);
   phase_ = Phase::kDone;
+  state_changed_ = true;
+  SaveState(Clock::now());
 }
 
 void Scheduler::CheckTimers(Clock::time_point now) {
@@ -340,6 +438,8 @@ void Scheduler::Fail(const std::string& reason) {
   abort.set_error(reason);
   Broadcast(abort);
   phase_ = Phase::kDone;
+  state_changed_ = true;
+  SaveState(Clock::now());
 }
 
 void Scheduler::SendTo(const std::string& routing_id, pb::Header h) {

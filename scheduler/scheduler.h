@@ -12,6 +12,7 @@
 #define SPARTA_SCHEDULER_SCHEDULER_H_
 
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
 #include <utility>
@@ -24,6 +25,7 @@
 #include "scheduler/checkpoint_coordinator.h"
 #include "scheduler/membership.h"
 #include "scheduler/shard_map.h"
+#include "scheduler/state_store.h"
 #include "sparta.pb.h"
 
 namespace sparta {
@@ -57,6 +59,11 @@ class Scheduler {
   void WriteSummary() const;
   // storage.restore -> the checkpoint to resume from, checked against this job.
   absl::Status PrepareRestore();
+  // A restarted scheduler: takes over the job saved in its state store, if
+  // that job was still running when the state was last saved.
+  absl::StatusOr<bool> TakeOverSavedJob();
+  void SaveState(Membership::Clock::time_point now);
+  void FinishTraining();
 
   const Config config_;
   const std::string summary_file_;
@@ -77,6 +84,13 @@ class Scheduler {
   ShardMap shard_map_;
   CheckpointCoordinator checkpoints_;
   Membership::Clock::time_point last_checkpoint_;
+  std::unique_ptr<StateStore> state_store_;  // null without storage.path
+  bool state_changed_ = false;
+  Membership::Clock::time_point last_saved_;
+  uint64_t incarnation_ = 0;  // tells nodes this scheduler process from an earlier one
+  pb::ClusterView view_;      // the last view published
+  std::set<uint32_t> unheard_;        // after a takeover: live nodes not heard from yet
+  bool finish_after_resync_ = false;  // after a takeover: the job was ending
   std::string restore_from_;            // "" unless resuming
   std::vector<uint64_t> restore_steps_;  // by worker rank
 };

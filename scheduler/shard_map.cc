@@ -83,6 +83,14 @@ int ShardMap::AddServer(uint32_t rank, const std::vector<uint32_t>& live) {
   return moved;
 }
 
+void ShardMap::FromView(const pb::ClusterView& view) {
+  owner_.assign(view.shard_owner().begin(), view.shard_owner().end());
+  replicas_.assign(owner_.size(), {});
+  for (int s = 0; s < view.replicas_size() && s < static_cast<int>(owner_.size()); ++s) {
+    replicas_[s].assign(view.replicas(s).ranks().begin(), view.replicas(s).ranks().end());
+  }
+}
+
 void ShardMap::ToView(pb::ClusterView* view) const {
   view->clear_shard_owner();
   view->clear_replicas();

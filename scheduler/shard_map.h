@@ -40,6 +40,8 @@ class ShardMap {
   int AddServer(uint32_t rank, const std::vector<uint32_t>& live);
 
   void ToView(pb::ClusterView* view) const;
+  // Takes the placement of a published view (a restarted scheduler).
+  void FromView(const pb::ClusterView& view);
   const std::vector<uint32_t>& owners() const { return owner_; }
   const std::vector<uint32_t>& replicas(uint32_t shard) const { return replicas_[shard]; }
 

@@ -76,6 +76,51 @@ class KillTest(ClusterTest):
         self.assertLess(abs(s["auc"] - baseline["auc"]), 0.003)
 
 
+class SchedulerRestartTest(ClusterTest):
+    def test_scheduler_killed_and_restarted_mid_job(self):
+        data = datagen(self.dir, 80000, 10000, seed=13)
+        config = job(self, data, servers=2)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        common = ["--config", config, "--set", f"cluster.scheduler=127.0.0.1:{port}", "--set", "data.epochs=10",
+                  "--set", "storage.replication_factor=1",
+                  "--set", f"storage.path={os.path.join(self.dir, 'storage')}"]
+        summary_path = os.path.join(self.dir, "summary.json")
+        logs = []
+
+        def start(argv, name):
+            log = open(os.path.join(self.dir, name + ".log"), "w")
+            logs.append(log)
+            p = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            self.procs.append(p)
+            return p
+
+        scheduler_argv = [os.path.join(BIN, "sparta-scheduler")] + common + ["--summary", summary_path]
+        first = start(scheduler_argv, "scheduler")
+        others = [start([os.path.join(BIN, "sparta-server")] + common + ["--rank", str(r)], f"server-{r}")
+                  for r in (0, 1)]
+        others += [start([os.path.join(BIN, "sparta-worker")] + common + ["--rank", str(r)], f"worker-{r}")
+                   for r in (0, 1)]
+        try:
+            wait_for(lambda: "epoch 2 done" in read(os.path.join(self.dir, "worker-0.log")), 120, "epoch 2")
+            first.kill()
+            first.wait()
+            second = start(scheduler_argv, "scheduler-restarted")
+            for p in others + [second]:
+                p.wait(timeout=300)
+                self.assertEqual(p.returncode, 0, read(os.path.join(self.dir, "scheduler-restarted.log"))[-3000:])
+        finally:
+            for log in logs:
+                log.close()
+        self.assertIn("took over the running job", read(os.path.join(self.dir, "scheduler-restarted.log")))
+        self.assertIn("the scheduler restarted", read(os.path.join(self.dir, "worker-1.log")))
+        s = json.loads(read(summary_path))
+        self.assertEqual(s["status"], "ok", s.get("error"))
+        self.assertEqual(s["train_examples"], 2 * 80000 * 10 // 2)
+        self.assertEqual(s["audit_counts"], s["worker_steps"])
+
+
 class PartitionTest(ClusterTest):
     """server-1 runs in its own network namespace, joined to the host by a
     veth pair; every other daemon binds to the host end. Setting the link
@@ -120,7 +165,7 @@ class PartitionTest(ClusterTest):
             s.bind((self.host_ip, 0))
             port = s.getsockname()[1]
         common = ["--config", config, "--set", f"cluster.scheduler={self.host_ip}:{port}",
-                  "--set", "data.epochs=10"]
+                  "--set", "data.epochs=10", "--set", "cluster.scheduler_grace=2"]
         here = ["--set", f"cluster.host={self.host_ip}"]
         summary_path = os.path.join(self.dir, "summary.json")
         scheduler = self.start([os.path.join(BIN, "sparta-scheduler")] + common + here + ["--summary", summary_path],
