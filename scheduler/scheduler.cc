@@ -54,8 +54,10 @@ absl::StatusOr<bool> Scheduler::TakeOverSavedJob() {
       std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count() - state.saved_unix_time();
   const auto phase = static_cast<Phase>(state.phase());
   // The nodes wait scheduler_grace for a lost scheduler; after that the job
-  // is gone, and so is one that ended.
-  if ((phase != Phase::kRunning && phase != Phase::kFlushing) || age > config_.cluster.scheduler_grace) {
+  // is gone, and so is one that ended. storage.restore always starts a new
+  // job (from a checkpoint).
+  if ((phase != Phase::kRunning && phase != Phase::kFlushing) || age > config_.cluster.scheduler_grace ||
+      !config_.storage.restore.empty()) {
     return false;
   }
   const auto now = Clock::now();
