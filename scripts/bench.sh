@@ -3,7 +3,9 @@
 # dim 8/16/64 and 1k-1M keys with Adagrad on the server, dense push/pull of
 # 1 KB-16 MB), this machine's memcpy bandwidth in the same run, and
 # end-to-end training throughput of lr and fm (1 worker + 1 server, and
-# 2 workers + 2 servers).
+# 2 workers + 2 servers), checkpoint and restore cost (1M and 10M rows),
+# training throughput with replication 1/2/3 and ack all|primary, and the
+# time from a server's kill -9 to resumed training.
 #   scripts/bench.sh [--quick] [--json FILE] [--no-build]
 # With --json FILE it also draws FILE's sparse figures as an SVG chart (FILE.svg,
 # the .json suffix replaced).
@@ -21,7 +23,8 @@ while [[ $# -gt 0 ]]; do
 done
 if [[ $build == 1 ]]; then
   scripts/install-deps.sh
-  scripts/build.sh sparta-scheduler sparta-server sparta-worker sparta-datagen sparta-kv-bench sparta-row-memory
+  scripts/build.sh sparta-scheduler sparta-server sparta-worker sparta-datagen sparta-kv-bench sparta-row-memory \
+    sparta-checkpoint-bench
 fi
 bin=${SPARTA_BIN:-build/bin}
 tmp=$(mktemp -d /tmp/sparta-bench-XXXXXX)
@@ -84,10 +87,17 @@ for setup in "1 1" "2 2"; do
   done
 done
 echo "]" >> "$e2e"
+
+echo "== checkpoints: cut, size on disk, incremental cut after 1% changed, restore (dim 8, Adagrad)"
+"$bin/sparta-checkpoint-bench" --json "$tmp/checkpoint.json" $([[ -n $quick ]] && echo 100000 || echo 1000000 10000000)
+
+echo "== replication (lr, 2 workers + 3 servers) and failover (kill -9 of a server)"
+SPARTA_BIN="$bin" python3 tests/bench/replication_bench.py "$tmp/train.txt" "$tmp/test.txt" "$tmp/replication.json" $quick
 if [[ -n $json ]]; then
-  python3 - "$tmp/kv.json" "$e2e" "$json" <<'PY'
+  python3 - "$tmp/kv.json" "$e2e" "$json" "$tmp/checkpoint.json" "$tmp/replication.json" <<'PY'
 import json, sys
 records = json.load(open(sys.argv[1])) + json.load(open(sys.argv[2]))
+records += json.load(open(sys.argv[4])) + json.load(open(sys.argv[5]))
 for line in open(sys.argv[1].replace("kv.json", "memory.txt")):
     name, value = line.split()[:2]
     records.append({"name": name, "unit": "bytes/row", "value": float(value)})
