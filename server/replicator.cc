@@ -17,8 +17,10 @@ Replicator::Replicator(zmq::context_t* context, uint32_t self_id, int self_rank,
 void Replicator::UpdateView(const pb::ClusterView& view, const AckCallback& on_ack) {
   shard_bits_ = std::bit_width(static_cast<size_t>(view.shard_owner_size())) - 1;
   replicas_.assign(view.shard_owner_size(), {});
+  any_replicas_ = false;
   for (int s = 0; s < view.replicas_size(); ++s) {
     replicas_[s].assign(view.replicas(s).ranks().begin(), view.replicas(s).ranks().end());
+    any_replicas_ |= !replicas_[s].empty();
   }
   if (peers_.size() <= static_cast<size_t>(self_rank_)) peers_.resize(self_rank_ + 1);
   for (const pb::NodeInfo& node : view.nodes()) {
@@ -51,7 +53,7 @@ void Replicator::UpdateView(const pb::ClusterView& view, const AckCallback& on_a
 }
 
 int Replicator::Forward(const std::shared_ptr<Request>& request, uint64_t epoch) {
-  if (replicas_.empty()) return 0;
+  if (!any_replicas_) return 0;  // replication factor 1: nothing to do per key
   const auto keys = request->keys;
   const pb::Header& in = request->message.header;
   // Usually every key's shard has the same replicas (e.g. R = servers, or

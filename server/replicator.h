@@ -82,6 +82,7 @@ class Replicator {
   const bool ack_all_;
   int shard_bits_ = 0;
   std::vector<std::vector<uint32_t>> replicas_;  // by shard
+  bool any_replicas_ = false;
   std::vector<Peer> peers_;                      // by rank; no socket = not live
   absl::flat_hash_map<AckKey, std::shared_ptr<Request>> awaiting_;
 };

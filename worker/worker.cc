@@ -132,6 +132,8 @@ absl::Status Worker::Run() {
     if (scheduler.ended()) client->Abort(scheduler.WaitForEnd());
   }
   SPARTA_RETURN_IF_ERROR(client->Start());
+  // A view published while the client was being built reached nobody.
+  client->UpdateView(scheduler.view());
 
   // The worker's own failures (bad data, a failed request) end the job at once.
   auto fail = [&](absl::Status status) {
