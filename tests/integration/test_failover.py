@@ -27,7 +27,7 @@ def job(test, data, **cluster):
         worker={"audit": 1})
 
 
-class KillTest(ClusterTest):
+class FailoverTestCase(ClusterTest):
     def assert_exactly_once(self, s):
         self.assertEqual(s["status"], "ok", s.get("error"))
         self.assertEqual(len(s["audit_counts"]), 2)
@@ -36,6 +36,8 @@ class KillTest(ClusterTest):
         # once: fewer means a lost update, more a duplicate.
         self.assertEqual(s["audit_counts"], s["worker_steps"])
 
+
+class KillTest(FailoverTestCase):
     def test_killed_server_loses_nothing(self):
         data = datagen(self.dir, 80000, 10000, seed=11)
         config = job(self, data)
@@ -74,6 +76,25 @@ class KillTest(ClusterTest):
         self.assertIn("failing over to its replicas", read(scheduler_log))
         self.assertIn("epoch 3", read(scheduler_log))  # failover, then the replacement
         self.assertLess(abs(s["auc"] - baseline["auc"]), 0.003)
+
+
+class ComebackTest(FailoverTestCase):
+    def test_server_back_from_a_freeze_is_told_it_was_declared_dead(self):
+        data = datagen(self.dir, 80000, 10000, seed=14)
+        run = self.run_dir("frozen")
+        proc = launch(job(self, data), run, ["data.epochs=12"], wait=False)
+        self.procs.append(proc)
+        wait_for(lambda: "epoch 2 done" in read(os.path.join(run, "worker-0.log")), 120, "epoch 2")
+        pids = {(d["role"], d["rank"]): d["pid"] for d in json.loads(read(os.path.join(run, "daemons.json")))}
+        os.kill(pids[("server", 1)], signal.SIGSTOP)  # alive, but silent past the heartbeat timeout
+        wait_for(lambda: "failing over" in read(os.path.join(run, "scheduler.log")), 30, "the failover")
+        os.kill(pids[("server", 1)], signal.SIGCONT)
+        wait_for(lambda: "was declared dead" in read(os.path.join(run, "server-1.log")), 30,
+                 "server-1 to hear that it was declared dead")
+        out, err = proc.communicate(timeout=300)
+        self.assertEqual(proc.returncode, 0, err)
+        self.assertIn("server-1", err)  # the launcher reports its exit and goes on
+        self.assert_exactly_once(summary(run))
 
 
 class SchedulerRestartTest(ClusterTest):
