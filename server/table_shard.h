@@ -8,6 +8,7 @@
 #ifndef SPARTA_SERVER_TABLE_SHARD_H_
 #define SPARTA_SERVER_TABLE_SHARD_H_
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <span>
@@ -66,6 +67,9 @@ class TableShard {
 
   // Adds every row changed since the last call to `batch`; returns how many.
   size_t Persist(rocksdb::ColumnFamilyHandle* column, RowBatch* batch) {
+    // In key order: RocksDB's memtable inserts a sorted run several times
+    // faster than random keys (its skip list reuses the last position).
+    std::sort(dirty_keys_.begin(), dirty_keys_.end());
     for (uint64_t key : dirty_keys_) batch->Put(column, shard_, key, Find(key), stride());
     const size_t n = dirty_keys_.size();
     dirty_keys_.clear();
