@@ -1,5 +1,6 @@
 #include "server/shard_executor.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "common/half.h"
@@ -135,7 +136,14 @@ void ShardExecutor::Execute(ShardTask& task) {
   rows_.fetch_add(created, std::memory_order_relaxed);
   if (is_push && store_ != nullptr && wal_) {
     rocksdb::ColumnFamilyHandle* column = store_->column(r.table->spec.id());
-    for (size_t i = 0; i < n; ++i) {
+    // In (shard, key) order, as RocksDB stores them: its memtable inserts a
+    // sorted batch several times faster than one in request order.
+    order_scratch_.resize(n);
+    for (uint32_t i = 0; i < n; ++i) order_scratch_[i] = i;
+    auto sort_key = [&](uint32_t i) { return std::pair(task.local_shards[i], r.keys[task.positions[i]]); };
+    std::sort(order_scratch_.begin(), order_scratch_.end(),
+              [&](uint32_t a, uint32_t b) { return sort_key(a) < sort_key(b); });
+    for (uint32_t i : order_scratch_) {
       const TableShard& shard = Shard(task.local_shards[i], *r.table);
       batch_.Put(column, shard.shard(), r.keys[task.positions[i]], row_scratch_[i], shard.stride());
     }

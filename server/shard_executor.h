@@ -77,6 +77,7 @@ class ShardExecutor {
   std::atomic<uint64_t> rows_{0};
   std::vector<float*> row_scratch_;  // Execute()'s rows, reused across tasks
   std::vector<float> grad_scratch_;  // one fp16 gradient row widened to fp32
+  std::vector<uint32_t> order_scratch_;  // durability "wal": rows in storage order
 };
 
 }  // namespace sparta

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Replication and failover benchmark with real daemons (through
 scripts/sparta launch): training throughput of lr on 3 servers + 2 workers
-with storage.replication_factor 1, 2, 3 and storage.ack all|primary, and
-the time from a kill -9 of a server to resumed training.
+with storage.replication_factor 1, 2, 3 and storage.ack all|primary, with
+storage.durability wal, and the time from a kill -9 of a server to resumed
+training.
 
   replication_bench.py TRAIN TEST JSON_OUT [--quick]
 """
@@ -70,6 +71,10 @@ def main():
             s = launch(cfg, os.path.join(tmp, f"r{r}-{ack}"),
                        [f"storage.replication_factor={r}", f"storage.ack={ack}"])
             add(f"train_lr_2w3s_replication{r}_ack_{ack}", "examples/s", s["examples_per_sec"])
+        # durability "wal": every push's rows through RocksDB's log before its ack.
+        for r in (1, 2):
+            s = launch(cfg, os.path.join(tmp, f"wal-r{r}"), [f"storage.replication_factor={r}", "storage.durability=wal"])
+            add(f"train_lr_2w3s_replication{r}_wal", "examples/s", s["examples_per_sec"])
 
         # Failover: kill -9 server-1 mid-training; time until the scheduler
         # declares it dead and until the workers resend to the new primaries.
