@@ -55,26 +55,18 @@ class KillTest(FailoverTestCase):
         os.kill(pids[("server", 1)], signal.SIGKILL)
         scheduler_log = os.path.join(run, "scheduler.log")
         wait_for(lambda: "failing over" in read(scheduler_log), 30, "the failover")
-        # A fresh server-1 joins the running job and takes over replicas.
-        port = next(d["ports"]["control"] for d in daemons if d["role"] == "scheduler")
-        replacement_log = os.path.join(self.dir, "replacement.log")
-        with open(replacement_log, "w") as log:
-            replacement = subprocess.Popen(
-                [os.path.join(BIN, "sparta-server"), "--config", config, "--rank", "1",
-                 "--set", f"cluster.scheduler=127.0.0.1:{port}", "--set", "data.epochs=12",
-                 "--set", f"storage.path={os.path.join(run, 'storage-replacement')}"],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        self.procs.append(replacement)
+        # The launcher starts a fresh server-1, which joins the running job
+        # and takes over replicas.
         out, err = proc.communicate(timeout=300)
         self.assertEqual(proc.returncode, 0, err)
-        self.assertEqual(replacement.wait(timeout=60), 0, read(replacement_log)[-2000:])
+        self.assertIn("starting a fresh server-1 to rejoin", err)
         self.assertIn("joined the running job", read(scheduler_log))
-        self.assertRegex(read(replacement_log), r"loading [1-9][0-9]* rows of table 'lr.w'")
+        self.assertRegex(read(os.path.join(run, "server-1.restart1.log")), r"loading [1-9][0-9]* rows of table 'lr.w'")
         s = summary(run)
         self.assert_exactly_once(s)
         self.assertIn("server-1", read(scheduler_log))
         self.assertIn("failing over to its replicas", read(scheduler_log))
-        self.assertIn("epoch 3", read(scheduler_log))  # failover, then the replacement
+        self.assertIn("epoch 3", read(scheduler_log))  # failover, then the fresh server-1
         self.assertLess(abs(s["auc"] - baseline["auc"]), 0.003)
 
 
