@@ -79,7 +79,8 @@ def main():
         # Failover: kill -9 server-1 mid-training; time until the scheduler
         # declares it dead and until the workers resend to the new primaries.
         run = os.path.join(tmp, "failover")
-        proc = launch(cfg, run, ["storage.replication_factor=2", f"data.epochs={3 if quick else 8}"], wait=False)
+        # Long enough that the kill lands mid-training (the quick data set is small).
+        proc = launch(cfg, run, ["storage.replication_factor=2", f"data.epochs={40 if quick else 8}"], wait=False)
         log0 = os.path.join(run, "worker-0.log")
         deadline = time.time() + 120
         while time.time() < deadline and " ex/s " not in (open(log0).read() if os.path.exists(log0) else ""):
@@ -87,7 +88,10 @@ def main():
         with open(os.path.join(run, "daemons.json")) as f:
             pid = next(d["pid"] for d in json.load(f) if d["role"] == "server" and d["rank"] == 1)
         killed_at = time.time()
-        os.kill(pid, signal.SIGKILL)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            sys.exit("replication_bench: the failover job ended before the kill; make it longer")
         proc.wait(timeout=600)
         detected = first_line_time(os.path.join(run, "scheduler.log"), "failing over")
         resumed = min(t for t in (first_line_time(os.path.join(run, f"worker-{w}.log"), "is gone") for w in (0, 1))
