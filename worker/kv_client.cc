@@ -262,8 +262,12 @@ void KVClient::SendPart(int server, uint64_t seq, pb::Header header, std::vector
     part.op->Complete(absl::UnavailableError(absl::StrCat("server-", server, ": ", st.message())));
     return;
   }
-  part.deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                     std::chrono::duration<double>(config_.worker.request_timeout));
+  // A resent part keeps its first deadline: retries during a failover do
+  // not extend worker.request_timeout.
+  if (part.deadline == Clock::time_point()) {
+    part.deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                       std::chrono::duration<double>(config_.worker.request_timeout));
+  }
   link.pending.emplace(seq, std::move(part));
 }
 
@@ -301,6 +305,7 @@ void KVClient::Reroute(PendingPart part) {
     if (has_values) frames.push_back(FrameFromVector(std::move(piece.values)));
     PendingPart sub;
     sub.op = part.op;
+    sub.deadline = part.deadline;
     sub.positions = std::move(piece.positions);
     // The same sequence number: a server that already applied this push
     // (as a replica) recognizes it and only acknowledges.
