@@ -41,6 +41,7 @@ def header(fields):
 
 
 PULL, PUSH, CREATE_TABLE, HEARTBEAT, BARRIER = 21, 22, 20, 4, 5
+REPLICATE, SHARD_SNAPSHOT = 24, 25
 
 
 def hostile_messages(rng):
@@ -54,6 +55,13 @@ def hostile_messages(rng):
     yield [header({1: HEARTBEAT})]                                        # from an unregistered peer
     yield [header({1: BARRIER})] + [b"x"] * 30                            # too many frames
     yield [header({1: CREATE_TABLE})]                                     # empty table spec
+    # Replication traffic from a peer that is not a current primary: a
+    # forward of epoch 0 (stale), snapshots with bad sizes, a stale epoch, and
+    # a table spec that cannot be created. None may change a row.
+    yield [header({1: REPLICATE, 6: 1, 7: 1, 18: 5}), b"\x01" * 8, b"\x00" * 4]
+    yield [header({1: SHARD_SNAPSHOT, 6: 2, 7: 3}), b"k" * 16, b"v" * 4]
+    yield [header({1: SHARD_SNAPSHOT, 6: 1, 7: 3}), b"\x01" * 8, b"\x00" * 12]
+    yield [header({1: SHARD_SNAPSHOT, 4: 1000, 6: 1, 7: 3, 13: header({1: 0})}), b"\x01" * 8, b"\x00" * 12]
     # A legal but enormous table, then a pull whose reply would be 26 GB.
     wide = header({1: 77, 2: b"wide", 4: 65536, 7: header({1: 0, 2: 0.1})})
     yield [header({1: CREATE_TABLE, 13: wide})]
