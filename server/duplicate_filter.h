@@ -20,8 +20,19 @@ class DuplicateFilter {
  public:
   static constexpr uint64_t kWindow = 4096;
 
-  // Returns true if (sender, seq) was seen before; records it otherwise.
-  bool SeenBefore(uint32_t sender, uint64_t seq) {
+  // Whether (sender, seq) was recorded (or is too old to tell, which counts
+  // as seen).
+  bool Contains(uint32_t sender, uint64_t seq) const {
+    auto it = senders_.find(sender);
+    if (it == senders_.end() || seq > it->second.highest) return false;
+    const uint64_t age = it->second.highest - seq;
+    return age >= kWindow || it->second.seen.test(age);
+  }
+
+  // Records (sender, seq) as applied. The server checks Contains() first and
+  // records only a request it accepted, so that a push refused here (wrong
+  // shard, wrong epoch) is still applied if it comes back after a failover.
+  void Record(uint32_t sender, uint64_t seq) {
     Window& w = senders_[sender];
     if (!w.any || seq > w.highest) {
       const uint64_t shift = w.any ? seq - w.highest : kWindow;
@@ -29,12 +40,16 @@ class DuplicateFilter {
       w.seen.set(0);
       w.highest = seq;
       w.any = true;
-      return false;
+      return;
     }
     const uint64_t age = w.highest - seq;
-    if (age >= kWindow) return true;
-    if (w.seen.test(age)) return true;
-    w.seen.set(age);
+    if (age < kWindow) w.seen.set(age);
+  }
+
+  // Returns true if (sender, seq) was seen before; records it otherwise.
+  bool SeenBefore(uint32_t sender, uint64_t seq) {
+    if (Contains(sender, seq)) return true;
+    Record(sender, seq);
     return false;
   }
 

@@ -57,6 +57,9 @@ class Replicator {
   void SendSnapshot(uint32_t peer, pb::Header header, std::vector<zmq::message_t> frames);
   void SnapshotDone(uint32_t peer);
 
+  // Replicas of each shard in the adopted view (the primary excluded).
+  const std::vector<std::vector<uint32_t>>& replicas() const { return replicas_; }
+
   // Poll items for the peer sockets (appended), and reading what they got.
   void AddPollItems(std::vector<zmq::pollitem_t>* items);
   void ReceiveAcks(const AckCallback& on_ack);

@@ -27,6 +27,12 @@ namespace sparta {
 // request can make the server allocate without limit.
 constexpr uint64_t kMaxReplyBytes = uint64_t{1} << 30;
 
+namespace {
+// Whose update a push is: a forwarded push is the worker's push, so
+// duplicates are recognized whether it arrives directly or forwarded.
+uint32_t OriginOf(const pb::Header& h) { return h.type() == pb::REPLICATE ? h.origin() : h.sender(); }
+}  // namespace
+
 Server::Server(const Config& config, int rank, std::string info_file)
     : config_(config),
       requested_rank_(rank),
@@ -174,12 +180,8 @@ void Server::HandleRequest(Message message) {
                                                                   table->spec.name(), "' of dim ",
                                                                   table->spec.dim())));
   }
-  // A forwarded push is the worker's push: both count under the worker's id.
-  const uint32_t origin = h.type() == pb::REPLICATE ? h.origin() : h.sender();
-  if (is_update && !OwnsAllKeys(message)) {
-    return Reply(message, absl::AbortedError(absl::StrCat("not the primary of every key's shard at epoch ", epoch_)));
-  }
-  if (is_update && duplicates_.SeenBefore(origin, h.seq())) {
+  const uint32_t origin = OriginOf(h);
+  if (is_update && duplicates_.Contains(origin, h.seq())) {
     spdlog::debug("push {} from sender {} already applied; acknowledging again", h.seq(), origin);
     return Reply(message, absl::OkStatus());
   }
@@ -212,22 +214,30 @@ void Server::Route(std::shared_ptr<Request> request) {
   const size_t threads = executors_.size();
   std::vector<ShardTask> tasks(threads);
   const auto keys = request->keys;
-  const bool is_update = request->message.header.type() != pb::PULL;
+  const pb::Header& h = request->message.header;
+  const bool is_update = h.type() != pb::PULL;
   ++touch_generation_;
+  std::vector<uint32_t> touched;  // shards this update counts for, once each
   for (uint32_t pos = 0; pos < keys.size(); ++pos) {
     const uint32_t shard = ShardOf(keys[pos], shard_bits_);
-    if (!is_update && shard_owner_[shard] != static_cast<uint32_t>(rank_)) {
+    if (!Serves(h.type(), shard)) {
+      // Nothing is applied, counted or recorded: the sender resends it to
+      // the shard's server once it has the current view.
       return Reply(request->message,
                    absl::AbortedError(absl::StrCat("key ", keys[pos], " is in shard ", shard, ", which server ",
                                                    shard_owner_[shard], " leads at epoch ", epoch_)));
     }
     if (is_update && touched_[shard] != touch_generation_) {
       touched_[shard] = touch_generation_;
-      shard_applied_[shard].fetch_add(1, std::memory_order_relaxed);
+      touched.push_back(shard);
     }
     ShardTask& task = tasks[shard % threads];
     task.positions.push_back(pos);
     task.local_shards.push_back(shard / threads);
+  }
+  if (is_update) {
+    duplicates_.Record(OriginOf(h), h.seq());
+    for (uint32_t shard : touched) shard_applied_[shard].fetch_add(1, std::memory_order_relaxed);
   }
   if (request->message.header.type() == pb::PUSH) request->acks_pending = replicator_->Forward(request, epoch_);
   int busy = 0;
@@ -290,34 +300,19 @@ void Server::OnReplicaAck(const std::shared_ptr<Request>& request, const absl::S
 }
 
 bool Server::IsReplicaOf(uint32_t shard) const {
-  const auto& r = replicas_[shard];
+  const auto& r = replicator_->replicas()[shard];
   return std::find(r.begin(), r.end(), static_cast<uint32_t>(rank_)) != r.end();
 }
 
-bool Server::OwnsAllKeys(const Message& m) const {
-  // Workers push to primaries; primaries forward to replicas.
-  const bool forwarded = m.header.type() == pb::REPLICATE;
-  const uint64_t* keys = static_cast<const uint64_t*>(m.frames[0].data());
-  for (uint32_t i = 0; i < m.header.num_keys(); ++i) {
-    uint64_t key;
-    std::memcpy(&key, keys + i, sizeof(key));  // the frame may be unaligned
-    const uint32_t shard = ShardOf(key, shard_bits_);
-    if (forwarded ? !IsReplicaOf(shard) && shard_owner_[shard] != static_cast<uint32_t>(rank_)
-                  : shard_owner_[shard] != static_cast<uint32_t>(rank_)) {
-      return false;
-    }
-  }
-  return true;
+bool Server::Serves(pb::MsgType type, uint32_t shard) const {
+  const bool leads = shard_owner_[shard] == static_cast<uint32_t>(rank_);
+  return type == pb::REPLICATE ? leads || IsReplicaOf(shard) : leads;
 }
 
 void Server::AdoptView(const pb::ClusterView& view) {
   epoch_ = view.epoch();
   shard_owner_.assign(view.shard_owner().begin(), view.shard_owner().end());
   shard_bits_ = std::bit_width(shard_owner_.size()) - 1;
-  replicas_.assign(shard_owner_.size(), {});
-  for (int s = 0; s < view.replicas_size(); ++s) {
-    replicas_[s].assign(view.replicas(s).ranks().begin(), view.replicas(s).ranks().end());
-  }
   replicator_->UpdateView(view, [this](const std::shared_ptr<Request>& r, const absl::Status& st) {
     OnReplicaAck(r, st);
   });
@@ -325,7 +320,7 @@ void Server::AdoptView(const pb::ClusterView& view) {
 
 void Server::OnNewView(const pb::ClusterView& view) {
   const std::vector<uint32_t> old_owner = shard_owner_;
-  const std::vector<std::vector<uint32_t>> old_replicas = replicas_;
+  const std::vector<std::vector<uint32_t>> old_replicas = replicator_->replicas();
   bool listed = false;
   for (const auto& node : view.nodes()) listed |= node.role() == pb::SERVER && node.rank() == rank_;
   if (!listed) {
@@ -338,7 +333,7 @@ void Server::OnNewView(const pb::ClusterView& view) {
     if (shard_owner_[s] != static_cast<uint32_t>(rank_)) continue;
     promoted += old_owner[s] != static_cast<uint32_t>(rank_);
     // A replica that did not hold the shard before needs its rows first.
-    for (uint32_t r : replicas_[s]) {
+    for (uint32_t r : replicator_->replicas()[s]) {
       const auto& before = old_replicas[s];
       if (r == old_owner[s] || std::find(before.begin(), before.end(), r) != before.end()) continue;
       replicator_->HoldForSnapshot(r);
@@ -391,7 +386,7 @@ void Server::SendSnapshots() {
     *h.mutable_table_spec() = rows.table->spec;
     h.set_num_keys(static_cast<uint32_t>(rows.keys.size()));
     h.set_dim(rows.stride);
-    h.mutable_checkpoint()->set_version(rows.shard);  // which shard
+    h.set_shard(rows.shard);
     std::vector<zmq::message_t> frames;
     frames.push_back(FrameFromVector(std::move(rows.keys)));
     frames.push_back(FrameFromVector(std::move(rows.rows)));
@@ -401,7 +396,7 @@ void Server::SendSnapshots() {
 
 void Server::LoadSnapshot(Message message) {
   const pb::Header& h = message.header;
-  const uint32_t shard = static_cast<uint32_t>(h.checkpoint().version());
+  const uint32_t shard = h.shard();
   if (shard >= shard_owner_.size() || h.epoch() < epoch_) {
     dropped_.fetch_add(1, std::memory_order_relaxed);
     spdlog::warn("dropped a snapshot of shard {} from epoch {} (this server is at epoch {})", shard, h.epoch(), epoch_);

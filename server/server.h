@@ -54,7 +54,9 @@ class Server {
   void OnApplied(const std::shared_ptr<Request>& request);
   void OnReplicaAck(const std::shared_ptr<Request>& request, const absl::Status& status);
   bool IsReplicaOf(uint32_t shard) const;
-  bool OwnsAllKeys(const Message& m) const;
+  // Whether this server takes a request of `type` for `shard`: workers
+  // reach primaries only; primaries forward to replicas.
+  bool Serves(pb::MsgType type, uint32_t shard) const;
   void SnapshotShard(uint32_t shard, uint32_t peer);
   void SendSnapshots();
   void LoadSnapshot(Message message);
@@ -81,7 +83,6 @@ class Server {
   uint64_t epoch_ = 0;
   int shard_bits_ = 0;
   std::vector<uint32_t> shard_owner_;
-  std::vector<std::vector<uint32_t>> replicas_;  // by shard
   std::unique_ptr<Replicator> replicator_;
   // Update batches applied per shard; read by the heartbeat thread.
   std::unique_ptr<std::atomic<uint64_t>[]> shard_applied_;

@@ -157,6 +157,15 @@ TEST_CASE("the duplicate filter recognizes resends, in and out of order") {
   CHECK(f.SeenBefore(1, 13));  // fell out of the window: treated as seen
 }
 
+TEST_CASE("the duplicate filter's Contains does not record: a refused push still counts as new later") {
+  DuplicateFilter f;
+  CHECK_FALSE(f.Contains(3, 7));
+  CHECK_FALSE(f.Contains(3, 7));  // asking twice records nothing
+  f.Record(3, 7);
+  CHECK(f.Contains(3, 7));
+  CHECK_FALSE(f.Contains(3, 8));
+}
+
 TEST_CASE("keys spread evenly over shards") {
   const int bits = 6;
   std::vector<int> count(1 << bits);
