@@ -47,15 +47,28 @@ absl::StatusOr<std::unique_ptr<Trainer::Step>> Trainer::BeginStep(DataLoader* lo
 }
 
 absl::Status Trainer::ForEachStep(DataLoader* loader, const std::function<absl::Status(Step&)>& body) {
-  SPARTA_ASSIGN_OR_RETURN(std::unique_ptr<Step> current, BeginStep(loader));
-  while (current != nullptr) {
-    // Prefetch: the next batch's pull goes out before this batch's compute.
-    SPARTA_ASSIGN_OR_RETURN(std::unique_ptr<Step> next, BeginStep(loader));
-    for (const auto& ticket : current->pulls) SPARTA_RETURN_IF_ERROR(client_->Wait(ticket));
-    SPARTA_RETURN_IF_ERROR(body(*current));
-    current = std::move(next);
+  std::unique_ptr<Step> current, next;
+  auto loop = [&]() -> absl::Status {
+    SPARTA_ASSIGN_OR_RETURN(current, BeginStep(loader));
+    while (current != nullptr) {
+      // Prefetch: the next batch's pull goes out before this batch's compute.
+      SPARTA_ASSIGN_OR_RETURN(next, BeginStep(loader));
+      for (const auto& ticket : current->pulls) SPARTA_RETURN_IF_ERROR(client_->Wait(ticket));
+      SPARTA_RETURN_IF_ERROR(body(*current));
+      current = std::move(next);
+    }
+    return absl::OkStatus();
+  };
+  const absl::Status status = loop();
+  // The client's I/O thread writes pulled rows into a step until its pulls
+  // complete, so a step leaving early (bad data, an abort) must wait for
+  // them before its buffers are freed. Every pull completes: answered,
+  // failed by an abort, or past worker.request_timeout.
+  for (Step* step : {current.get(), next.get()}) {
+    if (step == nullptr) continue;
+    for (const auto& ticket : step->pulls) (void)client_->Wait(ticket);
   }
-  return absl::OkStatus();
+  return status;
 }
 
 namespace {
