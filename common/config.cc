@@ -49,14 +49,20 @@ void VisitFields(Config& c, Visitor& v) {
   v("data.train", c.data.train, Required());
   v("data.test", c.data.test, FieldRule{});
   v("data.format", c.data.format, OneOf({"criteo", "libsvm"}));
+  v("data.plugin", c.data.plugin, FieldRule{});
+  v("data.options", c.data.options, FieldRule{});
   v("data.batch_size", c.data.batch_size, Between(1, 1 << 24));
   v("data.epochs", c.data.epochs, Between(1, 1 << 20));
   v("data.max_bad_lines", c.data.max_bad_lines, AtLeast(0));
   v("data.queue_batches", c.data.queue_batches, Between(1, 1024));
-  v("model.name", c.model.name, OneOf({"lr", "fm"}));
+  v("model.name", c.model.name, OneOf({"lr", "fm", "dnn"}));
+  v("model.plugin", c.model.plugin, FieldRule{});
   v("model.embedding_dim", c.model.embedding_dim, Between(1, 4096));
   v("model.init_scale", c.model.init_scale, AtLeast(0));
   v("model.seed", c.model.seed, AtLeast(0));
+  v("model.bottom_mlp", c.model.bottom_mlp, Between(1, 1 << 16));
+  v("model.top_mlp", c.model.top_mlp, Between(1, 1 << 16));
+  v("model.options", c.model.options, FieldRule{});
   v("optimizer.name", c.optimizer.name, OneOf({"sgd", "adagrad", "ftrl", "adam"}));
   v("optimizer.learning_rate", c.optimizer.learning_rate, AtLeast(0));
   v("optimizer.initial_accumulator", c.optimizer.initial_accumulator, AtLeast(0));
@@ -66,6 +72,11 @@ void VisitFields(Config& c, Visitor& v) {
   v("optimizer.l1", c.optimizer.l1, AtLeast(0));
   v("optimizer.l2", c.optimizer.l2, AtLeast(0));
   v("optimizer.ftrl_beta", c.optimizer.ftrl_beta, AtLeast(0));
+  v("optimizer.dense_name", c.optimizer.dense_name, OneOf({"", "sgd", "adagrad", "ftrl", "adam"}));
+  v("optimizer.dense_learning_rate", c.optimizer.dense_learning_rate, AtLeast(0));
+  v("worker.threads", c.worker.threads, Between(1, 256));
+  v("worker.consistency", c.worker.consistency, OneOf({"asp", "ssp", "bsp"}));
+  v("worker.staleness", c.worker.staleness, Between(0, 1 << 20));
   v("worker.max_inflight", c.worker.max_inflight, Between(1, 1024));
   v("worker.request_timeout", c.worker.request_timeout, Between(0.1, 86400));
   v("worker.audit", c.worker.audit, Between(0, 1));
@@ -184,6 +195,51 @@ class Loader {
     }
     if (rule.required && v.empty()) return Fail(*leaf, key, "must name at least one path");
     out = std::move(v);
+  }
+  // A list of integers, each checked against the rule's range.
+  void operator()(const char* key, std::vector<int64_t>& out, const FieldRule& rule) {
+    Leaf* leaf = Take(key, rule);
+    if (leaf == nullptr) return;
+    if (!leaf->node.IsSequence()) return Fail(*leaf, key, "expected a list of integers, e.g. [64, 32]");
+    std::vector<int64_t> v;
+    for (const auto& item : leaf->node) {
+      const std::string s = item.IsScalar() ? item.Scalar() : "";
+      int64_t x = 0;
+      auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), x);
+      if (s.empty() || ec != std::errc() || ptr != s.data() + s.size()) {
+        return Fail(*leaf, key, absl::StrCat("expected a list of integers; got '", s, "' in it"));
+      }
+      if (!CheckRange(*leaf, key, static_cast<double>(x), rule)) return;
+      v.push_back(x);
+    }
+    out = std::move(v);
+  }
+  // A free-form section (plugin options): every scalar under `key.`, kept as
+  // text for the plugin to interpret; a list becomes "a,b,c".
+  void operator()(const char* key, std::map<std::string, std::string>& out, const FieldRule&) {
+    const std::string prefix = absl::StrCat(key, ".");
+    for (auto& [name, leaf] : leaves_) {
+      if (name == key) {
+        leaf.used = true;
+        if (!leaf.node.IsNull()) Fail(leaf, key, "expected a mapping of option: value");
+        continue;
+      }
+      if (name.rfind(prefix, 0) != 0) continue;
+      leaf.used = true;
+      std::string value;
+      if (leaf.node.IsScalar()) {
+        value = leaf.node.Scalar();
+      } else if (leaf.node.IsSequence()) {
+        for (const auto& item : leaf.node) absl::StrAppend(&value, value.empty() ? "" : ",", item.Scalar());
+      }
+      out[name.substr(prefix.size())] = value;
+    }
+  }
+  // Where each given key came from.
+  std::map<std::string, std::string> Locations() const {
+    std::map<std::string, std::string> where;
+    for (const auto& [name, leaf] : leaves_) where[name] = leaf.where;
+    return where;
   }
   void operator()(const char* key, int& out, const FieldRule& rule) {
     int64_t v;
@@ -332,6 +388,22 @@ struct JsonWriter {
   void operator()(const char* key, int& v, const FieldRule&) { Sep(); out += JsonQuote(key) + ": " + std::to_string(v); }
   void operator()(const char* key, int64_t& v, const FieldRule&) { Sep(); out += JsonQuote(key) + ": " + std::to_string(v); }
   void operator()(const char* key, double& v, const FieldRule&) { Sep(); out += JsonQuote(key) + ": " + JsonNumber(v); }
+  void operator()(const char* key, std::vector<int64_t>& v, const FieldRule&) {
+    Sep();
+    out += JsonQuote(key) + ": [";
+    for (size_t i = 0; i < v.size(); ++i) out += (i ? ", " : "") + std::to_string(v[i]);
+    out += "]";
+  }
+  void operator()(const char* key, std::map<std::string, std::string>& v, const FieldRule&) {
+    Sep();
+    out += JsonQuote(key) + ": {";
+    bool first = true;
+    for (const auto& [name, value] : v) {
+      out += (first ? "" : ", ") + JsonQuote(name) + ": " + JsonQuote(value);
+      first = false;
+    }
+    out += "}";
+  }
 };
 
 }  // namespace
@@ -359,6 +431,7 @@ absl::StatusOr<Config> ParseConfig(const std::string& yaml_text, const std::stri
   VisitFields(config, loader);
   st = loader.Finish(known.keys);
   if (!st.ok()) return st;
+  config.where = loader.Locations();
   st = Validate(config);
   if (!st.ok()) return st;
   return config;

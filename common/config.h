@@ -11,6 +11,7 @@
 #define SPARTA_COMMON_CONFIG_H_
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -39,7 +40,9 @@ struct ServerConfig {
 struct DataConfig {
   std::vector<std::string> train;  // paths or globs (required)
   std::vector<std::string> test;   // paths or globs; empty: no evaluation
-  std::string format = "criteo";   // criteo | libsvm
+  std::string format = "criteo";   // criteo | libsvm (built-in readers)
+  std::string plugin;              // a reader plugin (.so); replaces `format`
+  std::map<std::string, std::string> options;  // handed to the reader plugin
   int batch_size = 4096;
   int epochs = 1;
   int64_t max_bad_lines = 1000;  // more malformed lines than this is an error
@@ -47,10 +50,14 @@ struct DataConfig {
 };
 
 struct ModelConfig {
-  std::string name = "lr";   // lr | fm
-  int embedding_dim = 8;     // fm
-  double init_scale = 0.01;  // fm: embeddings ~ U(-s, s)
+  std::string name = "lr";   // lr | fm | dnn (built-in models)
+  std::string plugin;        // a model plugin (.so); replaces `name`
+  int embedding_dim = 8;     // fm, dnn
+  double init_scale = 0.01;  // fm, dnn: embeddings ~ U(-s, s)
   int64_t seed = 2024;       // per-key initializer seed
+  std::vector<int64_t> bottom_mlp{32, 8};  // dnn: layers over the dense features
+  std::vector<int64_t> top_mlp{128, 64};   // dnn: hidden layers over [embeddings, bottom]
+  std::map<std::string, std::string> options;  // more options, handed to the model (plugin)
 };
 
 struct OptimizerConfig {
@@ -63,9 +70,19 @@ struct OptimizerConfig {
   double l1 = 0.0;  // FTRL L1
   double l2 = 0.0;  // L2 (FTRL's lambda2; weight decay for the others)
   double ftrl_beta = 1.0;
+  // Dense tables (MLP layers, biases): another optimizer, as deep CTR
+  // models use (sparse Adagrad + dense Adam). "" / 0: the same as above.
+  std::string dense_name;
+  double dense_learning_rate = 0;
 };
 
 struct WorkerConfig {
+  int threads = 1;       // compute threads, sharing one connection and one parameter cache
+  // asp: fully asynchronous; ssp: no worker more than `staleness` steps
+  // ahead of the slowest; bsp: every step waits for all workers, and the
+  // servers apply the step's summed gradients at once.
+  std::string consistency = "asp";
+  int staleness = 2;     // ssp's bound, in steps
   int max_inflight = 4;  // batches whose push may be unacknowledged
   double request_timeout = 60.0;  // seconds before a request is an error
   // 1: every step also adds 1 to this worker's row of an audit table, and
@@ -123,6 +140,13 @@ struct Config {
   LogConfig log;
 
   std::string source;  // the file it was loaded from, for messages
+  // "file:line" (or "--set ...") of each key that was given, so that later
+  // checks (a plugin that will not load) can point at it.
+  std::map<std::string, std::string> where;
+  std::string Where(const std::string& key) const {
+    auto it = where.find(key);
+    return it != where.end() ? it->second : source;
+  }
 };
 
 // Loads `path` and applies `overrides` ("key=value", value in YAML syntax).

@@ -6,7 +6,7 @@
 #include <numeric>
 #include <vector>
 
-#include "worker/models/loss.h"
+#include "sparta/sdk/logistic.h"
 
 namespace sparta {
 

@@ -21,7 +21,7 @@
 #include "worker/data/data_loader.h"
 #include "worker/kv_client.h"
 #include "worker/step_gate.h"
-#include "worker/models/model.h"
+#include "sparta/sdk/model.h"
 
 namespace sparta {
 

@@ -14,20 +14,29 @@
 #include "worker/data/data_loader.h"
 #include "worker/data/input_split.h"
 #include "worker/kv_client.h"
-#include "worker/models/model.h"
+#include "worker/plugins.h"
 #include "worker/step_gate.h"
 #include "worker/trainer.h"
 
 namespace sparta {
 namespace {
 
-pb::OptimizerSpec OptimizerFromConfig(const OptimizerConfig& c) {
+// A table's optimizer: what the model declared, else the job's (for dense
+// tables, optimizer.dense_* where set).
+pb::OptimizerSpec OptimizerFor(const TableDecl& decl, const OptimizerConfig& c) {
+  const bool dense = decl.kind == TableKind::kDense;
+  std::string name = !decl.optimizer.name.empty()      ? decl.optimizer.name
+                     : dense && !c.dense_name.empty() ? c.dense_name
+                                                      : c.name;
+  double learning_rate = decl.optimizer.learning_rate >= 0             ? decl.optimizer.learning_rate
+                         : dense && c.dense_learning_rate > 0 ? c.dense_learning_rate
+                                                                       : c.learning_rate;
   pb::OptimizerSpec spec;
-  if (c.name == "sgd") spec.set_type(pb::OptimizerSpec::SGD);
-  if (c.name == "adagrad") spec.set_type(pb::OptimizerSpec::ADAGRAD);
-  if (c.name == "ftrl") spec.set_type(pb::OptimizerSpec::FTRL);
-  if (c.name == "adam") spec.set_type(pb::OptimizerSpec::ADAM);
-  spec.set_learning_rate(c.learning_rate);
+  if (name == "sgd") spec.set_type(pb::OptimizerSpec::SGD);
+  if (name == "adagrad") spec.set_type(pb::OptimizerSpec::ADAGRAD);
+  if (name == "ftrl") spec.set_type(pb::OptimizerSpec::FTRL);
+  if (name == "adam") spec.set_type(pb::OptimizerSpec::ADAM);
+  spec.set_learning_rate(learning_rate);
   spec.set_initial_accumulator(c.initial_accumulator);
   spec.set_epsilon(c.epsilon);
   spec.set_beta1(c.beta1);
@@ -48,22 +57,25 @@ std::vector<pb::TableSpec> TableSpecs(const Model& model, const Config& config) 
     pb::TableSpec spec;
     spec.set_id(static_cast<uint32_t>(specs.size()));
     spec.set_name(decl.name);
-    spec.set_kind(decl.kind);
-    spec.set_dim(decl.kind == pb::TableSpec::DENSE
-                     ? static_cast<uint32_t>(std::min<uint64_t>(decl.dense_size, kDenseBlockFloats))
-                     : decl.dim);
+    const bool dense = decl.kind == TableKind::kDense;
+    spec.set_kind(dense ? pb::TableSpec::DENSE : pb::TableSpec::SPARSE);
+    spec.set_dim(dense ? static_cast<uint32_t>(std::min<uint64_t>(decl.dense_size, kDenseBlockFloats)) : decl.dim);
     spec.set_dense_size(decl.dense_size);
-    *spec.mutable_initializer() = decl.initializer;
-    *spec.mutable_optimizer() = OptimizerFromConfig(config.optimizer);
+    auto* init = spec.mutable_initializer();
+    init->set_type(static_cast<pb::InitializerSpec::Type>(decl.initializer.type));
+    init->set_scale(decl.initializer.scale);
+    init->set_seed(decl.initializer.seed);
+    *spec.mutable_optimizer() = OptimizerFor(decl, config.optimizer);
     specs.push_back(spec);
   }
   return specs;
 }
 
 absl::StatusOr<std::unique_ptr<DataLoader>> OpenInput(const std::vector<std::string>& files, int rank, int workers,
-                                                      const Config& config, bool single_pass) {
+                                                      const Config& config, const ReaderMaker& make_reader,
+                                                      bool single_pass) {
   SPARTA_ASSIGN_OR_RETURN(auto ranges, SplitInput(files, rank, workers));
-  SPARTA_ASSIGN_OR_RETURN(auto parser, NewLineParser(config.data.format));
+  SPARTA_ASSIGN_OR_RETURN(std::unique_ptr<Reader> parser, make_reader());
   auto reader = std::make_unique<SplitReader>(std::move(ranges), std::move(parser), config.data.max_bad_lines);
   DataLoader::Options options{.batch_size = config.data.batch_size,
                               .epochs = single_pass ? 1 : config.data.epochs,
@@ -85,7 +97,13 @@ absl::Status Worker::Run() {
   if (!config_.data.test.empty()) {
     SPARTA_ASSIGN_OR_RETURN(test_files, ExpandInputs(config_.data.test, "data.test"));
   }
-  SPARTA_ASSIGN_OR_RETURN(auto model, CreateModel(config_.model));
+  SPARTA_ASSIGN_OR_RETURN(ReaderMaker make_reader, OpenReaders(config_));
+  DataSchema schema;
+  {
+    SPARTA_ASSIGN_OR_RETURN(std::unique_ptr<Reader> probe, make_reader());
+    schema = probe->schema();
+  }
+  SPARTA_ASSIGN_OR_RETURN(auto model, OpenModel(config_, schema));
 
   zmq::context_t context(1);
   pb::NodeInfo self;
@@ -154,7 +172,7 @@ absl::Status Worker::Run() {
     if (auto st = client->CreateTable(audit); !st.ok()) return fail(st);
   }
   Trainer trainer(config_, client.get(), model.get(), tables);
-  auto loader = OpenInput(train_files, me.rank(), config_.cluster.workers, config_, /*single_pass=*/false);
+  auto loader = OpenInput(train_files, me.rank(), config_.cluster.workers, config_, make_reader, /*single_pass=*/false);
   if (!loader.ok()) return fail(loader.status());
   Trainer::TrainHooks hooks;
   hooks.gate = &gate;
@@ -186,7 +204,7 @@ absl::Status Worker::Run() {
   // Evaluate the final model: every worker's pushes must have landed first.
   if (auto st = scheduler.Barrier("training_done"); !st.ok()) return st;
   if (me.rank() == 0 && !test_files.empty()) {
-    auto test = OpenInput(test_files, 0, 1, config_, /*single_pass=*/true);
+    auto test = OpenInput(test_files, 0, 1, config_, make_reader, /*single_pass=*/true);
     if (!test.ok()) return fail(test.status());
     auto eval = trainer.Evaluate(test->get(), config_.eval.predictions_out);
     if (!eval.ok()) return fail(eval.status());

@@ -14,7 +14,7 @@
 #include "common/hash.h"
 #include "worker/data/batch.h"
 #include "worker/data/input_split.h"
-#include "worker/data/line_parser.h"
+#include "worker/data/readers.h"
 #include "worker/data/split_reader.h"
 
 namespace sparta {
@@ -44,17 +44,24 @@ std::string CriteoLine(int label, const std::string& i1, const std::string& c1) 
   return line;
 }
 
+// The reader's error for `line` ("" if it parsed).
+std::string Parse(Reader& reader, const std::string& line, Example* ex) {
+  std::string error;
+  return reader.Parse(line, ex, &error) ? "" : (error.empty() ? "(no reason)" : error);
+}
+
 TEST_CASE("criteo lines parse, with empty fields as missing values") {
-  auto parser = NewCriteoParser();
+  auto parser = NewCriteoReader();
   Example ex;
-  REQUIRE(parser->Parse(CriteoLine(1, "5", "68fd1e64"), &ex).ok());
+  REQUIRE(Parse(*parser, CriteoLine(1, "5", "68fd1e64"), &ex).empty());
   CHECK(ex.label == 1);
   // 13 integers (1 bucket key each) + 1 categorical; 25 empty categoricals.
   CHECK(ex.features.size() == 14);
   CHECK(ex.dense.size() == 13);
   CHECK(ex.dense[0] == Approx(std::log1p(5.0f)));
-  CHECK(ex.features.back().first == FeatureKey(14, 0x68fd1e64));
-  REQUIRE(parser->Parse(CriteoLine(0, "", ""), &ex).ok());
+  CHECK(ex.features.back().key == FeatureKey(14, 0x68fd1e64));
+  CHECK(ex.features.back().field == 13);
+  REQUIRE(Parse(*parser, CriteoLine(0, "", ""), &ex).empty());
   CHECK(ex.label == 0);
   CHECK(ex.features.size() == 12);
   CHECK(ex.dense[0] == 0);
@@ -63,31 +70,31 @@ TEST_CASE("criteo lines parse, with empty fields as missing values") {
 }
 
 TEST_CASE("malformed criteo lines are refused with a reason") {
-  auto parser = NewCriteoParser();
+  auto parser = NewCriteoReader();
   Example ex;
-  CHECK(parser->Parse("1\t2\t3", &ex).message().find("expected 40") != absl::string_view::npos);
-  CHECK(parser->Parse(CriteoLine(1, "x7", "ab"), &ex).message().find("I1") != absl::string_view::npos);
-  CHECK(parser->Parse(CriteoLine(1, "7", "zz"), &ex).message().find("C1") != absl::string_view::npos);
-  CHECK(parser->Parse("2" + CriteoLine(1, "7", "ab").substr(1), &ex).message().find("label") !=
-        absl::string_view::npos);
-  CHECK_FALSE(parser->Parse(CriteoLine(1, "7", "ab") + "\textra", &ex).ok());
+  CHECK(Parse(*parser, "1\t2\t3", &ex).find("expected 40") != std::string::npos);
+  CHECK(Parse(*parser, CriteoLine(1, "x7", "ab"), &ex).find("I1") != std::string::npos);
+  CHECK(Parse(*parser, CriteoLine(1, "7", "zz"), &ex).find("C1") != std::string::npos);
+  CHECK(Parse(*parser, "2" + CriteoLine(1, "7", "ab").substr(1), &ex).find("label") != std::string::npos);
+  CHECK_FALSE(Parse(*parser, CriteoLine(1, "7", "ab") + "\textra", &ex).empty());
 }
 
 TEST_CASE("libsvm lines parse") {
-  auto parser = NewLibsvmParser();
+  auto parser = NewLibsvmReader();
   Example ex;
-  REQUIRE(parser->Parse("+1 3:0.5 10:1 qid:4 # comment", &ex).ok());
+  REQUIRE(Parse(*parser, "+1 3:0.5 10:1 qid:4 # comment", &ex).empty());
   CHECK(ex.label == 1);
   REQUIRE(ex.features.size() == 2);
-  CHECK(ex.features[0] == std::make_pair(uint64_t{3}, 0.5f));
-  REQUIRE(parser->Parse("-1 7:2", &ex).ok());
+  CHECK(ex.features[0].key == 3);
+  CHECK(ex.features[0].value == 0.5f);
+  REQUIRE(Parse(*parser, "-1 7:2", &ex).empty());
   CHECK(ex.label == 0);
-  REQUIRE(parser->Parse("0", &ex).ok());
+  REQUIRE(Parse(*parser, "0", &ex).empty());
   CHECK(ex.features.empty());
-  CHECK_FALSE(parser->Parse("1 7", &ex).ok());
-  CHECK_FALSE(parser->Parse("1 a:1", &ex).ok());
-  CHECK_FALSE(parser->Parse("x 1:1", &ex).ok());
-  CHECK_FALSE(parser->Parse("1 1:nan", &ex).ok());
+  CHECK_FALSE(Parse(*parser, "1 7", &ex).empty());
+  CHECK_FALSE(Parse(*parser, "1 a:1", &ex).empty());
+  CHECK_FALSE(Parse(*parser, "x 1:1", &ex).empty());
+  CHECK_FALSE(Parse(*parser, "1 1:nan", &ex).empty());
 }
 
 // Reads what `workers` workers would read of `files` and counts each label value.
@@ -96,10 +103,10 @@ std::map<int, int> ReadAll(const std::vector<std::string>& files, int workers) {
   for (int r = 0; r < workers; ++r) {
     auto ranges = SplitInput(files, r, workers);
     REQUIRE(ranges.ok());
-    SplitReader reader(*ranges, NewLibsvmParser(), 0);
+    SplitReader reader(*ranges, NewLibsvmReader(), 0);
     REQUIRE(reader
                 .ReadPass([&](const Example& ex, uint64_t) {
-                  ++seen[static_cast<int>(ex.features[0].first)];
+                  ++seen[static_cast<int>(ex.features[0].key)];
                   return true;
                 })
                 .ok());
@@ -137,7 +144,7 @@ TEST_CASE("bad lines are counted; too many stop the reader naming file and line"
   for (int i = 1; i <= 100; ++i) text += (i == 37 || i == 90) ? "garbage line\n" : "1 1:1\n";
   const std::string path = dir.Write("bad.svm", text);
   {
-    SplitReader reader({{path, 0, text.size()}}, NewLibsvmParser(), 5);
+    SplitReader reader({{path, 0, text.size()}}, NewLibsvmReader(), 5);
     int good = 0;
     REQUIRE(reader.ReadPass([&](const Example&, uint64_t) { return ++good > 0; }).ok());
     CHECK(good == 98);
@@ -145,7 +152,7 @@ TEST_CASE("bad lines are counted; too many stop the reader naming file and line"
   }
   // A range that starts mid-file still reports the file's own line numbers.
   for (uint64_t begin : {uint64_t{0}, uint64_t{100}}) {
-    SplitReader reader({{path, begin, text.size()}}, NewLibsvmParser(), 0);
+    SplitReader reader({{path, begin, text.size()}}, NewLibsvmReader(), 0);
     auto st = reader.ReadPass([](const Example&, uint64_t) { return true; });
     REQUIRE_FALSE(st.ok());
     CHECK(std::string(st.message()).find(path + ":37:") != std::string::npos);
@@ -170,8 +177,8 @@ TEST_CASE("a batch de-duplicates keys and keeps per-example features") {
   BatchBuilder builder;
   Example a, b;
   a.label = 1;
-  a.features = {{10, 1.0f}, {20, 2.0f}};
-  b.features = {{20, 3.0f}, {30, 4.0f}, {10, 5.0f}};
+  a.features = {{10, 1.0f, 0}, {20, 2.0f, 1}};
+  b.features = {{20, 3.0f, 1}, {30, 4.0f, 2}, {10, 5.0f, 0}};
   builder.Add(a);
   builder.Add(b);
   auto batch = builder.Finish(99);

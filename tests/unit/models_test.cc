@@ -5,20 +5,27 @@
 #include <cmath>
 #include <random>
 
-#include "worker/models/loss.h"
-#include "worker/models/model.h"
+#include "sparta/sdk/logistic.h"
+#include "sparta/sdk/model.h"
+#include "worker/data/batch.h"
+#include "worker/models/builtin_models.h"
 
 namespace sparta {
 namespace {
 
-Batch RandomBatch(int examples, int keys, int per_example, std::mt19937& rng) {
+// Examples of `per_example` random keys, feature f in field f % fields,
+// with `dense` random dense features.
+Batch RandomBatch(int examples, int keys, int per_example, std::mt19937& rng, int fields = 1, int dense = 0) {
   BatchBuilder builder;
   std::uniform_int_distribution<uint64_t> key(1, keys);
   std::uniform_real_distribution<float> value(0.5f, 1.5f);
   for (int i = 0; i < examples; ++i) {
     Example ex;
     ex.label = i % 3 == 0 ? 1.0f : 0.0f;
-    for (int f = 0; f < per_example; ++f) ex.features.emplace_back(key(rng), value(rng));
+    for (int f = 0; f < per_example; ++f) {
+      ex.features.push_back({key(rng), value(rng), static_cast<uint32_t>(f % fields)});
+    }
+    for (int d = 0; d < dense; ++d) ex.dense.push_back(value(rng) - 1.0f);
     builder.Add(ex);
   }
   return std::move(*builder.Finish(0));
@@ -35,7 +42,7 @@ void CheckGradients(const Model& model, const Batch& batch, std::mt19937& rng) {
   std::vector<std::vector<float>> params;
   std::normal_distribution<float> normal(0.0f, 0.3f);
   for (const TableDecl& t : model.Tables()) {
-    const size_t n = t.kind == pb::TableSpec::DENSE ? t.dense_size : batch.unique_keys.size() * t.dim;
+    const size_t n = t.kind == TableKind::kDense ? t.dense_size : batch.unique_keys.size() * t.dim;
     std::vector<float> p(n);
     for (float& x : p) x = normal(rng);
     params.push_back(p);
@@ -67,23 +74,47 @@ void CheckGradients(const Model& model, const Batch& batch, std::mt19937& rng) {
   }
 }
 
+Options Opts(std::map<std::string, std::string> values) { return Options(std::move(values)); }
+
+std::unique_ptr<Model> Builtin(const std::string& name, Options options, DataSchema schema = {}) {
+  std::string error;
+  std::unique_ptr<Model> model(BuiltinModel(name)({.options = &options, .schema = schema}, &error));
+  INFO(error);
+  REQUIRE(model != nullptr);
+  return model;
+}
+
 TEST_CASE("lr gradients match finite differences") {
   std::mt19937 rng(7);
-  ModelConfig config;
-  config.name = "lr";
-  auto model = CreateModel(config);
-  REQUIRE(model.ok());
-  CheckGradients(**model, RandomBatch(16, 12, 4, rng), rng);
+  CheckGradients(*Builtin("lr", Options()), RandomBatch(16, 12, 4, rng), rng);
 }
 
 TEST_CASE("fm gradients match finite differences") {
   std::mt19937 rng(11);
-  ModelConfig config;
-  config.name = "fm";
-  config.embedding_dim = 3;
-  auto model = CreateModel(config);
-  REQUIRE(model.ok());
-  CheckGradients(**model, RandomBatch(16, 10, 5, rng), rng);
+  CheckGradients(*Builtin("fm", Opts({{"embedding_dim", "3"}})), RandomBatch(16, 10, 5, rng), rng);
+}
+
+TEST_CASE("dnn gradients match finite differences, through embeddings, both MLPs and the wide term") {
+  std::mt19937 rng(13);
+  auto model = Builtin("dnn", Opts({{"embedding_dim", "2"}, {"bottom_mlp", "3"}, {"top_mlp", "[4, 3]"}}),
+                       {.num_fields = 3, .num_dense = 2});
+  // emb + bottom.0 + top.0, top.1, output
+  REQUIRE(model->Tables().size() == 5);
+  CheckGradients(*model, RandomBatch(12, 9, 4, rng, 3, 2), rng);
+}
+
+TEST_CASE("dnn without dense features or bottom MLP still trains its embeddings") {
+  std::mt19937 rng(17);
+  auto model = Builtin("dnn", Opts({{"embedding_dim", "3"}, {"top_mlp", "5"}}), {.num_fields = 2});
+  CheckGradients(*model, RandomBatch(10, 8, 3, rng, 2), rng);
+}
+
+TEST_CASE("a model refuses malformed options with the option's name") {
+  Options options = Opts({{"embedding_dim", "eight"}});
+  std::string error;
+  std::unique_ptr<Model> model(NewFactorizationMachine({.options = &options}, &error));
+  CHECK(model == nullptr);
+  CHECK(error.find("embedding_dim") != std::string::npos);
 }
 
 }  // namespace

@@ -1,45 +1,17 @@
-// Batch: a mini-batch of parsed examples in the layout the models and the
-// parameter client want: features in CSR form whose column is a slot into
-// the batch's de-duplicated keys, so each key is pulled and pushed once.
-//
-// BatchBuilder assembles one from examples. Neither is thread-safe; a batch
-// is handed from the reader thread to the trainer thread whole.
+// BatchBuilder: assembles a Batch (sparta/sdk/example.h) from examples,
+// de-duplicating keys as it goes. Not thread-safe; a batch is handed from the
+// reader thread to a trainer thread whole.
 #ifndef SPARTA_WORKER_DATA_BATCH_H_
 #define SPARTA_WORKER_DATA_BATCH_H_
 
 #include <cstdint>
 #include <memory>
-#include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "sparta/sdk/example.h"
 
 namespace sparta {
-
-// One parsed input line.
-struct Example {
-  float label = 0;                                  // 0 or 1
-  std::vector<std::pair<uint64_t, float>> features; // (key, value)
-  std::vector<float> dense;                         // fixed-width dense features
-  void Clear() {
-    label = 0;
-    features.clear();
-    dense.clear();
-  }
-};
-
-struct Batch {
-  uint32_t size = 0;                 // examples
-  std::vector<float> labels;         // size
-  std::vector<uint32_t> offsets{0};  // size + 1: features of example i are [offsets[i], offsets[i+1])
-  std::vector<uint32_t> slots;       // per feature: index into unique_keys
-  std::vector<float> values;         // per feature
-  std::vector<uint64_t> unique_keys; // the batch's distinct keys, in first-seen order
-  uint32_t num_dense = 0;
-  std::vector<float> dense;          // size * num_dense
-  uint64_t bytes_read = 0;           // input bytes consumed so far, all epochs (for progress)
-  int epoch = 0;                     // 0-based epoch the batch belongs to
-};
 
 class BatchBuilder {
  public:
@@ -47,11 +19,12 @@ class BatchBuilder {
     if (!batch_) Reset();
     Batch& b = *batch_;
     b.labels.push_back(ex.label);
-    for (const auto& [key, value] : ex.features) {
-      auto [it, inserted] = slot_of_.try_emplace(key, static_cast<uint32_t>(b.unique_keys.size()));
-      if (inserted) b.unique_keys.push_back(key);
+    for (const Feature& f : ex.features) {
+      auto [it, inserted] = slot_of_.try_emplace(f.key, static_cast<uint32_t>(b.unique_keys.size()));
+      if (inserted) b.unique_keys.push_back(f.key);
       b.slots.push_back(it->second);
-      b.values.push_back(value);
+      b.values.push_back(f.value);
+      b.fields.push_back(f.field);
     }
     b.offsets.push_back(static_cast<uint32_t>(b.slots.size()));
     if (b.size == 0) b.num_dense = static_cast<uint32_t>(ex.dense.size());

@@ -54,8 +54,8 @@ absl::StatusOr<uint64_t> CountNewlines(const std::string& path, uint64_t end) {
   return count;
 }
 
-SplitReader::SplitReader(std::vector<FileRange> ranges, std::unique_ptr<LineParser> parser, int64_t max_bad_lines)
-    : ranges_(std::move(ranges)), parser_(std::move(parser)), max_bad_lines_(max_bad_lines) {
+SplitReader::SplitReader(std::vector<FileRange> ranges, std::unique_ptr<Reader> reader, int64_t max_bad_lines)
+    : ranges_(std::move(ranges)), reader_(std::move(reader)), max_bad_lines_(max_bad_lines) {
   for (const FileRange& r : ranges_) total_bytes_ += r.end - r.begin;
 }
 
@@ -116,11 +116,11 @@ absl::Status SplitReader::ReadRange(const FileRange& range, uint64_t bytes_befor
     if (line_start >= range.end) break;
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     if (line.empty()) continue;
-    absl::Status st = parser_->Parse(line, &example_);
-    if (!st.ok()) {
+    if (!reader_->Parse(line, &example_, &parse_error_)) {
       if (passes_ == 0) {
-        if (auto fatal = OnBadLine(range, line_in_range, st); !fatal.ok()) return fatal;
+        if (auto fatal = OnBadLine(range, line_in_range, parse_error_); !fatal.ok()) return fatal;
       }
+      parse_error_.clear();
       continue;
     }
     if (passes_ == 0) ++good_lines_;
@@ -132,7 +132,7 @@ absl::Status SplitReader::ReadRange(const FileRange& range, uint64_t bytes_befor
   return absl::OkStatus();
 }
 
-absl::Status SplitReader::OnBadLine(const FileRange& range, uint64_t line_in_range, const absl::Status& why) {
+absl::Status SplitReader::OnBadLine(const FileRange& range, uint64_t line_in_range, const std::string& why) {
   ++bad_lines_;
   const bool log_it = bad_lines_ <= kLoggedBadLines;
   const bool fatal = static_cast<int64_t>(bad_lines_) > max_bad_lines_;
@@ -149,9 +149,9 @@ absl::Status SplitReader::OnBadLine(const FileRange& range, uint64_t line_in_ran
   if (fatal) {
     return absl::InvalidArgumentError(absl::StrCat("too many malformed input lines: ", bad_lines_,
                                                    " > data.max_bad_lines (", max_bad_lines_, "); the last at ",
-                                                   where, ": ", why.message()));
+                                                   where, ": ", why));
   }
-  spdlog::warn("{}: skipped malformed line: {}", where, why.message());
+  spdlog::warn("{}: skipped malformed line: {}", where, why);
   return absl::OkStatus();
 }
 

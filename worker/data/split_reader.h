@@ -1,4 +1,5 @@
-// SplitReader: reads the lines of a worker's file ranges and parses them.
+// SplitReader: reads the lines of a worker's file ranges and parses them
+// with a Reader (built-in or plugin).
 //
 // A malformed line is skipped and counted; the first ones are logged with
 // file and line number; more than `max_bad_lines` of them is an error. Line
@@ -15,13 +16,13 @@
 
 #include "absl/status/status.h"
 #include "worker/data/input_split.h"
-#include "worker/data/line_parser.h"
+#include "sparta/sdk/reader.h"
 
 namespace sparta {
 
 class SplitReader {
  public:
-  SplitReader(std::vector<FileRange> ranges, std::unique_ptr<LineParser> parser, int64_t max_bad_lines);
+  SplitReader(std::vector<FileRange> ranges, std::unique_ptr<Reader> reader, int64_t max_bad_lines);
 
   // Reads every range once. `sink(example, bytes_done)` gets each good line
   // (bytes_done: bytes of this pass consumed so far) and returns false to
@@ -35,16 +36,17 @@ class SplitReader {
  private:
   absl::Status ReadRange(const FileRange& range, uint64_t bytes_before,
                          const std::function<bool(const Example&, uint64_t)>& sink, bool* stopped);
-  absl::Status OnBadLine(const FileRange& range, uint64_t line_in_range, const absl::Status& why);
+  absl::Status OnBadLine(const FileRange& range, uint64_t line_in_range, const std::string& why);
 
   const std::vector<FileRange> ranges_;
-  const std::unique_ptr<LineParser> parser_;
+  const std::unique_ptr<Reader> reader_;
   const int64_t max_bad_lines_;
   uint64_t total_bytes_ = 0;
   uint64_t bad_lines_ = 0;
   uint64_t good_lines_ = 0;
   int passes_ = 0;
   Example example_;
+  std::string parse_error_;
 };
 
 // Counts '\n' bytes in [0, end) of `path`.

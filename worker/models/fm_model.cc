@@ -5,8 +5,9 @@
 #include <algorithm>
 #include <vector>
 
-#include "worker/models/loss.h"
-#include "worker/models/model.h"
+#include "sparta/sdk/logistic.h"
+#include "sparta/sdk/model.h"
+#include "worker/models/builtin_models.h"
 
 namespace sparta {
 
@@ -15,13 +16,10 @@ class FactorizationMachine final : public Model {
   FactorizationMachine(int k, float init_scale, uint64_t seed) : k_(k), init_scale_(init_scale), seed_(seed) {}
 
   std::vector<TableDecl> Tables() const override {
-    pb::InitializerSpec init;
-    init.set_type(pb::InitializerSpec::UNIFORM);
-    init.set_scale(init_scale_);
-    init.set_seed(seed_);
-    return {TableDecl{.name = "fm.wv", .kind = pb::TableSpec::SPARSE, .dim = static_cast<uint32_t>(k_ + 1),
+    const InitializerDecl init{.type = InitializerDecl::kUniform, .scale = init_scale_, .seed = seed_};
+    return {TableDecl{.name = "fm.wv", .kind = TableKind::kSparse, .dim = static_cast<uint32_t>(k_ + 1),
                       .initializer = init},
-            TableDecl{.name = "fm.bias", .kind = pb::TableSpec::DENSE, .dim = 1, .dense_size = 1}};
+            TableDecl{.name = "fm.bias", .kind = TableKind::kDense, .dense_size = 1}};
   }
 
   double Compute(const Batch& batch, const ParamSpans& params, const GradSpans* grads,
@@ -77,8 +75,14 @@ class FactorizationMachine final : public Model {
   const uint64_t seed_;
 };
 
-std::unique_ptr<Model> NewFactorizationMachine(int k, float init_scale, uint64_t seed) {
-  return std::make_unique<FactorizationMachine>(k, init_scale, seed);
+Model* NewFactorizationMachine(const ModelContext& context, std::string* error) {
+  const Options& options = *context.options;
+  const int64_t k = options.Int("embedding_dim", 8);
+  const double scale = options.Double("init_scale", 0.01);
+  const int64_t seed = options.Int("seed", 2024);
+  if (!options.error().empty()) return *error = options.error(), nullptr;
+  if (k < 1) return *error = "fm: embedding_dim must be at least 1", nullptr;
+  return new FactorizationMachine(static_cast<int>(k), static_cast<float>(scale), static_cast<uint64_t>(seed));
 }
 
 }  // namespace sparta

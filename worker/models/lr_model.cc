@@ -2,16 +2,17 @@
 // Tables: "lr.w" (sparse, dim 1) and "lr.bias" (dense, 1 float).
 #include <algorithm>
 
-#include "worker/models/loss.h"
-#include "worker/models/model.h"
+#include "sparta/sdk/logistic.h"
+#include "sparta/sdk/model.h"
+#include "worker/models/builtin_models.h"
 
 namespace sparta {
 
 class LogisticRegression final : public Model {
  public:
   std::vector<TableDecl> Tables() const override {
-    return {TableDecl{.name = "lr.w", .kind = pb::TableSpec::SPARSE, .dim = 1},
-            TableDecl{.name = "lr.bias", .kind = pb::TableSpec::DENSE, .dim = 1, .dense_size = 1}};
+    return {TableDecl{.name = "lr.w", .kind = TableKind::kSparse, .dim = 1},
+            TableDecl{.name = "lr.bias", .kind = TableKind::kDense, .dense_size = 1}};
   }
 
   double Compute(const Batch& batch, const ParamSpans& params, const GradSpans* grads,
@@ -40,6 +41,6 @@ class LogisticRegression final : public Model {
   }
 };
 
-std::unique_ptr<Model> NewLogisticRegression() { return std::make_unique<LogisticRegression>(); }
+Model* NewLogisticRegression(const ModelContext&, std::string*) { return new LogisticRegression(); }
 
 }  // namespace sparta

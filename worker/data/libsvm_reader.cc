@@ -3,7 +3,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
-#include "worker/data/line_parser.h"
+#include "worker/data/readers.h"
 
 namespace sparta {
 namespace {
@@ -13,9 +13,11 @@ bool ParseFloat(std::string_view s, float* out) {
   return ec == std::errc() && ptr == s.data() + s.size() && std::isfinite(*out);
 }
 
-class LibsvmParser final : public LineParser {
+class LibsvmParser final : public Reader {
  public:
-  absl::Status Parse(std::string_view line, Example* ex) override {
+  DataSchema schema() const override { return {.num_fields = 1, .num_dense = 0}; }
+
+  bool Parse(std::string_view line, Example* ex, std::string* error) override {
     ex->Clear();
     size_t pos = 0;
     bool have_label = false;
@@ -29,7 +31,7 @@ class LibsvmParser final : public LineParser {
       if (!have_label) {
         float label;
         if (!ParseFloat(token.front() == '+' ? token.substr(1) : token, &label)) {
-          return absl::InvalidArgumentError(absl::StrCat("label is not a number: '", std::string(token), "'"));
+          return ParseError(error, absl::StrCat("label is not a number: '", std::string(token), "'"));
         }
         ex->label = label > 0 ? 1.0f : 0.0f;
         have_label = true;
@@ -37,24 +39,24 @@ class LibsvmParser final : public LineParser {
       }
       const size_t colon = token.find(':');
       if (colon == std::string_view::npos) {
-        return absl::InvalidArgumentError(absl::StrCat("expected index:value, got '", std::string(token), "'"));
+        return ParseError(error, absl::StrCat("expected index:value, got '", std::string(token), "'"));
       }
       if (token.substr(0, colon) == "qid") continue;
       uint64_t index;
       auto [ptr, ec] = std::from_chars(token.data(), token.data() + colon, index);
       float value;
       if (ec != std::errc() || ptr != token.data() + colon || !ParseFloat(token.substr(colon + 1), &value)) {
-        return absl::InvalidArgumentError(absl::StrCat("bad feature '", std::string(token), "'"));
+        return ParseError(error, absl::StrCat("bad feature '", std::string(token), "'"));
       }
-      if (value != 0) ex->features.emplace_back(index, value);
+      if (value != 0) ex->features.push_back({index, value, 0});
     }
-    if (!have_label) return absl::InvalidArgumentError("empty line");
-    return absl::OkStatus();
+    if (!have_label) return ParseError(error, "empty line");
+    return true;
   }
 };
 
 }  // namespace
 
-std::unique_ptr<LineParser> NewLibsvmParser() { return std::make_unique<LibsvmParser>(); }
+std::unique_ptr<Reader> NewLibsvmReader() { return std::make_unique<LibsvmParser>(); }
 
 }  // namespace sparta

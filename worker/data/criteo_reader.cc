@@ -7,7 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/hash.h"
-#include "worker/data/line_parser.h"
+#include "worker/data/readers.h"
 
 namespace sparta {
 namespace {
@@ -22,16 +22,18 @@ bool ParseHex(std::string_view s, uint64_t* out) {
   return ec == std::errc() && ptr == s.data() + s.size();
 }
 
-class CriteoParser final : public LineParser {
+class CriteoParser final : public Reader {
  public:
-  absl::Status Parse(std::string_view line, Example* ex) override {
+  DataSchema schema() const override { return {.num_fields = kFields - 1, .num_dense = kIntegerFields}; }
+
+  bool Parse(std::string_view line, Example* ex, std::string* error) override {
     ex->Clear();
     ex->dense.assign(kIntegerFields, 0.0f);
     size_t start = 0;
     for (int field = 0; field < kFields; ++field) {
       size_t tab = line.find('\t', start);
       if ((tab == std::string_view::npos) != (field == kFields - 1)) {
-        return absl::InvalidArgumentError(
+        return ParseError(error, 
             tab == std::string_view::npos
                 ? absl::StrCat("expected ", kFields, " tab-separated fields, found ", field + 1)
                 : absl::StrCat("more than ", kFields, " tab-separated fields"));
@@ -40,7 +42,7 @@ class CriteoParser final : public LineParser {
       start = tab + 1;
       if (field == 0) {
         if (value != "0" && value != "1") {
-          return absl::InvalidArgumentError(absl::StrCat("label must be 0 or 1, got '", std::string(value), "'"));
+          return ParseError(error, absl::StrCat("label must be 0 or 1, got '", std::string(value), "'"));
         }
         ex->label = value == "1" ? 1.0f : 0.0f;
       } else if (value.empty()) {
@@ -49,26 +51,26 @@ class CriteoParser final : public LineParser {
         int64_t v;
         auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
         if (ec != std::errc() || ptr != value.data() + value.size()) {
-          return absl::InvalidArgumentError(absl::StrCat("integer feature I", field, " is '", std::string(value), "'"));
+          return ParseError(error, absl::StrCat("integer feature I", field, " is '", std::string(value), "'"));
         }
         const int64_t bucket = v <= 2 ? v : static_cast<int64_t>(std::pow(std::log(static_cast<double>(v)), 2));
-        ex->features.emplace_back(FeatureKey(field, static_cast<uint64_t>(bucket)), 1.0f);
+        ex->features.push_back({FeatureKey(field, static_cast<uint64_t>(bucket)), 1.0f, static_cast<uint32_t>(field - 1)});
         ex->dense[field - 1] = std::log1p(static_cast<float>(std::max<int64_t>(v, 0)));
       } else {
         uint64_t token;
         if (!ParseHex(value, &token)) {
-          return absl::InvalidArgumentError(
+          return ParseError(error, 
               absl::StrCat("categorical feature C", field - kIntegerFields, " is not hexadecimal: '", std::string(value), "'"));
         }
-        ex->features.emplace_back(FeatureKey(field, token), 1.0f);
+        ex->features.push_back({FeatureKey(field, token), 1.0f, static_cast<uint32_t>(field - 1)});
       }
     }
-    return absl::OkStatus();
+    return true;
   }
 };
 
 }  // namespace
 
-std::unique_ptr<LineParser> NewCriteoParser() { return std::make_unique<CriteoParser>(); }
+std::unique_ptr<Reader> NewCriteoReader() { return std::make_unique<CriteoParser>(); }
 
 }  // namespace sparta

@@ -1,7 +1,7 @@
 // The logistic link and its loss, shared by every binary-click model.
 // Pure functions; thread-safe.
-#ifndef SPARTA_WORKER_MODELS_LOSS_H_
-#define SPARTA_WORKER_MODELS_LOSS_H_
+#ifndef SPARTA_SDK_LOGISTIC_H_
+#define SPARTA_SDK_LOGISTIC_H_
 
 #include <algorithm>
 #include <cmath>
@@ -19,4 +19,4 @@ inline double LogLoss(double p, double y) {
 
 }  // namespace sparta
 
-#endif  // SPARTA_WORKER_MODELS_LOSS_H_
+#endif  // SPARTA_SDK_LOGISTIC_H_
