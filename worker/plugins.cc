@@ -7,6 +7,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/logging.h"
 #include "worker/models/builtin_models.h"
 
 namespace sparta {
@@ -37,6 +38,7 @@ absl::StatusOr<const PluginInfo*> LoadPlugin(const Config& config, const std::st
         ", but this worker speaks version ", SPARTA_SDK_ABI_VERSION,
         "; rebuild the plugin against the installed SDK (find_package(Sparta))"));
   }
+  spdlog::info("loaded plugin '{}' (SDK ABI {}) from {}", info->name, info->abi_version, path);
   loaded[path] = info;
   return info;
 }

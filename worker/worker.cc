@@ -104,6 +104,10 @@ absl::Status Worker::Run() {
     schema = probe->schema();
   }
   SPARTA_ASSIGN_OR_RETURN(auto model, OpenModel(config_, schema));
+  spdlog::info("model {} ({} tables), reader {} ({} fields, {} dense)",
+               config_.model.plugin.empty() ? config_.model.name : "plugin " + config_.model.plugin,
+               model->Tables().size(), config_.data.plugin.empty() ? config_.data.format : "plugin " + config_.data.plugin,
+               schema.num_fields, schema.num_dense);
 
   zmq::context_t context(1);
   pb::NodeInfo self;
