@@ -154,6 +154,7 @@ void SchedulerClient::Handle(const pb::Header& h) {
     case pb::PAUSE:
     case pb::RESUME:
     case pb::CHECKPOINT:
+    case pb::CLOCK:
       if (callbacks_.on_control) callbacks_.on_control(h);
       return;
     case pb::BARRIER_RELEASE: {

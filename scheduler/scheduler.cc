@@ -29,6 +29,7 @@ Scheduler::Scheduler(const Config& config, std::string summary_file, std::string
       socket_(context_, zmq::socket_type::router),
       members_(config.cluster.servers, config.cluster.workers),
       shard_map_(config.cluster.num_shards, config.cluster.servers, config.storage.replication_factor),
+      clocks_(config.cluster.workers),
       checkpoints_(config, {.broadcast = [this](const pb::Header& h, pb::Role role) { Broadcast(h, role); },
                             .fail = [this](const std::string& reason) { Fail(reason); },
                             .live_servers = [this] { return members_.joined(pb::SERVER); },
@@ -237,6 +238,15 @@ void Scheduler::Dispatch(const std::string& routing_id, const pb::Header& h, Clo
     }
     case pb::BARRIER:
       return OnBarrier(*node, h.barrier());
+    case pb::CLOCK:
+      if (node->info.role() != pb::WORKER) break;
+      if (auto min = clocks_.Update(node->info.rank(), h.clock())) {
+        pb::Header tick;
+        tick.set_type(pb::CLOCK);
+        tick.set_clock(*min);
+        Broadcast(tick, pb::WORKER);
+      }
+      return;
     case pb::WORKER_DONE:
       if (!h.error().empty()) return Fail(absl::StrCat(DescribeNode(node->info), " failed: ", h.error()));
       if (node->info.role() != pb::WORKER) break;
@@ -492,6 +502,14 @@ void Scheduler::WriteSummary() const {
   out << ",\n  \"checkpoint_seconds\": " << JsonNumber(checkpoints_.last_seconds());
   out << ",\n  \"worker_steps\": [";
   for (const auto& [rank, r] : reports_) out << (rank ? ", " : "") << r.steps();
+  out << "]";
+  out << ",\n  \"consistency\": " << JsonQuote(config_.worker.consistency);
+  out << ",\n  \"max_clock_spread\": " << clocks_.max_spread();
+  // Per worker: how many steps it ran ahead of the slowest (worker.staleness bounds it under ssp/bsp).
+  out << ",\n  \"max_staleness\": [";
+  for (const auto& [rank, r] : reports_) out << (rank ? ", " : "") << r.max_staleness();
+  out << "],\n  \"mean_staleness\": [";
+  for (const auto& [rank, r] : reports_) out << (rank ? ", " : "") << JsonNumber(r.mean_staleness());
   out << "]";
   // Worker 0 reads the audit table (worker.audit) at the end.
   out << ",\n  \"audit_counts\": [";

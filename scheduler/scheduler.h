@@ -23,6 +23,7 @@
 #include "absl/status/status.h"
 #include "common/config.h"
 #include "scheduler/checkpoint_coordinator.h"
+#include "scheduler/clock_table.h"
 #include "scheduler/membership.h"
 #include "scheduler/shard_map.h"
 #include "scheduler/state_store.h"
@@ -79,6 +80,7 @@ class Scheduler {
   // (role, name) -> ids that have arrived.
   std::map<std::pair<int, std::string>, std::set<uint32_t>> barriers_;
   std::map<uint32_t, pb::WorkerReport> reports_;  // by worker rank
+  ClockTable clocks_;  // worker.consistency: each worker's finished steps
   std::map<uint32_t, pb::ServerStats> flushed_;   // by server rank
   uint64_t dropped_messages_ = 0;
   ShardMap shard_map_;

@@ -103,6 +103,7 @@ int Replicator::Forward(const std::shared_ptr<Request>& request, uint64_t epoch)
     out.header.set_table(in.table());
     out.header.set_dim(in.dim());
     out.header.set_dtype(in.dtype());
+    out.header.set_clock(in.clock());
     if (ack_all_) {
       awaiting_[{peer, in.sender(), in.seq()}] = request;
       ++acks;

@@ -86,7 +86,8 @@ absl::Status Server::Run() {
   const int threads = config_.server.threads;
   for (int e = 0; e < threads; ++e) {
     executors_.push_back(std::make_unique<ShardExecutor>(e, threads, shard_owner_.size(), &done_, store_.get(),
-                                                         config_.storage.durability == "wal"));
+                                                         config_.storage.durability == "wal",
+                                                         config_.worker.consistency == "bsp"));
   }
   if (!view->restore_from().empty()) {
     if (auto st = Restore(view->restore_from()); !st.ok()) {

@@ -10,11 +10,12 @@
 namespace sparta {
 
 ShardExecutor::ShardExecutor(int index, int count, uint32_t num_shards, Mailbox<std::shared_ptr<Request>>* done,
-                             RowStore* store, bool wal)
+                             RowStore* store, bool wal, bool sum_steps)
     : index_(index),
       count_(count),
       store_(store),
       wal_(wal),
+      sum_steps_(sum_steps),
       done_(done),
       shards_((num_shards + count - 1) / count) {}
 
@@ -34,6 +35,8 @@ void ShardExecutor::Run() {
     std::optional<ShardTask> task = queue_.WaitPop();
     if (!task) return;  // closed and drained
     if (task->control) {
+      // A checkpoint cut or a snapshot must see whole steps applied.
+      if (pending_clock_ != 0) ApplyPendingSteps();
       task->control();
       continue;
     }
@@ -90,10 +93,55 @@ absl::StatusOr<size_t> ShardExecutor::PersistChanged() {
   return written;
 }
 
+const float* ShardExecutor::GradOf(const Request& r, size_t position, uint32_t dim) {
+  const size_t at = position * dim;
+  if (r.dtype != pb::FP16) return r.grads.data() + at;
+  grad_scratch_.resize(dim);
+  HalvesToFloats(r.grads_half.data() + at, grad_scratch_.data(), dim);
+  return grad_scratch_.data();
+}
+
+void ShardExecutor::AddPending(ShardTask& task) {
+  Request& r = *task.request;
+  const uint32_t dim = r.table->spec.dim();
+  for (size_t i = 0; i < task.positions.size(); ++i) {
+    Shard(task.local_shards[i], *r.table).AddPending(r.keys[task.positions[i]], GradOf(r, task.positions[i], dim));
+  }
+  pending_clock_ = r.message.header.clock();
+}
+
+void ShardExecutor::ApplyPendingSteps() {
+  const bool track_changes = store_ != nullptr && !wal_;
+  uint64_t created = 0;
+  for (auto& tables : shards_) {
+    for (auto& shard : tables) {
+      if (!shard || !shard->has_pending()) continue;
+      rocksdb::ColumnFamilyHandle* column = wal_ && store_ != nullptr ? store_->column(shard->table_id()) : nullptr;
+      created += shard->ApplyPending(track_changes, [&](uint64_t key, const float* row) {
+        if (column != nullptr) batch_.Put(column, shard->shard(), key, row, shard->stride());
+      });
+    }
+  }
+  rows_.fetch_add(created, std::memory_order_relaxed);
+  pending_clock_ = 0;
+  if (wal_ && store_ != nullptr) (void)WriteWal();
+}
+
+absl::Status ShardExecutor::WriteWal() {
+  absl::Status st = store_->Write(&batch_);
+  if (!st.ok()) spdlog::error("rows could not be written to the write-ahead log: {}", st.message());
+  return st;
+}
+
 void ShardExecutor::Execute(ShardTask& task) {
   Request& r = *task.request;
   const uint32_t dim = r.table->spec.dim();
   const bool is_push = r.message.header.type() != pb::PULL;  // PUSH or REPLICATE
+  if (sum_steps_) {
+    const uint64_t clock = r.message.header.clock();
+    if (pending_clock_ != 0 && (clock == 0 || clock > pending_clock_)) ApplyPendingSteps();
+    if (is_push && clock != 0) return AddPending(task);
+  }
   const size_t n = task.positions.size();
   // Random keys miss the cache at every step: first the hash-map slot, then
   // the row. So the work is done in two passes, each prefetching a few keys
@@ -120,13 +168,7 @@ void ShardExecutor::Execute(ShardTask& task) {
     const size_t at = size_t{task.positions[i]} * dim;
     float* row = row_scratch_[i];
     if (is_push) {
-      const float* grad = r.grads.data() + at;
-      if (r.dtype == pb::FP16) {  // widen to fp32 before the update
-        grad_scratch_.resize(dim);
-        HalvesToFloats(r.grads_half.data() + at, grad_scratch_.data(), dim);
-        grad = grad_scratch_.data();
-      }
-      r.table->optimizer->Apply(row, grad, dim);
+      r.table->optimizer->Apply(row, GradOf(r, task.positions[i], dim), dim);
     } else if (r.dtype == pb::FP16) {
       FloatsToHalves(row, r.half_values.data() + at, dim);
     } else {
@@ -147,11 +189,7 @@ void ShardExecutor::Execute(ShardTask& task) {
       const TableShard& shard = Shard(task.local_shards[i], *r.table);
       batch_.Put(column, shard.shard(), r.keys[task.positions[i]], row_scratch_[i], shard.stride());
     }
-    if (auto st = store_->Write(&batch_); !st.ok()) {
-      spdlog::error("push {} from sender {} is not durable: {}", r.message.header.seq(), r.message.header.sender(),
-                    st.message());
-      r.not_durable.store(true);
-    }
+    if (!WriteWal().ok()) r.not_durable.store(true);
   }
 }
 

@@ -8,6 +8,14 @@
 // completes; otherwise changed rows are remembered and written in one batch
 // by PersistChanged() when a checkpoint is cut.
 //
+// With `sum_steps` (worker.consistency bsp) a push carrying a step clock is
+// not applied at once: its gradients are added to the step's sums, which are
+// applied together when the first request of a later step (or one without a
+// clock, or a control task) reaches the executor. Under BSP no worker sends
+// a request of step t+1 before every worker's step-t push is acknowledged,
+// so by then the sums are complete, and a pull of step t never sees a
+// partial step.
+//
 // Submit() is thread-safe and lock-free (a TaskQueue); everything else
 // happens on the executor's thread, except LoadRow(), which is for filling
 // the shards before Start().
@@ -35,7 +43,7 @@ class ShardExecutor {
   // Executor `index` of `count` owns the virtual shards s with
   // s % count == index. `store` (may be null) outlives the executor.
   ShardExecutor(int index, int count, uint32_t num_shards, Mailbox<std::shared_ptr<Request>>* done,
-                RowStore* store, bool wal);
+                RowStore* store, bool wal, bool sum_steps = false);
   ~ShardExecutor();  // drains nothing: call Stop() first
   ShardExecutor(const ShardExecutor&) = delete;
   ShardExecutor& operator=(const ShardExecutor&) = delete;
@@ -62,12 +70,20 @@ class ShardExecutor {
  private:
   void Run();
   void Execute(ShardTask& task);
+  // Adds a push's gradients to the pending step sums.
+  void AddPending(ShardTask& task);
+  // Applies the pending step sums of every shard.
+  void ApplyPendingSteps();
+  // Writes `batch_` to the store (durability wal); logs a failure.
+  absl::Status WriteWal();
   TableShard& Shard(uint32_t local, const TableEntry& table);
 
   const int index_;
   const int count_;
   RowStore* const store_;
   const bool wal_;
+  const bool sum_steps_;
+  uint64_t pending_clock_ = 0;  // step of the pending sums; 0: none
   RowBatch batch_;
   Mailbox<std::shared_ptr<Request>>* const done_;
   // shards_[local][table id]; created on first use.
@@ -77,6 +93,8 @@ class ShardExecutor {
   std::atomic<uint64_t> rows_{0};
   std::vector<float*> row_scratch_;  // Execute()'s rows, reused across tasks
   std::vector<float> grad_scratch_;  // one fp16 gradient row widened to fp32
+  // The fp32 gradient of key i of a push, widened from fp16 if need be.
+  const float* GradOf(const Request& r, size_t position, uint32_t dim);
   std::vector<uint32_t> order_scratch_;  // durability "wal": rows in storage order
 };
 

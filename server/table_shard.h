@@ -91,6 +91,38 @@ class TableShard {
 
   void Apply(float* row, const float* grad) const { optimizer_->Apply(row, grad, spec_->dim()); }
 
+  // worker.consistency bsp: adds `grad` to the step's summed gradient of
+  // `key`, applied later by ApplyPending() in one optimizer update, as if one
+  // worker had pushed the gradient of all workers' batches together.
+  void AddPending(uint64_t key, const float* grad) {
+    const uint32_t dim = spec_->dim();
+    auto [it, inserted] = pending_index_.try_emplace(key, static_cast<uint32_t>(pending_keys_.size()));
+    if (inserted) {
+      pending_keys_.push_back(key);
+      pending_grads_.resize(pending_grads_.size() + dim, 0.0f);
+    }
+    float* sum = pending_grads_.data() + size_t{it->second} * dim;
+    for (uint32_t j = 0; j < dim; ++j) sum[j] += grad[j];
+  }
+  bool has_pending() const { return !pending_keys_.empty(); }
+
+  // Applies every pending gradient (creating rows as needed) and calls
+  // on_row(key, row) for each updated row. Returns the rows created.
+  template <class Fn>
+  uint64_t ApplyPending(bool track_changes, Fn on_row) {
+    uint64_t created = 0;
+    const uint32_t dim = spec_->dim();
+    for (size_t i = 0; i < pending_keys_.size(); ++i) {
+      float* row = FindOrCreate(pending_keys_[i], &created, track_changes);
+      Apply(row, pending_grads_.data() + i * dim);
+      on_row(pending_keys_[i], row);
+    }
+    pending_index_.clear();
+    pending_keys_.clear();
+    pending_grads_.clear();
+    return created;
+  }
+
   uint32_t shard() const { return shard_; }
   uint32_t table_id() const { return spec_->id(); }
   uint32_t dim() const { return spec_->dim(); }
@@ -114,6 +146,10 @@ class TableShard {
   RowArena arena_;
   std::vector<uint64_t> dirty_bits_;  // bit i: row i changed
   std::vector<uint64_t> dirty_keys_;
+  // Summed gradients of the current bsp step, by key (in first-push order).
+  absl::flat_hash_map<uint64_t, uint32_t> pending_index_;
+  std::vector<uint64_t> pending_keys_;
+  std::vector<float> pending_grads_;
 };
 
 }  // namespace sparta

@@ -115,7 +115,7 @@ absl::Status KVClient::Start() {
 }
 
 KVClient::Ticket KVClient::Send(pb::MsgType type, uint32_t table, uint32_t dim, std::span<const uint64_t> keys,
-                                std::span<const float> grads, float* out) {
+                                std::span<const float> grads, float* out, uint64_t clock) {
   auto op = std::make_shared<Operation>();
   op->out_ = out;
   op->dim_ = dim;
@@ -164,6 +164,7 @@ KVClient::Ticket KVClient::Send(pb::MsgType type, uint32_t table, uint32_t dim, 
     o.header.set_table(table);
     o.header.set_num_keys(static_cast<uint32_t>(keys_of[s].size()));
     o.header.set_dim(dim);
+    if (clock != 0) o.header.set_clock(clock);
     o.frames.push_back(FrameFromVector(std::move(keys_of[s])));
     if (half) o.header.set_dtype(pb::FP16);
     if (type == pb::PUSH) {
@@ -185,13 +186,19 @@ KVClient::Ticket KVClient::Send(pb::MsgType type, uint32_t table, uint32_t dim, 
   return op;
 }
 
-KVClient::Ticket KVClient::Pull(uint32_t table, uint32_t dim, std::span<const uint64_t> keys, float* out) {
-  return Send(pb::PULL, table, dim, keys, {}, out);
+KVClient::Ticket KVClient::Pull(uint32_t table, uint32_t dim, std::span<const uint64_t> keys, float* out,
+                                uint64_t clock) {
+  return Send(pb::PULL, table, dim, keys, {}, out, clock);
 }
 
 KVClient::Ticket KVClient::Push(uint32_t table, uint32_t dim, std::span<const uint64_t> keys,
-                                std::span<const float> grads) {
-  return Send(pb::PUSH, table, dim, keys, grads, nullptr);
+                                std::span<const float> grads, uint64_t clock) {
+  return Send(pb::PUSH, table, dim, keys, grads, nullptr, clock);
+}
+
+bool KVClient::Done(const Ticket& ticket) {
+  std::lock_guard<std::mutex> lock(ticket->mu_);
+  return ticket->remaining_ == 0;
 }
 
 absl::Status KVClient::Wait(const Ticket& ticket) { return ticket->Wait(); }

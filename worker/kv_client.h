@@ -62,14 +62,18 @@ class KVClient {
   // Creates `spec` on every server (idempotent) and waits for all of them.
   absl::Status CreateTable(const pb::TableSpec& spec);
 
-  // Fetches `dim` floats per key into out[i * dim].
-  Ticket Pull(uint32_t table, uint32_t dim, std::span<const uint64_t> keys, float* out);
+  // Fetches `dim` floats per key into out[i * dim]. `clock`: the training
+  // step the request belongs to (worker.consistency bsp), 0 for none.
+  Ticket Pull(uint32_t table, uint32_t dim, std::span<const uint64_t> keys, float* out, uint64_t clock = 0);
 
   // Sends gradients grads[i * dim] of keys[i] to be applied by the servers.
-  Ticket Push(uint32_t table, uint32_t dim, std::span<const uint64_t> keys, std::span<const float> grads);
+  Ticket Push(uint32_t table, uint32_t dim, std::span<const uint64_t> keys, std::span<const float> grads,
+              uint64_t clock = 0);
 
   // Blocks until the operation has completed on every server.
   absl::Status Wait(const Ticket& ticket);
+  // Whether it has completed (Wait would not block).
+  static bool Done(const Ticket& ticket);
 
   // Fails every pending and future operation with `status` (e.g. when the
   // scheduler aborts the job), so no caller stays blocked.
@@ -86,7 +90,7 @@ class KVClient {
   struct ServerLink;
 
   Ticket Send(pb::MsgType type, uint32_t table, uint32_t dim, std::span<const uint64_t> keys,
-              std::span<const float> grads, float* out);
+              std::span<const float> grads, float* out, uint64_t clock);
   void Run();
   void OnResponse(int server, const pb::Header& h, std::vector<zmq::message_t>& frames);
   void SendPart(int server, uint64_t seq, pb::Header header, std::vector<zmq::message_t> frames, PendingPart part);

@@ -1,6 +1,7 @@
 #include "worker/trainer.h"
 
 #include <chrono>
+#include <algorithm>
 #include <deque>
 #include <fstream>
 #include <numeric>
@@ -16,13 +17,19 @@ using Clock = std::chrono::steady_clock;
 
 // One batch on its way through the pipeline, with the parameters pulled for it.
 struct Trainer::Step {
+  uint64_t number = 0;  // 1-based, counting restored steps
   std::unique_ptr<Batch> batch;
   std::vector<std::vector<float>> params;  // per table; dense tables padded to whole blocks
   std::vector<KVClient::Ticket> pulls;
 };
 
 Trainer::Trainer(const Config& config, KVClient* client, const Model* model, std::vector<pb::TableSpec> tables)
-    : config_(config), client_(client), model_(model), tables_(std::move(tables)), dense_keys_(tables_.size()) {
+    : config_(config),
+      client_(client),
+      model_(model),
+      tables_(std::move(tables)),
+      bsp_(config.worker.consistency == "bsp"),
+      dense_keys_(tables_.size()) {
   for (size_t t = 0; t < tables_.size(); ++t) {
     if (tables_[t].kind() != pb::TableSpec::DENSE) continue;
     const uint64_t blocks = (tables_[t].dense_size() + tables_[t].dim() - 1) / tables_[t].dim();
@@ -31,30 +38,41 @@ Trainer::Trainer(const Config& config, KVClient* client, const Model* model, std
   }
 }
 
-absl::StatusOr<std::unique_ptr<Trainer::Step>> Trainer::BeginStep(DataLoader* loader) {
+absl::StatusOr<std::unique_ptr<Trainer::Step>> Trainer::BeginStep(DataLoader* loader, uint64_t number,
+                                                                  const BeforePull& before_pull) {
   auto batch = loader->Next();
   if (!batch.ok()) return batch.status();
   if (*batch == nullptr) return std::unique_ptr<Step>();
+  if (before_pull) SPARTA_RETURN_IF_ERROR(before_pull(number));
   auto step = std::make_unique<Step>();
+  step->number = number;
   step->batch = *std::move(batch);
+  const uint64_t clock = bsp_ ? number : 0;
   step->params.resize(tables_.size());
   for (size_t t = 0; t < tables_.size(); ++t) {
     const auto& keys = KeysOf(t, *step->batch);
     step->params[t].resize(keys.size() * tables_[t].dim());
-    step->pulls.push_back(client_->Pull(tables_[t].id(), tables_[t].dim(), keys, step->params[t].data()));
+    step->pulls.push_back(client_->Pull(tables_[t].id(), tables_[t].dim(), keys, step->params[t].data(), clock));
   }
   return step;
 }
 
-absl::Status Trainer::ForEachStep(DataLoader* loader, const std::function<absl::Status(Step&)>& body) {
+absl::Status Trainer::ForEachStep(DataLoader* loader, const std::function<absl::Status(Step&)>& body,
+                                  uint64_t first_step, const BeforePull& before_pull, bool prefetch) {
   std::unique_ptr<Step> current, next;
+  uint64_t number = first_step;
   auto loop = [&]() -> absl::Status {
-    SPARTA_ASSIGN_OR_RETURN(current, BeginStep(loader));
+    SPARTA_ASSIGN_OR_RETURN(current, BeginStep(loader, ++number, before_pull));
     while (current != nullptr) {
       // Prefetch: the next batch's pull goes out before this batch's compute.
-      SPARTA_ASSIGN_OR_RETURN(next, BeginStep(loader));
+      if (prefetch) {
+        SPARTA_ASSIGN_OR_RETURN(next, BeginStep(loader, ++number, before_pull));
+      }
       for (const auto& ticket : current->pulls) SPARTA_RETURN_IF_ERROR(client_->Wait(ticket));
       SPARTA_RETURN_IF_ERROR(body(*current));
+      if (!prefetch) {
+        SPARTA_ASSIGN_OR_RETURN(next, BeginStep(loader, ++number, before_pull));
+      }
       current = std::move(next);
     }
     return absl::OkStatus();
@@ -103,16 +121,50 @@ absl::StatusOr<Trainer::TrainResult> Trainer::Train(DataLoader* loader, const Tr
   const auto start = Clock::now();
   auto last_progress = start;
   const double total_bytes = static_cast<double>(loader->bytes_per_epoch()) * config_.data.epochs;
-  std::deque<std::vector<KVClient::Ticket>> pushes;  // oldest first
+  struct PendingPush {
+    uint64_t step;
+    std::vector<KVClient::Ticket> tickets;
+  };
+  std::deque<PendingPush> pushes;  // oldest first
+  ClockGate* const clock = hooks.clock;
+  const int staleness = config_.worker.consistency == "asp" ? -1 : bsp_ ? 0 : config_.worker.staleness;
   std::vector<float> probs;
   std::vector<std::vector<float>> grads(tables_.size());
   double epoch_loss = 0, window_loss = 0;
   uint64_t epoch_examples = 0, window_examples = 0;
-  auto drain_pushes = [&]() -> absl::Status {
-    for (; !pushes.empty(); pushes.pop_front()) {
-      for (const auto& ticket : pushes.front()) SPARTA_RETURN_IF_ERROR(client_->Wait(ticket));
-    }
+  // Waits for the oldest step's pushes; the clock counts it as finished.
+  auto retire_oldest = [&]() -> absl::Status {
+    for (const auto& ticket : pushes.front().tickets) SPARTA_RETURN_IF_ERROR(client_->Wait(ticket));
+    if (clock != nullptr) clock->Advance(hooks.thread, pushes.front().step);
+    pushes.pop_front();
     return absl::OkStatus();
+  };
+  auto drain_pushes = [&]() -> absl::Status {
+    while (!pushes.empty()) SPARTA_RETURN_IF_ERROR(retire_oldest());
+    return absl::OkStatus();
+  };
+  // A checkpoint cut: everything this worker pushed so far must be in it.
+  auto pause_if_asked = [&]() -> absl::Status {
+    if (hooks.gate == nullptr || !hooks.gate->pause_requested()) return absl::OkStatus();
+    SPARTA_RETURN_IF_ERROR(drain_pushes());
+    return hooks.gate->PauseHere(result.steps);
+  };
+  // Before step `step` pulls: its view of the parameters may lag the
+  // slowest worker by at most `staleness` steps.
+  auto before_pull = [&](uint64_t step) -> absl::Status {
+    if (clock == nullptr) return absl::OkStatus();
+    // This worker's own pushes count too: steps up to step-1-staleness must be acknowledged.
+    const uint64_t needed = staleness < 0 || step - 1 <= static_cast<uint64_t>(staleness) ? 0 : step - 1 - staleness;
+    while (!pushes.empty() && pushes.front().step <= needed) SPARTA_RETURN_IF_ERROR(retire_oldest());
+    // Count finished pushes without waiting, so that the clock rises as early as it can.
+    while (!pushes.empty() && std::all_of(pushes.front().tickets.begin(), pushes.front().tickets.end(), KVClient::Done)) {
+      SPARTA_RETURN_IF_ERROR(retire_oldest());
+    }
+    while (true) {
+      SPARTA_ASSIGN_OR_RETURN(ClockGate::Wait wait, clock->WaitForStep(step));
+      if (wait == ClockGate::Wait::kReady) return absl::OkStatus();
+      SPARTA_RETURN_IF_ERROR(pause_if_asked());  // woken for a checkpoint: this is a step boundary
+    }
   };
 
   auto train_step = [&](Step& step) -> absl::Status {
@@ -134,26 +186,23 @@ absl::StatusOr<Trainer::TrainResult> Trainer::Train(DataLoader* loader, const Tr
     const double loss = model_->Compute(batch, ViewParams(tables_, step.params), &grad_spans, probs.data());
 
     std::vector<KVClient::Ticket> tickets;
+    const uint64_t request_clock = bsp_ ? step.number : 0;
     for (size_t t = 0; t < tables_.size(); ++t) {
-      tickets.push_back(client_->Push(tables_[t].id(), tables_[t].dim(), KeysOf(t, batch), grads[t]));
+      tickets.push_back(client_->Push(tables_[t].id(), tables_[t].dim(), KeysOf(t, batch), grads[t], request_clock));
     }
     if (hooks.audit != nullptr) {
       // SGD with learning rate 1 on a gradient of -1: the row counts pushes.
       static const float kMinusOne = -1.0f;
-      tickets.push_back(client_->Push(hooks.audit->id(), 1, {&hooks.audit_key, 1}, {&kMinusOne, 1}));
+      tickets.push_back(
+          client_->Push(hooks.audit->id(), 1, {&hooks.audit_key, 1}, {&kMinusOne, 1}, request_clock));
     }
-    pushes.push_back(std::move(tickets));
-    while (static_cast<int>(pushes.size()) > config_.worker.max_inflight) {
-      for (const auto& ticket : pushes.front()) SPARTA_RETURN_IF_ERROR(client_->Wait(ticket));
-      pushes.pop_front();
-    }
+    pushes.push_back({step.number, std::move(tickets)});
+    // bsp: the step is over only when its pushes are in.
+    const int window = bsp_ ? 0 : config_.worker.max_inflight;
+    while (static_cast<int>(pushes.size()) > window) SPARTA_RETURN_IF_ERROR(retire_oldest());
 
     ++result.steps;
-    if (hooks.gate != nullptr && hooks.gate->pause_requested()) {
-      // A checkpoint cut: everything this worker pushed so far must be in it.
-      SPARTA_RETURN_IF_ERROR(drain_pushes());
-      SPARTA_RETURN_IF_ERROR(hooks.gate->PauseHere(result.steps));
-    }
+    SPARTA_RETURN_IF_ERROR(pause_if_asked());
     if (hooks.after_step) hooks.after_step(result.steps);
     result.examples += batch.size;
     epoch_loss += loss;
@@ -174,8 +223,9 @@ absl::StatusOr<Trainer::TrainResult> Trainer::Train(DataLoader* loader, const Tr
     }
     return absl::OkStatus();
   };
-  SPARTA_RETURN_IF_ERROR(ForEachStep(loader, train_step));
+  SPARTA_RETURN_IF_ERROR(ForEachStep(loader, train_step, result.steps, before_pull, /*prefetch=*/!bsp_));
   SPARTA_RETURN_IF_ERROR(drain_pushes());
+  if (clock != nullptr) clock->Advance(hooks.thread, ClockGate::kFinished);
   if (hooks.gate != nullptr) hooks.gate->Finished(result.steps);
   result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   result.last_epoch_loss = epoch_examples ? epoch_loss / epoch_examples : 0;

@@ -6,7 +6,15 @@
 // so batch i's compute overlaps batch i+1's pull and the pushes of earlier
 // batches; at most worker.max_inflight pushes may be unacknowledged before
 // the trainer waits for the oldest (a bounded-delay window, as in the OSDI'14
-// parameter server). Not thread-safe: one trainer per training thread.
+// parameter server).
+//
+// Consistency (worker.consistency, see clock_gate.h): under ssp a step's pull
+// waits until the slowest worker is close enough; under bsp there is no
+// prefetch, every step's pushes are drained before the next step starts,
+// and requests carry the step number so that servers sum each step's pushes.
+//
+// Not thread-safe: one trainer per compute thread (they may share the
+// client, the loader and the clock gate).
 #ifndef SPARTA_WORKER_TRAINER_H_
 #define SPARTA_WORKER_TRAINER_H_
 
@@ -18,6 +26,7 @@
 #include "absl/status/statusor.h"
 #include "common/config.h"
 #include "sparta.pb.h"
+#include "worker/clock_gate.h"
 #include "worker/data/data_loader.h"
 #include "worker/kv_client.h"
 #include "worker/step_gate.h"
@@ -52,6 +61,9 @@ class Trainer {
     // worker.audit: each step adds 1 to row `audit_key` of this table.
     const pb::TableSpec* audit = nullptr;
     uint64_t audit_key = 0;
+    // Consistency control; null: none (a plain asp run).
+    ClockGate* clock = nullptr;
+    int thread = 0;  // this trainer's compute thread, for `clock`
   };
 
   absl::StatusOr<TrainResult> Train(DataLoader* loader, const TrainHooks& hooks);
@@ -63,19 +75,24 @@ class Trainer {
 
  private:
   struct Step;
-  absl::StatusOr<std::unique_ptr<Step>> BeginStep(DataLoader* loader);
+  // Called with a step's 1-based number before its pulls go out.
+  using BeforePull = std::function<absl::Status(uint64_t step)>;
+  absl::StatusOr<std::unique_ptr<Step>> BeginStep(DataLoader* loader, uint64_t number, const BeforePull& before_pull);
   // The keys of table t for `batch`: its unique keys, or a dense table's blocks.
   const std::vector<uint64_t>& KeysOf(size_t t, const Batch& batch) const {
     return tables_[t].kind() == pb::TableSpec::DENSE ? dense_keys_[t] : batch.unique_keys;
   }
   // Runs `body` on every batch of `loader` once its parameters have arrived,
-  // with the next batch's pull issued before `body` starts (the prefetch).
-  absl::Status ForEachStep(DataLoader* loader, const std::function<absl::Status(Step&)>& body);
+  // numbering steps from first_step + 1. With `prefetch`, the next batch's
+  // pull is issued before `body` starts; without, after it returns.
+  absl::Status ForEachStep(DataLoader* loader, const std::function<absl::Status(Step&)>& body,
+                           uint64_t first_step = 0, const BeforePull& before_pull = nullptr, bool prefetch = true);
 
   const Config& config_;
   KVClient* const client_;
   const Model* const model_;
   const std::vector<pb::TableSpec> tables_;
+  const bool bsp_;
   std::vector<std::vector<uint64_t>> dense_keys_;  // per dense table: its block indices
 };
 

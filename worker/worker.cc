@@ -13,6 +13,7 @@
 #include "common/status_macros.h"
 #include "worker/data/data_loader.h"
 #include "worker/data/input_split.h"
+#include "worker/clock_gate.h"
 #include "worker/kv_client.h"
 #include "worker/plugins.h"
 #include "worker/step_gate.h"
@@ -117,6 +118,8 @@ absl::Status Worker::Run() {
   self.set_pid(getpid());
   std::unique_ptr<KVClient> client;
   std::mutex client_mu;
+  std::unique_ptr<ClockGate> clock;  // set before training; read by the scheduler client's thread
+  std::mutex clock_mu;
   SchedulerClient* scheduler_ptr = nullptr;
   StepGate gate([&](uint64_t version, uint64_t steps) {
     pb::Header paused;
@@ -128,11 +131,25 @@ absl::Status Worker::Run() {
   SchedulerClient scheduler(&context, config_, self,
                             {.on_end = [&](const absl::Status& status) {
                                gate.Close();
+                               {
+                                 std::lock_guard<std::mutex> lock(clock_mu);
+                                 if (clock) clock->Close();
+                               }
                                // An abort (or a lost scheduler) must wake a trainer blocked on the servers.
                                std::lock_guard<std::mutex> lock(client_mu);
                                if (client && !status.ok()) client->Abort(status);
                              },
                              .on_control = [&](const pb::Header& h) {
+                               if (h.type() == pb::CLOCK || h.type() == pb::PAUSE) {
+                                 std::lock_guard<std::mutex> lock(clock_mu);
+                                 if (clock && h.type() == pb::CLOCK) clock->OnMinClock(h.clock());
+                                 // A worker waiting for the slowest must take the pause where it is.
+                                 if (clock && h.type() == pb::PAUSE) {
+                                   gate.RequestPause(h.checkpoint().version());
+                                   clock->Wake();
+                                   return;
+                                 }
+                               }
                                if (h.type() == pb::PAUSE) gate.RequestPause(h.checkpoint().version());
                                if (h.type() == pb::RESUME) gate.Resume();
                                if (h.type() == pb::CLUSTER_VIEW) {
@@ -185,6 +202,19 @@ absl::Status Worker::Run() {
     hooks.audit_key = me.rank();
   }
   if (me.rank() < view.worker_steps_size()) hooks.skip_steps = view.worker_steps(me.rank());
+  {
+    const std::string& mode = config_.worker.consistency;
+    std::lock_guard<std::mutex> lock(clock_mu);
+    clock = std::make_unique<ClockGate>(mode == "asp" ? -1 : mode == "bsp" ? 0 : config_.worker.staleness,
+                                        /*threads=*/1, hooks.skip_steps, config_.cluster.heartbeat_interval,
+                                        [&](uint64_t c) {
+                                          pb::Header h;
+                                          h.set_type(pb::CLOCK);
+                                          h.set_clock(c);
+                                          scheduler.Send(std::move(h));
+                                        });
+  }
+  hooks.clock = clock.get();
   // storage.checkpoint_every "<n> steps" counts worker 0's steps.
   const uint64_t every_steps = ParseCheckpointEvery(config_.storage.checkpoint_every)->steps;
   if (me.rank() == 0 && every_steps > 0) {
@@ -205,6 +235,10 @@ absl::Status Worker::Run() {
   report.set_train_seconds(trained->seconds);
   report.set_train_loss(trained->last_epoch_loss);
   report.set_bad_lines((*loader)->bad_lines());
+  report.set_max_staleness(clock->max_staleness());
+  report.set_mean_staleness(clock->mean_staleness());
+  spdlog::info("staleness ({}): max {} steps, mean {:.2f} steps ahead of the slowest worker",
+               config_.worker.consistency, clock->max_staleness(), clock->mean_staleness());
   // Evaluate the final model: every worker's pushes must have landed first.
   if (auto st = scheduler.Barrier("training_done"); !st.ok()) return st;
   if (me.rank() == 0 && !test_files.empty()) {

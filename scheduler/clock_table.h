@@ -1,0 +1,53 @@
+// ClockTable: each worker's clock (the steps it has finished with every push
+// acknowledged) and their minimum, which the scheduler sends to the workers
+// so that SSP/BSP workers know how far the slowest one is (ps-lite and
+// Petuum's SSP keep the same table). A finished worker reports the maximum
+// clock and stops holding the others back. Not thread-safe: the scheduler's
+// thread owns it.
+#ifndef SPARTA_SCHEDULER_CLOCK_TABLE_H_
+#define SPARTA_SCHEDULER_CLOCK_TABLE_H_
+
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+#include <optional>
+#include <vector>
+
+namespace sparta {
+
+class ClockTable {
+ public:
+  explicit ClockTable(int workers) : clocks_(workers, 0) {}
+
+  // Records worker `rank`'s clock (clocks never go back; a resent old value
+  // is ignored). Returns the new minimum if it rose.
+  std::optional<uint64_t> Update(int rank, uint64_t clock) {
+    if (rank < 0 || rank >= static_cast<int>(clocks_.size())) return std::nullopt;
+    clocks_[rank] = std::max(clocks_[rank], clock);
+    // The widest gap between a running worker and the slowest one seen so
+    // far: an independent check of the staleness bound (at most s + 1, as a
+    // worker may finish the step it was allowed to start).
+    const uint64_t slowest = *std::min_element(clocks_.begin(), clocks_.end());
+    for (uint64_t c : clocks_) {
+      if (c != kFinished) max_spread_ = std::max(max_spread_, c - slowest);
+    }
+    const uint64_t now = *std::min_element(clocks_.begin(), clocks_.end());
+    if (now <= min_) return std::nullopt;
+    min_ = now;
+    return min_;
+  }
+
+  uint64_t min() const { return min_; }
+  uint64_t max_spread() const { return max_spread_; }
+
+  static constexpr uint64_t kFinished = std::numeric_limits<uint64_t>::max();
+
+ private:
+  std::vector<uint64_t> clocks_;
+  uint64_t min_ = 0;
+  uint64_t max_spread_ = 0;
+};
+
+}  // namespace sparta
+
+#endif  // SPARTA_SCHEDULER_CLOCK_TABLE_H_

@@ -1,0 +1,151 @@
+// ClockGate: a worker's side of consistency control (worker.consistency).
+//
+// The worker's clock is the number of steps it has finished with every push
+// acknowledged; it reports each rise to the scheduler, which sends back the
+// minimum over all workers. Before step t pulls its parameters, the trainer
+// calls WaitForStep(t): under ssp/bsp it blocks until the slowest worker has
+// finished step t - 1 - staleness (bsp is staleness 0), so no worker runs
+// more than `staleness` steps ahead of the slowest, as in SSP (Ho et al.,
+// NIPS 2013) and the OSDI'14 parameter server's bounded delay. Under asp
+// nothing waits, but the staleness is measured all the same.
+//
+// With worker.threads > 1 each compute thread keeps its own step count and
+// the worker's clock is the least of them, so a worker step is one batch on
+// every thread (under bsp, one step of threads x batch_size examples).
+//
+// While it waits the gate resends the worker's clock every `resend`
+// seconds, so a restarted scheduler learns it again. Wake() interrupts a
+// wait (a checkpoint pause must be taken at this step boundary).
+//
+// Thread-safe: Advance/WaitForStep come from the training thread(s),
+// OnMinClock/Wake/Close from the scheduler client's thread.
+#ifndef SPARTA_WORKER_CLOCK_GATE_H_
+#define SPARTA_WORKER_CLOCK_GATE_H_
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <mutex>
+#include <vector>
+
+#include "absl/status/status.h"
+
+namespace sparta {
+
+class ClockGate {
+ public:
+  static constexpr uint64_t kFinished = std::numeric_limits<uint64_t>::max();
+  using SendClock = std::function<void(uint64_t clock)>;
+
+  // staleness < 0: asp (never wait).
+  ClockGate(int staleness, int threads, uint64_t start_clock, double resend_seconds, SendClock send)
+      : staleness_(staleness),
+        resend_(resend_seconds),
+        send_(std::move(send)),
+        thread_clocks_(threads, start_clock),
+        clock_(start_clock) {}
+
+  bool waits() const { return staleness_ >= 0; }
+
+  // Compute thread `thread` has finished `clock` steps with their pushes
+  // acknowledged (kFinished: it has stopped training).
+  void Advance(int thread, uint64_t clock) {
+    uint64_t worker_clock;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      thread_clocks_[thread] = std::max(thread_clocks_[thread], clock);
+      worker_clock = *std::min_element(thread_clocks_.begin(), thread_clocks_.end());
+      if (worker_clock <= clock_) return;
+      clock_ = worker_clock;
+    }
+    send_(worker_clock);
+  }
+
+  void OnMinClock(uint64_t min) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (min <= min_) return;
+    min_ = min;
+    cv_.notify_all();
+  }
+
+  void Wake() {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++wakeups_;
+    cv_.notify_all();
+  }
+
+  void Close() {
+    std::lock_guard<std::mutex> lock(mu_);
+    closed_ = true;
+    cv_.notify_all();
+  }
+
+  enum class Wait { kReady, kInterrupted };
+
+  // Before step `step` (1-based) pulls: waits until the slowest worker has
+  // finished step - 1 - staleness, or until Wake() (kInterrupted; call again
+  // after handling it). Records the step's staleness once it may go on.
+  absl::StatusOr<Wait> WaitForStep(uint64_t step) {
+    std::unique_lock<std::mutex> lock(mu_);
+    const uint64_t behind = step - 1;  // steps this worker has finished before this one
+    if (!announced_) {
+      // The scheduler learns this worker's starting clock (after a restore, not 0).
+      announced_ = true;
+      const uint64_t clock = clock_;
+      lock.unlock();
+      send_(clock);
+      lock.lock();
+    }
+    if (staleness_ >= 0) {
+      const uint64_t needed = behind > static_cast<uint64_t>(staleness_) ? behind - staleness_ : 0;
+      const uint64_t wakeups = wakeups_;
+      while (min_ < needed) {
+        if (closed_) return absl::CancelledError("the job ended while this worker waited for the slowest");
+        if (wakeups_ != wakeups) return Wait::kInterrupted;
+        if (cv_.wait_for(lock, std::chrono::duration<double>(resend_)) == std::cv_status::timeout) {
+          const uint64_t clock = clock_;
+          lock.unlock();
+          send_(clock);
+          lock.lock();
+        }
+      }
+    }
+    const uint64_t staleness = behind > min_ ? behind - min_ : 0;
+    max_staleness_ = std::max(max_staleness_, staleness);
+    sum_staleness_ += static_cast<double>(staleness);
+    ++steps_;
+    return Wait::kReady;
+  }
+
+  uint64_t max_staleness() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return max_staleness_;
+  }
+  double mean_staleness() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return steps_ ? sum_staleness_ / steps_ : 0;
+  }
+
+ private:
+  const int staleness_;
+  const double resend_;
+  const SendClock send_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<uint64_t> thread_clocks_;
+  uint64_t clock_;  // the least of thread_clocks_, as last sent
+  bool announced_ = false;
+  uint64_t min_ = 0;
+  uint64_t wakeups_ = 0;
+  bool closed_ = false;
+  uint64_t max_staleness_ = 0;
+  double sum_staleness_ = 0;
+  uint64_t steps_ = 0;
+};
+
+}  // namespace sparta
+
+#endif  // SPARTA_WORKER_CLOCK_GATE_H_
