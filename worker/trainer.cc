@@ -18,6 +18,7 @@ using Clock = std::chrono::steady_clock;
 // One batch on its way through the pipeline, with the parameters pulled for it.
 struct Trainer::Step {
   uint64_t number = 0;  // 1-based, counting restored steps
+  uint32_t early_keys = 0;  // unique_keys[0, early_keys) are pulled before the previous step's push
   std::unique_ptr<Batch> batch;
   std::vector<std::vector<float>> params;  // per table; dense tables padded to whole blocks
   std::vector<KVClient::Ticket> pulls;
@@ -39,7 +40,8 @@ Trainer::Trainer(const Config& config, KVClient* client, const Model* model, std
 }
 
 absl::StatusOr<std::unique_ptr<Trainer::Step>> Trainer::BeginStep(DataLoader* loader, uint64_t number,
-                                                                  const BeforePull& before_pull) {
+                                                                  const BeforePull& before_pull,
+                                                                  bool split) {
   auto batch = loader->Next();
   if (!batch.ok()) return batch.status();
   if (*batch == nullptr) return std::unique_ptr<Step>();
@@ -47,31 +49,55 @@ absl::StatusOr<std::unique_ptr<Trainer::Step>> Trainer::BeginStep(DataLoader* lo
   auto step = std::make_unique<Step>();
   step->number = number;
   step->batch = *std::move(batch);
-  const uint64_t clock = bsp_ ? number : 0;
+  step->early_keys = split ? step->batch->fresh_keys : static_cast<uint32_t>(step->batch->unique_keys.size());
   step->params.resize(tables_.size());
   for (size_t t = 0; t < tables_.size(); ++t) {
-    const auto& keys = KeysOf(t, *step->batch);
-    step->params[t].resize(keys.size() * tables_[t].dim());
-    step->pulls.push_back(client_->Pull(tables_[t].id(), tables_[t].dim(), keys, step->params[t].data(), clock));
+    step->params[t].resize(KeysOf(t, *step->batch).size() * tables_[t].dim());
   }
+  IssuePulls(*step, /*late=*/false);
+  if (!split) IssuePulls(*step, /*late=*/true);
   return step;
 }
 
+void Trainer::IssuePulls(Step& step, bool late) {
+  const uint64_t clock = bsp_ ? step.number : 0;
+  for (size_t t = 0; t < tables_.size(); ++t) {
+    const bool dense = tables_[t].kind() == pb::TableSpec::DENSE;
+    std::span<const uint64_t> keys = KeysOf(t, *step.batch);
+    const uint32_t dim = tables_[t].dim();
+    size_t from = 0;
+    if (!dense) {
+      // Early: the keys the previous batch does not update; late: the others.
+      from = late ? step.early_keys : 0;
+      keys = late ? keys.subspan(step.early_keys) : keys.first(step.early_keys);
+    } else if (!late) {
+      continue;  // every step updates a dense table
+    }
+    if (keys.empty()) continue;
+    step.pulls.push_back(client_->Pull(tables_[t].id(), dim, keys, step.params[t].data() + from * dim, clock));
+  }
+}
+
 absl::Status Trainer::ForEachStep(DataLoader* loader, const std::function<absl::Status(Step&)>& body,
-                                  uint64_t first_step, const BeforePull& before_pull, bool prefetch) {
+                                  Pipeline pipeline, uint64_t first_step, const BeforePull& before_pull) {
   std::unique_ptr<Step> current, next;
   uint64_t number = first_step;
   auto loop = [&]() -> absl::Status {
-    SPARTA_ASSIGN_OR_RETURN(current, BeginStep(loader, ++number, before_pull));
+    SPARTA_ASSIGN_OR_RETURN(current, BeginStep(loader, ++number, before_pull, false));
     while (current != nullptr) {
       // Prefetch: the next batch's pull goes out before this batch's compute.
-      if (prefetch) {
-        SPARTA_ASSIGN_OR_RETURN(next, BeginStep(loader, ++number, before_pull));
+      // Reading one's own writes, only its keys this batch does not update
+      // go now; the rest follow this batch's push on the same sockets, so
+      // the servers answer them with this batch's update applied.
+      if (pipeline != Pipeline::kSerial) {
+        SPARTA_ASSIGN_OR_RETURN(next,
+                                BeginStep(loader, ++number, before_pull, pipeline == Pipeline::kReadYourWrites));
       }
       for (const auto& ticket : current->pulls) SPARTA_RETURN_IF_ERROR(client_->Wait(ticket));
       SPARTA_RETURN_IF_ERROR(body(*current));
-      if (!prefetch) {
-        SPARTA_ASSIGN_OR_RETURN(next, BeginStep(loader, ++number, before_pull));
+      if (pipeline == Pipeline::kReadYourWrites && next != nullptr) IssuePulls(*next, /*late=*/true);
+      if (pipeline == Pipeline::kSerial) {
+        SPARTA_ASSIGN_OR_RETURN(next, BeginStep(loader, ++number, before_pull, false));
       }
       current = std::move(next);
     }
@@ -223,7 +249,8 @@ absl::StatusOr<Trainer::TrainResult> Trainer::Train(DataLoader* loader, const Tr
     }
     return absl::OkStatus();
   };
-  SPARTA_RETURN_IF_ERROR(ForEachStep(loader, train_step, result.steps, before_pull, /*prefetch=*/!bsp_));
+  SPARTA_RETURN_IF_ERROR(ForEachStep(loader, train_step, bsp_ ? Pipeline::kSerial : Pipeline::kReadYourWrites,
+                                     result.steps, before_pull));
   SPARTA_RETURN_IF_ERROR(drain_pushes());
   if (clock != nullptr) clock->Advance(hooks.thread, ClockGate::kFinished);
   if (hooks.gate != nullptr) hooks.gate->Finished(result.steps);
@@ -236,14 +263,17 @@ absl::StatusOr<Trainer::TrainResult> Trainer::Train(DataLoader* loader, const Tr
 
 absl::StatusOr<Trainer::EvalResult> Trainer::Evaluate(DataLoader* loader, const std::string& predictions_out) {
   std::vector<float> probs, labels;
-  SPARTA_RETURN_IF_ERROR(ForEachStep(loader, [&](Step& step) {
+  SPARTA_RETURN_IF_ERROR(ForEachStep(
+      loader,
+      [&](Step& step) {
     const Batch& batch = *step.batch;
     const size_t offset = probs.size();
     probs.resize(offset + batch.size);
     model_->Compute(batch, ViewParams(tables_, step.params), nullptr, probs.data() + offset);
     labels.insert(labels.end(), batch.labels.begin(), batch.labels.end());
     return absl::OkStatus();
-  }));
+      },
+      Pipeline::kPrefetchAll));
   EvalResult result;
   result.rows = probs.size();
   result.auc = Auc(probs, labels);

@@ -77,16 +77,25 @@ class Trainer {
   struct Step;
   // Called with a step's 1-based number before its pulls go out.
   using BeforePull = std::function<absl::Status(uint64_t step)>;
-  absl::StatusOr<std::unique_ptr<Step>> BeginStep(DataLoader* loader, uint64_t number, const BeforePull& before_pull);
+  // Reads the next batch and issues its pulls: all of them, or (`split`)
+  // only those of the keys the previous batch does not have
+  // (batch.fresh_keys); IssuePulls(late) sends the rest.
+  absl::StatusOr<std::unique_ptr<Step>> BeginStep(DataLoader* loader, uint64_t number, const BeforePull& before_pull,
+                                                  bool split);
+  void IssuePulls(Step& step, bool late);
   // The keys of table t for `batch`: its unique keys, or a dense table's blocks.
   const std::vector<uint64_t>& KeysOf(size_t t, const Batch& batch) const {
     return tables_[t].kind() == pb::TableSpec::DENSE ? dense_keys_[t] : batch.unique_keys;
   }
+  enum class Pipeline {
+    kPrefetchAll,     // the next batch's pulls go out before this batch's compute (no pushes: evaluation)
+    kReadYourWrites,  // as kPrefetchAll, but keys (and dense tables) this batch updates after its push
+    kSerial,          // the next batch's pulls go out after this batch's body (bsp)
+  };
   // Runs `body` on every batch of `loader` once its parameters have arrived,
-  // numbering steps from first_step + 1. With `prefetch`, the next batch's
-  // pull is issued before `body` starts; without, after it returns.
-  absl::Status ForEachStep(DataLoader* loader, const std::function<absl::Status(Step&)>& body,
-                           uint64_t first_step = 0, const BeforePull& before_pull = nullptr, bool prefetch = true);
+  // numbering steps from first_step + 1.
+  absl::Status ForEachStep(DataLoader* loader, const std::function<absl::Status(Step&)>& body, Pipeline pipeline,
+                           uint64_t first_step = 0, const BeforePull& before_pull = nullptr);
 
   const Config& config_;
   KVClient* const client_;

@@ -36,9 +36,32 @@ class BatchBuilder {
   uint32_t size() const { return batch_ ? batch_->size : 0; }
 
   // Hands out the batch built so far (nullptr if empty) and starts a new one.
+  // Its keys absent from the previous batch come first (batch.fresh_keys of
+  // them), so that a trainer can prefetch those while the previous batch is
+  // still being computed and pull the shared ones after its push. Doing it
+  // here keeps the work on the reader thread, off the training path.
   std::unique_ptr<Batch> Finish(uint64_t bytes_read) {
     if (!batch_ || batch_->size == 0) return nullptr;
-    batch_->bytes_read = bytes_read;
+    Batch& b = *batch_;
+    b.bytes_read = bytes_read;
+    const size_t n = b.unique_keys.size();
+    new_index_.resize(n);
+    uint32_t fresh = 0;
+    for (size_t i = 0; i < n; ++i) {
+      if (!previous_.contains(b.unique_keys[i])) new_index_[i] = fresh++;
+    }
+    uint32_t shared = fresh;
+    for (size_t i = 0; i < n; ++i) {
+      if (previous_.contains(b.unique_keys[i])) new_index_[i] = shared++;
+    }
+    if (fresh < n) {
+      std::vector<uint64_t> keys(n);
+      for (size_t i = 0; i < n; ++i) keys[new_index_[i]] = b.unique_keys[i];
+      b.unique_keys = std::move(keys);
+      for (uint32_t& slot : b.slots) slot = new_index_[slot];
+    }
+    b.fresh_keys = fresh;
+    std::swap(previous_, slot_of_);  // only the key set of previous_ is used
     slot_of_.clear();
     return std::move(batch_);
   }
@@ -48,6 +71,8 @@ class BatchBuilder {
 
   std::unique_ptr<Batch> batch_;
   absl::flat_hash_map<uint64_t, uint32_t> slot_of_;
+  absl::flat_hash_map<uint64_t, uint32_t> previous_;  // the last batch's keys
+  std::vector<uint32_t> new_index_;
 };
 
 }  // namespace sparta

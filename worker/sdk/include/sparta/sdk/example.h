@@ -43,7 +43,8 @@ struct Batch {
   std::vector<uint32_t> slots;        // per feature: index into unique_keys
   std::vector<float> values;          // per feature
   std::vector<uint32_t> fields;       // per feature
-  std::vector<uint64_t> unique_keys;  // the batch's distinct keys, in first-seen order
+  std::vector<uint64_t> unique_keys;  // the batch's distinct keys
+  uint32_t fresh_keys = 0;            // unique_keys[0, fresh_keys) are not in the reader's previous batch
   uint32_t num_dense = 0;
   std::vector<float> dense;           // size * num_dense, row-major
   uint64_t bytes_read = 0;            // input bytes consumed so far, all epochs (for progress)
