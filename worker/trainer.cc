@@ -21,15 +21,21 @@ struct Trainer::Step {
   uint32_t early_keys = 0;  // unique_keys[0, early_keys) are pulled before the previous step's push
   std::unique_ptr<Batch> batch;
   std::vector<std::vector<float>> params;  // per table; dense tables padded to whole blocks
+  // Per dense table, when it comes from the worker's DenseCache instead of `params`.
+  std::vector<std::shared_ptr<const DenseCache::Snapshot>> shared;
+  bool cached = false;
+  const std::vector<float>& values(size_t t) const { return shared[t] ? shared[t]->values : params[t]; }
   std::vector<KVClient::Ticket> pulls;
 };
 
-Trainer::Trainer(const Config& config, KVClient* client, const Model* model, std::vector<pb::TableSpec> tables)
+Trainer::Trainer(const Config& config, KVClient* client, const Model* model, std::vector<pb::TableSpec> tables,
+                 DenseCache* cache)
     : config_(config),
       client_(client),
       model_(model),
       tables_(std::move(tables)),
       bsp_(config.worker.consistency == "bsp"),
+      cache_(cache),
       dense_keys_(tables_.size()) {
   for (size_t t = 0; t < tables_.size(); ++t) {
     if (tables_[t].kind() != pb::TableSpec::DENSE) continue;
@@ -41,7 +47,8 @@ Trainer::Trainer(const Config& config, KVClient* client, const Model* model, std
 
 absl::StatusOr<std::unique_ptr<Trainer::Step>> Trainer::BeginStep(DataLoader* loader, uint64_t number,
                                                                   const BeforePull& before_pull,
-                                                                  bool split) {
+                                                                  Pipeline pipeline) {
+  const bool split = pipeline == Pipeline::kReadYourWrites;
   auto batch = loader->Next();
   if (!batch.ok()) return batch.status();
   if (*batch == nullptr) return std::unique_ptr<Step>();
@@ -51,7 +58,11 @@ absl::StatusOr<std::unique_ptr<Trainer::Step>> Trainer::BeginStep(DataLoader* lo
   step->batch = *std::move(batch);
   step->early_keys = split ? step->batch->fresh_keys : static_cast<uint32_t>(step->batch->unique_keys.size());
   step->params.resize(tables_.size());
+  step->shared.resize(tables_.size());
+  // Evaluation reads the final model, not a copy a compute thread may hold.
+  step->cached = cache_ != nullptr && pipeline != Pipeline::kPrefetchAll;
   for (size_t t = 0; t < tables_.size(); ++t) {
+    if (step->cached && tables_[t].kind() == pb::TableSpec::DENSE) continue;
     step->params[t].resize(KeysOf(t, *step->batch).size() * tables_[t].dim());
   }
   IssuePulls(*step, /*late=*/false);
@@ -72,6 +83,12 @@ void Trainer::IssuePulls(Step& step, bool late) {
       keys = late ? keys.subspan(step.early_keys) : keys.first(step.early_keys);
     } else if (!late) {
       continue;  // every step updates a dense table
+    } else if (step.cached) {
+      // As fresh as this thread's last push; under bsp, pulled anew after the step's barrier.
+      const uint64_t mark = bsp_ ? cache_->NotePushes() : last_push_mark_;
+      step.shared[t] = cache_->Get(t, mark, clock);
+      step.pulls.push_back(step.shared[t]->pull);
+      continue;
     }
     if (keys.empty()) continue;
     step.pulls.push_back(client_->Pull(tables_[t].id(), dim, keys, step.params[t].data() + from * dim, clock));
@@ -83,21 +100,22 @@ absl::Status Trainer::ForEachStep(DataLoader* loader, const std::function<absl::
   std::unique_ptr<Step> current, next;
   uint64_t number = first_step;
   auto loop = [&]() -> absl::Status {
-    SPARTA_ASSIGN_OR_RETURN(current, BeginStep(loader, ++number, before_pull, false));
+    SPARTA_ASSIGN_OR_RETURN(current, BeginStep(loader, ++number, before_pull, pipeline));
+    // The first step has no push to wait for.
+    if (current != nullptr && pipeline == Pipeline::kReadYourWrites) IssuePulls(*current, /*late=*/true);
     while (current != nullptr) {
       // Prefetch: the next batch's pull goes out before this batch's compute.
       // Reading one's own writes, only its keys this batch does not update
       // go now; the rest follow this batch's push on the same sockets, so
       // the servers answer them with this batch's update applied.
       if (pipeline != Pipeline::kSerial) {
-        SPARTA_ASSIGN_OR_RETURN(next,
-                                BeginStep(loader, ++number, before_pull, pipeline == Pipeline::kReadYourWrites));
+        SPARTA_ASSIGN_OR_RETURN(next, BeginStep(loader, ++number, before_pull, pipeline));
       }
       for (const auto& ticket : current->pulls) SPARTA_RETURN_IF_ERROR(client_->Wait(ticket));
       SPARTA_RETURN_IF_ERROR(body(*current));
       if (pipeline == Pipeline::kReadYourWrites && next != nullptr) IssuePulls(*next, /*late=*/true);
       if (pipeline == Pipeline::kSerial) {
-        SPARTA_ASSIGN_OR_RETURN(next, BeginStep(loader, ++number, before_pull, false));
+        SPARTA_ASSIGN_OR_RETURN(next, BeginStep(loader, ++number, before_pull, pipeline));
       }
       current = std::move(next);
     }
@@ -123,27 +141,22 @@ size_t VisibleSize(const pb::TableSpec& table, size_t buffer_size) {
   return table.kind() == pb::TableSpec::DENSE ? table.dense_size() : buffer_size;
 }
 
-ParamSpans ViewParams(const std::vector<pb::TableSpec>& tables, const std::vector<std::vector<float>>& params) {
+}  // namespace
+
+ParamSpans Trainer::ViewParams(const Step& step) const {
   ParamSpans spans;
-  for (size_t t = 0; t < tables.size(); ++t) spans.emplace_back(params[t].data(), VisibleSize(tables[t], params[t].size()));
+  for (size_t t = 0; t < tables_.size(); ++t) {
+    const std::vector<float>& values = step.values(t);
+    spans.emplace_back(values.data(), VisibleSize(tables_[t], values.size()));
+  }
   return spans;
 }
-
-}  // namespace
 
 absl::StatusOr<Trainer::TrainResult> Trainer::Train(DataLoader* loader) { return Train(loader, TrainHooks()); }
 
 absl::StatusOr<Trainer::TrainResult> Trainer::Train(DataLoader* loader, const TrainHooks& hooks) {
   TrainResult result;
-  // Resuming from a checkpoint: the batches its steps trained on are read
-  // and dropped, so that this worker goes on exactly where it was cut.
-  int epoch = 0;
-  for (; result.steps < hooks.skip_steps; ++result.steps) {
-    SPARTA_ASSIGN_OR_RETURN(std::unique_ptr<Batch> batch, loader->Next());
-    if (batch == nullptr) break;
-    epoch = batch->epoch;
-  }
-  if (hooks.skip_steps > 0) spdlog::info("resumed after step {} (epoch {})", result.steps, epoch + 1);
+  int epoch = -1;
   const auto start = Clock::now();
   auto last_progress = start;
   const double total_bytes = static_cast<double>(loader->bytes_per_epoch()) * config_.data.epochs;
@@ -173,7 +186,7 @@ absl::StatusOr<Trainer::TrainResult> Trainer::Train(DataLoader* loader, const Tr
   auto pause_if_asked = [&]() -> absl::Status {
     if (hooks.gate == nullptr || !hooks.gate->pause_requested()) return absl::OkStatus();
     SPARTA_RETURN_IF_ERROR(drain_pushes());
-    return hooks.gate->PauseHere(result.steps);
+    return hooks.gate->PauseHere(hooks.thread, result.steps);
   };
   // Before step `step` pulls: its view of the parameters may lag the
   // slowest worker by at most `staleness` steps.
@@ -205,11 +218,11 @@ absl::StatusOr<Trainer::TrainResult> Trainer::Train(DataLoader* loader, const Tr
     }
     GradSpans grad_spans;
     for (size_t t = 0; t < tables_.size(); ++t) {
-      grads[t].assign(step.params[t].size(), 0.0f);  // dense padding stays zero
+      grads[t].assign(step.values(t).size(), 0.0f);  // dense padding stays zero
       grad_spans.emplace_back(grads[t].data(), VisibleSize(tables_[t], grads[t].size()));
     }
     probs.resize(batch.size);
-    const double loss = model_->Compute(batch, ViewParams(tables_, step.params), &grad_spans, probs.data());
+    const double loss = model_->Compute(batch, ViewParams(step), &grad_spans, probs.data());
 
     std::vector<KVClient::Ticket> tickets;
     const uint64_t request_clock = bsp_ ? step.number : 0;
@@ -223,6 +236,7 @@ absl::StatusOr<Trainer::TrainResult> Trainer::Train(DataLoader* loader, const Tr
           client_->Push(hooks.audit->id(), 1, {&hooks.audit_key, 1}, {&kMinusOne, 1}, request_clock));
     }
     pushes.push_back({step.number, std::move(tickets)});
+    if (cache_ != nullptr) last_push_mark_ = cache_->NotePushes();
     // bsp: the step is over only when its pushes are in.
     const int window = bsp_ ? 0 : config_.worker.max_inflight;
     while (static_cast<int>(pushes.size()) > window) SPARTA_RETURN_IF_ERROR(retire_oldest());
@@ -237,7 +251,7 @@ absl::StatusOr<Trainer::TrainResult> Trainer::Train(DataLoader* loader, const Tr
     window_examples += batch.size;
     const auto now = Clock::now();
     const double since = std::chrono::duration<double>(now - last_progress).count();
-    if (since >= config_.log.progress_interval) {
+    if (hooks.log_progress && since >= config_.log.progress_interval) {
       const double elapsed = std::chrono::duration<double>(now - start).count();
       const double done = total_bytes > 0 ? batch.bytes_read / total_bytes : 0;
       spdlog::info("epoch {}/{} | {} examples | {:.0f} ex/s | loss {:.5f} | {:.1f}% | ETA {:.0f} s", epoch + 1,
@@ -250,13 +264,13 @@ absl::StatusOr<Trainer::TrainResult> Trainer::Train(DataLoader* loader, const Tr
     return absl::OkStatus();
   };
   SPARTA_RETURN_IF_ERROR(ForEachStep(loader, train_step, bsp_ ? Pipeline::kSerial : Pipeline::kReadYourWrites,
-                                     result.steps, before_pull));
+                                     hooks.first_step, before_pull));
   SPARTA_RETURN_IF_ERROR(drain_pushes());
   if (clock != nullptr) clock->Advance(hooks.thread, ClockGate::kFinished);
-  if (hooks.gate != nullptr) hooks.gate->Finished(result.steps);
+  if (hooks.gate != nullptr) hooks.gate->Finished(hooks.thread, result.steps);
   result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   result.last_epoch_loss = epoch_examples ? epoch_loss / epoch_examples : 0;
-  spdlog::info("training done: {} examples in {:.2f} s ({:.0f} ex/s), last epoch logloss {:.5f}", result.examples,
+  if (hooks.log_progress) spdlog::info("training done: {} examples in {:.2f} s ({:.0f} ex/s), last epoch logloss {:.5f}", result.examples,
                result.seconds, result.examples / std::max(result.seconds, 1e-9), result.last_epoch_loss);
   return result;
 }
@@ -269,7 +283,7 @@ absl::StatusOr<Trainer::EvalResult> Trainer::Evaluate(DataLoader* loader, const 
     const Batch& batch = *step.batch;
     const size_t offset = probs.size();
     probs.resize(offset + batch.size);
-    model_->Compute(batch, ViewParams(tables_, step.params), nullptr, probs.data() + offset);
+    model_->Compute(batch, ViewParams(step), nullptr, probs.data() + offset);
     labels.insert(labels.end(), batch.labels.begin(), batch.labels.end());
     return absl::OkStatus();
       },

@@ -28,6 +28,7 @@
 #include "sparta.pb.h"
 #include "worker/clock_gate.h"
 #include "worker/data/data_loader.h"
+#include "worker/dense_cache.h"
 #include "worker/kv_client.h"
 #include "worker/step_gate.h"
 #include "sparta/sdk/model.h"
@@ -49,13 +50,19 @@ class Trainer {
   };
 
   // `tables` are the specs created on the servers, in the model's order.
-  Trainer(const Config& config, KVClient* client, const Model* model, std::vector<pb::TableSpec> tables);
+  // `cache` (may be null) holds the dense tables shared by the worker's
+  // compute threads; training steps read them from there.
+  Trainer(const Config& config, KVClient* client, const Model* model, std::vector<pb::TableSpec> tables,
+          DenseCache* cache = nullptr);
 
   // How a training run fits into the job: steps already done before a
   // restored checkpoint (their batches are skipped), where to stop for
   // checkpoints, and what to do after each step.
   struct TrainHooks {
-    uint64_t skip_steps = 0;
+    // Steps this thread counts as done before it starts (restored from a
+    // checkpoint; the worker has skipped their batches): step numbers and
+    // the clock go on from here.
+    uint64_t first_step = 0;
     StepGate* gate = nullptr;
     std::function<void(uint64_t steps)> after_step;
     // worker.audit: each step adds 1 to row `audit_key` of this table.
@@ -63,7 +70,8 @@ class Trainer {
     uint64_t audit_key = 0;
     // Consistency control; null: none (a plain asp run).
     ClockGate* clock = nullptr;
-    int thread = 0;  // this trainer's compute thread, for `clock`
+    int thread = 0;  // this trainer's compute thread, for `clock` and `gate`
+    bool log_progress = true;
   };
 
   absl::StatusOr<TrainResult> Train(DataLoader* loader, const TrainHooks& hooks);
@@ -77,21 +85,22 @@ class Trainer {
   struct Step;
   // Called with a step's 1-based number before its pulls go out.
   using BeforePull = std::function<absl::Status(uint64_t step)>;
-  // Reads the next batch and issues its pulls: all of them, or (`split`)
-  // only those of the keys the previous batch does not have
-  // (batch.fresh_keys); IssuePulls(late) sends the rest.
-  absl::StatusOr<std::unique_ptr<Step>> BeginStep(DataLoader* loader, uint64_t number, const BeforePull& before_pull,
-                                                  bool split);
-  void IssuePulls(Step& step, bool late);
-  // The keys of table t for `batch`: its unique keys, or a dense table's blocks.
-  const std::vector<uint64_t>& KeysOf(size_t t, const Batch& batch) const {
-    return tables_[t].kind() == pb::TableSpec::DENSE ? dense_keys_[t] : batch.unique_keys;
-  }
+  // Reads the next batch and issues its pulls: all of them, or (under
+  // kReadYourWrites) only those of the keys the previous batch does not
+  // have (batch.fresh_keys); IssuePulls(late) sends the rest.
   enum class Pipeline {
     kPrefetchAll,     // the next batch's pulls go out before this batch's compute (no pushes: evaluation)
     kReadYourWrites,  // as kPrefetchAll, but keys (and dense tables) this batch updates after its push
     kSerial,          // the next batch's pulls go out after this batch's body (bsp)
   };
+  absl::StatusOr<std::unique_ptr<Step>> BeginStep(DataLoader* loader, uint64_t number, const BeforePull& before_pull,
+                                                  Pipeline pipeline);
+  void IssuePulls(Step& step, bool late);
+  ParamSpans ViewParams(const Step& step) const;
+  // The keys of table t for `batch`: its unique keys, or a dense table's blocks.
+  const std::vector<uint64_t>& KeysOf(size_t t, const Batch& batch) const {
+    return tables_[t].kind() == pb::TableSpec::DENSE ? dense_keys_[t] : batch.unique_keys;
+  }
   // Runs `body` on every batch of `loader` once its parameters have arrived,
   // numbering steps from first_step + 1.
   absl::Status ForEachStep(DataLoader* loader, const std::function<absl::Status(Step&)>& body, Pipeline pipeline,
@@ -102,6 +111,8 @@ class Trainer {
   const Model* const model_;
   const std::vector<pb::TableSpec> tables_;
   const bool bsp_;
+  DenseCache* const cache_;
+  uint64_t last_push_mark_ = 0;  // cache_->NotePushes() after this trainer's last push
   std::vector<std::vector<uint64_t>> dense_keys_;  // per dense table: its block indices
 };
 

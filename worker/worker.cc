@@ -2,7 +2,9 @@
 
 #include <unistd.h>
 
+#include <mutex>
 #include <numeric>
+#include <thread>
 
 #include <zmq.hpp>
 
@@ -14,6 +16,7 @@
 #include "worker/data/data_loader.h"
 #include "worker/data/input_split.h"
 #include "worker/clock_gate.h"
+#include "worker/dense_cache.h"
 #include "worker/kv_client.h"
 #include "worker/plugins.h"
 #include "worker/step_gate.h"
@@ -84,6 +87,17 @@ absl::StatusOr<std::unique_ptr<DataLoader>> OpenInput(const std::vector<std::str
   auto loader = std::make_unique<DataLoader>(std::move(reader), options);
   loader->Start();
   return loader;
+}
+
+// Reads and drops `n` batches; returns the 0-based epoch reached.
+absl::StatusOr<int> SkipBatches(DataLoader* loader, uint64_t n) {
+  int epoch = 0;
+  for (uint64_t i = 0; i < n; ++i) {
+    SPARTA_ASSIGN_OR_RETURN(std::unique_ptr<Batch> batch, loader->Next());
+    if (batch == nullptr) break;
+    epoch = batch->epoch;
+  }
+  return epoch;
 }
 
 }  // namespace
@@ -192,48 +206,85 @@ absl::Status Worker::Run() {
     audit.mutable_optimizer()->set_learning_rate(1.0f);
     if (auto st = client->CreateTable(audit); !st.ok()) return fail(st);
   }
-  Trainer trainer(config_, client.get(), model.get(), tables);
   auto loader = OpenInput(train_files, me.rank(), config_.cluster.workers, config_, make_reader, /*single_pass=*/false);
   if (!loader.ok()) return fail(loader.status());
-  Trainer::TrainHooks hooks;
-  hooks.gate = &gate;
-  if (config_.worker.audit) {
-    hooks.audit = &audit;
-    hooks.audit_key = me.rank();
+  const int threads = config_.worker.threads;
+  const uint64_t base_steps = me.rank() < view.worker_steps_size() ? view.worker_steps(me.rank()) : 0;
+  gate.Configure(threads, base_steps);
+  if (base_steps > 0) {
+    // Resuming from a checkpoint: the batches its steps trained on are read
+    // and dropped, so that this worker goes on where it was cut.
+    auto skipped = SkipBatches(loader->get(), base_steps);
+    if (!skipped.ok()) return fail(skipped.status());
+    spdlog::info("resumed after step {} (epoch {})", base_steps, *skipped + 1);
   }
-  if (me.rank() < view.worker_steps_size()) hooks.skip_steps = view.worker_steps(me.rank());
   {
     const std::string& mode = config_.worker.consistency;
     std::lock_guard<std::mutex> lock(clock_mu);
-    clock = std::make_unique<ClockGate>(mode == "asp" ? -1 : mode == "bsp" ? 0 : config_.worker.staleness,
-                                        /*threads=*/1, hooks.skip_steps, config_.cluster.heartbeat_interval,
-                                        [&](uint64_t c) {
+    clock = std::make_unique<ClockGate>(mode == "asp" ? -1 : mode == "bsp" ? 0 : config_.worker.staleness, threads,
+                                        base_steps / threads, config_.cluster.heartbeat_interval, [&](uint64_t c) {
                                           pb::Header h;
                                           h.set_type(pb::CLOCK);
                                           h.set_clock(c);
                                           scheduler.Send(std::move(h));
                                         });
   }
+  Trainer::TrainHooks hooks;
+  hooks.gate = &gate;
   hooks.clock = clock.get();
-  // storage.checkpoint_every "<n> steps" counts worker 0's steps.
+  hooks.first_step = base_steps / threads;
+  if (config_.worker.audit) {
+    hooks.audit = &audit;
+    hooks.audit_key = me.rank();
+  }
+  // storage.checkpoint_every "<n> steps" counts worker 0's steps (all threads').
   const uint64_t every_steps = ParseCheckpointEvery(config_.storage.checkpoint_every)->steps;
+  std::atomic<uint64_t> steps_done{base_steps};
   if (me.rank() == 0 && every_steps > 0) {
-    hooks.after_step = [&](uint64_t steps) {
-      if (steps % every_steps != 0) return;
+    hooks.after_step = [&](uint64_t) {
+      if (steps_done.fetch_add(1) % every_steps != every_steps - 1) return;
       pb::Header request;
       request.set_type(pb::CHECKPOINT_REQUEST);
       scheduler.Send(std::move(request));
     };
   }
-  auto trained = trainer.Train(loader->get(), hooks);
+  // The compute threads share the connection, the loader, the model and
+  // the dense tables (DenseCache); each runs its own trainer.
+  DenseCache cache(client.get(), tables);
+  std::vector<absl::StatusOr<Trainer::TrainResult>> results(threads, absl::UnknownError("not run"));
+  std::once_flag failed;
+  auto train = [&](int i) {
+    Trainer trainer(config_, client.get(), model.get(), tables, &cache);
+    Trainer::TrainHooks mine = hooks;
+    mine.thread = i;
+    mine.log_progress = i == 0;
+    results[i] = trainer.Train(loader->get(), mine);
+    // One thread's failure ends the job, which wakes the others.
+    if (!results[i].ok()) std::call_once(failed, [&] { scheduler.SendFailed(results[i].status()); });
+  };
+  {
+    std::vector<std::thread> pool;
+    for (int i = 1; i < threads; ++i) pool.emplace_back(train, i);
+    train(0);
+    for (auto& t : pool) t.join();
+  }
   (*loader)->Stop();
-  if (!trained.ok()) return fail(trained.status());
-
   pb::WorkerReport report;
-  report.set_train_examples(trained->examples);
-  report.set_steps(trained->steps);
-  report.set_train_seconds(trained->seconds);
-  report.set_train_loss(trained->last_epoch_loss);
+  uint64_t steps = base_steps;
+  for (const auto& r : results) {
+    if (!r.ok()) return r.status();
+    report.set_train_examples(report.train_examples() + r->examples);
+    report.set_train_seconds(std::max(report.train_seconds(), r->seconds));
+    report.set_train_loss(report.train_loss() + r->last_epoch_loss / threads);
+    steps += r->steps;
+  }
+  report.set_steps(steps);
+  if (threads > 1) {
+    spdlog::info("training done on {} threads: {} examples in {:.2f} s ({:.0f} ex/s); dense tables pulled {} times, "
+                 "shared {} times",
+                 threads, report.train_examples(), report.train_seconds(),
+                 report.train_examples() / std::max(report.train_seconds(), 1e-9), cache.pulled(), cache.shared());
+  }
   report.set_bad_lines((*loader)->bad_lines());
   report.set_max_staleness(clock->max_staleness());
   report.set_mean_staleness(clock->mean_staleness());
@@ -244,7 +295,8 @@ absl::Status Worker::Run() {
   if (me.rank() == 0 && !test_files.empty()) {
     auto test = OpenInput(test_files, 0, 1, config_, make_reader, /*single_pass=*/true);
     if (!test.ok()) return fail(test.status());
-    auto eval = trainer.Evaluate(test->get(), config_.eval.predictions_out);
+    Trainer evaluator(config_, client.get(), model.get(), tables);
+    auto eval = evaluator.Evaluate(test->get(), config_.eval.predictions_out);
     if (!eval.ok()) return fail(eval.status());
     spdlog::info("test: AUC {:.5f} logloss {:.5f} on {} rows", eval->auc, eval->logloss, eval->rows);
     report.set_has_eval(true);
