@@ -6,6 +6,7 @@
 #include <numeric>
 #include <thread>
 
+#include <cblas.h>
 #include <zmq.hpp>
 
 #include "absl/strings/str_cat.h"
@@ -251,6 +252,9 @@ absl::Status Worker::Run() {
   // The compute threads share the connection, the loader, the model and
   // the dense tables (DenseCache); each runs its own trainer.
   DenseCache cache(client.get(), tables);
+  // Parallel compute threads each calling a multi-threaded BLAS would run
+  // threads x cores BLAS threads on `cores` cores; one BLAS thread each.
+  if (threads > 1) openblas_set_num_threads(1);
   std::vector<absl::StatusOr<Trainer::TrainResult>> results(threads, absl::UnknownError("not run"));
   std::once_flag failed;
   auto train = [&](int i) {

@@ -58,6 +58,35 @@ class ConsistencyTest(ClusterTest):
         self.assertLess(diff, 1e-4)  # float summation order only
         self.assertGreater(asp_diff, 1e-3)
 
+    def test_compute_threads_share_a_worker(self):
+        """worker.threads: under bsp, 2 threads x batch b is one step of 2b (the servers sum it); under asp
+        every thread's pushes land exactly once (the audit table counts them)."""
+        batch = 256
+        data = datagen(self.dir, 2 * batch * 20, 3000, seed=12, interaction=1.5, max_vocab=3000)
+
+        def run(name, threads, batch_size, consistency, workers=1):
+            out = os.path.join(self.dir, name + ".predictions")
+            config = write_config(
+                self.dir, name + ".yaml", cluster={"servers": 2, "workers": workers},
+                data={"train": data["train"], "test": data["test"], "batch_size": batch_size},
+                model={"name": "dnn", "embedding_dim": 4, "bottom_mlp": [8, 4], "top_mlp": [16]},
+                optimizer={"name": "adagrad", "learning_rate": 0.05, "dense_name": "sgd",
+                           "dense_learning_rate": 0.0005},
+                worker={"consistency": consistency, "threads": threads, "audit": 1}, eval={"predictions_out": out})
+            result = launch(config, self.run_dir(name))
+            self.assertEqual(result.returncode, 0, result.stderr)
+            return predictions(out), summary(self.run_dir(name))
+
+        threads, threads_summary = run("threads", 2, batch, "bsp")
+        single, _ = run("single", 1, 2 * batch, "bsp")
+        diff = max(abs(x - y) for x, y in zip(threads, single))
+        print(f"\nmax |p(2 threads, bsp) - p(1 thread, 2x batch)| = {diff:.2e}")
+        self.assertEqual(threads_summary["worker_steps"], [40])
+        self.assertLess(diff, 1e-4)
+        _, asp = run("asp", 2, batch, "asp", workers=2)
+        self.assertEqual(asp["audit_counts"], asp["worker_steps"])
+        self.assertEqual(asp["train_examples"], 2 * batch * 20)
+
     def test_ssp_never_exceeds_its_bound(self):
         # Worker 0's rows carry 60x the keys of worker 1's, so worker 1 runs ahead as far as it is let.
         rng = random.Random(5)
