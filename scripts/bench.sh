@@ -3,7 +3,8 @@
 # dim 8/16/64 and 1k-1M keys with Adagrad on the server, dense push/pull of
 # 1 KB-16 MB), this machine's memcpy bandwidth in the same run, and
 # end-to-end training throughput of lr and fm (1 worker + 1 server, and
-# 2 workers + 2 servers), checkpoint and restore cost (1M and 10M rows),
+# 2 workers + 2 servers), lr/fm/dnn against the same models in PyTorch
+# (scripts/bench/torch_ctr.py: speed ratio and test AUC), checkpoint and restore cost (1M and 10M rows),
 # training throughput with replication 1/2/3 and ack all|primary, and the
 # time from a server's kill -9 to resumed training.
 #   scripts/bench.sh [--quick] [--json FILE] [--no-build]
@@ -65,7 +66,7 @@ echo "== server memory per sparse row (Adagrad state included)"
 
 echo "== end-to-end training (generated Criteo-like data)"
 rows=$([[ -n $quick ]] && echo 50000 || echo 1000000)
-"$bin/sparta-datagen" --train-rows "$rows" --test-rows 10000 --interaction 1.5 --max-vocab 20000 \
+"$bin/sparta-datagen" --train-rows "$rows" --test-rows "$((rows / 10))" --interaction 1.5 --max-vocab 20000 \
   --train "$tmp/train.txt" --test "$tmp/test.txt"
 e2e="$tmp/e2e.json"
 echo "[" > "$e2e"
@@ -88,16 +89,27 @@ for setup in "1 1" "2 2"; do
 done
 echo "]" >> "$e2e"
 
+echo "== models against PyTorch (1 worker + 1 server vs scripts/bench/torch_ctr.py, same data and settings)"
+if [[ -z $quick ]] && ! /usr/bin/python3 -c "import torch" 2>/dev/null; then
+  # The reference needs Debian's PyTorch; installed here, not for the tests.
+  if [[ $(id -u) == 0 ]]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-torch > /dev/null
+  else
+    echo "bench: python3-torch is missing (sudo apt-get install python3-torch); skipping the PyTorch reference" >&2
+  fi
+fi
+SPARTA_BIN="$bin" python3 tests/bench/models_bench.py "$tmp/train.txt" "$tmp/test.txt" "$tmp/models.json" $quick
+
 echo "== checkpoints: cut, size on disk, incremental cut after 1% changed, restore (dim 8, Adagrad)"
 "$bin/sparta-checkpoint-bench" --json "$tmp/checkpoint.json" $([[ -n $quick ]] && echo 100000 || echo 1000000 10000000)
 
 echo "== replication (lr, 2 workers + 3 servers) and failover (kill -9 of a server)"
 SPARTA_BIN="$bin" python3 tests/bench/replication_bench.py "$tmp/train.txt" "$tmp/test.txt" "$tmp/replication.json" $quick
 if [[ -n $json ]]; then
-  python3 - "$tmp/kv.json" "$e2e" "$json" "$tmp/checkpoint.json" "$tmp/replication.json" <<'PY'
+  python3 - "$tmp/kv.json" "$e2e" "$json" "$tmp/checkpoint.json" "$tmp/replication.json" "$tmp/models.json" <<'PY'
 import json, sys
 records = json.load(open(sys.argv[1])) + json.load(open(sys.argv[2]))
-records += json.load(open(sys.argv[4])) + json.load(open(sys.argv[5]))
+records += json.load(open(sys.argv[4])) + json.load(open(sys.argv[5])) + json.load(open(sys.argv[6]))
 for line in open(sys.argv[1].replace("kv.json", "memory.txt")):
     name, value = line.split()[:2]
     records.append({"name": name, "unit": "bytes/row", "value": float(value)})

@@ -1,6 +1,7 @@
 """Model quality against references: Sparta's lr against liblinear's exact
-L2-regularized logistic regression on the same libsvm data, and fm against lr
-on data whose ground truth has feature interactions."""
+L2-regularized logistic regression on the same libsvm data, and fm and dnn
+against lr on data whose ground truth has feature interactions (bounded above
+by the Bayes-optimal AUC of the generator's true probabilities)."""
 
 import os
 import shutil
@@ -43,7 +44,7 @@ class QualityTest(ClusterTest):
         print(f"sparta lr (adagrad, 2 epochs) AUC {adagrad:.5f}")
         self.assertGreaterEqual(adagrad, best - 0.005)
 
-    def test_fm_beats_lr_on_interactions(self):
+    def test_fm_and_dnn_beat_lr_on_interactions(self):
         data = datagen(self.dir, 300000, 30000, seed=5, interaction=1.5, max_vocab=10000)
         config = write_config(
             self.dir, data={"train": data["train"], "test": data["test"], "batch_size": 512, "epochs": 2},
@@ -52,11 +53,19 @@ class QualityTest(ClusterTest):
         self.assertEqual(result.returncode, 0, result.stderr)
         result = launch(config, self.run_dir("lr"), sets=["model.name=lr", "optimizer.learning_rate=0.2"])
         self.assertEqual(result.returncode, 0, result.stderr)
+        # dnn as deep CTR models are trained: sparse Adagrad, dense Adam.
+        result = launch(config, self.run_dir("dnn"), sets=[
+            "model.name=dnn", "optimizer.name=adagrad", "optimizer.learning_rate=0.05",
+            "optimizer.dense_name=adam", "optimizer.dense_learning_rate=0.001"])
+        self.assertEqual(result.returncode, 0, result.stderr)
         fm, lr = summary(self.run_dir("fm"))["auc"], summary(self.run_dir("lr"))["auc"]
+        dnn = summary(self.run_dir("dnn"))["auc"]
         bayes = auc([float(x) for x in read(data["truth"]).split()], labels_of(data["test"]))
-        print(f"\nfm AUC {fm:.5f}, lr AUC {lr:.5f}, Bayes-optimal AUC {bayes:.5f}")
+        print(f"\nfm AUC {fm:.5f}, dnn AUC {dnn:.5f}, lr AUC {lr:.5f}, Bayes-optimal AUC {bayes:.5f}")
         self.assertGreaterEqual(fm, lr + 0.01)
+        self.assertGreaterEqual(dnn, lr + 0.01)
         self.assertLess(fm, bayes)
+        self.assertLess(dnn, bayes)
 
 
 if __name__ == "__main__":

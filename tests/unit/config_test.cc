@@ -104,3 +104,47 @@ TEST_CASE("the JSON dump has every key") {
 
 }  // namespace
 }  // namespace sparta
+
+namespace sparta {
+namespace {
+
+TEST_CASE("plugin options, MLP sizes and consistency keys load, with where each key was set") {
+  const std::string yaml = R"(cluster: {scheduler: "h:1", servers: 1, workers: 1}
+data: {train: x}
+model:
+  plugin: /opt/my_model.so
+  top_mlp: [256, 64]
+  options:
+    depth: 3
+    sizes: [4, 5]
+worker:
+  consistency: ssp
+  staleness: 4
+  threads: 3
+)";
+  auto c = ParseConfig(yaml, "job.yaml", {"model.options.extra=x"});
+  REQUIRE(c.ok());
+  CHECK(c->model.plugin == "/opt/my_model.so");
+  CHECK(c->model.top_mlp == std::vector<int64_t>{256, 64});
+  CHECK(c->model.bottom_mlp == std::vector<int64_t>{32, 8});  // the default
+  CHECK(c->model.options == std::map<std::string, std::string>{{"depth", "3"}, {"sizes", "4,5"}, {"extra", "x"}});
+  CHECK(c->worker.consistency == "ssp");
+  CHECK(c->worker.staleness == 4);
+  CHECK(c->worker.threads == 3);
+  CHECK(c->Where("model.plugin") == "job.yaml:4");
+  CHECK(c->Where("model.options.extra") == "--set model.options.extra=x");
+}
+
+TEST_CASE("malformed plugin options, layer lists and consistency modes name file, line and key") {
+  const std::string base = "cluster: {scheduler: 'h:1', servers: 1, workers: 1}\ndata: {train: x}\n";
+  CHECK(Error(base + "model:\n  options: 5\n") == "job.yaml:4: key 'model.options': expected a mapping of option: value");
+  CHECK(Error(base + "model:\n  top_mlp: [64, x]\n") ==
+        "job.yaml:4: key 'model.top_mlp': expected a list of integers; got 'x' in it");
+  CHECK(Error(base + "model:\n  bottom_mlp: [0]\n").find("job.yaml:4: key 'model.bottom_mlp': must be in [1,") == 0);
+  CHECK(Error(base + "worker:\n  consistency: sync\n") ==
+        "job.yaml:4: key 'worker.consistency': expected one of asp, ssp, bsp; got 'sync'");
+  CHECK(Error(base + "model:\n  name: gbdt\n").find("expected one of lr, fm, dnn") != std::string::npos);
+}
+
+}  // namespace
+}  // namespace sparta
