@@ -11,6 +11,12 @@ examples/s of the training loop (parsing and batching are done before the
 clock starts, in PyTorch's favour) and the test AUC.
 
   /usr/bin/python3 scripts/bench/torch_ctr.py --train T --test T [--models lr,fm,dnn]
+      [--seeds 1,2,3] [--init torch|sparta]
+
+With --init sparta every embedding row and MLP layer starts from exactly the
+values Sparta's servers draw for it (the same hash of seed, key and column),
+so the two systems train the same model from the same start and their AUCs
+can be compared run by run.
 
 Debian's python3-torch provides torch (scripts/bench.sh installs it).
 """
@@ -27,6 +33,30 @@ import torch.nn as nn
 
 INT_FIELDS, CAT_FIELDS = 13, 26
 FIELDS = INT_FIELDS + CAT_FIELDS
+MASK = (1 << 64) - 1
+GOLDEN = 0x9E3779B97F4A7C15
+
+
+def mix64(x):
+    """Sparta's 64-bit mixer (common/hash.h)."""
+    x ^= x >> 30
+    x = (x * 0xBF58476D1CE4E5B9) & MASK
+    x ^= x >> 27
+    x = (x * 0x94D049BB133111EB) & MASK
+    return x ^ (x >> 31)
+
+
+def sparta_key(field, token):
+    """The key Sparta's Criteo reader gives (column, token); column is 1-based."""
+    value = int(token, 16) if isinstance(token, str) else token & MASK
+    return mix64(value ^ (((field + 1) * GOLDEN) & MASK))
+
+
+def sparta_uniform(key, seed, columns, scale):
+    """Sparta's initial row of `key` (server/initializer.h): U(-scale, scale) per column."""
+    base = mix64(key ^ mix64(seed))
+    return [(2 * ((mix64((base + (j + 1) * GOLDEN) & MASK) >> 11) * (1.0 / 9007199254740992.0)) - 1) * scale
+            for j in range(columns)]
 
 
 def parse(path, vocab, grow):
@@ -71,6 +101,28 @@ def auc(scores, labels):
         i = j
     pos = y.sum()
     return float((ranks[y == 1].sum() - pos * (pos + 1) / 2) / (pos * (len(y) - pos)))
+
+
+def sparta_rows(vocab, seed, columns, scale, rows):
+    """Every vocabulary key's Sparta initial row, as a (rows x columns) tensor."""
+    out = torch.zeros(rows, columns)
+    for (field, token), i in vocab.items():
+        out[i] = torch.tensor(sparta_uniform(sparta_key(field + 1, token), seed, columns, scale))
+    return out
+
+
+def sparta_linear(layer, seed, table):
+    """A Linear layer initialized as Sparta's dense table `table` of that layer (W row-major, then b)."""
+    fan_in, fan_out = layer.in_features, layer.out_features
+    size = (fan_in + 1) * fan_out
+    block = min(size, 16384)
+    flat = []
+    for b in range((size + block - 1) // block):
+        flat += sparta_uniform(b, seed + table, block, 1.0 / math.sqrt(fan_in))
+    flat = torch.tensor(flat[:size])
+    with torch.no_grad():
+        layer.weight.copy_(flat[:fan_in * fan_out].view(fan_in, fan_out).t())
+        layer.bias.copy_(flat[fan_in * fan_out:])
 
 
 class Sparse(nn.Module):
@@ -162,6 +214,9 @@ def main():
     ap.add_argument("--init-scale", type=float, default=0.01)
     ap.add_argument("--bottom", default="32,8")
     ap.add_argument("--top", default="128,64")
+    ap.add_argument("--init", choices=["torch", "sparta"], default="torch",
+                    help="sparta: start from exactly Sparta's initial weights for each seed (and give test-only "
+                         "keys their initial rows, as Sparta's servers do), so both train the same model")
     ap.add_argument("--seeds", default="2024",
                     help="initializer seeds (Sparta: model.seed): each model is trained once per seed; "
                          "the fastest run's examples/s and the mean AUC are reported")
@@ -171,7 +226,7 @@ def main():
     vocab = {}
     t0 = time.time()
     train = parse(args.train, vocab, grow=True)
-    test = parse(args.test, vocab, grow=False)
+    test = parse(args.test, vocab, grow=args.init == "sparta")
     print(f"parsed {len(train[0])} train and {len(test[0])} test rows, {len(vocab)} keys, "
           f"in {time.time() - t0:.1f} s", file=sys.stderr)
     batches = [(train[0][i:i + args.batch], train[1][i:i + args.batch], train[2][i:i + args.batch])
@@ -187,6 +242,25 @@ def main():
         print(json.dumps(best), flush=True)
 
 
+def init_like_sparta(model, name, vocab, seed, scale):
+    """Sparta's tables: lr.w zeros; fm.wv and dnn.emb rows [w, v_1..v_k] ~ U(-scale, scale) by key;
+    dnn layers as their dense tables (bottom ones first, table ids from 1)."""
+    if name == "lr":
+        return
+    k = model.v.weight.shape[1]
+    rows = sparta_rows(vocab, seed, k + 1, scale, model.v.weight.shape[0])
+    with torch.no_grad():
+        model.w.weight.copy_(rows[:, :1])
+        model.v.weight.copy_(rows[:, 1:])
+        if name == "dnn":
+            model.w.weight[model.vocab].zero_()
+            model.v.weight[model.vocab].zero_()
+    if name == "dnn":
+        layers = [m for m in model.bottom if isinstance(m, nn.Linear)] + [m for m in model.top if isinstance(m, nn.Linear)]
+        for table, layer in enumerate(layers, start=1):
+            sparta_linear(layer, seed, table)
+
+
 def train_one(name, args, vocab, batches, test, bottom, top, seed):
     torch.manual_seed(seed)
     n = sum(len(b[0]) for b in batches)
@@ -198,7 +272,10 @@ def train_one(name, args, vocab, batches, test, bottom, top, seed):
         model = DNN(len(vocab), args.embedding_dim, args.init_scale, bottom, top)
     sparse = [p for m in model.modules() if isinstance(m, (nn.Embedding, nn.EmbeddingBag)) for p in m.parameters()]
     dense = [p for p in model.parameters() if all(p is not q for q in sparse)]
-    opt_sparse = torch.optim.Adagrad(sparse, lr=args.sparse_lr, initial_accumulator_value=args.initial_accumulator)
+    if args.init == "sparta":
+        init_like_sparta(model, name, vocab, seed, args.init_scale)
+    opt_sparse = torch.optim.Adagrad(sparse, lr=args.sparse_lr, initial_accumulator_value=args.initial_accumulator,
+                                     eps=1e-8)
     opt_dense = torch.optim.Adam(dense, lr=args.dense_lr)
     loss_fn = nn.BCEWithLogitsLoss(reduction="sum")  # Sparta's gradients are of the summed loss too
     start = time.time()
