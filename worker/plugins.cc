@@ -62,7 +62,13 @@ absl::StatusOr<ReaderMaker> OpenReaders(const Config& config) {
   const std::string where = absl::StrCat(config.Where("data.plugin"), ": reader '", info->name, "'");
   return ReaderMaker([info, options, where]() -> absl::StatusOr<std::unique_ptr<Reader>> {
     std::string error;
-    std::unique_ptr<Reader> reader(info->create_reader(*options, &error));
+    std::unique_ptr<Reader> reader;
+    // Plugin code may throw; an exception must not take the worker down.
+    try {
+      reader.reset(info->create_reader(*options, &error));
+    } catch (const std::exception& e) {
+      error = absl::StrCat("the reader factory threw: ", e.what());
+    }
     if (reader == nullptr) return absl::InvalidArgumentError(absl::StrCat(where, ": ", error));
     return reader;
   });
@@ -101,9 +107,14 @@ absl::StatusOr<std::unique_ptr<Model>> OpenModel(const Config& config, const Dat
   if (factory == nullptr) return absl::InvalidArgumentError(absl::StrCat("unknown model '", name, "'"));
   const Options options = ModelOptions(config.model);
   std::string error;
-  std::unique_ptr<Model> model(factory(ModelContext{.options = &options, .schema = schema}, &error));
+  std::unique_ptr<Model> model;
+  try {
+    model.reset(factory(ModelContext{.options = &options, .schema = schema}, &error));
+  } catch (const std::exception& e) {
+    error = absl::StrCat("the model factory threw: ", e.what());
+  }
   if (model == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat(config.Where(key), ": model '", name, "': ", error));
+    return absl::InvalidArgumentError(absl::StrCat(config.Where(key), ": key '", key, "': model '", name, "': ", error));
   }
   return model;
 }

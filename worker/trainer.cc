@@ -143,6 +143,16 @@ size_t VisibleSize(const pb::TableSpec& table, size_t buffer_size) {
 
 }  // namespace
 
+absl::StatusOr<double> Trainer::Compute(const Batch& batch, const Step& step, const GradSpans* grads,
+                                        float* probs) const {
+  // A plugin model that throws ends the job with its message, not a crash.
+  try {
+    return model_->Compute(batch, ViewParams(step), grads, probs);
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("the model threw during step ", step.number, ": ", e.what()));
+  }
+}
+
 ParamSpans Trainer::ViewParams(const Step& step) const {
   ParamSpans spans;
   for (size_t t = 0; t < tables_.size(); ++t) {
@@ -222,7 +232,7 @@ absl::StatusOr<Trainer::TrainResult> Trainer::Train(DataLoader* loader, const Tr
       grad_spans.emplace_back(grads[t].data(), VisibleSize(tables_[t], grads[t].size()));
     }
     probs.resize(batch.size);
-    const double loss = model_->Compute(batch, ViewParams(step), &grad_spans, probs.data());
+    SPARTA_ASSIGN_OR_RETURN(const double loss, Compute(batch, step, &grad_spans, probs.data()));
 
     std::vector<KVClient::Ticket> tickets;
     const uint64_t request_clock = bsp_ ? step.number : 0;
@@ -283,7 +293,7 @@ absl::StatusOr<Trainer::EvalResult> Trainer::Evaluate(DataLoader* loader, const 
     const Batch& batch = *step.batch;
     const size_t offset = probs.size();
     probs.resize(offset + batch.size);
-    model_->Compute(batch, ViewParams(step), nullptr, probs.data() + offset);
+    SPARTA_RETURN_IF_ERROR(Compute(batch, step, nullptr, probs.data() + offset).status());
     labels.insert(labels.end(), batch.labels.begin(), batch.labels.end());
     return absl::OkStatus();
       },

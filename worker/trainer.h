@@ -97,6 +97,7 @@ class Trainer {
                                                   Pipeline pipeline);
   void IssuePulls(Step& step, bool late);
   ParamSpans ViewParams(const Step& step) const;
+  absl::StatusOr<double> Compute(const Batch& batch, const Step& step, const GradSpans* grads, float* probs) const;
   // The keys of table t for `batch`: its unique keys, or a dense table's blocks.
   const std::vector<uint64_t>& KeysOf(size_t t, const Batch& batch) const {
     return tables_[t].kind() == pb::TableSpec::DENSE ? dense_keys_[t] : batch.unique_keys;

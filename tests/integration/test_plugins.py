@@ -83,7 +83,8 @@ class PluginTest(ClusterTest):
                         src, "-o", lib], check=True)
         return lib
 
-    def test_plugins_of_another_abi_or_without_the_entry_point_are_refused(self):
+    def test_bad_plugins_are_refused_with_their_reason(self):
+        """Another ABI version, no entry point, a missing file, a factory that throws."""
         data = datagen(self.dir, 2000, 200, seed=4)
         stale = self.compile_library("stale", """
             #include "sparta/sdk/plugin.h"
@@ -93,8 +94,15 @@ class PluginTest(ClusterTest):
             }
         """)
         plain = self.compile_library("plain", "extern \"C\" int not_a_plugin() { return 1; }\n")
+        throwing = self.compile_library("throwing", """
+            #include <stdexcept>
+            #include "sparta/sdk/plugin.h"
+            sparta::Model* Boom(const sparta::ModelContext&, std::string*) { throw std::runtime_error("boom"); }
+            SPARTA_PLUGIN("throwing", Boom, nullptr)
+        """)
         cases = [(stale, f"was built against Sparta SDK ABI version 99"), (plain, "is not a Sparta plugin"),
-                 (os.path.join(self.dir, "missing.so"), "cannot load plugin")]
+                 (os.path.join(self.dir, "missing.so"), "cannot load plugin"),
+                 (throwing, "model 'throwing': the model factory threw: boom")]
         for i, (lib, message) in enumerate(cases):
             config = write_config(self.dir, f"job{i}.yaml", data={"train": data["train"]},
                                   model={"name": "lr", "plugin": lib})
@@ -102,6 +110,7 @@ class PluginTest(ClusterTest):
             self.assertNotEqual(result.returncode, 0)
             output = result.stderr + self.logs(self.run_dir(f"refused{i}"))
             self.assertIn(message, output)
-            # The message points at the key in the file (line 8: model: is section 3).
+            self.assertNotIn("signal", result.stderr)  # refused, not crashed
+            # The message points at the key in the file.
             self.assertIn(f"job{i}.yaml:", output)
             self.assertIn("'model.plugin'", output)

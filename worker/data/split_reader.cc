@@ -116,7 +116,7 @@ absl::Status SplitReader::ReadRange(const FileRange& range, uint64_t bytes_befor
     if (line_start >= range.end) break;
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     if (line.empty()) continue;
-    if (!reader_->Parse(line, &example_, &parse_error_)) {
+    if (!ParseRecord(line)) {
       if (passes_ == 0) {
         if (auto fatal = OnBadLine(range, line_in_range, parse_error_); !fatal.ok()) return fatal;
       }
@@ -130,6 +130,16 @@ absl::Status SplitReader::ReadRange(const FileRange& range, uint64_t bytes_befor
     }
   }
   return absl::OkStatus();
+}
+
+bool SplitReader::ParseRecord(std::string_view line) {
+  // A reader plugin that throws has found a bad record, not a reason to stop.
+  try {
+    return reader_->Parse(line, &example_, &parse_error_);
+  } catch (const std::exception& e) {
+    parse_error_ = absl::StrCat("the reader threw: ", e.what());
+    return false;
+  }
 }
 
 absl::Status SplitReader::OnBadLine(const FileRange& range, uint64_t line_in_range, const std::string& why) {

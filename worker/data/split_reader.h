@@ -36,6 +36,8 @@ class SplitReader {
  private:
   absl::Status ReadRange(const FileRange& range, uint64_t bytes_before,
                          const std::function<bool(const Example&, uint64_t)>& sink, bool* stopped);
+  // Parses `line` into example_; false (with parse_error_ set) if it is bad.
+  bool ParseRecord(std::string_view line);
   absl::Status OnBadLine(const FileRange& range, uint64_t line_in_range, const std::string& why);
 
   const std::vector<FileRange> ranges_;
