@@ -9,7 +9,10 @@
 // latest pull of each table (in flight or done) with the number of pushes
 // posted before it, and hands it out when it is fresh enough, issuing a new
 // pull only when not. One thread therefore pulls exactly as often as
-// before; several threads stepping together share their pulls.
+// before; several threads stepping together share their pulls. Under bsp
+// a thread past the step's barrier asks for "as fresh as every push so
+// far" (mark()): every thread's push of the step was posted before the
+// barrier opened, so the first thread through pulls and the others share.
 //
 // Thread-safe. Snapshots are immutable once their pull completes and live as
 // long as a step holds them.
@@ -49,6 +52,12 @@ class DenseCache {
   uint64_t NotePushes() {
     std::lock_guard<std::mutex> lock(mu_);
     return ++pushes_posted_;
+  }
+
+  // The mark of every push posted so far (without posting one).
+  uint64_t mark() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return pushes_posted_;
   }
 
   // Table `t` as of at least `mark` (see NotePushes; 0: any). `clock` goes

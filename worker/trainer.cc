@@ -49,10 +49,13 @@ absl::StatusOr<std::unique_ptr<Trainer::Step>> Trainer::BeginStep(DataLoader* lo
                                                                   const BeforePull& before_pull,
                                                                   Pipeline pipeline) {
   const bool split = pipeline == Pipeline::kReadYourWrites;
+  // The gate comes before the read: compute threads sharing a loader must
+  // not take a later step's batch while another is still to take this
+  // step's (under bsp a step is exactly the next `threads` batches).
+  if (before_pull) SPARTA_RETURN_IF_ERROR(before_pull(number));
   auto batch = loader->Next();
   if (!batch.ok()) return batch.status();
   if (*batch == nullptr) return std::unique_ptr<Step>();
-  if (before_pull) SPARTA_RETURN_IF_ERROR(before_pull(number));
   auto step = std::make_unique<Step>();
   step->number = number;
   step->batch = *std::move(batch);
@@ -84,8 +87,9 @@ void Trainer::IssuePulls(Step& step, bool late) {
     } else if (!late) {
       continue;  // every step updates a dense table
     } else if (step.cached) {
-      // As fresh as this thread's last push; under bsp, pulled anew after the step's barrier.
-      const uint64_t mark = bsp_ ? cache_->NotePushes() : last_push_mark_;
+      // As fresh as this thread's last push; under bsp (after the step's
+      // barrier), as fresh as every push posted so far.
+      const uint64_t mark = bsp_ ? cache_->mark() : last_push_mark_;
       step.shared[t] = cache_->Get(t, mark, clock);
       step.pulls.push_back(step.shared[t]->pull);
       continue;
