@@ -30,6 +30,13 @@
 
 namespace sparta {
 
+// The block numbers a dense table is stored under: 0 .. blocks-1.
+inline std::vector<uint64_t> DenseBlockKeys(const pb::TableSpec& table) {
+  std::vector<uint64_t> keys((table.dense_size() + table.dim() - 1) / table.dim());
+  std::iota(keys.begin(), keys.end(), 0);
+  return keys;
+}
+
 class DenseCache {
  public:
   struct Snapshot {
@@ -41,9 +48,7 @@ class DenseCache {
   DenseCache(KVClient* client, const std::vector<pb::TableSpec>& tables) : client_(client), tables_(tables) {
     latest_.resize(tables.size());
     for (size_t t = 0; t < tables.size(); ++t) {
-      if (tables[t].kind() != pb::TableSpec::DENSE) continue;
-      keys_.emplace_back((tables[t].dense_size() + tables[t].dim() - 1) / tables[t].dim());
-      std::iota(keys_.back().begin(), keys_.back().end(), 0);
+      if (tables[t].kind() == pb::TableSpec::DENSE) keys_.push_back(DenseBlockKeys(tables[t]));
     }
   }
 

@@ -38,10 +38,7 @@ Trainer::Trainer(const Config& config, KVClient* client, const Model* model, std
       cache_(cache),
       dense_keys_(tables_.size()) {
   for (size_t t = 0; t < tables_.size(); ++t) {
-    if (tables_[t].kind() != pb::TableSpec::DENSE) continue;
-    const uint64_t blocks = (tables_[t].dense_size() + tables_[t].dim() - 1) / tables_[t].dim();
-    dense_keys_[t].resize(blocks);
-    std::iota(dense_keys_[t].begin(), dense_keys_[t].end(), 0);
+    if (tables_[t].kind() == pb::TableSpec::DENSE) dense_keys_[t] = DenseBlockKeys(tables_[t]);
   }
 }
 
