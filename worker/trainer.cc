@@ -44,12 +44,19 @@ Trainer::Trainer(const Config& config, KVClient* client, const Model* model, std
 
 absl::StatusOr<std::unique_ptr<Trainer::Step>> Trainer::BeginStep(DataLoader* loader, uint64_t number,
                                                                   const BeforePull& before_pull,
-                                                                  Pipeline pipeline) {
+                                                                  Pipeline pipeline, bool* deferred) {
   const bool split = pipeline == Pipeline::kReadYourWrites;
   // The gate comes before the read: compute threads sharing a loader must
   // not take a later step's batch while another is still to take this
   // step's (under bsp a step is exactly the next `threads` batches).
-  if (before_pull) SPARTA_RETURN_IF_ERROR(before_pull(number));
+  *deferred = false;
+  if (before_pull) {
+    SPARTA_ASSIGN_OR_RETURN(const bool go, before_pull(number));
+    if (!go) {
+      *deferred = true;
+      return std::unique_ptr<Step>();
+    }
+  }
   auto batch = loader->Next();
   if (!batch.ok()) return batch.status();
   if (*batch == nullptr) return std::unique_ptr<Step>();
@@ -97,26 +104,53 @@ void Trainer::IssuePulls(Step& step, bool late) {
 }
 
 absl::Status Trainer::ForEachStep(DataLoader* loader, const std::function<absl::Status(Step&)>& body,
-                                  Pipeline pipeline, uint64_t first_step, const BeforePull& before_pull) {
+                                  Pipeline pipeline, uint64_t first_step, const BeforePull& before_pull,
+                                  const std::function<absl::Status()>& at_boundary,
+                                  const std::function<bool()>& pause_wanted) {
   std::unique_ptr<Step> current, next;
   uint64_t number = first_step;
+  // Reads the next batch and issues its pulls (`split`: only the early
+  // ones), unless the gate defers it (a pause is wanted first).
+  auto begin = [&](Pipeline how, std::unique_ptr<Step>* step, bool* deferred) -> absl::Status {
+    SPARTA_ASSIGN_OR_RETURN(*step, BeginStep(loader, number + 1, before_pull, how, deferred));
+    if (*step != nullptr) ++number;
+    return absl::OkStatus();
+  };
+  // At a step boundary holding no batch: pause if asked, then read the next
+  // batch and issue all its pulls. Pausing only here makes every batch this
+  // thread has read a trained one, so a checkpoint's step count is exactly
+  // the batches to skip on restore, whatever the number of threads.
+  auto begin_holding_nothing = [&](std::unique_ptr<Step>* step) -> absl::Status {
+    while (true) {
+      if (at_boundary) SPARTA_RETURN_IF_ERROR(at_boundary());
+      bool deferred = false;
+      SPARTA_RETURN_IF_ERROR(begin(pipeline, step, &deferred));
+      if (deferred) continue;
+      if (*step != nullptr && pipeline == Pipeline::kReadYourWrites) IssuePulls(**step, /*late=*/true);
+      return absl::OkStatus();
+    }
+  };
   auto loop = [&]() -> absl::Status {
-    SPARTA_ASSIGN_OR_RETURN(current, BeginStep(loader, ++number, before_pull, pipeline));
-    // The first step has no push to wait for.
-    if (current != nullptr && pipeline == Pipeline::kReadYourWrites) IssuePulls(*current, /*late=*/true);
+    SPARTA_RETURN_IF_ERROR(begin_holding_nothing(&current));
     while (current != nullptr) {
       // Prefetch: the next batch's pull goes out before this batch's compute.
       // Reading one's own writes, only its keys this batch does not update
       // go now; the rest follow this batch's push on the same sockets, so
-      // the servers answer them with this batch's update applied.
-      if (pipeline != Pipeline::kSerial) {
-        SPARTA_ASSIGN_OR_RETURN(next, BeginStep(loader, ++number, before_pull, pipeline));
+      // the servers answer them with this batch's update applied. No
+      // prefetch when a pause is wanted: the thread must reach a boundary
+      // holding nothing.
+      bool prefetched = false;
+      if (pipeline != Pipeline::kSerial && !(pause_wanted && pause_wanted())) {
+        bool deferred = false;
+        SPARTA_RETURN_IF_ERROR(begin(pipeline, &next, &deferred));
+        prefetched = !deferred;
       }
       for (const auto& ticket : current->pulls) SPARTA_RETURN_IF_ERROR(client_->Wait(ticket));
       SPARTA_RETURN_IF_ERROR(body(*current));
-      if (pipeline == Pipeline::kReadYourWrites && next != nullptr) IssuePulls(*next, /*late=*/true);
-      if (pipeline == Pipeline::kSerial) {
-        SPARTA_ASSIGN_OR_RETURN(next, BeginStep(loader, ++number, before_pull, pipeline));
+      if (prefetched) {
+        if (next != nullptr && pipeline == Pipeline::kReadYourWrites) IssuePulls(*next, /*late=*/true);
+      } else {
+        SPARTA_RETURN_IF_ERROR(begin_holding_nothing(&next));
       }
       current = std::move(next);
     }
@@ -201,8 +235,8 @@ absl::StatusOr<Trainer::TrainResult> Trainer::Train(DataLoader* loader, const Tr
   };
   // Before step `step` pulls: its view of the parameters may lag the
   // slowest worker by at most `staleness` steps.
-  auto before_pull = [&](uint64_t step) -> absl::Status {
-    if (clock == nullptr) return absl::OkStatus();
+  auto before_pull = [&](uint64_t step) -> absl::StatusOr<bool> {
+    if (clock == nullptr) return true;
     // This worker's own pushes count too: steps up to step-1-staleness must be acknowledged.
     const uint64_t needed = staleness < 0 || step - 1 <= static_cast<uint64_t>(staleness) ? 0 : step - 1 - staleness;
     while (!pushes.empty() && pushes.front().step <= needed) SPARTA_RETURN_IF_ERROR(retire_oldest());
@@ -210,13 +244,10 @@ absl::StatusOr<Trainer::TrainResult> Trainer::Train(DataLoader* loader, const Tr
     while (!pushes.empty() && std::all_of(pushes.front().tickets.begin(), pushes.front().tickets.end(), KVClient::Done)) {
       SPARTA_RETURN_IF_ERROR(retire_oldest());
     }
-    while (true) {
-      SPARTA_ASSIGN_OR_RETURN(ClockGate::Wait wait, clock->WaitForStep(step));
-      if (wait == ClockGate::Wait::kReady) return absl::OkStatus();
-      SPARTA_RETURN_IF_ERROR(pause_if_asked());  // woken for a checkpoint: this is a step boundary
-    }
+    // Woken for a checkpoint: defer this step; the pause comes first.
+    SPARTA_ASSIGN_OR_RETURN(ClockGate::Wait wait, clock->WaitForStep(step));
+    return wait == ClockGate::Wait::kReady;
   };
-
   auto train_step = [&](Step& step) -> absl::Status {
     const Batch& batch = *step.batch;
     if (batch.epoch != epoch) {
@@ -253,7 +284,6 @@ absl::StatusOr<Trainer::TrainResult> Trainer::Train(DataLoader* loader, const Tr
     while (static_cast<int>(pushes.size()) > window) SPARTA_RETURN_IF_ERROR(retire_oldest());
 
     ++result.steps;
-    SPARTA_RETURN_IF_ERROR(pause_if_asked());
     if (hooks.after_step) hooks.after_step(result.steps);
     result.examples += batch.size;
     epoch_loss += loss;
@@ -274,8 +304,9 @@ absl::StatusOr<Trainer::TrainResult> Trainer::Train(DataLoader* loader, const Tr
     }
     return absl::OkStatus();
   };
+  auto pause_wanted = [&] { return hooks.gate != nullptr && hooks.gate->pause_requested(); };
   SPARTA_RETURN_IF_ERROR(ForEachStep(loader, train_step, bsp_ ? Pipeline::kSerial : Pipeline::kReadYourWrites,
-                                     hooks.first_step, before_pull));
+                                     hooks.first_step, before_pull, pause_if_asked, pause_wanted));
   SPARTA_RETURN_IF_ERROR(drain_pushes());
   if (clock != nullptr) clock->Advance(hooks.thread, ClockGate::kFinished);
   if (hooks.gate != nullptr) hooks.gate->Finished(hooks.thread, result.steps);

@@ -83,8 +83,9 @@ class Trainer {
 
  private:
   struct Step;
-  // Called with a step's 1-based number before its pulls go out.
-  using BeforePull = std::function<absl::Status(uint64_t step)>;
+  // Called with a step's 1-based number before its batch is read; false
+  // defers the step (a checkpoint pause is wanted first).
+  using BeforePull = std::function<absl::StatusOr<bool>(uint64_t step)>;
   // Reads the next batch and issues its pulls: all of them, or (under
   // kReadYourWrites) only those of the keys the previous batch does not
   // have (batch.fresh_keys); IssuePulls(late) sends the rest.
@@ -94,7 +95,7 @@ class Trainer {
     kSerial,          // the next batch's pulls go out after this batch's body (bsp)
   };
   absl::StatusOr<std::unique_ptr<Step>> BeginStep(DataLoader* loader, uint64_t number, const BeforePull& before_pull,
-                                                  Pipeline pipeline);
+                                                  Pipeline pipeline, bool* deferred);
   void IssuePulls(Step& step, bool late);
   ParamSpans ViewParams(const Step& step) const;
   absl::StatusOr<double> Compute(const Batch& batch, const Step& step, const GradSpans* grads, float* probs) const;
@@ -103,9 +104,13 @@ class Trainer {
     return tables_[t].kind() == pb::TableSpec::DENSE ? dense_keys_[t] : batch.unique_keys;
   }
   // Runs `body` on every batch of `loader` once its parameters have arrived,
-  // numbering steps from first_step + 1.
+  // numbering steps from first_step + 1. `at_boundary` runs where the
+  // thread holds no batch (checkpoint pauses); while `pause_wanted` says
+  // so, the next batch is not prefetched, so that such a boundary comes.
   absl::Status ForEachStep(DataLoader* loader, const std::function<absl::Status(Step&)>& body, Pipeline pipeline,
-                           uint64_t first_step = 0, const BeforePull& before_pull = nullptr);
+                           uint64_t first_step = 0, const BeforePull& before_pull = nullptr,
+                           const std::function<absl::Status()>& at_boundary = nullptr,
+                           const std::function<bool()>& pause_wanted = nullptr);
 
   const Config& config_;
   KVClient* const client_;

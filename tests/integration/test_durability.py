@@ -6,9 +6,40 @@ import os
 import shutil
 import signal
 import json
+import subprocess
+import textwrap
 import unittest
 
-from harness import ClusterTest, datagen, launch, read, summary, wait_for, write_config, pid_alive
+from harness import ROOT, ClusterTest, datagen, launch, read, summary, wait_for, write_config, pid_alive
+
+# A model plugin that counts: every occurrence of a key in a trained batch adds
+# 1 to its row (SGD, learning rate 1, gradient -1), and it "predicts" row/1000.
+COUNTER_PLUGIN = """
+    #include <algorithm>
+    #include "sparta/sdk/plugin.h"
+    class Counter final : public sparta::Model {
+     public:
+      std::vector<sparta::TableDecl> Tables() const override {
+        return {{.name = "count", .kind = sparta::TableKind::kSparse, .dim = 1,
+                 .optimizer = {.name = "sgd", .learning_rate = 1.0}}};
+      }
+      double Compute(const sparta::Batch& b, const sparta::ParamSpans& params, const sparta::GradSpans* grads,
+                     float* probs) const override {
+        if (grads) std::fill((*grads)[0].begin(), (*grads)[0].end(), 0.0f);
+        for (uint32_t i = 0; i < b.size; ++i) {
+          float z = 0;
+          for (uint32_t f = b.offsets[i]; f < b.offsets[i + 1]; ++f) {
+            z += params[0][b.slots[f]];
+            if (grads) (*grads)[0][b.slots[f]] -= 1.0f;
+          }
+          probs[i] = std::min(1.0f, z / 1000.0f);
+        }
+        return 0;
+      }
+    };
+    sparta::Model* NewCounter(const sparta::ModelContext&, std::string*) { return new Counter(); }
+    SPARTA_PLUGIN("counter", NewCounter, nullptr)
+"""
 
 
 class CheckpointTest(ClusterTest):
@@ -87,6 +118,55 @@ class CheckpointTest(ClusterTest):
         self.assertEqual(resumed["train_examples"], again["train_examples"])
         self.assertEqual(len(resumed_predictions.splitlines()), 3000)
         self.assertEqual(resumed_predictions, again_predictions)
+
+
+    def test_compute_threads_resume_every_batch_exactly_once(self):
+        """worker.threads 2, checkpoints every 20 steps, every daemon killed, resumed: every example is
+        trained exactly `epochs` times in all (a counting model shows it per key)."""
+        src = os.path.join(self.dir, "counter.cc")
+        with open(src, "w") as f:
+            f.write(textwrap.dedent(COUNTER_PLUGIN))
+        plugin = os.path.join(self.dir, "libcounter.so")
+        subprocess.run(["g++", "-std=c++20", "-O2", "-shared", "-fPIC", "-I",
+                        os.path.join(ROOT, "worker", "sdk", "include"), src, "-o", plugin], check=True)
+        rows, epochs = 6000, 3
+        data = os.path.join(self.dir, "keys.svm")
+        with open(data, "w") as f:
+            f.writelines(f"1 {i}:1\n" for i in range(1, rows + 1))
+        store = os.path.join(self.dir, "store")
+
+        def config(name):
+            return write_config(self.dir, name, cluster={"servers": 2, "workers": 1},
+                                data={"train": data, "test": data, "format": "libsvm", "batch_size": 20,
+                                      "epochs": epochs},
+                                model={"plugin": plugin}, worker={"threads": 2},
+                                storage={"checkpoint_every": "20 steps", "path": store})
+
+        run = self.run_dir("killed")
+        proc = launch(config("threads.yaml"), run, [], wait=False)
+        self.procs.append(proc)
+        latest_file = os.path.join(store, "checkpoints", "LATEST")
+        wait_for(lambda: read(latest_file).strip() >= "ckpt-000003", 120, "three checkpoints")
+        daemons = json.loads(read(os.path.join(run, "daemons.json")))
+        os.kill(proc.pid, signal.SIGKILL)
+        for d in daemons:
+            os.kill(d["pid"], signal.SIGKILL)
+        proc.wait()
+        wait_for(lambda: not any(pid_alive(d["pid"]) for d in daemons), 10, "every daemon to die")
+        manifest = json.loads(read(os.path.join(store, "checkpoints", read(latest_file).strip(), "manifest.json")))
+        steps = int(manifest["worker_steps"][0])
+        self.assertGreater(steps, 0)
+        self.assertLess(steps, rows * epochs // 20)
+
+        predictions = os.path.join(self.dir, "counts.txt")
+        result = launch(config("resume.yaml"), self.run_dir("resumed"),
+                        ["storage.restore=latest", f"eval.predictions_out={predictions}"])
+        self.assertEqual(result.returncode, 0, result.stderr)
+        counts = [round(float(p) * 1000) for p in read(predictions).split()]
+        self.assertEqual(len(counts), rows)
+        wrong = [(i + 1, c) for i, c in enumerate(counts) if c != epochs]
+        print(f"\ncheckpoint at step {steps}; keys not trained exactly {epochs} times: {len(wrong)}")
+        self.assertEqual(wrong, [])
 
 
 if __name__ == "__main__":
