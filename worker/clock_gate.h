@@ -48,7 +48,8 @@ class ClockGate {
         thread_clocks_(threads, start_clock),
         clock_(start_clock) {}
 
-  bool waits() const { return staleness_ >= 0; }
+  // Steps a worker may run ahead of the slowest; < 0: unbounded (asp).
+  int staleness() const { return staleness_; }
 
   // Compute thread `thread` has finished `clock` steps with their pushes
   // acknowledged (kFinished: it has stopped training).

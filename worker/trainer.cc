@@ -1,7 +1,7 @@
 #include "worker/trainer.h"
 
-#include <chrono>
 #include <algorithm>
+#include <chrono>
 #include <deque>
 #include <fstream>
 #include <numeric>
@@ -211,7 +211,6 @@ absl::StatusOr<Trainer::TrainResult> Trainer::Train(DataLoader* loader, const Tr
   };
   std::deque<PendingPush> pushes;  // oldest first
   ClockGate* const clock = hooks.clock;
-  const int staleness = config_.worker.consistency == "asp" ? -1 : bsp_ ? 0 : config_.worker.staleness;
   std::vector<float> probs;
   std::vector<std::vector<float>> grads(tables_.size());
   double epoch_loss = 0, window_loss = 0;
@@ -237,6 +236,7 @@ absl::StatusOr<Trainer::TrainResult> Trainer::Train(DataLoader* loader, const Tr
   // slowest worker by at most `staleness` steps.
   auto before_pull = [&](uint64_t step) -> absl::StatusOr<bool> {
     if (clock == nullptr) return true;
+    const int staleness = clock->staleness();
     // This worker's own pushes count too: steps up to step-1-staleness must be acknowledged.
     const uint64_t needed = staleness < 0 || step - 1 <= static_cast<uint64_t>(staleness) ? 0 : step - 1 - staleness;
     while (!pushes.empty() && pushes.front().step <= needed) SPARTA_RETURN_IF_ERROR(retire_oldest());
