@@ -74,6 +74,7 @@ void VisitFields(Config& c, Visitor& v) {
   v("optimizer.ftrl_beta", c.optimizer.ftrl_beta, AtLeast(0));
   v("optimizer.dense_name", c.optimizer.dense_name, OneOf({"", "sgd", "adagrad", "ftrl", "adam"}));
   v("optimizer.dense_learning_rate", c.optimizer.dense_learning_rate, AtLeast(0));
+  v("worker.backend", c.worker.backend, OneOf({"cpu", "cuda", "auto"}));
   v("worker.threads", c.worker.threads, Between(1, 256));
   v("worker.consistency", c.worker.consistency, OneOf({"asp", "ssp", "bsp"}));
   v("worker.staleness", c.worker.staleness, Between(0, 1 << 20));

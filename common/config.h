@@ -77,6 +77,9 @@ struct OptimizerConfig {
 };
 
 struct WorkerConfig {
+  // Where the model computes: cpu (OpenBLAS, the default), cuda (a GPU; an
+  // error if there is none) or auto (the GPU if there is one, else the CPU).
+  std::string backend = "cpu";
   int threads = 1;       // compute threads, sharing one connection and one parameter cache
   // asp: fully asynchronous; ssp: no worker more than `staleness` steps
   // ahead of the slowest; bsp: every step waits for all workers, and the

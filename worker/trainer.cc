@@ -28,11 +28,11 @@ struct Trainer::Step {
   std::vector<KVClient::Ticket> pulls;
 };
 
-Trainer::Trainer(const Config& config, KVClient* client, const Model* model, std::vector<pb::TableSpec> tables,
+Trainer::Trainer(const Config& config, KVClient* client, StepRunner* runner, std::vector<pb::TableSpec> tables,
                  DenseCache* cache)
     : config_(config),
       client_(client),
-      model_(model),
+      runner_(runner),
       tables_(std::move(tables)),
       bsp_(config.worker.consistency == "bsp"),
       cache_(cache),
@@ -168,32 +168,9 @@ absl::Status Trainer::ForEachStep(DataLoader* loader, const std::function<absl::
   return status;
 }
 
-namespace {
-
-// Floats of a table's buffer the model sees: dense tables without their
-// block padding.
-size_t VisibleSize(const pb::TableSpec& table, size_t buffer_size) {
-  return table.kind() == pb::TableSpec::DENSE ? table.dense_size() : buffer_size;
-}
-
-}  // namespace
-
-absl::StatusOr<double> Trainer::Compute(const Batch& batch, const Step& step, const GradSpans* grads,
-                                        float* probs) const {
-  // A plugin model that throws ends the job with its message, not a crash.
-  try {
-    return model_->Compute(batch, ViewParams(step), grads, probs);
-  } catch (const std::exception& e) {
-    return absl::InternalError(absl::StrCat("the model threw during step ", step.number, ": ", e.what()));
-  }
-}
-
-ParamSpans Trainer::ViewParams(const Step& step) const {
-  ParamSpans spans;
-  for (size_t t = 0; t < tables_.size(); ++t) {
-    const std::vector<float>& values = step.values(t);
-    spans.emplace_back(values.data(), VisibleSize(tables_[t], values.size()));
-  }
+std::vector<std::span<const float>> Trainer::ViewParams(const Step& step) const {
+  std::vector<std::span<const float>> spans;
+  for (size_t t = 0; t < tables_.size(); ++t) spans.emplace_back(step.values(t));
   return spans;
 }
 
@@ -211,8 +188,19 @@ absl::StatusOr<Trainer::TrainResult> Trainer::Train(DataLoader* loader, const Tr
   };
   std::deque<PendingPush> pushes;  // oldest first
   ClockGate* const clock = hooks.clock;
-  std::vector<float> probs;
-  std::vector<std::vector<float>> grads(tables_.size());
+  // Steps submitted to the runner whose gradients are not pushed yet. A
+  // runner deeper than 1 (a GPU's) computes a step while the previous one's
+  // gradients are copied out and pushed, so each step trains on parameters
+  // one push older; with no staleness allowed (bsp, or ssp with bound 0)
+  // the trainer keeps it at one step, since the clock would wait for a push
+  // still inside the runner.
+  struct Computing {
+    uint64_t step;
+    std::unique_ptr<Batch> batch;
+  };
+  std::deque<Computing> computing;
+  const bool no_staleness = bsp_ || (clock != nullptr && clock->staleness() == 0);
+  const size_t depth = no_staleness ? 1 : static_cast<size_t>(runner_->max_depth());
   double epoch_loss = 0, window_loss = 0;
   uint64_t epoch_examples = 0, window_examples = 0;
   // Waits for the oldest step's pushes; the clock counts it as finished.
@@ -226,9 +214,16 @@ absl::StatusOr<Trainer::TrainResult> Trainer::Train(DataLoader* loader, const Tr
     while (!pushes.empty()) SPARTA_RETURN_IF_ERROR(retire_oldest());
     return absl::OkStatus();
   };
+  // Collects the oldest computing step from the runner and pushes its gradients.
+  std::function<absl::Status()> finish_oldest;
+  auto finish_computing = [&]() -> absl::Status {
+    while (!computing.empty()) SPARTA_RETURN_IF_ERROR(finish_oldest());
+    return absl::OkStatus();
+  };
   // A checkpoint cut: everything this worker pushed so far must be in it.
   auto pause_if_asked = [&]() -> absl::Status {
     if (hooks.gate == nullptr || !hooks.gate->pause_requested()) return absl::OkStatus();
+    SPARTA_RETURN_IF_ERROR(finish_computing());
     SPARTA_RETURN_IF_ERROR(drain_pushes());
     return hooks.gate->PauseHere(hooks.thread, result.steps);
   };
@@ -249,7 +244,17 @@ absl::StatusOr<Trainer::TrainResult> Trainer::Train(DataLoader* loader, const Tr
     return wait == ClockGate::Wait::kReady;
   };
   auto train_step = [&](Step& step) -> absl::Status {
-    const Batch& batch = *step.batch;
+    SPARTA_RETURN_IF_ERROR(runner_->Submit(step.number, *step.batch, ViewParams(step), /*want_grads=*/true));
+    // The runner has read the parameters; the batch's keys are needed until its push.
+    computing.push_back({step.number, std::move(step.batch)});
+    while (computing.size() >= depth) SPARTA_RETURN_IF_ERROR(finish_oldest());
+    return absl::OkStatus();
+  };
+  finish_oldest = [&]() -> absl::Status {
+    SPARTA_ASSIGN_OR_RETURN(const StepOutput out, runner_->Collect());
+    const std::unique_ptr<Batch> owned = std::move(computing.front().batch);
+    computing.pop_front();
+    const Batch& batch = *owned;
     if (batch.epoch != epoch) {
       if (epoch_examples > 0) {
         spdlog::info("epoch {} done: mean train logloss {:.5f}", epoch + 1, epoch_loss / epoch_examples);
@@ -258,18 +263,12 @@ absl::StatusOr<Trainer::TrainResult> Trainer::Train(DataLoader* loader, const Tr
       epoch_loss = 0;
       epoch_examples = 0;
     }
-    GradSpans grad_spans;
-    for (size_t t = 0; t < tables_.size(); ++t) {
-      grads[t].assign(step.values(t).size(), 0.0f);  // dense padding stays zero
-      grad_spans.emplace_back(grads[t].data(), VisibleSize(tables_[t], grads[t].size()));
-    }
-    probs.resize(batch.size);
-    SPARTA_ASSIGN_OR_RETURN(const double loss, Compute(batch, step, &grad_spans, probs.data()));
-
+    const double loss = out.loss;
     std::vector<KVClient::Ticket> tickets;
-    const uint64_t request_clock = bsp_ ? step.number : 0;
+    const uint64_t request_clock = bsp_ ? out.step : 0;
     for (size_t t = 0; t < tables_.size(); ++t) {
-      tickets.push_back(client_->Push(tables_[t].id(), tables_[t].dim(), KeysOf(t, batch), grads[t], request_clock));
+      tickets.push_back(
+          client_->Push(tables_[t].id(), tables_[t].dim(), KeysOf(t, batch), out.grads[t], request_clock));
     }
     if (hooks.audit != nullptr) {
       // SGD with learning rate 1 on a gradient of -1: the row counts pushes.
@@ -277,7 +276,7 @@ absl::StatusOr<Trainer::TrainResult> Trainer::Train(DataLoader* loader, const Tr
       tickets.push_back(
           client_->Push(hooks.audit->id(), 1, {&hooks.audit_key, 1}, {&kMinusOne, 1}, request_clock));
     }
-    pushes.push_back({step.number, std::move(tickets)});
+    pushes.push_back({out.step, std::move(tickets)});
     if (cache_ != nullptr) last_push_mark_ = cache_->NotePushes();
     // bsp: the step is over only when its pushes are in.
     const int window = bsp_ ? 0 : config_.worker.max_inflight;
@@ -307,6 +306,7 @@ absl::StatusOr<Trainer::TrainResult> Trainer::Train(DataLoader* loader, const Tr
   auto pause_wanted = [&] { return hooks.gate != nullptr && hooks.gate->pause_requested(); };
   SPARTA_RETURN_IF_ERROR(ForEachStep(loader, train_step, bsp_ ? Pipeline::kSerial : Pipeline::kReadYourWrites,
                                      hooks.first_step, before_pull, pause_if_asked, pause_wanted));
+  SPARTA_RETURN_IF_ERROR(finish_computing());
   SPARTA_RETURN_IF_ERROR(drain_pushes());
   if (clock != nullptr) clock->Advance(hooks.thread, ClockGate::kFinished);
   if (hooks.gate != nullptr) hooks.gate->Finished(hooks.thread, result.steps);
@@ -323,9 +323,9 @@ absl::StatusOr<Trainer::EvalResult> Trainer::Evaluate(DataLoader* loader, const 
       loader,
       [&](Step& step) {
     const Batch& batch = *step.batch;
-    const size_t offset = probs.size();
-    probs.resize(offset + batch.size);
-    SPARTA_RETURN_IF_ERROR(Compute(batch, step, nullptr, probs.data() + offset).status());
+    SPARTA_RETURN_IF_ERROR(runner_->Submit(step.number, batch, ViewParams(step), /*want_grads=*/false));
+    SPARTA_ASSIGN_OR_RETURN(const StepOutput out, runner_->Collect());
+    probs.insert(probs.end(), out.probs.begin(), out.probs.end());
     labels.insert(labels.end(), batch.labels.begin(), batch.labels.end());
     return absl::OkStatus();
       },

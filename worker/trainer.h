@@ -30,6 +30,7 @@
 #include "worker/data/data_loader.h"
 #include "worker/dense_cache.h"
 #include "worker/kv_client.h"
+#include "worker/compute/step_runner.h"
 #include "worker/step_gate.h"
 #include "sparta/sdk/model.h"
 
@@ -50,9 +51,10 @@ class Trainer {
   };
 
   // `tables` are the specs created on the servers, in the model's order.
-  // `cache` (may be null) holds the dense tables shared by the worker's
-  // compute threads; training steps read them from there.
-  Trainer(const Config& config, KVClient* client, const Model* model, std::vector<pb::TableSpec> tables,
+  // `runner` computes the model's steps on the chosen backend. `cache` (may
+  // be null) holds the dense tables shared by the worker's compute threads;
+  // training steps read them from there.
+  Trainer(const Config& config, KVClient* client, StepRunner* runner, std::vector<pb::TableSpec> tables,
           DenseCache* cache = nullptr);
 
   // How a training run fits into the job: steps already done before a
@@ -97,8 +99,7 @@ class Trainer {
   absl::StatusOr<std::unique_ptr<Step>> BeginStep(DataLoader* loader, uint64_t number, const BeforePull& before_pull,
                                                   Pipeline pipeline, bool* deferred);
   void IssuePulls(Step& step, bool late);
-  ParamSpans ViewParams(const Step& step) const;
-  absl::StatusOr<double> Compute(const Batch& batch, const Step& step, const GradSpans* grads, float* probs) const;
+  std::vector<std::span<const float>> ViewParams(const Step& step) const;
   // The keys of table t for `batch`: its unique keys, or a dense table's blocks.
   const std::vector<uint64_t>& KeysOf(size_t t, const Batch& batch) const {
     return tables_[t].kind() == pb::TableSpec::DENSE ? dense_keys_[t] : batch.unique_keys;
@@ -114,7 +115,7 @@ class Trainer {
 
   const Config& config_;
   KVClient* const client_;
-  const Model* const model_;
+  StepRunner* const runner_;
   const std::vector<pb::TableSpec> tables_;
   const bool bsp_;
   DenseCache* const cache_;

@@ -17,6 +17,7 @@
 #include "worker/data/data_loader.h"
 #include "worker/data/input_split.h"
 #include "worker/clock_gate.h"
+#include "worker/compute/backend_choice.h"
 #include "worker/dense_cache.h"
 #include "worker/kv_client.h"
 #include "worker/plugins.h"
@@ -124,6 +125,10 @@ absl::Status Worker::Run() {
                config_.model.plugin.empty() ? config_.model.name : "plugin " + config_.model.plugin,
                model->Tables().size(), config_.data.plugin.empty() ? config_.data.format : "plugin " + config_.data.plugin,
                schema.num_fields, schema.num_dense);
+  // The backend is chosen before the worker joins, so that `backend: cuda`
+  // without a usable GPU fails here with its config line.
+  SPARTA_ASSIGN_OR_RETURN(const BackendChoice backend, ChooseBackend(config_, *model, ProbeGpus()));
+  spdlog::info("compute backend: {} ({})", backend.cuda ? "cuda" : "cpu", backend.reason);
 
   zmq::context_t context(1);
   pb::NodeInfo self;
@@ -258,7 +263,13 @@ absl::Status Worker::Run() {
   std::vector<absl::StatusOr<Trainer::TrainResult>> results(threads, absl::UnknownError("not run"));
   std::once_flag failed;
   auto train = [&](int i) {
-    Trainer trainer(config_, client.get(), model.get(), tables, &cache);
+    auto runner = NewStepRunner(backend, config_, model.get(), tables);
+    if (!runner.ok()) {
+      results[i] = runner.status();
+      std::call_once(failed, [&] { scheduler.SendFailed(results[i].status()); });
+      return;
+    }
+    Trainer trainer(config_, client.get(), runner->get(), tables, &cache);
     Trainer::TrainHooks mine = hooks;
     mine.thread = i;
     mine.log_progress = i == 0;
@@ -299,7 +310,9 @@ absl::Status Worker::Run() {
   if (me.rank() == 0 && !test_files.empty()) {
     auto test = OpenInput(test_files, 0, 1, config_, make_reader, /*single_pass=*/true);
     if (!test.ok()) return fail(test.status());
-    Trainer evaluator(config_, client.get(), model.get(), tables);
+    auto runner = NewStepRunner(backend, config_, model.get(), tables);
+    if (!runner.ok()) return fail(runner.status());
+    Trainer evaluator(config_, client.get(), runner->get(), tables);
     auto eval = evaluator.Evaluate(test->get(), config_.eval.predictions_out);
     if (!eval.ok()) return fail(eval.status());
     spdlog::info("test: AUC {:.5f} logloss {:.5f} on {} rows", eval->auc, eval->logloss, eval->rows);

@@ -89,7 +89,7 @@ class PluginTest(ClusterTest):
         stale = self.compile_library("stale", """
             #include "sparta/sdk/plugin.h"
             extern "C" const sparta::PluginInfo* sparta_plugin() {
-              static const sparta::PluginInfo info{SPARTA_SDK_ABI_VERSION + 98, "stale", nullptr, nullptr};
+              static const sparta::PluginInfo info{1, "stale", nullptr, nullptr};  // ABI 1: before ComputeOn
               return &info;
             }
         """)
@@ -100,7 +100,7 @@ class PluginTest(ClusterTest):
             sparta::Model* Boom(const sparta::ModelContext&, std::string*) { throw std::runtime_error("boom"); }
             SPARTA_PLUGIN("throwing", Boom, nullptr)
         """)
-        cases = [(stale, f"was built against Sparta SDK ABI version 99"), (plain, "is not a Sparta plugin"),
+        cases = [(stale, f"was built against Sparta SDK ABI version 1,"), (plain, "is not a Sparta plugin"),
                  (os.path.join(self.dir, "missing.so"), "cannot load plugin"),
                  (throwing, "model 'throwing': the model factory threw: boom")]
         for i, (lib, message) in enumerate(cases):

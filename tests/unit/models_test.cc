@@ -7,6 +7,7 @@
 
 #include "sparta/sdk/logistic.h"
 #include "sparta/sdk/model.h"
+#include "worker/compute/step_runner.h"
 #include "worker/data/batch.h"
 #include "worker/models/builtin_models.h"
 
@@ -31,11 +32,30 @@ Batch RandomBatch(int examples, int keys, int per_example, std::mt19937& rng, in
   return std::move(*builder.Finish(0));
 }
 
+// Runs `model` on the CPU backend, as a worker with `worker.backend: cpu`
+// does. Returns the summed logloss; fills `probs` and, if not null, `grads`.
+double Run(const Model& model, const Batch& batch, const std::vector<std::vector<float>>& params,
+           std::vector<float>* probs, std::vector<std::vector<float>>* grads) {
+  std::vector<RunnerTable> tables;
+  for (const TableDecl& t : model.Tables()) {
+    tables.push_back({.dense = t.kind == TableKind::kDense, .dense_size = t.dense_size});
+  }
+  auto runner = NewCpuStepRunner(&model, tables);
+  REQUIRE(runner->Submit(1, batch, {params.begin(), params.end()}, grads != nullptr).ok());
+  auto out = runner->Collect();
+  REQUIRE(out.ok());
+  probs->assign(out->probs.begin(), out->probs.end());
+  if (grads != nullptr) {
+    grads->clear();
+    for (const auto& g : out->grads) grads->emplace_back(g.begin(), g.end());
+  }
+  return out->loss;
+}
+
 // Summed logloss of the batch under `params`.
 double SumLoss(const Model& model, const Batch& batch, const std::vector<std::vector<float>>& params) {
-  ParamSpans spans(params.begin(), params.end());
-  std::vector<float> probs(batch.size);
-  return model.Compute(batch, spans, nullptr, probs.data());
+  std::vector<float> probs;
+  return Run(model, batch, params, &probs, nullptr);
 }
 
 void CheckGradients(const Model& model, const Batch& batch, std::mt19937& rng) {
@@ -48,12 +68,9 @@ void CheckGradients(const Model& model, const Batch& batch, std::mt19937& rng) {
     params.push_back(p);
   }
   std::vector<std::vector<float>> grads;
-  GradSpans grad_spans;
-  for (const auto& p : params) grads.emplace_back(p.size(), 123.0f);  // garbage: Compute must overwrite
-  for (auto& g : grads) grad_spans.emplace_back(g);
-  std::vector<float> probs(batch.size);
-  ParamSpans spans(params.begin(), params.end());
-  const double loss = model.Compute(batch, spans, &grad_spans, probs.data());
+  std::vector<float> probs;
+  const double loss = Run(model, batch, params, &probs, &grads);
+  REQUIRE(probs.size() == batch.size);
   double direct = 0;
   for (uint32_t i = 0; i < batch.size; ++i) direct += LogLoss(probs[i], batch.labels[i]);
   REQUIRE(loss == Approx(direct).epsilon(1e-6));

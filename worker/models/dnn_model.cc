@@ -11,16 +11,14 @@
 // then b (out), drawn from U(-1/sqrt(in), 1/sqrt(in)) as PyTorch's Linear
 // does. Dense layers run on OpenBLAS (cblas_sgemm).
 //
-// Compute() keeps its activations in thread-local scratch, so one instance
-// serves any number of compute threads.
-#include <cblas.h>
-
+// Everything runs on the compute backend (cpu or cuda); activations live in
+// the backend's per-thread scratch, so one instance serves any number of
+// compute threads.
 #include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
 
-#include "sparta/sdk/logistic.h"
 #include "sparta/sdk/model.h"
 #include "worker/models/builtin_models.h"
 
@@ -33,51 +31,23 @@ struct Layer {
   bool relu = true;
 };
 
-// Per-thread buffers, grown to the largest batch seen.
-struct Scratch {
-  std::vector<std::vector<float>> acts;  // acts[l]: input of layer l (B x in); the last is the output
-  std::vector<float> grad_out, grad_in;
-  std::vector<float> wide;
-};
-
-// y = x W + b, then ReLU if asked. x: rows x in, W: in x out.
-void Forward(const Layer& layer, const float* params, const float* x, uint32_t rows, float* y) {
-  const float* w = params;
-  const float* b = params + size_t{layer.in} * layer.out;
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, layer.out, layer.in, 1.0f, x, layer.in, w, layer.out,
-              0.0f, y, layer.out);
-  for (uint32_t i = 0; i < rows; ++i) {
-    float* row = y + size_t{i} * layer.out;
-    for (uint32_t j = 0; j < layer.out; ++j) {
-      const float v = row[j] + b[j];
-      row[j] = layer.relu ? std::max(v, 0.0f) : v;
-    }
-  }
+// y = act(x W + b). x: rows x in, W: in x out, then b (out).
+void Forward(ComputeBackend& backend, const Layer& layer, const float* params, const float* x, uint32_t rows,
+             float* y) {
+  backend.Gemm(false, false, rows, layer.out, layer.in, 1.0f, x, layer.in, params, layer.out, 0.0f, y, layer.out);
+  backend.BiasActivation(y, params + size_t{layer.in} * layer.out, rows, layer.out,
+                         layer.relu ? Activation::kRelu : Activation::kNone);
 }
 
-// Given dL/dy in `dy` (rows x out; ReLU already folded in), writes dL/dW and
-// dL/db into `grads` and, if `dx` is not null, dL/dx (rows x in).
-void Backward(const Layer& layer, const float* params, const float* x, const float* dy, uint32_t rows, float* grads,
-              float* dx) {
-  const float* w = params;
-  float* gw = grads;
-  float* gb = grads + size_t{layer.in} * layer.out;
-  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, layer.in, layer.out, rows, 1.0f, x, layer.in, dy, layer.out,
-              0.0f, gw, layer.out);
-  std::fill(gb, gb + layer.out, 0.0f);
-  for (uint32_t i = 0; i < rows; ++i) {
-    const float* row = dy + size_t{i} * layer.out;
-    for (uint32_t j = 0; j < layer.out; ++j) gb[j] += row[j];
-  }
+// Given dL/dy in `dy` (rows x out; the activation already folded in),
+// writes dL/dW and dL/db into `grads` and, if `dx` is not null, dL/dx.
+void Backward(ComputeBackend& backend, const Layer& layer, const float* params, const float* x, const float* dy,
+              uint32_t rows, float* grads, float* dx) {
+  backend.Gemm(true, false, layer.in, layer.out, rows, 1.0f, x, layer.in, dy, layer.out, 0.0f, grads, layer.out);
+  backend.ColumnSums(dy, rows, layer.out, grads + size_t{layer.in} * layer.out);
   if (dx != nullptr) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, layer.in, layer.out, 1.0f, dy, layer.out, w, layer.out,
-                0.0f, dx, layer.in);
+    backend.Gemm(false, true, rows, layer.in, layer.out, 1.0f, dy, layer.out, params, layer.out, 0.0f, dx, layer.in);
   }
-}
-
-// dL/dy of a ReLU layer: zero where the unit was off.
-void MaskRelu(const float* y, size_t n, float* dy) {
-  for (size_t i = 0; i < n; ++i) dy[i] = y[i] > 0 ? dy[i] : 0.0f;
 }
 
 class DeepNetwork final : public Model {
@@ -124,115 +94,87 @@ class DeepNetwork final : public Model {
     return tables;
   }
 
-  double Compute(const Batch& batch, const ParamSpans& params, const GradSpans* grads, float* probs) const override {
-    thread_local Scratch s;
+  bool runs_on_backend() const override { return true; }
+
+  void ComputeOn(ComputeBackend& backend, const BatchView& batch, const ParamSpans& params, const GradSpans* grads,
+                 float* probs) const override {
     const uint32_t rows = batch.size;
-    const uint32_t row_dim = k_ + 1;
     const uint32_t emb_width = fields_ * k_;
     const uint32_t concat = emb_width + bottom_width_;
     const float* emb = params[0].data();
+    const PoolSpec wide{.row_dim = k_ + 1, .column = 0, .width = 1};
+    const PoolSpec fields{.row_dim = k_ + 1, .column = 1, .width = k_, .num_fields = fields_};
 
-    // Bottom MLP over the dense features.
-    s.acts.resize(bottom_.size() + top_.size() + 2);
-    std::vector<float>& dense_in = s.acts[0];
-    dense_in.assign(size_t{rows} * num_dense_, 0.0f);
-    if (batch.num_dense > 0) {
-      const uint32_t n = std::min(batch.num_dense, num_dense_);
-      for (uint32_t i = 0; i < rows; ++i) {
-        std::copy_n(batch.dense.data() + size_t{i} * batch.num_dense, n, dense_in.data() + size_t{i} * num_dense_);
+    // acts[l]: the input of layer l (bottom layers first, then top), and last the logits.
+    std::vector<const float*> acts(bottom_.size() + top_.size() + 2);
+    // Bottom MLP over the dense features (zero-padded if the reader has fewer).
+    if (batch.num_dense == num_dense_) {
+      acts[0] = batch.dense;
+    } else {
+      float* padded = backend.Scratch(size_t{rows} * num_dense_);
+      backend.Fill(padded, size_t{rows} * num_dense_, 0.0f);
+      if (batch.num_dense > 0) {
+        backend.CopyColumns(batch.dense, rows, std::min(batch.num_dense, num_dense_), batch.num_dense, padded,
+                            num_dense_);
       }
+      acts[0] = padded;
     }
     for (size_t l = 0; l < bottom_.size(); ++l) {
-      s.acts[l + 1].resize(size_t{rows} * bottom_[l].out);
-      Forward(bottom_[l], params[bottom_[l].table].data(), s.acts[l].data(), rows, s.acts[l + 1].data());
+      float* y = backend.Scratch(size_t{rows} * bottom_[l].out);
+      Forward(backend, bottom_[l], params[bottom_[l].table].data(), acts[l], rows, y);
+      acts[l + 1] = y;
     }
-    const std::vector<float>& bottom_out = s.acts[bottom_.size()];
-
-    // Pooled embeddings and the wide term, then [embeddings, bottom] as the top's input.
+    // The top's input: [pooled embeddings per field, bottom output].
     const size_t top0 = bottom_.size() + 1;
-    std::vector<float>& x = s.acts[top0];
-    x.assign(size_t{rows} * concat, 0.0f);
-    s.wide.assign(rows, 0.0f);
-    for (uint32_t i = 0; i < rows; ++i) {
-      float* xi = x.data() + size_t{i} * concat;
-      float wide = 0;
-      for (uint32_t f = batch.offsets[i]; f < batch.offsets[i + 1]; ++f) {
-        const float* r = emb + size_t{batch.slots[f]} * row_dim;
-        const float v = batch.values[f];
-        wide += v * r[0];
-        const uint32_t field = batch.fields[f];
-        if (field >= fields_) continue;  // a field the schema does not have: wide term only
-        float* e = xi + size_t{field} * k_;
-        for (uint32_t j = 0; j < k_; ++j) e[j] += v * r[1 + j];
-      }
-      s.wide[i] = wide;
-      std::copy_n(bottom_out.data() + size_t{i} * bottom_width_, bottom_width_, xi + emb_width);
+    float* x = backend.Scratch(size_t{rows} * concat);
+    backend.Pool(batch, fields, emb, x, concat);
+    if (bottom_width_ > 0) {
+      backend.CopyColumns(acts[bottom_.size()], rows, bottom_width_, bottom_width_, x + emb_width, concat);
     }
+    acts[top0] = x;
+    float* logits = nullptr;  // the output layer's y
     for (size_t l = 0; l < top_.size(); ++l) {
-      s.acts[top0 + l + 1].resize(size_t{rows} * top_[l].out);
-      Forward(top_[l], params[top_[l].table].data(), s.acts[top0 + l].data(), rows, s.acts[top0 + l + 1].data());
+      logits = backend.Scratch(size_t{rows} * top_[l].out);
+      Forward(backend, top_[l], params[top_[l].table].data(), acts[top0 + l], rows, logits);
+      acts[top0 + l + 1] = logits;
     }
-    const float* logits = s.acts[top0 + top_.size()].data();
-
-    double loss = 0;
-    s.grad_out.resize(rows);
-    for (uint32_t i = 0; i < rows; ++i) {
-      const float p = Sigmoid(logits[i] + s.wide[i]);
-      probs[i] = p;
-      loss += LogLoss(p, batch.labels[i]);
-      s.grad_out[i] = p - batch.labels[i];
-      s.wide[i] = s.grad_out[i];  // from here on: dL/dlogit, the wide term's gradient
-    }
-    if (grads == nullptr) return loss;
+    float* wide_sum = backend.Scratch(rows);
+    backend.Pool(batch, wide, emb, wide_sum, 1);
+    backend.Axpy(rows, 1.0f, wide_sum, logits);
+    float* dlogits = grads != nullptr ? backend.Scratch(rows) : nullptr;
+    backend.Logistic(logits, batch.labels, rows, probs, dlogits);
+    if (grads == nullptr) return;
 
     // Back through the top MLP, down to its input.
+    float* dy = dlogits;
     for (size_t l = top_.size(); l-- > 0;) {
       const Layer& layer = top_[l];
-      s.grad_in.resize(size_t{rows} * layer.in);
-      Backward(layer, params[layer.table].data(), s.acts[top0 + l].data(), s.grad_out.data(), rows,
-               (*grads)[layer.table].data(), s.grad_in.data());
+      float* dx = backend.Scratch(size_t{rows} * layer.in);
+      Backward(backend, layer, params[layer.table].data(), acts[top0 + l], dy, rows, (*grads)[layer.table].data(),
+               dx);
       // The input of top layer l > 0 is a ReLU output. That of layer 0 is
       // [embeddings, bottom]; the bottom MLP masks its own part below.
-      if (l > 0) MaskRelu(s.acts[top0 + l].data(), s.grad_in.size(), s.grad_in.data());
-      std::swap(s.grad_in, s.grad_out);
+      if (l > 0) backend.ActivationBackward(acts[top0 + l], dx, size_t{rows} * layer.in, Activation::kRelu);
+      dy = dx;
     }
-    const std::vector<float>& dx = s.grad_out;  // rows x concat
+    const float* dconcat = dy;
 
-    // Embedding and wide gradients, scattered to the batch's unique keys.
+    // Embedding and wide gradients, merged per unique key.
     float* gemb = (*grads)[0].data();
-    std::fill((*grads)[0].begin(), (*grads)[0].end(), 0.0f);
-    for (uint32_t i = 0; i < rows; ++i) {
-      const float* dxi = dx.data() + size_t{i} * concat;
-      const float g = s.wide[i];
-      for (uint32_t f = batch.offsets[i]; f < batch.offsets[i + 1]; ++f) {
-        float* gr = gemb + size_t{batch.slots[f]} * row_dim;
-        const float v = batch.values[f];
-        gr[0] += v * g;
-        const uint32_t field = batch.fields[f];
-        if (field >= fields_) continue;
-        const float* de = dxi + size_t{field} * k_;
-        for (uint32_t j = 0; j < k_; ++j) gr[1 + j] += v * de[j];
-      }
-    }
+    backend.PoolBackward(batch, fields, emb, dconcat, concat, gemb);
+    backend.PoolBackward(batch, wide, emb, dlogits, 1, gemb);
 
     // Back through the bottom MLP.
-    if (!bottom_.empty()) {
-      std::vector<float>& dy = s.grad_in;
-      dy.resize(size_t{rows} * bottom_width_);
-      for (uint32_t i = 0; i < rows; ++i) {
-        std::copy_n(dx.data() + size_t{i} * concat + emb_width, bottom_width_, dy.data() + size_t{i} * bottom_width_);
-      }
-      std::vector<float>& scratch = s.grad_out;  // dx has been consumed
-      for (size_t l = bottom_.size(); l-- > 0;) {
-        const Layer& layer = bottom_[l];
-        MaskRelu(s.acts[l + 1].data(), size_t{rows} * layer.out, dy.data());
-        if (l > 0) scratch.resize(size_t{rows} * layer.in);
-        Backward(layer, params[layer.table].data(), s.acts[l].data(), dy.data(), rows, (*grads)[layer.table].data(),
-                 l > 0 ? scratch.data() : nullptr);
-        if (l > 0) std::swap(dy, scratch);
-      }
+    if (bottom_.empty()) return;
+    dy = backend.Scratch(size_t{rows} * bottom_width_);
+    backend.CopyColumns(dconcat + emb_width, rows, bottom_width_, concat, dy, bottom_width_);
+    for (size_t l = bottom_.size(); l-- > 0;) {
+      const Layer& layer = bottom_[l];
+      backend.ActivationBackward(acts[l + 1], dy, size_t{rows} * layer.out, Activation::kRelu);
+      float* dx = l > 0 ? backend.Scratch(size_t{rows} * layer.in) : nullptr;
+      Backward(backend, layer, params[layer.table].data(), acts[l], dy, rows, (*grads)[layer.table].data(), dx);
+      dy = dx;
     }
-    return loss;
   }
 
  private:

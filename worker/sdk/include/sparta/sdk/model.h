@@ -5,15 +5,25 @@
 // pushes the gradients the model writes. The built-in models (lr, fm, dnn)
 // implement this same interface.
 //
-// Compute() is const and must keep no state between calls: a worker with
-// `worker.threads: N` calls it from N threads at once on one instance.
+// A model computes in one of two ways:
+//   - ComputeOn(): written against a ComputeBackend (backend.h), so the same
+//     code runs on the CPU or on a GPU (`worker.backend: cpu|cuda|auto`).
+//     The built-in models work this way.
+//   - Compute(): plain C++ over host memory; such a model runs on the CPU
+//     backend only, and `worker.backend: cuda` refuses it.
+// A model overrides one of them (and runs_on_backend() for the first).
+//
+// Both are const and must keep no state between calls: a worker with
+// `worker.threads: N` calls them from N threads at once on one instance.
 // Part of the plugin ABI (see plugin.h).
 #ifndef SPARTA_SDK_MODEL_H_
 #define SPARTA_SDK_MODEL_H_
 
 #include <span>
+#include <stdexcept>
 #include <vector>
 
+#include "sparta/sdk/backend.h"
 #include "sparta/sdk/example.h"
 #include "sparta/sdk/options.h"
 #include "sparta/sdk/table.h"
@@ -38,11 +48,25 @@ class Model {
 
   virtual std::vector<TableDecl> Tables() const = 0;
 
-  // Writes P(click) of each example to probs[0, batch.size). If `grads` is
-  // not null, overwrites it with d(summed logloss)/d(params). Returns the
-  // batch's summed logloss.
+  // The host path. Writes P(click) of each example to probs[0, batch.size).
+  // If `grads` is not null, overwrites it with d(summed logloss)/d(params).
+  // Returns the batch's summed logloss.
   virtual double Compute(const Batch& batch, const ParamSpans& params, const GradSpans* grads,
-                         float* probs) const = 0;
+                         float* probs) const {
+    throw std::logic_error("this model implements neither Compute nor ComputeOn");
+  }
+
+  // True if the model implements ComputeOn; the worker then uses it on
+  // every backend, the CPU included.
+  virtual bool runs_on_backend() const { return false; }
+
+  // The backend path: as Compute, with `params`, `grads` and `probs` in the
+  // backend's memory and the batch as a BatchView. `grads` arrive zeroed, so
+  // the model may add to them. The worker computes the loss from `probs`.
+  virtual void ComputeOn(ComputeBackend& backend, const BatchView& batch, const ParamSpans& params,
+                         const GradSpans* grads, float* probs) const {
+    throw std::logic_error("this model has no ComputeOn");
+  }
 };
 
 // What a model factory is given.

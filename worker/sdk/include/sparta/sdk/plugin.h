@@ -27,7 +27,7 @@
 #include "sparta/sdk/options.h"
 #include "sparta/sdk/reader.h"
 
-#define SPARTA_SDK_ABI_VERSION 1
+#define SPARTA_SDK_ABI_VERSION 2
 
 namespace sparta {
 

@@ -1,0 +1,53 @@
+#include "worker/compute/backend_choice.h"
+
+#include "absl/strings/str_cat.h"
+#if SPARTA_HAVE_CUDA
+#include "worker/compute/cuda/cuda_step_runner.h"
+#endif
+
+namespace sparta {
+
+#if !SPARTA_HAVE_CUDA
+GpuProbe ProbeGpus() {
+  return {.devices = 0, .detail = "this worker was built without CUDA (no nvcc at build time, or SPARTA_CUDA=OFF)"};
+}
+#endif
+
+absl::StatusOr<BackendChoice> ChooseBackend(const Config& config, const Model& model, const GpuProbe& probe) {
+  const std::string& wanted = config.worker.backend;
+  if (wanted == "cpu") return BackendChoice{.cuda = false, .reason = "worker.backend: cpu"};
+  std::string why_not;
+  if (probe.devices == 0) {
+    why_not = probe.detail;
+  } else if (!model.runs_on_backend()) {
+    why_not = "the model computes on the host only (it implements Model::Compute, not ComputeOn)";
+  }
+  if (why_not.empty()) {
+    return BackendChoice{.cuda = true, .device = 0, .reason = absl::StrCat("worker.backend: ", wanted, ", GPU 0 of ",
+                                                                           probe.devices, ": ", probe.detail)};
+  }
+  if (wanted == "cuda") {
+    return absl::FailedPreconditionError(
+        absl::StrCat(config.Where("worker.backend"), ": key 'worker.backend' is cuda, but ", why_not,
+                     "; use worker.backend: cpu or auto"));
+  }
+  return BackendChoice{.cuda = false, .reason = absl::StrCat("worker.backend: auto falls back to the CPU: ", why_not)};
+}
+
+absl::StatusOr<std::unique_ptr<StepRunner>> NewStepRunner(const BackendChoice& choice, const Config& config,
+                                                          const Model* model,
+                                                          const std::vector<pb::TableSpec>& tables) {
+  std::vector<RunnerTable> runner_tables;
+  for (const pb::TableSpec& t : tables) {
+    runner_tables.push_back({.dense = t.kind() == pb::TableSpec::DENSE, .dense_size = t.dense_size()});
+  }
+  if (!choice.cuda) return NewCpuStepRunner(model, std::move(runner_tables));
+#if SPARTA_HAVE_CUDA
+  return NewCudaStepRunner(model, std::move(runner_tables),
+                           {.device = choice.device, .half_precision_copies = config.wire.dtype == "fp16"});
+#else
+  return absl::FailedPreconditionError("this worker was built without CUDA");
+#endif
+}
+
+}  // namespace sparta
