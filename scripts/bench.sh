@@ -26,6 +26,8 @@ if [[ $build == 1 ]]; then
   scripts/install-deps.sh
   scripts/build.sh sparta-scheduler sparta-server sparta-worker sparta-datagen sparta-kv-bench sparta-row-memory \
     sparta-checkpoint-bench
+  # The GPU kernel benchmark exists when the build has the CUDA backend.
+  if cmake --build build --target help | grep -q sparta-gpu-bench; then scripts/build.sh sparta-gpu-bench; fi
 fi
 bin=${SPARTA_BIN:-build/bin}
 tmp=$(mktemp -d /tmp/sparta-bench-XXXXXX)
@@ -100,16 +102,38 @@ if [[ -z $quick ]] && ! /usr/bin/python3 -c "import torch" 2>/dev/null; then
 fi
 SPARTA_BIN="$bin" python3 tests/bench/models_bench.py "$tmp/train.txt" "$tmp/test.txt" "$tmp/models.json" $quick
 
+echo "== GPU: gather/scatter kernels against the copy bandwidth; dnn on a GPU worker vs the CPU worker and PyTorch"
+echo '[]' > "$tmp/gpu.json"
+if [[ ! -x "$bin/sparta-gpu-bench" ]]; then
+  echo "GPU benchmark skipped: this build has no CUDA backend (no nvcc, or SPARTA_CUDA=OFF)"
+elif "$bin/sparta-gpu-bench" $quick > "$tmp/kernels.jsonl"; then
+  cat "$tmp/kernels.jsonl"
+  SPARTA_BIN="$bin" python3 tests/bench/gpu_models_bench.py "$tmp/train.txt" "$tmp/test.txt" "$tmp/gpu.json"
+  python3 - "$tmp/kernels.jsonl" "$tmp/gpu.json" <<'PY'
+import json, sys
+records = json.load(open(sys.argv[2]))
+for line in open(sys.argv[1]):
+    k = json.loads(line)
+    records.append({"name": f"gpu_{k['kernel']}_b{k['examples']}_dim{k['dim']}", "unit": "fraction of copy bandwidth",
+                    "value": k["fraction_of_copy"], **k})
+json.dump(records, open(sys.argv[2], "w"), indent=1)
+PY
+else
+  echo "GPU benchmark skipped: no usable GPU on this machine"
+fi
+
 echo "== checkpoints: cut, size on disk, incremental cut after 1% changed, restore (dim 8, Adagrad)"
 "$bin/sparta-checkpoint-bench" --json "$tmp/checkpoint.json" $([[ -n $quick ]] && echo 100000 || echo 1000000 10000000)
 
 echo "== replication (lr, 2 workers + 3 servers) and failover (kill -9 of a server)"
 SPARTA_BIN="$bin" python3 tests/bench/replication_bench.py "$tmp/train.txt" "$tmp/test.txt" "$tmp/replication.json" $quick
 if [[ -n $json ]]; then
-  python3 - "$tmp/kv.json" "$e2e" "$json" "$tmp/checkpoint.json" "$tmp/replication.json" "$tmp/models.json" <<'PY'
+  python3 - "$tmp/kv.json" "$e2e" "$json" "$tmp/checkpoint.json" "$tmp/replication.json" "$tmp/models.json" \
+    "$tmp/gpu.json" <<'PY'
 import json, sys
 records = json.load(open(sys.argv[1])) + json.load(open(sys.argv[2]))
 records += json.load(open(sys.argv[4])) + json.load(open(sys.argv[5])) + json.load(open(sys.argv[6]))
+records += json.load(open(sys.argv[7]))
 for line in open(sys.argv[1].replace("kv.json", "memory.txt")):
     name, value = line.split()[:2]
     records.append({"name": name, "unit": "bytes/row", "value": float(value)})

@@ -145,7 +145,7 @@ absl::Status Trainer::ForEachStep(DataLoader* loader, const std::function<absl::
         SPARTA_RETURN_IF_ERROR(begin(pipeline, &next, &deferred));
         prefetched = !deferred;
       }
-      for (const auto& ticket : current->pulls) SPARTA_RETURN_IF_ERROR(client_->Wait(ticket));
+      for (const auto& ticket : current->pulls) SPARTA_RETURN_IF_ERROR(WaitTimed(ticket));
       SPARTA_RETURN_IF_ERROR(body(*current));
       if (prefetched) {
         if (next != nullptr && pipeline == Pipeline::kReadYourWrites) IssuePulls(*next, /*late=*/true);
@@ -168,6 +168,14 @@ absl::Status Trainer::ForEachStep(DataLoader* loader, const std::function<absl::
   return status;
 }
 
+absl::Status Trainer::WaitTimed(const KVClient::Ticket& ticket) {
+  if (KVClient::Done(ticket)) return client_->Wait(ticket);
+  const auto start = Clock::now();
+  absl::Status status = client_->Wait(ticket);
+  network_wait_seconds_ += std::chrono::duration<double>(Clock::now() - start).count();
+  return status;
+}
+
 std::vector<std::span<const float>> Trainer::ViewParams(const Step& step) const {
   std::vector<std::span<const float>> spans;
   for (size_t t = 0; t < tables_.size(); ++t) spans.emplace_back(step.values(t));
@@ -178,6 +186,7 @@ absl::StatusOr<Trainer::TrainResult> Trainer::Train(DataLoader* loader) { return
 
 absl::StatusOr<Trainer::TrainResult> Trainer::Train(DataLoader* loader, const TrainHooks& hooks) {
   TrainResult result;
+  network_wait_seconds_ = 0;
   int epoch = -1;
   const auto start = Clock::now();
   auto last_progress = start;
@@ -205,7 +214,7 @@ absl::StatusOr<Trainer::TrainResult> Trainer::Train(DataLoader* loader, const Tr
   uint64_t epoch_examples = 0, window_examples = 0;
   // Waits for the oldest step's pushes; the clock counts it as finished.
   auto retire_oldest = [&]() -> absl::Status {
-    for (const auto& ticket : pushes.front().tickets) SPARTA_RETURN_IF_ERROR(client_->Wait(ticket));
+    for (const auto& ticket : pushes.front().tickets) SPARTA_RETURN_IF_ERROR(WaitTimed(ticket));
     if (clock != nullptr) clock->Advance(hooks.thread, pushes.front().step);
     pushes.pop_front();
     return absl::OkStatus();
@@ -312,8 +321,14 @@ absl::StatusOr<Trainer::TrainResult> Trainer::Train(DataLoader* loader, const Tr
   if (hooks.gate != nullptr) hooks.gate->Finished(hooks.thread, result.steps);
   result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   result.last_epoch_loss = epoch_examples ? epoch_loss / epoch_examples : 0;
-  if (hooks.log_progress) spdlog::info("training done: {} examples in {:.2f} s ({:.0f} ex/s), last epoch logloss {:.5f}", result.examples,
-               result.seconds, result.examples / std::max(result.seconds, 1e-9), result.last_epoch_loss);
+  result.network_wait_seconds = network_wait_seconds_;
+  if (hooks.log_progress) {
+    spdlog::info("training done: {} examples in {:.2f} s ({:.0f} ex/s) on {}, last epoch logloss {:.5f}; {:.1f}% of "
+                 "the time waiting on the network",
+                 result.examples, result.seconds, result.examples / std::max(result.seconds, 1e-9),
+                 runner_->backend_name(), result.last_epoch_loss,
+                 100 * result.network_wait_seconds / std::max(result.seconds, 1e-9));
+  }
   return result;
 }
 

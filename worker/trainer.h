@@ -43,6 +43,7 @@ class Trainer {
     uint64_t examples = 0;
     double seconds = 0;
     double last_epoch_loss = 0;  // mean logloss over the last epoch's batches
+    double network_wait_seconds = 0;  // blocked on pulls to arrive or pushes to be acknowledged
   };
   struct EvalResult {
     double auc = 0;
@@ -119,8 +120,11 @@ class Trainer {
   const std::vector<pb::TableSpec> tables_;
   const bool bsp_;
   DenseCache* const cache_;
+  double network_wait_seconds_ = 0;  // of the current Train() or Evaluate()
   uint64_t last_push_mark_ = 0;  // cache_->NotePushes() after this trainer's last push
   std::vector<std::vector<uint64_t>> dense_keys_;  // per dense table: its block indices
+  // client_->Wait(ticket), timed into network_wait_seconds_.
+  absl::Status WaitTimed(const KVClient::Ticket& ticket);
 };
 
 }  // namespace sparta

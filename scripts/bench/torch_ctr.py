@@ -145,7 +145,7 @@ class LR(nn.Module):
 
     def forward(self, index, dense):
         flat, example = Sparse.flatten(index)
-        offsets = torch.searchsorted(example, torch.arange(index.shape[0]))
+        offsets = torch.searchsorted(example, torch.arange(index.shape[0], device=index.device))
         return self.w(flat, offsets).squeeze(1) + self.bias
 
 
@@ -162,9 +162,9 @@ class FM(nn.Module):
         flat, example = Sparse.flatten(index)
         b = index.shape[0]
         v = self.v(flat)
-        linear = torch.zeros(b).index_add_(0, example, self.w(flat).squeeze(1))
-        s = torch.zeros(b, v.shape[1]).index_add_(0, example, v)
-        sq = torch.zeros(b, v.shape[1]).index_add_(0, example, v * v)
+        linear = torch.zeros(b, device=index.device).index_add_(0, example, self.w(flat).squeeze(1))
+        s = torch.zeros(b, v.shape[1], device=index.device).index_add_(0, example, v)
+        sq = torch.zeros(b, v.shape[1], device=index.device).index_add_(0, example, v * v)
         return self.bias + linear + 0.5 * (s * s - sq).sum(1)
 
 
@@ -207,6 +207,7 @@ def main():
     ap.add_argument("--models", default="lr,fm,dnn")
     ap.add_argument("--batch", type=int, default=4096)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda to train on the GPU (batches copied in per step)")
     ap.add_argument("--sparse-lr", type=float, default=0.05)
     ap.add_argument("--initial-accumulator", type=float, default=0.1)
     ap.add_argument("--dense-lr", type=float, default=0.001)
@@ -274,25 +275,33 @@ def train_one(name, args, vocab, batches, test, bottom, top, seed):
     dense = [p for p in model.parameters() if all(p is not q for q in sparse)]
     if args.init == "sparta":
         init_like_sparta(model, name, vocab, seed, args.init_scale)
+    device = torch.device(args.device)
+    model.to(device)
+    if device.type == "cuda":
+        # As Sparta's worker does: each batch crosses PCIe in its step, from pinned memory.
+        batches = [tuple(t.pin_memory() for t in b) for b in batches]
     opt_sparse = torch.optim.Adagrad(sparse, lr=args.sparse_lr, initial_accumulator_value=args.initial_accumulator,
                                      eps=1e-8)
     opt_dense = torch.optim.Adam(dense, lr=args.dense_lr)
     loss_fn = nn.BCEWithLogitsLoss(reduction="sum")  # Sparta's gradients are of the summed loss too
     start = time.time()
-    for y, index, d in batches:
+    for batch in batches:
+        y, index, d = (t.to(device, non_blocking=True) for t in batch)
         opt_sparse.zero_grad()
         opt_dense.zero_grad()
         loss = loss_fn(model(index, d), y)
         loss.backward()
         opt_sparse.step()
         opt_dense.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
     seconds = time.time() - start
     with torch.no_grad():
-        scores = torch.cat([torch.sigmoid(model(test[1][i:i + 65536], test[2][i:i + 65536]))
-                            for i in range(0, len(test[0]), 65536)]).numpy()
+        scores = torch.cat([torch.sigmoid(model(test[1][i:i + 65536].to(device), test[2][i:i + 65536].to(device)))
+                            for i in range(0, len(test[0]), 65536)]).cpu().numpy()
     return {"model": name, "examples": n, "seconds": seconds, "examples_per_sec": n / seconds,
             "auc": auc(scores.astype(np.float64), test[0].numpy()), "threads": args.threads,
-            "batch": args.batch}
+            "batch": args.batch, "device": args.device}
 
 
 if __name__ == "__main__":
