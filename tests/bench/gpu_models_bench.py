@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """dnn on one GPU worker against the CPU worker and against the same model in
 PyTorch on that GPU (scripts/bench/torch_ctr.py --device cuda), same data,
-batch and settings; servers on the same machine. Also the share of the
+batch, settings and seed (1); servers on the same machine. Also the share of the
 worker's training time spent waiting on the network (its log's
 "training done" line).
 
@@ -15,27 +15,18 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))
-from models_bench import LAUNCHER, ROOT, SETTINGS, TORCH_SCRIPT  # noqa: E402
+from models_bench import TORCH_SCRIPT, sparta  # noqa: E402
 
 DONE = re.compile(r"training done: \d+ examples in [\d.]+ s \(([\d.]+) ex/s\) on (\w+).*?([\d.]+)% of the time waiting")
 
 
 def sparta_dnn(backend, train, test, folder):
-    run = os.path.join(folder, "dnn-" + backend)
-    cmd = [sys.executable, LAUNCHER, "launch", os.path.join(ROOT, "configs", "quickstart.yaml"), "--quiet",
-           "--run-dir", run, "--set", "cluster.scheduler=127.0.0.1:0", "--set", "model.name=dnn",
-           "--set", f"data.train={train}", "--set", f"data.test={test}", "--set", f"worker.backend={backend}"]
-    for s in SETTINGS:
-        cmd += ["--set", s]
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-    with open(os.path.join(run, "summary.json")) as f:
-        summary = json.load(f)
-    with open(os.path.join(run, "worker-0.log")) as f:
+    result = sparta("dnn", train, test, folder, 1, [f"worker.backend={backend}"])
+    with open(os.path.join(result["run"], "worker-0.log")) as f:
         match = DONE.search(f.read())
     if match is None or match.group(2) != backend:
-        raise SystemExit(f"gpu bench: the {backend} run did not train on {backend} (see {run}/worker-0.log)")
-    return {"examples_per_sec": summary["examples_per_sec"], "auc": summary["auc"],
-            "network_wait_share": float(match.group(3)) / 100}
+        raise SystemExit(f"gpu bench: the {backend} run did not train on {backend} (see {result['run']}/worker-0.log)")
+    return {**result, "network_wait_share": float(match.group(3)) / 100}
 
 
 def torch_gpu(train, test):

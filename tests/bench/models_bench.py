@@ -33,17 +33,18 @@ SETTINGS = ["cluster.servers=1", "cluster.workers=1", "data.batch_size=4096", "d
 SEEDS = [1, 2, 3]
 
 
-def sparta(model, train, test, folder, seed):
-    run = os.path.join(folder, f"{model}-{seed}")
+def sparta(model, train, test, folder, seed, extra=()):
+    """One Sparta run with SETTINGS plus `extra` overrides; its figures and run folder."""
+    run = os.path.join(folder, "-".join([model, str(seed)] + [e.split("=")[-1] for e in extra]))
     cmd = [sys.executable, LAUNCHER, "launch", os.path.join(ROOT, "configs", "quickstart.yaml"), "--quiet",
            "--run-dir", run, "--set", "cluster.scheduler=127.0.0.1:0", "--set", f"model.name={model}",
            "--set", f"data.train={train}", "--set", f"data.test={test}", "--set", f"model.seed={seed}"]
-    for s in SETTINGS:
+    for s in SETTINGS + list(extra):
         cmd += ["--set", s]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     with open(os.path.join(run, "summary.json")) as f:
         s = json.load(f)
-    return {"examples_per_sec": s["examples_per_sec"], "auc": s["auc"]}
+    return {"examples_per_sec": s["examples_per_sec"], "auc": s["auc"], "run": run}
 
 
 def have_torch():

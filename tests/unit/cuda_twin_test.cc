@@ -14,7 +14,7 @@
 #include "common/half.h"
 #include "worker/compute/backend_choice.h"
 #include "worker/compute/cuda/cuda_step_runner.h"
-#include "worker/data/batch.h"
+#include "tests/unit/random_batch.h"
 #include "worker/models/builtin_models.h"
 
 namespace sparta {
@@ -25,20 +25,6 @@ namespace {
 // comparison is against the CPU on the same rounded inputs, with the
 // gradients' own rounding (2^-11 relative) on top.
 constexpr double kAbs = 1e-4, kRel = 1e-3, kHalfRel = 2e-3;
-
-Batch MakeBatch(std::mt19937& rng, int examples, int keys, int per_example, int fields, int dense) {
-  BatchBuilder builder;
-  std::uniform_int_distribution<uint64_t> key(1, keys);
-  std::uniform_real_distribution<float> value(0.5f, 1.5f);
-  for (int i = 0; i < examples; ++i) {
-    Example ex;
-    ex.label = i % 3 == 0 ? 1.0f : 0.0f;
-    for (int f = 0; f < per_example; ++f) ex.features.push_back({key(rng), value(rng), static_cast<uint32_t>(f % fields)});
-    for (int d = 0; d < dense; ++d) ex.dense.push_back(value(rng) - 1.0f);
-    builder.Add(ex);
-  }
-  return std::move(*builder.Finish(0));
-}
 
 struct Result {
   std::vector<float> probs;
@@ -74,6 +60,15 @@ std::vector<Case> Cases() {
           {"dnn", {{"embedding_dim", "8"}, {"bottom_mlp", "[16, 8]"}, {"top_mlp", "[64, 32]"}}, {.num_fields = 6, .num_dense = 4}}};
 }
 
+std::unique_ptr<Model> ModelOf(const Case& c) {
+  Options options(c.options);
+  std::string error;
+  std::unique_ptr<Model> model(BuiltinModel(c.model)({.options = &options, .schema = c.schema}, &error));
+  INFO(error);
+  REQUIRE(model != nullptr);
+  return model;
+}
+
 std::vector<RunnerTable> TablesOf(const Model& model) {
   std::vector<RunnerTable> tables;
   for (const TableDecl& t : model.Tables()) tables.push_back({.dense = t.kind == TableKind::kDense, .dense_size = t.dense_size});
@@ -94,12 +89,9 @@ std::vector<std::vector<float>> RandomParams(const Model& model, const Batch& ba
 TEST_CASE("cuda and cpu backends: same probabilities and gradients for lr, fm and dnn") {
   for (const Case& c : Cases()) {
     INFO("model " << c.model);
-    Options options(c.options);
-    std::string error;
-    std::unique_ptr<Model> model(BuiltinModel(c.model)({.options = &options, .schema = c.schema}, &error));
-    REQUIRE(model != nullptr);
+    const std::unique_ptr<Model> model = ModelOf(c);
     std::mt19937 rng(21);
-    const Batch batch = MakeBatch(rng, 512, 300, 8, std::max<int>(c.schema.num_fields, 1), c.schema.num_dense);
+    const Batch batch = RandomBatch(512, 300, 8, rng, std::max<int>(c.schema.num_fields, 1), c.schema.num_dense);
     const auto params = RandomParams(*model, batch, rng);
     auto cpu = NewCpuStepRunner(model.get(), TablesOf(*model));
     auto gpu = NewCudaStepRunner(model.get(), TablesOf(*model), {});
@@ -126,14 +118,11 @@ TEST_CASE("cuda and cpu backends: same probabilities and gradients for lr, fm an
 TEST_CASE("cuda and cpu backends: the same model after 30 steps of SGD, with two steps in flight on the GPU") {
   for (const Case& c : Cases()) {
     INFO("model " << c.model);
-    Options options(c.options);
-    std::string error;
-    std::unique_ptr<Model> model(BuiltinModel(c.model)({.options = &options, .schema = c.schema}, &error));
-    REQUIRE(model != nullptr);
+    const std::unique_ptr<Model> model = ModelOf(c);
     std::mt19937 rng(33);
     // One batch over a fixed key set, so that every step trains the same rows.
-    const Batch batch = MakeBatch(rng, 256, 120, 8, std::max<int>(c.schema.num_fields, 1), c.schema.num_dense);
-    const Batch other = MakeBatch(rng, 128, 120, 5, std::max<int>(c.schema.num_fields, 1), c.schema.num_dense);
+    const Batch batch = RandomBatch(256, 120, 8, rng, std::max<int>(c.schema.num_fields, 1), c.schema.num_dense);
+    const Batch other = RandomBatch(128, 120, 5, rng, std::max<int>(c.schema.num_fields, 1), c.schema.num_dense);
     auto cpu_params = RandomParams(*model, batch, rng);
     auto gpu_params = cpu_params;
     auto cpu = NewCpuStepRunner(model.get(), TablesOf(*model));
