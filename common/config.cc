@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/curve_keys.h"
 #include "common/json.h"
 #include "common/status_macros.h"
 
@@ -45,6 +46,8 @@ void VisitFields(Config& c, Visitor& v) {
   v("cluster.startup_timeout", c.cluster.startup_timeout, Between(1, 86400));
   v("cluster.scheduler_grace", c.cluster.scheduler_grace, Between(0.05, 86400));
   v("cluster.num_shards", c.cluster.num_shards, Between(1, 1 << 20));
+  v("cluster.auth", c.cluster.auth, OneOf({"none", "curve"}));
+  v("cluster.key_file", c.cluster.key_file, FieldRule{});
   v("server.threads", c.server.threads, Between(1, 256));
   v("data.train", c.data.train, Required());
   v("data.test", c.data.test, FieldRule{});
@@ -92,6 +95,8 @@ void VisitFields(Config& c, Visitor& v) {
   v("eval.predictions_out", c.eval.predictions_out, FieldRule{});
   v("log.level", c.log.level, OneOf({"trace", "debug", "info", "warn", "error"}));
   v("log.progress_interval", c.log.progress_interval, Between(0.01, 3600));
+  v("log.metrics_dir", c.log.metrics_dir, FieldRule{});
+  v("metrics.port", c.metrics.port, Between(-1, 65535));
 }
 
 // A value found in the file or on the command line, with where it came from.
@@ -373,6 +378,22 @@ absl::Status Validate(const Config& c) {
   if (auto every = ParseCheckpointEvery(c.storage.checkpoint_every); !every.ok()) {
     return bad("storage.checkpoint_every", std::string(every.status().message()));
   }
+  if (c.cluster.auth == "curve" && c.cluster.key_file.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(c.Where("cluster.auth"), ": key 'cluster.auth' is curve, so ",
+                                                   "cluster.key_file must name the cluster's key file (make one ",
+                                                   "with `sparta-ctl keygen FILE`)"));
+  }
+  return absl::OkStatus();
+}
+
+// cluster.auth: curve -> the cluster's key pair, from cluster.key_file.
+absl::Status LoadClusterKeys(Config* c) {
+  if (c->cluster.auth != "curve") return absl::OkStatus();
+  const std::string where = absl::StrCat(c->Where("cluster.key_file"), ": key 'cluster.key_file': ");
+  auto keys = ReadCurveKeyFile(c->cluster.key_file);
+  if (!keys.ok()) return absl::InvalidArgumentError(absl::StrCat(where, keys.status().message()));
+  c->cluster.curve_public = keys->public_key;
+  c->cluster.curve_secret = keys->secret_key;
   return absl::OkStatus();
 }
 
@@ -434,6 +455,8 @@ absl::StatusOr<Config> ParseConfig(const std::string& yaml_text, const std::stri
   if (!st.ok()) return st;
   config.where = loader.Locations();
   st = Validate(config);
+  if (!st.ok()) return st;
+  st = LoadClusterKeys(&config);
   if (!st.ok()) return st;
   return config;
 }

@@ -31,6 +31,25 @@ struct ClusterConfig {
   // scheduler takes over the running job) before it gives up.
   double scheduler_grace = 30.0;
   int num_shards = 256;              // virtual shards (power of two)
+  // none: any peer that reaches a port is served; curve: every connection is
+  // CurveZMQ-encrypted and a peer must prove it holds the cluster's secret
+  // key (key_file, made by `sparta-ctl keygen`), or it is refused before any
+  // message is read.
+  std::string auth = "none";
+  std::string key_file;
+  // Read from key_file when auth is curve (Z85 text, 40 characters each);
+  // not config keys.
+  std::string curve_public;
+  std::string curve_secret;
+};
+
+// Prometheus metrics (see common/metrics.h).
+struct MetricsConfig {
+  // Port of each daemon's /metrics on its interface: 0 = one the OS picks
+  // (logged, in the info file and in `sparta-ctl status`), -1 = off.
+  // `scripts/sparta launch` gives daemons on one host consecutive ports
+  // from a non-zero value.
+  int port = 0;
 };
 
 struct ServerConfig {
@@ -128,6 +147,9 @@ struct EvalConfig {
 struct LogConfig {
   std::string level = "info";     // trace | debug | info | warn | error
   double progress_interval = 2.0; // seconds between worker progress lines
+  // When set, each worker appends its progress lines to
+  // <metrics_dir>/worker-<rank>.csv (`scripts/sparta plot` draws them).
+  std::string metrics_dir;
 };
 
 struct Config {
@@ -141,6 +163,7 @@ struct Config {
   StorageConfig storage;
   EvalConfig eval;
   LogConfig log;
+  MetricsConfig metrics;
 
   std::string source;  // the file it was loaded from, for messages
   // "file:line" (or "--set ...") of each key that was given, so that later

@@ -1,6 +1,7 @@
 #include "common/message.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 
 namespace sparta {
 namespace {
@@ -80,10 +81,19 @@ absl::StatusOr<std::optional<Message>> ReceiveMessage(zmq::socket_t& socket, boo
     }
     if (!more) break;
   }
+  if (too_many) return Malformed("too many frames");
+  SPARTA_ASSIGN_OR_RETURN(Message m, DecodeMessage(std::move(parts), from_router));
+  return std::optional<Message>(std::move(m));
+}
+
+absl::StatusOr<Message> DecodeMessage(std::vector<zmq::message_t> parts, bool from_router) {
+  if (parts.size() > kMaxFrames + 2) return Malformed("too many frames");
   Message m;
   size_t next = 0;
-  if (from_router) m.routing_id = std::move(parts[next++]);
-  if (too_many) return Malformed("too many frames");
+  if (from_router) {
+    if (parts.empty()) return Malformed("no routing id");
+    m.routing_id = std::move(parts[next++]);
+  }
   if (next >= parts.size()) return Malformed("no header frame");
   const zmq::message_t& header = parts[next++];
   if (header.size() > kMaxHeaderBytes) return Malformed(absl::StrCat("header of ", header.size(), " bytes"));
@@ -92,7 +102,7 @@ absl::StatusOr<std::optional<Message>> ReceiveMessage(zmq::socket_t& socket, boo
   }
   for (; next < parts.size(); ++next) m.frames.push_back(std::move(parts[next]));
   if (auto st = ValidateMessage(m); !st.ok()) return st;
-  return std::optional<Message>(std::move(m));
+  return m;
 }
 
 absl::Status SendMessage(zmq::socket_t& socket, const pb::Header& header,

@@ -43,6 +43,11 @@ struct Message {
 // message (which has then been consumed entirely), or the message.
 absl::StatusOr<std::optional<Message>> ReceiveMessage(zmq::socket_t& socket, bool from_router);
 
+// Decodes the parts of one multipart message (routing id first when
+// `from_router`), as ReceiveMessage does: the header is parsed and checked
+// against the payload frames. The decoder every fuzz target drives.
+absl::StatusOr<Message> DecodeMessage(std::vector<zmq::message_t> parts, bool from_router);
+
 // Checks the header against the payload frames for the message type.
 absl::Status ValidateMessage(const Message& m);
 

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/daemon_options.h"
 #include "common/message.h"
+#include "common/cluster_auth.h"
 #include "common/socket_util.h"
 
 namespace sparta {
@@ -210,6 +211,7 @@ void SchedulerClient::Run() {
     socket.set(zmq::sockopt::routing_id,
                absl::StrCat(RoleName(self_.role()), "-", self_.rank(), "-", getpid(), "-", Clock::now().time_since_epoch().count()));
   }
+  SecureClientSocket(socket, config_.cluster);
   const std::string endpoint = TcpEndpoint(config_.cluster.scheduler);
   try {
     socket.connect(endpoint);

@@ -28,6 +28,7 @@ class Membership {
     Clock::time_point last_seen;
     bool dead = false;         // declared dead; never comes back under this id
     pb::ServerStats stats;     // servers: as of the last heartbeat
+    pb::WorkerProgress progress;  // workers: as of the last heartbeat
   };
 
   Membership(int servers, int workers);

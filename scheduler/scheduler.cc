@@ -146,11 +146,15 @@ absl::Status Scheduler::Run() {
   ConfigureSocket(socket_);
   // Sending to a peer that is gone must fail visibly, not vanish.
   socket_.set(zmq::sockopt::router_mandatory, 1);
+  zap_ = ZapAuthenticator::Start(&context_, config_.cluster);
+  SecureServerSocket(socket_, config_.cluster);
   std::string host;
   uint32_t port = 0;
   if (auto st = SplitHostPort(config_.cluster.scheduler, &host, &port); !st.ok()) return st;
   auto bound = BindTcp(socket_, host, port);
   if (!bound.ok()) return bound.status();
+  if (auto st = metrics_.Start(config_, host); !st.ok()) return st;
+  metrics_.SetIdentity("scheduler", 0);
   spdlog::info("scheduler listening on {}:{}; waiting for {} servers and {} workers", host, *bound,
                config_.cluster.servers, config_.cluster.workers);
   pb::NodeInfo self;
@@ -158,6 +162,7 @@ absl::Status Scheduler::Run() {
   self.set_host(host);
   self.set_data_port(*bound);
   self.set_pid(getpid());
+  self.set_metrics_port(metrics_.port());
   WriteInfoFile(info_file_, self);
   started_ = last_silence_check_ = last_checkpoint_ = last_saved_ = Clock::now();
   incarnation_ = static_cast<uint64_t>(std::chrono::system_clock::now().time_since_epoch().count()) | 1;
@@ -192,6 +197,7 @@ absl::Status Scheduler::Run() {
     }
     CheckTimers(Clock::now());
     SaveState(Clock::now());
+    if (metrics_.PublishDue()) PublishMetrics(Clock::now());
   }
   // Give the final SHUTDOWN/ABORT messages time to leave before the socket closes.
   socket_.set(zmq::sockopt::linger, 2000);
@@ -202,9 +208,31 @@ absl::Status Scheduler::Run() {
 
 void Scheduler::Dispatch(const std::string& routing_id, const pb::Header& h, Clock::time_point now) {
   if (h.type() == pb::REGISTER) return OnRegister(routing_id, h, now);
-  if (h.type() == pb::CHECKPOINT_REQUEST) {
-    if (phase_ == Phase::kRunning) checkpoints_.Start("requested");
-    return;
+  switch (h.type()) {
+    case pb::CHECKPOINT_REQUEST: {
+      // Also sent by worker 0 for storage.checkpoint_every "<n> steps";
+      // only an operator (a peer that is not a node) gets an answer.
+      absl::Status st;
+      if (phase_ != Phase::kRunning || stopped_) {
+        st = absl::FailedPreconditionError("the job is not running");
+      } else if (!checkpoints_.enabled()) {
+        st = absl::FailedPreconditionError("checkpoints need storage.path (where they go)");
+      } else {
+        checkpoints_.Start("requested");
+      }
+      if (members_.FindByRoutingId(routing_id) == nullptr) Reply(routing_id, pb::RESPONSE, st);
+      return;
+    }
+    case pb::STATUS_REQUEST: {
+      pb::Header reply;
+      reply.set_type(pb::STATUS_REPLY);
+      *reply.mutable_cluster_status() = BuildStatus(now);
+      return SendTo(routing_id, std::move(reply));
+    }
+    case pb::STOP_REQUEST:
+      return OnStop(routing_id);
+    default:
+      break;
   }
   Membership::Node* node = members_.FindByRoutingId(routing_id);
   if (node == nullptr) {
@@ -230,6 +258,7 @@ void Scheduler::Dispatch(const std::string& routing_id, const pb::Header& h, Clo
   switch (h.type()) {
     case pb::HEARTBEAT: {
       if (h.has_server_stats()) node->stats = h.server_stats();
+      if (h.has_progress()) node->progress = h.progress();
       pb::Header echo;
       echo.set_type(pb::HEARTBEAT);
       echo.set_seq(incarnation_);
@@ -483,7 +512,7 @@ void Scheduler::WriteSummary() const {
   }
   for (const auto& [rank, s] : flushed_) rows += s.rows();
   std::ofstream out(summary_file_ + ".tmp");
-  out << "{\n  \"status\": " << JsonQuote(outcome_.ok() ? "ok" : "failed");
+  out << "{\n  \"status\": " << JsonQuote(!outcome_.ok() ? "failed" : stopped_ ? "stopped" : "ok");
   out << ",\n  \"error\": " << (outcome_.ok() ? "null" : JsonQuote(outcome_.message()));
   out << ",\n  \"model\": " << JsonQuote(config_.model.name);
   out << ",\n  \"optimizer\": " << JsonQuote(config_.optimizer.name);
@@ -520,6 +549,137 @@ void Scheduler::WriteSummary() const {
   out << "\n}\n";
   out.close();
   std::rename((summary_file_ + ".tmp").c_str(), summary_file_.c_str());
+}
+
+void Scheduler::Reply(const std::string& routing_id, pb::MsgType type, const absl::Status& status) {
+  pb::Header reply;
+  reply.set_type(type);
+  reply.set_status(static_cast<int32_t>(status.code()));
+  reply.set_error(std::string(status.message()));
+  SendTo(routing_id, std::move(reply));
+}
+
+void Scheduler::OnStop(const std::string& routing_id) {
+  if (phase_ != Phase::kRunning || stopped_) {
+    return Reply(routing_id, pb::RESPONSE,
+                 absl::FailedPreconditionError(stopped_ ? "already stopping" : "the job is not running"));
+  }
+  stopped_ = true;
+  Reply(routing_id, pb::RESPONSE, absl::OkStatus());
+  // Workers stop where they are; what they trained is kept when there is
+  // somewhere to keep it, so that storage.restore: latest goes on from here.
+  auto shut_down = [this] {
+    spdlog::info("stopping the job as requested");
+    pb::Header shutdown;
+    shutdown.set_type(pb::SHUTDOWN);
+    Broadcast(shutdown);
+    phase_ = Phase::kDone;
+    state_changed_ = true;
+    SaveState(Clock::now());
+  };
+  spdlog::warn("stop requested{}", checkpoints_.enabled() ? ": checkpointing first" : "");
+  if (checkpoints_.enabled()) {
+    checkpoints_.Start("stop requested", shut_down);
+  } else {
+    shut_down();
+  }
+}
+
+pb::ClusterStatus Scheduler::BuildStatus(Clock::time_point now) const {
+  static const char* kPhases[] = {"registering", "running", "flushing", "done"};
+  pb::ClusterStatus status;
+  status.set_phase(stopped_ && phase_ == Phase::kRunning ? "stopping" : kPhases[static_cast<int>(phase_)]);
+  status.set_epoch(epoch_);
+  status.set_uptime_seconds(std::chrono::duration<double>(now - started_).count());
+  status.set_num_shards(config_.cluster.num_shards);
+  status.set_consistency(config_.worker.consistency);
+  status.set_checkpoint_version(checkpoints_.last_version());
+  status.set_checkpoint_running(checkpoints_.busy());
+  status.set_dropped_messages(dropped_messages_);
+  status.set_scheduler_metrics_port(metrics_.port());
+  // Shards each live server leads and follows, and how far its copies lag
+  // their primaries (update batches applied, from the heartbeats).
+  const std::vector<uint32_t>& owners = shard_map_.owners();
+  std::map<int, const pb::ServerStats*> stats_by_rank;
+  for (const auto& node : members_.nodes()) {
+    if (!node.dead && node.info.role() == pb::SERVER) stats_by_rank[node.info.rank()] = &node.stats;
+  }
+  auto applied = [&](int rank, uint32_t shard) -> uint64_t {
+    auto it = stats_by_rank.find(rank);
+    if (it == stats_by_rank.end() || shard >= static_cast<uint32_t>(it->second->shard_applied_size())) return 0;
+    return it->second->shard_applied(shard);
+  };
+  std::map<int, uint32_t> primaries, replicas;
+  std::map<int, uint64_t> lag;
+  for (uint32_t s = 0; s < owners.size(); ++s) {
+    ++primaries[owners[s]];
+    const uint64_t lead = applied(owners[s], s);
+    for (uint32_t r : shard_map_.replicas(s)) {
+      ++replicas[r];
+      const uint64_t have = applied(r, s);
+      lag[r] = std::max(lag[r], lead > have ? lead - have : 0);
+    }
+  }
+  uint64_t slowest = std::numeric_limits<uint64_t>::max(), fastest = 0;
+  for (const auto& node : members_.nodes()) {
+    pb::NodeStatus* n = status.add_nodes();
+    *n->mutable_info() = node.info;
+    n->set_dead(node.dead);
+    n->set_heartbeat_age_seconds(std::chrono::duration<double>(now - node.last_seen).count());
+    if (node.info.role() == pb::SERVER) {
+      *n->mutable_server() = node.stats;
+      n->mutable_server()->clear_shard_applied();  // per-shard detail stays internal
+      if (!node.dead) {
+        n->set_primaries(primaries[node.info.rank()]);
+        n->set_replicas(replicas[node.info.rank()]);
+        n->set_replication_lag(lag[node.info.rank()]);
+      }
+    } else if (node.info.role() == pb::WORKER) {
+      *n->mutable_worker() = node.progress;
+      slowest = std::min(slowest, node.progress.steps());
+      fastest = std::max(fastest, node.progress.steps());
+    }
+  }
+  status.set_clock_min(fastest >= slowest ? slowest : 0);
+  status.set_clock_max(fastest);
+  return status;
+}
+
+void Scheduler::PublishMetrics(Clock::time_point now) {
+  const pb::ClusterStatus status = BuildStatus(now);
+  MetricWriter out;
+  out.Gauge("sparta_cluster_epoch", "Cluster view epoch this node acts on.", static_cast<double>(status.epoch()));
+  out.Gauge("sparta_job_running", "1 while the job trains.", status.phase() == "running" ? 1 : 0);
+  out.Counter("sparta_dropped_messages_total", "Malformed or unexpected messages dropped.",
+              static_cast<double>(status.dropped_messages()));
+  out.Gauge("sparta_checkpoint_version", "Newest published checkpoint (0: none).",
+            static_cast<double>(status.checkpoint_version()));
+  out.Gauge("sparta_worker_step_spread", "Steps between the fastest and the slowest worker (staleness).",
+            static_cast<double>(status.clock_max() - status.clock_min()));
+  if (zap_ != nullptr) {
+    out.Counter("sparta_auth_refused_total", "Connections refused for not holding the cluster key.",
+                static_cast<double>(zap_->refused()));
+  }
+  for (const pb::NodeStatus& n : status.nodes()) {
+    const MetricLabels node = {{"node", absl::StrCat(RoleName(n.info().role()), "-", n.info().rank())}};
+    out.Gauge("sparta_node_up", "1 for a live node, 0 for one declared dead.", n.dead() ? 0 : 1, node);
+    out.Gauge("sparta_heartbeat_age_seconds", "Seconds since the scheduler last heard from the node.",
+              n.heartbeat_age_seconds(), node);
+    if (n.info().role() == pb::SERVER && !n.dead()) {
+      out.Gauge("sparta_server_rows", "Rows each server holds, from its heartbeats.",
+                static_cast<double>(n.server().rows()), node);
+      out.Gauge("sparta_replication_lag_updates",
+                "Most update batches any replica shard on the server is behind its primary.",
+                static_cast<double>(n.replication_lag()), node);
+    }
+    if (n.info().role() == pb::WORKER) {
+      out.Gauge("sparta_worker_examples_per_second", "Each worker's recent throughput, from its heartbeats.",
+                n.worker().examples_per_sec(), node);
+      out.Gauge("sparta_worker_steps", "Training steps each worker has finished.",
+                static_cast<double>(n.worker().steps()), node);
+    }
+  }
+  metrics_.Publish(std::move(out));
 }
 
 }  // namespace sparta

@@ -1,6 +1,7 @@
 // Scheduler: the cluster's coordinator. It registers servers and workers,
 // publishes the cluster view (nodes + shard map, with an epoch), answers
-// heartbeats, runs named barriers, detects silent nodes, coordinates
+// heartbeats, runs named barriers, answers operators (sparta-ctl: status,
+// checkpoint, stop), serves /metrics, detects silent nodes, coordinates
 // checkpoints (storage.checkpoint_every, CHECKPOINT_REQUEST, SIGUSR1, and
 // one at the end), resumes a job from one (storage.restore), and ends the
 // job: all workers done -> final checkpoint -> servers flush -> every daemon
@@ -21,7 +22,9 @@
 #include <zmq.hpp>
 
 #include "absl/status/status.h"
+#include "common/cluster_auth.h"
 #include "common/config.h"
+#include "common/daemon_metrics.h"
 #include "scheduler/checkpoint_coordinator.h"
 #include "scheduler/clock_table.h"
 #include "scheduler/membership.h"
@@ -65,11 +68,17 @@ class Scheduler {
   absl::StatusOr<bool> TakeOverSavedJob();
   void SaveState(Membership::Clock::time_point now);
   void FinishTraining();
+  // Operator requests (sparta-ctl), from any peer that reaches the socket.
+  void OnStop(const std::string& routing_id);
+  void Reply(const std::string& routing_id, pb::MsgType type, const absl::Status& status);
+  pb::ClusterStatus BuildStatus(Membership::Clock::time_point now) const;
+  void PublishMetrics(Membership::Clock::time_point now);
 
   const Config config_;
   const std::string summary_file_;
   const std::string info_file_;
   zmq::context_t context_;
+  std::unique_ptr<ZapAuthenticator> zap_;  // cluster.auth: curve
   zmq::socket_t socket_;
   Membership members_;
   Phase phase_ = Phase::kRegistering;
@@ -95,6 +104,8 @@ class Scheduler {
   bool finish_after_resync_ = false;  // after a takeover: the job was ending
   std::string restore_from_;            // "" unless resuming
   std::vector<uint64_t> restore_steps_;  // by worker rank
+  bool stopped_ = false;                 // ended by a STOP_REQUEST
+  DaemonMetrics metrics_;                // last: its scrapes read snapshots only
 };
 
 }  // namespace sparta

@@ -7,12 +7,14 @@
 #include "common/hash.h"
 #include "common/logging.h"
 #include "common/message.h"
+#include "common/cluster_auth.h"
 #include "common/socket_util.h"
 
 namespace sparta {
 
-Replicator::Replicator(zmq::context_t* context, uint32_t self_id, int self_rank, bool ack_all)
-    : context_(context), self_id_(self_id), self_rank_(self_rank), ack_all_(ack_all) {}
+Replicator::Replicator(zmq::context_t* context, const ClusterConfig& cluster, uint32_t self_id, int self_rank,
+                       bool ack_all)
+    : context_(context), cluster_(cluster), self_id_(self_id), self_rank_(self_rank), ack_all_(ack_all) {}
 
 void Replicator::UpdateView(const pb::ClusterView& view, const AckCallback& on_ack) {
   shard_bits_ = std::bit_width(static_cast<size_t>(view.shard_owner_size())) - 1;
@@ -32,6 +34,7 @@ void Replicator::UpdateView(const pb::ClusterView& view, const AckCallback& on_a
     peer.info = node;
     peer.socket = std::make_unique<zmq::socket_t>(*context_, zmq::socket_type::dealer);
     ConfigureSocket(*peer.socket);
+    SecureClientSocket(*peer.socket, cluster_);
     peer.socket->connect(TcpEndpoint(node.host(), node.data_port()));
   }
   for (uint32_t dead : view.dead_servers()) {

@@ -34,6 +34,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
+#include "common/config.h"
 #include "server/request.h"
 #include "sparta.pb.h"
 
@@ -43,7 +44,8 @@ class Replicator {
  public:
   using AckCallback = std::function<void(const std::shared_ptr<Request>&, const absl::Status&)>;
 
-  Replicator(zmq::context_t* context, uint32_t self_id, int self_rank, bool ack_all);
+  // `cluster`: its auth settings secure the connections to peers.
+  Replicator(zmq::context_t* context, const ClusterConfig& cluster, uint32_t self_id, int self_rank, bool ack_all);
 
   // Adopts a cluster view: connects to new servers, drops dead ones (their
   // outstanding acks are given via `on_ack`).
@@ -59,6 +61,8 @@ class Replicator {
 
   // Replicas of each shard in the adopted view (the primary excluded).
   const std::vector<std::vector<uint32_t>>& replicas() const { return replicas_; }
+  // Forwards sent to replicas and not yet acknowledged.
+  size_t awaiting() const { return awaiting_.size(); }
 
   // Poll items for the peer sockets (appended), and reading what they got.
   void AddPollItems(std::vector<zmq::pollitem_t>* items);
@@ -80,6 +84,7 @@ class Replicator {
   void Send(uint32_t peer, Outgoing message);
 
   zmq::context_t* const context_;
+  const ClusterConfig cluster_;
   const uint32_t self_id_;
   const int self_rank_;
   const bool ack_all_;

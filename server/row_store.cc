@@ -182,4 +182,18 @@ absl::Status RowStore::ReadShards(const std::string& dir, uint32_t id, const std
   return result;
 }
 
+RowStore::Sizes RowStore::GetSizes() const {
+  Sizes sizes;
+  for (rocksdb::ColumnFamilyHandle* handle : handles_) {
+    uint64_t v = 0;
+    if (db_->GetIntProperty(handle, rocksdb::DB::Properties::kLiveSstFilesSize, &v)) sizes.sst_bytes += v;
+    if (db_->GetIntProperty(handle, rocksdb::DB::Properties::kCurSizeAllMemTables, &v)) sizes.memtable_bytes += v;
+  }
+  uint64_t wal = 0;
+  if (db_->GetIntProperty("rocksdb.total-wal-size", &wal)) {
+    sizes.wal_bytes = wal;
+  }
+  return sizes;
+}
+
 }  // namespace sparta

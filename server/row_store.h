@@ -66,6 +66,15 @@ class RowStore {
 
   absl::Status Write(RowBatch* batch);
 
+  // Sizes RocksDB reports, summed over the tables (any thread: RocksDB's
+  // properties are thread-safe).
+  struct Sizes {
+    uint64_t sst_bytes = 0;       // live table files on disk
+    uint64_t memtable_bytes = 0;  // not yet flushed
+    uint64_t wal_bytes = 0;
+  };
+  Sizes GetSizes() const;
+
   // Flushes the memtables and makes a RocksDB checkpoint in `dir` (which
   // must not exist): hard links to the table files, so successive
   // checkpoints share what did not change.

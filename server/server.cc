@@ -47,8 +47,11 @@ Server::~Server() {
 absl::Status Server::Run() {
   ConfigureSocket(socket_);
   socket_.set(zmq::sockopt::router_mandatory, 1);
+  zap_ = ZapAuthenticator::Start(&context_, config_.cluster);
+  SecureServerSocket(socket_, config_.cluster);
   auto port = BindTcp(socket_, config_.cluster.host, 0);
   if (!port.ok()) return port.status();
+  if (auto st = metrics_.Start(config_, config_.cluster.host); !st.ok()) return st;
 
   pb::NodeInfo self;
   self.set_role(pb::SERVER);
@@ -56,6 +59,7 @@ absl::Status Server::Run() {
   self.set_host(config_.cluster.host);
   self.set_data_port(*port);
   self.set_pid(getpid());
+  self.set_metrics_port(metrics_.port());
   SchedulerClient* client_ptr = nullptr;
   SchedulerClient client(&context_, config_, self,
                          {.on_flush = [&] { client_ptr->SendFlushDone(Stats()); },
@@ -67,6 +71,7 @@ absl::Status Server::Run() {
   if (auto st = client.Register(); !st.ok()) return st;
   rank_ = client.self().rank();
   SetLogProcessName(absl::StrCat("server-", rank_));
+  metrics_.SetIdentity("server", rank_);
   if (!config_.storage.path.empty()) {
     const std::string dir = ServerStoreDir(config_.storage.path, rank_);
     auto store = RowStore::Open(dir, config_.storage.durability == "wal", /*fresh=*/true);
@@ -79,7 +84,7 @@ absl::Status Server::Run() {
 
   auto view = client.WaitForView();
   if (!view.ok()) return view.status();
-  replicator_ = std::make_unique<Replicator>(&context_, client.self().id(), rank_, config_.storage.ack == "all");
+  replicator_ = std::make_unique<Replicator>(&context_, config_.cluster, client.self().id(), rank_, config_.storage.ack == "all");
   shard_applied_ = std::make_unique<std::atomic<uint64_t>[]>(view->shard_owner_size());
   touched_.assign(view->shard_owner_size(), 0);
   AdoptView(*view);
@@ -119,6 +124,7 @@ absl::Status Server::Run() {
       if (!fatal_.ok()) break;
     }
     if (items[3].revents & ZMQ_POLLIN) SendSnapshots();
+    if (metrics_.PublishDue()) PublishMetrics();
     replicator_->ReceiveAcks([this](const std::shared_ptr<Request>& r, const absl::Status& st) { OnReplicaAck(r, st); });
     if (items[1].revents & ZMQ_POLLIN) {
       done_.Drain(&finished);
@@ -147,6 +153,7 @@ absl::Status Server::Run() {
 
 void Server::HandleRequest(Message message) {
   const pb::Header& h = message.header;
+  TrafficCounters::Add(traffic_.bytes_in, TrafficCounters::FrameBytes(message.frames));
   switch (h.type()) {
     case pb::CREATE_TABLE: {
       absl::Status st = tables_.Create(h.table_spec());
@@ -254,7 +261,8 @@ void Server::Route(std::shared_ptr<Request> request) {
 
 void Server::Answer(const std::shared_ptr<Request>& request) {
   if (request->message.header.type() == pb::PULL) {
-    pulls_.fetch_add(1, std::memory_order_relaxed);
+    TrafficCounters::Add(traffic_.pulls, 1);
+    TrafficCounters::Add(traffic_.pulled_keys, request->message.header.num_keys());
     if (request->dtype == pb::FP16) {
       Reply(request->message, absl::OkStatus(), nullptr, request->table->spec.dim(), &request->half_values);
     } else {
@@ -265,7 +273,8 @@ void Server::Answer(const std::shared_ptr<Request>& request) {
   } else if (request->not_durable.load()) {
     Reply(request->message, absl::DataLossError("the push was applied but could not be logged (see the server log)"));
   } else {
-    pushes_.fetch_add(1, std::memory_order_relaxed);
+    TrafficCounters::Add(traffic_.pushes, 1);
+    TrafficCounters::Add(traffic_.pushed_keys, request->message.header.num_keys());
     Reply(request->message, absl::OkStatus());
   }
 }
@@ -433,6 +442,10 @@ void Server::LoadSnapshot(Message message) {
 void Server::FillHeartbeat(pb::Header* h) {
   if (!shard_applied_) return;
   auto* stats = h->mutable_server_stats();
+  stats->set_rows(published_rows_.load(std::memory_order_relaxed));
+  stats->set_pull_requests(traffic_.pulls.load(std::memory_order_relaxed));
+  stats->set_push_requests(traffic_.pushes.load(std::memory_order_relaxed));
+  stats->set_dropped_messages(dropped_.load(std::memory_order_relaxed));
   for (uint32_t s = 0; s < touched_.size(); ++s) stats->add_shard_applied(shard_applied_[s].load());
 }
 
@@ -555,6 +568,7 @@ void Server::Reply(const Message& request, absl::Status status, std::vector<floa
     h.set_dtype(pb::FP16);
     frames.push_back(FrameFromVector(std::move(*half_values)));
   }
+  TrafficCounters::Add(traffic_.bytes_out, TrafficCounters::FrameBytes(frames));
   if (auto st = SendMessage(socket_, h, &frames, &*request.routing_id); !st.ok()) {
     spdlog::debug("reply to sender {} not sent: {}", request.header.sender(), st.message());
   }
@@ -565,10 +579,50 @@ pb::ServerStats Server::Stats() const {
   uint64_t rows = 0;
   for (const auto& e : executors_) rows += e->rows();
   s.set_rows(rows);
-  s.set_pull_requests(pulls_.load());
-  s.set_push_requests(pushes_.load());
+  s.set_pull_requests(traffic_.pulls.load());
+  s.set_push_requests(traffic_.pushes.load());
   s.set_dropped_messages(dropped_.load());
   return s;
+}
+
+void Server::PublishMetrics() {
+  MetricWriter out;
+  traffic_.WriteTo(out);
+  out.Counter("sparta_dropped_messages_total", "Malformed or unexpected messages dropped.",
+              static_cast<double>(dropped_.load()));
+  if (zap_ != nullptr) {
+    out.Counter("sparta_auth_refused_total", "Connections refused for not holding the cluster key.",
+                static_cast<double>(zap_->refused()));
+  }
+  uint64_t rows = 0;
+  for (const auto& e : executors_) {
+    rows += e->rows();
+    out.Gauge("sparta_executor_queue_depth", "Shard-executor tasks waiting to start.",
+              static_cast<double>(e->queue_depth()), {{"executor", std::to_string(e->index())}});
+  }
+  published_rows_.store(rows, std::memory_order_relaxed);
+  out.Gauge("sparta_table_rows", "Parameter rows this server holds (all tables, primary and replica).",
+            static_cast<double>(rows));
+  int primaries = 0, replicas = 0;
+  for (uint32_t s = 0; s < shard_owner_.size(); ++s) {
+    primaries += shard_owner_[s] == static_cast<uint32_t>(rank_);
+    replicas += IsReplicaOf(s);
+  }
+  out.Gauge("sparta_shards", "Virtual shards on this server.", primaries, {{"as", "primary"}});
+  out.Gauge("sparta_shards", "Virtual shards on this server.", replicas, {{"as", "replica"}});
+  if (replicator_ != nullptr) {
+    out.Gauge("sparta_replication_pending", "Pushes forwarded to replicas and not yet acknowledged.",
+              static_cast<double>(replicator_->awaiting()));
+  }
+  out.Gauge("sparta_cluster_epoch", "Cluster view epoch this node acts on.", static_cast<double>(epoch_));
+  if (store_ != nullptr) {
+    const RowStore::Sizes sizes = store_->GetSizes();
+    out.Gauge("sparta_rocksdb_bytes", "RocksDB size by part.", static_cast<double>(sizes.sst_bytes), {{"part", "sst"}});
+    out.Gauge("sparta_rocksdb_bytes", "RocksDB size by part.", static_cast<double>(sizes.memtable_bytes),
+              {{"part", "memtable"}});
+    out.Gauge("sparta_rocksdb_bytes", "RocksDB size by part.", static_cast<double>(sizes.wal_bytes), {{"part", "wal"}});
+  }
+  metrics_.Publish(std::move(out));
 }
 
 }  // namespace sparta

@@ -25,7 +25,10 @@
 #include <zmq.hpp>
 
 #include "absl/status/status.h"
+#include "common/cluster_auth.h"
 #include "common/config.h"
+#include "common/daemon_metrics.h"
+#include "common/traffic_counters.h"
 #include "common/mailbox.h"
 #include "server/duplicate_filter.h"
 #include "common/scheduler_client.h"
@@ -73,11 +76,14 @@ class Server {
              uint32_t dim = 0, std::vector<uint16_t>* half_values = nullptr);
   void Answer(const std::shared_ptr<Request>& request);
   pb::ServerStats Stats() const;
+  // Figures only the main thread may read, for /metrics.
+  void PublishMetrics();
 
   const Config config_;
   const int requested_rank_;
   const std::string info_file_;
   zmq::context_t context_;
+  std::unique_ptr<ZapAuthenticator> zap_;  // cluster.auth: curve
   zmq::socket_t socket_;
   int rank_ = -1;
   uint64_t epoch_ = 0;
@@ -106,7 +112,11 @@ class Server {
   DuplicateFilter duplicates_;
   Mailbox<std::shared_ptr<Request>> done_;
   std::vector<std::unique_ptr<ShardExecutor>> executors_;
-  std::atomic<uint64_t> pulls_{0}, pushes_{0}, dropped_{0};
+  TrafficCounters traffic_;  // answered pulls and pushes, their keys, payload bytes
+  std::atomic<uint64_t> dropped_{0};
+  std::atomic<uint64_t> published_rows_{0};  // as of the last PublishMetrics(), for heartbeats
+  // After everything its collectors read; before the context (its ZAP handler).
+  DaemonMetrics metrics_;
 };
 
 }  // namespace sparta

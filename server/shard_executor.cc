@@ -28,11 +28,15 @@ void ShardExecutor::Stop() {
   if (thread_.joinable()) thread_.join();
 }
 
-void ShardExecutor::Submit(ShardTask task) { queue_.Push(std::move(task)); }
+void ShardExecutor::Submit(ShardTask task) {
+  queued_.fetch_add(1, std::memory_order_relaxed);
+  queue_.Push(std::move(task));
+}
 
 void ShardExecutor::Run() {
   while (true) {
     std::optional<ShardTask> task = queue_.WaitPop();
+    if (task) queued_.fetch_sub(1, std::memory_order_relaxed);
     if (!task) return;  // closed and drained
     if (task->control) {
       // A checkpoint cut or a snapshot must see whole steps applied.

@@ -66,6 +66,9 @@ class ShardExecutor {
 
   // Rows held by this executor's shards; safe to read from any thread.
   uint64_t rows() const { return rows_.load(std::memory_order_relaxed); }
+  // Tasks submitted and not yet started (any thread).
+  int index() const { return index_; }
+  int64_t queue_depth() const { return queued_.load(std::memory_order_relaxed); }
 
  private:
   void Run();
@@ -91,6 +94,7 @@ class ShardExecutor {
   std::thread thread_;
   TaskQueue<ShardTask> queue_;
   std::atomic<uint64_t> rows_{0};
+  std::atomic<int64_t> queued_{0};
   std::vector<float*> row_scratch_;  // Execute()'s rows, reused across tasks
   std::vector<float> grad_scratch_;  // one fp16 gradient row widened to fp32
   // The fp32 gradient of key i of a push, widened from fp16 if need be.

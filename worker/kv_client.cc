@@ -11,6 +11,7 @@
 #include "common/hash.h"
 #include "common/logging.h"
 #include "common/message.h"
+#include "common/cluster_auth.h"
 #include "common/socket_util.h"
 
 namespace sparta {
@@ -98,6 +99,7 @@ KVClient::~KVClient() {
 void KVClient::ConnectLink(ServerLink& link) {
   link.socket = std::make_unique<zmq::socket_t>(*context_, zmq::socket_type::dealer);
   ConfigureSocket(*link.socket);
+  SecureClientSocket(*link.socket, config_.cluster);
   link.socket->connect(TcpEndpoint(link.info.host(), link.info.data_port()));
 }
 
@@ -265,6 +267,7 @@ void KVClient::SendPart(int server, uint64_t seq, pb::Header header, std::vector
     Reroute(std::move(part));
     return;
   }
+  const uint64_t bytes = TrafficCounters::FrameBytes(frames);
   if (auto st = SendMessage(*link.socket, header, &frames); !st.ok()) {
     part.op->Complete(absl::UnavailableError(absl::StrCat("server-", server, ": ", st.message())));
     return;
@@ -274,6 +277,14 @@ void KVClient::SendPart(int server, uint64_t seq, pb::Header header, std::vector
   if (part.deadline == Clock::time_point()) {
     part.deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
                                        std::chrono::duration<double>(config_.worker.request_timeout));
+  }
+  TrafficCounters::Add(traffic_.bytes_out, bytes);
+  if (header.type() == pb::PULL) {
+    TrafficCounters::Add(traffic_.pulls, 1);
+    TrafficCounters::Add(traffic_.pulled_keys, header.num_keys());
+  } else if (header.type() == pb::PUSH) {
+    TrafficCounters::Add(traffic_.pushes, 1);
+    TrafficCounters::Add(traffic_.pushed_keys, header.num_keys());
   }
   link.pending.emplace(seq, std::move(part));
 }
@@ -346,6 +357,7 @@ void KVClient::OnResponse(int server, const pb::Header& h, std::vector<zmq::mess
     spdlog::debug("server-{}: response to unknown request {}", server, h.seq());
     return;
   }
+  TrafficCounters::Add(traffic_.bytes_in, TrafficCounters::FrameBytes(frames));
   PendingPart part = std::move(it->second);
   link.pending.erase(it);
   Operation& op = *part.op;
@@ -419,6 +431,9 @@ void KVClient::Run() {
       items.push_back({servers_[s]->socket->handle(), 0, ZMQ_POLLIN, 0});
       item_server.push_back(static_cast<int>(s));
     }
+    size_t pending = retries_.size();
+    for (const auto& link : servers_) pending += link->pending.size();
+    pending_parts_.store(pending, std::memory_order_relaxed);
     zmq::poll(items.data(), items.size(), std::chrono::milliseconds(retries_.empty() ? 100 : 5));
     if (items[1].revents & ZMQ_POLLIN) {
       views_.Drain(&views);

@@ -42,6 +42,7 @@
 #include "absl/status/status.h"
 #include "common/config.h"
 #include "common/mailbox.h"
+#include "common/traffic_counters.h"
 #include "sparta.pb.h"
 
 namespace sparta {
@@ -84,6 +85,11 @@ class KVClient {
 
   int num_servers() const { return static_cast<int>(servers_.size()); }
 
+  // What this client has sent and received (any thread).
+  const TrafficCounters& traffic() const { return traffic_; }
+  // Request parts sent and not yet answered, over all servers (any thread).
+  uint64_t pending_parts() const { return pending_parts_.load(std::memory_order_relaxed); }
+
  private:
   struct Outgoing;
   struct PendingPart;
@@ -120,6 +126,8 @@ class KVClient {
   std::mutex abort_mu_;
   absl::Status abort_status_;  // guarded by abort_mu_
   std::atomic<bool> aborted_{false};
+  TrafficCounters traffic_;
+  std::atomic<uint64_t> pending_parts_{0};
 };
 
 }  // namespace sparta

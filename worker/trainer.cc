@@ -212,6 +212,9 @@ absl::StatusOr<Trainer::TrainResult> Trainer::Train(DataLoader* loader, const Tr
   const size_t depth = no_staleness ? 1 : static_cast<size_t>(runner_->max_depth());
   double epoch_loss = 0, window_loss = 0;
   uint64_t epoch_examples = 0, window_examples = 0;
+  // Predictions made before training on them: a progressive-validation AUC per progress window.
+  std::vector<float> window_probs, window_labels;
+  double window_wait_start = 0;
   // Waits for the oldest step's pushes; the clock counts it as finished.
   auto retire_oldest = [&]() -> absl::Status {
     for (const auto& ticket : pushes.front().tickets) SPARTA_RETURN_IF_ERROR(WaitTimed(ticket));
@@ -293,6 +296,11 @@ absl::StatusOr<Trainer::TrainResult> Trainer::Train(DataLoader* loader, const Tr
 
     ++result.steps;
     if (hooks.after_step) hooks.after_step(result.steps);
+    if (hooks.progress != nullptr) hooks.progress->AddStep(batch.size);
+    if (hooks.log_progress) {
+      window_probs.insert(window_probs.end(), out.probs.begin(), out.probs.end());
+      window_labels.insert(window_labels.end(), batch.labels.begin(), batch.labels.begin() + out.probs.size());
+    }
     result.examples += batch.size;
     epoch_loss += loss;
     epoch_examples += batch.size;
@@ -303,12 +311,24 @@ absl::StatusOr<Trainer::TrainResult> Trainer::Train(DataLoader* loader, const Tr
     if (hooks.log_progress && since >= config_.log.progress_interval) {
       const double elapsed = std::chrono::duration<double>(now - start).count();
       const double done = total_bytes > 0 ? batch.bytes_read / total_bytes : 0;
-      spdlog::info("epoch {}/{} | {} examples | {:.0f} ex/s | loss {:.5f} | {:.1f}% | ETA {:.0f} s", epoch + 1,
-                   config_.data.epochs, result.examples, window_examples / since, window_loss / window_examples,
-                   100 * done, done > 0 ? elapsed * (1 - done) / done : 0.0);
+      TrainingProgress::Window w;
+      w.epoch = static_cast<uint32_t>(epoch + 1);
+      w.examples_per_sec = window_examples / since;
+      w.loss = window_loss / window_examples;
+      w.auc = Auc(window_probs, window_labels);
+      w.done_fraction = done;
+      w.eta_seconds = done > 0 ? elapsed * (1 - done) / done : 0.0;
+      w.network_wait_share = (network_wait_seconds_ - window_wait_start) / since;
+      spdlog::info("epoch {}/{} | {} examples | {:.0f} ex/s | loss {:.5f} | AUC {:.4f} | {:.1f}% | ETA {:.0f} s",
+                   w.epoch, config_.data.epochs, result.examples, w.examples_per_sec, w.loss, w.auc,
+                   100 * done, w.eta_seconds);
+      if (hooks.progress != nullptr) hooks.progress->Record(w);
       last_progress = now;
       window_loss = 0;
       window_examples = 0;
+      window_probs.clear();
+      window_labels.clear();
+      window_wait_start = network_wait_seconds_;
     }
     return absl::OkStatus();
   };

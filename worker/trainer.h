@@ -30,6 +30,7 @@
 #include "worker/data/data_loader.h"
 #include "worker/dense_cache.h"
 #include "worker/kv_client.h"
+#include "worker/training_progress.h"
 #include "worker/compute/step_runner.h"
 #include "worker/step_gate.h"
 #include "sparta/sdk/model.h"
@@ -75,6 +76,9 @@ class Trainer {
     ClockGate* clock = nullptr;
     int thread = 0;  // this trainer's compute thread, for `clock` and `gate`
     bool log_progress = true;
+    // Counts every step; the thread that logs progress also records each
+    // progress line in it. Null: not recorded.
+    TrainingProgress* progress = nullptr;
   };
 
   absl::StatusOr<TrainResult> Train(DataLoader* loader, const TrainHooks& hooks);

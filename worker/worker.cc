@@ -19,7 +19,9 @@
 #include "worker/clock_gate.h"
 #include "worker/compute/backend_choice.h"
 #include "worker/dense_cache.h"
+#include "common/daemon_metrics.h"
 #include "worker/kv_client.h"
+#include "worker/training_progress.h"
 #include "worker/plugins.h"
 #include "worker/step_gate.h"
 #include "worker/trainer.h"
@@ -138,6 +140,19 @@ absl::Status Worker::Run() {
   self.set_pid(getpid());
   std::unique_ptr<KVClient> client;
   std::mutex client_mu;
+  TrainingProgress progress;
+  // Declared after what its collectors read, so it stops serving first.
+  DaemonMetrics metrics;
+  SPARTA_RETURN_IF_ERROR(metrics.Start(config_, config_.cluster.host));
+  self.set_metrics_port(metrics.port());
+  metrics.AddCollector([&](MetricWriter& out) {
+    progress.WriteTo(out);
+    std::lock_guard<std::mutex> lock(client_mu);
+    if (client == nullptr) return;
+    client->traffic().WriteTo(out);
+    out.Gauge("sparta_inflight_requests", "Request parts sent to servers and not yet answered.",
+              static_cast<double>(client->pending_parts()));
+  });
   std::unique_ptr<ClockGate> clock;  // set before training; read by the scheduler client's thread
   std::mutex clock_mu;
   SchedulerClient* scheduler_ptr = nullptr;
@@ -155,9 +170,10 @@ absl::Status Worker::Run() {
                                  std::lock_guard<std::mutex> lock(clock_mu);
                                  if (clock) clock->Close();
                                }
-                               // An abort (or a lost scheduler) must wake a trainer blocked on the servers.
+                               // An abort (or a lost scheduler) must wake a trainer blocked on the
+                               // servers; so must a stop (the servers are leaving too).
                                std::lock_guard<std::mutex> lock(client_mu);
-                               if (client && !status.ok()) client->Abort(status);
+                               if (client) client->Abort(status.ok() ? absl::CancelledError("the job has ended") : status);
                              },
                              .on_control = [&](const pb::Header& h) {
                                if (h.type() == pb::CLOCK || h.type() == pb::PAUSE) {
@@ -176,11 +192,16 @@ absl::Status Worker::Run() {
                                  std::lock_guard<std::mutex> lock(client_mu);
                                  if (client) client->UpdateView(h.view());
                                }
-                             }});
+                             },
+                             .on_heartbeat = [&](pb::Header* h) { *h->mutable_progress() = progress.Snapshot(); }});
   scheduler_ptr = &scheduler;
   SPARTA_RETURN_IF_ERROR(scheduler.Register());
   const pb::NodeInfo me = scheduler.self();
   SetLogProcessName(absl::StrCat("worker-", me.rank()));
+  metrics.SetIdentity("worker", me.rank());
+  if (!config_.log.metrics_dir.empty()) {
+    SPARTA_RETURN_IF_ERROR(progress.OpenCsv(absl::StrCat(config_.log.metrics_dir, "/worker-", me.rank(), ".csv")));
+  }
   WriteInfoFile(info_file_, me);
   SPARTA_ASSIGN_OR_RETURN(const pb::ClusterView view, scheduler.WaitForView());
   spdlog::info("registered as id {}; cluster view epoch {} with {} servers", me.id(), view.epoch(),
@@ -217,6 +238,7 @@ absl::Status Worker::Run() {
   const int threads = config_.worker.threads;
   const uint64_t base_steps = me.rank() < view.worker_steps_size() ? view.worker_steps(me.rank()) : 0;
   gate.Configure(threads, base_steps);
+  progress.SetBaseSteps(base_steps);
   if (base_steps > 0) {
     // Resuming from a checkpoint: the batches its steps trained on are read
     // and dropped, so that this worker goes on where it was cut.
@@ -236,6 +258,7 @@ absl::Status Worker::Run() {
                                         });
   }
   Trainer::TrainHooks hooks;
+  hooks.progress = &progress;
   hooks.gate = &gate;
   hooks.clock = clock.get();
   hooks.first_step = base_steps / threads;
@@ -287,6 +310,10 @@ absl::Status Worker::Run() {
   pb::WorkerReport report;
   uint64_t steps = base_steps;
   for (const auto& r : results) {
+    if (!r.ok() && scheduler.ended() && scheduler.WaitForEnd().ok()) {
+      spdlog::info("the job was stopped (sparta-ctl stop) after {} steps", progress.Snapshot().steps());
+      return absl::OkStatus();
+    }
     if (!r.ok()) return r.status();
     report.set_train_examples(report.train_examples() + r->examples);
     report.set_train_seconds(std::max(report.train_seconds(), r->seconds));

@@ -1,0 +1,67 @@
+#include "ctl/control_client.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/cluster_auth.h"
+#include "common/message.h"
+#include "common/socket_util.h"
+
+namespace sparta {
+
+ControlClient::ControlClient(const ClusterConfig& cluster, std::chrono::milliseconds timeout)
+    : cluster_(cluster), timeout_(timeout), context_(1), socket_(context_, zmq::socket_type::dealer) {}
+
+absl::StatusOr<pb::Header> ControlClient::Call(pb::MsgType type) {
+  if (!connected_) {
+    ConfigureSocket(socket_);
+    SecureClientSocket(socket_, cluster_);
+    try {
+      socket_.connect(TcpEndpoint(cluster_.scheduler));
+    } catch (const zmq::error_t& e) {
+      return absl::InvalidArgumentError(absl::StrCat("cannot connect to ", cluster_.scheduler, ": ", e.what()));
+    }
+    connected_ = true;
+  }
+  pb::Header request;
+  request.set_type(type);
+  // A DEALER queues until the connection is up; the poll below bounds the wait.
+  socket_.set(zmq::sockopt::sndtimeo, static_cast<int>(timeout_.count()));
+  if (auto st = SendMessage(socket_, request); !st.ok()) return st;
+  const auto deadline = std::chrono::steady_clock::now() + timeout_;
+  while (true) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) break;
+    zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLIN, 0};
+    zmq::poll(&item, 1, left);
+    if (!(item.revents & ZMQ_POLLIN)) continue;
+    auto got = ReceiveMessage(socket_, /*from_router=*/false);
+    if (!got.ok()) return got.status();
+    if (!got->has_value()) continue;
+    return std::move((*got)->header);
+  }
+  return absl::DeadlineExceededError(
+      absl::StrCat("no answer from the scheduler at ", cluster_.scheduler, " within ", timeout_.count() / 1000.0,
+                   " s: is the job running there?",
+                   cluster_.auth == "curve" ? " (cluster.auth is curve: is cluster.key_file the cluster's key?)" : ""));
+}
+
+absl::StatusOr<pb::ClusterStatus> ControlClient::Status() {
+  auto reply = Call(pb::STATUS_REQUEST);
+  if (!reply.ok()) return reply.status();
+  if (reply->type() != pb::STATUS_REPLY) {
+    return absl::InternalError(absl::StrCat("unexpected ", MsgTypeName(reply->type()), " from the scheduler"));
+  }
+  return reply->cluster_status();
+}
+
+namespace {
+absl::Status ResponseStatus(const absl::StatusOr<pb::Header>& reply) {
+  if (!reply.ok()) return reply.status();
+  return absl::Status(static_cast<absl::StatusCode>(reply->status()), reply->error());
+}
+}  // namespace
+
+absl::Status ControlClient::Checkpoint() { return ResponseStatus(Call(pb::CHECKPOINT_REQUEST)); }
+
+absl::Status ControlClient::Stop() { return ResponseStatus(Call(pb::STOP_REQUEST)); }
+
+}  // namespace sparta

@@ -1,0 +1,134 @@
+// sparta-ctl: operate a running Sparta job, and make its keys.
+//
+//   sparta-ctl status     [--json]        nodes, roles, shards, epoch, throughput, staleness
+//   sparta-ctl checkpoint                 take a checkpoint now
+//   sparta-ctl stop                       checkpoint (with storage.path), then end the job
+//   sparta-ctl metrics    [--node NAME]   every daemon's /metrics (or one's)
+//   sparta-ctl keygen FILE                a new cluster key file for cluster.auth: curve
+//
+// The job is found from --run RUN_DIR (what `scripts/sparta launch` left
+// there), --config FILE [--set key=value]... (the job's own config), or
+// --scheduler HOST:PORT [--key-file FILE].
+#include <cstdio>
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+#include <google/protobuf/util/json_util.h>
+
+#include "absl/strings/str_cat.h"
+#include "common/curve_keys.h"
+#include "common/daemon_options.h"
+#include "ctl/control_client.h"
+#include "ctl/http_get.h"
+#include "ctl/job_address.h"
+#include "ctl/status_text.h"
+
+namespace {
+
+int Fail(const absl::Status& status) {
+  std::fprintf(stderr, "sparta-ctl: %s\n", std::string(status.message()).c_str());
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace sparta;
+  CLI::App app{"sparta-ctl: operate a running Sparta job (status, checkpoint, stop, metrics) and make cluster keys"};
+  app.require_subcommand(1);
+  JobAddressOptions where;
+  double timeout_s = 5;
+  auto add_job_options = [&](CLI::App* cmd) {
+    cmd->add_option("--run", where.run_dir, "run folder of a job started by scripts/sparta launch");
+    cmd->add_option("--config", where.config, "the job's config file");
+    cmd->add_option("--set", where.overrides, "override a config key (key=value), as for the daemons");
+    cmd->add_option("--scheduler", where.scheduler, "the scheduler's host:port");
+    cmd->add_option("--key-file", where.key_file, "the cluster key file (cluster.auth: curve)");
+    cmd->add_option("--timeout", timeout_s, "seconds to wait for an answer")->capture_default_str();
+  };
+  bool json = false;
+  auto* status_cmd = app.add_subcommand("status", "nodes, roles, shards, epoch, throughput, staleness");
+  add_job_options(status_cmd);
+  status_cmd->add_flag("--json", json, "print the status as JSON");
+  auto* checkpoint_cmd = app.add_subcommand("checkpoint", "take a checkpoint now");
+  add_job_options(checkpoint_cmd);
+  auto* stop_cmd = app.add_subcommand("stop", "checkpoint (with storage.path), then end the job");
+  add_job_options(stop_cmd);
+  std::string node;
+  auto* metrics_cmd = app.add_subcommand("metrics", "print every daemon's /metrics (Prometheus text)");
+  add_job_options(metrics_cmd);
+  metrics_cmd->add_option("--node", node, "only this node: scheduler, server-N or worker-N");
+  std::string key_path;
+  auto* keygen_cmd = app.add_subcommand("keygen", "write a new cluster key file (CurveZMQ) for cluster.auth: curve");
+  keygen_cmd->add_option("file", key_path, "where to write it (mode 0600; never overwritten)")->required();
+  CLI11_PARSE(app, argc, argv);
+
+  if (keygen_cmd->parsed()) {
+    auto keys = NewCurveKeyPair();
+    if (!keys.ok()) return Fail(keys.status());
+    if (auto st = WriteCurveKeyFile(key_path, *keys); !st.ok()) return Fail(st);
+    std::printf("wrote %s (public key %s); set cluster.auth: curve and cluster.key_file: %s\n", key_path.c_str(),
+                keys->public_key.c_str(), key_path.c_str());
+    return 0;
+  }
+  auto cluster = ResolveJobAddress(where);
+  if (!cluster.ok()) return Fail(cluster.status());
+  ControlClient client(*cluster, std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000)));
+  if (checkpoint_cmd->parsed()) {
+    if (auto st = client.Checkpoint(); !st.ok()) return Fail(st);
+    std::printf("checkpoint started; the scheduler's log says when it is published\n");
+    return 0;
+  }
+  if (stop_cmd->parsed()) {
+    if (auto st = client.Stop(); !st.ok()) return Fail(st);
+    std::printf("stopping: the job checkpoints (when it has storage.path) and ends\n");
+    return 0;
+  }
+  auto status = client.Status();
+  if (!status.ok()) return Fail(status.status());
+  if (status_cmd->parsed()) {
+    if (json) {
+      std::string text;
+      google::protobuf::util::JsonPrintOptions options;
+      options.add_whitespace = true;
+      options.always_print_primitive_fields = true;
+      options.preserve_proto_field_names = true;
+      if (!google::protobuf::util::MessageToJsonString(*status, &text, options).ok()) {
+        return Fail(absl::InternalError("cannot print the status as JSON"));
+      }
+      std::printf("%s", text.c_str());
+    } else {
+      std::printf("%s", StatusText(*status, cluster->scheduler).c_str());
+    }
+    return 0;
+  }
+  // metrics: the scheduler's, then every live node's.
+  std::string scheduler_host = cluster->scheduler.substr(0, cluster->scheduler.rfind(':'));
+  struct Target {
+    std::string name, host;
+    uint32_t port;
+  };
+  std::vector<Target> targets = {{"scheduler", scheduler_host, status->scheduler_metrics_port()}};
+  for (const auto& n : status->nodes()) {
+    if (!n.dead()) targets.push_back({absl::StrCat(RoleName(n.info().role()), "-", n.info().rank()), n.info().host(),
+                                      n.info().metrics_port()});
+  }
+  int failures = 0, shown = 0;
+  for (const Target& t : targets) {
+    if (!node.empty() && t.name != node) continue;
+    ++shown;
+    if (t.port == 0) {
+      std::printf("# %s: no /metrics (metrics.port: -1)\n", t.name.c_str());
+      continue;
+    }
+    auto body = HttpGet(t.host, static_cast<int>(t.port), "/metrics", std::chrono::milliseconds(2000));
+    if (!body.ok()) {
+      ++failures;
+      std::printf("# %s: %s\n", t.name.c_str(), std::string(body.status().message()).c_str());
+      continue;
+    }
+    std::printf("# %s: http://%s:%u/metrics\n%s", t.name.c_str(), t.host.c_str(), t.port, body->c_str());
+  }
+  if (shown == 0) return Fail(absl::NotFoundError(absl::StrCat("no node named '", node, "'")));
+  return failures ? 1 : 0;
+}

@@ -1,0 +1,44 @@
+#include "ctl/status_text.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/daemon_options.h"
+
+namespace sparta {
+
+std::string StatusText(const pb::ClusterStatus& s, const std::string& scheduler_address) {
+  std::string out = absl::StrFormat(
+      "job %s | epoch %u | up %.1f s | %u shards | consistency %s | worker steps %u..%u (staleness %u) | "
+      "checkpoint %s%s | %u messages dropped\n",
+      s.phase(), s.epoch(), s.uptime_seconds(), s.num_shards(), s.consistency(), s.clock_min(), s.clock_max(),
+      s.clock_max() - s.clock_min(), s.checkpoint_version() ? absl::StrCat("v", s.checkpoint_version()) : "none",
+      s.checkpoint_running() ? " (one running)" : "", s.dropped_messages());
+  absl::StrAppendFormat(&out, "%-11s %-22s %-7s %-5s %-9s %s\n", "NODE", "ADDRESS", "METRICS", "STATE", "HEARTBEAT",
+                        "DETAIL");
+  absl::StrAppendFormat(&out, "%-11s %-22s %-7s %-5s %-9s %s\n", "scheduler", scheduler_address,
+                        s.scheduler_metrics_port() ? std::to_string(s.scheduler_metrics_port()) : "-", "up", "-", "");
+  for (const pb::NodeStatus& n : s.nodes()) {
+    const pb::NodeInfo& info = n.info();
+    const std::string name = absl::StrCat(RoleName(info.role()), "-", info.rank());
+    const std::string address =
+        info.data_port() ? absl::StrCat(info.host(), ":", info.data_port()) : absl::StrCat(info.host(), " (pid ", info.pid(), ")");
+    std::string detail;
+    if (info.role() == pb::SERVER) {
+      detail = n.dead() ? "failed over to its replicas"
+                        : absl::StrFormat("%u primary + %u replica shards, lag %u, %u rows, %u pulls, %u pushes",
+                                          n.primaries(), n.replicas(), n.replication_lag(), n.server().rows(),
+                                          n.server().pull_requests(), n.server().push_requests());
+    } else {
+      const pb::WorkerProgress& w = n.worker();
+      detail = absl::StrFormat("epoch %u, %u steps, %u examples, %.0f ex/s, loss %.5f, AUC %.4f, %.1f%%, ETA %.0f s",
+                               w.epoch(), w.steps(), w.examples(), w.examples_per_sec(), w.loss(), w.auc(),
+                               100 * w.done_fraction(), w.eta_seconds());
+    }
+    absl::StrAppendFormat(&out, "%-11s %-22s %-7s %-5s %-9s %s\n", name, address,
+                          info.metrics_port() ? std::to_string(info.metrics_port()) : "-", n.dead() ? "dead" : "up",
+                          absl::StrFormat("%.1f s", n.heartbeat_age_seconds()), detail);
+  }
+  return out;
+}
+
+}  // namespace sparta
