@@ -87,6 +87,7 @@ void VisitFields(Config& c, Visitor& v) {
   v("wire.dtype", c.wire.dtype, OneOf({"fp32", "fp16"}));
   v("storage.path", c.storage.path, FieldRule{});
   v("storage.durability", c.storage.durability, OneOf({"checkpoint", "wal"}));
+  v("storage.db_path", c.storage.db_path, FieldRule{});
   v("storage.checkpoint_every", c.storage.checkpoint_every, FieldRule{});
   v("storage.keep", c.storage.keep, Between(1, 1000));
   v("storage.restore", c.storage.restore, FieldRule{});

@@ -124,6 +124,10 @@ struct StorageConfig {
   // (checkpoints/). Empty: rows live in memory only and no checkpoint is
   // possible; `scripts/sparta launch` sets it to the run folder.
   std::string path;
+  // Where each server keeps its RocksDB (server-<rank>/) when that is not
+  // under `path`: e.g. a volume per server in Kubernetes while `path` (the
+  // checkpoints, which every server and the scheduler write) is shared.
+  std::string db_path;
   std::string durability = "checkpoint";  // checkpoint | wal
   // "" (never), "<seconds>s" or "<n> steps" (steps of worker 0).
   std::string checkpoint_every;

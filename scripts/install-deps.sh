@@ -9,7 +9,9 @@ packages=(build-essential cmake ninja-build pkg-config python3
   libabsl-dev libyaml-cpp-dev libspdlog-dev libcli11-dev catch2)
 if [[ "${1:-}" == "--tests" ]]; then
   # liblinear: the quality reference; python3-zmq: hostile-input tests.
-  packages+=(liblinear-tools python3-zmq)
+  # matplotlib: `sparta plot`; iproute2: network namespaces as hosts (ssh launcher test);
+  # slurm-wlm + munge: the Slurm launcher test; clang: the fuzz targets (libFuzzer).
+  packages+=(liblinear-tools python3-zmq python3-matplotlib iproute2 slurm-wlm munge clang libclang-rt-14-dev)
 fi
 
 missing=()

@@ -73,7 +73,8 @@ absl::Status Server::Run() {
   SetLogProcessName(absl::StrCat("server-", rank_));
   metrics_.SetIdentity("server", rank_);
   if (!config_.storage.path.empty()) {
-    const std::string dir = ServerStoreDir(config_.storage.path, rank_);
+    const std::string dir =
+        ServerStoreDir(config_.storage.db_path.empty() ? config_.storage.path : config_.storage.db_path, rank_);
     auto store = RowStore::Open(dir, config_.storage.durability == "wal", /*fresh=*/true);
     if (!store.ok()) return store.status();
     store_ = *std::move(store);

@@ -120,11 +120,18 @@ class ClusterTest(unittest.TestCase):
     def tearDown(self):
         for p in self.procs:
             if p.poll() is None:
-                try:
-                    os.killpg(p.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                p.wait()
+                # SIGTERM first: a launcher stops the daemons it started
+                # (each in its own session, out of reach of killpg).
+                for sig, grace in ((signal.SIGTERM, 20), (signal.SIGKILL, None)):
+                    try:
+                        os.killpg(p.pid, sig)
+                    except ProcessLookupError:
+                        pass
+                    try:
+                        p.wait(timeout=grace)
+                        break
+                    except subprocess.TimeoutExpired:
+                        continue
         self._tmp.cleanup()
 
     def run_dir(self, name="run"):

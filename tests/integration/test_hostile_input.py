@@ -66,6 +66,13 @@ def hostile_messages(rng):
     wide = header({1: 77, 2: b"wide", 4: 65536, 7: header({1: 0, 2: 0.1})})
     yield [header({1: CREATE_TABLE, 13: wide})]
     yield [header({1: PULL, 4: 1, 5: 77, 6: 100000}), os.urandom(800000)]
+    # A well-formed push cut short: every prefix of its header, and its
+    # payload frames truncated at random points.
+    push = [header({1: PUSH, 4: 1, 5: 0, 6: 4, 7: 8}), b"\x01" * 32, b"\x00" * 128]
+    for cut in range(1, len(push[0])):
+        yield [push[0][:cut]] + push[1:]
+    for _ in range(10):
+        yield [push[0], push[1][:rng.randint(0, 31)], push[2][:rng.randint(0, 127)]]
     for _ in range(50):
         yield [rng.randbytes(rng.randint(0, 64)) for _ in range(rng.randint(1, 4))]
 

@@ -1,0 +1,162 @@
+"""Renders Kubernetes manifests for a Sparta job from its config file.
+
+  scripts/sparta k8s CONFIG --image IMAGE [--set key=value]... [--out FILE]
+
+Objects (all named <name>-...):
+  ConfigMap   <name>-config     the config file, as given (mounted at /etc/sparta/job.yaml)
+  Service     <name>-scheduler  the scheduler's control port, and /metrics
+  Deployment  <name>-scheduler  one scheduler; its state on the shared volume, so a restarted pod takes over
+  Service     <name>-server     headless, for the StatefulSet's stable names
+  StatefulSet <name>-server     cluster.servers servers (pod ordinal = rank), each with its own
+                                volume for RocksDB (storage.db_path); checkpoints on the shared volume
+  Job         <name>-worker     cluster.workers workers, Indexed (completion index = rank)
+  PersistentVolumeClaim <name>-shared  ReadWriteMany: storage.path (checkpoints, scheduler state)
+
+With cluster.auth: curve the key file comes from the Secret <name>-cluster-key
+(kubectl create secret generic <name>-cluster-key --from-file=cluster.key=FILE).
+Daemons bind their pod IP (downward API), never all interfaces.
+"""
+
+import shlex
+
+SHARED = "/var/lib/sparta"       # storage.path: checkpoints + scheduler state (shared)
+DB = "/var/lib/sparta-db"        # storage.db_path: each server's RocksDB (its own volume)
+CONFIG = "/etc/sparta/job.yaml"
+KEYS = "/etc/sparta/keys"
+BIN = "/opt/sparta/bin"
+
+
+def _scalar(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if v is None:
+        return "null"
+    if isinstance(v, (int, float)):
+        return str(v)
+    s = str(v)
+    if "\n" in s:
+        return None  # a block scalar
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def to_yaml(value, indent=0):
+    """A small YAML emitter for manifests (dicts, lists, scalars, multi-line strings)."""
+    pad = "  " * indent
+    lines = []
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if isinstance(v, (dict, list)) and v:
+                lines.append(f"{pad}{k}:")
+                lines.append(to_yaml(v, indent + 1))
+            elif isinstance(v, str) and "\n" in v:
+                lines.append(f"{pad}{k}: |")
+                lines.extend(f"{pad}  {line}" for line in v.rstrip("\n").split("\n"))
+            else:
+                lines.append(f"{pad}{k}: {_scalar(v) if not isinstance(v, (dict, list)) else ('{}' if isinstance(v, dict) else '[]')}")
+    elif isinstance(value, list):
+        for item in value:
+            if isinstance(item, (dict, list)) and item:
+                body = to_yaml(item, indent + 1).split("\n")
+                lines.append(f"{pad}- {body[0].strip()}")
+                lines.extend(body[1:])
+            else:
+                lines.append(f"{pad}- {_scalar(item)}")
+    return "\n".join(lines)
+
+
+def render(config, config_text, args):
+    name, ns = args.name, args.namespace
+    port = int(config["cluster.scheduler"].rsplit(":", 1)[1]) or 7070
+    metrics = config.get("metrics.port", 0)
+    metrics = metrics if metrics > 0 else 9400
+    curve = config.get("cluster.auth") == "curve"
+    labels = lambda role: {"app.kubernetes.io/name": "sparta", "app.kubernetes.io/instance": name,
+                           "app.kubernetes.io/component": role}
+    meta = lambda kind_name, role: {"name": kind_name, "namespace": ns, "labels": labels(role)}
+    scrape = {"prometheus.io/scrape": "true", "prometheus.io/port": str(metrics), "prometheus.io/path": "/metrics"}
+    common_sets = [f"cluster.scheduler={name}-scheduler.{ns}.svc:{port}", f"metrics.port={metrics}",
+                   f"storage.path={SHARED}"] + list(args.set)
+    if curve:
+        common_sets.append(f"cluster.key_file={KEYS}/cluster.key")
+
+    def command(role, sets, bind, rank_expr=None, extra=""):
+        """sh -c 'exec DAEMON ...': the shell expands the pod IP (downward API),
+        the interface the daemon binds, and the rank from the pod's identity."""
+        argv = [f"{BIN}/sparta-{role}", "--config", CONFIG]
+        for s in sets:
+            argv += ["--set", s]
+        text = shlex.join(argv) + f' --set "{bind}"' + extra
+        if rank_expr:
+            text += f' --rank "{rank_expr}"'
+        return ["/bin/sh", "-c", "exec " + text]
+
+    env = [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}]
+    mounts = [{"name": "config", "mountPath": "/etc/sparta/job.yaml", "subPath": "job.yaml", "readOnly": True}]
+    volumes = [{"name": "config", "configMap": {"name": f"{name}-config"}}]
+    if curve:
+        mounts.append({"name": "keys", "mountPath": KEYS, "readOnly": True})
+        volumes.append({"name": "keys", "secret": {"secretName": f"{name}-cluster-key", "defaultMode": 0o400}})
+    shared_mount = {"name": "shared", "mountPath": SHARED}
+    shared_volume = {"name": "shared", "persistentVolumeClaim": {"claimName": f"{name}-shared"}}
+    ports = lambda extra: extra + [{"name": "metrics", "containerPort": metrics}]
+    storage_class = {"storageClassName": args.storage_class} if args.storage_class else {}
+
+    docs = []
+    docs.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta(f"{name}-config", "config"),
+                 "data": {"job.yaml": config_text}})
+    docs.append({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": meta(f"{name}-shared", "storage"),
+                 "spec": {"accessModes": ["ReadWriteMany"], **storage_class,
+                          "resources": {"requests": {"storage": args.storage}}}})
+    docs.append({"apiVersion": "v1", "kind": "Service", "metadata": meta(f"{name}-scheduler", "scheduler"),
+                 "spec": {"selector": labels("scheduler"),
+                          "ports": [{"name": "control", "port": port, "targetPort": port},
+                                    {"name": "metrics", "port": metrics, "targetPort": metrics}]}})
+    # The scheduler binds its pod IP on the control port; the others reach it through the Service.
+    scheduler_sets = [s for s in common_sets if not s.startswith("cluster.scheduler=")]
+    scheduler_cmd = command("scheduler", scheduler_sets, f"cluster.scheduler=${{POD_IP}}:{port}",
+                            extra=f" --summary {SHARED}/summary.json")
+    docs.append({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta(f"{name}-scheduler", "scheduler"),
+                 "spec": {"replicas": 1, "strategy": {"type": "Recreate"},
+                          "selector": {"matchLabels": labels("scheduler")},
+                          "template": {"metadata": {"labels": labels("scheduler"), "annotations": scrape},
+                                       "spec": {"containers": [{
+                                           "name": "scheduler", "image": args.image,
+                                           "command": scheduler_cmd, "env": env,
+                                           "ports": ports([{"name": "control", "containerPort": port}]),
+                                           "volumeMounts": mounts + [shared_mount]}],
+                                           "volumes": volumes + [shared_volume]}}}})
+    docs.append({"apiVersion": "v1", "kind": "Service", "metadata": meta(f"{name}-server", "server"),
+                 "spec": {"clusterIP": "None", "selector": labels("server"),
+                          "ports": [{"name": "metrics", "port": metrics, "targetPort": metrics}]}})
+    docs.append({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": meta(f"{name}-server", "server"),
+                 "spec": {"serviceName": f"{name}-server", "replicas": config["cluster.servers"],
+                          # All servers start together: the scheduler waits for every rank.
+                          "podManagementPolicy": "Parallel",
+                          "selector": {"matchLabels": labels("server")},
+                          "template": {"metadata": {"labels": labels("server"), "annotations": scrape},
+                                       "spec": {"containers": [{
+                                           "name": "server", "image": args.image,
+                                           # The pod ordinal (name-server-N) is the rank.
+                                           "command": command("server", common_sets + [f"storage.db_path={DB}"],
+                                                              "cluster.host=${POD_IP}", "${HOSTNAME##*-}"),
+                                           "env": env, "ports": ports([]),
+                                           "volumeMounts": mounts + [shared_mount, {"name": "db", "mountPath": DB}]}],
+                                           "volumes": volumes + [shared_volume]}},
+                          "volumeClaimTemplates": [{"metadata": {"name": "db"},
+                                                    "spec": {"accessModes": ["ReadWriteOnce"], **storage_class,
+                                                             "resources": {"requests": {"storage": args.storage}}}}]}})
+    workers = config["cluster.workers"]
+    docs.append({"apiVersion": "batch/v1", "kind": "Job", "metadata": meta(f"{name}-worker", "worker"),
+                 "spec": {"completions": workers, "parallelism": workers, "completionMode": "Indexed",
+                          # A failed worker fails the job (the scheduler ends it); do not retry blindly.
+                          "backoffLimit": 0,
+                          "template": {"metadata": {"labels": labels("worker"), "annotations": scrape},
+                                       "spec": {"restartPolicy": "Never", "containers": [{
+                                           "name": "worker", "image": args.image,
+                                           "command": command("worker", common_sets, "cluster.host=${POD_IP}",
+                                                              "${JOB_COMPLETION_INDEX}"),
+                                           "env": env, "ports": ports([]), "volumeMounts": mounts}],
+                                           "volumes": volumes}}}})
+    header = (f"# Sparta job '{name}' rendered by scripts/sparta k8s from {args.config}.\n"
+              f"# kubectl apply -f THIS_FILE; the data paths of the config must exist in the image or a mounted volume.\n")
+    return header + "\n".join("---\n" + to_yaml(d) for d in docs) + "\n"
