@@ -1,0 +1,305 @@
+"""The launchers beyond one host, each driven by the same YAML file:
+  - over ssh (--hosts FILE), with network namespaces of this machine as the
+    hosts and `ip netns exec` standing in for ssh (netns_shell.sh);
+  - under Slurm (scripts/slurm/sparta.sbatch), on a one-host Slurm cluster
+    the test starts itself: munged, slurmctld and three slurmd as three nodes;
+  - on Kubernetes (scripts/sparta k8s): the rendered manifests' structure, and
+    every container's command line run for real with --print-config."""
+
+import json
+import os
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import unittest
+
+from harness import BIN, LAUNCHER, ROOT, ClusterTest, datagen, launch, read, summary, wait_for, write_config
+
+NETNS_SHELL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "netns_shell.sh")
+
+
+def can_make_namespaces():
+    if os.geteuid() != 0 or not shutil.which("ip"):
+        return False
+    probe = f"sparta-probe-{os.getpid()}"
+    ok = subprocess.run(["ip", "netns", "add", probe], capture_output=True).returncode == 0
+    subprocess.run(["ip", "netns", "del", probe], capture_output=True)
+    return ok
+
+
+class VirtualHosts:
+    """Network namespaces joined by a bridge: host i is 10.<net>.0.<10+i>."""
+
+    def __init__(self, count):
+        self.tag = f"sp{os.getpid() % 100000}"
+        self.net = 200 + os.getpid() % 50
+        self.bridge = f"{self.tag}br"
+        self.hosts = []
+        self._run("ip", "link", "add", self.bridge, "type", "bridge")
+        self._run("ip", "link", "set", self.bridge, "up")
+        for i in range(count):
+            name, veth = f"{self.tag}h{i}", f"{self.tag}v{i}"
+            address = f"10.{self.net}.0.{10 + i}"
+            self._run("ip", "netns", "add", name)
+            self._run("ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", name)
+            self._run("ip", "link", "set", veth, "master", self.bridge, "up")
+            for cmd in (["ip", "addr", "add", f"{address}/24", "dev", "eth0"], ["ip", "link", "set", "eth0", "up"],
+                        ["ip", "link", "set", "lo", "up"]):
+                self._run("ip", "netns", "exec", name, *cmd)
+            self.hosts.append((name, address))
+
+    @staticmethod
+    def _run(*cmd):
+        subprocess.run(cmd, check=True, capture_output=True)
+
+    def close(self):
+        for name, _ in self.hosts:
+            subprocess.run(["ip", "netns", "del", name], capture_output=True)
+        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
+
+
+@unittest.skipUnless(can_make_namespaces(), "needs root and ip netns (CI runs as root)")
+class SshLauncherTest(ClusterTest):
+    def test_job_over_three_hosts(self):
+        hosts = VirtualHosts(3)
+        self.addCleanup(hosts.close)
+        (h0, a0), (h1, a1), (h2, a2) = hosts.hosts
+        hostfile = os.path.join(self.dir, "hosts.txt")
+        with open(hostfile, "w") as f:
+            f.write(f"# host role [address=...]\n{h0} scheduler address={a0}\n{h0} server address={a0}\n"
+                    f"{h1} server address={a1}\n{h1} worker address={a1}\n{h2} worker address={a2}\n")
+        data = datagen(self.dir, 20000, 2000, seed=4)
+        config = write_config(self.dir, cluster={"servers": 1, "workers": 1},  # the host list decides
+                              data={"train": data["train"], "test": data["test"], "batch_size": 256, "epochs": 2},
+                              model={"name": "lr"})
+        run = self.run_dir()
+        result = subprocess.run([sys.executable, LAUNCHER, "launch", config, "--run-dir", run, "--quiet",
+                                 "--hosts", hostfile, "--ssh", NETNS_SHELL], capture_output=True, text=True,
+                                timeout=300)
+        self.assertEqual(result.returncode, 0, result.stderr + read(os.path.join(run, "scheduler.log")))
+        self.assertIn(f"scheduler@{h0}, server-0@{h0}, server-1@{h1}, worker-0@{h1}, worker-1@{h2}", result.stdout)
+        s = summary(run)
+        self.assertEqual((s["status"], s["servers"], s["workers"]), ("ok", 2, 2))
+        self.assertGreater(s["auc"], 0.7)
+        # Each daemon bound its own host's address, and its log came back to the run folder.
+        self.assertIn(f"scheduler listening on {a0}:", read(os.path.join(run, "scheduler.log")))
+        self.assertIn(f"serving on {a0}:", read(os.path.join(run, "server-0.log")))
+        self.assertIn(f"serving on {a1}:", read(os.path.join(run, "server-1.log")))
+        self.assertIn("training done", read(os.path.join(run, "worker-1.log")))
+        self.assertNotIn("sparta-remote-pid", read(os.path.join(run, "worker-1.log")))
+        hosts_of = {(d["role"], d["rank"]): d["host"] for d in json.loads(read(os.path.join(run, "daemons.json")))}
+        self.assertEqual(hosts_of[("server", 1)], a1)
+        self.assertEqual(hosts_of[("worker", 1)], a2)
+
+    def test_bad_host_list_names_file_and_line(self):
+        hostfile = os.path.join(self.dir, "hosts.txt")
+        with open(hostfile, "w") as f:
+            f.write("a scheduler\nb server\nc wroker\n")
+        config = write_config(self.dir, data={"train": "x"})
+        result = subprocess.run([sys.executable, LAUNCHER, "launch", config, "--hosts", hostfile],
+                                capture_output=True, text=True)
+        self.assertNotEqual(result.returncode, 0)
+        self.assertIn(f"{hostfile}:3: expected 'HOST scheduler|server|worker", result.stderr)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class SlurmCluster:
+    """munged + slurmctld + one slurmd per node, all on this host, every file in `folder`."""
+
+    def __init__(self, folder, nodes):
+        self.folder, self.nodes, self.pids = folder, nodes, []
+        hostname = socket.gethostname()
+        os.makedirs(f"{folder}/state", exist_ok=True)
+        # munge: a key of our own and a socket of our own, run as user munge.
+        os.makedirs(f"{folder}/munge", exist_ok=True)
+        shutil.chown(f"{folder}/munge", "munge", "munge")
+        os.chmod(f"{folder}/munge", 0o755)  # clients reach the socket; the key stays 0400
+        key = f"{folder}/munge/munge.key"
+        with open(key, "wb") as f:
+            f.write(os.urandom(1024))
+        shutil.chown(key, "munge", "munge")
+        os.chmod(key, 0o400)
+        # munged runs as user munge: it must reach its folder.
+        for parent in (os.path.dirname(folder), folder):
+            os.chmod(parent, 0o755)
+        self.socket = f"{folder}/munge/munge.socket"
+        subprocess.run(["runuser", "-u", "munge", "--", "/usr/sbin/munged", "--socket", self.socket,
+                        "--key-file", key, "--pid-file", f"{folder}/munge/munged.pid",
+                        "--log-file", f"{folder}/munge/munged.log", "--seed-file", f"{folder}/munge/seed"],
+                       check=True)
+        self.pids.append(int(wait_for(lambda: read(f"{folder}/munge/munged.pid").strip(), 10, "munged")))
+        ctld_port, base = free_port(), free_port()
+        lines = [f"ClusterName=sparta{os.getpid()}", f"SlurmctldHost={hostname}(127.0.0.1)",
+                 f"SlurmctldPort={ctld_port}", "SlurmUser=root", "AuthType=auth/munge",
+                 f"AuthInfo=socket={self.socket}", "CredType=cred/munge", "ProctrackType=proctrack/linuxproc",
+                 "TaskPlugin=task/none", "SelectType=select/cons_tres", "SelectTypeParameters=CR_Core",
+                 "MpiDefault=none", "JobAcctGatherType=jobacct_gather/none",
+                 "AccountingStorageType=accounting_storage/none", "ReturnToService=2", "SwitchType=switch/none",
+                 f"StateSaveLocation={folder}/state", f"SlurmdSpoolDir={folder}/spool-%n",
+                 f"SlurmctldPidFile={folder}/slurmctld.pid", f"SlurmdPidFile={folder}/slurmd-%n.pid",
+                 f"SlurmctldLogFile={folder}/slurmctld.log", f"SlurmdLogFile={folder}/slurmd-%n.log",
+                 "SlurmdTimeout=30", "InactiveLimit=0", "KillWait=5", "MinJobAge=30"]
+        for i, node in enumerate(nodes):
+            lines.append(f"NodeName={node} NodeHostname={hostname} NodeAddr=127.0.0.1 Port={base + 1 + i} "
+                         f"CPUs=2 RealMemory=2000 State=UNKNOWN")
+        lines.append(f"PartitionName=test Nodes={','.join(nodes)} Default=YES MaxTime=INFINITE State=UP")
+        self.conf = f"{folder}/slurm.conf"
+        with open(self.conf, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        self.env = {**os.environ, "SLURM_CONF": self.conf}
+        subprocess.run(["slurmctld", "-f", self.conf], env=self.env, check=True)
+        self.pids.append(int(wait_for(lambda: read(f"{folder}/slurmctld.pid").strip(), 30, "slurmctld")))
+        for node in nodes:
+            subprocess.run(["slurmd", "-f", self.conf, "-N", node], env=self.env, check=True)
+            self.pids.append(int(wait_for(lambda: read(f"{folder}/slurmd-{node}.pid").strip(), 30, f"slurmd {node}")))
+        wait_for(lambda: subprocess.run(["sinfo", "-h", "-o", "%T", "-N"], env=self.env, capture_output=True,
+                                        text=True).stdout.split() == ["idle"] * len(nodes), 60,
+                 "every slurmd to register as idle")
+
+    def close(self):
+        for pid in reversed(self.pids):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for pid in self.pids:
+            for _ in range(100):
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.05)
+            else:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+
+@unittest.skipUnless(os.geteuid() == 0 and shutil.which("slurmctld") and shutil.which("munged"),
+                     "needs root, slurm-wlm and munge (scripts/install-deps.sh --tests installs them)")
+class SlurmLauncherTest(ClusterTest):
+    def test_sbatch_places_daemons_on_three_nodes(self):
+        cluster = SlurmCluster(os.path.join(self.dir, "slurm"), ["node1", "node2", "node3"])
+        self.addCleanup(cluster.close)
+        data = datagen(self.dir, 20000, 2000, seed=6)
+        config = write_config(self.dir, cluster={"servers": 2, "workers": 2},
+                              data={"train": data["train"], "test": data["test"], "batch_size": 256, "epochs": 2},
+                              model={"name": "lr"})
+        run = self.run_dir()
+        out = os.path.join(self.dir, "sbatch.out")
+        env = {**cluster.env, "SPARTA_HOME": ROOT, "SPARTA_BIN": BIN}
+        result = subprocess.run(["sbatch", "--wait", "-N", "3", f"--output={out}", os.path.join(ROOT, "scripts", "slurm", "sparta.sbatch"),
+                                 config, "--run-dir", run, "--quiet"], env=env, capture_output=True, text=True,
+                                timeout=300)
+        self.assertEqual(result.returncode, 0, result.stderr + read(out) + read(os.path.join(run, "scheduler.log")))
+        self.assertIn("slurm: scheduler@node1, server-0@node1, server-1@node2, worker-0@node3, worker-1@node1",
+                      read(out))
+        s = summary(run)
+        self.assertEqual(s["status"], "ok")
+        self.assertGreater(s["auc"], 0.7)
+        self.assertIn("training done", read(os.path.join(run, "worker-1.log")))
+
+
+class KubernetesManifestTest(ClusterTest):
+    def render(self, config, *extra):
+        result = subprocess.run([sys.executable, LAUNCHER, "k8s", config, "--image", "registry.local/sparta:1",
+                                 "--name", "ctr", "--namespace", "ml", *extra], capture_output=True, text=True)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        import yaml
+        return [d for d in yaml.safe_load_all(result.stdout) if d]
+
+    def test_manifests_from_a_config(self):
+        key = os.path.join(self.dir, "cluster.key")
+        subprocess.run([os.path.join(BIN, "sparta-ctl"), "keygen", key], check=True, capture_output=True)
+        config = write_config(self.dir, cluster={"scheduler": "0.0.0.0:7300", "servers": 3, "workers": 2,
+                                                 "auth": "curve", "key_file": key},
+                              data={"train": "/data/train.txt"}, model={"name": "fm"}, metrics={"port": 9500})
+        docs = self.render(config, "--set", "data.epochs=3")
+        by_kind = {}
+        for d in docs:
+            by_kind.setdefault(d["kind"], []).append(d)
+            self.assertEqual(d["metadata"]["namespace"], "ml")
+        self.assertEqual(sorted(k for k in by_kind), ["ConfigMap", "Deployment", "Job", "PersistentVolumeClaim",
+                                                      "Service", "StatefulSet"])
+        services = {s["metadata"]["name"]: s for s in by_kind["Service"]}
+        scheduler_svc = services["ctr-scheduler"]
+        self.assertEqual({p["name"]: p["port"] for p in scheduler_svc["spec"]["ports"]},
+                         {"control": 7300, "metrics": 9500})
+        deployment, = by_kind["Deployment"]
+        self.assertEqual(deployment["spec"]["replicas"], 1)
+        self.assertEqual(scheduler_svc["spec"]["selector"], deployment["spec"]["template"]["metadata"]["labels"])
+        servers, = by_kind["StatefulSet"]
+        self.assertEqual(servers["spec"]["replicas"], 3)
+        self.assertEqual(servers["spec"]["podManagementPolicy"], "Parallel")
+        self.assertEqual(services[servers["spec"]["serviceName"]]["spec"]["clusterIP"], "None")
+        claim, = servers["spec"]["volumeClaimTemplates"]
+        self.assertEqual(claim["spec"]["accessModes"], ["ReadWriteOnce"])
+        server_pod = servers["spec"]["template"]["spec"]
+        self.assertIn(claim["metadata"]["name"], [m["name"] for m in server_pod["containers"][0]["volumeMounts"]])
+        job, = by_kind["Job"]
+        self.assertEqual((job["spec"]["completions"], job["spec"]["parallelism"], job["spec"]["completionMode"]),
+                         (2, 2, "Indexed"))
+        shared, = by_kind["PersistentVolumeClaim"]
+        self.assertEqual(shared["spec"]["accessModes"], ["ReadWriteMany"])
+        for workload in (deployment, servers, job):
+            pod = workload["spec"]["template"]["spec"]
+            self.assertEqual(workload["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"], "9500")
+            volumes = {v["name"]: v for v in pod["volumes"]}
+            self.assertEqual(volumes["keys"]["secret"]["secretName"], "ctr-cluster-key")
+            self.assertEqual(volumes["config"]["configMap"]["name"], "ctr-config")
+            templates = [t["metadata"]["name"] for t in workload["spec"].get("volumeClaimTemplates", [])]
+            for m in pod["containers"][0]["volumeMounts"]:
+                self.assertIn(m["name"], list(volumes) + templates)
+        # The ConfigMap holds the config file as given.
+        configmap, = by_kind["ConfigMap"]
+        self.assertEqual(configmap["data"]["job.yaml"], read(config))
+
+        # Every container's command line, run for real: the daemon accepts it
+        # (--print-config) and resolves the rank, interface and scheduler the
+        # pod would give it.
+        folder = os.path.join(self.dir, "pod")
+        os.makedirs(os.path.join(folder, "keys"))
+        with open(os.path.join(folder, "job.yaml"), "w") as f:
+            f.write(configmap["data"]["job.yaml"])
+        shutil.copy(key, os.path.join(folder, "keys", "cluster.key"))
+
+        def resolved(workload, env):
+            command = workload["spec"]["template"]["spec"]["containers"][0]["command"]
+            self.assertEqual(command[:2], ["/bin/sh", "-c"])
+            script = (command[2].replace("/opt/sparta/bin", BIN).replace("/etc/sparta/job.yaml", f"{folder}/job.yaml")
+                      .replace("/etc/sparta/keys", f"{folder}/keys") + " --print-config")
+            got = subprocess.run(["/bin/sh", "-c", script], env={**os.environ, "POD_IP": "10.9.8.7", **env},
+                                 capture_output=True, text=True)
+            self.assertEqual(got.returncode, 0, got.stderr)
+            return json.loads(got.stdout)
+
+        sched = resolved(deployment, {})
+        self.assertEqual(sched["cluster.scheduler"], "10.9.8.7:7300")  # binds its pod IP
+        server = resolved(servers, {"HOSTNAME": "ctr-server-2"})
+        self.assertEqual(server["cluster.host"], "10.9.8.7")
+        self.assertEqual(server["cluster.scheduler"], "ctr-scheduler.ml.svc:7300")
+        self.assertEqual(server["storage.db_path"], "/var/lib/sparta-db")
+        self.assertEqual(server["cluster.auth"], "curve")
+        self.assertEqual(server["data.epochs"], 3)
+        worker = resolved(job, {"JOB_COMPLETION_INDEX": "1"})
+        self.assertEqual(worker["cluster.scheduler"], "ctr-scheduler.ml.svc:7300")
+        # The rank comes from the pod's identity.
+        for workload, env, rank in ((servers, {"HOSTNAME": "ctr-server-2"}, "2"), (job, {"JOB_COMPLETION_INDEX": "1"}, "1")):
+            command = workload["spec"]["template"]["spec"]["containers"][0]["command"][2]
+            expanded = subprocess.run(["/bin/sh", "-c", "printf '%s\\n' " + command.split("--rank", 1)[1]],
+                                      env={**os.environ, **env}, capture_output=True, text=True).stdout.strip()
+            self.assertEqual(expanded, rank)
+
+
+if __name__ == "__main__":
+    unittest.main()
