@@ -2,9 +2,26 @@
 # Installs what is missing, builds, and runs the whole test suite with ctest:
 # unit tests (Catch2) and integration tests that start the real daemons on
 # loopback. Extra arguments go to ctest (e.g. -R cluster).
+#   scripts/test.sh --sanitize   the same suite, built with AddressSanitizer and
+#                                UndefinedBehaviorSanitizer into build-asan/
+#                                (any report fails the test that caused it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh --tests
+if [[ "${1:-}" == "--sanitize" ]]; then
+  shift
+  if [[ ! -f build-asan/build.ninja ]]; then
+    cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSPARTA_SANITIZE=ON -DSPARTA_CUDA=OFF
+  fi
+  cmake --build build-asan -j "$(( $(nproc) < 2 ? $(nproc) : 2 ))"
+  # Reports abort the process, so the daemon (and its test) fails visibly.
+  # The benchmark smoke test measures nothing under a sanitizer: left out.
+  export ASAN_OPTIONS="abort_on_error=1:detect_leaks=1:detect_stack_use_after_return=0"
+  export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+  export LSAN_OPTIONS="suppressions=$PWD/tests/sanitize/lsan.supp:print_suppressions=0"
+  ctest --test-dir build-asan --output-on-failure --timeout 900 -E '^bench\.' "$@"
+  exit
+fi
 scripts/build.sh
 # Integration tests each run a small cluster on both cores; run them one at a
 # time so they do not starve each other's heartbeats.
