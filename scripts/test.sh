@@ -11,7 +11,9 @@ scripts/install-deps.sh --tests
 if [[ "${1:-}" == "--sanitize" ]]; then
   shift
   if [[ ! -f build-asan/build.ninja ]]; then
-    cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSPARTA_SANITIZE=ON -DSPARTA_CUDA=OFF
+    # -O1: the sanitizers' usual level; builds twice as fast as -O3 on two cores.
+    cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g" \
+      -DSPARTA_SANITIZE=ON -DSPARTA_CUDA=OFF
   fi
   cmake --build build-asan -j "$(( $(nproc) < 2 ? $(nproc) : 2 ))"
   # Reports abort the process, so the daemon (and its test) fails visibly.
