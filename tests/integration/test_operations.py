@@ -190,6 +190,32 @@ class OperationsTest(ClusterTest):
             self.assertIn(f"metrics at http://127.0.0.1:{port}/metrics", read(os.path.join(run, f"{name}.log")))
 
 
+    @unittest.skipUnless(os.path.isdir("/dev/shm"), "needs /dev/shm (a second filesystem)")
+    def test_rocksdb_on_its_own_volume_checkpoints_to_the_shared_one(self):
+        # Kubernetes layout: each server's RocksDB on its own volume
+        # (storage.db_path), checkpoints under storage.path. Here /dev/shm
+        # (tmpfs) and the temp folder are two filesystems, so RocksDB copies
+        # the table files into the checkpoint instead of linking them.
+        db = os.path.join("/dev/shm", f"sparta-db-{os.getpid()}")
+        self.addCleanup(lambda: subprocess.run(["rm", "-rf", db]))
+        storage = os.path.join(self.dir, "shared")
+        data = datagen(self.dir, 20000, 2000, seed=8)
+        first, second = os.path.join(self.dir, "first.txt"), os.path.join(self.dir, "second.txt")
+        config = write_config(self.dir, data={"train": data["train"], "test": data["test"], "batch_size": 256},
+                              model={"name": "fm"}, storage={"path": storage, "db_path": db})
+        result = launch(config, self.run_dir("a"), sets=[f"eval.predictions_out={first}"])
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertTrue(os.path.isdir(os.path.join(db, "server-0")))
+        self.assertFalse(os.path.exists(os.path.join(storage, "server-0")))
+        self.assertNotEqual(os.stat(db).st_dev, os.stat(storage).st_dev)
+        # The checkpoint restores: the resumed job has no steps left and
+        # predicts exactly what the saved model predicted.
+        result = launch(config, self.run_dir("b"), sets=[f"eval.predictions_out={second}", "storage.restore=latest"])
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn("ckpt-000001", summary(self.run_dir("b"))["restored_from"])
+        self.assertEqual(read(second), read(first))
+
+
 @unittest.skipIf(zmq is None, "python3-zmq is not installed")
 class AuthTest(ClusterTest):
     def test_rogue_node_without_the_key_is_refused_and_changes_nothing(self):
