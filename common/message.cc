@@ -1,7 +1,10 @@
 #include "common/message.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/logging.h"
 #include "common/status_macros.h"
+
+#include <google/protobuf/stubs/logging.h>
 
 namespace sparta {
 namespace {
@@ -86,7 +89,22 @@ absl::StatusOr<std::optional<Message>> ReceiveMessage(zmq::socket_t& socket, boo
   return std::optional<Message>(std::move(m));
 }
 
+namespace {
+// libprotobuf logs an ERROR line for each string field with invalid UTF-8
+// it is asked to parse: a peer sending such headers could flood the log
+// (found by the message fuzzer). The decoder reports the failure itself, so
+// protobuf's own lines go to the debug level.
+void ProtobufLogToDebug(google::protobuf::LogLevel level, const char* file, int line, const std::string& message) {
+  spdlog::debug("protobuf: {}:{}: {}", file, line, message);
+}
+}  // namespace
+
 absl::StatusOr<Message> DecodeMessage(std::vector<zmq::message_t> parts, bool from_router) {
+  static const bool quiet = [] {
+    google::protobuf::SetLogHandler(&ProtobufLogToDebug);
+    return true;
+  }();
+  (void)quiet;
   if (parts.size() > kMaxFrames + 2) return Malformed("too many frames");
   Message m;
   size_t next = 0;
