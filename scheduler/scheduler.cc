@@ -429,7 +429,11 @@ void Scheduler::OnFlushDone(const Membership::Node& node, const pb::ServerStats&
   flushed_[node.info.rank()] = stats;
   state_changed_ = true;
   if (static_cast<int>(flushed_.size()) < members_.joined(pb::SERVER) || phase_ != Phase::kFlushing) return;
-  spdlog::info("all servers flushed; shutting the cluster down");
+  ShutDown("all servers flushed; shutting the cluster down");
+}
+
+void Scheduler::ShutDown(const std::string& why) {
+  spdlog::info("{}", why);
   pb::Header shutdown;
   shutdown.set_type(pb::SHUTDOWN);
   Broadcast(shutdown);
@@ -568,15 +572,7 @@ void Scheduler::OnStop(const std::string& routing_id) {
   Reply(routing_id, pb::RESPONSE, absl::OkStatus());
   // Workers stop where they are; what they trained is kept when there is
   // somewhere to keep it, so that storage.restore: latest goes on from here.
-  auto shut_down = [this] {
-    spdlog::info("stopping the job as requested");
-    pb::Header shutdown;
-    shutdown.set_type(pb::SHUTDOWN);
-    Broadcast(shutdown);
-    phase_ = Phase::kDone;
-    state_changed_ = true;
-    SaveState(Clock::now());
-  };
+  auto shut_down = [this] { ShutDown("stopping the job as requested"); };
   spdlog::warn("stop requested{}", checkpoints_.enabled() ? ": checkpointing first" : "");
   if (checkpoints_.enabled()) {
     checkpoints_.Start("stop requested", shut_down);

@@ -68,6 +68,8 @@ class Scheduler {
   absl::StatusOr<bool> TakeOverSavedJob();
   void SaveState(Membership::Clock::time_point now);
   void FinishTraining();
+  // The job is over (successfully): every node is told to exit.
+  void ShutDown(const std::string& why);
   // Operator requests (sparta-ctl), from any peer that reaches the socket.
   void OnStop(const std::string& routing_id);
   void Reply(const std::string& routing_id, pb::MsgType type, const absl::Status& status);

@@ -17,6 +17,7 @@ With cluster.auth: curve the key file comes from the Secret <name>-cluster-key
 Daemons bind their pod IP (downward API), never all interfaces.
 """
 
+import json
 import shlex
 
 SHARED = "/var/lib/sparta"       # storage.path: checkpoints + scheduler state (shared)
@@ -24,44 +25,6 @@ DB = "/var/lib/sparta-db"        # storage.db_path: each server's RocksDB (its o
 CONFIG = "/etc/sparta/job.yaml"
 KEYS = "/etc/sparta/keys"
 BIN = "/opt/sparta/bin"
-
-
-def _scalar(v):
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if v is None:
-        return "null"
-    if isinstance(v, (int, float)):
-        return str(v)
-    s = str(v)
-    if "\n" in s:
-        return None  # a block scalar
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def to_yaml(value, indent=0):
-    """A small YAML emitter for manifests (dicts, lists, scalars, multi-line strings)."""
-    pad = "  " * indent
-    lines = []
-    if isinstance(value, dict):
-        for k, v in value.items():
-            if isinstance(v, (dict, list)) and v:
-                lines.append(f"{pad}{k}:")
-                lines.append(to_yaml(v, indent + 1))
-            elif isinstance(v, str) and "\n" in v:
-                lines.append(f"{pad}{k}: |")
-                lines.extend(f"{pad}  {line}" for line in v.rstrip("\n").split("\n"))
-            else:
-                lines.append(f"{pad}{k}: {_scalar(v) if not isinstance(v, (dict, list)) else ('{}' if isinstance(v, dict) else '[]')}")
-    elif isinstance(value, list):
-        for item in value:
-            if isinstance(item, (dict, list)) and item:
-                body = to_yaml(item, indent + 1).split("\n")
-                lines.append(f"{pad}- {body[0].strip()}")
-                lines.extend(body[1:])
-            else:
-                lines.append(f"{pad}- {_scalar(item)}")
-    return "\n".join(lines)
 
 
 def render(config, config_text, args):
@@ -159,4 +122,5 @@ def render(config, config_text, args):
                                            "volumes": volumes}}}})
     header = (f"# Sparta job '{name}' rendered by scripts/sparta k8s from {args.config}.\n"
               f"# kubectl apply -f THIS_FILE; the data paths of the config must exist in the image or a mounted volume.\n")
-    return header + "\n".join("---\n" + to_yaml(d) for d in docs) + "\n"
+    # JSON is YAML: one document per object, as kubectl reads them.
+    return header + "".join("---\n" + json.dumps(d, indent=2) + "\n" for d in docs)
