@@ -6,10 +6,10 @@
 #include <fstream>
 #include <sstream>
 
-#include <google/protobuf/util/json_util.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/proto_json.h"
 
 namespace sparta {
 
@@ -30,31 +30,17 @@ std::string CheckpointPartDir(const std::string& checkpoint_dir, int rank) {
 }
 
 absl::Status WriteManifest(const std::string& checkpoint_dir, const pb::CheckpointManifest& manifest) {
-  std::string json;
-  google::protobuf::util::JsonPrintOptions options;
-  options.add_whitespace = true;
-  options.preserve_proto_field_names = true;
-  if (!google::protobuf::util::MessageToJsonString(manifest, &json, options).ok()) {
-    return absl::InternalError("cannot encode the checkpoint manifest");
-  }
-  const fs::path path = fs::path(checkpoint_dir) / "manifest.json";
-  std::ofstream out(path);
-  out << json;
-  out.close();
-  if (!out) return absl::UnavailableError(absl::StrCat("cannot write ", path.string()));
-  return absl::OkStatus();
+  return WriteProtoJson((fs::path(checkpoint_dir) / "manifest.json").string(), manifest);
 }
 
 absl::StatusOr<pb::CheckpointManifest> ReadManifest(const std::string& checkpoint_dir) {
-  const fs::path path = fs::path(checkpoint_dir) / "manifest.json";
-  std::ifstream in(path);
-  if (!in) return absl::NotFoundError(absl::StrCat(path.string(), ": no checkpoint manifest"));
-  std::stringstream text;
-  text << in.rdbuf();
   pb::CheckpointManifest manifest;
-  if (!google::protobuf::util::JsonStringToMessage(text.str(), &manifest).ok()) {
-    return absl::DataLossError(absl::StrCat(path.string(), ": not a valid checkpoint manifest"));
+  const absl::Status st = ReadProtoJson((fs::path(checkpoint_dir) / "manifest.json").string(), &manifest);
+  if (absl::IsNotFound(st)) {
+    return absl::NotFoundError(absl::StrCat((fs::path(checkpoint_dir) / "manifest.json").string(),
+                                            ": no checkpoint manifest"));
   }
+  if (!st.ok()) return st;
   return manifest;
 }
 

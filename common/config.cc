@@ -46,6 +46,7 @@ void VisitFields(Config& c, Visitor& v) {
   v("cluster.startup_timeout", c.cluster.startup_timeout, Between(1, 86400));
   v("cluster.scheduler_grace", c.cluster.scheduler_grace, Between(0.05, 86400));
   v("cluster.num_shards", c.cluster.num_shards, Between(1, 1 << 20));
+  v("cluster.shutdown_grace", c.cluster.shutdown_grace, Between(0.1, 3600));
   v("cluster.auth", c.cluster.auth, OneOf({"none", "curve"}));
   v("cluster.key_file", c.cluster.key_file, FieldRule{});
   v("server.threads", c.server.threads, Between(1, 256));
@@ -57,6 +58,7 @@ void VisitFields(Config& c, Visitor& v) {
   v("data.batch_size", c.data.batch_size, Between(1, 1 << 24));
   v("data.epochs", c.data.epochs, Between(1, 1 << 20));
   v("data.max_bad_lines", c.data.max_bad_lines, AtLeast(0));
+  v("data.allow_empty", c.data.allow_empty, FieldRule{});
   v("data.queue_batches", c.data.queue_batches, Between(1, 1024));
   v("model.name", c.model.name, OneOf({"lr", "fm", "dnn"}));
   v("model.plugin", c.model.plugin, FieldRule{});
@@ -253,6 +255,18 @@ class Loader {
     if (TakeInteger(key, rule, &v)) out = static_cast<int>(v);
   }
   void operator()(const char* key, int64_t& out, const FieldRule& rule) { TakeInteger(key, rule, &out); }
+  void operator()(const char* key, bool& out, const FieldRule& rule) {
+    Leaf* leaf = Take(key, rule);
+    if (leaf == nullptr) return;
+    const std::string s = leaf->node.IsScalar() ? leaf->node.Scalar() : "";
+    if (s == "true" || s == "yes" || s == "on" || s == "1") {
+      out = true;
+    } else if (s == "false" || s == "no" || s == "off" || s == "0") {
+      out = false;
+    } else {
+      Fail(*leaf, key, absl::StrCat("expected true or false; got '", s, "'"));
+    }
+  }
   void operator()(const char* key, double& out, const FieldRule& rule) {
     Leaf* leaf = Take(key, rule);
     if (leaf == nullptr) return;
@@ -411,6 +425,7 @@ struct JsonWriter {
   void operator()(const char* key, int& v, const FieldRule&) { Sep(); out += JsonQuote(key) + ": " + std::to_string(v); }
   void operator()(const char* key, int64_t& v, const FieldRule&) { Sep(); out += JsonQuote(key) + ": " + std::to_string(v); }
   void operator()(const char* key, double& v, const FieldRule&) { Sep(); out += JsonQuote(key) + ": " + JsonNumber(v); }
+  void operator()(const char* key, bool& v, const FieldRule&) { Sep(); out += JsonQuote(key) + ": " + (v ? "true" : "false"); }
   void operator()(const char* key, std::vector<int64_t>& v, const FieldRule&) {
     Sep();
     out += JsonQuote(key) + ": [";

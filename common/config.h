@@ -31,6 +31,10 @@ struct ClusterConfig {
   // scheduler takes over the running job) before it gives up.
   double scheduler_grace = 30.0;
   int num_shards = 256;              // virtual shards (power of two)
+  // Seconds the job has, after a SIGTERM, to take its final checkpoint and
+  // exit (Slurm preemption and Kubernetes eviction kill 30 s after SIGTERM
+  // by default).
+  double shutdown_grace = 20.0;
   // none: any peer that reaches a port is served; curve: every connection is
   // CurveZMQ-encrypted and a peer must prove it holds the cluster's secret
   // key (key_file, made by `sparta-ctl keygen`), or it is refused before any
@@ -65,6 +69,9 @@ struct DataConfig {
   int batch_size = 4096;
   int epochs = 1;
   int64_t max_bad_lines = 1000;  // more malformed lines than this is an error
+  // A worker whose share of data.train holds no example fails the job
+  // (a wrong glob, an empty file) unless this is set.
+  bool allow_empty = false;
   int queue_batches = 4;         // parsed batches buffered ahead of compute
 };
 

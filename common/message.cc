@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
+#include "common/printable.h"
 #include "common/status_macros.h"
 
 #include <google/protobuf/stubs/logging.h>
@@ -133,7 +134,16 @@ absl::Status SendMessage(zmq::socket_t& socket, const pb::Header& header,
         return absl::UnavailableError("peer queue full");
       }
     }
-    std::string bytes = header.SerializeAsString();
+    // An error may quote input from outside (a data line); a string field
+    // that is not UTF-8 would make the whole header undecodable.
+    std::string bytes;
+    if (!header.error().empty() && !IsValidUtf8(header.error())) {
+      pb::Header fixed = header;
+      fixed.set_error(Printable(header.error()));
+      bytes = fixed.SerializeAsString();
+    } else {
+      bytes = header.SerializeAsString();
+    }
     zmq::message_t head(bytes.data(), bytes.size());
     auto flags = has_payload ? zmq::send_flags::sndmore : zmq::send_flags::none;
     // After the first frame, the rest of a multipart message is never refused.

@@ -116,6 +116,7 @@ void CheckpointCoordinator::Finish() {
     return hooks_.fail(std::string(st.message()));
   }
   last_version_ = version_;
+  published_dir_ = (std::filesystem::path(CheckpointsDir(config_.storage.path)) / CheckpointName(version_)).string();
   last_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
   spdlog::info("checkpoint {} published: {} rows in {:.3f} s at {}", version_, rows, last_seconds_,
                (std::filesystem::path(CheckpointsDir(config_.storage.path)) / CheckpointName(version_)).string());

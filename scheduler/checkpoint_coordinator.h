@@ -55,6 +55,8 @@ class CheckpointCoordinator {
   // The newest published version (0 if none yet).
   uint64_t last_version() const { return last_version_; }
   double last_seconds() const { return last_seconds_; }
+  // The folder of the newest checkpoint this job published ("" if none).
+  const std::string& published_dir() const { return published_dir_; }
 
  private:
   enum class Phase { kIdle, kPausing, kCutting };
@@ -66,6 +68,7 @@ class CheckpointCoordinator {
   uint64_t version_ = 0;
   uint64_t last_version_ = 0;
   double last_seconds_ = 0;
+  std::string published_dir_;
   std::string dir_;
   std::function<void()> then_;
   std::map<int, uint64_t> worker_steps_;         // by rank

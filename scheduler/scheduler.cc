@@ -11,9 +11,10 @@
 #include "common/logging.h"
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/checkpoint_files.h"
 #include "common/daemon_options.h"
-#include "common/json.h"
+#include "common/proto_json.h"
 #include "common/message.h"
 #include "common/socket_util.h"
 
@@ -257,7 +258,16 @@ void Scheduler::Dispatch(const std::string& routing_id, const pb::Header& h, Clo
   }
   switch (h.type()) {
     case pb::HEARTBEAT: {
-      if (h.has_server_stats()) node->stats = h.server_stats();
+      if (h.has_server_stats()) {
+        node->stats = h.server_stats();
+        const auto& incomplete = node->stats.incomplete_shards();
+        if (node->info.role() == pb::SERVER &&
+            shard_map_.OnServerReport(node->info.rank(), node->stats.view_epoch(),
+                                      std::vector<uint32_t>(incomplete.begin(), incomplete.end())) > 0) {
+          state_changed_ = true;
+          if (shard_map_.catching_up() == 0) spdlog::info("every shard replica is whole");
+        }
+      }
       if (h.has_progress()) node->progress = h.progress();
       pb::Header echo;
       echo.set_type(pb::HEARTBEAT);
@@ -319,7 +329,7 @@ void Scheduler::OnRegister(const std::string& routing_id, const pb::Header& h, C
   *reply.mutable_node() = *added;
   SendTo(routing_id, std::move(reply));
   if (replacement) {
-    const int placed = shard_map_.AddServer(added->rank(), members_.LiveServers());
+    const int placed = shard_map_.AddServer(added->rank(), members_.LiveServers(), epoch_ + 1);
     spdlog::info("{} joined the running job; {} shard replicas placed on it", DescribeNode(*added), placed);
     PublishView();
     return;
@@ -328,9 +338,7 @@ void Scheduler::OnRegister(const std::string& routing_id, const pb::Header& h, C
 }
 
 void Scheduler::OnServerLost(Membership::Node* node, const std::string& why) {
-  if (config_.storage.replication_factor < 2 || phase_ == Phase::kRegistering) {
-    return Fail(absl::StrCat(DescribeNode(node->info), " ", why));
-  }
+  if (phase_ == Phase::kRegistering) return Fail(absl::StrCat(DescribeNode(node->info), " ", why));
   node->dead = true;
   state_changed_ = true;
   if (unheard_.erase(node->info.id()) && unheard_.empty() && finish_after_resync_) FinishTraining();
@@ -344,14 +352,60 @@ void Scheduler::OnServerLost(Membership::Node* node, const std::string& why) {
     }
     return 0;
   };
-  if (auto st = shard_map_.RemoveServer(rank, applied); !st.ok()) {
-    return Fail(absl::StrCat(DescribeNode(node->info), " ", why, "; ", st.message()));
-  }
-  const int added = shard_map_.RestoreReplication(members_.LiveServers());
+  const std::vector<uint32_t> lost = shard_map_.RemoveServer(rank, applied);
+  if (!lost.empty()) return OnShardsLost(*node, why, lost);
+  // The next view places the new replicas; they catch up from it.
+  const int added = shard_map_.RestoreReplication(members_.LiveServers(), epoch_ + 1);
   spdlog::warn("{} {}: failing over to its replicas; {} new replicas restore the replication factor",
                DescribeNode(node->info), why, added);
   checkpoints_.Abandon(absl::StrCat("server-", rank, " died"));
   PublishView();
+}
+
+void Scheduler::OnShardsLost(const Membership::Node& node, const std::string& why,
+                             const std::vector<uint32_t>& lost) {
+  // Every server declared dead (this one too) may have held a copy.
+  std::vector<std::string> dead;
+  for (const auto& n : members_.nodes()) {
+    if (n.info.role() == pb::SERVER && n.dead) {
+      dead.push_back(absl::StrCat("server-", n.info.rank()));
+      lost_.add_dead_servers(n.info.rank());
+    }
+  }
+  for (uint32_t s : lost) lost_.add_lost_shards(s);
+  std::string shards;
+  for (size_t i = 0; i < lost.size() && i < 16; ++i) absl::StrAppend(&shards, i ? ", " : "", lost[i]);
+  if (lost.size() > 16) absl::StrAppend(&shards, ", ...");
+  std::string reason = absl::StrCat(
+      DescribeNode(node.info), " ", why, "; ", lost.size(), " of ", config_.cluster.num_shards,
+      " shards lost every copy (shards ", shards, "; dead servers: ", absl::StrJoin(dead, ", "),
+      "; storage.replication_factor is ", config_.storage.replication_factor, ")");
+  // The newest checkpoint of this job: one it published, else the one it
+  // resumed from. (Older checkpoints under storage.path may be another job's.)
+  std::string checkpoint = checkpoints_.published_dir();
+  std::vector<uint64_t> steps;
+  if (!checkpoint.empty()) {
+    if (auto manifest = ReadManifest(checkpoint); manifest.ok()) {
+      steps.assign(manifest->worker_steps().begin(), manifest->worker_steps().end());
+    } else {
+      checkpoint.clear();
+    }
+  }
+  if (checkpoint.empty() && !restore_from_.empty()) {
+    checkpoint = restore_from_;
+    steps = restore_steps_;
+  }
+  if (!checkpoint.empty()) {
+    lost_.set_rollback_checkpoint(checkpoint);
+    for (uint64_t s : steps) lost_.add_rollback_steps(static_cast<double>(s));
+    absl::StrAppend(&reason, ". The job can go on from checkpoint ", checkpoint,
+                    " (scripts/sparta launch rolls back to it by itself; by hand: storage.restore=", checkpoint, ")");
+  } else {
+    absl::StrAppend(&reason, ". There is no checkpoint to go back to: set storage.checkpoint_every (e.g. 300s) so "
+                             "that a job can roll back, or raise storage.replication_factor so that a shard "
+                             "survives more servers dying at once");
+  }
+  Fail(reason);
 }
 
 void Scheduler::PublishView() {
@@ -367,6 +421,7 @@ void Scheduler::PublishView() {
     if (!std::binary_search(live.begin(), live.end(), static_cast<uint32_t>(r))) view->add_dead_servers(r);
   }
   shard_map_.ToView(view);
+  view->set_running(phase_ != Phase::kRegistering);
   view_ = *view;
   state_changed_ = true;
   // Only the first view: a server joining later gets its rows from replicas.
@@ -502,57 +557,76 @@ void Scheduler::Broadcast(const pb::Header& h, pb::Role only) {
   }
 }
 
-void Scheduler::WriteSummary() const {
-  if (summary_file_.empty()) return;
-  uint64_t examples = 0, bad_lines = 0, rows = 0;
-  double seconds = 0, loss = 0;
+pb::JobSummary Scheduler::BuildSummary() const {
+  pb::JobSummary out;
+  out.set_status(!outcome_.ok() ? "failed" : preempted_ ? "preempted" : stopped_ ? "stopped" : "ok");
+  if (!outcome_.ok()) out.set_error(std::string(outcome_.message()));
+  out.set_model(config_.model.name);
+  out.set_optimizer(config_.optimizer.name);
+  out.set_servers(config_.cluster.servers);
+  out.set_workers(config_.cluster.workers);
+  out.set_consistency(config_.worker.consistency);
+  // Per worker: its final report, else (a job stopped or failed before it
+  // finished) what its last heartbeat said.
+  std::map<int, pb::WorkerProgress> progress;
+  for (const auto& node : members_.nodes()) {
+    if (node.info.role() == pb::WORKER) progress[node.info.rank()] = node.progress;
+  }
+  double examples = 0, seconds = 0, loss = 0, bad_lines = 0;
   const pb::WorkerReport* eval = nullptr;
-  for (const auto& [rank, r] : reports_) {
-    examples += r.train_examples();
-    bad_lines += r.bad_lines();
+  for (int rank = 0; rank < config_.cluster.workers; ++rank) {
+    auto it = reports_.find(rank);
+    if (it == reports_.end()) {
+      out.add_worker_steps(static_cast<double>(progress[rank].steps()));
+      out.add_max_staleness(0);
+      out.add_mean_staleness(0);
+      examples += static_cast<double>(progress[rank].examples());
+      continue;
+    }
+    const pb::WorkerReport& r = it->second;
+    examples += static_cast<double>(r.train_examples());
+    bad_lines += static_cast<double>(r.bad_lines());
     seconds = std::max(seconds, r.train_seconds());
     loss += r.train_loss() / reports_.size();
     if (r.has_eval()) eval = &r;
+    out.add_worker_steps(static_cast<double>(r.steps()));
+    out.add_max_staleness(static_cast<double>(r.max_staleness()));
+    out.add_mean_staleness(r.mean_staleness());
   }
-  for (const auto& [rank, s] : flushed_) rows += s.rows();
-  std::ofstream out(summary_file_ + ".tmp");
-  out << "{\n  \"status\": " << JsonQuote(!outcome_.ok() ? "failed" : stopped_ ? "stopped" : "ok");
-  out << ",\n  \"error\": " << (outcome_.ok() ? "null" : JsonQuote(outcome_.message()));
-  out << ",\n  \"model\": " << JsonQuote(config_.model.name);
-  out << ",\n  \"optimizer\": " << JsonQuote(config_.optimizer.name);
-  out << ",\n  \"servers\": " << config_.cluster.servers << ",\n  \"workers\": " << config_.cluster.workers;
-  out << ",\n  \"train_examples\": " << examples;
-  out << ",\n  \"train_seconds\": " << JsonNumber(seconds);
-  out << ",\n  \"examples_per_sec\": " << JsonNumber(seconds > 0 ? examples / seconds : 0);
-  out << ",\n  \"train_loss\": " << JsonNumber(loss);
-  out << ",\n  \"bad_lines\": " << bad_lines;
-  out << ",\n  \"server_rows\": " << rows;
-  out << ",\n  \"auc\": " << (eval ? JsonNumber(eval->auc()) : "null");
-  out << ",\n  \"logloss\": " << (eval ? JsonNumber(eval->logloss()) : "null");
-  out << ",\n  \"test_rows\": " << (eval ? std::to_string(eval->test_rows()) : "0");
-  out << ",\n  \"dropped_messages\": " << dropped_messages_;
-  out << ",\n  \"checkpoint_version\": " << checkpoints_.last_version();
-  out << ",\n  \"checkpoint_seconds\": " << JsonNumber(checkpoints_.last_seconds());
-  out << ",\n  \"worker_steps\": [";
-  for (const auto& [rank, r] : reports_) out << (rank ? ", " : "") << r.steps();
-  out << "]";
-  out << ",\n  \"consistency\": " << JsonQuote(config_.worker.consistency);
-  out << ",\n  \"max_clock_spread\": " << clocks_.max_spread();
-  // Per worker: how many steps it ran ahead of the slowest (worker.staleness bounds it under ssp/bsp).
-  out << ",\n  \"max_staleness\": [";
-  for (const auto& [rank, r] : reports_) out << (rank ? ", " : "") << r.max_staleness();
-  out << "],\n  \"mean_staleness\": [";
-  for (const auto& [rank, r] : reports_) out << (rank ? ", " : "") << JsonNumber(r.mean_staleness());
-  out << "]";
+  out.set_train_examples(examples);
+  out.set_train_seconds(seconds);
+  out.set_examples_per_sec(seconds > 0 ? examples / seconds : 0);
+  out.set_train_loss(loss);
+  out.set_bad_lines(bad_lines);
+  double rows = 0;
+  for (const auto& [rank, stats] : flushed_) rows += static_cast<double>(stats.rows());
+  out.set_server_rows(rows);
+  if (eval != nullptr) {
+    out.set_auc(eval->auc());
+    out.set_logloss(eval->logloss());
+    out.set_test_rows(static_cast<double>(eval->test_rows()));
+  }
+  out.set_dropped_messages(static_cast<double>(dropped_messages_));
+  out.set_checkpoint_version(static_cast<uint32_t>(checkpoints_.last_version()));
+  out.set_checkpoint_seconds(checkpoints_.last_seconds());
+  out.set_max_clock_spread(static_cast<double>(clocks_.max_spread()));
   // Worker 0 reads the audit table (worker.audit) at the end.
-  out << ",\n  \"audit_counts\": [";
-  const pb::WorkerReport* first = reports_.count(0) ? &reports_.at(0) : nullptr;
-  for (int i = 0; first && i < first->audit_counts_size(); ++i) out << (i ? ", " : "") << first->audit_counts(i);
-  out << "]";
-  out << ",\n  \"restored_from\": " << (restore_from_.empty() ? "null" : JsonQuote(restore_from_));
-  out << "\n}\n";
-  out.close();
-  std::rename((summary_file_ + ".tmp").c_str(), summary_file_.c_str());
+  if (auto first = reports_.find(0); first != reports_.end()) {
+    for (uint64_t c : first->second.audit_counts()) out.add_audit_counts(static_cast<double>(c));
+  }
+  if (!restore_from_.empty()) out.set_restored_from(restore_from_);
+  *out.mutable_lost_shards() = lost_.lost_shards();
+  *out.mutable_dead_servers() = lost_.dead_servers();
+  if (lost_.has_rollback_checkpoint()) {
+    out.set_rollback_checkpoint(lost_.rollback_checkpoint());
+    *out.mutable_rollback_steps() = lost_.rollback_steps();
+  }
+  return out;
+}
+
+void Scheduler::WriteSummary() const {
+  if (summary_file_.empty()) return;
+  if (auto st = WriteProtoJson(summary_file_, BuildSummary()); !st.ok()) spdlog::error("{}", st.message());
 }
 
 void Scheduler::Reply(const std::string& routing_id, pb::MsgType type, const absl::Status& status) {

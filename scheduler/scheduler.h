@@ -56,10 +56,14 @@ class Scheduler {
   // A server went silent or died: with replication the cluster fails over
   // to the replicas (new view); without, the job fails.
   void OnServerLost(Membership::Node* node, const std::string& why);
+  // Shards `lost` have no whole copy left after `node` died: the job fails,
+  // saying which checkpoint it can roll back to, if any.
+  void OnShardsLost(const Membership::Node& node, const std::string& why, const std::vector<uint32_t>& lost);
   void CheckTimers(Membership::Clock::time_point now);
   void Fail(const std::string& reason);
   void SendTo(const std::string& routing_id, pb::Header h);
   void Broadcast(const pb::Header& h, pb::Role only = pb::ROLE_UNKNOWN);
+  pb::JobSummary BuildSummary() const;
   void WriteSummary() const;
   // storage.restore -> the checkpoint to resume from, checked against this job.
   absl::Status PrepareRestore();
@@ -107,6 +111,9 @@ class Scheduler {
   std::string restore_from_;            // "" unless resuming
   std::vector<uint64_t> restore_steps_;  // by worker rank
   bool stopped_ = false;                 // ended by a STOP_REQUEST
+  bool preempted_ = false;               // ended by SIGTERM
+  // Shards that lost every copy (the job failed), for the summary.
+  pb::JobSummary lost_;
   DaemonMetrics metrics_;                // last: its scrapes read snapshots only
 };
 

@@ -15,27 +15,49 @@ ShardMap::ShardMap(int num_shards, int servers, int replication_factor)
   }
 }
 
-absl::Status ShardMap::RemoveServer(uint32_t dead,
-                                    const std::function<uint64_t(uint32_t rank, uint32_t shard)>& applied) {
+std::vector<uint32_t> ShardMap::RemoveServer(
+    uint32_t dead, const std::function<uint64_t(uint32_t rank, uint32_t shard)>& applied) {
+  std::vector<uint32_t> lost;
   for (uint32_t s = 0; s < owner_.size(); ++s) {
     auto& copies = replicas_[s];
     copies.erase(std::remove(copies.begin(), copies.end(), dead), copies.end());
+    catching_up_.erase({s, dead});
     if (owner_[s] != dead) continue;
-    if (copies.empty()) {
-      return absl::UnavailableError(absl::StrCat("shard ", s, " had its last copy on server-", dead,
-                                                 " (storage.replication_factor is ", replication_factor_, ")"));
+    // The most up-to-date whole replica leads. With ack "all" every live
+    // replica holds every acknowledged update; this matters for what was
+    // in flight.
+    uint32_t best = UINT32_MAX;
+    for (uint32_t r : copies) {
+      if (catching_up_.count({s, r})) continue;
+      if (best == UINT32_MAX || applied(r, s) > applied(best, s)) best = r;
     }
-    // The most up-to-date replica leads. With ack "all" every live replica
-    // holds every acknowledged update; this matters for what was in flight.
-    auto best = std::max_element(copies.begin(), copies.end(),
-                                 [&](uint32_t a, uint32_t b) { return applied(a, s) < applied(b, s); });
-    owner_[s] = *best;
-    copies.erase(best);
+    if (best == UINT32_MAX) {
+      lost.push_back(s);
+      continue;
+    }
+    owner_[s] = best;
+    copies.erase(std::find(copies.begin(), copies.end(), best));
   }
-  return absl::OkStatus();
+  return lost;
 }
 
-int ShardMap::RestoreReplication(const std::vector<uint32_t>& live) {
+int ShardMap::OnServerReport(uint32_t rank, uint64_t view_epoch, const std::vector<uint32_t>& incomplete) {
+  int made_whole = 0;
+  for (auto it = catching_up_.begin(); it != catching_up_.end();) {
+    const auto [shard, replica] = it->first;
+    // A report of an older view may predate the placement: it says nothing.
+    if (replica == rank && it->second <= view_epoch &&
+        std::find(incomplete.begin(), incomplete.end(), shard) == incomplete.end()) {
+      it = catching_up_.erase(it);
+      ++made_whole;
+    } else {
+      ++it;
+    }
+  }
+  return made_whole;
+}
+
+int ShardMap::RestoreReplication(const std::vector<uint32_t>& live, uint64_t epoch) {
   std::map<uint32_t, int> load;  // shards held by each live server
   for (uint32_t rank : live) load[rank] = 0;
   for (uint32_t s = 0; s < owner_.size(); ++s) {
@@ -54,6 +76,7 @@ int ShardMap::RestoreReplication(const std::vector<uint32_t>& live) {
       }
       if (pick == UINT32_MAX) break;
       replicas_[s].push_back(pick);
+      CatchUp(s, pick, epoch);
       ++load[pick];
       ++added;
     }
@@ -61,8 +84,8 @@ int ShardMap::RestoreReplication(const std::vector<uint32_t>& live) {
   return added;
 }
 
-int ShardMap::AddServer(uint32_t rank, const std::vector<uint32_t>& live) {
-  int moved = RestoreReplication(live);
+int ShardMap::AddServer(uint32_t rank, const std::vector<uint32_t>& live, uint64_t epoch) {
+  int moved = RestoreReplication(live, epoch);
   std::map<uint32_t, int> load;
   for (uint32_t r : live) load[r] = 0;
   for (uint32_t s = 0; s < owner_.size(); ++s) {
@@ -74,7 +97,9 @@ int ShardMap::AddServer(uint32_t rank, const std::vector<uint32_t>& live) {
       if (r == rank || owner_[s] == rank || load[r] <= load[rank] + 1) continue;
       if (std::find(replicas_[s].begin(), replicas_[s].end(), rank) != replicas_[s].end()) break;
       --load[r];
+      catching_up_.erase({s, r});
       r = rank;
+      CatchUp(s, rank, epoch);
       ++load[rank];
       ++moved;
       break;
@@ -87,7 +112,11 @@ void ShardMap::FromView(const pb::ClusterView& view) {
   owner_.assign(view.shard_owner().begin(), view.shard_owner().end());
   replicas_.assign(owner_.size(), {});
   for (int s = 0; s < view.replicas_size() && s < static_cast<int>(owner_.size()); ++s) {
-    replicas_[s].assign(view.replicas(s).ranks().begin(), view.replicas(s).ranks().end());
+    const pb::ShardReplicas& copies = view.replicas(s);
+    replicas_[s].assign(copies.ranks().begin(), copies.ranks().end());
+    for (int i = 0; i < copies.catching_up_from_size() && i < copies.ranks_size(); ++i) {
+      if (copies.catching_up_from(i) != 0) CatchUp(s, copies.ranks(i), copies.catching_up_from(i));
+    }
   }
 }
 
@@ -97,7 +126,11 @@ void ShardMap::ToView(pb::ClusterView* view) const {
   for (uint32_t s = 0; s < owner_.size(); ++s) {
     view->add_shard_owner(owner_[s]);
     auto* copies = view->add_replicas();
-    for (uint32_t r : replicas_[s]) copies->add_ranks(r);
+    for (uint32_t r : replicas_[s]) {
+      copies->add_ranks(r);
+      auto it = catching_up_.find({s, r});
+      copies->add_catching_up_from(it == catching_up_.end() ? 0 : it->second);
+    }
   }
 }
 

@@ -14,6 +14,8 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -25,19 +27,30 @@ class ShardMap {
  public:
   ShardMap(int num_shards, int servers, int replication_factor);
 
-  // Removes `dead` from every shard. `applied(rank, shard)` says how many
-  // update batches of `shard` server `rank` has applied (its last report).
-  // Fails if a shard loses its last copy.
-  absl::Status RemoveServer(uint32_t dead, const std::function<uint64_t(uint32_t rank, uint32_t shard)>& applied);
+  // Removes `dead` from every shard; each shard it led is taken over by its
+  // whole replica that has applied the most (`applied(rank, shard)`: update
+  // batches of `shard` server `rank` has applied, from its last report).
+  // Returns the shards left without a whole copy, which keep `dead` as
+  // their owner: their data is gone.
+  std::vector<uint32_t> RemoveServer(uint32_t dead,
+                                     const std::function<uint64_t(uint32_t rank, uint32_t shard)>& applied);
 
   // Adds replicas on `live` servers until every shard has R copies (or as
-  // many as there are live servers). Returns how many replicas were added.
-  int RestoreReplication(const std::vector<uint32_t>& live);
+  // many as there are live servers); they catch up from view `epoch`.
+  // Returns how many replicas were added.
+  int RestoreReplication(const std::vector<uint32_t>& live, uint64_t epoch);
 
   // A fresh server joined: moves replicas onto it from the servers that
-  // hold the most shards, until it holds about as many as they do.
-  // Returns how many replicas moved.
-  int AddServer(uint32_t rank, const std::vector<uint32_t>& live);
+  // hold the most shards, until it holds about as many as they do; they
+  // catch up from view `epoch`. Returns how many replicas moved.
+  int AddServer(uint32_t rank, const std::vector<uint32_t>& live, uint64_t epoch);
+
+  // Server `rank`, acting on view `view_epoch`, holds every shard it
+  // replicates in whole but `incomplete`. Returns how many replicas that
+  // made whole.
+  int OnServerReport(uint32_t rank, uint64_t view_epoch, const std::vector<uint32_t>& incomplete);
+  // Replicas still catching up.
+  size_t catching_up() const { return catching_up_.size(); }
 
   void ToView(pb::ClusterView* view) const;
   // Takes the placement of a published view (a restarted scheduler).
@@ -46,9 +59,13 @@ class ShardMap {
   const std::vector<uint32_t>& replicas(uint32_t shard) const { return replicas_[shard]; }
 
  private:
+  void CatchUp(uint32_t shard, uint32_t rank, uint64_t epoch) { catching_up_[{shard, rank}] = epoch; }
+
   const int replication_factor_;
   std::vector<uint32_t> owner_;
   std::vector<std::vector<uint32_t>> replicas_;
+  // (shard, replica rank) -> the view epoch from which it catches up.
+  std::map<std::pair<uint32_t, uint32_t>, uint64_t> catching_up_;
 };
 
 }  // namespace sparta

@@ -86,9 +86,17 @@ absl::Status Server::Run() {
   auto view = client.WaitForView();
   if (!view.ok()) return view.status();
   replicator_ = std::make_unique<Replicator>(&context_, config_.cluster, client.self().id(), rank_, config_.storage.ack == "all");
-  shard_applied_ = std::make_unique<std::atomic<uint64_t>[]>(view->shard_owner_size());
-  touched_.assign(view->shard_owner_size(), 0);
+  num_shards_ = view->shard_owner_size();
+  shard_applied_ = std::make_unique<std::atomic<uint64_t>[]>(num_shards_);
+  incomplete_ = std::make_unique<std::atomic<bool>[]>(num_shards_);
+  touched_.assign(num_shards_, 0);
   AdoptView(*view);
+  // A server that joins a running job holds none of its replicas' rows yet.
+  if (view->running()) {
+    for (uint32_t s = 0; s < num_shards_; ++s) incomplete_[s].store(IsReplicaOf(s));
+  }
+  view_epoch_.store(epoch_);
+  shards_ready_.store(true, std::memory_order_release);
   const int threads = config_.server.threads;
   for (int e = 0; e < threads; ++e) {
     executors_.push_back(std::make_unique<ShardExecutor>(e, threads, shard_owner_.size(), &done_, store_.get(),
@@ -351,6 +359,16 @@ void Server::OnNewView(const pb::ClusterView& view) {
       SnapshotShard(s, r);
     }
   }
+  // Shards this server replicates from now on: not whole until their
+  // primaries' snapshots are in. Set before the heartbeats report the view.
+  const uint32_t me = static_cast<uint32_t>(rank_);
+  for (uint32_t s = 0; s < shard_owner_.size(); ++s) {
+    const auto& before = old_replicas[s];
+    if (IsReplicaOf(s) && old_owner[s] != me && std::find(before.begin(), before.end(), me) == before.end()) {
+      incomplete_[s].store(true);
+    }
+  }
+  view_epoch_.store(epoch_);
   spdlog::info("cluster view epoch {}: now leading {} more shards", epoch_, promoted);
 }
 
@@ -386,18 +404,24 @@ void Server::SendSnapshots() {
   std::deque<ShardRows> ready;
   snapshots_.Drain(&ready);
   for (ShardRows& rows : ready) {
-    if (rows.last) {
-      replicator_->SnapshotDone(rows.peer);
-      continue;
-    }
     pb::Header h;
     h.set_type(pb::SHARD_SNAPSHOT);
     h.set_epoch(epoch_);
+    h.set_shard(rows.shard);
+    if (rows.last) {
+      // Tells the replica that the shard is whole once what came before is
+      // loaded; the forwards held back for it follow.
+      h.set_last(true);
+      h.set_dim(1);
+      std::vector<zmq::message_t> frames(2);
+      replicator_->SendSnapshot(rows.peer, std::move(h), std::move(frames));
+      replicator_->SnapshotDone(rows.peer);
+      continue;
+    }
     h.set_table(rows.table->spec.id());
     *h.mutable_table_spec() = rows.table->spec;
     h.set_num_keys(static_cast<uint32_t>(rows.keys.size()));
     h.set_dim(rows.stride);
-    h.set_shard(rows.shard);
     std::vector<zmq::message_t> frames;
     frames.push_back(FrameFromVector(std::move(rows.keys)));
     frames.push_back(FrameFromVector(std::move(rows.rows)));
@@ -411,6 +435,16 @@ void Server::LoadSnapshot(Message message) {
   if (shard >= shard_owner_.size() || h.epoch() < epoch_) {
     dropped_.fetch_add(1, std::memory_order_relaxed);
     spdlog::warn("dropped a snapshot of shard {} from epoch {} (this server is at epoch {})", shard, h.epoch(), epoch_);
+    return;
+  }
+  if (h.last()) {
+    // In order behind the shard's loads on its executor.
+    ShardTask task;
+    task.control = [this, shard] {
+      incomplete_[shard].store(false);
+      spdlog::info("shard {} is whole here (new replica)", shard);
+    };
+    executors_[shard % executors_.size()]->Submit(std::move(task));
     return;
   }
   if (auto st = tables_.Create(h.table_spec()); !st.ok()) {
@@ -441,13 +475,19 @@ void Server::LoadSnapshot(Message message) {
 }
 
 void Server::FillHeartbeat(pb::Header* h) {
-  if (!shard_applied_) return;
+  // Runs on the scheduler client's thread, which starts before the view
+  // (and so the per-shard arrays) exists.
+  if (!shards_ready_.load(std::memory_order_acquire)) return;
   auto* stats = h->mutable_server_stats();
   stats->set_rows(published_rows_.load(std::memory_order_relaxed));
   stats->set_pull_requests(traffic_.pulls.load(std::memory_order_relaxed));
   stats->set_push_requests(traffic_.pushes.load(std::memory_order_relaxed));
   stats->set_dropped_messages(dropped_.load(std::memory_order_relaxed));
-  for (uint32_t s = 0; s < touched_.size(); ++s) stats->add_shard_applied(shard_applied_[s].load());
+  stats->set_view_epoch(view_epoch_.load());
+  for (uint32_t s = 0; s < num_shards_; ++s) {
+    stats->add_shard_applied(shard_applied_[s].load());
+    if (incomplete_[s].load()) stats->add_incomplete_shards(s);
+  }
 }
 
 void Server::HandleControl(const pb::Header& h) {

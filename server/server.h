@@ -90,8 +90,14 @@ class Server {
   int shard_bits_ = 0;
   std::vector<uint32_t> shard_owner_;
   std::unique_ptr<Replicator> replicator_;
-  // Update batches applied per shard; read by the heartbeat thread.
+  // Per shard, read by the heartbeat thread once shards_ready_ is set:
+  // update batches applied, and whether this server replicates the shard
+  // without holding it in whole yet (a new replica waiting for its rows).
+  uint32_t num_shards_ = 0;
   std::unique_ptr<std::atomic<uint64_t>[]> shard_applied_;
+  std::unique_ptr<std::atomic<bool>[]> incomplete_;
+  std::atomic<uint64_t> view_epoch_{0};  // the view heartbeats report
+  std::atomic<bool> shards_ready_{false};
   std::vector<uint64_t> touched_;  // Route(): last request that counted each shard
   uint64_t touch_generation_ = 0;
   // A copy of one shard's rows of one table, on its way to a new replica;

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <filesystem>
 #include <mutex>
 #include <numeric>
 #include <thread>
@@ -10,6 +11,7 @@
 #include <zmq.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/daemon_options.h"
 #include "common/logging.h"
 #include "common/scheduler_client.h"
@@ -91,6 +93,21 @@ absl::StatusOr<std::unique_ptr<DataLoader>> OpenInput(const std::vector<std::str
   auto loader = std::make_unique<DataLoader>(std::move(reader), options);
   loader->Start();
   return loader;
+}
+
+// "a.txt, bytes 0-100 of b.txt": what a worker's share of the input is.
+std::string DescribeShare(const std::vector<std::string>& files, int rank, int workers) {
+  auto ranges = SplitInput(files, rank, workers);
+  if (!ranges.ok()) return std::string(ranges.status().message());
+  if (ranges->empty()) return "no file";
+  std::vector<std::string> parts;
+  for (const FileRange& r : *ranges) {
+    std::error_code ec;
+    const auto size = std::filesystem::file_size(r.path, ec);
+    parts.push_back(!ec && r.begin == 0 && r.end >= size ? r.path
+                                                          : absl::StrCat("bytes ", r.begin, "-", r.end, " of ", r.path));
+  }
+  return absl::StrJoin(parts, ", ");
 }
 
 // Reads and drops `n` batches; returns the 0-based epoch reached.
@@ -321,6 +338,14 @@ absl::Status Worker::Run() {
     steps += r->steps;
   }
   report.set_steps(steps);
+  // A wrong glob or an empty file must not pass for a trained model.
+  if (steps == 0 && report.train_examples() == 0 && !config_.data.allow_empty) {
+    return fail(absl::FailedPreconditionError(absl::StrCat(
+        "worker-", me.rank(), " found no training example in its share of data.train (",
+        DescribeShare(train_files, me.rank(), config_.cluster.workers), "; ", (*loader)->bad_lines(),
+        " malformed lines); check the paths and data.format, or set data.allow_empty: true if some workers may "
+        "have no data")));
+  }
   if (threads > 1) {
     spdlog::info("training done on {} threads: {} examples in {:.2f} s ({:.0f} ex/s); dense tables pulled {} times, "
                  "shared {} times",

@@ -148,3 +148,20 @@ TEST_CASE("malformed plugin options, layer lists and consistency modes name file
 
 }  // namespace
 }  // namespace sparta
+
+namespace sparta {
+namespace {
+
+TEST_CASE("yes/no keys take true/false and refuse anything else, naming the key") {
+  auto c = ParseConfig(kValid, "job.yaml", {"data.allow_empty=true", "cluster.shutdown_grace=7.5"});
+  REQUIRE(c.ok());
+  CHECK(c->data.allow_empty);
+  CHECK(c->cluster.shutdown_grace == 7.5);
+  CHECK_FALSE(ParseConfig(kValid, "job.yaml", {})->data.allow_empty);
+  const std::string e = Error(kValid, {"data.allow_empty=maybe"});
+  CHECK_THAT(e, Catch::Contains("data.allow_empty"));
+  CHECK_THAT(e, Catch::Contains("expected true or false"));
+}
+
+}  // namespace
+}  // namespace sparta

@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
+#include "common/printable.h"
 
 namespace sparta {
 namespace {
@@ -156,12 +157,14 @@ absl::Status SplitReader::OnBadLine(const FileRange& range, uint64_t line_in_ran
     if (before.ok()) line += *before;
   }
   const std::string where = absl::StrCat(range.path, ":", line);
+  // The reason may quote the line: its bad bytes are shown escaped.
+  const std::string reason = Printable(why);
   if (fatal) {
     return absl::InvalidArgumentError(absl::StrCat("too many malformed input lines: ", bad_lines_,
                                                    " > data.max_bad_lines (", max_bad_lines_, "); the last at ",
-                                                   where, ": ", why));
+                                                   where, ": ", reason));
   }
-  spdlog::warn("{}: skipped malformed line: {}", where, why);
+  spdlog::warn("{}: skipped malformed line: {}", where, reason);
   return absl::OkStatus();
 }
 
