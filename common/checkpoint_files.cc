@@ -9,6 +9,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/logging.h"
+#include "common/printable.h"
 #include "common/proto_json.h"
 
 namespace sparta {
@@ -24,6 +26,8 @@ std::string CheckpointsDir(const std::string& storage_path) {
 }
 
 std::string CheckpointName(uint64_t version) { return absl::StrFormat("ckpt-%06d", version); }
+
+std::string TableColumnName(uint32_t id) { return absl::StrCat("table-", id); }
 
 std::string CheckpointPartDir(const std::string& checkpoint_dir, int rank) {
   return (fs::path(checkpoint_dir) / absl::StrCat("server-", rank)).string();
@@ -57,19 +61,40 @@ std::vector<uint64_t> ListCheckpoints(const std::string& storage_path) {
   return versions;
 }
 
-absl::StatusOr<std::string> ResolveRestore(const std::string& storage_path, const std::string& restore) {
+absl::StatusOr<std::vector<std::string>> RestoreCandidates(const std::string& storage_path,
+                                                           const std::string& restore) {
   if (restore != "latest") {
     if (!fs::exists(fs::path(restore) / "manifest.json")) {
       return absl::NotFoundError(absl::StrCat("storage.restore: '", restore, "' is not a checkpoint folder"));
     }
-    return restore;
+    return std::vector<std::string>{restore};
   }
-  std::ifstream in(fs::path(CheckpointsDir(storage_path)) / "LATEST");
+  const fs::path root = CheckpointsDir(storage_path);
+  std::vector<std::string> candidates;
+  std::ifstream in(root / "LATEST");
   std::string name;
-  if (!(in >> name)) {
-    return absl::NotFoundError(absl::StrCat("storage.restore=latest: no checkpoint under ", CheckpointsDir(storage_path)));
+  if (in >> name && name.find('/') == std::string::npos && fs::exists(root / name / "manifest.json")) {
+    candidates.push_back((root / name).string());
+  } else if (fs::exists(root / "LATEST")) {
+    spdlog::warn("{} is empty or names no complete checkpoint ('{}'); using the newest complete one",
+                 (root / "LATEST").string(), Printable(name));
   }
-  return (fs::path(CheckpointsDir(storage_path)) / name).string();
+  const std::vector<uint64_t> versions = ListCheckpoints(storage_path);
+  for (auto v = versions.rbegin(); v != versions.rend(); ++v) {
+    const std::string dir = (root / CheckpointName(*v)).string();
+    if (!fs::exists(fs::path(dir) / "manifest.json")) continue;
+    if (std::find(candidates.begin(), candidates.end(), dir) == candidates.end()) candidates.push_back(dir);
+  }
+  if (candidates.empty()) {
+    return absl::NotFoundError(absl::StrCat("storage.restore=latest: no checkpoint under ", root.string()));
+  }
+  return candidates;
+}
+
+absl::StatusOr<std::string> ResolveRestore(const std::string& storage_path, const std::string& restore) {
+  auto candidates = RestoreCandidates(storage_path, restore);
+  if (!candidates.ok()) return candidates.status();
+  return candidates->front();
 }
 
 absl::Status PublishCheckpoint(const std::string& storage_path, uint64_t version, int keep) {

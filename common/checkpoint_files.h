@@ -25,6 +25,8 @@ namespace sparta {
 std::string ServerStoreDir(const std::string& storage_path, int rank);
 std::string CheckpointsDir(const std::string& storage_path);
 std::string CheckpointName(uint64_t version);
+// The RocksDB column family that holds table `id`'s rows (server/row_store.h).
+std::string TableColumnName(uint32_t id);
 // A server's part of the checkpoint in `checkpoint_dir`.
 std::string CheckpointPartDir(const std::string& checkpoint_dir, int rank);
 
@@ -35,7 +37,16 @@ absl::StatusOr<pb::CheckpointManifest> ReadManifest(const std::string& checkpoin
 std::vector<uint64_t> ListCheckpoints(const std::string& storage_path);
 
 // storage.restore ("latest" or a folder) -> the checkpoint folder to load.
+// "latest" is what LATEST names; when LATEST is missing, empty, garbled or
+// names no complete checkpoint, the newest complete checkpoint folder.
 absl::StatusOr<std::string> ResolveRestore(const std::string& storage_path, const std::string& restore);
+
+// storage.restore -> the checkpoint folders to try, best first: for
+// "latest", the one ResolveRestore() picks and then every older complete
+// one (a damaged checkpoint falls back to the previous); for a folder, just
+// that folder.
+absl::StatusOr<std::vector<std::string>> RestoreCandidates(const std::string& storage_path,
+                                                           const std::string& restore);
 
 // Renames `tmp_dir` to its final name, points LATEST at it and deletes all
 // but the newest `keep` checkpoints (and stale .tmp folders).

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <deque>
+#include <optional>
 
 #include <unistd.h>
 
@@ -12,6 +13,7 @@
 #include "common/message.h"
 #include "common/cluster_auth.h"
 #include "common/socket_util.h"
+#include "common/termination.h"
 
 namespace sparta {
 
@@ -224,6 +226,8 @@ void SchedulerClient::Run() {
   const auto startup = std::chrono::duration<double>(config_.cluster.startup_timeout);
   const auto grace = std::chrono::duration<double>(config_.cluster.scheduler_grace);
   bool warned = false;
+  const auto shutdown_grace = std::chrono::duration<double>(config_.cluster.shutdown_grace);
+  std::optional<Clock::time_point> terminated;  // when SIGTERM was seen
   const auto started = Clock::now();
   auto last_contact = started;
   auto next_heartbeat = started;
@@ -235,6 +239,25 @@ void SchedulerClient::Run() {
     {
       std::lock_guard<std::mutex> lock(mu_);
       registered = registered_;
+    }
+    if (!terminated && TerminationRequested()) {
+      // The scheduler takes the final checkpoint and ends the job; this
+      // node waits for that, for at most cluster.shutdown_grace.
+      terminated = now;
+      spdlog::warn("SIGTERM: asking the scheduler for a final checkpoint; exiting within {} s "
+                   "(cluster.shutdown_grace)", config_.cluster.shutdown_grace);
+      if (!registered) {
+        End(absl::CancelledError("SIGTERM before this node joined the job"));
+        break;
+      }
+      pb::Header preempt;
+      preempt.set_type(pb::PREEMPT);
+      outgoing.push_back(std::move(preempt));
+    }
+    if (terminated && now - *terminated > shutdown_grace) {
+      End(absl::DeadlineExceededError(absl::StrCat("SIGTERM: the job did not end within cluster.shutdown_grace (",
+                                                   config_.cluster.shutdown_grace, " s)")));
+      break;
     }
     if (registered && now >= next_heartbeat) {
       pb::Header hb;

@@ -104,7 +104,13 @@ void CheckpointCoordinator::Finish() {
   std::map<uint32_t, pb::TableSpec> tables;  // every server declares every table
   uint64_t rows = 0;
   for (const auto& [rank, done] : server_done_) {
-    for (const auto& t : done.tables()) tables[t.id()] = t;
+    for (int i = 0; i < done.tables_size(); ++i) {
+      tables[done.tables(i).id()] = done.tables(i);
+      pb::PartRows* part = manifest.add_parts();
+      part->set_server(rank);
+      part->set_table(done.tables(i).id());
+      part->set_rows(i < done.table_rows_size() ? done.table_rows(i) : 0);
+    }
     rows += done.rows();
   }
   for (const auto& [id, spec] : tables) *manifest.add_tables() = spec;

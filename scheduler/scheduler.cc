@@ -7,6 +7,7 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 
 #include "common/logging.h"
 
@@ -15,8 +16,10 @@
 #include "common/checkpoint_files.h"
 #include "common/daemon_options.h"
 #include "common/proto_json.h"
+#include "scheduler/checkpoint_verifier.h"
 #include "common/message.h"
 #include "common/socket_util.h"
+#include "common/termination.h"
 
 namespace sparta {
 
@@ -120,10 +123,32 @@ absl::Status Scheduler::PrepareRestore() {
         absl::StrCat(config_.source, ": key 'storage.checkpoint_every' needs storage.path (where checkpoints go)"));
   }
   if (config_.storage.restore.empty()) return absl::OkStatus();
-  auto dir = ResolveRestore(config_.storage.path, config_.storage.restore);
-  if (!dir.ok()) return dir.status();
-  auto manifest = ReadManifest(*dir);
-  if (!manifest.ok()) return manifest.status();
+  auto candidates = RestoreCandidates(config_.storage.path, config_.storage.restore);
+  if (!candidates.ok()) return candidates.status();
+  // The newest checkpoint that reads back whole; a damaged one is skipped
+  // with a warning that names what is wrong with it.
+  std::optional<pb::CheckpointManifest> manifest;
+  std::string chosen;
+  std::vector<std::string> damaged;
+  for (const std::string& dir : *candidates) {
+    auto read = ReadManifest(dir);
+    absl::Status st = read.ok() ? VerifyCheckpoint(dir, *read) : read.status();
+    if (st.ok()) {
+      manifest = *std::move(read);
+      chosen = dir;
+      break;
+    }
+    damaged.push_back(std::string(st.message()));
+    spdlog::warn("checkpoint {} is damaged and will not be restored: {}", dir, st.message());
+  }
+  if (!manifest) {
+    return absl::DataLossError(absl::StrCat("storage.restore=", config_.storage.restore, ": no intact checkpoint (",
+                                            absl::StrJoin(damaged, "; "), ")"));
+  }
+  if (!damaged.empty()) {
+    spdlog::warn("restoring the older checkpoint {} instead ({} newer ones are damaged)", chosen, damaged.size());
+  }
+  const std::string* dir = &chosen;
   if (manifest->shard_owner_size() != config_.cluster.num_shards) {
     return absl::FailedPreconditionError(absl::StrCat(*dir, " was saved with ", manifest->shard_owner_size(),
                                                       " shards; cluster.num_shards must be the same (it is ",
@@ -277,6 +302,8 @@ void Scheduler::Dispatch(const std::string& routing_id, const pb::Header& h, Clo
     }
     case pb::BARRIER:
       return OnBarrier(*node, h.barrier());
+    case pb::PREEMPT:
+      return OnPreempt(absl::StrCat(DescribeNode(node->info), " got SIGTERM"), now);
     case pb::CLOCK:
       if (node->info.role() != pb::WORKER) break;
       if (auto min = clocks_.Update(node->info.rank(), h.clock())) {
@@ -505,6 +532,12 @@ void Scheduler::CheckTimers(Clock::time_point now) {
     }
   }
   if (phase_ == Phase::kDone) return;
+  if (TerminationRequested()) OnPreempt("SIGTERM", now);
+  if (preempt_deadline_ && now > *preempt_deadline_) {
+    return Fail(absl::StrCat("preempted, and the final checkpoint did not finish within cluster.shutdown_grace (",
+                             config_.cluster.shutdown_grace, " s); the newest complete checkpoint is version ",
+                             checkpoints_.last_version()));
+  }
   if (phase_ == Phase::kRunning && checkpoints_.enabled() && !checkpoints_.busy()) {
     const double every = ParseCheckpointEvery(config_.storage.checkpoint_every)->seconds;
     if (checkpoint_signal.exchange(false)) {
@@ -559,7 +592,7 @@ void Scheduler::Broadcast(const pb::Header& h, pb::Role only) {
 
 pb::JobSummary Scheduler::BuildSummary() const {
   pb::JobSummary out;
-  out.set_status(!outcome_.ok() ? "failed" : preempted_ ? "preempted" : stopped_ ? "stopped" : "ok");
+  out.set_status(preempted_ ? "preempted" : !outcome_.ok() ? "failed" : stopped_ ? "stopped" : "ok");
   if (!outcome_.ok()) out.set_error(std::string(outcome_.message()));
   out.set_model(config_.model.name);
   out.set_optimizer(config_.optimizer.name);
@@ -652,6 +685,30 @@ void Scheduler::OnStop(const std::string& routing_id) {
     checkpoints_.Start("stop requested", shut_down);
   } else {
     shut_down();
+  }
+}
+
+void Scheduler::OnPreempt(const std::string& who, Clock::time_point now) {
+  if (preempt_deadline_ || phase_ == Phase::kDone) return;
+  // A quarter of the grace is left for the daemons to exit after the end.
+  preempt_deadline_ = now + std::chrono::duration_cast<Clock::duration>(
+                                std::chrono::duration<double>(0.75 * config_.cluster.shutdown_grace));
+  if (phase_ == Phase::kFlushing || stopped_) {
+    spdlog::warn("{} while the job is ending; finishing that within cluster.shutdown_grace", who);
+    return;
+  }
+  preempted_ = true;
+  state_changed_ = true;
+  if (phase_ == Phase::kRegistering) return ShutDown(absl::StrCat("preempted (", who, ") before the job started"));
+  stopped_ = true;
+  spdlog::warn("preempted ({}): {}", who,
+               checkpoints_.enabled() ? "taking a final checkpoint, then ending the job"
+                                      : "ending the job (no storage.path: nothing is saved)");
+  auto shut_down = [this] { ShutDown("preempted: the job is saved and ends; resume with storage.restore=latest"); };
+  if (checkpoints_.enabled()) {
+    checkpoints_.Start("preempted", shut_down);
+  } else {
+    ShutDown("preempted: the job ends");
   }
 }
 

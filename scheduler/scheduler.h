@@ -13,6 +13,7 @@
 #define SPARTA_SCHEDULER_SCHEDULER_H_
 
 #include <map>
+#include <optional>
 #include <memory>
 #include <set>
 #include <string>
@@ -76,6 +77,9 @@ class Scheduler {
   void ShutDown(const std::string& why);
   // Operator requests (sparta-ctl), from any peer that reaches the socket.
   void OnStop(const std::string& routing_id);
+  // SIGTERM here or at a node (`who`): a final checkpoint, then the end of
+  // the job as "preempted", within cluster.shutdown_grace.
+  void OnPreempt(const std::string& who, Membership::Clock::time_point now);
   void Reply(const std::string& routing_id, pb::MsgType type, const absl::Status& status);
   pb::ClusterStatus BuildStatus(Membership::Clock::time_point now) const;
   void PublishMetrics(Membership::Clock::time_point now);
@@ -112,6 +116,8 @@ class Scheduler {
   std::vector<uint64_t> restore_steps_;  // by worker rank
   bool stopped_ = false;                 // ended by a STOP_REQUEST
   bool preempted_ = false;               // ended by SIGTERM
+  // Set by SIGTERM: the job must have ended by then.
+  std::optional<Membership::Clock::time_point> preempt_deadline_;
   // Shards that lost every copy (the job failed), for the summary.
   pb::JobSummary lost_;
   DaemonMetrics metrics_;                // last: its scrapes read snapshots only

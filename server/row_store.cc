@@ -8,11 +8,12 @@
 #include <rocksdb/utilities/checkpoint.h>
 
 #include "absl/strings/str_cat.h"
+#include "common/checkpoint_files.h"
 
 namespace sparta {
 namespace {
 
-std::string ColumnName(uint32_t id) { return absl::StrCat("table-", id); }
+std::string ColumnName(uint32_t id) { return TableColumnName(id); }
 
 void EncodeRowKey(uint32_t shard, uint64_t key, char* out) {
   for (int i = 0; i < 4; ++i) out[i] = static_cast<char>(shard >> (24 - 8 * i));
@@ -160,6 +161,7 @@ absl::Status RowStore::ReadShards(const std::string& dir, uint32_t id, const std
   {
     rocksdb::ReadOptions read;
     read.fill_cache = false;  // one sequential pass
+    read.verify_checksums = true;
     std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(read, column));
     for (uint32_t shard : shards) {
       for (it->Seek(RowKey(shard, 0)); it->Valid(); it->Next()) {
@@ -174,9 +176,11 @@ absl::Status RowStore::ReadShards(const std::string& dir, uint32_t id, const std
         std::memcpy(row.data(), value.data(), value.size());
         visit(shard, DecodeBigEndian(key.data() + 4, 8), row);
       }
+      // Checked per shard: the next Seek() would clear a read error
+      // (a corrupt block ends the loop like the end of the data does).
+      if (result.ok() && !it->status().ok()) result = FromRocks(it->status(), absl::StrCat("reading ", dir));
       if (!result.ok()) break;
     }
-    if (result.ok() && !it->status().ok()) result = FromRocks(it->status(), absl::StrCat("reading ", dir));
   }
   for (auto* handle : handles) db->DestroyColumnFamilyHandle(handle);
   return result;

@@ -513,13 +513,15 @@ absl::StatusOr<pb::CheckpointInfo> Server::CutCheckpoint(const pb::CheckpointInf
   // of the cut; the persist task runs after it.
   std::atomic<size_t> written{0};
   absl::Status failed;
-  std::mutex failed_mu;
+  std::vector<uint64_t> table_rows;  // what the part will hold, for the manifest
+  std::mutex mu;
   OnEveryExecutor([&](ShardExecutor& e) {
     auto n = e.PersistChanged();
+    std::lock_guard<std::mutex> lock(mu);
+    e.CountRowsByTable(&table_rows);
     if (n.ok()) {
       written += *n;
     } else {
-      std::lock_guard<std::mutex> lock(failed_mu);
       failed = n.status();
     }
   });
@@ -530,7 +532,10 @@ absl::StatusOr<pb::CheckpointInfo> Server::CutCheckpoint(const pb::CheckpointInf
   done.set_dir(request.dir());
   done.set_rows(Stats().rows());
   for (uint32_t id = 0; id < TableRegistry::kMaxTables; ++id) {
-    if (const TableEntry* t = tables_.Find(id)) *done.add_tables() = t->spec;
+    if (const TableEntry* t = tables_.Find(id)) {
+      *done.add_tables() = t->spec;
+      done.add_table_rows(id < table_rows.size() ? table_rows[id] : 0);
+    }
   }
   spdlog::info("checkpoint {}: {} changed rows written, cut in {:.3f} s", request.version(), written.load(),
                std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());

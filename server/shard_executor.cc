@@ -79,6 +79,16 @@ void ShardExecutor::CopyRows(uint32_t shard, const TableEntry& table, std::vecto
   });
 }
 
+void ShardExecutor::CountRowsByTable(std::vector<uint64_t>* rows) const {
+  for (const auto& tables : shards_) {
+    for (const auto& shard : tables) {
+      if (!shard) continue;
+      if (rows->size() <= shard->table_id()) rows->resize(shard->table_id() + 1, 0);
+      (*rows)[shard->table_id()] += shard->stored_rows();
+    }
+  }
+}
+
 absl::StatusOr<size_t> ShardExecutor::PersistChanged() {
   if (store_ == nullptr) return 0;
   size_t written = 0;

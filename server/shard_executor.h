@@ -64,6 +64,11 @@ class ShardExecutor {
   void CopyRows(uint32_t shard, const TableEntry& table, std::vector<uint64_t>* keys, std::vector<float>* rows,
                 uint32_t* stride);
 
+  // Executor thread: adds the rows of each table held here that are in the
+  // store (see TableShard::stored_rows()) to (*rows)[table id], growing it
+  // as needed.
+  void CountRowsByTable(std::vector<uint64_t>* rows) const;
+
   // Rows held by this executor's shards; safe to read from any thread.
   uint64_t rows() const { return rows_.load(std::memory_order_relaxed); }
   // Tasks submitted and not yet started (any thread).

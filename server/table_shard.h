@@ -70,7 +70,14 @@ class TableShard {
     // In key order: RocksDB's memtable inserts a sorted run several times
     // faster than random keys (its skip list reuses the last position).
     std::sort(dirty_keys_.begin(), dirty_keys_.end());
-    for (uint64_t key : dirty_keys_) batch->Put(column, shard_, key, Find(key), stride());
+    for (uint64_t key : dirty_keys_) {
+      const uint32_t index = index_.find(key)->second;
+      batch->Put(column, shard_, key, arena_.row(index), stride());
+      if (stored_bits_.size() <= index / 64) stored_bits_.resize(index / 64 + 1, 0);
+      const uint64_t bit = uint64_t{1} << (index % 64);
+      stored_ += (stored_bits_[index / 64] & bit) == 0;
+      stored_bits_[index / 64] |= bit;
+    }
     const size_t n = dirty_keys_.size();
     dirty_keys_.clear();
     std::fill(dirty_bits_.begin(), dirty_bits_.end(), 0);
@@ -127,6 +134,10 @@ class TableShard {
   uint32_t table_id() const { return spec_->id(); }
   uint32_t dim() const { return spec_->dim(); }
   size_t rows() const { return index_.size(); }
+  // Rows Persist() has written at least once: what the store holds. (A row
+  // only ever pulled keeps its initial values and is not stored: any server
+  // creates it again, identical, from its key.)
+  size_t stored_rows() const { return stored_; }
   size_t bytes() const { return arena_.bytes() + index_.capacity() * (sizeof(uint64_t) + sizeof(uint32_t) + 1); }
   uint32_t stride() const { return arena_.stride(); }
 
@@ -146,6 +157,8 @@ class TableShard {
   RowArena arena_;
   std::vector<uint64_t> dirty_bits_;  // bit i: row i changed
   std::vector<uint64_t> dirty_keys_;
+  std::vector<uint64_t> stored_bits_;  // bit i: row i is in the store
+  size_t stored_ = 0;
   // Summed gradients of the current bsp step, by key (in first-push order).
   absl::flat_hash_map<uint64_t, uint32_t> pending_index_;
   std::vector<uint64_t> pending_keys_;

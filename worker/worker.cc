@@ -328,7 +328,7 @@ absl::Status Worker::Run() {
   uint64_t steps = base_steps;
   for (const auto& r : results) {
     if (!r.ok() && scheduler.ended() && scheduler.WaitForEnd().ok()) {
-      spdlog::info("the job was stopped (sparta-ctl stop) after {} steps", progress.Snapshot().steps());
+      spdlog::info("the job was stopped (sparta-ctl stop or SIGTERM) after {} steps", progress.Snapshot().steps());
       return absl::OkStatus();
     }
     if (!r.ok()) return r.status();
