@@ -122,6 +122,11 @@ void SchedulerClient::SendFlushDone(const pb::ServerStats& stats) {
   Post(std::move(h));
 }
 
+bool SchedulerClient::HeardWithin(Clock::duration within) const {
+  const int64_t last = last_contact_ns_.load();
+  return last != 0 && Clock::now() - Clock::time_point(Clock::duration(last)) <= within;
+}
+
 void SchedulerClient::End(absl::Status status) {
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -303,6 +308,7 @@ void SchedulerClient::Run() {
       }
       if (!got->has_value()) break;
       last_contact = Clock::now();
+      last_contact_ns_.store(last_contact.time_since_epoch().count());
       warned = false;
       Handle((*got)->header);
     }

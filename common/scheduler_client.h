@@ -20,6 +20,7 @@
 #define SPARTA_COMMON_SCHEDULER_CLIENT_H_
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <functional>
 #include <mutex>
@@ -81,6 +82,9 @@ class SchedulerClient {
   // This node as registered (id and rank valid after Register()).
   pb::NodeInfo self() const;
 
+  // Whether the scheduler has answered within `within` (any thread).
+  bool HeardWithin(std::chrono::steady_clock::duration within) const;
+
   // The job's end status if it has ended.
   bool ended() const { return ended_.load(std::memory_order_acquire); }
 
@@ -114,6 +118,8 @@ class SchedulerClient {
   std::vector<pb::Header> sticky_;        // WORKER_DONE, FLUSH_DONE
   pb::Header registration_;
   uint64_t incarnation_ = 0;  // client thread only
+  // steady_clock time of the last message from the scheduler (0: none yet).
+  std::atomic<int64_t> last_contact_ns_{0};
 };
 
 }  // namespace sparta

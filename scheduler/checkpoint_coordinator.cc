@@ -70,12 +70,23 @@ void CheckpointCoordinator::OnPaused(int worker_rank, const pb::CheckpointInfo& 
 
 void CheckpointCoordinator::OnServerDone(int server_rank, const pb::Header& h) {
   if (phase_ != Phase::kCutting || h.checkpoint().version() != version_) return;
-  if (!h.error().empty()) {
-    return hooks_.fail(absl::StrCat("checkpoint ", version_, " failed on server-", server_rank, ": ", h.error()));
-  }
+  if (!h.error().empty()) return Failed(absl::StrCat("server-", server_rank, ": ", h.error()));
   server_done_[server_rank] = h.checkpoint();
   if (static_cast<int>(server_done_.size()) < hooks_.live_servers()) return;
   Finish();
+}
+
+void CheckpointCoordinator::Failed(const std::string& error) {
+  // A full disk or a flaky volume: the job trains on and tries again (at
+  // once for a checkpoint something waits on, else at the next interval),
+  // the older checkpoints stay as they are. Only repeated failures end it.
+  if (++failures_ >= kMaxFailures) {
+    return hooks_.fail(absl::StrCat("checkpoints failed ", failures_, " times in a row (the newest complete one ",
+                                    "is version ", last_version_, "); the last error: ", error));
+  }
+  spdlog::warn("checkpoint {} failed ({} of {} failures in a row before the job fails): {}", version_, failures_,
+               kMaxFailures, error);
+  Abandon("it failed");
 }
 
 void CheckpointCoordinator::Abandon(const std::string& why) {
@@ -117,10 +128,11 @@ void CheckpointCoordinator::Finish() {
   for (int w = 0; w < config_.cluster.workers; ++w) manifest.add_worker_steps(worker_steps_[w]);
   manifest.set_unix_time(std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count());
   manifest.set_rows(rows);
-  if (auto st = WriteManifest(dir_, manifest); !st.ok()) return hooks_.fail(std::string(st.message()));
+  if (auto st = WriteManifest(dir_, manifest); !st.ok()) return Failed(std::string(st.message()));
   if (auto st = PublishCheckpoint(config_.storage.path, version_, config_.storage.keep); !st.ok()) {
-    return hooks_.fail(std::string(st.message()));
+    return Failed(std::string(st.message()));
   }
+  failures_ = 0;
   last_version_ = version_;
   published_dir_ = (std::filesystem::path(CheckpointsDir(config_.storage.path)) / CheckpointName(version_)).string();
   last_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();

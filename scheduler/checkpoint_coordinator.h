@@ -61,6 +61,11 @@ class CheckpointCoordinator {
  private:
   enum class Phase { kIdle, kPausing, kCutting };
   void Finish();
+  // The running checkpoint failed: dropped and retried, unless that has
+  // happened kMaxFailures times in a row (then the job fails).
+  void Failed(const std::string& error);
+
+  static constexpr int kMaxFailures = 3;
 
   const Config config_;
   const Hooks hooks_;
@@ -69,6 +74,7 @@ class CheckpointCoordinator {
   uint64_t last_version_ = 0;
   double last_seconds_ = 0;
   std::string published_dir_;
+  int failures_ = 0;  // in a row
   std::string dir_;
   std::function<void()> then_;
   std::map<int, uint64_t> worker_steps_;         // by rank

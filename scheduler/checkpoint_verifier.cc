@@ -6,6 +6,7 @@
 #include <set>
 #include <vector>
 
+#include "common/rocks_log.h"
 #include <rocksdb/db.h>
 
 #include "absl/strings/str_cat.h"
@@ -23,6 +24,7 @@ absl::Status Damaged(const std::string& part, const rocksdb::Status& st) {
 absl::Status VerifyPart(const std::string& part, const std::map<uint32_t, uint64_t>& expected_rows) {
   if (!std::filesystem::is_directory(part)) return absl::DataLossError(absl::StrCat(part, ": missing"));
   rocksdb::Options options;
+  options.info_log = SharedRocksLog();  // not a LOG file: see common/rocks_log.h
   options.paranoid_checks = true;
   std::vector<std::string> names;
   if (auto st = rocksdb::DB::ListColumnFamilies(options, part, &names); !st.ok()) return Damaged(part, st);

@@ -19,6 +19,12 @@ class ClockTable {
  public:
   explicit ClockTable(int workers) : clocks_(workers, 0) {}
 
+  // A job resumed from a checkpoint: each worker starts from its saved clock.
+  void Start(const std::vector<uint64_t>& clocks) {
+    for (size_t i = 0; i < clocks.size() && i < clocks_.size(); ++i) clocks_[i] = clocks[i];
+    min_ = *std::min_element(clocks_.begin(), clocks_.end());
+  }
+
   // Records worker `rank`'s clock (clocks never go back; a resent old value
   // is ignored). Returns the new minimum if it rose.
   std::optional<uint64_t> Update(int rank, uint64_t clock) {

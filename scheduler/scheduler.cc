@@ -161,6 +161,9 @@ absl::Status Scheduler::PrepareRestore() {
   }
   restore_from_ = std::filesystem::absolute(*dir).string();
   restore_steps_.assign(manifest->worker_steps().begin(), manifest->worker_steps().end());
+  std::vector<uint64_t> clocks;  // per compute thread, as the workers count them
+  for (uint64_t steps : restore_steps_) clocks.push_back(steps / config_.worker.threads);
+  clocks_.Start(clocks);
   spdlog::info("resuming from checkpoint {} ({} rows saved by {} servers, now {} servers)", restore_from_,
                manifest->rows(), manifest->servers(), config_.cluster.servers);
   return absl::OkStatus();

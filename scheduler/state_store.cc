@@ -1,5 +1,7 @@
 #include "scheduler/state_store.h"
 
+#include "common/rocks_log.h"
+
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
@@ -12,6 +14,7 @@ constexpr char kStateKey[] = "state";
 absl::StatusOr<std::unique_ptr<StateStore>> StateStore::Open(const std::string& dir) {
   std::filesystem::create_directories(dir);
   rocksdb::Options options;
+  options.info_log = SharedRocksLog();  // not a LOG file: see common/rocks_log.h
   options.create_if_missing = true;
   options.write_buffer_size = 1 << 20;  // a few KB of state
   rocksdb::DB* db = nullptr;

@@ -3,12 +3,16 @@
 #include <cstring>
 #include <filesystem>
 
+#include "common/rocks_log.h"
+#include <rocksdb/listener.h>
 #include <rocksdb/memtablerep.h>
 #include <rocksdb/options.h>
 #include <rocksdb/utilities/checkpoint.h>
 
 #include "absl/strings/str_cat.h"
 #include "common/checkpoint_files.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
 
 namespace sparta {
 namespace {
@@ -31,8 +35,22 @@ absl::Status FromRocks(const rocksdb::Status& st, const std::string& what) {
   return absl::InternalError(absl::StrCat(what, ": ", st.ToString()));
 }
 
+// RocksDB's own recovery from a full disk waits, in a background thread,
+// for free space of a whole write buffer (64 MB here) and meanwhile refuses
+// Resume() as busy. Recovery is Sparta's call instead: the next checkpoint
+// resumes the database (RowStore::ResumeAfterFailure()) and fails again,
+// with the error, while the disk is still full.
+class ManualRecovery : public rocksdb::EventListener {
+ public:
+  void OnErrorRecoveryBegin(rocksdb::BackgroundErrorReason, rocksdb::Status, bool* auto_recovery) override {
+    *auto_recovery = false;
+  }
+};
+
 rocksdb::Options StoreOptions() {
   rocksdb::Options options;
+  options.listeners.push_back(std::make_shared<ManualRecovery>());
+  options.info_log = SharedRocksLog();  // not a LOG file: see common/rocks_log.h
   options.create_if_missing = true;
   options.create_missing_column_families = true;
   // Rows are random 12-byte keys with values of tens to hundreds of bytes,
@@ -80,6 +98,7 @@ absl::StatusOr<std::unique_ptr<RowStore>> RowStore::Open(const std::string& dir,
   for (const auto& name : names) descriptors.emplace_back(name, rocksdb::ColumnFamilyOptions(options));
   auto store = std::unique_ptr<RowStore>(new RowStore());
   store->wal_ = wal;
+  store->dir_ = dir;
   rocksdb::DB* db = nullptr;
   if (auto st = FromRocks(rocksdb::DB::Open(options, dir, descriptors, &store->handles_, &db),
                           absl::StrCat("opening RocksDB in ", dir));
@@ -115,28 +134,63 @@ absl::Status RowStore::AddTable(uint32_t id) {
 
 absl::Status RowStore::Write(RowBatch* batch) {
   if (batch->count() == 0) return absl::OkStatus();
+  if (wal_failed_.load(std::memory_order_acquire)) {
+    batch->batch()->Clear();
+    return wal_error();
+  }
   rocksdb::WriteOptions options;
   // Without the log a crash loses what was not yet flushed, which is the
   // contract of durability "checkpoint": only checkpoints count.
   options.disableWAL = !wal_;
-  auto st = FromRocks(db_->Write(options, batch->batch()), "writing rows");
+  const rocksdb::Status rocks = db_->Write(options, batch->batch());
   batch->batch()->Clear();
+  if (rocks.ok()) return absl::OkStatus();
+  absl::Status st = absl::DataLossError(absl::StrCat("writing rows to ", dir_, ": ", rocks.ToString()));
+  if (wal_) {
+    std::lock_guard<std::mutex> lock(wal_error_mu_);
+    if (!wal_failed_.load()) {
+      wal_error_ = st;
+      wal_failed_.store(true, std::memory_order_release);
+      spdlog::error("the write-ahead log failed; this server logs no more updates: {}", st.message());
+    }
+    return wal_error_;
+  }
+  needs_resume_.store(true);
   return st;
 }
 
+absl::Status RowStore::wal_error() const {
+  std::lock_guard<std::mutex> lock(wal_error_mu_);
+  return wal_error_;
+}
+
+void RowStore::ResumeAfterFailure() {
+  if (!needs_resume_.exchange(false)) return;
+  // A write or a flush failed (e.g. the disk was full) and RocksDB stopped
+  // taking writes: if space was freed since, it takes them again.
+  if (auto st = db_->Resume(); !st.ok()) spdlog::warn("RocksDB in {} did not resume: {}", dir_, st.ToString());
+}
+
 absl::Status RowStore::Checkpoint(const std::string& dir) {
+  needs_resume_.store(true);  // until it has succeeded
   rocksdb::FlushOptions flush;
   flush.wait = true;
-  if (auto st = FromRocks(db_->Flush(flush, handles_), "flushing before a checkpoint"); !st.ok()) return st;
+  if (auto st = FromRocks(db_->Flush(flush, handles_), absl::StrCat("flushing ", dir_, " before a checkpoint"));
+      !st.ok()) {
+    return st;
+  }
   rocksdb::Checkpoint* raw = nullptr;
   if (auto st = FromRocks(rocksdb::Checkpoint::Create(db_.get(), &raw), "checkpoint"); !st.ok()) return st;
   std::unique_ptr<rocksdb::Checkpoint> checkpoint(raw);
-  return FromRocks(checkpoint->CreateCheckpoint(dir), absl::StrCat("creating checkpoint ", dir));
+  SPARTA_RETURN_IF_ERROR(FromRocks(checkpoint->CreateCheckpoint(dir), absl::StrCat("creating checkpoint ", dir)));
+  needs_resume_.store(false);
+  return absl::OkStatus();
 }
 
 absl::Status RowStore::ReadShards(const std::string& dir, uint32_t id, const std::vector<uint32_t>& shards,
                                   const RowVisitor& visit) {
   rocksdb::Options options;
+  options.info_log = SharedRocksLog();  // not a LOG file: see common/rocks_log.h
   std::vector<std::string> names;
   if (auto st = FromRocks(rocksdb::DB::ListColumnFamilies(options, dir, &names), absl::StrCat("reading ", dir));
       !st.ok()) {

@@ -19,6 +19,8 @@
 #define SPARTA_SERVER_ROW_STORE_H_
 
 #include <array>
+#include <atomic>
+#include <mutex>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -64,7 +66,14 @@ class RowStore {
   // nullptr if AddTable(id) has not run.
   rocksdb::ColumnFamilyHandle* column(uint32_t id) const { return id < kMaxTables ? columns_[id] : nullptr; }
 
+  // Writes (and, with `wal`, logs) the batch, which is left empty. With
+  // `wal`, the first failure (a full disk) is final: every later Write()
+  // returns it without touching RocksDB, whose log writer must not be used
+  // again after an error, and the job is to fail with it (wal_error()).
   absl::Status Write(RowBatch* batch);
+  // The write-ahead log's failure, or OK (any thread).
+  absl::Status wal_error() const;
+  bool wal_failed() const { return wal_failed_.load(std::memory_order_acquire); }
 
   // Sizes RocksDB reports, summed over the tables (any thread: RocksDB's
   // properties are thread-safe).
@@ -74,6 +83,11 @@ class RowStore {
     uint64_t wal_bytes = 0;
   };
   Sizes GetSizes() const;
+
+  // After a failed write or checkpoint (durability "checkpoint"), lets
+  // RocksDB take writes again if it stopped. Before a checkpoint is cut,
+  // while no executor writes.
+  void ResumeAfterFailure();
 
   // Flushes the memtables and makes a RocksDB checkpoint in `dir` (which
   // must not exist): hard links to the table files, so successive
@@ -90,7 +104,14 @@ class RowStore {
   RowStore() = default;
 
   std::unique_ptr<rocksdb::DB> db_;
+  std::string dir_;
   bool wal_ = false;
+  std::atomic<bool> wal_failed_{false};
+  mutable std::mutex wal_error_mu_;
+  absl::Status wal_error_;  // guarded by wal_error_mu_
+  // A write or a checkpoint failed: RocksDB may have stopped writes (a
+  // background error such as a full disk) until Resume().
+  std::atomic<bool> needs_resume_{false};
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;  // owned; destroyed before db_
   std::array<rocksdb::ColumnFamilyHandle*, kMaxTables> columns_{};
 };

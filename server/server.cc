@@ -133,6 +133,8 @@ absl::Status Server::Run() {
       if (!fatal_.ok()) break;
     }
     if (items[3].revents & ZMQ_POLLIN) SendSnapshots();
+    // Also for updates acknowledged before they are logged (bsp step sums).
+    if (store_ != nullptr && !storage_failed_ && store_->wal_failed()) ReportStorageFailure();
     if (metrics_.PublishDue()) PublishMetrics();
     replicator_->ReceiveAcks([this](const std::shared_ptr<Request>& r, const absl::Status& st) { OnReplicaAck(r, st); });
     if (items[1].revents & ZMQ_POLLIN) {
@@ -280,12 +282,23 @@ void Server::Answer(const std::shared_ptr<Request>& request) {
   } else if (!request->replica_error.ok()) {
     Reply(request->message, request->replica_error);
   } else if (request->not_durable.load()) {
-    Reply(request->message, absl::DataLossError("the push was applied but could not be logged (see the server log)"));
+    Reply(request->message, ReportStorageFailure());
   } else {
     TrafficCounters::Add(traffic_.pushes, 1);
     TrafficCounters::Add(traffic_.pushed_keys, request->message.header.num_keys());
     Reply(request->message, absl::OkStatus());
   }
+}
+
+absl::Status Server::ReportStorageFailure() {
+  // The job cannot keep its durability promise: it fails, saying why.
+  const absl::Status why = absl::DataLossError(absl::StrCat(
+      "server-", rank_, " could not log an update (storage.durability: wal): ", store_->wal_error().message()));
+  if (!storage_failed_) {
+    storage_failed_ = true;
+    scheduler_->SendFailed(why);
+  }
+  return why;
 }
 
 void Server::OnEveryExecutor(const std::function<void(ShardExecutor&)>& fn) {
@@ -509,6 +522,7 @@ void Server::HandleControl(const pb::Header& h) {
 absl::StatusOr<pb::CheckpointInfo> Server::CutCheckpoint(const pb::CheckpointInfo& request) {
   if (store_ == nullptr) return absl::FailedPreconditionError("no storage.path: nothing to checkpoint");
   const auto start = std::chrono::steady_clock::now();
+  store_->ResumeAfterFailure();  // a checkpoint that failed before (a full disk) is retried
   // Workers are paused, so every executor's queue ends with the last push
   // of the cut; the persist task runs after it.
   std::atomic<size_t> written{0};

@@ -75,6 +75,9 @@ class Server {
   void Reply(const Message& request, absl::Status status, std::vector<float>* values = nullptr,
              uint32_t dim = 0, std::vector<uint16_t>* half_values = nullptr);
   void Answer(const std::shared_ptr<Request>& request);
+  // The write-ahead log failed: tells the scheduler (once), so that the job
+  // fails naming the path and the cause. Returns that error.
+  absl::Status ReportStorageFailure();
   pb::ServerStats Stats() const;
   // Figures only the main thread may read, for /metrics.
   void PublishMetrics();
@@ -111,6 +114,7 @@ class Server {
   };
   Mailbox<ShardRows> snapshots_;
   absl::Status fatal_;  // set when this server must stop serving
+  bool storage_failed_ = false;  // the scheduler has been told the log failed
   TableRegistry tables_;
   std::unique_ptr<RowStore> store_;
   SchedulerClient* scheduler_ = nullptr;

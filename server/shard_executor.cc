@@ -142,9 +142,7 @@ void ShardExecutor::ApplyPendingSteps() {
 }
 
 absl::Status ShardExecutor::WriteWal() {
-  absl::Status st = store_->Write(&batch_);
-  if (!st.ok()) spdlog::error("rows could not be written to the write-ahead log: {}", st.message());
-  return st;
+  return store_->Write(&batch_);  // the store logs its failure once
 }
 
 void ShardExecutor::Execute(ShardTask& task) {

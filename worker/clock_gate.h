@@ -40,13 +40,21 @@ class ClockGate {
   static constexpr uint64_t kFinished = std::numeric_limits<uint64_t>::max();
   using SendClock = std::function<void(uint64_t clock)>;
 
-  // staleness < 0: asp (never wait).
-  ClockGate(int staleness, int threads, uint64_t start_clock, double resend_seconds, SendClock send)
+  // staleness < 0: asp (never wait). `start_clock`: this worker's clock
+  // when it starts (a restored job goes on from its checkpoint);
+  // `slowest_start`: the slowest worker's then. `informed()` says whether the
+  // slowest worker's clock is current (the scheduler, which relays it, is
+  // answering): while it is not, steps are not counted in the staleness
+  // figures, which would measure the silence rather than the workers.
+  ClockGate(int staleness, int threads, uint64_t start_clock, uint64_t slowest_start, double resend_seconds,
+            SendClock send, std::function<bool()> informed = nullptr)
       : staleness_(staleness),
         resend_(resend_seconds),
         send_(std::move(send)),
+        informed_(std::move(informed)),
         thread_clocks_(threads, start_clock),
-        clock_(start_clock) {}
+        clock_(start_clock),
+        min_(slowest_start) {}
 
   // Steps a worker may run ahead of the slowest; < 0: unbounded (asp).
   int staleness() const { return staleness_; }
@@ -114,6 +122,7 @@ class ClockGate {
         }
       }
     }
+    if (informed_ && !informed_()) return Wait::kReady;
     const uint64_t staleness = behind > min_ ? behind - min_ : 0;
     max_staleness_ = std::max(max_staleness_, staleness);
     sum_staleness_ += static_cast<double>(staleness);
@@ -134,12 +143,13 @@ class ClockGate {
   const int staleness_;
   const double resend_;
   const SendClock send_;
+  const std::function<bool()> informed_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::vector<uint64_t> thread_clocks_;
   uint64_t clock_;  // the least of thread_clocks_, as last sent
   bool announced_ = false;
-  uint64_t min_ = 0;
+  uint64_t min_;  // the slowest worker's clock, as last heard
   uint64_t wakeups_ = 0;
   bool closed_ = false;
   uint64_t max_staleness_ = 0;

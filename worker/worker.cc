@@ -266,13 +266,24 @@ absl::Status Worker::Run() {
   {
     const std::string& mode = config_.worker.consistency;
     std::lock_guard<std::mutex> lock(clock_mu);
-    clock = std::make_unique<ClockGate>(mode == "asp" ? -1 : mode == "bsp" ? 0 : config_.worker.staleness, threads,
-                                        base_steps / threads, config_.cluster.heartbeat_interval, [&](uint64_t c) {
-                                          pb::Header h;
-                                          h.set_type(pb::CLOCK);
-                                          h.set_clock(c);
-                                          scheduler.Send(std::move(h));
-                                        });
+    // After a restore every worker goes on from its saved step: the slowest
+    // is the least of them, not 0.
+    uint64_t slowest = base_steps;
+    for (uint64_t steps : view.worker_steps()) slowest = std::min(slowest, steps);
+    // The scheduler relays the slowest worker's clock; while it is silent
+    // (paused, restarting) that clock is old news.
+    const auto fresh = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+        std::chrono::duration<double>(3 * config_.cluster.heartbeat_interval));
+    clock = std::make_unique<ClockGate>(
+        mode == "asp" ? -1 : mode == "bsp" ? 0 : config_.worker.staleness, threads, base_steps / threads,
+        slowest / threads, config_.cluster.heartbeat_interval,
+        [&](uint64_t c) {
+          pb::Header h;
+          h.set_type(pb::CLOCK);
+          h.set_clock(c);
+          scheduler.Send(std::move(h));
+        },
+        [&scheduler, fresh] { return scheduler.HeardWithin(fresh); });
   }
   Trainer::TrainHooks hooks;
   hooks.progress = &progress;
