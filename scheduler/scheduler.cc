@@ -19,6 +19,7 @@
 #include "scheduler/checkpoint_verifier.h"
 #include "common/message.h"
 #include "common/socket_util.h"
+#include "common/status_macros.h"
 #include "common/termination.h"
 
 namespace sparta {
@@ -172,6 +173,14 @@ absl::Status Scheduler::PrepareRestore() {
 
 
 absl::Status Scheduler::Run() {
+  // Every run ends with a summary, also one that failed before the job
+  // started (a bad port, a damaged checkpoint).
+  if (absl::Status st = Serve(); !st.ok() && outcome_.ok()) outcome_ = st;
+  WriteSummary();
+  return outcome_;
+}
+
+absl::Status Scheduler::Serve() {
   ConfigureSocket(socket_);
   // Sending to a peer that is gone must fail visibly, not vanish.
   socket_.set(zmq::sockopt::router_mandatory, 1);
@@ -196,18 +205,8 @@ absl::Status Scheduler::Run() {
   started_ = last_silence_check_ = last_checkpoint_ = last_saved_ = Clock::now();
   incarnation_ = static_cast<uint64_t>(std::chrono::system_clock::now().time_since_epoch().count()) | 1;
   auto took_over = TakeOverSavedJob();
-  if (!took_over.ok()) {
-    outcome_ = took_over.status();
-    spdlog::error("{}", outcome_.message());
-    return outcome_;
-  }
-  if (!*took_over) {
-    if (auto st = PrepareRestore(); !st.ok()) {
-      outcome_ = st;
-      spdlog::error("{}", st.message());
-      return st;
-    }
-  }
+  if (!took_over.ok()) return took_over.status();
+  if (!*took_over) SPARTA_RETURN_IF_ERROR(PrepareRestore());
   std::signal(SIGUSR1, OnCheckpointSignal);
 
   while (phase_ != Phase::kDone) {
@@ -231,7 +230,6 @@ absl::Status Scheduler::Run() {
   // Give the final SHUTDOWN/ABORT messages time to leave before the socket closes.
   socket_.set(zmq::sockopt::linger, 2000);
   socket_.close();
-  WriteSummary();
   return outcome_;
 }
 

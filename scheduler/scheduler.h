@@ -48,6 +48,9 @@ class Scheduler {
  private:
   enum class Phase { kRegistering, kRunning, kFlushing, kDone };
 
+  // Run() without the summary: the job from start to end.
+  absl::Status Serve();
+
   void Dispatch(const std::string& routing_id, const pb::Header& h, Membership::Clock::time_point now);
   void OnRegister(const std::string& routing_id, const pb::Header& h, Membership::Clock::time_point now);
   void OnBarrier(const Membership::Node& node, const std::string& name);

@@ -73,3 +73,50 @@ TEST_CASE("RowStore keeps logged rows across a reopen and reads checkpoints by s
 
 }  // namespace
 }  // namespace sparta
+
+namespace sparta {
+namespace {
+
+TEST_CASE("a damaged block in a checkpoint is an error, also when later shards read fine", "[row_store]") {
+  TempDir tmp;
+  const std::string db = (tmp.path / "db").string(), checkpoint = (tmp.path / "ckpt").string();
+  {
+    auto store = RowStore::Open(db, /*wal=*/false, /*fresh=*/true);
+    REQUIRE(store.ok());
+    REQUIRE((*store)->AddTable(0).ok());
+    RowBatch batch;
+    std::vector<float> row(64, 1.0f);
+    // Three shards of many rows each, so that every shard spans many blocks.
+    for (uint32_t shard = 0; shard < 3; ++shard) {
+      for (uint64_t key = 0; key < 4000; ++key) batch.Put((*store)->column(0), shard, key, row.data(), 64);
+    }
+    REQUIRE((*store)->Write(&batch).ok());
+    REQUIRE((*store)->Checkpoint(checkpoint).ok());
+  }
+  fs::path sst;
+  for (const auto& entry : fs::directory_iterator(checkpoint)) {
+    if (entry.path().extension() == ".sst" && (sst.empty() || fs::file_size(entry) > fs::file_size(sst))) {
+      sst = entry.path();
+    }
+  }
+  REQUIRE(!sst.empty());
+  {
+    // Inside the first shard's rows; a checkpoint's files are hard links to
+    // the database's, which does not matter here.
+    FILE* f = std::fopen(sst.c_str(), "r+b");
+    REQUIRE(f != nullptr);
+    std::fseek(f, static_cast<long>(fs::file_size(sst) / 6), SEEK_SET);
+    const std::vector<char> junk(64, '\x5a');
+    std::fwrite(junk.data(), 1, junk.size(), f);
+    std::fclose(f);
+  }
+  size_t rows = 0;
+  const absl::Status st =
+      RowStore::ReadShards(checkpoint, 0, {0, 1, 2}, [&](uint32_t, uint64_t, std::span<const float>) { ++rows; });
+  CHECK_FALSE(st.ok());
+  CHECK(rows < 3 * 4000);
+  CHECK_THAT(std::string(st.message()), Catch::Contains("Corruption"));
+}
+
+}  // namespace
+}  // namespace sparta
