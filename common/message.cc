@@ -86,7 +86,10 @@ absl::StatusOr<std::optional<Message>> ReceiveMessage(zmq::socket_t& socket, boo
     if (!more) break;
   }
   if (too_many) return Malformed("too many frames");
+  // -1 (EINVAL) for a message that did not come over TCP (inproc).
+  const int source_fd = parts.empty() ? -1 : zmq_msg_get(parts[0].handle(), ZMQ_SRCFD);
   SPARTA_ASSIGN_OR_RETURN(Message m, DecodeMessage(std::move(parts), from_router));
+  m.source_fd = source_fd;
   return std::optional<Message>(std::move(m));
 }
 

@@ -36,6 +36,9 @@ struct Message {
   std::optional<zmq::message_t> routing_id;  // set when read from a ROUTER
   pb::Header header;
   std::vector<zmq::message_t> frames;  // payload frames after the header
+  // The TCP connection it came over (its file descriptor in ZeroMQ's I/O
+  // thread), for telling which peer a closed connection was; -1 if unknown.
+  int source_fd = -1;
 };
 
 // Receives one whole multipart message if one is waiting (non-blocking).

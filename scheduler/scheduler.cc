@@ -32,6 +32,7 @@ Scheduler::Scheduler(const Config& config, std::string summary_file, std::string
       info_file_(std::move(info_file)),
       context_(1),
       socket_(context_, zmq::socket_type::router),
+      watch_(&context_, &socket_),
       members_(config.cluster.servers, config.cluster.workers),
       shard_map_(config.cluster.num_shards, config.cluster.servers, config.storage.replication_factor),
       clocks_(config.cluster.workers),
@@ -182,6 +183,7 @@ absl::Status Scheduler::Run() {
 
 absl::Status Scheduler::Serve() {
   ConfigureSocket(socket_);
+  SPARTA_RETURN_IF_ERROR(watch_.Start());
   // Sending to a peer that is gone must fail visibly, not vanish.
   socket_.set(zmq::sockopt::router_mandatory, 1);
   zap_ = ZapAuthenticator::Start(&context_, config_.cluster);
@@ -210,8 +212,8 @@ absl::Status Scheduler::Serve() {
   std::signal(SIGUSR1, OnCheckpointSignal);
 
   while (phase_ != Phase::kDone) {
-    zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLIN, 0};
-    zmq::poll(&item, 1, std::chrono::milliseconds(50));
+    zmq::pollitem_t items[] = {{socket_.handle(), 0, ZMQ_POLLIN, 0}, watch_.PollItem()};
+    zmq::poll(items, 2, std::chrono::milliseconds(50));
     while (phase_ != Phase::kDone) {
       auto got = ReceiveMessage(socket_, /*from_router=*/true);
       if (!got.ok()) {
@@ -221,7 +223,12 @@ absl::Status Scheduler::Serve() {
       }
       if (!got->has_value()) break;
       Message& m = **got;
-      Dispatch(m.routing_id->to_string(), m.header, Clock::now());
+      const std::string routing_id = m.routing_id->to_string();
+      Dispatch(routing_id, m.header, Clock::now());
+      if (members_.FindByRoutingId(routing_id) != nullptr) watch_.Seen(m.source_fd, routing_id);
+    }
+    for (const std::string& routing_id : watch_.Closed()) {
+      if (phase_ != Phase::kDone) OnConnectionClosed(routing_id);
     }
     CheckTimers(Clock::now());
     SaveState(Clock::now());
@@ -562,6 +569,25 @@ void Scheduler::CheckTimers(Clock::time_point now) {
     if (silent->info.role() == pb::SERVER) return OnServerLost(silent, why);
     Fail(absl::StrCat(DescribeNode(silent->info), " ", why));
   }
+}
+
+void Scheduler::OnConnectionClosed(const std::string& routing_id) {
+  Membership::Node* node = members_.FindByRoutingId(routing_id);
+  if (node == nullptr || node->dead || phase_ == Phase::kRegistering) return;
+  // Servers listen on their data port, workers on their metrics port (if
+  // served). A port that refuses connections has no process behind it; one
+  // that accepts, or does not answer, leaves it to the heartbeats.
+  const uint32_t port = node->info.role() == pb::SERVER ? node->info.data_port() : node->info.metrics_port();
+  if (port == 0) return;
+  constexpr int kProbeMs = 200;
+  if (ProbePort(node->info.host(), port, kProbeMs) != ProbeResult::kRefused) {
+    spdlog::info("{}'s connection closed, but its port still answers: waiting for its heartbeats",
+                 DescribeNode(node->info));
+    return;
+  }
+  const std::string why = "is gone: its connection closed and its port refuses connections";
+  if (node->info.role() == pb::SERVER) return OnServerLost(node, why);
+  Fail(absl::StrCat(DescribeNode(node->info), " ", why));
 }
 
 void Scheduler::Fail(const std::string& reason) {

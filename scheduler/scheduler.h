@@ -28,6 +28,7 @@
 #include "common/daemon_metrics.h"
 #include "scheduler/checkpoint_coordinator.h"
 #include "scheduler/clock_table.h"
+#include "scheduler/connection_watch.h"
 #include "scheduler/membership.h"
 #include "scheduler/shard_map.h"
 #include "scheduler/state_store.h"
@@ -64,6 +65,10 @@ class Scheduler {
   // saying which checkpoint it can roll back to, if any.
   void OnShardsLost(const Membership::Node& node, const std::string& why, const std::vector<uint32_t>& lost);
   void CheckTimers(Membership::Clock::time_point now);
+  // A node's connection closed: if its port refuses connections too, its
+  // process is gone and it is declared dead now, not a heartbeat timeout
+  // later.
+  void OnConnectionClosed(const std::string& routing_id);
   void Fail(const std::string& reason);
   void SendTo(const std::string& routing_id, pb::Header h);
   void Broadcast(const pb::Header& h, pb::Role only = pb::ROLE_UNKNOWN);
@@ -93,6 +98,7 @@ class Scheduler {
   zmq::context_t context_;
   std::unique_ptr<ZapAuthenticator> zap_;  // cluster.auth: curve
   zmq::socket_t socket_;
+  ConnectionWatch watch_;  // nodes whose connection closed (a process gone)
   Membership members_;
   Phase phase_ = Phase::kRegistering;
   Membership::Clock::time_point started_;

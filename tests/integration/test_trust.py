@@ -83,6 +83,30 @@ class LostShardsTest(ClusterTest):
         self.assertIn("lost every copy", err)
 
 
+class FastDetectionTest(ClusterTest):
+    def test_a_killed_server_is_failed_over_without_waiting_for_the_heartbeat_timeout(self):
+        data = datagen(self.dir, 60000, 5000, seed=27)
+        # A heartbeat timeout longer than the whole job: only the closed
+        # connection can tell the scheduler in time.
+        config = write_config(
+            self.dir, cluster={"servers": 3, "workers": 2, "heartbeat_timeout": 600},
+            data={"train": data["train"], "test": data["test"], "batch_size": 512, "epochs": 30},
+            model={"name": "lr"}, storage={"replication_factor": 2}, worker={"audit": 1})
+        run = self.run_dir()
+        proc = launch(config, run, wait=False)
+        self.procs.append(proc)
+        wait_for(lambda: "epoch 2 done" in read(os.path.join(run, "worker-0.log")), 120, "epoch 2")
+        os.kill(daemon_pids(run)[("server", 1)], signal.SIGKILL)
+        scheduler_log = os.path.join(run, "scheduler.log")
+        wait_for(lambda: "failing over" in read(scheduler_log), 30, "the failover")
+        self.assertIn("server-1", read(scheduler_log))
+        self.assertIn("is gone: its connection closed and its port refuses connections", read(scheduler_log))
+        self.assertIn("resending", read(os.path.join(run, "worker-0.log")))
+        out, err = proc.communicate(timeout=300)
+        self.assertEqual(proc.returncode, 0, err)
+        exactly_once(self, summary(run))
+
+
 class DamagedCheckpointTest(ClusterTest):
     def setUp(self):
         super().setUp()

@@ -112,3 +112,33 @@ TEST_CASE("metrics.port and cluster.auth are checked with file, line and key") {
 
 }  // namespace
 }  // namespace sparta
+
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <unistd.h>
+
+#include "scheduler/connection_watch.h"
+
+namespace sparta {
+namespace {
+
+TEST_CASE("a port probe tells a listening port from one nothing listens on") {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_in addr = {};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+  socklen_t len = sizeof(addr);
+  REQUIRE(getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+  const uint32_t port = ntohs(addr.sin_port);
+  // Bound but not listening: connections are refused, as for a dead process.
+  CHECK(ProbePort("127.0.0.1", port, 200) == ProbeResult::kRefused);
+  REQUIRE(listen(fd, 4) == 0);
+  CHECK(ProbePort("127.0.0.1", port, 200) == ProbeResult::kListening);
+  close(fd);
+  CHECK(ProbePort("no-such-host.invalid", port, 200) == ProbeResult::kNoAnswer);
+}
+
+}  // namespace
+}  // namespace sparta
