@@ -5,6 +5,8 @@
 #   scripts/test.sh --sanitize   the same suite, built with AddressSanitizer and
 #                                UndefinedBehaviorSanitizer into build-asan/
 #                                (any report fails the test that caused it)
+#   scripts/test.sh --tsan       the same suite, built with ThreadSanitizer
+#                                into build-tsan/ (a data race fails the test)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh --tests
@@ -22,6 +24,19 @@ if [[ "${1:-}" == "--sanitize" ]]; then
   export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
   export LSAN_OPTIONS="suppressions=$PWD/tests/sanitize/lsan.supp:print_suppressions=0"
   ctest --test-dir build-asan --output-on-failure --timeout 900 -E '^bench\.' "$@"
+  exit
+fi
+if [[ "${1:-}" == "--tsan" ]]; then
+  shift
+  if [[ ! -f build-tsan/build.ninja ]]; then
+    cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g" \
+      -DSPARTA_TSAN=ON -DSPARTA_CUDA=OFF
+  fi
+  cmake --build build-tsan -j "$(( $(nproc) < 2 ? $(nproc) : 2 ))"
+  # Races in libraries that are not instrumented (their own locks are
+  # invisible to TSan) are suppressed by library; Sparta's are not.
+  export TSAN_OPTIONS="halt_on_error=1:abort_on_error=1:second_deadlock_stack=1:suppressions=$PWD/tests/sanitize/tsan.supp"
+  ctest --test-dir build-tsan --output-on-failure --timeout 900 -E '^bench\.' "$@"
   exit
 fi
 scripts/build.sh

@@ -63,6 +63,10 @@ def render(config, config_text, args):
     shared_volume = {"name": "shared", "persistentVolumeClaim": {"claimName": f"{name}-shared"}}
     ports = lambda extra: extra + [{"name": "metrics", "containerPort": metrics}]
     storage_class = {"storageClassName": args.storage_class} if args.storage_class else {}
+    # Eviction sends SIGTERM to every pod of the job at once: the scheduler
+    # takes a final checkpoint and ends the job within cluster.shutdown_grace;
+    # the pods get that and a margin before SIGKILL.
+    grace = {"terminationGracePeriodSeconds": int(config["cluster.shutdown_grace"]) + 10}
 
     docs = []
     docs.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta(f"{name}-config", "config"),
@@ -82,7 +86,7 @@ def render(config, config_text, args):
                  "spec": {"replicas": 1, "strategy": {"type": "Recreate"},
                           "selector": {"matchLabels": labels("scheduler")},
                           "template": {"metadata": {"labels": labels("scheduler"), "annotations": scrape},
-                                       "spec": {"containers": [{
+                                       "spec": {**grace, "containers": [{
                                            "name": "scheduler", "image": args.image,
                                            "command": scheduler_cmd, "env": env,
                                            "ports": ports([{"name": "control", "containerPort": port}]),
@@ -97,7 +101,7 @@ def render(config, config_text, args):
                           "podManagementPolicy": "Parallel",
                           "selector": {"matchLabels": labels("server")},
                           "template": {"metadata": {"labels": labels("server"), "annotations": scrape},
-                                       "spec": {"containers": [{
+                                       "spec": {**grace, "containers": [{
                                            "name": "server", "image": args.image,
                                            # The pod ordinal (name-server-N) is the rank.
                                            "command": command("server", common_sets + [f"storage.db_path={DB}"],
@@ -114,7 +118,7 @@ def render(config, config_text, args):
                           # A failed worker fails the job (the scheduler ends it); do not retry blindly.
                           "backoffLimit": 0,
                           "template": {"metadata": {"labels": labels("worker"), "annotations": scrape},
-                                       "spec": {"restartPolicy": "Never", "containers": [{
+                                       "spec": {**grace, "restartPolicy": "Never", "containers": [{
                                            "name": "worker", "image": args.image,
                                            "command": command("worker", common_sets, "cluster.host=${POD_IP}",
                                                               "${JOB_COMPLETION_INDEX}"),

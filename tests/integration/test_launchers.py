@@ -254,6 +254,8 @@ class KubernetesManifestTest(ClusterTest):
         for workload in (deployment, servers, job):
             pod = workload["spec"]["template"]["spec"]
             self.assertEqual(workload["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"], "9500")
+            # Eviction: SIGTERM, a final checkpoint within cluster.shutdown_grace (20 s), then SIGKILL.
+            self.assertGreater(pod["terminationGracePeriodSeconds"], 20)
             volumes = {v["name"]: v for v in pod["volumes"]}
             self.assertEqual(volumes["keys"]["secret"]["secretName"], "ctr-cluster-key")
             self.assertEqual(volumes["config"]["configMap"]["name"], "ctr-config")
