@@ -219,6 +219,7 @@ class PreemptionTest(ClusterTest):
         self.assertEqual(s["status"], "preempted", s.get("error"))
         self.assertGreaterEqual(s["checkpoint_version"], 1)
         self.assertIn(f"storage.path={storage}", out)  # the resume hint names where the checkpoint is
+        self.assertRegex(out, r"preempted \(SIGTERM\) after [1-9][0-9]* examples")
         self.assertLess(sum(s["worker_steps"]), sum(expected))
 
         resumed = launch(config, self.run_dir("resumed"), ["storage.restore=latest"])
