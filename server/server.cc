@@ -134,7 +134,7 @@ absl::Status Server::Run() {
     }
     if (items[3].revents & ZMQ_POLLIN) SendSnapshots();
     // Also for updates acknowledged before they are logged (bsp step sums).
-    if (store_ != nullptr && !storage_failed_ && store_->wal_failed()) ReportStorageFailure();
+    if (store_ != nullptr && !storage_failed_ && store_->wal_failed()) (void)ReportStorageFailure();
     if (metrics_.PublishDue()) PublishMetrics();
     replicator_->ReceiveAcks([this](const std::shared_ptr<Request>& r, const absl::Status& st) { OnReplicaAck(r, st); });
     if (items[1].revents & ZMQ_POLLIN) {

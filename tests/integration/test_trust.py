@@ -20,6 +20,16 @@ def daemon_pids(run):
     return {(d["role"], d["rank"]): d["pid"] for d in json.loads(read(os.path.join(run, "daemons.json")))}
 
 
+def start(test, config, log, text, sets=()):
+    """Launches `config` in the background and waits until `text` appears in
+    the run's `log`; returns the launcher's process and the run folder."""
+    run = test.run_dir()
+    proc = launch(config, run, sets, wait=False)
+    test.procs.append(proc)
+    wait_for(lambda: text in read(os.path.join(run, log)), 120, f"'{text}' in {log}")
+    return proc, run
+
+
 def exactly_once(test, s):
     """Every acknowledged push applied once: the audit table (one counter per
     worker, +1 per step) equals each worker's steps."""
@@ -92,10 +102,7 @@ class FastDetectionTest(ClusterTest):
             self.dir, cluster={"servers": 3, "workers": 2, "heartbeat_timeout": 600},
             data={"train": data["train"], "test": data["test"], "batch_size": 512, "epochs": 30},
             model={"name": "lr"}, storage={"replication_factor": 2}, worker={"audit": 1})
-        run = self.run_dir()
-        proc = launch(config, run, wait=False)
-        self.procs.append(proc)
-        wait_for(lambda: "epoch 2 done" in read(os.path.join(run, "worker-0.log")), 120, "epoch 2")
+        proc, run = start(self, config, "worker-0.log", "epoch 2 done")
         os.kill(daemon_pids(run)[("server", 1)], signal.SIGKILL)
         scheduler_log = os.path.join(run, "scheduler.log")
         wait_for(lambda: "failing over" in read(scheduler_log), 30, "the failover")
@@ -272,11 +279,7 @@ class DiskFullTest(ClusterTest):
             model={"name": "fm"}, storage={"path": os.path.join(self.disk, "storage"), **storage})
 
     def test_a_full_disk_under_a_write_ahead_log_fails_the_job_naming_path_and_cause(self):
-        config = self.job(durability="wal")
-        run = self.run_dir()
-        proc = launch(config, run, wait=False)
-        self.procs.append(proc)
-        wait_for(lambda: "published cluster view" in read(os.path.join(run, "scheduler.log")), 60, "the job to start")
+        proc, run = start(self, self.job(durability="wal"), "scheduler.log", "published cluster view")
         self.fill()  # (the log of 40 epochs would also fill it, a little later)
         out, err = proc.communicate(timeout=120)
         self.assertEqual(proc.returncode, 1)
@@ -288,10 +291,7 @@ class DiskFullTest(ClusterTest):
 
     def test_a_failed_checkpoint_is_a_warning_and_is_retried_once_space_is_freed(self):
         config = self.job(checkpoint_every="2s")
-        run = self.run_dir()
-        proc = launch(config, run, wait=False)
-        self.procs.append(proc)
-        wait_for(lambda: " ex/s " in read(os.path.join(run, "worker-0.log")), 60, "training")
+        proc, run = start(self, config, "worker-0.log", " ex/s ")
         filler = self.fill()
         scheduler_log = os.path.join(run, "scheduler.log")
         wait_for(lambda: "failed (1 of 3 failures" in read(scheduler_log), 60, "a checkpoint to fail")
@@ -315,10 +315,7 @@ class SummaryAndInputTest(ClusterTest):
         data = datagen(self.dir, 20000, 0)
         config = write_config(self.dir, cluster={"servers": 1, "workers": 2},
                               data={"train": data["train"], "epochs": 100000, "batch_size": 256})
-        run = self.run_dir()
-        proc = launch(config, run, wait=False)
-        self.procs.append(proc)
-        wait_for(lambda: " ex/s " in read(os.path.join(run, "worker-0.log")), 60, "training")
+        proc, run = start(self, config, "worker-0.log", " ex/s ")
         os.kill(daemon_pids(run)[("worker", 1)], signal.SIGKILL)
         out, err = proc.communicate(timeout=60)
         self.assertEqual(proc.returncode, 1)
