@@ -44,6 +44,8 @@ class ClockTable {
   }
 
   uint64_t min() const { return min_; }
+  // Worker `rank`'s clock (kFinished once it is done training).
+  uint64_t clock(int rank) const { return clocks_[rank]; }
   uint64_t max_spread() const { return max_spread_; }
 
   static constexpr uint64_t kFinished = std::numeric_limits<uint64_t>::max();

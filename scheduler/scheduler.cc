@@ -637,7 +637,11 @@ pb::JobSummary Scheduler::BuildSummary() const {
   for (int rank = 0; rank < config_.cluster.workers; ++rank) {
     auto it = reports_.find(rank);
     if (it == reports_.end()) {
-      out.add_worker_steps(static_cast<double>(progress[rank].steps()));
+      // Its clock (steps with every push acknowledged, sent as they finish)
+      // is fresher than its last heartbeat.
+      const uint64_t clock = clocks_.clock(rank);
+      const uint64_t acknowledged = clock == ClockTable::kFinished ? 0 : clock * config_.worker.threads;
+      out.add_worker_steps(static_cast<double>(std::max(progress[rank].steps(), acknowledged)));
       out.add_max_staleness(0);
       out.add_mean_staleness(0);
       examples += static_cast<double>(progress[rank].examples());
