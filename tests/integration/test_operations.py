@@ -177,10 +177,20 @@ class OperationsTest(ClusterTest):
 
     def test_metrics_port_from_the_config(self):
         # A fixed base port: the launcher gives each daemon on this host its own.
+        # Below the kernel's ephemeral range (32768 and up here), so that no
+        # port the OS hands out (a server's data port, a connection's local
+        # port) can take one of the five; all five free now.
+        import random
         import socket
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = probe.getsockname()[1]
+
+        def free(port):
+            with socket.socket() as probe:
+                try:
+                    probe.bind(("127.0.0.1", port))
+                    return True
+                except OSError:
+                    return False
+        base = next(b for b in random.sample(range(20000, 32000, 5), 200) if all(free(b + i) for i in range(5)))
         config = self.long_job(metrics={"port": base}, data={"epochs": 1})
         run = self.run_dir()
         result = launch(config, run)
