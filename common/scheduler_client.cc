@@ -313,6 +313,17 @@ void SchedulerClient::Run() {
       Handle((*got)->header);
     }
   }
+  // A node that stops (e.g. after SendFailed) must not lose what it said
+  // last: it is sent, with a second to leave, before the socket closes.
+  outbox_.Drain(&outgoing);
+  for (pb::Header& h : outgoing) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      h.set_sender(self_.id());
+    }
+    if (h.type() != pb::HEARTBEAT) (void)SendMessage(socket, h);
+  }
+  socket.set(zmq::sockopt::linger, 1000);
 }
 
 }  // namespace sparta
