@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <optional>
+#include <thread>
 
 #include "common/logging.h"
 
@@ -579,8 +580,17 @@ void Scheduler::OnConnectionClosed(const std::string& routing_id) {
   // that accepts, or does not answer, leaves it to the heartbeats.
   const uint32_t port = node->info.role() == pb::SERVER ? node->info.data_port() : node->info.metrics_port();
   if (port == 0) return;
-  constexpr int kProbeMs = 200;
-  if (ProbePort(node->info.host(), port, kProbeMs) != ProbeResult::kRefused) {
+  // A dying process closes its sockets one by one (and only after its memory
+  // is torn down, which takes a while for a large one): the listening port
+  // may outlive the connection by a moment, so it is asked a few times.
+  constexpr int kProbeMs = 200, kProbes = 10;
+  ProbeResult probe = ProbeResult::kNoAnswer;
+  for (int i = 0; i < kProbes; ++i) {
+    probe = ProbePort(node->info.host(), port, kProbeMs);
+    if (probe == ProbeResult::kRefused) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  if (probe != ProbeResult::kRefused) {
     spdlog::info("{}'s connection closed, but its port still answers: waiting for its heartbeats",
                  DescribeNode(node->info));
     return;
