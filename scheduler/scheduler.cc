@@ -229,8 +229,9 @@ absl::Status Scheduler::Serve() {
       if (members_.FindByRoutingId(routing_id) != nullptr) watch_.Seen(m.source_fd, routing_id);
     }
     for (const std::string& routing_id : watch_.Closed()) {
-      if (phase_ != Phase::kDone) OnConnectionClosed(routing_id);
+      if (phase_ != Phase::kDone) OnConnectionClosed(routing_id, Clock::now());
     }
+    if (!suspects_.empty() && phase_ != Phase::kDone) ProbeSuspects(Clock::now());
     CheckTimers(Clock::now());
     SaveState(Clock::now());
     if (metrics_.PublishDue()) PublishMetrics(Clock::now());
@@ -572,32 +573,47 @@ void Scheduler::CheckTimers(Clock::time_point now) {
   }
 }
 
-void Scheduler::OnConnectionClosed(const std::string& routing_id) {
-  Membership::Node* node = members_.FindByRoutingId(routing_id);
-  if (node == nullptr || node->dead || phase_ == Phase::kRegistering) return;
-  // Servers listen on their data port, workers on their metrics port (if
-  // served). A port that refuses connections has no process behind it; one
-  // that accepts, or does not answer, leaves it to the heartbeats.
-  const uint32_t port = node->info.role() == pb::SERVER ? node->info.data_port() : node->info.metrics_port();
-  if (port == 0) return;
-  // A dying process closes its sockets one by one (and only after its memory
-  // is torn down, which takes a while for a large one): the listening port
-  // may outlive the connection by a moment, so it is asked a few times.
-  constexpr int kProbeMs = 200, kProbes = 10;
-  ProbeResult probe = ProbeResult::kNoAnswer;
-  for (int i = 0; i < kProbes; ++i) {
-    probe = ProbePort(node->info.host(), port, kProbeMs);
-    if (probe == ProbeResult::kRefused) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+void Scheduler::OnConnectionClosed(const std::string& routing_id, Clock::time_point now) {
+  // Suspected from now on: probed at every turn of the loop until its port
+  // refuses connections or the suspicion expires. A dying process closes its
+  // listening socket only after its connections (and after tearing down its
+  // memory, which takes a while for a large one).
+  suspects_[routing_id] = now + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(
+                                    std::min(config_.cluster.heartbeat_timeout, 5.0)));
+  ProbeSuspects(now);
+}
+
+void Scheduler::ProbeSuspects(Clock::time_point now) {
+  for (auto it = suspects_.begin(); it != suspects_.end();) {
+    Membership::Node* node = members_.FindByRoutingId(it->first);
+    // Servers listen on their data port, workers on their metrics port (if
+    // served). A port that refuses connections has no process behind it;
+    // one that accepts leaves the node to its heartbeats.
+    const uint32_t port = node == nullptr ? 0
+                          : node->info.role() == pb::SERVER ? node->info.data_port()
+                                                            : node->info.metrics_port();
+    if (node == nullptr || node->dead || port == 0 || phase_ == Phase::kRegistering || now > it->second) {
+      if (node != nullptr && !node->dead && now > it->second) {
+        spdlog::info("{}'s connection closed, but its port still answers: left to its heartbeats",
+                     DescribeNode(node->info));
+      }
+      it = suspects_.erase(it);
+      continue;
+    }
+    constexpr int kProbeMs = 20;
+    if (ProbePort(node->info.host(), port, kProbeMs) != ProbeResult::kRefused) {
+      ++it;
+      continue;
+    }
+    it = suspects_.erase(it);
+    const std::string why = "is gone: its connection closed and its port refuses connections";
+    if (node->info.role() == pb::SERVER) {
+      OnServerLost(node, why);
+    } else {
+      Fail(absl::StrCat(DescribeNode(node->info), " ", why));
+    }
+    if (phase_ == Phase::kDone) return;
   }
-  if (probe != ProbeResult::kRefused) {
-    spdlog::info("{}'s connection closed, but its port still answers: waiting for its heartbeats",
-                 DescribeNode(node->info));
-    return;
-  }
-  const std::string why = "is gone: its connection closed and its port refuses connections";
-  if (node->info.role() == pb::SERVER) return OnServerLost(node, why);
-  Fail(absl::StrCat(DescribeNode(node->info), " ", why));
 }
 
 void Scheduler::Fail(const std::string& reason) {

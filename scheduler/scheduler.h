@@ -68,7 +68,8 @@ class Scheduler {
   // A node's connection closed: if its port refuses connections too, its
   // process is gone and it is declared dead now, not a heartbeat timeout
   // later.
-  void OnConnectionClosed(const std::string& routing_id);
+  void OnConnectionClosed(const std::string& routing_id, Membership::Clock::time_point now);
+  void ProbeSuspects(Membership::Clock::time_point now);
   void Fail(const std::string& reason);
   void SendTo(const std::string& routing_id, pb::Header h);
   void Broadcast(const pb::Header& h, pb::Role only = pb::ROLE_UNKNOWN);
@@ -99,6 +100,8 @@ class Scheduler {
   std::unique_ptr<ZapAuthenticator> zap_;  // cluster.auth: curve
   zmq::socket_t socket_;
   ConnectionWatch watch_;  // nodes whose connection closed (a process gone)
+  // Routing ids of nodes whose connection closed -> until when to probe.
+  std::map<std::string, Membership::Clock::time_point> suspects_;
   Membership members_;
   Phase phase_ = Phase::kRegistering;
   Membership::Clock::time_point started_;
