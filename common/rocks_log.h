@@ -15,6 +15,7 @@
 
 #include <cstdarg>
 #include <cstdio>
+#include <cstring>
 #include <memory>
 
 #include <rocksdb/env.h>
@@ -34,6 +35,13 @@ class RocksLog : public rocksdb::Logger {
     if (!problem && !spdlog::should_log(spdlog::level::debug)) return;
     char line[1024];
     std::vsnprintf(line, sizeof(line), format, ap);
+    // Every checkpoint cut makes RocksDB say this at warning level; it is
+    // the normal nesting of its own file-deletion switch, not a problem.
+    if (std::strstr(line, "File Deletions Enable, but not really enabled") != nullptr ||
+        std::strstr(line, "File Deletions Disabled, but already disabled") != nullptr) {
+      spdlog::debug("rocksdb: {}", line);
+      return;
+    }
     if (level >= rocksdb::InfoLogLevel::ERROR_LEVEL && level != rocksdb::InfoLogLevel::HEADER_LEVEL) {
       spdlog::error("rocksdb: {}", line);
     } else if (problem) {
