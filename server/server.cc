@@ -60,13 +60,16 @@ absl::Status Server::Run() {
   self.set_data_port(*port);
   self.set_pid(getpid());
   self.set_metrics_port(metrics_.port());
-  SchedulerClient* client_ptr = nullptr;
   SchedulerClient client(&context_, config_, self,
-                         {.on_flush = [&] { client_ptr->SendFlushDone(Stats()); },
+                         // The executors belong to the main loop: FLUSH is answered there.
+                         {.on_flush = [&] {
+                            pb::Header flush;
+                            flush.set_type(pb::FLUSH);
+                            control_.Post(flush);
+                          },
                           .on_end = [&](const absl::Status&) { done_.Wake(); },
                           .on_control = [&](const pb::Header& h) { control_.Post(h); },
                           .on_heartbeat = [&](pb::Header* h) { FillHeartbeat(h); }});
-  client_ptr = &client;
   scheduler_ = &client;
   if (auto st = client.Register(); !st.ok()) return st;
   rank_ = client.self().rank();
@@ -505,6 +508,7 @@ void Server::FillHeartbeat(pb::Header* h) {
 
 void Server::HandleControl(const pb::Header& h) {
   if (h.type() == pb::CLUSTER_VIEW) return OnNewView(h.view());
+  if (h.type() == pb::FLUSH) return scheduler_->SendFlushDone(Stats());
   if (h.type() != pb::CHECKPOINT) return;
   auto done = CutCheckpoint(h.checkpoint());
   pb::Header reply;

@@ -187,7 +187,10 @@ class ByHandTest(ClusterTest):
                                                start_new_session=True))
         for p in self.procs:
             p.wait(timeout=120)
-            self.assertEqual(p.returncode, 0, p.stderr.read())
+        # Every daemon's log on failure: the one that failed first is rarely the one that reports it.
+        logs = "\n".join(f"--- {' '.join(p.args[:1])} exited {p.returncode}:\n{p.stderr.read()}" for p in self.procs)
+        for p in self.procs:
+            self.assertEqual(p.returncode, 0, logs)
         s = json.loads(read(summary_path))
         self.assertEqual(s["status"], "ok")
         self.assertEqual(s["train_examples"], 10000)
