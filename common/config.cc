@@ -3,7 +3,9 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
+#include <cstring>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -33,6 +35,22 @@ FieldRule OneOf(std::vector<std::string> choices) { return FieldRule{.choices = 
 FieldRule AtLeast(double min) { return FieldRule{.min = min}; }
 FieldRule Between(double min, double max) { return FieldRule{.min = min, .max = max}; }
 
+// The keys of one table policy, under `prefix` ("embedding" or
+// "embedding.tables.<name>").
+template <class Visitor>
+void VisitTablePolicy(TablePolicyConfig& p, const std::string& prefix, Visitor& v) {
+  v((prefix + ".eviction.policy").c_str(), p.eviction_policy, OneOf({"lru", "lfu"}));
+  v((prefix + ".eviction.ttl").c_str(), p.ttl, FieldRule{});
+  v((prefix + ".admission.min_count").c_str(), p.admission_min_count, Between(0, 255));
+  v((prefix + ".admission.counter_bytes").c_str(), p.admission_counter_bytes, FieldRule{});
+  v((prefix + ".admission.probability").c_str(), p.admission_probability, Between(0, 1));
+}
+
+// What follows the table's name in a per-table key.
+const char* const kTablePolicySuffixes[] = {".eviction.policy", ".eviction.ttl", ".admission.min_count",
+                                            ".admission.counter_bytes", ".admission.probability"};
+constexpr char kTablesPrefix[] = "embedding.tables.";
+
 // The single list of keys. Every consumer (loader, JSON dump) walks it, so a
 // new key is added in exactly one place.
 template <class Visitor>
@@ -50,6 +68,7 @@ void VisitFields(Config& c, Visitor& v) {
   v("cluster.auth", c.cluster.auth, OneOf({"none", "curve"}));
   v("cluster.key_file", c.cluster.key_file, FieldRule{});
   v("server.threads", c.server.threads, Between(1, 256));
+  v("server.memory_limit", c.server.memory_limit, FieldRule{});
   v("data.train", c.data.train, Required());
   v("data.test", c.data.test, FieldRule{});
   v("data.format", c.data.format, OneOf({"criteo", "libsvm"}));
@@ -100,6 +119,9 @@ void VisitFields(Config& c, Visitor& v) {
   v("log.progress_interval", c.log.progress_interval, Between(0.01, 3600));
   v("log.metrics_dir", c.log.metrics_dir, FieldRule{});
   v("metrics.port", c.metrics.port, Between(-1, 65535));
+  VisitTablePolicy(c.embedding.defaults, "embedding", v);
+  // Keys a table does not set fall back to embedding.* (see Loader::Take).
+  for (auto& [name, policy] : c.embedding.tables) VisitTablePolicy(policy, kTablesPrefix + name, v);
 }
 
 // A value found in the file or on the command line, with where it came from.
@@ -244,6 +266,21 @@ class Loader {
       out[name.substr(prefix.size())] = value;
     }
   }
+  // The tables named in embedding.tables.<name>.<policy key> (a table's
+  // name may itself contain dots, as "fm.wv" does).
+  std::vector<std::string> PolicyTables() const {
+    std::vector<std::string> names;
+    for (const auto& [key, leaf] : leaves_) {
+      if (key.rfind(kTablesPrefix, 0) != 0) continue;
+      for (const char* suffix : kTablePolicySuffixes) {
+        const size_t n = std::strlen(suffix);
+        if (key.size() > n + sizeof(kTablesPrefix) - 1 && key.compare(key.size() - n, n, suffix) == 0) {
+          names.push_back(key.substr(sizeof(kTablesPrefix) - 1, key.size() - n - (sizeof(kTablesPrefix) - 1)));
+        }
+      }
+    }
+    return names;
+  }
   // Where each given key came from.
   std::map<std::string, std::string> Locations() const {
     std::map<std::string, std::string> where;
@@ -311,6 +348,7 @@ class Loader {
  private:
   Leaf* Take(const char* key, const FieldRule& rule) {
     auto it = leaves_.find(key);
+    if (it == leaves_.end()) it = leaves_.find(TableDefaultKey(key));
     if (it == leaves_.end() || it->second.node.IsNull()) {
       if (it != leaves_.end()) it->second.used = true;
       if (rule.required) {
@@ -324,6 +362,17 @@ class Loader {
     }
     it->second.used = true;
     return &it->second;
+  }
+
+  // embedding.tables.<name>.<policy key> -> embedding.<policy key>; any
+  // other key -> "".
+  static std::string TableDefaultKey(const std::string& key) {
+    if (key.rfind(kTablesPrefix, 0) != 0) return "";
+    for (const char* suffix : kTablePolicySuffixes) {
+      const size_t n = std::strlen(suffix);
+      if (key.size() > n && key.compare(key.size() - n, n, suffix) == 0) return absl::StrCat("embedding", suffix);
+    }
+    return "";
   }
 
   bool TakeInteger(const char* key, const FieldRule& rule, int64_t* out) {
@@ -401,6 +450,30 @@ absl::Status Validate(const Config& c) {
   return absl::OkStatus();
 }
 
+// Parses the keys whose text has a unit (byte sizes, durations) into their
+// values; an error names the key and where it was given.
+absl::Status ParseUnits(Config* c) {
+  auto bad = [&](const std::string& key, const absl::Status& st) {
+    return absl::InvalidArgumentError(absl::StrCat(c->Where(key), ": key '", key, "': ", st.message()));
+  };
+  auto limit = ParseByteSize(c->server.memory_limit);
+  if (!limit.ok()) return bad("server.memory_limit", limit.status());
+  c->server.memory_limit_bytes = *limit;
+  auto policy = [&](TablePolicyConfig& p, const std::string& prefix) -> absl::Status {
+    auto bytes = ParseByteSize(p.admission_counter_bytes);
+    if (!bytes.ok()) return bad(prefix + ".admission.counter_bytes", bytes.status());
+    if (*bytes < 64) {
+      return bad(prefix + ".admission.counter_bytes", absl::InvalidArgumentError("must be at least 64 bytes"));
+    }
+    p.admission_counter_bytes_value = *bytes;
+    if (auto ttl = ParseCheckpointEvery(p.ttl); !ttl.ok()) return bad(prefix + ".eviction.ttl", ttl.status());
+    return absl::OkStatus();
+  };
+  SPARTA_RETURN_IF_ERROR(policy(c->embedding.defaults, "embedding"));
+  for (auto& [name, p] : c->embedding.tables) SPARTA_RETURN_IF_ERROR(policy(p, kTablesPrefix + name));
+  return absl::OkStatus();
+}
+
 // cluster.auth: curve -> the cluster's key pair, from cluster.key_file.
 absl::Status LoadClusterKeys(Config* c) {
   if (c->cluster.auth != "curve") return absl::OkStatus();
@@ -464,12 +537,15 @@ absl::StatusOr<Config> ParseConfig(const std::string& yaml_text, const std::stri
   }
   Config config;
   config.source = source_name;
+  for (const std::string& table : loader.PolicyTables()) config.embedding.tables[table];
   KeyCollector known;
   VisitFields(config, known);
   VisitFields(config, loader);
   st = loader.Finish(known.keys);
   if (!st.ok()) return st;
   config.where = loader.Locations();
+  st = ParseUnits(&config);
+  if (!st.ok()) return st;
   st = Validate(config);
   if (!st.ok()) return st;
   st = LoadClusterKeys(&config);
@@ -495,6 +571,31 @@ absl::StatusOr<CheckpointEvery> ParseCheckpointEvery(const std::string& text) {
     return absl::InvalidArgumentError(absl::StrCat("unknown unit '", u, "' in '", text, "' (use s or steps)"));
   }
   return every;
+}
+
+absl::StatusOr<uint64_t> ParseByteSize(const std::string& text) {
+  if (text.empty()) return 0;
+  double value = 0;
+  char unit[16] = {0};
+  const int n = std::sscanf(text.c_str(), "%lf %15s", &value, unit);
+  if (n < 1 || !std::isfinite(value) || value < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("expected a size such as 512MiB or 8GiB; got '", text, "'"));
+  }
+  std::string u = n == 2 ? unit : "b";
+  std::transform(u.begin(), u.end(), u.begin(), [](unsigned char ch) { return std::tolower(ch); });
+  static const std::pair<const char*, double> kUnits[] = {
+      {"b", 1},         {"kib", 1024.0},     {"mib", 1048576.0}, {"gib", 1073741824.0}, {"tib", 1099511627776.0},
+      {"kb", 1e3},      {"mb", 1e6},         {"gb", 1e9},        {"tb", 1e12},          {"k", 1024.0},
+      {"m", 1048576.0}, {"g", 1073741824.0}, {"t", 1099511627776.0}};
+  for (const auto& [name, scale] : kUnits) {
+    if (u == name) {
+      const double bytes = value * scale;
+      if (bytes >= 1.8e19) return absl::InvalidArgumentError(absl::StrCat("'", text, "' is too large"));
+      return static_cast<uint64_t>(bytes);
+    }
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown unit '", u, "' in '", text, "' (use B, KiB, MiB, GiB, TiB, KB, MB, GB or TB)"));
 }
 
 absl::StatusOr<Config> LoadConfig(const std::string& path, const std::vector<std::string>& overrides) {

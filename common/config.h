@@ -58,6 +58,43 @@ struct MetricsConfig {
 
 struct ServerConfig {
   int threads = 2;  // shard executor threads per server
+  // What a server may spend on everything that grows with the model (rows,
+  // optimizer state, indexes, admission counters, RocksDB's cache and
+  // memtables): bytes with a unit ("512MiB", "8GiB"). "" or 0: unbounded.
+  // Past it, the coldest rows move to the server's RocksDB (the cold tier).
+  std::string memory_limit;
+  uint64_t memory_limit_bytes = 0;  // memory_limit, parsed; not a key
+};
+
+// How one embedding table lives on the servers (embedding.* for every table,
+// embedding.tables.<name>.* for one). Applies to sparse tables; dense tables
+// and Sparta's own (sparta.*) are always admitted and never expire.
+struct TablePolicyConfig {
+  // Which rows leave DRAM first under server.memory_limit: lru (least
+  // recently used) or lfu (least frequently used); both approximate (CLOCK).
+  std::string eviction_policy = "lru";
+  // "" (never), "<n> steps" or "<seconds>s": a row not updated for that
+  // long is deleted; a key that comes back starts from its initializer.
+  std::string ttl;
+  // A key gets a row once it has occurred this many times in pushed
+  // batches (0 or 1: at once); counted in a count-min sketch.
+  int64_t admission_min_count = 0;
+  // Bytes of the sketch per table on each server ("1MiB").
+  std::string admission_counter_bytes = "1MiB";
+  uint64_t admission_counter_bytes_value = 1 << 20;  // parsed; not a key
+  // Else (or also) admits a key with this probability per occurrence,
+  // decided by a hash of the key and model.seed, so replicas agree. 1: off.
+  double admission_probability = 1.0;
+};
+
+struct EmbeddingConfig {
+  TablePolicyConfig defaults;                        // embedding.*
+  std::map<std::string, TablePolicyConfig> tables;  // embedding.tables.<name>.*
+  // The policy of table `name`.
+  const TablePolicyConfig& For(const std::string& name) const {
+    auto it = tables.find(name);
+    return it != tables.end() ? it->second : defaults;
+  }
 };
 
 struct DataConfig {
@@ -151,6 +188,10 @@ struct CheckpointEvery {
 };
 absl::StatusOr<CheckpointEvery> ParseCheckpointEvery(const std::string& text);
 
+// "512MiB", "8GiB", "1.5GB", "4096" (bytes): binary (KiB, MiB, GiB, TiB) and
+// decimal (KB, MB, GB, TB) units, case-insensitive; "" is 0.
+absl::StatusOr<uint64_t> ParseByteSize(const std::string& text);
+
 struct EvalConfig {
   std::string predictions_out;  // when set: one probability per test line
 };
@@ -175,6 +216,7 @@ struct Config {
   EvalConfig eval;
   LogConfig log;
   MetricsConfig metrics;
+  EmbeddingConfig embedding;
 
   std::string source;  // the file it was loaded from, for messages
   // "file:line" (or "--set ...") of each key that was given, so that later

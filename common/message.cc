@@ -41,8 +41,15 @@ absl::Status ValidateMessage(const Message& m) {
     case pb::PUSH:
     case pb::REPLICATE:
     case pb::SHARD_SNAPSHOT: {
-      if (nframes != 2) {
-        return Malformed(absl::StrCat(MsgTypeName(h.type()), " needs 2 payload frames, got ", nframes));
+      // A push may carry a third frame: each key's occurrences (key_counts).
+      const size_t expected = h.key_counts() && h.type() != pb::SHARD_SNAPSHOT ? 3 : 2;
+      if (nframes != expected) {
+        return Malformed(absl::StrCat(MsgTypeName(h.type()), " needs ", expected, " payload frames, got ", nframes));
+      }
+      if (expected == 3) {
+        if (auto st = ExpectFrameBytes(m.frames[2], uint64_t{h.num_keys()} * sizeof(uint32_t), "counts"); !st.ok()) {
+          return st;
+        }
       }
       if (h.num_keys() > kMaxKeysPerMessage) return Malformed("too many keys");
       // A snapshot's rows carry the optimizer state too (at most 3x dim).

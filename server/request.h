@@ -33,6 +33,8 @@ struct Request {
   std::vector<float> values;         // PULL, fp32 reply: num_keys * dim
   std::vector<uint16_t> half_values; // PULL, fp16 reply: num_keys * dim
   std::span<const uint16_t> grads_half;  // PUSH in fp16
+  std::span<const uint32_t> counts;  // PUSH with key_counts: occurrences of each key
+  std::vector<uint32_t> count_scratch;
   std::vector<uint16_t> half_scratch;
   std::vector<uint64_t> key_scratch; // backing store if a frame was unaligned
   std::vector<float> grad_scratch;
@@ -40,6 +42,9 @@ struct Request {
   // Set by an executor whose write-ahead log write failed: the push was
   // applied in memory but is not durable, so it must not be acknowledged.
   std::atomic<bool> not_durable{false};
+  // Set by an executor that could not read cold rows from the store: the
+  // request is answered with an error instead of with wrong values.
+  std::atomic<bool> read_failed{false};
 
   // I/O thread only: a push is answered once applied here and, with
   // storage.ack "all", acknowledged by every replica it was forwarded to.

@@ -3,9 +3,11 @@
 // header, and rows never move once created (so a pointer stays valid while
 // its index lives). Not thread-safe: owned by one shard executor.
 //
-// Chunks start small and double up to ~1 MiB, then stay at that size: a
-// server holds (shards x tables) arenas, most of them small, so a fixed
-// 1 MiB first chunk would reserve gigabytes before any row exists.
+// Chunks start small and double up to ~1 MiB (or `max_chunk_bytes`), then
+// stay at that size: a server holds (shards x tables) arenas, most of them
+// small, so a fixed 1 MiB first chunk would reserve gigabytes before any row
+// exists. Free() returns a row's index for reuse by a later Allocate() (rows
+// evicted to the cold tier); the memory itself stays with the arena.
 #ifndef SPARTA_SERVER_ROW_ARENA_H_
 #define SPARTA_SERVER_ROW_ARENA_H_
 
@@ -19,18 +21,32 @@ namespace sparta {
 
 class RowArena {
  public:
-  explicit RowArena(uint32_t stride_floats)
+  static constexpr size_t kFirstRows = 16;
+  static constexpr size_t kMaxChunkBytes = 1 << 20;
+
+  explicit RowArena(uint32_t stride_floats, size_t max_chunk_bytes = kMaxChunkBytes)
       : stride_(stride_floats),
         // Both powers of two, so index -> (chunk, slot) is shifts and masks.
-        max_rows_(std::bit_floor(std::max<size_t>(kFirstRows, (kMaxChunkBytes / sizeof(float)) / stride_floats))),
+        max_rows_(std::bit_floor(std::max<size_t>(kFirstRows, (max_chunk_bytes / sizeof(float)) / stride_floats))),
         growing_rows_(max_rows_ - kFirstRows),
         growing_chunks_(std::bit_width(max_rows_ / kFirstRows) - 1) {}
 
   uint32_t Allocate() {
+    if (!free_.empty()) {
+      const uint32_t index = free_.back();
+      free_.pop_back();
+      return index;
+    }
     const Slot s = Locate(size_);
-    if (s.chunk == chunks_.size()) chunks_.emplace_back(new float[size_t{ChunkRows(s.chunk)} * stride_]);
+    if (s.chunk == chunks_.size()) {
+      chunks_.emplace_back(new float[size_t{ChunkRows(s.chunk)} * stride_]);
+      allocated_bytes_ += size_t{ChunkRows(s.chunk)} * stride_ * sizeof(float);
+    }
     return size_++;
   }
+
+  // `index` holds no row any more; a later Allocate() may return it.
+  void Free(uint32_t index) { free_.push_back(index); }
 
   float* row(uint32_t index) {
     const Slot s = Locate(index);
@@ -38,18 +54,12 @@ class RowArena {
   }
   const float* row(uint32_t index) const { return const_cast<RowArena*>(this)->row(index); }
 
+  // Indices handed out so far, freed ones included: every index is < size().
   uint32_t size() const { return size_; }
   uint32_t stride() const { return stride_; }
-  size_t bytes() const {
-    size_t rows = 0;
-    for (size_t c = 0; c < chunks_.size(); ++c) rows += ChunkRows(c);
-    return rows * stride_ * sizeof(float);
-  }
+  size_t bytes() const { return allocated_bytes_ + free_.capacity() * sizeof(uint32_t); }
 
  private:
-  static constexpr size_t kFirstRows = 16;
-  static constexpr size_t kMaxChunkBytes = 1 << 20;
-
   struct Slot {
     size_t chunk;
     uint32_t offset;
@@ -75,7 +85,9 @@ class RowArena {
   const size_t growing_rows_;
   const size_t growing_chunks_;
   uint32_t size_ = 0;
+  size_t allocated_bytes_ = 0;
   std::vector<std::unique_ptr<float[]>> chunks_;
+  std::vector<uint32_t> free_;
 };
 
 }  // namespace sparta

@@ -7,6 +7,10 @@
 #include <rocksdb/listener.h>
 #include <rocksdb/memtablerep.h>
 #include <rocksdb/options.h>
+#include <rocksdb/cache.h>
+#include <rocksdb/filter_policy.h>
+#include <rocksdb/table.h>
+#include <rocksdb/write_buffer_manager.h>
 #include <rocksdb/utilities/checkpoint.h>
 
 #include "absl/strings/str_cat.h"
@@ -70,6 +74,29 @@ rocksdb::Options StoreOptions() {
   return options;
 }
 
+// The cold tier reads rows back at random: a skip-list memtable (the
+// vector one is scanned on every read), whole-key Bloom filters (a key that
+// is not in a file costs no block read: most lookups are of new keys), and
+// a block cache that, with the memtables charged to it, holds RocksDB's
+// memory to `bytes`.
+void UseAsColdTier(rocksdb::Options* options, uint64_t bytes) {
+  auto cache = rocksdb::NewLRUCache(bytes);
+  options->memtable_factory = std::make_shared<rocksdb::SkipListFactory>();
+  options->allow_concurrent_memtable_write = true;
+  options->write_buffer_manager = std::make_shared<rocksdb::WriteBufferManager>(bytes / 2, cache);
+  options->write_buffer_size = std::max<uint64_t>(1 << 20, bytes / 8);
+  options->max_write_buffer_number = 2;
+  rocksdb::BlockBasedTableOptions table;
+  table.block_cache = cache;
+  table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  table.cache_index_and_filter_blocks = true;
+  table.pin_l0_filter_and_index_blocks_in_cache = true;
+  table.block_size = 16 << 10;
+  options->table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  // Rows are read one by one: no readahead of neighbours that are not wanted.
+  options->advise_random_on_open = true;
+}
+
 }  // namespace
 
 std::string RowKey(uint32_t shard, uint64_t key) {
@@ -85,8 +112,10 @@ void RowBatch::Put(rocksdb::ColumnFamilyHandle* column, uint32_t shard, uint64_t
              rocksdb::Slice(reinterpret_cast<const char*>(row), floats * sizeof(float)));
 }
 
-absl::StatusOr<std::unique_ptr<RowStore>> RowStore::Open(const std::string& dir, bool wal, bool fresh) {
+absl::StatusOr<std::unique_ptr<RowStore>> RowStore::Open(const std::string& dir, bool wal, bool fresh,
+                                                         uint64_t cold_tier_bytes) {
   rocksdb::Options options = StoreOptions();
+  if (cold_tier_bytes > 0) UseAsColdTier(&options, cold_tier_bytes);
   if (fresh) {
     std::error_code ec;
     std::filesystem::remove_all(dir, ec);
@@ -97,6 +126,7 @@ absl::StatusOr<std::unique_ptr<RowStore>> RowStore::Open(const std::string& dir,
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
   for (const auto& name : names) descriptors.emplace_back(name, rocksdb::ColumnFamilyOptions(options));
   auto store = std::unique_ptr<RowStore>(new RowStore());
+  store->options_ = options;
   store->wal_ = wal;
   store->dir_ = dir;
   rocksdb::DB* db = nullptr;
@@ -121,7 +151,7 @@ absl::Status RowStore::AddTable(uint32_t id) {
   if (id >= kMaxTables) return absl::InvalidArgumentError(absl::StrCat("table id ", id, " out of range"));
   if (columns_[id] != nullptr) return absl::OkStatus();
   rocksdb::ColumnFamilyHandle* handle = nullptr;
-  if (auto st = FromRocks(db_->CreateColumnFamily(rocksdb::ColumnFamilyOptions(StoreOptions()), ColumnName(id),
+  if (auto st = FromRocks(db_->CreateColumnFamily(rocksdb::ColumnFamilyOptions(options_), ColumnName(id),
                                                   &handle),
                           "creating a column family");
       !st.ok()) {
@@ -157,6 +187,57 @@ absl::Status RowStore::Write(RowBatch* batch) {
   }
   needs_resume_.store(true);
   return st;
+}
+
+absl::Status RowStore::MultiGet(rocksdb::ColumnFamilyHandle* column, std::span<const uint32_t> shards,
+                               std::span<const uint64_t> keys, uint32_t floats, float* rows,
+                               std::vector<uint8_t>* found) {
+  const size_t n = keys.size();
+  found->assign(n, 0);
+  if (n == 0) return absl::OkStatus();
+  std::vector<char> key_bytes(n * 12);
+  std::vector<rocksdb::Slice> slices(n);
+  for (size_t i = 0; i < n; ++i) {
+    EncodeRowKey(shards[i], keys[i], key_bytes.data() + i * 12);
+    slices[i] = rocksdb::Slice(key_bytes.data() + i * 12, 12);
+  }
+  std::vector<rocksdb::PinnableSlice> values(n);
+  std::vector<rocksdb::Status> statuses(n);
+  rocksdb::ReadOptions read;
+  db_->MultiGet(read, column, n, slices.data(), values.data(), statuses.data());
+  for (size_t i = 0; i < n; ++i) {
+    if (statuses[i].IsNotFound()) continue;
+    if (!statuses[i].ok()) return FromRocks(statuses[i], absl::StrCat("reading a cold row from ", dir_));
+    if (values[i].size() != floats * sizeof(float)) {
+      return absl::DataLossError(absl::StrCat(dir_, ": a cold row of ", values[i].size(), " bytes; expected ",
+                                              floats * sizeof(float)));
+    }
+    std::memcpy(rows + i * floats, values[i].data(), values[i].size());
+    (*found)[i] = 1;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RowStore::ForEachRow(rocksdb::ColumnFamilyHandle* column, uint32_t shard,
+                                 const std::function<void(uint64_t key, std::span<const float> row)>& visit) {
+  rocksdb::ReadOptions read;
+  read.fill_cache = false;  // one pass over the shard: keep the cache for hot lookups
+  const std::string begin = RowKey(shard, 0);
+  const std::string end = shard == ~uint32_t{0} ? std::string(13, '\xff') : RowKey(shard + 1, 0);
+  rocksdb::Slice upper(end);
+  read.iterate_upper_bound = &upper;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read, column));
+  std::vector<float> row;
+  for (it->Seek(begin); it->Valid(); it->Next()) {
+    const rocksdb::Slice key = it->key(), value = it->value();
+    if (key.size() != 12 || value.size() % sizeof(float) != 0) {
+      return absl::DataLossError(absl::StrCat(dir_, ": a malformed row in shard ", shard));
+    }
+    row.resize(value.size() / sizeof(float));
+    std::memcpy(row.data(), value.data(), value.size());
+    visit(DecodeBigEndian(key.data() + 4, 8), row);
+  }
+  return FromRocks(it->status(), absl::StrCat("reading shard ", shard, " from ", dir_));
 }
 
 absl::Status RowStore::wal_error() const {

@@ -58,7 +58,11 @@ class RowStore {
   // Opens (creating if needed) the database in `dir`. With `wal`, Write()
   // logs every batch before returning; otherwise nothing is durable until
   // Checkpoint(). `fresh` deletes what an earlier run left there.
-  static absl::StatusOr<std::unique_ptr<RowStore>> Open(const std::string& dir, bool wal, bool fresh);
+  // `cold_tier_bytes` > 0: the database is also the cold tier of a server
+  // under a memory limit (rows are read back, not only written), and its
+  // block cache and memtables together stay within that many bytes.
+  static absl::StatusOr<std::unique_ptr<RowStore>> Open(const std::string& dir, bool wal, bool fresh,
+                                                        uint64_t cold_tier_bytes = 0);
   ~RowStore();
 
   // Creates table `id`'s column family if it does not exist yet. I/O thread.
@@ -71,6 +75,16 @@ class RowStore {
   // returns it without touching RocksDB, whose log writer must not be used
   // again after an error, and the job is to fail with it (wal_error()).
   absl::Status Write(RowBatch* batch);
+  // Reads rows (shards[i], keys[i]) of the table in `column` from the live
+  // database, in one batched lookup: a found row's `floats` floats go to
+  // rows[i * floats] and found[i] is set. Any thread.
+  absl::Status MultiGet(rocksdb::ColumnFamilyHandle* column, std::span<const uint32_t> shards,
+                        std::span<const uint64_t> keys, uint32_t floats, float* rows, std::vector<uint8_t>* found);
+
+  // Calls visit for every row of `shard` in the live database's `column`,
+  // in key order. Any thread.
+  absl::Status ForEachRow(rocksdb::ColumnFamilyHandle* column, uint32_t shard, const std::function<void(uint64_t key, std::span<const float> row)>& visit);
+
   // The write-ahead log's failure, or OK (any thread).
   absl::Status wal_error() const;
   bool wal_failed() const { return wal_failed_.load(std::memory_order_acquire); }
@@ -103,6 +117,7 @@ class RowStore {
  private:
   RowStore() = default;
 
+  rocksdb::Options options_;  // of every column family
   std::unique_ptr<rocksdb::DB> db_;
   std::string dir_;
   bool wal_ = false;

@@ -31,6 +31,45 @@ namespace {
 // Whose update a push is: a forwarded push is the worker's push, so
 // duplicates are recognized whether it arrives directly or forwarded.
 uint32_t OriginOf(const pb::Header& h) { return h.type() == pb::REPLICATE ? h.origin() : h.sender(); }
+// Snapshot messages carry at most this many bytes of rows.
+constexpr size_t kSnapshotChunkBytes = 16 << 20;
+
+// RocksDB's share of server.memory_limit (block cache and memtables); 0
+// without a limit (RocksDB's defaults: the database is only written).
+uint64_t ColdTierBytes(const Config& config) {
+  const uint64_t limit = config.server.memory_limit_bytes;
+  return limit == 0 ? 0 : std::max<uint64_t>(8 << 20, limit / 8);
+}
+
+// What is left of server.memory_limit for hot rows, after RocksDB, the
+// admission counters and the replication buffers; 0 without a limit.
+absl::StatusOr<uint64_t> HotRowBudget(const Config& config) {
+  const uint64_t limit = config.server.memory_limit_bytes;
+  if (limit == 0) return 0;
+  if (config.storage.path.empty() && config.storage.db_path.empty()) {
+    // (scripts/sparta launch always sets it, to the run folder.)
+    return absl::InvalidArgumentError(absl::StrCat(config.Where("server.memory_limit"),
+                                                   ": key 'server.memory_limit' needs storage.path: rows past the "
+                                                   "limit move to the server's RocksDB"));
+  }
+  uint64_t counters = 0;
+  auto add_counters = [&](const TablePolicyConfig& p) {
+    if (p.admission_min_count > 1 || p.admission_probability < 1) counters += p.admission_counter_bytes_value;
+  };
+  add_counters(config.embedding.defaults);
+  for (const auto& [name, p] : config.embedding.tables) add_counters(p);
+  const uint64_t replication = limit / 16;  // snapshot chunks and forwarded pushes in flight
+  const uint64_t reserved = ColdTierBytes(config) + counters + replication;
+  if (reserved + (4 << 20) > limit) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        config.Where("server.memory_limit"), ": key 'server.memory_limit': ", config.server.memory_limit,
+        " leaves no room for rows: RocksDB's cache and memtables take ", ColdTierBytes(config) >> 20,
+        " MiB, the admission counters ", counters >> 20, " MiB and replication buffers ", replication >> 20,
+        " MiB; give at least ", (reserved + (64 << 20)) >> 20, "MiB"));
+  }
+  return limit - reserved;
+}
+
 }  // namespace
 
 Server::Server(const Config& config, int rank, std::string info_file)
@@ -38,7 +77,8 @@ Server::Server(const Config& config, int rank, std::string info_file)
       requested_rank_(rank),
       info_file_(std::move(info_file)),
       context_(1),
-      socket_(context_, zmq::socket_type::router) {}
+      socket_(context_, zmq::socket_type::router),
+      tables_(&config_) {}
 
 Server::~Server() {
   for (auto& e : executors_) e->Stop();
@@ -78,7 +118,7 @@ absl::Status Server::Run() {
   if (!config_.storage.path.empty()) {
     const std::string dir =
         ServerStoreDir(config_.storage.db_path.empty() ? config_.storage.path : config_.storage.db_path, rank_);
-    auto store = RowStore::Open(dir, config_.storage.durability == "wal", /*fresh=*/true);
+    auto store = RowStore::Open(dir, config_.storage.durability == "wal", /*fresh=*/true, ColdTierBytes(config_));
     if (!store.ok()) return store.status();
     store_ = *std::move(store);
     spdlog::info("rows persist to {} (durability: {})", dir, config_.storage.durability);
@@ -101,10 +141,25 @@ absl::Status Server::Run() {
   view_epoch_.store(epoch_);
   shards_ready_.store(true, std::memory_order_release);
   const int threads = config_.server.threads;
+  auto budget = HotRowBudget(config_);
+  if (!budget.ok()) return budget.status();
+  ShardExecutor::Options options{
+      .store = store_.get(),
+      .wal = config_.storage.durability == "wal",
+      .sum_steps = config_.worker.consistency == "bsp",
+      .memory_budget = *budget / static_cast<uint64_t>(threads),
+      // Each table's admission counters: counter_bytes on this server,
+      // spread over the shards it holds (num_shards x R / servers).
+      .counter_share = static_cast<double>(config_.cluster.servers) /
+                       (static_cast<double>(num_shards_) * config_.storage.replication_factor)};
+  if (*budget != 0) {
+    spdlog::info("server.memory_limit {}: {} MiB for hot rows, {} MiB for RocksDB's cache and memtables; "
+                 "colder rows live in {}",
+                 config_.server.memory_limit, *budget >> 20, ColdTierBytes(config_) >> 20,
+                 config_.storage.db_path.empty() ? config_.storage.path : config_.storage.db_path);
+  }
   for (int e = 0; e < threads; ++e) {
-    executors_.push_back(std::make_unique<ShardExecutor>(e, threads, shard_owner_.size(), &done_, store_.get(),
-                                                         config_.storage.durability == "wal",
-                                                         config_.worker.consistency == "bsp"));
+    executors_.push_back(std::make_unique<ShardExecutor>(e, threads, shard_owner_.size(), &done_, options));
   }
   if (!view->restore_from().empty()) {
     if (auto st = Restore(view->restore_from()); !st.ok()) {
@@ -224,6 +279,7 @@ void Server::HandleRequest(Message message) {
     } else {
       request->grads = FrameView<float>(m.frames[1], &request->grad_scratch);
     }
+    if (m.header.key_counts()) request->counts = FrameView<uint32_t>(m.frames[2], &request->count_scratch);
   } else if (request->dtype == pb::FP16) {
     request->half_values.resize(floats);
   } else {
@@ -274,7 +330,9 @@ void Server::Route(std::shared_ptr<Request> request) {
 }
 
 void Server::Answer(const std::shared_ptr<Request>& request) {
-  if (request->message.header.type() == pb::PULL) {
+  if (request->read_failed.load()) {
+    Reply(request->message, ReportTierFailure());
+  } else if (request->message.header.type() == pb::PULL) {
     TrafficCounters::Add(traffic_.pulls, 1);
     TrafficCounters::Add(traffic_.pulled_keys, request->message.header.num_keys());
     if (request->dtype == pb::FP16) {
@@ -291,6 +349,20 @@ void Server::Answer(const std::shared_ptr<Request>& request) {
     TrafficCounters::Add(traffic_.pushed_keys, request->message.header.num_keys());
     Reply(request->message, absl::OkStatus());
   }
+}
+
+absl::Status Server::ReportTierFailure() {
+  absl::Status cause;
+  for (const auto& e : executors_) {
+    if (e->failed()) cause = e->failure();
+  }
+  const absl::Status why = absl::DataLossError(
+      absl::StrCat("server-", rank_, " lost access to its cold tier (server.memory_limit): ", cause.message()));
+  if (!storage_failed_) {
+    storage_failed_ = true;
+    scheduler_->SendFailed(why);
+  }
+  return why;
 }
 
 absl::Status Server::ReportStorageFailure() {
@@ -400,12 +472,20 @@ void Server::SnapshotShard(uint32_t shard, uint32_t peer) {
   ShardTask task;
   task.control = [this, executor, shard, peer, tables] {
     for (const TableEntry* table : tables) {
-      ShardRows rows;
-      rows.peer = peer;
-      rows.shard = shard;
-      rows.table = table;
-      executor->CopyRows(shard, *table, &rows.keys, &rows.rows, &rows.stride);
-      snapshots_.Post(std::move(rows));
+      // Bounded messages: a shard of a large table is GBs, more than one
+      // message (and ZeroMQ's frame limit) should carry.
+      const size_t max_rows = std::max<size_t>(1, kSnapshotChunkBytes / (table->spec.dim() * 3 * sizeof(float) + 8));
+      executor->CopyRows(shard, *table, max_rows,
+                         [&](std::vector<uint64_t>&& keys, std::vector<float>&& values, uint32_t stride) {
+                           ShardRows rows;
+                           rows.peer = peer;
+                           rows.shard = shard;
+                           rows.table = table;
+                           rows.stride = stride;
+                           rows.keys = std::move(keys);
+                           rows.rows = std::move(values);
+                           snapshots_.Post(std::move(rows));
+                         });
     }
     ShardRows end;
     end.peer = peer;

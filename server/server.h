@@ -78,6 +78,8 @@ class Server {
   // The write-ahead log failed: tells the scheduler (once), so that the job
   // fails naming the path and the cause. Returns that error.
   absl::Status ReportStorageFailure();
+  // An executor's cold tier failed: the same, for that cause.
+  absl::Status ReportTierFailure();
   pb::ServerStats Stats() const;
   // Figures only the main thread may read, for /metrics.
   void PublishMetrics();

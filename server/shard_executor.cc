@@ -1,21 +1,28 @@
 #include "server/shard_executor.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 
 #include "common/half.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
+#include "absl/strings/str_cat.h"
+#include "server/initializer.h"
 
 namespace sparta {
 
 ShardExecutor::ShardExecutor(int index, int count, uint32_t num_shards, Mailbox<std::shared_ptr<Request>>* done,
-                             RowStore* store, bool wal, bool sum_steps)
+                             const Options& options)
     : index_(index),
       count_(count),
-      store_(store),
-      wal_(wal),
-      sum_steps_(sum_steps),
+      store_(options.store),
+      wal_(options.wal),
+      sum_steps_(options.sum_steps),
+      budget_(options.memory_budget),
+      counter_share_(options.counter_share),
+      tier_(new TableTierStats[RowStore::kMaxTables]),
+      tier_used_(new std::atomic<bool>[RowStore::kMaxTables]()),
       done_(done),
       shards_((num_shards + count - 1) / count) {}
 
@@ -42,9 +49,11 @@ void ShardExecutor::Run() {
       // A checkpoint cut or a snapshot must see whole steps applied.
       if (pending_clock_ != 0) ApplyPendingSteps();
       task->control();
+      if (budget_ != 0 && HotBytes() > static_cast<int64_t>(budget_)) EvictToBudget();
       continue;
     }
     Execute(*task);
+    if (budget_ != 0 && HotBytes() > static_cast<int64_t>(budget_)) EvictToBudget();
     // The last executor to finish hands the request back for its reply.
     if (task->request->pending.fetch_sub(1, std::memory_order_acq_rel) == 1) done_->Post(std::move(task->request));
   }
@@ -55,28 +64,62 @@ TableShard& ShardExecutor::Shard(uint32_t local, const TableEntry& table) {
   const uint32_t id = table.spec.id();
   if (tables.size() <= id) tables.resize(id + 1);
   if (!tables[id]) {
-    tables[id] = std::make_unique<TableShard>(local * count_ + index_, &table.spec, table.optimizer.get());
+    tables[id] = std::make_unique<TableShard>(local * count_ + index_, &table.spec, table.optimizer.get(),
+                                              table.policy.eviction, /*small_chunks=*/budget_ != 0);
+    all_shards_.push_back(tables[id].get());
+    if (policy_of_.size() <= id) policy_of_.resize(id + 1, nullptr);
+    policy_of_[id] = &table.policy;
+    if (!tier_used_[id].load(std::memory_order_relaxed)) {
+      used_tables_.push_back({id, tables[id]->row_cost()});
+      tier_used_[id].store(true, std::memory_order_release);
+    }
   }
   return *tables[id];
 }
 
-void ShardExecutor::LoadRow(const TableEntry& table, uint32_t shard, uint64_t key, std::span<const float> row) {
-  TableShard& s = Shard(shard / count_, table);
-  const size_t before = s.rows();
-  s.Load(key, row);
-  rows_.fetch_add(s.rows() - before, std::memory_order_relaxed);
+int64_t ShardExecutor::HotBytes() const {
+  int64_t bytes = 0;
+  for (const auto& [id, row_cost] : used_tables_) {
+    bytes += tier_[id].hot_rows.load(std::memory_order_relaxed) * static_cast<int64_t>(row_cost);
+  }
+  return bytes;
 }
 
-void ShardExecutor::CopyRows(uint32_t shard, const TableEntry& table, std::vector<uint64_t>* keys,
-                             std::vector<float>* rows, uint32_t* stride) {
+void ShardExecutor::LoadRow(const TableEntry& table, uint32_t shard, uint64_t key, std::span<const float> row) {
   TableShard& s = Shard(shard / count_, table);
-  *stride = s.stride();
-  keys->reserve(s.rows());
-  rows->reserve(s.rows() * s.stride());
-  s.ForEach([&](uint64_t key, const float* row) {
-    keys->push_back(key);
-    rows->insert(rows->end(), row, row + s.stride());
-  });
+  if (s.Load(key, row)) {
+    rows_.fetch_add(1, std::memory_order_relaxed);
+    Bump(tier_[table.spec.id()].hot_rows, 1);
+  }
+  if (budget_ != 0 && HotBytes() > static_cast<int64_t>(budget_)) EvictToBudget();
+}
+
+void ShardExecutor::CopyRows(uint32_t shard, const TableEntry& table, size_t max_rows, const RowsVisitor& emit) {
+  TableShard& s = Shard(shard / count_, table);
+  const uint32_t stride = s.stride();
+  std::vector<uint64_t> keys;
+  std::vector<float> rows;
+  auto add = [&](uint64_t key, const float* row) {
+    keys.push_back(key);
+    rows.insert(rows.end(), row, row + stride);
+    if (keys.size() >= max_rows) {
+      emit(std::move(keys), std::move(rows), stride);
+      keys.clear();
+      rows.clear();
+    }
+  };
+  s.ForEach(add);
+  if (s.cold_rows() > 0 && store_ != nullptr) {
+    // The rows in the store only; a hot row's store copy may be stale.
+    auto st = store_->ForEachRow(store_->column(table.spec.id()), s.shard(),
+                                 [&](uint64_t key, std::span<const float> row) {
+                                   if (s.FindSlot(key) == TableShard::kNoSlot && row.size() == stride) {
+                                     add(key, row.data());
+                                   }
+                                 });
+    if (!st.ok()) Fail(st);
+  }
+  if (!keys.empty()) emit(std::move(keys), std::move(rows), stride);
 }
 
 void ShardExecutor::CountRowsByTable(std::vector<uint64_t>* rows) const {
@@ -117,26 +160,69 @@ const float* ShardExecutor::GradOf(const Request& r, size_t position, uint32_t d
 
 void ShardExecutor::AddPending(ShardTask& task) {
   Request& r = *task.request;
-  const uint32_t dim = r.table->spec.dim();
+  const TableEntry& table = *r.table;
+  const uint32_t dim = table.spec.dim();
   for (size_t i = 0; i < task.positions.size(); ++i) {
-    Shard(task.local_shards[i], *r.table).AddPending(r.keys[task.positions[i]], GradOf(r, task.positions[i], dim));
+    TableShard& shard = Shard(task.local_shards[i], table);
+    const uint64_t key = r.keys[task.positions[i]];
+    if (!table.policy.admits_every_key() && shard.FindSlot(key) == TableShard::kNoSlot) {
+      // Counted as the push arrives, in the same order on every replica.
+      const uint32_t count = r.counts.empty() ? 1 : r.counts[task.positions[i]];
+      if (Admit(shard, table.policy, key, count)) step_admitted_.insert({shard.shard(), key});
+    }
+    shard.AddPending(key, GradOf(r, task.positions[i], dim));
   }
   pending_clock_ = r.message.header.clock();
 }
 
 void ShardExecutor::ApplyPendingSteps() {
   const bool track_changes = store_ != nullptr && !wal_;
-  uint64_t created = 0;
-  for (auto& tables : shards_) {
-    for (auto& shard : tables) {
-      if (!shard || !shard->has_pending()) continue;
-      rocksdb::ColumnFamilyHandle* column = wal_ && store_ != nullptr ? store_->column(shard->table_id()) : nullptr;
-      created += shard->ApplyPending(track_changes, [&](uint64_t key, const float* row) {
-        if (column != nullptr) batch_.Put(column, shard->shard(), key, row, shard->stride());
-      });
+  // Each shard's keys go through the same lookup as a request's: hot, else
+  // the store, else new if admitted.
+  for (TableShard* shard : all_shards_) {
+    if (!shard->has_pending()) continue;
+    const std::vector<uint64_t>& keys = shard->pending_keys();
+    const uint32_t id = shard->table_id();
+    TableTierStats& stats = tier_[id];
+    slots_.resize(keys.size());
+    misses_.clear();
+    for (uint32_t i = 0; i < keys.size(); ++i) {
+      slots_[i] = shard->FindSlot(keys[i]);
+      if (slots_[i] == TableShard::kNoSlot) misses_.push_back(i);
     }
+    if (!misses_.empty() && shard->cold_rows() > 0) {
+      lookup_shards_.assign(misses_.size(), shard->shard());
+      lookup_keys_.clear();
+      for (uint32_t i : misses_) lookup_keys_.push_back(keys[i]);
+      if (!ReadCold(id, shard->stride())) continue;  // the failure is reported; the step is not applied
+      for (size_t j = 0; j < misses_.size(); ++j) {
+        if (!lookup_found_[j]) continue;
+        slots_[misses_[j]] = shard->Insert(keys[misses_[j]], lookup_rows_.data() + j * shard->stride(), true);
+        Bump(stats.promoted, 1);
+        Bump(stats.hot_rows, 1);
+        Bump(stats.cold_rows, -1);
+      }
+    }
+    const bool every_key = AdmitsEveryKey(*shard);
+    for (uint32_t i : misses_) {
+      if (slots_[i] != TableShard::kNoSlot) continue;
+      if (!every_key && !step_admitted_.contains({shard->shard(), keys[i]})) {
+        Bump(stats.deferred, 1);
+        continue;
+      }
+      slots_[i] = shard->Insert(keys[i], nullptr, false);
+      rows_.fetch_add(1, std::memory_order_relaxed);
+      Bump(stats.hot_rows, 1);
+      if (!every_key) Bump(stats.admitted, 1);
+    }
+    rocksdb::ColumnFamilyHandle* column = wal_ && store_ != nullptr ? store_->column(id) : nullptr;
+    shard->ApplyPending(slots_, track_changes, [&](uint64_t key, uint32_t slot) {
+      if (column == nullptr) return;
+      batch_.Put(column, shard->shard(), key, shard->row(slot), shard->stride());
+      shard->MarkStored(slot);
+    });
   }
-  rows_.fetch_add(created, std::memory_order_relaxed);
+  step_admitted_.clear();
   pending_clock_ = 0;
   if (wal_ && store_ != nullptr) (void)WriteWal();
 }
@@ -145,63 +231,243 @@ absl::Status ShardExecutor::WriteWal() {
   return store_->Write(&batch_);  // the store logs its failure once
 }
 
+bool ShardExecutor::AdmitsEveryKey(const TableShard& shard) const {
+  return policy_of_[shard.table_id()]->admits_every_key();
+}
+
+bool ShardExecutor::Admit(TableShard& shard, const TablePolicy& policy, uint64_t key, uint32_t count) {
+  const size_t bytes = static_cast<size_t>(static_cast<double>(policy.counter_bytes) * counter_share_);
+  auto [before, after] = shard.admission(std::max<size_t>(bytes, 64)).Add(key, count);
+  if (policy.min_count > 1 && after >= policy.min_count) return true;
+  if (policy.probability < 1.0) {
+    // One draw per occurrence, a function of (seed, key, occurrence number):
+    // every replica draws the same. A saturated count admits.
+    if (after >= AdmissionCounter::kMax) return true;
+    for (uint32_t j = before; j < after; ++j) {
+      if (UnitUniform(Mix64(key ^ Mix64(policy.seed ^ (0xa0761d6478bd642fULL * (j + 1))))) < policy.probability) {
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
+bool ShardExecutor::ReadCold(uint32_t table, uint32_t stride) {
+  TableTierStats& stats = tier_[table];
+  lookup_rows_.resize(lookup_keys_.size() * size_t{stride});
+  const auto start = std::chrono::steady_clock::now();
+  const absl::Status st =
+      store_->MultiGet(store_->column(table), lookup_shards_, lookup_keys_, stride, lookup_rows_.data(), &lookup_found_);
+  Bump(stats.cold_read_ns, static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                                     std::chrono::steady_clock::now() - start)
+                                                     .count()));
+  Bump(stats.cold_reads, lookup_keys_.size());
+  Bump(stats.cold_read_batches, 1);
+  if (!st.ok()) Fail(st);
+  return st.ok();
+}
+
+void ShardExecutor::Fail(const absl::Status& status) {
+  std::lock_guard<std::mutex> lock(failure_mu_);
+  if (!failure_.ok()) return;
+  failure_ = status;
+  failed_.store(true, std::memory_order_release);
+  spdlog::error("executor {}: the cold tier failed: {}", index_, status.message());
+}
+
+absl::Status ShardExecutor::failure() const {
+  std::lock_guard<std::mutex> lock(failure_mu_);
+  return failure_;
+}
+
+bool ShardExecutor::ResolveMisses(const Request& r, const ShardTask& task, bool is_push) {
+  const TableEntry& table = *r.table;
+  const uint32_t id = table.spec.id();
+  TableTierStats& stats = tier_[id];
+  lookup_.clear();
+  lookup_shards_.clear();
+  lookup_keys_.clear();
+  for (uint32_t i : misses_) {
+    const TableShard& s = *shard_scratch_[i];
+    if (s.cold_rows() == 0) continue;
+    lookup_.push_back(i);
+    lookup_shards_.push_back(s.shard());
+    lookup_keys_.push_back(r.keys[task.positions[i]]);
+  }
+  if (!lookup_.empty()) {
+    const uint32_t stride = shard_scratch_[lookup_[0]]->stride();
+    if (!ReadCold(id, stride)) return false;
+    for (size_t j = 0; j < lookup_.size(); ++j) {
+      if (!lookup_found_[j]) continue;
+      const uint32_t i = lookup_[j];
+      slots_[i] = shard_scratch_[i]->Insert(lookup_keys_[j], lookup_rows_.data() + j * stride, /*from_store=*/true);
+      Bump(stats.promoted, 1);
+      Bump(stats.hot_rows, 1);
+      Bump(stats.cold_rows, -1);
+    }
+  }
+  const bool every_key = table.policy.admits_every_key();
+  uint64_t created = 0;
+  for (uint32_t i : misses_) {
+    if (slots_[i] != TableShard::kNoSlot) continue;
+    TableShard& s = *shard_scratch_[i];
+    const uint32_t position = task.positions[i];
+    const uint64_t key = r.keys[position];
+    if (!every_key) {
+      if (!is_push) continue;  // a pull of a key without a row reads zeros
+      if (!Admit(s, table.policy, key, r.counts.empty() ? 1 : r.counts[position])) {
+        Bump(stats.deferred, r.counts.empty() ? 1 : r.counts[position]);
+        continue;
+      }
+      Bump(stats.admitted, 1);
+    }
+    slots_[i] = s.Insert(key, nullptr, /*from_store=*/false);
+    ++created;
+  }
+  rows_.fetch_add(created, std::memory_order_relaxed);
+  Bump(stats.hot_rows, static_cast<int64_t>(created));
+  return true;
+}
+
+void ShardExecutor::EvictToBudget() {
+  // A little under the budget, so that eviction runs in batches rather than
+  // a row at a time after every request.
+  const int64_t target = static_cast<int64_t>(static_cast<double>(budget_) * 0.97);
+  int64_t hot = HotBytes();
+  for (int round = 0; round < 8 && hot > target; ++round) {
+    // Each shard gives up rows in proportion to its part of the hot bytes,
+    // so every shard stays about as warm as the others.
+    const double excess = static_cast<double>(hot - target);
+    size_t evicted_now = 0;
+    TableShard* largest = nullptr;
+    for (TableShard* s : all_shards_) {
+      if (largest == nullptr || s->hot_bytes() > largest->hot_bytes()) largest = s;
+      const size_t share = static_cast<size_t>(excess * static_cast<double>(s->hot_bytes()) /
+                                               static_cast<double>(hot) / static_cast<double>(s->row_cost()));
+      if (share > 0) evicted_now += EvictFrom(*s, share);
+    }
+    // Shares all rounded down to nothing: the largest shard pays.
+    if (evicted_now == 0 && largest != nullptr) {
+      evicted_now = EvictFrom(*largest, static_cast<size_t>(excess) / largest->row_cost() + 1);
+    }
+    if (batch_.count() > 0) {
+      if (auto st = store_->Write(&batch_); !st.ok()) {
+        // The rows just evicted are gone from DRAM and not in the store:
+        // the job must fail rather than go on with them missing.
+        Fail(absl::DataLossError(absl::StrCat("writing evicted rows: ", st.message())));
+        return;
+      }
+    }
+    if (evicted_now == 0) break;  // every row is in use (tiny budget): nothing more to do now
+    hot = HotBytes();
+  }
+}
+
+size_t ShardExecutor::EvictFrom(TableShard& shard, size_t rows) {
+  TableTierStats& stats = tier_[shard.table_id()];
+  const size_t cold_before = shard.cold_rows();
+  rocksdb::ColumnFamilyHandle* column = store_ != nullptr ? store_->column(shard.table_id()) : nullptr;
+  const size_t evicted = shard.Evict(rows, column, &batch_);
+  const size_t went_cold = shard.cold_rows() - cold_before;
+  Bump(stats.hot_rows, -static_cast<int64_t>(evicted));
+  Bump(stats.cold_rows, static_cast<int64_t>(went_cold));
+  Bump(stats.demoted, evicted);
+  // Rows that were never changed are dropped, not stored: they leave the
+  // shard's count of rows held (their key recreates them identically).
+  rows_.fetch_sub(evicted - went_cold, std::memory_order_relaxed);
+  return evicted;
+}
+
 void ShardExecutor::Execute(ShardTask& task) {
   Request& r = *task.request;
-  const uint32_t dim = r.table->spec.dim();
+  const TableEntry& table = *r.table;
+  const uint32_t dim = table.spec.dim();
   const bool is_push = r.message.header.type() != pb::PULL;  // PUSH or REPLICATE
   if (sum_steps_) {
     const uint64_t clock = r.message.header.clock();
     if (pending_clock_ != 0 && (clock == 0 || clock > pending_clock_)) ApplyPendingSteps();
     if (is_push && clock != 0) return AddPending(task);
   }
+  if (failed_.load(std::memory_order_relaxed)) {
+    r.read_failed.store(true);
+    return;
+  }
   const size_t n = task.positions.size();
   // Random keys miss the cache at every step: first the hash-map slot, then
   // the row. So the work is done in two passes, each prefetching a few keys
-  // ahead: find (or create) every row, then apply or copy every row.
+  // ahead: find every hot row, then apply or copy every row.
   constexpr size_t kLookAhead = 8;
-  uint64_t created = 0;
   // In "checkpoint" durability changed rows are remembered for the next
   // checkpoint; in "wal" they are written right below instead.
   const bool track_changes = is_push && store_ != nullptr && !wal_;
-  row_scratch_.resize(n);
+  slots_.resize(n);
+  shard_scratch_.resize(n);
+  misses_.clear();
   for (size_t i = 0; i < n; ++i) {
     if (i + kLookAhead < n) {
-      Shard(task.local_shards[i + kLookAhead], *r.table).Prefetch(r.keys[task.positions[i + kLookAhead]]);
+      Shard(task.local_shards[i + kLookAhead], table).Prefetch(r.keys[task.positions[i + kLookAhead]]);
     }
-    row_scratch_[i] = Shard(task.local_shards[i], *r.table)
-                          .FindOrCreate(r.keys[task.positions[i]], &created, track_changes);
+    TableShard& s = Shard(task.local_shards[i], table);
+    shard_scratch_[i] = &s;
+    slots_[i] = s.FindSlot(r.keys[task.positions[i]]);
+    if (slots_[i] == TableShard::kNoSlot) misses_.push_back(static_cast<uint32_t>(i));
   }
-  const size_t row_bytes = size_t{Shard(task.local_shards[0], *r.table).stride()} * sizeof(float);
+  if (!misses_.empty() && !ResolveMisses(r, task, is_push)) {
+    r.read_failed.store(true);
+    return;
+  }
+  const size_t row_bytes = size_t{shard_scratch_[0]->stride()} * sizeof(float);
+  const bool tiered = budget_ != 0;
   for (size_t i = 0; i < n; ++i) {
-    if (i + kLookAhead < n) {
-      const char* ahead = reinterpret_cast<const char*>(row_scratch_[i + kLookAhead]);
+    if (i + kLookAhead < n && slots_[i + kLookAhead] != TableShard::kNoSlot) {
+      const char* ahead = reinterpret_cast<const char*>(shard_scratch_[i + kLookAhead]->row(slots_[i + kLookAhead]));
       for (size_t line = 0; line < row_bytes; line += 64) __builtin_prefetch(ahead + line, 1);
     }
     const size_t at = size_t{task.positions[i]} * dim;
-    float* row = row_scratch_[i];
+    const uint32_t slot = slots_[i];
+    if (slot == TableShard::kNoSlot) {
+      // A key the table has not admitted: a push only counted it; a pull
+      // reads the table's default, zeros.
+      if (is_push) continue;
+      if (r.dtype == pb::FP16) {
+        std::fill_n(r.half_values.data() + at, dim, uint16_t{0});
+      } else {
+        std::fill_n(r.values.data() + at, dim, 0.0f);
+      }
+      continue;
+    }
+    TableShard& s = *shard_scratch_[i];
+    float* row = s.row(slot);
+    if (tiered) s.Touch(slot);
     if (is_push) {
-      r.table->optimizer->Apply(row, GradOf(r, task.positions[i], dim), dim);
+      if (track_changes) s.MarkChanged(slot);
+      table.optimizer->Apply(row, GradOf(r, task.positions[i], dim), dim);
     } else if (r.dtype == pb::FP16) {
       FloatsToHalves(row, r.half_values.data() + at, dim);
     } else {
       std::memcpy(r.values.data() + at, row, dim * sizeof(float));
     }
   }
-  rows_.fetch_add(created, std::memory_order_relaxed);
   if (is_push && store_ != nullptr && wal_) {
-    rocksdb::ColumnFamilyHandle* column = store_->column(r.table->spec.id());
+    rocksdb::ColumnFamilyHandle* column = store_->column(table.spec.id());
     // In (shard, key) order, as RocksDB stores them: its memtable inserts a
     // sorted batch several times faster than one in request order.
-    order_scratch_.resize(n);
-    for (uint32_t i = 0; i < n; ++i) order_scratch_[i] = i;
+    order_scratch_.clear();
+    for (uint32_t i = 0; i < n; ++i) {
+      if (slots_[i] != TableShard::kNoSlot) order_scratch_.push_back(i);
+    }
     auto sort_key = [&](uint32_t i) { return std::pair(task.local_shards[i], r.keys[task.positions[i]]); };
     std::sort(order_scratch_.begin(), order_scratch_.end(),
               [&](uint32_t a, uint32_t b) { return sort_key(a) < sort_key(b); });
     for (uint32_t i : order_scratch_) {
-      const TableShard& shard = Shard(task.local_shards[i], *r.table);
-      batch_.Put(column, shard.shard(), r.keys[task.positions[i]], row_scratch_[i], shard.stride());
+      TableShard& shard = *shard_scratch_[i];
+      batch_.Put(column, shard.shard(), r.keys[task.positions[i]], shard.row(slots_[i]), shard.stride());
     }
-    if (!WriteWal().ok()) r.not_durable.store(true);
+    if (!WriteWal().ok()) {
+      r.not_durable.store(true);
+    } else {
+      for (uint32_t i : order_scratch_) shard_scratch_[i]->MarkStored(slots_[i]);
+    }
   }
 }
 

@@ -16,6 +16,14 @@
 // so by then the sums are complete, and a pull of step t never sees a
 // partial step.
 //
+// Under a memory budget (server.memory_limit) the executor keeps its hot
+// rows' DRAM under its share: after each task it evicts the coldest rows to
+// the store (TableShard::Evict). A request that touches keys which are not
+// hot looks them up in the store in one batched MultiGet; a key found there
+// comes back hot exactly as it left. A key found nowhere is new: it gets a
+// row if its table admits it (TablePolicy), else a pull of it returns zeros
+// and a push of it only counts its occurrences.
+//
 // Submit() is thread-safe and lock-free (a TaskQueue); everything else
 // happens on the executor's thread, except LoadRow(), which is for filling
 // the shards before Start().
@@ -24,12 +32,15 @@
 #define SPARTA_SERVER_SHARD_EXECUTOR_H_
 
 #include <atomic>
+#include <functional>
+#include <mutex>
 #include <memory>
 #include <thread>
 #include <vector>
 
 #include "common/mailbox.h"
 #include "common/task_queue.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "server/request.h"
 #include "server/row_store.h"
@@ -37,13 +48,39 @@
 
 namespace sparta {
 
+// The life of one table's rows on one executor, for /metrics and status:
+// written by the executor thread only, read by any.
+struct TableTierStats {
+  std::atomic<int64_t> hot_rows{0};
+  std::atomic<int64_t> cold_rows{0};
+  std::atomic<int64_t> hot_bytes{0};
+  std::atomic<uint64_t> demoted{0};    // rows moved to the cold tier
+  std::atomic<uint64_t> promoted{0};   // rows brought back
+  std::atomic<uint64_t> admitted{0};   // new keys given a row
+  std::atomic<uint64_t> deferred{0};   // occurrences of keys not admitted (yet)
+  std::atomic<uint64_t> expired{0};
+  std::atomic<uint64_t> cold_reads{0};     // keys looked up in the store
+  std::atomic<uint64_t> cold_read_batches{0};
+  std::atomic<uint64_t> cold_read_ns{0};   // time in those lookups
+};
+
 class ShardExecutor {
  public:
-  // Owns `num_local_shards` shards; finished requests go to `done`.
-  // Executor `index` of `count` owns the virtual shards s with
-  // s % count == index. `store` (may be null) outlives the executor.
+  struct Options {
+    RowStore* store = nullptr;  // may be null; outlives the executor
+    bool wal = false;           // storage.durability wal
+    bool sum_steps = false;     // worker.consistency bsp
+    // Bytes of hot rows this executor may hold; 0: unbounded (no cold tier).
+    uint64_t memory_budget = 0;
+    // Of a table's embedding.admission.counter_bytes, the part one shard
+    // gets (the server's share divided by the shards it holds).
+    double counter_share = 1.0;
+  };
+
+  // Finished requests go to `done`. Executor `index` of `count` owns the
+  // virtual shards s with s % count == index.
   ShardExecutor(int index, int count, uint32_t num_shards, Mailbox<std::shared_ptr<Request>>* done,
-                RowStore* store, bool wal, bool sum_steps = false);
+                const Options& options);
   ~ShardExecutor();  // drains nothing: call Stop() first
   ShardExecutor(const ShardExecutor&) = delete;
   ShardExecutor& operator=(const ShardExecutor&) = delete;
@@ -60,17 +97,30 @@ class ShardExecutor {
   // checkpoint or a snapshot. Before Start(), or on the executor's thread.
   void LoadRow(const TableEntry& table, uint32_t shard, uint64_t key, std::span<const float> row);
 
-  // Executor thread: copies every row of `shard` of `table`.
-  void CopyRows(uint32_t shard, const TableEntry& table, std::vector<uint64_t>* keys, std::vector<float>* rows,
-                uint32_t* stride);
+  // Executor thread: copies every row of `shard` of `table`, hot and cold,
+  // handing them to `emit` in chunks of at most `max_rows` rows (a shard
+  // of a large table does not fit one message).
+  using RowsVisitor = std::function<void(std::vector<uint64_t>&& keys, std::vector<float>&& rows, uint32_t stride)>;
+  void CopyRows(uint32_t shard, const TableEntry& table, size_t max_rows, const RowsVisitor& emit);
+
+  // The cold tier's failure (a read or an eviction's write failed), or OK;
+  // any thread. Once failed, every request fails: rows may be missing.
+  absl::Status failure() const;
+  bool failed() const { return failed_.load(std::memory_order_acquire); }
 
   // Executor thread: adds the rows of each table held here that are in the
   // store (see TableShard::stored_rows()) to (*rows)[table id], growing it
   // as needed.
   void CountRowsByTable(std::vector<uint64_t>* rows) const;
 
-  // Rows held by this executor's shards; safe to read from any thread.
+  // Rows held by this executor's shards, hot and cold; any thread.
   uint64_t rows() const { return rows_.load(std::memory_order_relaxed); }
+  // Table `id`'s figures (any thread); nullptr if it never had a row here.
+  const TableTierStats* tier_stats(uint32_t id) const {
+    return id < RowStore::kMaxTables && tier_used_[id].load(std::memory_order_acquire) ? &tier_[id] : nullptr;
+  }
+  // Hot-row bytes against the budget (any thread).
+  int64_t hot_bytes() const { return hot_bytes_.load(std::memory_order_relaxed); }
   // Tasks submitted and not yet started (any thread).
   int index() const { return index_; }
   int64_t queue_depth() const { return queued_.load(std::memory_order_relaxed); }
@@ -78,6 +128,23 @@ class ShardExecutor {
  private:
   void Run();
   void Execute(ShardTask& task);
+  // Gives slots_[i] of every miss (a key that is not hot) a row: from the
+  // store, or new if the table admits the key; kNoSlot otherwise. Returns
+  // false if the store could not be read.
+  bool ResolveMisses(const Request& r, const ShardTask& task, bool is_push);
+  // Whether `key`'s occurrences (`count` more) earn it a row.
+  bool Admit(TableShard& shard, const TablePolicy& policy, uint64_t key, uint32_t count);
+  // Moves the coldest rows out until the hot rows fit the budget again.
+  void EvictToBudget();
+  size_t EvictFrom(TableShard& shard, size_t rows);
+  // Looks up lookup_keys_ (in lookup_shards_) of `table` in the store into
+  // lookup_rows_ / lookup_found_. False (and Fail()) if the store failed.
+  bool ReadCold(uint32_t table, uint32_t stride);
+  void Fail(const absl::Status& status);
+  int64_t HotBytes() const;
+  bool AdmitsEveryKey(const TableShard& shard) const;
+  static void Bump(std::atomic<int64_t>& a, int64_t by) { a.store(a.load(std::memory_order_relaxed) + by, std::memory_order_relaxed); }
+  static void Bump(std::atomic<uint64_t>& a, uint64_t by) { a.store(a.load(std::memory_order_relaxed) + by, std::memory_order_relaxed); }
   // Adds a push's gradients to the pending step sums.
   void AddPending(ShardTask& task);
   // Applies the pending step sums of every shard.
@@ -91,6 +158,29 @@ class ShardExecutor {
   RowStore* const store_;
   const bool wal_;
   const bool sum_steps_;
+  const uint64_t budget_;
+  const double counter_share_;
+  std::atomic<int64_t> hot_bytes_{0};
+  std::unique_ptr<TableTierStats[]> tier_;  // by table id
+  std::unique_ptr<std::atomic<bool>[]> tier_used_;
+  std::vector<TableShard*> all_shards_;  // every shard made so far, for eviction
+  std::vector<std::pair<uint32_t, size_t>> used_tables_;  // (id, bytes per hot row)
+  std::vector<const TablePolicy*> policy_of_;             // by table id
+  // worker.consistency bsp: (shard, key) admitted by the pushes of the step.
+  absl::flat_hash_set<std::pair<uint32_t, uint64_t>> step_admitted_;
+  mutable std::mutex failure_mu_;
+  absl::Status failure_;  // guarded by failure_mu_
+  std::atomic<bool> failed_{false};
+  size_t evict_cursor_ = 0;
+  // Execute()'s scratch, reused across tasks.
+  std::vector<uint32_t> slots_;
+  std::vector<TableShard*> shard_scratch_;
+  std::vector<uint32_t> misses_;  // positions in the task
+  std::vector<uint32_t> lookup_;  // misses looked up in the store
+  std::vector<uint32_t> lookup_shards_;
+  std::vector<uint64_t> lookup_keys_;
+  std::vector<float> lookup_rows_;
+  std::vector<uint8_t> lookup_found_;
   uint64_t pending_clock_ = 0;  // step of the pending sums; 0: none
   RowBatch batch_;
   Mailbox<std::shared_ptr<Request>>* const done_;
@@ -100,7 +190,6 @@ class ShardExecutor {
   TaskQueue<ShardTask> queue_;
   std::atomic<uint64_t> rows_{0};
   std::atomic<int64_t> queued_{0};
-  std::vector<float*> row_scratch_;  // Execute()'s rows, reused across tasks
   std::vector<float> grad_scratch_;  // one fp16 gradient row widened to fp32
   // The fp32 gradient of key i of a push, widened from fp16 if need be.
   const float* GradOf(const Request& r, size_t position, uint32_t dim);

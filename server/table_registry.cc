@@ -22,7 +22,7 @@ absl::Status TableRegistry::Create(const pb::TableSpec& spec) {
   auto optimizer = Optimizer::Create(spec.optimizer());
   if (!optimizer.ok()) return optimizer.status();
   if (tables_.size() <= spec.id()) tables_.resize(spec.id() + 1);
-  tables_[spec.id()] = std::make_unique<TableEntry>(TableEntry{spec, *std::move(optimizer)});
+  tables_[spec.id()] = std::make_unique<TableEntry>(TableEntry{spec, *std::move(optimizer), ResolveTablePolicy(spec, *config_)});
   return absl::OkStatus();
 }
 

@@ -11,7 +11,9 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/config.h"
 #include "server/optimizer.h"
+#include "server/table_policy.h"
 #include "sparta.pb.h"
 
 namespace sparta {
@@ -19,10 +21,14 @@ namespace sparta {
 struct TableEntry {
   pb::TableSpec spec;
   std::unique_ptr<Optimizer> optimizer;
+  TablePolicy policy;  // admission, eviction, expiry (server/table_policy.h)
 };
 
 class TableRegistry {
  public:
+  // Tables get their policies from `config` (which must outlive this).
+  explicit TableRegistry(const Config* config) : config_(config) {}
+
   // Creates the table, or accepts an identical spec again (every worker
   // declares the model's tables). A different spec under the same id is an
   // error.
@@ -36,6 +42,7 @@ class TableRegistry {
   static constexpr uint32_t kMaxTables = 1024;
 
  private:
+  const Config* const config_;
   std::vector<std::unique_ptr<TableEntry>> tables_;
 };
 

@@ -1,8 +1,18 @@
 // TableShard: the rows of one table that fall into one virtual shard.
 // key -> row index in a flat hash map; rows (weights + optimizer state) in a
 // RowArena. A row is created on first touch with its deterministic initial
-// weights. Rows changed since the last Persist() are remembered (one bit
-// per row plus their keys), so a checkpoint writes only what changed.
+// weights. Rows changed since the last Persist() are remembered (a flag per
+// row plus their keys), so a checkpoint writes only what changed.
+//
+// Two tiers: the rows in the map are hot (in DRAM); under a memory limit the
+// executor moves the coldest of them to the server's RocksDB with Evict()
+// (a CLOCK sweep: approximate LRU or LFU by the table's policy) and brings
+// them back with Insert(key, row, /*from_store=*/true) when touched. The
+// store holds a row exactly as it was (weights and optimizer state), so a
+// row that went cold and came back is bit-identical to one that stayed.
+// Only rows whose store copy is stale are written on eviction; a row that
+// was never changed is dropped (its key recreates it identically).
+//
 // Not thread-safe: each shard is owned by exactly one executor thread, which
 // is why the update path needs no locks.
 #ifndef SPARTA_SERVER_TABLE_SHARD_H_
@@ -11,14 +21,17 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <span>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "server/admission_counter.h"
 #include "server/initializer.h"
 #include "server/optimizer.h"
 #include "server/row_arena.h"
 #include "server/row_store.h"
+#include "server/table_policy.h"
 #include "sparta.pb.h"
 
 namespace sparta {
@@ -28,61 +41,193 @@ class TableShard {
   // `spec` and `optimizer` must outlive the shard (the server's table
   // registry owns them for the life of the process).
   // `shard` is the virtual shard's number in the cluster.
-  TableShard(uint32_t shard, const pb::TableSpec* spec, const Optimizer* optimizer)
+  static constexpr uint32_t kNoSlot = ~uint32_t{0};
+  // DRAM a hot row costs besides its floats: its key twice (map and slot),
+  // the map's control byte and spare capacity, and the slot's flags.
+  static constexpr size_t kRowOverheadBytes = 48;
+
+  // `small_chunks`: the arena grows in chunks of at most 64 KiB instead of
+  // 1 MiB, so a memory-limited server does not reserve a MiB per shard.
+  TableShard(uint32_t shard, const pb::TableSpec* spec, const Optimizer* optimizer,
+             EvictionPolicy policy = EvictionPolicy::kLru, bool small_chunks = false)
       : shard_(shard),
         spec_(spec),
         optimizer_(optimizer),
-        arena_(spec->dim() + optimizer->StateFloats(spec->dim())) {}
+        policy_(policy),
+        arena_(spec->dim() + optimizer->StateFloats(spec->dim()), small_chunks ? 64 << 10 : RowArena::kMaxChunkBytes),
+        row_cost_(arena_.stride() * sizeof(float) + kRowOverheadBytes) {}
 
   // Starts loading the hash-map slot of `key` into cache, so that a lookup
   // issued a few keys later does not stall on memory.
   void Prefetch(uint64_t key) const { index_.prefetch(key); }
 
-  // The row of `key`, created if absent (then `*created` is incremented).
-  // `will_change`: the caller is about to update the row, so it is marked
-  // for the next Persist().
-  float* FindOrCreate(uint64_t key, uint64_t* created, bool will_change = false) {
+  // The slot of hot `key`, or kNoSlot.
+  uint32_t FindSlot(uint64_t key) const {
+    auto it = index_.find(key);
+    return it == index_.end() ? kNoSlot : it->second;
+  }
+  float* row(uint32_t slot) { return arena_.row(slot); }
+  const float* row(uint32_t slot) const { return arena_.row(slot); }
+
+  // Makes `key` hot: its row is `values` (stride() floats) when given, else
+  // its initial weights and optimizer state. `from_store`: `values` is the
+  // store's copy (a cold row coming back). Returns its slot; a key already
+  // hot keeps its row.
+  uint32_t Insert(uint64_t key, const float* values, bool from_store) {
     auto [it, inserted] = index_.try_emplace(key, 0);
-    if (inserted) {
-      ++*created;
-      it->second = arena_.Allocate();
-      float* row = arena_.row(it->second);
+    if (!inserted) return it->second;
+    const uint32_t slot = arena_.Allocate();
+    it->second = slot;
+    if (slot >= keys_.size()) {
+      keys_.resize(slot + 1);
+      flags_.resize(slot + 1, 0);
+      ref_.resize(slot + 1, 0);
+    }
+    keys_[slot] = key;
+    flags_[slot] = kLive | (from_store ? kInStore : 0);
+    ref_[slot] = 0;
+    float* row = arena_.row(slot);
+    if (values != nullptr) {
+      std::memcpy(row, values, stride() * sizeof(float));
+    } else {
       InitializeWeights(spec_->initializer(), key, row, spec_->dim());
       optimizer_->InitState(row, spec_->dim());
     }
-    if (will_change) MarkDirty(key, it->second);
-    return arena_.row(it->second);
+    if (from_store) {
+      --cold_rows_;
+      ++stored_hot_;
+    }
+    return slot;
+  }
+
+  // A request used the row: what the eviction policy goes by.
+  void Touch(uint32_t slot) {
+    if (policy_ == EvictionPolicy::kLru) {
+      ref_[slot] = 1;
+    } else if (ref_[slot] < kMaxFrequency) {
+      ++ref_[slot];
+    }
+  }
+
+  // The row in `slot` is about to change: it is written at the next
+  // Persist() (or when evicted).
+  void MarkChanged(uint32_t slot) {
+    if (flags_[slot] & kDirty) return;
+    flags_[slot] |= kDirty;
+    ++dirty_;
+    dirty_keys_.push_back(keys_[slot]);
+  }
+  // The row's current value was just written to the store (write-ahead
+  // log mode), so evicting it needs no write.
+  void MarkStored(uint32_t slot) {
+    if (!(flags_[slot] & kInStore)) ++stored_hot_;
+    flags_[slot] |= kInStore;
+  }
+
+  // The row of `key`, created if absent (then `*created` is incremented).
+  // `will_change`: the caller is about to update the row, so it is marked
+  // for the next Persist(). Ignores the cold tier: for shards that have none.
+  float* FindOrCreate(uint64_t key, uint64_t* created, bool will_change = false) {
+    uint32_t slot = FindSlot(key);
+    if (slot == kNoSlot) {
+      ++*created;
+      slot = Insert(key, nullptr, /*from_store=*/false);
+    }
+    if (will_change) MarkChanged(slot);
+    return arena_.row(slot);
   }
 
   // Sets `key`'s whole row (weights and optimizer state), as read from a
-  // checkpoint; `row` must have stride() floats.
-  void Load(uint64_t key, std::span<const float> row) {
-    uint64_t created = 0;
-    float* dst = FindOrCreate(key, &created, /*will_change=*/true);
-    std::memcpy(dst, row.data(), stride() * sizeof(float));
+  // checkpoint; `row` must have stride() floats. Returns whether the key
+  // is new here.
+  bool Load(uint64_t key, std::span<const float> row) {
+    uint32_t slot = FindSlot(key);
+    const bool created = slot == kNoSlot;
+    if (created) slot = Insert(key, nullptr, /*from_store=*/false);
+    MarkChanged(slot);
+    std::memcpy(arena_.row(slot), row.data(), stride() * sizeof(float));
+    return created;
   }
 
   // Rows changed since the last Persist().
-  size_t dirty() const { return dirty_keys_.size(); }
+  size_t dirty() const { return dirty_; }
 
   // Adds every row changed since the last call to `batch`; returns how many.
   size_t Persist(rocksdb::ColumnFamilyHandle* column, RowBatch* batch) {
     // In key order: RocksDB's memtable inserts a sorted run several times
     // faster than random keys (its skip list reuses the last position).
     std::sort(dirty_keys_.begin(), dirty_keys_.end());
+    size_t n = 0;
     for (uint64_t key : dirty_keys_) {
-      const uint32_t index = index_.find(key)->second;
-      batch->Put(column, shard_, key, arena_.row(index), stride());
-      if (stored_bits_.size() <= index / 64) stored_bits_.resize(index / 64 + 1, 0);
-      const uint64_t bit = uint64_t{1} << (index % 64);
-      stored_ += (stored_bits_[index / 64] & bit) == 0;
-      stored_bits_[index / 64] |= bit;
+      // A key may be listed twice, or be gone (written when it was evicted).
+      const uint32_t slot = FindSlot(key);
+      if (slot == kNoSlot || !(flags_[slot] & kDirty)) continue;
+      batch->Put(column, shard_, key, arena_.row(slot), stride());
+      flags_[slot] &= ~kDirty;
+      MarkStored(slot);
+      ++n;
     }
-    const size_t n = dirty_keys_.size();
     dirty_keys_.clear();
-    std::fill(dirty_bits_.begin(), dirty_bits_.end(), 0);
+    dirty_ = 0;
     return n;
   }
+
+  // Moves up to `n` of the coldest hot rows out of DRAM: a row whose store
+  // copy is stale is added to `batch` (written before the caller frees
+  // anything else), one that was never changed is dropped. Returns how many
+  // rows left DRAM. `column` may be null when nothing can be stale (every
+  // change is logged as it happens).
+  size_t Evict(size_t n, rocksdb::ColumnFamilyHandle* column, RowBatch* batch) {
+    size_t evicted = 0;
+    const uint32_t slots = arena_.size();
+    // Two full turns at most: the first may only clear reference marks.
+    for (size_t examined = 0; evicted < n && examined < size_t{2} * slots * (policy_ == EvictionPolicy::kLfu ? 8 : 1);
+         ++examined) {
+      if (hand_ >= slots) hand_ = 0;
+      const uint32_t slot = hand_++;
+      if (!(flags_[slot] & kLive)) continue;
+      if (ref_[slot] > 0) {
+        // LFU: a row used k times survives about k turns of the hand.
+        ref_[slot] = policy_ == EvictionPolicy::kLru ? 0 : ref_[slot] - 1;
+        continue;
+      }
+      const uint64_t key = keys_[slot];
+      const uint8_t flags = flags_[slot];
+      if (flags & kDirty) {
+        if (column == nullptr) continue;
+        batch->Put(column, shard_, key, arena_.row(slot), stride());
+        --dirty_;
+      }
+      if (flags & (kDirty | kInStore)) ++cold_rows_;
+      if (flags & kInStore) --stored_hot_;
+      flags_[slot] = 0;
+      index_.erase(key);
+      arena_.Free(slot);
+      ++evicted;
+    }
+    // Listed keys whose rows left: keep the list proportional to the rows
+    // that are actually dirty, or it would grow with every key ever seen.
+    if (dirty_keys_.size() > 2 * dirty_ + 1024) {
+      std::erase_if(dirty_keys_, [&](uint64_t key) {
+        const uint32_t slot = FindSlot(key);
+        return slot == kNoSlot || !(flags_[slot] & kDirty);
+      });
+    }
+    return evicted;
+  }
+
+  // The occurrence counts of keys not admitted yet, made on first use with
+  // `bytes` of counters.
+  AdmissionCounter& admission(size_t bytes) {
+    if (!admission_) admission_ = std::make_unique<AdmissionCounter>(bytes);
+    return *admission_;
+  }
+
+  // Rows of this shard in the store only (not hot). While it is 0 a key
+  // that is not hot has no row anywhere and needs no store lookup.
+  size_t cold_rows() const { return cold_rows_; }
+  // A cold row was deleted from the store (expired).
+  void ForgetCold(size_t n) { cold_rows_ -= std::min(n, cold_rows_); }
 
   // The row of `key`, or nullptr (reads never create rows).
   const float* Find(uint64_t key) const {
@@ -90,7 +235,7 @@ class TableShard {
     return it == index_.end() ? nullptr : arena_.row(it->second);
   }
 
-  // Calls fn(key, row) for every row.
+  // Calls fn(key, row) for every hot row.
   template <class Fn>
   void ForEach(Fn fn) const {
     for (const auto& [key, index] : index_) fn(key, arena_.row(index));
@@ -113,52 +258,71 @@ class TableShard {
   }
   bool has_pending() const { return !pending_keys_.empty(); }
 
-  // Applies every pending gradient (creating rows as needed) and calls
-  // on_row(key, row) for each updated row. Returns the rows created.
+  // The keys with pending gradients, in first-push order.
+  const std::vector<uint64_t>& pending_keys() const { return pending_keys_; }
+
+  // Applies every pending gradient to the row in slots[i] (kNoSlot: a key
+  // that is not admitted, skipped) and calls on_row(key, slot) for each
+  // updated row.
   template <class Fn>
-  uint64_t ApplyPending(bool track_changes, Fn on_row) {
-    uint64_t created = 0;
+  void ApplyPending(std::span<const uint32_t> slots, bool track_changes, Fn on_row) {
     const uint32_t dim = spec_->dim();
     for (size_t i = 0; i < pending_keys_.size(); ++i) {
-      float* row = FindOrCreate(pending_keys_[i], &created, track_changes);
-      Apply(row, pending_grads_.data() + i * dim);
-      on_row(pending_keys_[i], row);
+      if (slots[i] == kNoSlot) continue;
+      if (track_changes) MarkChanged(slots[i]);
+      Touch(slots[i]);
+      Apply(arena_.row(slots[i]), pending_grads_.data() + i * dim);
+      on_row(pending_keys_[i], slots[i]);
     }
     pending_index_.clear();
     pending_keys_.clear();
     pending_grads_.clear();
-    return created;
   }
 
   uint32_t shard() const { return shard_; }
   uint32_t table_id() const { return spec_->id(); }
   uint32_t dim() const { return spec_->dim(); }
-  size_t rows() const { return index_.size(); }
-  // Rows Persist() has written at least once: what the store holds. (A row
-  // only ever pulled keeps its initial values and is not stored: any server
-  // creates it again, identical, from its key.)
-  size_t stored_rows() const { return stored_; }
-  size_t bytes() const { return arena_.bytes() + index_.capacity() * (sizeof(uint64_t) + sizeof(uint32_t) + 1); }
+  // Rows held here, hot and cold.
+  size_t rows() const { return index_.size() + cold_rows_; }
+  size_t hot_rows() const { return index_.size(); }
+  // Rows the store holds: written at least once (by Persist(), the log or
+  // an eviction). A row only ever pulled keeps its initial values and is not
+  // stored: any server creates it again, identical, from its key.
+  size_t stored_rows() const { return stored_hot_ + cold_rows_; }
+  // What the hot rows cost in DRAM, as counted against a memory limit.
+  size_t hot_bytes() const { return index_.size() * row_cost_; }
+  size_t row_cost() const { return row_cost_; }
+  size_t bytes() const {
+    return arena_.bytes() + index_.capacity() * (sizeof(uint64_t) + sizeof(uint32_t) + 1) +
+           keys_.capacity() * sizeof(uint64_t) + flags_.capacity() + ref_.capacity();
+  }
   uint32_t stride() const { return arena_.stride(); }
 
  private:
-  void MarkDirty(uint64_t key, uint32_t index) {
-    if (dirty_bits_.size() <= index / 64) dirty_bits_.resize(index / 64 + 1, 0);
-    const uint64_t bit = uint64_t{1} << (index % 64);
-    if (dirty_bits_[index / 64] & bit) return;
-    dirty_bits_[index / 64] |= bit;
-    dirty_keys_.push_back(key);
-  }
+  // flags_ bits.
+  static constexpr uint8_t kLive = 1;     // the slot holds a row
+  static constexpr uint8_t kDirty = 2;    // changed since it was last stored
+  static constexpr uint8_t kInStore = 4;  // the store has a copy (maybe stale, see kDirty)
+  static constexpr uint8_t kMaxFrequency = 15;
 
   const uint32_t shard_;
   const pb::TableSpec* const spec_;
   const Optimizer* const optimizer_;
+  const EvictionPolicy policy_;
   absl::flat_hash_map<uint64_t, uint32_t> index_;
   RowArena arena_;
-  std::vector<uint64_t> dirty_bits_;  // bit i: row i changed
-  std::vector<uint64_t> dirty_keys_;
-  std::vector<uint64_t> stored_bits_;  // bit i: row i is in the store
-  size_t stored_ = 0;
+  const size_t row_cost_;
+  // By slot: its key, kLive/kDirty/kInStore, and the CLOCK reference mark
+  // (LRU: used since the hand passed; LFU: uses, less one per pass).
+  std::vector<uint64_t> keys_;
+  std::vector<uint8_t> flags_;
+  std::vector<uint8_t> ref_;
+  uint32_t hand_ = 0;
+  std::vector<uint64_t> dirty_keys_;  // keys marked kDirty, maybe stale entries
+  size_t dirty_ = 0;       // rows marked kDirty
+  size_t stored_hot_ = 0;  // hot rows marked kInStore
+  size_t cold_rows_ = 0;
+  std::unique_ptr<AdmissionCounter> admission_;
   // Summed gradients of the current bsp step, by key (in first-push order).
   absl::flat_hash_map<uint64_t, uint32_t> pending_index_;
   std::vector<uint64_t> pending_keys_;

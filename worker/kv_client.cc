@@ -117,7 +117,8 @@ absl::Status KVClient::Start() {
 }
 
 KVClient::Ticket KVClient::Send(pb::MsgType type, uint32_t table, uint32_t dim, std::span<const uint64_t> keys,
-                                std::span<const float> grads, float* out, uint64_t clock) {
+                                std::span<const float> grads, float* out, uint64_t clock,
+                                std::span<const uint32_t> counts) {
   auto op = std::make_shared<Operation>();
   op->out_ = out;
   op->dim_ = dim;
@@ -139,11 +140,14 @@ KVClient::Ticket KVClient::Send(pb::MsgType type, uint32_t table, uint32_t dim, 
   const bool half = config_.wire.dtype == "fp16";
   std::vector<std::vector<float>> grads_of(type == pb::PUSH && !half ? n : 0);
   std::vector<std::vector<uint16_t>> half_grads_of(type == pb::PUSH && half ? n : 0);
+  const bool with_counts = type == pb::PUSH && !counts.empty();
+  std::vector<std::vector<uint32_t>> counts_of(with_counts ? n : 0);
   for (int s = 0; s < n; ++s) {
     keys_of[s].resize(count[s]);
     if (type == pb::PULL) positions_of[s].resize(count[s]);
     if (type == pb::PUSH && half) half_grads_of[s].resize(size_t{count[s]} * dim);
     if (type == pb::PUSH && !half) grads_of[s].resize(size_t{count[s]} * dim);
+    if (with_counts) counts_of[s].resize(count[s]);
   }
   std::vector<uint32_t> filled(n, 0);
   for (uint32_t i = 0; i < keys.size(); ++i) {
@@ -151,6 +155,7 @@ KVClient::Ticket KVClient::Send(pb::MsgType type, uint32_t table, uint32_t dim, 
     const uint32_t j = filled[s]++;
     keys_of[s][j] = keys[i];
     if (type == pb::PULL) positions_of[s][j] = i;
+    if (with_counts) counts_of[s][j] = counts[i];
     if (type == pb::PUSH && half) {
       FloatsToHalves(grads.data() + size_t{i} * dim, half_grads_of[s].data() + size_t{j} * dim, dim);
     } else if (type == pb::PUSH) {
@@ -171,6 +176,10 @@ KVClient::Ticket KVClient::Send(pb::MsgType type, uint32_t table, uint32_t dim, 
     if (half) o.header.set_dtype(pb::FP16);
     if (type == pb::PUSH) {
       o.frames.push_back(half ? FrameFromVector(std::move(half_grads_of[s])) : FrameFromVector(std::move(grads_of[s])));
+    }
+    if (with_counts) {
+      o.header.set_key_counts(true);
+      o.frames.push_back(FrameFromVector(std::move(counts_of[s])));
     }
     o.part.op = op;
     o.part.positions = std::move(positions_of[s]);
@@ -194,8 +203,8 @@ KVClient::Ticket KVClient::Pull(uint32_t table, uint32_t dim, std::span<const ui
 }
 
 KVClient::Ticket KVClient::Push(uint32_t table, uint32_t dim, std::span<const uint64_t> keys,
-                                std::span<const float> grads, uint64_t clock) {
-  return Send(pb::PUSH, table, dim, keys, grads, nullptr, clock);
+                                std::span<const float> grads, uint64_t clock, std::span<const uint32_t> counts) {
+  return Send(pb::PUSH, table, dim, keys, grads, nullptr, clock, counts);
 }
 
 bool KVClient::Done(const Ticket& ticket) {
@@ -300,9 +309,11 @@ void KVClient::Reroute(PendingPart part) {
   const size_t row_bytes = has_values ? size_t{h.dim()} * ValueBytes(h.dtype()) : 0;
   const char* key_bytes = static_cast<const char*>(part.frames[0].data());
   const char* values = has_values ? static_cast<const char*>(part.frames[1].data()) : nullptr;
+  const char* counts = h.key_counts() ? static_cast<const char*>(part.frames[2].data()) : nullptr;
   struct Piece {
     std::vector<uint64_t> keys;
     std::vector<char> values;
+    std::vector<uint32_t> counts;
     std::vector<uint32_t> positions;
   };
   std::map<uint32_t, Piece> pieces;  // by server
@@ -313,6 +324,11 @@ void KVClient::Reroute(PendingPart part) {
     piece.keys.push_back(key);
     if (has_values) piece.values.insert(piece.values.end(), values + i * row_bytes, values + (i + 1) * row_bytes);
     if (!part.positions.empty()) piece.positions.push_back(part.positions[i]);
+    if (counts != nullptr) {
+      uint32_t c;
+      std::memcpy(&c, counts + i * sizeof(c), sizeof(c));
+      piece.counts.push_back(c);
+    }
   }
   part.op->AddParts(static_cast<int>(pieces.size()) - 1);
   for (auto& [server, piece] : pieces) {
@@ -321,6 +337,7 @@ void KVClient::Reroute(PendingPart part) {
     std::vector<zmq::message_t> frames;
     frames.push_back(FrameFromVector(std::move(piece.keys)));
     if (has_values) frames.push_back(FrameFromVector(std::move(piece.values)));
+    if (counts != nullptr) frames.push_back(FrameFromVector(std::move(piece.counts)));
     PendingPart sub;
     sub.op = part.op;
     sub.deadline = part.deadline;

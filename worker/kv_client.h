@@ -68,8 +68,10 @@ class KVClient {
   Ticket Pull(uint32_t table, uint32_t dim, std::span<const uint64_t> keys, float* out, uint64_t clock = 0);
 
   // Sends gradients grads[i * dim] of keys[i] to be applied by the servers.
+  // `counts` (empty, or one per key): keys[i]'s occurrences in the batch,
+  // which servers count towards admitting a new key (embedding.admission).
   Ticket Push(uint32_t table, uint32_t dim, std::span<const uint64_t> keys, std::span<const float> grads,
-              uint64_t clock = 0);
+              uint64_t clock = 0, std::span<const uint32_t> counts = {});
 
   // Blocks until the operation has completed on every server.
   absl::Status Wait(const Ticket& ticket);
@@ -96,7 +98,7 @@ class KVClient {
   struct ServerLink;
 
   Ticket Send(pb::MsgType type, uint32_t table, uint32_t dim, std::span<const uint64_t> keys,
-              std::span<const float> grads, float* out, uint64_t clock);
+              std::span<const float> grads, float* out, uint64_t clock, std::span<const uint32_t> counts = {});
   void Run();
   void OnResponse(int server, const pb::Header& h, std::vector<zmq::message_t>& frames);
   void SendPart(int server, uint64_t seq, pb::Header header, std::vector<zmq::message_t> frames, PendingPart part);

@@ -39,8 +39,27 @@ Trainer::Trainer(const Config& config, KVClient* client, StepRunner* runner, std
       dense_keys_(tables_.size()) {
   for (size_t t = 0; t < tables_.size(); ++t) {
     if (tables_[t].kind() == pb::TableSpec::DENSE) dense_keys_[t] = DenseBlockKeys(tables_[t]);
+    const TablePolicyConfig& policy = config.embedding.For(tables_[t].name());
+    counts_wanted_.push_back(tables_[t].kind() == pb::TableSpec::SPARSE && tables_[t].name().rfind("sparta.", 0) != 0 &&
+                             (policy.admission_min_count > 1 || policy.admission_probability < 1));
   }
 }
+
+namespace {
+// In how many of the batch's examples each of batch.unique_keys occurs.
+void CountKeys(const Batch& batch, std::vector<uint32_t>* counts) {
+  counts->assign(batch.unique_keys.size(), 0);
+  std::vector<uint32_t> last(batch.unique_keys.size(), ~uint32_t{0});  // the example that last counted it
+  for (uint32_t e = 0; e < batch.size; ++e) {
+    for (uint32_t f = batch.offsets[e]; f < batch.offsets[e + 1]; ++f) {
+      const uint32_t slot = batch.slots[f];
+      if (last[slot] == e) continue;
+      last[slot] = e;
+      ++(*counts)[slot];
+    }
+  }
+}
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<Trainer::Step>> Trainer::BeginStep(DataLoader* loader, uint64_t number,
                                                                   const BeforePull& before_pull,
@@ -278,9 +297,12 @@ absl::StatusOr<Trainer::TrainResult> Trainer::Train(DataLoader* loader, const Tr
     const double loss = out.loss;
     std::vector<KVClient::Ticket> tickets;
     const uint64_t request_clock = bsp_ ? out.step : 0;
+    std::vector<uint32_t> counts;
     for (size_t t = 0; t < tables_.size(); ++t) {
-      tickets.push_back(
-          client_->Push(tables_[t].id(), tables_[t].dim(), KeysOf(t, batch), out.grads[t], request_clock));
+      if (counts_wanted_[t] && counts.empty()) CountKeys(batch, &counts);
+      tickets.push_back(client_->Push(tables_[t].id(), tables_[t].dim(), KeysOf(t, batch), out.grads[t],
+                                      request_clock, counts_wanted_[t] ? std::span<const uint32_t>(counts)
+                                                                       : std::span<const uint32_t>()));
     }
     if (hooks.audit != nullptr) {
       // SGD with learning rate 1 on a gradient of -1: the row counts pushes.

@@ -127,6 +127,9 @@ class Trainer {
   double network_wait_seconds_ = 0;  // of the current Train() or Evaluate()
   uint64_t last_push_mark_ = 0;  // cache_->NotePushes() after this trainer's last push
   std::vector<std::vector<uint64_t>> dense_keys_;  // per dense table: its block indices
+  // Per table: whether its pushes carry each key's occurrences (the servers
+  // admit new keys by count or probability: embedding.admission).
+  std::vector<bool> counts_wanted_;
   // client_->Wait(ticket), timed into network_wait_seconds_.
   absl::Status WaitTimed(const KVClient::Ticket& ticket);
 };
