@@ -6,6 +6,37 @@
 
 namespace sparta {
 
+namespace {
+
+std::string Mebibytes(uint64_t bytes) { return absl::StrFormat("%.1f MiB", static_cast<double>(bytes) / (1 << 20)); }
+
+// A server's memory against its limit, and each table's tiers, indented
+// under the server's line.
+std::string TierText(const pb::ServerStats& s) {
+  std::string out;
+  if (s.memory_limit() != 0) {
+    absl::StrAppendFormat(&out, "%12s memory %s resident of a %s limit, %s on disk\n", "", Mebibytes(s.resident_bytes()),
+                          Mebibytes(s.memory_limit()), Mebibytes(s.disk_bytes()));
+  }
+  for (const pb::TableTier& t : s.tables()) {
+    if (t.hot_rows() + t.cold_rows() + t.deferred() == 0) continue;
+    absl::StrAppendFormat(&out, "%12s table %s: %u hot rows (%s) + %u cold; %u demoted, %u promoted", "", t.table(),
+                          t.hot_rows(), Mebibytes(t.hot_bytes()), t.cold_rows(), t.demoted(), t.promoted());
+    if (t.cold_read_batches() != 0) {
+      absl::StrAppendFormat(&out, "; %u cold reads, %.3f ms per batch", t.cold_reads(),
+                            1e3 * t.cold_read_seconds() / static_cast<double>(t.cold_read_batches()));
+    }
+    if (t.admitted() + t.deferred() != 0) {
+      absl::StrAppendFormat(&out, "; %u admitted, %u occurrences waiting", t.admitted(), t.deferred());
+    }
+    if (t.expired() != 0) absl::StrAppendFormat(&out, "; %u expired", t.expired());
+    out += "\n";
+  }
+  return out;
+}
+
+}  // namespace
+
 std::string StatusText(const pb::ClusterStatus& s, const std::string& scheduler_address) {
   std::string out = absl::StrFormat(
       "job %s | epoch %u | up %.1f s | %u shards | consistency %s | worker steps %u..%u (staleness %u) | "
@@ -37,6 +68,7 @@ std::string StatusText(const pb::ClusterStatus& s, const std::string& scheduler_
     absl::StrAppendFormat(&out, "%-11s %-22s %-7s %-5s %-9s %s\n", name, address,
                           info.metrics_port() ? std::to_string(info.metrics_port()) : "-", n.dead() ? "dead" : "up",
                           absl::StrFormat("%.1f s", n.heartbeat_age_seconds()), detail);
+    if (info.role() == pb::SERVER && !n.dead()) out += TierText(n.server());
   }
   return out;
 }

@@ -3,6 +3,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <fstream>
+#include <unistd.h>
 #include <bit>
 #include <cstring>
 #include <latch>
@@ -31,6 +33,25 @@ namespace {
 // Whose update a push is: a forwarded push is the worker's push, so
 // duplicates are recognized whether it arrives directly or forwarded.
 uint32_t OriginOf(const pb::Header& h) { return h.type() == pb::REPLICATE ? h.origin() : h.sender(); }
+uint64_t ResidentBytes() {
+  long pages = 0, resident = 0;
+  if (std::ifstream statm("/proc/self/statm"); statm >> pages >> resident) {
+    return static_cast<uint64_t>(resident) * static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  }
+  return 0;
+}
+
+// The process's peak resident memory (VmHWM), what server.memory_limit is
+// checked against.
+uint64_t PeakResidentBytes() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::strtoull(line.c_str() + 6, nullptr, 10) << 10;  // kB
+  }
+  return 0;
+}
+
 // Snapshot messages carry at most this many bytes of rows.
 constexpr size_t kSnapshotChunkBytes = 16 << 20;
 
@@ -38,7 +59,7 @@ constexpr size_t kSnapshotChunkBytes = 16 << 20;
 // without a limit (RocksDB's defaults: the database is only written).
 uint64_t ColdTierBytes(const Config& config) {
   const uint64_t limit = config.server.memory_limit_bytes;
-  return limit == 0 ? 0 : std::max<uint64_t>(8 << 20, limit / 8);
+  return limit == 0 ? 0 : std::max<uint64_t>(4 << 20, limit / 8);
 }
 
 // What is left of server.memory_limit for hot rows, after RocksDB, the
@@ -215,8 +236,17 @@ absl::Status Server::Run() {
   for (auto& e : executors_) e->Stop();
   if (!fatal_.ok()) return fatal_;
   const pb::ServerStats stats = Stats();
-  spdlog::info("stopping: {} rows, {} pulls, {} pushes, {} malformed messages dropped", stats.rows(),
-               stats.pull_requests(), stats.push_requests(), stats.dropped_messages());
+  PublishMetrics();
+  for (const pb::TableTier& t : tier_.tables()) {
+    if (t.demoted() + t.admitted() + t.deferred() + t.expired() == 0) continue;
+    spdlog::info("table '{}': {} hot + {} cold rows; {} demoted, {} promoted; {} cold reads in {} batches, {:.3f} s; "
+                 "{} admitted, {} occurrences not admitted; {} expired",
+                 t.table(), t.hot_rows(), t.cold_rows(), t.demoted(), t.promoted(), t.cold_reads(),
+                 t.cold_read_batches(), t.cold_read_seconds(), t.admitted(), t.deferred(), t.expired());
+  }
+  spdlog::info("stopping: {} rows, {} pulls, {} pushes, {} malformed messages dropped; peak resident memory {} MiB",
+               stats.rows(), stats.pull_requests(), stats.push_requests(), stats.dropped_messages(),
+               PeakResidentBytes() >> 20);
   return client.WaitForEnd();
 }
 
@@ -580,6 +610,13 @@ void Server::FillHeartbeat(pb::Header* h) {
   stats->set_push_requests(traffic_.pushes.load(std::memory_order_relaxed));
   stats->set_dropped_messages(dropped_.load(std::memory_order_relaxed));
   stats->set_view_epoch(view_epoch_.load());
+  {
+    std::lock_guard<std::mutex> lock(tier_mu_);
+    stats->set_memory_limit(tier_.memory_limit());
+    stats->set_resident_bytes(tier_.resident_bytes());
+    stats->set_disk_bytes(tier_.disk_bytes());
+    *stats->mutable_tables() = tier_.tables();
+  }
   for (uint32_t s = 0; s < num_shards_; ++s) {
     stats->add_shard_applied(shard_applied_[s].load());
     if (incomplete_[s].load()) stats->add_incomplete_shards(s);
@@ -759,12 +796,68 @@ void Server::PublishMetrics() {
               static_cast<double>(replicator_->awaiting()));
   }
   out.Gauge("sparta_cluster_epoch", "Cluster view epoch this node acts on.", static_cast<double>(epoch_));
+  pb::ServerStats tier;
+  tier.set_memory_limit(config_.server.memory_limit_bytes);
+  tier.set_resident_bytes(ResidentBytes());
+  for (uint32_t id = 0; id < TableRegistry::kMaxTables; ++id) {
+    const TableEntry* table = tables_.Find(id);
+    if (table == nullptr) continue;
+    pb::TableTier* t = tier.add_tables();
+    t->set_table(table->spec.name());
+    for (const auto& e : executors_) {
+      const TableTierStats* st = e->tier_stats(id);
+      if (st == nullptr) continue;
+      t->set_hot_rows(t->hot_rows() + static_cast<uint64_t>(std::max<int64_t>(0, st->hot_rows.load())));
+      t->set_cold_rows(t->cold_rows() + static_cast<uint64_t>(std::max<int64_t>(0, st->cold_rows.load())));
+      t->set_hot_bytes(t->hot_bytes() +
+                       static_cast<uint64_t>(std::max<int64_t>(0, st->hot_rows.load())) * e->row_cost(id));
+      t->set_demoted(t->demoted() + st->demoted.load());
+      t->set_promoted(t->promoted() + st->promoted.load());
+      t->set_admitted(t->admitted() + st->admitted.load());
+      t->set_deferred(t->deferred() + st->deferred.load());
+      t->set_expired(t->expired() + st->expired.load());
+      t->set_cold_reads(t->cold_reads() + st->cold_reads.load());
+      t->set_cold_read_batches(t->cold_read_batches() + st->cold_read_batches.load());
+      t->set_cold_read_seconds(t->cold_read_seconds() + static_cast<double>(st->cold_read_ns.load()) * 1e-9);
+    }
+    const MetricLabels labels{{"table", table->spec.name()}};
+    out.Gauge("sparta_table_hot_rows", "Rows of the table in DRAM.", static_cast<double>(t->hot_rows()), labels);
+    out.Gauge("sparta_table_cold_rows", "Rows of the table in RocksDB only (the cold tier).",
+              static_cast<double>(t->cold_rows()), labels);
+    out.Gauge("sparta_table_hot_bytes", "DRAM the table's hot rows cost (weights, optimizer state, index).",
+              static_cast<double>(t->hot_bytes()), labels);
+    out.Counter("sparta_table_rows_demoted_total", "Rows moved from DRAM to the cold tier.",
+                static_cast<double>(t->demoted()), labels);
+    out.Counter("sparta_table_rows_promoted_total", "Rows brought back from the cold tier.",
+                static_cast<double>(t->promoted()), labels);
+    out.Counter("sparta_table_rows_admitted_total", "New keys given a row by admission.",
+                static_cast<double>(t->admitted()), labels);
+    out.Counter("sparta_table_admission_deferred_total", "Occurrences of keys not admitted (yet).",
+                static_cast<double>(t->deferred()), labels);
+    out.Counter("sparta_table_rows_expired_total", "Rows deleted for not being updated within the TTL.",
+                static_cast<double>(t->expired()), labels);
+    out.Counter("sparta_table_cold_reads_total", "Keys looked up in the cold tier.",
+                static_cast<double>(t->cold_reads()), labels);
+    out.Counter("sparta_table_cold_read_batches_total", "Batched cold-tier lookups (RocksDB MultiGet).",
+                static_cast<double>(t->cold_read_batches()), labels);
+    out.Counter("sparta_table_cold_read_seconds_total", "Time spent in cold-tier lookups.", t->cold_read_seconds(),
+                labels);
+  }
+  if (config_.server.memory_limit_bytes != 0) {
+    out.Gauge("sparta_server_memory_limit_bytes", "server.memory_limit.",
+              static_cast<double>(config_.server.memory_limit_bytes));
+  }
   if (store_ != nullptr) {
     const RowStore::Sizes sizes = store_->GetSizes();
+    tier.set_disk_bytes(sizes.sst_bytes);
     out.Gauge("sparta_rocksdb_bytes", "RocksDB size by part.", static_cast<double>(sizes.sst_bytes), {{"part", "sst"}});
     out.Gauge("sparta_rocksdb_bytes", "RocksDB size by part.", static_cast<double>(sizes.memtable_bytes),
               {{"part", "memtable"}});
     out.Gauge("sparta_rocksdb_bytes", "RocksDB size by part.", static_cast<double>(sizes.wal_bytes), {{"part", "wal"}});
+  }
+  {
+    std::lock_guard<std::mutex> lock(tier_mu_);
+    tier_ = std::move(tier);
   }
   metrics_.Publish(std::move(out));
 }

@@ -19,6 +19,7 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -127,6 +128,8 @@ class Server {
   TrafficCounters traffic_;  // answered pulls and pushes, their keys, payload bytes
   std::atomic<uint64_t> dropped_{0};
   std::atomic<uint64_t> published_rows_{0};  // as of the last PublishMetrics(), for heartbeats
+  std::mutex tier_mu_;
+  pb::ServerStats tier_;  // memory and per-table tier figures, as of the last PublishMetrics(); guarded by tier_mu_
   // After everything its collectors read; before the context (its ZAP handler).
   DaemonMetrics metrics_;
 };

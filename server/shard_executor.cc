@@ -23,6 +23,7 @@ ShardExecutor::ShardExecutor(int index, int count, uint32_t num_shards, Mailbox<
       counter_share_(options.counter_share),
       tier_(new TableTierStats[RowStore::kMaxTables]),
       tier_used_(new std::atomic<bool>[RowStore::kMaxTables]()),
+      row_cost_(new std::atomic<size_t>[RowStore::kMaxTables]()),
       done_(done),
       shards_((num_shards + count - 1) / count) {}
 
@@ -71,6 +72,7 @@ TableShard& ShardExecutor::Shard(uint32_t local, const TableEntry& table) {
     policy_of_[id] = &table.policy;
     if (!tier_used_[id].load(std::memory_order_relaxed)) {
       used_tables_.push_back({id, tables[id]->row_cost()});
+      row_cost_[id].store(tables[id]->row_cost(), std::memory_order_relaxed);
       tier_used_[id].store(true, std::memory_order_release);
     }
   }

@@ -119,6 +119,10 @@ class ShardExecutor {
   const TableTierStats* tier_stats(uint32_t id) const {
     return id < RowStore::kMaxTables && tier_used_[id].load(std::memory_order_acquire) ? &tier_[id] : nullptr;
   }
+  // DRAM one hot row of table `id` costs here (any thread, once tier_stats(id) is set).
+  size_t row_cost(uint32_t id) const {
+    return id < RowStore::kMaxTables ? row_cost_[id].load(std::memory_order_relaxed) : 0;
+  }
   // Hot-row bytes against the budget (any thread).
   int64_t hot_bytes() const { return hot_bytes_.load(std::memory_order_relaxed); }
   // Tasks submitted and not yet started (any thread).
@@ -163,6 +167,7 @@ class ShardExecutor {
   std::atomic<int64_t> hot_bytes_{0};
   std::unique_ptr<TableTierStats[]> tier_;  // by table id
   std::unique_ptr<std::atomic<bool>[]> tier_used_;
+  std::unique_ptr<std::atomic<size_t>[]> row_cost_;
   std::vector<TableShard*> all_shards_;  // every shard made so far, for eviction
   std::vector<std::pair<uint32_t, size_t>> used_tables_;  // (id, bytes per hot row)
   std::vector<const TablePolicy*> policy_of_;             // by table id

@@ -1,0 +1,198 @@
+"""Tables larger than memory, with real daemons and real RocksDB files:
+server.memory_limit moves the coldest rows to the server's RocksDB and back,
+and the model comes out bit for bit what an unbounded run makes; admission
+gives a row only to keys seen often enough; a tiered job survives kill -9 of
+a server and restores onto another number of servers and another limit."""
+
+import collections
+import json
+import os
+import re
+import signal
+import unittest
+
+from harness import ClusterTest, datagen, launch, read, summary, wait_for, write_config
+
+MiB = 1 << 20
+# What a server uses besides what server.memory_limit covers (README,
+# "Tables larger than memory"): the process itself, ZeroMQ, RocksDB's open
+# files, and the requests in flight.
+FIXED_OVERHEAD = 64 * MiB
+
+
+def request_bytes(batch_size, features, dim, max_inflight):
+    """The README's bound on a worker's requests in flight at a server: its
+    pushes in the window plus two pulls, each a batch's keys with their rows."""
+    return (max_inflight + 2) * batch_size * features * (dim + 1) * 4 * 2
+
+
+def tier_line(log, table):
+    """The figures a server logs for a table when it stops."""
+    m = re.search(rf"table '{re.escape(table)}': (\d+) hot \+ (\d+) cold rows; (\d+) demoted, (\d+) promoted; "
+                  rf"(\d+) cold reads in \d+ batches, [0-9.]+ s; (\d+) admitted, (\d+) occurrences not admitted",
+                  log)
+    if m is None:
+        return None
+    names = ("hot", "cold", "demoted", "promoted", "cold_reads", "admitted", "deferred")
+    return dict(zip(names, map(int, m.groups())))
+
+
+def checkpoint_rows(run):
+    """Rows the run's last checkpoint holds: every row ever trained (a row
+    only pulled is its key's initial values and is stored by no one)."""
+    checkpoints = os.path.join(run, "storage", "checkpoints")
+    manifest = os.path.join(checkpoints, read(os.path.join(checkpoints, "LATEST")).strip(), "manifest.json")
+    return sum(int(part["rows"]) for part in json.loads(read(manifest))["parts"])
+
+
+def peak_mib(log):
+    return int(re.search(r"peak resident memory (\d+) MiB", log).group(1))
+
+
+class TieringTest(ClusterTest):
+    def config(self, data, **overrides):
+        sections = {
+            "cluster": {"servers": 1, "workers": 1},
+            "server": {"threads": 2},
+            "data": {"train": data["train"], "test": data["test"], "batch_size": 512},
+            "model": {"name": "fm", "embedding_dim": 32},
+        }
+        for key, value in overrides.items():
+            section, name = key.split("__")
+            sections.setdefault(section, {})[name] = value
+        return write_config(self.dir, f"job-{len(os.listdir(self.dir))}.yaml", **sections)
+
+    def run_job(self, config, name, *sets):
+        run = self.run_dir(name)
+        predictions = os.path.join(self.dir, f"{name}.predictions")
+        result = launch(config, run, [f"eval.predictions_out={predictions}", *sets], timeout=600)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        return summary(run), read(predictions), run
+
+    def test_table_ten_times_the_limit_trains_to_the_same_model(self):
+        # About 700k distinct keys of 66 floats (fm: 33 weights + Adagrad's
+        # 33 accumulators): 180 MB of table against a 16 MiB limit.
+        data = datagen(self.dir, 400000, 20000, seed=11, max_vocab=4000000)
+        config = self.config(data)
+        free, free_predictions, free_run = self.run_job(config, "unbounded")
+        tiered, tiered_predictions, tiered_run = self.run_job(config, "tiered", "server.memory_limit=16MiB")
+
+        self.assertEqual(len(tiered_predictions.splitlines()), 20000)
+        self.assertEqual(tiered_predictions, free_predictions)  # bit for bit
+        self.assertEqual(tiered["auc"], free["auc"])
+
+        log = read(os.path.join(tiered_run, "server-0.log"))
+        tier = tier_line(log, "fm.wv")
+        self.assertIsNotNone(tier, log[-3000:])
+        table_bytes = (tier["hot"] + tier["cold"]) * 66 * 4
+        self.assertGreaterEqual(table_bytes, 10 * 16 * MiB)
+        self.assertGreater(tier["cold"], 9 * tier["hot"])
+        self.assertGreater(tier["promoted"], 0)
+        # The final checkpoints hold the same rows: every trained row, hot or
+        # cold (rows only ever pulled are their key's initial values, kept by
+        # neither).
+        self.assertEqual(checkpoint_rows(tiered_run), checkpoint_rows(free_run))
+        bound = 16 * MiB + FIXED_OVERHEAD + request_bytes(512, 39, 32, 4)
+        self.assertLessEqual(peak_mib(log) * MiB, bound, log[-2000:])
+        # The same job unbounded needs several times that: the limit is what held it down.
+        self.assertGreater(peak_mib(read(os.path.join(free_run, "server-0.log"))) * MiB, bound)
+
+    def test_admission_gives_rows_to_keys_seen_three_times(self):
+        data = datagen(self.dir, 20000, 2000, seed=3, max_vocab=30000)
+        occurrences = collections.Counter()
+        with open(data["train_libsvm"]) as f:
+            for line in f:
+                occurrences.update({item.split(":")[0] for item in line.split()[1:]})
+        frequent = sum(1 for n in occurrences.values() if n >= 3)
+        self.assertLess(frequent, len(occurrences))  # the data has rare keys
+        sets = ["data.format=libsvm", f"data.train={data['train_libsvm']}", f"data.test={data['test_libsvm']}"]
+        config = self.config(data, model__embedding_dim=4)
+        everyone, _, everyone_run = self.run_job(config, "everyone", *sets)
+        admitted, _, admitted_run = self.run_job(
+            config, "admitted", *sets, "embedding.admission.min_count=3", "embedding.admission.counter_bytes=16MiB")
+        tier = tier_line(read(os.path.join(admitted_run, "server-0.log")), "fm.wv")
+        self.assertIsNotNone(tier)
+        self.assertEqual(tier["admitted"], frequent)
+        self.assertEqual(tier["hot"] + tier["cold"], frequent)
+        # Without admission every trained key has a row (and the bias one block).
+        self.assertEqual(checkpoint_rows(everyone_run), len(occurrences) + 1)
+        self.assertEqual(checkpoint_rows(admitted_run), frequent + 1)
+        self.assertGreater(tier["deferred"], 0)
+
+    def test_per_table_policy_overrides_the_default(self):
+        data = datagen(self.dir, 5000, 500, seed=4, max_vocab=5000)
+        sets = ["data.format=libsvm", f"data.train={data['train_libsvm']}", f"data.test={data['test_libsvm']}"]
+        config = self.config(data, model__embedding_dim=4)
+        # Admission for every table but fm.wv: fm.wv keeps every key.
+        _, _, run = self.run_job(config, "override", *sets, "embedding.admission.min_count=200",
+                                 "embedding.tables.fm.wv.admission.min_count=0")
+        self.assertIsNone(tier_line(read(os.path.join(run, "server-0.log")), "fm.wv"))  # nothing to report
+        everyone = checkpoint_rows(run)
+        _, _, run = self.run_job(config, "default", *sets, "embedding.admission.min_count=200")
+        tier = tier_line(read(os.path.join(run, "server-0.log")), "fm.wv")
+        occurrences = collections.Counter()
+        with open(data["train_libsvm"]) as f:
+            for line in f:
+                occurrences.update({item.split(":")[0] for item in line.split()[1:]})
+        popular = sum(1 for n in occurrences.values() if n >= 200)
+        self.assertEqual(tier["admitted"], popular)
+        self.assertEqual(checkpoint_rows(run), popular + 1)  # and the bias block
+        self.assertLess(popular + 1, everyone)
+
+
+class TieredDurabilityTest(ClusterTest):
+    def test_checkpoint_of_a_tiered_table_restores_elsewhere_bit_for_bit(self):
+        data = datagen(self.dir, 60000, 3000, seed=8, max_vocab=400000)
+        config = write_config(self.dir, cluster={"servers": 2, "workers": 1}, server={"threads": 2},
+                              data={"train": data["train"], "test": data["test"], "batch_size": 512},
+                              model={"name": "fm", "embedding_dim": 16})
+        store = os.path.join(self.dir, "store2")
+        saved_predictions = os.path.join(self.dir, "saved.txt")
+        result = launch(config, self.run_dir("saved"), [f"storage.path={store}", "server.memory_limit=12MiB",
+                                                        f"eval.predictions_out={saved_predictions}"])
+        self.assertEqual(result.returncode, 0, result.stderr)
+        tier = tier_line(read(os.path.join(self.run_dir("saved"), "server-0.log")), "fm.wv")
+        self.assertGreater(tier["cold"], tier["hot"])  # the checkpoint holds cold rows
+        checkpoint = os.path.join(store, "checkpoints", read(os.path.join(store, "checkpoints", "LATEST")).strip())
+
+        restored_predictions = os.path.join(self.dir, "restored.txt")
+        result = launch(config, self.run_dir("restored"),
+                        ["cluster.servers=3", f"storage.path={os.path.join(self.dir, 'store3')}",
+                         f"storage.restore={checkpoint}", "server.memory_limit=14MiB",
+                         f"eval.predictions_out={restored_predictions}"])
+        self.assertEqual(result.returncode, 0, result.stderr)
+        restored = summary(self.run_dir("restored"))
+        self.assertEqual(restored["train_examples"], 0)
+        self.assertEqual(restored["restored_from"], checkpoint)
+        self.assertEqual(len(read(restored_predictions).splitlines()), 3000)
+        self.assertEqual(read(restored_predictions), read(saved_predictions))
+
+    def test_killed_server_under_a_memory_limit_loses_nothing(self):
+        data = datagen(self.dir, 60000, 5000, seed=12, max_vocab=300000)
+        config = write_config(
+            self.dir, cluster={"servers": 3, "workers": 2, "heartbeat_interval": 0.2, "heartbeat_timeout": 1.5},
+            server={"threads": 1, "memory_limit": "12MiB"},
+            data={"train": data["train"], "test": data["test"], "batch_size": 512, "epochs": 6},
+            model={"name": "fm", "embedding_dim": 8},
+            storage={"replication_factor": 2, "ack": "all"}, worker={"audit": 1})
+        run = self.run_dir("killed")
+        proc = launch(config, run, wait=False)
+        self.procs.append(proc)
+        wait_for(lambda: "epoch 2 done" in read(os.path.join(run, "worker-0.log")), 300, "epoch 2")
+        pids = {(d["role"], d["rank"]): d["pid"] for d in json.loads(read(os.path.join(run, "daemons.json")))}
+        os.kill(pids[("server", 1)], signal.SIGKILL)
+        out, err = proc.communicate(timeout=600)
+        self.assertEqual(proc.returncode, 0, err)
+        s = summary(run)
+        self.assertEqual(s["status"], "ok", s.get("error"))
+        self.assertGreater(min(s["worker_steps"]), 0)
+        # Every acknowledged push counted once, across the failover and the
+        # new replica's copy of rows that were partly on disk.
+        self.assertEqual(s["audit_counts"], s["worker_steps"])
+        self.assertIn("failing over to its replicas", read(os.path.join(run, "scheduler.log")))
+        tier = tier_line(read(os.path.join(run, "server-0.log")), "fm.wv")
+        self.assertGreater(tier["demoted"], 0)
+
+
+if __name__ == "__main__":
+    unittest.main()
