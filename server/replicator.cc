@@ -80,9 +80,8 @@ int Replicator::Forward(const std::shared_ptr<Request>& request, uint64_t epoch)
     Outgoing out;
     if (uniform) {
       if (std::find(first->begin(), first->end(), peer) == first->end()) continue;
-      out.frames.resize(2);
-      out.frames[0].copy(request->message.frames[0]);  // shares the buffer
-      out.frames[1].copy(request->message.frames[1]);
+      out.frames.resize(request->message.frames.size());
+      for (size_t f = 0; f < out.frames.size(); ++f) out.frames[f].copy(request->message.frames[f]);  // shares the buffer
       out.header.set_num_keys(in.num_keys());
     } else {
       const auto& mine = positions[peer];
@@ -97,7 +96,17 @@ int Replicator::Forward(const std::shared_ptr<Request>& request, uint64_t epoch)
       out.header.set_num_keys(static_cast<uint32_t>(mine.size()));
       out.frames.push_back(FrameFromVector(std::move(sub_keys)));
       out.frames.push_back(FrameFromVector(std::move(sub_values)));
+      if (!request->counts.empty()) {
+        std::vector<uint32_t> sub_counts(mine.size());
+        for (size_t j = 0; j < mine.size(); ++j) sub_counts[j] = request->counts[mine[j]];
+        out.frames.push_back(FrameFromVector(std::move(sub_counts)));
+      }
     }
+    // Replicas make the same admission and expiry decisions as this primary:
+    // they count the same occurrences and stamp rows with the same step and time.
+    out.header.set_key_counts(in.key_counts());
+    out.header.set_step(in.step());
+    out.header.set_apply_time(in.apply_time());
     out.header.set_type(pb::REPLICATE);
     out.header.set_sender(self_id_);
     out.header.set_origin(in.sender());

@@ -109,10 +109,17 @@ std::string RowKey(uint32_t shard, uint64_t key) {
 }
 
 void RowBatch::Put(rocksdb::ColumnFamilyHandle* column, uint32_t shard, uint64_t key, const float* row,
-                   uint32_t floats) {
+                   uint32_t floats, const uint32_t* stamp) {
   EncodeRowKey(shard, key, key_);
-  batch_.Put(column, rocksdb::Slice(key_, sizeof(key_)),
-             rocksdb::Slice(reinterpret_cast<const char*>(row), floats * sizeof(float)));
+  const rocksdb::Slice key_slice(key_, sizeof(key_));
+  const rocksdb::Slice parts[2] = {rocksdb::Slice(reinterpret_cast<const char*>(row), floats * sizeof(float)),
+                                   rocksdb::Slice(reinterpret_cast<const char*>(stamp), sizeof(uint32_t))};
+  batch_.Put(column, rocksdb::SliceParts(&key_slice, 1), rocksdb::SliceParts(parts, stamp != nullptr ? 2 : 1));
+}
+
+void RowBatch::Delete(rocksdb::ColumnFamilyHandle* column, uint32_t shard, uint64_t key) {
+  EncodeRowKey(shard, key, key_);
+  batch_.Delete(column, rocksdb::Slice(key_, sizeof(key_)));
 }
 
 absl::StatusOr<std::unique_ptr<RowStore>> RowStore::Open(const std::string& dir, bool wal, bool fresh,

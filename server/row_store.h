@@ -42,7 +42,12 @@ std::string RowKey(uint32_t shard, uint64_t key);
 // Rows to be written together. Not thread-safe: one per executor.
 class RowBatch {
  public:
-  void Put(rocksdb::ColumnFamilyHandle* column, uint32_t shard, uint64_t key, const float* row, uint32_t floats);
+  // The row's value is its `floats` floats, then, for a table with
+  // embedding.eviction.ttl, `stamp` (when it was last updated: a step or
+  // unix seconds) as one more 4-byte word.
+  void Put(rocksdb::ColumnFamilyHandle* column, uint32_t shard, uint64_t key, const float* row, uint32_t floats,
+           const uint32_t* stamp = nullptr);
+  void Delete(rocksdb::ColumnFamilyHandle* column, uint32_t shard, uint64_t key);
   size_t count() const { return static_cast<size_t>(batch_.Count()); }
   rocksdb::WriteBatch* batch() { return &batch_; }
 

@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <fstream>
-#include <unistd.h>
 #include <bit>
 #include <cstring>
 #include <latch>
@@ -296,6 +295,12 @@ void Server::HandleRequest(Message message) {
     return Reply(message, absl::ResourceExhaustedError(absl::StrCat("a pull of ", h.num_keys(), " rows of dim ",
                                                                     table->spec.dim(), " exceeds the reply limit")));
   }
+  // Rows remember when they were updated (embedding.eviction.ttl): by this
+  // primary's clock, which the forwards carry to the replicas.
+  if (h.type() == pb::PUSH && table->policy.ttl_seconds > 0) {
+    message.header.set_apply_time(
+        std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count());
+  }
   auto request = std::make_shared<Request>();
   request->table = table;
   request->message = std::move(message);
@@ -579,8 +584,9 @@ void Server::LoadSnapshot(Message message) {
   }
   if (store_ != nullptr) (void)store_->AddTable(h.table_spec().id());
   const TableEntry* table = tables_.Find(h.table_spec().id());
-  const uint32_t stride = h.dim();
-  if (stride != table->spec.dim() + table->optimizer->StateFloats(table->spec.dim())) {
+  const uint32_t stride = h.dim();  // a record: the row, maybe then its stamp (embedding.eviction.ttl)
+  const uint32_t row_floats = table->spec.dim() + table->optimizer->StateFloats(table->spec.dim());
+  if (stride != row_floats && stride != row_floats + 1) {
     spdlog::error("snapshot of shard {}: rows of {} floats do not fit table '{}'", shard, stride, table->spec.name());
     return;
   }
@@ -703,7 +709,7 @@ absl::Status Server::Restore(const std::string& dir) {
       SPARTA_RETURN_IF_ERROR(RowStore::ReadShards(
           CheckpointPartDir(dir, source), spec.id(), shards,
           [&](uint32_t shard, uint64_t key, std::span<const float> row) {
-            if (row.size() != stride) {
+            if (row.size() != stride && row.size() != stride + 1) {  // maybe with a stamp
               bad = absl::DataLossError(absl::StrCat(dir, ": table '", spec.name(), "' has a row of ", row.size(),
                                                      " floats; expected ", stride));
               return;

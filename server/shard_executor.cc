@@ -55,6 +55,7 @@ void ShardExecutor::Run() {
     }
     Execute(*task);
     if (budget_ != 0 && HotBytes() > static_cast<int64_t>(budget_)) EvictToBudget();
+    if (any_ttl_ && ++tasks_since_expiry_ >= kTasksPerExpiry) ExpireSome();
     // The last executor to finish hands the request back for its reply.
     if (task->request->pending.fetch_sub(1, std::memory_order_acq_rel) == 1) done_->Post(std::move(task->request));
   }
@@ -66,7 +67,9 @@ TableShard& ShardExecutor::Shard(uint32_t local, const TableEntry& table) {
   if (tables.size() <= id) tables.resize(id + 1);
   if (!tables[id]) {
     tables[id] = std::make_unique<TableShard>(local * count_ + index_, &table.spec, table.optimizer.get(),
-                                              table.policy.eviction, /*small_chunks=*/budget_ != 0);
+                                              table.policy.eviction, /*small_chunks=*/budget_ != 0,
+                                              /*stamped=*/table.policy.expires());
+    any_ttl_ |= table.policy.expires();
     all_shards_.push_back(tables[id].get());
     if (policy_of_.size() <= id) policy_of_.resize(id + 1, nullptr);
     policy_of_[id] = &table.policy;
@@ -89,7 +92,7 @@ int64_t ShardExecutor::HotBytes() const {
 
 void ShardExecutor::LoadRow(const TableEntry& table, uint32_t shard, uint64_t key, std::span<const float> row) {
   TableShard& s = Shard(shard / count_, table);
-  if (s.Load(key, row)) {
+  if (s.Load(key, row, NowStamp(table.policy, nullptr))) {
     rows_.fetch_add(1, std::memory_order_relaxed);
     Bump(tier_[table.spec.id()].hot_rows, 1);
   }
@@ -98,30 +101,35 @@ void ShardExecutor::LoadRow(const TableEntry& table, uint32_t shard, uint64_t ke
 
 void ShardExecutor::CopyRows(uint32_t shard, const TableEntry& table, size_t max_rows, const RowsVisitor& emit) {
   TableShard& s = Shard(shard / count_, table);
-  const uint32_t stride = s.stride();
+  // Rows go as records: the row, then its stamp if the table expires rows.
+  const uint32_t stride = s.stride(), record = s.record_floats();
   std::vector<uint64_t> keys;
   std::vector<float> rows;
-  auto add = [&](uint64_t key, const float* row) {
+  auto add = [&](uint64_t key, const float* row, const uint32_t* stamp) {
     keys.push_back(key);
     rows.insert(rows.end(), row, row + stride);
+    if (record > stride) {
+      rows.emplace_back();
+      std::memcpy(&rows.back(), stamp, sizeof(uint32_t));
+    }
     if (keys.size() >= max_rows) {
-      emit(std::move(keys), std::move(rows), stride);
+      emit(std::move(keys), std::move(rows), record);
       keys.clear();
       rows.clear();
     }
   };
-  s.ForEach(add);
+  s.ForEach([&](uint64_t key, uint32_t slot) { add(key, s.row(slot), s.stamp_ptr(slot)); });
   if (s.cold_rows() > 0 && store_ != nullptr) {
     // The rows in the store only; a hot row's store copy may be stale.
     auto st = store_->ForEachRow(store_->column(table.spec.id()), s.shard(),
                                  [&](uint64_t key, std::span<const float> row) {
-                                   if (s.FindSlot(key) == TableShard::kNoSlot && row.size() == stride) {
-                                     add(key, row.data());
+                                   if (s.FindSlot(key) == TableShard::kNoSlot && row.size() == record) {
+                                     add(key, row.data(), reinterpret_cast<const uint32_t*>(row.data() + stride));
                                    }
                                  });
     if (!st.ok()) Fail(st);
   }
-  if (!keys.empty()) emit(std::move(keys), std::move(rows), stride);
+  if (!keys.empty()) emit(std::move(keys), std::move(rows), record);
 }
 
 void ShardExecutor::CountRowsByTable(std::vector<uint64_t>* rows) const {
@@ -135,6 +143,9 @@ void ShardExecutor::CountRowsByTable(std::vector<uint64_t>* rows) const {
 }
 
 absl::StatusOr<size_t> ShardExecutor::PersistChanged() {
+  // A checkpoint holds no expired row: every shard is swept first (workers
+  // are paused while a checkpoint is cut, so this stops nothing).
+  for (size_t n = 0; any_ttl_ && n < all_shards_.size(); ++n) ExpireSome();
   if (store_ == nullptr) return 0;
   size_t written = 0;
   for (auto& tables : shards_) {
@@ -196,10 +207,12 @@ void ShardExecutor::ApplyPendingSteps() {
       lookup_shards_.assign(misses_.size(), shard->shard());
       lookup_keys_.clear();
       for (uint32_t i : misses_) lookup_keys_.push_back(keys[i]);
-      if (!ReadCold(id, shard->stride())) continue;  // the failure is reported; the step is not applied
+      const uint32_t record = shard->record_floats();
+      if (!ReadCold(id, record)) continue;  // the failure is reported; the step is not applied
       for (size_t j = 0; j < misses_.size(); ++j) {
         if (!lookup_found_[j]) continue;
-        slots_[misses_[j]] = shard->Insert(keys[misses_[j]], lookup_rows_.data() + j * shard->stride(), true);
+        const float* found = lookup_rows_.data() + j * record;
+        slots_[misses_[j]] = shard->Insert(keys[misses_[j]], found, true, StampIn(*shard, found));
         Bump(stats.promoted, 1);
         Bump(stats.hot_rows, 1);
         Bump(stats.cold_rows, -1);
@@ -218,9 +231,19 @@ void ShardExecutor::ApplyPendingSteps() {
       if (!every_key) Bump(stats.admitted, 1);
     }
     rocksdb::ColumnFamilyHandle* column = wal_ && store_ != nullptr ? store_->column(id) : nullptr;
+    const TablePolicy& policy = *policy_of_[id];
+    // The step's clock is its step: what a bsp push's rows are stamped with.
+    const uint32_t now = policy.ttl_steps != 0 ? static_cast<uint32_t>(pending_clock_) : NowStamp(policy, nullptr);
+    for (uint32_t& slot : slots_) {
+      if (slot != TableShard::kNoSlot && IsStale(*shard, policy, slot, now)) {
+        shard->Reinitialize(slot);
+        Bump(stats.expired, 1);
+      }
+    }
     shard->ApplyPending(slots_, track_changes, [&](uint64_t key, uint32_t slot) {
+      shard->SetStamp(slot, now);
       if (column == nullptr) return;
-      batch_.Put(column, shard->shard(), key, shard->row(slot), shard->stride());
+      batch_.Put(column, shard->shard(), key, shard->row(slot), shard->stride(), shard->stamp_ptr(slot));
       shard->MarkStored(slot);
     });
   }
@@ -269,6 +292,73 @@ bool ShardExecutor::ReadCold(uint32_t table, uint32_t stride) {
   return st.ok();
 }
 
+uint32_t ShardExecutor::NowStamp(const TablePolicy& policy, const Request* r) {
+  if (policy.ttl_steps != 0) {
+    // A push is stamped with its worker's step (a replica reads the same
+    // one); anything else with the latest step seen.
+    if (r != nullptr && r->message.header.step() != 0) {
+      latest_step_ = std::max(latest_step_, r->message.header.step());
+      return static_cast<uint32_t>(r->message.header.step());
+    }
+    return static_cast<uint32_t>(latest_step_);
+  }
+  if (r != nullptr && r->message.header.apply_time() > 0) return static_cast<uint32_t>(r->message.header.apply_time());
+  return static_cast<uint32_t>(
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+}
+
+bool ShardExecutor::IsStale(const TableShard& shard, const TablePolicy& policy, uint32_t slot, uint32_t now) const {
+  const uint64_t ttl = policy.ttl_steps != 0 ? policy.ttl_steps : static_cast<uint64_t>(policy.ttl_seconds);
+  return shard.stamped() && uint64_t{shard.stamp(slot)} + ttl < now;
+}
+
+uint32_t ShardExecutor::StampIn(const TableShard& shard, const float* record) {
+  uint32_t stamp = 0;
+  if (shard.stamped()) std::memcpy(&stamp, record + shard.stride(), sizeof(stamp));
+  return stamp;
+}
+
+void ShardExecutor::ExpireSome() {
+  tasks_since_expiry_ = 0;
+  // One shard per call, in turn: expiry runs in small steps between
+  // requests, never as a sweep that stops the server.
+  TableShard* shard = nullptr;
+  for (size_t tries = 0; tries < all_shards_.size() && shard == nullptr; ++tries) {
+    TableShard* s = all_shards_[expiry_cursor_++ % all_shards_.size()];
+    if (s->stamped()) shard = s;
+  }
+  if (shard == nullptr) return;
+  const TablePolicy& policy = *policy_of_[shard->table_id()];
+  const uint64_t ttl = policy.ttl_steps != 0 ? policy.ttl_steps : static_cast<uint64_t>(policy.ttl_seconds);
+  const uint64_t now = NowStamp(policy, nullptr);
+  if (now <= ttl) return;
+  const uint32_t oldest = static_cast<uint32_t>(now - ttl);
+  TableTierStats& stats = tier_[shard->table_id()];
+  rocksdb::ColumnFamilyHandle* column = store_ != nullptr ? store_->column(shard->table_id()) : nullptr;
+  const size_t hot = shard->ExpireHot(kExpirySlots, oldest, column, &batch_);
+  size_t cold = 0;
+  if (shard->cold_rows() > 0 && column != nullptr) {
+    const uint32_t stride = shard->stride();
+    auto st = store_->ForEachRow(column, shard->shard(), [&](uint64_t key, std::span<const float> row) {
+      uint32_t stamp = 0;
+      if (row.size() != stride + 1 || shard->FindSlot(key) != TableShard::kNoSlot) return;
+      std::memcpy(&stamp, row.data() + stride, sizeof(stamp));
+      if (stamp >= oldest) return;
+      batch_.Delete(column, shard->shard(), key);
+      ++cold;
+    });
+    if (!st.ok()) return Fail(st);
+    shard->ForgetCold(cold);
+  }
+  if (batch_.count() > 0) {
+    if (auto st = store_->Write(&batch_); !st.ok()) return Fail(st);
+  }
+  Bump(stats.hot_rows, -static_cast<int64_t>(hot));
+  Bump(stats.cold_rows, -static_cast<int64_t>(cold));
+  Bump(stats.expired, hot + cold);
+  rows_.fetch_sub(hot + cold, std::memory_order_relaxed);
+}
+
 void ShardExecutor::Fail(const absl::Status& status) {
   std::lock_guard<std::mutex> lock(failure_mu_);
   if (!failure_.ok()) return;
@@ -297,12 +387,14 @@ bool ShardExecutor::ResolveMisses(const Request& r, const ShardTask& task, bool 
     lookup_keys_.push_back(r.keys[task.positions[i]]);
   }
   if (!lookup_.empty()) {
-    const uint32_t stride = shard_scratch_[lookup_[0]]->stride();
-    if (!ReadCold(id, stride)) return false;
+    const uint32_t record = shard_scratch_[lookup_[0]]->record_floats();
+    if (!ReadCold(id, record)) return false;
     for (size_t j = 0; j < lookup_.size(); ++j) {
       if (!lookup_found_[j]) continue;
       const uint32_t i = lookup_[j];
-      slots_[i] = shard_scratch_[i]->Insert(lookup_keys_[j], lookup_rows_.data() + j * stride, /*from_store=*/true);
+      const float* found = lookup_rows_.data() + j * record;
+      slots_[i] = shard_scratch_[i]->Insert(lookup_keys_[j], found, /*from_store=*/true,
+                                            StampIn(*shard_scratch_[i], found));
       Bump(stats.promoted, 1);
       Bump(stats.hot_rows, 1);
       Bump(stats.cold_rows, -1);
@@ -323,7 +415,7 @@ bool ShardExecutor::ResolveMisses(const Request& r, const ShardTask& task, bool 
       }
       Bump(stats.admitted, 1);
     }
-    slots_[i] = s.Insert(key, nullptr, /*from_store=*/false);
+    slots_[i] = s.Insert(key, nullptr, /*from_store=*/false, NowStamp(table.policy, &r));
     ++created;
   }
   rows_.fetch_add(created, std::memory_order_relaxed);
@@ -420,6 +512,8 @@ void ShardExecutor::Execute(ShardTask& task) {
   }
   const size_t row_bytes = size_t{shard_scratch_[0]->stride()} * sizeof(float);
   const bool tiered = budget_ != 0;
+  const bool expires = table.policy.expires();
+  const uint32_t now = expires ? NowStamp(table.policy, &r) : 0;
   for (size_t i = 0; i < n; ++i) {
     if (i + kLookAhead < n && slots_[i + kLookAhead] != TableShard::kNoSlot) {
       const char* ahead = reinterpret_cast<const char*>(shard_scratch_[i + kLookAhead]->row(slots_[i + kLookAhead]));
@@ -441,8 +535,22 @@ void ShardExecutor::Execute(ShardTask& task) {
     TableShard& s = *shard_scratch_[i];
     float* row = s.row(slot);
     if (tiered) s.Touch(slot);
+    if (expires && IsStale(s, table.policy, slot, now)) {
+      // Not updated within the TTL: the key starts over. A pull reads its
+      // initial row; the next push (here and on every replica, which
+      // decide by the push's own stamp) resets the row first.
+      if (is_push) {
+        s.Reinitialize(slot);
+        Bump(tier_[table.spec.id()].expired, 1);
+      } else {
+        expired_scratch_.resize(s.stride());
+        InitializeWeights(table.spec.initializer(), r.keys[task.positions[i]], expired_scratch_.data(), dim);
+        row = expired_scratch_.data();
+      }
+    }
     if (is_push) {
       if (track_changes) s.MarkChanged(slot);
+      s.SetStamp(slot, now);
       table.optimizer->Apply(row, GradOf(r, task.positions[i], dim), dim);
     } else if (r.dtype == pb::FP16) {
       FloatsToHalves(row, r.half_values.data() + at, dim);
@@ -463,7 +571,8 @@ void ShardExecutor::Execute(ShardTask& task) {
               [&](uint32_t a, uint32_t b) { return sort_key(a) < sort_key(b); });
     for (uint32_t i : order_scratch_) {
       TableShard& shard = *shard_scratch_[i];
-      batch_.Put(column, shard.shard(), r.keys[task.positions[i]], shard.row(slots_[i]), shard.stride());
+      batch_.Put(column, shard.shard(), r.keys[task.positions[i]], shard.row(slots_[i]), shard.stride(),
+                 shard.stamp_ptr(slots_[i]));
     }
     if (!WriteWal().ok()) {
       r.not_durable.store(true);

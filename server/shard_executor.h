@@ -146,6 +146,17 @@ class ShardExecutor {
   bool ReadCold(uint32_t table, uint32_t stride);
   void Fail(const absl::Status& status);
   int64_t HotBytes() const;
+  // embedding.eviction.ttl: the stamp a row touched by `r` (null: by no
+  // request) gets: the push's step or its primary's clock; whether the row
+  // in `slot` was last updated more than the TTL before `now`; and the
+  // stamp at the end of a record read from the store.
+  uint32_t NowStamp(const TablePolicy& policy, const Request* r);
+  bool IsStale(const TableShard& shard, const TablePolicy& policy, uint32_t slot, uint32_t now) const;
+  static uint32_t StampIn(const TableShard& shard, const float* record);
+  // Deletes the expired rows of the next shard in turn (hot and cold).
+  void ExpireSome();
+  static constexpr int kTasksPerExpiry = 64;
+  static constexpr size_t kExpirySlots = 4096;
   bool AdmitsEveryKey(const TableShard& shard) const;
   static void Bump(std::atomic<int64_t>& a, int64_t by) { a.store(a.load(std::memory_order_relaxed) + by, std::memory_order_relaxed); }
   static void Bump(std::atomic<uint64_t>& a, uint64_t by) { a.store(a.load(std::memory_order_relaxed) + by, std::memory_order_relaxed); }
@@ -169,6 +180,11 @@ class ShardExecutor {
   std::unique_ptr<std::atomic<bool>[]> tier_used_;
   std::unique_ptr<std::atomic<size_t>[]> row_cost_;
   std::vector<TableShard*> all_shards_;  // every shard made so far, for eviction
+  bool any_ttl_ = false;
+  int tasks_since_expiry_ = 0;
+  size_t expiry_cursor_ = 0;
+  uint64_t latest_step_ = 0;  // the highest step a push carried
+  std::vector<float> expired_scratch_;
   std::vector<std::pair<uint32_t, size_t>> used_tables_;  // (id, bytes per hot row)
   std::vector<const TablePolicy*> policy_of_;             // by table id
   // worker.consistency bsp: (shard, key) admitted by the pushes of the step.

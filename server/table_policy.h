@@ -31,6 +31,7 @@ struct TablePolicy {
   uint64_t ttl_steps = 0;
 
   bool admits_every_key() const { return min_count <= 1 && probability >= 1.0; }
+  bool expires() const { return ttl_seconds > 0 || ttl_steps > 0; }
 };
 
 // The policy of `spec` under `config`. Dense tables and Sparta's own tables

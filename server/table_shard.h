@@ -44,18 +44,22 @@ class TableShard {
   static constexpr uint32_t kNoSlot = ~uint32_t{0};
   // DRAM a hot row costs besides its floats: its key twice (map and slot),
   // the map's control byte and spare capacity, and the slot's flags.
-  static constexpr size_t kRowOverheadBytes = 48;
+  static constexpr size_t kRowOverheadBytes = 48;  // + 4 with stamps
 
   // `small_chunks`: the arena grows in chunks of at most 64 KiB instead of
   // 1 MiB, so a memory-limited server does not reserve a MiB per shard.
+  // `stamped`: every row remembers when it was last updated (a step or
+  // unix seconds, see SetStamp()), for embedding.eviction.ttl; the stamp
+  // goes to the store with the row, as one more 4-byte word.
   TableShard(uint32_t shard, const pb::TableSpec* spec, const Optimizer* optimizer,
-             EvictionPolicy policy = EvictionPolicy::kLru, bool small_chunks = false)
+             EvictionPolicy policy = EvictionPolicy::kLru, bool small_chunks = false, bool stamped = false)
       : shard_(shard),
         spec_(spec),
         optimizer_(optimizer),
         policy_(policy),
+        stamped_(stamped),
         arena_(spec->dim() + optimizer->StateFloats(spec->dim()), small_chunks ? 64 << 10 : RowArena::kMaxChunkBytes),
-        row_cost_(arena_.stride() * sizeof(float) + kRowOverheadBytes) {}
+        row_cost_(arena_.stride() * sizeof(float) + kRowOverheadBytes + (stamped ? 4 : 0)) {}
 
   // Starts loading the hash-map slot of `key` into cache, so that a lookup
   // issued a few keys later does not stall on memory.
@@ -73,7 +77,7 @@ class TableShard {
   // its initial weights and optimizer state. `from_store`: `values` is the
   // store's copy (a cold row coming back). Returns its slot; a key already
   // hot keeps its row.
-  uint32_t Insert(uint64_t key, const float* values, bool from_store) {
+  uint32_t Insert(uint64_t key, const float* values, bool from_store, uint32_t stamp = 0) {
     auto [it, inserted] = index_.try_emplace(key, 0);
     if (!inserted) return it->second;
     const uint32_t slot = arena_.Allocate();
@@ -82,7 +86,9 @@ class TableShard {
       keys_.resize(slot + 1);
       flags_.resize(slot + 1, 0);
       ref_.resize(slot + 1, 0);
+      if (stamped_) stamps_.resize(slot + 1, 0);
     }
+    if (stamped_) stamps_[slot] = stamp;
     keys_[slot] = key;
     flags_[slot] = kLive | (from_store ? kInStore : 0);
     ref_[slot] = 0;
@@ -138,15 +144,64 @@ class TableShard {
   }
 
   // Sets `key`'s whole row (weights and optimizer state), as read from a
-  // checkpoint; `row` must have stride() floats. Returns whether the key
-  // is new here.
-  bool Load(uint64_t key, std::span<const float> row) {
+  // checkpoint or a snapshot: stride() floats, maybe followed by the row's
+  // stamp (a record of record_floats()); a row without one is stamped
+  // `default_stamp`. Returns whether the key is new here.
+  bool Load(uint64_t key, std::span<const float> row, uint32_t default_stamp = 0) {
     uint32_t slot = FindSlot(key);
     const bool created = slot == kNoSlot;
     if (created) slot = Insert(key, nullptr, /*from_store=*/false);
     MarkChanged(slot);
     std::memcpy(arena_.row(slot), row.data(), stride() * sizeof(float));
+    if (stamped_) {
+      stamps_[slot] = default_stamp;
+      if (row.size() > stride()) std::memcpy(&stamps_[slot], row.data() + stride(), sizeof(uint32_t));
+    }
     return created;
+  }
+
+  // Floats of a row as the store and snapshots hold it: the row, then its
+  // stamp if the shard keeps them.
+  uint32_t record_floats() const { return stride() + (stamped_ ? 1 : 0); }
+  bool stamped() const { return stamped_; }
+  uint32_t stamp(uint32_t slot) const { return stamped_ ? stamps_[slot] : 0; }
+  void SetStamp(uint32_t slot, uint32_t stamp) {
+    if (stamped_) stamps_[slot] = stamp;
+  }
+  const uint32_t* stamp_ptr(uint32_t slot) const { return stamped_ ? &stamps_[slot] : nullptr; }
+
+  // The row in `slot` is its key's again: initial weights and optimizer
+  // state (an expired row touched again starts over).
+  void Reinitialize(uint32_t slot) {
+    float* row = arena_.row(slot);
+    InitializeWeights(spec_->initializer(), keys_[slot], row, spec_->dim());
+    optimizer_->InitState(row, spec_->dim());
+  }
+
+  // Deletes up to `max_slots` slots' worth of hot rows not updated since
+  // before `oldest` (a stamp), sweeping on from where the last call
+  // stopped; a row with a store copy gets a delete in `batch`. Returns the
+  // rows deleted.
+  size_t ExpireHot(size_t max_slots, uint32_t oldest, rocksdb::ColumnFamilyHandle* column, RowBatch* batch) {
+    if (!stamped_) return 0;
+    size_t expired = 0;
+    const uint32_t slots = arena_.size();
+    for (size_t examined = 0; examined < max_slots && examined < slots; ++examined) {
+      if (expiry_hand_ >= slots) expiry_hand_ = 0;
+      const uint32_t slot = expiry_hand_++;
+      if (!(flags_[slot] & kLive) || stamps_[slot] >= oldest) continue;
+      if (flags_[slot] & kInStore) {
+        if (column == nullptr) continue;
+        batch->Delete(column, shard_, keys_[slot]);
+        --stored_hot_;
+      }
+      if (flags_[slot] & kDirty) --dirty_;
+      flags_[slot] = 0;
+      index_.erase(keys_[slot]);
+      arena_.Free(slot);
+      ++expired;
+    }
+    return expired;
   }
 
   // Rows changed since the last Persist().
@@ -162,7 +217,7 @@ class TableShard {
       // A key may be listed twice, or be gone (written when it was evicted).
       const uint32_t slot = FindSlot(key);
       if (slot == kNoSlot || !(flags_[slot] & kDirty)) continue;
-      batch->Put(column, shard_, key, arena_.row(slot), stride());
+      batch->Put(column, shard_, key, arena_.row(slot), stride(), stamp_ptr(slot));
       flags_[slot] &= ~kDirty;
       MarkStored(slot);
       ++n;
@@ -195,7 +250,7 @@ class TableShard {
       const uint8_t flags = flags_[slot];
       if (flags & kDirty) {
         if (column == nullptr) continue;
-        batch->Put(column, shard_, key, arena_.row(slot), stride());
+        batch->Put(column, shard_, key, arena_.row(slot), stride(), stamp_ptr(slot));
         --dirty_;
       }
       if (flags & (kDirty | kInStore)) ++cold_rows_;
@@ -235,10 +290,10 @@ class TableShard {
     return it == index_.end() ? nullptr : arena_.row(it->second);
   }
 
-  // Calls fn(key, row) for every hot row.
+  // Calls fn(key, slot) for every hot row.
   template <class Fn>
   void ForEach(Fn fn) const {
-    for (const auto& [key, index] : index_) fn(key, arena_.row(index));
+    for (const auto& [key, slot] : index_) fn(key, slot);
   }
 
   void Apply(float* row, const float* grad) const { optimizer_->Apply(row, grad, spec_->dim()); }
@@ -294,7 +349,8 @@ class TableShard {
   size_t row_cost() const { return row_cost_; }
   size_t bytes() const {
     return arena_.bytes() + index_.capacity() * (sizeof(uint64_t) + sizeof(uint32_t) + 1) +
-           keys_.capacity() * sizeof(uint64_t) + flags_.capacity() + ref_.capacity();
+           keys_.capacity() * sizeof(uint64_t) + flags_.capacity() + ref_.capacity() +
+           stamps_.capacity() * sizeof(uint32_t);
   }
   uint32_t stride() const { return arena_.stride(); }
 
@@ -309,6 +365,7 @@ class TableShard {
   const pb::TableSpec* const spec_;
   const Optimizer* const optimizer_;
   const EvictionPolicy policy_;
+  const bool stamped_;
   absl::flat_hash_map<uint64_t, uint32_t> index_;
   RowArena arena_;
   const size_t row_cost_;
@@ -318,6 +375,8 @@ class TableShard {
   std::vector<uint8_t> flags_;
   std::vector<uint8_t> ref_;
   uint32_t hand_ = 0;
+  uint32_t expiry_hand_ = 0;
+  std::vector<uint32_t> stamps_;  // by slot, when stamped_
   std::vector<uint64_t> dirty_keys_;  // keys marked kDirty, maybe stale entries
   size_t dirty_ = 0;       // rows marked kDirty
   size_t stored_hot_ = 0;  // hot rows marked kInStore

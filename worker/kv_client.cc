@@ -118,7 +118,7 @@ absl::Status KVClient::Start() {
 
 KVClient::Ticket KVClient::Send(pb::MsgType type, uint32_t table, uint32_t dim, std::span<const uint64_t> keys,
                                 std::span<const float> grads, float* out, uint64_t clock,
-                                std::span<const uint32_t> counts) {
+                                std::span<const uint32_t> counts, uint64_t step) {
   auto op = std::make_shared<Operation>();
   op->out_ = out;
   op->dim_ = dim;
@@ -172,6 +172,7 @@ KVClient::Ticket KVClient::Send(pb::MsgType type, uint32_t table, uint32_t dim, 
     o.header.set_num_keys(static_cast<uint32_t>(keys_of[s].size()));
     o.header.set_dim(dim);
     if (clock != 0) o.header.set_clock(clock);
+    if (step != 0) o.header.set_step(step);
     o.frames.push_back(FrameFromVector(std::move(keys_of[s])));
     if (half) o.header.set_dtype(pb::FP16);
     if (type == pb::PUSH) {
@@ -203,8 +204,9 @@ KVClient::Ticket KVClient::Pull(uint32_t table, uint32_t dim, std::span<const ui
 }
 
 KVClient::Ticket KVClient::Push(uint32_t table, uint32_t dim, std::span<const uint64_t> keys,
-                                std::span<const float> grads, uint64_t clock, std::span<const uint32_t> counts) {
-  return Send(pb::PUSH, table, dim, keys, grads, nullptr, clock, counts);
+                                std::span<const float> grads, uint64_t clock, std::span<const uint32_t> counts,
+                                uint64_t step) {
+  return Send(pb::PUSH, table, dim, keys, grads, nullptr, clock, counts, step);
 }
 
 bool KVClient::Done(const Ticket& ticket) {

@@ -70,8 +70,9 @@ class KVClient {
   // Sends gradients grads[i * dim] of keys[i] to be applied by the servers.
   // `counts` (empty, or one per key): keys[i]'s occurrences in the batch,
   // which servers count towards admitting a new key (embedding.admission).
+  // `step`: the worker's step, which rows remember (embedding.eviction.ttl).
   Ticket Push(uint32_t table, uint32_t dim, std::span<const uint64_t> keys, std::span<const float> grads,
-              uint64_t clock = 0, std::span<const uint32_t> counts = {});
+              uint64_t clock = 0, std::span<const uint32_t> counts = {}, uint64_t step = 0);
 
   // Blocks until the operation has completed on every server.
   absl::Status Wait(const Ticket& ticket);
@@ -98,7 +99,8 @@ class KVClient {
   struct ServerLink;
 
   Ticket Send(pb::MsgType type, uint32_t table, uint32_t dim, std::span<const uint64_t> keys,
-              std::span<const float> grads, float* out, uint64_t clock, std::span<const uint32_t> counts = {});
+              std::span<const float> grads, float* out, uint64_t clock, std::span<const uint32_t> counts = {},
+              uint64_t step = 0);
   void Run();
   void OnResponse(int server, const pb::Header& h, std::vector<zmq::message_t>& frames);
   void SendPart(int server, uint64_t seq, pb::Header header, std::vector<zmq::message_t> frames, PendingPart part);

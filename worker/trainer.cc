@@ -301,8 +301,9 @@ absl::StatusOr<Trainer::TrainResult> Trainer::Train(DataLoader* loader, const Tr
     for (size_t t = 0; t < tables_.size(); ++t) {
       if (counts_wanted_[t] && counts.empty()) CountKeys(batch, &counts);
       tickets.push_back(client_->Push(tables_[t].id(), tables_[t].dim(), KeysOf(t, batch), out.grads[t],
-                                      request_clock, counts_wanted_[t] ? std::span<const uint32_t>(counts)
-                                                                       : std::span<const uint32_t>()));
+                                      request_clock,
+                                      counts_wanted_[t] ? std::span<const uint32_t>(counts) : std::span<const uint32_t>(),
+                                      out.step));
     }
     if (hooks.audit != nullptr) {
       // SGD with learning rate 1 on a gradient of -1: the row counts pushes.

@@ -9,9 +9,12 @@ import json
 import os
 import re
 import signal
+import subprocess
+import textwrap
 import unittest
 
-from harness import ClusterTest, datagen, launch, read, summary, wait_for, write_config
+from harness import ROOT, ClusterTest, datagen, launch, read, summary, wait_for, write_config
+from test_durability import COUNTER_PLUGIN
 
 MiB = 1 << 20
 # What a server uses besides what server.memory_limit covers (README,
@@ -138,6 +141,45 @@ class TieringTest(ClusterTest):
         self.assertEqual(tier["admitted"], popular)
         self.assertEqual(checkpoint_rows(run), popular + 1)  # and the bias block
         self.assertLess(popular + 1, everyone)
+
+
+class ExpiryTest(ClusterTest):
+    def test_rows_untouched_for_the_ttl_are_deleted_and_touched_ones_kept(self):
+        # The counting model of test_durability: a row counts its key's
+        # occurrences, and a prediction is the count / 1000.
+        src = os.path.join(self.dir, "counter.cc")
+        with open(src, "w") as f:
+            f.write(textwrap.dedent(COUNTER_PLUGIN))
+        plugin = os.path.join(self.dir, "libcounter.so")
+        subprocess.run(["g++", "-std=c++20", "-O2", "-shared", "-fPIC", "-I",
+                        os.path.join(ROOT, "worker", "sdk", "include"), src, "-o", plugin], check=True)
+        # 100 steps of 5 lines: keys 1..100 only in steps 1-50, keys 200..299
+        # in steps 51-100 (each also in 81-100), key 999 in every line.
+        train = os.path.join(self.dir, "train.svm")
+        with open(train, "w") as f:
+            f.writelines(f"1 {1 + i % 100 if i < 250 else 200 + i % 100}:1 999:1\n" for i in range(500))
+        test = os.path.join(self.dir, "test.svm")
+        old, recent = list(range(1, 101)), list(range(200, 300))
+        with open(test, "w") as f:
+            f.writelines(f"1 {k}:1\n" for k in old + recent + [999])
+        config = write_config(self.dir, cluster={"servers": 1, "workers": 1}, server={"threads": 2},
+                              data={"train": train, "test": test, "format": "libsvm", "batch_size": 5},
+                              model={"plugin": plugin}, embedding={"eviction": {"ttl": "20 steps"}})
+        predictions = os.path.join(self.dir, "counts.txt")
+        run = self.run_dir("ttl")
+        result = launch(config, run, [f"eval.predictions_out={predictions}"])
+        self.assertEqual(result.returncode, 0, result.stderr)
+        counts = [round(float(p) * 1000) for p in read(predictions).split()]
+        occurrences = collections.Counter(200 + i % 100 for i in range(250, 500))
+        # Last updated at step 50 or before, 20 steps ago by step 71: gone,
+        # so a pull reads the initial row (0).
+        self.assertEqual(counts[:100], [0] * 100)
+        # Updated within the last 20 steps: kept, every occurrence counted.
+        self.assertEqual(counts[100:200], [occurrences[k] for k in recent])
+        self.assertEqual(counts[200], 500)
+        log = read(os.path.join(run, "server-0.log"))
+        self.assertRegex(log, r"table 'count': .* 100 expired")
+        self.assertEqual(checkpoint_rows(run), 101)
 
 
 class TieredDurabilityTest(ClusterTest):
