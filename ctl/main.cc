@@ -5,11 +5,13 @@
 //   sparta-ctl stop                       checkpoint (with storage.path), then end the job
 //   sparta-ctl metrics    [--node NAME]   every daemon's /metrics (or one's)
 //   sparta-ctl keygen FILE                a new cluster key file for cluster.auth: curve
+//   sparta-ctl plan CONFIG --keys N       DRAM and disk the model's tables need for N keys
 //
 // The job is found from --run RUN_DIR (what `scripts/sparta launch` left
 // there), --config FILE [--set key=value]... (the job's own config), or
 // --scheduler HOST:PORT [--key-file FILE].
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 
 #include <CLI/CLI.hpp>
@@ -21,9 +23,23 @@
 #include "ctl/control_client.h"
 #include "ctl/http_get.h"
 #include "ctl/job_address.h"
+#include "ctl/plan.h"
 #include "ctl/status_text.h"
+#include "worker/model_tables.h"
+#include "worker/plugins.h"
 
 namespace {
+
+// The tables of the configured model, as a worker would declare them.
+absl::StatusOr<std::vector<sparta::pb::TableSpec>> ConfiguredTableSpecs(const sparta::Config& config) {
+  auto make_reader = sparta::OpenReaders(config);
+  if (!make_reader.ok()) return make_reader.status();
+  auto probe = (*make_reader)();
+  if (!probe.ok()) return probe.status();
+  auto model = sparta::OpenModel(config, (*probe)->schema());
+  if (!model.ok()) return model.status();
+  return sparta::ModelTableSpecs(**model, config);
+}
 
 int Fail(const absl::Status& status) {
   std::fprintf(stderr, "sparta-ctl: %s\n", std::string(status.message()).c_str());
@@ -61,7 +77,25 @@ int main(int argc, char** argv) {
   std::string key_path;
   auto* keygen_cmd = app.add_subcommand("keygen", "write a new cluster key file (CurveZMQ) for cluster.auth: curve");
   keygen_cmd->add_option("file", key_path, "where to write it (mode 0600; never overwritten)")->required();
+  std::string plan_config;
+  std::vector<std::string> plan_sets;
+  uint64_t plan_keys = 0;
+  auto* plan_cmd = app.add_subcommand("plan", "bytes per row of each table, DRAM and disk per server for N keys");
+  plan_cmd->add_option("config", plan_config, "the job's config file")->required();
+  plan_cmd->add_option("--keys", plan_keys, "distinct keys the sparse tables will hold")->required();
+  plan_cmd->add_option("--set", plan_sets, "override a config key (key=value)");
   CLI11_PARSE(app, argc, argv);
+
+  if (plan_cmd->parsed()) {
+    auto config = LoadConfig(plan_config, plan_sets);
+    if (!config.ok()) return Fail(config.status());
+    auto specs = ConfiguredTableSpecs(*config);
+    if (!specs.ok()) return Fail(specs.status());
+    auto plan = PlanMemory(*config, *specs, plan_keys, std::filesystem::temp_directory_path().string());
+    if (!plan.ok()) return Fail(plan.status());
+    std::printf("%s", PlanText(*plan).c_str());
+    return 0;
+  }
 
   if (keygen_cmd->parsed()) {
     auto keys = NewCurveKeyPair();

@@ -13,7 +13,7 @@ import subprocess
 import textwrap
 import unittest
 
-from harness import ROOT, ClusterTest, datagen, launch, read, summary, wait_for, write_config
+from harness import BIN, ROOT, ClusterTest, datagen, launch, read, summary, wait_for, write_config
 from test_durability import COUNTER_PLUGIN
 
 MiB = 1 << 20
@@ -141,6 +141,32 @@ class TieringTest(ClusterTest):
         self.assertEqual(tier["admitted"], popular)
         self.assertEqual(checkpoint_rows(run), popular + 1)  # and the bias block
         self.assertLess(popular + 1, everyone)
+
+
+class PlanTest(ClusterTest):
+    def test_plan_measures_rows_and_sizes_the_cluster(self):
+        config = write_config(self.dir, cluster={"servers": 4, "workers": 1}, data={"train": "unused.txt"},
+                              model={"name": "fm", "embedding_dim": 8}, storage={"replication_factor": 2})
+        out = subprocess.run([os.path.join(BIN, "sparta-ctl"), "plan", config, "--keys", "50000000",
+                              "--set", "server.memory_limit=1GiB"], capture_output=True, text=True, timeout=120)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        units = {"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}
+        size = lambda text: float(text.split()[0]) * units[text.split()[1]]
+        row = re.search(r"fm\.wv\s+sparse\s+50000000\s+(\S+ \S+)\s+(\S+ \S+)\s+(\S+ \S+)\s+(\S+ \S+)", out.stdout)
+        self.assertIsNotNone(row, out.stdout)
+        dram, disk, dram_server, disk_server = map(size, row.groups())
+        payload = (9 + 9) * 4  # fm: 9 weights and 9 Adagrad accumulators
+        self.assertGreater(dram, payload + 8)  # plus the key and the index: measured, so above the payload
+        self.assertGreater(disk, payload + 12)  # plus the 12-byte RocksDB key
+        # Two copies of every row over four servers.
+        self.assertAlmostEqual(dram_server / (50000000 * 2 / 4 * dram), 1, delta=0.005)
+        self.assertAlmostEqual(disk_server / (50000000 * 2 / 4 * disk), 1, delta=0.005)
+        m = re.search(r"1\.00 GiB: (\S+ \S+) for hot rows per server, so ([0-9.]+)% of the rows stay hot; "
+                      r"(\d+) servers would hold every row hot", out.stdout)
+        self.assertIsNotNone(m, out.stdout)
+        hot = size(m.group(1))
+        self.assertAlmostEqual(float(m.group(2)), 100 * hot / dram_server, delta=0.2)
+        self.assertEqual(int(m.group(3)), -(-int(4 * dram_server) // int(hot)))
 
 
 class ExpiryTest(ClusterTest):
