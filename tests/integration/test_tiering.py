@@ -143,6 +143,33 @@ class TieringTest(ClusterTest):
         self.assertLess(popular + 1, everyone)
 
 
+class DatagenTest(ClusterTest):
+    def test_zipf_key_spaces_stream_in_bounded_memory(self):
+        import resource
+        path = os.path.join(self.dir, "zipf.txt")
+        subprocess.run([os.path.join(BIN, "sparta-datagen"), "--train-rows", "200000", "--test-rows", "0",
+                        "--train", path, "--zipf", "1.1", "--vocab", "100000000"], check=True)
+        # 10^8 tokens per field: nothing per token is kept.
+        self.assertLess(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, 64 * 1024)
+        counts = collections.Counter()
+        with open(path) as f:
+            for line in f:
+                token = line.rstrip("\n").split("\t")[14 + 10]  # field C11
+                if token:
+                    counts[token] += 1
+        ranked = [n for _, n in counts.most_common()]
+        self.assertEqual(len(next(iter(counts))), 16)  # 16 hex digits past 2^24 tokens
+        # Zipf(1.1): frequency falls as rank^-1.1, so rank 1 is 10^1.1 = 12.6
+        # times rank 10, and 2^1.1 = 2.14 times rank 2.
+        self.assertAlmostEqual(ranked[0] / ranked[9], 10 ** 1.1, delta=0.15 * 10 ** 1.1)
+        self.assertAlmostEqual(ranked[0] / ranked[1], 2 ** 1.1, delta=0.1 * 2 ** 1.1)
+        # P(rank 1) = 1 / H(10^8, 1.1), H the generalized harmonic number
+        # (its first 10^5 terms summed, the tail by its integral).
+        harmonic = sum(k ** -1.1 for k in range(1, 100000)) + ((100000 - 0.5) ** -0.1 - (10 ** 8 + 0.5) ** -0.1) / 0.1
+        present = sum(counts.values())
+        self.assertAlmostEqual(ranked[0] / present, 1 / harmonic, delta=0.005)
+
+
 class PlanTest(ClusterTest):
     def test_plan_measures_rows_and_sizes_the_cluster(self):
         config = write_config(self.dir, cluster={"servers": 4, "workers": 1}, data={"train": "unused.txt"},

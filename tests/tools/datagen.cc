@@ -2,7 +2,9 @@
 // truth, for the quickstart, the tests and the benchmarks.
 //
 // The hidden model: each of 26 categorical fields draws a token from a
-// heavy-tailed (log-uniform) distribution over its vocabulary; each of 13
+// heavy-tailed distribution over its vocabulary (log-uniform, or Zipf with
+// --zipf S, vocabularies of up to 2^63 tokens, drawn in O(1) memory, so key
+// spaces of 10^8 and more stream out in bounded memory); each of 13
 // integer fields draws a log-normal count (sometimes missing). The click
 // logit is
 //     bias + sum_f w[f, token_f] + sum_i a_i * log1p(count_i)
@@ -48,6 +50,45 @@ class Rng {
   uint64_t state_;
 };
 
+// Zipf(s) over {1, ..., n} by rejection-inversion (Hoermann and Derflinger,
+// "Rejection-inversion to generate variates from monotone discrete
+// distributions", 1996): O(1) memory and expected O(1) time for any n, where
+// a table of n probabilities would not fit.
+class ZipfSampler {
+ public:
+  ZipfSampler(uint64_t n, double s) : n_(static_cast<double>(n)), s_(s) {
+    h_x1_ = H(1.5) - 1.0;
+    h_n_ = H(n_ + 0.5);
+    squeeze_ = 2.0 - HInverse(H(2.5) - h(2.0));
+  }
+  uint64_t Sample(Rng& rng) const {
+    while (true) {
+      const double u = h_n_ + rng.Uniform() * (h_x1_ - h_n_);
+      const double x = HInverse(u);
+      double k = std::floor(x + 0.5);
+      k = std::min(std::max(k, 1.0), n_);
+      if (k - x <= squeeze_ || u >= H(k + 0.5) - h(k)) return static_cast<uint64_t>(k);
+    }
+  }
+
+ private:
+  // log1p(x)/x and expm1(x)/x, continuous at 0.
+  static double Log1pOverX(double x) { return std::abs(x) > 1e-8 ? std::log1p(x) / x : 1 - x / 2; }
+  static double Expm1OverX(double x) { return std::abs(x) > 1e-8 ? std::expm1(x) / x : 1 + x / 2; }
+  double h(double x) const { return std::exp(-s_ * std::log(x)); }
+  // An antiderivative of h, and its inverse.
+  double H(double x) const {
+    const double log_x = std::log(x);
+    return Expm1OverX((1.0 - s_) * log_x) * log_x;
+  }
+  double HInverse(double x) const {
+    const double t = std::max(-1.0, x * (1.0 - s_));
+    return std::exp(Log1pOverX(t) * x);
+  }
+
+  double n_, s_, h_x1_, h_n_, squeeze_;
+};
+
 // A deterministic standard normal for (seed, a, b, c).
 double HashNormal(uint64_t seed, uint64_t a, uint64_t b, uint64_t c) {
   Rng rng(Mix64(seed ^ Mix64(a * 1000003 + Mix64(b * 7919 + c))));
@@ -66,11 +107,15 @@ struct Options {
   double bias = -1.2;
   double weight_scale = 0.6;
   uint64_t max_vocab = 100000;
+  std::vector<uint64_t> vocab;  // per field (one value: every field); overrides max_vocab
+  double zipf = 0;              // > 0: Zipf exponent of the token draws, else log-uniform
   uint64_t bad_lines = 0;  // malformed lines to inject into the training file
+  std::vector<ZipfSampler> samplers;  // per field, with zipf
 };
 
 // Vocabulary sizes: a spread from tiny to max_vocab, like Criteo's fields.
 uint64_t VocabSize(int field, const Options& o) {
+  if (!o.vocab.empty()) return o.vocab[o.vocab.size() == 1 ? 0 : field];
   if (field < o.interaction_fields) return 20 + 10 * field;  // small, so interactions are learnable
   const double frac = static_cast<double>(field) / kCatFields;
   return std::max<uint64_t>(10, static_cast<uint64_t>(std::pow(static_cast<double>(o.max_vocab), frac)));
@@ -96,9 +141,10 @@ Row Draw(Rng& rng, const Options& o) {
   std::vector<double> latent(o.latent_dim * kCatFields, 0.0);
   for (int f = 0; f < kCatFields; ++f) {
     r.cat_missing[f] = f >= o.interaction_fields && rng.Uniform() < o.missing;
-    // Log-uniform ids: a few tokens are very common, most are rare.
+    // Log-uniform (or Zipf) ids: a few tokens are very common, most are rare.
     const uint64_t vocab = VocabSize(f, o);
-    r.tokens[f] = static_cast<uint64_t>(std::pow(static_cast<double>(vocab), rng.Uniform())) - 1;
+    r.tokens[f] = o.zipf > 0 ? o.samplers[f].Sample(rng) - 1
+                             : static_cast<uint64_t>(std::pow(static_cast<double>(vocab), rng.Uniform())) - 1;
     if (r.cat_missing[f]) continue;
     logit += o.weight_scale * HashNormal(o.seed, f, r.tokens[f], 0);
     if (f < o.interaction_fields) {
@@ -121,8 +167,12 @@ Row Draw(Rng& rng, const Options& o) {
   return r;
 }
 
-uint32_t TokenHex(int field, uint64_t token, uint64_t seed) {
-  return static_cast<uint32_t>(Mix64((static_cast<uint64_t>(field) << 40) ^ token ^ Mix64(seed)));
+// A token's hex text: 8 digits while the field's vocabulary fits 2^24 (as
+// Criteo's), 16 beyond, so that a huge vocabulary keeps distinct tokens
+// distinct (Mix64 is a bijection).
+uint64_t TokenHex(int field, uint64_t token, uint64_t seed, uint64_t vocab) {
+  const uint64_t h = Mix64((static_cast<uint64_t>(field) << 56) ^ token ^ Mix64(seed));
+  return vocab <= (uint64_t{1} << 24) ? static_cast<uint32_t>(h) : h;
 }
 
 void WriteCriteo(std::ostream& out, const Row& r, const Options& o) {
@@ -133,8 +183,10 @@ void WriteCriteo(std::ostream& out, const Row& r, const Options& o) {
                           : std::snprintf(buf + n, sizeof(buf) - n, "\t%lld", static_cast<long long>(r.ints[i]));
   }
   for (int f = 0; f < kCatFields; ++f) {
+    const uint64_t vocab = VocabSize(f, o);
     n += r.cat_missing[f] ? std::snprintf(buf + n, sizeof(buf) - n, "\t")
-                          : std::snprintf(buf + n, sizeof(buf) - n, "\t%08x", TokenHex(f, r.tokens[f], o.seed));
+                          : std::snprintf(buf + n, sizeof(buf) - n, vocab <= (uint64_t{1} << 24) ? "\t%08llx" : "\t%016llx",
+                                          static_cast<unsigned long long>(TokenHex(f, r.tokens[f], o.seed, vocab)));
   }
   buf[n++] = '\n';
   out.write(buf, n);
@@ -188,8 +240,25 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0, kCatFields));
   app.add_option("--missing", o.missing, "probability of a missing value")->check(CLI::Range(0.0, 1.0));
   app.add_option("--max-vocab", o.max_vocab, "largest vocabulary of a categorical field");
+  app.add_option("--vocab", o.vocab, "vocabulary of each categorical field (26 values), or one for all")
+      ->delimiter(',');
+  app.add_option("--zipf", o.zipf, "draw tokens from Zipf with this exponent (e.g. 1.1) instead of log-uniform")
+      ->check(CLI::Range(0.0, 10.0));
   app.add_option("--bad-lines", o.bad_lines, "malformed lines to inject into the training file");
   CLI11_PARSE(app, argc, argv);
+  if (!o.vocab.empty() && o.vocab.size() != 1 && o.vocab.size() != kCatFields) {
+    std::cerr << "sparta-datagen: --vocab takes 1 or " << kCatFields << " sizes; got " << o.vocab.size() << "\n";
+    return 1;
+  }
+  for (uint64_t v : o.vocab) {
+    if (v == 0 || v > (uint64_t{1} << 62)) {
+      std::cerr << "sparta-datagen: --vocab sizes must be in [1, 2^62]\n";
+      return 1;
+    }
+  }
+  if (o.zipf > 0) {
+    for (int f = 0; f < kCatFields; ++f) o.samplers.emplace_back(VocabSize(f, o), o.zipf);
+  }
 
   std::ofstream train, test, train_svm, test_svm, truth;
   if (!Open(train, o.train_out) || !Open(test, o.test_out) || !Open(train_svm, o.train_libsvm) ||
