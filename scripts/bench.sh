@@ -127,13 +127,15 @@ echo "== checkpoints: cut, size on disk, incremental cut after 1% changed, resto
 
 echo "== replication (lr, 2 workers + 3 servers) and failover (kill -9 of a server)"
 SPARTA_BIN="$bin" python3 tests/bench/replication_bench.py "$tmp/train.txt" "$tmp/test.txt" "$tmp/replication.json" $quick
+echo "== tables larger than memory (fm, Zipf 1.1): memory_limit at 100%, 30%, 10% of the table vs unbounded; admission"
+SPARTA_BIN="$bin" python3 tests/bench/tiering_bench.py "$tmp/tiering.json" $quick
 if [[ -n $json ]]; then
   python3 - "$tmp/kv.json" "$e2e" "$json" "$tmp/checkpoint.json" "$tmp/replication.json" "$tmp/models.json" \
-    "$tmp/gpu.json" <<'PY'
+    "$tmp/gpu.json" "$tmp/tiering.json" <<'PY'
 import json, sys
 records = json.load(open(sys.argv[1])) + json.load(open(sys.argv[2]))
 records += json.load(open(sys.argv[4])) + json.load(open(sys.argv[5])) + json.load(open(sys.argv[6]))
-records += json.load(open(sys.argv[7]))
+records += json.load(open(sys.argv[7])) + json.load(open(sys.argv[8]))
 for line in open(sys.argv[1].replace("kv.json", "memory.txt")):
     name, value = line.split()[:2]
     records.append({"name": name, "unit": "bytes/row", "value": float(value)})

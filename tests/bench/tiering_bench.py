@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""Tables larger than memory: fm on Zipf data (exponent 1.1) trained with
+server.memory_limit at 100%, 30% and 10% of the table's DRAM, against the
+unbounded run in the same benchmark run (examples/s ratio, peak resident
+memory against limit + the README's fixed overhead), and admission
+min_count 2 against none (rows created, test AUC).
+
+  tiering_bench.py JSON_OUT [--quick]
+
+The table's DRAM is the unbounded run's rows times the bytes per row that
+`sparta-ctl plan` measures on the server's own structures.
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.environ.get("SPARTA_BIN", os.path.join(ROOT, "build", "bin"))
+LAUNCHER = os.path.join(ROOT, "scripts", "sparta")
+MiB = 1 << 20
+FIXED_OVERHEAD = 64 * MiB  # README: what the limit does not cover
+
+
+def run_job(folder, name, cfg, sets):
+    run = os.path.join(folder, name)
+    cmd = [sys.executable, LAUNCHER, "launch", cfg, "--run-dir", run, "--quiet"]
+    for s in sets:
+        cmd += ["--set", s]
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    with open(os.path.join(run, "summary.json")) as f:
+        s = json.load(f)
+    with open(os.path.join(run, "server-0.log")) as f:
+        log = f.read()
+    s["peak_bytes"] = int(re.search(r"peak resident memory (\d+) MiB", log).group(1)) * MiB
+    admitted = re.search(r"table 'fm.wv': .* (\d+) admitted", log)
+    s["admitted"] = int(admitted.group(1)) if admitted else None
+    return s
+
+
+def main():
+    out_path, quick = sys.argv[1], "--quick" in sys.argv
+    rows = 300000 if quick else 8000000
+    records = []
+    with tempfile.TemporaryDirectory(prefix="sparta-tiering-bench-") as folder:
+        train, test = os.path.join(folder, "train.txt"), os.path.join(folder, "test.txt")
+        subprocess.run([os.path.join(BIN, "sparta-datagen"), "--train-rows", str(rows), "--test-rows",
+                        str(rows // 20), "--train", train, "--test", test, "--zipf", "1.1",
+                        "--vocab", "100000000", "--seed", "21"], check=True)
+        cfg = os.path.join(folder, "job.yaml")
+        with open(cfg, "w") as f:
+            f.write(f"""cluster: {{scheduler: "127.0.0.1:0", servers: 1, workers: 1}}
+server: {{threads: 2}}
+data: {{train: "{train}", test: "{test}", batch_size: 2048}}
+model: {{name: fm, embedding_dim: 16}}
+""")
+        free = run_job(folder, "unbounded", cfg, [])
+        plan = subprocess.run([os.path.join(BIN, "sparta-ctl"), "plan", cfg, "--keys", str(free["server_rows"]),
+                               "--set", "server.memory_limit=1GiB"], check=True, capture_output=True, text=True).stdout
+        m = re.search(r"fm\.wv\s+sparse\s+\d+\s+([0-9.]+) B", plan)
+        table_bytes = float(m.group(1)) * free["server_rows"]
+        print(f"unbounded: {free['server_rows']} rows, {table_bytes / MiB:.0f} MiB of table, "
+              f"{free['examples_per_sec']:.0f} examples/s, peak {free['peak_bytes'] / MiB:.0f} MiB")
+        records.append({"name": "tiering_unbounded_examples_per_sec", "unit": "examples/s",
+                        "value": free["examples_per_sec"]})
+        for percent in (100, 30, 10):
+            # The limit also holds RocksDB's share and buffers (see
+            # server/memory_budget.h): sized so the hot rows get `percent`.
+            limit = int(table_bytes * percent / 100 / (1 - 1 / 8 - 1 / 16)) + 1
+            limit = max(limit, 16 * MiB)
+            tiered = run_job(folder, f"limit{percent}", cfg, [f"server.memory_limit={limit}"])
+            ratio = tiered["examples_per_sec"] / free["examples_per_sec"]
+            same = tiered["auc"] == free["auc"]
+            print(f"memory_limit {limit / MiB:.0f} MiB ({percent}% of the table hot): "
+                  f"{tiered['examples_per_sec']:.0f} examples/s = {ratio:.2f}x unbounded; peak "
+                  f"{tiered['peak_bytes'] / MiB:.0f} MiB (limit + overhead {(limit + FIXED_OVERHEAD) / MiB:.0f} MiB); "
+                  f"AUC {'identical' if same else 'DIFFERS'}")
+            records.append({"name": f"tiering_{percent}pct_hot_speed_vs_unbounded", "unit": "ratio", "value": ratio})
+            records.append({"name": f"tiering_{percent}pct_hot_peak_over_limit_plus_overhead", "unit": "ratio",
+                            "value": tiered["peak_bytes"] / (limit + FIXED_OVERHEAD)})
+        admitted = run_job(folder, "admission2", cfg, ["embedding.admission.min_count=2"])
+        cut = free["server_rows"] / max(1, admitted["server_rows"])
+        print(f"admission min_count 2: {admitted['server_rows']} rows vs {free['server_rows']} ({cut:.2f}x fewer); "
+              f"AUC {admitted['auc']:.5f} vs {free['auc']:.5f} ({admitted['auc'] - free['auc']:+.5f})")
+        records.append({"name": "tiering_admission2_rows_cut", "unit": "ratio", "value": cut})
+        records.append({"name": "tiering_admission2_auc_delta", "unit": "auc", "value": admitted["auc"] - free["auc"]})
+    with open(out_path, "w") as f:
+        json.dump(records, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
