@@ -52,53 +52,35 @@ def peak_mib(log):
     return int(re.search(r"peak resident memory (\d+) MiB", log).group(1))
 
 
+def job_config(test, data, **overrides):
+    """One server, one worker, fm of dim 32 on `data` (section__key=value overrides)."""
+    sections = {
+        "cluster": {"servers": 1, "workers": 1},
+        "server": {"threads": 2},
+        "data": {"train": data["train"], "test": data["test"], "batch_size": 512},
+        "model": {"name": "fm", "embedding_dim": 32},
+    }
+    for key, value in overrides.items():
+        section, name = key.split("__")
+        sections.setdefault(section, {})[name] = value
+    return write_config(test.dir, f"job-{len(os.listdir(test.dir))}.yaml", **sections)
+
+
+def run_job(test, config, name, *sets):
+    """Runs the job to its end; returns its summary, predictions and run folder."""
+    run = test.run_dir(name)
+    predictions = os.path.join(test.dir, f"{name}.predictions")
+    result = launch(config, run, [f"eval.predictions_out={predictions}", *sets], timeout=600)
+    test.assertEqual(result.returncode, 0, result.stderr)
+    return summary(run), read(predictions), run
+
+
 class TieringTest(ClusterTest):
     def config(self, data, **overrides):
-        sections = {
-            "cluster": {"servers": 1, "workers": 1},
-            "server": {"threads": 2},
-            "data": {"train": data["train"], "test": data["test"], "batch_size": 512},
-            "model": {"name": "fm", "embedding_dim": 32},
-        }
-        for key, value in overrides.items():
-            section, name = key.split("__")
-            sections.setdefault(section, {})[name] = value
-        return write_config(self.dir, f"job-{len(os.listdir(self.dir))}.yaml", **sections)
+        return job_config(self, data, **overrides)
 
     def run_job(self, config, name, *sets):
-        run = self.run_dir(name)
-        predictions = os.path.join(self.dir, f"{name}.predictions")
-        result = launch(config, run, [f"eval.predictions_out={predictions}", *sets], timeout=600)
-        self.assertEqual(result.returncode, 0, result.stderr)
-        return summary(run), read(predictions), run
-
-    def test_table_ten_times_the_limit_trains_to_the_same_model(self):
-        # About 700k distinct keys of 66 floats (fm: 33 weights + Adagrad's
-        # 33 accumulators): 180 MB of table against a 16 MiB limit.
-        data = datagen(self.dir, 400000, 20000, seed=11, max_vocab=4000000)
-        config = self.config(data)
-        free, free_predictions, free_run = self.run_job(config, "unbounded")
-        tiered, tiered_predictions, tiered_run = self.run_job(config, "tiered", "server.memory_limit=16MiB")
-
-        self.assertEqual(len(tiered_predictions.splitlines()), 20000)
-        self.assertEqual(tiered_predictions, free_predictions)  # bit for bit
-        self.assertEqual(tiered["auc"], free["auc"])
-
-        log = read(os.path.join(tiered_run, "server-0.log"))
-        tier = tier_line(log, "fm.wv")
-        self.assertIsNotNone(tier, log[-3000:])
-        table_bytes = (tier["hot"] + tier["cold"]) * 66 * 4
-        self.assertGreaterEqual(table_bytes, 10 * 16 * MiB)
-        self.assertGreater(tier["cold"], 9 * tier["hot"])
-        self.assertGreater(tier["promoted"], 0)
-        # The final checkpoints hold the same rows: every trained row, hot or
-        # cold (rows only ever pulled are their key's initial values, kept by
-        # neither).
-        self.assertEqual(checkpoint_rows(tiered_run), checkpoint_rows(free_run))
-        bound = 16 * MiB + FIXED_OVERHEAD + request_bytes(512, 39, 32, 4)
-        self.assertLessEqual(peak_mib(log) * MiB, bound, log[-2000:])
-        # The same job unbounded needs several times that: the limit is what held it down.
-        self.assertGreater(peak_mib(read(os.path.join(free_run, "server-0.log"))) * MiB, bound)
+        return run_job(self, config, name, *sets)
 
     def test_admission_gives_rows_to_keys_seen_three_times(self):
         data = datagen(self.dir, 20000, 2000, seed=3, max_vocab=30000)
@@ -141,33 +123,6 @@ class TieringTest(ClusterTest):
         self.assertEqual(tier["admitted"], popular)
         self.assertEqual(checkpoint_rows(run), popular + 1)  # and the bias block
         self.assertLess(popular + 1, everyone)
-
-
-class DatagenTest(ClusterTest):
-    def test_zipf_key_spaces_stream_in_bounded_memory(self):
-        import resource
-        path = os.path.join(self.dir, "zipf.txt")
-        subprocess.run([os.path.join(BIN, "sparta-datagen"), "--train-rows", "200000", "--test-rows", "0",
-                        "--train", path, "--zipf", "1.1", "--vocab", "100000000"], check=True)
-        # 10^8 tokens per field: nothing per token is kept.
-        self.assertLess(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, 64 * 1024)
-        counts = collections.Counter()
-        with open(path) as f:
-            for line in f:
-                token = line.rstrip("\n").split("\t")[14 + 10]  # field C11
-                if token:
-                    counts[token] += 1
-        ranked = [n for _, n in counts.most_common()]
-        self.assertEqual(len(next(iter(counts))), 16)  # 16 hex digits past 2^24 tokens
-        # Zipf(1.1): frequency falls as rank^-1.1, so rank 1 is 10^1.1 = 12.6
-        # times rank 10, and 2^1.1 = 2.14 times rank 2.
-        self.assertAlmostEqual(ranked[0] / ranked[9], 10 ** 1.1, delta=0.15 * 10 ** 1.1)
-        self.assertAlmostEqual(ranked[0] / ranked[1], 2 ** 1.1, delta=0.1 * 2 ** 1.1)
-        # P(rank 1) = 1 / H(10^8, 1.1), H the generalized harmonic number
-        # (its first 10^5 terms summed, the tail by its integral).
-        harmonic = sum(k ** -1.1 for k in range(1, 100000)) + ((100000 - 0.5) ** -0.1 - (10 ** 8 + 0.5) ** -0.1) / 0.1
-        present = sum(counts.values())
-        self.assertAlmostEqual(ranked[0] / present, 1 / harmonic, delta=0.005)
 
 
 class PlanTest(ClusterTest):
