@@ -63,6 +63,9 @@ struct ShardTask {
   // Instead of a request: work that must run on the executor's thread in
   // order with the requests (e.g. persisting rows for a checkpoint).
   std::function<void()> control;
+  // The executor's own work, run as soon as it is taken, before anything
+  // waiting (a cold read has come back).
+  std::function<void()> wake;
 };
 
 }  // namespace sparta

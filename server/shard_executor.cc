@@ -24,14 +24,21 @@ ShardExecutor::ShardExecutor(int index, int count, uint32_t num_shards, Mailbox<
       tier_(new TableTierStats[RowStore::kMaxTables]),
       tier_used_(new std::atomic<bool>[RowStore::kMaxTables]()),
       row_cost_(new std::atomic<size_t>[RowStore::kMaxTables]()),
+      async_reads_(options.async_reads && !options.sum_steps && options.store != nullptr),
+      blocked_((num_shards + count - 1) / count, 0),
+      walk_((num_shards + count - 1) / count, 0),
       done_(done),
-      shards_((num_shards + count - 1) / count) {}
+      shards_((num_shards + count - 1) / count) {
+  if (async_reads_) reader_ = std::make_unique<ColdReader>();
+}
 
 ShardExecutor::~ShardExecutor() { Stop(); }
 
 void ShardExecutor::Start() { thread_ = std::thread([this] { Run(); }); }
 
 void ShardExecutor::Stop() {
+  // Reads in flight come back (as wake tasks) before the queue closes.
+  if (reader_) reader_->Stop();
   queue_.Close();
   if (thread_.joinable()) thread_.join();
 }
@@ -44,20 +51,131 @@ void ShardExecutor::Submit(ShardTask task) {
 void ShardExecutor::Run() {
   while (true) {
     std::optional<ShardTask> task = queue_.WaitPop();
-    if (task) queued_.fetch_sub(1, std::memory_order_relaxed);
     if (!task) return;  // closed and drained
-    if (task->control) {
-      // A checkpoint cut or a snapshot must see whole steps applied.
-      if (pending_clock_ != 0) ApplyPendingSteps();
-      task->control();
-      if (budget_ != 0 && HotBytes() > static_cast<int64_t>(budget_)) EvictToBudget();
+    if (task->wake) {
+      task->wake();
+      DrainParked();
+      Housekeeping();
       continue;
     }
-    Execute(*task);
-    if (budget_ != 0 && HotBytes() > static_cast<int64_t>(budget_)) EvictToBudget();
-    if (any_ttl_ && ++tasks_since_expiry_ >= kTasksPerExpiry) ExpireSome();
-    // The last executor to finish hands the request back for its reply.
-    if (task->request->pending.fetch_sub(1, std::memory_order_acq_rel) == 1) done_->Post(std::move(task->request));
+    queued_.fetch_sub(1, std::memory_order_relaxed);
+    if (MustWait(*task)) {
+      Park(*std::move(task), nullptr);
+      continue;
+    }
+    RunTask(*std::move(task));
+    Housekeeping();
+  }
+}
+
+void ShardExecutor::RunTask(ShardTask task) {
+  if (task.control) {
+    // A checkpoint cut or a snapshot must see whole steps applied.
+    if (pending_clock_ != 0) ApplyPendingSteps();
+    task.control();
+    return;
+  }
+  switch (Execute(task, nullptr)) {
+    case Outcome::kNeedsRead:
+      return Park(std::move(task), std::move(pending_read_));
+    case Outcome::kFailed:
+      task.request->read_failed.store(true);
+      [[fallthrough]];
+    case Outcome::kDone:
+      return Finish(task);
+  }
+}
+
+void ShardExecutor::Finish(ShardTask& task) {
+  // The last executor to finish hands the request back for its reply.
+  if (task.request->pending.fetch_sub(1, std::memory_order_acq_rel) == 1) done_->Post(std::move(task.request));
+}
+
+void ShardExecutor::Housekeeping() {
+  if (budget_ != 0 && HotBytes() > static_cast<int64_t>(budget_)) EvictToBudget();
+  if (any_ttl_ && ++tasks_since_expiry_ >= kTasksPerExpiry) ExpireSome();
+}
+
+bool ShardExecutor::MustWait(const ShardTask& task) const {
+  if (parked_.empty()) return false;
+  if (task.control || parked_controls_ > 0) return true;
+  for (uint32_t local : task.local_shards) {
+    if (blocked_[local] != 0) return true;
+  }
+  return false;
+}
+
+void ShardExecutor::Park(ShardTask task, std::shared_ptr<ColdRead> read) {
+  Parked p;
+  if (task.control) {
+    ++parked_controls_;
+  } else {
+    p.locals = task.local_shards;
+    std::sort(p.locals.begin(), p.locals.end());
+    p.locals.erase(std::unique(p.locals.begin(), p.locals.end()), p.locals.end());
+    for (uint32_t local : p.locals) ++blocked_[local];
+  }
+  p.task = std::move(task);
+  p.read = std::move(read);
+  if (p.read) StartRead(p.read);
+  parked_.push_back(std::move(p));
+}
+
+void ShardExecutor::StartRead(const std::shared_ptr<ColdRead>& read) {
+  reader_->Submit([this, read] {
+    const auto start = std::chrono::steady_clock::now();
+    read->status = store_->MultiGet(read->column, read->shards, read->keys, read->record, read->rows.data(),
+                                    &read->found);
+    read->nanos = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start)
+                      .count();
+    ShardTask back;
+    back.wake = [read] { read->done = true; };
+    queue_.Push(std::move(back));
+  });
+}
+
+void ShardExecutor::DrainParked() {
+  // In order: a task runs once its read is back and no earlier parked task
+  // touches any of its shards (or is a control task, which holds up all).
+  std::fill(walk_.begin(), walk_.end(), 0);
+  bool barrier = false;
+  for (auto it = parked_.begin(); it != parked_.end();) {
+    const bool control = static_cast<bool>(it->task.control);
+    bool ready = !barrier && !(it->read && !it->read->done) && (!control || it == parked_.begin());
+    for (size_t i = 0; ready && i < it->locals.size(); ++i) ready = walk_[it->locals[i]] == 0;
+    if (!ready) {
+      barrier |= control;
+      for (uint32_t local : it->locals) walk_[local] = 1;
+      ++it;
+      continue;
+    }
+    Parked p = std::move(*it);
+    it = parked_.erase(it);
+    if (control) {
+      --parked_controls_;
+      RunTask(std::move(p.task));
+      continue;
+    }
+    for (uint32_t local : p.locals) --blocked_[local];
+    if (p.read != nullptr) {
+      TableTierStats& stats = tier_[p.read->table];
+      Bump(stats.cold_read_ns, static_cast<uint64_t>(p.read->nanos));
+      Bump(stats.cold_reads, p.read->keys.size());
+      Bump(stats.cold_read_batches, 1);
+      if (!p.read->status.ok()) Fail(p.read->status);
+    }
+    const Outcome outcome = p.read != nullptr && !p.read->status.ok() ? Outcome::kFailed : Execute(p.task, p.read.get());
+    if (outcome == Outcome::kNeedsRead) {
+      // Rows it had in DRAM when it was parked went cold meanwhile (rare):
+      // it reads again, keeping its place.
+      for (uint32_t local : p.locals) ++blocked_[local], walk_[local] = 1;
+      p.read = std::move(pending_read_);
+      StartRead(p.read);
+      it = std::next(parked_.insert(it, std::move(p)));
+      continue;
+    }
+    if (outcome == Outcome::kFailed) p.task.request->read_failed.store(true);
+    Finish(p.task);
   }
 }
 
@@ -325,7 +443,7 @@ void ShardExecutor::ExpireSome() {
   TableShard* shard = nullptr;
   for (size_t tries = 0; tries < all_shards_.size() && shard == nullptr; ++tries) {
     TableShard* s = all_shards_[expiry_cursor_++ % all_shards_.size()];
-    if (s->stamped()) shard = s;
+    if (s->stamped() && !Blocked(*s)) shard = s;
   }
   if (shard == nullptr) return;
   const TablePolicy& policy = *policy_of_[shard->table_id()];
@@ -372,10 +490,13 @@ absl::Status ShardExecutor::failure() const {
   return failure_;
 }
 
-bool ShardExecutor::ResolveMisses(const Request& r, const ShardTask& task, bool is_push) {
+ShardExecutor::Outcome ShardExecutor::ResolveMisses(const Request& r, const ShardTask& task, bool is_push,
+                                                   const ColdRead* read) {
   const TableEntry& table = *r.table;
   const uint32_t id = table.spec.id();
   TableTierStats& stats = tier_[id];
+  // The misses that may be in the store: looked up below (in line), found
+  // in `read`, or to be read before anything is changed.
   lookup_.clear();
   lookup_shards_.clear();
   lookup_keys_.clear();
@@ -386,15 +507,36 @@ bool ShardExecutor::ResolveMisses(const Request& r, const ShardTask& task, bool 
     lookup_shards_.push_back(s.shard());
     lookup_keys_.push_back(r.keys[task.positions[i]]);
   }
+  const float* rows = nullptr;
+  const uint8_t* found = nullptr;
   if (!lookup_.empty()) {
     const uint32_t record = shard_scratch_[lookup_[0]]->record_floats();
-    if (!ReadCold(id, record)) return false;
+    // A read made for this task covers its misses unless rows it held went
+    // cold since (then it reads again).
+    const bool covered = read != nullptr && read->keys == lookup_keys_;
+    if (covered) {
+      rows = read->rows.data();
+      found = read->found.data();
+    } else if (async_reads_) {
+      auto next = std::make_shared<ColdRead>();
+      next->table = id;
+      next->record = record;
+      next->column = store_->column(id);
+      next->shards = lookup_shards_;
+      next->keys = lookup_keys_;
+      next->rows.resize(lookup_keys_.size() * size_t{record});
+      pending_read_ = std::move(next);
+      return Outcome::kNeedsRead;
+    } else {
+      if (!ReadCold(id, record)) return Outcome::kFailed;
+      rows = lookup_rows_.data();
+      found = lookup_found_.data();
+    }
     for (size_t j = 0; j < lookup_.size(); ++j) {
-      if (!lookup_found_[j]) continue;
+      if (!found[j]) continue;
       const uint32_t i = lookup_[j];
-      const float* found = lookup_rows_.data() + j * record;
-      slots_[i] = shard_scratch_[i]->Insert(lookup_keys_[j], found, /*from_store=*/true,
-                                            StampIn(*shard_scratch_[i], found));
+      const float* row = rows + j * record;
+      slots_[i] = shard_scratch_[i]->Insert(lookup_keys_[j], row, /*from_store=*/true, StampIn(*shard_scratch_[i], row));
       Bump(stats.promoted, 1);
       Bump(stats.hot_rows, 1);
       Bump(stats.cold_rows, -1);
@@ -420,7 +562,7 @@ bool ShardExecutor::ResolveMisses(const Request& r, const ShardTask& task, bool 
   }
   rows_.fetch_add(created, std::memory_order_relaxed);
   Bump(stats.hot_rows, static_cast<int64_t>(created));
-  return true;
+  return Outcome::kDone;
 }
 
 void ShardExecutor::EvictToBudget() {
@@ -435,6 +577,7 @@ void ShardExecutor::EvictToBudget() {
     size_t evicted_now = 0;
     TableShard* largest = nullptr;
     for (TableShard* s : all_shards_) {
+      if (Blocked(*s)) continue;  // a parked request counts on its rows staying where they are
       if (largest == nullptr || s->hot_bytes() > largest->hot_bytes()) largest = s;
       const size_t share = static_cast<size_t>(excess * static_cast<double>(s->hot_bytes()) /
                                                static_cast<double>(hot) / static_cast<double>(s->row_cost()));
@@ -472,7 +615,7 @@ size_t ShardExecutor::EvictFrom(TableShard& shard, size_t rows) {
   return evicted;
 }
 
-void ShardExecutor::Execute(ShardTask& task) {
+ShardExecutor::Outcome ShardExecutor::Execute(ShardTask& task, const ColdRead* read) {
   Request& r = *task.request;
   const TableEntry& table = *r.table;
   const uint32_t dim = table.spec.dim();
@@ -480,12 +623,12 @@ void ShardExecutor::Execute(ShardTask& task) {
   if (sum_steps_) {
     const uint64_t clock = r.message.header.clock();
     if (pending_clock_ != 0 && (clock == 0 || clock > pending_clock_)) ApplyPendingSteps();
-    if (is_push && clock != 0) return AddPending(task);
+    if (is_push && clock != 0) {
+      AddPending(task);
+      return Outcome::kDone;
+    }
   }
-  if (failed_.load(std::memory_order_relaxed)) {
-    r.read_failed.store(true);
-    return;
-  }
+  if (failed_.load(std::memory_order_relaxed)) return Outcome::kFailed;
   const size_t n = task.positions.size();
   // Random keys miss the cache at every step: first the hash-map slot, then
   // the row. So the work is done in two passes, each prefetching a few keys
@@ -506,9 +649,9 @@ void ShardExecutor::Execute(ShardTask& task) {
     slots_[i] = s.FindSlot(r.keys[task.positions[i]]);
     if (slots_[i] == TableShard::kNoSlot) misses_.push_back(static_cast<uint32_t>(i));
   }
-  if (!misses_.empty() && !ResolveMisses(r, task, is_push)) {
-    r.read_failed.store(true);
-    return;
+  if (!misses_.empty()) {
+    const Outcome resolved = ResolveMisses(r, task, is_push, read);
+    if (resolved != Outcome::kDone) return resolved;
   }
   const size_t row_bytes = size_t{shard_scratch_[0]->stride()} * sizeof(float);
   const bool tiered = budget_ != 0;
@@ -580,6 +723,7 @@ void ShardExecutor::Execute(ShardTask& task) {
       for (uint32_t i : order_scratch_) shard_scratch_[i]->MarkStored(slots_[i]);
     }
   }
+  return Outcome::kDone;
 }
 
 }  // namespace sparta

@@ -19,8 +19,13 @@
 // Under a memory budget (server.memory_limit) the executor keeps its hot
 // rows' DRAM under its share: after each task it evicts the coldest rows to
 // the store (TableShard::Evict). A request that touches keys which are not
-// hot looks them up in the store in one batched MultiGet; a key found there
-// comes back hot exactly as it left. A key found nowhere is new: it gets a
+// hot has them looked up in the store in one batched MultiGet, on the
+// executor's ColdReader thread: the request waits ("parked") while the
+// executor serves requests for other shards; requests for the shards it
+// touches wait behind it, so each shard still sees its requests in arrival
+// order (and control tasks wait for every parked request). A parked
+// request's shards are neither evicted from nor expired until it has run.
+// A key found in the store comes back hot exactly as it left. A key found nowhere is new: it gets a
 // row if its table admits it (TablePolicy), else a pull of it returns zeros
 // and a push of it only counts its occurrences.
 //
@@ -32,6 +37,7 @@
 #define SPARTA_SERVER_SHARD_EXECUTOR_H_
 
 #include <atomic>
+#include <deque>
 #include <functional>
 #include <mutex>
 #include <memory>
@@ -42,6 +48,7 @@
 #include "common/task_queue.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
+#include "server/cold_reader.h"
 #include "server/request.h"
 #include "server/row_store.h"
 #include "server/table_shard.h"
@@ -75,6 +82,9 @@ class ShardExecutor {
     // Of a table's embedding.admission.counter_bytes, the part one shard
     // gets (the server's share divided by the shards it holds).
     double counter_share = 1.0;
+    // Cold reads on a reader thread (off the executor's); else in line.
+    // (bsp's step sums always read in line.)
+    bool async_reads = true;
   };
 
   // Finished requests go to `done`. Executor `index` of `count` owns the
@@ -130,12 +140,51 @@ class ShardExecutor {
   int64_t queue_depth() const { return queued_.load(std::memory_order_relaxed); }
 
  private:
+  // One batched lookup of cold rows, made on the reader thread.
+  struct ColdRead {
+    uint32_t table = 0;
+    uint32_t record = 0;  // floats per row record
+    rocksdb::ColumnFamilyHandle* column = nullptr;
+    std::vector<uint32_t> shards;
+    std::vector<uint64_t> keys;
+    std::vector<float> rows;     // record floats per key
+    std::vector<uint8_t> found;  // per key
+    absl::Status status;
+    int64_t nanos = 0;
+    bool done = false;  // executor thread only
+  };
+  // A task waiting for its cold read, or behind one that does.
+  struct Parked {
+    ShardTask task;
+    std::vector<uint32_t> locals;  // the local shards it touches (none: a control task, which waits for all)
+    std::shared_ptr<ColdRead> read;
+  };
+  enum class Outcome { kDone, kNeedsRead, kFailed };
+
   void Run();
-  void Execute(ShardTask& task);
+  // Runs a control task or a request; a request that needs a cold read is parked.
+  void RunTask(ShardTask task);
+  // Applies or answers a request's part. `read`: the cold rows read for it
+  // (null the first time). kNeedsRead: nothing was changed, and
+  // pending_read_ says what to read.
+  Outcome Execute(ShardTask& task, const ColdRead* read);
+  // Hands a request's part back (the last executor posts the reply).
+  void Finish(ShardTask& task);
+  // Whether `task` must wait behind parked ones.
+  bool MustWait(const ShardTask& task) const;
+  // Parks `task` (with `read` to make, or behind others when null).
+  void Park(ShardTask task, std::shared_ptr<ColdRead> read);
+  void StartRead(const std::shared_ptr<ColdRead>& read);
+  // Runs, in order, the parked tasks whose reads are back and that no
+  // earlier parked task holds up.
+  void DrainParked();
+  // After each task: eviction and expiry.
+  void Housekeeping();
+  bool Blocked(const TableShard& shard) const { return blocked_[shard.shard() / count_] != 0; }
   // Gives slots_[i] of every miss (a key that is not hot) a row: from the
-  // store, or new if the table admits the key; kNoSlot otherwise. Returns
-  // false if the store could not be read.
-  bool ResolveMisses(const Request& r, const ShardTask& task, bool is_push);
+  // store (`read`'s rows, or a lookup made now when reads are in line), or
+  // new if the table admits the key; kNoSlot otherwise.
+  Outcome ResolveMisses(const Request& r, const ShardTask& task, bool is_push, const ColdRead* read);
   // Whether `key`'s occurrences (`count` more) earn it a row.
   bool Admit(TableShard& shard, const TablePolicy& policy, uint64_t key, uint32_t count);
   // Moves the coldest rows out until the hot rows fit the budget again.
@@ -185,6 +234,13 @@ class ShardExecutor {
   size_t expiry_cursor_ = 0;
   uint64_t latest_step_ = 0;  // the highest step a push carried
   std::vector<float> expired_scratch_;
+  const bool async_reads_;
+  std::deque<Parked> parked_;
+  std::vector<int> blocked_;  // per local shard: parked tasks that touch it
+  int parked_controls_ = 0;
+  std::vector<uint8_t> walk_;  // DrainParked()'s per-shard marks
+  std::shared_ptr<ColdRead> pending_read_;  // what Execute() asked to read
+  std::unique_ptr<ColdReader> reader_;      // with async_reads_; stopped before the executor's thread
   std::vector<std::pair<uint32_t, size_t>> used_tables_;  // (id, bytes per hot row)
   std::vector<const TablePolicy*> policy_of_;             // by table id
   // worker.consistency bsp: (shard, key) admitted by the pushes of the step.

@@ -56,6 +56,25 @@ def launch(config, run_dir, sets=(), timeout=300, wait=True):
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
 
 
+def config_with(folder, sections, **overrides):
+    """write_config of `sections` with section__key=value overrides, under a fresh name."""
+    sections = {name: dict(keys) for name, keys in sections.items()}
+    for key, value in overrides.items():
+        section, name = key.split("__")
+        sections.setdefault(section, {})[name] = value
+    return write_config(folder, f"job-{len(os.listdir(folder))}.yaml", **sections)
+
+
+def run_with_predictions(test, config, name, *sets, timeout=600):
+    """Runs a job to its end (it must succeed); returns its summary, its test
+    predictions (text) and its run folder."""
+    run = test.run_dir(name)
+    predictions = os.path.join(test.dir, f"{name}.predictions")
+    result = launch(config, run, [f"eval.predictions_out={predictions}", *sets], timeout=timeout)
+    test.assertEqual(result.returncode, 0, result.stderr)
+    return summary(run), read(predictions), run
+
+
 def summary(run_dir):
     with open(os.path.join(run_dir, "summary.json")) as f:
         return json.load(f)

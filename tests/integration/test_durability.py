@@ -10,7 +10,8 @@ import subprocess
 import textwrap
 import unittest
 
-from harness import ROOT, ClusterTest, datagen, launch, read, summary, wait_for, write_config, pid_alive
+from harness import (ROOT, ClusterTest, config_with, datagen, launch, pid_alive, read, run_with_predictions, summary,
+                     wait_for, write_config)
 
 # A model plugin that counts: every occurrence of a key in a trained batch adds
 # 1 to its row (SGD, learning rate 1, gradient -1), and it "predicts" row/1000.
@@ -44,24 +45,17 @@ COUNTER_PLUGIN = """
 
 class CheckpointTest(ClusterTest):
     def config(self, data, **overrides):
-        sections = {
+        return config_with(self.dir, {
             "cluster": {"servers": 3, "workers": 1},
             "server": {"threads": 2},
             "data": {"train": data["train"], "test": data["test"], "batch_size": 256, "epochs": 1},
             "model": {"name": "fm", "embedding_dim": 4},
             "optimizer": {"name": "ftrl", "learning_rate": 0.05},
-        }
-        for key, value in overrides.items():
-            section, name = key.split("__")
-            sections.setdefault(section, {})[name] = value
-        return write_config(self.dir, f"job-{len(os.listdir(self.dir))}.yaml", **sections)
+        }, **overrides)
 
     def run_job(self, config, name, *sets):
-        run = self.run_dir(name)
-        predictions = os.path.join(self.dir, f"{name}.predictions")
-        result = launch(config, run, [f"eval.predictions_out={predictions}", *sets])
-        self.assertEqual(result.returncode, 0, result.stderr)
-        return summary(run), read(predictions)
+        s, predictions, _ = run_with_predictions(self, config, name, *sets, timeout=300)
+        return s, predictions
 
     def test_restored_model_predicts_bit_for_bit_on_fewer_servers(self):
         data = datagen(self.dir, 20000, 3000, seed=5)

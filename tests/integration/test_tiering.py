@@ -13,7 +13,8 @@ import subprocess
 import textwrap
 import unittest
 
-from harness import BIN, ROOT, ClusterTest, datagen, launch, read, summary, wait_for, write_config
+from harness import (BIN, ROOT, ClusterTest, config_with, datagen, launch, read, run_with_predictions, summary,
+                     wait_for, write_config)
 from test_durability import COUNTER_PLUGIN
 
 MiB = 1 << 20
@@ -54,25 +55,12 @@ def peak_mib(log):
 
 def job_config(test, data, **overrides):
     """One server, one worker, fm of dim 32 on `data` (section__key=value overrides)."""
-    sections = {
+    return config_with(test.dir, {
         "cluster": {"servers": 1, "workers": 1},
         "server": {"threads": 2},
         "data": {"train": data["train"], "test": data["test"], "batch_size": 512},
         "model": {"name": "fm", "embedding_dim": 32},
-    }
-    for key, value in overrides.items():
-        section, name = key.split("__")
-        sections.setdefault(section, {})[name] = value
-    return write_config(test.dir, f"job-{len(os.listdir(test.dir))}.yaml", **sections)
-
-
-def run_job(test, config, name, *sets):
-    """Runs the job to its end; returns its summary, predictions and run folder."""
-    run = test.run_dir(name)
-    predictions = os.path.join(test.dir, f"{name}.predictions")
-    result = launch(config, run, [f"eval.predictions_out={predictions}", *sets], timeout=600)
-    test.assertEqual(result.returncode, 0, result.stderr)
-    return summary(run), read(predictions), run
+    }, **overrides)
 
 
 class TieringTest(ClusterTest):
@@ -80,7 +68,7 @@ class TieringTest(ClusterTest):
         return job_config(self, data, **overrides)
 
     def run_job(self, config, name, *sets):
-        return run_job(self, config, name, *sets)
+        return run_with_predictions(self, config, name, *sets)
 
     def test_admission_gives_rows_to_keys_seen_three_times(self):
         data = datagen(self.dir, 20000, 2000, seed=3, max_vocab=30000)

@@ -10,9 +10,8 @@ import os
 import subprocess
 import unittest
 
-from harness import BIN, ClusterTest, datagen, read
-from test_tiering import (FIXED_OVERHEAD, MiB, checkpoint_rows, job_config, peak_mib, request_bytes, run_job,
-                          tier_line)
+from harness import BIN, ClusterTest, datagen, read, run_with_predictions
+from test_tiering import FIXED_OVERHEAD, MiB, checkpoint_rows, job_config, peak_mib, request_bytes, tier_line
 
 
 class TableLargerThanMemoryTest(ClusterTest):
@@ -20,7 +19,7 @@ class TableLargerThanMemoryTest(ClusterTest):
         return job_config(self, data, **overrides)
 
     def run_job(self, config, name, *sets):
-        return run_job(self, config, name, *sets)
+        return run_with_predictions(self, config, name, *sets)
 
     def test_table_ten_times_the_limit_trains_to_the_same_model(self):
         # About 700k distinct keys of 66 floats (fm: 33 weights + Adagrad's

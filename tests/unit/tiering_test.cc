@@ -67,14 +67,25 @@ pb::TableSpec SparseSpec() {
   return spec;
 }
 
-TEST_CASE("evicted rows come back from the store bit for bit", "[tiering]") {
+// A fresh cold-tier RocksDB with the table of SparseSpec() in it.
+struct ColdTier {
+  ColdTier() {
+    REQUIRE(store.ok());
+    REQUIRE((*store)->AddTable(spec.id()).ok());
+    REQUIRE(optimizer.ok());
+  }
   TempDir tmp;
-  auto store = RowStore::Open((tmp.path / "db").string(), /*wal=*/false, /*fresh=*/true, 8 << 20);
-  REQUIRE(store.ok());
+  absl::StatusOr<std::unique_ptr<RowStore>> store =
+      RowStore::Open((tmp.path / "db").string(), /*wal=*/false, /*fresh=*/true, 8 << 20);
   const pb::TableSpec spec = SparseSpec();
-  REQUIRE((*store)->AddTable(spec.id()).ok());
-  auto optimizer = Optimizer::Create(spec.optimizer());
-  REQUIRE(optimizer.ok());
+  absl::StatusOr<std::unique_ptr<Optimizer>> optimizer = Optimizer::Create(spec.optimizer());
+};
+
+TEST_CASE("evicted rows come back from the store bit for bit", "[tiering]") {
+  ColdTier tier;
+  auto& store = tier.store;
+  const pb::TableSpec& spec = tier.spec;
+  auto& optimizer = tier.optimizer;
   TableShard shard(9, &spec, optimizer->get(), EvictionPolicy::kLru, /*small_chunks=*/true);
   const float grad[4] = {0.5f, -0.25f, 1.0f, 2.0f};
   std::map<uint64_t, std::vector<float>> expected;
@@ -147,13 +158,10 @@ TEST_CASE("LFU keeps the rows used most, LRU the rows used last", "[tiering]") {
 }
 
 TEST_CASE("expiry deletes rows stamped before the cut, from DRAM and from the store", "[tiering]") {
-  TempDir tmp;
-  auto store = RowStore::Open((tmp.path / "db").string(), /*wal=*/false, /*fresh=*/true, 8 << 20);
-  REQUIRE(store.ok());
-  const pb::TableSpec spec = SparseSpec();
-  REQUIRE((*store)->AddTable(spec.id()).ok());
-  auto optimizer = Optimizer::Create(spec.optimizer());
-  REQUIRE(optimizer.ok());
+  ColdTier tier;
+  auto& store = tier.store;
+  const pb::TableSpec& spec = tier.spec;
+  auto& optimizer = tier.optimizer;
   TableShard shard(2, &spec, optimizer->get(), EvictionPolicy::kLru, false, /*stamped=*/true);
   CHECK(shard.record_floats() == shard.stride() + 1);
   for (uint64_t key = 0; key < 100; ++key) {
