@@ -8,7 +8,7 @@ namespace sparta {
 
 uint64_t ColdTierBytes(const Config& config) {
   const uint64_t limit = config.server.memory_limit_bytes;
-  return limit == 0 ? 0 : std::max<uint64_t>(4 << 20, limit / 8);
+  return limit == 0 ? 0 : std::max<uint64_t>(8 << 20, limit / 8);
 }
 
 absl::StatusOr<uint64_t> HotRowBudget(const Config& config) {

@@ -84,8 +84,11 @@ void UseAsColdTier(rocksdb::Options* options, uint64_t bytes) {
   options->memtable_factory = std::make_shared<rocksdb::SkipListFactory>();
   options->allow_concurrent_memtable_write = true;
   options->write_buffer_manager = std::make_shared<rocksdb::WriteBufferManager>(bytes / 2, cache);
-  options->write_buffer_size = std::max<uint64_t>(1 << 20, bytes / 8);
-  options->max_write_buffer_number = 2;
+  // Memtables of a quarter of the share (up to two full while one flushes):
+  // smaller ones made so many level-0 files that compaction fell behind
+  // and RocksDB stalled writes (evictions) for seconds.
+  options->write_buffer_size = std::max<uint64_t>(1 << 20, bytes / 4);
+  options->max_write_buffer_number = 3;
   rocksdb::BlockBasedTableOptions table;
   table.block_cache = cache;
   table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));

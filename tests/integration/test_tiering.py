@@ -26,8 +26,10 @@ FIXED_OVERHEAD = 64 * MiB
 
 def request_bytes(batch_size, features, dim, max_inflight):
     """The README's bound on a worker's requests in flight at a server: its
-    pushes in the window plus two pulls, each a batch's keys with their rows."""
-    return (max_inflight + 2) * batch_size * features * (dim + 1) * 4 * 2
+    pushes in the window plus two pulls, each a batch's keys with, per key,
+    its row on the wire (or gradient) and its cold-read buffer (row and
+    optimizer state): 12 (dim + 1) + 12 bytes."""
+    return (max_inflight + 2) * batch_size * features * (12 * (dim + 1) + 12)
 
 
 def tier_line(log, table):
