@@ -89,6 +89,10 @@ void UseAsColdTier(rocksdb::Options* options, uint64_t bytes) {
   // and RocksDB stalled writes (evictions) for seconds.
   options->write_buffer_size = std::max<uint64_t>(1 << 20, bytes / 4);
   options->max_write_buffer_number = 3;
+  // A Bloom filter over each memtable's keys too: most lookups are of keys
+  // that are not there, and without it each one searched the skip list.
+  options->memtable_whole_key_filtering = true;
+  options->memtable_prefix_bloom_size_ratio = 0.05;
   rocksdb::BlockBasedTableOptions table;
   table.block_cache = cache;
   table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));

@@ -43,6 +43,17 @@ COUNTER_PLUGIN = """
 """
 
 
+def build_counter_plugin(folder):
+    """Compiles COUNTER_PLUGIN into `folder`; returns the library's path."""
+    src = os.path.join(folder, "counter.cc")
+    with open(src, "w") as f:
+        f.write(textwrap.dedent(COUNTER_PLUGIN))
+    plugin = os.path.join(folder, "libcounter.so")
+    subprocess.run(["g++", "-std=c++20", "-O2", "-shared", "-fPIC", "-I",
+                    os.path.join(ROOT, "worker", "sdk", "include"), src, "-o", plugin], check=True)
+    return plugin
+
+
 class CheckpointTest(ClusterTest):
     def config(self, data, **overrides):
         return config_with(self.dir, {
@@ -117,12 +128,7 @@ class CheckpointTest(ClusterTest):
     def test_compute_threads_resume_every_batch_exactly_once(self):
         """worker.threads 2, checkpoints every 20 steps, every daemon killed, resumed: every example is
         trained exactly `epochs` times in all (a counting model shows it per key)."""
-        src = os.path.join(self.dir, "counter.cc")
-        with open(src, "w") as f:
-            f.write(textwrap.dedent(COUNTER_PLUGIN))
-        plugin = os.path.join(self.dir, "libcounter.so")
-        subprocess.run(["g++", "-std=c++20", "-O2", "-shared", "-fPIC", "-I",
-                        os.path.join(ROOT, "worker", "sdk", "include"), src, "-o", plugin], check=True)
+        plugin = build_counter_plugin(self.dir)
         rows, epochs = 6000, 3
         data = os.path.join(self.dir, "keys.svm")
         with open(data, "w") as f:
