@@ -33,7 +33,7 @@ absl::StatusOr<uint64_t> HotRowBudget(const Config& config) {
         config.Where("server.memory_limit"), ": key 'server.memory_limit': ", config.server.memory_limit,
         " leaves no room for rows: RocksDB's cache and memtables take ", ColdTierBytes(config) >> 20,
         " MiB, the admission counters ", counters >> 20, " MiB and replication buffers ", replication >> 20,
-        " MiB; give at least ", (reserved + (64 << 20)) >> 20, "MiB"));
+        " MiB; give at least ", (reserved + (16 << 20)) >> 20, "MiB"));
   }
   return limit - reserved;
 }

@@ -182,7 +182,7 @@ class TieredDurabilityTest(ClusterTest):
                               model={"name": "fm", "embedding_dim": 16})
         store = os.path.join(self.dir, "store2")
         saved_predictions = os.path.join(self.dir, "saved.txt")
-        result = launch(config, self.run_dir("saved"), [f"storage.path={store}", "server.memory_limit=12MiB",
+        result = launch(config, self.run_dir("saved"), [f"storage.path={store}", "server.memory_limit=16MiB",
                                                         f"eval.predictions_out={saved_predictions}"])
         self.assertEqual(result.returncode, 0, result.stderr)
         tier = tier_line(read(os.path.join(self.run_dir("saved"), "server-0.log")), "fm.wv")
@@ -192,7 +192,7 @@ class TieredDurabilityTest(ClusterTest):
         restored_predictions = os.path.join(self.dir, "restored.txt")
         result = launch(config, self.run_dir("restored"),
                         ["cluster.servers=3", f"storage.path={os.path.join(self.dir, 'store3')}",
-                         f"storage.restore={checkpoint}", "server.memory_limit=14MiB",
+                         f"storage.restore={checkpoint}", "server.memory_limit=20MiB",
                          f"eval.predictions_out={restored_predictions}"])
         self.assertEqual(result.returncode, 0, result.stderr)
         restored = summary(self.run_dir("restored"))
@@ -205,7 +205,7 @@ class TieredDurabilityTest(ClusterTest):
         data = datagen(self.dir, 60000, 5000, seed=12, max_vocab=300000)
         config = write_config(
             self.dir, cluster={"servers": 3, "workers": 2, "heartbeat_interval": 0.2, "heartbeat_timeout": 1.5},
-            server={"threads": 1, "memory_limit": "12MiB"},
+            server={"threads": 1, "memory_limit": "16MiB"},
             data={"train": data["train"], "test": data["test"], "batch_size": 512, "epochs": 6},
             model={"name": "fm", "embedding_dim": 8},
             storage={"replication_factor": 2, "ack": "all"}, worker={"audit": 1})
