@@ -74,9 +74,12 @@ absl::Status Server::Run() {
   if (config_.server.memory_limit_bytes != 0) {
     // glibc gives each thread that allocates its own arena (up to 8 per
     // core), and freed memory stays in them: with executors, readers and
-    // RocksDB's threads, that multiplied what the limit bounds. Before any
-    // thread starts.
+    // RocksDB's threads, that multiplied what the limit bounds. And a fixed
+    // mmap threshold: by default it rises to the largest block freed, after
+    // which request-sized buffers (MBs) come from the heap and their memory
+    // is not given back. Before any thread starts.
     mallopt(M_ARENA_MAX, 2);
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
   }
   ConfigureSocket(socket_);
   socket_.set(zmq::sockopt::router_mandatory, 1);
