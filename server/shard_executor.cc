@@ -24,7 +24,10 @@ ShardExecutor::ShardExecutor(int index, int count, uint32_t num_shards, Mailbox<
       tier_(new TableTierStats[RowStore::kMaxTables]),
       tier_used_(new std::atomic<bool>[RowStore::kMaxTables]()),
       row_cost_(new std::atomic<size_t>[RowStore::kMaxTables]()),
-      async_reads_(options.async_reads && !options.sum_steps && options.store != nullptr),
+      // Rows go cold only under a budget: without one there is nothing to
+      // read and no reader thread.
+      async_reads_(options.async_reads && !options.sum_steps && options.store != nullptr &&
+                   options.memory_budget != 0),
       blocked_((num_shards + count - 1) / count, 0),
       walk_((num_shards + count - 1) / count, 0),
       done_(done),
