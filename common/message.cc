@@ -93,8 +93,13 @@ absl::StatusOr<std::optional<Message>> ReceiveMessage(zmq::socket_t& socket, boo
     if (!more) break;
   }
   if (too_many) return Malformed("too many frames");
-  // -1 (EINVAL) for a message that did not come over TCP (inproc).
-  const int source_fd = parts.empty() ? -1 : zmq_msg_get(parts[0].handle(), ZMQ_SRCFD);
+  // -1 (EINVAL) for a message that did not come over TCP (inproc). Asked
+  // of the frames as they came off the wire: a ROUTER makes the routing-id
+  // frame itself and often leaves its descriptor unset (measured: most
+  // messages read -1 there), which left dead nodes unmapped and their
+  // closed connections unnoticed.
+  int source_fd = -1;
+  for (size_t i = parts.size(); i-- > 0 && source_fd < 0;) source_fd = zmq_msg_get(parts[i].handle(), ZMQ_SRCFD);
   SPARTA_ASSIGN_OR_RETURN(Message m, DecodeMessage(std::move(parts), from_router));
   m.source_fd = source_fd;
   return std::optional<Message>(std::move(m));

@@ -3,6 +3,9 @@
 // without disturbing the next one.
 #include <catch2/catch.hpp>
 
+#include <map>
+#include <set>
+
 #include <zmq.hpp>
 
 #include "common/message.h"
@@ -67,6 +70,54 @@ TEST_CASE("a push round-trips with its payload untouched") {
   auto gv = FrameView<float>(m.frames[1], &gs);
   CHECK(std::vector<uint64_t>(kv.begin(), kv.end()) == keys);
   CHECK(std::vector<float>(gv.begin(), gv.end()) == grads);
+}
+
+// The scheduler maps a closed connection (reported by descriptor) to the
+// node that used it through Message::source_fd: every message that came
+// over TCP must carry it. A ROUTER's routing-id frame often has none, and
+// reading it there left the fd unknown for most messages (a killed node
+// then went unnoticed until its heartbeat timeout).
+TEST_CASE("every message received over TCP names the descriptor it came over") {
+  zmq::context_t context{1};
+  zmq::socket_t router{context, zmq::socket_type::router};
+  ConfigureSocket(router);
+  router.bind("tcp://127.0.0.1:*");
+  const std::string endpoint = router.get(zmq::sockopt::last_endpoint);
+  std::vector<zmq::socket_t> dealers;
+  for (int d = 0; d < 3; ++d) {
+    dealers.emplace_back(context, zmq::socket_type::dealer);
+    ConfigureSocket(dealers.back());
+    dealers.back().connect(endpoint);
+  }
+  constexpr int kPerDealer = 50;
+  for (int i = 0; i < kPerDealer; ++i) {
+    for (auto& dealer : dealers) {
+      pb::Header h = PushHeader(0, 0);
+      h.set_type(pb::HEARTBEAT);
+      REQUIRE(SendMessage(dealer, h).ok());
+    }
+  }
+  std::map<std::string, std::set<int>> fds_by_peer;
+  int received = 0;
+  while (received < kPerDealer * 3) {
+    zmq::pollitem_t item{router.handle(), 0, ZMQ_POLLIN, 0};
+    zmq::poll(&item, 1, std::chrono::milliseconds(-1));
+    while (true) {
+      auto got = ReceiveMessage(router, /*from_router=*/true);
+      REQUIRE(got.ok());
+      if (!got->has_value()) break;
+      ++received;
+      fds_by_peer[(**got).routing_id->to_string()].insert((**got).source_fd);
+    }
+  }
+  REQUIRE(fds_by_peer.size() == 3);
+  std::set<int> all;
+  for (const auto& [peer, fds] : fds_by_peer) {
+    CHECK(fds.size() == 1);  // one connection, one descriptor, never "unknown"
+    CHECK(*fds.begin() >= 0);
+    all.insert(*fds.begin());
+  }
+  CHECK(all.size() == 3);
 }
 
 TEST_CASE("malformed messages are reported and consumed whole") {
