@@ -51,6 +51,25 @@ class ManualRecovery : public rocksdb::EventListener {
   }
 };
 
+// Keeps `bytes` equal to what RocksDB's open table files hold in memory
+// (indexes and Bloom filters), which changes only when files come and go.
+class TableReaderMeter : public rocksdb::EventListener {
+ public:
+  explicit TableReaderMeter(std::shared_ptr<std::atomic<uint64_t>> bytes) : bytes_(std::move(bytes)) {}
+  void OnFlushCompleted(rocksdb::DB* db, const rocksdb::FlushJobInfo&) override { Measure(db); }
+  void OnCompactionCompleted(rocksdb::DB* db, const rocksdb::CompactionJobInfo&) override { Measure(db); }
+
+  void Measure(rocksdb::DB* db) {
+    uint64_t v = 0;
+    if (db->GetAggregatedIntProperty(rocksdb::DB::Properties::kEstimateTableReadersMem, &v)) {
+      bytes_->store(v, std::memory_order_relaxed);
+    }
+  }
+
+ private:
+  std::shared_ptr<std::atomic<uint64_t>> bytes_;
+};
+
 rocksdb::Options StoreOptions() {
   rocksdb::Options options;
   options.listeners.push_back(std::make_shared<ManualRecovery>());
@@ -79,16 +98,28 @@ rocksdb::Options StoreOptions() {
 // is not in a file costs no block read: many lookups are of new keys), and
 // a block cache that, with the memtables charged to it, holds RocksDB's
 // memory to `bytes`.
-void UseAsColdTier(rocksdb::Options* options, uint64_t bytes) {
+void UseAsColdTier(rocksdb::Options* options, uint64_t bytes, std::shared_ptr<std::atomic<uint64_t>> meter) {
   auto cache = rocksdb::NewLRUCache(bytes);
   options->memtable_factory = std::make_shared<rocksdb::SkipListFactory>();
-  options->allow_concurrent_memtable_write = true;
+  // One writer inserts each write group: its skip list then keeps the last
+  // insert position, so an eviction's sorted batch costs a few compares a
+  // row (concurrent inserts search from the top every time; perf showed
+  // that search as a fifth of a tiered run).
+  options->allow_concurrent_memtable_write = false;
   options->write_buffer_manager = std::make_shared<rocksdb::WriteBufferManager>(bytes / 2, cache);
   // Memtables of a quarter of the share (up to two full while one flushes):
   // smaller ones made so many level-0 files that compaction fell behind
   // and RocksDB stalled writes (evictions) for seconds.
   options->write_buffer_size = std::max<uint64_t>(1 << 20, bytes / 4);
   options->max_write_buffer_number = 3;
+  // Evictions write steadily at the rate of new keys. Level sizes that
+  // follow the data keep each level-0 merge small, and more level-0 files
+  // are allowed before writes are slowed: a slowed write stalls the
+  // executor that evicts (perf: level-0 slowdowns several times a run).
+  options->level_compaction_dynamic_level_bytes = true;
+  options->level0_slowdown_writes_trigger = 40;
+  options->level0_stop_writes_trigger = 80;
+  options->listeners.push_back(std::make_shared<TableReaderMeter>(meter));
   // A Bloom filter over each memtable's keys too: most lookups are of keys
   // that are not there, and without it each one searched the skip list.
   options->memtable_whole_key_filtering = true;
@@ -100,8 +131,14 @@ void UseAsColdTier(rocksdb::Options* options, uint64_t bytes) {
   // it, the data blocks of a cold tier far larger than the cache pushed
   // them out, and every lookup read a whole filter back (perf: half the
   // time). They cost about 1.3 bytes per row, counted in the overhead.
+  // Their memory grows with the rows on disk, so it is charged to the
+  // hot-row budget as RocksDB reports it (RowStore::table_reader_bytes()).
   table.cache_index_and_filter_blocks = false;
-  table.block_size = 16 << 10;
+  // Small blocks: every lookup of a cold row reads (and checksums) a whole
+  // block for one row of ~100-200 bytes; 16 KiB blocks made the copy from
+  // the page cache alone a tenth of a tiered run. The index costs about
+  // 0.6 bytes a row at this size.
+  table.block_size = 4 << 10;
   options->table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
   // Rows are read one by one: no readahead of neighbours that are not wanted.
   options->advise_random_on_open = true;
@@ -132,7 +169,8 @@ void RowBatch::Delete(rocksdb::ColumnFamilyHandle* column, uint32_t shard, uint6
 absl::StatusOr<std::unique_ptr<RowStore>> RowStore::Open(const std::string& dir, bool wal, bool fresh,
                                                          uint64_t cold_tier_bytes) {
   rocksdb::Options options = StoreOptions();
-  if (cold_tier_bytes > 0) UseAsColdTier(&options, cold_tier_bytes);
+  auto reader_bytes = std::make_shared<std::atomic<uint64_t>>(0);
+  if (cold_tier_bytes > 0) UseAsColdTier(&options, cold_tier_bytes, reader_bytes);
   if (fresh) {
     std::error_code ec;
     std::filesystem::remove_all(dir, ec);
@@ -153,6 +191,8 @@ absl::StatusOr<std::unique_ptr<RowStore>> RowStore::Open(const std::string& dir,
     return st;
   }
   store->db_.reset(db);
+  store->table_reader_bytes_ = reader_bytes;
+  TableReaderMeter(reader_bytes).Measure(db);  // the files it opened with
   for (size_t i = 0; i < names.size(); ++i) {
     uint32_t id = 0;
     if (std::sscanf(names[i].c_str(), "table-%u", &id) == 1 && id < kMaxTables) store->columns_[id] = store->handles_[i];

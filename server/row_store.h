@@ -103,6 +103,11 @@ class RowStore {
   };
   Sizes GetSizes() const;
 
+  // DRAM RocksDB's open table files hold (their indexes and Bloom filters),
+  // as of the last flush or compaction; 0 unless opened as a cold tier.
+  // Any thread.
+  uint64_t table_reader_bytes() const { return table_reader_bytes_->load(std::memory_order_relaxed); }
+
   // After a failed write or checkpoint (durability "checkpoint"), lets
   // RocksDB take writes again if it stopped. Before a checkpoint is cut,
   // while no executor writes.
@@ -132,6 +137,7 @@ class RowStore {
   // A write or a checkpoint failed: RocksDB may have stopped writes (a
   // background error such as a full disk) until Resume().
   std::atomic<bool> needs_resume_{false};
+  std::shared_ptr<std::atomic<uint64_t>> table_reader_bytes_;  // set by a listener
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;  // owned; destroyed before db_
   std::array<rocksdb::ColumnFamilyHandle*, kMaxTables> columns_{};
 };

@@ -792,7 +792,8 @@ void Server::PublishMetrics() {
       t->set_hot_rows(t->hot_rows() + static_cast<uint64_t>(std::max<int64_t>(0, st->hot_rows.load())));
       t->set_cold_rows(t->cold_rows() + static_cast<uint64_t>(std::max<int64_t>(0, st->cold_rows.load())));
       t->set_hot_bytes(t->hot_bytes() +
-                       static_cast<uint64_t>(std::max<int64_t>(0, st->hot_rows.load())) * e->row_cost(id));
+                       static_cast<uint64_t>(std::max<int64_t>(0, st->hot_rows.load())) * e->row_cost(id) +
+                       static_cast<uint64_t>(std::max<int64_t>(0, st->filter_bytes.load())));
       t->set_demoted(t->demoted() + st->demoted.load());
       t->set_promoted(t->promoted() + st->promoted.load());
       t->set_admitted(t->admitted() + st->admitted.load());
@@ -806,7 +807,8 @@ void Server::PublishMetrics() {
     out.Gauge("sparta_table_hot_rows", "Rows of the table in DRAM.", static_cast<double>(t->hot_rows()), labels);
     out.Gauge("sparta_table_cold_rows", "Rows of the table in RocksDB only (the cold tier).",
               static_cast<double>(t->cold_rows()), labels);
-    out.Gauge("sparta_table_hot_bytes", "DRAM the table's hot rows cost (weights, optimizer state, index).",
+    out.Gauge("sparta_table_hot_bytes",
+              "DRAM the table's hot rows cost (weights, optimizer state, index) and its filter of cold keys.",
               static_cast<double>(t->hot_bytes()), labels);
     out.Counter("sparta_table_rows_demoted_total", "Rows moved from DRAM to the cold tier.",
                 static_cast<double>(t->demoted()), labels);

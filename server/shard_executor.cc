@@ -191,7 +191,15 @@ TableShard& ShardExecutor::Shard(uint32_t local, const TableEntry& table) {
                                               table.policy.eviction, /*small_chunks=*/budget_ != 0,
                                               /*stamped=*/table.policy.expires());
     any_ttl_ |= table.policy.expires();
-    all_shards_.push_back(tables[id].get());
+    // In (table, shard) order, the order of their keys in the store: an
+    // eviction round then writes ascending runs (see TableShard::Evict()).
+    TableShard* made = tables[id].get();
+    all_shards_.insert(std::upper_bound(all_shards_.begin(), all_shards_.end(), made,
+                                        [](const TableShard* a, const TableShard* b) {
+                                          return std::pair(a->table_id(), a->shard()) <
+                                                 std::pair(b->table_id(), b->shard());
+                                        }),
+                       made);
     if (policy_of_.size() <= id) policy_of_.resize(id + 1, nullptr);
     policy_of_[id] = &table.policy;
     if (!tier_used_[id].load(std::memory_order_relaxed)) {
@@ -204,9 +212,12 @@ TableShard& ShardExecutor::Shard(uint32_t local, const TableEntry& table) {
 }
 
 int64_t ShardExecutor::HotBytes() const {
-  int64_t bytes = 0;
+  // RocksDB's indexes and filters grow with the cold rows: each executor
+  // carries its part of them, as its budget is its part of the limit.
+  int64_t bytes = store_ != nullptr ? static_cast<int64_t>(store_->table_reader_bytes() / count_) : 0;
   for (const auto& [id, row_cost] : used_tables_) {
-    bytes += tier_[id].hot_rows.load(std::memory_order_relaxed) * static_cast<int64_t>(row_cost);
+    bytes += tier_[id].hot_rows.load(std::memory_order_relaxed) * static_cast<int64_t>(row_cost) +
+             tier_[id].filter_bytes.load(std::memory_order_relaxed);
   }
   return bytes;
 }
@@ -324,16 +335,21 @@ void ShardExecutor::ApplyPendingSteps() {
       slots_[i] = shard->FindSlot(keys[i]);
       if (slots_[i] == TableShard::kNoSlot) misses_.push_back(i);
     }
-    if (!misses_.empty() && shard->cold_rows() > 0) {
-      lookup_shards_.assign(misses_.size(), shard->shard());
-      lookup_keys_.clear();
-      for (uint32_t i : misses_) lookup_keys_.push_back(keys[i]);
+    lookup_.clear();
+    lookup_keys_.clear();
+    for (uint32_t i : misses_) {
+      if (!shard->MayBeCold(keys[i])) continue;
+      lookup_.push_back(i);
+      lookup_keys_.push_back(keys[i]);
+    }
+    if (!lookup_.empty()) {
+      lookup_shards_.assign(lookup_.size(), shard->shard());
       const uint32_t record = shard->record_floats();
       if (!ReadCold(id, record)) continue;  // the failure is reported; the step is not applied
-      for (size_t j = 0; j < misses_.size(); ++j) {
+      for (size_t j = 0; j < lookup_.size(); ++j) {
         if (!lookup_found_[j]) continue;
         const float* found = lookup_rows_.data() + j * record;
-        slots_[misses_[j]] = shard->Insert(keys[misses_[j]], found, true, StampIn(*shard, found));
+        slots_[lookup_[j]] = shard->Insert(lookup_keys_[j], found, true, StampIn(*shard, found));
         Bump(stats.promoted, 1);
         Bump(stats.hot_rows, 1);
         Bump(stats.cold_rows, -1);
@@ -505,10 +521,11 @@ ShardExecutor::Outcome ShardExecutor::ResolveMisses(const Request& r, const Shar
   lookup_keys_.clear();
   for (uint32_t i : misses_) {
     const TableShard& s = *shard_scratch_[i];
-    if (s.cold_rows() == 0) continue;
+    const uint64_t key = r.keys[task.positions[i]];
+    if (!s.MayBeCold(key)) continue;
     lookup_.push_back(i);
     lookup_shards_.push_back(s.shard());
-    lookup_keys_.push_back(r.keys[task.positions[i]]);
+    lookup_keys_.push_back(key);
   }
   const float* rows = nullptr;
   const uint8_t* found = nullptr;
@@ -607,8 +624,10 @@ size_t ShardExecutor::EvictFrom(TableShard& shard, size_t rows) {
   TableTierStats& stats = tier_[shard.table_id()];
   const size_t cold_before = shard.cold_rows();
   rocksdb::ColumnFamilyHandle* column = store_ != nullptr ? store_->column(shard.table_id()) : nullptr;
+  const size_t filter_before = shard.cold_filter_bytes();
   const size_t evicted = shard.Evict(rows, column, &batch_);
   const size_t went_cold = shard.cold_rows() - cold_before;
+  Bump(stats.filter_bytes, static_cast<int64_t>(shard.cold_filter_bytes() - filter_before));
   Bump(stats.hot_rows, -static_cast<int64_t>(evicted));
   Bump(stats.cold_rows, static_cast<int64_t>(went_cold));
   Bump(stats.demoted, evicted);

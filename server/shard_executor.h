@@ -60,7 +60,7 @@ namespace sparta {
 struct TableTierStats {
   std::atomic<int64_t> hot_rows{0};
   std::atomic<int64_t> cold_rows{0};
-  std::atomic<int64_t> hot_bytes{0};
+  std::atomic<int64_t> filter_bytes{0};  // the shards' ColdKeyFilters
   std::atomic<uint64_t> demoted{0};    // rows moved to the cold tier
   std::atomic<uint64_t> promoted{0};   // rows brought back
   std::atomic<uint64_t> admitted{0};   // new keys given a row
@@ -133,8 +133,6 @@ class ShardExecutor {
   size_t row_cost(uint32_t id) const {
     return id < RowStore::kMaxTables ? row_cost_[id].load(std::memory_order_relaxed) : 0;
   }
-  // Hot-row bytes against the budget (any thread).
-  int64_t hot_bytes() const { return hot_bytes_.load(std::memory_order_relaxed); }
   // Tasks submitted and not yet started (any thread).
   int index() const { return index_; }
   int64_t queue_depth() const { return queued_.load(std::memory_order_relaxed); }
@@ -224,7 +222,6 @@ class ShardExecutor {
   const bool sum_steps_;
   const uint64_t budget_;
   const double counter_share_;
-  std::atomic<int64_t> hot_bytes_{0};
   std::unique_ptr<TableTierStats[]> tier_;  // by table id
   std::unique_ptr<std::atomic<bool>[]> tier_used_;
   std::unique_ptr<std::atomic<size_t>[]> row_cost_;

@@ -27,6 +27,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "server/admission_counter.h"
+#include "server/cold_key_filter.h"
 #include "server/initializer.h"
 #include "server/optimizer.h"
 #include "server/row_arena.h"
@@ -233,33 +234,44 @@ class TableShard {
   // rows left DRAM. `column` may be null when nothing can be stale (every
   // change is logged as it happens).
   size_t Evict(size_t n, rocksdb::ColumnFamilyHandle* column, RowBatch* batch) {
-    size_t evicted = 0;
+    victims_.clear();
     const uint32_t slots = arena_.size();
     // Two full turns at most: the first may only clear reference marks.
-    for (size_t examined = 0; evicted < n && examined < size_t{2} * slots * (policy_ == EvictionPolicy::kLfu ? 8 : 1);
+    for (size_t examined = 0;
+         victims_.size() < n && examined < size_t{2} * slots * (policy_ == EvictionPolicy::kLfu ? 8 : 1);
          ++examined) {
       if (hand_ >= slots) hand_ = 0;
       const uint32_t slot = hand_++;
-      if (!(flags_[slot] & kLive)) continue;
+      if ((flags_[slot] & (kLive | kLeaving)) != kLive) continue;
       if (ref_[slot] > 0) {
         // LFU: a row used k times survives about k turns of the hand.
         ref_[slot] = policy_ == EvictionPolicy::kLru ? 0 : ref_[slot] - 1;
         continue;
       }
+      if ((flags_[slot] & kDirty) && column == nullptr) continue;
+      flags_[slot] |= kLeaving;
+      victims_.push_back(slot);
+    }
+    // Written in key order: RocksDB's memtable inserts a sorted run several
+    // times faster than random keys (its skip list reuses the last position).
+    std::sort(victims_.begin(), victims_.end(), [&](uint32_t a, uint32_t b) { return keys_[a] < keys_[b]; });
+    for (uint32_t slot : victims_) {
       const uint64_t key = keys_[slot];
       const uint8_t flags = flags_[slot];
       if (flags & kDirty) {
-        if (column == nullptr) continue;
         batch->Put(column, shard_, key, arena_.row(slot), stride(), stamp_ptr(slot));
         --dirty_;
       }
-      if (flags & (kDirty | kInStore)) ++cold_rows_;
+      if (flags & (kDirty | kInStore)) {
+        ++cold_rows_;
+        cold_keys_.Add(key);
+      }
       if (flags & kInStore) --stored_hot_;
       flags_[slot] = 0;
       index_.erase(key);
       arena_.Free(slot);
-      ++evicted;
     }
+    const size_t evicted = victims_.size();
     // Listed keys whose rows left: keep the list proportional to the rows
     // that are actually dirty, or it would grow with every key ever seen.
     if (dirty_keys_.size() > 2 * dirty_ + 1024) {
@@ -281,6 +293,11 @@ class TableShard {
   // Rows of this shard in the store only (not hot). While it is 0 a key
   // that is not hot has no row anywhere and needs no store lookup.
   size_t cold_rows() const { return cold_rows_; }
+  // Whether `key`, not hot, may have a row in the store: false for every
+  // key that never went cold here, without touching the store.
+  bool MayBeCold(uint64_t key) const { return cold_rows_ > 0 && cold_keys_.MayContain(key); }
+  // DRAM the filter behind MayBeCold() takes (it grows with the cold rows).
+  size_t cold_filter_bytes() const { return cold_keys_.bytes(); }
   // A cold row was deleted from the store (expired).
   void ForgetCold(size_t n) { cold_rows_ -= std::min(n, cold_rows_); }
 
@@ -350,7 +367,7 @@ class TableShard {
   size_t bytes() const {
     return arena_.bytes() + index_.capacity() * (sizeof(uint64_t) + sizeof(uint32_t) + 1) +
            keys_.capacity() * sizeof(uint64_t) + flags_.capacity() + ref_.capacity() +
-           stamps_.capacity() * sizeof(uint32_t);
+           stamps_.capacity() * sizeof(uint32_t) + cold_keys_.bytes();
   }
   uint32_t stride() const { return arena_.stride(); }
 
@@ -359,6 +376,7 @@ class TableShard {
   static constexpr uint8_t kLive = 1;     // the slot holds a row
   static constexpr uint8_t kDirty = 2;    // changed since it was last stored
   static constexpr uint8_t kInStore = 4;  // the store has a copy (maybe stale, see kDirty)
+  static constexpr uint8_t kLeaving = 8;  // chosen by the Evict() in progress
   static constexpr uint8_t kMaxFrequency = 15;
 
   const uint32_t shard_;
@@ -378,9 +396,11 @@ class TableShard {
   uint32_t expiry_hand_ = 0;
   std::vector<uint32_t> stamps_;  // by slot, when stamped_
   std::vector<uint64_t> dirty_keys_;  // keys marked kDirty, maybe stale entries
+  std::vector<uint32_t> victims_;     // Evict()'s slots, kept for their capacity
   size_t dirty_ = 0;       // rows marked kDirty
   size_t stored_hot_ = 0;  // hot rows marked kInStore
   size_t cold_rows_ = 0;
+  ColdKeyFilter cold_keys_;  // every key that went cold here
   std::unique_ptr<AdmissionCounter> admission_;
   // Summed gradients of the current bsp step, by key (in first-push order).
   absl::flat_hash_map<uint64_t, uint32_t> pending_index_;
