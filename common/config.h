@@ -79,9 +79,12 @@ struct TablePolicyConfig {
   // A key gets a row once it has occurred this many times in pushed
   // batches (0 or 1: at once); counted in a count-min sketch.
   int64_t admission_min_count = 0;
-  // Bytes of the sketch per table on each server ("1MiB").
-  std::string admission_counter_bytes = "1MiB";
-  uint64_t admission_counter_bytes_value = 1 << 20;  // parsed; not a key
+  // Bytes of the sketch per table on each server. The default suits about
+  // 2M distinct keys awaiting admission per server: a sketch with fewer
+  // than two counters a row per such key overcounts (admits early) more
+  // and more (README: Tables larger than memory).
+  std::string admission_counter_bytes = "16MiB";
+  uint64_t admission_counter_bytes_value = 16 << 20;  // parsed; not a key
   // Else (or also) admits a key with this probability per occurrence,
   // decided by a hash of the key and model.seed, so replicas agree. 1: off.
   double admission_probability = 1.0;

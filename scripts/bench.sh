@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sparta's benchmark: data-plane throughput on loopback (sparse push/pull for
 # dim 8/16/64 and 1k-1M keys with Adagrad on the server, dense push/pull of
-# 1 KB-16 MB), this machine's memcpy bandwidth in the same run, and
+# 1 KB-16 MB; sparse push/pull on a table 10x a server's memory_limit against
+# plain RocksDB MultiGet), this machine's memcpy bandwidth in the same run, and
 # end-to-end training throughput of lr and fm (1 worker + 1 server, and
 # 2 workers + 2 servers), lr/fm/dnn against the same models in PyTorch
 # (scripts/bench/torch_ctr.py: speed ratio and test AUC), checkpoint and restore cost (1M and 10M rows),
@@ -60,8 +61,11 @@ echo "== data plane (1 server, 1 client, loopback; Adagrad on the server)"
 run_kv "$tmp/kv32.json" ""
 echo "== data plane with fp16 values on the wire (wire.dtype: fp16)"
 run_kv "$tmp/kv16.json" sparse_ --set wire.dtype=fp16
-python3 -c "import json,sys; json.dump(json.load(open(sys.argv[1])) + json.load(open(sys.argv[2])), open(sys.argv[3], 'w'))" \
-  "$tmp/kv32.json" "$tmp/kv16.json" "$tmp/kv.json"
+echo "== data plane on a table 10x the server's memory_limit (uniform keys: 9 in 10 cold), against plain RocksDB MultiGet"
+run_kv "$tmp/kvtier.json" "" --set server.memory_limit="$([[ -n $quick ]] && echo 32MiB || echo 256MiB)" \
+  --set storage.path="$tmp/kv-store"
+python3 -c "import json,sys; json.dump(sum((json.load(open(f)) for f in sys.argv[1:-1]), []), open(sys.argv[-1], 'w'))" \
+  "$tmp/kv32.json" "$tmp/kv16.json" "$tmp/kvtier.json" "$tmp/kv.json"
 
 echo "== server memory per sparse row (Adagrad state included)"
 "$bin/sparta-row-memory" "$([[ -n $quick ]] && echo 100000 || echo 1000000)" | tee "$tmp/memory.txt"

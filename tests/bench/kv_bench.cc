@@ -6,6 +6,12 @@
 //   - dense push and pull of 1 KB..16 MB (GB/s);
 //   - this machine's memcpy bandwidth, measured in the same run, so that bulk
 //     figures can be read as a fraction of the physical limit.
+// With server.memory_limit set (the same --set as the server's), it measures
+// instead the worst case of the cold tier: sparse push and pull of uniform
+// random keys over a table 10x the server's hot-row budget, so that nine
+// keys in ten are cold, and, as their limit, the rate of plain RocksDB
+// MultiGet over as many rows of the same size in this process (records
+// tiered_* and limit_rocksdb_multiget).
 // Results go to stdout as a table and, with --json, one record per figure.
 #include <unistd.h>
 
@@ -15,6 +21,8 @@
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <mutex>
+#include <optional>
 #include <random>
 #include <vector>
 
@@ -25,7 +33,16 @@
 #include "common/json.h"
 #include "common/logging.h"
 #include "common/scheduler_client.h"
+#include "server/memory_budget.h"
+#include "server/optimizer.h"
+#include "server/table_shard.h"
 #include "worker/kv_client.h"
+
+#include <filesystem>
+
+#include <rocksdb/db.h>
+#include <rocksdb/filter_policy.h>
+#include <rocksdb/table.h>
 
 namespace sparta {
 namespace {
@@ -76,14 +93,175 @@ std::vector<uint64_t> UniqueKeys(size_t n, uint64_t key_space, std::mt19937_64& 
   return keys;
 }
 
-int Run(const Config& config, const std::string& json_out, bool quick, const std::string& only) {
+// Keys per second of plain RocksDB MultiGet (in chunks of 128, as the
+// server reads) for `lookups` uniform random keys of `rows` rows of
+// `value_bytes` each, stored under the server's key layout (4-byte shard,
+// 8-byte key, big-endian) with 4 KiB blocks and Bloom filters, compacted
+// first: the read rate the cold tier could reach if it did nothing else.
+double RawMultiGetKeysPerSecond(const std::string& dir, uint64_t rows, size_t value_bytes, size_t lookups,
+                                std::mt19937_64& rng) {
+  std::filesystem::remove_all(dir);
+  rocksdb::Options options;
+  options.create_if_missing = true;
+  options.compression = rocksdb::kNoCompression;
+  options.write_buffer_size = 64 << 20;
+  rocksdb::BlockBasedTableOptions table;
+  table.block_size = 4 << 10;
+  table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  rocksdb::DB* raw = nullptr;
+  if (!rocksdb::DB::Open(options, dir, &raw).ok()) return 0;
+  std::unique_ptr<rocksdb::DB> db(raw);
+  auto encode = [](uint64_t key, char* out) {
+    const uint32_t shard = static_cast<uint32_t>(Mix64(key) >> 56);
+    for (int i = 0; i < 4; ++i) out[i] = static_cast<char>(shard >> (24 - 8 * i));
+    for (int i = 0; i < 8; ++i) out[4 + i] = static_cast<char>(key >> (56 - 8 * i));
+  };
+  const std::string value(value_bytes, '\x01');
+  rocksdb::WriteOptions write;
+  write.disableWAL = true;
+  rocksdb::WriteBatch batch;
+  char key[12];
+  for (uint64_t k = 0; k < rows; ++k) {
+    encode(k, key);
+    batch.Put(rocksdb::Slice(key, 12), value);
+    if (batch.Count() == 100000 || k + 1 == rows) {
+      if (!db->Write(write, &batch).ok()) return 0;
+      batch.Clear();
+    }
+  }
+  if (!db->CompactRange(rocksdb::CompactRangeOptions(), nullptr, nullptr).ok()) return 0;
+  std::uniform_int_distribution<uint64_t> pick(0, rows - 1);
+  std::vector<char> key_bytes(lookups * 12);
+  std::vector<rocksdb::Slice> slices(lookups);
+  for (size_t i = 0; i < lookups; ++i) {
+    encode(pick(rng), key_bytes.data() + i * 12);
+    slices[i] = rocksdb::Slice(key_bytes.data() + i * 12, 12);
+  }
+  constexpr size_t kChunk = 128;
+  std::vector<rocksdb::PinnableSlice> values(kChunk);
+  std::vector<rocksdb::Status> statuses(kChunk);
+  size_t found = 0;
+  const double t = TimePerRun([&] {
+    for (size_t begin = 0; begin < lookups; begin += kChunk) {
+      const size_t count = std::min(kChunk, lookups - begin);
+      db->MultiGet(rocksdb::ReadOptions(), db->DefaultColumnFamily(), count, slices.data() + begin, values.data(),
+                   statuses.data());
+      for (size_t c = 0; c < count; ++c) {
+        found += statuses[c].ok();
+        values[c].Reset();
+      }
+    }
+  }, 0.5);
+  db.reset();
+  std::filesystem::remove_all(dir);
+  return found == 0 ? 0 : lookups / t;
+}
+
+// The cold tier's worst case (see the top of this file). Returns false if
+// the cluster failed.
+bool RunTiered(const Config& config, KVClient& client, bool quick, const pb::OptimizerSpec& optimizer_spec,
+               std::mt19937_64& rng, const std::function<void(const std::string&, const std::string&, double)>& add) {
+  constexpr uint32_t kDim = 8;
+  pb::TableSpec spec;
+  spec.set_id(20);  // clear of the ids the other families number from 0
+  spec.set_name("bench.tiered" + std::to_string(kDim));
+  spec.set_dim(kDim);
+  *spec.mutable_optimizer() = optimizer_spec;
+  auto optimizer = Optimizer::Create(optimizer_spec);
+  auto budget = HotRowBudget(config);
+  if (!optimizer.ok() || !budget.ok()) {
+    std::cerr << "kv-bench: " << (budget.ok() ? optimizer.status() : budget.status()).message() << "\n";
+    return false;
+  }
+  // A hot row's cost as the server counts it; the table holds 10x the rows
+  // that fit the budget.
+  const TableShard probe(0, &spec, optimizer->get(), EvictionPolicy::kLru, /*small_chunks=*/true);
+  const uint64_t key_space = 10 * *budget / probe.row_cost();
+  if (auto st = client.CreateTable(spec); !st.ok()) {
+    std::cerr << "kv-bench: " << st.message() << "\n";
+    return false;
+  }
+  std::vector<uint64_t> keys;
+  std::vector<float> values;
+  for (uint64_t start = 0; start < key_space; start += 100000) {
+    keys.clear();
+    for (uint64_t k = start; k < std::min(key_space, start + 100000); ++k) keys.push_back(k);
+    values.assign(keys.size() * kDim, 0.001f);  // a change: every row is stored when it goes cold
+    if (auto st = client.Wait(client.Push(spec.id(), kDim, keys, values)); !st.ok()) {
+      std::cerr << "kv-bench: filling the table: " << st.message() << "\n";
+      return false;
+    }
+  }
+  std::printf("# table %s: %llu rows, 10x the %.0f MiB hot-row budget of server.memory_limit %.0f MiB\n",
+              spec.name().c_str(), static_cast<unsigned long long>(key_space), *budget / 1048576.0,
+              config.server.memory_limit_bytes / 1048576.0);
+  const size_t n = quick ? 10000 : 100000;
+  const double min_seconds = quick ? 0.5 : 2.0;
+  const std::string prefix = "tiered_sparse_dim8_keys" + std::to_string(n);
+  // Fresh uniform keys for every request (drawn outside the timing):
+  // reused keys would be hot from their second request on.
+  values.assign(n * kDim, 0.001f);
+  std::vector<float> out(values.size());
+  auto seconds_per_request = [&](bool push) {
+    double timed = 0;
+    int requests = 0;
+    while (timed < min_seconds || requests < 3) {
+      const std::vector<uint64_t> request = UniqueKeys(n, key_space, rng);
+      const auto start = Clock::now();
+      (void)client.Wait(push ? client.Push(spec.id(), kDim, request, values)
+                             : client.Pull(spec.id(), kDim, request, out.data()));
+      timed += std::chrono::duration<double>(Clock::now() - start).count();
+      ++requests;
+    }
+    return timed / requests;
+  };
+  const double t_push = seconds_per_request(true);
+  const double t_pull = seconds_per_request(false);
+  const double multiget = RawMultiGetKeysPerSecond(
+      config.storage.path.empty() ? "/tmp/sparta-kv-bench-rocksdb" : config.storage.path + "/kv-bench-raw",
+      key_space, probe.record_floats() * sizeof(float), n, rng);
+  add("limit_rocksdb_multiget", "Mkeys/s", multiget / 1e6);
+  add(prefix + "_push", "Mkeys/s", n / t_push / 1e6);
+  add(prefix + "_pull", "Mkeys/s", n / t_pull / 1e6);
+  if (multiget > 0) {
+    add(prefix + "_push_vs_multiget", "fraction", n / t_push / multiget);
+    add(prefix + "_pull_vs_multiget", "fraction", n / t_pull / multiget);
+  }
+  return true;
+}
+
+int Run(const Config& config, const std::string& json_out, bool quick, std::string only) {
   zmq::context_t context(1);
   pb::NodeInfo self;
   self.set_role(pb::WORKER);
   self.set_rank(0);
   self.set_host(config.cluster.host);
   self.set_pid(getpid());
-  SchedulerClient scheduler(&context, config, self, {});
+  // With storage.path the job ends with a checkpoint, which first pauses
+  // the workers: this one holds nothing once it has reported done, so it
+  // answers a pause then (at once if it comes later).
+  std::mutex pause_mu;
+  bool done = false;
+  std::optional<uint64_t> pause_version;
+  SchedulerClient* scheduler_ptr = nullptr;
+  auto send_paused = [&](uint64_t version) {
+    pb::Header paused;
+    paused.set_type(pb::PAUSED);
+    paused.mutable_checkpoint()->set_version(version);
+    scheduler_ptr->Send(std::move(paused));
+  };
+  SchedulerClient scheduler(&context, config, self,
+                            {.on_control = [&](const pb::Header& h) {
+                              if (h.type() != pb::PAUSE) return;
+                              std::lock_guard<std::mutex> lock(pause_mu);
+                              if (done) {
+                                send_paused(h.checkpoint().version());
+                              } else {
+                                pause_version = h.checkpoint().version();
+                              }
+                            }});
+  scheduler_ptr = &scheduler;
   if (auto st = scheduler.Register(); !st.ok()) {
     std::cerr << "kv-bench: " << st.message() << "\n";
     return 1;
@@ -112,6 +290,10 @@ int Run(const Config& config, const std::string& json_out, bool quick, const std
   adagrad.set_learning_rate(0.01f);
   adagrad.set_initial_accumulator(0.1f);
   std::mt19937_64 rng(1);
+  if (config.server.memory_limit_bytes > 0) {
+    if (!RunTiered(config, client, quick, adagrad, rng, add)) return 1;
+    only = "none";  // the tiered run measures only its own family
+  }
   // The setting: requests drawn from a table of 10M rows, so that
   // lookups miss the caches as they would in a real model.
   const uint64_t key_space = quick ? 200000 : 10000000;
@@ -243,6 +425,11 @@ int Run(const Config& config, const std::string& json_out, bool quick, const std
   }
 
   scheduler.SendWorkerDone(pb::WorkerReport());
+  {
+    std::lock_guard<std::mutex> lock(pause_mu);
+    done = true;
+    if (pause_version) send_paused(*pause_version);
+  }
   (void)scheduler.WaitForEnd();
   if (!json_out.empty()) {
     std::ofstream out(json_out);
