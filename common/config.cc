@@ -439,9 +439,6 @@ absl::Status Validate(const Config& c) {
     return bad("storage.replication_factor", absl::StrCat("is ", c.storage.replication_factor, " but there are only ",
                                                            c.cluster.servers, " servers to hold the copies"));
   }
-  if (auto every = ParseCheckpointEvery(c.storage.checkpoint_every); !every.ok()) {
-    return bad("storage.checkpoint_every", std::string(every.status().message()));
-  }
   if (c.cluster.auth == "curve" && c.cluster.key_file.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(c.Where("cluster.auth"), ": key 'cluster.auth' is curve, so ",
                                                    "cluster.key_file must name the cluster's key file (make one ",
@@ -451,11 +448,24 @@ absl::Status Validate(const Config& c) {
 }
 
 // Parses the keys whose text has a unit (byte sizes, durations) into their
-// values; an error names the key and where it was given.
+// values, and the modes into their enums (their text is checked against
+// the choices as it is read); an error names the key and where it was given.
 absl::Status ParseUnits(Config* c) {
   auto bad = [&](const std::string& key, const absl::Status& st) {
     return absl::InvalidArgumentError(absl::StrCat(c->Where(key), ": key '", key, "': ", st.message()));
   };
+  c->worker.consistency_mode = c->worker.consistency == "bsp"   ? Consistency::kBsp
+                               : c->worker.consistency == "ssp" ? Consistency::kSsp
+                                                                : Consistency::kAsp;
+  c->worker.backend_kind = c->worker.backend == "cuda"   ? BackendKind::kCuda
+                           : c->worker.backend == "auto" ? BackendKind::kAuto
+                                                         : BackendKind::kCpu;
+  c->wire.value_type = c->wire.dtype == "fp16" ? WireDtype::kFp16 : WireDtype::kFp32;
+  c->storage.durability_mode = c->storage.durability == "wal" ? Durability::kWal : Durability::kCheckpoint;
+  c->storage.ack_mode = c->storage.ack == "primary" ? AckMode::kPrimary : AckMode::kAll;
+  auto every = ParseCheckpointEvery(c->storage.checkpoint_every);
+  if (!every.ok()) return bad("storage.checkpoint_every", every.status());
+  c->storage.every = *every;
   auto limit = ParseByteSize(c->server.memory_limit);
   if (!limit.ok()) return bad("server.memory_limit", limit.status());
   c->server.memory_limit_bytes = *limit;

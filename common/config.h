@@ -142,15 +142,31 @@ struct OptimizerConfig {
   double dense_learning_rate = 0;
 };
 
+// The modes of the keys below, parsed once when the config is loaded (the
+// text stays as written, for messages and the launcher).
+enum class Consistency { kAsp, kSsp, kBsp };       // worker.consistency
+enum class BackendKind { kCpu, kCuda, kAuto };  // worker.backend
+enum class WireDtype { kFp32, kFp16 };             // wire.dtype
+enum class Durability { kCheckpoint, kWal };       // storage.durability
+enum class AckMode { kAll, kPrimary };             // storage.ack
+
+// storage.checkpoint_every, parsed.
+struct CheckpointEvery {
+  double seconds = 0;  // 0: not by time
+  uint64_t steps = 0;  // 0: not by steps
+};
+
 struct WorkerConfig {
   // Where the model computes: cpu (OpenBLAS, the default), cuda (a GPU; an
   // error if there is none) or auto (the GPU if there is one, else the CPU).
   std::string backend = "cpu";
+  BackendKind backend_kind = BackendKind::kCpu;  // parsed; not a key
   int threads = 1;       // compute threads, sharing one connection and one parameter cache
   // asp: fully asynchronous; ssp: no worker more than `staleness` steps
   // ahead of the slowest; bsp: every step waits for all workers, and the
   // servers apply the step's summed gradients at once.
   std::string consistency = "asp";
+  Consistency consistency_mode = Consistency::kAsp;  // parsed; not a key
   int staleness = 2;     // ssp's bound, in steps
   int max_inflight = 4;  // batches whose push may be unacknowledged
   double request_timeout = 60.0;  // seconds before a request is an error
@@ -162,6 +178,7 @@ struct WorkerConfig {
 
 struct WireConfig {
   std::string dtype = "fp32";  // fp32 | fp16: values of pulls and pushes on the wire
+  WireDtype value_type = WireDtype::kFp32;  // parsed; not a key
 };
 
 // Persistence, checkpoints and replication (see server/row_store.h and
@@ -176,19 +193,17 @@ struct StorageConfig {
   // checkpoints, which every server and the scheduler write) is shared.
   std::string db_path;
   std::string durability = "checkpoint";  // checkpoint | wal
+  Durability durability_mode = Durability::kCheckpoint;  // parsed; not a key
   // "" (never), "<seconds>s" or "<n> steps" (steps of worker 0).
   std::string checkpoint_every;
+  CheckpointEvery every;  // parsed; not a key
   int keep = 3;  // checkpoints kept; older ones are deleted. One is also made at the end of the job.
   std::string restore;       // "" | latest | a checkpoint folder
   int replication_factor = 1;
   std::string ack = "all";   // all | primary
+  AckMode ack_mode = AckMode::kAll;  // parsed; not a key
 };
 
-// storage.checkpoint_every, parsed.
-struct CheckpointEvery {
-  double seconds = 0;  // 0: not by time
-  uint64_t steps = 0;  // 0: not by steps
-};
 absl::StatusOr<CheckpointEvery> ParseCheckpointEvery(const std::string& text);
 
 // "512MiB", "8GiB", "1.5GB", "4096" (bytes): binary (KiB, MiB, GiB, TiB) and

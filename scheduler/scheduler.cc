@@ -548,7 +548,7 @@ void Scheduler::CheckTimers(Clock::time_point now) {
                              checkpoints_.last_version()));
   }
   if (phase_ == Phase::kRunning && checkpoints_.enabled() && !checkpoints_.busy()) {
-    const double every = ParseCheckpointEvery(config_.storage.checkpoint_every)->seconds;
+    const double every = config_.storage.every.seconds;
     if (checkpoint_signal.exchange(false)) {
       checkpoints_.Start("SIGUSR1");
     } else if (every > 0 && now - last_checkpoint_ > std::chrono::duration<double>(every)) {

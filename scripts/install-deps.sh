@@ -10,8 +10,10 @@ packages=(build-essential cmake ninja-build pkg-config python3
 if [[ "${1:-}" == "--tests" ]]; then
   # liblinear: the quality reference; python3-zmq: hostile-input tests.
   # matplotlib: `sparta plot`; iproute2: network namespaces as hosts (ssh launcher test);
-  # slurm-wlm + munge: the Slurm launcher test; clang: the fuzz targets (libFuzzer).
-  packages+=(liblinear-tools python3-zmq python3-matplotlib python3-yaml iproute2 slurm-wlm munge clang libclang-rt-14-dev)
+  # slurm-wlm + munge: the Slurm launcher test; clang: the fuzz targets (libFuzzer);
+  # prometheus: a real Prometheus server scrapes a running job (test_operations).
+  packages+=(liblinear-tools python3-zmq python3-matplotlib python3-yaml iproute2 slurm-wlm munge clang libclang-rt-14-dev
+             prometheus)
 fi
 
 missing=()

@@ -46,13 +46,6 @@ class DuplicateFilter {
     if (age < kWindow) w.seen.set(age);
   }
 
-  // Returns true if (sender, seq) was seen before; records it otherwise.
-  bool SeenBefore(uint32_t sender, uint64_t seq) {
-    if (Contains(sender, seq)) return true;
-    Record(sender, seq);
-    return false;
-  }
-
  private:
   struct Window {
     bool any = false;

@@ -33,6 +33,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "server/table_ids.h"
 
 namespace sparta {
 
@@ -58,7 +59,6 @@ class RowBatch {
 
 class RowStore {
  public:
-  static constexpr uint32_t kMaxTables = 1024;
 
   // Opens (creating if needed) the database in `dir`. With `wal`, Write()
   // logs every batch before returning; otherwise nothing is durable until

@@ -114,7 +114,7 @@ absl::Status Server::Run() {
   if (!config_.storage.path.empty()) {
     const std::string dir =
         ServerStoreDir(config_.storage.db_path.empty() ? config_.storage.path : config_.storage.db_path, rank_);
-    auto store = RowStore::Open(dir, config_.storage.durability == "wal", /*fresh=*/true, ColdTierBytes(config_));
+    auto store = RowStore::Open(dir, config_.storage.durability_mode == Durability::kWal, /*fresh=*/true, ColdTierBytes(config_));
     if (!store.ok()) return store.status();
     store_ = *std::move(store);
     spdlog::info("rows persist to {} (durability: {})", dir, config_.storage.durability);
@@ -124,7 +124,7 @@ absl::Status Server::Run() {
 
   auto view = client.WaitForView();
   if (!view.ok()) return view.status();
-  replicator_ = std::make_unique<Replicator>(&context_, config_.cluster, client.self().id(), rank_, config_.storage.ack == "all");
+  replicator_ = std::make_unique<Replicator>(&context_, config_.cluster, client.self().id(), rank_, config_.storage.ack_mode == AckMode::kAll);
   num_shards_ = view->shard_owner_size();
   shard_applied_ = std::make_unique<std::atomic<uint64_t>[]>(num_shards_);
   incomplete_ = std::make_unique<std::atomic<bool>[]>(num_shards_);
@@ -141,8 +141,8 @@ absl::Status Server::Run() {
   if (!budget.ok()) return budget.status();
   ShardExecutor::Options options{
       .store = store_.get(),
-      .wal = config_.storage.durability == "wal",
-      .sum_steps = config_.worker.consistency == "bsp",
+      .wal = config_.storage.durability_mode == Durability::kWal,
+      .sum_steps = config_.worker.consistency_mode == Consistency::kBsp,
       .memory_budget = *budget / static_cast<uint64_t>(threads),
       // Each table's admission counters: counter_bytes on this server,
       // spread over the shards it holds (num_shards x R / servers).
@@ -477,7 +477,7 @@ void Server::SnapshotShard(uint32_t shard, uint32_t peer) {
   const size_t threads = executors_.size();
   ShardExecutor* executor = executors_[shard % threads].get();
   std::vector<const TableEntry*> tables;
-  for (uint32_t id = 0; id < TableRegistry::kMaxTables; ++id) {
+  for (uint32_t id = 0; id < kMaxTables; ++id) {
     if (const TableEntry* t = tables_.Find(id)) tables.push_back(t);
   }
   ShardTask task;
@@ -648,7 +648,7 @@ absl::StatusOr<pb::CheckpointInfo> Server::CutCheckpoint(const pb::CheckpointInf
   done.set_version(request.version());
   done.set_dir(request.dir());
   done.set_rows(Stats().rows());
-  for (uint32_t id = 0; id < TableRegistry::kMaxTables; ++id) {
+  for (uint32_t id = 0; id < kMaxTables; ++id) {
     if (const TableEntry* t = tables_.Find(id)) {
       *done.add_tables() = t->spec;
       done.add_table_rows(id < table_rows.size() ? table_rows[id] : 0);
@@ -697,7 +697,7 @@ absl::Status Server::Restore(const std::string& dir) {
     }
   }
   // With a write-ahead log the live database must hold every row at once.
-  if (store_ != nullptr && config_.storage.durability == "wal") {
+  if (store_ != nullptr && config_.storage.durability_mode == Durability::kWal) {
     for (auto& e : executors_) SPARTA_RETURN_IF_ERROR(e->PersistChanged().status());
   }
   spdlog::info("restored {} rows of {} tables from {} (saved by {} servers) in {:.3f} s", rows,
@@ -781,7 +781,7 @@ void Server::PublishMetrics() {
   pb::ServerStats tier;
   tier.set_memory_limit(config_.server.memory_limit_bytes);
   tier.set_resident_bytes(ResidentBytes());
-  for (uint32_t id = 0; id < TableRegistry::kMaxTables; ++id) {
+  for (uint32_t id = 0; id < kMaxTables; ++id) {
     const TableEntry* table = tables_.Find(id);
     if (table == nullptr) continue;
     pb::TableTier* t = tier.add_tables();
@@ -793,7 +793,7 @@ void Server::PublishMetrics() {
       t->set_cold_rows(t->cold_rows() + static_cast<uint64_t>(std::max<int64_t>(0, st->cold_rows.load())));
       t->set_hot_bytes(t->hot_bytes() +
                        static_cast<uint64_t>(std::max<int64_t>(0, st->hot_rows.load())) * e->row_cost(id) +
-                       static_cast<uint64_t>(std::max<int64_t>(0, st->filter_bytes.load())));
+                       static_cast<uint64_t>(std::max<int64_t>(0, st->side_bytes.load())));
       t->set_demoted(t->demoted() + st->demoted.load());
       t->set_promoted(t->promoted() + st->promoted.load());
       t->set_admitted(t->admitted() + st->admitted.load());

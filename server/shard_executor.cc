@@ -21,9 +21,9 @@ ShardExecutor::ShardExecutor(int index, int count, uint32_t num_shards, Mailbox<
       sum_steps_(options.sum_steps),
       budget_(options.memory_budget),
       counter_share_(options.counter_share),
-      tier_(new TableTierStats[RowStore::kMaxTables]),
-      tier_used_(new std::atomic<bool>[RowStore::kMaxTables]()),
-      row_cost_(new std::atomic<size_t>[RowStore::kMaxTables]()),
+      tier_(new TableTierStats[kMaxTables]),
+      tier_used_(new std::atomic<bool>[kMaxTables]()),
+      row_cost_(new std::atomic<size_t>[kMaxTables]()),
       // Rows go cold only under a budget: without one there is nothing to
       // read and no reader thread.
       async_reads_(options.async_reads && !options.sum_steps && options.store != nullptr &&
@@ -95,7 +95,7 @@ void ShardExecutor::Finish(ShardTask& task) {
 }
 
 void ShardExecutor::Housekeeping() {
-  if (budget_ != 0 && HotBytes() > static_cast<int64_t>(budget_)) EvictToBudget();
+  KeepToBudget();
   if (any_ttl_ && ++tasks_since_expiry_ >= kTasksPerExpiry) ExpireSome();
 }
 
@@ -217,9 +217,24 @@ int64_t ShardExecutor::HotBytes() const {
   int64_t bytes = store_ != nullptr ? static_cast<int64_t>(store_->table_reader_bytes() / count_) : 0;
   for (const auto& [id, row_cost] : used_tables_) {
     bytes += tier_[id].hot_rows.load(std::memory_order_relaxed) * static_cast<int64_t>(row_cost) +
-             tier_[id].filter_bytes.load(std::memory_order_relaxed);
+             tier_[id].side_bytes.load(std::memory_order_relaxed);
   }
   return bytes;
+}
+
+void ShardExecutor::CountSideBytes() {
+  for (TableShard* s : all_shards_) {
+    const size_t now = s->side_bytes();
+    if (now == s->counted_side_bytes) continue;
+    Bump(tier_[s->table_id()].side_bytes, static_cast<int64_t>(now) - static_cast<int64_t>(s->counted_side_bytes));
+    s->counted_side_bytes = now;
+  }
+}
+
+void ShardExecutor::KeepToBudget() {
+  if (budget_ == 0) return;
+  CountSideBytes();
+  if (HotBytes() > static_cast<int64_t>(budget_)) EvictToBudget();
 }
 
 void ShardExecutor::LoadRow(const TableEntry& table, uint32_t shard, uint64_t key, std::span<const float> row) {
@@ -228,7 +243,7 @@ void ShardExecutor::LoadRow(const TableEntry& table, uint32_t shard, uint64_t ke
     rows_.fetch_add(1, std::memory_order_relaxed);
     Bump(tier_[table.spec.id()].hot_rows, 1);
   }
-  if (budget_ != 0 && HotBytes() > static_cast<int64_t>(budget_)) EvictToBudget();
+  KeepToBudget();
 }
 
 void ShardExecutor::CopyRows(uint32_t shard, const TableEntry& table, size_t max_rows, const RowsVisitor& emit) {
@@ -616,6 +631,7 @@ void ShardExecutor::EvictToBudget() {
       }
     }
     if (evicted_now == 0) break;  // every row is in use (tiny budget): nothing more to do now
+    CountSideBytes();
     hot = HotBytes();
   }
 }
@@ -624,10 +640,8 @@ size_t ShardExecutor::EvictFrom(TableShard& shard, size_t rows) {
   TableTierStats& stats = tier_[shard.table_id()];
   const size_t cold_before = shard.cold_rows();
   rocksdb::ColumnFamilyHandle* column = store_ != nullptr ? store_->column(shard.table_id()) : nullptr;
-  const size_t filter_before = shard.cold_filter_bytes();
   const size_t evicted = shard.Evict(rows, column, &batch_);
   const size_t went_cold = shard.cold_rows() - cold_before;
-  Bump(stats.filter_bytes, static_cast<int64_t>(shard.cold_filter_bytes() - filter_before));
   Bump(stats.hot_rows, -static_cast<int64_t>(evicted));
   Bump(stats.cold_rows, static_cast<int64_t>(went_cold));
   Bump(stats.demoted, evicted);

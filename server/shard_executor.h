@@ -60,7 +60,7 @@ namespace sparta {
 struct TableTierStats {
   std::atomic<int64_t> hot_rows{0};
   std::atomic<int64_t> cold_rows{0};
-  std::atomic<int64_t> filter_bytes{0};  // the shards' ColdKeyFilters
+  std::atomic<int64_t> side_bytes{0};  // the shards' TableShard::side_bytes()
   std::atomic<uint64_t> demoted{0};    // rows moved to the cold tier
   std::atomic<uint64_t> promoted{0};   // rows brought back
   std::atomic<uint64_t> admitted{0};   // new keys given a row
@@ -127,11 +127,11 @@ class ShardExecutor {
   uint64_t rows() const { return rows_.load(std::memory_order_relaxed); }
   // Table `id`'s figures (any thread); nullptr if it never had a row here.
   const TableTierStats* tier_stats(uint32_t id) const {
-    return id < RowStore::kMaxTables && tier_used_[id].load(std::memory_order_acquire) ? &tier_[id] : nullptr;
+    return id < kMaxTables && tier_used_[id].load(std::memory_order_acquire) ? &tier_[id] : nullptr;
   }
   // DRAM one hot row of table `id` costs here (any thread, once tier_stats(id) is set).
   size_t row_cost(uint32_t id) const {
-    return id < RowStore::kMaxTables ? row_cost_[id].load(std::memory_order_relaxed) : 0;
+    return id < kMaxTables ? row_cost_[id].load(std::memory_order_relaxed) : 0;
   }
   // Tasks submitted and not yet started (any thread).
   int index() const { return index_; }
@@ -193,6 +193,10 @@ class ShardExecutor {
   bool ReadCold(uint32_t table, uint32_t stride);
   void Fail(const absl::Status& status);
   int64_t HotBytes() const;
+  // Brings each table's side_bytes figure up to date with its shards.
+  void CountSideBytes();
+  // Evicts if the hot bytes are over the budget.
+  void KeepToBudget();
   // embedding.eviction.ttl: the stamp a row touched by `r` (null: by no
   // request) gets: the push's step or its primary's clock; whether the row
   // in `slot` was last updated more than the TTL before `now`; and the

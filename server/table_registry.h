@@ -13,6 +13,7 @@
 #include "absl/status/statusor.h"
 #include "common/config.h"
 #include "server/optimizer.h"
+#include "server/table_ids.h"
 #include "server/table_policy.h"
 #include "sparta.pb.h"
 
@@ -38,8 +39,6 @@ class TableRegistry {
   const TableEntry* Find(uint32_t id) const {
     return id < tables_.size() ? tables_[id].get() : nullptr;
   }
-
-  static constexpr uint32_t kMaxTables = 1024;
 
  private:
   const Config* const config_;

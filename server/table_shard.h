@@ -273,8 +273,9 @@ class TableShard {
     }
     const size_t evicted = victims_.size();
     // Listed keys whose rows left: keep the list proportional to the rows
-    // that are actually dirty, or it would grow with every key ever seen.
-    if (dirty_keys_.size() > 2 * dirty_ + 1024) {
+    // that are actually dirty, or it would grow with every key ever seen
+    // (its memory counts against the budget: see side_bytes()).
+    if (dirty_keys_.size() > dirty_ + dirty_ / 2 + 1024) {
       std::erase_if(dirty_keys_, [&](uint64_t key) {
         const uint32_t slot = FindSlot(key);
         return slot == kNoSlot || !(flags_[slot] & kDirty);
@@ -296,8 +297,12 @@ class TableShard {
   // Whether `key`, not hot, may have a row in the store: false for every
   // key that never went cold here, without touching the store.
   bool MayBeCold(uint64_t key) const { return cold_rows_ > 0 && cold_keys_.MayContain(key); }
-  // DRAM the filter behind MayBeCold() takes (it grows with the cold rows).
-  size_t cold_filter_bytes() const { return cold_keys_.bytes(); }
+  // DRAM besides the hot rows that grows as the shard is used: the filter
+  // behind MayBeCold() (with the cold rows) and the list of changed keys
+  // (with the changes between checkpoints; capacity, which never shrinks).
+  size_t side_bytes() const { return cold_keys_.bytes() + dirty_keys_.capacity() * sizeof(uint64_t); }
+  // What side_bytes() was when the executor last counted it.
+  size_t counted_side_bytes = 0;
   // A cold row was deleted from the store (expired).
   void ForgetCold(size_t n) { cold_rows_ -= std::min(n, cold_rows_); }
 
@@ -353,7 +358,6 @@ class TableShard {
 
   uint32_t shard() const { return shard_; }
   uint32_t table_id() const { return spec_->id(); }
-  uint32_t dim() const { return spec_->dim(); }
   // Rows held here, hot and cold.
   size_t rows() const { return index_.size() + cold_rows_; }
   size_t hot_rows() const { return index_.size(); }

@@ -137,7 +137,7 @@ KVClient::Ticket KVClient::Send(pb::MsgType type, uint32_t table, uint32_t dim, 
   }
   std::vector<std::vector<uint64_t>> keys_of(n);
   std::vector<std::vector<uint32_t>> positions_of(n);
-  const bool half = config_.wire.dtype == "fp16";
+  const bool half = config_.wire.value_type == WireDtype::kFp16;
   std::vector<std::vector<float>> grads_of(type == pb::PUSH && !half ? n : 0);
   std::vector<std::vector<uint16_t>> half_grads_of(type == pb::PUSH && half ? n : 0);
   const bool with_counts = type == pb::PUSH && !counts.empty();

@@ -34,7 +34,7 @@ Trainer::Trainer(const Config& config, KVClient* client, StepRunner* runner, std
       client_(client),
       runner_(runner),
       tables_(std::move(tables)),
-      bsp_(config.worker.consistency == "bsp"),
+      bsp_(config.worker.consistency_mode == Consistency::kBsp),
       cache_(cache),
       dense_keys_(tables_.size()) {
   for (size_t t = 0; t < tables_.size(); ++t) {

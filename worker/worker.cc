@@ -215,7 +215,7 @@ absl::Status Worker::Run() {
     spdlog::info("resumed after step {} (epoch {})", base_steps, *skipped + 1);
   }
   {
-    const std::string& mode = config_.worker.consistency;
+    const Consistency mode = config_.worker.consistency_mode;
     std::lock_guard<std::mutex> lock(clock_mu);
     // After a restore every worker goes on from its saved step: the slowest
     // is the least of them, not 0.
@@ -226,7 +226,7 @@ absl::Status Worker::Run() {
     const auto fresh = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
         std::chrono::duration<double>(3 * config_.cluster.heartbeat_interval));
     clock = std::make_unique<ClockGate>(
-        mode == "asp" ? -1 : mode == "bsp" ? 0 : config_.worker.staleness, threads, base_steps / threads,
+        mode == Consistency::kAsp ? -1 : mode == Consistency::kBsp ? 0 : config_.worker.staleness, threads, base_steps / threads,
         slowest / threads, config_.cluster.heartbeat_interval,
         [&](uint64_t c) {
           pb::Header h;
@@ -246,7 +246,7 @@ absl::Status Worker::Run() {
     hooks.audit_key = me.rank();
   }
   // storage.checkpoint_every "<n> steps" counts worker 0's steps (all threads').
-  const uint64_t every_steps = ParseCheckpointEvery(config_.storage.checkpoint_every)->steps;
+  const uint64_t every_steps = config_.storage.every.steps;
   std::atomic<uint64_t> steps_done{base_steps};
   if (me.rank() == 0 && every_steps > 0) {
     hooks.after_step = [&](uint64_t) {

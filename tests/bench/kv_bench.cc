@@ -275,7 +275,7 @@ int Run(const Config& config, const std::string& json_out, bool quick, std::stri
   if (auto st = client.Start(); !st.ok()) return 1;
 
   std::vector<Record> records;
-  const std::string suffix = config.wire.dtype == "fp16" ? "_fp16" : "";
+  const std::string suffix = config.wire.value_type == WireDtype::kFp16 ? "_fp16" : "";
   auto add = [&](const std::string& base, const std::string& unit, double value) {
     const std::string name = base + suffix;
     records.push_back({name, unit, value});
@@ -331,7 +331,7 @@ int Run(const Config& config, const std::string& json_out, bool quick, std::stri
       std::vector<float> values(keys.size() * dim, 0.001f);
       std::vector<float> out(values.size());
       // Bytes on the wire: keys plus values in the configured encoding.
-      const double value_bytes = config.wire.dtype == "fp16" ? 2.0 : 4.0;
+      const double value_bytes = config.wire.value_type == WireDtype::kFp16 ? 2.0 : 4.0;
       const double mb = keys.size() * (8.0 + value_bytes * dim) / 1e6;
       auto push = [&] { (void)client.Wait(client.Push(spec.id(), dim, keys, values)); };
       auto pull = [&] { (void)client.Wait(client.Pull(spec.id(), dim, keys, out.data())); };

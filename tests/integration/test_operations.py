@@ -6,8 +6,12 @@ refusing a rogue node that lacks the cluster key."""
 import json
 import os
 import re
+import shutil
+import signal
+import socket
 import subprocess
 import unittest
+import urllib.parse
 import urllib.request
 
 from harness import BIN, LAUNCHER, ClusterTest, datagen, launch, read, summary, wait_for, write_config
@@ -86,15 +90,26 @@ def listening_sockets(pid):
     return found
 
 
+def long_job(folder, **extra):
+    """A job that trains until it is stopped: 2 servers, 2 workers, lr."""
+    data = datagen(folder, 60000, 2000, seed=3)
+    sections = dict(cluster={"servers": 2, "workers": 2, "host": "127.0.0.1"},
+                    data={"train": data["train"], "test": data["test"], "batch_size": 128, "epochs": 1000},
+                    model={"name": "lr"}, log={"progress_interval": 0.2})
+    for k, v in extra.items():
+        sections[k] = {**sections.get(k, {}), **v}
+    return write_config(folder, **sections)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 class OperationsTest(ClusterTest):
     def long_job(self, **extra):
-        data = datagen(self.dir, 60000, 2000, seed=3)
-        sections = dict(cluster={"servers": 2, "workers": 2, "host": "127.0.0.1"},
-                        data={"train": data["train"], "test": data["test"], "batch_size": 128, "epochs": 1000},
-                        model={"name": "lr"}, log={"progress_interval": 0.2})
-        for k, v in extra.items():
-            sections[k] = {**sections.get(k, {}), **v}
-        return write_config(self.dir, **sections)
+        return long_job(self.dir, **extra)
 
     def test_ctl_status_metrics_checkpoint_stop_and_plot(self):
         config = self.long_job()
@@ -307,3 +322,86 @@ class AuthTest(ClusterTest):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class PrometheusTest(ClusterTest):
+    """Debian's Prometheus server scrapes a running job, as an operator's
+    would: the test writes its scrape configuration from the daemons'
+    metrics ports and reads the series back through the HTTP query API."""
+
+    def query(self, port, promql):
+        url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+        with urllib.request.urlopen(url, timeout=5) as response:
+            body = json.loads(response.read().decode())
+        self.assertEqual(body["status"], "success", body)
+        return body["data"]["result"]
+
+    def test_a_real_prometheus_scrapes_the_jobs_throughput_and_a_servers_table_rows(self):
+        prometheus = shutil.which("prometheus")
+        self.assertIsNotNone(prometheus, "prometheus is installed by scripts/install-deps.sh --tests")
+        config = long_job(self.dir)
+        run = self.run_dir()
+        proc = launch(config, run, wait=False)
+        self.procs.append(proc)
+        wait_for(lambda: os.path.exists(os.path.join(run, "ctl.yaml")), 60, "the run folder")
+        s = wait_for(lambda: running_status(run, lambda s: all(
+            int(n["worker"]["steps"]) > 0 for n in s["nodes"] if n["info"]["role"] == "WORKER")), 120,
+            "both workers to train")
+        targets = [("scheduler", s["scheduler_metrics_port"])]
+        for n in s["nodes"]:
+            targets.append((f"{n['info']['role'].lower()}-{n['info']['rank']}", n["info"]["metrics_port"]))
+        lines = ["global: {scrape_interval: 1s, evaluation_interval: 1s}", "scrape_configs:",
+                 "  - job_name: sparta", "    static_configs:"]
+        for node, port in targets:
+            lines += [f"      - targets: ['127.0.0.1:{port}']", f"        labels: {{node: '{node}'}}"]
+        scrape_config = os.path.join(self.dir, "prometheus.yml")
+        with open(scrape_config, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        port = free_port()
+        log = open(os.path.join(self.dir, "prometheus.log"), "w")
+        server = subprocess.Popen([prometheus, f"--config.file={scrape_config}",
+                                   f"--storage.tsdb.path={os.path.join(self.dir, 'tsdb')}",
+                                   f"--web.listen-address=127.0.0.1:{port}"],
+                                  stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs.append(server)
+
+        def ready():
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=2) as r:
+                    return r.status == 200
+            except OSError:
+                return False
+        wait_for(ready, 60, "Prometheus to start")
+
+        def series(promql, count, check=lambda value: value > 0):
+            """The query's series once there are `count` of them and each
+            value passes `check`; None before (for wait_for)."""
+            try:
+                found = self.query(port, promql)
+            except OSError:
+                return None
+            ok = len(found) == count and all(check(float(r["value"][1])) for r in found)
+            return found if ok else None
+
+        # Every daemon is up as Prometheus sees it (its own `up` series).
+        ups = wait_for(lambda: series("up", 5, lambda v: v == 1), 60, "Prometheus to scrape all five daemons")
+        self.assertEqual(sorted(r["metric"]["node"] for r in ups),
+                         ["scheduler", "server-0", "server-1", "worker-0", "worker-1"])
+        # The job's throughput, per worker, from the workers themselves and
+        # from the scheduler (which labels each worker's figure).
+        rates = wait_for(lambda: series("sparta_examples_per_second", 2), 60, "a throughput from each worker")
+        self.assertEqual(sorted(r["metric"]["node"] for r in rates), ["worker-0", "worker-1"])
+        wait_for(lambda: series("rate(sparta_examples_total[5s])", 2), 60, "both workers' example counters to grow")
+        wait_for(lambda: series('sparta_worker_examples_per_second{node="scheduler"}', 2), 60,
+                 "the scheduler's per-worker throughput")
+        # A server's rows: in all, and by table (labelled with the model's table name).
+        wait_for(lambda: series('sparta_table_rows{node="server-0"}', 1), 60, "server-0's rows")
+        wait_for(lambda: series('sparta_table_hot_rows{node="server-0",table="lr.w"}', 1), 60,
+                 "server-0's rows of table lr.w")
+
+        ctl("stop", "--run", run)
+        out, err = proc.communicate(timeout=120)
+        self.assertEqual(proc.returncode, 0, err)
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+        log.close()

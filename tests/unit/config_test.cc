@@ -43,6 +43,29 @@ TEST_CASE("a valid config loads with defaults filled in") {
   CHECK(c->data.test.empty());
 }
 
+TEST_CASE("modes are parsed into enums once, at load, from the file or an override") {
+  auto defaults = ParseConfig(kValid, "job.yaml", {});
+  REQUIRE(defaults.ok());
+  CHECK(defaults->worker.consistency_mode == Consistency::kAsp);
+  CHECK(defaults->worker.backend_kind == BackendKind::kCpu);
+  CHECK(defaults->wire.value_type == WireDtype::kFp32);
+  CHECK(defaults->storage.durability_mode == Durability::kCheckpoint);
+  CHECK(defaults->storage.ack_mode == AckMode::kAll);
+  CHECK(defaults->storage.every.seconds == 0);
+  CHECK(defaults->storage.every.steps == 0);
+  auto c = ParseConfig(kValid, "job.yaml",
+                       {"worker.consistency=bsp", "worker.backend=auto", "wire.dtype=fp16", "storage.durability=wal",
+                        "storage.ack=primary", "storage.path=/tmp/x", "storage.checkpoint_every=500 steps"});
+  REQUIRE(c.ok());
+  CHECK(c->worker.consistency_mode == Consistency::kBsp);
+  CHECK(c->worker.backend_kind == BackendKind::kAuto);
+  CHECK(c->wire.value_type == WireDtype::kFp16);
+  CHECK(c->storage.durability_mode == Durability::kWal);
+  CHECK(c->storage.ack_mode == AckMode::kPrimary);
+  CHECK(c->storage.every.steps == 500);
+  CHECK_THAT(Error(kValid, {"storage.checkpoint_every=often"}), Catch::Contains("storage.checkpoint_every"));
+}
+
 TEST_CASE("overrides (--set) use the same dotted names") {
   auto c = ParseConfig(kValid, "job.yaml", {"data.batch_size=64", "model.name=lr", "data.test=t.txt"});
   REQUIRE(c.ok());
@@ -129,6 +152,7 @@ worker:
   CHECK(c->model.bottom_mlp == std::vector<int64_t>{32, 8});  // the default
   CHECK(c->model.options == std::map<std::string, std::string>{{"depth", "3"}, {"sizes", "4,5"}, {"extra", "x"}});
   CHECK(c->worker.consistency == "ssp");
+  CHECK(c->worker.consistency_mode == Consistency::kSsp);
   CHECK(c->worker.staleness == 4);
   CHECK(c->worker.threads == 3);
   CHECK(c->Where("model.plugin") == "job.yaml:4");

@@ -14,8 +14,8 @@ GpuProbe ProbeGpus() {
 #endif
 
 absl::StatusOr<BackendChoice> ChooseBackend(const Config& config, const Model& model, const GpuProbe& probe) {
-  const std::string& wanted = config.worker.backend;
-  if (wanted == "cpu") return BackendChoice{.cuda = false, .reason = "worker.backend: cpu"};
+  const std::string& wanted = config.worker.backend;  // for messages
+  if (config.worker.backend_kind == BackendKind::kCpu) return BackendChoice{.cuda = false, .reason = "worker.backend: cpu"};
   std::string why_not;
   if (probe.devices == 0) {
     why_not = probe.detail;
@@ -26,7 +26,7 @@ absl::StatusOr<BackendChoice> ChooseBackend(const Config& config, const Model& m
     return BackendChoice{.cuda = true, .device = 0, .reason = absl::StrCat("worker.backend: ", wanted, ", GPU 0 of ",
                                                                            probe.devices, ": ", probe.detail)};
   }
-  if (wanted == "cuda") {
+  if (config.worker.backend_kind == BackendKind::kCuda) {
     return absl::FailedPreconditionError(
         absl::StrCat(config.Where("worker.backend"), ": key 'worker.backend' is cuda, but ", why_not,
                      "; use worker.backend: cpu or auto"));
@@ -44,7 +44,7 @@ absl::StatusOr<std::unique_ptr<StepRunner>> NewStepRunner(const BackendChoice& c
   if (!choice.cuda) return NewCpuStepRunner(model, std::move(runner_tables));
 #if SPARTA_HAVE_CUDA
   return NewCudaStepRunner(model, std::move(runner_tables),
-                           {.device = choice.device, .half_precision_copies = config.wire.dtype == "fp16"});
+                           {.device = choice.device, .half_precision_copies = config.wire.value_type == WireDtype::kFp16});
 #else
   return absl::FailedPreconditionError("this worker was built without CUDA");
 #endif

@@ -124,7 +124,6 @@ absl::Status SplitReader::ReadRange(const FileRange& range, uint64_t bytes_befor
       parse_error_.clear();
       continue;
     }
-    if (passes_ == 0) ++good_lines_;
     if (!sink(example_, bytes_before + std::min(range.end, buf_offset + head) - range.begin)) {
       *stopped = true;
       return absl::OkStatus();

@@ -30,7 +30,6 @@ class SplitReader {
   absl::Status ReadPass(const std::function<bool(const Example&, uint64_t)>& sink);
 
   uint64_t bad_lines() const { return bad_lines_; }
-  uint64_t good_lines() const { return good_lines_; }
   uint64_t total_bytes() const { return total_bytes_; }
 
  private:
@@ -45,7 +44,6 @@ class SplitReader {
   const int64_t max_bad_lines_;
   uint64_t total_bytes_ = 0;
   uint64_t bad_lines_ = 0;
-  uint64_t good_lines_ = 0;
   int passes_ = 0;
   Example example_;
   std::string parse_error_;
