@@ -197,6 +197,11 @@ class ShardExecutor {
   void CountSideBytes();
   // Evicts if the hot bytes are over the budget.
   void KeepToBudget();
+  // Writes the evicted rows in batch_; false (and Fail()) if the store failed.
+  bool WriteEvicted();
+  // Rows per store write of evictions and checkpoints, so that no
+  // WriteBatch (which keeps its largest size) grows with the table.
+  static constexpr size_t kBatchRows = 16384;
   // embedding.eviction.ttl: the stamp a row touched by `r` (null: by no
   // request) gets: the push's step or its primary's clock; whether the row
   // in `slot` was last updated more than the TTL before `now`; and the
