@@ -347,13 +347,12 @@ class PrometheusTest(ClusterTest):
         s = wait_for(lambda: running_status(run, lambda s: all(
             int(n["worker"]["steps"]) > 0 for n in s["nodes"] if n["info"]["role"] == "WORKER")), 120,
             "both workers to train")
-        targets = [("scheduler", s["scheduler_metrics_port"])]
-        for n in s["nodes"]:
-            targets.append((f"{n['info']['role'].lower()}-{n['info']['rank']}", n["info"]["metrics_port"]))
+        # Plain static targets: every sample carries the daemon's own `role`
+        # and `rank` labels, which is what the queries below go by.
+        ports = [s["scheduler_metrics_port"]] + [n["info"]["metrics_port"] for n in s["nodes"]]
         lines = ["global: {scrape_interval: 1s, evaluation_interval: 1s}", "scrape_configs:",
-                 "  - job_name: sparta", "    static_configs:"]
-        for node, port in targets:
-            lines += [f"      - targets: ['127.0.0.1:{port}']", f"        labels: {{node: '{node}'}}"]
+                 "  - job_name: sparta", "    static_configs:",
+                 "      - targets: [" + ", ".join(f"'127.0.0.1:{p}'" for p in ports) + "]"]
         scrape_config = os.path.join(self.dir, "prometheus.yml")
         with open(scrape_config, "w") as f:
             f.write("\n".join(lines) + "\n")
@@ -385,18 +384,20 @@ class PrometheusTest(ClusterTest):
 
         # Every daemon is up as Prometheus sees it (its own `up` series).
         ups = wait_for(lambda: series("up", 5, lambda v: v == 1), 60, "Prometheus to scrape all five daemons")
-        self.assertEqual(sorted(r["metric"]["node"] for r in ups),
-                         ["scheduler", "server-0", "server-1", "worker-0", "worker-1"])
+        self.assertEqual(sorted(int(r["metric"]["instance"].split(":")[1]) for r in ups), sorted(ports))
         # The job's throughput, per worker, from the workers themselves and
-        # from the scheduler (which labels each worker's figure).
-        rates = wait_for(lambda: series("sparta_examples_per_second", 2), 60, "a throughput from each worker")
-        self.assertEqual(sorted(r["metric"]["node"] for r in rates), ["worker-0", "worker-1"])
-        wait_for(lambda: series("rate(sparta_examples_total[5s])", 2), 60, "both workers' example counters to grow")
-        wait_for(lambda: series('sparta_worker_examples_per_second{node="scheduler"}', 2), 60,
-                 "the scheduler's per-worker throughput")
+        # from the scheduler (which labels each worker's figure by node).
+        rates = wait_for(lambda: series('sparta_examples_per_second{role="worker"}', 2), 60,
+                         "a throughput from each worker")
+        self.assertEqual(sorted(r["metric"]["rank"] for r in rates), ["0", "1"])
+        wait_for(lambda: series('rate(sparta_examples_total{role="worker"}[5s])', 2), 60,
+                 "both workers' example counters to grow")
+        per_worker = wait_for(lambda: series('sparta_worker_examples_per_second{role="scheduler"}', 2), 60,
+                              "the scheduler's per-worker throughput")
+        self.assertEqual(sorted(r["metric"]["node"] for r in per_worker), ["worker-0", "worker-1"])
         # A server's rows: in all, and by table (labelled with the model's table name).
-        wait_for(lambda: series('sparta_table_rows{node="server-0"}', 1), 60, "server-0's rows")
-        wait_for(lambda: series('sparta_table_hot_rows{node="server-0",table="lr.w"}', 1), 60,
+        wait_for(lambda: series('sparta_table_rows{role="server",rank="0"}', 1), 60, "server-0's rows")
+        wait_for(lambda: series('sparta_table_hot_rows{role="server",rank="0",table="lr.w"}', 1), 60,
                  "server-0's rows of table lr.w")
 
         ctl("stop", "--run", run)
