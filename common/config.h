@@ -182,7 +182,7 @@ struct WireConfig {
 };
 
 // Persistence, checkpoints and replication (see server/row_store.h and
-// scheduler/checkpointer.h).
+// scheduler/checkpoint_coordinator.h).
 struct StorageConfig {
   // Folder for each server's RocksDB (server-<rank>/) and the checkpoints
   // (checkpoints/). Empty: rows live in memory only and no checkpoint is

@@ -1,7 +1,7 @@
 // StreamPlan: the order in which a GPU step runner issues a step's copies,
 // kernels and synchronization on its lanes (the host and three CUDA
 // streams), as data, so that the schedule can be checked on any machine
-// (tests/unit/stream_plan_test.cc) and the CUDA runner only executes it.
+// (tests/unit/compute_plan_test.cc) and the CUDA runner only executes it.
 //
 // A step uses slot `step % slots` (pinned host and device buffers for its
 // input and output). With two slots, step i's kernels run while step i+1's
