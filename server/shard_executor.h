@@ -237,6 +237,7 @@ class ShardExecutor {
   std::vector<TableShard*> all_shards_;  // every shard made so far, for eviction
   bool any_ttl_ = false;
   int tasks_since_expiry_ = 0;
+  int calls_since_side_count_ = 0;  // KeepToBudget() calls since CountSideBytes()
   size_t expiry_cursor_ = 0;
   uint64_t latest_step_ = 0;  // the highest step a push carried
   std::vector<float> expired_scratch_;
