@@ -3,6 +3,10 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <future>
+#include <thread>
+#include <mutex>
+#include <vector>
 
 #include "scheduler/clock_table.h"
 #include "worker/clock_gate.h"
@@ -30,6 +34,62 @@ TEST_CASE("steps taken while the scheduler is silent are not counted as stalenes
   REQUIRE(gate.WaitForStep(400).ok());
   CHECK(gate.max_staleness() == 1);
   CHECK(gate.mean_staleness() == Approx(1.0));
+}
+
+TEST_CASE("under ssp a step waits for the slowest worker, and goes on when its clock arrives") {
+  std::mutex mu;
+  std::vector<uint64_t> sent;
+  ClockGate gate(/*staleness=*/2, /*threads=*/1, 0, 0, /*resend_seconds=*/60, [&](uint64_t c) {
+    std::lock_guard<std::mutex> lock(mu);
+    sent.push_back(c);
+  });
+  // Steps 1..3 are within 2 of a slowest worker at 0.
+  for (uint64_t step = 1; step <= 3; ++step) {
+    REQUIRE(gate.WaitForStep(step).ok());
+    gate.Advance(0, step);
+  }
+  // Step 4 needs the slowest at 1 or more: it waits until the scheduler says so.
+  std::future<absl::StatusOr<ClockGate::Wait>> fourth = std::async(std::launch::async, [&] { return gate.WaitForStep(4); });
+  CHECK(fourth.wait_for(std::chrono::milliseconds(0)) == std::future_status::timeout);
+  gate.OnMinClock(1);
+  const auto waited = fourth.get();
+  REQUIRE(waited.ok());
+  CHECK(*waited == ClockGate::Wait::kReady);
+  CHECK(gate.max_staleness() == 2);
+  std::lock_guard<std::mutex> lock(mu);
+  // The starting clock once, then each rise.
+  CHECK(sent == std::vector<uint64_t>{0, 1, 2, 3});
+}
+
+TEST_CASE("with several compute threads the worker's clock is the least of theirs") {
+  std::vector<uint64_t> sent;
+  ClockGate gate(-1, /*threads=*/3, 0, 0, 60, [&](uint64_t c) { sent.push_back(c); });
+  gate.Advance(0, 5);
+  gate.Advance(1, 2);
+  CHECK(sent.empty());  // thread 2 is still at 0
+  gate.Advance(2, 4);
+  gate.Advance(1, 1);  // never goes back
+  gate.Advance(1, 6);
+  gate.Advance(2, ClockGate::kFinished);
+  CHECK(sent == std::vector<uint64_t>{2, 4, 5});  // each rise of the least: {5,2,4}, {5,6,4}, {5,6,done}
+}
+
+TEST_CASE("a waiting step is interrupted by Wake and ended by Close") {
+  ClockGate gate(/*staleness=*/0, 1, /*start_clock=*/10, /*slowest_start=*/0, 60, [](uint64_t) {});
+  auto waiting = std::async(std::launch::async, [&] { return gate.WaitForStep(11); });
+  // A checkpoint pause wants this boundary. A wake before the step starts
+  // waiting is not for it, so wake until the waiting step has seen one.
+  while (waiting.wait_for(std::chrono::milliseconds(0)) != std::future_status::ready) {
+    gate.Wake();
+    std::this_thread::yield();
+  }
+  const auto woken = waiting.get();
+  REQUIRE(woken.ok());
+  CHECK(*woken == ClockGate::Wait::kInterrupted);
+  waiting = std::async(std::launch::async, [&] { return gate.WaitForStep(11); });
+  gate.Close();
+  const auto closed = waiting.get();
+  CHECK(absl::IsCancelled(closed.status()));
 }
 
 TEST_CASE("the scheduler's clock table starts from the restored clocks") {
