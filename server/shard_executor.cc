@@ -223,11 +223,13 @@ int64_t ShardExecutor::HotBytes() const {
 }
 
 void ShardExecutor::CountSideBytes() {
-  for (TableShard* s : all_shards_) {
-    const size_t now = s->side_bytes();
-    if (now == s->counted_side_bytes) continue;
-    Bump(tier_[s->table_id()].side_bytes, static_cast<int64_t>(now) - static_cast<int64_t>(s->counted_side_bytes));
-    s->counted_side_bytes = now;
+  // Only this thread writes side_bytes: a fresh sum per table, stored.
+  for (const auto& [id, row_cost] : used_tables_) {
+    size_t sum = 0;
+    for (const TableShard* s : all_shards_) {
+      if (s->table_id() == id) sum += s->side_bytes();
+    }
+    tier_[id].side_bytes.store(static_cast<int64_t>(sum), std::memory_order_relaxed);
   }
 }
 

@@ -305,8 +305,6 @@ class TableShard {
   // behind MayBeCold() (with the cold rows) and the list of changed keys
   // (with the changes between checkpoints; capacity, which never shrinks).
   size_t side_bytes() const { return cold_keys_.bytes() + dirty_keys_.capacity() * sizeof(uint64_t); }
-  // What side_bytes() was when the executor last counted it.
-  size_t counted_side_bytes = 0;
   // A cold row was deleted from the store (expired).
   void ForgetCold(size_t n) { cold_rows_ -= std::min(n, cold_rows_); }
 

@@ -18,6 +18,7 @@
 #include <chrono>
 #include <cstring>
 #include <deque>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <iostream>
@@ -30,15 +31,15 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "common/daemon_options.h"
+#include "common/hash.h"
 #include "common/json.h"
 #include "common/logging.h"
 #include "common/scheduler_client.h"
 #include "server/memory_budget.h"
 #include "server/optimizer.h"
+#include "server/row_store.h"
 #include "server/table_shard.h"
 #include "worker/kv_client.h"
-
-#include <filesystem>
 
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
@@ -112,19 +113,14 @@ double RawMultiGetKeysPerSecond(const std::string& dir, uint64_t rows, size_t va
   rocksdb::DB* raw = nullptr;
   if (!rocksdb::DB::Open(options, dir, &raw).ok()) return 0;
   std::unique_ptr<rocksdb::DB> db(raw);
-  auto encode = [](uint64_t key, char* out) {
-    const uint32_t shard = static_cast<uint32_t>(Mix64(key) >> 56);
-    for (int i = 0; i < 4; ++i) out[i] = static_cast<char>(shard >> (24 - 8 * i));
-    for (int i = 0; i < 8; ++i) out[4 + i] = static_cast<char>(key >> (56 - 8 * i));
-  };
+  // The server's own key layout (RowKey); shards as 256 virtual shards split keys.
+  auto key_of = [](uint64_t key) { return RowKey(ShardOf(key, 8), key); };
   const std::string value(value_bytes, '\x01');
   rocksdb::WriteOptions write;
   write.disableWAL = true;
   rocksdb::WriteBatch batch;
-  char key[12];
   for (uint64_t k = 0; k < rows; ++k) {
-    encode(k, key);
-    batch.Put(rocksdb::Slice(key, 12), value);
+    batch.Put(key_of(k), value);
     if (batch.Count() == 100000 || k + 1 == rows) {
       if (!db->Write(write, &batch).ok()) return 0;
       batch.Clear();
@@ -135,7 +131,8 @@ double RawMultiGetKeysPerSecond(const std::string& dir, uint64_t rows, size_t va
   std::vector<char> key_bytes(lookups * 12);
   std::vector<rocksdb::Slice> slices(lookups);
   for (size_t i = 0; i < lookups; ++i) {
-    encode(pick(rng), key_bytes.data() + i * 12);
+    const std::string key = key_of(pick(rng));
+    std::memcpy(key_bytes.data() + i * 12, key.data(), 12);
     slices[i] = rocksdb::Slice(key_bytes.data() + i * 12, 12);
   }
   constexpr size_t kChunk = 128;
