@@ -41,12 +41,14 @@ absl::Status ValidateMessage(const Message& m) {
     case pb::PUSH:
     case pb::REPLICATE:
     case pb::SHARD_SNAPSHOT: {
-      // A push may carry a third frame: each key's occurrences (key_counts).
-      const size_t expected = h.key_counts() && h.type() != pb::SHARD_SNAPSHOT ? 3 : 2;
+      // A push may carry a third frame: each key's occurrences (key_counts);
+      // a snapshot, the admission counters of its table shard.
+      const bool third = h.type() == pb::SHARD_SNAPSHOT ? h.admission_sketch() : h.key_counts();
+      const size_t expected = third ? 3 : 2;
       if (nframes != expected) {
         return Malformed(absl::StrCat(MsgTypeName(h.type()), " needs ", expected, " payload frames, got ", nframes));
       }
-      if (expected == 3) {
+      if (expected == 3 && h.type() != pb::SHARD_SNAPSHOT) {
         if (auto st = ExpectFrameBytes(m.frames[2], uint64_t{h.num_keys()} * sizeof(uint32_t), "counts"); !st.ok()) {
           return st;
         }

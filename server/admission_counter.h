@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "common/hash.h"
@@ -55,6 +56,16 @@ class AdmissionCounter {
   }
 
   size_t bytes() const { return counters_.size(); }
+
+  // The counters as they are, and setting them to another counter's (a
+  // new replica takes its primary's). Assign() fails, changing nothing,
+  // unless `counters` is as large as this counter's.
+  std::span<const uint8_t> counters() const { return counters_; }
+  bool Assign(std::span<const uint8_t> counters) {
+    if (counters.size() != counters_.size()) return false;
+    std::copy(counters.begin(), counters.end(), counters_.begin());
+    return true;
+  }
 
  private:
   size_t Slot(uint64_t key, int row) const {

@@ -163,7 +163,8 @@ void Replicator::AddPollItems(std::vector<zmq::pollitem_t>* items) {
   }
 }
 
-void Replicator::ReceiveAcks(const AckCallback& on_ack) {
+void Replicator::ReceiveAcks(const AckCallback& on_ack,
+                             const std::function<void(const pb::Header&)>& on_snapshot_ack) {
   for (uint32_t rank = 0; rank < peers_.size(); ++rank) {
     while (peers_[rank].socket) {
       auto got = ReceiveMessage(*peers_[rank].socket, /*from_router=*/false);
@@ -173,6 +174,10 @@ void Replicator::ReceiveAcks(const AckCallback& on_ack) {
       }
       if (!got->has_value()) break;
       const pb::Header& h = (*got)->header;
+      if (h.type() == pb::SHARD_SNAPSHOT_ACK) {
+        on_snapshot_ack(h);
+        continue;
+      }
       if (h.type() != pb::RESPONSE) continue;
       auto it = awaiting_.find(AckKey{rank, h.origin(), h.seq()});
       if (it == awaiting_.end()) continue;  // ack "primary", or already released

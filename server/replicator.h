@@ -64,9 +64,11 @@ class Replicator {
   // Forwards sent to replicas and not yet acknowledged.
   size_t awaiting() const { return awaiting_.size(); }
 
-  // Poll items for the peer sockets (appended), and reading what they got.
+  // Poll items for the peer sockets (appended), and reading what they got:
+  // acknowledgements of forwards go to `on_ack`, of snapshot parts to
+  // `on_snapshot_ack`.
   void AddPollItems(std::vector<zmq::pollitem_t>* items);
-  void ReceiveAcks(const AckCallback& on_ack);
+  void ReceiveAcks(const AckCallback& on_ack, const std::function<void(const pb::Header&)>& on_snapshot_ack);
 
  private:
   struct Outgoing {

@@ -84,10 +84,11 @@ rocksdb::Options StoreOptions() {
   // (measured: 83 bytes/row on disk for 76 bytes of row and key) and costs
   // most of a checkpoint's time.
   options.compression = rocksdb::kNoCompression;
-  // The live database is written, never read (checkpoints flush it first,
-  // restores read checkpoints): a vector memtable appends in O(1) and sorts
-  // once at flush, where the default skip list spent most of a "wal" push's
-  // time searching (perf: FindSpliceForLevel + key compares).
+  // The live database is written, and read only by scans of whole shards
+  // (checkpoints flush it first, restores read checkpoints, new replicas
+  // get a shard at a time, see PrepareScan()): a vector memtable appends in
+  // O(1) and sorts once at flush, where the default skip list spent most of
+  // a "wal" push's time searching (perf: FindSpliceForLevel + key compares).
   options.memtable_factory = std::make_shared<rocksdb::VectorRepFactory>();
   options.allow_concurrent_memtable_write = false;
   return options;
@@ -182,6 +183,7 @@ absl::StatusOr<std::unique_ptr<RowStore>> RowStore::Open(const std::string& dir,
   for (const auto& name : names) descriptors.emplace_back(name, rocksdb::ColumnFamilyOptions(options));
   auto store = std::unique_ptr<RowStore>(new RowStore());
   store->options_ = options;
+  store->cold_tier_ = cold_tier_bytes > 0;
   store->wal_ = wal;
   store->dir_ = dir;
   rocksdb::DB* db = nullptr;
@@ -286,8 +288,18 @@ absl::Status RowStore::MultiGet(rocksdb::ColumnFamilyHandle* column, std::span<c
 
 absl::Status RowStore::ForEachRow(rocksdb::ColumnFamilyHandle* column, uint32_t shard,
                                  const std::function<void(uint64_t key, std::span<const float> row)>& visit) {
+  return ForEachRow(column, shard, nullptr, [&](uint64_t key, std::span<const float> row) {
+    visit(key, row);
+    return true;
+  });
+}
+
+absl::Status RowStore::ForEachRow(rocksdb::ColumnFamilyHandle* column, uint32_t shard,
+                                 const rocksdb::Snapshot* snapshot,
+                                 const std::function<bool(uint64_t key, std::span<const float> row)>& visit) {
   rocksdb::ReadOptions read;
   read.fill_cache = false;  // one pass over the shard: keep the cache for hot lookups
+  read.snapshot = snapshot;
   const std::string begin = RowKey(shard, 0);
   const std::string end = shard == ~uint32_t{0} ? std::string(13, '\xff') : RowKey(shard + 1, 0);
   rocksdb::Slice upper(end);
@@ -301,9 +313,27 @@ absl::Status RowStore::ForEachRow(rocksdb::ColumnFamilyHandle* column, uint32_t 
     }
     row.resize(value.size() / sizeof(float));
     std::memcpy(row.data(), value.data(), value.size());
-    visit(DecodeBigEndian(key.data() + 4, 8), row);
+    if (!visit(DecodeBigEndian(key.data() + 4, 8), row)) return absl::OkStatus();
   }
   return FromRocks(it->status(), absl::StrCat("reading shard ", shard, " from ", dir_));
+}
+
+absl::Status RowStore::PrepareScan(rocksdb::ColumnFamilyHandle* column) {
+  if (cold_tier_) return absl::OkStatus();  // a skip list: iterators read it in place
+  uint64_t entries = 0;
+  if (!db_->GetIntProperty(column, rocksdb::DB::Properties::kNumEntriesActiveMemTable, &entries) ||
+      entries <= kMaxUnsortedEntries) {
+    return absl::OkStatus();
+  }
+  rocksdb::FlushOptions flush;
+  flush.wait = true;
+  return FromRocks(db_->Flush(flush, column), absl::StrCat("flushing ", dir_, " before a scan"));
+}
+
+std::shared_ptr<const rocksdb::Snapshot> RowStore::TakeSnapshot() {
+  rocksdb::DB* db = db_.get();
+  return std::shared_ptr<const rocksdb::Snapshot>(db->GetSnapshot(),
+                                                  [db](const rocksdb::Snapshot* s) { db->ReleaseSnapshot(s); });
 }
 
 absl::Status RowStore::wal_error() const {

@@ -89,6 +89,21 @@ class RowStore {
   // Calls visit for every row of `shard` in the live database's `column`,
   // in key order. Any thread.
   absl::Status ForEachRow(rocksdb::ColumnFamilyHandle* column, uint32_t shard, const std::function<void(uint64_t key, std::span<const float> row)>& visit);
+  // The same, as of `snapshot` (null: the live database), until `visit`
+  // returns false.
+  absl::Status ForEachRow(rocksdb::ColumnFamilyHandle* column, uint32_t shard, const rocksdb::Snapshot* snapshot,
+                          const std::function<bool(uint64_t key, std::span<const float> row)>& visit);
+
+  // Makes scans of `column` (ForEachRow) cheap: a store that is no cold
+  // tier keeps its newest rows in a vector memtable, which every iterator
+  // copies and sorts (10 ms for 60k rows), so a large one is flushed first.
+  // Any thread.
+  absl::Status PrepareScan(rocksdb::ColumnFamilyHandle* column);
+
+  // A consistent view of the database as it is now, released when the last
+  // copy of the pointer goes (it keeps overwritten rows on disk until then).
+  // Any thread.
+  std::shared_ptr<const rocksdb::Snapshot> TakeSnapshot();
 
   // The write-ahead log's failure, or OK (any thread).
   absl::Status wal_error() const;
@@ -127,7 +142,10 @@ class RowStore {
  private:
   RowStore() = default;
 
+  // Rows a vector memtable may hold before a scan flushes it.
+  static constexpr uint64_t kMaxUnsortedEntries = 32768;
   rocksdb::Options options_;  // of every column family
+  bool cold_tier_ = false;    // opened as a cold tier: skip-list memtables
   std::unique_ptr<rocksdb::DB> db_;
   std::string dir_;
   bool wal_ = false;

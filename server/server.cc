@@ -53,9 +53,6 @@ uint64_t PeakResidentBytes() {
   return 0;
 }
 
-// Snapshot messages carry at most this many bytes of rows.
-constexpr size_t kSnapshotChunkBytes = 16 << 20;
-
 }  // namespace
 
 Server::Server(const Config& config, int rank, std::string info_file)
@@ -163,6 +160,7 @@ absl::Status Server::Run() {
       return st;
     }
   }
+  streamer_ = std::make_unique<ShardStreamer>(store_.get(), &snapshots_);
   for (auto& e : executors_) e->Start();
   int owned = 0, replicated = 0;
   for (uint32_t s = 0; s < shard_owner_.size(); ++s) {
@@ -190,7 +188,9 @@ absl::Status Server::Run() {
     // Also for updates acknowledged before they are logged (bsp step sums).
     if (store_ != nullptr && !storage_failed_ && store_->wal_failed()) (void)ReportStorageFailure();
     if (metrics_.PublishDue()) PublishMetrics();
-    replicator_->ReceiveAcks([this](const std::shared_ptr<Request>& r, const absl::Status& st) { OnReplicaAck(r, st); });
+    replicator_->ReceiveAcks(
+        [this](const std::shared_ptr<Request>& r, const absl::Status& st) { OnReplicaAck(r, st); },
+        [this](const pb::Header& ack) { streamer_->Acknowledged(ack.seq(), ack.status() == 0); });
     if (items[1].revents & ZMQ_POLLIN) {
       done_.Drain(&finished);
       for (auto& r : finished) OnApplied(r);
@@ -209,6 +209,11 @@ absl::Status Server::Run() {
     }
   }
   for (auto& e : executors_) e->Stop();
+  if (const ShardStreamer::Totals sent = streamer_->totals(); sent.parts > 0) {
+    spdlog::info("shards sent to new replicas: {} KiB in {} parts, at most {} KiB unacknowledged", sent.bytes >> 10,
+                 sent.parts, sent.peak_unacknowledged_bytes >> 10);
+  }
+  streamer_.reset();  // holds a snapshot of the store
   if (!fatal_.ok()) return fatal_;
   const pb::ServerStats stats = Stats();
   PublishMetrics();
@@ -341,7 +346,9 @@ void Server::Route(std::shared_ptr<Request> request) {
 }
 
 void Server::Answer(const std::shared_ptr<Request>& request) {
-  if (request->read_failed.load()) {
+  if (request->message.header.type() == pb::SHARD_SNAPSHOT) {
+    AckSnapshot(request->message, absl::OkStatus());
+  } else if (request->read_failed.load()) {
     Reply(request->message, ReportTierFailure());
   } else if (request->message.header.type() == pb::PULL) {
     TrafficCounters::Add(traffic_.pulls, 1);
@@ -446,6 +453,12 @@ void Server::OnNewView(const pb::ClusterView& view) {
     return;
   }
   AdoptView(view);
+  // Streams to servers that no longer replicate the shard from here stop.
+  const uint32_t self = static_cast<uint32_t>(rank_);
+  streamer_->Cancel([&](uint32_t peer, uint32_t shard) {
+    const auto& replicas = replicator_->replicas()[shard];
+    return shard_owner_[shard] != self || std::find(replicas.begin(), replicas.end(), peer) == replicas.end();
+  });
   int promoted = 0;
   for (uint32_t s = 0; s < shard_owner_.size(); ++s) {
     if (shard_owner_[s] != static_cast<uint32_t>(rank_)) continue;
@@ -472,8 +485,9 @@ void Server::OnNewView(const pb::ClusterView& view) {
 }
 
 void Server::SnapshotShard(uint32_t shard, uint32_t peer) {
-  // Runs on the shard's executor, in order with the pushes routed before
-  // this view: the rows it copies are exactly what the new replica lacks.
+  // The cut runs on the shard's executor, in order with the pushes routed
+  // before this view: it is exactly what the new replica lacks. The rows
+  // then stream from it in bounded parts (server/shard_streamer.h).
   const size_t threads = executors_.size();
   ShardExecutor* executor = executors_[shard % threads].get();
   std::vector<const TableEntry*> tables;
@@ -482,68 +496,82 @@ void Server::SnapshotShard(uint32_t shard, uint32_t peer) {
   }
   ShardTask task;
   task.control = [this, executor, shard, peer, tables] {
-    for (const TableEntry* table : tables) {
-      // Bounded messages: a shard of a large table is GBs, more than one
-      // message (and ZeroMQ's frame limit) should carry.
-      const size_t max_rows = std::max<size_t>(1, kSnapshotChunkBytes / (table->spec.dim() * 3 * sizeof(float) + 8));
-      executor->CopyRows(shard, *table, max_rows,
-                         [&](std::vector<uint64_t>&& keys, std::vector<float>&& values, uint32_t stride) {
-                           ShardRows rows;
-                           rows.peer = peer;
-                           rows.shard = shard;
-                           rows.table = table;
-                           rows.stride = stride;
-                           rows.keys = std::move(keys);
-                           rows.rows = std::move(values);
-                           snapshots_.Post(std::move(rows));
-                         });
+    ShardCut cut;
+    cut.peer = peer;
+    cut.shard = shard;
+    if (auto st = executor->CutShard(tables, ShardStreamer::kChunkBytes, &cut); !st.ok()) {
+      spdlog::error("shard {} not sent to server-{}: {}", shard, peer, st.message());
+      SnapshotChunk end;
+      end.kind = SnapshotChunk::Kind::kCancelled;
+      end.peer = peer;
+      end.shard = shard;
+      snapshots_.Post(std::move(end));
+      return;
     }
-    ShardRows end;
-    end.peer = peer;
-    end.shard = shard;
-    end.last = true;
-    snapshots_.Post(std::move(end));
+    streamer_->Stream(std::move(cut));
   };
   executor->Submit(std::move(task));
 }
 
 void Server::SendSnapshots() {
-  std::deque<ShardRows> ready;
+  std::deque<SnapshotChunk> ready;
   snapshots_.Drain(&ready);
-  for (ShardRows& rows : ready) {
+  for (SnapshotChunk& chunk : ready) {
     pb::Header h;
     h.set_type(pb::SHARD_SNAPSHOT);
     h.set_epoch(epoch_);
-    h.set_shard(rows.shard);
-    if (rows.last) {
-      // Tells the replica that the shard is whole once what came before is
-      // loaded; the forwards held back for it follow.
-      h.set_last(true);
-      h.set_dim(1);
-      std::vector<zmq::message_t> frames(2);
-      replicator_->SendSnapshot(rows.peer, std::move(h), std::move(frames));
-      replicator_->SnapshotDone(rows.peer);
-      continue;
+    h.set_shard(chunk.shard);
+    h.set_seq(chunk.stream);
+    std::vector<zmq::message_t> frames(2);
+    switch (chunk.kind) {
+      case SnapshotChunk::Kind::kCancelled:
+        // The replica no longer takes this shard from here (or refused a
+        // part): what was held back for it goes on.
+        spdlog::warn("stopped streaming shard {} to server-{}", chunk.shard, chunk.peer);
+        replicator_->SnapshotDone(chunk.peer);
+        continue;
+      case SnapshotChunk::Kind::kEnd:
+        // The shard is whole at the replica once what came before is
+        // loaded; the forwards held back for it follow.
+        h.set_last(true);
+        h.set_dim(1);
+        replicator_->SendSnapshot(chunk.peer, std::move(h), std::move(frames));
+        replicator_->SnapshotDone(chunk.peer);
+        continue;
+      case SnapshotChunk::Kind::kAdmission:
+        h.set_dim(1);
+        h.set_admission_sketch(true);
+        frames.push_back(FrameFromVector(std::move(chunk.admission)));
+        break;
+      case SnapshotChunk::Kind::kRows:
+        h.set_num_keys(static_cast<uint32_t>(chunk.keys.size()));
+        h.set_dim(chunk.record);
+        frames[0] = FrameFromVector(std::move(chunk.keys));
+        frames[1] = FrameFromVector(std::move(chunk.rows));
+        break;
     }
-    h.set_table(rows.table->spec.id());
-    *h.mutable_table_spec() = rows.table->spec;
-    h.set_num_keys(static_cast<uint32_t>(rows.keys.size()));
-    h.set_dim(rows.stride);
-    std::vector<zmq::message_t> frames;
-    frames.push_back(FrameFromVector(std::move(rows.keys)));
-    frames.push_back(FrameFromVector(std::move(rows.rows)));
-    replicator_->SendSnapshot(rows.peer, std::move(h), std::move(frames));
+    h.set_table(chunk.table->spec.id());
+    *h.mutable_table_spec() = chunk.table->spec;
+    replicator_->SendSnapshot(chunk.peer, std::move(h), std::move(frames));
   }
 }
 
 void Server::LoadSnapshot(Message message) {
   const pb::Header& h = message.header;
   const uint32_t shard = h.shard();
-  if (shard >= shard_owner_.size() || h.epoch() < epoch_) {
+  if (shard >= shard_owner_.size()) {
     dropped_.fetch_add(1, std::memory_order_relaxed);
-    spdlog::warn("dropped a snapshot of shard {} from epoch {} (this server is at epoch {})", shard, h.epoch(), epoch_);
+    spdlog::warn("dropped a snapshot of shard {}, which does not exist", shard);
     return;
   }
+  // A part from a primary of an older view is refused unless this server
+  // still waits for the shard's rows: the primary then stops the stream.
+  if (h.epoch() < epoch_ && !incomplete_[shard].load()) {
+    dropped_.fetch_add(1, std::memory_order_relaxed);
+    return AckSnapshot(message, absl::AbortedError(absl::StrCat("a snapshot of epoch ", h.epoch(),
+                                                                "; this server is at epoch ", epoch_)));
+  }
+  ShardExecutor* executor = executors_[shard % executors_.size()].get();
   if (h.last()) {
     // In order behind the shard's loads on its executor.
     ShardTask task;
@@ -551,35 +579,60 @@ void Server::LoadSnapshot(Message message) {
       incomplete_[shard].store(false);
       spdlog::info("shard {} is whole here (new replica)", shard);
     };
-    executors_[shard % executors_.size()]->Submit(std::move(task));
+    executor->Submit(std::move(task));
     return;
   }
-  if (auto st = tables_.Create(h.table_spec()); !st.ok()) {
-    spdlog::error("snapshot of shard {}: {}", shard, st.message());
-    return;
-  }
-  if (store_ != nullptr) (void)store_->AddTable(h.table_spec().id());
+  absl::Status st = tables_.Create(h.table_spec());
+  if (st.ok() && store_ != nullptr) st = store_->AddTable(h.table_spec().id());
+  if (!st.ok()) return AckSnapshot(message, st);
   const TableEntry* table = tables_.Find(h.table_spec().id());
   const uint32_t stride = h.dim();  // a record: the row, maybe then its stamp (embedding.eviction.ttl)
   const uint32_t row_floats = table->spec.dim() + table->optimizer->StateFloats(table->spec.dim());
-  if (stride != row_floats && stride != row_floats + 1) {
-    spdlog::error("snapshot of shard {}: rows of {} floats do not fit table '{}'", shard, stride, table->spec.name());
-    return;
+  if (!h.admission_sketch() && stride != row_floats && stride != row_floats + 1) {
+    return AckSnapshot(message, absl::InvalidArgumentError(absl::StrCat(
+                                    "rows of ", stride, " floats do not fit table '", table->spec.name(), "'")));
   }
   spdlog::info("loading {} rows of table '{}' for shard {} (new replica)", h.num_keys(), table->spec.name(), shard);
-  auto held = std::make_shared<Message>(std::move(message));  // `h` is empty from here on
-  ShardExecutor* executor = executors_[shard % executors_.size()].get();
+  // Acknowledged once loaded: the primary sends more only then.
+  auto part = std::make_shared<Request>();
+  part->table = table;
+  part->message = std::move(message);  // `h` is empty from here on
   ShardTask task;
-  task.control = [held, executor, table, shard, stride] {
-    std::vector<uint64_t> key_scratch;
-    std::vector<float> row_scratch;
-    const auto keys = FrameView<uint64_t>(held->frames[0], &key_scratch);
-    const auto rows = FrameView<float>(held->frames[1], &row_scratch);
-    for (size_t i = 0; i < keys.size(); ++i) {
-      executor->LoadRow(*table, shard, keys[i], rows.subspan(i * stride, stride));
+  task.control = [this, part, executor, table, shard, stride] {
+    const Message& m = part->message;
+    if (m.header.admission_sketch()) {
+      std::vector<uint8_t> scratch;
+      if (!executor->LoadAdmission(*table, shard, FrameView<uint8_t>(m.frames[2], &scratch))) {
+        spdlog::warn("shard {}: the primary's admission counters of table '{}' are not this server's size; "
+                     "counting starts over here", shard, table->spec.name());
+      }
+    } else {
+      std::vector<uint64_t> key_scratch;
+      std::vector<float> row_scratch;
+      const auto keys = FrameView<uint64_t>(m.frames[0], &key_scratch);
+      const auto rows = FrameView<float>(m.frames[1], &row_scratch);
+      for (size_t i = 0; i < keys.size(); ++i) executor->LoadRow(*table, shard, keys[i], rows.subspan(i * stride, stride));
     }
+    done_.Post(part);
   };
   executor->Submit(std::move(task));
+}
+
+void Server::AckSnapshot(const Message& part, const absl::Status& status) {
+  pb::Header h;
+  h.set_type(pb::SHARD_SNAPSHOT_ACK);
+  h.set_seq(part.header.seq());
+  h.set_shard(part.header.shard());
+  h.set_epoch(epoch_);
+  h.set_status(static_cast<int32_t>(status.code()));
+  if (!status.ok()) {
+    h.set_error(std::string(status.message()));
+    spdlog::warn("refused a snapshot of shard {}: {}", part.header.shard(), status.message());
+  }
+  std::vector<zmq::message_t> frames;
+  if (auto st = SendMessage(socket_, h, &frames, &*part.routing_id); !st.ok()) {
+    spdlog::debug("snapshot acknowledgement not sent: {}", st.message());
+  }
 }
 
 void Server::FillHeartbeat(pb::Header* h) {

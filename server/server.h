@@ -37,6 +37,8 @@
 #include "server/request.h"
 #include "server/row_store.h"
 #include "server/shard_executor.h"
+#include "server/shard_snapshot.h"
+#include "server/shard_streamer.h"
 #include "server/table_registry.h"
 
 namespace sparta {
@@ -64,6 +66,8 @@ class Server {
   void SnapshotShard(uint32_t shard, uint32_t peer);
   void SendSnapshots();
   void LoadSnapshot(Message message);
+  // Tells a primary that a part of a shard is loaded here, or refused.
+  void AckSnapshot(const Message& part, const absl::Status& status);
   void FillHeartbeat(pb::Header* h);
   // Loads the shards this server owns from the checkpoint in `dir`.
   absl::Status Restore(const std::string& dir);
@@ -106,20 +110,14 @@ class Server {
   std::atomic<bool> shards_ready_{false};
   std::vector<uint64_t> touched_;  // Route(): last request that counted each shard
   uint64_t touch_generation_ = 0;
-  // A copy of one shard's rows of one table, on its way to a new replica;
-  // `last` marks the end of a shard.
-  struct ShardRows {
-    uint32_t peer = 0, shard = 0, stride = 0;
-    const TableEntry* table = nullptr;
-    std::vector<uint64_t> keys;
-    std::vector<float> rows;
-    bool last = false;
-  };
-  Mailbox<ShardRows> snapshots_;
+  // Parts of shards on their way to new replicas, from the streamer.
+  Mailbox<SnapshotChunk> snapshots_;
   absl::Status fatal_;  // set when this server must stop serving
   bool storage_failed_ = false;  // the scheduler has been told the log failed
   TableRegistry tables_;
   std::unique_ptr<RowStore> store_;
+  // Made in Run(); after store_ and snapshots_, which it uses.
+  std::unique_ptr<ShardStreamer> streamer_;
   SchedulerClient* scheduler_ = nullptr;
   Mailbox<pb::Header> control_;  // from the scheduler client's thread
   DuplicateFilter duplicates_;

@@ -254,37 +254,53 @@ void ShardExecutor::LoadRow(const TableEntry& table, uint32_t shard, uint64_t ke
   KeepToBudget();
 }
 
-void ShardExecutor::CopyRows(uint32_t shard, const TableEntry& table, size_t max_rows, const RowsVisitor& emit) {
-  TableShard& s = Shard(shard / count_, table);
-  // Rows go as records: the row, then its stamp if the table expires rows.
-  const uint32_t stride = s.stride(), record = s.record_floats();
-  std::vector<uint64_t> keys;
-  std::vector<float> rows;
-  auto add = [&](uint64_t key, const float* row, const uint32_t* stamp) {
-    keys.push_back(key);
-    rows.insert(rows.end(), row, row + stride);
-    if (record > stride) {
-      rows.emplace_back();
-      std::memcpy(&rows.back(), stamp, sizeof(uint32_t));
+absl::Status ShardExecutor::CutShard(const std::vector<const TableEntry*>& tables, size_t max_chunk_bytes,
+                                     ShardCut* cut) {
+  for (const TableEntry* table : tables) {
+    TableShard& s = Shard(cut->shard / count_, *table);
+    if (const AdmissionCounter* counter = s.admission_counter(); counter != nullptr) {
+      SnapshotChunk chunk;
+      chunk.kind = SnapshotChunk::Kind::kAdmission;
+      chunk.table = table;
+      chunk.admission.assign(counter->counters().begin(), counter->counters().end());
+      cut->copied.push_back(std::move(chunk));
     }
-    if (keys.size() >= max_rows) {
-      emit(std::move(keys), std::move(rows), record);
-      keys.clear();
-      rows.clear();
+    const uint32_t stride = s.stride(), record = s.record_floats();
+    if (store_ != nullptr) {
+      // The store then holds every row that differs from its key's initial
+      // values (a row only pulled is made again, identical, by the replica).
+      rocksdb::ColumnFamilyHandle* column = store_->column(table->spec.id());
+      if (column == nullptr) return absl::InternalError("a table without a column family");
+      s.Persist(column, &batch_);
+      SPARTA_RETURN_IF_ERROR(store_->Write(&batch_));
+      cut->tables.push_back({table, record});
+      continue;
     }
-  };
-  s.ForEach([&](uint64_t key, uint32_t slot) { add(key, s.row(slot), s.stamp_ptr(slot)); });
-  if (s.cold_rows() > 0 && store_ != nullptr) {
-    // The rows in the store only; a hot row's store copy may be stale.
-    auto st = store_->ForEachRow(store_->column(table.spec.id()), s.shard(),
-                                 [&](uint64_t key, std::span<const float> row) {
-                                   if (s.FindSlot(key) == TableShard::kNoSlot && row.size() == record) {
-                                     add(key, row.data(), reinterpret_cast<const uint32_t*>(row.data() + stride));
-                                   }
-                                 });
-    if (!st.ok()) Fail(st);
+    // No store: every row is hot, and copied now.
+    const size_t max_rows = std::max<size_t>(1, max_chunk_bytes / (record * sizeof(float) + sizeof(uint64_t)));
+    SnapshotChunk chunk;
+    s.ForEach([&](uint64_t key, uint32_t slot) {
+      if (chunk.keys.empty()) {
+        chunk.table = table;
+        chunk.record = record;
+      }
+      chunk.keys.push_back(key);
+      const float* row = s.row(slot);
+      chunk.rows.insert(chunk.rows.end(), row, row + stride);
+      if (record > stride) {
+        chunk.rows.emplace_back();
+        std::memcpy(&chunk.rows.back(), s.stamp_ptr(slot), sizeof(uint32_t));
+      }
+      if (chunk.keys.size() >= max_rows) cut->copied.push_back(std::exchange(chunk, SnapshotChunk()));
+    });
+    if (!chunk.keys.empty()) cut->copied.push_back(std::move(chunk));
   }
-  if (!keys.empty()) emit(std::move(keys), std::move(rows), record);
+  if (store_ != nullptr) cut->snapshot = store_->TakeSnapshot();
+  return absl::OkStatus();
+}
+
+bool ShardExecutor::LoadAdmission(const TableEntry& table, uint32_t shard, std::span<const uint8_t> counters) {
+  return Shard(shard / count_, table).admission(CounterBytes(table.policy)).Assign(counters);
 }
 
 void ShardExecutor::CountRowsByTable(std::vector<uint64_t>* rows) const {
@@ -420,9 +436,12 @@ bool ShardExecutor::AdmitsEveryKey(const TableShard& shard) const {
   return policy_of_[shard.table_id()]->admits_every_key();
 }
 
+size_t ShardExecutor::CounterBytes(const TablePolicy& policy) const {
+  return std::max<size_t>(static_cast<size_t>(static_cast<double>(policy.counter_bytes) * counter_share_), 64);
+}
+
 bool ShardExecutor::Admit(TableShard& shard, const TablePolicy& policy, uint64_t key, uint32_t count) {
-  const size_t bytes = static_cast<size_t>(static_cast<double>(policy.counter_bytes) * counter_share_);
-  auto [before, after] = shard.admission(std::max<size_t>(bytes, 64)).Add(key, count);
+  auto [before, after] = shard.admission(CounterBytes(policy)).Add(key, count);
   if (policy.min_count > 1 && after >= policy.min_count) return true;
   if (policy.probability < 1.0) {
     // One draw per occurrence, a function of (seed, key, occurrence number):

@@ -51,6 +51,7 @@
 #include "server/cold_reader.h"
 #include "server/request.h"
 #include "server/row_store.h"
+#include "server/shard_snapshot.h"
 #include "server/table_shard.h"
 
 namespace sparta {
@@ -107,11 +108,15 @@ class ShardExecutor {
   // checkpoint or a snapshot. Before Start(), or on the executor's thread.
   void LoadRow(const TableEntry& table, uint32_t shard, uint64_t key, std::span<const float> row);
 
-  // Executor thread: copies every row of `shard` of `table`, hot and cold,
-  // handing them to `emit` in chunks of at most `max_rows` rows (a shard
-  // of a large table does not fit one message).
-  using RowsVisitor = std::function<void(std::vector<uint64_t>&& keys, std::vector<float>&& rows, uint32_t stride)>;
-  void CopyRows(uint32_t shard, const TableEntry& table, size_t max_rows, const RowsVisitor& emit);
+  // Executor thread (from a control task): takes `cut->shard` of `tables`
+  // as it is now, for a new replica (server/shard_snapshot.h): copies the
+  // tables' admission counters, writes the shard's changed rows to the
+  // store and snapshots it, or, without a store, copies the rows into
+  // chunks of at most `max_chunk_bytes`.
+  absl::Status CutShard(const std::vector<const TableEntry*>& tables, size_t max_chunk_bytes, ShardCut* cut);
+  // Sets `shard`'s admission counters of `table` to a primary's; false if
+  // they are not the size this server's are.
+  bool LoadAdmission(const TableEntry& table, uint32_t shard, std::span<const uint8_t> counters);
 
   // The cold tier's failure (a read or an eviction's write failed), or OK;
   // any thread. Once failed, every request fails: rows may be missing.
@@ -183,6 +188,8 @@ class ShardExecutor {
   // store (`read`'s rows, or a lookup made now when reads are in line), or
   // new if the table admits the key; kNoSlot otherwise.
   Outcome ResolveMisses(const Request& r, const ShardTask& task, bool is_push, const ColdRead* read);
+  // Bytes of one shard's admission counters of a table with `policy`.
+  size_t CounterBytes(const TablePolicy& policy) const;
   // Whether `key`'s occurrences (`count` more) earn it a row.
   bool Admit(TableShard& shard, const TablePolicy& policy, uint64_t key, uint32_t count);
   // Moves the coldest rows out until the hot rows fit the budget again.

@@ -294,6 +294,8 @@ class TableShard {
     if (!admission_) admission_ = std::make_unique<AdmissionCounter>(bytes);
     return *admission_;
   }
+  // Null until a key was counted.
+  const AdmissionCounter* admission_counter() const { return admission_.get(); }
 
   // Rows of this shard in the store only (not hot). While it is 0 a key
   // that is not hot has no row anywhere and needs no store lookup.

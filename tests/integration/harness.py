@@ -151,6 +151,10 @@ class ClusterTest(unittest.TestCase):
                         break
                     except subprocess.TimeoutExpired:
                         continue
+        if os.environ.get("SPARTA_KEEP_TEST_DIRS"):  # for reading a run's logs afterwards
+            self._tmp._finalizer.detach()
+            print(f"kept {self.dir}", file=sys.stderr)
+            return
         self._tmp.cleanup()
 
     def run_dir(self, name="run"):

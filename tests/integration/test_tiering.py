@@ -21,6 +21,9 @@ MiB = 1 << 20
 # "Tables larger than memory"): the process itself, ZeroMQ, RocksDB's open
 # files, and the requests in flight.
 FIXED_OVERHEAD = 96 * MiB
+# What a primary may have sent a new replica and not yet heard was loaded
+# (ShardStreamer::kWindowBytes).
+WINDOW_KIB = 4096
 
 
 def request_bytes(batch_size, features, dim, max_inflight):
@@ -226,6 +229,48 @@ class TieredDurabilityTest(ClusterTest):
         self.assertIn("failing over to its replicas", read(os.path.join(run, "scheduler.log")))
         tier = tier_line(read(os.path.join(run, "server-0.log")), "fm.wv")
         self.assertGreater(tier["demoted"], 0)
+
+    def test_new_replica_gets_its_shards_in_bounded_parts(self):
+        """A fresh server that rejoins a job under a memory limit is sent its
+        shards' rows, most of them from the primaries' disks, as a stream of
+        parts: many windows' worth in all, never more than the window
+        unacknowledged, and every row sent is loaded."""
+        data = datagen(self.dir, 150000, 5000, seed=13, max_vocab=600000)
+        config = write_config(
+            self.dir, cluster={"servers": 3, "workers": 2, "heartbeat_interval": 0.2, "heartbeat_timeout": 1.5},
+            server={"threads": 1, "memory_limit": "16MiB"},
+            data={"train": data["train"], "test": data["test"], "batch_size": 512, "epochs": 4},
+            model={"name": "fm", "embedding_dim": 8}, embedding={"admission": {"min_count": 2, "counter_bytes": "2MiB"}},
+            storage={"replication_factor": 2, "ack": "all"}, worker={"audit": 1})
+        run = self.run_dir("rejoined")
+        proc = launch(config, run, wait=False)
+        self.procs.append(proc)
+        wait_for(lambda: "epoch 2 done" in read(os.path.join(run, "worker-0.log")), 300, "epoch 2")
+        pids = {(d["role"], d["rank"]): d["pid"] for d in json.loads(read(os.path.join(run, "daemons.json")))}
+        os.kill(pids[("server", 1)], signal.SIGKILL)
+        out, err = proc.communicate(timeout=600)
+        self.assertEqual(proc.returncode, 0, err)
+        self.assertIn("starting a fresh server-1 to rejoin", err)
+        s = summary(run)
+        self.assertEqual(s["status"], "ok", s.get("error"))
+        self.assertEqual(s["audit_counts"], s["worker_steps"])
+
+        primaries = [read(os.path.join(run, f"server-{rank}.log")) for rank in (0, 2)]
+        rejoined = read(os.path.join(run, "server-1.restart1.log"))
+        sent_rows = sum(int(n) for log in primaries
+                        for n in re.findall(r"streamed shard \d+ to server-1: (\d+) rows", log))
+        loaded_rows = sum(int(n) for n in re.findall(r"loading (\d+) rows of table '[^']+' for shard", rejoined))
+        self.assertGreater(sent_rows, 0)
+        self.assertEqual(loaded_rows, sent_rows)
+        self.assertNotIn("counting starts over", rejoined)  # the admission counts came along
+        sent_kib, peak_kib = 0, 0
+        for log in primaries:
+            m = re.search(r"shards sent to new replicas: (\d+) KiB in \d+ parts, at most (\d+) KiB unacknowledged", log)
+            self.assertIsNotNone(m)
+            sent_kib += int(m.group(1))
+            peak_kib = max(peak_kib, int(m.group(2)))
+        self.assertGreater(sent_kib, 4 * WINDOW_KIB)
+        self.assertLessEqual(peak_kib, WINDOW_KIB)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,175 @@
+// ShardStreamer, with a real RocksDB and its own thread, the test playing the
+// server's I/O thread: a shard streams as it was at the cut (rows written
+// after the snapshot are not in it), in key order and in whole, in chunks of
+// at most kChunkBytes, with never more than kWindowBytes posted and not yet
+// acknowledged; a cancelled or refused stream ends with kCancelled.
+#include "server/shard_streamer.h"
+
+#include <poll.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <map>
+
+#include <catch2/catch.hpp>
+
+namespace sparta {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr uint32_t kTable = 3;
+constexpr uint32_t kRecord = 64;  // floats per row: 264 bytes with the key
+
+struct TempDir {
+  TempDir() : path(fs::temp_directory_path() / ("sparta-streamer-" + std::to_string(getpid()))) {
+    fs::remove_all(path);
+  }
+  ~TempDir() { fs::remove_all(path); }
+  fs::path path;
+};
+
+std::vector<float> RowOf(uint64_t key, float version) {
+  std::vector<float> row(kRecord);
+  for (uint32_t i = 0; i < kRecord; ++i) row[i] = static_cast<float>(key) + version + 0.001f * static_cast<float>(i);
+  return row;
+}
+
+// `rows` rows in each of shards 4, 5 and 6.
+void WriteRows(RowStore* store, uint64_t rows, float version) {
+  RowBatch batch;
+  for (uint32_t shard = 4; shard <= 6; ++shard) {
+    for (uint64_t key = 1; key <= rows; ++key) {
+      const auto row = RowOf(key * 8 + shard, version);
+      batch.Put(store->column(kTable), shard, key * 8 + shard, row.data(), kRecord);
+    }
+    REQUIRE(store->Write(&batch).ok());
+  }
+}
+
+// Waits (up to a minute: a hang fails, it does not stall the suite) for the
+// streamer to post, then takes what it posted.
+std::deque<SnapshotChunk> Next(Mailbox<SnapshotChunk>& out) {
+  pollfd p{out.fd(), POLLIN, 0};
+  REQUIRE(poll(&p, 1, 60000) == 1);
+  std::deque<SnapshotChunk> got;
+  out.Drain(&got);
+  return got;
+}
+
+struct Fixture {
+  Fixture() {
+    auto opened = RowStore::Open((tmp.path / "db").string(), /*wal=*/false, /*fresh=*/true);
+    REQUIRE(opened.ok());
+    store = *std::move(opened);
+    REQUIRE(store->AddTable(kTable).ok());
+    table.spec.set_id(kTable);
+    table.spec.set_name("t");
+  }
+  ShardCut Cut(uint32_t peer, uint32_t shard) {
+    ShardCut cut;
+    cut.peer = peer;
+    cut.shard = shard;
+    cut.snapshot = store->TakeSnapshot();
+    cut.tables.push_back({&table, kRecord});
+    return cut;
+  }
+  TempDir tmp;
+  std::unique_ptr<RowStore> store;
+  TableEntry table;
+  Mailbox<SnapshotChunk> out;
+};
+
+TEST_CASE("a shard streams whole, as of its cut, within the window", "[shard_streamer]") {
+  Fixture f;
+  const uint64_t rows = 20000;  // 5 MiB of shard 5: more than the window
+  WriteRows(f.store.get(), rows, 0.0f);
+  ShardCut cut = f.Cut(/*peer=*/2, /*shard=*/5);
+  WriteRows(f.store.get(), rows, 0.5f);  // after the cut: not to be sent
+
+  ShardStreamer streamer(f.store.get(), &f.out);
+  streamer.Stream(std::move(cut));
+  std::map<uint64_t, std::vector<float>> received;
+  std::deque<SnapshotChunk> unacknowledged;
+  size_t unacknowledged_bytes = 0, peak = 0;
+  bool ended = false;
+  uint64_t last_key = 0;
+  while (!ended) {
+    for (SnapshotChunk& chunk : Next(f.out)) {
+      REQUIRE(chunk.peer == 2);
+      REQUIRE(chunk.shard == 5);
+      if (chunk.kind == SnapshotChunk::Kind::kEnd) {
+        ended = true;
+        continue;
+      }
+      REQUIRE(chunk.kind == SnapshotChunk::Kind::kRows);
+      REQUIRE(chunk.table == &f.table);
+      REQUIRE(chunk.record == kRecord);
+      REQUIRE(chunk.bytes() <= ShardStreamer::kChunkBytes);
+      REQUIRE(chunk.rows.size() == chunk.keys.size() * kRecord);
+      for (size_t i = 0; i < chunk.keys.size(); ++i) {
+        REQUIRE(chunk.keys[i] > last_key);  // key order, each once
+        last_key = chunk.keys[i];
+        received[chunk.keys[i]].assign(chunk.rows.begin() + i * kRecord, chunk.rows.begin() + (i + 1) * kRecord);
+      }
+      unacknowledged_bytes += chunk.bytes();
+      peak = std::max(peak, unacknowledged_bytes);
+      REQUIRE(unacknowledged_bytes <= ShardStreamer::kWindowBytes);
+      unacknowledged.push_back(std::move(chunk));
+    }
+    // Once the window cannot take another full chunk, the replica loads
+    // the oldest part, and the streamer may send more. (Until then it
+    // posts on, or ends the stream: acknowledging later makes the window,
+    // not this loop, what holds the stream back.)
+    if (!ended && unacknowledged_bytes + ShardStreamer::kChunkBytes > ShardStreamer::kWindowBytes) {
+      unacknowledged_bytes -= unacknowledged.front().bytes();
+      streamer.Acknowledged(unacknowledged.front().stream, true);
+      unacknowledged.pop_front();
+    }
+  }
+  REQUIRE(received.size() == rows);
+  for (const auto& [key, row] : received) {
+    REQUIRE(key % 8 == 5);
+    REQUIRE(row == RowOf(key, 0.0f));
+  }
+  // The window was what held the stream back.
+  REQUIRE(peak > ShardStreamer::kWindowBytes - ShardStreamer::kChunkBytes);
+  REQUIRE(streamer.totals().peak_unacknowledged_bytes <= ShardStreamer::kWindowBytes);
+}
+
+TEST_CASE("a cancelled or refused stream ends without its end mark", "[shard_streamer]") {
+  Fixture f;
+  WriteRows(f.store.get(), 20000, 0.0f);
+  ShardStreamer streamer(f.store.get(), &f.out);
+  streamer.Stream(f.Cut(/*peer=*/1, /*shard=*/4));
+  streamer.Stream(f.Cut(/*peer=*/1, /*shard=*/6));
+  streamer.Stream(f.Cut(/*peer=*/2, /*shard=*/5));
+
+  // Server 1 leaves while shard 4 streams to it: shard 4 is cut short,
+  // shard 6 (queued) is dropped, shard 5 goes to server 2.
+  std::deque<SnapshotChunk> first = Next(f.out);
+  REQUIRE(first.front().shard == 4);
+  streamer.Cancel([](uint32_t peer, uint32_t) { return peer == 1; });
+  std::map<uint32_t, SnapshotChunk::Kind> ends;
+  uint64_t refused = 0;
+  while (ends.size() < 3) {
+    for (SnapshotChunk& chunk : Next(f.out)) {
+      if (chunk.kind == SnapshotChunk::Kind::kEnd || chunk.kind == SnapshotChunk::Kind::kCancelled) {
+        REQUIRE(ends.count(chunk.shard) == 0);
+        ends[chunk.shard] = chunk.kind;
+      } else if (chunk.shard == 5 && refused == 0) {
+        // Server 2 refuses its first part of shard 5 (a view it does not
+        // take parts of any more): the stream stops.
+        refused = chunk.stream;
+        streamer.Acknowledged(chunk.stream, false);
+      }
+    }
+  }
+  REQUIRE(ends[4] == SnapshotChunk::Kind::kCancelled);
+  REQUIRE(ends[6] == SnapshotChunk::Kind::kCancelled);
+  REQUIRE(ends[5] == SnapshotChunk::Kind::kCancelled);
+  REQUIRE(refused != 0);
+}
+
+}  // namespace
+}  // namespace sparta
