@@ -5,7 +5,20 @@
 //     requests of 1k..1M unique random keys, with the servers applying Adagrad;
 //   - dense push and pull of 1 KB..16 MB (GB/s);
 //   - this machine's memcpy bandwidth, measured in the same run, so that bulk
-//     figures can be read as a fraction of the physical limit.
+//     figures can be read as a fraction of the physical limit;
+//   - the limits of the data plane (records limit_*, transport_limits.h):
+//     plain libzmq round trips of 4 KB requests (1 and 8 in flight) and
+//     one-way throughput of 1 MB and 16 MB messages, over tcp:// loopback and
+//     ipc://, and the update rate of Adagrad in this process on a table as
+//     large as the benchmark's; each Sparta figure is also reported as a
+//     fraction of its limit (records *_vs_limit):
+//       small_4KB_push_windowN  / limit_zmq_<transport>_4KB_windowN
+//       dense_16MB_{push,pull}  / limit_zmq_<transport>_oneway_16MB
+//       sparse_dim8_keys100000_{push,pull}
+//                               / the lower of limit_zmq_<transport>_oneway_1MB
+//                                 (in keys: bytes per key on the wire) and
+//                                 limit_update_dim8_keys100000
+//     where <transport> is the one the cluster's peers use.
 // With server.memory_limit set (the same --set as the server's), it measures
 // instead the worst case of the cold tier: sparse push and pull of uniform
 // random keys over a table 10x the server's hot-row budget, so that nine
@@ -39,6 +52,7 @@
 #include "server/optimizer.h"
 #include "server/row_store.h"
 #include "server/table_shard.h"
+#include "tests/bench/transport_limits.h"
 #include "worker/kv_client.h"
 
 #include <rocksdb/db.h>
@@ -228,6 +242,42 @@ bool RunTiered(const Config& config, KVClient& client, bool quick, const pb::Opt
   return true;
 }
 
+// The limits each Sparta figure is read against, over the transport the
+// cluster's peers use (per second: requests, bytes, bytes, keys).
+struct Limits {
+  double round_trips_1 = 0, round_trips_8 = 0;
+  double oneway_1mb = 0, oneway_16mb = 0;
+  double updates = 0;
+};
+
+using AddRecord = std::function<void(const std::string&, const std::string&, double)>;
+
+Limits MeasureLimits(uint64_t key_space, bool quick, const AddRecord& add) {
+  const double seconds = quick ? 0.2 : 0.5;
+  // Peers on one host talk over tcp:// loopback (ipc:// is measured beside
+  // it, as the limit a co-located transport could reach).
+  const std::string used = "tcp";
+  Limits limits;
+  const std::string ipc = "ipc:///tmp/sparta-kv-bench-" + std::to_string(getpid()) + ".ipc";
+  for (const auto& [transport, endpoint] : {std::pair<std::string, std::string>{"tcp", "tcp://127.0.0.1:*"},
+                                            std::pair<std::string, std::string>{"ipc", ipc}}) {
+    const std::string prefix = "limit_zmq_" + transport + "_";
+    const double rt1 = RawRoundTrips(endpoint, 4096, 1, seconds);
+    const double rt8 = RawRoundTrips(endpoint, 4096, 8, seconds);
+    const double mb1 = RawOneWay(endpoint, 1 << 20, seconds);
+    const double mb16 = RawOneWay(endpoint, 16 << 20, seconds);
+    add(prefix + "4KB_window1", "requests/s", rt1);
+    add(prefix + "4KB_window8", "requests/s", rt8);
+    add(prefix + "oneway_1MB", "GB/s", mb1 / 1e9);
+    add(prefix + "oneway_16MB", "GB/s", mb16 / 1e9);
+    if (transport == used) limits = {rt1, rt8, mb1, mb16, 0};
+  }
+  std::filesystem::remove("/tmp/sparta-kv-bench-" + std::to_string(getpid()) + ".ipc");
+  limits.updates = UpdateRate(key_space, 8, 100000, seconds);
+  add("limit_update_dim8_keys100000", "Mkeys/s", limits.updates / 1e6);
+  return limits;
+}
+
 int Run(const Config& config, const std::string& json_out, bool quick, std::string only) {
   zmq::context_t context(1);
   pb::NodeInfo self;
@@ -287,13 +337,17 @@ int Run(const Config& config, const std::string& json_out, bool quick, std::stri
   adagrad.set_learning_rate(0.01f);
   adagrad.set_initial_accumulator(0.1f);
   std::mt19937_64 rng(1);
+  // The setting: requests drawn from a table of 10M rows, so that
+  // lookups miss the caches as they would in a real model.
+  const uint64_t key_space = quick ? 200000 : 10000000;
+  const Limits limits = config.server.memory_limit_bytes > 0 ? Limits() : MeasureLimits(key_space, quick, add);
+  auto vs_limit = [&](const std::string& name, double value, double limit) {
+    if (limit > 0) add(name + "_vs_limit", "fraction", value / limit);
+  };
   if (config.server.memory_limit_bytes > 0) {
     if (!RunTiered(config, client, quick, adagrad, rng, add)) return 1;
     only = "none";  // the tiered run measures only its own family
   }
-  // The setting: requests drawn from a table of 10M rows, so that
-  // lookups miss the caches as they would in a real model.
-  const uint64_t key_space = quick ? 200000 : 10000000;
   uint32_t table_id = 0;
   for (uint32_t dim : {8u, 16u, 64u}) {
     pb::TableSpec spec;
@@ -340,6 +394,12 @@ int Run(const Config& config, const std::string& json_out, bool quick, std::stri
       const double t_pull = TimePerRun(pull, min_seconds);
       add(prefix + "_pull", "Mkeys/s", keys.size() / t_pull / 1e6);
       add(prefix + "_pull_mb", "MB/s", mb / t_pull);
+      if (dim == 8 && n == 100000) {
+        // The lower of what the wire carries and what the updates cost.
+        const double sparse_limit = std::min(limits.oneway_1mb / (8.0 + value_bytes * dim), limits.updates);
+        vs_limit(prefix + "_push", keys.size() / t_push, sparse_limit);
+        vs_limit(prefix + "_pull", keys.size() / t_pull, sparse_limit);
+      }
       const double t_both = TimePerRun([&] {
         auto a = client.Push(spec.id(), dim, keys, values);
         auto b = client.Pull(spec.id(), dim, keys, out.data());
@@ -389,6 +449,10 @@ int Run(const Config& config, const std::string& json_out, bool quick, std::stri
     add("dense_" + size + "_push", "GB/s", bytes / t_push / 1e9);
     const double t_pull = TimePerRun([&] { (void)client.Wait(client.Pull(spec.id(), block, blocks, out.data())); }, min_seconds);
     add("dense_" + size + "_pull", "GB/s", bytes / t_pull / 1e9);
+    if (bytes == uint64_t{16} << 20) {
+      vs_limit("dense_16MB_push", bytes / t_push, limits.oneway_16mb);
+      vs_limit("dense_16MB_pull", bytes / t_pull, limits.oneway_16mb);
+    }
   }
 
   // Small requests: 4 KB dense pushes, one at a time and with a window of 8
@@ -418,6 +482,8 @@ int Run(const Config& config, const std::string& json_out, bool quick, std::stri
         for (auto& ticket : inflight) (void)client.Wait(ticket);
       }, min_seconds);
       add("small_4KB_push_window" + std::to_string(window), "requests/s", batch / t);
+      vs_limit("small_4KB_push_window" + std::to_string(window), batch / t,
+               window == 1 ? limits.round_trips_1 : limits.round_trips_8);
     }
   }
 
