@@ -67,6 +67,7 @@ void VisitFields(Config& c, Visitor& v) {
   v("cluster.shutdown_grace", c.cluster.shutdown_grace, Between(0.1, 3600));
   v("cluster.auth", c.cluster.auth, OneOf({"none", "curve"}));
   v("cluster.key_file", c.cluster.key_file, FieldRule{});
+  v("cluster.local_transport", c.cluster.local_transport, OneOf({"ipc", "tcp"}));
   v("server.threads", c.server.threads, Between(1, 256));
   v("server.memory_limit", c.server.memory_limit, FieldRule{});
   v("data.train", c.data.train, Required());
@@ -461,6 +462,7 @@ absl::Status ParseUnits(Config* c) {
                            : c->worker.backend == "auto" ? BackendKind::kAuto
                                                          : BackendKind::kCpu;
   c->wire.value_type = c->wire.dtype == "fp16" ? WireDtype::kFp16 : WireDtype::kFp32;
+  c->cluster.local_transport_mode = c->cluster.local_transport == "tcp" ? LocalTransport::kTcp : LocalTransport::kIpc;
   c->storage.durability_mode = c->storage.durability == "wal" ? Durability::kWal : Durability::kCheckpoint;
   c->storage.ack_mode = c->storage.ack == "primary" ? AckMode::kPrimary : AckMode::kAll;
   auto every = ParseCheckpointEvery(c->storage.checkpoint_every);

@@ -19,6 +19,8 @@
 
 namespace sparta {
 
+enum class LocalTransport { kIpc, kTcp };  // cluster.local_transport
+
 struct ClusterConfig {
   std::string scheduler;             // host:port of the scheduler (required)
   int servers = 0;                   // number of servers (required)
@@ -41,6 +43,11 @@ struct ClusterConfig {
   // message is read.
   std::string auth = "none";
   std::string key_file;
+  // ipc: peers of the data plane (workers and servers, servers and their
+  // replicas) that share a host, network and filesystem namespace talk
+  // over a Unix socket (ipc://) instead of TCP loopback; tcp: always TCP.
+  std::string local_transport = "ipc";
+  LocalTransport local_transport_mode = LocalTransport::kIpc;  // parsed from local_transport
   // Read from key_file when auth is curve (Z85 text, 40 characters each);
   // not config keys.
   std::string curve_public;

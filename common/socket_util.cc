@@ -1,5 +1,10 @@
 #include "common/socket_util.h"
 
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
 #include <charconv>
 
 #include "absl/strings/str_cat.h"
@@ -51,6 +56,37 @@ absl::StatusOr<uint32_t> BindTcp(zmq::socket_t& socket, const std::string& host,
   uint32_t p = 0;
   if (auto st = SplitHostPort(bound.substr(bound.find("//") + 2), &h, &p); !st.ok()) return st;
   return p;
+}
+
+const std::string& LocalityId() {
+  static const std::string id = [] {
+    std::string boot;
+    if (std::ifstream f("/proc/sys/kernel/random/boot_id"); f) std::getline(f, boot);
+    std::error_code ec;
+    const std::string net = std::filesystem::read_symlink("/proc/self/ns/net", ec).string();
+    const std::string mnt = std::filesystem::read_symlink("/proc/self/ns/mnt", ec).string();
+    // Without /proc nothing is known to be shared: every process is alone.
+    if (boot.empty() || net.empty() || mnt.empty()) return absl::StrCat("pid-", getpid());
+    return absl::StrCat(boot, "/", net, "/", mnt);
+  }();
+  return id;
+}
+
+absl::StatusOr<std::string> BindIpc(zmq::socket_t& socket, uint32_t tcp_port) {
+  const std::string endpoint = absl::StrCat("ipc:///tmp/sparta-", getpid(), "-", tcp_port, ".ipc");
+  try {
+    socket.bind(endpoint);
+  } catch (const zmq::error_t& e) {
+    return absl::UnavailableError(absl::StrCat("cannot bind ", endpoint, ": ", e.what()));
+  }
+  return endpoint;
+}
+
+std::string DataEndpoint(const pb::NodeInfo& peer, LocalTransport transport) {
+  if (transport == LocalTransport::kIpc && !peer.ipc_endpoint().empty() && peer.locality() == LocalityId()) {
+    return peer.ipc_endpoint();
+  }
+  return TcpEndpoint(peer.host(), peer.data_port());
 }
 
 }  // namespace sparta

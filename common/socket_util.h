@@ -10,6 +10,8 @@
 #include <zmq.hpp>
 
 #include "absl/status/statusor.h"
+#include "common/config.h"
+#include "sparta.pb.h"
 
 namespace sparta {
 
@@ -28,6 +30,22 @@ void ConfigureSocket(zmq::socket_t& socket);
 // Binds to host on a port the OS chooses (or `port` if non-zero) and returns
 // the bound port.
 absl::StatusOr<uint32_t> BindTcp(zmq::socket_t& socket, const std::string& host, uint32_t port);
+
+// The host, network namespace and filesystem (mount) namespace this
+// process runs in: two processes with the same id can reach each other's
+// Unix sockets. A server in a network namespace of its own, or a pod on
+// the same node, is somewhere else.
+const std::string& LocalityId();
+
+// Binds `socket` also to a Unix socket of its own (ipc://, a file under
+// /tmp named after this process and `tcp_port`) and returns its endpoint.
+// ZeroMQ removes the file when the socket closes.
+absl::StatusOr<std::string> BindIpc(zmq::socket_t& socket, uint32_t tcp_port);
+
+// Where a worker or server connects to server `peer`'s data port: its Unix
+// socket when `transport` is ipc and the peer has one in this process's
+// locality, else TCP to host:data_port.
+std::string DataEndpoint(const pb::NodeInfo& peer, LocalTransport transport);
 
 }  // namespace sparta
 

@@ -35,7 +35,9 @@ void Replicator::UpdateView(const pb::ClusterView& view, const AckCallback& on_a
     peer.socket = std::make_unique<zmq::socket_t>(*context_, zmq::socket_type::dealer);
     ConfigureSocket(*peer.socket);
     SecureClientSocket(*peer.socket, cluster_);
-    peer.socket->connect(TcpEndpoint(node.host(), node.data_port()));
+    const std::string endpoint = DataEndpoint(node, cluster_.local_transport_mode);
+    peer.socket->connect(endpoint);
+    spdlog::info("replicas on server-{} at {}", node.rank(), endpoint);
   }
   for (uint32_t dead : view.dead_servers()) {
     if (dead >= peers_.size() || !peers_[dead].socket) continue;

@@ -91,6 +91,14 @@ absl::Status Server::Run() {
   self.set_rank(requested_rank_);
   self.set_host(config_.cluster.host);
   self.set_data_port(*port);
+  self.set_locality(LocalityId());
+  if (config_.cluster.local_transport_mode == LocalTransport::kIpc) {
+    // Peers on this host skip TCP (cluster.local_transport); the socket's
+    // CurveZMQ and ZAP settings cover this endpoint too.
+    auto ipc = BindIpc(socket_, *port);
+    if (!ipc.ok()) return ipc.status();
+    self.set_ipc_endpoint(*ipc);
+  }
   self.set_pid(getpid());
   self.set_metrics_port(metrics_.port());
   SchedulerClient client(&context_, config_, self,
@@ -117,7 +125,8 @@ absl::Status Server::Run() {
     spdlog::info("rows persist to {} (durability: {})", dir, config_.storage.durability);
   }
   WriteInfoFile(info_file_, client.self());
-  spdlog::info("serving on {}:{} as id {}", config_.cluster.host, *port, client.self().id());
+  spdlog::info("serving on {}:{}{} as id {}", config_.cluster.host, *port,
+               self.ipc_endpoint().empty() ? "" : " and " + self.ipc_endpoint(), client.self().id());
 
   auto view = client.WaitForView();
   if (!view.ok()) return view.status();

@@ -100,7 +100,9 @@ void KVClient::ConnectLink(ServerLink& link) {
   link.socket = std::make_unique<zmq::socket_t>(*context_, zmq::socket_type::dealer);
   ConfigureSocket(*link.socket);
   SecureClientSocket(*link.socket, config_.cluster);
-  link.socket->connect(TcpEndpoint(link.info.host(), link.info.data_port()));
+  const std::string endpoint = DataEndpoint(link.info, config_.cluster.local_transport_mode);
+  link.socket->connect(endpoint);
+  spdlog::info("server-{} at {}", link.info.rank(), endpoint);
 }
 
 absl::Status KVClient::Start() {

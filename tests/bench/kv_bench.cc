@@ -18,7 +18,8 @@
 //                               / the lower of limit_zmq_<transport>_oneway_1MB
 //                                 (in keys: bytes per key on the wire) and
 //                                 limit_update_dim8_keys100000
-//     where <transport> is the one the cluster's peers use.
+//     where <transport> is the one the cluster's peers use
+//     (cluster.local_transport).
 // With server.memory_limit set (the same --set as the server's), it measures
 // instead the worst case of the cold tier: sparse push and pull of uniform
 // random keys over a table 10x the server's hot-row budget, so that nine
@@ -252,11 +253,12 @@ struct Limits {
 
 using AddRecord = std::function<void(const std::string&, const std::string&, double)>;
 
-Limits MeasureLimits(uint64_t key_space, bool quick, const AddRecord& add) {
+Limits MeasureLimits(const Config& config, uint64_t key_space, bool quick, const AddRecord& add) {
   const double seconds = quick ? 0.2 : 0.5;
-  // Peers on one host talk over tcp:// loopback (ipc:// is measured beside
-  // it, as the limit a co-located transport could reach).
-  const std::string used = "tcp";
+  // This benchmark's peers share a host: they talk over the transport
+  // cluster.local_transport names, whose limits the figures are read against.
+  const std::string used = config.cluster.local_transport_mode == LocalTransport::kIpc ? "ipc" : "tcp";
+  std::printf("# peers talk over %s\n", used.c_str());
   Limits limits;
   const std::string ipc = "ipc:///tmp/sparta-kv-bench-" + std::to_string(getpid()) + ".ipc";
   for (const auto& [transport, endpoint] : {std::pair<std::string, std::string>{"tcp", "tcp://127.0.0.1:*"},
@@ -340,7 +342,7 @@ int Run(const Config& config, const std::string& json_out, bool quick, std::stri
   // The setting: requests drawn from a table of 10M rows, so that
   // lookups miss the caches as they would in a real model.
   const uint64_t key_space = quick ? 200000 : 10000000;
-  const Limits limits = config.server.memory_limit_bytes > 0 ? Limits() : MeasureLimits(key_space, quick, add);
+  const Limits limits = config.server.memory_limit_bytes > 0 ? Limits() : MeasureLimits(config, key_space, quick, add);
   auto vs_limit = [&](const std::string& name, double value, double limit) {
     if (limit > 0) add(name + "_vs_limit", "fraction", value / limit);
   };

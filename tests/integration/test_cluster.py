@@ -114,6 +114,29 @@ class WireTest(ClusterTest):
         self.assertAlmostEqual(results["fp16"][0], results["fp32"][0], delta=0.003)
 
 
+    def test_peers_on_one_host_talk_over_ipc_and_train_as_over_tcp(self):
+        data = datagen(self.dir, 20000, 3000, seed=5)
+        results = {}
+        for transport in ("ipc", "tcp"):
+            out = os.path.join(self.dir, f"{transport}.txt")
+            config = write_config(self.dir, name=f"{transport}.yaml", cluster={"servers": 2, "workers": 1},
+                                  data={"train": data["train"], "test": data["test"], "batch_size": 512},
+                                  model={"name": "fm"}, storage={"replication_factor": 2},
+                                  eval={"predictions_out": out})
+            result = launch(config, self.run_dir(transport), [f"cluster.local_transport={transport}"])
+            self.assertEqual(result.returncode, 0, result.stderr)
+            run = self.run_dir(transport)
+            worker, server = read(os.path.join(run, "worker-0.log")), read(os.path.join(run, "server-0.log"))
+            scheme = "ipc:///tmp/sparta-" if transport == "ipc" else "tcp://"
+            # Worker to servers and primary to replicas alike.
+            self.assertIn(f"server-0 at {scheme}", worker)
+            self.assertIn(f"server-1 at {scheme}", worker)
+            self.assertIn(f"replicas on server-1 at {scheme}", server)
+            results[transport] = read(out)
+        # The transport carries the same bytes: 1 worker trains the same model.
+        self.assertEqual(results["ipc"], results["tcp"])
+
+
 class FailureTest(ClusterTest):
     def long_job(self, **cluster):
         data = datagen(self.dir, 20000, 0)

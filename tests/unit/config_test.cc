@@ -53,9 +53,11 @@ TEST_CASE("modes are parsed into enums once, at load, from the file or an overri
   CHECK(defaults->storage.ack_mode == AckMode::kAll);
   CHECK(defaults->storage.every.seconds == 0);
   CHECK(defaults->storage.every.steps == 0);
+  CHECK(defaults->cluster.local_transport_mode == LocalTransport::kIpc);
   auto c = ParseConfig(kValid, "job.yaml",
                        {"worker.consistency=bsp", "worker.backend=auto", "wire.dtype=fp16", "storage.durability=wal",
-                        "storage.ack=primary", "storage.path=/tmp/x", "storage.checkpoint_every=500 steps"});
+                        "storage.ack=primary", "storage.path=/tmp/x", "storage.checkpoint_every=500 steps",
+                        "cluster.local_transport=tcp"});
   REQUIRE(c.ok());
   CHECK(c->worker.consistency_mode == Consistency::kBsp);
   CHECK(c->worker.backend_kind == BackendKind::kAuto);
@@ -63,7 +65,9 @@ TEST_CASE("modes are parsed into enums once, at load, from the file or an overri
   CHECK(c->storage.durability_mode == Durability::kWal);
   CHECK(c->storage.ack_mode == AckMode::kPrimary);
   CHECK(c->storage.every.steps == 500);
+  CHECK(c->cluster.local_transport_mode == LocalTransport::kTcp);
   CHECK_THAT(Error(kValid, {"storage.checkpoint_every=often"}), Catch::Contains("storage.checkpoint_every"));
+  CHECK_THAT(Error(kValid, {"cluster.local_transport=udp"}), Catch::Contains("cluster.local_transport"));
 }
 
 TEST_CASE("overrides (--set) use the same dotted names") {
