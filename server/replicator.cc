@@ -4,7 +4,6 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
-#include "common/hash.h"
 #include "common/logging.h"
 #include "common/message.h"
 #include "common/cluster_auth.h"
@@ -17,13 +16,7 @@ Replicator::Replicator(zmq::context_t* context, const ClusterConfig& cluster, ui
     : context_(context), cluster_(cluster), self_id_(self_id), self_rank_(self_rank), ack_all_(ack_all) {}
 
 void Replicator::UpdateView(const pb::ClusterView& view, const AckCallback& on_ack) {
-  shard_bits_ = std::bit_width(static_cast<size_t>(view.shard_owner_size())) - 1;
-  replicas_.assign(view.shard_owner_size(), {});
-  any_replicas_ = false;
-  for (int s = 0; s < view.replicas_size(); ++s) {
-    replicas_[s].assign(view.replicas(s).ranks().begin(), view.replicas(s).ranks().end());
-    any_replicas_ |= !replicas_[s].empty();
-  }
+  shards_ = ShardView(view);
   if (peers_.size() <= static_cast<size_t>(self_rank_)) peers_.resize(self_rank_ + 1);
   for (const pb::NodeInfo& node : view.nodes()) {
     if (node.role() != pb::SERVER || node.rank() == self_rank_) continue;
@@ -58,50 +51,29 @@ void Replicator::UpdateView(const pb::ClusterView& view, const AckCallback& on_a
 }
 
 int Replicator::Forward(const std::shared_ptr<Request>& request, uint64_t epoch) {
-  if (!any_replicas_) return 0;  // replication factor 1: nothing to do per key
+  if (!shards_.any_replicas()) return 0;  // replication factor 1: nothing to do per key
   const auto keys = request->keys;
   const pb::Header& in = request->message.header;
-  // Usually every key's shard has the same replicas (e.g. R = servers, or
-  // R = 2 on 2 servers); then the received frames go out as they are.
-  const std::vector<uint32_t>* first = &replicas_[ShardOf(keys[0], shard_bits_)];
-  bool uniform = true;
-  for (size_t i = 1; i < keys.size() && uniform; ++i) uniform = replicas_[ShardOf(keys[i], shard_bits_)] == *first;
-  std::vector<std::vector<uint32_t>> positions;
-  if (!uniform) {
-    positions.resize(peers_.size());
-    for (uint32_t i = 0; i < keys.size(); ++i) {
-      for (uint32_t r : replicas_[ShardOf(keys[i], shard_bits_)]) {
-        if (r < positions.size()) positions[r].push_back(i);
-      }
-    }
-  }
+  const ShardView::Groups groups = shards_.ByReplica(keys);
   const size_t row_bytes = size_t{in.dim()} * ValueBytes(in.dtype());
   int acks = 0;
   for (uint32_t peer = 0; peer < peers_.size(); ++peer) {
     if (!peers_[peer].socket) continue;
     Outgoing out;
-    if (uniform) {
-      if (std::find(first->begin(), first->end(), peer) == first->end()) continue;
+    if (groups.whole()) {
+      // Every key goes here: the received frames go out as they are.
+      if (std::find(groups.whole_to.begin(), groups.whole_to.end(), peer) == groups.whole_to.end()) continue;
       out.frames.resize(request->message.frames.size());
       for (size_t f = 0; f < out.frames.size(); ++f) out.frames[f].copy(request->message.frames[f]);  // shares the buffer
       out.header.set_num_keys(in.num_keys());
     } else {
-      const auto& mine = positions[peer];
-      if (mine.empty()) continue;
-      std::vector<uint64_t> sub_keys(mine.size());
-      std::vector<char> sub_values(mine.size() * row_bytes);
-      const char* values = static_cast<const char*>(request->message.frames[1].data());
-      for (size_t j = 0; j < mine.size(); ++j) {
-        sub_keys[j] = keys[mine[j]];
-        std::memcpy(sub_values.data() + j * row_bytes, values + mine[j] * row_bytes, row_bytes);
-      }
+      if (peer >= groups.positions.size() || groups.positions[peer].empty()) continue;
+      const std::vector<uint32_t>& mine = groups.positions[peer];
       out.header.set_num_keys(static_cast<uint32_t>(mine.size()));
-      out.frames.push_back(FrameFromVector(std::move(sub_keys)));
-      out.frames.push_back(FrameFromVector(std::move(sub_values)));
+      out.frames.push_back(FrameFromVector(ShardView::Gather<uint64_t>(keys.data(), mine, 1)));
+      out.frames.push_back(FrameFromVector(ShardView::Gather<char>(request->message.frames[1].data(), mine, row_bytes)));
       if (!request->counts.empty()) {
-        std::vector<uint32_t> sub_counts(mine.size());
-        for (size_t j = 0; j < mine.size(); ++j) sub_counts[j] = request->counts[mine[j]];
-        out.frames.push_back(FrameFromVector(std::move(sub_counts)));
+        out.frames.push_back(FrameFromVector(ShardView::Gather<uint32_t>(request->counts.data(), mine, 1)));
       }
     }
     // Replicas make the same admission and expiry decisions as this primary:

@@ -35,6 +35,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "common/config.h"
+#include "common/shard_view.h"
 #include "server/request.h"
 #include "sparta.pb.h"
 
@@ -59,8 +60,8 @@ class Replicator {
   void SendSnapshot(uint32_t peer, pb::Header header, std::vector<zmq::message_t> frames);
   void SnapshotDone(uint32_t peer);
 
-  // Replicas of each shard in the adopted view (the primary excluded).
-  const std::vector<std::vector<uint32_t>>& replicas() const { return replicas_; }
+  // The adopted view's shard map.
+  const ShardView& shards() const { return shards_; }
   // Forwards sent to replicas and not yet acknowledged.
   size_t awaiting() const { return awaiting_.size(); }
 
@@ -90,9 +91,7 @@ class Replicator {
   const uint32_t self_id_;
   const int self_rank_;
   const bool ack_all_;
-  int shard_bits_ = 0;
-  std::vector<std::vector<uint32_t>> replicas_;  // by shard
-  bool any_replicas_ = false;
+  ShardView shards_;
   std::vector<Peer> peers_;                      // by rank; no socket = not live
   absl::flat_hash_map<AckKey, std::shared_ptr<Request>> awaiting_;
 };

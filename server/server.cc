@@ -161,7 +161,7 @@ absl::Status Server::Run() {
                  config_.storage.db_path.empty() ? config_.storage.path : config_.storage.db_path);
   }
   for (int e = 0; e < threads; ++e) {
-    executors_.push_back(std::make_unique<ShardExecutor>(e, threads, shard_owner_.size(), &done_, options));
+    executors_.push_back(std::make_unique<ShardExecutor>(e, threads, shards_.num_shards(), &done_, options));
   }
   if (!view->restore_from().empty()) {
     if (auto st = Restore(view->restore_from()); !st.ok()) {
@@ -172,12 +172,12 @@ absl::Status Server::Run() {
   streamer_ = std::make_unique<ShardStreamer>(store_.get(), &snapshots_);
   for (auto& e : executors_) e->Start();
   int owned = 0, replicated = 0;
-  for (uint32_t s = 0; s < shard_owner_.size(); ++s) {
-    owned += shard_owner_[s] == static_cast<uint32_t>(rank_);
+  for (uint32_t s = 0; s < shards_.num_shards(); ++s) {
+    owned += shards_.owner(s) == static_cast<uint32_t>(rank_);
     replicated += IsReplicaOf(s);
   }
   spdlog::info("cluster view epoch {}: this server leads {} and replicates {} of {} shards; {} executor threads",
-               epoch_, owned, replicated, shard_owner_.size(), threads);
+               epoch_, owned, replicated, shards_.num_shards(), threads);
 
   std::deque<std::shared_ptr<Request>> finished;
   while (!client.ended()) {
@@ -322,13 +322,13 @@ void Server::Route(std::shared_ptr<Request> request) {
   ++touch_generation_;
   std::vector<uint32_t> touched;  // shards this update counts for, once each
   for (uint32_t pos = 0; pos < keys.size(); ++pos) {
-    const uint32_t shard = ShardOf(keys[pos], shard_bits_);
+    const uint32_t shard = shards_.shard_of(keys[pos]);
     if (!Serves(h.type(), shard)) {
       // Nothing is applied, counted or recorded: the sender resends it to
       // the shard's server once it has the current view.
       return Reply(request->message,
                    absl::AbortedError(absl::StrCat("key ", keys[pos], " is in shard ", shard, ", which server ",
-                                                   shard_owner_[shard], " leads at epoch ", epoch_)));
+                                                   shards_.owner(shard), " leads at epoch ", epoch_)));
     }
     if (is_update && touched_[shard] != touch_generation_) {
       touched_[shard] = touch_generation_;
@@ -433,28 +433,23 @@ void Server::OnReplicaAck(const std::shared_ptr<Request>& request, const absl::S
   if (--request->acks_pending == 0 && request->applied) Answer(request);
 }
 
-bool Server::IsReplicaOf(uint32_t shard) const {
-  const auto& r = replicator_->replicas()[shard];
-  return std::find(r.begin(), r.end(), static_cast<uint32_t>(rank_)) != r.end();
-}
+bool Server::IsReplicaOf(uint32_t shard) const { return shards_.IsReplica(shard, static_cast<uint32_t>(rank_)); }
 
 bool Server::Serves(pb::MsgType type, uint32_t shard) const {
-  const bool leads = shard_owner_[shard] == static_cast<uint32_t>(rank_);
-  return type == pb::REPLICATE ? leads || IsReplicaOf(shard) : leads;
+  const uint32_t me = static_cast<uint32_t>(rank_);
+  return type == pb::REPLICATE ? shards_.Holds(shard, me) : shards_.owner(shard) == me;
 }
 
 void Server::AdoptView(const pb::ClusterView& view) {
-  epoch_ = view.epoch();
-  shard_owner_.assign(view.shard_owner().begin(), view.shard_owner().end());
-  shard_bits_ = std::bit_width(shard_owner_.size()) - 1;
+  shards_ = ShardView(view);
+  epoch_ = shards_.epoch();
   replicator_->UpdateView(view, [this](const std::shared_ptr<Request>& r, const absl::Status& st) {
     OnReplicaAck(r, st);
   });
 }
 
 void Server::OnNewView(const pb::ClusterView& view) {
-  const std::vector<uint32_t> old_owner = shard_owner_;
-  const std::vector<std::vector<uint32_t>> old_replicas = replicator_->replicas();
+  const ShardView before = shards_;
   bool listed = false;
   for (const auto& node : view.nodes()) listed |= node.role() == pb::SERVER && node.rank() == rank_;
   if (!listed) {
@@ -462,32 +457,26 @@ void Server::OnNewView(const pb::ClusterView& view) {
     return;
   }
   AdoptView(view);
+  const uint32_t me = static_cast<uint32_t>(rank_);
   // Streams to servers that no longer replicate the shard from here stop.
-  const uint32_t self = static_cast<uint32_t>(rank_);
   streamer_->Cancel([&](uint32_t peer, uint32_t shard) {
-    const auto& replicas = replicator_->replicas()[shard];
-    return shard_owner_[shard] != self || std::find(replicas.begin(), replicas.end(), peer) == replicas.end();
+    return shards_.owner(shard) != me || !shards_.IsReplica(shard, peer);
   });
   int promoted = 0;
-  for (uint32_t s = 0; s < shard_owner_.size(); ++s) {
-    if (shard_owner_[s] != static_cast<uint32_t>(rank_)) continue;
-    promoted += old_owner[s] != static_cast<uint32_t>(rank_);
+  for (uint32_t s = 0; s < shards_.num_shards(); ++s) {
+    if (shards_.owner(s) != me) continue;
+    promoted += before.owner(s) != me;
     // A replica that did not hold the shard before needs its rows first.
-    for (uint32_t r : replicator_->replicas()[s]) {
-      const auto& before = old_replicas[s];
-      if (r == old_owner[s] || std::find(before.begin(), before.end(), r) != before.end()) continue;
+    for (uint32_t r : shards_.replicas(s)) {
+      if (before.Holds(s, r)) continue;
       replicator_->HoldForSnapshot(r);
       SnapshotShard(s, r);
     }
   }
   // Shards this server replicates from now on: not whole until their
   // primaries' snapshots are in. Set before the heartbeats report the view.
-  const uint32_t me = static_cast<uint32_t>(rank_);
-  for (uint32_t s = 0; s < shard_owner_.size(); ++s) {
-    const auto& before = old_replicas[s];
-    if (IsReplicaOf(s) && old_owner[s] != me && std::find(before.begin(), before.end(), me) == before.end()) {
-      incomplete_[s].store(true);
-    }
+  for (uint32_t s = 0; s < shards_.num_shards(); ++s) {
+    if (IsReplicaOf(s) && !before.Holds(s, me)) incomplete_[s].store(true);
   }
   view_epoch_.store(epoch_);
   spdlog::info("cluster view epoch {}: now leading {} more shards", epoch_, promoted);
@@ -568,7 +557,7 @@ void Server::SendSnapshots() {
 void Server::LoadSnapshot(Message message) {
   const pb::Header& h = message.header;
   const uint32_t shard = h.shard();
-  if (shard >= shard_owner_.size()) {
+  if (shard >= shards_.num_shards()) {
     dropped_.fetch_add(1, std::memory_order_relaxed);
     spdlog::warn("dropped a snapshot of shard {}, which does not exist", shard);
     return;
@@ -724,14 +713,14 @@ absl::StatusOr<pb::CheckpointInfo> Server::CutCheckpoint(const pb::CheckpointInf
 absl::Status Server::Restore(const std::string& dir) {
   const auto start = std::chrono::steady_clock::now();
   SPARTA_ASSIGN_OR_RETURN(pb::CheckpointManifest manifest, ReadManifest(dir));
-  if (manifest.shard_owner_size() != static_cast<int>(shard_owner_.size())) {
+  if (manifest.shard_owner_size() != static_cast<int>(shards_.num_shards())) {
     return absl::FailedPreconditionError(absl::StrCat(dir, " has ", manifest.shard_owner_size(),
-                                                      " shards; cluster.num_shards is ", shard_owner_.size()));
+                                                      " shards; cluster.num_shards is ", shards_.num_shards()));
   }
   // The shards this server owns, grouped by the server that saved them.
   std::map<uint32_t, std::vector<uint32_t>> by_source;
-  for (uint32_t s = 0; s < shard_owner_.size(); ++s) {
-    if (shard_owner_[s] == static_cast<uint32_t>(rank_) || IsReplicaOf(s)) {
+  for (uint32_t s = 0; s < shards_.num_shards(); ++s) {
+    if (shards_.Holds(s, static_cast<uint32_t>(rank_))) {
       by_source[manifest.shard_owner(s)].push_back(s);
     }
   }
@@ -829,8 +818,8 @@ void Server::PublishMetrics() {
   out.Gauge("sparta_table_rows", "Parameter rows this server holds (all tables, primary and replica).",
             static_cast<double>(rows));
   int primaries = 0, replicas = 0;
-  for (uint32_t s = 0; s < shard_owner_.size(); ++s) {
-    primaries += shard_owner_[s] == static_cast<uint32_t>(rank_);
+  for (uint32_t s = 0; s < shards_.num_shards(); ++s) {
+    primaries += shards_.owner(s) == static_cast<uint32_t>(rank_);
     replicas += IsReplicaOf(s);
   }
   out.Gauge("sparta_shards", "Virtual shards on this server.", primaries, {{"as", "primary"}});

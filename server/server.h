@@ -33,6 +33,7 @@
 #include "common/mailbox.h"
 #include "server/duplicate_filter.h"
 #include "common/scheduler_client.h"
+#include "common/shard_view.h"
 #include "server/replicator.h"
 #include "server/request.h"
 #include "server/row_store.h"
@@ -97,8 +98,7 @@ class Server {
   zmq::socket_t socket_;
   int rank_ = -1;
   uint64_t epoch_ = 0;
-  int shard_bits_ = 0;
-  std::vector<uint32_t> shard_owner_;
+  ShardView shards_;  // the adopted view's shard map
   std::unique_ptr<Replicator> replicator_;
   // Per shard, read by the heartbeat thread once shards_ready_ is set:
   // update batches applied, and whether this server replicates the shard

@@ -75,9 +75,7 @@ KVClient::KVClient(zmq::context_t* context, const Config& config, uint32_t node_
     : context_(context),
       config_(config),
       node_id_(node_id),
-      epoch_(view.epoch()),
-      shard_bits_(std::bit_width(static_cast<size_t>(view.shard_owner_size())) - 1),
-      shard_owner_(view.shard_owner().begin(), view.shard_owner().end()) {
+      shards_(std::make_shared<const ShardView>(view)) {
   std::vector<pb::NodeInfo> by_rank(config.cluster.servers);
   for (const auto& node : view.nodes()) {
     if (node.role() == pb::SERVER) by_rank[node.rank()] = node;
@@ -130,12 +128,10 @@ KVClient::Ticket KVClient::Send(pb::MsgType type, uint32_t table, uint32_t dim, 
   // pulled rows back into request order).
   std::vector<uint16_t> server_of(keys.size());
   std::vector<uint32_t> count(n, 0);
-  {
-    std::lock_guard<std::mutex> lock(view_mu_);
-    for (size_t i = 0; i < keys.size(); ++i) {
-      server_of[i] = static_cast<uint16_t>(shard_owner_[ShardOf(keys[i], shard_bits_)]);
-      ++count[server_of[i]];
-    }
+  const std::shared_ptr<const ShardView> shards = view();
+  for (size_t i = 0; i < keys.size(); ++i) {
+    server_of[i] = static_cast<uint16_t>(shards->owner_of_key(keys[i]));
+    ++count[server_of[i]];
   }
   std::vector<std::vector<uint64_t>> keys_of(n);
   std::vector<std::vector<uint32_t>> positions_of(n);
@@ -237,9 +233,8 @@ void KVClient::UpdateView(const pb::ClusterView& view) { views_.Post(view); }
 void KVClient::AdoptView(const pb::ClusterView& view) {
   {
     std::lock_guard<std::mutex> lock(view_mu_);
-    if (view.epoch() <= epoch_) return;
-    epoch_ = view.epoch();
-    shard_owner_.assign(view.shard_owner().begin(), view.shard_owner().end());
+    if (view.epoch() <= shards_->epoch()) return;
+    shards_ = std::make_shared<const ShardView>(view);
   }
   // Parts at a dead (or replaced) server go to the shards' new primaries.
   std::vector<PendingPart> orphans;
@@ -271,7 +266,7 @@ void KVClient::SendPart(int server, uint64_t seq, pb::Header header, std::vector
   ServerLink& link = *servers_[server];
   header.set_sender(node_id_);
   header.set_seq(seq);
-  header.set_epoch(epoch_);
+  header.set_epoch(view()->epoch());
   part.seq = seq;
   part.header = header;
   part.frames.clear();
@@ -308,46 +303,41 @@ void KVClient::Reroute(PendingPart part) {
     return;
   }
   const pb::Header& h = part.header;
-  const uint32_t n = h.num_keys();
   const bool has_values = part.frames.size() > 1;
-  const size_t row_bytes = has_values ? size_t{h.dim()} * ValueBytes(h.dtype()) : 0;
-  const char* key_bytes = static_cast<const char*>(part.frames[0].data());
-  const char* values = has_values ? static_cast<const char*>(part.frames[1].data()) : nullptr;
-  const char* counts = h.key_counts() ? static_cast<const char*>(part.frames[2].data()) : nullptr;
-  struct Piece {
-    std::vector<uint64_t> keys;
-    std::vector<char> values;
-    std::vector<uint32_t> counts;
-    std::vector<uint32_t> positions;
-  };
-  std::map<uint32_t, Piece> pieces;  // by server
-  for (uint32_t i = 0; i < n; ++i) {
-    uint64_t key;
-    std::memcpy(&key, key_bytes + i * sizeof(key), sizeof(key));
-    Piece& piece = pieces[shard_owner_[ShardOf(key, shard_bits_)]];
-    piece.keys.push_back(key);
-    if (has_values) piece.values.insert(piece.values.end(), values + i * row_bytes, values + (i + 1) * row_bytes);
-    if (!part.positions.empty()) piece.positions.push_back(part.positions[i]);
-    if (counts != nullptr) {
-      uint32_t c;
-      std::memcpy(&c, counts + i * sizeof(c), sizeof(c));
-      piece.counts.push_back(c);
-    }
-  }
-  part.op->AddParts(static_cast<int>(pieces.size()) - 1);
-  for (auto& [server, piece] : pieces) {
+  const bool has_counts = h.key_counts();
+  std::vector<uint64_t> key_scratch;
+  const std::span<const uint64_t> keys = FrameView<uint64_t>(part.frames[0], &key_scratch);
+  const ShardView::Groups groups = view()->ByOwner(keys);
+  if (groups.whole()) {
+    // Every key has the same new primary: the part goes there as it is,
+    // under the same sequence number (a server that already applied this
+    // push, as a replica, recognizes it and only acknowledges).
+    std::vector<zmq::message_t> frames = std::move(part.frames);
+    const uint64_t seq = part.seq;
     pb::Header header = h;
-    header.set_num_keys(static_cast<uint32_t>(piece.keys.size()));
+    SendPart(static_cast<int>(groups.whole_to[0]), seq, std::move(header), std::move(frames), std::move(part));
+    return;
+  }
+  const size_t row_bytes = has_values ? size_t{h.dim()} * ValueBytes(h.dtype()) : 0;
+  std::vector<uint32_t> count_scratch;
+  const std::span<const uint32_t> counts =
+      has_counts ? FrameView<uint32_t>(part.frames[2], &count_scratch) : std::span<const uint32_t>();
+  int servers = 0;
+  for (const auto& p : groups.positions) servers += !p.empty();
+  part.op->AddParts(servers - 1);
+  for (uint32_t server = 0; server < groups.positions.size(); ++server) {
+    const std::vector<uint32_t>& mine = groups.positions[server];
+    if (mine.empty()) continue;
+    pb::Header header = h;
+    header.set_num_keys(static_cast<uint32_t>(mine.size()));
     std::vector<zmq::message_t> frames;
-    frames.push_back(FrameFromVector(std::move(piece.keys)));
-    if (has_values) frames.push_back(FrameFromVector(std::move(piece.values)));
-    if (counts != nullptr) frames.push_back(FrameFromVector(std::move(piece.counts)));
+    frames.push_back(FrameFromVector(ShardView::Gather<uint64_t>(keys.data(), mine, 1)));
+    if (has_values) frames.push_back(FrameFromVector(ShardView::Gather<char>(part.frames[1].data(), mine, row_bytes)));
+    if (has_counts) frames.push_back(FrameFromVector(ShardView::Gather<uint32_t>(counts.data(), mine, 1)));
     PendingPart sub;
     sub.op = part.op;
     sub.deadline = part.deadline;
-    sub.positions = std::move(piece.positions);
-    // The same sequence number: a server that already applied this push
-    // (as a replica) recognizes it and only acknowledges.
+    if (!part.positions.empty()) sub.positions = ShardView::Gather<uint32_t>(part.positions.data(), mine, 1);
     SendPart(static_cast<int>(server), part.seq, std::move(header), std::move(frames), std::move(sub));
   }
 }

@@ -42,6 +42,7 @@
 #include "absl/status/status.h"
 #include "common/config.h"
 #include "common/mailbox.h"
+#include "common/shard_view.h"
 #include "common/traffic_counters.h"
 #include "sparta.pb.h"
 
@@ -114,11 +115,13 @@ class KVClient {
   zmq::context_t* const context_;
   const Config config_;
   const uint32_t node_id_;
-  // The view; read by Send() on caller threads, changed by the I/O thread.
-  std::mutex view_mu_;
-  uint64_t epoch_;
-  const int shard_bits_;
-  std::vector<uint32_t> shard_owner_;
+  // The view; read by Send() on caller threads, replaced by the I/O thread.
+  std::shared_ptr<const ShardView> view() const {
+    std::lock_guard<std::mutex> lock(view_mu_);
+    return shards_;
+  }
+  mutable std::mutex view_mu_;
+  std::shared_ptr<const ShardView> shards_;  // guarded by view_mu_
   uint64_t next_seq_ = 1;  // I/O thread
   Mailbox<pb::ClusterView> views_;
   std::deque<std::pair<std::chrono::steady_clock::time_point, PendingPart>> retries_;  // I/O thread
