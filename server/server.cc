@@ -28,12 +28,10 @@ namespace sparta {
 
 // A pull's reply is allocated before it is filled; bound it so that no
 // request can make the server allocate without limit.
-constexpr uint64_t kMaxReplyBytes = uint64_t{1} << 30;
 
 namespace {
 // Whose update a push is: a forwarded push is the worker's push, so
 // duplicates are recognized whether it arrives directly or forwarded.
-uint32_t OriginOf(const pb::Header& h) { return h.type() == pb::REPLICATE ? h.origin() : h.sender(); }
 uint64_t ResidentBytes() {
   long pages = 0, resident = 0;
   if (std::ifstream statm("/proc/self/statm"); statm >> pages >> resident) {
@@ -134,7 +132,7 @@ absl::Status Server::Run() {
   num_shards_ = view->shard_owner_size();
   shard_applied_ = std::make_unique<std::atomic<uint64_t>[]>(num_shards_);
   incomplete_ = std::make_unique<std::atomic<bool>[]>(num_shards_);
-  touched_.assign(num_shards_, 0);
+  router_ = std::make_unique<RequestRouter>(config_.server.threads, num_shards_);
   AdoptView(*view);
   // A server that joins a running job holds none of its replicas' rows yet.
   if (view->running()) {
@@ -260,31 +258,17 @@ void Server::HandleRequest(Message message) {
       spdlog::warn("dropped unexpected {} from sender {}", MsgTypeName(h.type()), h.sender());
       return;
   }
-  // A forward from a primary of a newer view is fine (this server learns of
-  // the view a moment later); one from an older view means the sender is a
-  // stale primary and must not get an acknowledgement. Workers must match
-  // exactly. kAborted tells the sender to retry with the current view.
-  if (h.type() == pb::REPLICATE ? h.epoch() < epoch_ : h.epoch() != epoch_) {
-    return Reply(message, absl::AbortedError(
-                              absl::StrCat("request of epoch ", h.epoch(), "; this server is at epoch ", epoch_)));
+  const RequestRouter::Admission admission = router_->Admit(h, epoch_, tables_, duplicates_);
+  switch (admission.verdict) {
+    case RequestRouter::Verdict::kRefuse:
+      return Reply(message, admission.refusal);
+    case RequestRouter::Verdict::kAlreadyApplied:
+      spdlog::debug("push {} from sender {} already applied; acknowledging again", h.seq(), OriginOf(h));
+      return Reply(message, absl::OkStatus());
+    case RequestRouter::Verdict::kServe:
+      break;
   }
-  const TableEntry* table = tables_.Find(h.table());
-  if (table == nullptr) return Reply(message, absl::NotFoundError(absl::StrCat("no table ", h.table())));
-  const bool is_update = h.type() == pb::PUSH || h.type() == pb::REPLICATE;
-  if (is_update && h.dim() != table->spec.dim()) {
-    return Reply(message, absl::InvalidArgumentError(absl::StrCat("push of dim ", h.dim(), " to table '",
-                                                                  table->spec.name(), "' of dim ",
-                                                                  table->spec.dim())));
-  }
-  const uint32_t origin = OriginOf(h);
-  if (is_update && duplicates_.Contains(origin, h.seq())) {
-    spdlog::debug("push {} from sender {} already applied; acknowledging again", h.seq(), origin);
-    return Reply(message, absl::OkStatus());
-  }
-  if (h.type() == pb::PULL && uint64_t{h.num_keys()} * table->spec.dim() * ValueBytes(h.dtype()) > kMaxReplyBytes) {
-    return Reply(message, absl::ResourceExhaustedError(absl::StrCat("a pull of ", h.num_keys(), " rows of dim ",
-                                                                    table->spec.dim(), " exceeds the reply limit")));
-  }
+  const TableEntry* table = admission.table;
   // Rows remember when they were updated (embedding.eviction.ttl): by this
   // primary's clock, which the forwards carry to the replicas.
   if (h.type() == pb::PUSH && table->policy.ttl_seconds > 0) {
@@ -314,40 +298,25 @@ void Server::HandleRequest(Message message) {
 }
 
 void Server::Route(std::shared_ptr<Request> request) {
-  const size_t threads = executors_.size();
-  std::vector<ShardTask> tasks(threads);
-  const auto keys = request->keys;
   const pb::Header& h = request->message.header;
-  const bool is_update = h.type() != pb::PULL;
-  ++touch_generation_;
-  std::vector<uint32_t> touched;  // shards this update counts for, once each
-  for (uint32_t pos = 0; pos < keys.size(); ++pos) {
-    const uint32_t shard = shards_.shard_of(keys[pos]);
-    if (!Serves(h.type(), shard)) {
-      // Nothing is applied, counted or recorded: the sender resends it to
-      // the shard's server once it has the current view.
-      return Reply(request->message,
-                   absl::AbortedError(absl::StrCat("key ", keys[pos], " is in shard ", shard, ", which server ",
-                                                   shards_.owner(shard), " leads at epoch ", epoch_)));
-    }
-    if (is_update && touched_[shard] != touch_generation_) {
-      touched_[shard] = touch_generation_;
-      touched.push_back(shard);
-    }
-    ShardTask& task = tasks[shard % threads];
-    task.positions.push_back(pos);
-    task.local_shards.push_back(shard / threads);
+  std::vector<ShardTask> tasks;
+  std::vector<uint32_t> updated;  // shards this update counts for, once each
+  if (auto st = router_->Plan(h.type(), request->keys, shards_, static_cast<uint32_t>(rank_), &tasks, &updated);
+      !st.ok()) {
+    // Nothing is applied, counted or recorded: the sender resends it to
+    // the shard's server once it has the current view.
+    return Reply(request->message, st);
   }
-  if (is_update) {
+  if (h.type() != pb::PULL) {
     duplicates_.Record(OriginOf(h), h.seq());
-    for (uint32_t shard : touched) shard_applied_[shard].fetch_add(1, std::memory_order_relaxed);
+    for (uint32_t shard : updated) shard_applied_[shard].fetch_add(1, std::memory_order_relaxed);
   }
   if (request->message.header.type() == pb::PUSH) request->acks_pending = replicator_->Forward(request, epoch_);
   int busy = 0;
   for (const ShardTask& t : tasks) busy += !t.positions.empty();
   if (busy == 0) return OnApplied(request);
   request->pending.store(busy, std::memory_order_relaxed);
-  for (size_t e = 0; e < threads; ++e) {
+  for (size_t e = 0; e < tasks.size(); ++e) {
     if (tasks[e].positions.empty()) continue;
     tasks[e].request = request;
     executors_[e]->Submit(std::move(tasks[e]));
@@ -434,11 +403,6 @@ void Server::OnReplicaAck(const std::shared_ptr<Request>& request, const absl::S
 }
 
 bool Server::IsReplicaOf(uint32_t shard) const { return shards_.IsReplica(shard, static_cast<uint32_t>(rank_)); }
-
-bool Server::Serves(pb::MsgType type, uint32_t shard) const {
-  const uint32_t me = static_cast<uint32_t>(rank_);
-  return type == pb::REPLICATE ? shards_.Holds(shard, me) : shards_.owner(shard) == me;
-}
 
 void Server::AdoptView(const pb::ClusterView& view) {
   shards_ = ShardView(view);

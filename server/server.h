@@ -36,6 +36,7 @@
 #include "common/shard_view.h"
 #include "server/replicator.h"
 #include "server/request.h"
+#include "server/request_router.h"
 #include "server/row_store.h"
 #include "server/shard_executor.h"
 #include "server/shard_snapshot.h"
@@ -61,9 +62,6 @@ class Server {
   void OnApplied(const std::shared_ptr<Request>& request);
   void OnReplicaAck(const std::shared_ptr<Request>& request, const absl::Status& status);
   bool IsReplicaOf(uint32_t shard) const;
-  // Whether this server takes a request of `type` for `shard`: workers
-  // reach primaries only; primaries forward to replicas.
-  bool Serves(pb::MsgType type, uint32_t shard) const;
   void SnapshotShard(uint32_t shard, uint32_t peer);
   void SendSnapshots();
   void LoadSnapshot(Message message);
@@ -108,8 +106,7 @@ class Server {
   std::unique_ptr<std::atomic<bool>[]> incomplete_;
   std::atomic<uint64_t> view_epoch_{0};  // the view heartbeats report
   std::atomic<bool> shards_ready_{false};
-  std::vector<uint64_t> touched_;  // Route(): last request that counted each shard
-  uint64_t touch_generation_ = 0;
+  std::unique_ptr<RequestRouter> router_;  // made with the first view
   // Parts of shards on their way to new replicas, from the streamer.
   Mailbox<SnapshotChunk> snapshots_;
   absl::Status fatal_;  // set when this server must stop serving

@@ -1,0 +1,67 @@
+#include "server/request_router.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/message.h"
+
+namespace sparta {
+
+RequestRouter::RequestRouter(int executors, uint32_t num_shards) : executors_(executors), touched_(num_shards, 0) {}
+
+RequestRouter::Admission RequestRouter::Admit(const pb::Header& h, uint64_t epoch, const TableRegistry& tables,
+                                              const DuplicateFilter& duplicates) const {
+  Admission a;
+  auto refuse = [&](absl::Status why) {
+    a.verdict = Verdict::kRefuse;
+    a.refusal = std::move(why);
+    return a;
+  };
+  // kAborted tells the sender to retry with the current view.
+  if (h.type() == pb::REPLICATE ? h.epoch() < epoch : h.epoch() != epoch) {
+    return refuse(absl::AbortedError(absl::StrCat("request of epoch ", h.epoch(), "; this server is at epoch ", epoch)));
+  }
+  const TableEntry* table = tables.Find(h.table());
+  if (table == nullptr) return refuse(absl::NotFoundError(absl::StrCat("no table ", h.table())));
+  const bool is_update = h.type() == pb::PUSH || h.type() == pb::REPLICATE;
+  if (is_update && h.dim() != table->spec.dim()) {
+    return refuse(absl::InvalidArgumentError(absl::StrCat("push of dim ", h.dim(), " to table '", table->spec.name(),
+                                                          "' of dim ", table->spec.dim())));
+  }
+  if (is_update && duplicates.Contains(OriginOf(h), h.seq())) {
+    a.verdict = Verdict::kAlreadyApplied;
+    return a;
+  }
+  if (h.type() == pb::PULL && uint64_t{h.num_keys()} * table->spec.dim() * ValueBytes(h.dtype()) > kMaxReplyBytes) {
+    return refuse(absl::ResourceExhaustedError(absl::StrCat("a pull of ", h.num_keys(), " rows of dim ",
+                                                            table->spec.dim(), " exceeds the reply limit")));
+  }
+  a.table = table;
+  return a;
+}
+
+absl::Status RequestRouter::Plan(pb::MsgType type, std::span<const uint64_t> keys, const ShardView& view,
+                                 uint32_t rank, std::vector<ShardTask>* tasks, std::vector<uint32_t>* updated) {
+  tasks->assign(executors_, ShardTask());
+  updated->clear();
+  const bool is_update = type != pb::PULL;
+  ++generation_;
+  for (uint32_t pos = 0; pos < keys.size(); ++pos) {
+    const uint32_t shard = view.shard_of(keys[pos]);
+    const bool serves = type == pb::REPLICATE ? view.Holds(shard, rank) : view.owner(shard) == rank;
+    if (!serves) {
+      tasks->assign(executors_, ShardTask());
+      updated->clear();
+      return absl::AbortedError(absl::StrCat("key ", keys[pos], " is in shard ", shard, ", which server ",
+                                             view.owner(shard), " leads at epoch ", view.epoch()));
+    }
+    if (is_update && touched_[shard] != generation_) {
+      touched_[shard] = generation_;
+      updated->push_back(shard);
+    }
+    ShardTask& task = (*tasks)[shard % executors_];
+    task.positions.push_back(pos);
+    task.local_shards.push_back(shard / executors_);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace sparta

@@ -1,0 +1,166 @@
+// RequestRouter, the server's decisions on a data-plane request, without
+// sockets: which requests it refuses and why (epoch, table, row width, a
+// pull too large), that a push applied before is only acknowledged, and how
+// the keys of a request it takes are split among executors, or refused
+// whole when one lies in a shard the server does not serve.
+#include "server/request_router.h"
+
+#include <catch2/catch.hpp>
+
+namespace sparta {
+namespace {
+
+constexpr uint32_t kTable = 2;
+
+struct Fixture {
+  Fixture() : tables(&config) {
+    pb::TableSpec spec;
+    spec.set_id(kTable);
+    spec.set_name("t");
+    spec.set_dim(4);
+    spec.mutable_optimizer()->set_type(pb::OptimizerSpec::SGD);
+    spec.mutable_optimizer()->set_learning_rate(0.1f);
+    REQUIRE(tables.Create(spec).ok());
+    // 8 shards over 2 servers: server s % 2 leads shard s; the other one
+    // replicates it.
+    pb::ClusterView v;
+    v.set_epoch(5);
+    for (uint32_t s = 0; s < 8; ++s) {
+      v.add_shard_owner(s % 2);
+      v.add_replicas()->add_ranks((s + 1) % 2);
+    }
+    view = ShardView(v);
+  }
+  pb::Header Request(pb::MsgType type, uint64_t epoch = 5, uint32_t dim = 4) const {
+    pb::Header h;
+    h.set_type(type);
+    h.set_epoch(epoch);
+    h.set_table(kTable);
+    h.set_dim(dim);
+    h.set_num_keys(10);
+    h.set_sender(9);
+    h.set_seq(1);
+    return h;
+  }
+  Config config;
+  TableRegistry tables;
+  DuplicateFilter duplicates;
+  ShardView view;
+};
+
+TEST_CASE("a request is taken only at the server's epoch, for a table it has, at the table's width",
+          "[request_router]") {
+  Fixture f;
+  RequestRouter router(2, 8);
+  auto served = router.Admit(f.Request(pb::PUSH), 5, f.tables, f.duplicates);
+  CHECK(served.verdict == RequestRouter::Verdict::kServe);
+  CHECK(served.table == f.tables.Find(kTable));
+
+  auto stale = router.Admit(f.Request(pb::PULL, 4), 5, f.tables, f.duplicates);
+  CHECK(stale.verdict == RequestRouter::Verdict::kRefuse);
+  CHECK(stale.refusal.code() == absl::StatusCode::kAborted);  // the worker resends under the new view
+  CHECK(router.Admit(f.Request(pb::PUSH, 6), 5, f.tables, f.duplicates).verdict == RequestRouter::Verdict::kRefuse);
+  // A forward may come from a primary that already has a newer view, not
+  // from one that is behind.
+  CHECK(router.Admit(f.Request(pb::REPLICATE, 6), 5, f.tables, f.duplicates).verdict ==
+        RequestRouter::Verdict::kServe);
+  CHECK(router.Admit(f.Request(pb::REPLICATE, 4), 5, f.tables, f.duplicates).refusal.code() ==
+        absl::StatusCode::kAborted);
+
+  pb::Header other = f.Request(pb::PULL);
+  other.set_table(3);
+  CHECK(router.Admit(other, 5, f.tables, f.duplicates).refusal.code() == absl::StatusCode::kNotFound);
+  auto wide = router.Admit(f.Request(pb::PUSH, 5, 8), 5, f.tables, f.duplicates);
+  CHECK(wide.refusal.code() == absl::StatusCode::kInvalidArgument);
+  CHECK_THAT(std::string(wide.refusal.message()), Catch::Contains("push of dim 8 to table 't' of dim 4"));
+  // Pulls carry no values: their dim is the table's anyway.
+  CHECK(router.Admit(f.Request(pb::PULL, 5, 8), 5, f.tables, f.duplicates).verdict == RequestRouter::Verdict::kServe);
+
+  pb::Header huge = f.Request(pb::PULL);
+  huge.set_num_keys(100000000);  // 1.6 GB of rows
+  CHECK(router.Admit(huge, 5, f.tables, f.duplicates).refusal.code() == absl::StatusCode::kResourceExhausted);
+}
+
+TEST_CASE("a push applied before is acknowledged, not applied again; a pull is always served", "[request_router]") {
+  Fixture f;
+  RequestRouter router(2, 8);
+  f.duplicates.Record(9, 1);
+  CHECK(router.Admit(f.Request(pb::PUSH), 5, f.tables, f.duplicates).verdict ==
+        RequestRouter::Verdict::kAlreadyApplied);
+  CHECK(router.Admit(f.Request(pb::PULL), 5, f.tables, f.duplicates).verdict == RequestRouter::Verdict::kServe);
+  // A forward names its worker as origin: the same push, from a primary.
+  pb::Header forward = f.Request(pb::REPLICATE);
+  forward.set_sender(3);
+  forward.set_origin(9);
+  CHECK(router.Admit(forward, 5, f.tables, f.duplicates).verdict == RequestRouter::Verdict::kAlreadyApplied);
+  forward.set_origin(4);
+  CHECK(router.Admit(forward, 5, f.tables, f.duplicates).verdict == RequestRouter::Verdict::kServe);
+}
+
+TEST_CASE("keys are split among executors by shard, each updated shard counted once", "[request_router]") {
+  Fixture f;
+  RequestRouter router(/*executors=*/2, 8);
+  // Keys of server 0's shards (0, 2, 4, 6), some twice over.
+  std::vector<uint64_t> keys;
+  for (uint64_t k = 0; keys.size() < 40; ++k) {
+    if (f.view.owner_of_key(k) == 0) keys.push_back(k);
+  }
+  std::vector<ShardTask> tasks;
+  std::vector<uint32_t> updated;
+  REQUIRE(router.Plan(pb::PUSH, keys, f.view, 0, &tasks, &updated).ok());
+  REQUIRE(tasks.size() == 2);
+  size_t routed = 0;
+  for (int e = 0; e < 2; ++e) {
+    const ShardTask& t = tasks[e];
+    REQUIRE(t.positions.size() == t.local_shards.size());
+    for (size_t j = 0; j < t.positions.size(); ++j) {
+      if (j > 0) CHECK(t.positions[j] > t.positions[j - 1]);  // request order
+      const uint32_t shard = f.view.shard_of(keys[t.positions[j]]);
+      CHECK(shard % 2 == static_cast<uint32_t>(e));
+      CHECK(t.local_shards[j] == shard / 2);
+    }
+    routed += t.positions.size();
+  }
+  CHECK(routed == keys.size());
+  std::vector<uint32_t> expected;
+  for (uint64_t k : keys) {
+    const uint32_t s = f.view.shard_of(k);
+    if (std::find(expected.begin(), expected.end(), s) == expected.end()) expected.push_back(s);
+  }
+  CHECK(updated == expected);
+  // The next request counts its shards again; a pull counts none.
+  REQUIRE(router.Plan(pb::PUSH, keys, f.view, 0, &tasks, &updated).ok());
+  CHECK(updated == expected);
+  REQUIRE(router.Plan(pb::PULL, keys, f.view, 0, &tasks, &updated).ok());
+  CHECK(updated.empty());
+}
+
+TEST_CASE("a key in a shard the server does not serve refuses the whole request", "[request_router]") {
+  Fixture f;
+  RequestRouter router(2, 8);
+  std::vector<uint64_t> keys;
+  uint64_t foreign = 0;
+  for (uint64_t k = 0; keys.size() < 10; ++k) {
+    if (f.view.owner_of_key(k) == 0) keys.push_back(k);
+  }
+  for (uint64_t k = 0;; ++k) {
+    if (f.view.owner_of_key(k) == 1) {
+      foreign = k;
+      break;
+    }
+  }
+  keys.push_back(foreign);
+  std::vector<ShardTask> tasks;
+  std::vector<uint32_t> updated;
+  absl::Status st = router.Plan(pb::PUSH, keys, f.view, 0, &tasks, &updated);
+  CHECK(st.code() == absl::StatusCode::kAborted);
+  CHECK_THAT(std::string(st.message()), Catch::Contains("key " + std::to_string(foreign) + " is in shard"));
+  CHECK_THAT(std::string(st.message()), Catch::Contains("which server 1 leads at epoch 5"));
+  CHECK(updated.empty());
+  for (const ShardTask& t : tasks) CHECK(t.positions.empty());
+  // Server 0 replicates server 1's shards: a forward of that key is served.
+  CHECK(router.Plan(pb::REPLICATE, keys, f.view, 0, &tasks, &updated).ok());
+}
+
+}  // namespace
+}  // namespace sparta
