@@ -10,6 +10,8 @@
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "worker/eval_metrics.h"
+#include "worker/progress_window.h"
+#include "worker/push_window.h"
 
 namespace sparta {
 
@@ -206,16 +208,11 @@ absl::StatusOr<Trainer::TrainResult> Trainer::Train(DataLoader* loader) { return
 absl::StatusOr<Trainer::TrainResult> Trainer::Train(DataLoader* loader, const TrainHooks& hooks) {
   TrainResult result;
   network_wait_seconds_ = 0;
-  int epoch = -1;
   const auto start = Clock::now();
-  auto last_progress = start;
-  const double total_bytes = static_cast<double>(loader->bytes_per_epoch()) * config_.data.epochs;
-  struct PendingPush {
-    uint64_t step;
-    std::vector<KVClient::Ticket> tickets;
-  };
-  std::deque<PendingPush> pushes;  // oldest first
   ClockGate* const clock = hooks.clock;
+  PushWindow pushes(clock, hooks.thread, [this](const KVClient::Ticket& t) { return WaitTimed(t); });
+  ProgressWindow progress(config_, hooks.log_progress, hooks.progress,
+                          static_cast<double>(loader->bytes_per_epoch()) * config_.data.epochs);
   // Steps submitted to the runner whose gradients are not pushed yet. A
   // runner deeper than 1 (a GPU's) computes a step while the previous one's
   // gradients are copied out and pushed, so each step trains on parameters
@@ -229,33 +226,39 @@ absl::StatusOr<Trainer::TrainResult> Trainer::Train(DataLoader* loader, const Tr
   std::deque<Computing> computing;
   const bool no_staleness = bsp_ || (clock != nullptr && clock->staleness() == 0);
   const size_t depth = no_staleness ? 1 : static_cast<size_t>(runner_->max_depth());
-  double epoch_loss = 0, window_loss = 0;
-  uint64_t epoch_examples = 0, window_examples = 0;
-  // Predictions made before training on them: a progressive-validation AUC per progress window.
-  std::vector<float> window_probs, window_labels;
-  double window_wait_start = 0;
-  // Waits for the oldest step's pushes; the clock counts it as finished.
-  auto retire_oldest = [&]() -> absl::Status {
-    for (const auto& ticket : pushes.front().tickets) SPARTA_RETURN_IF_ERROR(WaitTimed(ticket));
-    if (clock != nullptr) clock->Advance(hooks.thread, pushes.front().step);
-    pushes.pop_front();
-    return absl::OkStatus();
-  };
-  auto drain_pushes = [&]() -> absl::Status {
-    while (!pushes.empty()) SPARTA_RETURN_IF_ERROR(retire_oldest());
-    return absl::OkStatus();
-  };
+  // bsp: a step is over only when its pushes are in.
+  const size_t in_flight = bsp_ ? 0 : static_cast<size_t>(config_.worker.max_inflight);
   // Collects the oldest computing step from the runner and pushes its gradients.
-  std::function<absl::Status()> finish_oldest;
+  auto finish_oldest = [&]() -> absl::Status {
+    SPARTA_ASSIGN_OR_RETURN(const StepOutput out, runner_->Collect());
+    const std::unique_ptr<Batch> batch = std::move(computing.front().batch);
+    computing.pop_front();
+    progress.StartBatch(batch->epoch);
+    pushes.Add(out.step, PushGradients(*batch, out, hooks));
+    if (cache_ != nullptr) last_push_mark_ = cache_->NotePushes();
+    SPARTA_RETURN_IF_ERROR(pushes.Trim(in_flight));
+    ++result.steps;
+    if (hooks.after_step) hooks.after_step(result.steps);
+    result.examples += batch->size;
+    progress.AddBatch(*batch, out.loss, out.probs, result.examples, network_wait_seconds_);
+    return absl::OkStatus();
+  };
   auto finish_computing = [&]() -> absl::Status {
     while (!computing.empty()) SPARTA_RETURN_IF_ERROR(finish_oldest());
+    return absl::OkStatus();
+  };
+  auto train_step = [&](Step& step) -> absl::Status {
+    SPARTA_RETURN_IF_ERROR(runner_->Submit(step.number, *step.batch, ViewParams(step), /*want_grads=*/true));
+    // The runner has read the parameters; the batch's keys are needed until its push.
+    computing.push_back({step.number, std::move(step.batch)});
+    while (computing.size() >= depth) SPARTA_RETURN_IF_ERROR(finish_oldest());
     return absl::OkStatus();
   };
   // A checkpoint cut: everything this worker pushed so far must be in it.
   auto pause_if_asked = [&]() -> absl::Status {
     if (hooks.gate == nullptr || !hooks.gate->pause_requested()) return absl::OkStatus();
     SPARTA_RETURN_IF_ERROR(finish_computing());
-    SPARTA_RETURN_IF_ERROR(drain_pushes());
+    SPARTA_RETURN_IF_ERROR(pushes.Drain());
     return hooks.gate->PauseHere(hooks.thread, result.steps);
   };
   // Before step `step` pulls: its view of the parameters may lag the
@@ -265,105 +268,20 @@ absl::StatusOr<Trainer::TrainResult> Trainer::Train(DataLoader* loader, const Tr
     const int staleness = clock->staleness();
     // This worker's own pushes count too: steps up to step-1-staleness must be acknowledged.
     const uint64_t needed = staleness < 0 || step - 1 <= static_cast<uint64_t>(staleness) ? 0 : step - 1 - staleness;
-    while (!pushes.empty() && pushes.front().step <= needed) SPARTA_RETURN_IF_ERROR(retire_oldest());
-    // Count finished pushes without waiting, so that the clock rises as early as it can.
-    while (!pushes.empty() && std::all_of(pushes.front().tickets.begin(), pushes.front().tickets.end(), KVClient::Done)) {
-      SPARTA_RETURN_IF_ERROR(retire_oldest());
-    }
+    SPARTA_RETURN_IF_ERROR(pushes.RetireThrough(needed));
     // Woken for a checkpoint: defer this step; the pause comes first.
     SPARTA_ASSIGN_OR_RETURN(ClockGate::Wait wait, clock->WaitForStep(step));
     return wait == ClockGate::Wait::kReady;
-  };
-  auto train_step = [&](Step& step) -> absl::Status {
-    SPARTA_RETURN_IF_ERROR(runner_->Submit(step.number, *step.batch, ViewParams(step), /*want_grads=*/true));
-    // The runner has read the parameters; the batch's keys are needed until its push.
-    computing.push_back({step.number, std::move(step.batch)});
-    while (computing.size() >= depth) SPARTA_RETURN_IF_ERROR(finish_oldest());
-    return absl::OkStatus();
-  };
-  finish_oldest = [&]() -> absl::Status {
-    SPARTA_ASSIGN_OR_RETURN(const StepOutput out, runner_->Collect());
-    const std::unique_ptr<Batch> owned = std::move(computing.front().batch);
-    computing.pop_front();
-    const Batch& batch = *owned;
-    if (batch.epoch != epoch) {
-      if (epoch_examples > 0) {
-        spdlog::info("epoch {} done: mean train logloss {:.5f}", epoch + 1, epoch_loss / epoch_examples);
-      }
-      epoch = batch.epoch;
-      epoch_loss = 0;
-      epoch_examples = 0;
-    }
-    const double loss = out.loss;
-    std::vector<KVClient::Ticket> tickets;
-    const uint64_t request_clock = bsp_ ? out.step : 0;
-    std::vector<uint32_t> counts;
-    for (size_t t = 0; t < tables_.size(); ++t) {
-      if (counts_wanted_[t] && counts.empty()) CountKeys(batch, &counts);
-      tickets.push_back(client_->Push(tables_[t].id(), tables_[t].dim(), KeysOf(t, batch), out.grads[t],
-                                      request_clock,
-                                      counts_wanted_[t] ? std::span<const uint32_t>(counts) : std::span<const uint32_t>(),
-                                      out.step));
-    }
-    if (hooks.audit != nullptr) {
-      // SGD with learning rate 1 on a gradient of -1: the row counts pushes.
-      static const float kMinusOne = -1.0f;
-      tickets.push_back(
-          client_->Push(hooks.audit->id(), 1, {&hooks.audit_key, 1}, {&kMinusOne, 1}, request_clock));
-    }
-    pushes.push_back({out.step, std::move(tickets)});
-    if (cache_ != nullptr) last_push_mark_ = cache_->NotePushes();
-    // bsp: the step is over only when its pushes are in.
-    const int window = bsp_ ? 0 : config_.worker.max_inflight;
-    while (static_cast<int>(pushes.size()) > window) SPARTA_RETURN_IF_ERROR(retire_oldest());
-
-    ++result.steps;
-    if (hooks.after_step) hooks.after_step(result.steps);
-    if (hooks.progress != nullptr) hooks.progress->AddStep(batch.size);
-    if (hooks.log_progress) {
-      window_probs.insert(window_probs.end(), out.probs.begin(), out.probs.end());
-      window_labels.insert(window_labels.end(), batch.labels.begin(), batch.labels.begin() + out.probs.size());
-    }
-    result.examples += batch.size;
-    epoch_loss += loss;
-    epoch_examples += batch.size;
-    window_loss += loss;
-    window_examples += batch.size;
-    const auto now = Clock::now();
-    const double since = std::chrono::duration<double>(now - last_progress).count();
-    if (hooks.log_progress && since >= config_.log.progress_interval) {
-      const double elapsed = std::chrono::duration<double>(now - start).count();
-      const double done = total_bytes > 0 ? batch.bytes_read / total_bytes : 0;
-      TrainingProgress::Window w;
-      w.epoch = static_cast<uint32_t>(epoch + 1);
-      w.examples_per_sec = window_examples / since;
-      w.loss = window_loss / window_examples;
-      w.auc = Auc(window_probs, window_labels);
-      w.done_fraction = done;
-      w.eta_seconds = done > 0 ? elapsed * (1 - done) / done : 0.0;
-      w.network_wait_share = (network_wait_seconds_ - window_wait_start) / since;
-      spdlog::info("epoch {}/{} | {} examples | {:.0f} ex/s | loss {:.5f} | AUC {:.4f} | {:.1f}% | ETA {:.0f} s",
-                   w.epoch, config_.data.epochs, result.examples, w.examples_per_sec, w.loss, w.auc,
-                   100 * done, w.eta_seconds);
-      if (hooks.progress != nullptr) hooks.progress->Record(w);
-      last_progress = now;
-      window_loss = 0;
-      window_examples = 0;
-      window_probs.clear();
-      window_labels.clear();
-      window_wait_start = network_wait_seconds_;
-    }
-    return absl::OkStatus();
   };
   auto pause_wanted = [&] { return hooks.gate != nullptr && hooks.gate->pause_requested(); };
   SPARTA_RETURN_IF_ERROR(ForEachStep(loader, train_step, bsp_ ? Pipeline::kSerial : Pipeline::kReadYourWrites,
                                      hooks.first_step, before_pull, pause_if_asked, pause_wanted));
   SPARTA_RETURN_IF_ERROR(finish_computing());
-  SPARTA_RETURN_IF_ERROR(drain_pushes());
+  SPARTA_RETURN_IF_ERROR(pushes.Drain());
   if (clock != nullptr) clock->Advance(hooks.thread, ClockGate::kFinished);
   if (hooks.gate != nullptr) hooks.gate->Finished(hooks.thread, result.steps);
   result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  result.last_epoch_loss = epoch_examples ? epoch_loss / epoch_examples : 0;
+  result.last_epoch_loss = progress.epoch_loss();
   result.network_wait_seconds = network_wait_seconds_;
   if (hooks.log_progress) {
     spdlog::info("training done: {} examples in {:.2f} s ({:.0f} ex/s) on {}, last epoch logloss {:.5f}; {:.1f}% of "
@@ -373,6 +291,25 @@ absl::StatusOr<Trainer::TrainResult> Trainer::Train(DataLoader* loader, const Tr
                  100 * result.network_wait_seconds / std::max(result.seconds, 1e-9));
   }
   return result;
+}
+
+std::vector<KVClient::Ticket> Trainer::PushGradients(const Batch& batch, const StepOutput& out,
+                                                      const TrainHooks& hooks) {
+  std::vector<KVClient::Ticket> tickets;
+  const uint64_t request_clock = bsp_ ? out.step : 0;
+  std::vector<uint32_t> counts;
+  for (size_t t = 0; t < tables_.size(); ++t) {
+    if (counts_wanted_[t] && counts.empty()) CountKeys(batch, &counts);
+    tickets.push_back(client_->Push(tables_[t].id(), tables_[t].dim(), KeysOf(t, batch), out.grads[t], request_clock,
+                                    counts_wanted_[t] ? std::span<const uint32_t>(counts) : std::span<const uint32_t>(),
+                                    out.step));
+  }
+  if (hooks.audit != nullptr) {
+    // SGD with learning rate 1 on a gradient of -1: the row counts pushes.
+    static const float kMinusOne = -1.0f;
+    tickets.push_back(client_->Push(hooks.audit->id(), 1, {&hooks.audit_key, 1}, {&kMinusOne, 1}, request_clock));
+  }
+  return tickets;
 }
 
 absl::StatusOr<Trainer::EvalResult> Trainer::Evaluate(DataLoader* loader, const std::string& predictions_out) {

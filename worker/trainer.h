@@ -132,6 +132,9 @@ class Trainer {
   std::vector<bool> counts_wanted_;
   // client_->Wait(ticket), timed into network_wait_seconds_.
   absl::Status WaitTimed(const KVClient::Ticket& ticket);
+  // Pushes a computed step's gradients (and, with worker.audit, its count);
+  // returns the pushes' tickets.
+  std::vector<KVClient::Ticket> PushGradients(const Batch& batch, const StepOutput& out, const TrainHooks& hooks);
 };
 
 }  // namespace sparta

@@ -2,18 +2,38 @@
 // cluster view, declares the model's tables on the servers, trains on its
 // share of data.train, and (worker 0, after every worker has finished
 // training) evaluates data.test, then reports to the scheduler and waits for
-// the end of the job.
+// the end of the job. Run() is that list of steps; each step is a method,
+// and what one step makes for the next is a member.
 //
 // Run() is called once, from main(). Internally the worker has a reader
 // thread (DataLoader), the KVClient's I/O thread, the scheduler client's
-// thread and the training thread that runs Run().
+// thread, and the compute threads (worker.threads), the first of which is
+// the thread that called Run(). The scheduler client's and the metrics
+// server's threads read the connection and the clocks under their mutexes.
 #ifndef SPARTA_WORKER_WORKER_H_
 #define SPARTA_WORKER_WORKER_H_
 
+#include <memory>
+#include <mutex>
 #include <string>
+#include <vector>
+
+#include <zmq.hpp>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "common/config.h"
+#include "common/daemon_metrics.h"
+#include "common/scheduler_client.h"
+#include "sparta.pb.h"
+#include "worker/clock_gate.h"
+#include "worker/compute/backend_choice.h"
+#include "worker/data/data_loader.h"
+#include "worker/data/readers.h"
+#include "worker/kv_client.h"
+#include "worker/plugins.h"
+#include "worker/step_gate.h"
+#include "worker/training_progress.h"
 
 namespace sparta {
 
@@ -25,9 +45,50 @@ class Worker {
   absl::Status Run();
 
  private:
+  // The steps of Run(), in order.
+  absl::Status Prepare();        // inputs, readers, model and backend: errors before joining
+  absl::Status Join();           // metrics, the scheduler, the view, the servers
+  absl::Status DeclareTables();  // the model's tables (and the audit table) on the servers
+  absl::Status OpenTraining();   // this worker's share of the data, resumed, and its clock
+  // Trains on every compute thread. Sets *stopped when the job was stopped
+  // (sparta-ctl stop, SIGTERM) before training ended.
+  absl::StatusOr<pb::WorkerReport> Train(bool* stopped);
+  absl::Status Evaluate(pb::WorkerReport* report);  // worker 0: the final model on data.test
+  absl::Status Audit(pb::WorkerReport* report);     // worker 0, worker.audit: every worker's pushes counted
+
+  // The worker's own failures (bad data, a failed request) end the job at once.
+  absl::Status Fail(absl::Status status);
+
   const Config config_;
   const int requested_rank_;
   const std::string info_file_;
+
+  // Prepare().
+  std::vector<std::string> train_files_, test_files_;
+  ReaderMaker make_reader_;
+  std::unique_ptr<Model> model_;
+  BackendChoice backend_;
+
+  // Join(). Destroyed in reverse: the scheduler client (whose callbacks use
+  // the gates and the connection) first, the metrics (whose collectors read
+  // the progress and the connection) next, the context last.
+  zmq::context_t context_{1};
+  TrainingProgress progress_;
+  std::mutex client_mu_;
+  std::unique_ptr<KVClient> client_;  // set under client_mu_ (the scheduler client's thread reads it)
+  std::mutex clock_mu_;
+  std::unique_ptr<ClockGate> clock_;  // set under clock_mu_, by OpenTraining()
+  StepGate gate_;                     // checkpoint pauses
+  DaemonMetrics metrics_;
+  std::unique_ptr<SchedulerClient> scheduler_;
+  pb::NodeInfo me_;
+  pb::ClusterView view_;
+
+  // DeclareTables(), OpenTraining().
+  std::vector<pb::TableSpec> tables_;
+  pb::TableSpec audit_;
+  std::unique_ptr<DataLoader> loader_;
+  uint64_t base_steps_ = 0;  // steps done before a restore
 };
 
 }  // namespace sparta
