@@ -204,15 +204,17 @@ class TieredDurabilityTest(ClusterTest):
         self.assertEqual(len(read(restored_predictions).splitlines()), 3000)
         self.assertEqual(read(restored_predictions), read(saved_predictions))
 
-    def test_killed_server_under_a_memory_limit_loses_nothing(self):
-        data = datagen(self.dir, 60000, 5000, seed=12, max_vocab=300000)
+    def run_killing_server_1(self, name, data, epochs, **overrides):
+        """3 servers (R=2, ack all) under a 16 MiB limit and 2 workers train fm;
+        server-1 is killed -9 after epoch 2 (the launcher starts a fresh one).
+        The job must succeed; returns its run folder, summary and stderr."""
         config = write_config(
             self.dir, cluster={"servers": 3, "workers": 2, "heartbeat_interval": 0.2, "heartbeat_timeout": 1.5},
             server={"threads": 1, "memory_limit": "16MiB"},
-            data={"train": data["train"], "test": data["test"], "batch_size": 512, "epochs": 6},
+            data={"train": data["train"], "test": data["test"], "batch_size": 512, "epochs": epochs},
             model={"name": "fm", "embedding_dim": 8},
-            storage={"replication_factor": 2, "ack": "all"}, worker={"audit": 1})
-        run = self.run_dir("killed")
+            storage={"replication_factor": 2, "ack": "all"}, worker={"audit": 1}, **overrides)
+        run = self.run_dir(name)
         proc = launch(config, run, wait=False)
         self.procs.append(proc)
         wait_for(lambda: "epoch 2 done" in read(os.path.join(run, "worker-0.log")), 300, "epoch 2")
@@ -222,6 +224,11 @@ class TieredDurabilityTest(ClusterTest):
         self.assertEqual(proc.returncode, 0, err)
         s = summary(run)
         self.assertEqual(s["status"], "ok", s.get("error"))
+        return run, s, err
+
+    def test_killed_server_under_a_memory_limit_loses_nothing(self):
+        data = datagen(self.dir, 60000, 5000, seed=12, max_vocab=300000)
+        run, s, _ = self.run_killing_server_1("killed", data, 6)
         self.assertGreater(min(s["worker_steps"]), 0)
         # Every acknowledged push counted once, across the failover and the
         # new replica's copy of rows that were partly on disk.
@@ -236,23 +243,9 @@ class TieredDurabilityTest(ClusterTest):
         parts: many windows' worth in all, never more than the window
         unacknowledged, and every row sent is loaded."""
         data = datagen(self.dir, 150000, 5000, seed=13, max_vocab=600000)
-        config = write_config(
-            self.dir, cluster={"servers": 3, "workers": 2, "heartbeat_interval": 0.2, "heartbeat_timeout": 1.5},
-            server={"threads": 1, "memory_limit": "16MiB"},
-            data={"train": data["train"], "test": data["test"], "batch_size": 512, "epochs": 4},
-            model={"name": "fm", "embedding_dim": 8}, embedding={"admission": {"min_count": 2, "counter_bytes": "2MiB"}},
-            storage={"replication_factor": 2, "ack": "all"}, worker={"audit": 1})
-        run = self.run_dir("rejoined")
-        proc = launch(config, run, wait=False)
-        self.procs.append(proc)
-        wait_for(lambda: "epoch 2 done" in read(os.path.join(run, "worker-0.log")), 300, "epoch 2")
-        pids = {(d["role"], d["rank"]): d["pid"] for d in json.loads(read(os.path.join(run, "daemons.json")))}
-        os.kill(pids[("server", 1)], signal.SIGKILL)
-        out, err = proc.communicate(timeout=600)
-        self.assertEqual(proc.returncode, 0, err)
+        run, s, err = self.run_killing_server_1(
+            "rejoined", data, 4, embedding={"admission": {"min_count": 2, "counter_bytes": "2MiB"}})
         self.assertIn("starting a fresh server-1 to rejoin", err)
-        s = summary(run)
-        self.assertEqual(s["status"], "ok", s.get("error"))
         self.assertEqual(s["audit_counts"], s["worker_steps"])
 
         primaries = [read(os.path.join(run, f"server-{rank}.log")) for rank in (0, 2)]
