@@ -312,10 +312,25 @@ void Server::Route(std::shared_ptr<Request> request) {
     for (uint32_t shard : updated) shard_applied_[shard].fetch_add(1, std::memory_order_relaxed);
   }
   if (request->message.header.type() == pb::PUSH) request->acks_pending = replicator_->Forward(request, epoch_);
-  int busy = 0;
-  for (const ShardTask& t : tasks) busy += !t.positions.empty();
+  int busy = 0, only = -1;
+  for (size_t e = 0; e < tasks.size(); ++e) {
+    if (tasks[e].positions.empty()) continue;
+    ++busy;
+    only = static_cast<int>(e);
+  }
   if (busy == 0) return OnApplied(request);
   request->pending.store(busy, std::memory_order_relaxed);
+  // A small request for one idle executor runs here: two thread hand-offs
+  // fewer on its way to the reply. A large one goes to the executor, so
+  // that this thread goes on receiving.
+  if (busy == 1 && tasks[only].positions.size() * size_t{request->table->spec.dim()} <= kRunHereFloats) {
+    tasks[only].request = request;
+    bool finished = false;
+    if (executors_[only]->TryRunHere(tasks[only], &finished)) {
+      if (finished) OnApplied(request);
+      return;
+    }
+  }
   for (size_t e = 0; e < tasks.size(); ++e) {
     if (tasks[e].positions.empty()) continue;
     tasks[e].request = request;

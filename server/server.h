@@ -75,6 +75,10 @@ class Server {
   void OnEveryExecutor(const std::function<void(ShardExecutor&)>& fn);
   absl::StatusOr<pb::CheckpointInfo> CutCheckpoint(const pb::CheckpointInfo& request);
   void Route(std::shared_ptr<Request> request);
+  // Requests of at most this many row floats run on the I/O thread when
+  // their executor is idle (ShardExecutor::TryRunHere): 64K floats take
+  // tens of microseconds, about what two hand-offs cost.
+  static constexpr size_t kRunHereFloats = 1 << 16;
   // Sends a RESPONSE; `values` (fp32) or `half_values` (fp16) become its frame.
   void Reply(const Message& request, absl::Status status, std::vector<float>* values = nullptr,
              uint32_t dim = 0, std::vector<uint16_t>* half_values = nullptr);

@@ -51,10 +51,27 @@ void ShardExecutor::Submit(ShardTask task) {
   queue_.Push(std::move(task));
 }
 
+bool ShardExecutor::TryRunHere(ShardTask& task, bool* finished) {
+  // Only the I/O thread submits requests, and it is the caller: with none
+  // queued, nothing that must run before this one is waiting.
+  if (queued_.load(std::memory_order_relaxed) != 0) return false;
+  std::unique_lock<std::mutex> lock(run_mu_, std::try_to_lock);
+  if (!lock.owns_lock() || queued_.load(std::memory_order_relaxed) != 0 || !parked_.empty()) return false;
+  finished_here_ = false;
+  running_here_ = true;
+  RunTask(std::move(task));
+  Housekeeping();
+  running_here_ = false;
+  *finished = finished_here_;
+  return true;
+}
+
 void ShardExecutor::Run() {
   while (true) {
     std::optional<ShardTask> task = queue_.WaitPop();
     if (!task) return;  // closed and drained
+    // Shared with TryRunHere(): one thread at a time runs this executor's work.
+    std::lock_guard<std::mutex> lock(run_mu_);
     if (task->wake) {
       task->wake();
       DrainParked();
@@ -90,8 +107,14 @@ void ShardExecutor::RunTask(ShardTask task) {
 }
 
 void ShardExecutor::Finish(ShardTask& task) {
-  // The last executor to finish hands the request back for its reply.
-  if (task.request->pending.fetch_sub(1, std::memory_order_acq_rel) == 1) done_->Post(std::move(task.request));
+  // The last executor to finish hands the request back for its reply (to
+  // the caller of TryRunHere(), who answers it at once).
+  if (task.request->pending.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+  if (running_here_) {
+    finished_here_ = true;
+    return;
+  }
+  done_->Post(std::move(task.request));
 }
 
 void ShardExecutor::Housekeeping() {

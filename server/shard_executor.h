@@ -31,7 +31,9 @@
 //
 // Submit() is thread-safe and lock-free (a TaskQueue); everything else
 // happens on the executor's thread, except LoadRow(), which is for filling
-// the shards before Start().
+// the shards before Start(), and TryRunHere(), by which the I/O thread runs
+// a small request itself when the executor is idle (a mutex held for each
+// task keeps the two threads apart).
 // Finished requests are posted to `done` for the I/O thread to answer.
 #ifndef SPARTA_SERVER_SHARD_EXECUTOR_H_
 #define SPARTA_SERVER_SHARD_EXECUTOR_H_
@@ -99,6 +101,14 @@ class ShardExecutor {
   void Start();
   void Stop();
   void Submit(ShardTask task);
+  // The server's I/O thread, for a request's only part: runs `task` on the
+  // calling thread if this executor is idle (nothing queued or parked, no
+  // task running), saving the hand-off to the executor's thread and the
+  // one back; a small request's round trip is mostly such hand-offs.
+  // Returns false, leaving `task` as it was, if the executor is busy; else
+  // true, with *finished set when the request is complete (not parked for a
+  // cold read), in which case nothing is posted to `done`.
+  bool TryRunHere(ShardTask& task, bool* finished);
 
   // Executor thread (from a control task): writes every row changed since
   // the last call to the store. Returns the number of rows written.
@@ -275,6 +285,11 @@ class ShardExecutor {
   uint64_t pending_clock_ = 0;  // step of the pending sums; 0: none
   RowBatch batch_;
   Mailbox<std::shared_ptr<Request>>* const done_;
+  // Held while a task runs, by the executor's thread or by TryRunHere()'s
+  // caller: the executor's state is used by one thread at a time.
+  std::mutex run_mu_;
+  bool running_here_ = false;   // guarded by run_mu_: a TryRunHere() task is running
+  bool finished_here_ = false;  // guarded by run_mu_: and its request is complete
   // shards_[local][table id]; created on first use.
   std::vector<std::vector<std::unique_ptr<TableShard>>> shards_;
   std::thread thread_;
