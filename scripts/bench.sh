@@ -93,6 +93,20 @@ for setup in "1 1" "2 2"; do
     printf '  {"name": "%s", "unit": "examples/s", "value": %s}' "$name" "$eps" >> "$e2e"
   done
 done
+# Latency shows at small batches: lr 1+1 at the quickstart's batch of 512,
+# as a fraction of its batch-4096 speed in this run (target: 0.7).
+run="$tmp/run-lr-512"
+SPARTA_BIN="$bin" scripts/sparta launch configs/quickstart.yaml --quiet --run-dir "$run" \
+  --set cluster.scheduler=127.0.0.1:0 --set cluster.servers=1 --set cluster.workers=1 --set model.name=lr \
+  --set data.train="$tmp/train.txt" --set data.test="$tmp/test.txt" --set data.batch_size=512 --set data.epochs=1 \
+  > /dev/null
+eps512=$(python3 -c "import json; print(json.load(open('$run/summary.json'))['examples_per_sec'])")
+eps4096=$(python3 -c "import json; print(json.load(open('$tmp/run-lr-1-1/summary.json'))['examples_per_sec'])")
+ratio=$(python3 -c "print($eps512 / $eps4096)")
+printf "%-40s %14.0f examples/s\n%-40s %14.2f fraction\n" train_lr_1w1s_batch512 "$eps512" \
+  train_lr_1w1s_batch512_vs_batch4096 "$ratio"
+printf ',\n  {"name": "train_lr_1w1s_batch512", "unit": "examples/s", "value": %s}' "$eps512" >> "$e2e"
+printf ',\n  {"name": "train_lr_1w1s_batch512_vs_batch4096", "unit": "fraction", "value": %s}' "$ratio" >> "$e2e"
 echo "]" >> "$e2e"
 
 echo "== models against PyTorch (1 worker + 1 server vs scripts/bench/torch_ctr.py, same data and settings)"
