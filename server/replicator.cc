@@ -8,6 +8,7 @@
 #include "common/message.h"
 #include "common/cluster_auth.h"
 #include "common/socket_util.h"
+#include "common/traffic_counters.h"
 
 namespace sparta {
 
@@ -23,6 +24,7 @@ void Replicator::UpdateView(const pb::ClusterView& view, const AckCallback& on_a
     if (peers_.size() <= static_cast<size_t>(node.rank())) peers_.resize(node.rank() + 1);
     Peer& peer = peers_[node.rank()];
     if (peer.socket && peer.info.id() == node.id()) continue;
+    Release(peer, on_ack);
     peer = Peer();  // a new server under this rank starts from nothing
     peer.info = node;
     peer.socket = std::make_unique<zmq::socket_t>(*context_, zmq::socket_type::dealer);
@@ -34,6 +36,7 @@ void Replicator::UpdateView(const pb::ClusterView& view, const AckCallback& on_a
   }
   for (uint32_t dead : view.dead_servers()) {
     if (dead >= peers_.size() || !peers_[dead].socket) continue;
+    Release(peers_[dead], on_ack);
     peers_[dead] = Peer();
     // The scheduler has taken the dead server out of every shard: what it
     // had not acknowledged is no longer owed.
@@ -93,6 +96,11 @@ int Replicator::Forward(const std::shared_ptr<Request>& request, uint64_t epoch)
     if (ack_all_) {
       awaiting_[{peer, in.sender(), in.seq()}] = request;
       ++acks;
+    } else if (peers_[peer].snapshots_pending > 0) {
+      // Held back for a new replica: the push waits until its forward goes
+      // out, which bounds what is held by the workers' windows.
+      peers_[peer].held_for.push_back(request);
+      ++acks;
     }
     Send(peer, std::move(out));
   }
@@ -102,6 +110,8 @@ int Replicator::Forward(const std::shared_ptr<Request>& request, uint64_t epoch)
 void Replicator::Send(uint32_t peer, Outgoing message) {
   Peer& p = peers_[peer];
   if (p.snapshots_pending > 0) {
+    held_bytes_ += TrafficCounters::FrameBytes(message.frames);
+    peak_held_bytes_ = std::max(peak_held_bytes_, held_bytes_);
     p.held.push_back(std::move(message));
     return;
   }
@@ -122,13 +132,25 @@ void Replicator::SendSnapshot(uint32_t peer, pb::Header header, std::vector<zmq:
   }
 }
 
-void Replicator::SnapshotDone(uint32_t peer) {
+void Replicator::SnapshotDone(uint32_t peer, const AckCallback& on_ack) {
   if (peer >= peers_.size() || !peers_[peer].socket) return;
   Peer& p = peers_[peer];
   if (p.snapshots_pending > 0 && --p.snapshots_pending > 0) return;
   std::deque<Outgoing> held;
   held.swap(p.held);
-  for (auto& message : held) Send(peer, std::move(message));
+  for (auto& message : held) {
+    held_bytes_ -= TrafficCounters::FrameBytes(message.frames);
+    Send(peer, std::move(message));
+  }
+  Release(p, on_ack);
+}
+
+void Replicator::Release(Peer& peer, const AckCallback& on_ack) {
+  for (const auto& message : peer.held) held_bytes_ -= TrafficCounters::FrameBytes(message.frames);
+  peer.held.clear();
+  std::vector<std::shared_ptr<Request>> waiting;
+  waiting.swap(peer.held_for);
+  for (const auto& request : waiting) on_ack(request, absl::OkStatus());
 }
 
 void Replicator::AddPollItems(std::vector<zmq::pollitem_t>* items) {

@@ -11,6 +11,10 @@
 // When a shard gets a new replica, the replica first needs the shard's rows:
 // HoldForSnapshot() queues forwards to that server until SnapshotDone(), so
 // that nothing routed after the snapshot reaches it before the snapshot.
+// A push with a held forward is not acknowledged to its worker before the
+// forward goes out (with ack "primary" too), so what is held is bounded by
+// the workers' windows (worker.max_inflight steps each), not by how long
+// the shard takes to stream.
 //
 // With storage.ack "all" a push is acknowledged to the worker only when every
 // live replica has acknowledged it; a replica that dies counts as having
@@ -58,7 +62,11 @@ class Replicator {
 
   void HoldForSnapshot(uint32_t peer);
   void SendSnapshot(uint32_t peer, pb::Header header, std::vector<zmq::message_t> frames);
-  void SnapshotDone(uint32_t peer);
+  // Sends what was held for `peer` once no snapshot to it is pending;
+  // pushes that waited for their held forward get `on_ack`.
+  void SnapshotDone(uint32_t peer, const AckCallback& on_ack);
+  // The most bytes of forwards ever held for new replicas at once.
+  size_t peak_held_bytes() const { return peak_held_bytes_; }
 
   // The adopted view's shard map.
   const ShardView& shards() const { return shards_; }
@@ -81,7 +89,12 @@ class Replicator {
     std::unique_ptr<zmq::socket_t> socket;
     int snapshots_pending = 0;
     std::deque<Outgoing> held;
+    // ack "primary": pushes that wait for their held forward to go out.
+    std::vector<std::shared_ptr<Request>> held_for;
   };
+  // Acknowledges the pushes that waited on `peer`'s held forwards, and
+  // forgets the forwards still held (for a peer that is gone).
+  void Release(Peer& peer, const AckCallback& on_ack);
   using AckKey = std::tuple<uint32_t, uint32_t, uint64_t>;  // (peer rank, origin, seq)
 
   void Send(uint32_t peer, Outgoing message);
@@ -94,6 +107,8 @@ class Replicator {
   ShardView shards_;
   std::vector<Peer> peers_;                      // by rank; no socket = not live
   absl::flat_hash_map<AckKey, std::shared_ptr<Request>> awaiting_;
+  size_t held_bytes_ = 0;  // of all peers' held forwards
+  size_t peak_held_bytes_ = 0;
 };
 
 }  // namespace sparta

@@ -217,8 +217,10 @@ absl::Status Server::Run() {
   }
   for (auto& e : executors_) e->Stop();
   if (const ShardStreamer::Totals sent = streamer_->totals(); sent.parts > 0) {
-    spdlog::info("shards sent to new replicas: {} KiB in {} parts, at most {} KiB unacknowledged", sent.bytes >> 10,
-                 sent.parts, sent.peak_unacknowledged_bytes >> 10);
+    spdlog::info("shards sent to new replicas: {} KiB in {} parts, at most {} KiB unacknowledged; at most {} KiB of "
+                 "forwards held back for them",
+                 sent.bytes >> 10, sent.parts, sent.peak_unacknowledged_bytes >> 10,
+                 replicator_->peak_held_bytes() >> 10);
   }
   streamer_.reset();  // holds a snapshot of the store
   if (!fatal_.ok()) return fatal_;
@@ -491,6 +493,7 @@ void Server::SnapshotShard(uint32_t shard, uint32_t peer) {
 }
 
 void Server::SendSnapshots() {
+  const auto on_ack = [this](const std::shared_ptr<Request>& r, const absl::Status& st) { OnReplicaAck(r, st); };
   std::deque<SnapshotChunk> ready;
   snapshots_.Drain(&ready);
   for (SnapshotChunk& chunk : ready) {
@@ -505,7 +508,7 @@ void Server::SendSnapshots() {
         // The replica no longer takes this shard from here (or refused a
         // part): what was held back for it goes on.
         spdlog::warn("stopped streaming shard {} to server-{}", chunk.shard, chunk.peer);
-        replicator_->SnapshotDone(chunk.peer);
+        replicator_->SnapshotDone(chunk.peer, on_ack);
         continue;
       case SnapshotChunk::Kind::kEnd:
         // The shard is whole at the replica once what came before is
@@ -513,7 +516,7 @@ void Server::SendSnapshots() {
         h.set_last(true);
         h.set_dim(1);
         replicator_->SendSnapshot(chunk.peer, std::move(h), std::move(frames));
-        replicator_->SnapshotDone(chunk.peer);
+        replicator_->SnapshotDone(chunk.peer, on_ack);
         continue;
       case SnapshotChunk::Kind::kAdmission:
         h.set_dim(1);
