@@ -195,9 +195,8 @@ absl::Status Server::Run() {
     // Also for updates acknowledged before they are logged (bsp step sums).
     if (store_ != nullptr && !storage_failed_ && store_->wal_failed()) (void)ReportStorageFailure();
     if (metrics_.PublishDue()) PublishMetrics();
-    replicator_->ReceiveAcks(
-        [this](const std::shared_ptr<Request>& r, const absl::Status& st) { OnReplicaAck(r, st); },
-        [this](const pb::Header& ack) { streamer_->Acknowledged(ack.seq(), ack.status() == 0); });
+    replicator_->ReceiveAcks(on_replica_ack_,
+                             [this](const pb::Header& ack) { streamer_->Acknowledged(ack.seq(), ack.status() == 0); });
     if (items[1].revents & ZMQ_POLLIN) {
       done_.Drain(&finished);
       for (auto& r : finished) OnApplied(r);
@@ -424,9 +423,7 @@ bool Server::IsReplicaOf(uint32_t shard) const { return shards_.IsReplica(shard,
 void Server::AdoptView(const pb::ClusterView& view) {
   shards_ = ShardView(view);
   epoch_ = shards_.epoch();
-  replicator_->UpdateView(view, [this](const std::shared_ptr<Request>& r, const absl::Status& st) {
-    OnReplicaAck(r, st);
-  });
+  replicator_->UpdateView(view, on_replica_ack_);
 }
 
 void Server::OnNewView(const pb::ClusterView& view) {
@@ -493,7 +490,6 @@ void Server::SnapshotShard(uint32_t shard, uint32_t peer) {
 }
 
 void Server::SendSnapshots() {
-  const auto on_ack = [this](const std::shared_ptr<Request>& r, const absl::Status& st) { OnReplicaAck(r, st); };
   std::deque<SnapshotChunk> ready;
   snapshots_.Drain(&ready);
   for (SnapshotChunk& chunk : ready) {
@@ -508,7 +504,7 @@ void Server::SendSnapshots() {
         // The replica no longer takes this shard from here (or refused a
         // part): what was held back for it goes on.
         spdlog::warn("stopped streaming shard {} to server-{}", chunk.shard, chunk.peer);
-        replicator_->SnapshotDone(chunk.peer, on_ack);
+        replicator_->SnapshotDone(chunk.peer, on_replica_ack_);
         continue;
       case SnapshotChunk::Kind::kEnd:
         // The shard is whole at the replica once what came before is
@@ -516,7 +512,7 @@ void Server::SendSnapshots() {
         h.set_last(true);
         h.set_dim(1);
         replicator_->SendSnapshot(chunk.peer, std::move(h), std::move(frames));
-        replicator_->SnapshotDone(chunk.peer, on_ack);
+        replicator_->SnapshotDone(chunk.peer, on_replica_ack_);
         continue;
       case SnapshotChunk::Kind::kAdmission:
         h.set_dim(1);

@@ -61,6 +61,10 @@ class Server {
   void OnNewView(const pb::ClusterView& view);
   void OnApplied(const std::shared_ptr<Request>& request);
   void OnReplicaAck(const std::shared_ptr<Request>& request, const absl::Status& status);
+  // OnReplicaAck as the Replicator's callback.
+  const Replicator::AckCallback on_replica_ack_ = [this](const std::shared_ptr<Request>& r, const absl::Status& st) {
+    OnReplicaAck(r, st);
+  };
   bool IsReplicaOf(uint32_t shard) const;
   void SnapshotShard(uint32_t shard, uint32_t peer);
   void SendSnapshots();
