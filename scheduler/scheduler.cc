@@ -92,7 +92,10 @@ absl::StatusOr<bool> Scheduler::TakeOverSavedJob() {
 }
 
 void Scheduler::SaveState(Clock::time_point now) {
-  if (state_store_ == nullptr) return;
+  if (state_store_ == nullptr) {
+    state_changed_ = false;
+    return;
+  }
   // Also re-saved every second: its age tells a restarted scheduler whether
   // the nodes can still be waiting for it.
   if (!state_changed_ && now - last_saved_ < std::chrono::seconds(1)) return;
@@ -232,8 +235,11 @@ absl::Status Scheduler::Serve() {
     }
     if (!suspects_.empty() && phase_ != Phase::kDone) ProbeSuspects(Clock::now());
     CheckTimers(Clock::now());
+    // A change of members or phase is in /metrics at once, not up to a second
+    // later: a scrape right after a node joins or dies sees it.
+    const bool changed = state_changed_;
     SaveState(Clock::now());
-    if (metrics_.PublishDue()) PublishMetrics(Clock::now());
+    if (changed || metrics_.PublishDue()) PublishMetrics(Clock::now());
   }
   // Give the final SHUTDOWN/ABORT messages time to leave before the socket closes.
   socket_.set(zmq::sockopt::linger, 2000);

@@ -118,7 +118,7 @@ class Scheduler {
   CheckpointCoordinator checkpoints_;
   Membership::Clock::time_point last_checkpoint_;
   std::unique_ptr<StateStore> state_store_;  // null without storage.path
-  bool state_changed_ = false;
+  bool state_changed_ = false;  // members, phase or view changed: save and publish now
   Membership::Clock::time_point last_saved_;
   uint64_t incarnation_ = 0;  // tells nodes this scheduler process from an earlier one
   pb::ClusterView view_;      // the last view published
