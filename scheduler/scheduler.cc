@@ -2,186 +2,41 @@
 
 #include <unistd.h>
 
-#include <algorithm>
 #include <atomic>
 #include <csignal>
-#include <filesystem>
-#include <fstream>
-#include <optional>
 
-#include "common/logging.h"
-
-#include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
-#include "common/checkpoint_files.h"
 #include "common/daemon_options.h"
-#include "common/proto_json.h"
-#include "scheduler/checkpoint_verifier.h"
+#include "common/logging.h"
 #include "common/message.h"
+#include "common/proto_json.h"
 #include "common/socket_util.h"
 #include "common/status_macros.h"
 #include "common/termination.h"
 
 namespace sparta {
-
-using Clock = Membership::Clock;
-
-Scheduler::Scheduler(const Config& config, std::string summary_file, std::string info_file)
-    : config_(config),
-      summary_file_(std::move(summary_file)),
-      info_file_(std::move(info_file)),
-      context_(1),
-      socket_(context_, zmq::socket_type::router),
-      watch_(&context_, &socket_),
-      members_(config.cluster.servers, config.cluster.workers),
-      shard_map_(config.cluster.num_shards, config.cluster.servers, config.storage.replication_factor),
-      clocks_(config.cluster.workers),
-      checkpoints_(config, {.broadcast = [this](const pb::Header& h, pb::Role role) { Broadcast(h, role); },
-                            .fail = [this](const std::string& reason) { Fail(reason); },
-                            .live_servers = [this] { return members_.joined(pb::SERVER); },
-                            .shard_owner = [this] { return shard_map_.owners(); }}) {}
-
 namespace {
 // SIGUSR1 asks for a checkpoint now (scripts/sparta checkpoint RUN sends it).
 std::atomic<bool> checkpoint_signal{false};
 void OnCheckpointSignal(int) { checkpoint_signal.store(true); }
 }  // namespace
 
-absl::StatusOr<bool> Scheduler::TakeOverSavedJob() {
-  if (config_.storage.path.empty()) return false;
-  const std::string dir = (std::filesystem::path(config_.storage.path) / "scheduler").string();
-  auto store = StateStore::Open(dir);
-  if (!store.ok()) return store.status();
-  state_store_ = *std::move(store);
-  auto saved = state_store_->Load();
-  if (!saved.ok()) return saved.status();
-  if (!saved->has_value()) return false;
-  const pb::SchedulerState& state = **saved;
-  const double age =
-      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count() - state.saved_unix_time();
-  const auto phase = static_cast<Phase>(state.phase());
-  // The nodes wait scheduler_grace for a lost scheduler; after that the job
-  // is gone, and so is one that ended. storage.restore always starts a new
-  // job (from a checkpoint).
-  if ((phase != Phase::kRunning && phase != Phase::kFlushing) || age > config_.cluster.scheduler_grace ||
-      !config_.storage.restore.empty()) {
-    return false;
-  }
-  const auto now = Clock::now();
-  for (const auto& n : state.nodes()) members_.Restore(n.info(), n.routing_id(), n.dead(), now);
-  epoch_ = state.epoch();
-  view_ = state.view();
-  shard_map_.FromView(view_);
-  for (const auto& [rank, report] : state.reports()) reports_[rank] = report;
-  for (const auto& [rank, stats] : state.flushed()) flushed_[rank] = stats;
-  restore_from_ = state.restore_from();
-  restore_steps_.assign(state.restore_steps().begin(), state.restore_steps().end());
-  dropped_messages_ = state.dropped_messages();
-  phase_ = Phase::kRunning;
-  spdlog::warn("took over the running job from {} (saved {:.1f} s ago): epoch {}, {} nodes", dir, age, epoch_,
-               state.nodes_size());
-  // The end of the job starts over once every node has reconnected (a
-  // message sent before that would be lost). A checkpoint the old scheduler
-  // was taking is gone with it; nodes resume paused workers themselves when
-  // they see a new scheduler.
-  finish_after_resync_ = phase == Phase::kFlushing;
-  for (const auto& node : members_.nodes()) {
-    if (!node.dead) unheard_.insert(node.info.id());
-  }
-  return true;
-}
+using Clock = JobCoordinator::Clock;
 
-void Scheduler::SaveState(Clock::time_point now) {
-  if (state_store_ == nullptr) {
-    state_changed_ = false;
-    return;
-  }
-  // Also re-saved every second: its age tells a restarted scheduler whether
-  // the nodes can still be waiting for it.
-  if (!state_changed_ && now - last_saved_ < std::chrono::seconds(1)) return;
-  pb::SchedulerState state;
-  state.set_phase(static_cast<int32_t>(phase_));
-  state.set_epoch(epoch_);
-  for (const auto& node : members_.nodes()) {
-    auto* n = state.add_nodes();
-    *n->mutable_info() = node.info;
-    n->set_routing_id(node.routing_id);
-    n->set_dead(node.dead);
-  }
-  *state.mutable_view() = view_;
-  for (const auto& [rank, report] : reports_) (*state.mutable_reports())[rank] = report;
-  for (const auto& [rank, stats] : flushed_) (*state.mutable_flushed())[rank] = stats;
-  state.set_restore_from(restore_from_);
-  for (uint64_t steps : restore_steps_) state.add_restore_steps(steps);
-  state.set_saved_unix_time(std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count());
-  state.set_dropped_messages(dropped_messages_);
-  if (auto st = state_store_->Save(state); !st.ok()) spdlog::error("{}", st.message());
-  state_changed_ = false;
-  last_saved_ = now;
-}
-
-absl::Status Scheduler::PrepareRestore() {
-  // (Not a config-file check: `scripts/sparta launch` fills in storage.path
-  // after reading the config.)
-  if (config_.storage.path.empty() && !config_.storage.checkpoint_every.empty()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(config_.source, ": key 'storage.checkpoint_every' needs storage.path (where checkpoints go)"));
-  }
-  if (config_.storage.restore.empty()) return absl::OkStatus();
-  auto candidates = RestoreCandidates(config_.storage.path, config_.storage.restore);
-  if (!candidates.ok()) return candidates.status();
-  // The newest checkpoint that reads back whole; a damaged one is skipped
-  // with a warning that names what is wrong with it.
-  std::optional<pb::CheckpointManifest> manifest;
-  std::string chosen;
-  std::vector<std::string> damaged;
-  for (const std::string& dir : *candidates) {
-    auto read = ReadManifest(dir);
-    absl::Status st = read.ok() ? VerifyCheckpoint(dir, *read) : read.status();
-    if (st.ok()) {
-      manifest = *std::move(read);
-      chosen = dir;
-      break;
-    }
-    damaged.push_back(std::string(st.message()));
-    spdlog::warn("checkpoint {} is damaged and will not be restored: {}", dir, st.message());
-  }
-  if (!manifest) {
-    return absl::DataLossError(absl::StrCat("storage.restore=", config_.storage.restore, ": no intact checkpoint (",
-                                            absl::StrJoin(damaged, "; "), ")"));
-  }
-  if (!damaged.empty()) {
-    spdlog::warn("restoring the older checkpoint {} instead ({} newer ones are damaged)", chosen, damaged.size());
-  }
-  const std::string* dir = &chosen;
-  if (manifest->shard_owner_size() != config_.cluster.num_shards) {
-    return absl::FailedPreconditionError(absl::StrCat(*dir, " was saved with ", manifest->shard_owner_size(),
-                                                      " shards; cluster.num_shards must be the same (it is ",
-                                                      config_.cluster.num_shards, ")"));
-  }
-  if (manifest->workers() != config_.cluster.workers) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        *dir, " was saved with ", manifest->workers(), " workers, whose places in the data it records; ",
-        "cluster.workers must be the same (it is ", config_.cluster.workers, ")"));
-  }
-  restore_from_ = std::filesystem::absolute(*dir).string();
-  restore_steps_.assign(manifest->worker_steps().begin(), manifest->worker_steps().end());
-  std::vector<uint64_t> clocks;  // per compute thread, as the workers count them
-  for (uint64_t steps : restore_steps_) clocks.push_back(steps / config_.worker.threads);
-  clocks_.Start(clocks);
-  spdlog::info("resuming from checkpoint {} ({} rows saved by {} servers, now {} servers)", restore_from_,
-               manifest->rows(), manifest->servers(), config_.cluster.servers);
-  return absl::OkStatus();
-}
-
-
+Scheduler::Scheduler(const Config& config, std::string summary_file, std::string info_file)
+    : config_(config),
+      summary_file_(std::move(summary_file)),
+      info_file_(std::move(info_file)),
+      job_(config),
+      context_(1),
+      socket_(context_, zmq::socket_type::router),
+      watch_(&context_, &socket_) {}
 
 absl::Status Scheduler::Run() {
   // Every run ends with a summary, also one that failed before the job
   // started (a bad port, a damaged checkpoint).
-  if (absl::Status st = Serve(); !st.ok() && outcome_.ok()) outcome_ = st;
+  if (absl::Status st = Serve(); !st.ok()) job_.SetOutcome(st);
   WriteSummary();
-  return outcome_;
+  return job_.outcome();
 }
 
 absl::Status Scheduler::Serve() {
@@ -207,668 +62,67 @@ absl::Status Scheduler::Serve() {
   self.set_pid(getpid());
   self.set_metrics_port(metrics_.port());
   WriteInfoFile(info_file_, self);
-  started_ = last_silence_check_ = last_checkpoint_ = last_saved_ = Clock::now();
-  incarnation_ = static_cast<uint64_t>(std::chrono::system_clock::now().time_since_epoch().count()) | 1;
-  auto took_over = TakeOverSavedJob();
-  if (!took_over.ok()) return took_over.status();
-  if (!*took_over) SPARTA_RETURN_IF_ERROR(PrepareRestore());
+  SPARTA_RETURN_IF_ERROR(job_.Start(Clock::now(), metrics_.port()));
   std::signal(SIGUSR1, OnCheckpointSignal);
 
-  while (phase_ != Phase::kDone) {
+  JobCoordinator::Signals signals;
+  while (!job_.done()) {
     zmq::pollitem_t items[] = {{socket_.handle(), 0, ZMQ_POLLIN, 0}, watch_.PollItem()};
     zmq::poll(items, 2, std::chrono::milliseconds(50));
-    while (phase_ != Phase::kDone) {
+    while (!job_.done()) {
       auto got = ReceiveMessage(socket_, /*from_router=*/true);
       if (!got.ok()) {
-        ++dropped_messages_;
+        job_.CountDropped();
         spdlog::warn("dropped a message: {}", got.status().message());
         continue;
       }
       if (!got->has_value()) break;
       Message& m = **got;
       const std::string routing_id = m.routing_id->to_string();
-      Dispatch(routing_id, m.header, Clock::now());
-      if (members_.FindByRoutingId(routing_id) != nullptr) watch_.Seen(m.source_fd, routing_id);
+      job_.Dispatch(routing_id, m.header, Clock::now());
+      SendOutbox();
+      if (job_.IsMember(routing_id)) watch_.Seen(m.source_fd, routing_id);
     }
     for (const std::string& routing_id : watch_.Closed()) {
-      if (phase_ != Phase::kDone) OnConnectionClosed(routing_id, Clock::now());
+      if (!job_.done()) job_.OnConnectionClosed(routing_id, Clock::now());
     }
-    if (!suspects_.empty() && phase_ != Phase::kDone) ProbeSuspects(Clock::now());
-    CheckTimers(Clock::now());
+    if (job_.has_suspects() && !job_.done()) job_.ProbeSuspects(Clock::now());
+    if (checkpoint_signal.exchange(false)) signals.checkpoint = true;
+    signals.terminate = signals.terminate || TerminationRequested();
+    job_.CheckTimers(Clock::now(), &signals);
+    SendOutbox();
     // A change of members or phase is in /metrics at once, not up to a second
     // later: a scrape right after a node joins or dies sees it.
-    const bool changed = state_changed_;
-    SaveState(Clock::now());
-    if (changed || metrics_.PublishDue()) PublishMetrics(Clock::now());
+    if (job_.SaveState(Clock::now()) || metrics_.PublishDue()) PublishMetrics();
   }
+  SendOutbox();
   // Give the final SHUTDOWN/ABORT messages time to leave before the socket closes.
   socket_.set(zmq::sockopt::linger, 2000);
   socket_.close();
-  return outcome_;
+  return job_.outcome();
 }
 
-void Scheduler::Dispatch(const std::string& routing_id, const pb::Header& h, Clock::time_point now) {
-  if (h.type() == pb::REGISTER) return OnRegister(routing_id, h, now);
-  switch (h.type()) {
-    case pb::CHECKPOINT_REQUEST: {
-      // Also sent by worker 0 for storage.checkpoint_every "<n> steps";
-      // only an operator (a peer that is not a node) gets an answer.
-      absl::Status st;
-      if (phase_ != Phase::kRunning || stopped_) {
-        st = absl::FailedPreconditionError("the job is not running");
-      } else if (!checkpoints_.enabled()) {
-        st = absl::FailedPreconditionError("checkpoints need storage.path (where they go)");
-      } else {
-        checkpoints_.Start("requested");
-      }
-      if (members_.FindByRoutingId(routing_id) == nullptr) Reply(routing_id, pb::RESPONSE, st);
-      return;
-    }
-    case pb::STATUS_REQUEST: {
-      pb::Header reply;
-      reply.set_type(pb::STATUS_REPLY);
-      *reply.mutable_cluster_status() = BuildStatus(now);
-      return SendTo(routing_id, std::move(reply));
-    }
-    case pb::STOP_REQUEST:
-      return OnStop(routing_id);
-    default:
-      break;
-  }
-  Membership::Node* node = members_.FindByRoutingId(routing_id);
-  if (node == nullptr) {
-    ++dropped_messages_;
-    spdlog::warn("dropped {} from an unregistered peer", MsgTypeName(h.type()));
-    return;
-  }
-  if (node->dead) {
-    // A node the cluster has moved on from (e.g. after a partition) must
-    // not act on its old view: it is told so and exits.
-    pb::Header abort;
-    abort.set_type(pb::ABORT);
-    abort.set_error(absl::StrCat(DescribeNode(node->info), " was declared dead; the cluster is at epoch ", epoch_,
-                                 ". Restart it to rejoin as a fresh server."));
-    SendTo(routing_id, std::move(abort));
-    return;
-  }
-  node->last_seen = now;
-  if (!unheard_.empty() && unheard_.erase(node->info.id()) && unheard_.empty()) {
-    spdlog::info("every node has reconnected to this scheduler");
-    if (finish_after_resync_ && phase_ == Phase::kRunning) FinishTraining();
-  }
-  switch (h.type()) {
-    case pb::HEARTBEAT: {
-      if (h.has_server_stats()) {
-        node->stats = h.server_stats();
-        const auto& incomplete = node->stats.incomplete_shards();
-        if (node->info.role() == pb::SERVER &&
-            shard_map_.OnServerReport(node->info.rank(), node->stats.view_epoch(),
-                                      std::vector<uint32_t>(incomplete.begin(), incomplete.end())) > 0) {
-          state_changed_ = true;
-          if (shard_map_.catching_up() == 0) spdlog::info("every shard replica is whole");
-        }
-      }
-      if (h.has_progress()) node->progress = h.progress();
-      pb::Header echo;
-      echo.set_type(pb::HEARTBEAT);
-      echo.set_seq(incarnation_);
-      SendTo(routing_id, std::move(echo));
-      return;
-    }
-    case pb::BARRIER:
-      return OnBarrier(*node, h.barrier());
-    case pb::PREEMPT:
-      return OnPreempt(absl::StrCat(DescribeNode(node->info), " got SIGTERM"), now);
-    case pb::CLOCK:
-      if (node->info.role() != pb::WORKER) break;
-      if (auto min = clocks_.Update(node->info.rank(), h.clock())) {
-        pb::Header tick;
-        tick.set_type(pb::CLOCK);
-        tick.set_clock(*min);
-        Broadcast(tick, pb::WORKER);
-      }
-      return;
-    case pb::WORKER_DONE:
-      if (!h.error().empty()) return Fail(absl::StrCat(DescribeNode(node->info), " failed: ", h.error()));
-      if (node->info.role() != pb::WORKER) break;
-      return OnWorkerDone(*node, h.report());
-    case pb::FLUSH_DONE:
-      if (node->info.role() == pb::SERVER) return OnFlushDone(*node, h.server_stats());
-      break;
-    case pb::PAUSED:
-      if (node->info.role() == pb::WORKER) return checkpoints_.OnPaused(node->info.rank(), h.checkpoint());
-      break;
-    case pb::CHECKPOINT_DONE:
-      if (node->info.role() == pb::SERVER) return checkpoints_.OnServerDone(node->info.rank(), h);
-      break;
-    default:
-      break;
-  }
-  ++dropped_messages_;
-  spdlog::warn("dropped unexpected {} from {}", MsgTypeName(h.type()), DescribeNode(node->info));
-}
-
-void Scheduler::OnRegister(const std::string& routing_id, const pb::Header& h, Clock::time_point now) {
-  auto reject = [&](const std::string& why) {
-    spdlog::warn("refused registration of a {} from {}: {}", RoleName(h.node().role()), h.node().host(), why);
-    pb::Header abort;
-    abort.set_type(pb::ABORT);
-    abort.set_error(absl::StrCat("registration refused: ", why));
-    SendTo(routing_id, std::move(abort));
-  };
-  if (members_.FindByRoutingId(routing_id) != nullptr) return;  // a resent REGISTER
-  const bool replacement = phase_ == Phase::kRunning && h.node().role() == pb::SERVER &&
-                           config_.storage.replication_factor > 1;
-  if (phase_ != Phase::kRegistering && !replacement) return reject("the job has already started");
-  auto added = members_.Add(h.node(), routing_id, now);
-  if (!added.ok()) return reject(std::string(added.status().message()));
-  spdlog::info("registered {} ({} of {} servers, {} of {} workers)", DescribeNode(*added),
-               members_.joined(pb::SERVER), config_.cluster.servers, members_.joined(pb::WORKER),
-               config_.cluster.workers);
-  state_changed_ = true;
-  pb::Header reply;
-  reply.set_type(pb::REGISTER_REPLY);
-  *reply.mutable_node() = *added;
-  SendTo(routing_id, std::move(reply));
-  if (replacement) {
-    const int placed = shard_map_.AddServer(added->rank(), members_.LiveServers(), epoch_ + 1);
-    spdlog::info("{} joined the running job; {} shard replicas placed on it", DescribeNode(*added), placed);
-    PublishView();
-    return;
-  }
-  if (members_.complete()) PublishView();
-}
-
-void Scheduler::OnServerLost(Membership::Node* node, const std::string& why) {
-  if (phase_ == Phase::kRegistering) return Fail(absl::StrCat(DescribeNode(node->info), " ", why));
-  node->dead = true;
-  state_changed_ = true;
-  if (unheard_.erase(node->info.id()) && unheard_.empty() && finish_after_resync_) FinishTraining();
-  const uint32_t rank = node->info.rank();
-  auto applied = [this](uint32_t r, uint32_t shard) -> uint64_t {
-    for (const auto& n : members_.nodes()) {
-      if (!n.dead && n.info.role() == pb::SERVER && n.info.rank() == static_cast<int>(r) &&
-          shard < static_cast<uint32_t>(n.stats.shard_applied_size())) {
-        return n.stats.shard_applied(shard);
-      }
-    }
-    return 0;
-  };
-  const std::vector<uint32_t> lost = shard_map_.RemoveServer(rank, applied);
-  if (!lost.empty()) return OnShardsLost(*node, why, lost);
-  // The next view places the new replicas; they catch up from it.
-  const int added = shard_map_.RestoreReplication(members_.LiveServers(), epoch_ + 1);
-  spdlog::warn("{} {}: failing over to its replicas; {} new replicas restore the replication factor",
-               DescribeNode(node->info), why, added);
-  checkpoints_.Abandon(absl::StrCat("server-", rank, " died"));
-  PublishView();
-}
-
-void Scheduler::OnShardsLost(const Membership::Node& node, const std::string& why,
-                             const std::vector<uint32_t>& lost) {
-  // Every server declared dead (this one too) may have held a copy.
-  std::vector<std::string> dead;
-  for (const auto& n : members_.nodes()) {
-    if (n.info.role() == pb::SERVER && n.dead) {
-      dead.push_back(absl::StrCat("server-", n.info.rank()));
-      lost_.add_dead_servers(n.info.rank());
+void Scheduler::SendOutbox() {
+  for (JobCoordinator::Outgoing& out : job_.TakeOutbox()) {
+    zmq::message_t id(out.routing_id.data(), out.routing_id.size());
+    if (auto st = SendMessage(socket_, out.header, nullptr, &id); !st.ok()) {
+      spdlog::debug("could not send {}: {}", MsgTypeName(out.header.type()), st.message());
     }
   }
-  for (uint32_t s : lost) lost_.add_lost_shards(s);
-  std::string shards;
-  for (size_t i = 0; i < lost.size() && i < 16; ++i) absl::StrAppend(&shards, i ? ", " : "", lost[i]);
-  if (lost.size() > 16) absl::StrAppend(&shards, ", ...");
-  std::string reason = absl::StrCat(
-      DescribeNode(node.info), " ", why, "; ", lost.size(), " of ", config_.cluster.num_shards,
-      " shards lost every copy (shards ", shards, "; dead servers: ", absl::StrJoin(dead, ", "),
-      "; storage.replication_factor is ", config_.storage.replication_factor, ")");
-  // The newest checkpoint of this job: one it published, else the one it
-  // resumed from. (Older checkpoints under storage.path may be another job's.)
-  std::string checkpoint = checkpoints_.published_dir();
-  std::vector<uint64_t> steps;
-  if (!checkpoint.empty()) {
-    if (auto manifest = ReadManifest(checkpoint); manifest.ok()) {
-      steps.assign(manifest->worker_steps().begin(), manifest->worker_steps().end());
-    } else {
-      checkpoint.clear();
-    }
-  }
-  if (checkpoint.empty() && !restore_from_.empty()) {
-    checkpoint = restore_from_;
-    steps = restore_steps_;
-  }
-  if (!checkpoint.empty()) {
-    lost_.set_rollback_checkpoint(checkpoint);
-    for (uint64_t s : steps) lost_.add_rollback_steps(static_cast<double>(s));
-    absl::StrAppend(&reason, ". The job can go on from checkpoint ", checkpoint,
-                    " (scripts/sparta launch rolls back to it by itself; by hand: storage.restore=", checkpoint, ")");
-  } else {
-    absl::StrAppend(&reason, ". There is no checkpoint to go back to: set storage.checkpoint_every (e.g. 300s) so "
-                             "that a job can roll back, or raise storage.replication_factor so that a shard "
-                             "survives more servers dying at once");
-  }
-  Fail(reason);
 }
 
-void Scheduler::PublishView() {
-  pb::Header h;
-  h.set_type(pb::CLUSTER_VIEW);
-  pb::ClusterView* view = h.mutable_view();
-  view->set_epoch(++epoch_);
-  for (const auto& node : members_.nodes()) {
-    if (!node.dead) *view->add_nodes() = node.info;
-  }
-  const auto live = members_.LiveServers();
-  for (int r = 0; r < config_.cluster.servers; ++r) {
-    if (!std::binary_search(live.begin(), live.end(), static_cast<uint32_t>(r))) view->add_dead_servers(r);
-  }
-  shard_map_.ToView(view);
-  view->set_running(phase_ != Phase::kRegistering);
-  view_ = *view;
-  state_changed_ = true;
-  // Only the first view: a server joining later gets its rows from replicas.
-  if (!restore_from_.empty() && phase_ == Phase::kRegistering) {
-    view->set_restore_from(restore_from_);
-    for (uint64_t steps : restore_steps_) view->add_worker_steps(steps);
-  }
-  h.set_epoch(epoch_);
-  Broadcast(h);
-  if (phase_ == Phase::kRegistering) {
-    phase_ = Phase::kRunning;
-    spdlog::info("all {} nodes registered; published cluster view epoch {} with {} shards",
-                 members_.nodes().size(), epoch_, config_.cluster.num_shards);
-  } else {
-    spdlog::info("published cluster view epoch {} ({} live servers)", epoch_, live.size());
-  }
-}
-
-void Scheduler::OnBarrier(const Membership::Node& node, const std::string& name) {
-  const pb::Role role = node.info.role();
-  auto& arrived = barriers_[{role, name}];
-  arrived.insert(node.info.id());
-  if (static_cast<int>(arrived.size()) < members_.expected(role)) return;
-  spdlog::info("barrier '{}' of {}s released", name, RoleName(role));
-  pb::Header release;
-  release.set_type(pb::BARRIER_RELEASE);
-  release.set_barrier(name);
-  Broadcast(release, role);
-  barriers_.erase({role, name});
-}
-
-void Scheduler::OnWorkerDone(const Membership::Node& node, const pb::WorkerReport& report) {
-  if (reports_.count(node.info.rank())) return;  // resent to a restarted scheduler
-  reports_[node.info.rank()] = report;
-  state_changed_ = true;
-  spdlog::info("{} finished: {} examples in {:.2f} s", DescribeNode(node.info), report.train_examples(),
-               report.train_seconds());
-  if (static_cast<int>(reports_.size()) < config_.cluster.workers || phase_ != Phase::kRunning) return;
-  FinishTraining();
-}
-
-void Scheduler::FinishTraining() {
-  phase_ = Phase::kFlushing;
-  state_changed_ = true;
-  auto flush = [this] {
-    spdlog::info("all workers finished; asking servers to flush");
-    pb::Header h;
-    h.set_type(pb::FLUSH);
-    Broadcast(h, pb::SERVER);
-  };
-  // The final model is always saved when there is somewhere to save it.
-  if (checkpoints_.enabled()) {
-    checkpoints_.Start("end of job", flush);
-  } else {
-    flush();
-  }
-}
-
-void Scheduler::OnFlushDone(const Membership::Node& node, const pb::ServerStats& stats) {
-  flushed_[node.info.rank()] = stats;
-  state_changed_ = true;
-  if (static_cast<int>(flushed_.size()) < members_.joined(pb::SERVER) || phase_ != Phase::kFlushing) return;
-  ShutDown("all servers flushed; shutting the cluster down");
-}
-
-void Scheduler::ShutDown(const std::string& why) {
-  spdlog::info("{}", why);
-  pb::Header shutdown;
-  shutdown.set_type(pb::SHUTDOWN);
-  Broadcast(shutdown);
-  phase_ = Phase::kDone;
-  state_changed_ = true;
-  SaveState(Clock::now());
-}
-
-void Scheduler::CheckTimers(Clock::time_point now) {
-  if (phase_ == Phase::kRegistering) {
-    if (now - started_ > std::chrono::duration<double>(config_.cluster.startup_timeout)) {
-      Fail(absl::StrCat("start-up timed out after ", config_.cluster.startup_timeout,
-                        " s (cluster.startup_timeout); never registered: ", members_.DescribeMissing()));
-    }
-  }
-  if (phase_ == Phase::kDone) return;
-  if (TerminationRequested()) OnPreempt("SIGTERM", now);
-  if (preempt_deadline_ && now > *preempt_deadline_) {
-    return Fail(absl::StrCat("preempted, and the final checkpoint did not finish within cluster.shutdown_grace (",
-                             config_.cluster.shutdown_grace, " s); the newest complete checkpoint is version ",
-                             checkpoints_.last_version()));
-  }
-  if (phase_ == Phase::kRunning && checkpoints_.enabled() && !checkpoints_.busy()) {
-    const double every = config_.storage.every.seconds;
-    if (checkpoint_signal.exchange(false)) {
-      checkpoints_.Start("SIGUSR1");
-    } else if (every > 0 && now - last_checkpoint_ > std::chrono::duration<double>(every)) {
-      last_checkpoint_ = now;
-      checkpoints_.Start(absl::StrCat("every ", config_.storage.checkpoint_every));
-    }
-  }
-  // A stalled scheduler (e.g. stopped in a debugger) must not blame the nodes:
-  // only judge silence when this loop itself has been running on time.
-  const auto timeout = std::chrono::duration_cast<Clock::duration>(
-      std::chrono::duration<double>(config_.cluster.heartbeat_timeout));
-  const bool loop_on_time = now - last_silence_check_ < timeout / 2;
-  last_silence_check_ = now;
-  if (!loop_on_time) return;
-  if (Membership::Node* silent = members_.FindSilent(now, timeout)) {
-    const std::string why =
-        absl::StrCat("stopped responding: no heartbeat for ", std::chrono::duration<double>(now - silent->last_seen).count(),
-                     " s (cluster.heartbeat_timeout is ", config_.cluster.heartbeat_timeout, " s)");
-    if (silent->info.role() == pb::SERVER) return OnServerLost(silent, why);
-    Fail(absl::StrCat(DescribeNode(silent->info), " ", why));
-  }
-}
-
-void Scheduler::OnConnectionClosed(const std::string& routing_id, Clock::time_point now) {
-  // Suspected from now on: probed at every turn of the loop until its port
-  // refuses connections or the suspicion expires. A dying process closes its
-  // listening socket only after its connections (and after tearing down its
-  // memory, which takes a while for a large one).
-  suspects_[routing_id] = now + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(
-                                    std::min(config_.cluster.heartbeat_timeout, 5.0)));
-  ProbeSuspects(now);
-}
-
-void Scheduler::ProbeSuspects(Clock::time_point now) {
-  for (auto it = suspects_.begin(); it != suspects_.end();) {
-    Membership::Node* node = members_.FindByRoutingId(it->first);
-    // Servers listen on their data port, workers on their metrics port (if
-    // served). A port that refuses connections has no process behind it;
-    // one that accepts leaves the node to its heartbeats.
-    const uint32_t port = node == nullptr ? 0
-                          : node->info.role() == pb::SERVER ? node->info.data_port()
-                                                            : node->info.metrics_port();
-    if (node == nullptr || node->dead || port == 0 || phase_ == Phase::kRegistering || now > it->second) {
-      if (node != nullptr && !node->dead && now > it->second) {
-        spdlog::info("{}'s connection closed, but its port still answers: left to its heartbeats",
-                     DescribeNode(node->info));
-      }
-      it = suspects_.erase(it);
-      continue;
-    }
-    constexpr int kProbeMs = 20;
-    if (ProbePort(node->info.host(), port, kProbeMs) != ProbeResult::kRefused) {
-      ++it;
-      continue;
-    }
-    it = suspects_.erase(it);
-    const std::string why = "is gone: its connection closed and its port refuses connections";
-    if (node->info.role() == pb::SERVER) {
-      OnServerLost(node, why);
-    } else {
-      Fail(absl::StrCat(DescribeNode(node->info), " ", why));
-    }
-    if (phase_ == Phase::kDone) return;
-  }
-}
-
-void Scheduler::Fail(const std::string& reason) {
-  spdlog::error("job failed: {}", reason);
-  outcome_ = absl::UnavailableError(reason);
-  pb::Header abort;
-  abort.set_type(pb::ABORT);
-  abort.set_error(reason);
-  Broadcast(abort);
-  phase_ = Phase::kDone;
-  state_changed_ = true;
-  SaveState(Clock::now());
-}
-
-void Scheduler::SendTo(const std::string& routing_id, pb::Header h) {
-  h.set_sender(0);
-  h.set_epoch(epoch_);
-  zmq::message_t id(routing_id.data(), routing_id.size());
-  if (auto st = SendMessage(socket_, h, nullptr, &id); !st.ok()) {
-    spdlog::debug("could not send {}: {}", MsgTypeName(h.type()), st.message());
-  }
-}
-
-void Scheduler::Broadcast(const pb::Header& h, pb::Role only) {
-  for (const auto& node : members_.nodes()) {
-    if (!node.dead && (only == pb::ROLE_UNKNOWN || node.info.role() == only)) SendTo(node.routing_id, h);
-  }
-}
-
-pb::JobSummary Scheduler::BuildSummary() const {
-  pb::JobSummary out;
-  out.set_status(preempted_ ? "preempted" : !outcome_.ok() ? "failed" : stopped_ ? "stopped" : "ok");
-  if (!outcome_.ok()) out.set_error(std::string(outcome_.message()));
-  out.set_model(config_.model.name);
-  out.set_optimizer(config_.optimizer.name);
-  out.set_servers(config_.cluster.servers);
-  out.set_workers(config_.cluster.workers);
-  out.set_consistency(config_.worker.consistency);
-  // Per worker: its final report, else (a job stopped or failed before it
-  // finished) what its last heartbeat said.
-  std::map<int, pb::WorkerProgress> progress;
-  for (const auto& node : members_.nodes()) {
-    if (node.info.role() == pb::WORKER) progress[node.info.rank()] = node.progress;
-  }
-  double examples = 0, seconds = 0, loss = 0, bad_lines = 0;
-  const pb::WorkerReport* eval = nullptr;
-  for (int rank = 0; rank < config_.cluster.workers; ++rank) {
-    auto it = reports_.find(rank);
-    if (it == reports_.end()) {
-      // Its clock (steps with every push acknowledged, sent as they finish)
-      // is fresher than its last heartbeat.
-      const uint64_t clock = clocks_.clock(rank);
-      const uint64_t acknowledged = clock == ClockTable::kFinished ? 0 : clock * config_.worker.threads;
-      out.add_worker_steps(static_cast<double>(std::max(progress[rank].steps(), acknowledged)));
-      out.add_max_staleness(0);
-      out.add_mean_staleness(0);
-      examples += static_cast<double>(progress[rank].examples());
-      continue;
-    }
-    const pb::WorkerReport& r = it->second;
-    examples += static_cast<double>(r.train_examples());
-    bad_lines += static_cast<double>(r.bad_lines());
-    seconds = std::max(seconds, r.train_seconds());
-    loss += r.train_loss() / reports_.size();
-    if (r.has_eval()) eval = &r;
-    out.add_worker_steps(static_cast<double>(r.steps()));
-    out.add_max_staleness(static_cast<double>(r.max_staleness()));
-    out.add_mean_staleness(r.mean_staleness());
-  }
-  out.set_train_examples(examples);
-  out.set_train_seconds(seconds);
-  out.set_examples_per_sec(seconds > 0 ? examples / seconds : 0);
-  out.set_train_loss(loss);
-  out.set_bad_lines(bad_lines);
-  double rows = 0;
-  for (const auto& [rank, stats] : flushed_) rows += static_cast<double>(stats.rows());
-  out.set_server_rows(rows);
-  if (eval != nullptr) {
-    out.set_auc(eval->auc());
-    out.set_logloss(eval->logloss());
-    out.set_test_rows(static_cast<double>(eval->test_rows()));
-  }
-  out.set_dropped_messages(static_cast<double>(dropped_messages_));
-  out.set_checkpoint_version(static_cast<uint32_t>(checkpoints_.last_version()));
-  out.set_checkpoint_seconds(checkpoints_.last_seconds());
-  out.set_max_clock_spread(static_cast<double>(clocks_.max_spread()));
-  // Worker 0 reads the audit table (worker.audit) at the end.
-  if (auto first = reports_.find(0); first != reports_.end()) {
-    for (uint64_t c : first->second.audit_counts()) out.add_audit_counts(static_cast<double>(c));
-  }
-  if (!restore_from_.empty()) out.set_restored_from(restore_from_);
-  *out.mutable_lost_shards() = lost_.lost_shards();
-  *out.mutable_dead_servers() = lost_.dead_servers();
-  if (lost_.has_rollback_checkpoint()) {
-    out.set_rollback_checkpoint(lost_.rollback_checkpoint());
-    *out.mutable_rollback_steps() = lost_.rollback_steps();
-  }
-  return out;
-}
-
-void Scheduler::WriteSummary() const {
-  if (summary_file_.empty()) return;
-  if (auto st = WriteProtoJson(summary_file_, BuildSummary()); !st.ok()) spdlog::error("{}", st.message());
-}
-
-void Scheduler::Reply(const std::string& routing_id, pb::MsgType type, const absl::Status& status) {
-  pb::Header reply;
-  reply.set_type(type);
-  reply.set_status(static_cast<int32_t>(status.code()));
-  reply.set_error(std::string(status.message()));
-  SendTo(routing_id, std::move(reply));
-}
-
-void Scheduler::OnStop(const std::string& routing_id) {
-  if (phase_ != Phase::kRunning || stopped_) {
-    return Reply(routing_id, pb::RESPONSE,
-                 absl::FailedPreconditionError(stopped_ ? "already stopping" : "the job is not running"));
-  }
-  stopped_ = true;
-  Reply(routing_id, pb::RESPONSE, absl::OkStatus());
-  // Workers stop where they are; what they trained is kept when there is
-  // somewhere to keep it, so that storage.restore: latest goes on from here.
-  auto shut_down = [this] { ShutDown("stopping the job as requested"); };
-  spdlog::warn("stop requested{}", checkpoints_.enabled() ? ": checkpointing first" : "");
-  if (checkpoints_.enabled()) {
-    checkpoints_.Start("stop requested", shut_down);
-  } else {
-    shut_down();
-  }
-}
-
-void Scheduler::OnPreempt(const std::string& who, Clock::time_point now) {
-  if (preempt_deadline_ || phase_ == Phase::kDone) return;
-  // A quarter of the grace is left for the daemons to exit after the end.
-  preempt_deadline_ = now + std::chrono::duration_cast<Clock::duration>(
-                                std::chrono::duration<double>(0.75 * config_.cluster.shutdown_grace));
-  if (phase_ == Phase::kFlushing || stopped_) {
-    spdlog::warn("{} while the job is ending; finishing that within cluster.shutdown_grace", who);
-    return;
-  }
-  preempted_ = true;
-  state_changed_ = true;
-  if (phase_ == Phase::kRegistering) return ShutDown(absl::StrCat("preempted (", who, ") before the job started"));
-  stopped_ = true;
-  spdlog::warn("preempted ({}): {}", who,
-               checkpoints_.enabled() ? "taking a final checkpoint, then ending the job"
-                                      : "ending the job (no storage.path: nothing is saved)");
-  auto shut_down = [this] { ShutDown("preempted: the job is saved and ends; resume with storage.restore=latest"); };
-  if (checkpoints_.enabled()) {
-    checkpoints_.Start("preempted", shut_down);
-  } else {
-    ShutDown("preempted: the job ends");
-  }
-}
-
-pb::ClusterStatus Scheduler::BuildStatus(Clock::time_point now) const {
-  static const char* kPhases[] = {"registering", "running", "flushing", "done"};
-  pb::ClusterStatus status;
-  status.set_phase(stopped_ && phase_ == Phase::kRunning ? "stopping" : kPhases[static_cast<int>(phase_)]);
-  status.set_epoch(epoch_);
-  status.set_uptime_seconds(std::chrono::duration<double>(now - started_).count());
-  status.set_num_shards(config_.cluster.num_shards);
-  status.set_consistency(config_.worker.consistency);
-  status.set_checkpoint_version(checkpoints_.last_version());
-  status.set_checkpoint_running(checkpoints_.busy());
-  status.set_dropped_messages(dropped_messages_);
-  status.set_scheduler_metrics_port(metrics_.port());
-  // Shards each live server leads and follows, and how far its copies lag
-  // their primaries (update batches applied, from the heartbeats).
-  const std::vector<uint32_t>& owners = shard_map_.owners();
-  std::map<int, const pb::ServerStats*> stats_by_rank;
-  for (const auto& node : members_.nodes()) {
-    if (!node.dead && node.info.role() == pb::SERVER) stats_by_rank[node.info.rank()] = &node.stats;
-  }
-  auto applied = [&](int rank, uint32_t shard) -> uint64_t {
-    auto it = stats_by_rank.find(rank);
-    if (it == stats_by_rank.end() || shard >= static_cast<uint32_t>(it->second->shard_applied_size())) return 0;
-    return it->second->shard_applied(shard);
-  };
-  std::map<int, uint32_t> primaries, replicas;
-  std::map<int, uint64_t> lag;
-  for (uint32_t s = 0; s < owners.size(); ++s) {
-    ++primaries[owners[s]];
-    const uint64_t lead = applied(owners[s], s);
-    for (uint32_t r : shard_map_.replicas(s)) {
-      ++replicas[r];
-      const uint64_t have = applied(r, s);
-      lag[r] = std::max(lag[r], lead > have ? lead - have : 0);
-    }
-  }
-  uint64_t slowest = std::numeric_limits<uint64_t>::max(), fastest = 0;
-  for (const auto& node : members_.nodes()) {
-    pb::NodeStatus* n = status.add_nodes();
-    *n->mutable_info() = node.info;
-    n->set_dead(node.dead);
-    n->set_heartbeat_age_seconds(std::chrono::duration<double>(now - node.last_seen).count());
-    if (node.info.role() == pb::SERVER) {
-      *n->mutable_server() = node.stats;
-      n->mutable_server()->clear_shard_applied();  // per-shard detail stays internal
-      if (!node.dead) {
-        n->set_primaries(primaries[node.info.rank()]);
-        n->set_replicas(replicas[node.info.rank()]);
-        n->set_replication_lag(lag[node.info.rank()]);
-      }
-    } else if (node.info.role() == pb::WORKER) {
-      *n->mutable_worker() = node.progress;
-      slowest = std::min(slowest, node.progress.steps());
-      fastest = std::max(fastest, node.progress.steps());
-    }
-  }
-  status.set_clock_min(fastest >= slowest ? slowest : 0);
-  status.set_clock_max(fastest);
-  return status;
-}
-
-void Scheduler::PublishMetrics(Clock::time_point now) {
-  const pb::ClusterStatus status = BuildStatus(now);
-  MetricWriter out;
-  out.Gauge("sparta_cluster_epoch", "Cluster view epoch this node acts on.", static_cast<double>(status.epoch()));
-  out.Gauge("sparta_job_running", "1 while the job trains.", status.phase() == "running" ? 1 : 0);
-  out.Counter("sparta_dropped_messages_total", "Malformed or unexpected messages dropped.",
-              static_cast<double>(status.dropped_messages()));
-  out.Gauge("sparta_checkpoint_version", "Newest published checkpoint (0: none).",
-            static_cast<double>(status.checkpoint_version()));
-  out.Gauge("sparta_worker_step_spread", "Steps between the fastest and the slowest worker (staleness).",
-            static_cast<double>(status.clock_max() - status.clock_min()));
+void Scheduler::PublishMetrics() {
+  MetricWriter out = job_.Metrics(Clock::now());
   if (zap_ != nullptr) {
     out.Counter("sparta_auth_refused_total", "Connections refused for not holding the cluster key.",
                 static_cast<double>(zap_->refused()));
   }
-  for (const pb::NodeStatus& n : status.nodes()) {
-    const MetricLabels node = {{"node", absl::StrCat(RoleName(n.info().role()), "-", n.info().rank())}};
-    out.Gauge("sparta_node_up", "1 for a live node, 0 for one declared dead.", n.dead() ? 0 : 1, node);
-    out.Gauge("sparta_heartbeat_age_seconds", "Seconds since the scheduler last heard from the node.",
-              n.heartbeat_age_seconds(), node);
-    if (n.info().role() == pb::SERVER && !n.dead()) {
-      out.Gauge("sparta_server_rows", "Rows each server holds, from its heartbeats.",
-                static_cast<double>(n.server().rows()), node);
-      out.Gauge("sparta_replication_lag_updates",
-                "Most update batches any replica shard on the server is behind its primary.",
-                static_cast<double>(n.replication_lag()), node);
-    }
-    if (n.info().role() == pb::WORKER) {
-      out.Gauge("sparta_worker_examples_per_second", "Each worker's recent throughput, from its heartbeats.",
-                n.worker().examples_per_sec(), node);
-      out.Gauge("sparta_worker_steps", "Training steps each worker has finished.",
-                static_cast<double>(n.worker().steps()), node);
-    }
-  }
   metrics_.Publish(std::move(out));
+}
+
+void Scheduler::WriteSummary() const {
+  if (summary_file_.empty()) return;
+  if (auto st = WriteProtoJson(summary_file_, job_.BuildSummary()); !st.ok()) spdlog::error("{}", st.message());
 }
 
 }  // namespace sparta

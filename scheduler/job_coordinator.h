@@ -1,0 +1,168 @@
+// JobCoordinator: what the scheduler's messages mean. It registers servers
+// and workers, publishes the cluster view (nodes + shard map, with an
+// epoch), answers heartbeats, runs named barriers, answers operators
+// (sparta-ctl: status, checkpoint, stop), detects silent nodes, coordinates
+// checkpoints (storage.checkpoint_every, CHECKPOINT_REQUEST, SIGUSR1, and
+// one at the end), resumes a job from one (storage.restore), and ends the
+// job: all workers done -> final checkpoint -> servers flush -> every daemon
+// is told to exit.
+//
+// It owns no socket: a message comes in through Dispatch() as a decoded
+// header and the routing id of its sender, and what to send in answer
+// collects in an outbox that the event loop (scheduler/scheduler.h) drains
+// with TakeOutbox() and sends. So the whole job's logic runs, and is
+// unit-tested, without ZeroMQ. (The one thing it does on the network itself
+// is probe a closed connection's port, see OnConnectionClosed().)
+//
+// Not thread-safe: the scheduler's one thread calls everything.
+#ifndef SPARTA_SCHEDULER_JOB_COORDINATOR_H_
+#define SPARTA_SCHEDULER_JOB_COORDINATOR_H_
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "common/config.h"
+#include "common/metrics.h"
+#include "scheduler/checkpoint_coordinator.h"
+#include "scheduler/clock_table.h"
+#include "scheduler/membership.h"
+#include "scheduler/shard_map.h"
+#include "scheduler/state_store.h"
+#include "sparta.pb.h"
+
+namespace sparta {
+
+class JobCoordinator {
+ public:
+  using Clock = Membership::Clock;
+
+  // A message to send: to the peer with this routing id.
+  struct Outgoing {
+    std::string routing_id;
+    pb::Header header;
+  };
+
+  // What the process was asked by signal since the last CheckTimers().
+  struct Signals {
+    bool checkpoint = false;  // SIGUSR1: a checkpoint now
+    bool terminate = false;   // SIGTERM: a final checkpoint, then the end
+  };
+
+  explicit JobCoordinator(const Config& config);
+
+  // Before the first message: takes over a job saved in the state store
+  // (a restarted scheduler) or prepares storage.restore. `metrics_port` is
+  // what the status reports as the scheduler's.
+  absl::Status Start(Clock::time_point now, uint32_t metrics_port);
+
+  // One message from the peer `routing_id`.
+  void Dispatch(const std::string& routing_id, const pb::Header& h, Clock::time_point now);
+  // A message that could not be decoded: counted.
+  void CountDropped() { ++dropped_messages_; }
+  // A node's connection closed: if its port refuses connections too, its
+  // process is gone and it is declared dead now, not a heartbeat timeout
+  // later. Suspects are probed again at every ProbeSuspects().
+  void OnConnectionClosed(const std::string& routing_id, Clock::time_point now);
+  void ProbeSuspects(Clock::time_point now);
+  bool has_suspects() const { return !suspects_.empty(); }
+  // Start-up timeout, preemption deadline, periodic checkpoints and silent
+  // nodes. `signals` are consumed (reset) when acted on.
+  void CheckTimers(Clock::time_point now, Signals* signals);
+  // Saves the job's state when it changed (or every second, so that its age
+  // tells a restarted scheduler whether the nodes can still be waiting).
+  // True if something changed since the last call: members, phase or view.
+  bool SaveState(Clock::time_point now);
+
+  // What to send, in order; empties the outbox.
+  std::vector<Outgoing> TakeOutbox();
+
+  bool done() const { return phase_ == Phase::kDone; }
+  // OK while running and after a successful end; else why the job failed.
+  const absl::Status& outcome() const { return outcome_; }
+  // A failure before the job ran (bad port, damaged checkpoint).
+  void SetOutcome(absl::Status st) { if (outcome_.ok()) outcome_ = std::move(st); }
+  bool IsMember(const std::string& routing_id) const { return members_.Has(routing_id); }
+
+  pb::ClusterStatus BuildStatus(Clock::time_point now) const;
+  pb::JobSummary BuildSummary() const;
+  // The job's figures for /metrics.
+  MetricWriter Metrics(Clock::time_point now) const;
+
+ private:
+  enum class Phase { kRegistering, kRunning, kFlushing, kDone };
+
+  void OnRegister(const std::string& routing_id, const pb::Header& h, Clock::time_point now);
+  void OnBarrier(const Membership::Node& node, const std::string& name);
+  void OnWorkerDone(const Membership::Node& node, const pb::WorkerReport& report);
+  void OnFlushDone(const Membership::Node& node, const pb::ServerStats& stats);
+  void PublishView();
+  // A server went silent or died: with replication the cluster fails over
+  // to the replicas (new view); without, the job fails.
+  void OnServerLost(Membership::Node* node, const std::string& why);
+  // Shards `lost` have no whole copy left after `node` died: the job fails,
+  // saying which checkpoint it can roll back to, if any.
+  void OnShardsLost(const Membership::Node& node, const std::string& why, const std::vector<uint32_t>& lost);
+  void Fail(const std::string& reason);
+  void SendTo(const std::string& routing_id, pb::Header h);
+  void Broadcast(const pb::Header& h, pb::Role only = pb::ROLE_UNKNOWN);
+  // storage.restore -> the checkpoint to resume from, checked against this job.
+  absl::Status PrepareRestore();
+  // A restarted scheduler: takes over the job saved in its state store, if
+  // that job was still running when the state was last saved.
+  absl::StatusOr<bool> TakeOverSavedJob();
+  void FinishTraining();
+  // The job is over (successfully): every node is told to exit.
+  void ShutDown(const std::string& why);
+  // Operator requests (sparta-ctl), from any peer that reaches the socket.
+  void OnStop(const std::string& routing_id);
+  // SIGTERM here or at a node (`who`): a final checkpoint, then the end of
+  // the job as "preempted", within cluster.shutdown_grace.
+  void OnPreempt(const std::string& who, Clock::time_point now);
+  void Reply(const std::string& routing_id, pb::MsgType type, const absl::Status& status);
+
+  const Config config_;
+  std::vector<Outgoing> outbox_;
+  uint32_t metrics_port_ = 0;
+  // Routing ids of nodes whose connection closed -> until when to probe.
+  std::map<std::string, Clock::time_point> suspects_;
+  Membership members_;
+  Phase phase_ = Phase::kRegistering;
+  Clock::time_point started_;
+  Clock::time_point last_silence_check_;
+  uint64_t epoch_ = 0;
+  absl::Status outcome_;
+  // (role, name) -> ids that have arrived.
+  std::map<std::pair<int, std::string>, std::set<uint32_t>> barriers_;
+  std::map<uint32_t, pb::WorkerReport> reports_;  // by worker rank
+  ClockTable clocks_;  // worker.consistency: each worker's finished steps
+  std::map<uint32_t, pb::ServerStats> flushed_;   // by server rank
+  uint64_t dropped_messages_ = 0;
+  ShardMap shard_map_;
+  CheckpointCoordinator checkpoints_;
+  Clock::time_point last_checkpoint_;
+  std::unique_ptr<StateStore> state_store_;  // null without storage.path
+  bool state_changed_ = false;  // members, phase or view changed since SaveState()
+  Clock::time_point last_saved_;
+  uint64_t incarnation_ = 0;  // tells nodes this scheduler process from an earlier one
+  pb::ClusterView view_;      // the last view published
+  std::set<uint32_t> unheard_;        // after a takeover: live nodes not heard from yet
+  bool finish_after_resync_ = false;  // after a takeover: the job was ending
+  std::string restore_from_;            // "" unless resuming
+  std::vector<uint64_t> restore_steps_;  // by worker rank
+  bool stopped_ = false;                 // ended by a STOP_REQUEST
+  bool preempted_ = false;               // ended by SIGTERM
+  // Set by SIGTERM: the job must have ended by then.
+  std::optional<Clock::time_point> preempt_deadline_;
+  // Shards that lost every copy (the job failed), for the summary.
+  pb::JobSummary lost_;
+};
+
+}  // namespace sparta
+
+#endif  // SPARTA_SCHEDULER_JOB_COORDINATOR_H_
