@@ -38,6 +38,42 @@ RequestRouter::Admission RequestRouter::Admit(const pb::Header& h, uint64_t epoc
   return a;
 }
 
+RequestRouter::SnapshotAdmission RequestRouter::AdmitSnapshot(const pb::Header& h, uint64_t epoch, bool waiting,
+                                                             TableRegistry* tables, RowStore* store) const {
+  SnapshotAdmission a;
+  auto refuse = [&](absl::Status why) {
+    a.verdict = SnapshotVerdict::kRefuse;
+    a.refusal = std::move(why);
+    return a;
+  };
+  if (h.shard() >= touched_.size()) {
+    a.verdict = SnapshotVerdict::kDrop;
+    return a;
+  }
+  if (h.epoch() < epoch && !waiting) {
+    return refuse(absl::AbortedError(absl::StrCat("a snapshot of epoch ", h.epoch(), "; this server is at epoch ", epoch)));
+  }
+  if (h.last()) {
+    a.verdict = SnapshotVerdict::kWhole;
+    return a;
+  }
+  absl::Status st = tables->Create(h.table_spec());
+  if (st.ok() && store != nullptr) st = store->AddTable(h.table_spec().id());
+  if (!st.ok()) return refuse(st);
+  a.table = tables->Find(h.table_spec().id());
+  if (h.admission_sketch()) {
+    a.verdict = SnapshotVerdict::kAdmission;
+    return a;
+  }
+  const uint32_t row_floats = a.table->spec.dim() + a.table->optimizer->StateFloats(a.table->spec.dim());
+  if (h.dim() != row_floats && h.dim() != row_floats + 1) {
+    return refuse(absl::InvalidArgumentError(
+        absl::StrCat("rows of ", h.dim(), " floats do not fit table '", a.table->spec.name(), "'")));
+  }
+  a.stride = h.dim();
+  return a;
+}
+
 absl::Status RequestRouter::Plan(pb::MsgType type, std::span<const uint64_t> keys, const ShardView& view,
                                  uint32_t rank, std::vector<ShardTask>* tasks, std::vector<uint32_t>* updated) {
   tasks->assign(executors_, ShardTask());

@@ -11,6 +11,9 @@
 // server does not serve, so that the sender resends under the current view
 // and nothing is applied.
 //
+// AdmitSnapshot() says the same for a part of a shard streamed to this
+// server as a new replica (SHARD_SNAPSHOT, server/shard_streamer.h).
+//
 // The server's I/O thread owns it, and answers, records and submits what it
 // decides. Not thread-safe.
 #ifndef SPARTA_SERVER_REQUEST_ROUTER_H_
@@ -24,6 +27,7 @@
 #include "common/shard_view.h"
 #include "server/duplicate_filter.h"
 #include "server/request.h"
+#include "server/row_store.h"
 #include "server/table_registry.h"
 #include "sparta.pb.h"
 
@@ -55,6 +59,27 @@ class RequestRouter {
   // `epoch`: the view this server is at.
   Admission Admit(const pb::Header& h, uint64_t epoch, const TableRegistry& tables,
                   const DuplicateFilter& duplicates) const;
+
+  enum class SnapshotVerdict {
+    kDrop,        // no such shard: counted and dropped, no answer
+    kRefuse,      // answer `refusal`: the primary stops the stream
+    kWhole,       // the end of the shard: it is whole once the parts before it are loaded
+    kRows,        // load the rows (records of `stride` floats: the row, maybe then its stamp)
+    kAdmission,   // load the admission counters (the third frame)
+  };
+  struct SnapshotAdmission {
+    SnapshotVerdict verdict = SnapshotVerdict::kRows;
+    absl::Status refusal;
+    const TableEntry* table = nullptr;  // with kRows and kAdmission
+    uint32_t stride = 0;                // with kRows
+  };
+
+  // A part of a shard's snapshot. `waiting`: this server still waits for the
+  // shard's rows; a part from an older view is taken only then (a stale
+  // primary's otherwise). The part's table is created here (and in `store`,
+  // if any) if this server does not have it yet.
+  SnapshotAdmission AdmitSnapshot(const pb::Header& h, uint64_t epoch, bool waiting, TableRegistry* tables,
+                                  RowStore* store) const;
 
   // Splits `keys` into one task per executor ((*tasks)[e]: positions in
   // request order and executor-local shards); for an update, `updated` gets

@@ -535,39 +535,33 @@ void Server::SendSnapshots() {
 void Server::LoadSnapshot(Message message) {
   const pb::Header& h = message.header;
   const uint32_t shard = h.shard();
-  if (shard >= shards_.num_shards()) {
-    dropped_.fetch_add(1, std::memory_order_relaxed);
-    spdlog::warn("dropped a snapshot of shard {}, which does not exist", shard);
-    return;
-  }
-  // A part from a primary of an older view is refused unless this server
-  // still waits for the shard's rows: the primary then stops the stream.
-  if (h.epoch() < epoch_ && !incomplete_[shard].load()) {
-    dropped_.fetch_add(1, std::memory_order_relaxed);
-    return AckSnapshot(message, absl::AbortedError(absl::StrCat("a snapshot of epoch ", h.epoch(),
-                                                                "; this server is at epoch ", epoch_)));
+  const RequestRouter::SnapshotAdmission admission =
+      router_->AdmitSnapshot(h, epoch_, shard < num_shards_ && incomplete_[shard].load(), &tables_, store_.get());
+  switch (admission.verdict) {
+    case RequestRouter::SnapshotVerdict::kDrop:
+      dropped_.fetch_add(1, std::memory_order_relaxed);
+      spdlog::warn("dropped a snapshot of shard {}, which does not exist", shard);
+      return;
+    case RequestRouter::SnapshotVerdict::kRefuse:
+      if (admission.refusal.code() == absl::StatusCode::kAborted) dropped_.fetch_add(1, std::memory_order_relaxed);
+      return AckSnapshot(message, admission.refusal);
+    case RequestRouter::SnapshotVerdict::kWhole: {
+      // In order behind the shard's loads on its executor.
+      ShardTask task;
+      task.control = [this, shard] {
+        incomplete_[shard].store(false);
+        spdlog::info("shard {} is whole here (new replica)", shard);
+      };
+      executors_[shard % executors_.size()]->Submit(std::move(task));
+      return;
+    }
+    case RequestRouter::SnapshotVerdict::kRows:
+    case RequestRouter::SnapshotVerdict::kAdmission:
+      break;
   }
   ShardExecutor* executor = executors_[shard % executors_.size()].get();
-  if (h.last()) {
-    // In order behind the shard's loads on its executor.
-    ShardTask task;
-    task.control = [this, shard] {
-      incomplete_[shard].store(false);
-      spdlog::info("shard {} is whole here (new replica)", shard);
-    };
-    executor->Submit(std::move(task));
-    return;
-  }
-  absl::Status st = tables_.Create(h.table_spec());
-  if (st.ok() && store_ != nullptr) st = store_->AddTable(h.table_spec().id());
-  if (!st.ok()) return AckSnapshot(message, st);
-  const TableEntry* table = tables_.Find(h.table_spec().id());
-  const uint32_t stride = h.dim();  // a record: the row, maybe then its stamp (embedding.eviction.ttl)
-  const uint32_t row_floats = table->spec.dim() + table->optimizer->StateFloats(table->spec.dim());
-  if (!h.admission_sketch() && stride != row_floats && stride != row_floats + 1) {
-    return AckSnapshot(message, absl::InvalidArgumentError(absl::StrCat(
-                                    "rows of ", stride, " floats do not fit table '", table->spec.name(), "'")));
-  }
+  const TableEntry* table = admission.table;
+  const uint32_t stride = admission.stride;
   spdlog::info("loading {} rows of table '{}' for shard {} (new replica)", h.num_keys(), table->spec.name(), shard);
   // Acknowledged once loaded: the primary sends more only then.
   auto part = std::make_shared<Request>();

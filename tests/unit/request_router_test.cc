@@ -2,7 +2,8 @@
 // sockets: which requests it refuses and why (epoch, table, row width, a
 // pull too large), that a push applied before is only acknowledged, and how
 // the keys of a request it takes are split among executors, or refused
-// whole when one lies in a shard the server does not serve.
+// whole when one lies in a shard the server does not serve; and the same
+// for a part of a shard streamed to a new replica.
 #include "server/request_router.h"
 
 #include <catch2/catch.hpp>
@@ -160,6 +161,63 @@ TEST_CASE("a key in a shard the server does not serve refuses the whole request"
   for (const ShardTask& t : tasks) CHECK(t.positions.empty());
   // Server 0 replicates server 1's shards: a forward of that key is served.
   CHECK(router.Plan(pb::REPLICATE, keys, f.view, 0, &tasks, &updated).ok());
+}
+
+TEST_CASE("a shard's snapshot part: refused from a stale primary unless awaited, its table made, its width checked",
+          "[request_router]") {
+  Fixture f;
+  RequestRouter router(2, 8);
+  pb::TableSpec spec;
+  spec.set_id(7);
+  spec.set_name("new");
+  spec.set_dim(3);
+  spec.mutable_optimizer()->set_type(pb::OptimizerSpec::ADAGRAD);
+  spec.mutable_optimizer()->set_learning_rate(0.1f);
+  auto part = [&](uint64_t epoch, uint32_t shard, uint32_t dim) {
+    pb::Header h;
+    h.set_type(pb::SHARD_SNAPSHOT);
+    h.set_epoch(epoch);
+    h.set_shard(shard);
+    h.set_dim(dim);
+    *h.mutable_table_spec() = spec;
+    return h;
+  };
+  const uint32_t row = 3 + 3;  // weights, then Adagrad's sums
+
+  CHECK(router.AdmitSnapshot(part(5, 8, row), 5, true, &f.tables, nullptr).verdict ==
+        RequestRouter::SnapshotVerdict::kDrop);  // shard 8 of 8 does not exist
+  auto stale = router.AdmitSnapshot(part(4, 3, row), 5, /*waiting=*/false, &f.tables, nullptr);
+  CHECK(stale.verdict == RequestRouter::SnapshotVerdict::kRefuse);
+  CHECK(stale.refusal.code() == absl::StatusCode::kAborted);
+  CHECK(f.tables.Find(7) == nullptr);  // nothing made for a refused part
+
+  // Still awaited: an older view's part is what this replica needs.
+  auto rows = router.AdmitSnapshot(part(4, 3, row), 5, /*waiting=*/true, &f.tables, nullptr);
+  CHECK(rows.verdict == RequestRouter::SnapshotVerdict::kRows);
+  REQUIRE(rows.table == f.tables.Find(7));
+  CHECK(rows.table->spec.dim() == 3);
+  CHECK(rows.stride == row);
+  // With a TTL's stamp after each row.
+  CHECK(router.AdmitSnapshot(part(5, 3, row + 1), 5, false, &f.tables, nullptr).stride == row + 1);
+  auto narrow = router.AdmitSnapshot(part(5, 3, 3), 5, false, &f.tables, nullptr);
+  CHECK(narrow.verdict == RequestRouter::SnapshotVerdict::kRefuse);
+  CHECK(narrow.refusal.code() == absl::StatusCode::kInvalidArgument);
+  CHECK_THAT(std::string(narrow.refusal.message()), Catch::Contains("do not fit table 'new'"));
+
+  pb::Header counters = part(5, 3, 1);
+  counters.set_admission_sketch(true);
+  auto sketch = router.AdmitSnapshot(counters, 5, false, &f.tables, nullptr);
+  CHECK(sketch.verdict == RequestRouter::SnapshotVerdict::kAdmission);
+  CHECK(sketch.table == f.tables.Find(7));
+
+  pb::Header end = part(5, 3, 1);
+  end.set_last(true);
+  CHECK(router.AdmitSnapshot(end, 5, true, &f.tables, nullptr).verdict == RequestRouter::SnapshotVerdict::kWhole);
+
+  // A table that clashes with one this server has (same id, another width).
+  spec.set_dim(5);
+  auto clash = router.AdmitSnapshot(part(5, 3, 10), 5, false, &f.tables, nullptr);
+  CHECK(clash.verdict == RequestRouter::SnapshotVerdict::kRefuse);
 }
 
 }  // namespace
