@@ -8,8 +8,6 @@
 #include <fstream>
 #include <bit>
 #include <cstring>
-#include <latch>
-#include <map>
 #include <mutex>
 
 #include "common/logging.h"
@@ -17,7 +15,6 @@
 #include "absl/strings/str_cat.h"
 #include "common/checkpoint_files.h"
 #include "common/daemon_options.h"
-#include "common/status_macros.h"
 #include "common/hash.h"
 #include "common/logging.h"
 #include "common/message.h"
@@ -162,7 +159,10 @@ absl::Status Server::Run() {
     executors_.push_back(std::make_unique<ShardExecutor>(e, threads, shards_.num_shards(), &done_, options));
   }
   if (!view->restore_from().empty()) {
-    if (auto st = Restore(view->restore_from()); !st.ok()) {
+    if (auto st = RestoreCheckpointPart(view->restore_from(), shards_, static_cast<uint32_t>(rank_),
+                                        config_.storage.durability_mode == Durability::kWal, &tables_,
+                                        store_.get(), executors_);
+        !st.ok()) {
       client.SendFailed(st);  // ends the job at once, with the reason
       return st;
     }
@@ -386,20 +386,6 @@ absl::Status Server::ReportStorageFailure() {
     scheduler_->SendFailed(why);
   }
   return why;
-}
-
-void Server::OnEveryExecutor(const std::function<void(ShardExecutor&)>& fn) {
-  std::latch finished(static_cast<std::ptrdiff_t>(executors_.size()));
-  for (auto& e : executors_) {
-    ShardExecutor* executor = e.get();
-    ShardTask task;
-    task.control = [&fn, &finished, executor] {
-      fn(*executor);
-      finished.count_down();
-    };
-    executor->Submit(std::move(task));
-  }
-  finished.wait();
 }
 
 void Server::OnApplied(const std::shared_ptr<Request>& request) {
@@ -632,7 +618,9 @@ void Server::HandleControl(const pb::Header& h) {
   if (h.type() == pb::CLUSTER_VIEW) return OnNewView(h.view());
   if (h.type() == pb::FLUSH) return scheduler_->SendFlushDone(Stats());
   if (h.type() != pb::CHECKPOINT) return;
-  auto done = CutCheckpoint(h.checkpoint());
+  // The workers are paused: every executor's queue ends with the last push
+  // of the cut.
+  auto done = CutCheckpointPart(h.checkpoint(), rank_, store_.get(), tables_, executors_);
   pb::Header reply;
   reply.set_type(pb::CHECKPOINT_DONE);
   if (done.ok()) {
@@ -643,90 +631,6 @@ void Server::HandleControl(const pb::Header& h) {
     reply.set_error(std::string(done.status().message()));
   }
   scheduler_->Send(std::move(reply));
-}
-
-absl::StatusOr<pb::CheckpointInfo> Server::CutCheckpoint(const pb::CheckpointInfo& request) {
-  if (store_ == nullptr) return absl::FailedPreconditionError("no storage.path: nothing to checkpoint");
-  const auto start = std::chrono::steady_clock::now();
-  store_->ResumeAfterFailure();  // a checkpoint that failed before (a full disk) is retried
-  // Workers are paused, so every executor's queue ends with the last push
-  // of the cut; the persist task runs after it.
-  std::atomic<size_t> written{0};
-  absl::Status failed;
-  std::vector<uint64_t> table_rows;  // what the part will hold, for the manifest
-  std::mutex mu;
-  OnEveryExecutor([&](ShardExecutor& e) {
-    auto n = e.PersistChanged();
-    std::lock_guard<std::mutex> lock(mu);
-    e.CountRowsByTable(&table_rows);
-    if (n.ok()) {
-      written += *n;
-    } else {
-      failed = n.status();
-    }
-  });
-  SPARTA_RETURN_IF_ERROR(failed);
-  SPARTA_RETURN_IF_ERROR(store_->Checkpoint(CheckpointPartDir(request.dir(), rank_)));
-  pb::CheckpointInfo done;
-  done.set_version(request.version());
-  done.set_dir(request.dir());
-  done.set_rows(Stats().rows());
-  for (uint32_t id = 0; id < kMaxTables; ++id) {
-    if (const TableEntry* t = tables_.Find(id)) {
-      *done.add_tables() = t->spec;
-      done.add_table_rows(id < table_rows.size() ? table_rows[id] : 0);
-    }
-  }
-  spdlog::info("checkpoint {}: {} changed rows written, cut in {:.3f} s", request.version(), written.load(),
-               std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-  return done;
-}
-
-absl::Status Server::Restore(const std::string& dir) {
-  const auto start = std::chrono::steady_clock::now();
-  SPARTA_ASSIGN_OR_RETURN(pb::CheckpointManifest manifest, ReadManifest(dir));
-  if (manifest.shard_owner_size() != static_cast<int>(shards_.num_shards())) {
-    return absl::FailedPreconditionError(absl::StrCat(dir, " has ", manifest.shard_owner_size(),
-                                                      " shards; cluster.num_shards is ", shards_.num_shards()));
-  }
-  // The shards this server owns, grouped by the server that saved them.
-  std::map<uint32_t, std::vector<uint32_t>> by_source;
-  for (uint32_t s = 0; s < shards_.num_shards(); ++s) {
-    if (shards_.Holds(s, static_cast<uint32_t>(rank_))) {
-      by_source[manifest.shard_owner(s)].push_back(s);
-    }
-  }
-  uint64_t rows = 0;
-  const size_t threads = executors_.size();
-  for (const pb::TableSpec& spec : manifest.tables()) {
-    SPARTA_RETURN_IF_ERROR(tables_.Create(spec));
-    if (store_ != nullptr) SPARTA_RETURN_IF_ERROR(store_->AddTable(spec.id()));
-    const TableEntry& table = *tables_.Find(spec.id());
-    const size_t stride = spec.dim() + table.optimizer->StateFloats(spec.dim());
-    absl::Status bad;
-    for (const auto& [source, shards] : by_source) {
-      SPARTA_RETURN_IF_ERROR(RowStore::ReadShards(
-          CheckpointPartDir(dir, source), spec.id(), shards,
-          [&](uint32_t shard, uint64_t key, std::span<const float> row) {
-            if (row.size() != stride && row.size() != stride + 1) {  // maybe with a stamp
-              bad = absl::DataLossError(absl::StrCat(dir, ": table '", spec.name(), "' has a row of ", row.size(),
-                                                     " floats; expected ", stride));
-              return;
-            }
-            executors_[shard % threads]->LoadRow(table, shard, key, row);
-            ++rows;
-          }));
-      SPARTA_RETURN_IF_ERROR(bad);
-    }
-  }
-  // With a write-ahead log the live database must hold every row at once.
-  if (store_ != nullptr && config_.storage.durability_mode == Durability::kWal) {
-    for (auto& e : executors_) SPARTA_RETURN_IF_ERROR(e->PersistChanged().status());
-  }
-  spdlog::info("restored {} rows of {} tables from {} (saved by {} servers) in {:.3f} s", rows,
-               manifest.tables_size(), dir, manifest.servers(),
-               std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-  return absl::OkStatus();
 }
 
 void Server::Reply(const Message& request, absl::Status status, std::vector<float>* values, uint32_t dim,

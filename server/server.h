@@ -34,6 +34,7 @@
 #include "server/duplicate_filter.h"
 #include "common/scheduler_client.h"
 #include "common/shard_view.h"
+#include "server/checkpoint_part.h"
 #include "server/replicator.h"
 #include "server/request.h"
 #include "server/request_router.h"
@@ -72,12 +73,6 @@ class Server {
   // Tells a primary that a part of a shard is loaded here, or refused.
   void AckSnapshot(const Message& part, const absl::Status& status);
   void FillHeartbeat(pb::Header* h);
-  // Loads the shards this server owns from the checkpoint in `dir`.
-  absl::Status Restore(const std::string& dir);
-  // Runs `fn` on every executor's thread, in order with their queued work,
-  // and waits for all of them.
-  void OnEveryExecutor(const std::function<void(ShardExecutor&)>& fn);
-  absl::StatusOr<pb::CheckpointInfo> CutCheckpoint(const pb::CheckpointInfo& request);
   void Route(std::shared_ptr<Request> request);
   // Requests of at most this many row floats run on the I/O thread when
   // their executor is idle (ShardExecutor::TryRunHere): 64K floats take

@@ -1,0 +1,114 @@
+#include "server/checkpoint_part.h"
+
+#include <atomic>
+#include <chrono>
+#include <latch>
+#include <map>
+#include <mutex>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/checkpoint_files.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+
+namespace sparta {
+
+void OnEveryExecutor(Executors executors, const std::function<void(ShardExecutor&)>& fn) {
+  std::latch finished(static_cast<std::ptrdiff_t>(executors.size()));
+  for (const auto& e : executors) {
+    ShardExecutor* executor = e.get();
+    ShardTask task;
+    task.control = [&fn, &finished, executor] {
+      fn(*executor);
+      finished.count_down();
+    };
+    executor->Submit(std::move(task));
+  }
+  finished.wait();
+}
+
+absl::StatusOr<pb::CheckpointInfo> CutCheckpointPart(const pb::CheckpointInfo& request, int rank, RowStore* store,
+                                                     const TableRegistry& tables, Executors executors) {
+  if (store == nullptr) return absl::FailedPreconditionError("no storage.path: nothing to checkpoint");
+  const auto start = std::chrono::steady_clock::now();
+  store->ResumeAfterFailure();  // a checkpoint that failed before (a full disk) is retried
+  std::atomic<size_t> written{0};
+  absl::Status failed;
+  std::vector<uint64_t> table_rows;  // what the part will hold, for the manifest
+  uint64_t rows = 0;
+  std::mutex mu;
+  OnEveryExecutor(executors, [&](ShardExecutor& e) {
+    auto n = e.PersistChanged();
+    std::lock_guard<std::mutex> lock(mu);
+    e.CountRowsByTable(&table_rows);
+    rows += e.rows();
+    if (n.ok()) {
+      written += *n;
+    } else {
+      failed = n.status();
+    }
+  });
+  SPARTA_RETURN_IF_ERROR(failed);
+  SPARTA_RETURN_IF_ERROR(store->Checkpoint(CheckpointPartDir(request.dir(), rank)));
+  pb::CheckpointInfo done;
+  done.set_version(request.version());
+  done.set_dir(request.dir());
+  done.set_rows(rows);
+  for (uint32_t id = 0; id < kMaxTables; ++id) {
+    if (const TableEntry* t = tables.Find(id)) {
+      *done.add_tables() = t->spec;
+      done.add_table_rows(id < table_rows.size() ? table_rows[id] : 0);
+    }
+  }
+  spdlog::info("checkpoint {}: {} changed rows written, cut in {:.3f} s", request.version(), written.load(),
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  return done;
+}
+
+absl::Status RestoreCheckpointPart(const std::string& dir, const ShardView& view, uint32_t rank, bool wal,
+                                   TableRegistry* tables, RowStore* store, Executors executors) {
+  const auto start = std::chrono::steady_clock::now();
+  SPARTA_ASSIGN_OR_RETURN(pb::CheckpointManifest manifest, ReadManifest(dir));
+  if (manifest.shard_owner_size() != static_cast<int>(view.num_shards())) {
+    return absl::FailedPreconditionError(absl::StrCat(dir, " has ", manifest.shard_owner_size(),
+                                                      " shards; cluster.num_shards is ", view.num_shards()));
+  }
+  // The shards this server holds, grouped by the server that saved them.
+  std::map<uint32_t, std::vector<uint32_t>> by_source;
+  for (uint32_t s = 0; s < view.num_shards(); ++s) {
+    if (view.Holds(s, rank)) by_source[manifest.shard_owner(s)].push_back(s);
+  }
+  uint64_t rows = 0;
+  const size_t threads = executors.size();
+  for (const pb::TableSpec& spec : manifest.tables()) {
+    SPARTA_RETURN_IF_ERROR(tables->Create(spec));
+    if (store != nullptr) SPARTA_RETURN_IF_ERROR(store->AddTable(spec.id()));
+    const TableEntry& table = *tables->Find(spec.id());
+    const size_t stride = spec.dim() + table.optimizer->StateFloats(spec.dim());
+    absl::Status bad;
+    for (const auto& [source, shards] : by_source) {
+      SPARTA_RETURN_IF_ERROR(RowStore::ReadShards(
+          CheckpointPartDir(dir, static_cast<int>(source)), spec.id(), shards,
+          [&](uint32_t shard, uint64_t key, std::span<const float> row) {
+            if (row.size() != stride && row.size() != stride + 1) {  // maybe with a stamp
+              bad = absl::DataLossError(absl::StrCat(dir, ": table '", spec.name(), "' has a row of ", row.size(),
+                                                     " floats; expected ", stride));
+              return;
+            }
+            executors[shard % threads]->LoadRow(table, shard, key, row);
+            ++rows;
+          }));
+      SPARTA_RETURN_IF_ERROR(bad);
+    }
+  }
+  if (store != nullptr && wal) {
+    for (const auto& e : executors) SPARTA_RETURN_IF_ERROR(e->PersistChanged().status());
+  }
+  spdlog::info("restored {} rows of {} tables from {} (saved by {} servers) in {:.3f} s", rows,
+               manifest.tables_size(), dir, manifest.servers(),
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  return absl::OkStatus();
+}
+
+}  // namespace sparta

@@ -1,0 +1,237 @@
+// One server's side of a checkpoint without sockets, on real RocksDB files
+// and running executors: two servers cut their parts, a third restores the
+// whole table onto another number of executors and cuts it again, and
+// every row comes back bit for bit; a checkpoint of another shard count and
+// rows of the wrong width are refused with errors that say so.
+#include "server/checkpoint_part.h"
+
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <map>
+
+#include <catch2/catch.hpp>
+
+#include "common/checkpoint_files.h"
+
+namespace sparta {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr uint32_t kShards = 8;
+constexpr uint32_t kDim = 4;
+constexpr uint32_t kStride = 2 * kDim;  // weights, then Adagrad's sums
+constexpr uint64_t kKeys = 3000;
+
+pb::TableSpec Spec(uint32_t dim = kDim) {
+  pb::TableSpec spec;
+  spec.set_id(3);
+  spec.set_name("emb");
+  spec.set_dim(dim);
+  spec.mutable_optimizer()->set_type(pb::OptimizerSpec::ADAGRAD);
+  spec.mutable_optimizer()->set_learning_rate(0.1f);
+  return spec;
+}
+
+// `servers` servers; server s % servers leads shard s.
+pb::ClusterView View(uint32_t servers) {
+  pb::ClusterView v;
+  v.set_epoch(1);
+  for (uint32_t s = 0; s < kShards; ++s) {
+    v.add_shard_owner(s % servers);
+    v.add_replicas();
+  }
+  return v;
+}
+
+// A row no initializer would make: its bits say its key and column.
+std::vector<float> RowOf(uint64_t key) {
+  std::vector<float> row(kStride);
+  for (uint32_t i = 0; i < kStride; ++i) row[i] = static_cast<float>(key) * 0.001f + static_cast<float>(i) + 0.5f;
+  return row;
+}
+
+// One server: a RowStore, its tables and running executors.
+struct Server {
+  Server(const fs::path& dir, uint32_t rank, int threads, const pb::ClusterView& v)
+      : rank(rank), view(v), tables(&config) {
+    auto opened = RowStore::Open(dir.string(), /*wal=*/false, /*fresh=*/true);
+    REQUIRE(opened.ok());
+    store = *std::move(opened);
+    for (int e = 0; e < threads; ++e) {
+      executors.push_back(std::make_unique<ShardExecutor>(e, threads, kShards, &done,
+                                                          ShardExecutor::Options{.store = store.get()}));
+    }
+  }
+  ~Server() {
+    for (auto& e : executors) e->Stop();
+  }
+  // Loads every key of a shard this server leads; returns how many.
+  uint64_t LoadOwnRows() {
+    REQUIRE(tables.Create(Spec()).ok());
+    REQUIRE(store->AddTable(3).ok());
+    uint64_t n = 0;
+    for (uint64_t key = 0; key < kKeys; ++key) {
+      const uint32_t shard = view.shard_of(key);
+      if (view.owner(shard) != rank) continue;
+      executors[shard % executors.size()]->LoadRow(*tables.Find(3), shard, key, RowOf(key));
+      ++n;
+    }
+    return n;
+  }
+  void Start() {
+    for (auto& e : executors) e->Start();
+  }
+
+  const uint32_t rank;
+  ShardView view;
+  Config config;
+  TableRegistry tables;
+  std::unique_ptr<RowStore> store;
+  Mailbox<std::shared_ptr<Request>> done;
+  std::vector<std::unique_ptr<ShardExecutor>> executors;
+};
+
+struct Fixture {
+  Fixture() : root(fs::temp_directory_path() / ("sparta-ckpt-part-" + std::to_string(getpid()))) {
+    fs::remove_all(root);
+    fs::create_directories(root);
+  }
+  ~Fixture() { fs::remove_all(root); }
+
+  // The scheduler's manifest for parts cut under `v` by `servers` servers.
+  void WriteManifestFor(const std::string& dir, const pb::ClusterView& v, uint32_t servers, uint64_t rows) {
+    pb::CheckpointManifest m;
+    m.set_version(1);
+    m.set_servers(servers);
+    m.set_workers(1);
+    m.set_rows(rows);
+    for (uint32_t owner : v.shard_owner()) m.add_shard_owner(owner);
+    *m.add_tables() = Spec();
+    REQUIRE(WriteManifest(dir, m).ok());
+  }
+
+  // The checkpoint's folder, which the scheduler makes before the cut.
+  pb::CheckpointInfo Request(const std::string& dir) {
+    fs::create_directories(dir);
+    pb::CheckpointInfo r;
+    r.set_version(1);
+    r.set_dir(dir);
+    return r;
+  }
+
+  fs::path root;
+};
+
+// Every row in the parts of `dir` (saved by `servers` servers), by key.
+std::map<uint64_t, std::vector<float>> ReadAll(const std::string& dir, uint32_t servers) {
+  std::map<uint64_t, std::vector<float>> rows;
+  std::vector<uint32_t> all(kShards);
+  for (uint32_t s = 0; s < kShards; ++s) all[s] = s;
+  for (uint32_t rank = 0; rank < servers; ++rank) {
+    REQUIRE(RowStore::ReadShards(CheckpointPartDir(dir, static_cast<int>(rank)), 3, all,
+                                 [&](uint32_t, uint64_t key, std::span<const float> row) {
+                                   CHECK(rows.count(key) == 0);
+                                   rows[key].assign(row.begin(), row.end());
+                                 })
+                .ok());
+  }
+  return rows;
+}
+
+TEST_CASE("parts cut by two servers restore onto one with another executor count, bit for bit",
+          "[checkpoint_part]") {
+  Fixture f;
+  const pb::ClusterView two = View(2);
+  Server a(f.root / "a", 0, 2, two), b(f.root / "b", 1, 2, two);
+  const uint64_t rows_a = a.LoadOwnRows(), rows_b = b.LoadOwnRows();
+  REQUIRE(rows_a + rows_b == kKeys);
+  REQUIRE(rows_a > 0);
+  REQUIRE(rows_b > 0);
+  a.Start();
+  b.Start();
+  const std::string first = (f.root / "ckpt-1").string();
+  auto cut_a = CutCheckpointPart(f.Request(first), 0, a.store.get(), a.tables, a.executors);
+  auto cut_b = CutCheckpointPart(f.Request(first), 1, b.store.get(), b.tables, b.executors);
+  INFO(cut_a.status().message());
+  REQUIRE(cut_a.ok());
+  REQUIRE(cut_b.ok());
+  CHECK(cut_a->rows() == rows_a);
+  CHECK(cut_b->rows() == rows_b);
+  REQUIRE(cut_a->tables_size() == 1);
+  CHECK(cut_a->tables(0).name() == "emb");
+  CHECK(cut_a->table_rows(0) == rows_a);
+  f.WriteManifestFor(first, two, 2, kKeys);
+
+  // One server with three executors holds every shard now.
+  const pb::ClusterView one = View(1);
+  Server c(f.root / "c", 0, 3, one);
+  REQUIRE(RestoreCheckpointPart(first, c.view, 0, /*wal=*/false, &c.tables, c.store.get(), c.executors).ok());
+  REQUIRE(c.tables.Find(3) != nullptr);
+  c.Start();
+  const std::string second = (f.root / "ckpt-2").string();
+  auto cut_c = CutCheckpointPart(f.Request(second), 0, c.store.get(), c.tables, c.executors);
+  REQUIRE(cut_c.ok());
+  CHECK(cut_c->rows() == kKeys);
+
+  const auto saved = ReadAll(first, 2);
+  const auto again = ReadAll(second, 1);
+  REQUIRE(saved.size() == kKeys);
+  REQUIRE(again.size() == kKeys);
+  for (uint64_t key = 0; key < kKeys; ++key) {
+    const std::vector<float> want = RowOf(key);
+    REQUIRE(again.at(key).size() == kStride);
+    CHECK(std::memcmp(again.at(key).data(), want.data(), kStride * sizeof(float)) == 0);
+    CHECK(std::memcmp(saved.at(key).data(), want.data(), kStride * sizeof(float)) == 0);
+  }
+}
+
+TEST_CASE("a restore refuses another shard count and rows of another width, naming the checkpoint",
+          "[checkpoint_part]") {
+  Fixture f;
+  const pb::ClusterView one = View(1);
+  Server a(f.root / "a", 0, 1, one);
+  a.LoadOwnRows();
+  a.Start();
+  const std::string dir = (f.root / "ckpt-1").string();
+  REQUIRE(CutCheckpointPart(f.Request(dir), 0, a.store.get(), a.tables, a.executors).ok());
+
+  SECTION("another shard count") {
+    pb::CheckpointManifest m;
+    m.set_servers(1);
+    for (uint32_t s = 0; s < kShards / 2; ++s) m.add_shard_owner(0);
+    *m.add_tables() = Spec();
+    REQUIRE(WriteManifest(dir, m).ok());
+    Server c(f.root / "c", 0, 1, one);
+    auto st = RestoreCheckpointPart(dir, c.view, 0, false, &c.tables, c.store.get(), c.executors);
+    CHECK(st.code() == absl::StatusCode::kFailedPrecondition);
+    CHECK_THAT(std::string(st.message()), Catch::Contains(dir) && Catch::Contains("4 shards"));
+  }
+  SECTION("rows of another width") {
+    pb::CheckpointManifest m;
+    m.set_servers(1);
+    for (uint32_t s = 0; s < kShards; ++s) m.add_shard_owner(0);
+    *m.add_tables() = Spec(kDim + 2);  // the manifest says dim 6; the rows have 4
+    REQUIRE(WriteManifest(dir, m).ok());
+    Server c(f.root / "c", 0, 1, one);
+    auto st = RestoreCheckpointPart(dir, c.view, 0, false, &c.tables, c.store.get(), c.executors);
+    CHECK(st.code() == absl::StatusCode::kDataLoss);
+    CHECK_THAT(std::string(st.message()), Catch::Contains("has a row of 8 floats; expected 12"));
+  }
+}
+
+TEST_CASE("a cut without storage is refused", "[checkpoint_part]") {
+  Config config;
+  TableRegistry tables(&config);
+  std::vector<std::unique_ptr<ShardExecutor>> none;
+  pb::CheckpointInfo request;
+  request.set_dir("/nonexistent");
+  auto st = CutCheckpointPart(request, 0, nullptr, tables, none);
+  CHECK(st.status().code() == absl::StatusCode::kFailedPrecondition);
+  CHECK_THAT(std::string(st.status().message()), Catch::Contains("storage.path"));
+}
+
+}  // namespace
+}  // namespace sparta
