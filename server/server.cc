@@ -195,8 +195,14 @@ absl::Status Server::Run() {
     // Also for updates acknowledged before they are logged (bsp step sums).
     if (store_ != nullptr && !storage_failed_ && store_->wal_failed()) (void)ReportStorageFailure();
     if (metrics_.PublishDue()) PublishMetrics();
-    replicator_->ReceiveAcks(on_replica_ack_,
-                             [this](const pb::Header& ack) { streamer_->Acknowledged(ack.seq(), ack.status() == 0); });
+    replicator_->ReceiveAcks(on_replica_ack_, [this](const pb::Header& ack) {
+      const absl::Status st(static_cast<absl::StatusCode>(ack.status()), ack.error());
+      if (!st.ok() && st.code() != absl::StatusCode::kAborted) {
+        spdlog::warn("a new replica could not load a part of shard {}: {}", ack.shard(), st.message());
+      }
+      streamer_->Acknowledged(ack.seq(), st);
+    });
+    if (!snapshot_retries_.empty()) RetrySnapshots();
     if (items[1].revents & ZMQ_POLLIN) {
       done_.Drain(&finished);
       for (auto& r : finished) OnApplied(r);
@@ -464,7 +470,7 @@ void Server::SnapshotShard(uint32_t shard, uint32_t peer) {
     if (auto st = executor->CutShard(tables, ShardStreamer::kChunkBytes, &cut); !st.ok()) {
       spdlog::error("shard {} not sent to server-{}: {}", shard, peer, st.message());
       SnapshotChunk end;
-      end.kind = SnapshotChunk::Kind::kCancelled;
+      end.kind = SnapshotChunk::Kind::kFailed;
       end.peer = peer;
       end.shard = shard;
       snapshots_.Post(std::move(end));
@@ -487,11 +493,20 @@ void Server::SendSnapshots() {
     std::vector<zmq::message_t> frames(2);
     switch (chunk.kind) {
       case SnapshotChunk::Kind::kCancelled:
-        // The replica no longer takes this shard from here (or refused a
-        // part): what was held back for it goes on.
+        // The replica no longer takes this shard from here: what was held
+        // back for it goes on.
         spdlog::warn("stopped streaming shard {} to server-{}", chunk.shard, chunk.peer);
         replicator_->SnapshotDone(chunk.peer, on_replica_ack_);
         continue;
+      case SnapshotChunk::Kind::kFailed: {
+        // What was held back goes on (the next try's cut includes it), and
+        // the shard goes again later: else the replica would wait for good.
+        replicator_->SnapshotDone(chunk.peer, on_replica_ack_);
+        const auto delay = snapshot_retries_.Failed(chunk.shard, chunk.peer, SnapshotRetries::Clock::now());
+        spdlog::warn("streaming shard {} to server-{} failed; trying again in {} s", chunk.shard, chunk.peer,
+                     std::chrono::duration_cast<std::chrono::seconds>(delay).count());
+        continue;
+      }
       case SnapshotChunk::Kind::kEnd:
         // The shard is whole at the replica once what came before is
         // loaded; the forwards held back for it follow.
@@ -499,6 +514,7 @@ void Server::SendSnapshots() {
         h.set_dim(1);
         replicator_->SendSnapshot(chunk.peer, std::move(h), std::move(frames));
         replicator_->SnapshotDone(chunk.peer, on_replica_ack_);
+        snapshot_retries_.Succeeded(chunk.shard, chunk.peer);
         continue;
       case SnapshotChunk::Kind::kAdmission:
         h.set_dim(1);
@@ -515,6 +531,20 @@ void Server::SendSnapshots() {
     h.set_table(chunk.table->spec.id());
     *h.mutable_table_spec() = chunk.table->spec;
     replicator_->SendSnapshot(chunk.peer, std::move(h), std::move(frames));
+  }
+}
+
+void Server::RetrySnapshots() {
+  const uint32_t me = static_cast<uint32_t>(rank_);
+  for (const auto& [shard, peer] : snapshot_retries_.TakeDue(SnapshotRetries::Clock::now())) {
+    // Only while the replica still takes the shard from here.
+    if (shards_.owner(shard) != me || !shards_.IsReplica(shard, peer)) {
+      snapshot_retries_.Succeeded(shard, peer);
+      continue;
+    }
+    spdlog::info("streaming shard {} to server-{} again", shard, peer);
+    replicator_->HoldForSnapshot(peer);
+    SnapshotShard(shard, peer);
   }
 }
 

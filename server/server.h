@@ -42,6 +42,7 @@
 #include "server/shard_executor.h"
 #include "server/shard_snapshot.h"
 #include "server/shard_streamer.h"
+#include "server/snapshot_retries.h"
 #include "server/table_registry.h"
 
 namespace sparta {
@@ -69,6 +70,8 @@ class Server {
   bool IsReplicaOf(uint32_t shard) const;
   void SnapshotShard(uint32_t shard, uint32_t peer);
   void SendSnapshots();
+  // Streams again the shards whose stream broke and whose try is due.
+  void RetrySnapshots();
   void LoadSnapshot(Message message);
   // Tells a primary that a part of a shard is loaded here, or refused.
   void AckSnapshot(const Message& part, const absl::Status& status);
@@ -112,6 +115,7 @@ class Server {
   std::unique_ptr<RequestRouter> router_;  // made with the first view
   // Parts of shards on their way to new replicas, from the streamer.
   Mailbox<SnapshotChunk> snapshots_;
+  SnapshotRetries snapshot_retries_;
   absl::Status fatal_;  // set when this server must stop serving
   bool storage_failed_ = false;  // the scheduler has been told the log failed
   TableRegistry tables_;

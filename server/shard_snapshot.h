@@ -28,7 +28,9 @@ struct SnapshotChunk {
     kRows,       // `keys` and their `rows` (records of `record` floats)
     kAdmission,  // `table`'s admission counters in this shard
     kEnd,        // the shard is whole at the replica once the parts before it are loaded
-    kCancelled,  // the stream stopped (the replica left the shard, or refused a part)
+    kCancelled,  // the stream stopped: the replica left the shard, or is past this view
+    kFailed,     // the stream broke (the cut or a read failed, the replica could not load a
+                 // part): worth another try while the replica still needs the shard
   };
   Kind kind = Kind::kRows;
   uint32_t peer = 0;    // the new replica's rank

@@ -27,7 +27,7 @@ void ShardStreamer::Stream(ShardCut cut) {
   cv_.notify_all();
 }
 
-void ShardStreamer::Acknowledged(uint64_t stream, bool ok) {
+void ShardStreamer::Acknowledged(uint64_t stream, const absl::Status& status) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     // A replica loads its parts in order: the oldest of the stream's.
@@ -37,7 +37,10 @@ void ShardStreamer::Acknowledged(uint64_t stream, bool ok) {
       unacknowledged_bytes_ -= it->bytes;
       unacknowledged_.erase(it);
     }
-    if (!ok && stream == current_) cancel_current_ = true;
+    if (!status.ok() && stream == current_) {
+      cancel_current_ = true;
+      current_failed_ = status.code() != absl::StatusCode::kAborted;
+    }
   }
   cv_.notify_all();
 }
@@ -90,17 +93,20 @@ void ShardStreamer::Loop() {
       current_peer_ = cut.peer;
       current_shard_ = cut.shard;
       cancel_current_ = false;
+      current_failed_ = false;
     }
     const bool whole = Send(cut, stream);
+    bool failed;
     {
       std::lock_guard<std::mutex> lock(mu_);
       current_ = 0;
+      failed = current_failed_;
       if (stop_) return;
     }
     // Behind every part on the socket: the forwards held back for the
     // replica follow it (Replicator::SnapshotDone).
     SnapshotChunk end;
-    end.kind = whole ? SnapshotChunk::Kind::kEnd : SnapshotChunk::Kind::kCancelled;
+    end.kind = whole ? SnapshotChunk::Kind::kEnd : failed ? SnapshotChunk::Kind::kFailed : SnapshotChunk::Kind::kCancelled;
     end.peer = cut.peer;
     end.shard = cut.shard;
     end.stream = stream;
@@ -172,6 +178,8 @@ bool ShardStreamer::Send(ShardCut& cut, uint64_t stream) {
           });
       if (!st.ok()) {
         spdlog::error("streaming shard {} to server-{}: {}", cut.shard, cut.peer, st.message());
+        std::lock_guard<std::mutex> lock(mu_);
+        current_failed_ = true;
         return false;
       }
       if (!go_on || (!chunk.keys.empty() && !post(std::move(chunk)))) return false;

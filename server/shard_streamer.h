@@ -32,6 +32,7 @@
 #include <mutex>
 #include <thread>
 
+#include "absl/status/status.h"
 #include "common/mailbox.h"
 #include "server/row_store.h"
 #include "server/shard_snapshot.h"
@@ -54,8 +55,9 @@ class ShardStreamer {
   void Stream(ShardCut cut);
 
   // The replica has loaded a part of `stream` (ok), or refused it: the
-  // stream is then cancelled.
-  void Acknowledged(uint64_t stream, bool ok);
+  // stream then stops, with kCancelled when the replica is past the
+  // stream's view (Aborted), else with kFailed.
+  void Acknowledged(uint64_t stream, const absl::Status& status);
 
   // Cancels the queued and running streams for which `stop(peer, shard)`
   // is true; each ends with a kCancelled chunk instead of kEnd.
@@ -97,6 +99,7 @@ class ShardStreamer {
   size_t unacknowledged_bytes_ = 0;
   Totals totals_;  // guarded by mu_
   bool cancel_current_ = false;
+  bool current_failed_ = false;  // why it was cancelled: it broke
   bool stop_ = false;
   std::thread thread_;  // last: started once the rest is ready
 };

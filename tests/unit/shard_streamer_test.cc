@@ -2,8 +2,11 @@
 // server's I/O thread: a shard streams as it was at the cut (rows written
 // after the snapshot are not in it), in key order and in whole, in chunks of
 // at most kChunkBytes, with never more than kWindowBytes posted and not yet
-// acknowledged; a cancelled or refused stream ends with kCancelled.
+// acknowledged; a cancelled stream, or one refused by a replica past its
+// view, ends with kCancelled; one the replica could not load ends with
+// kFailed (tried again later); and when the tries fall due.
 #include "server/shard_streamer.h"
+#include "server/snapshot_retries.h"
 
 #include <poll.h>
 #include <unistd.h>
@@ -123,7 +126,7 @@ TEST_CASE("a shard streams whole, as of its cut, within the window", "[shard_str
     // not this loop, what holds the stream back.)
     if (!ended && unacknowledged_bytes + ShardStreamer::kChunkBytes > ShardStreamer::kWindowBytes) {
       unacknowledged_bytes -= unacknowledged.front().bytes();
-      streamer.Acknowledged(unacknowledged.front().stream, true);
+      streamer.Acknowledged(unacknowledged.front().stream, absl::OkStatus());
       unacknowledged.pop_front();
     }
   }
@@ -161,7 +164,7 @@ TEST_CASE("a cancelled or refused stream ends without its end mark", "[shard_str
         // Server 2 refuses its first part of shard 5 (a view it does not
         // take parts of any more): the stream stops.
         refused = chunk.stream;
-        streamer.Acknowledged(chunk.stream, false);
+        streamer.Acknowledged(chunk.stream, absl::AbortedError("a snapshot of epoch 1; this server is at epoch 2"));
       }
     }
   }
@@ -169,6 +172,54 @@ TEST_CASE("a cancelled or refused stream ends without its end mark", "[shard_str
   REQUIRE(ends[6] == SnapshotChunk::Kind::kCancelled);
   REQUIRE(ends[5] == SnapshotChunk::Kind::kCancelled);
   REQUIRE(refused != 0);
+}
+
+TEST_CASE("a part the replica could not load ends its stream as failed; others go on", "[shard_streamer]") {
+  Fixture f;
+  WriteRows(f.store.get(), 20000, 0.0f);
+  ShardStreamer streamer(f.store.get(), &f.out);
+  streamer.Stream(f.Cut(/*peer=*/1, /*shard=*/4));
+  streamer.Stream(f.Cut(/*peer=*/1, /*shard=*/6));
+  std::map<uint32_t, SnapshotChunk::Kind> ends;
+  bool refused = false;
+  while (ends.size() < 2) {
+    for (SnapshotChunk& chunk : Next(f.out)) {
+      if (chunk.kind == SnapshotChunk::Kind::kEnd || chunk.kind == SnapshotChunk::Kind::kCancelled ||
+          chunk.kind == SnapshotChunk::Kind::kFailed) {
+        ends[chunk.shard] = chunk.kind;
+      } else if (chunk.shard == 4 && !refused) {
+        refused = true;
+        streamer.Acknowledged(chunk.stream, absl::ResourceExhaustedError("No space left on device"));
+      } else {
+        streamer.Acknowledged(chunk.stream, absl::OkStatus());
+      }
+    }
+  }
+  CHECK(ends[4] == SnapshotChunk::Kind::kFailed);
+  CHECK(ends[6] == SnapshotChunk::Kind::kEnd);
+}
+
+TEST_CASE("tries to stream a shard again back off from 1 s to 30 s and start over once it arrives",
+          "[shard_streamer]") {
+  using Clock = SnapshotRetries::Clock;
+  SnapshotRetries retries;
+  const Clock::time_point t0 = Clock::now();
+  CHECK(retries.empty());
+  CHECK(retries.Failed(4, 1, t0) == std::chrono::seconds(1));
+  CHECK(retries.TakeDue(t0).empty());
+  CHECK(retries.TakeDue(t0 + std::chrono::seconds(1)) == std::vector<std::pair<uint32_t, uint32_t>>{{4, 1}});
+  CHECK(retries.TakeDue(t0 + std::chrono::seconds(2)).empty());  // each try once
+  CHECK(retries.empty());
+  std::vector<long> delays;
+  for (int i = 0; i < 7; ++i) {
+    delays.push_back(std::chrono::duration_cast<std::chrono::seconds>(retries.Failed(4, 1, t0)).count());
+  }
+  CHECK(delays == std::vector<long>{2, 4, 8, 16, 30, 30, 30});
+  retries.Failed(5, 2, t0);
+  auto due = retries.TakeDue(t0 + std::chrono::seconds(30));
+  CHECK(due == std::vector<std::pair<uint32_t, uint32_t>>{{4, 1}, {5, 2}});
+  retries.Succeeded(4, 1);
+  CHECK(retries.Failed(4, 1, t0) == std::chrono::seconds(1));
 }
 
 }  // namespace
