@@ -67,7 +67,7 @@ absl::StatusOr<pb::CheckpointInfo> CutCheckpointPart(const pb::CheckpointInfo& r
 }
 
 absl::Status RestoreCheckpointPart(const std::string& dir, const ShardView& view, uint32_t rank, bool wal,
-                                   TableRegistry* tables, RowStore* store, Executors executors) {
+                                   uint64_t step, TableRegistry* tables, RowStore* store, Executors executors) {
   const auto start = std::chrono::steady_clock::now();
   SPARTA_ASSIGN_OR_RETURN(pb::CheckpointManifest manifest, ReadManifest(dir));
   if (manifest.shard_owner_size() != static_cast<int>(view.num_shards())) {
@@ -81,6 +81,7 @@ absl::Status RestoreCheckpointPart(const std::string& dir, const ShardView& view
   }
   uint64_t rows = 0;
   const size_t threads = executors.size();
+  for (const auto& e : executors) e->ResumeAtStep(step);
   for (const pb::TableSpec& spec : manifest.tables()) {
     SPARTA_RETURN_IF_ERROR(tables->Create(spec));
     if (store != nullptr) SPARTA_RETURN_IF_ERROR(store->AddTable(spec.id()));

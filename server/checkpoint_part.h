@@ -44,9 +44,11 @@ absl::StatusOr<pb::CheckpointInfo> CutCheckpointPart(const pb::CheckpointInfo& r
 // Loads the rows of the shards `rank` holds in `view` from the checkpoint
 // in `dir`, creating its tables (in `store` too, if any). With `wal` the
 // rows are also written to `store` at once (a write-ahead log's database
-// holds every row). The executors must not be running yet.
+// holds every row). `step`: the furthest worker step of the checkpoint;
+// rows saved without a stamp (by a job without embedding.eviction.ttl)
+// count as updated then. The executors must not be running yet.
 absl::Status RestoreCheckpointPart(const std::string& dir, const ShardView& view, uint32_t rank, bool wal,
-                                   TableRegistry* tables, RowStore* store, Executors executors);
+                                   uint64_t step, TableRegistry* tables, RowStore* store, Executors executors);
 
 }  // namespace sparta
 

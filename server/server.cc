@@ -159,8 +159,10 @@ absl::Status Server::Run() {
     executors_.push_back(std::make_unique<ShardExecutor>(e, threads, shards_.num_shards(), &done_, options));
   }
   if (!view->restore_from().empty()) {
+    uint64_t step = 0;  // the checkpoint's furthest worker step
+    for (uint64_t s : view->worker_steps()) step = std::max(step, s);
     if (auto st = RestoreCheckpointPart(view->restore_from(), shards_, static_cast<uint32_t>(rank_),
-                                        config_.storage.durability_mode == Durability::kWal, &tables_,
+                                        config_.storage.durability_mode == Durability::kWal, step, &tables_,
                                         store_.get(), executors_);
         !st.ok()) {
       client.SendFailed(st);  // ends the job at once, with the reason

@@ -114,6 +114,11 @@ class ShardExecutor {
   // the last call to the store. Returns the number of rows written.
   absl::StatusOr<size_t> PersistChanged();
 
+  // The job resumes at worker step `step` (a restore): rows loaded or made
+  // before the first push count as updated then (embedding.eviction.ttl in
+  // steps), not at step 0, which would expire them all at once. Before Start().
+  void ResumeAtStep(uint64_t step) { latest_step_ = std::max(latest_step_, step); }
+
   // Sets a row of `shard` (weights and optimizer state) as read from a
   // checkpoint or a snapshot. Before Start(), or on the executor's thread.
   void LoadRow(const TableEntry& table, uint32_t shard, uint64_t key, std::span<const float> row);

@@ -2,7 +2,9 @@
 // and running executors: two servers cut their parts, a third restores the
 // whole table onto another number of executors and cuts it again, and
 // every row comes back bit for bit; a checkpoint of another shard count and
-// rows of the wrong width are refused with errors that say so.
+// rows of the wrong width are refused with errors that say so; and rows
+// saved without a TTL are stamped with the checkpoint's step when restored
+// into a job with one.
 #include "server/checkpoint_part.h"
 
 #include <unistd.h>
@@ -168,7 +170,7 @@ TEST_CASE("parts cut by two servers restore onto one with another executor count
   // One server with three executors holds every shard now.
   const pb::ClusterView one = View(1);
   Server c(f.root / "c", 0, 3, one);
-  REQUIRE(RestoreCheckpointPart(first, c.view, 0, /*wal=*/false, &c.tables, c.store.get(), c.executors).ok());
+  REQUIRE(RestoreCheckpointPart(first, c.view, 0, /*wal=*/false, /*step=*/0, &c.tables, c.store.get(), c.executors).ok());
   REQUIRE(c.tables.Find(3) != nullptr);
   c.Start();
   const std::string second = (f.root / "ckpt-2").string();
@@ -205,7 +207,7 @@ TEST_CASE("a restore refuses another shard count and rows of another width, nami
     *m.add_tables() = Spec();
     REQUIRE(WriteManifest(dir, m).ok());
     Server c(f.root / "c", 0, 1, one);
-    auto st = RestoreCheckpointPart(dir, c.view, 0, false, &c.tables, c.store.get(), c.executors);
+    auto st = RestoreCheckpointPart(dir, c.view, 0, false, 0, &c.tables, c.store.get(), c.executors);
     CHECK(st.code() == absl::StatusCode::kFailedPrecondition);
     CHECK_THAT(std::string(st.message()), Catch::Contains(dir) && Catch::Contains("4 shards"));
   }
@@ -216,9 +218,40 @@ TEST_CASE("a restore refuses another shard count and rows of another width, nami
     *m.add_tables() = Spec(kDim + 2);  // the manifest says dim 6; the rows have 4
     REQUIRE(WriteManifest(dir, m).ok());
     Server c(f.root / "c", 0, 1, one);
-    auto st = RestoreCheckpointPart(dir, c.view, 0, false, &c.tables, c.store.get(), c.executors);
+    auto st = RestoreCheckpointPart(dir, c.view, 0, false, 0, &c.tables, c.store.get(), c.executors);
     CHECK(st.code() == absl::StatusCode::kDataLoss);
     CHECK_THAT(std::string(st.message()), Catch::Contains("has a row of 8 floats; expected 12"));
+  }
+}
+
+TEST_CASE("rows saved without a TTL, restored into a job with one, count as updated at the checkpoint's step",
+          "[checkpoint_part]") {
+  Fixture f;
+  const pb::ClusterView one = View(1);
+  Server a(f.root / "a", 0, 1, one);
+  a.LoadOwnRows();
+  a.Start();
+  const std::string first = (f.root / "ckpt-1").string();
+  REQUIRE(CutCheckpointPart(f.Request(first), 0, a.store.get(), a.tables, a.executors).ok());
+  f.WriteManifestFor(first, one, 1, kKeys);
+
+  Server c(f.root / "c", 0, 2, one);
+  c.config.embedding.defaults.ttl = "1000 steps";
+  // The workers had made 5000 steps: stamped 0, every row would be past
+  // the TTL at the first push and expire.
+  REQUIRE(RestoreCheckpointPart(first, c.view, 0, false, /*step=*/5000, &c.tables, c.store.get(), c.executors).ok());
+  REQUIRE(c.tables.Find(3)->policy.ttl_steps == 1000);
+  c.Start();
+  const std::string second = (f.root / "ckpt-2").string();
+  REQUIRE(CutCheckpointPart(f.Request(second), 0, c.store.get(), c.tables, c.executors).ok());
+  const auto again = ReadAll(second, 1);
+  REQUIRE(again.size() == kKeys);
+  for (const auto& [key, record] : again) {
+    REQUIRE(record.size() == kStride + 1);  // the row, then its stamp
+    uint32_t stamp = 0;
+    std::memcpy(&stamp, &record[kStride], sizeof(stamp));
+    CHECK(stamp == 5000);
+    CHECK(std::memcmp(record.data(), RowOf(key).data(), kStride * sizeof(float)) == 0);
   }
 }
 
