@@ -103,16 +103,28 @@ struct Fixture {
   }
   ~Fixture() { fs::remove_all(root); }
 
-  // The scheduler's manifest for parts cut under `v` by `servers` servers.
-  void WriteManifestFor(const std::string& dir, const pb::ClusterView& v, uint32_t servers, uint64_t rows) {
+  // The scheduler's manifest for parts cut under `v` by `servers` servers
+  // (`spec`: the table as the manifest describes it).
+  void WriteManifestFor(const std::string& dir, const pb::ClusterView& v, uint32_t servers, uint64_t rows,
+                        const pb::TableSpec& spec = Spec()) {
     pb::CheckpointManifest m;
     m.set_version(1);
     m.set_servers(servers);
     m.set_workers(1);
     m.set_rows(rows);
     for (uint32_t owner : v.shard_owner()) m.add_shard_owner(owner);
-    *m.add_tables() = Spec();
+    *m.add_tables() = spec;
     REQUIRE(WriteManifest(dir, m).ok());
+  }
+
+  // One server with every shard cuts checkpoint `name`; returns its folder.
+  std::string CutOnOneServer(const char* name) {
+    Server a(root / "a", 0, 1, View(1));
+    a.LoadOwnRows();
+    a.Start();
+    const std::string dir = (root / name).string();
+    REQUIRE(CutCheckpointPart(Request(dir), 0, a.store.get(), a.tables, a.executors).ok());
+    return dir;
   }
 
   // The checkpoint's folder, which the scheduler makes before the cut.
@@ -194,29 +206,19 @@ TEST_CASE("a restore refuses another shard count and rows of another width, nami
           "[checkpoint_part]") {
   Fixture f;
   const pb::ClusterView one = View(1);
-  Server a(f.root / "a", 0, 1, one);
-  a.LoadOwnRows();
-  a.Start();
-  const std::string dir = (f.root / "ckpt-1").string();
-  REQUIRE(CutCheckpointPart(f.Request(dir), 0, a.store.get(), a.tables, a.executors).ok());
+  const std::string dir = f.CutOnOneServer("ckpt-1");
 
   SECTION("another shard count") {
-    pb::CheckpointManifest m;
-    m.set_servers(1);
-    for (uint32_t s = 0; s < kShards / 2; ++s) m.add_shard_owner(0);
-    *m.add_tables() = Spec();
-    REQUIRE(WriteManifest(dir, m).ok());
+    pb::ClusterView half = one;
+    half.mutable_shard_owner()->Truncate(kShards / 2);
+    f.WriteManifestFor(dir, half, 1, kKeys);
     Server c(f.root / "c", 0, 1, one);
     auto st = RestoreCheckpointPart(dir, c.view, 0, false, 0, &c.tables, c.store.get(), c.executors);
     CHECK(st.code() == absl::StatusCode::kFailedPrecondition);
     CHECK_THAT(std::string(st.message()), Catch::Contains(dir) && Catch::Contains("4 shards"));
   }
   SECTION("rows of another width") {
-    pb::CheckpointManifest m;
-    m.set_servers(1);
-    for (uint32_t s = 0; s < kShards; ++s) m.add_shard_owner(0);
-    *m.add_tables() = Spec(kDim + 2);  // the manifest says dim 6; the rows have 4
-    REQUIRE(WriteManifest(dir, m).ok());
+    f.WriteManifestFor(dir, one, 1, kKeys, Spec(kDim + 2));  // the manifest says dim 6; the rows have 4
     Server c(f.root / "c", 0, 1, one);
     auto st = RestoreCheckpointPart(dir, c.view, 0, false, 0, &c.tables, c.store.get(), c.executors);
     CHECK(st.code() == absl::StatusCode::kDataLoss);
@@ -228,11 +230,7 @@ TEST_CASE("rows saved without a TTL, restored into a job with one, count as upda
           "[checkpoint_part]") {
   Fixture f;
   const pb::ClusterView one = View(1);
-  Server a(f.root / "a", 0, 1, one);
-  a.LoadOwnRows();
-  a.Start();
-  const std::string first = (f.root / "ckpt-1").string();
-  REQUIRE(CutCheckpointPart(f.Request(first), 0, a.store.get(), a.tables, a.executors).ok());
+  const std::string first = f.CutOnOneServer("ckpt-1");
   f.WriteManifestFor(first, one, 1, kKeys);
 
   Server c(f.root / "c", 0, 2, one);
