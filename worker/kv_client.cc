@@ -1,5 +1,7 @@
 #include "worker/kv_client.h"
 
+#include <poll.h>
+
 #include <bit>
 #include <cstring>
 #include <deque>
@@ -68,6 +70,7 @@ struct KVClient::Outgoing {
 struct KVClient::ServerLink {
   pb::NodeInfo info;
   std::unique_ptr<zmq::socket_t> socket;  // null once the server is dead
+  int fd = -1;                            // the socket's ZMQ_FD
   absl::flat_hash_map<uint64_t, PendingPart> pending;  // by seq
 };
 
@@ -100,6 +103,7 @@ void KVClient::ConnectLink(ServerLink& link) {
   SecureClientSocket(*link.socket, config_.cluster);
   const std::string endpoint = DataEndpoint(link.info, config_.cluster.local_transport_mode);
   link.socket->connect(endpoint);
+  link.fd = link.socket->get(zmq::sockopt::fd);
   spdlog::info("server-{} at {}", link.info.rank(), endpoint);
 }
 
@@ -111,7 +115,7 @@ absl::Status KVClient::Start() {
       return absl::UnavailableError(absl::StrCat("cannot connect to server-", link->info.rank(), ": ", e.what()));
     }
   }
-  // The sockets move to the I/O thread here and are used only by it from now on.
+  // From here on the sockets are used under io_mu_ only.
   thread_ = std::thread([this] { Run(); });
   return absl::OkStatus();
 }
@@ -192,7 +196,18 @@ KVClient::Ticket KVClient::Send(pb::MsgType type, uint32_t table, uint32_t dim, 
     op->Complete(abort_status_);
     return op;
   }
-  for (Outgoing& o : parts) outbox_.Post(std::move(o));
+  // The sockets free: sent from this thread, after what was queued before
+  // (so one thread's requests keep their order). Else the I/O thread sends.
+  std::unique_lock<std::mutex> lock(io_mu_, std::try_to_lock);
+  if (!lock.owns_lock()) {
+    for (Outgoing& o : parts) outbox_.Post(std::move(o));
+    return op;
+  }
+  ServeLocked();
+  for (Outgoing& o : parts) {
+    SendPart(o.server, next_seq_++, std::move(o.header), std::move(o.frames), std::move(o.part));
+  }
+  ReceiveAllLocked();
   return op;
 }
 
@@ -212,7 +227,29 @@ bool KVClient::Done(const Ticket& ticket) {
   return ticket->remaining_ == 0;
 }
 
-absl::Status KVClient::Wait(const Ticket& ticket) { return ticket->Wait(); }
+absl::Status KVClient::Wait(const Ticket& ticket) {
+  if (!Done(ticket)) {
+    // Receives the reply on this thread while no one else serves the
+    // sockets; else the one who does completes it.
+    std::unique_lock<std::mutex> lock(io_mu_, std::try_to_lock);
+    if (lock.owns_lock()) ServeUntilDone(ticket, lock);
+  }
+  return ticket->Wait();
+}
+
+void KVClient::ServeUntilDone(const Ticket& ticket, std::unique_lock<std::mutex>& lock) {
+  while (true) {
+    ServeLocked();
+    if (Done(ticket) || stop_.load()) return;
+    std::vector<zmq::pollitem_t> items = {{nullptr, outbox_.fd(), ZMQ_POLLIN, 0}, {nullptr, views_.fd(), ZMQ_POLLIN, 0}};
+    for (const auto& link : servers_) {
+      if (link->socket) items.push_back({link->socket->handle(), 0, ZMQ_POLLIN, 0});
+    }
+    // Bounded, so that resends and deadlines are served on time.
+    zmq::poll(items.data(), items.size(), std::chrono::milliseconds(retries_.empty() ? 50 : 5));
+  }
+  (void)lock;
+}
 
 absl::Status KVClient::CreateTable(const pb::TableSpec& spec) {
   auto op = std::make_shared<Operation>();
@@ -225,7 +262,7 @@ absl::Status KVClient::CreateTable(const pb::TableSpec& spec) {
     o.part.op = op;
     outbox_.Post(std::move(o));
   }
-  return op->Wait();
+  return Wait(op);
 }
 
 void KVClient::UpdateView(const pb::ClusterView& view) { views_.Post(view); }
@@ -425,71 +462,76 @@ void KVClient::CheckDeadlines() {
   }
 }
 
-void KVClient::Run() {
-  std::deque<Outgoing> outgoing;
+void KVClient::ServeLocked() {
+  if (aborted_.load()) {
+    std::lock_guard<std::mutex> lock(abort_mu_);
+    FailAll(abort_status_);
+  }
   std::deque<pb::ClusterView> views;
-  auto next_deadline_check = Clock::now();
-  while (!stop_.load()) {
+  views_.Drain(&views);
+  for (const auto& view : views) AdoptView(view);
+  std::deque<Outgoing> outgoing;
+  outbox_.Drain(&outgoing);
+  for (Outgoing& o : outgoing) {
     if (aborted_.load()) {
       std::lock_guard<std::mutex> lock(abort_mu_);
-      FailAll(abort_status_);
+      o.part.op->Complete(abort_status_);
+      continue;
     }
-    // Sockets change on failover, so the poll set is rebuilt every round.
-    std::vector<zmq::pollitem_t> items = {{nullptr, outbox_.fd(), ZMQ_POLLIN, 0}, {nullptr, views_.fd(), ZMQ_POLLIN, 0}};
-    std::vector<int> item_server;
-    for (size_t s = 0; s < servers_.size(); ++s) {
-      if (!servers_[s]->socket) continue;
-      items.push_back({servers_[s]->socket->handle(), 0, ZMQ_POLLIN, 0});
-      item_server.push_back(static_cast<int>(s));
-    }
-    size_t pending = retries_.size();
-    for (const auto& link : servers_) pending += link->pending.size();
-    pending_parts_.store(pending, std::memory_order_relaxed);
-    zmq::poll(items.data(), items.size(), std::chrono::milliseconds(retries_.empty() ? 100 : 5));
-    if (items[1].revents & ZMQ_POLLIN) {
-      views_.Drain(&views);
-      for (const auto& view : views) AdoptView(view);
-      views.clear();
-    }
-    if (items[0].revents & ZMQ_POLLIN) {
-      outbox_.Drain(&outgoing);
-      for (Outgoing& o : outgoing) {
-        if (aborted_.load()) {
-          std::lock_guard<std::mutex> lock(abort_mu_);
-          o.part.op->Complete(abort_status_);
-          continue;
-        }
-        SendPart(o.server, next_seq_++, std::move(o.header), std::move(o.frames), std::move(o.part));
+    SendPart(o.server, next_seq_++, std::move(o.header), std::move(o.frames), std::move(o.part));
+  }
+  while (!retries_.empty() && retries_.front().first <= Clock::now()) {
+    PendingPart part = std::move(retries_.front().second);
+    retries_.pop_front();
+    Reroute(std::move(part));
+  }
+  if (Clock::now() >= next_deadline_check_) {
+    CheckDeadlines();
+    next_deadline_check_ = Clock::now() + std::chrono::milliseconds(500);
+  }
+  // Last: a send may have taken a socket's ZMQ_FD signal for a reply.
+  ReceiveAllLocked();
+  size_t pending = retries_.size();
+  for (const auto& link : servers_) pending += link->pending.size();
+  pending_parts_.store(pending, std::memory_order_relaxed);
+}
+
+void KVClient::ReceiveAllLocked() {
+  for (size_t s = 0; s < servers_.size(); ++s) {
+    while (servers_[s]->socket) {
+      auto got = ReceiveMessage(*servers_[s]->socket, /*from_router=*/false);
+      if (!got.ok()) {
+        spdlog::warn("server-{}: dropped a malformed reply: {}", s, got.status().message());
+        continue;
       }
-      outgoing.clear();
-    }
-    for (size_t i = 2; i < items.size(); ++i) {
-      if (!(items[i].revents & ZMQ_POLLIN)) continue;
-      const int s = item_server[i - 2];
-      while (servers_[s]->socket) {
-        auto got = ReceiveMessage(*servers_[s]->socket, /*from_router=*/false);
-        if (!got.ok()) {
-          spdlog::warn("server-{}: dropped a malformed reply: {}", s, got.status().message());
-          continue;
-        }
-        if (!got->has_value()) break;
-        Message& m = **got;
-        if (m.header.type() != pb::RESPONSE) {
-          spdlog::warn("server-{}: dropped unexpected {}", s, MsgTypeName(m.header.type()));
-          continue;
-        }
-        OnResponse(s, m.header, m.frames);
+      if (!got->has_value()) break;
+      Message& m = **got;
+      if (m.header.type() != pb::RESPONSE) {
+        spdlog::warn("server-{}: dropped unexpected {}", s, MsgTypeName(m.header.type()));
+        continue;
       }
+      OnResponse(static_cast<int>(s), m.header, m.frames);
     }
-    while (!retries_.empty() && retries_.front().first <= Clock::now()) {
-      PendingPart part = std::move(retries_.front().second);
-      retries_.pop_front();
-      Reroute(std::move(part));
+  }
+}
+
+void KVClient::Run() {
+  std::vector<pollfd> fds;
+  while (!stop_.load()) {
+    int timeout_ms;
+    {
+      // Sockets change on failover, so the poll set is rebuilt every round.
+      std::lock_guard<std::mutex> lock(io_mu_);
+      ServeLocked();
+      fds = {{outbox_.fd(), POLLIN, 0}, {views_.fd(), POLLIN, 0}};
+      for (const auto& link : servers_) {
+        if (link->socket) fds.push_back({link->fd, POLLIN, 0});
+      }
+      timeout_ms = retries_.empty() ? 100 : 5;
     }
-    if (Clock::now() >= next_deadline_check) {
-      CheckDeadlines();
-      next_deadline_check = Clock::now() + std::chrono::milliseconds(500);
-    }
+    // Without the lock: a caller may serve the sockets meanwhile. ZMQ_FD
+    // is readable when a socket has news; what it is, the next round reads.
+    ::poll(fds.data(), fds.size(), timeout_ms);
   }
 }
 

@@ -19,10 +19,17 @@
 // push acknowledged once is applied once, and one not yet acknowledged is
 // never lost.
 //
-// Thread-safe: any thread may call any method. The I/O thread owns one
-// DEALER socket per server. A Pull's `keys` and `out` must stay valid until
-// its Wait returns; Push copies what it sends, so its inputs may be reused at
-// once.
+// Thread-safe: any thread may call any method. One DEALER socket per
+// server; whoever holds `io_mu_` uses them (ZeroMQ sockets are not
+// thread-safe): a caller that finds it free sends its request itself, and
+// a caller in Wait() receives the replies itself, one thread hand-off fewer
+// each way than going through the I/O thread. The I/O thread serves the
+// sockets when no caller does (replies to requests nobody waits for yet,
+// views, resends, deadlines); it waits for them on the sockets' ZMQ_FD
+// without the lock. Every holder of the lock reads each socket until it has
+// nothing left before letting go (ZMQ_FD signals only new arrivals). A
+// Pull's `keys` and `out` must stay valid until its Wait returns; Push copies
+// what it sends, so its inputs may be reused at once.
 #ifndef SPARTA_WORKER_KV_CLIENT_H_
 #define SPARTA_WORKER_KV_CLIENT_H_
 
@@ -103,6 +110,13 @@ class KVClient {
               std::span<const float> grads, float* out, uint64_t clock, std::span<const uint32_t> counts = {},
               uint64_t step = 0);
   void Run();
+  // One round of the sockets' work: aborts, views, queued requests, every
+  // reply that has arrived, resends and deadlines. Needs io_mu_.
+  void ServeLocked();
+  // Reads every reply waiting on the sockets. Needs io_mu_.
+  void ReceiveAllLocked();
+  // Waits for `ticket` while serving the sockets (io_mu_ held by `lock`).
+  void ServeUntilDone(const Ticket& ticket, std::unique_lock<std::mutex>& lock);
   void OnResponse(int server, const pb::Header& h, std::vector<zmq::message_t>& frames);
   void SendPart(int server, uint64_t seq, pb::Header header, std::vector<zmq::message_t> frames, PendingPart part);
   // Splits a part by the current shard map and sends the pieces again.
@@ -122,10 +136,13 @@ class KVClient {
   }
   mutable std::mutex view_mu_;
   std::shared_ptr<const ShardView> shards_;  // guarded by view_mu_
-  uint64_t next_seq_ = 1;  // I/O thread
-  Mailbox<pb::ClusterView> views_;
-  std::deque<std::pair<std::chrono::steady_clock::time_point, PendingPart>> retries_;  // I/O thread
+  // Guards the sockets and everything below up to servers_.
+  std::mutex io_mu_;
+  uint64_t next_seq_ = 1;
+  std::deque<std::pair<std::chrono::steady_clock::time_point, PendingPart>> retries_;
+  std::chrono::steady_clock::time_point next_deadline_check_;
   std::vector<std::unique_ptr<ServerLink>> servers_;
+  Mailbox<pb::ClusterView> views_;
   Mailbox<Outgoing> outbox_;
   std::thread thread_;
   std::atomic<bool> stop_{false};
