@@ -22,8 +22,8 @@ using Clock = Membership::Clock;
 JobCoordinator::JobCoordinator(const Config& config)
     : config_(config),
       members_(config.cluster.servers, config.cluster.workers),
-      shard_map_(config.cluster.num_shards, config.cluster.servers, config.storage.replication_factor),
       clocks_(config.cluster.workers),
+      shard_map_(config.cluster.num_shards, config.cluster.servers, config.storage.replication_factor),
       checkpoints_(config, {.broadcast = [this](const pb::Header& h, pb::Role role) { Broadcast(h, role); },
                             .fail = [this](const std::string& reason) { Fail(reason); },
                             .live_servers = [this] { return members_.joined(pb::SERVER); },
