@@ -3,7 +3,9 @@
 // owned by one thread; other threads hand it work through a Mailbox, whose
 // eventfd the owner polls next to its sockets (zmq_poll accepts plain fds).
 //
-// Thread-safe: Post() from any thread; Drain() and fd() from the owner.
+// Thread-safe: Post() from any thread; Drain() and fd() from the owner (one
+// thread at a time: the KVClient's sockets are owned by whoever holds its
+// io_mu_, see worker/kv_client.h).
 #ifndef SPARTA_COMMON_MAILBOX_H_
 #define SPARTA_COMMON_MAILBOX_H_
 

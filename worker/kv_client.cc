@@ -232,12 +232,12 @@ absl::Status KVClient::Wait(const Ticket& ticket) {
     // Receives the reply on this thread while no one else serves the
     // sockets; else the one who does completes it.
     std::unique_lock<std::mutex> lock(io_mu_, std::try_to_lock);
-    if (lock.owns_lock()) ServeUntilDone(ticket, lock);
+    if (lock.owns_lock()) ServeUntilDone(ticket);
   }
   return ticket->Wait();
 }
 
-void KVClient::ServeUntilDone(const Ticket& ticket, std::unique_lock<std::mutex>& lock) {
+void KVClient::ServeUntilDone(const Ticket& ticket) {
   while (true) {
     ServeLocked();
     if (Done(ticket) || stop_.load()) return;
@@ -248,7 +248,6 @@ void KVClient::ServeUntilDone(const Ticket& ticket, std::unique_lock<std::mutex>
     // Bounded, so that resends and deadlines are served on time.
     zmq::poll(items.data(), items.size(), std::chrono::milliseconds(retries_.empty() ? 50 : 5));
   }
-  (void)lock;
 }
 
 absl::Status KVClient::CreateTable(const pb::TableSpec& spec) {

@@ -115,8 +115,8 @@ class KVClient {
   void ServeLocked();
   // Reads every reply waiting on the sockets. Needs io_mu_.
   void ReceiveAllLocked();
-  // Waits for `ticket` while serving the sockets (io_mu_ held by `lock`).
-  void ServeUntilDone(const Ticket& ticket, std::unique_lock<std::mutex>& lock);
+  // Waits for `ticket` while serving the sockets. Needs io_mu_.
+  void ServeUntilDone(const Ticket& ticket);
   void OnResponse(int server, const pb::Header& h, std::vector<zmq::message_t>& frames);
   void SendPart(int server, uint64_t seq, pb::Header header, std::vector<zmq::message_t> frames, PendingPart part);
   // Splits a part by the current shard map and sends the pieces again.
