@@ -4,7 +4,7 @@
 #   scripts/install-deps.sh --tests   also what the test suite uses
 set -euo pipefail
 
-packages=(build-essential cmake ninja-build pkg-config python3
+packages=(build-essential cmake ninja-build pkg-config python3 xz-utils
   libzmq3-dev cppzmq-dev libprotobuf-dev protobuf-compiler librocksdb-dev libopenblas-dev
   libabsl-dev libyaml-cpp-dev libspdlog-dev libcli11-dev catch2)
 if [[ "${1:-}" == "--tests" ]]; then

@@ -20,23 +20,52 @@ from models_bench import TORCH_SCRIPT, sparta  # noqa: E402
 DONE = re.compile(r"training done: \d+ examples in [\d.]+ s \(([\d.]+) ex/s\) on (\w+).*?([\d.]+)% of the time waiting")
 
 
+def log_tails(run, lines=20):
+    """The end of each daemon's log in a run folder: what a failed run on a
+    borrowed machine leaves behind once its folder is gone."""
+    text = []
+    for name in sorted(os.listdir(run)) if os.path.isdir(run) else []:
+        if name.endswith(".log"):
+            with open(os.path.join(run, name), errors="replace") as f:
+                text.append(f"--- {name}\n" + "".join(f.readlines()[-lines:]))
+    return "\n".join(text)
+
+
 def sparta_dnn(backend, train, test, folder):
-    result = sparta("dnn", train, test, folder, 1, [f"worker.backend={backend}"])
+    extra = [f"worker.backend={backend}"]
+    try:
+        result = sparta("dnn", train, test, folder, 1, extra)
+    except subprocess.CalledProcessError:
+        run = os.path.join(folder, "-".join(["dnn", "1", backend]))
+        raise SystemExit(f"gpu bench: the {backend} run failed\n{log_tails(run)}")
     with open(os.path.join(result["run"], "worker-0.log")) as f:
         match = DONE.search(f.read())
     if match is None or match.group(2) != backend:
-        raise SystemExit(f"gpu bench: the {backend} run did not train on {backend} (see {result['run']}/worker-0.log)")
+        raise SystemExit(f"gpu bench: the {backend} run did not train on {backend}\n{log_tails(result['run'])}")
     return {**result, "network_wait_share": float(match.group(3)) / 100}
 
 
+def machine_env():
+    """The environment without the Sparta bundle's libraries (run-gpu-checks.sh
+    puts them on LD_LIBRARY_PATH for Sparta's programs): PyTorch loads the
+    machine's own."""
+    env = dict(os.environ)
+    bundle_lib = env.pop("SPARTA_BUNDLE_LIB", None)
+    if bundle_lib:
+        kept = [p for p in env.get("LD_LIBRARY_PATH", "").split(":") if p and p != bundle_lib]
+        env["LD_LIBRARY_PATH"] = ":".join(kept)
+    return env
+
+
 def torch_gpu(train, test):
+    env = machine_env()
     python = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
     for candidate in (python, sys.executable):
         if subprocess.run([candidate, "-c", "import torch; assert torch.cuda.is_available()"],
-                          capture_output=True).returncode == 0:
+                          capture_output=True, env=env).returncode == 0:
             out = subprocess.run([candidate, TORCH_SCRIPT, "--train", train, "--test", test, "--models", "dnn",
                                   "--device", "cuda", "--seeds", "1", "--init", "sparta"],
-                                 check=True, capture_output=True, text=True).stdout
+                                 check=True, capture_output=True, text=True, env=env).stdout
             return json.loads(out.splitlines()[-1])
     return None
 
