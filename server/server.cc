@@ -1,5 +1,6 @@
 #include "server/server.h"
 #include "server/memory_budget.h"
+#include "server/view_change.h"
 
 #include <malloc.h>
 #include <unistd.h>
@@ -421,37 +422,22 @@ void Server::AdoptView(const pb::ClusterView& view) {
 }
 
 void Server::OnNewView(const pb::ClusterView& view) {
-  const ShardView before = shards_;
-  bool listed = false;
-  for (const auto& node : view.nodes()) listed |= node.role() == pb::SERVER && node.rank() == rank_;
-  if (!listed) {
+  const uint32_t me = static_cast<uint32_t>(rank_);
+  const ViewChange change = PlanViewChange(shards_, view, me);
+  if (!change.listed) {
     fatal_ = absl::AbortedError(absl::StrCat("cluster view epoch ", view.epoch(), " no longer lists this server"));
     return;
   }
   AdoptView(view);
-  const uint32_t me = static_cast<uint32_t>(rank_);
-  // Streams to servers that no longer replicate the shard from here stop.
-  streamer_->Cancel([&](uint32_t peer, uint32_t shard) {
-    return shards_.owner(shard) != me || !shards_.IsReplica(shard, peer);
-  });
-  int promoted = 0;
-  for (uint32_t s = 0; s < shards_.num_shards(); ++s) {
-    if (shards_.owner(s) != me) continue;
-    promoted += before.owner(s) != me;
-    // A replica that did not hold the shard before needs its rows first.
-    for (uint32_t r : shards_.replicas(s)) {
-      if (before.Holds(s, r)) continue;
-      replicator_->HoldForSnapshot(r);
-      SnapshotShard(s, r);
-    }
+  streamer_->Cancel([&](uint32_t peer, uint32_t shard) { return !StreamStillWanted(shards_, me, peer, shard); });
+  for (const auto& [shard, replica] : change.snapshots) {
+    replicator_->HoldForSnapshot(replica);
+    SnapshotShard(shard, replica);
   }
-  // Shards this server replicates from now on: not whole until their
-  // primaries' snapshots are in. Set before the heartbeats report the view.
-  for (uint32_t s = 0; s < shards_.num_shards(); ++s) {
-    if (IsReplicaOf(s) && !before.Holds(s, me)) incomplete_[s].store(true);
-  }
+  // Set before the heartbeats report the view.
+  for (uint32_t shard : change.incomplete) incomplete_[shard].store(true);
   view_epoch_.store(epoch_);
-  spdlog::info("cluster view epoch {}: now leading {} more shards", epoch_, promoted);
+  spdlog::info("cluster view epoch {}: now leading {} more shards", epoch_, change.promoted);
 }
 
 void Server::SnapshotShard(uint32_t shard, uint32_t peer) {
