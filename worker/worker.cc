@@ -17,7 +17,7 @@
 #include "common/scheduler_client.h"
 #include "common/status_macros.h"
 #include "worker/data/data_loader.h"
-#include "worker/data/input_split.h"
+#include "common/input_split.h"
 #include "worker/clock_gate.h"
 #include "worker/compute/backend_choice.h"
 #include "worker/dense_cache.h"

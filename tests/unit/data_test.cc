@@ -13,7 +13,7 @@
 
 #include "common/hash.h"
 #include "worker/data/batch.h"
-#include "worker/data/input_split.h"
+#include "common/input_split.h"
 #include "worker/data/readers.h"
 #include "worker/data/split_reader.h"
 

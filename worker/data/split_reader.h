@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "worker/data/input_split.h"
+#include "common/input_split.h"
 #include "sparta/sdk/reader.h"
 
 namespace sparta {

@@ -1,4 +1,4 @@
-#include "worker/data/input_split.h"
+#include "common/input_split.h"
 
 #include <glob.h>
 #include <sys/stat.h>

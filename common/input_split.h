@@ -5,8 +5,8 @@
 // worker that shares it; a range owns every line that *starts* inside it, so
 // the ranges of all workers together read every line exactly once. Pure
 // functions; thread-safe.
-#ifndef SPARTA_WORKER_DATA_INPUT_SPLIT_H_
-#define SPARTA_WORKER_DATA_INPUT_SPLIT_H_
+#ifndef SPARTA_COMMON_INPUT_SPLIT_H_
+#define SPARTA_COMMON_INPUT_SPLIT_H_
 
 #include <cstdint>
 #include <string>
@@ -32,4 +32,4 @@ absl::StatusOr<std::vector<FileRange>> SplitInput(const std::vector<std::string>
 
 }  // namespace sparta
 
-#endif  // SPARTA_WORKER_DATA_INPUT_SPLIT_H_
+#endif  // SPARTA_COMMON_INPUT_SPLIT_H_

@@ -1,0 +1,84 @@
+#include "scheduler/work_pool.h"
+
+#include <algorithm>
+
+
+namespace sparta {
+
+void WorkPool::Add(uint32_t epoch, const std::string& path, uint64_t begin, uint64_t end) {
+  pending_.push_back({next_id_++, epoch, {path, begin, end}});
+}
+
+absl::StatusOr<WorkPool> WorkPool::Cut(const std::vector<InputFile>& files, uint64_t split_size, uint32_t epochs) {
+  if (epochs == 0) return absl::InvalidArgumentError("data.epochs must be at least 1");
+  WorkPool pool;
+  for (uint32_t epoch = 0; epoch < epochs; ++epoch) {
+    for (const InputFile& file : files) {
+      const uint64_t step = split_size == 0 ? file.size : split_size;
+      for (uint64_t begin = 0; begin < file.size; begin += step) {
+        pool.Add(epoch, file.path, begin, std::min(file.size, begin + step));
+      }
+    }
+  }
+  return pool;
+}
+
+WorkPool WorkPool::Restore(const pb::WorkProgress& progress) {
+  WorkPool pool;
+  for (const pb::WorkRange& r : progress.remaining()) {
+    if (r.begin() < r.end()) pool.Add(r.epoch(), r.path(), r.begin(), r.end());
+  }
+  return pool;
+}
+
+WorkPool::Next WorkPool::Take(uint32_t worker) {
+  if (pending_.empty()) return {in_flight_.empty() ? Outcome::kFinished : Outcome::kWait, {}};
+  Unit unit = std::move(pending_.front());
+  pending_.pop_front();
+  in_flight_[unit.id] = {worker, unit};
+  return {Outcome::kAssigned, std::move(unit)};
+}
+
+bool WorkPool::Done(uint32_t worker, uint64_t id) {
+  auto it = in_flight_.find(id);
+  if (it == in_flight_.end() || it->second.worker != worker) return false;
+  in_flight_.erase(it);
+  return true;
+}
+
+std::vector<WorkPool::Unit> WorkPool::Release(uint32_t worker) {
+  std::vector<Unit> released;
+  for (auto it = in_flight_.begin(); it != in_flight_.end();) {
+    if (it->second.worker == worker) {
+      released.push_back(std::move(it->second.unit));
+      it = in_flight_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  // Back to the front, in their order: they are the oldest work there is.
+  for (auto it = released.rbegin(); it != released.rend(); ++it) pending_.push_front(*it);
+  return released;
+}
+
+pb::WorkProgress WorkPool::Progress(const std::function<uint64_t(uint64_t id)>& read) const {
+  std::vector<Unit> remaining(pending_.begin(), pending_.end());
+  for (const auto& [id, held] : in_flight_) {
+    Unit unit = held.unit;
+    unit.range.begin = std::min(unit.range.end, unit.range.begin + read(id));
+    remaining.push_back(std::move(unit));
+  }
+  std::sort(remaining.begin(), remaining.end(), [](const Unit& a, const Unit& b) { return a.id < b.id; });
+  pb::WorkProgress progress;
+  for (const Unit& unit : remaining) {
+    if (unit.range.begin >= unit.range.end) continue;
+    pb::WorkRange* r = progress.add_remaining();
+    r->set_epoch(unit.epoch);
+    r->set_path(unit.range.path);
+    r->set_begin(unit.range.begin);
+    r->set_end(unit.range.end);
+  }
+  return progress;
+}
+
+}  // namespace sparta
