@@ -106,10 +106,16 @@ class SshLauncherTest(ClusterTest):
         self.assertIn(f"{hostfile}:3: expected 'HOST scheduler|server|worker", result.stderr)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_ports(n):
+    """n distinct ports free right now (held together while they are chosen)."""
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 class SlurmCluster:
@@ -137,7 +143,9 @@ class SlurmCluster:
                         "--log-file", f"{folder}/munge/munged.log", "--seed-file", f"{folder}/munge/seed"],
                        check=True)
         self.pids.append(int(wait_for(lambda: read(f"{folder}/munge/munged.pid").strip(), 10, "munged")))
-        ctld_port, base = free_port(), free_port()
+        # A port of its own for slurmctld and for each slurmd: ports next to a
+        # free one may be taken (a slurmd that cannot bind exits at once).
+        ctld_port, *node_ports = free_ports(1 + len(nodes))
         lines = [f"ClusterName=sparta{os.getpid()}", f"SlurmctldHost={hostname}(127.0.0.1)",
                  f"SlurmctldPort={ctld_port}", "SlurmUser=root", "AuthType=auth/munge",
                  f"AuthInfo=socket={self.socket}", "CredType=cred/munge", "ProctrackType=proctrack/linuxproc",
@@ -149,7 +157,7 @@ class SlurmCluster:
                  f"SlurmctldLogFile={folder}/slurmctld.log", f"SlurmdLogFile={folder}/slurmd-%n.log",
                  "SlurmdTimeout=30", "InactiveLimit=0", "KillWait=5", "MinJobAge=30"]
         for i, node in enumerate(nodes):
-            lines.append(f"NodeName={node} NodeHostname={hostname} NodeAddr=127.0.0.1 Port={base + 1 + i} "
+            lines.append(f"NodeName={node} NodeHostname={hostname} NodeAddr=127.0.0.1 Port={node_ports[i]} "
                          f"CPUs=2 RealMemory=2000 State=UNKNOWN")
         lines.append(f"PartitionName=test Nodes={','.join(nodes)} Default=YES MaxTime=INFINITE State=UP")
         self.conf = f"{folder}/slurm.conf"
@@ -160,7 +168,11 @@ class SlurmCluster:
         self.pids.append(int(wait_for(lambda: read(f"{folder}/slurmctld.pid").strip(), 30, "slurmctld")))
         for node in nodes:
             subprocess.run(["slurmd", "-f", self.conf, "-N", node], env=self.env, check=True)
-            self.pids.append(int(wait_for(lambda: read(f"{folder}/slurmd-{node}.pid").strip(), 30, f"slurmd {node}")))
+            pid_file, log = f"{folder}/slurmd-{node}.pid", f"{folder}/slurmd-{node}.log"
+            try:
+                self.pids.append(int(wait_for(lambda: read(pid_file).strip(), 30, f"slurmd {node}")))
+            except AssertionError as e:
+                raise AssertionError(f"{e}; its log ends:\n{read(log)[-2000:] if os.path.exists(log) else '(none)'}")
         wait_for(lambda: subprocess.run(["sinfo", "-h", "-o", "%T", "-N"], env=self.env, capture_output=True,
                                         text=True).stdout.split() == ["idle"] * len(nodes), 60,
                  "every slurmd to register as idle")
