@@ -63,7 +63,9 @@ uint64_t ReadUnit(const FileRange& range, std::map<int, int>* seen, int limit = 
 
 TEST_CASE("every epoch's units read every line once, whatever the split size", "[work_pool]") {
   Inputs in;
-  for (uint64_t split : {0, 1, 7, 100, 1000, 1 << 20}) {
+  // 37 bytes: shorter than most lines, so most units cut lines and many own
+  // none. (Each unit opens its file: 1-byte units took 14 minutes under TSan.)
+  for (uint64_t split : {0, 37, 1000, 1 << 20}) {
     INFO("split_size " << split);
     auto pool = WorkPool::Cut(in.files, split, 2);
     REQUIRE(pool.ok());
