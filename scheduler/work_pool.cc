@@ -2,7 +2,6 @@
 
 #include <algorithm>
 
-
 namespace sparta {
 
 void WorkPool::Add(uint32_t epoch, const std::string& path, uint64_t begin, uint64_t end) {

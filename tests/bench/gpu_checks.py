@@ -48,8 +48,10 @@ DEADLINE_S = 330  # the whole run, so that a failed first try leaves time for a 
 PROGRAMS = ["sparta-scheduler", "sparta-server", "sparta-worker", "sparta-ctl", "sparta-datagen",
             "sparta_cuda_tests", "sparta-gpu-bench"]
 # What the machine itself must provide; the bundle carries everything else.
+# scripts/gpu-bundle.sh reads this pattern too (it is also an extended
+# regular expression), so that what it leaves out is what is checked here.
 SYSTEM_LIBRARY = re.compile(r"^(linux-vdso|ld-linux|libc|libm|libdl|libpthread|librt|libresolv|libutil|libstdc\+\+|"
-                            r"libgcc_s|libcuda|libcudart|libcublas|libcublasLt|libnvidia-)[.-]")
+                            r"libgcc_s|libcuda|libcudart|libcublas|libcublasLt)[.-]")
 CUDA_LIBRARIES = ["libcudart.so.13", "libcublas.so.13", "libcublasLt.so.13"]
 KERNEL_TARGET = 0.5  # fraction of the copy bandwidth
 TORCH_TARGET = 1.5   # Sparta's GPU worker over PyTorch on the same GPU
