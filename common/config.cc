@@ -80,6 +80,8 @@ void VisitFields(Config& c, Visitor& v) {
   v("data.max_bad_lines", c.data.max_bad_lines, AtLeast(0));
   v("data.allow_empty", c.data.allow_empty, FieldRule{});
   v("data.queue_batches", c.data.queue_batches, Between(1, 1024));
+  v("data.assignment", c.data.assignment, OneOf({"static", "on_demand"}));
+  v("data.split_size", c.data.split_size, FieldRule{});
   v("model.name", c.model.name, OneOf({"lr", "fm", "dnn"}));
   v("model.plugin", c.model.plugin, FieldRule{});
   v("model.embedding_dim", c.model.embedding_dim, Between(1, 4096));
@@ -106,6 +108,7 @@ void VisitFields(Config& c, Visitor& v) {
   v("worker.max_inflight", c.worker.max_inflight, Between(1, 1024));
   v("worker.request_timeout", c.worker.request_timeout, Between(0.1, 86400));
   v("worker.audit", c.worker.audit, Between(0, 1));
+  v("worker.restart", c.worker.restart, FieldRule{});
   v("wire.dtype", c.wire.dtype, OneOf({"fp32", "fp16"}));
   v("storage.path", c.storage.path, FieldRule{});
   v("storage.durability", c.storage.durability, OneOf({"checkpoint", "wal"}));
@@ -440,6 +443,12 @@ absl::Status Validate(const Config& c) {
     return bad("storage.replication_factor", absl::StrCat("is ", c.storage.replication_factor, " but there are only ",
                                                            c.cluster.servers, " servers to hold the copies"));
   }
+  if (c.data.assignment == "on_demand" && !c.storage.restore.empty()) {
+    // A checkpoint of an on_demand job does not yet record each worker's
+    // place in its work units, so a restore could not say what is left.
+    return bad("storage.restore", "cannot resume a data.assignment: on_demand job yet (its checkpoints keep the "
+                                  "model, not the work units' progress); restore with data.assignment: static");
+  }
   if (c.cluster.auth == "curve" && c.cluster.key_file.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(c.Where("cluster.auth"), ": key 'cluster.auth' is curve, so ",
                                                    "cluster.key_file must name the cluster's key file (make one ",
@@ -471,6 +480,10 @@ absl::Status ParseUnits(Config* c) {
   auto limit = ParseByteSize(c->server.memory_limit);
   if (!limit.ok()) return bad("server.memory_limit", limit.status());
   c->server.memory_limit_bytes = *limit;
+  c->data.assignment_mode = c->data.assignment == "on_demand" ? Assignment::kOnDemand : Assignment::kStatic;
+  auto split = ParseByteSize(c->data.split_size);
+  if (!split.ok()) return bad("data.split_size", split.status());
+  c->data.split_size_bytes = *split;
   auto policy = [&](TablePolicyConfig& p, const std::string& prefix) -> absl::Status {
     auto bytes = ParseByteSize(p.admission_counter_bytes);
     if (!bytes.ok()) return bad(prefix + ".admission.counter_bytes", bytes.status());

@@ -107,6 +107,8 @@ struct EmbeddingConfig {
   }
 };
 
+enum class Assignment { kStatic, kOnDemand };  // data.assignment
+
 struct DataConfig {
   std::vector<std::string> train;  // paths or globs (required)
   std::vector<std::string> test;   // paths or globs; empty: no evaluation
@@ -120,6 +122,15 @@ struct DataConfig {
   // (a wrong glob, an empty file) unless this is set.
   bool allow_empty = false;
   int queue_batches = 4;         // parsed batches buffered ahead of compute
+  // static: worker r reads a slice of data.train fixed at launch (see
+  // common/input_split.h); on_demand: the scheduler cuts data.train into
+  // work units of split_size bytes and hands each worker its next one when
+  // it asks, so workers may die, be restarted or differ in speed
+  // (scheduler/work_pool.h).
+  std::string assignment = "static";
+  Assignment assignment_mode = Assignment::kStatic;  // parsed; not a key
+  std::string split_size = "64MiB";  // on_demand: bytes per unit; 0: whole files
+  uint64_t split_size_bytes = 64ull << 20;  // split_size, parsed; not a key
 };
 
 struct ModelConfig {
@@ -181,6 +192,10 @@ struct WorkerConfig {
   // worker 0 reports the counts at the end: an exactly-once check of pushes
   // across failovers and restores (summary.json: audit_counts, worker_steps).
   int audit = 0;
+  // data.assignment on_demand: a worker that dies is started again under
+  // its rank by the launcher (at most 3 times per rank); false: its units
+  // go to the other workers and the job finishes without it.
+  bool restart = true;
 };
 
 struct WireConfig {

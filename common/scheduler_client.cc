@@ -87,6 +87,38 @@ absl::Status SchedulerClient::Barrier(const std::string& name) {
   return st;
 }
 
+int SchedulerClient::lead_rank() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return lead_rank_;
+}
+
+absl::StatusOr<std::optional<pb::WorkRange>> SchedulerClient::RequestWork() {
+  pb::Header h;
+  h.set_type(pb::WORK_REQUEST);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    waiting_work_ = true;
+    grant_.reset();
+  }
+  Post(std::move(h));
+  std::unique_lock<std::mutex> lock(mu_);
+  auto st = WaitUntil(lock, [&] { return grant_.has_value(); });
+  waiting_work_ = false;
+  if (!st.ok()) return st;
+  return *std::exchange(grant_, std::nullopt);
+}
+
+void SchedulerClient::SendWorkDone(uint64_t id) {
+  pb::Header h;
+  h.set_type(pb::WORK_DONE);
+  h.mutable_work()->set_id(id);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    sticky_.push_back(h);
+  }
+  Post(std::move(h));
+}
+
 absl::Status SchedulerClient::WaitForEnd() {
   std::unique_lock<std::mutex> lock(mu_);
   cv_.wait(lock, [&] { return ended_.load(); });
@@ -168,6 +200,13 @@ void SchedulerClient::Handle(const pb::Header& h) {
     case pb::BARRIER_RELEASE: {
       std::lock_guard<std::mutex> lock(mu_);
       released_.insert(h.barrier());
+      if (self_.role() == pb::WORKER) lead_rank_ = h.lead_rank();
+      break;
+    }
+    case pb::WORK_GRANT: {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!waiting_work_ || grant_.has_value()) return;  // a duplicate answer to a resent request
+      grant_.emplace(h.has_work() ? std::optional<pb::WorkRange>(h.work()) : std::optional<pb::WorkRange>());
       break;
     }
     case pb::FLUSH:
@@ -190,6 +229,11 @@ void SchedulerClient::Handle(const pb::Header& h) {
           b.set_type(pb::BARRIER);
           b.set_barrier(name);
           outbox_.Post(b);
+        }
+        if (waiting_work_ && !grant_.has_value()) {
+          pb::Header w;
+          w.set_type(pb::WORK_REQUEST);
+          outbox_.Post(w);
         }
         for (const auto& m : sticky_) outbox_.Post(m);
       }

@@ -12,7 +12,8 @@
 // scheduler that reloaded its state knows this node again. Each heartbeat
 // echo carries the scheduler's incarnation; when it changes, the client
 // resends what the new scheduler may have missed: an unanswered
-// registration, barriers still waited on, WORKER_DONE and FLUSH_DONE.
+// registration, barriers still waited on, a work request still waited on,
+// WORK_DONE, WORKER_DONE and FLUSH_DONE.
 //
 // Thread-safe: every public method may be called from any thread. Callbacks
 // run on the client's own thread and must not block.
@@ -24,6 +25,7 @@
 #include <condition_variable>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -66,6 +68,16 @@ class SchedulerClient {
 
   // Blocks until every participant of barrier `name` has arrived.
   absl::Status Barrier(const std::string& name);
+  // The live worker of lowest rank, as the last worker barrier's release
+  // named it (it evaluates the model); 0 before any.
+  int lead_rank() const;
+
+  // data.assignment on_demand (workers): blocks until the scheduler grants
+  // this worker its next work unit, or says every unit is done (nullopt),
+  // or the job ends (an error).
+  absl::StatusOr<std::optional<pb::WorkRange>> RequestWork();
+  // Every line of unit `id` is trained and its pushes acknowledged.
+  void SendWorkDone(uint64_t id);
 
   // Blocks until the job ends: OK on SHUTDOWN, the reason otherwise.
   absl::Status WaitForEnd();
@@ -115,7 +127,11 @@ class SchedulerClient {
   absl::Status end_status_;              // valid when ended_
   // What a restarted scheduler must hear again (see the class comment).
   std::multiset<std::string> waiting_barriers_;
-  std::vector<pb::Header> sticky_;        // WORKER_DONE, FLUSH_DONE
+  std::vector<pb::Header> sticky_;        // WORK_DONE, WORKER_DONE, FLUSH_DONE
+  bool waiting_work_ = false;             // a WORK_REQUEST is unanswered
+  // The answer to it: a unit, or nullopt when every unit is done.
+  std::optional<std::optional<pb::WorkRange>> grant_;
+  int lead_rank_ = 0;
   pb::Header registration_;
   uint64_t incarnation_ = 0;  // client thread only
   // steady_clock time of the last message from the scheduler (0: none yet).

@@ -58,7 +58,21 @@ void CheckpointCoordinator::Start(const std::string& why, std::function<void()> 
 void CheckpointCoordinator::OnPaused(int worker_rank, const pb::CheckpointInfo& info) {
   if (phase_ != Phase::kPausing || info.version() != version_) return;
   worker_steps_[worker_rank] = info.steps();
-  if (static_cast<int>(worker_steps_.size()) < config_.cluster.workers) return;
+  CutIfAllPaused();
+}
+
+void CheckpointCoordinator::OnWorkerLost() {
+  if (phase_ == Phase::kPausing) CutIfAllPaused();
+}
+
+void CheckpointCoordinator::CutIfAllPaused() {
+  if (hooks_.live_workers) {
+    for (int rank : hooks_.live_workers()) {
+      if (!worker_steps_.count(rank)) return;
+    }
+  } else if (static_cast<int>(worker_steps_.size()) < config_.cluster.workers) {
+    return;
+  }
   phase_ = Phase::kCutting;
   spdlog::info("checkpoint {}: all workers paused; servers cutting", version_);
   pb::Header cut;

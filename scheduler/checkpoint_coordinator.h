@@ -32,6 +32,9 @@ class CheckpointCoordinator {
     std::function<void(const pb::Header&, pb::Role)> broadcast;
     std::function<void(const std::string& reason)> fail;  // the job cannot go on
     std::function<int()> live_servers;                      // how many must cut
+    // Ranks of the workers that must pause (all of them; with
+    // data.assignment on_demand, the live ones). Null: every rank.
+    std::function<std::vector<int>()> live_workers;
     std::function<std::vector<uint32_t>()> shard_owner;     // the current shard map
   };
 
@@ -44,6 +47,8 @@ class CheckpointCoordinator {
   // running, it is queued to start right after (several queued requests
   // collapse into one).
   void Start(const std::string& why, std::function<void()> then = nullptr);
+  // A worker left the job (on_demand): the pause no longer waits for it.
+  void OnWorkerLost();
 
   void OnPaused(int worker_rank, const pb::CheckpointInfo& info);
   void OnServerDone(int server_rank, const pb::Header& h);
@@ -61,6 +66,8 @@ class CheckpointCoordinator {
  private:
   enum class Phase { kIdle, kPausing, kCutting };
   void Finish();
+  // Pausing: once every worker that must pause has, the servers cut.
+  void CutIfAllPaused();
   // The running checkpoint failed: dropped and retried, unless that has
   // happened kMaxFailures times in a row (then the job fails).
   void Failed(const std::string& error);

@@ -43,6 +43,19 @@ class ClockTable {
     return min_;
   }
 
+  // data.assignment on_demand. Worker `rank` is gone: it holds no one back
+  // (until a worker takes its rank again with Rejoin).
+  std::optional<uint64_t> Remove(int rank) { return Update(rank, kFinished); }
+  // A worker takes rank `rank` in the running job: it starts at the
+  // slowest live worker's clock, which is what it is told to count from.
+  uint64_t Rejoin(int rank) {
+    if (rank < 0 || rank >= static_cast<int>(clocks_.size())) return min_;
+    const uint64_t live_min = LiveMin();
+    clocks_[rank] = live_min;
+    min_ = std::min(min_, live_min);
+    return live_min;
+  }
+
   uint64_t min() const { return min_; }
   // Worker `rank`'s clock (kFinished once it is done training).
   uint64_t clock(int rank) const { return clocks_[rank]; }
@@ -51,6 +64,13 @@ class ClockTable {
   static constexpr uint64_t kFinished = std::numeric_limits<uint64_t>::max();
 
  private:
+  // The least clock of a worker still training (min_ if none is).
+  uint64_t LiveMin() const {
+    uint64_t least = kFinished;
+    for (uint64_t c : clocks_) least = std::min(least, c);
+    return least == kFinished ? min_ : least;
+  }
+
   std::vector<uint64_t> clocks_;
   uint64_t min_ = 0;
   uint64_t max_spread_ = 0;

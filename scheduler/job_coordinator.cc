@@ -27,6 +27,15 @@ JobCoordinator::JobCoordinator(const Config& config)
       checkpoints_(config, {.broadcast = [this](const pb::Header& h, pb::Role role) { Broadcast(h, role); },
                             .fail = [this](const std::string& reason) { Fail(reason); },
                             .live_servers = [this] { return members_.joined(pb::SERVER); },
+                            .live_workers =
+                                [this] {
+                                  std::vector<int> ranks;
+                                  for (const auto& n : members_.nodes()) {
+                                    const bool counted = !work_ || !n.dead;
+                                    if (n.info.role() == pb::WORKER && counted) ranks.push_back(n.info.rank());
+                                  }
+                                  return ranks;
+                                },
                             .shard_owner = [this] { return shard_map_.owners(); }}) {}
 
 absl::StatusOr<bool> JobCoordinator::TakeOverSavedJob() {
@@ -59,6 +68,8 @@ absl::StatusOr<bool> JobCoordinator::TakeOverSavedJob() {
   restore_from_ = state.restore_from();
   restore_steps_.assign(state.restore_steps().begin(), state.restore_steps().end());
   dropped_messages_ = state.dropped_messages();
+  if (state.has_work()) work_ = WorkDispatcher::FromState(state.work());
+  workers_lost_ = state.workers_lost();
   phase_ = Phase::kRunning;
   spdlog::warn("took over the running job from {} (saved {:.1f} s ago): epoch {}, {} nodes", dir, age, epoch_,
                state.nodes_size());
@@ -96,6 +107,8 @@ bool JobCoordinator::SaveState(Clock::time_point now) {
   for (uint64_t steps : restore_steps_) state.add_restore_steps(steps);
   state.set_saved_unix_time(std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count());
   state.set_dropped_messages(dropped_messages_);
+  if (work_) *state.mutable_work() = work_->ToState();
+  state.set_workers_lost(workers_lost_);
   if (auto st = state_store_->Save(state); !st.ok()) spdlog::error("{}", st.message());
   last_saved_ = now;
   return changed;
@@ -164,6 +177,13 @@ absl::Status JobCoordinator::Start(Clock::time_point now, uint32_t metrics_port)
   auto took_over = TakeOverSavedJob();
   if (!took_over.ok()) return took_over.status();
   if (!*took_over) SPARTA_RETURN_IF_ERROR(PrepareRestore());
+  if (!*took_over && config_.data.assignment_mode == Assignment::kOnDemand) {
+    auto work = WorkDispatcher::ForJob(config_);
+    if (!work.ok()) return work.status();
+    work_ = *std::move(work);
+  } else if (*took_over && config_.data.assignment_mode == Assignment::kOnDemand && !work_) {
+    return absl::FailedPreconditionError("the saved job has no work pool, but data.assignment is on_demand");
+  }
   return absl::OkStatus();
 }
 
@@ -248,6 +268,16 @@ void JobCoordinator::Dispatch(const std::string& routing_id, const pb::Header& h
         Broadcast(tick, pb::WORKER);
       }
       return;
+    case pb::WORK_REQUEST:
+      if (node->info.role() != pb::WORKER || !work_) break;
+      work_->OnRequest(node->info.id(), routing_id);
+      return SendWork();
+    case pb::WORK_DONE:
+      if (node->info.role() != pb::WORKER || !work_ || !h.has_work()) break;
+      work_->OnDone(node->info.id(), h.work().id());
+      state_changed_ = true;
+      SendWork();
+      return FinishIfAllReported();
     case pb::WORKER_DONE:
       if (!h.error().empty()) return Fail(absl::StrCat(DescribeNode(node->info), " failed: ", h.error()));
       if (node->info.role() != pb::WORKER) break;
@@ -279,7 +309,16 @@ void JobCoordinator::OnRegister(const std::string& routing_id, const pb::Header&
   if (members_.FindByRoutingId(routing_id) != nullptr) return;  // a resent REGISTER
   const bool replacement = phase_ == Phase::kRunning && h.node().role() == pb::SERVER &&
                            config_.storage.replication_factor > 1;
-  if (phase_ != Phase::kRegistering && !replacement) return reject("the job has already started");
+  // on_demand: a worker may join the running job (a restarted one, or one
+  // started by hand); after training it has nothing to do and is let go.
+  const bool late_worker = phase_ != Phase::kRegistering && h.node().role() == pb::WORKER && work_.has_value();
+  if (late_worker && phase_ != Phase::kRunning) {
+    spdlog::info("a worker from {} registered after training ended; told to exit", h.node().host());
+    pb::Header shutdown;
+    shutdown.set_type(pb::SHUTDOWN);
+    return SendTo(routing_id, std::move(shutdown));
+  }
+  if (phase_ != Phase::kRegistering && !replacement && !late_worker) return reject("the job has already started");
   auto added = members_.Add(h.node(), routing_id, now);
   if (!added.ok()) return reject(std::string(added.status().message()));
   spdlog::info("registered {} ({} of {} servers, {} of {} workers)", DescribeNode(*added),
@@ -290,6 +329,7 @@ void JobCoordinator::OnRegister(const std::string& routing_id, const pb::Header&
   reply.set_type(pb::REGISTER_REPLY);
   *reply.mutable_node() = *added;
   SendTo(routing_id, std::move(reply));
+  if (late_worker) return OnWorkerJoined(*added, routing_id);
   if (replacement) {
     const int placed = shard_map_.AddServer(added->rank(), members_.LiveServers(), epoch_ + 1);
     spdlog::info("{} joined the running job; {} shard replicas placed on it", DescribeNode(*added), placed);
@@ -404,15 +444,91 @@ void JobCoordinator::PublishView() {
 
 void JobCoordinator::OnBarrier(const Membership::Node& node, const std::string& name) {
   const pb::Role role = node.info.role();
-  auto& arrived = barriers_[{role, name}];
-  arrived.insert(node.info.id());
-  if (static_cast<int>(arrived.size()) < members_.expected(role)) return;
+  barriers_[{role, name}].insert(node.info.id());
+  ReleaseIfComplete(role, name);
+}
+
+int JobCoordinator::BarrierSize(pb::Role role) const {
+  if (role != pb::WORKER || !work_) return members_.expected(role);
+  int live = 0;
+  for (const auto& n : members_.nodes()) live += n.info.role() == pb::WORKER && !n.dead;
+  return live;
+}
+
+int JobCoordinator::LeadWorker() const {
+  int lead = -1;
+  for (const auto& n : members_.nodes()) {
+    if (n.info.role() == pb::WORKER && !n.dead && (lead < 0 || n.info.rank() < lead)) lead = n.info.rank();
+  }
+  return lead;
+}
+
+void JobCoordinator::ReleaseIfComplete(pb::Role role, const std::string& name) {
+  auto it = barriers_.find({role, name});
+  if (it == barriers_.end()) return;
+  // Only live nodes count: one lost while the others waited is not awaited.
+  int arrived = 0;
+  for (uint32_t id : it->second) {
+    const Membership::Node* n = members_.FindById(id);
+    arrived += n != nullptr && !n->dead;
+  }
+  if (arrived < BarrierSize(role)) return;
   spdlog::info("barrier '{}' of {}s released", name, RoleName(role));
   pb::Header release;
   release.set_type(pb::BARRIER_RELEASE);
   release.set_barrier(name);
+  if (role == pb::WORKER) release.set_lead_rank(LeadWorker());
   Broadcast(release, role);
-  barriers_.erase({role, name});
+  barriers_.erase(it);
+}
+
+void JobCoordinator::SendWork() {
+  if (!work_) return;
+  for (auto& out : work_->TakeOutbox()) SendTo(out.routing_id, std::move(out.header));
+}
+
+void JobCoordinator::OnWorkerLost(Membership::Node* node, const std::string& why) {
+  if (!work_ || phase_ == Phase::kRegistering) return Fail(absl::StrCat(DescribeNode(node->info), " ", why));
+  node->dead = true;
+  state_changed_ = true;
+  ++workers_lost_;
+  lost_examples_ += static_cast<double>(node->progress.examples());
+  const size_t units = work_->OnLost(node->info.id(), node->progress);
+  spdlog::warn("{} {}: its {} work units go back to the pool{}", DescribeNode(node->info), why, units,
+               config_.worker.restart ? "; the launcher may start a fresh worker under its rank" : "");
+  SendWork();
+  if (unheard_.erase(node->info.id()) && unheard_.empty() && finish_after_resync_) FinishTraining();
+  if (auto min = clocks_.Remove(node->info.rank())) {
+    pb::Header tick;
+    tick.set_type(pb::CLOCK);
+    tick.set_clock(*min);
+    Broadcast(tick, pb::WORKER);
+  }
+  // A checkpoint pausing the workers no longer waits for this one.
+  checkpoints_.OnWorkerLost();
+  if (phase_ != Phase::kRunning) return;
+  if (LeadWorker() < 0 && !config_.worker.restart) {
+    return Fail(absl::StrCat(DescribeNode(node->info), " ", why, ", and it was the last worker (worker.restart is false)"));
+  }
+  std::vector<std::string> names;
+  for (const auto& [key, ids] : barriers_) {
+    if (key.first == pb::WORKER) names.push_back(key.second);
+  }
+  for (const auto& name : names) ReleaseIfComplete(pb::WORKER, name);
+  FinishIfAllReported();
+}
+
+void JobCoordinator::OnWorkerJoined(const pb::NodeInfo& node, const std::string& routing_id) {
+  const uint64_t clock = clocks_.Rejoin(node.rank());
+  spdlog::info("{} joined the running job at clock {}", DescribeNode(node), clock);
+  // This view only for the newcomer: its own place (steps) to count from.
+  pb::Header h;
+  h.set_type(pb::CLUSTER_VIEW);
+  *h.mutable_view() = view_;
+  h.mutable_view()->clear_worker_steps();
+  for (int r = 0; r < config_.cluster.workers; ++r) h.mutable_view()->add_worker_steps(clock * config_.worker.threads);
+  h.set_epoch(epoch_);
+  SendTo(routing_id, std::move(h));
 }
 
 void JobCoordinator::OnWorkerDone(const Membership::Node& node, const pb::WorkerReport& report) {
@@ -421,7 +537,20 @@ void JobCoordinator::OnWorkerDone(const Membership::Node& node, const pb::Worker
   state_changed_ = true;
   spdlog::info("{} finished: {} examples in {:.2f} s", DescribeNode(node.info), report.train_examples(),
                report.train_seconds());
-  if (static_cast<int>(reports_.size()) < config_.cluster.workers || phase_ != Phase::kRunning) return;
+  FinishIfAllReported();
+}
+
+void JobCoordinator::FinishIfAllReported() {
+  if (phase_ != Phase::kRunning) return;
+  if (!work_) {
+    if (static_cast<int>(reports_.size()) == config_.cluster.workers) FinishTraining();
+    return;
+  }
+  // on_demand: a live worker reports once the pool has nothing more for it.
+  if (!work_->finished() || LeadWorker() < 0) return;
+  for (const auto& n : members_.nodes()) {
+    if (n.info.role() == pb::WORKER && !n.dead && !reports_.count(n.info.rank())) return;
+  }
   FinishTraining();
 }
 
@@ -498,7 +627,7 @@ void JobCoordinator::CheckTimers(Clock::time_point now, Signals* signals) {
         absl::StrCat("stopped responding: no heartbeat for ", std::chrono::duration<double>(now - silent->last_seen).count(),
                      " s (cluster.heartbeat_timeout is ", config_.cluster.heartbeat_timeout, " s)");
     if (silent->info.role() == pb::SERVER) return OnServerLost(silent, why);
-    Fail(absl::StrCat(DescribeNode(silent->info), " ", why));
+    OnWorkerLost(silent, why);
   }
 }
 
@@ -539,7 +668,7 @@ void JobCoordinator::ProbeSuspects(Clock::time_point now) {
     if (node->info.role() == pb::SERVER) {
       OnServerLost(node, why);
     } else {
-      Fail(absl::StrCat(DescribeNode(node->info), " ", why));
+      OnWorkerLost(node, why);
     }
     if (phase_ == Phase::kDone) return;
   }
@@ -588,7 +717,8 @@ pb::JobSummary JobCoordinator::BuildSummary() const {
   // finished) what its last heartbeat said.
   std::map<int, pb::WorkerProgress> progress;
   for (const auto& node : members_.nodes()) {
-    if (node.info.role() == pb::WORKER) progress[node.info.rank()] = node.progress;
+    // on_demand: a lost worker's examples are counted apart (lost_examples_).
+    if (node.info.role() == pb::WORKER && !(work_ && node.dead)) progress[node.info.rank()] = node.progress;
   }
   double examples = 0, seconds = 0, loss = 0, bad_lines = 0;
   const pb::WorkerReport* eval = nullptr;
@@ -615,6 +745,12 @@ pb::JobSummary JobCoordinator::BuildSummary() const {
     out.add_max_staleness(static_cast<double>(r.max_staleness()));
     out.add_mean_staleness(r.mean_staleness());
   }
+  if (work_) {
+    out.set_workers_lost(workers_lost_);
+    out.set_examples_retrained(static_cast<double>(work_->examples_retrained()));
+    out.set_work_units(static_cast<double>(work_->units_done()));
+    examples += lost_examples_;
+  }
   out.set_train_examples(examples);
   out.set_train_seconds(seconds);
   out.set_examples_per_sec(seconds > 0 ? examples / seconds : 0);
@@ -632,9 +768,12 @@ pb::JobSummary JobCoordinator::BuildSummary() const {
   out.set_checkpoint_version(static_cast<uint32_t>(checkpoints_.last_version()));
   out.set_checkpoint_seconds(checkpoints_.last_seconds());
   out.set_max_clock_spread(static_cast<double>(clocks_.max_spread()));
-  // Worker 0 reads the audit table (worker.audit) at the end.
-  if (auto first = reports_.find(0); first != reports_.end()) {
-    for (uint64_t c : first->second.audit_counts()) out.add_audit_counts(static_cast<double>(c));
+  // The lead worker (0, unless on_demand lost it) reads the audit table
+  // (worker.audit) at the end.
+  for (const auto& [rank, report] : reports_) {
+    if (report.audit_counts_size() == 0) continue;
+    for (uint64_t c : report.audit_counts()) out.add_audit_counts(static_cast<double>(c));
+    break;
   }
   if (!restore_from_.empty()) out.set_restored_from(restore_from_);
   *out.mutable_lost_shards() = lost_.lost_shards();

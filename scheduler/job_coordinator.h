@@ -34,6 +34,7 @@
 #include "scheduler/membership.h"
 #include "scheduler/shard_map.h"
 #include "scheduler/state_store.h"
+#include "scheduler/work_dispatcher.h"
 #include "sparta.pb.h"
 
 namespace sparta {
@@ -100,6 +101,23 @@ class JobCoordinator {
   void OnRegister(const std::string& routing_id, const pb::Header& h, Clock::time_point now);
   void OnBarrier(const Membership::Node& node, const std::string& name);
   void OnWorkerDone(const Membership::Node& node, const pb::WorkerReport& report);
+  // A worker went silent or died: with data.assignment on_demand its units
+  // go back to the pool and the job goes on (the launcher may start a
+  // fresh worker under its rank); else the job fails.
+  void OnWorkerLost(Membership::Node* node, const std::string& why);
+  // A worker registered while the job runs (on_demand): it gets the view,
+  // starting at the slowest live worker's clock.
+  void OnWorkerJoined(const pb::NodeInfo& node, const std::string& routing_id);
+  // Training is over when every live worker has reported (and, on_demand,
+  // every unit is done).
+  void FinishIfAllReported();
+  // Releases barrier `name` of `role` if everyone it waits for has arrived.
+  void ReleaseIfComplete(pb::Role role, const std::string& name);
+  // Workers a worker barrier waits for: all of them, or (on_demand) the live ones.
+  int BarrierSize(pb::Role role) const;
+  // The live worker of lowest rank (-1: none).
+  int LeadWorker() const;
+  void SendWork();
   void OnFlushDone(const Membership::Node& node, const pb::ServerStats& stats);
   void PublishView();
   // A server went silent or died: with replication the cluster fails over
@@ -141,6 +159,9 @@ class JobCoordinator {
   std::map<std::pair<int, std::string>, std::set<uint32_t>> barriers_;
   std::map<uint32_t, pb::WorkerReport> reports_;  // by worker rank
   ClockTable clocks_;  // worker.consistency: each worker's finished steps
+  std::optional<WorkDispatcher> work_;  // data.assignment on_demand
+  uint32_t workers_lost_ = 0;
+  double lost_examples_ = 0;  // trained by workers lost since, as of their last heartbeat
   std::map<uint32_t, pb::ServerStats> flushed_;   // by server rank
   uint64_t dropped_messages_ = 0;
   ShardMap shard_map_;

@@ -78,6 +78,13 @@ void Membership::Restore(const pb::NodeInfo& info, const std::string& routing_id
   nodes_.push_back(node);
 }
 
+const Membership::Node* Membership::FindById(uint32_t id) const {
+  for (const Node& node : nodes_) {
+    if (node.info.id() == id) return &node;
+  }
+  return nullptr;
+}
+
 Membership::Node* Membership::FindByRoutingId(const std::string& routing_id) {
   auto it = by_routing_id_.find(routing_id);
   return it == by_routing_id_.end() ? nullptr : &nodes_[it->second];

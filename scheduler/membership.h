@@ -44,6 +44,7 @@ class Membership {
 
   // The node that owns `routing_id`, or nullptr.
   Node* FindByRoutingId(const std::string& routing_id);
+  const Node* FindById(uint32_t id) const;
   bool Has(const std::string& routing_id) const { return by_routing_id_.count(routing_id) != 0; }
 
   bool complete() const { return joined(pb::SERVER) == servers_ && joined(pb::WORKER) == workers_; }

@@ -30,6 +30,40 @@ WorkPool WorkPool::Restore(const pb::WorkProgress& progress) {
   return pool;
 }
 
+namespace {
+
+void ToRange(const WorkPool::Unit& unit, pb::WorkRange* r) {
+  r->set_id(unit.id);
+  r->set_epoch(unit.epoch);
+  r->set_path(unit.range.path);
+  r->set_begin(unit.range.begin);
+  r->set_end(unit.range.end);
+}
+
+WorkPool::Unit FromRange(const pb::WorkRange& r) { return {r.id(), r.epoch(), {r.path(), r.begin(), r.end()}}; }
+
+}  // namespace
+
+void WorkPool::ToState(pb::WorkPoolState* state) const {
+  state->clear_pending();
+  state->clear_in_flight();
+  for (const Unit& unit : pending_) ToRange(unit, state->add_pending());
+  for (const auto& [id, held] : in_flight_) {
+    pb::WorkRange* r = state->add_in_flight();
+    ToRange(held.unit, r);
+    r->set_worker(held.worker);
+  }
+  state->set_next_id(next_id_);
+}
+
+WorkPool WorkPool::FromState(const pb::WorkPoolState& state) {
+  WorkPool pool;
+  for (const pb::WorkRange& r : state.pending()) pool.pending_.push_back(FromRange(r));
+  for (const pb::WorkRange& r : state.in_flight()) pool.in_flight_[r.id()] = {r.worker(), FromRange(r)};
+  pool.next_id_ = state.next_id();
+  return pool;
+}
+
 WorkPool::Next WorkPool::Take(uint32_t worker) {
   if (pending_.empty()) return {in_flight_.empty() ? Outcome::kFinished : Outcome::kWait, {}};
   Unit unit = std::move(pending_.front());
@@ -45,12 +79,16 @@ bool WorkPool::Done(uint32_t worker, uint64_t id) {
   return true;
 }
 
-std::vector<WorkPool::Unit> WorkPool::Release(uint32_t worker) {
+std::vector<WorkPool::Unit> WorkPool::Release(uint32_t worker, const std::function<uint64_t(uint64_t id)>& trained) {
   std::vector<Unit> released;
   for (auto it = in_flight_.begin(); it != in_flight_.end();) {
     if (it->second.worker == worker) {
-      released.push_back(std::move(it->second.unit));
+      Unit unit = std::move(it->second.unit);
       it = in_flight_.erase(it);
+      if (trained) unit.range.begin = std::min(unit.range.end, unit.range.begin + trained(unit.id));
+      // Wholly trained but not yet reported: nothing goes back. (Its id is
+      // kept otherwise: a unit is the same work, wherever it starts.)
+      if (unit.range.begin < unit.range.end) released.push_back(std::move(unit));
     } else {
       ++it;
     }

@@ -58,6 +58,10 @@ class WorkPool {
   static absl::StatusOr<WorkPool> Cut(const std::vector<InputFile>& files, uint64_t split_size, uint32_t epochs);
   // The pool of what `progress` says remains.
   static WorkPool Restore(const pb::WorkProgress& progress);
+  // The whole pool, units in flight and their workers too, for a restarted
+  // scheduler; and back.
+  void ToState(pb::WorkPoolState* state) const;
+  static WorkPool FromState(const pb::WorkPoolState& state);
 
   // The next unit for `worker`.
   Next Take(uint32_t worker);
@@ -66,8 +70,10 @@ class WorkPool {
   // Release, say).
   bool Done(uint32_t worker, uint64_t id);
   // `worker` is gone: its units go back to the front of the pool, in the
-  // order they were handed out. Returns them.
-  std::vector<Unit> Release(uint32_t worker);
+  // order they were handed out, less the first `trained(id)` bytes of each
+  // (a line boundary; 0 when not known), which it had trained. Returns
+  // what went back.
+  std::vector<Unit> Release(uint32_t worker, const std::function<uint64_t(uint64_t id)>& trained = nullptr);
 
   // What remains. `read(id)`: bytes of in-flight unit `id` its worker had
   // read and trained at the cut (0 when not known), a line boundary.

@@ -27,13 +27,21 @@ namespace sparta {
 class PushWindow {
  public:
   using Wait = std::function<absl::Status(const KVClient::Ticket&)>;
+  // A retired step's batch: its work unit (data.assignment on_demand) and
+  // its place among the unit's batches.
+  using Retired = std::function<void(uint64_t unit, uint32_t unit_batch)>;
 
   // `clock` may be null (no consistency bookkeeping); `thread` is the
-  // compute thread's index in it.
-  PushWindow(ClockGate* clock, int thread, Wait wait) : clock_(clock), thread_(thread), wait_(std::move(wait)) {}
+  // compute thread's index in it. `retired`, if set, hears of every step
+  // retired.
+  PushWindow(ClockGate* clock, int thread, Wait wait, Retired retired = nullptr)
+      : clock_(clock), thread_(thread), wait_(std::move(wait)), retired_(std::move(retired)) {}
 
-  // Step `step`'s pushes, just sent.
-  void Add(uint64_t step, std::vector<KVClient::Ticket> tickets) { pushes_.push_back({step, std::move(tickets)}); }
+  // Step `step`'s pushes, just sent, for batch `unit_batch` of work unit
+  // `unit` (0: none).
+  void Add(uint64_t step, std::vector<KVClient::Ticket> tickets, uint64_t unit = 0, uint32_t unit_batch = 0) {
+    pushes_.push_back({step, std::move(tickets), unit, unit_batch});
+  }
 
   size_t size() const { return pushes_.size(); }
   bool empty() const { return pushes_.empty(); }
@@ -42,6 +50,7 @@ class PushWindow {
   absl::Status RetireOldest() {
     for (const auto& ticket : pushes_.front().tickets) SPARTA_RETURN_IF_ERROR(wait_(ticket));
     if (clock_ != nullptr) clock_->Advance(thread_, pushes_.front().step);
+    if (retired_ && pushes_.front().unit != 0) retired_(pushes_.front().unit, pushes_.front().unit_batch);
     pushes_.pop_front();
     return absl::OkStatus();
   }
@@ -67,10 +76,13 @@ class PushWindow {
   struct Pending {
     uint64_t step;
     std::vector<KVClient::Ticket> tickets;
+    uint64_t unit;
+    uint32_t unit_batch;
   };
   ClockGate* const clock_;
   const int thread_;
   const Wait wait_;
+  const Retired retired_;
   std::deque<Pending> pushes_;
 };
 

@@ -65,7 +65,7 @@ void CountKeys(const Batch& batch, std::vector<uint32_t>* counts) {
 
 absl::StatusOr<std::unique_ptr<Trainer::Step>> Trainer::BeginStep(DataLoader* loader, uint64_t number,
                                                                   const BeforePull& before_pull,
-                                                                  Pipeline pipeline, bool* deferred) {
+                                                                  Pipeline pipeline, bool holding, bool* deferred) {
   const bool split = pipeline == Pipeline::kReadYourWrites;
   // The gate comes before the read: compute threads sharing a loader must
   // not take a later step's batch while another is still to take this
@@ -78,7 +78,18 @@ absl::StatusOr<std::unique_ptr<Trainer::Step>> Trainer::BeginStep(DataLoader* lo
       return std::unique_ptr<Step>();
     }
   }
-  auto batch = loader->Next();
+  bool starved = false;
+  auto batch = loader->Next(&starved);
+  if (batch.ok() && starved) {
+    // The loader waits for the scheduler's next unit, which may wait for
+    // this thread's batches to be done: train those first.
+    if (holding) {
+      *deferred = true;
+      return std::unique_ptr<Step>();
+    }
+    if (settle_) SPARTA_RETURN_IF_ERROR(settle_());
+    batch = loader->Next();
+  }
   if (!batch.ok()) return batch.status();
   if (*batch == nullptr) return std::unique_ptr<Step>();
   auto step = std::make_unique<Step>();
@@ -132,8 +143,8 @@ absl::Status Trainer::ForEachStep(DataLoader* loader, const std::function<absl::
   uint64_t number = first_step;
   // Reads the next batch and issues its pulls (`split`: only the early
   // ones), unless the gate defers it (a pause is wanted first).
-  auto begin = [&](Pipeline how, std::unique_ptr<Step>* step, bool* deferred) -> absl::Status {
-    SPARTA_ASSIGN_OR_RETURN(*step, BeginStep(loader, number + 1, before_pull, how, deferred));
+  auto begin = [&](Pipeline how, std::unique_ptr<Step>* step, bool holding, bool* deferred) -> absl::Status {
+    SPARTA_ASSIGN_OR_RETURN(*step, BeginStep(loader, number + 1, before_pull, how, holding, deferred));
     if (*step != nullptr) ++number;
     return absl::OkStatus();
   };
@@ -145,7 +156,7 @@ absl::Status Trainer::ForEachStep(DataLoader* loader, const std::function<absl::
     while (true) {
       if (at_boundary) SPARTA_RETURN_IF_ERROR(at_boundary());
       bool deferred = false;
-      SPARTA_RETURN_IF_ERROR(begin(pipeline, step, &deferred));
+      SPARTA_RETURN_IF_ERROR(begin(pipeline, step, /*holding=*/false, &deferred));
       if (deferred) continue;
       if (*step != nullptr && pipeline == Pipeline::kReadYourWrites) IssuePulls(**step, /*late=*/true);
       return absl::OkStatus();
@@ -163,7 +174,7 @@ absl::Status Trainer::ForEachStep(DataLoader* loader, const std::function<absl::
       bool prefetched = false;
       if (pipeline != Pipeline::kSerial && !(pause_wanted && pause_wanted())) {
         bool deferred = false;
-        SPARTA_RETURN_IF_ERROR(begin(pipeline, &next, &deferred));
+        SPARTA_RETURN_IF_ERROR(begin(pipeline, &next, /*holding=*/true, &deferred));
         prefetched = !deferred;
       }
       for (const auto& ticket : current->pulls) SPARTA_RETURN_IF_ERROR(WaitTimed(ticket));
@@ -210,7 +221,11 @@ absl::StatusOr<Trainer::TrainResult> Trainer::Train(DataLoader* loader, const Tr
   network_wait_seconds_ = 0;
   const auto start = Clock::now();
   ClockGate* const clock = hooks.clock;
-  PushWindow pushes(clock, hooks.thread, [this](const KVClient::Ticket& t) { return WaitTimed(t); });
+  WorkFeed* const feed = hooks.feed;
+  PushWindow pushes(
+      clock, hooks.thread, [this](const KVClient::Ticket& t) { return WaitTimed(t); },
+      feed == nullptr ? PushWindow::Retired()
+                      : [feed](uint64_t unit, uint32_t unit_batch) { feed->Trained(unit, unit_batch); });
   ProgressWindow progress(config_, hooks.log_progress, hooks.progress,
                           static_cast<double>(loader->bytes_per_epoch()) * config_.data.epochs);
   // Steps submitted to the runner whose gradients are not pushed yet. A
@@ -234,7 +249,7 @@ absl::StatusOr<Trainer::TrainResult> Trainer::Train(DataLoader* loader, const Tr
     const std::unique_ptr<Batch> batch = std::move(computing.front().batch);
     computing.pop_front();
     progress.StartBatch(batch->epoch);
-    pushes.Add(out.step, PushGradients(*batch, out, hooks));
+    pushes.Add(out.step, PushGradients(*batch, out, hooks), batch->unit, batch->unit_batch);
     if (cache_ != nullptr) last_push_mark_ = cache_->NotePushes();
     SPARTA_RETURN_IF_ERROR(pushes.Trim(in_flight));
     ++result.steps;
@@ -274,8 +289,14 @@ absl::StatusOr<Trainer::TrainResult> Trainer::Train(DataLoader* loader, const Tr
     return wait == ClockGate::Wait::kReady;
   };
   auto pause_wanted = [&] { return hooks.gate != nullptr && hooks.gate->pause_requested(); };
-  SPARTA_RETURN_IF_ERROR(ForEachStep(loader, train_step, bsp_ ? Pipeline::kSerial : Pipeline::kReadYourWrites,
-                                     hooks.first_step, before_pull, pause_if_asked, pause_wanted));
+  settle_ = [&]() -> absl::Status {
+    SPARTA_RETURN_IF_ERROR(finish_computing());
+    return pushes.Drain();
+  };
+  const absl::Status walked = ForEachStep(loader, train_step, bsp_ ? Pipeline::kSerial : Pipeline::kReadYourWrites,
+                                          hooks.first_step, before_pull, pause_if_asked, pause_wanted);
+  settle_ = nullptr;  // it refers to this call's locals
+  SPARTA_RETURN_IF_ERROR(walked);
   SPARTA_RETURN_IF_ERROR(finish_computing());
   SPARTA_RETURN_IF_ERROR(pushes.Drain());
   if (clock != nullptr) clock->Advance(hooks.thread, ClockGate::kFinished);

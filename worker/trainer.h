@@ -79,6 +79,9 @@ class Trainer {
     // Counts every step; the thread that logs progress also records each
     // progress line in it. Null: not recorded.
     TrainingProgress* progress = nullptr;
+    // data.assignment on_demand: hears of each batch whose pushes are
+    // acknowledged, so that finished work units are reported.
+    WorkFeed* feed = nullptr;
   };
 
   absl::StatusOr<TrainResult> Train(DataLoader* loader, const TrainHooks& hooks);
@@ -101,8 +104,10 @@ class Trainer {
     kReadYourWrites,  // as kPrefetchAll, but keys (and dense tables) this batch updates after its push
     kSerial,          // the next batch's pulls go out after this batch's body (bsp)
   };
+  // `holding`: the thread holds a batch not yet trained (a prefetch); it
+  // is deferred, not blocked, when the loader waits for the next work unit.
   absl::StatusOr<std::unique_ptr<Step>> BeginStep(DataLoader* loader, uint64_t number, const BeforePull& before_pull,
-                                                  Pipeline pipeline, bool* deferred);
+                                                  Pipeline pipeline, bool holding, bool* deferred);
   void IssuePulls(Step& step, bool late);
   std::vector<std::span<const float>> ViewParams(const Step& step) const;
   // The keys of table t for `batch`: its unique keys, or a dense table's blocks.
@@ -125,6 +130,9 @@ class Trainer {
   const bool bsp_;
   DenseCache* const cache_;
   double network_wait_seconds_ = 0;  // of the current Train() or Evaluate()
+  // Train(): trains what the thread holds and waits for its pushes, before
+  // it waits for the loader's next work unit (data.assignment on_demand).
+  std::function<absl::Status()> settle_;
   uint64_t last_push_mark_ = 0;  // cache_->NotePushes() after this trainer's last push
   std::vector<std::vector<uint64_t>> dense_keys_;  // per dense table: its block indices
   // Per table: whether its pushes carry each key's occurrences (the servers

@@ -46,6 +46,25 @@ absl::StatusOr<std::unique_ptr<DataLoader>> OpenInput(const std::vector<std::str
   return loader;
 }
 
+// data.assignment on_demand: a loader of the units `feed` hands out.
+absl::StatusOr<std::unique_ptr<DataLoader>> OpenUnits(const std::vector<std::string>& files, const Config& config,
+                                                      const ReaderMaker& make_reader, WorkFeed* feed) {
+  SPARTA_ASSIGN_OR_RETURN(std::unique_ptr<Reader> parser, make_reader());
+  uint64_t total = 0;
+  for (const std::string& path : files) {
+    std::error_code ec;
+    total += std::filesystem::file_size(path, ec);
+  }
+  auto reader = std::make_unique<SplitReader>(std::vector<FileRange>(), std::move(parser), config.data.max_bad_lines);
+  DataLoader::Options options{.batch_size = config.data.batch_size,
+                              .epochs = config.data.epochs,
+                              .queue_batches = config.data.queue_batches,
+                              .expected_bytes = total / std::max(1, config.cluster.workers)};
+  auto loader = std::make_unique<DataLoader>(std::move(reader), feed, options);
+  loader->Start();
+  return loader;
+}
+
 // "a.txt, bytes 0-100 of b.txt": what a worker's share of the input is.
 std::string DescribeShare(const std::vector<std::string>& files, int rank, int workers) {
   auto ranges = SplitInput(files, rank, workers);
@@ -89,6 +108,7 @@ Worker::Worker(const Config& config, int rank, std::string info_file)
 absl::Status Worker::Run() {
   SPARTA_RETURN_IF_ERROR(Prepare());
   SPARTA_RETURN_IF_ERROR(Join());
+  if (too_late_) return absl::OkStatus();
   SPARTA_RETURN_IF_ERROR(DeclareTables());
   SPARTA_RETURN_IF_ERROR(OpenTraining());
   bool stopped = false;
@@ -128,6 +148,10 @@ absl::Status Worker::Prepare() {
   // without a usable GPU fails here with its config line.
   SPARTA_ASSIGN_OR_RETURN(backend_, ChooseBackend(config_, *model_, ProbeGpus()));
   spdlog::info("compute backend: {} ({})", backend_.cuda ? "cuda" : "cpu", backend_.reason);
+  if (config_.data.assignment_mode == Assignment::kOnDemand) {
+    feed_ = std::make_unique<WorkFeed>([this] { return scheduler_->RequestWork(); },
+                                       [this](uint64_t id) { scheduler_->SendWorkDone(id); });
+  }
   return absl::OkStatus();
 }
 
@@ -177,9 +201,23 @@ absl::Status Worker::Join() {
           if (client_) client_->UpdateView(h.view());
         }
       },
-      .on_heartbeat = [this](pb::Header* h) { *h->mutable_progress() = progress_.Snapshot(); }};
+      .on_heartbeat = [this](pb::Header* h) {
+        *h->mutable_progress() = progress_.Snapshot();
+        if (feed_ == nullptr) return;
+        for (const auto& [unit, progress] : feed_->InProgress()) {
+          (*h->mutable_progress()->mutable_units())[unit] = progress;
+        }
+      }};
   scheduler_ = std::make_unique<SchedulerClient>(&context_, config_, self, std::move(callbacks));
-  SPARTA_RETURN_IF_ERROR(scheduler_->Register());
+  if (auto st = scheduler_->Register(); !st.ok()) {
+    // on_demand: a worker that comes after training ended is let go.
+    if (feed_ != nullptr && scheduler_->ended() && scheduler_->WaitForEnd().ok()) {
+      spdlog::info("the job had already finished training; nothing to do");
+      too_late_ = true;
+      return absl::OkStatus();
+    }
+    return st;
+  }
   me_ = scheduler_->self();
   SetLogProcessName(absl::StrCat("worker-", me_.rank()));
   metrics_.SetIdentity("worker", me_.rank());
@@ -220,15 +258,18 @@ absl::Status Worker::DeclareTables() {
 }
 
 absl::Status Worker::OpenTraining() {
-  auto loader = OpenInput(train_files_, me_.rank(), config_.cluster.workers, config_, make_reader_,
-                          /*single_pass=*/false);
+  auto loader = feed_ != nullptr ? OpenUnits(train_files_, config_, make_reader_, feed_.get())
+                                 : OpenInput(train_files_, me_.rank(), config_.cluster.workers, config_, make_reader_,
+                                             /*single_pass=*/false);
   if (!loader.ok()) return Fail(loader.status());
   loader_ = *std::move(loader);
   const int threads = config_.worker.threads;
   base_steps_ = me_.rank() < view_.worker_steps_size() ? view_.worker_steps(me_.rank()) : 0;
   gate_.Configure(threads, base_steps_);
   progress_.SetBaseSteps(base_steps_);
-  if (base_steps_ > 0) {
+  // on_demand: a worker that joins late counts its steps from the slowest
+  // live worker's clock, with no batch to skip (its units say what to read).
+  if (base_steps_ > 0 && feed_ == nullptr) {
     // Resuming from a checkpoint: the batches its steps trained on are read
     // and dropped, so that this worker goes on where it was cut.
     auto skipped = SkipBatches(loader_.get(), base_steps_);
@@ -266,6 +307,7 @@ absl::StatusOr<pb::WorkerReport> Worker::Train(bool* stopped) {
   hooks.gate = &gate_;
   hooks.clock = clock_.get();
   hooks.first_step = base_steps_ / threads;
+  hooks.feed = feed_.get();
   if (config_.worker.audit) {
     hooks.audit = &audit_;
     hooks.audit_key = me_.rank();
@@ -327,7 +369,9 @@ absl::StatusOr<pb::WorkerReport> Worker::Train(bool* stopped) {
   }
   report.set_steps(steps);
   // A wrong glob or an empty file must not pass for a trained model.
-  if (steps == 0 && report.train_examples() == 0 && !config_.data.allow_empty) {
+  // (on_demand: the scheduler checks the input as a whole; a worker may
+  // rightly get no unit.)
+  if (steps == 0 && report.train_examples() == 0 && !config_.data.allow_empty && feed_ == nullptr) {
     return Fail(absl::FailedPreconditionError(absl::StrCat(
         "worker-", me_.rank(), " found no training example in its share of data.train (",
         DescribeShare(train_files_, me_.rank(), config_.cluster.workers), "; ", loader_->bad_lines(),
@@ -349,7 +393,8 @@ absl::StatusOr<pb::WorkerReport> Worker::Train(bool* stopped) {
 }
 
 absl::Status Worker::Evaluate(pb::WorkerReport* report) {
-  if (me_.rank() != 0 || test_files_.empty()) return absl::OkStatus();
+  // The lead worker (0, unless it was lost with on_demand) evaluates.
+  if (me_.rank() != scheduler_->lead_rank() || test_files_.empty()) return absl::OkStatus();
   auto test = OpenInput(test_files_, 0, 1, config_, make_reader_, /*single_pass=*/true);
   if (!test.ok()) return Fail(test.status());
   auto runner = NewStepRunner(backend_, config_, model_.get(), tables_);
@@ -366,7 +411,7 @@ absl::Status Worker::Evaluate(pb::WorkerReport* report) {
 }
 
 absl::Status Worker::Audit(pb::WorkerReport* report) {
-  if (me_.rank() != 0 || !config_.worker.audit) return absl::OkStatus();
+  if (me_.rank() != scheduler_->lead_rank() || !config_.worker.audit) return absl::OkStatus();
   std::vector<uint64_t> ranks(config_.cluster.workers);
   std::iota(ranks.begin(), ranks.end(), 0);
   std::vector<float> counts(ranks.size());

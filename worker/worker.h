@@ -88,7 +88,12 @@ class Worker {
   std::vector<pb::TableSpec> tables_;
   pb::TableSpec audit_;
   std::unique_ptr<DataLoader> loader_;
-  uint64_t base_steps_ = 0;  // steps done before a restore
+  // data.assignment on_demand: where the loader's work units come from.
+  // Made before the scheduler client, whose heartbeats read it.
+  std::unique_ptr<WorkFeed> feed_;
+  // on_demand: registered after training had ended; nothing to do.
+  bool too_late_ = false;
+  uint64_t base_steps_ = 0;  // steps done before a restore (on_demand: the clock joined at)
 };
 
 }  // namespace sparta

@@ -1,6 +1,9 @@
 // DataLoader: a background thread that reads a worker's input split for
 // `epochs` passes and turns it into batches, a bounded number ahead of the
-// trainer, so that parsing overlaps compute and communication.
+// trainer, so that parsing overlaps compute and communication. With a
+// WorkFeed (data.assignment on_demand) it reads the work units the feed
+// hands out instead, until there are none; a batch then never spans two
+// units, and carries its unit's id.
 //
 // Thread-safe: Next() and Stop() may be called from any thread (usually the
 // trainer's); the reading happens on the loader's own thread.
@@ -17,6 +20,7 @@
 #include "absl/status/statusor.h"
 #include "worker/data/batch.h"
 #include "worker/data/split_reader.h"
+#include "worker/work_feed.h"
 
 namespace sparta {
 
@@ -26,31 +30,45 @@ class DataLoader {
     int batch_size = 4096;
     int epochs = 1;
     int queue_batches = 4;
+    // With a feed: the bytes per epoch this worker expects to read (its
+    // share of the input), for progress and ETA only.
+    uint64_t expected_bytes = 0;
   };
 
   DataLoader(std::unique_ptr<SplitReader> reader, Options options);
+  // Reads `feed`'s units (not owned; must outlive the loader).
+  DataLoader(std::unique_ptr<SplitReader> reader, WorkFeed* feed, Options options);
   ~DataLoader();
 
   void Start();
   // The next batch; nullptr after the last one; an error if reading failed.
-  absl::StatusOr<std::unique_ptr<Batch>> Next();
+  // With `starved` (and a feed): when no batch is queued and the loader is
+  // waiting for the scheduler's next unit, returns nullptr at once with
+  // *starved set, instead of waiting. (A caller holding batches of its own
+  // must train them first: the scheduler may be waiting for exactly those
+  // to be done before it can say there is no more work.)
+  absl::StatusOr<std::unique_ptr<Batch>> Next(bool* starved = nullptr);
   // Stops reading early (e.g. when the job is aborted).
   void Stop();
 
-  uint64_t bytes_per_epoch() const { return reader_->total_bytes(); }
+  uint64_t bytes_per_epoch() const { return feed_ != nullptr ? options_.expected_bytes : reader_->total_bytes(); }
   uint64_t bad_lines() const { return bad_lines_.load(); }
 
  private:
   void Run();
+  // Run() with a feed: returns the reading's status; *stopped if Stop() came first.
+  absl::Status ReadUnits(bool* stopped);
   bool Emit(std::unique_ptr<Batch> batch);  // false if stopped
 
   const std::unique_ptr<SplitReader> reader_;
+  WorkFeed* const feed_ = nullptr;
   const Options options_;
   std::thread thread_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::unique_ptr<Batch>> queue_;
   bool finished_ = false;
+  bool waiting_for_work_ = false;  // the loader's thread is in feed_->Next()
   bool stopped_ = false;
   absl::Status status_;
   std::atomic<uint64_t> bad_lines_{0};

@@ -63,6 +63,7 @@ SplitReader::SplitReader(std::vector<FileRange> ranges, std::unique_ptr<Reader> 
 absl::Status SplitReader::ReadPass(const std::function<bool(const Example&, uint64_t)>& sink) {
   uint64_t bytes_before = 0;
   bool stopped = false;
+  count_bad_ = passes_ == 0;
   for (const FileRange& range : ranges_) {
     if (auto st = ReadRange(range, bytes_before, sink, &stopped); !st.ok()) return st;
     if (stopped) break;
@@ -73,6 +74,13 @@ absl::Status SplitReader::ReadPass(const std::function<bool(const Example&, uint
   }
   ++passes_;
   return absl::OkStatus();
+}
+
+absl::Status SplitReader::ReadUnit(const FileRange& range, bool count_bad,
+                                   const std::function<bool(const Example&, uint64_t)>& sink) {
+  count_bad_ = count_bad;
+  bool stopped = false;
+  return ReadRange(range, 0, sink, &stopped);
 }
 
 absl::Status SplitReader::ReadRange(const FileRange& range, uint64_t bytes_before,
@@ -118,7 +126,7 @@ absl::Status SplitReader::ReadRange(const FileRange& range, uint64_t bytes_befor
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     if (line.empty()) continue;
     if (!ParseRecord(line)) {
-      if (passes_ == 0) {
+      if (count_bad_) {
         if (auto fatal = OnBadLine(range, line_in_range, parse_error_); !fatal.ok()) return fatal;
       }
       parse_error_.clear();

@@ -28,6 +28,11 @@ class SplitReader {
   // (bytes_done: bytes of this pass consumed so far) and returns false to
   // stop early. Bad lines are counted only on the first pass.
   absl::Status ReadPass(const std::function<bool(const Example&, uint64_t)>& sink);
+  // data.assignment on_demand: reads one work unit's range instead (the
+  // reader is built with no ranges). `bytes_done` counts from the range's
+  // start. Bad lines are counted only when `count_bad` (the first epoch).
+  absl::Status ReadUnit(const FileRange& range, bool count_bad,
+                        const std::function<bool(const Example&, uint64_t)>& sink);
 
   uint64_t bad_lines() const { return bad_lines_; }
   uint64_t total_bytes() const { return total_bytes_; }
@@ -45,6 +50,7 @@ class SplitReader {
   uint64_t total_bytes_ = 0;
   uint64_t bad_lines_ = 0;
   int passes_ = 0;
+  bool count_bad_ = true;  // this pass or unit counts its bad lines
   Example example_;
   std::string parse_error_;
 };

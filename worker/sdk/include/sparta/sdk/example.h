@@ -49,6 +49,8 @@ struct Batch {
   std::vector<float> dense;           // size * num_dense, row-major
   uint64_t bytes_read = 0;            // input bytes consumed so far, all epochs (for progress)
   int epoch = 0;                      // 0-based epoch the batch belongs to
+  uint64_t unit = 0;                  // data.assignment on_demand: its work unit (0: none)
+  uint32_t unit_batch = 0;            // and its place among that unit's batches
 };
 
 }  // namespace sparta

@@ -1,0 +1,108 @@
+#include "scheduler/work_dispatcher.h"
+
+#include <filesystem>
+#include <system_error>
+
+#include "absl/strings/str_cat.h"
+#include "common/input_split.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+
+namespace sparta {
+
+absl::StatusOr<WorkDispatcher> WorkDispatcher::ForJob(const Config& config) {
+  SPARTA_ASSIGN_OR_RETURN(std::vector<std::string> paths, ExpandInputs(config.data.train, "data.train"));
+  std::vector<WorkPool::InputFile> files;
+  uint64_t total = 0;
+  for (const std::string& path : paths) {
+    std::error_code ec;
+    const uint64_t size = std::filesystem::file_size(path, ec);
+    if (ec) return absl::NotFoundError(absl::StrCat("data.train: cannot read the size of ", path, ": ", ec.message()));
+    files.push_back({path, size});
+    total += size;
+  }
+  if (total == 0 && !config.data.allow_empty) {
+    return absl::FailedPreconditionError(
+        "data.train: every input file is empty; check the paths, or set data.allow_empty: true");
+  }
+  SPARTA_ASSIGN_OR_RETURN(WorkPool pool,
+                          WorkPool::Cut(files, config.data.split_size_bytes, static_cast<uint32_t>(config.data.epochs)));
+  spdlog::info("data.assignment on_demand: {} files, {} bytes, cut into {} work units over {} epochs", files.size(),
+               total, pool.pending(), config.data.epochs);
+  return WorkDispatcher(std::move(pool));
+}
+
+pb::WorkPoolState WorkDispatcher::ToState() const {
+  pb::WorkPoolState state;
+  pool_.ToState(&state);
+  state.set_units_done(units_done_);
+  state.set_units_released(units_released_);
+  state.set_examples_retrained(examples_retrained_);
+  return state;
+}
+
+WorkDispatcher WorkDispatcher::FromState(const pb::WorkPoolState& state) {
+  WorkDispatcher d(WorkPool::FromState(state));
+  d.units_done_ = state.units_done();
+  d.units_released_ = state.units_released();
+  d.examples_retrained_ = state.examples_retrained();
+  return d;
+}
+
+bool WorkDispatcher::Grant(uint32_t worker, const std::string& routing_id) {
+  WorkPool::Next next = pool_.Take(worker);
+  if (next.outcome == WorkPool::Outcome::kWait) return false;
+  pb::Header grant;
+  grant.set_type(pb::WORK_GRANT);
+  if (next.outcome == WorkPool::Outcome::kAssigned) {
+    pb::WorkRange* unit = grant.mutable_work();
+    unit->set_id(next.unit.id);
+    unit->set_epoch(next.unit.epoch);
+    unit->set_path(next.unit.range.path);
+    unit->set_begin(next.unit.range.begin);
+    unit->set_end(next.unit.range.end);
+  }
+  outbox_.push_back({routing_id, std::move(grant)});
+  return true;
+}
+
+void WorkDispatcher::OnRequest(uint32_t worker, const std::string& routing_id) {
+  // A worker asks again only after an answer, except when it resends to a
+  // restarted scheduler: one held request per worker.
+  waiting_.erase(worker);
+  if (!Grant(worker, routing_id)) waiting_[worker] = routing_id;
+}
+
+void WorkDispatcher::OnDone(uint32_t worker, uint64_t id) {
+  if (!pool_.Done(worker, id)) return;
+  ++units_done_;
+  // The last unit done: the workers waiting for one are told there is none.
+  if (pool_.finished()) AnswerWaiting();
+}
+
+size_t WorkDispatcher::OnLost(uint32_t worker, const pb::WorkerProgress& last) {
+  waiting_.erase(worker);
+  const auto& units = last.units();
+  const std::vector<WorkPool::Unit> released = pool_.Release(worker, [&](uint64_t id) -> uint64_t {
+    auto it = units.find(id);
+    return it == units.end() ? 0 : it->second.trained_bytes();
+  });
+  for (const WorkPool::Unit& unit : released) {
+    auto it = units.find(unit.id);
+    if (it != units.end()) examples_retrained_ += it->second.taken_examples();
+    spdlog::warn("work unit {} (epoch {}, bytes {}-{} of {}) goes back to the pool", unit.id, unit.epoch + 1,
+                 unit.range.begin, unit.range.end, unit.range.path);
+  }
+  units_released_ += released.size();
+  AnswerWaiting();
+  return released.size();
+}
+
+void WorkDispatcher::AnswerWaiting() {
+  for (auto it = waiting_.begin(); it != waiting_.end();) {
+    if (!Grant(it->first, it->second)) return;  // nothing left to hand out
+    it = waiting_.erase(it);
+  }
+}
+
+}  // namespace sparta

@@ -1,0 +1,104 @@
+"""Elastic jobs (data.assignment: on_demand) with real daemons and a real
+kill -9: the scheduler hands out work units as workers ask, so a worker that
+dies mid-job does not end it. Its unit goes back to the pool from where its
+acknowledged pushes end; with worker.restart the launcher starts a fresh
+worker under its rank, without it the others finish the work. A counting
+model shows per key that every example was trained at least `epochs` times
+and that the death cost at most one unit's examples trained twice."""
+
+import json
+import os
+import re
+import signal
+import unittest
+
+from harness import ClusterTest, launch, pid_alive, read, summary, wait_for, write_config
+from test_durability import build_counter_plugin
+
+ROWS, EPOCHS, SPLIT = 40000, 12, 65536
+
+
+def unit_lines(path, split):
+    """The most lines that start inside any one unit of `split` bytes (the
+    scheduler cuts files the same way; a unit owns the lines starting in it)."""
+    starts, offset = [], 0
+    with open(path, "rb") as f:
+        for line in f:
+            starts.append(offset)
+            offset += len(line)
+    per_unit = {}
+    for s in starts:
+        per_unit[s // split] = per_unit.get(s // split, 0) + 1
+    return max(per_unit.values())
+
+
+class WorkerLossTest(ClusterTest):
+    def setUp(self):
+        super().setUp()
+        self.plugin = build_counter_plugin(self.dir)
+        self.data = os.path.join(self.dir, "keys.svm")
+        with open(self.data, "w") as f:
+            f.writelines(f"1 {i}:1\n" for i in range(1, ROWS + 1))
+
+    def config(self, name, **worker):
+        # A short heartbeat timeout: the launcher starts the fresh worker
+        # that long after the death, while the job still runs.
+        return write_config(self.dir, name, cluster={"servers": 2, "workers": 3, "heartbeat_timeout": 1.5},
+                            data={"train": self.data, "test": self.data, "format": "libsvm", "batch_size": 10,
+                                  "epochs": EPOCHS, "assignment": "on_demand", "split_size": f"{SPLIT}B"},
+                            model={"plugin": self.plugin}, worker={"max_inflight": 2, **worker},
+                            log={"progress_interval": 0.05})
+
+    def kill_worker_mid_job(self, config, name):
+        """Runs `config`, kill -9s worker-1 once it has trained a while; returns
+        the launcher's result, the summary and the per-key counts."""
+        run = self.run_dir(name)
+        predictions = os.path.join(self.dir, f"{name}.counts")
+        proc = launch(config, run, [f"eval.predictions_out={predictions}"], wait=False)
+        self.procs.append(proc)
+        # worker-1's progress lines: it is well into its units.
+        csv = os.path.join(run, "worker-1.csv")
+        wait_for(lambda: len(read(csv).splitlines()) > 4, 120, "worker-1 to train")
+        daemons = json.loads(read(os.path.join(run, "daemons.json")))
+        victim = next(d for d in daemons if d["role"] == "worker" and d["rank"] == 1)
+        os.kill(victim["pid"], signal.SIGKILL)
+        out, err = proc.communicate(timeout=300)
+        self.assertFalse(pid_alive(victim["pid"]))
+        counts = [round(float(p) * 1000) for p in read(predictions).split()]
+        return proc.returncode, err, summary(run), counts, run
+
+    def check_counts(self, s, counts):
+        bound = unit_lines(self.data, SPLIT)
+        self.assertEqual(len(counts), ROWS)
+        under = [i + 1 for i, c in enumerate(counts) if c < EPOCHS]
+        self.assertEqual(under, [], "keys trained fewer than `epochs` times")
+        extra = sum(c - EPOCHS for c in counts)
+        print(f"\nworker lost: {extra} examples trained twice (a unit holds at most {bound} lines); "
+              f"examples_retrained {s['examples_retrained']}, {s['work_units']} units")
+        self.assertLessEqual(extra, bound)
+        self.assertLessEqual(s["examples_retrained"], bound)
+        self.assertEqual(s["workers_lost"], 1)
+
+    def test_killed_worker_is_restarted_and_the_job_finishes(self):
+        code, err, s, counts, run = self.kill_worker_mid_job(self.config("restart.yaml"), "restart")
+        self.assertEqual(code, 0, err)
+        self.assertEqual(s["status"], "ok")
+        self.assertIn("starting a fresh worker-1", err)
+        restarted = read(os.path.join(run, "worker-1.restart1.log"))
+        trained = re.search(r"training done: (\d+) examples", restarted)
+        self.assertIsNotNone(trained, restarted[-2000:])
+        self.assertGreater(int(trained.group(1)), 0)  # it took units like any other worker
+        self.check_counts(s, counts)
+
+    def test_without_restart_the_other_workers_finish_its_units(self):
+        code, err, s, counts, run = self.kill_worker_mid_job(self.config("norestart.yaml", restart=False),
+                                                            "norestart")
+        self.assertEqual(code, 0, err)
+        self.assertEqual(s["status"], "ok")
+        self.assertNotIn("starting a fresh", err)
+        self.assertFalse(os.path.exists(os.path.join(run, "worker-1.restart1.log")))
+        self.check_counts(s, counts)
+
+
+if __name__ == "__main__":
+    unittest.main()

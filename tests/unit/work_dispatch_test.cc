@@ -1,0 +1,394 @@
+// Work handed out on demand (data.assignment: on_demand), without sockets:
+// the scheduler's WorkDispatcher (grants, held requests, a lost worker's
+// units back to the pool, its state for a restarted scheduler), a worker's
+// WorkFeed and DataLoader reading granted units from real files (a batch
+// never spans two units; a unit is reported done only once all its batches
+// are acknowledged), and the JobCoordinator going on when a worker dies.
+#include "scheduler/work_dispatcher.h"
+
+#include <catch2/catch.hpp>
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <condition_variable>
+#include <mutex>
+#include <set>
+
+#include "scheduler/job_coordinator.h"
+#include "worker/data/data_loader.h"
+#include "worker/data/readers.h"
+#include "worker/work_feed.h"
+
+namespace sparta {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = JobCoordinator::Clock;
+
+// Two libsvm files of "1 ID:1" lines, IDs 0..(2 * lines - 1).
+struct Inputs {
+  fs::path dir;
+  std::vector<WorkPool::InputFile> files;
+  explicit Inputs(int lines = 300) {
+    char tmpl[] = "/tmp/sparta-dispatch-XXXXXX";
+    dir = mkdtemp(tmpl);
+    int next = 0;
+    for (int f = 0; f < 2; ++f) {
+      std::string text;
+      for (int i = 0; i < lines; ++i) text += "1 " + std::to_string(next++) + ":1\n";
+      const fs::path path = dir / ("part" + std::to_string(f));
+      std::ofstream(path) << text;
+      files.push_back({path.string(), text.size()});
+    }
+  }
+  ~Inputs() { fs::remove_all(dir); }
+};
+
+WorkDispatcher Dispatcher(const Inputs& in, uint64_t split, uint32_t epochs = 1) {
+  auto pool = WorkPool::Cut(in.files, split, epochs);
+  REQUIRE(pool.ok());
+  return WorkDispatcher(*std::move(pool));
+}
+
+TEST_CASE("dispatcher: grants in order, holds a request while units are in flight, answers it when one comes back",
+          "[work_dispatch]") {
+  Inputs in;
+  WorkDispatcher d = Dispatcher(in, 0);  // two whole files
+  d.OnRequest(1, "w1");
+  d.OnRequest(2, "w2");
+  auto out = d.TakeOutbox();
+  REQUIRE(out.size() == 2);
+  CHECK(out[0].routing_id == "w1");
+  CHECK(out[0].header.type() == pb::WORK_GRANT);
+  CHECK(out[0].header.work().path() == in.files[0].path);
+  CHECK(out[1].header.work().path() == in.files[1].path);
+  const uint64_t held_by_2 = out[1].header.work().id();
+
+  // Nothing left, but worker 2's unit may come back: worker 1 waits.
+  d.OnDone(1, out[0].header.work().id());
+  d.OnRequest(1, "w1");
+  CHECK(d.TakeOutbox().empty());
+  CHECK(d.waiting() == 1);
+
+  // A report for a unit that is not the worker's changes nothing.
+  d.OnDone(1, held_by_2);
+  CHECK(d.TakeOutbox().empty());
+
+  // Worker 2 had trained its first 1000 bytes, and taken 120 examples more.
+  pb::WorkerProgress last;
+  (*last.mutable_units())[held_by_2].set_trained_bytes(1000);
+  (*last.mutable_units())[held_by_2].set_taken_examples(120);
+  CHECK(d.OnLost(2, last) == 1);
+  out = d.TakeOutbox();
+  REQUIRE(out.size() == 1);
+  CHECK(out[0].routing_id == "w1");
+  CHECK(out[0].header.work().id() == held_by_2);
+  CHECK(out[0].header.work().begin() == 1000);  // what is left of it
+  CHECK(out[0].header.work().end() == in.files[1].size);
+  CHECK(d.examples_retrained() == 120);
+  CHECK(d.units_released() == 1);
+
+  // The dead worker's late report is ignored; the new holder's counts.
+  d.OnDone(2, held_by_2);
+  CHECK_FALSE(d.finished());
+  d.OnDone(1, held_by_2);
+  CHECK(d.finished());
+  CHECK(d.units_done() == 2);
+  d.OnRequest(1, "w1");
+  out = d.TakeOutbox();
+  REQUIRE(out.size() == 1);
+  CHECK_FALSE(out[0].header.has_work());  // every unit is done
+}
+
+TEST_CASE("dispatcher: the last unit done tells every waiting worker there is no more", "[work_dispatch]") {
+  Inputs in;
+  WorkDispatcher d = Dispatcher(in, 0);
+  d.OnRequest(1, "w1");
+  d.OnRequest(1, "w1");
+  auto out = d.TakeOutbox();
+  REQUIRE(out.size() == 2);
+  d.OnRequest(2, "w2");
+  d.OnRequest(3, "w3");
+  CHECK(d.TakeOutbox().empty());
+  d.OnDone(1, out[0].header.work().id());
+  CHECK(d.TakeOutbox().empty());
+  d.OnDone(1, out[1].header.work().id());
+  out = d.TakeOutbox();
+  REQUIRE(out.size() == 2);
+  for (const auto& o : out) CHECK_FALSE(o.header.has_work());
+}
+
+TEST_CASE("dispatcher: a restarted scheduler takes over the pool with its units in flight", "[work_dispatch]") {
+  Inputs in;
+  WorkDispatcher d = Dispatcher(in, 1000, /*epochs=*/2);
+  d.OnRequest(7, "a");
+  d.OnRequest(8, "b");
+  auto granted = d.TakeOutbox();
+  d.OnDone(7, granted[0].header.work().id());
+  WorkDispatcher again = WorkDispatcher::FromState(d.ToState());
+  CHECK(again.pool().pending() == d.pool().pending());
+  CHECK(again.pool().in_flight() == 1);
+  CHECK(again.units_done() == 1);
+  // Worker 8 still holds its unit there, and can finish it.
+  again.OnDone(8, granted[1].header.work().id());
+  CHECK(again.units_done() == 2);
+  // New units get new ids.
+  again.OnRequest(7, "a");
+  auto next = again.TakeOutbox();
+  REQUIRE(next.size() == 1);
+  CHECK(next[0].header.work().id() > granted[1].header.work().id());
+}
+
+// A worker's loader over a feed whose requests take units from `d` as
+// worker `me`, waiting (as a worker waits for the scheduler's answer) while
+// the last units are still being trained; records what it reported done.
+struct FeedRig {
+  WorkDispatcher* d;
+  uint32_t me;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<WorkDispatcher::Outgoing> answers;
+  std::vector<uint64_t> reported;
+  WorkFeed feed{[this]() -> absl::StatusOr<std::optional<pb::WorkRange>> {
+                  std::unique_lock<std::mutex> lock(mu);
+                  d->OnRequest(me, "w");
+                  for (auto& o : d->TakeOutbox()) answers.push_back(std::move(o));
+                  cv.wait(lock, [&] { return !answers.empty(); });
+                  const pb::Header h = answers.front().header;
+                  answers.erase(answers.begin());
+                  if (!h.has_work()) return std::optional<pb::WorkRange>();
+                  return std::optional<pb::WorkRange>(h.work());
+                },
+                [this](uint64_t id) {
+                  std::lock_guard<std::mutex> lock(mu);
+                  reported.push_back(id);
+                  d->OnDone(me, id);
+                  for (auto& o : d->TakeOutbox()) answers.push_back(std::move(o));
+                  cv.notify_all();
+                }};
+  std::vector<uint64_t> Reported() {
+    std::lock_guard<std::mutex> lock(mu);
+    return reported;
+  }
+};
+
+TEST_CASE("loader on a feed: every line once, no batch across units, a unit done only when all its batches are in",
+          "[work_dispatch]") {
+  Inputs in(/*lines=*/300);
+  // ~1 KiB units: several per file, cut mid-line.
+  WorkDispatcher d = Dispatcher(in, 1000, /*epochs=*/2);
+  const size_t units = d.pool().pending();
+  REQUIRE(units > 6);
+  FeedRig rig{&d, 1};
+  auto reader = std::make_unique<SplitReader>(std::vector<FileRange>(), NewLibsvmReader(), 0);
+  DataLoader loader(std::move(reader), &rig.feed, {.batch_size = 64, .epochs = 2, .queue_batches = 2});
+  loader.Start();
+  std::map<int, int> seen;
+  std::map<uint64_t, std::set<int>> unit_keys;
+  std::vector<std::unique_ptr<Batch>> held;
+  int starved_times = 0;
+  while (true) {
+    // As a compute thread does: when the loader waits for the next unit,
+    // the batch it holds is trained first (the unit may be the last one,
+    // which the scheduler waits for).
+    bool starved = false;
+    auto batch = loader.Next(&starved);
+    if (batch.ok() && starved) {
+      ++starved_times;
+      for (auto& b : held) rig.feed.Trained(b->unit, b->unit_batch);
+      held.clear();
+      batch = loader.Next();
+    }
+    REQUIRE(batch.ok());
+    if (*batch == nullptr) break;
+    const Batch& b = **batch;
+    REQUIRE(b.unit != 0);
+    for (uint64_t key : b.unique_keys) {
+      ++seen[static_cast<int>(key)];
+      unit_keys[b.unit].insert(static_cast<int>(key));
+    }
+    // Batches are acknowledged one step late; a unit with a batch still
+    // unacknowledged must not have been reported.
+    if (!held.empty()) {
+      rig.feed.Trained(held.back()->unit, held.back()->unit_batch);
+      held.pop_back();
+    }
+    held.push_back(*std::move(batch));
+    for (uint64_t id : rig.Reported()) REQUIRE(id != held.back()->unit);
+  }
+  for (auto& b : held) rig.feed.Trained(b->unit, b->unit_batch);
+  // Each key once per epoch, from units that do not share keys.
+  REQUIRE(seen.size() == 600);
+  for (const auto& [key, n] : seen) CHECK(n == 2);
+  size_t keys = 0;
+  for (const auto& [unit, k] : unit_keys) keys += k.size();
+  CHECK(keys == 1200);
+  loader.Stop();
+  CHECK(starved_times > 0);  // at least at the end: the last unit was the test's own
+  CHECK(rig.Reported().size() == units);
+  CHECK(d.finished());
+  CHECK(rig.feed.InProgress().empty());
+}
+
+TEST_CASE("feed: how far into a unit, in the unit's order, though batches finish out of order", "[work_dispatch]") {
+  std::vector<uint64_t> reported;
+  uint64_t asked = 0;
+  WorkFeed feed(
+      [&]() -> absl::StatusOr<std::optional<pb::WorkRange>> {
+        pb::WorkRange r;
+        r.set_id(++asked);
+        return std::optional<pb::WorkRange>(r);
+      },
+      [&](uint64_t id) { reported.push_back(id); });
+  auto u1 = feed.Next();
+  REQUIRE(u1.ok());
+  REQUIRE(u1->has_value());
+  CHECK(feed.Emitted(1, 100, 10) == 0);
+  CHECK(feed.Emitted(1, 250, 12) == 1);
+  CHECK(feed.Emitted(1, 300, 4) == 2);
+  // Batch 1 first: nothing is trained in order yet; all 26 are taken.
+  feed.Trained(1, 1);
+  pb::UnitProgress p = feed.InProgress().at(1);
+  CHECK(p.trained_bytes() == 0);
+  CHECK(p.taken_examples() == 26);
+  feed.Trained(1, 0);
+  p = feed.InProgress().at(1);
+  CHECK(p.trained_bytes() == 250);
+  CHECK(p.trained_examples() == 22);
+  CHECK(p.taken_examples() == 4);
+  feed.Sealed(1);
+  CHECK(reported.empty());
+  feed.Trained(1, 1);  // a repeat changes nothing
+  feed.Trained(1, 2);
+  CHECK(reported == std::vector<uint64_t>{1});
+  CHECK(feed.InProgress().empty());
+  // A unit with no batch at all (its range held no line start) is done when sealed.
+  REQUIRE(feed.Next().ok());
+  feed.Sealed(2);
+  CHECK(reported == std::vector<uint64_t>{1, 2});
+  CHECK(feed.units_done() == 2);
+}
+
+pb::Header Of(pb::MsgType type) {
+  pb::Header h;
+  h.set_type(type);
+  return h;
+}
+
+std::set<std::string> To(const std::vector<JobCoordinator::Outgoing>& out, pb::MsgType type) {
+  std::set<std::string> peers;
+  for (const auto& o : out) {
+    if (o.header.type() == type) peers.insert(o.routing_id);
+  }
+  return peers;
+}
+
+TEST_CASE("coordinator, on_demand: a silent worker's units go to another and the job finishes without it",
+          "[work_dispatch]") {
+  Inputs in;
+  Config config;
+  config.cluster.servers = 1;
+  config.cluster.workers = 2;
+  config.cluster.num_shards = 4;
+  config.data.train = {in.files[0].path, in.files[1].path};
+  config.data.assignment = "on_demand";
+  config.data.assignment_mode = Assignment::kOnDemand;
+  config.data.split_size_bytes = 0;
+  config.worker.restart = false;
+  const Clock::time_point t0 = Clock::now();
+  JobCoordinator job(config);
+  REQUIRE(job.Start(t0, 0).ok());
+  auto send = [&](const std::string& peer, pb::Header h, Clock::time_point at) {
+    job.Dispatch(peer, h, at);
+    return job.TakeOutbox();
+  };
+  auto reg = [&](const std::string& peer, pb::Role role) {
+    pb::Header h = Of(pb::REGISTER);
+    h.mutable_node()->set_role(role);
+    h.mutable_node()->set_rank(-1);
+    h.mutable_node()->set_host("127.0.0.1");
+    return send(peer, h, t0);
+  };
+  reg("s0", pb::SERVER);
+  reg("w0", pb::WORKER);
+  reg("w1", pb::WORKER);
+  auto g0 = send("w0", Of(pb::WORK_REQUEST), t0);
+  auto g1 = send("w1", Of(pb::WORK_REQUEST), t0);
+  REQUIRE(To(g0, pb::WORK_GRANT) == std::set<std::string>{"w0"});
+  REQUIRE(To(g1, pb::WORK_GRANT) == std::set<std::string>{"w1"});
+  pb::Header done = Of(pb::WORK_DONE);
+  *done.mutable_work() = g0[0].header.work();
+  send("w0", done, t0);
+  // w0 asks again and waits: w1 holds the last unit.
+  CHECK(send("w0", Of(pb::WORK_REQUEST), t0).empty());
+
+  // w1 goes silent; the others keep talking.
+  const auto step = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(5.0 / 4));
+  Clock::time_point now = t0;
+  JobCoordinator::Signals signals;
+  std::vector<JobCoordinator::Outgoing> out;
+  for (int i = 0; i < 8 && To(out, pb::WORK_GRANT).empty(); ++i) {
+    now += step;
+    for (const char* peer : {"s0", "w0"}) send(peer, Of(pb::HEARTBEAT), now);
+    job.CheckTimers(now, &signals);
+    out = job.TakeOutbox();
+  }
+  CHECK_FALSE(job.done());
+  CHECK(job.outcome().ok());
+  REQUIRE(To(out, pb::WORK_GRANT) == std::set<std::string>{"w0"});
+  CHECK(out[0].header.work().id() == g1[0].header.work().id());
+  *done.mutable_work() = out[0].header.work();
+  send("w0", done, now);
+  auto none = send("w0", Of(pb::WORK_REQUEST), now);
+  REQUIRE(none.size() == 1);
+  CHECK_FALSE(none[0].header.has_work());
+
+  // The barrier waits only for the live worker, and names it the lead.
+  pb::Header barrier = Of(pb::BARRIER);
+  barrier.set_barrier("training_done");
+  auto released = send("w0", barrier, now);
+  REQUIRE(To(released, pb::BARRIER_RELEASE) == std::set<std::string>{"w0"});
+  CHECK(released[0].header.lead_rank() == 0);
+  pb::Header report = Of(pb::WORKER_DONE);
+  report.mutable_report()->set_train_examples(600);
+  auto flushing = send("w0", report, now);
+  CHECK(To(flushing, pb::FLUSH) == std::set<std::string>{"s0"});
+  const pb::JobSummary summary = job.BuildSummary();
+  CHECK(summary.workers_lost() == 1);
+  CHECK(summary.work_units() == 2);
+
+  // A worker that comes now has nothing to do and is told to exit.
+  auto late = reg("w9", pb::WORKER);
+  CHECK(To(late, pb::SHUTDOWN) == std::set<std::string>{"w9"});
+}
+
+TEST_CASE("coordinator, static assignment: a lost worker still fails the job", "[work_dispatch]") {
+  Config config;
+  config.cluster.servers = 1;
+  config.cluster.workers = 1;
+  config.cluster.num_shards = 4;
+  const Clock::time_point t0 = Clock::now();
+  JobCoordinator job(config);
+  REQUIRE(job.Start(t0, 0).ok());
+  for (auto [peer, role] : {std::pair{"s0", pb::SERVER}, std::pair{"w0", pb::WORKER}}) {
+    pb::Header h = Of(pb::REGISTER);
+    h.mutable_node()->set_role(role);
+    h.mutable_node()->set_rank(-1);
+    job.Dispatch(peer, h, t0);
+  }
+  JobCoordinator::Signals signals;
+  Clock::time_point now = t0;
+  for (int i = 0; i < 8 && !job.done(); ++i) {
+    now += std::chrono::seconds(1);
+    job.Dispatch("s0", Of(pb::HEARTBEAT), now);
+    job.CheckTimers(now, &signals);
+  }
+  REQUIRE(job.done());
+  CHECK_THAT(std::string(job.outcome().message()), Catch::Contains("worker-0"));
+}
+
+}  // namespace
+}  // namespace sparta
