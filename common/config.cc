@@ -443,11 +443,12 @@ absl::Status Validate(const Config& c) {
     return bad("storage.replication_factor", absl::StrCat("is ", c.storage.replication_factor, " but there are only ",
                                                            c.cluster.servers, " servers to hold the copies"));
   }
-  if (c.data.assignment == "on_demand" && !c.storage.restore.empty()) {
-    // A checkpoint of an on_demand job does not yet record each worker's
-    // place in its work units, so a restore could not say what is left.
-    return bad("storage.restore", "cannot resume a data.assignment: on_demand job yet (its checkpoints keep the "
-                                  "model, not the work units' progress); restore with data.assignment: static");
+  if (c.data.assignment == "on_demand" && c.worker.consistency != "asp") {
+    // A worker waiting for the next unit would hold the slowest clock while
+    // the units it waits for are held by workers waiting on that clock.
+    return bad("worker.consistency", absl::StrCat("is ", c.worker.consistency, ", but data.assignment: on_demand "
+                                                  "runs only with asp so far (a worker waiting for work would hold "
+                                                  "back the others' clocks)"));
   }
   if (c.cluster.auth == "curve" && c.cluster.key_file.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(c.Where("cluster.auth"), ": key 'cluster.auth' is curve, so ",

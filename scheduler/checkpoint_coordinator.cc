@@ -45,6 +45,7 @@ void CheckpointCoordinator::Start(const std::string& why, std::function<void()> 
   if (ec) return hooks_.fail(absl::StrCat("cannot create ", dir_, ": ", ec.message()));
   then_ = std::move(then);
   worker_steps_.clear();
+  unit_bytes_.clear();
   server_done_.clear();
   started_ = std::chrono::steady_clock::now();
   phase_ = Phase::kPausing;
@@ -55,9 +56,11 @@ void CheckpointCoordinator::Start(const std::string& why, std::function<void()> 
   hooks_.broadcast(pause, pb::WORKER);
 }
 
-void CheckpointCoordinator::OnPaused(int worker_rank, const pb::CheckpointInfo& info) {
+void CheckpointCoordinator::OnPaused(int worker_rank, const pb::CheckpointInfo& info,
+                                     const pb::WorkerProgress& progress) {
   if (phase_ != Phase::kPausing || info.version() != version_) return;
   worker_steps_[worker_rank] = info.steps();
+  for (const auto& [unit, p] : progress.units()) unit_bytes_[unit] = p.trained_bytes();
   CutIfAllPaused();
 }
 
@@ -140,6 +143,14 @@ void CheckpointCoordinator::Finish() {
   }
   for (const auto& [id, spec] : tables) *manifest.add_tables() = spec;
   for (int w = 0; w < config_.cluster.workers; ++w) manifest.add_worker_steps(worker_steps_[w]);
+  if (hooks_.work_left) {
+    // Every worker is paused with its pushes drained: what each had trained
+    // of its units is exactly what the servers cut.
+    *manifest.mutable_work() = hooks_.work_left([this](uint64_t unit) -> uint64_t {
+      auto it = unit_bytes_.find(unit);
+      return it == unit_bytes_.end() ? 0 : it->second;
+    });
+  }
   manifest.set_unix_time(std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count());
   manifest.set_rows(rows);
   if (auto st = WriteManifest(dir_, manifest); !st.ok()) return Failed(std::string(st.message()));

@@ -35,6 +35,10 @@ class CheckpointCoordinator {
     // Ranks of the workers that must pause (all of them; with
     // data.assignment on_demand, the live ones). Null: every rank.
     std::function<std::vector<int>()> live_workers;
+    // data.assignment on_demand: the input left at the cut, given how far
+    // into each unit in flight its worker had trained. Null: static.
+    using WorkLeft = std::function<pb::WorkProgress(const std::function<uint64_t(uint64_t unit)>& trained)>;
+    WorkLeft work_left;
     std::function<std::vector<uint32_t>()> shard_owner;     // the current shard map
   };
 
@@ -50,7 +54,10 @@ class CheckpointCoordinator {
   // A worker left the job (on_demand): the pause no longer waits for it.
   void OnWorkerLost();
 
-  void OnPaused(int worker_rank, const pb::CheckpointInfo& info);
+  // `progress`: on_demand, how far into each of its units the worker had
+  // trained when it paused.
+  void OnPaused(int worker_rank, const pb::CheckpointInfo& info,
+                const pb::WorkerProgress& progress = pb::WorkerProgress());
   void OnServerDone(int server_rank, const pb::Header& h);
 
   // The cluster changed under a running checkpoint (a server died): drop it,
@@ -85,6 +92,7 @@ class CheckpointCoordinator {
   std::string dir_;
   std::function<void()> then_;
   std::map<int, uint64_t> worker_steps_;         // by rank
+  std::map<uint64_t, uint64_t> unit_bytes_;      // on_demand: unit -> bytes trained at the cut
   std::map<int, pb::CheckpointInfo> server_done_;  // by rank
   std::chrono::steady_clock::time_point started_;
   struct Queued {

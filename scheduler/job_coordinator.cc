@@ -36,6 +36,11 @@ JobCoordinator::JobCoordinator(const Config& config)
                                   }
                                   return ranks;
                                 },
+                            .work_left = config.data.assignment_mode != Assignment::kOnDemand
+                                             ? CheckpointCoordinator::Hooks::WorkLeft()
+                                             : [this](const std::function<uint64_t(uint64_t)>& trained) {
+                                                 return work_ ? work_->pool().Progress(trained) : pb::WorkProgress();
+                                               },
                             .shard_owner = [this] { return shard_map_.owners(); }}) {}
 
 absl::StatusOr<bool> JobCoordinator::TakeOverSavedJob() {
@@ -153,6 +158,25 @@ absl::Status JobCoordinator::PrepareRestore() {
                                                       " shards; cluster.num_shards must be the same (it is ",
                                                       config_.cluster.num_shards, ")"));
   }
+  const bool on_demand = config_.data.assignment_mode == Assignment::kOnDemand;
+  if (manifest->has_work() != on_demand) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        *dir, " was saved by a data.assignment: ", manifest->has_work() ? "on_demand" : "static",
+        " job, which records its place in the data ", manifest->has_work() ? "as work units" : "as worker steps",
+        "; data.assignment must be the same (it is ", config_.data.assignment, ")"));
+  }
+  if (on_demand) {
+    // Any number of workers: they take what is left as units.
+    restore_from_ = std::filesystem::absolute(*dir).string();
+    restore_work_ = manifest->work();
+    uint64_t bytes = 0;
+    for (const auto& r : manifest->work().remaining()) bytes += r.end() - r.begin();
+    spdlog::info("resuming from checkpoint {} ({} rows saved by {} servers, now {} servers); {} ranges ({} bytes) "
+                 "of input left, for {} workers (it was taken with {})",
+                 restore_from_, manifest->rows(), manifest->servers(), config_.cluster.servers,
+                 manifest->work().remaining_size(), bytes, config_.cluster.workers, manifest->workers());
+    return absl::OkStatus();
+  }
   if (manifest->workers() != config_.cluster.workers) {
     return absl::FailedPreconditionError(absl::StrCat(
         *dir, " was saved with ", manifest->workers(), " workers, whose places in the data it records; ",
@@ -177,7 +201,9 @@ absl::Status JobCoordinator::Start(Clock::time_point now, uint32_t metrics_port)
   auto took_over = TakeOverSavedJob();
   if (!took_over.ok()) return took_over.status();
   if (!*took_over) SPARTA_RETURN_IF_ERROR(PrepareRestore());
-  if (!*took_over && config_.data.assignment_mode == Assignment::kOnDemand) {
+  if (!*took_over && config_.data.assignment_mode == Assignment::kOnDemand && restore_work_) {
+    work_ = WorkDispatcher(WorkPool::Restore(*restore_work_));
+  } else if (!*took_over && config_.data.assignment_mode == Assignment::kOnDemand) {
     auto work = WorkDispatcher::ForJob(config_);
     if (!work.ok()) return work.status();
     work_ = *std::move(work);
@@ -286,7 +312,7 @@ void JobCoordinator::Dispatch(const std::string& routing_id, const pb::Header& h
       if (node->info.role() == pb::SERVER) return OnFlushDone(*node, h.server_stats());
       break;
     case pb::PAUSED:
-      if (node->info.role() == pb::WORKER) return checkpoints_.OnPaused(node->info.rank(), h.checkpoint());
+      if (node->info.role() == pb::WORKER) return checkpoints_.OnPaused(node->info.rank(), h.checkpoint(), h.progress());
       break;
     case pb::CHECKPOINT_DONE:
       if (node->info.role() == pb::SERVER) return checkpoints_.OnServerDone(node->info.rank(), h);

@@ -176,6 +176,7 @@ class JobCoordinator {
   bool finish_after_resync_ = false;  // after a takeover: the job was ending
   std::string restore_from_;            // "" unless resuming
   std::vector<uint64_t> restore_steps_;  // by worker rank
+  std::optional<pb::WorkProgress> restore_work_;  // on_demand: the input left at the restored cut
   bool stopped_ = false;                 // ended by a STOP_REQUEST
   bool preempted_ = false;               // ended by SIGTERM
   // Set by SIGTERM: the job must have ended by then.

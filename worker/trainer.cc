@@ -87,8 +87,14 @@ absl::StatusOr<std::unique_ptr<Trainer::Step>> Trainer::BeginStep(DataLoader* lo
       *deferred = true;
       return std::unique_ptr<Step>();
     }
-    if (settle_) SPARTA_RETURN_IF_ERROR(settle_());
-    batch = loader->Next();
+    // Holding nothing, it waits for the unit; a checkpoint's pause may
+    // come meanwhile, and this thread takes it where it is (settle_).
+    bool timed_out = true;
+    while (timed_out) {
+      if (settle_) SPARTA_RETURN_IF_ERROR(settle_());
+      batch = loader->NextWithin(std::chrono::milliseconds(100), &timed_out);
+      if (!batch.ok()) break;
+    }
   }
   if (!batch.ok()) return batch.status();
   if (*batch == nullptr) return std::unique_ptr<Step>();
@@ -291,7 +297,8 @@ absl::StatusOr<Trainer::TrainResult> Trainer::Train(DataLoader* loader, const Tr
   auto pause_wanted = [&] { return hooks.gate != nullptr && hooks.gate->pause_requested(); };
   settle_ = [&]() -> absl::Status {
     SPARTA_RETURN_IF_ERROR(finish_computing());
-    return pushes.Drain();
+    SPARTA_RETURN_IF_ERROR(pushes.Drain());
+    return pause_if_asked();
   };
   const absl::Status walked = ForEachStep(loader, train_step, bsp_ ? Pipeline::kSerial : Pipeline::kReadYourWrites,
                                           hooks.first_step, before_pull, pause_if_asked, pause_wanted);

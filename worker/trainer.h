@@ -130,8 +130,9 @@ class Trainer {
   const bool bsp_;
   DenseCache* const cache_;
   double network_wait_seconds_ = 0;  // of the current Train() or Evaluate()
-  // Train(): trains what the thread holds and waits for its pushes, before
-  // it waits for the loader's next work unit (data.assignment on_demand).
+  // Train(): trains what the thread holds, waits for its pushes and takes a
+  // checkpoint's pause if one is asked for; called while the thread waits
+  // for the loader's next work unit (data.assignment on_demand).
   std::function<absl::Status()> settle_;
   uint64_t last_push_mark_ = 0;  // cache_->NotePushes() after this trainer's last push
   std::vector<std::vector<uint64_t>> dense_keys_;  // per dense table: its block indices

@@ -102,6 +102,13 @@ Worker::Worker(const Config& config, int rank, std::string info_file)
         paused.set_type(pb::PAUSED);
         paused.mutable_checkpoint()->set_version(version);
         paused.mutable_checkpoint()->set_steps(steps);
+        // on_demand: how far into each unit; every batch taken is trained
+        // now, so this is exactly what the servers will cut.
+        if (feed_ != nullptr) {
+          for (const auto& [unit, progress] : feed_->InProgress()) {
+            (*paused.mutable_progress()->mutable_units())[unit] = progress;
+          }
+        }
         scheduler_->Send(std::move(paused));
       }) {}
 

@@ -9,6 +9,7 @@ and that the death cost at most one unit's examples trained twice."""
 import json
 import os
 import re
+import shutil
 import signal
 import unittest
 
@@ -98,6 +99,62 @@ class WorkerLossTest(ClusterTest):
         self.assertNotIn("starting a fresh", err)
         self.assertFalse(os.path.exists(os.path.join(run, "worker-1.restart1.log")))
         self.check_counts(s, counts)
+
+
+class OnDemandCheckpointTest(ClusterTest):
+    """A checkpoint of an on_demand job keeps the input left at the cut (whole
+    units, and the rest of each unit in flight); restored on fewer or more
+    workers, the job trains every example exactly `epochs` times in all."""
+
+    def test_restore_on_two_and_on_four_workers(self):
+        plugin = build_counter_plugin(self.dir)
+        rows, epochs = 20000, 3
+        data = os.path.join(self.dir, "keys.svm")
+        with open(data, "w") as f:
+            f.writelines(f"1 {i}:1\n" for i in range(1, rows + 1))
+
+        def config(name, workers):
+            return write_config(self.dir, name, cluster={"servers": 2, "workers": workers},
+                                data={"train": data, "test": data, "format": "libsvm", "batch_size": 10,
+                                      "epochs": epochs, "assignment": "on_demand", "split_size": "16KiB"},
+                                model={"plugin": plugin}, worker={"threads": 2},
+                                storage={"checkpoint_every": "40 steps"})
+
+        store = os.path.join(self.dir, "store")
+        run = self.run_dir("cut")
+        proc = launch(config("three.yaml", 3), run, [f"storage.path={store}"], wait=False)
+        self.procs.append(proc)
+        latest_file = os.path.join(store, "checkpoints", "LATEST")
+        wait_for(lambda: read(latest_file).strip() >= "ckpt-000003", 120, "three checkpoints")
+        daemons = json.loads(read(os.path.join(run, "daemons.json")))
+        os.kill(proc.pid, signal.SIGKILL)
+        for d in daemons:
+            os.kill(d["pid"], signal.SIGKILL)
+        proc.wait()
+        wait_for(lambda: not any(pid_alive(d["pid"]) for d in daemons), 10, "every daemon to die")
+        saved = os.path.join(self.dir, "saved")
+        shutil.copytree(os.path.join(store, "checkpoints", read(latest_file).strip()), saved)
+        manifest = json.loads(read(os.path.join(saved, "manifest.json")))
+        self.assertEqual(manifest["workers"], 3)
+        left = sum(int(r["end"]) - int(r["begin"]) for r in manifest["work"]["remaining"])
+        self.assertGreater(left, 0)
+        self.assertLess(left, epochs * os.path.getsize(data))
+        # Units in flight at the cut are kept from where their workers were.
+        partial = sum(1 for r in manifest["work"]["remaining"] if int(r.get("begin", 0)) % 16384)
+        print(f"\n{len(manifest['work']['remaining'])} ranges left at the cut, {partial} of them the rest of a unit")
+
+        for workers in (2, 4):
+            predictions = os.path.join(self.dir, f"counts-{workers}.txt")
+            result = launch(config(f"resume-{workers}.yaml", workers), self.run_dir(f"resumed-{workers}"),
+                            [f"storage.restore={saved}", f"storage.path={os.path.join(self.dir, f'store-{workers}')}",
+                             f"eval.predictions_out={predictions}"])
+            self.assertEqual(result.returncode, 0, result.stderr)
+            counts = [round(float(p) * 1000) for p in read(predictions).split()]
+            self.assertEqual(len(counts), rows)
+            wrong = [(i + 1, c) for i, c in enumerate(counts) if c != epochs]
+            print(f"\nrestored on {workers} workers ({left} bytes of input left at the cut): "
+                  f"keys not trained exactly {epochs} times: {len(wrong)}")
+            self.assertEqual(wrong[:10], [])
 
 
 if __name__ == "__main__":

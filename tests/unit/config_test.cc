@@ -70,6 +70,23 @@ TEST_CASE("modes are parsed into enums once, at load, from the file or an overri
   CHECK_THAT(Error(kValid, {"cluster.local_transport=udp"}), Catch::Contains("cluster.local_transport"));
 }
 
+TEST_CASE("data.assignment and data.split_size: parsed, and on_demand refuses what it cannot do yet") {
+  auto defaults = ParseConfig(kValid, "job.yaml", {});
+  REQUIRE(defaults.ok());
+  CHECK(defaults->data.assignment_mode == Assignment::kStatic);
+  CHECK(defaults->data.split_size_bytes == 64ull << 20);
+  CHECK(defaults->worker.restart);
+  auto c = ParseConfig(kValid, "job.yaml", {"data.assignment=on_demand", "data.split_size=16KiB", "worker.restart=false"});
+  REQUIRE(c.ok());
+  CHECK(c->data.assignment_mode == Assignment::kOnDemand);
+  CHECK(c->data.split_size_bytes == 16384);
+  CHECK_FALSE(c->worker.restart);
+  CHECK_THAT(Error(kValid, {"data.assignment=dynamic"}), Catch::Contains("data.assignment"));
+  CHECK_THAT(Error(kValid, {"data.split_size=lots"}), Catch::Contains("data.split_size"));
+  CHECK_THAT(Error(kValid, {"data.assignment=on_demand", "worker.consistency=ssp"}),
+             Catch::Contains("worker.consistency") && Catch::Contains("only with asp"));
+}
+
 TEST_CASE("overrides (--set) use the same dotted names") {
   auto c = ParseConfig(kValid, "job.yaml", {"data.batch_size=64", "model.name=lr", "data.test=t.txt"});
   REQUIRE(c.ok());

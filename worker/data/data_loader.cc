@@ -109,6 +109,14 @@ void DataLoader::Run() {
   cv_.notify_all();
 }
 
+absl::StatusOr<std::unique_ptr<Batch>> DataLoader::NextWithin(std::chrono::milliseconds within, bool* timed_out) {
+  std::unique_lock<std::mutex> lock(mu_);
+  *timed_out = !cv_.wait_for(lock, within, [&] { return !queue_.empty() || finished_ || stopped_; });
+  if (*timed_out) return std::unique_ptr<Batch>();
+  lock.unlock();
+  return Next();
+}
+
 absl::StatusOr<std::unique_ptr<Batch>> DataLoader::Next(bool* starved) {
   std::unique_lock<std::mutex> lock(mu_);
   const bool may_starve = starved != nullptr;

@@ -11,6 +11,7 @@
 #define SPARTA_WORKER_DATA_DATA_LOADER_H_
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <memory>
@@ -48,6 +49,9 @@ class DataLoader {
   // must train them first: the scheduler may be waiting for exactly those
   // to be done before it can say there is no more work.)
   absl::StatusOr<std::unique_ptr<Batch>> Next(bool* starved = nullptr);
+  // Next(), waiting at most `within`: nullptr with *timed_out set if no
+  // batch came (the loader is still waiting for work).
+  absl::StatusOr<std::unique_ptr<Batch>> NextWithin(std::chrono::milliseconds within, bool* timed_out);
   // Stops reading early (e.g. when the job is aborted).
   void Stop();
 
