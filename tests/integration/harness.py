@@ -112,6 +112,17 @@ def pid_alive(pid):
         return False
 
 
+def kill_job(proc, run_dir):
+    """kill -9 of a running launcher and of every daemon it started (as a
+    machine that loses power would); waits until they are gone."""
+    daemons = json.loads(read(os.path.join(run_dir, "daemons.json")))
+    os.kill(proc.pid, signal.SIGKILL)  # the launcher first, so nobody cleans up
+    for d in daemons:
+        os.kill(d["pid"], signal.SIGKILL)
+    proc.wait()
+    wait_for(lambda: not any(pid_alive(d["pid"]) for d in daemons), 10, "every daemon to die")
+
+
 def auc(scores, labels):
     pairs = sorted(zip(scores, labels))
     n, positives, rank_sum, i = len(pairs), sum(l for _, l in pairs), 0.0, 0

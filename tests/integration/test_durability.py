@@ -4,13 +4,12 @@ a job whose every daemon was killed resumes from its latest checkpoint."""
 
 import os
 import shutil
-import signal
 import json
 import subprocess
 import textwrap
 import unittest
 
-from harness import (ROOT, ClusterTest, config_with, datagen, launch, pid_alive, read, run_with_predictions, summary,
+from harness import (ROOT, ClusterTest, config_with, datagen, kill_job, launch, read, run_with_predictions, summary,
                      wait_for, write_config)
 
 # A model plugin that counts: every occurrence of a key in a trained batch adds
@@ -98,12 +97,7 @@ class CheckpointTest(ClusterTest):
         self.procs.append(proc)
         latest_file = os.path.join(store, "checkpoints", "LATEST")
         wait_for(lambda: read(latest_file).strip() >= "ckpt-000002", 120, "two checkpoints")
-        daemons = json.loads(read(os.path.join(run, "daemons.json")))
-        os.kill(proc.pid, signal.SIGKILL)  # the launcher first, so nobody cleans up
-        for d in daemons:
-            os.kill(d["pid"], signal.SIGKILL)
-        proc.wait()
-        wait_for(lambda: not any(pid_alive(d["pid"]) for d in daemons), 10, "every daemon to die")
+        kill_job(proc, run)
         latest = os.path.join(store, "checkpoints", read(latest_file).strip())
         manifest = json.loads(read(os.path.join(latest, "manifest.json")))
         steps = int(manifest["worker_steps"][0])
@@ -147,12 +141,7 @@ class CheckpointTest(ClusterTest):
         self.procs.append(proc)
         latest_file = os.path.join(store, "checkpoints", "LATEST")
         wait_for(lambda: read(latest_file).strip() >= "ckpt-000003", 120, "three checkpoints")
-        daemons = json.loads(read(os.path.join(run, "daemons.json")))
-        os.kill(proc.pid, signal.SIGKILL)
-        for d in daemons:
-            os.kill(d["pid"], signal.SIGKILL)
-        proc.wait()
-        wait_for(lambda: not any(pid_alive(d["pid"]) for d in daemons), 10, "every daemon to die")
+        kill_job(proc, run)
         manifest = json.loads(read(os.path.join(store, "checkpoints", read(latest_file).strip(), "manifest.json")))
         steps = int(manifest["worker_steps"][0])
         self.assertGreater(steps, 0)

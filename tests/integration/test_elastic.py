@@ -13,7 +13,7 @@ import shutil
 import signal
 import unittest
 
-from harness import ClusterTest, launch, pid_alive, read, summary, wait_for, write_config
+from harness import ClusterTest, kill_job, launch, pid_alive, read, summary, wait_for, write_config
 from test_durability import build_counter_plugin
 
 ROWS, EPOCHS, SPLIT = 40000, 12, 65536
@@ -126,12 +126,7 @@ class OnDemandCheckpointTest(ClusterTest):
         self.procs.append(proc)
         latest_file = os.path.join(store, "checkpoints", "LATEST")
         wait_for(lambda: read(latest_file).strip() >= "ckpt-000003", 120, "three checkpoints")
-        daemons = json.loads(read(os.path.join(run, "daemons.json")))
-        os.kill(proc.pid, signal.SIGKILL)
-        for d in daemons:
-            os.kill(d["pid"], signal.SIGKILL)
-        proc.wait()
-        wait_for(lambda: not any(pid_alive(d["pid"]) for d in daemons), 10, "every daemon to die")
+        kill_job(proc, run)
         saved = os.path.join(self.dir, "saved")
         shutil.copytree(os.path.join(store, "checkpoints", read(latest_file).strip()), saved)
         manifest = json.loads(read(os.path.join(saved, "manifest.json")))

@@ -18,6 +18,7 @@
 #include <set>
 
 #include "scheduler/job_coordinator.h"
+#include "coordinator_rig.h"
 #include "worker/data/data_loader.h"
 #include "worker/data/readers.h"
 #include "worker/work_feed.h"
@@ -26,7 +27,9 @@ namespace sparta {
 namespace {
 
 namespace fs = std::filesystem;
-using Clock = JobCoordinator::Clock;
+using rig::Clock;
+using rig::Of;
+using rig::To;
 
 // Two libsvm files of "1 ID:1" lines, IDs 0..(2 * lines - 1).
 struct Inputs {
@@ -272,122 +275,79 @@ TEST_CASE("feed: how far into a unit, in the unit's order, though batches finish
   CHECK(feed.units_done() == 2);
 }
 
-pb::Header Of(pb::MsgType type) {
-  pb::Header h;
-  h.set_type(type);
-  return h;
-}
-
-std::set<std::string> To(const std::vector<JobCoordinator::Outgoing>& out, pb::MsgType type) {
-  std::set<std::string> peers;
-  for (const auto& o : out) {
-    if (o.header.type() == type) peers.insert(o.routing_id);
-  }
-  return peers;
-}
-
 TEST_CASE("coordinator, on_demand: a silent worker's units go to another and the job finishes without it",
           "[work_dispatch]") {
   Inputs in;
-  Config config;
-  config.cluster.servers = 1;
-  config.cluster.workers = 2;
-  config.cluster.num_shards = 4;
+  Config config = rig::Job::Sized(/*servers=*/1, /*workers=*/2);
   config.data.train = {in.files[0].path, in.files[1].path};
   config.data.assignment = "on_demand";
   config.data.assignment_mode = Assignment::kOnDemand;
   config.data.split_size_bytes = 0;
   config.worker.restart = false;
-  const Clock::time_point t0 = Clock::now();
-  JobCoordinator job(config);
-  REQUIRE(job.Start(t0, 0).ok());
-  auto send = [&](const std::string& peer, pb::Header h, Clock::time_point at) {
-    job.Dispatch(peer, h, at);
-    return job.TakeOutbox();
-  };
-  auto reg = [&](const std::string& peer, pb::Role role) {
-    pb::Header h = Of(pb::REGISTER);
-    h.mutable_node()->set_role(role);
-    h.mutable_node()->set_rank(-1);
-    h.mutable_node()->set_host("127.0.0.1");
-    return send(peer, h, t0);
-  };
-  reg("s0", pb::SERVER);
-  reg("w0", pb::WORKER);
-  reg("w1", pb::WORKER);
-  auto g0 = send("w0", Of(pb::WORK_REQUEST), t0);
-  auto g1 = send("w1", Of(pb::WORK_REQUEST), t0);
+  rig::Job job(config);
+  job.RegisterAll();
+  auto g0 = job.Send("w0", Of(pb::WORK_REQUEST));
+  auto g1 = job.Send("w1", Of(pb::WORK_REQUEST));
   REQUIRE(To(g0, pb::WORK_GRANT) == std::set<std::string>{"w0"});
   REQUIRE(To(g1, pb::WORK_GRANT) == std::set<std::string>{"w1"});
   pb::Header done = Of(pb::WORK_DONE);
   *done.mutable_work() = g0[0].header.work();
-  send("w0", done, t0);
+  job.Send("w0", done);
   // w0 asks again and waits: w1 holds the last unit.
-  CHECK(send("w0", Of(pb::WORK_REQUEST), t0).empty());
+  CHECK(job.Send("w0", Of(pb::WORK_REQUEST)).empty());
 
   // w1 goes silent; the others keep talking.
   const auto step = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(5.0 / 4));
-  Clock::time_point now = t0;
+  Clock::time_point now = job.t0;
   JobCoordinator::Signals signals;
   std::vector<JobCoordinator::Outgoing> out;
   for (int i = 0; i < 8 && To(out, pb::WORK_GRANT).empty(); ++i) {
     now += step;
-    for (const char* peer : {"s0", "w0"}) send(peer, Of(pb::HEARTBEAT), now);
-    job.CheckTimers(now, &signals);
-    out = job.TakeOutbox();
+    for (const char* peer : {"s0", "w0"}) job.Send(peer, Of(pb::HEARTBEAT), now);
+    job.coordinator->CheckTimers(now, &signals);
+    out = job.coordinator->TakeOutbox();
   }
-  CHECK_FALSE(job.done());
-  CHECK(job.outcome().ok());
+  CHECK_FALSE(job.coordinator->done());
+  CHECK(job.coordinator->outcome().ok());
   REQUIRE(To(out, pb::WORK_GRANT) == std::set<std::string>{"w0"});
   CHECK(out[0].header.work().id() == g1[0].header.work().id());
   *done.mutable_work() = out[0].header.work();
-  send("w0", done, now);
-  auto none = send("w0", Of(pb::WORK_REQUEST), now);
+  job.Send("w0", done, now);
+  auto none = job.Send("w0", Of(pb::WORK_REQUEST), now);
   REQUIRE(none.size() == 1);
   CHECK_FALSE(none[0].header.has_work());
 
   // The barrier waits only for the live worker, and names it the lead.
   pb::Header barrier = Of(pb::BARRIER);
   barrier.set_barrier("training_done");
-  auto released = send("w0", barrier, now);
+  auto released = job.Send("w0", barrier, now);
   REQUIRE(To(released, pb::BARRIER_RELEASE) == std::set<std::string>{"w0"});
   CHECK(released[0].header.lead_rank() == 0);
   pb::Header report = Of(pb::WORKER_DONE);
   report.mutable_report()->set_train_examples(600);
-  auto flushing = send("w0", report, now);
+  auto flushing = job.Send("w0", report, now);
   CHECK(To(flushing, pb::FLUSH) == std::set<std::string>{"s0"});
-  const pb::JobSummary summary = job.BuildSummary();
+  const pb::JobSummary summary = job.coordinator->BuildSummary();
   CHECK(summary.workers_lost() == 1);
   CHECK(summary.work_units() == 2);
 
   // A worker that comes now has nothing to do and is told to exit.
-  auto late = reg("w9", pb::WORKER);
+  auto late = job.Register("w9", pb::WORKER);
   CHECK(To(late, pb::SHUTDOWN) == std::set<std::string>{"w9"});
 }
 
 TEST_CASE("coordinator, static assignment: a lost worker still fails the job", "[work_dispatch]") {
-  Config config;
-  config.cluster.servers = 1;
-  config.cluster.workers = 1;
-  config.cluster.num_shards = 4;
-  const Clock::time_point t0 = Clock::now();
-  JobCoordinator job(config);
-  REQUIRE(job.Start(t0, 0).ok());
-  for (auto [peer, role] : {std::pair{"s0", pb::SERVER}, std::pair{"w0", pb::WORKER}}) {
-    pb::Header h = Of(pb::REGISTER);
-    h.mutable_node()->set_role(role);
-    h.mutable_node()->set_rank(-1);
-    job.Dispatch(peer, h, t0);
-  }
+  rig::Job job(/*servers=*/1, /*workers=*/1);
+  job.RegisterAll();
   JobCoordinator::Signals signals;
-  Clock::time_point now = t0;
-  for (int i = 0; i < 8 && !job.done(); ++i) {
+  Clock::time_point now = job.t0;
+  for (int i = 0; i < 8 && !job.coordinator->done(); ++i) {
     now += std::chrono::seconds(1);
-    job.Dispatch("s0", Of(pb::HEARTBEAT), now);
-    job.CheckTimers(now, &signals);
+    job.Send("s0", Of(pb::HEARTBEAT), now);
+    job.coordinator->CheckTimers(now, &signals);
   }
-  REQUIRE(job.done());
-  CHECK_THAT(std::string(job.outcome().message()), Catch::Contains("worker-0"));
+  REQUIRE(job.coordinator->done());
+  CHECK_THAT(std::string(job.coordinator->outcome().message()), Catch::Contains("worker-0"));
 }
 
 }  // namespace
