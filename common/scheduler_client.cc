@@ -92,15 +92,20 @@ int SchedulerClient::lead_rank() const {
   return lead_rank_;
 }
 
-absl::StatusOr<std::optional<pb::WorkRange>> SchedulerClient::RequestWork() {
+void SchedulerClient::RequestWork(const std::vector<uint64_t>& held) {
   pb::Header h;
   h.set_type(pb::WORK_REQUEST);
+  for (uint64_t unit : held) (*h.mutable_progress()->mutable_units())[unit];
   {
     std::lock_guard<std::mutex> lock(mu_);
     waiting_work_ = true;
     grant_.reset();
+    work_request_ = h;
   }
   Post(std::move(h));
+}
+
+absl::StatusOr<std::optional<pb::WorkRange>> SchedulerClient::AwaitWork() {
   std::unique_lock<std::mutex> lock(mu_);
   auto st = WaitUntil(lock, [&] { return grant_.has_value(); });
   waiting_work_ = false;
@@ -230,12 +235,10 @@ void SchedulerClient::Handle(const pb::Header& h) {
           b.set_barrier(name);
           outbox_.Post(b);
         }
-        if (waiting_work_ && !grant_.has_value()) {
-          pb::Header w;
-          w.set_type(pb::WORK_REQUEST);
-          outbox_.Post(w);
-        }
+        // WORK_DONEs before the request: the request's list of units held
+        // leaves out the ones done.
         for (const auto& m : sticky_) outbox_.Post(m);
+        if (waiting_work_ && !grant_.has_value()) outbox_.Post(work_request_);
       }
       if (incarnation_ != 0 && h.seq() != incarnation_ && callbacks_.on_control) {
         // A checkpoint the old scheduler was taking died with it.

@@ -72,10 +72,13 @@ class SchedulerClient {
   // named it (it evaluates the model); 0 before any.
   int lead_rank() const;
 
-  // data.assignment on_demand (workers): blocks until the scheduler grants
-  // this worker its next work unit, or says every unit is done (nullopt),
-  // or the job ends (an error).
-  absl::StatusOr<std::optional<pb::WorkRange>> RequestWork();
+  // data.assignment on_demand (workers): asks for the next work unit,
+  // naming the units this worker still holds; then AwaitWork() blocks until
+  // the scheduler grants one, or says every unit is done (nullopt), or the
+  // job ends (an error). Two calls, so that a caller can post the request
+  // in order with its WORK_DONEs and wait outside its own lock.
+  void RequestWork(const std::vector<uint64_t>& held);
+  absl::StatusOr<std::optional<pb::WorkRange>> AwaitWork();
   // Every line of unit `id` is trained and its pushes acknowledged.
   void SendWorkDone(uint64_t id);
 
@@ -129,6 +132,7 @@ class SchedulerClient {
   std::multiset<std::string> waiting_barriers_;
   std::vector<pb::Header> sticky_;        // WORK_DONE, WORKER_DONE, FLUSH_DONE
   bool waiting_work_ = false;             // a WORK_REQUEST is unanswered
+  pb::Header work_request_;               // it, to resend
   // The answer to it: a unit, or nullopt when every unit is done.
   std::optional<std::optional<pb::WorkRange>> grant_;
   int lead_rank_ = 0;

@@ -294,10 +294,14 @@ void JobCoordinator::Dispatch(const std::string& routing_id, const pb::Header& h
         Broadcast(tick, pb::WORKER);
       }
       return;
-    case pb::WORK_REQUEST:
+    case pb::WORK_REQUEST: {
       if (node->info.role() != pb::WORKER || !work_) break;
-      work_->OnRequest(node->info.id(), routing_id);
+      // The units the worker still holds (see WorkDispatcher::OnRequest).
+      std::vector<uint64_t> held;
+      for (const auto& [unit, progress] : h.progress().units()) held.push_back(unit);
+      work_->OnRequest(node->info.id(), routing_id, &held);
       return SendWork();
+    }
     case pb::WORK_DONE:
       if (node->info.role() != pb::WORKER || !work_ || !h.has_work()) break;
       work_->OnDone(node->info.id(), h.work().id());

@@ -1,5 +1,6 @@
 #include "scheduler/work_dispatcher.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <system_error>
 
@@ -49,27 +50,43 @@ WorkDispatcher WorkDispatcher::FromState(const pb::WorkPoolState& state) {
   return d;
 }
 
+pb::Header WorkDispatcher::GrantOf(const WorkPool::Unit& unit) {
+  pb::Header grant;
+  grant.set_type(pb::WORK_GRANT);
+  pb::WorkRange* r = grant.mutable_work();
+  r->set_id(unit.id);
+  r->set_epoch(unit.epoch);
+  r->set_path(unit.range.path);
+  r->set_begin(unit.range.begin);
+  r->set_end(unit.range.end);
+  return grant;
+}
+
 bool WorkDispatcher::Grant(uint32_t worker, const std::string& routing_id) {
   WorkPool::Next next = pool_.Take(worker);
   if (next.outcome == WorkPool::Outcome::kWait) return false;
   pb::Header grant;
-  grant.set_type(pb::WORK_GRANT);
   if (next.outcome == WorkPool::Outcome::kAssigned) {
-    pb::WorkRange* unit = grant.mutable_work();
-    unit->set_id(next.unit.id);
-    unit->set_epoch(next.unit.epoch);
-    unit->set_path(next.unit.range.path);
-    unit->set_begin(next.unit.range.begin);
-    unit->set_end(next.unit.range.end);
+    grant = GrantOf(next.unit);
+  } else {
+    grant.set_type(pb::WORK_GRANT);  // no unit: every one is done
   }
   outbox_.push_back({routing_id, std::move(grant)});
   return true;
 }
 
-void WorkDispatcher::OnRequest(uint32_t worker, const std::string& routing_id) {
+void WorkDispatcher::OnRequest(uint32_t worker, const std::string& routing_id, const std::vector<uint64_t>* held) {
   // A worker asks again only after an answer, except when it resends to a
   // restarted scheduler: one held request per worker.
   waiting_.erase(worker);
+  if (held != nullptr) {
+    for (const WorkPool::Unit& unit : pool_.HeldBy(worker)) {
+      if (std::find(held->begin(), held->end(), unit.id) != held->end()) continue;
+      spdlog::warn("work unit {} was granted to a worker that never got it; granting it again", unit.id);
+      outbox_.push_back({routing_id, GrantOf(unit)});
+      return;
+    }
+  }
   if (!Grant(worker, routing_id)) waiting_[worker] = routing_id;
 }
 

@@ -40,7 +40,10 @@ class WorkDispatcher {
   static absl::StatusOr<WorkDispatcher> ForJob(const Config& config);
 
   // Worker `worker` (reachable at `routing_id`) asks for its next unit.
-  void OnRequest(uint32_t worker, const std::string& routing_id);
+  // `held`, if given: the units it still holds. A unit in flight to it that
+  // it does not hold was granted but never reached it (a scheduler that
+  // died between saving the grant and sending it): that unit is the answer.
+  void OnRequest(uint32_t worker, const std::string& routing_id, const std::vector<uint64_t>* held = nullptr);
   // Worker `worker` has trained unit `id`. A report for a unit the worker
   // no longer holds (resent to a restarted scheduler, or from before its
   // loss) changes nothing.
@@ -68,6 +71,7 @@ class WorkDispatcher {
  private:
   // Answers held requests while there is something to answer with.
   void AnswerWaiting();
+  static pb::Header GrantOf(const WorkPool::Unit& unit);
   // Takes the next unit for `worker`; false when it must wait.
   bool Grant(uint32_t worker, const std::string& routing_id);
 

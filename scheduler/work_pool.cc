@@ -72,6 +72,14 @@ WorkPool::Next WorkPool::Take(uint32_t worker) {
   return {Outcome::kAssigned, std::move(unit)};
 }
 
+std::vector<WorkPool::Unit> WorkPool::HeldBy(uint32_t worker) const {
+  std::vector<Unit> held;
+  for (const auto& [id, h] : in_flight_) {
+    if (h.worker == worker) held.push_back(h.unit);
+  }
+  return held;
+}
+
 bool WorkPool::Done(uint32_t worker, uint64_t id) {
   auto it = in_flight_.find(id);
   if (it == in_flight_.end() || it->second.worker != worker) return false;

@@ -79,6 +79,9 @@ class WorkPool {
   // read and trained at the cut (0 when not known), a line boundary.
   pb::WorkProgress Progress(const std::function<uint64_t(uint64_t id)>& read) const;
 
+  // The units in flight to `worker`, in the order they were handed out.
+  std::vector<Unit> HeldBy(uint32_t worker) const;
+
   bool finished() const { return pending_.empty() && in_flight_.empty(); }
   size_t pending() const { return pending_.size(); }
   size_t in_flight() const { return in_flight_.size(); }

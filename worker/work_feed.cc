@@ -3,7 +3,13 @@
 namespace sparta {
 
 absl::StatusOr<std::optional<WorkFeed::Unit>> WorkFeed::Next() {
-  auto granted = request_();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<uint64_t> held;
+    for (const auto& [id, p] : units_) held.push_back(id);
+    ask_(held);
+  }
+  auto granted = await_();
   if (!granted.ok()) return granted.status();
   if (!granted->has_value()) return std::optional<Unit>();
   const pb::WorkRange& r = **granted;
@@ -22,19 +28,14 @@ uint32_t WorkFeed::Emitted(uint64_t unit, uint64_t end_bytes, uint64_t examples)
 }
 
 void WorkFeed::Sealed(uint64_t unit) {
-  bool done;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    units_[unit].sealed = true;
-    done = FinishedLocked(unit);
-  }
-  if (done) report_done_(unit);
+  std::lock_guard<std::mutex> lock(mu_);
+  units_[unit].sealed = true;
+  if (FinishedLocked(unit)) report_done_(unit);
 }
 
 void WorkFeed::Trained(uint64_t unit, uint32_t unit_batch) {
-  bool done;
+  std::lock_guard<std::mutex> lock(mu_);
   {
-    std::lock_guard<std::mutex> lock(mu_);
     auto it = units_.find(unit);
     if (it == units_.end() || unit_batch < it->second.first) return;
     Progress& p = it->second;
@@ -48,9 +49,8 @@ void WorkFeed::Trained(uint64_t unit, uint32_t unit_batch) {
       p.pending.pop_front();
       ++p.first;
     }
-    done = FinishedLocked(unit);
   }
-  if (done) report_done_(unit);
+  if (FinishedLocked(unit)) report_done_(unit);
 }
 
 bool WorkFeed::FinishedLocked(uint64_t unit) {

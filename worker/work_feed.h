@@ -23,6 +23,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "common/input_split.h"
@@ -37,13 +38,19 @@ class WorkFeed {
     uint32_t epoch = 0;  // 0-based
     FileRange range;
   };
-  // Asks the scheduler for the next unit (nullopt: every unit is done).
-  using Request = std::function<absl::StatusOr<std::optional<pb::WorkRange>>()>;
+  // Asks the scheduler for the next unit, naming the units this worker
+  // still holds (not yet reported done).
+  using Ask = std::function<void(const std::vector<uint64_t>& held)>;
+  // Waits for the answer (nullopt: every unit is done).
+  using Await = std::function<absl::StatusOr<std::optional<pb::WorkRange>>()>;
   // Tells the scheduler that unit `id` is trained.
   using ReportDone = std::function<void(uint64_t id)>;
 
-  WorkFeed(Request request, ReportDone report_done)
-      : request_(std::move(request)), report_done_(std::move(report_done)) {}
+  // `ask` and `report_done` are called under the feed's lock, so that a
+  // request never overtakes the report of a unit it leaves out; they must
+  // not block.
+  WorkFeed(Ask ask, Await await, ReportDone report_done)
+      : ask_(std::move(ask)), await_(std::move(await)), report_done_(std::move(report_done)) {}
 
   // The loader: the next unit to read; nullopt when there is none left.
   absl::StatusOr<std::optional<Unit>> Next();
@@ -77,7 +84,8 @@ class WorkFeed {
   // True (and forgets the unit) if `unit` is wholly trained; mu_ held.
   bool FinishedLocked(uint64_t unit);
 
-  const Request request_;
+  const Ask ask_;
+  const Await await_;
   const ReportDone report_done_;
   mutable std::mutex mu_;
   std::map<uint64_t, Progress> units_;  // guarded by mu_

@@ -156,7 +156,8 @@ absl::Status Worker::Prepare() {
   SPARTA_ASSIGN_OR_RETURN(backend_, ChooseBackend(config_, *model_, ProbeGpus()));
   spdlog::info("compute backend: {} ({})", backend_.cuda ? "cuda" : "cpu", backend_.reason);
   if (config_.data.assignment_mode == Assignment::kOnDemand) {
-    feed_ = std::make_unique<WorkFeed>([this] { return scheduler_->RequestWork(); },
+    feed_ = std::make_unique<WorkFeed>([this](const std::vector<uint64_t>& held) { scheduler_->RequestWork(held); },
+                                       [this] { return scheduler_->AwaitWork(); },
                                        [this](uint64_t id) { scheduler_->SendWorkDone(id); });
   }
   return absl::OkStatus();

@@ -106,6 +106,30 @@ TEST_CASE("dispatcher: grants in order, holds a request while units are in fligh
   CHECK_FALSE(out[0].header.has_work());  // every unit is done
 }
 
+TEST_CASE("dispatcher: a unit granted but never received is granted again to the worker that asks without it",
+          "[work_dispatch]") {
+  Inputs in;
+  WorkDispatcher d = Dispatcher(in, 0);
+  d.OnRequest(1, "w1");
+  const uint64_t lost = d.TakeOutbox()[0].header.work().id();
+  // A restarted scheduler has unit `lost` in flight to worker 1, whose
+  // request says it holds nothing: the grant never reached it.
+  WorkDispatcher again = WorkDispatcher::FromState(d.ToState());
+  const std::vector<uint64_t> nothing;
+  again.OnRequest(1, "w1", &nothing);
+  auto out = again.TakeOutbox();
+  REQUIRE(out.size() == 1);
+  CHECK(out[0].header.work().id() == lost);
+  CHECK(again.pool().in_flight() == 1);
+  // Holding it, the worker gets the next one.
+  const std::vector<uint64_t> holding{lost};
+  again.OnRequest(1, "w1", &holding);
+  out = again.TakeOutbox();
+  REQUIRE(out.size() == 1);
+  CHECK(out[0].header.work().id() != lost);
+  CHECK(out[0].header.work().path() == in.files[1].path);
+}
+
 TEST_CASE("dispatcher: the last unit done tells every waiting worker there is no more", "[work_dispatch]") {
   Inputs in;
   WorkDispatcher d = Dispatcher(in, 0);
@@ -155,10 +179,13 @@ struct FeedRig {
   std::condition_variable cv;
   std::vector<WorkDispatcher::Outgoing> answers;
   std::vector<uint64_t> reported;
-  WorkFeed feed{[this]() -> absl::StatusOr<std::optional<pb::WorkRange>> {
-                  std::unique_lock<std::mutex> lock(mu);
-                  d->OnRequest(me, "w");
+  WorkFeed feed{[this](const std::vector<uint64_t>& held) {
+                  std::lock_guard<std::mutex> lock(mu);
+                  d->OnRequest(me, "w", &held);
                   for (auto& o : d->TakeOutbox()) answers.push_back(std::move(o));
+                },
+                [this]() -> absl::StatusOr<std::optional<pb::WorkRange>> {
+                  std::unique_lock<std::mutex> lock(mu);
                   cv.wait(lock, [&] { return !answers.empty(); });
                   const pb::Header h = answers.front().header;
                   answers.erase(answers.begin());
@@ -239,13 +266,14 @@ TEST_CASE("loader on a feed: every line once, no batch across units, a unit done
 TEST_CASE("feed: how far into a unit, in the unit's order, though batches finish out of order", "[work_dispatch]") {
   std::vector<uint64_t> reported;
   uint64_t asked = 0;
-  WorkFeed feed(
-      [&]() -> absl::StatusOr<std::optional<pb::WorkRange>> {
-        pb::WorkRange r;
-        r.set_id(++asked);
-        return std::optional<pb::WorkRange>(r);
-      },
-      [&](uint64_t id) { reported.push_back(id); });
+  std::vector<std::vector<uint64_t>> asks;
+  WorkFeed feed([&](const std::vector<uint64_t>& held) { asks.push_back(held); },
+                [&]() -> absl::StatusOr<std::optional<pb::WorkRange>> {
+                  pb::WorkRange r;
+                  r.set_id(++asked);
+                  return std::optional<pb::WorkRange>(r);
+                },
+                [&](uint64_t id) { reported.push_back(id); });
   auto u1 = feed.Next();
   REQUIRE(u1.ok());
   REQUIRE(u1->has_value());
@@ -272,6 +300,13 @@ TEST_CASE("feed: how far into a unit, in the unit's order, though batches finish
   REQUIRE(feed.Next().ok());
   feed.Sealed(2);
   CHECK(reported == std::vector<uint64_t>{1, 2});
+  // Each request named the units the worker still held: none, then none
+  // (unit 1 was done before the second request).
+  CHECK(asks == std::vector<std::vector<uint64_t>>{{}, {}});
+  REQUIRE(feed.Next().ok());
+  feed.Emitted(3, 10, 1);
+  REQUIRE(feed.Next().ok());
+  CHECK(asks.back() == std::vector<uint64_t>{3});
   CHECK(feed.units_done() == 2);
 }
 
