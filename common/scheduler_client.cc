@@ -87,6 +87,11 @@ absl::Status SchedulerClient::Barrier(const std::string& name) {
   return st;
 }
 
+bool SchedulerClient::drained() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return drained_;
+}
+
 int SchedulerClient::lead_rank() const {
   std::lock_guard<std::mutex> lock(mu_);
   return lead_rank_;
@@ -212,6 +217,10 @@ void SchedulerClient::Handle(const pb::Header& h) {
       std::lock_guard<std::mutex> lock(mu_);
       if (!waiting_work_ || grant_.has_value()) return;  // a duplicate answer to a resent request
       grant_.emplace(h.has_work() ? std::optional<pb::WorkRange>(h.work()) : std::optional<pb::WorkRange>());
+      if (!h.has_work() && !h.error().empty()) {
+        spdlog::info("{}", h.error());
+        drained_ = true;
+      }
       break;
     }
     case pb::FLUSH:

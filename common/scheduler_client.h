@@ -81,6 +81,9 @@ class SchedulerClient {
   absl::StatusOr<std::optional<pb::WorkRange>> AwaitWork();
   // Every line of unit `id` is trained and its pushes acknowledged.
   void SendWorkDone(uint64_t id);
+  // The scheduler said this worker is drained (sparta-ctl drain): it gets
+  // no more units, and leaves once it has reported.
+  bool drained() const;
 
   // Blocks until the job ends: OK on SHUTDOWN, the reason otherwise.
   absl::Status WaitForEnd();
@@ -136,6 +139,7 @@ class SchedulerClient {
   // The answer to it: a unit, or nullopt when every unit is done.
   std::optional<std::optional<pb::WorkRange>> grant_;
   int lead_rank_ = 0;
+  bool drained_ = false;
   pb::Header registration_;
   uint64_t incarnation_ = 0;  // client thread only
   // steady_clock time of the last message from the scheduler (0: none yet).

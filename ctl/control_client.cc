@@ -11,6 +11,12 @@ ControlClient::ControlClient(const ClusterConfig& cluster, std::chrono::millisec
     : cluster_(cluster), timeout_(timeout), context_(1), socket_(context_, zmq::socket_type::dealer) {}
 
 absl::StatusOr<pb::Header> ControlClient::Call(pb::MsgType type) {
+  pb::Header request;
+  request.set_type(type);
+  return Call(std::move(request));
+}
+
+absl::StatusOr<pb::Header> ControlClient::Call(pb::Header request) {
   if (!connected_) {
     ConfigureSocket(socket_);
     SecureClientSocket(socket_, cluster_);
@@ -21,8 +27,6 @@ absl::StatusOr<pb::Header> ControlClient::Call(pb::MsgType type) {
     }
     connected_ = true;
   }
-  pb::Header request;
-  request.set_type(type);
   // A DEALER queues until the connection is up; the poll below bounds the wait.
   socket_.set(zmq::sockopt::sndtimeo, static_cast<int>(timeout_.count()));
   if (auto st = SendMessage(socket_, request); !st.ok()) return st;
@@ -63,5 +67,13 @@ absl::Status ResponseStatus(const absl::StatusOr<pb::Header>& reply) {
 absl::Status ControlClient::Checkpoint() { return ResponseStatus(Call(pb::CHECKPOINT_REQUEST)); }
 
 absl::Status ControlClient::Stop() { return ResponseStatus(Call(pb::STOP_REQUEST)); }
+
+absl::Status ControlClient::Drain(pb::Role role, int rank) {
+  pb::Header request;
+  request.set_type(pb::DRAIN_REQUEST);
+  request.mutable_node()->set_role(role);
+  request.mutable_node()->set_rank(rank);
+  return ResponseStatus(Call(std::move(request)));
+}
 
 }  // namespace sparta

@@ -26,10 +26,13 @@ class ControlClient {
   absl::StatusOr<pb::ClusterStatus> Status();
   absl::Status Checkpoint();
   absl::Status Stop();
+  // Node `role`-`rank` is to leave the job (sparta-ctl drain).
+  absl::Status Drain(pb::Role role, int rank);
 
  private:
   // Sends a request with no payload and waits for the one reply.
   absl::StatusOr<pb::Header> Call(pb::MsgType type);
+  absl::StatusOr<pb::Header> Call(pb::Header request);
 
   const ClusterConfig cluster_;
   const std::chrono::milliseconds timeout_;

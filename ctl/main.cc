@@ -3,6 +3,7 @@
 //   sparta-ctl status     [--json]        nodes, roles, shards, epoch, throughput, staleness
 //   sparta-ctl checkpoint                 take a checkpoint now
 //   sparta-ctl stop                       checkpoint (with storage.path), then end the job
+//   sparta-ctl drain worker-N             the worker finishes its work units and exits 0 (on_demand)
 //   sparta-ctl metrics    [--node NAME]   every daemon's /metrics (or one's)
 //   sparta-ctl keygen FILE                a new cluster key file for cluster.auth: curve
 //   sparta-ctl plan CONFIG --keys N       DRAM and disk the model's tables need for N keys
@@ -17,6 +18,7 @@
 #include <CLI/CLI.hpp>
 #include <google/protobuf/util/json_util.h>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/curve_keys.h"
 #include "common/daemon_options.h"
@@ -70,6 +72,10 @@ int main(int argc, char** argv) {
   add_job_options(checkpoint_cmd);
   auto* stop_cmd = app.add_subcommand("stop", "checkpoint (with storage.path), then end the job");
   add_job_options(stop_cmd);
+  std::string drained;
+  auto* drain_cmd = app.add_subcommand("drain", "a worker finishes its work units and exits 0 (data.assignment on_demand)");
+  add_job_options(drain_cmd);
+  drain_cmd->add_option("node", drained, "worker-N")->required();
   std::string node;
   auto* metrics_cmd = app.add_subcommand("metrics", "print every daemon's /metrics (Prometheus text)");
   add_job_options(metrics_cmd);
@@ -116,6 +122,15 @@ int main(int argc, char** argv) {
   if (stop_cmd->parsed()) {
     if (auto st = client.Stop(); !st.ok()) return Fail(st);
     std::printf("stopping: the job checkpoints (when it has storage.path) and ends\n");
+    return 0;
+  }
+  if (drain_cmd->parsed()) {
+    int rank = -1;
+    if (drained.rfind("worker-", 0) != 0 || !absl::SimpleAtoi(drained.substr(7), &rank) || rank < 0) {
+      return Fail(absl::InvalidArgumentError(absl::StrCat("drain: expected worker-N, got '", drained, "'")));
+    }
+    if (auto st = client.Drain(pb::WORKER, rank); !st.ok()) return Fail(st);
+    std::printf("draining %s: it finishes the work units it holds, then exits\n", drained.c_str());
     return 0;
   }
   auto status = client.Status();

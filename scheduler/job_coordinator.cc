@@ -238,6 +238,8 @@ void JobCoordinator::Dispatch(const std::string& routing_id, const pb::Header& h
     }
     case pb::STOP_REQUEST:
       return OnStop(routing_id);
+    case pb::DRAIN_REQUEST:
+      return OnDrain(routing_id, h.node());
     default:
       break;
   }
@@ -528,7 +530,14 @@ void JobCoordinator::OnWorkerLost(Membership::Node* node, const std::string& why
                config_.worker.restart ? "; the launcher may start a fresh worker under its rank" : "");
   SendWork();
   if (unheard_.erase(node->info.id()) && unheard_.empty() && finish_after_resync_) FinishTraining();
-  if (auto min = clocks_.Remove(node->info.rank())) {
+  if (phase_ == Phase::kRunning && LeadWorker() < 0 && !config_.worker.restart) {
+    return Fail(absl::StrCat(DescribeNode(node->info), " ", why, ", and it was the last worker (worker.restart is false)"));
+  }
+  AfterWorkerGone(*node);
+}
+
+void JobCoordinator::AfterWorkerGone(const Membership::Node& node) {
+  if (auto min = clocks_.Remove(node.info.rank())) {
     pb::Header tick;
     tick.set_type(pb::CLOCK);
     tick.set_clock(*min);
@@ -537,9 +546,6 @@ void JobCoordinator::OnWorkerLost(Membership::Node* node, const std::string& why
   // A checkpoint pausing the workers no longer waits for this one.
   checkpoints_.OnWorkerLost();
   if (phase_ != Phase::kRunning) return;
-  if (LeadWorker() < 0 && !config_.worker.restart) {
-    return Fail(absl::StrCat(DescribeNode(node->info), " ", why, ", and it was the last worker (worker.restart is false)"));
-  }
   std::vector<std::string> names;
   for (const auto& [key, ids] : barriers_) {
     if (key.first == pb::WORKER) names.push_back(key.second);
@@ -561,7 +567,11 @@ void JobCoordinator::OnWorkerJoined(const pb::NodeInfo& node, const std::string&
   SendTo(routing_id, std::move(h));
 }
 
-void JobCoordinator::OnWorkerDone(const Membership::Node& node, const pb::WorkerReport& report) {
+void JobCoordinator::OnWorkerDone(Membership::Node& node, const pb::WorkerReport& report) {
+  if (draining_.count(node.info.id())) {
+    reports_[node.info.rank()] = report;
+    return OnWorkerLeft(&node);
+  }
   if (reports_.count(node.info.rank())) return;  // resent to a restarted scheduler
   reports_[node.info.rank()] = report;
   state_changed_ = true;
@@ -821,6 +831,44 @@ void JobCoordinator::Reply(const std::string& routing_id, pb::MsgType type, cons
   reply.set_status(static_cast<int32_t>(status.code()));
   reply.set_error(std::string(status.message()));
   SendTo(routing_id, std::move(reply));
+}
+
+void JobCoordinator::OnDrain(const std::string& routing_id, const pb::NodeInfo& who) {
+  absl::Status st;
+  Membership::Node* node = nullptr;
+  for (const auto& n : members_.nodes()) {
+    if (n.info.role() == who.role() && n.info.rank() == who.rank() && !n.dead) {
+      node = members_.FindByRoutingId(n.routing_id);
+    }
+  }
+  if (who.role() != pb::WORKER) {
+    st = absl::UnimplementedError("only workers can be drained so far");
+  } else if (!work_) {
+    st = absl::FailedPreconditionError("draining a worker needs data.assignment: on_demand (with static, its slice "
+                                       "of the input would go untrained)");
+  } else if (phase_ != Phase::kRunning) {
+    st = absl::FailedPreconditionError("the job is not running");
+  } else if (node == nullptr) {
+    st = absl::NotFoundError(absl::StrCat("no live worker-", who.rank()));
+  } else if (LeadWorker() == node->info.rank() && BarrierSize(pb::WORKER) == 1) {
+    st = absl::FailedPreconditionError(absl::StrCat("worker-", who.rank(), " is the last worker"));
+  }
+  if (!st.ok()) return Reply(routing_id, pb::RESPONSE, st);
+  spdlog::info("draining {}: it finishes its work units, reports and leaves", DescribeNode(node->info));
+  draining_.insert(node->info.id());
+  work_->Drain(node->info.id());
+  SendWork();
+  Reply(routing_id, pb::RESPONSE, absl::OkStatus());
+}
+
+void JobCoordinator::OnWorkerLeft(Membership::Node* node) {
+  spdlog::info("{} was drained and leaves the job", DescribeNode(node->info));
+  node->dead = true;
+  state_changed_ = true;
+  pb::Header shutdown;
+  shutdown.set_type(pb::SHUTDOWN);
+  SendTo(node->routing_id, std::move(shutdown));
+  AfterWorkerGone(*node);
 }
 
 void JobCoordinator::OnStop(const std::string& routing_id) {

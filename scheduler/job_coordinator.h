@@ -100,7 +100,7 @@ class JobCoordinator {
 
   void OnRegister(const std::string& routing_id, const pb::Header& h, Clock::time_point now);
   void OnBarrier(const Membership::Node& node, const std::string& name);
-  void OnWorkerDone(const Membership::Node& node, const pb::WorkerReport& report);
+  void OnWorkerDone(Membership::Node& node, const pb::WorkerReport& report);
   // A worker went silent or died: with data.assignment on_demand its units
   // go back to the pool and the job goes on (the launcher may start a
   // fresh worker under its rank); else the job fails.
@@ -139,6 +139,13 @@ class JobCoordinator {
   void ShutDown(const std::string& why);
   // Operator requests (sparta-ctl), from any peer that reaches the socket.
   void OnStop(const std::string& routing_id);
+  // sparta-ctl drain: `who` (a worker's role and rank) is to leave the job.
+  void OnDrain(const std::string& routing_id, const pb::NodeInfo& who);
+  // A drained worker has reported: it leaves (not a loss) and is told to exit.
+  void OnWorkerLeft(Membership::Node* node);
+  // What follows a worker's loss or leaving: clocks, a pausing checkpoint,
+  // barriers and the end of training stop waiting for it.
+  void AfterWorkerGone(const Membership::Node& node);
   // SIGTERM here or at a node (`who`): a final checkpoint, then the end of
   // the job as "preempted", within cluster.shutdown_grace.
   void OnPreempt(const std::string& who, Clock::time_point now);
@@ -161,6 +168,7 @@ class JobCoordinator {
   ClockTable clocks_;  // worker.consistency: each worker's finished steps
   std::optional<WorkDispatcher> work_;  // data.assignment on_demand
   uint32_t workers_lost_ = 0;
+  std::set<uint32_t> draining_;  // worker ids
   double lost_examples_ = 0;  // trained by workers lost since, as of their last heartbeat
   std::map<uint32_t, pb::ServerStats> flushed_;   // by server rank
   uint64_t dropped_messages_ = 0;

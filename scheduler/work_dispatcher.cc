@@ -79,6 +79,7 @@ void WorkDispatcher::OnRequest(uint32_t worker, const std::string& routing_id, c
   // A worker asks again only after an answer, except when it resends to a
   // restarted scheduler: one held request per worker.
   waiting_.erase(worker);
+  if (draining_.count(worker)) return AnswerDrained(worker, routing_id);
   if (held != nullptr) {
     for (const WorkPool::Unit& unit : pool_.HeldBy(worker)) {
       if (std::find(held->begin(), held->end(), unit.id) != held->end()) continue;
@@ -88,6 +89,21 @@ void WorkDispatcher::OnRequest(uint32_t worker, const std::string& routing_id, c
     }
   }
   if (!Grant(worker, routing_id)) waiting_[worker] = routing_id;
+}
+
+void WorkDispatcher::Drain(uint32_t worker) {
+  draining_.insert(worker);
+  auto it = waiting_.find(worker);
+  if (it == waiting_.end()) return;
+  AnswerDrained(worker, it->second);
+  waiting_.erase(it);
+}
+
+void WorkDispatcher::AnswerDrained(uint32_t worker, const std::string& routing_id) {
+  pb::Header none;
+  none.set_type(pb::WORK_GRANT);
+  none.set_error("drained (sparta-ctl drain): finish the units held, report, and leave");
+  outbox_.push_back({routing_id, std::move(none)});
 }
 
 void WorkDispatcher::OnDone(uint32_t worker, uint64_t id) {

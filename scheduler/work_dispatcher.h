@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <map>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -59,6 +60,11 @@ class WorkDispatcher {
   pb::WorkPoolState ToState() const;
   static WorkDispatcher FromState(const pb::WorkPoolState& state);
 
+  // Worker `worker` is draining (sparta-ctl drain): it gets no more units;
+  // its requests are answered at once with a grant of no unit whose error
+  // says why (which tells the worker to leave, see WORK_GRANT).
+  void Drain(uint32_t worker);
+
   std::vector<Outgoing> TakeOutbox() { return std::exchange(outbox_, {}); }
 
   bool finished() const { return pool_.finished(); }
@@ -72,11 +78,13 @@ class WorkDispatcher {
   // Answers held requests while there is something to answer with.
   void AnswerWaiting();
   static pb::Header GrantOf(const WorkPool::Unit& unit);
+  void AnswerDrained(uint32_t worker, const std::string& routing_id);
   // Takes the next unit for `worker`; false when it must wait.
   bool Grant(uint32_t worker, const std::string& routing_id);
 
   WorkPool pool_;
   std::map<uint32_t, std::string> waiting_;  // worker -> routing id, requests held
+  std::set<uint32_t> draining_;
   std::vector<Outgoing> outbox_;
   uint64_t units_done_ = 0;
   uint64_t examples_retrained_ = 0;

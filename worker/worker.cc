@@ -121,6 +121,11 @@ absl::Status Worker::Run() {
   bool stopped = false;
   SPARTA_ASSIGN_OR_RETURN(pb::WorkerReport report, Train(&stopped));
   if (stopped) return absl::OkStatus();
+  if (scheduler_->drained()) {
+    // Drained: its units are done; it reports and the scheduler lets it go.
+    scheduler_->SendWorkerDone(report);
+    return scheduler_->WaitForEnd();
+  }
   // Evaluate the final model: every worker's pushes must have landed first.
   SPARTA_RETURN_IF_ERROR(scheduler_->Barrier("training_done"));
   SPARTA_RETURN_IF_ERROR(Evaluate(&report));

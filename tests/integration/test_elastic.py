@@ -11,9 +11,10 @@ import os
 import re
 import shutil
 import signal
+import subprocess
 import unittest
 
-from harness import ClusterTest, kill_job, launch, pid_alive, read, summary, wait_for, write_config
+from harness import BIN, ClusterTest, kill_job, launch, pid_alive, read, summary, wait_for, write_config
 from test_durability import build_counter_plugin
 
 ROWS, EPOCHS, SPLIT = 40000, 12, 65536
@@ -33,7 +34,9 @@ def unit_lines(path, split):
     return max(per_unit.values())
 
 
-class WorkerLossTest(ClusterTest):
+class OnDemandJob(ClusterTest):
+    """A job of 3 workers on keys 1..ROWS, trained by the counting model."""
+
     def setUp(self):
         super().setUp()
         self.plugin = build_counter_plugin(self.dir)
@@ -50,6 +53,8 @@ class WorkerLossTest(ClusterTest):
                             model={"plugin": self.plugin}, worker={"max_inflight": 2, **worker},
                             log={"progress_interval": 0.05})
 
+
+class WorkerLossTest(OnDemandJob):
     def kill_worker_mid_job(self, config, name):
         """Runs `config`, kill -9s worker-1 once it has trained a while; returns
         the launcher's result, the summary and the per-key counts."""
@@ -99,6 +104,37 @@ class WorkerLossTest(ClusterTest):
         self.assertNotIn("starting a fresh", err)
         self.assertFalse(os.path.exists(os.path.join(run, "worker-1.restart1.log")))
         self.check_counts(s, counts)
+
+
+class DrainTest(OnDemandJob):
+    def test_drained_worker_finishes_its_units_and_exits_0(self):
+        """sparta-ctl drain worker-2 mid-job: it trains no new unit, finishes the ones it holds and exits 0;
+        nothing is lost or trained twice (every key exactly `epochs` times)."""
+        run = self.run_dir("drain")
+        predictions = os.path.join(self.dir, "drain.counts")
+        proc = launch(self.config("drain.yaml"), run, [f"eval.predictions_out={predictions}"], wait=False)
+        self.procs.append(proc)
+        wait_for(lambda: len(read(os.path.join(run, "worker-2.csv")).splitlines()) > 4, 120, "worker-2 to train")
+        ctl = subprocess.run([os.path.join(BIN, "sparta-ctl"), "drain", "worker-2", "--run", run],
+                             capture_output=True, text=True, timeout=30)
+        self.assertEqual(ctl.returncode, 0, ctl.stderr)
+        self.assertIn("draining worker-2", ctl.stdout)
+        # A worker that does not exist cannot be drained; the job is not disturbed.
+        again = subprocess.run([os.path.join(BIN, "sparta-ctl"), "drain", "worker-7", "--run", run],
+                               capture_output=True, text=True, timeout=30)
+        self.assertNotEqual(again.returncode, 0)
+        self.assertIn("no live worker-7", again.stderr)
+        out, err = proc.communicate(timeout=300)
+        self.assertEqual(proc.returncode, 0, err)
+        s = summary(run)
+        self.assertEqual(s["status"], "ok")
+        self.assertEqual(s["workers_lost"], 0)
+        log = read(os.path.join(run, "worker-2.log"))
+        self.assertIn("drained", log)
+        self.assertNotIn("ended with", err)  # no daemon died
+        counts = [round(float(p) * 1000) for p in read(predictions).split()]
+        self.assertEqual(len(counts), ROWS)
+        self.assertEqual([(i + 1, c) for i, c in enumerate(counts) if c != EPOCHS][:10], [])
 
 
 class OnDemandCheckpointTest(ClusterTest):

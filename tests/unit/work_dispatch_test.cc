@@ -130,6 +130,25 @@ TEST_CASE("dispatcher: a unit granted but never received is granted again to the
   CHECK(out[0].header.work().path() == in.files[1].path);
 }
 
+TEST_CASE("dispatcher: a drained worker is told to leave, at once or when it asks; the others go on", "[work_dispatch]") {
+  Inputs in;
+  WorkDispatcher d = Dispatcher(in, 1000);
+  d.OnRequest(1, "w1");
+  d.OnRequest(2, "w2");
+  d.TakeOutbox();
+  d.Drain(2);
+  CHECK(d.TakeOutbox().empty());  // it has not asked
+  d.OnRequest(2, "w2");
+  auto out = d.TakeOutbox();
+  REQUIRE(out.size() == 1);
+  CHECK_FALSE(out[0].header.has_work());
+  CHECK_THAT(out[0].header.error(), Catch::Contains("drained"));
+  d.OnRequest(1, "w1");
+  out = d.TakeOutbox();
+  REQUIRE(out.size() == 1);
+  CHECK(out[0].header.has_work());  // worker 1 still gets units
+}
+
 TEST_CASE("dispatcher: the last unit done tells every waiting worker there is no more", "[work_dispatch]") {
   Inputs in;
   WorkDispatcher d = Dispatcher(in, 0);
@@ -369,6 +388,45 @@ TEST_CASE("coordinator, on_demand: a silent worker's units go to another and the
   // A worker that comes now has nothing to do and is told to exit.
   auto late = job.Register("w9", pb::WORKER);
   CHECK(To(late, pb::SHUTDOWN) == std::set<std::string>{"w9"});
+}
+
+TEST_CASE("coordinator, on_demand: a drained worker reports, is let go, and is not a loss", "[work_dispatch]") {
+  Inputs in;
+  Config config = rig::Job::Sized(/*servers=*/1, /*workers=*/2);
+  config.data.train = {in.files[0].path, in.files[1].path};
+  config.data.assignment = "on_demand";
+  config.data.assignment_mode = Assignment::kOnDemand;
+  config.data.split_size_bytes = 0;
+  rig::Job job(config);
+  job.RegisterAll();
+  job.Send("w0", Of(pb::WORK_REQUEST));
+  pb::Header drain = Of(pb::DRAIN_REQUEST);
+  drain.mutable_node()->set_role(pb::WORKER);
+  drain.mutable_node()->set_rank(1);
+  auto reply = job.Send("ctl", drain);
+  REQUIRE(reply.size() == 1);
+  CHECK(reply[0].header.status() == 0);
+  auto told = job.Send("w1", Of(pb::WORK_REQUEST));
+  REQUIRE(To(told, pb::WORK_GRANT) == std::set<std::string>{"w1"});
+  CHECK_FALSE(told[0].header.error().empty());
+  pb::Header report = Of(pb::WORKER_DONE);
+  report.mutable_report()->set_train_examples(0);
+  CHECK(To(job.Send("w1", report), pb::SHUTDOWN) == std::set<std::string>{"w1"});
+  // The barrier now waits for worker 0 alone.
+  pb::Header barrier = Of(pb::BARRIER);
+  barrier.set_barrier("training_done");
+  CHECK(To(job.Send("w0", barrier), pb::BARRIER_RELEASE) == std::set<std::string>{"w0"});
+  CHECK(job.coordinator->BuildSummary().workers_lost() == 0);
+  // The last worker cannot be drained; neither can a worker of a static job.
+  drain.mutable_node()->set_rank(0);
+  reply = job.Send("ctl", drain);
+  REQUIRE(reply.size() == 1);
+  CHECK_THAT(reply[0].header.error(), Catch::Contains("last worker"));
+  rig::Job plain(/*servers=*/1, /*workers=*/2);
+  plain.RegisterAll();
+  reply = plain.Send("ctl", drain);
+  REQUIRE(reply.size() == 1);
+  CHECK_THAT(reply[0].header.error(), Catch::Contains("on_demand"));
 }
 
 TEST_CASE("coordinator, static assignment: a lost worker still fails the job", "[work_dispatch]") {
