@@ -38,6 +38,10 @@ std::optional<int> ParseDaemonOptions(int argc, char** argv, pb::Role role, Daem
   if (role != pb::SCHEDULER) {
     app.add_option("--rank", options->rank, "rank among daemons of this role (default: assigned)");
   }
+  if (role == pb::WORKER) {
+    app.add_flag("--join", options->join,
+                 "join a running job (data.assignment: on_demand): take a free rank, or one past cluster.workers");
+  }
   app.add_option("--info-file", options->info_file, "write this node's JSON description here once registered");
   app.add_flag("--print-config", options->print_config, "print the resolved configuration as JSON and exit");
   if (extra) extra(app);
@@ -63,6 +67,11 @@ std::optional<int> ParseDaemonOptions(int argc, char** argv, pb::Role role, Daem
                 << RoleName(role) << "s is " << count << "\n";
       return 2;
     }
+  }
+  if (options->join && options->config.data.assignment_mode != Assignment::kOnDemand) {
+    std::cerr << "sparta-worker: --join needs data.assignment: on_demand (a static job's input is split among "
+                 "cluster.workers ranks at launch)\n";
+    return 2;
   }
   KeepLargeBuffersInHeap();
   const std::string name = options->rank >= 0 ? absl::StrCat(RoleName(role), "-", options->rank) : RoleName(role);

@@ -49,7 +49,9 @@ class ClockTable {
   // A worker takes rank `rank` in the running job: it starts at the
   // slowest live worker's clock, which is what it is told to count from.
   uint64_t Rejoin(int rank) {
-    if (rank < 0 || rank >= static_cast<int>(clocks_.size())) return min_;
+    if (rank < 0) return min_;
+    // A worker that joined past the job's first count.
+    if (rank >= static_cast<int>(clocks_.size())) clocks_.resize(rank + 1, kFinished);
     const uint64_t live_min = LiveMin();
     clocks_[rank] = live_min;
     min_ = std::min(min_, live_min);

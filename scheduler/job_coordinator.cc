@@ -562,7 +562,8 @@ void JobCoordinator::OnWorkerJoined(const pb::NodeInfo& node, const std::string&
   h.set_type(pb::CLUSTER_VIEW);
   *h.mutable_view() = view_;
   h.mutable_view()->clear_worker_steps();
-  for (int r = 0; r < config_.cluster.workers; ++r) h.mutable_view()->add_worker_steps(clock * config_.worker.threads);
+  const int ranks = std::max(config_.cluster.workers, node.rank() + 1);
+  for (int r = 0; r < ranks; ++r) h.mutable_view()->add_worker_steps(clock * config_.worker.threads);
   h.set_epoch(epoch_);
   SendTo(routing_id, std::move(h));
 }
@@ -762,7 +763,8 @@ pb::JobSummary JobCoordinator::BuildSummary() const {
   }
   double examples = 0, seconds = 0, loss = 0, bad_lines = 0;
   const pb::WorkerReport* eval = nullptr;
-  for (int rank = 0; rank < config_.cluster.workers; ++rank) {
+  // Workers that joined (--join) may have ranks past cluster.workers.
+  for (int rank = 0; rank < members_.expected(pb::WORKER); ++rank) {
     auto it = reports_.find(rank);
     if (it == reports_.end()) {
       // Its clock (steps with every push acknowledged, sent as they finish)

@@ -53,7 +53,9 @@ absl::StatusOr<pb::NodeInfo> Membership::Add(const pb::NodeInfo& requested, cons
   if (rank < 0) {
     for (rank = 0; rank < count && taken[rank]; ++rank) {
     }
-    if (rank == count) {
+    if (rank == count && role == pb::WORKER && requested.join()) {
+      ++workers_;
+    } else if (rank == count) {
       return absl::ResourceExhaustedError(absl::StrCat("all ", count, " ", RoleName(role), " ranks are taken"));
     }
   }

@@ -36,6 +36,8 @@ class Membership {
   // Adds a node. Honors a requested rank if it is free (a dead node's rank
   // is free again); otherwise assigns the lowest free rank of its role.
   // Errors: bad role, rank taken or out of range, role full.
+  // A worker that asks to join (NodeInfo.join) with no free rank gets a new
+  // one: the job's worker count grows by one.
   absl::StatusOr<pb::NodeInfo> Add(const pb::NodeInfo& requested, const std::string& routing_id,
                                    Clock::time_point now);
 
@@ -64,7 +66,7 @@ class Membership {
 
  private:
   const int servers_;
-  const int workers_;
+  int workers_;  // grows when a worker joins past it (--join)
   std::vector<Node> nodes_;
   absl::flat_hash_map<std::string, size_t> by_routing_id_;
 };

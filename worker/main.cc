@@ -8,7 +8,7 @@ int main(int argc, char** argv) {
   sparta::CatchTermination();  // SIGTERM: final checkpoint, then exit (common/termination.h)
   sparta::DaemonOptions options;
   if (auto exit_code = sparta::ParseDaemonOptions(argc, argv, sparta::pb::WORKER, &options)) return *exit_code;
-  sparta::Worker worker(options.config, options.rank, options.info_file);
+  sparta::Worker worker(options.config, options.rank, options.info_file, options.join);
   absl::Status status = worker.Run();
   if (!status.ok()) {
     spdlog::error("{}", status.message());

@@ -93,9 +93,10 @@ absl::StatusOr<int> SkipBatches(DataLoader* loader, uint64_t n) {
 
 }  // namespace
 
-Worker::Worker(const Config& config, int rank, std::string info_file)
+Worker::Worker(const Config& config, int rank, std::string info_file, bool join)
     : config_(config),
       requested_rank_(rank),
+      join_(join),
       info_file_(std::move(info_file)),
       gate_([this](uint64_t version, uint64_t steps) {
         pb::Header paused;
@@ -172,6 +173,7 @@ absl::Status Worker::Join() {
   pb::NodeInfo self;
   self.set_role(pb::WORKER);
   self.set_rank(requested_rank_);
+  self.set_join(join_);
   self.set_host(config_.cluster.host);
   self.set_pid(getpid());
   SPARTA_RETURN_IF_ERROR(metrics_.Start(config_, config_.cluster.host));

@@ -39,7 +39,8 @@ namespace sparta {
 
 class Worker {
  public:
-  Worker(const Config& config, int rank, std::string info_file);
+  // `join`: the worker may take a rank past cluster.workers (--join).
+  Worker(const Config& config, int rank, std::string info_file, bool join = false);
 
   // Runs the worker's part of the job. OK on a clean SHUTDOWN.
   absl::Status Run();
@@ -61,6 +62,7 @@ class Worker {
 
   const Config config_;
   const int requested_rank_;
+  const bool join_;
   const std::string info_file_;
 
   // Prepare().

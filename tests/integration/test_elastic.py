@@ -137,6 +137,38 @@ class DrainTest(OnDemandJob):
         self.assertEqual([(i + 1, c) for i, c in enumerate(counts) if c != EPOCHS][:10], [])
 
 
+class JoinTest(OnDemandJob):
+    def test_worker_started_by_hand_joins_the_running_job(self):
+        """sparta-worker --join for a running on_demand job of 3 workers: it becomes worker-3, trains units,
+        and exits 0 with the job; every key is trained exactly `epochs` times."""
+        run = self.run_dir("join")
+        predictions = os.path.join(self.dir, "join.counts")
+        config = self.config("join.yaml")
+        proc = launch(config, run, [f"eval.predictions_out={predictions}"], wait=False)
+        self.procs.append(proc)
+        wait_for(lambda: len(read(os.path.join(run, "worker-0.csv")).splitlines()) > 4, 120, "worker-0 to train")
+        scheduler = re.search(r"scheduler: (\S+)", read(os.path.join(run, "ctl.yaml"))).group(1)
+        log = os.path.join(self.dir, "joined.log")
+        with open(log, "w") as out:
+            joined = subprocess.Popen([os.path.join(BIN, "sparta-worker"), "--config", config, "--join",
+                                       "--set", f"cluster.scheduler={scheduler}"],
+                                      stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs.append(joined)
+        self.assertEqual(joined.wait(timeout=300), 0, read(log)[-3000:])
+        _, err = proc.communicate(timeout=300)
+        self.assertEqual(proc.returncode, 0, err)
+        text = read(log)
+        self.assertIn("registered as id", text)
+        trained = re.search(r"training done: (\d+) examples", text)
+        self.assertIsNotNone(trained, text[-3000:])
+        self.assertGreater(int(trained.group(1)), 0)
+        s = summary(run)
+        self.assertEqual(len(s["worker_steps"]), 4)  # the job grew to 4 workers
+        counts = [round(float(p) * 1000) for p in read(predictions).split()]
+        self.assertEqual(len(counts), ROWS)
+        self.assertEqual([(i + 1, c) for i, c in enumerate(counts) if c != EPOCHS][:10], [])
+
+
 class OnDemandCheckpointTest(ClusterTest):
     """A checkpoint of an on_demand job keeps the input left at the cut (whole
     units, and the rest of each unit in flight); restored on fewer or more

@@ -429,6 +429,33 @@ TEST_CASE("coordinator, on_demand: a drained worker reports, is let go, and is n
   CHECK_THAT(reply[0].header.error(), Catch::Contains("on_demand"));
 }
 
+TEST_CASE("coordinator, on_demand: a worker that joins with no free rank grows the job (--join)", "[work_dispatch]") {
+  Inputs in;
+  Config config = rig::Job::Sized(/*servers=*/1, /*workers=*/2);
+  config.data.train = {in.files[0].path, in.files[1].path};
+  config.data.assignment = "on_demand";
+  config.data.assignment_mode = Assignment::kOnDemand;
+  rig::Job job(config);
+  job.RegisterAll();
+  pb::Header h = Of(pb::REGISTER);
+  h.mutable_node()->set_role(pb::WORKER);
+  h.mutable_node()->set_rank(-1);
+  auto refused = job.Send("w9", h);
+  REQUIRE(To(refused, pb::ABORT) == std::set<std::string>{"w9"});
+  CHECK_THAT(refused[0].header.error(), Catch::Contains("ranks are taken"));
+  h.mutable_node()->set_join(true);
+  auto joined = job.Send("w2", h);
+  REQUIRE(To(joined, pb::REGISTER_REPLY) == std::set<std::string>{"w2"});
+  const pb::Header* reply = rig::Find(joined, pb::REGISTER_REPLY);
+  CHECK(reply->node().rank() == 2);
+  const pb::Header* view = rig::Find(joined, pb::CLUSTER_VIEW);
+  REQUIRE(view != nullptr);
+  CHECK(view->view().worker_steps_size() == 3);
+  auto granted = job.Send("w2", Of(pb::WORK_REQUEST));
+  CHECK(To(granted, pb::WORK_GRANT) == std::set<std::string>{"w2"});
+  CHECK(job.coordinator->BuildSummary().worker_steps_size() == 3);
+}
+
 TEST_CASE("coordinator, static assignment: a lost worker still fails the job", "[work_dispatch]") {
   rig::Job job(/*servers=*/1, /*workers=*/1);
   job.RegisterAll();
