@@ -838,9 +838,12 @@ void JobCoordinator::Reply(const std::string& routing_id, pb::MsgType type, cons
 void JobCoordinator::OnDrain(const std::string& routing_id, const pb::NodeInfo& who) {
   absl::Status st;
   Membership::Node* node = nullptr;
+  int staying = 0;  // live workers not draining, this one aside
   for (const auto& n : members_.nodes()) {
     if (n.info.role() == who.role() && n.info.rank() == who.rank() && !n.dead) {
       node = members_.FindByRoutingId(n.routing_id);
+    } else if (n.info.role() == pb::WORKER && !n.dead && !draining_.count(n.info.id())) {
+      ++staying;
     }
   }
   if (who.role() != pb::WORKER) {
@@ -852,8 +855,9 @@ void JobCoordinator::OnDrain(const std::string& routing_id, const pb::NodeInfo& 
     st = absl::FailedPreconditionError("the job is not running");
   } else if (node == nullptr) {
     st = absl::NotFoundError(absl::StrCat("no live worker-", who.rank()));
-  } else if (LeadWorker() == node->info.rank() && BarrierSize(pb::WORKER) == 1) {
-    st = absl::FailedPreconditionError(absl::StrCat("worker-", who.rank(), " is the last worker"));
+  } else if (staying == 0) {
+    st = absl::FailedPreconditionError(
+        absl::StrCat("worker-", who.rank(), " is the last worker not draining; someone must train the rest"));
   }
   if (!st.ok()) return Reply(routing_id, pb::RESPONSE, st);
   spdlog::info("draining {}: it finishes its work units, reports and leaves", DescribeNode(node->info));

@@ -10,6 +10,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "absl/strings/str_cat.h"
 #include "scheduler/job_coordinator.h"
 
 namespace sparta {
@@ -52,8 +53,8 @@ struct Job {
   // what the last registration caused.
   std::vector<JobCoordinator::Outgoing> RegisterAll() {
     std::vector<JobCoordinator::Outgoing> last;
-    for (int s = 0; s < config.cluster.servers; ++s) last = Register("s" + std::to_string(s), pb::SERVER);
-    for (int w = 0; w < config.cluster.workers; ++w) last = Register("w" + std::to_string(w), pb::WORKER);
+    for (int s = 0; s < config.cluster.servers; ++s) last = Register(absl::StrCat("s", s), pb::SERVER);
+    for (int w = 0; w < config.cluster.workers; ++w) last = Register(absl::StrCat("w", w), pb::WORKER);
     return last;
   }
 

@@ -406,6 +406,12 @@ TEST_CASE("coordinator, on_demand: a drained worker reports, is let go, and is n
   auto reply = job.Send("ctl", drain);
   REQUIRE(reply.size() == 1);
   CHECK(reply[0].header.status() == 0);
+  // While worker 1 drains, worker 0 is the only one left to train the rest.
+  pb::Header drain0 = drain;
+  drain0.mutable_node()->set_rank(0);
+  reply = job.Send("ctl", drain0);
+  REQUIRE(reply.size() == 1);
+  CHECK_THAT(reply[0].header.error(), Catch::Contains("last worker not draining"));
   auto told = job.Send("w1", Of(pb::WORK_REQUEST));
   REQUIRE(To(told, pb::WORK_GRANT) == std::set<std::string>{"w1"});
   CHECK_FALSE(told[0].header.error().empty());
