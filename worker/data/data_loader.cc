@@ -113,8 +113,7 @@ absl::StatusOr<std::unique_ptr<Batch>> DataLoader::NextWithin(std::chrono::milli
   std::unique_lock<std::mutex> lock(mu_);
   *timed_out = !cv_.wait_for(lock, within, [&] { return !queue_.empty() || finished_ || stopped_; });
   if (*timed_out) return std::unique_ptr<Batch>();
-  lock.unlock();
-  return Next();
+  return TakeLocked();
 }
 
 absl::StatusOr<std::unique_ptr<Batch>> DataLoader::Next(bool* starved) {
@@ -128,6 +127,10 @@ absl::StatusOr<std::unique_ptr<Batch>> DataLoader::Next(bool* starved) {
     *starved = true;
     return std::unique_ptr<Batch>();
   }
+  return TakeLocked();
+}
+
+absl::StatusOr<std::unique_ptr<Batch>> DataLoader::TakeLocked() {
   if (!queue_.empty()) {
     auto batch = std::move(queue_.front());
     queue_.pop_front();

@@ -63,6 +63,9 @@ class DataLoader {
   // Run() with a feed: returns the reading's status; *stopped if Stop() came first.
   absl::Status ReadUnits(bool* stopped);
   bool Emit(std::unique_ptr<Batch> batch);  // false if stopped
+  // With mu_ held and the queue not empty or the reading over: the next
+  // batch, nullptr at the end, or the reading's error.
+  absl::StatusOr<std::unique_ptr<Batch>> TakeLocked();
 
   const std::unique_ptr<SplitReader> reader_;
   WorkFeed* const feed_ = nullptr;
