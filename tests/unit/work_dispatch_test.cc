@@ -50,6 +50,15 @@ struct Inputs {
   ~Inputs() { fs::remove_all(dir); }
 };
 
+// A job of 1 server and 2 workers on `in`, with data.assignment on_demand.
+Config OnDemand(const Inputs& in) {
+  Config config = rig::Job::Sized(/*servers=*/1, /*workers=*/2);
+  config.data.train = {in.files[0].path, in.files[1].path};
+  config.data.assignment = "on_demand";
+  config.data.assignment_mode = Assignment::kOnDemand;
+  return config;
+}
+
 WorkDispatcher Dispatcher(const Inputs& in, uint64_t split, uint32_t epochs = 1) {
   auto pool = WorkPool::Cut(in.files, split, epochs);
   REQUIRE(pool.ok());
@@ -332,10 +341,7 @@ TEST_CASE("feed: how far into a unit, in the unit's order, though batches finish
 TEST_CASE("coordinator, on_demand: a silent worker's units go to another and the job finishes without it",
           "[work_dispatch]") {
   Inputs in;
-  Config config = rig::Job::Sized(/*servers=*/1, /*workers=*/2);
-  config.data.train = {in.files[0].path, in.files[1].path};
-  config.data.assignment = "on_demand";
-  config.data.assignment_mode = Assignment::kOnDemand;
+  Config config = OnDemand(in);
   config.data.split_size_bytes = 0;
   config.worker.restart = false;
   rig::Job job(config);
@@ -392,10 +398,7 @@ TEST_CASE("coordinator, on_demand: a silent worker's units go to another and the
 
 TEST_CASE("coordinator, on_demand: a drained worker reports, is let go, and is not a loss", "[work_dispatch]") {
   Inputs in;
-  Config config = rig::Job::Sized(/*servers=*/1, /*workers=*/2);
-  config.data.train = {in.files[0].path, in.files[1].path};
-  config.data.assignment = "on_demand";
-  config.data.assignment_mode = Assignment::kOnDemand;
+  Config config = OnDemand(in);
   config.data.split_size_bytes = 0;
   rig::Job job(config);
   job.RegisterAll();
@@ -437,10 +440,7 @@ TEST_CASE("coordinator, on_demand: a drained worker reports, is let go, and is n
 
 TEST_CASE("coordinator, on_demand: a worker that joins with no free rank grows the job (--join)", "[work_dispatch]") {
   Inputs in;
-  Config config = rig::Job::Sized(/*servers=*/1, /*workers=*/2);
-  config.data.train = {in.files[0].path, in.files[1].path};
-  config.data.assignment = "on_demand";
-  config.data.assignment_mode = Assignment::kOnDemand;
+  Config config = OnDemand(in);
   rig::Job job(config);
   job.RegisterAll();
   pb::Header h = Of(pb::REGISTER);
