@@ -79,7 +79,7 @@ void WorkDispatcher::OnRequest(uint32_t worker, const std::string& routing_id, c
   // A worker asks again only after an answer, except when it resends to a
   // restarted scheduler: one held request per worker.
   waiting_.erase(worker);
-  if (draining_.count(worker)) return AnswerDrained(worker, routing_id);
+  if (draining_.count(worker)) return AnswerDrained(routing_id);
   if (held != nullptr) {
     for (const WorkPool::Unit& unit : pool_.HeldBy(worker)) {
       if (std::find(held->begin(), held->end(), unit.id) != held->end()) continue;
@@ -95,11 +95,11 @@ void WorkDispatcher::Drain(uint32_t worker) {
   draining_.insert(worker);
   auto it = waiting_.find(worker);
   if (it == waiting_.end()) return;
-  AnswerDrained(worker, it->second);
+  AnswerDrained(it->second);
   waiting_.erase(it);
 }
 
-void WorkDispatcher::AnswerDrained(uint32_t worker, const std::string& routing_id) {
+void WorkDispatcher::AnswerDrained(const std::string& routing_id) {
   pb::Header none;
   none.set_type(pb::WORK_GRANT);
   none.set_error("drained (sparta-ctl drain): finish the units held, report, and leave");

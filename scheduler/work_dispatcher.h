@@ -78,7 +78,7 @@ class WorkDispatcher {
   // Answers held requests while there is something to answer with.
   void AnswerWaiting();
   static pb::Header GrantOf(const WorkPool::Unit& unit);
-  void AnswerDrained(uint32_t worker, const std::string& routing_id);
+  void AnswerDrained(const std::string& routing_id);
   // Takes the next unit for `worker`; false when it must wait.
   bool Grant(uint32_t worker, const std::string& routing_id);
 

@@ -105,11 +105,7 @@ Worker::Worker(const Config& config, int rank, std::string info_file, bool join)
         paused.mutable_checkpoint()->set_steps(steps);
         // on_demand: how far into each unit; every batch taken is trained
         // now, so this is exactly what the servers will cut.
-        if (feed_ != nullptr) {
-          for (const auto& [unit, progress] : feed_->InProgress()) {
-            (*paused.mutable_progress()->mutable_units())[unit] = progress;
-          }
-        }
+        AddUnitProgress(paused.mutable_progress());
         scheduler_->Send(std::move(paused));
       }) {}
 
@@ -133,6 +129,11 @@ absl::Status Worker::Run() {
   SPARTA_RETURN_IF_ERROR(Audit(&report));
   scheduler_->SendWorkerDone(report);
   return scheduler_->WaitForEnd();
+}
+
+void Worker::AddUnitProgress(pb::WorkerProgress* out) const {
+  if (feed_ == nullptr) return;
+  for (const auto& [unit, progress] : feed_->InProgress()) (*out->mutable_units())[unit] = progress;
 }
 
 absl::Status Worker::Fail(absl::Status status) {
@@ -218,10 +219,7 @@ absl::Status Worker::Join() {
       },
       .on_heartbeat = [this](pb::Header* h) {
         *h->mutable_progress() = progress_.Snapshot();
-        if (feed_ == nullptr) return;
-        for (const auto& [unit, progress] : feed_->InProgress()) {
-          (*h->mutable_progress()->mutable_units())[unit] = progress;
-        }
+        AddUnitProgress(h->mutable_progress());
       }};
   scheduler_ = std::make_unique<SchedulerClient>(&context_, config_, self, std::move(callbacks));
   if (auto st = scheduler_->Register(); !st.ok()) {

@@ -59,6 +59,8 @@ class Worker {
 
   // The worker's own failures (bad data, a failed request) end the job at once.
   absl::Status Fail(absl::Status status);
+  // on_demand: how far this worker is into each of its units (heartbeats, PAUSED).
+  void AddUnitProgress(pb::WorkerProgress* out) const;
 
   const Config config_;
   const int requested_rank_;
