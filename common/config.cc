@@ -14,7 +14,11 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/ascii.h"
 #include "common/curve_keys.h"
 #include "common/json.h"
 #include "common/status_macros.h"
@@ -68,6 +72,7 @@ void VisitFields(Config& c, Visitor& v) {
   v("cluster.auth", c.cluster.auth, OneOf({"none", "curve"}));
   v("cluster.key_file", c.cluster.key_file, FieldRule{});
   v("cluster.local_transport", c.cluster.local_transport, OneOf({"ipc", "tcp"}));
+  v("cluster.coordination", c.cluster.coordination, FieldRule{});
   v("server.threads", c.server.threads, Between(1, 256));
   v("server.memory_limit", c.server.memory_limit, FieldRule{});
   v("data.train", c.data.train, Required());
@@ -433,8 +438,17 @@ absl::Status Validate(const Config& c) {
   if (c.cluster.num_shards < c.cluster.servers) {
     return bad("cluster.num_shards", "must be at least cluster.servers");
   }
-  if (c.cluster.scheduler.find(':') == std::string::npos) {
-    return bad("cluster.scheduler", absl::StrCat("expected host:port; got '", c.cluster.scheduler, "'"));
+  for (const std::string& address : c.cluster.schedulers) {
+    if (address.find(':') == std::string::npos) {
+      return bad("cluster.scheduler", absl::StrCat("expected host:port; got '", address, "'"));
+    }
+  }
+  if (c.cluster.schedulers.empty()) return bad("cluster.scheduler", "expected host:port; got nothing");
+  if (c.cluster.schedulers.size() > 1 && c.cluster.coordination_mode != Coordination::kEtcd) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        c.Where("cluster.scheduler"), ": key 'cluster.scheduler': lists ", c.cluster.schedulers.size(),
+        " schedulers, but only one can run without a shared place for the job's state: set cluster.coordination "
+        "to etcd://HOST:PORT"));
   }
   if (c.cluster.heartbeat_timeout <= c.cluster.heartbeat_interval) {
     return bad("cluster.heartbeat_timeout", "must be longer than cluster.heartbeat_interval");
@@ -458,6 +472,44 @@ absl::Status Validate(const Config& c) {
   return absl::OkStatus();
 }
 
+// cluster.coordination: "local", or "etcd://" endpoints and an optional
+// "/NAME" (the key prefix; default: the scheduler addresses).
+absl::Status ParseCoordination(const std::string& text, const std::string& schedulers, ClusterConfig* cluster) {
+  cluster->etcd_endpoints.clear();
+  cluster->etcd_prefix.clear();
+  if (text == "local") {
+    cluster->coordination_mode = Coordination::kLocal;
+    return absl::OkStatus();
+  }
+  constexpr absl::string_view kScheme = "etcd://";
+  if (!absl::StartsWith(text, kScheme)) {
+    return absl::InvalidArgumentError(absl::StrCat("expected local or etcd://HOST:PORT[,HOST:PORT...]; got '", text, "'"));
+  }
+  absl::string_view rest = absl::string_view(text).substr(kScheme.size());
+  std::string name = schedulers;
+  if (auto slash = rest.find('/'); slash != absl::string_view::npos) {
+    if (slash + 1 < rest.size()) name = std::string(rest.substr(slash + 1));
+    rest = rest.substr(0, slash);
+  }
+  for (absl::string_view endpoint : absl::StrSplit(rest, ',', absl::SkipWhitespace())) {
+    endpoint = absl::StripAsciiWhitespace(endpoint);
+    const size_t colon = endpoint.rfind(':');
+    uint32_t port = 0;
+    if (colon == absl::string_view::npos || colon == 0 || !absl::SimpleAtoi(endpoint.substr(colon + 1), &port) ||
+        port == 0 || port > 65535) {
+      return absl::InvalidArgumentError(absl::StrCat("expected etcd endpoints as HOST:PORT; got '", endpoint, "' in '",
+                                                     text, "'"));
+    }
+    cluster->etcd_endpoints.emplace_back(endpoint);
+  }
+  if (cluster->etcd_endpoints.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("no etcd endpoint in '", text, "'"));
+  }
+  cluster->coordination_mode = Coordination::kEtcd;
+  cluster->etcd_prefix = absl::StrCat("/sparta/", name, "/");
+  return absl::OkStatus();
+}
+
 // Parses the keys whose text has a unit (byte sizes, durations) into their
 // values, and the modes into their enums (their text is checked against
 // the choices as it is read); an error names the key and where it was given.
@@ -473,6 +525,11 @@ absl::Status ParseUnits(Config* c) {
                                                          : BackendKind::kCpu;
   c->wire.value_type = c->wire.dtype == "fp16" ? WireDtype::kFp16 : WireDtype::kFp32;
   c->cluster.local_transport_mode = c->cluster.local_transport == "tcp" ? LocalTransport::kTcp : LocalTransport::kIpc;
+  c->cluster.schedulers = absl::StrSplit(c->cluster.scheduler, ',', absl::SkipWhitespace());
+  for (std::string& s : c->cluster.schedulers) s = std::string(absl::StripAsciiWhitespace(s));
+  if (auto st = ParseCoordination(c->cluster.coordination, c->cluster.scheduler, &c->cluster); !st.ok()) {
+    return bad("cluster.coordination", st);
+  }
   c->storage.durability_mode = c->storage.durability == "wal" ? Durability::kWal : Durability::kCheckpoint;
   c->storage.ack_mode = c->storage.ack == "primary" ? AckMode::kPrimary : AckMode::kAll;
   auto every = ParseCheckpointEvery(c->storage.checkpoint_every);

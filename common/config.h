@@ -20,9 +20,14 @@
 namespace sparta {
 
 enum class LocalTransport { kIpc, kTcp };  // cluster.local_transport
+enum class Coordination { kLocal, kEtcd };   // cluster.coordination
 
 struct ClusterConfig {
-  std::string scheduler;             // host:port of the scheduler (required)
+  // host:port of the scheduler (required); with cluster.coordination etcd,
+  // a comma-separated list: one scheduler leads, the others stand by, and
+  // nodes reach whichever leads.
+  std::string scheduler;
+  std::vector<std::string> schedulers;  // parsed from scheduler
   int servers = 0;                   // number of servers (required)
   int workers = 0;                   // number of workers (required)
   std::string host = "127.0.0.1";    // interface servers/workers bind to
@@ -48,6 +53,17 @@ struct ClusterConfig {
   // over a Unix socket (ipc://) instead of TCP loopback; tcp: always TCP.
   std::string local_transport = "ipc";
   LocalTransport local_transport_mode = LocalTransport::kIpc;  // parsed from local_transport
+  // local: the scheduler keeps its state in <storage.path>/scheduler (a
+  // restarted scheduler takes the job over; it dies with its disk).
+  // etcd://HOST:PORT[,HOST:PORT...][/NAME]: the state lives in etcd, under
+  // /sparta/NAME/ (default NAME: the scheduler addresses), and the
+  // schedulers of cluster.scheduler elect a leader through an etcd lease
+  // of cluster.heartbeat_timeout (at least 2 s); a standby takes over when
+  // the leader dies, also with its disk (scheduler/leadership.h).
+  std::string coordination = "local";
+  Coordination coordination_mode = Coordination::kLocal;  // parsed from coordination
+  std::vector<std::string> etcd_endpoints;                // parsed: host:port each
+  std::string etcd_prefix;                                // parsed: /sparta/NAME/
   // Read from key_file when auth is curve (Z85 text, 40 characters each);
   // not config keys.
   std::string curve_public;

@@ -35,9 +35,10 @@ std::optional<int> ParseDaemonOptions(int argc, char** argv, pb::Role role, Daem
   CLI::App app("sparta-" + RoleName(role) + ": a Sparta " + RoleName(role) + " daemon");
   app.add_option("--config", options->config_path, "cluster/job YAML file")->required();
   app.add_option("--set", options->overrides, "override a config key: key=value (repeatable)");
-  if (role != pb::SCHEDULER) {
-    app.add_option("--rank", options->rank, "rank among daemons of this role (default: assigned)");
-  }
+  app.add_option("--rank", options->rank,
+                 role == pb::SCHEDULER ? "which address of cluster.scheduler this scheduler listens on (default: the "
+                                         "first; the others are standbys', with cluster.coordination etcd)"
+                                       : "rank among daemons of this role (default: assigned)");
   if (role == pb::WORKER) {
     app.add_flag("--join", options->join,
                  "join a running job (data.assignment: on_demand): take a free rank, or one past cluster.workers");
@@ -60,11 +61,14 @@ std::optional<int> ParseDaemonOptions(int argc, char** argv, pb::Role role, Daem
     std::cout << ConfigToJson(options->config);
     return 0;
   }
-  if (role != pb::SCHEDULER && options->rank >= 0) {
-    const int count = role == pb::SERVER ? options->config.cluster.servers : options->config.cluster.workers;
+  if (options->rank >= 0) {
+    const int count = role == pb::SERVER   ? options->config.cluster.servers
+                      : role == pb::WORKER ? options->config.cluster.workers
+                                           : static_cast<int>(options->config.cluster.schedulers.size());
     if (options->rank >= count) {
-      std::cerr << "sparta-" << RoleName(role) << ": --rank " << options->rank << " is out of range: cluster."
-                << RoleName(role) << "s is " << count << "\n";
+      std::cerr << "sparta-" << RoleName(role) << ": --rank " << options->rank << " is out of range: "
+                << (role == pb::SCHEDULER ? "cluster.scheduler lists " : "cluster." + RoleName(role) + "s is ")
+                << count << "\n";
       return 2;
     }
   }

@@ -275,11 +275,8 @@ void SchedulerClient::Run() {
                absl::StrCat(RoleName(self_.role()), "-", self_.rank(), "-", getpid(), "-", Clock::now().time_since_epoch().count()));
   }
   SecureClientSocket(socket, config_.cluster);
-  const std::string endpoint = TcpEndpoint(config_.cluster.scheduler);
-  try {
-    socket.connect(endpoint);
-  } catch (const zmq::error_t& e) {
-    End(absl::InvalidArgumentError(absl::StrCat("cannot connect to scheduler ", endpoint, ": ", e.what())));
+  if (auto st = ConnectToScheduler(socket, config_.cluster.scheduler); !st.ok()) {
+    End(st);
     return;
   }
   const auto interval = std::chrono::duration<double>(config_.cluster.heartbeat_interval);
@@ -324,6 +321,9 @@ void SchedulerClient::Run() {
       pb::Header hb;
       hb.set_type(pb::HEARTBEAT);
       if (callbacks_.on_heartbeat) callbacks_.on_heartbeat(&hb);
+      // With no scheduler to take them (one restarting, or standbys
+      // between leaders), only the newest heartbeat is worth sending.
+      std::erase_if(outgoing, [](const pb::Header& m) { return m.type() == pb::HEARTBEAT; });
       outgoing.push_back(std::move(hb));
       next_heartbeat = now + std::chrono::duration_cast<Clock::duration>(interval);
     }

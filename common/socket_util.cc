@@ -7,7 +7,9 @@
 
 #include <charconv>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "common/message.h"
 
 namespace sparta {
@@ -30,6 +32,22 @@ absl::Status SplitHostPort(const std::string& host_port, std::string* host, uint
     return absl::InvalidArgumentError(absl::StrCat("bad port in '", host_port, "'"));
   }
   *host = host_port.substr(0, colon);
+  return absl::OkStatus();
+}
+
+absl::Status ConnectToScheduler(zmq::socket_t& socket, const std::string& addresses) {
+  std::vector<std::string> list = absl::StrSplit(addresses, ',', absl::SkipWhitespace());
+  if (list.empty()) return absl::InvalidArgumentError("no scheduler address");
+  // One scheduler: messages queue while it restarts, as they always have.
+  if (list.size() > 1) socket.set(zmq::sockopt::immediate, 1);
+  for (std::string& address : list) {
+    address = std::string(absl::StripAsciiWhitespace(address));
+    try {
+      socket.connect(TcpEndpoint(address));
+    } catch (const zmq::error_t& e) {
+      return absl::InvalidArgumentError(absl::StrCat("cannot connect to the scheduler at ", address, ": ", e.what()));
+    }
+  }
   return absl::OkStatus();
 }
 

@@ -22,6 +22,15 @@ std::string TcpEndpoint(const std::string& host, uint32_t port);
 // Splits "host:port"; the port must be a number in [0, 65535].
 absl::Status SplitHostPort(const std::string& host_port, std::string* host, uint32_t* port);
 
+// Connects a client's DEALER to the job's scheduler: `addresses` is
+// cluster.scheduler, "host:port" or a comma-separated list of them (a
+// leader and standbys, of which only the leader listens). With several,
+// the socket connects to each and sends only over connections that are up
+// (ZMQ_IMMEDIATE), so every message reaches whichever scheduler leads,
+// also after a standby takes over. Must come after the socket's other
+// options.
+absl::Status ConnectToScheduler(zmq::socket_t& socket, const std::string& addresses);
+
 // Options every socket gets: no linger at close (a dead peer must not hang
 // shutdown), a per-frame size cap (hostile input must not exhaust memory),
 // and high-water marks deep enough for a window of large requests.

@@ -4,6 +4,7 @@
 #include "common/cluster_auth.h"
 #include "common/message.h"
 #include "common/socket_util.h"
+#include "common/status_macros.h"
 
 namespace sparta {
 
@@ -20,18 +21,22 @@ absl::StatusOr<pb::Header> ControlClient::Call(pb::Header request) {
   if (!connected_) {
     ConfigureSocket(socket_);
     SecureClientSocket(socket_, cluster_);
-    try {
-      socket_.connect(TcpEndpoint(cluster_.scheduler));
-    } catch (const zmq::error_t& e) {
-      return absl::InvalidArgumentError(absl::StrCat("cannot connect to ", cluster_.scheduler, ": ", e.what()));
-    }
+    SPARTA_RETURN_IF_ERROR(ConnectToScheduler(socket_, cluster_.scheduler));
     connected_ = true;
   }
-  // A DEALER queues until the connection is up; the poll below bounds the wait.
-  socket_.set(zmq::sockopt::sndtimeo, static_cast<int>(timeout_.count()));
-  if (auto st = SendMessage(socket_, request); !st.ok()) return st;
+  // A DEALER queues until the connection is up (with standby schedulers,
+  // until the leader's is: wait for it to take the message); the polls
+  // below bound the wait.
   const auto deadline = std::chrono::steady_clock::now() + timeout_;
-  while (true) {
+  bool sent = false;
+  while (!sent) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) break;
+    zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLOUT, 0};
+    zmq::poll(&item, 1, left);
+    if (item.revents & ZMQ_POLLOUT) sent = SendMessage(socket_, request).ok();
+  }
+  while (sent) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) break;
     zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLIN, 0};

@@ -44,11 +44,12 @@ JobCoordinator::JobCoordinator(const Config& config)
                             .shard_owner = [this] { return shard_map_.owners(); }}) {}
 
 absl::StatusOr<bool> JobCoordinator::TakeOverSavedJob() {
-  if (config_.storage.path.empty()) return false;
-  const std::string dir = (std::filesystem::path(config_.storage.path) / "scheduler").string();
-  auto store = StateStore::Open(dir);
-  if (!store.ok()) return store.status();
-  state_store_ = *std::move(store);
+  if (state_store_ == nullptr) {
+    if (config_.storage.path.empty()) return false;
+    auto store = LocalStateStore::Open((std::filesystem::path(config_.storage.path) / "scheduler").string());
+    if (!store.ok()) return store.status();
+    state_store_ = *std::move(store);
+  }
   auto saved = state_store_->Load();
   if (!saved.ok()) return saved.status();
   if (!saved->has_value()) return false;
@@ -76,7 +77,7 @@ absl::StatusOr<bool> JobCoordinator::TakeOverSavedJob() {
   if (state.has_work()) work_ = WorkDispatcher::FromState(state.work());
   workers_lost_ = state.workers_lost();
   phase_ = Phase::kRunning;
-  spdlog::warn("took over the running job from {} (saved {:.1f} s ago): epoch {}, {} nodes", dir, age, epoch_,
+  spdlog::warn("took over the running job from {} (saved {:.1f} s ago): epoch {}, {} nodes", state_store_->where(), age, epoch_,
                state.nodes_size());
   // The end of the job starts over once every node has reconnected (a
   // message sent before that would be lost). A checkpoint the old scheduler
@@ -114,7 +115,11 @@ bool JobCoordinator::SaveState(Clock::time_point now) {
   state.set_dropped_messages(dropped_messages_);
   if (work_) *state.mutable_work() = work_->ToState();
   state.set_workers_lost(workers_lost_);
-  if (auto st = state_store_->Save(state); !st.ok()) spdlog::error("{}", st.message());
+  if (auto st = state_store_->Save(state); absl::IsFailedPrecondition(st)) {
+    store_status_ = st;  // another scheduler leads: this one must stop (see scheduler.h)
+  } else if (!st.ok()) {
+    spdlog::error("{}", st.message());
+  }
   last_saved_ = now;
   return changed;
 }
@@ -737,6 +742,14 @@ std::vector<JobCoordinator::Outgoing> JobCoordinator::TakeOutbox() {
   std::vector<Outgoing> out;
   out.swap(outbox_);
   return out;
+}
+
+std::vector<std::string> JobCoordinator::LiveRoutingIds() const {
+  std::vector<std::string> ids;
+  for (const auto& node : members_.nodes()) {
+    if (!node.dead) ids.push_back(node.routing_id);
+  }
+  return ids;
 }
 
 void JobCoordinator::Broadcast(const pb::Header& h, pb::Role only) {

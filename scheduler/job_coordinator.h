@@ -79,6 +79,13 @@ class JobCoordinator {
   // tells a restarted scheduler whether the nodes can still be waiting).
   // True if something changed since the last call: members, phase or view.
   bool SaveState(Clock::time_point now);
+  // Where SaveState keeps the state; before Start(). Default: a
+  // LocalStateStore in <storage.path>/scheduler (none without storage.path).
+  void UseStateStore(std::unique_ptr<StateStore> store) { state_store_ = std::move(store); }
+  // FailedPrecondition once the store refused a write because another
+  // scheduler leads (cluster.coordination: etcd): this one must stop at
+  // once, saying nothing more to the nodes.
+  const absl::Status& store_status() const { return store_status_; }
 
   // What to send, in order; empties the outbox.
   std::vector<Outgoing> TakeOutbox();
@@ -89,6 +96,8 @@ class JobCoordinator {
   // A failure before the job ran (bad port, damaged checkpoint).
   void SetOutcome(absl::Status st) { if (outcome_.ok()) outcome_ = std::move(st); }
   bool IsMember(const std::string& routing_id) const { return members_.Has(routing_id); }
+  // The socket identities of the nodes not declared dead.
+  std::vector<std::string> LiveRoutingIds() const;
 
   pb::ClusterStatus BuildStatus(Clock::time_point now) const;
   pb::JobSummary BuildSummary() const;
@@ -175,7 +184,8 @@ class JobCoordinator {
   ShardMap shard_map_;
   CheckpointCoordinator checkpoints_;
   Clock::time_point last_checkpoint_;
-  std::unique_ptr<StateStore> state_store_;  // null without storage.path
+  std::unique_ptr<StateStore> state_store_;  // null without storage.path (and etcd)
+  absl::Status store_status_;
   bool state_changed_ = false;  // members, phase or view changed since SaveState()
   Clock::time_point last_saved_;
   uint64_t incarnation_ = 0;  // tells nodes this scheduler process from an earlier one

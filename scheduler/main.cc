@@ -12,7 +12,7 @@ int main(int argc, char** argv) {
     app.add_option("--summary", options.summary_file, "write the job summary JSON here at the end");
   });
   if (exit_code) return *exit_code;
-  sparta::Scheduler scheduler(options.config, options.summary_file, options.info_file);
+  sparta::Scheduler scheduler(options.config, options.summary_file, options.info_file, options.rank);
   absl::Status status = scheduler.Run();
   if (!status.ok()) {
     spdlog::error("{}", status.message());

@@ -19,7 +19,9 @@
 #include "common/config.h"
 #include "common/daemon_metrics.h"
 #include "scheduler/connection_watch.h"
+#include "scheduler/etcd_client.h"
 #include "scheduler/job_coordinator.h"
+#include "scheduler/leadership.h"
 
 namespace sparta {
 
@@ -27,23 +29,40 @@ class Scheduler {
  public:
   // `summary_file`: where the job summary JSON is written at the end ("" for none).
   // `info_file`: where to describe this node once bound ("" for none).
-  Scheduler(const Config& config, std::string summary_file, std::string info_file);
+  // `rank`: which of cluster.scheduler's addresses is this scheduler's
+  // (-1: the first).
+  Scheduler(const Config& config, std::string summary_file, std::string info_file, int rank = -1);
 
   // Runs the job to its end. OK when every worker finished and every server
   // flushed; otherwise the reason the job failed (also broadcast as ABORT).
+  // With cluster.coordination etcd, a standby first waits to lead; it
+  // returns OK without serving if the job ends under another leader.
   absl::Status Run();
 
  private:
+  // cluster.coordination etcd: stands by until this scheduler leads (true)
+  // or the job is over (false).
+  absl::StatusOr<bool> Lead();
   // Run() without the summary: the job from start to end.
   absl::Status Serve();
   // Sends what the coordinator answered.
   void SendOutbox();
+  // After the job's last word (SHUTDOWN or ABORT): keeps the connections
+  // open until every live node has closed its own, for at most a few
+  // seconds (see scheduler.cc).
+  void AwaitNodesGone();
   void PublishMetrics();
   void WriteSummary() const;
 
   const Config config_;
   const std::string summary_file_;
   const std::string info_file_;
+  const std::string address_;  // host:port this scheduler listens on
+  std::unique_ptr<EtcdClient> etcd_;       // cluster.coordination etcd
+  std::unique_ptr<Leadership> leadership_;  // cluster.coordination etcd
+  // Another scheduler leads now: this one stops without a word to the
+  // nodes (they are the new leader's) and writes no summary.
+  bool deposed_ = false;
   JobCoordinator job_;
   zmq::context_t context_;
   std::unique_ptr<ZapAuthenticator> zap_;  // cluster.auth: curve

@@ -6,14 +6,15 @@ set -euo pipefail
 
 packages=(build-essential cmake ninja-build pkg-config python3 xz-utils
   libzmq3-dev cppzmq-dev libprotobuf-dev protobuf-compiler librocksdb-dev libopenblas-dev
-  libabsl-dev libyaml-cpp-dev libspdlog-dev libcli11-dev catch2)
+  libabsl-dev libyaml-cpp-dev libspdlog-dev libcli11-dev catch2 libcpp-httplib-dev)
 if [[ "${1:-}" == "--tests" ]]; then
   # liblinear: the quality reference; python3-zmq: hostile-input tests.
   # matplotlib: `sparta plot`; iproute2: network namespaces as hosts (ssh launcher test);
   # slurm-wlm + munge: the Slurm launcher test; clang: the fuzz targets (libFuzzer);
-  # prometheus: a real Prometheus server scrapes a running job (test_operations).
+  # prometheus: a real Prometheus server scrapes a running job (test_operations);
+  # etcd-server: the standby schedulers' etcd (test_standby).
   packages+=(liblinear-tools python3-zmq python3-matplotlib python3-yaml iproute2 slurm-wlm munge clang libclang-rt-14-dev
-             prometheus)
+             prometheus etcd-server etcd-client)
 fi
 
 missing=()

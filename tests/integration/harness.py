@@ -123,6 +123,41 @@ def kill_job(proc, run_dir):
     wait_for(lambda: not any(pid_alive(d["pid"]) for d in daemons), 10, "every daemon to die")
 
 
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_etcd(test):
+    """A real etcd (Debian's etcd-server) in the test's folder, on free
+    loopback ports; stopped by pid with the test. Returns its client address."""
+    import shutil
+    import urllib.request
+    etcd = shutil.which("etcd")
+    test.assertIsNotNone(etcd, "etcd is installed by scripts/install-deps.sh --tests (etcd-server)")
+    client, peer = free_port(), free_port()
+    log = open(os.path.join(test.dir, "etcd.log"), "w")
+    proc = subprocess.Popen(
+        [etcd, "--data-dir", os.path.join(test.dir, "etcd"), "--name", "default",
+         "--listen-client-urls", f"http://127.0.0.1:{client}", "--advertise-client-urls", f"http://127.0.0.1:{client}",
+         "--listen-peer-urls", f"http://127.0.0.1:{peer}", "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
+         "--initial-cluster", f"default=http://127.0.0.1:{peer}"],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    test.procs.append(proc)
+    test.addCleanup(log.close)
+
+    def healthy():
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{client}/health", timeout=1) as r:
+                return json.loads(r.read()).get("health") == "true"
+        except OSError:
+            return False
+    wait_for(healthy, 30, "etcd to be healthy")
+    return f"127.0.0.1:{client}"
+
+
 def auc(scores, labels):
     pairs = sorted(zip(scores, labels))
     n, positives, rank_sum, i = len(pairs), sum(l for _, l in pairs), 0.0, 0

@@ -87,6 +87,29 @@ TEST_CASE("data.assignment and data.split_size: parsed, and on_demand refuses wh
              Catch::Contains("worker.consistency") && Catch::Contains("only with asp"));
 }
 
+TEST_CASE("cluster.coordination: local by default, etcd endpoints and a key prefix parsed, standbys need etcd") {
+  auto defaults = ParseConfig(kValid, "job.yaml", {});
+  REQUIRE(defaults.ok());
+  CHECK(defaults->cluster.coordination_mode == Coordination::kLocal);
+  CHECK(defaults->cluster.schedulers.size() == 1);
+  auto c = ParseConfig(kValid, "job.yaml",
+                       {"cluster.coordination=etcd://10.0.0.1:2379, 10.0.0.2:2379", "cluster.scheduler=a:1,b:2"});
+  REQUIRE(c.ok());
+  CHECK(c->cluster.coordination_mode == Coordination::kEtcd);
+  CHECK(c->cluster.etcd_endpoints == std::vector<std::string>{"10.0.0.1:2379", "10.0.0.2:2379"});
+  CHECK(c->cluster.schedulers == std::vector<std::string>{"a:1", "b:2"});
+  CHECK(c->cluster.etcd_prefix == "/sparta/a:1,b:2/");
+  auto named = ParseConfig(kValid, "job.yaml", {"cluster.coordination=etcd://e:2379/ctr-daily"});
+  REQUIRE(named.ok());
+  CHECK(named->cluster.etcd_prefix == "/sparta/ctr-daily/");
+  CHECK_THAT(Error(kValid, {"cluster.coordination=zookeeper://z:2181"}), Catch::Contains("cluster.coordination"));
+  CHECK_THAT(Error(kValid, {"cluster.coordination=etcd://nohost"}), Catch::Contains("HOST:PORT"));
+  CHECK_THAT(Error(kValid, {"cluster.coordination=etcd://"}), Catch::Contains("no etcd endpoint"));
+  // Two schedulers with nowhere to share the job's state.
+  CHECK_THAT(Error(kValid, {"cluster.scheduler=a:1,b:2"}),
+             Catch::Contains("cluster.scheduler") && Catch::Contains("cluster.coordination"));
+}
+
 TEST_CASE("overrides (--set) use the same dotted names") {
   auto c = ParseConfig(kValid, "job.yaml", {"data.batch_size=64", "model.name=lr", "data.test=t.txt"});
   REQUIRE(c.ok());
