@@ -6,8 +6,10 @@
 # end-to-end training throughput of lr and fm (1 worker + 1 server, and
 # 2 workers + 2 servers), lr/fm/dnn against the same models in PyTorch
 # (scripts/bench/torch_ctr.py: speed ratio and test AUC), checkpoint and restore cost (1M and 10M rows),
-# training throughput with replication 1/2/3 and ack all|primary, and the
-# time from a server's kill -9 to resumed training.
+# training throughput with replication 1/2/3 and ack all|primary, the
+# time from a server's kill -9 to resumed training, and elastic jobs (a
+# standby scheduler's takeover through etcd, a worker's kill -9 with
+# data.assignment on_demand).
 #   scripts/bench.sh [--quick] [--json FILE] [--no-build]
 # With --json FILE it also draws FILE's sparse figures as an SVG chart (FILE.svg,
 # the .json suffix replaced).
@@ -24,7 +26,7 @@ while [[ $# -gt 0 ]]; do
   shift
 done
 if [[ $build == 1 ]]; then
-  scripts/install-deps.sh
+  scripts/install-deps.sh --tests  # etcd-server: the standby scheduler benchmark
   scripts/build.sh sparta-scheduler sparta-server sparta-worker sparta-datagen sparta-kv-bench sparta-row-memory \
     sparta-checkpoint-bench
   # The GPU kernel benchmark exists when the build has the CUDA backend.
@@ -147,13 +149,15 @@ echo "== replication (lr, 2 workers + 3 servers) and failover (kill -9 of a serv
 SPARTA_BIN="$bin" python3 tests/bench/replication_bench.py "$tmp/train.txt" "$tmp/test.txt" "$tmp/replication.json" $quick
 echo "== tables larger than memory (fm, Zipf 1.1): memory_limit at 100%, 30%, 10% of the table vs unbounded; admission"
 SPARTA_BIN="$bin" python3 tests/bench/tiering_bench.py "$tmp/tiering.json" $quick
+echo "== elastic jobs: scheduler takeover with etcd (kill -9 of the leader), a worker's kill -9 with on_demand work"
+SPARTA_BIN="$bin" python3 tests/bench/elastic_bench.py "$tmp/train.txt" "$tmp/test.txt" "$tmp/elastic.json" $quick
 if [[ -n $json ]]; then
   python3 - "$tmp/kv.json" "$e2e" "$json" "$tmp/checkpoint.json" "$tmp/replication.json" "$tmp/models.json" \
-    "$tmp/gpu.json" "$tmp/tiering.json" <<'PY'
+    "$tmp/gpu.json" "$tmp/tiering.json" "$tmp/elastic.json" <<'PY'
 import json, sys
 records = json.load(open(sys.argv[1])) + json.load(open(sys.argv[2]))
 records += json.load(open(sys.argv[4])) + json.load(open(sys.argv[5])) + json.load(open(sys.argv[6]))
-records += json.load(open(sys.argv[7])) + json.load(open(sys.argv[8]))
+records += json.load(open(sys.argv[7])) + json.load(open(sys.argv[8])) + json.load(open(sys.argv[9]))
 for line in open(sys.argv[1].replace("kv.json", "memory.txt")):
     name, value = line.split()[:2]
     records.append({"name": name, "unit": "bytes/row", "value": float(value)})

@@ -204,6 +204,10 @@ class OnDemandCheckpointTest(ClusterTest):
         latest_file = os.path.join(store, "checkpoints", "LATEST")
         wait_for(lambda: read(latest_file).strip() >= "ckpt-000003", 120, "three checkpoints")
         kill_job(proc, run)
+        # Exactly `epochs` times holds only when no worker was lost (a lost
+        # worker's acknowledged-but-unreported pushes are trained again).
+        self.assertNotIn("goes back to the pool", read(os.path.join(run, "scheduler.log")),
+                         "a worker was declared lost before the cut")
         saved = os.path.join(self.dir, "saved")
         shutil.copytree(os.path.join(store, "checkpoints", read(latest_file).strip()), saved)
         manifest = json.loads(read(os.path.join(saved, "manifest.json")))
@@ -221,6 +225,8 @@ class OnDemandCheckpointTest(ClusterTest):
                             [f"storage.restore={saved}", f"storage.path={os.path.join(self.dir, f'store-{workers}')}",
                              f"eval.predictions_out={predictions}"])
             self.assertEqual(result.returncode, 0, result.stderr)
+            resumed = summary(self.run_dir(f"resumed-{workers}"))
+            self.assertEqual((resumed["workers_lost"], resumed["examples_retrained"]), (0, 0))
             counts = [round(float(p) * 1000) for p in read(predictions).split()]
             self.assertEqual(len(counts), rows)
             wrong = [(i + 1, c) for i, c in enumerate(counts) if c != epochs]
