@@ -9,7 +9,8 @@ Objects (all named <name>-...):
   Service     <name>-server     headless, for the StatefulSet's stable names
   StatefulSet <name>-server     cluster.servers servers (pod ordinal = rank), each with its own
                                 volume for RocksDB (storage.db_path); checkpoints on the shared volume
-  Job         <name>-worker     cluster.workers workers, Indexed (completion index = rank)
+  Job         <name>-worker     cluster.workers workers, Indexed (completion index = rank); with
+                                data.assignment on_demand a failed pod is replaced (3 times per index)
   PersistentVolumeClaim <name>-shared  ReadWriteMany: storage.path (checkpoints, scheduler state)
 
 With cluster.auth: curve the key file comes from the Secret <name>-cluster-key
@@ -113,10 +114,18 @@ def render(config, config_text, args):
                                                     "spec": {"accessModes": ["ReadWriteOnce"], **storage_class,
                                                              "resources": {"requests": {"storage": args.storage}}}}]}})
     workers = config["cluster.workers"]
+    # data.assignment on_demand: a dead worker's units go back to the pool,
+    # so its pod may be replaced (a preempted node, an OOM kill): the Job
+    # starts a new pod under the same completion index, which registers
+    # under that rank once the scheduler has declared the old one dead, as
+    # the local launcher does (worker.restart, 3 times per rank). With
+    # static slices a failed worker fails the job: no retry.
+    on_demand = config.get("data.assignment") == "on_demand"
+    replaceable = on_demand and config.get("worker.restart", True)
     docs.append({"apiVersion": "batch/v1", "kind": "Job", "metadata": meta(f"{name}-worker", "worker"),
                  "spec": {"completions": workers, "parallelism": workers, "completionMode": "Indexed",
-                          # A failed worker fails the job (the scheduler ends it); do not retry blindly.
-                          "backoffLimit": 0,
+                          # (backoffLimitPerIndex: Kubernetes 1.29 or later.)
+                          **({"backoffLimitPerIndex": 3} if replaceable else {"backoffLimit": 0}),
                           "template": {"metadata": {"labels": labels("worker"), "annotations": scrape},
                                        "spec": {**grace, "restartPolicy": "Never", "containers": [{
                                            "name": "worker", "image": args.image,

@@ -222,6 +222,42 @@ class SlurmLauncherTest(ClusterTest):
         self.assertIn("training done", read(os.path.join(run, "worker-1.log")))
 
 
+    def test_a_second_allocation_adds_workers_to_a_running_job(self):
+        # data.assignment on_demand: `sbatch ... --join RUN_DIR` grows a job
+        # that runs in another allocation by a worker per node.
+        cluster = SlurmCluster(os.path.join(self.dir, "slurm"), ["node1", "node2", "node3"])
+        self.addCleanup(cluster.close)
+        data = datagen(self.dir, 20000, 2000, seed=7)
+        config = write_config(self.dir, cluster={"servers": 1, "workers": 1},
+                              data={"train": data["train"], "test": data["test"], "batch_size": 256, "epochs": 40,
+                                    "assignment": "on_demand", "split_size": "256KiB"},
+                              model={"name": "lr"})
+        run = self.run_dir()
+        sbatch = os.path.join(ROOT, "scripts", "slurm", "sparta.sbatch")
+        env = {**cluster.env, "SPARTA_HOME": ROOT, "SPARTA_BIN": BIN}
+        first_out, join_out = os.path.join(self.dir, "first.out"), os.path.join(self.dir, "join.out")
+        first = subprocess.Popen(["sbatch", "--wait", "-N", "2", f"--output={first_out}", sbatch, config,
+                                  "--run-dir", run, "--quiet"], env=env, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
+        self.procs.append(first)
+        wait_for(lambda: "epoch 2 done" in read(os.path.join(run, "worker-0.log")), 120, "the job to train")
+        joined = subprocess.run(["sbatch", "--wait", "-N", "1", f"--output={join_out}", sbatch, config, "--join", run],
+                                env=env, capture_output=True, text=True, timeout=300)
+        self.assertEqual(joined.returncode, 0, joined.stderr + read(join_out))
+        first.communicate(timeout=300)
+        self.assertEqual(first.returncode, 0, read(first_out) + read(os.path.join(run, "scheduler.log"))[-3000:])
+        self.assertIn("1 worker joining the job of", read(join_out))
+        self.assertIn("the joined 1 worker finished with the job", read(join_out))
+        s = summary(run)
+        self.assertEqual(s["status"], "ok", s.get("error"))
+        # The joined worker (rank 1, past cluster.workers) trained a share of the units.
+        self.assertEqual(len(s["worker_steps"]), 2)
+        self.assertGreater(int(s["worker_steps"][1]), 0)
+        logs = [n for n in os.listdir(run) if n.startswith("worker-join-") and n.endswith(".log")]
+        self.assertEqual(len(logs), 1)
+        self.assertIn("training done", read(os.path.join(run, logs[0])))
+
+
 class KubernetesManifestTest(ClusterTest):
     def render(self, config, *extra):
         result = subprocess.run([sys.executable, LAUNCHER, "k8s", config, "--image", "registry.local/sparta:1",
@@ -261,6 +297,16 @@ class KubernetesManifestTest(ClusterTest):
         job, = by_kind["Job"]
         self.assertEqual((job["spec"]["completions"], job["spec"]["parallelism"], job["spec"]["completionMode"]),
                          (2, 2, "Indexed"))
+        # Static slices: a failed worker fails the job, no pod is retried.
+        self.assertEqual(job["spec"]["backoffLimit"], 0)
+        self.assertNotIn("backoffLimitPerIndex", job["spec"])
+        # on_demand: a failed worker pod is replaced under its index (its rank).
+        elastic_job, = [d for d in self.render(config, "--set", "data.assignment=on_demand") if d["kind"] == "Job"]
+        self.assertEqual(elastic_job["spec"]["backoffLimitPerIndex"], 3)
+        self.assertNotIn("backoffLimit", elastic_job["spec"])
+        no_restart, = [d for d in self.render(config, "--set", "data.assignment=on_demand", "--set", "worker.restart=false")
+                       if d["kind"] == "Job"]
+        self.assertEqual(no_restart["spec"]["backoffLimit"], 0)
         shared, = by_kind["PersistentVolumeClaim"]
         self.assertEqual(shared["spec"]["accessModes"], ["ReadWriteMany"])
         for workload in (deployment, servers, job):
