@@ -1,5 +1,8 @@
 #include "common/socket_util.h"
 
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -62,12 +65,53 @@ void ConfigureSocket(zmq::socket_t& socket) {
   socket.set(zmq::sockopt::rcvbuf, 4 << 20);
 }
 
+namespace {
+
+// The first address `host` resolves to (IPv4 first), numeric; "" if none.
+std::string ResolveHost(const std::string& host) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  if (getaddrinfo(host.c_str(), nullptr, &hints, &found) != 0 || found == nullptr) return "";
+  std::string ipv4, ipv6;
+  for (const addrinfo* a = found; a != nullptr; a = a->ai_next) {
+    char text[INET6_ADDRSTRLEN] = {0};
+    if (a->ai_family == AF_INET && ipv4.empty()) {
+      inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(a->ai_addr)->sin_addr, text, sizeof(text));
+      ipv4 = text;
+    } else if (a->ai_family == AF_INET6 && ipv6.empty()) {
+      inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(a->ai_addr)->sin6_addr, text, sizeof(text));
+      ipv6 = absl::StrCat("[", text, "]");
+    }
+  }
+  freeaddrinfo(found);
+  return ipv4.empty() ? ipv6 : ipv4;
+}
+
+}  // namespace
+
 absl::StatusOr<uint32_t> BindTcp(zmq::socket_t& socket, const std::string& host, uint32_t port) {
-  const std::string endpoint = port == 0 ? absl::StrCat("tcp://", host, ":*") : TcpEndpoint(host, port);
+  auto endpoint_of = [port](const std::string& h) {
+    return port == 0 ? absl::StrCat("tcp://", h, ":*") : TcpEndpoint(h, port);
+  };
+  std::string endpoint = endpoint_of(host);
   try {
     socket.bind(endpoint);
   } catch (const zmq::error_t& e) {
-    return absl::UnavailableError(absl::StrCat("cannot bind ", endpoint, ": ", e.what()));
+    // ZeroMQ binds interfaces and addresses, not names; a name that
+    // resolves to an address of this host (a StatefulSet pod's own DNS
+    // name, "localhost") is bound by that address.
+    const std::string resolved = ResolveHost(host);
+    if (resolved.empty() || resolved == host) {
+      return absl::UnavailableError(absl::StrCat("cannot bind ", endpoint, ": ", e.what()));
+    }
+    endpoint = endpoint_of(resolved);
+    try {
+      socket.bind(endpoint);
+    } catch (const zmq::error_t& again) {
+      return absl::UnavailableError(absl::StrCat("cannot bind ", endpoint, " (", host, "): ", again.what()));
+    }
   }
   std::string bound = socket.get(zmq::sockopt::last_endpoint);
   std::string h;

@@ -6,6 +6,9 @@ Objects (all named <name>-...):
   ConfigMap   <name>-config     the config file, as given (mounted at /etc/sparta/job.yaml)
   Service     <name>-scheduler  the scheduler's control port, and /metrics
   Deployment  <name>-scheduler  one scheduler; its state on the shared volume, so a restarted pod takes over
+              (with cluster.coordination etcd://...: a StatefulSet of --schedulers schedulers behind a
+              headless Service, one leading and the others standing by; the state lives in etcd, and
+              every node connects to each scheduler's own DNS name)
   Service     <name>-server     headless, for the StatefulSet's stable names
   StatefulSet <name>-server     cluster.servers servers (pod ordinal = rank), each with its own
                                 volume for RocksDB (storage.db_path); checkpoints on the shared volume
@@ -38,8 +41,19 @@ def render(config, config_text, args):
                            "app.kubernetes.io/component": role}
     meta = lambda kind_name, role: {"name": kind_name, "namespace": ns, "labels": labels(role)}
     scrape = {"prometheus.io/scrape": "true", "prometheus.io/port": str(metrics), "prometheus.io/path": "/metrics"}
-    common_sets = [f"cluster.scheduler={name}-scheduler.{ns}.svc:{port}", f"metrics.port={metrics}",
-                   f"storage.path={SHARED}"] + list(args.set)
+    # cluster.coordination etcd: standby schedulers, each at its own stable
+    # name (a StatefulSet pod behind a headless Service); the key prefix in
+    # etcd is named after the job, not after those addresses.
+    coordination = config.get("cluster.coordination", "local")
+    standbys = coordination.startswith("etcd://")
+    if standbys:
+        schedulers = ",".join(f"{name}-scheduler-{i}.{name}-scheduler.{ns}.svc:{port}" for i in range(args.schedulers))
+        if "/" not in coordination[len("etcd://"):]:
+            coordination += f"/{ns}-{name}"
+    else:
+        schedulers = f"{name}-scheduler.{ns}.svc:{port}"
+    common_sets = [f"cluster.scheduler={schedulers}", f"metrics.port={metrics}",
+                   f"storage.path={SHARED}"] + list(args.set) + ([f"cluster.coordination={coordination}"] if standbys else [])
     if curve:
         common_sets.append(f"cluster.key_file={KEYS}/cluster.key")
 
@@ -75,24 +89,39 @@ def render(config, config_text, args):
     docs.append({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": meta(f"{name}-shared", "storage"),
                  "spec": {"accessModes": ["ReadWriteMany"], **storage_class,
                           "resources": {"requests": {"storage": args.storage}}}})
-    docs.append({"apiVersion": "v1", "kind": "Service", "metadata": meta(f"{name}-scheduler", "scheduler"),
-                 "spec": {"selector": labels("scheduler"),
-                          "ports": [{"name": "control", "port": port, "targetPort": port},
-                                    {"name": "metrics", "port": metrics, "targetPort": metrics}]}})
-    # The scheduler binds its pod IP on the control port; the others reach it through the Service.
-    scheduler_sets = [s for s in common_sets if not s.startswith("cluster.scheduler=")]
-    scheduler_cmd = command("scheduler", scheduler_sets, f"cluster.scheduler=${{POD_IP}}:{port}",
-                            extra=f" --summary {SHARED}/summary.json")
-    docs.append({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta(f"{name}-scheduler", "scheduler"),
-                 "spec": {"replicas": 1, "strategy": {"type": "Recreate"},
-                          "selector": {"matchLabels": labels("scheduler")},
-                          "template": {"metadata": {"labels": labels("scheduler"), "annotations": scrape},
-                                       "spec": {**grace, "containers": [{
-                                           "name": "scheduler", "image": args.image,
-                                           "command": scheduler_cmd, "env": env,
-                                           "ports": ports([{"name": "control", "containerPort": port}]),
-                                           "volumeMounts": mounts + [shared_mount]}],
-                                           "volumes": volumes + [shared_volume]}}}})
+    scheduler_ports = [{"name": "control", "port": port, "targetPort": port},
+                       {"name": "metrics", "port": metrics, "targetPort": metrics}]
+    scheduler_pod = lambda command_line: {
+        "metadata": {"labels": labels("scheduler"), "annotations": scrape},
+        "spec": {**grace, "containers": [{"name": "scheduler", "image": args.image, "command": command_line, "env": env,
+                                          "ports": ports([{"name": "control", "containerPort": port}]),
+                                          "volumeMounts": mounts + [shared_mount]}],
+                 "volumes": volumes + [shared_volume]}}
+    if standbys:
+        # Headless, and naming pods before they are ready: a standby's name
+        # must resolve while it waits to lead (it listens only then).
+        docs.append({"apiVersion": "v1", "kind": "Service", "metadata": meta(f"{name}-scheduler", "scheduler"),
+                     "spec": {"clusterIP": "None", "publishNotReadyAddresses": True, "selector": labels("scheduler"),
+                              "ports": scheduler_ports}})
+        # Every scheduler has the same list; the pod ordinal says which
+        # address is its own (it binds what its name resolves to).
+        scheduler_cmd = command("scheduler", common_sets, f"cluster.host=${{POD_IP}}", "${HOSTNAME##*-}",
+                                extra=f" --summary {SHARED}/summary.json")
+        docs.append({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": meta(f"{name}-scheduler", "scheduler"),
+                     "spec": {"serviceName": f"{name}-scheduler", "replicas": args.schedulers,
+                              "podManagementPolicy": "Parallel", "selector": {"matchLabels": labels("scheduler")},
+                              "template": scheduler_pod(scheduler_cmd)}})
+    else:
+        docs.append({"apiVersion": "v1", "kind": "Service", "metadata": meta(f"{name}-scheduler", "scheduler"),
+                     "spec": {"selector": labels("scheduler"), "ports": scheduler_ports}})
+        # The scheduler binds its pod IP on the control port; the others reach it through the Service.
+        scheduler_sets = [s for s in common_sets if not s.startswith("cluster.scheduler=")]
+        scheduler_cmd = command("scheduler", scheduler_sets, f"cluster.scheduler=${{POD_IP}}:{port}",
+                                extra=f" --summary {SHARED}/summary.json")
+        docs.append({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta(f"{name}-scheduler", "scheduler"),
+                     "spec": {"replicas": 1, "strategy": {"type": "Recreate"},
+                              "selector": {"matchLabels": labels("scheduler")},
+                              "template": scheduler_pod(scheduler_cmd)}})
     docs.append({"apiVersion": "v1", "kind": "Service", "metadata": meta(f"{name}-server", "server"),
                  "spec": {"clusterIP": "None", "selector": labels("server"),
                           "ports": [{"name": "metrics", "port": metrics, "targetPort": metrics}]}})

@@ -354,11 +354,30 @@ class KubernetesManifestTest(ClusterTest):
         worker = resolved(job, {"JOB_COMPLETION_INDEX": "1"})
         self.assertEqual(worker["cluster.scheduler"], "ctr-scheduler.ml.svc:7300")
         # The rank comes from the pod's identity.
-        for workload, env, rank in ((servers, {"HOSTNAME": "ctr-server-2"}, "2"), (job, {"JOB_COMPLETION_INDEX": "1"}, "1")):
+        def rank_of(workload, env):
             command = workload["spec"]["template"]["spec"]["containers"][0]["command"][2]
-            expanded = subprocess.run(["/bin/sh", "-c", "printf '%s\\n' " + command.split("--rank", 1)[1]],
-                                      env={**os.environ, **env}, capture_output=True, text=True).stdout.strip()
-            self.assertEqual(expanded, rank)
+            return subprocess.run(["/bin/sh", "-c", "printf '%s\\n' " + command.split("--rank", 1)[1]],
+                                  env={**os.environ, **env}, capture_output=True, text=True).stdout.strip()
+        self.assertEqual(rank_of(servers, {"HOSTNAME": "ctr-server-2"}), "2")
+        self.assertEqual(rank_of(job, {"JOB_COMPLETION_INDEX": "1"}), "1")
+
+        # cluster.coordination etcd: two schedulers (one leads, one stands
+        # by), each at its own name behind a headless Service; every daemon
+        # has the same list, and the etcd keys are named after the job.
+        docs = self.render(config, "--set", "cluster.coordination=etcd://etcd.ml.svc:2379")
+        self.assertNotIn("Deployment", [d["kind"] for d in docs])
+        schedulers, = [d for d in docs if d["kind"] == "StatefulSet" and d["metadata"]["name"] == "ctr-scheduler"]
+        self.assertEqual(schedulers["spec"]["replicas"], 2)
+        service, = [d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == "ctr-scheduler"]
+        self.assertEqual((service["spec"]["clusterIP"], service["spec"]["publishNotReadyAddresses"]), ("None", True))
+        self.assertEqual(schedulers["spec"]["serviceName"], "ctr-scheduler")
+        names = "ctr-scheduler-0.ctr-scheduler.ml.svc:7300,ctr-scheduler-1.ctr-scheduler.ml.svc:7300"
+        standby = resolved(schedulers, {"HOSTNAME": "ctr-scheduler-1"})
+        self.assertEqual(standby["cluster.scheduler"], names)
+        self.assertEqual(standby["cluster.coordination"], "etcd://etcd.ml.svc:2379/ml-ctr")
+        worker_job, = [d for d in docs if d["kind"] == "Job"]
+        self.assertEqual(resolved(worker_job, {"JOB_COMPLETION_INDEX": "0"})["cluster.scheduler"], names)
+        self.assertEqual(rank_of(schedulers, {"HOSTNAME": "ctr-scheduler-1"}), "1")
 
 
 if __name__ == "__main__":

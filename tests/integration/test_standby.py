@@ -21,7 +21,7 @@ class StandbySchedulerTest(ClusterTest):
         epochs = 60  # about 8 s of training here: most of it after the takeover
         config = write_config(
             self.dir, "job.yaml",
-            cluster={"scheduler": "127.0.0.1:0,127.0.0.1:0", "coordination": f"etcd://{etcd}", "servers": 2,
+            cluster={"scheduler": "localhost:0,127.0.0.1:0", "coordination": f"etcd://{etcd}", "servers": 2,
                      "workers": 2, "heartbeat_interval": 0.2, "heartbeat_timeout": 3},
             data={"train": data["train"], "test": data["test"], "batch_size": 512, "epochs": epochs},
             model={"name": "lr"}, optimizer={"name": "ftrl", "learning_rate": 0.2}, worker={"audit": 1},
@@ -29,6 +29,7 @@ class StandbySchedulerTest(ClusterTest):
         run = self.run_dir()
         proc = launch(config, run, wait=False)
         self.procs.append(proc)
+        # scheduler-0's address is a name: it binds the address the name resolves to.
         infos = [os.path.join(run, f"scheduler-{r}.info.json") for r in (0, 1)]
         # Only the leader listens, and so only it writes its info file.
         wait_for(lambda: any(os.path.exists(p) for p in infos), 60, "a scheduler to lead")
