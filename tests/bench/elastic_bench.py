@@ -20,32 +20,17 @@ import datetime
 import json
 import os
 import re
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LAUNCHER = os.path.join(ROOT, "scripts", "sparta")
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+from harness import read, run_etcd, wait_for  # noqa: E402  (as the tests do it)
 STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3})")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def read(path):
-    try:
-        with open(path) as f:
-            return f.read()
-    except OSError:
-        return ""
 
 
 def first_line_time(path, text, after=0.0):
@@ -56,37 +41,6 @@ def first_line_time(path, text, after=0.0):
             if t >= after:
                 return t
     return None
-
-
-def wait_for(condition, timeout, what):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if condition():
-            return
-        time.sleep(0.02)
-    sys.exit(f"elastic_bench: timed out waiting for {what}")
-
-
-def start_etcd(folder):
-    etcd = shutil.which("etcd")
-    if etcd is None:
-        sys.exit("elastic_bench: etcd is missing (apt-get install etcd-server)")
-    client, peer = free_port(), free_port()
-    proc = subprocess.Popen(
-        [etcd, "--data-dir", os.path.join(folder, "etcd"), "--name", "default",
-         "--listen-client-urls", f"http://127.0.0.1:{client}", "--advertise-client-urls", f"http://127.0.0.1:{client}",
-         "--listen-peer-urls", f"http://127.0.0.1:{peer}", "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
-         "--initial-cluster", f"default=http://127.0.0.1:{peer}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-
-    def healthy():
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{client}/health", timeout=1) as r:
-                return json.loads(r.read()).get("health") == "true"
-        except OSError:
-            return False
-    wait_for(healthy, 30, "etcd")
-    return proc, f"127.0.0.1:{client}"
 
 
 def launch(cfg, run, sets):
@@ -106,7 +60,7 @@ def main():
         print(f"{name:<52} {value:12.3f} {unit}", flush=True)
 
     with tempfile.TemporaryDirectory(prefix="sparta-elastic-bench-") as tmp:
-        etcd, endpoint = start_etcd(tmp)
+        etcd, endpoint = run_etcd(tmp)
         try:
             cfg = os.path.join(tmp, "job.yaml")
             with open(cfg, "w") as f:

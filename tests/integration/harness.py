@@ -130,23 +130,23 @@ def free_port():
         return s.getsockname()[1]
 
 
-def start_etcd(test):
-    """A real etcd (Debian's etcd-server) in the test's folder, on free
-    loopback ports; stopped by pid with the test. Returns its client address."""
+def run_etcd(folder):
+    """A real etcd (Debian's etcd-server) with its data in `folder`, on free
+    loopback ports, once it is healthy: (its process, its client address).
+    The caller stops it by pid."""
     import shutil
     import urllib.request
     etcd = shutil.which("etcd")
-    test.assertIsNotNone(etcd, "etcd is installed by scripts/install-deps.sh --tests (etcd-server)")
+    if etcd is None:
+        raise AssertionError("etcd is installed by scripts/install-deps.sh --tests (etcd-server)")
     client, peer = free_port(), free_port()
-    log = open(os.path.join(test.dir, "etcd.log"), "w")
-    proc = subprocess.Popen(
-        [etcd, "--data-dir", os.path.join(test.dir, "etcd"), "--name", "default",
-         "--listen-client-urls", f"http://127.0.0.1:{client}", "--advertise-client-urls", f"http://127.0.0.1:{client}",
-         "--listen-peer-urls", f"http://127.0.0.1:{peer}", "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
-         "--initial-cluster", f"default=http://127.0.0.1:{peer}"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    test.procs.append(proc)
-    test.addCleanup(log.close)
+    with open(os.path.join(folder, "etcd.log"), "w") as log:
+        proc = subprocess.Popen(
+            [etcd, "--data-dir", os.path.join(folder, "etcd"), "--name", "default",
+             "--listen-client-urls", f"http://127.0.0.1:{client}", "--advertise-client-urls", f"http://127.0.0.1:{client}",
+             "--listen-peer-urls", f"http://127.0.0.1:{peer}", "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
+             "--initial-cluster", f"default=http://127.0.0.1:{peer}"],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def healthy():
         try:
@@ -154,8 +154,19 @@ def start_etcd(test):
                 return json.loads(r.read()).get("health") == "true"
         except OSError:
             return False
-    wait_for(healthy, 30, "etcd to be healthy")
-    return f"127.0.0.1:{client}"
+    try:
+        wait_for(healthy, 30, "etcd to be healthy")
+    except AssertionError:
+        proc.kill()
+        raise
+    return proc, f"127.0.0.1:{client}"
+
+
+def start_etcd(test):
+    """run_etcd in the test's folder, stopped with the test."""
+    proc, address = run_etcd(test.dir)
+    test.procs.append(proc)
+    return address
 
 
 def auc(scores, labels):
