@@ -31,6 +31,7 @@ Scheduler::Scheduler(const Config& config, std::string summary_file, std::string
     : config_(config),
       summary_file_(std::move(summary_file)),
       info_file_(std::move(info_file)),
+      rank_(rank),
       address_(config.cluster.schedulers.empty() ? config.cluster.scheduler
                                                  : config.cluster.schedulers[std::clamp<size_t>(
                                                        std::max(rank, 0), 0, config.cluster.schedulers.size() - 1)]),
@@ -40,6 +41,13 @@ Scheduler::Scheduler(const Config& config, std::string summary_file, std::string
       watch_(&context_, &socket_) {}
 
 absl::Status Scheduler::Run() {
+  if (config_.cluster.schedulers.size() > 1 && rank_ < 0) {
+    // Which address is this one's? Guessing would win an election and then
+    // fail to listen.
+    return absl::InvalidArgumentError(absl::StrCat(
+        "cluster.scheduler lists ", config_.cluster.schedulers.size(),
+        " schedulers: start each with --rank I, I being its address's place in the list (from 0)"));
+  }
   if (config_.cluster.coordination_mode == Coordination::kEtcd) {
     auto leads = Lead();
     if (!leads.ok()) return leads.status();

@@ -57,6 +57,7 @@ class Scheduler {
   const Config config_;
   const std::string summary_file_;
   const std::string info_file_;
+  const int rank_;              // --rank: its place in cluster.scheduler (-1: not given)
   const std::string address_;  // host:port this scheduler listens on
   std::unique_ptr<EtcdClient> etcd_;       // cluster.coordination etcd
   std::unique_ptr<Leadership> leadership_;  // cluster.coordination etcd
