@@ -18,6 +18,10 @@ ShardMap::ShardMap(int num_shards, int servers, int replication_factor)
 std::vector<uint32_t> ShardMap::RemoveServer(
     uint32_t dead, const std::function<uint64_t(uint32_t rank, uint32_t shard)>& applied) {
   std::vector<uint32_t> lost;
+  // A move from or to the dead server is over: a target stays a replica.
+  for (auto it = moves_.begin(); it != moves_.end();) {
+    it = it->second.first == dead || it->second.second == dead ? moves_.erase(it) : std::next(it);
+  }
   for (uint32_t s = 0; s < owner_.size(); ++s) {
     auto& copies = replicas_[s];
     copies.erase(std::remove(copies.begin(), copies.end(), dead), copies.end());
@@ -106,6 +110,60 @@ int ShardMap::AddServer(uint32_t rank, const std::vector<uint32_t>& live, uint64
     }
   }
   return moved;
+}
+
+int ShardMap::held_by(uint32_t rank) const {
+  int held = 0;
+  for (uint32_t s = 0; s < owner_.size(); ++s) {
+    held += owner_[s] == rank;
+    held += std::count(replicas_[s].begin(), replicas_[s].end(), rank);
+  }
+  return held;
+}
+
+int ShardMap::BeginDrain(uint32_t from, const std::vector<uint32_t>& to, uint64_t epoch) {
+  std::map<uint32_t, int> load;
+  for (uint32_t r : to) load[r] = held_by(r);
+  int moving = 0;
+  for (uint32_t s = 0; s < owner_.size(); ++s) {
+    const bool holds = owner_[s] == from || std::count(replicas_[s].begin(), replicas_[s].end(), from) > 0;
+    if (!holds || moves_.count(s)) continue;
+    uint32_t pick = UINT32_MAX;
+    for (const auto& [rank, held] : load) {
+      const bool has_copy = rank == owner_[s] || std::count(replicas_[s].begin(), replicas_[s].end(), rank) > 0;
+      if (rank != from && !has_copy && (pick == UINT32_MAX || held < load[pick])) pick = rank;
+    }
+    if (pick == UINT32_MAX) continue;
+    replicas_[s].push_back(pick);
+    CatchUp(s, pick, epoch);
+    moves_[s] = {from, pick};
+    ++load[pick];
+    ++moving;
+  }
+  return moving;
+}
+
+int ShardMap::CompleteMoves() {
+  int done = 0;
+  for (auto it = moves_.begin(); it != moves_.end();) {
+    const uint32_t s = it->first;
+    const auto [from, target] = it->second;
+    if (catching_up_.count({s, target})) {
+      ++it;
+      continue;
+    }
+    auto& copies = replicas_[s];
+    if (owner_[s] == from) {
+      // The whole replica leads; the old primary leaves the shard.
+      owner_[s] = target;
+      copies.erase(std::remove(copies.begin(), copies.end(), target), copies.end());
+    } else {
+      copies.erase(std::remove(copies.begin(), copies.end(), from), copies.end());
+    }
+    it = moves_.erase(it);
+    ++done;
+  }
+  return done;
 }
 
 void ShardMap::FromView(const pb::ClusterView& view) {

@@ -49,6 +49,28 @@ class ShardMap {
   // replicates in whole but `incomplete`. Returns how many replicas that
   // made whole.
   int OnServerReport(uint32_t rank, uint64_t view_epoch, const std::vector<uint32_t>& incomplete);
+
+  // A live shard move, the way a failover promotes a replica: the target
+  // joins the shard as a replica that catches up (its rows stream in
+  // chunks while the primary keeps applying and forwarding), and once it
+  // holds the shard whole it takes the place of the copy that moves (as
+  // the primary, or as a replica) at the next view.
+  //
+  // (Not wired to `sparta-ctl drain server-N` yet: the first end-to-end
+  // try lost an update at the switch without replicas; see issue 17.)
+  //
+  // Begins moving every copy server `from` holds (it is drained) to the
+  // servers of `to`, each shard to the one of them with the fewest copies
+  // that holds none of it yet; they catch up from view `epoch`. Returns
+  // how many copies move; a copy with no server to go to stays.
+  int BeginDrain(uint32_t from, const std::vector<uint32_t>& to, uint64_t epoch);
+  // The moves whose target holds the shard whole take effect: the target
+  // takes the moving copy's place. Returns how many did (each needs a new
+  // view).
+  int CompleteMoves();
+  // Copies (primary or replica) server `rank` holds.
+  int held_by(uint32_t rank) const;
+  size_t moving() const { return moves_.size(); }
   // Replicas still catching up.
   size_t catching_up() const { return catching_up_.size(); }
 
@@ -66,6 +88,8 @@ class ShardMap {
   std::vector<std::vector<uint32_t>> replicas_;
   // (shard, replica rank) -> the view epoch from which it catches up.
   std::map<std::pair<uint32_t, uint32_t>, uint64_t> catching_up_;
+  // shard -> (the server whose copy moves, the server it moves to).
+  std::map<uint32_t, std::pair<uint32_t, uint32_t>> moves_;
 };
 
 }  // namespace sparta

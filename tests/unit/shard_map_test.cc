@@ -53,6 +53,58 @@ TEST_CASE("a replica counts once it reports the shard whole in the view that pla
   CHECK(map.RemoveServer(2, NoneApplied).empty());
 }
 
+TEST_CASE("draining a server moves each of its copies to a server without one, which takes over once whole") {
+  ShardMap map(8, 3, 1);  // no replicas: shard s on server s % 3
+  REQUIRE(map.held_by(1) == 3);  // shards 1, 4, 7
+  CHECK(map.BeginDrain(1, {0, 2}, /*epoch=*/2) == 3);
+  CHECK(map.moving() == 3);
+  // Until the targets are whole, server 1 still leads its shards (the
+  // targets follow them as replicas, catching up).
+  for (uint32_t s : {1u, 4u, 7u}) {
+    CHECK(map.owners()[s] == 1);
+    REQUIRE(map.replicas(s).size() == 1);
+  }
+  CHECK(map.CompleteMoves() == 0);
+  // One target reports one shard still incomplete.
+  const uint32_t slow = map.replicas(4)[0];
+  map.OnServerReport(0, 2, slow == 0 ? std::vector<uint32_t>{4} : std::vector<uint32_t>{});
+  map.OnServerReport(2, 2, slow == 2 ? std::vector<uint32_t>{4} : std::vector<uint32_t>{});
+  CHECK(map.CompleteMoves() == 2);
+  CHECK(map.owners()[4] == 1);
+  CHECK(map.held_by(1) == 1);
+  map.OnServerReport(slow, 3, {});
+  CHECK(map.CompleteMoves() == 1);
+  CHECK(map.held_by(1) == 0);
+  CHECK(map.moving() == 0);
+  // Every shard has one copy, on servers 0 and 2, spread evenly.
+  for (uint32_t s = 0; s < 8; ++s) CHECK(map.replicas(s).empty());
+  CHECK(map.held_by(0) + map.held_by(2) == 8);
+  CHECK(std::abs(map.held_by(0) - map.held_by(2)) <= 1);
+}
+
+TEST_CASE("draining with replicas keeps the replication factor and never doubles a copy on one server") {
+  ShardMap map(8, 3, 2);  // shard s: primary s % 3, replica (s + 1) % 3
+  // Server 2 leads shards 2 and 5 and replicates 1, 4 and 7.
+  CHECK(map.BeginDrain(2, {0, 1}, 2) == 5);
+  map.OnServerReport(0, 2, {});
+  map.OnServerReport(1, 2, {});
+  CHECK(map.CompleteMoves() == 5);
+  CHECK(map.held_by(2) == 0);
+  for (uint32_t s = 0; s < 8; ++s) {
+    REQUIRE(map.replicas(s).size() == 1);
+    CHECK(map.replicas(s)[0] != map.owners()[s]);
+  }
+}
+
+TEST_CASE("a move whose target dies ends; the drained server keeps leading the shard") {
+  ShardMap map(4, 2, 1);  // shards 0, 2 on server 0; 1, 3 on server 1
+  CHECK(map.BeginDrain(1, {0}, 2) == 2);
+  CHECK(map.RemoveServer(0, NoneApplied).size() == 2);  // 0's own shards had no other copy
+  CHECK(map.moving() == 0);
+  CHECK(map.owners()[1] == 1);
+  CHECK(map.owners()[3] == 1);
+}
+
 TEST_CASE("the catching-up state survives a scheduler restart through the view") {
   ShardMap map(8, 3, 2);
   map.RemoveServer(1, NoneApplied);
