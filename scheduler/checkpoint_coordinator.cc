@@ -1,5 +1,6 @@
 #include "scheduler/checkpoint_coordinator.h"
 
+#include <algorithm>
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
@@ -17,6 +18,19 @@ CheckpointCoordinator::CheckpointCoordinator(const Config& config, Hooks hooks)
     if (!versions.empty()) last_version_ = versions.back();
   }
   version_ = last_version_;
+}
+
+void CheckpointCoordinator::TakeOver(uint64_t version) {
+  if (!enabled()) return;
+  const auto versions = ListCheckpoints(config_.storage.path);
+  version_ = std::max(version, versions.empty() ? 0 : versions.back());
+  last_version_ = version_;
+  // The rollback target is the job's own newest checkpoint; a newer folder
+  // on disk is not known to be whole.
+  published_version_ = version;
+  if (version > 0) {
+    published_dir_ = (std::filesystem::path(CheckpointsDir(config_.storage.path)) / CheckpointName(version)).string();
+  }
 }
 
 void CheckpointCoordinator::Start(const std::string& why, std::function<void()> then) {
@@ -158,7 +172,7 @@ void CheckpointCoordinator::Finish() {
     return Failed(std::string(st.message()));
   }
   failures_ = 0;
-  last_version_ = version_;
+  last_version_ = published_version_ = version_;
   published_dir_ = (std::filesystem::path(CheckpointsDir(config_.storage.path)) / CheckpointName(version_)).string();
   last_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
   spdlog::info("checkpoint {} published: {} rows in {:.3f} s at {}", version_, rows, last_seconds_,

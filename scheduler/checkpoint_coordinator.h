@@ -64,10 +64,17 @@ class CheckpointCoordinator {
   // resume the workers, and start it again if something waits on it.
   void Abandon(const std::string& why);
 
+  // This scheduler took over a running job whose newest published
+  // checkpoint is `version` (0: none). Numbering goes on from it, or from a
+  // newer one on disk (published after the old scheduler last saved its
+  // state), so that no version is written twice.
+  void TakeOver(uint64_t version);
+
   // The newest published version (0 if none yet).
   uint64_t last_version() const { return last_version_; }
   double last_seconds() const { return last_seconds_; }
-  // The folder of the newest checkpoint this job published ("" if none).
+  // The newest checkpoint this job published (0 if none), and its folder ("" if none).
+  uint64_t published_version() const { return published_version_; }
   const std::string& published_dir() const { return published_dir_; }
 
  private:
@@ -87,6 +94,7 @@ class CheckpointCoordinator {
   uint64_t version_ = 0;
   uint64_t last_version_ = 0;
   double last_seconds_ = 0;
+  uint64_t published_version_ = 0;
   std::string published_dir_;
   int failures_ = 0;  // in a row
   std::string dir_;

@@ -76,6 +76,8 @@ absl::StatusOr<bool> JobCoordinator::TakeOverSavedJob() {
   dropped_messages_ = state.dropped_messages();
   if (state.has_work()) work_ = WorkDispatcher::FromState(state.work());
   workers_lost_ = state.workers_lost();
+  checkpoints_.TakeOver(state.checkpoint_version());
+  saved_checkpoint_version_ = state.checkpoint_version();
   phase_ = Phase::kRunning;
   spdlog::warn("took over the running job from {} (saved {:.1f} s ago): epoch {}, {} nodes", state_store_->where(), age, epoch_,
                state.nodes_size());
@@ -91,7 +93,9 @@ absl::StatusOr<bool> JobCoordinator::TakeOverSavedJob() {
 }
 
 bool JobCoordinator::SaveState(Clock::time_point now) {
-  const bool changed = state_changed_;
+  // A published checkpoint is saved at once: a scheduler that takes over
+  // must not number its own the same.
+  const bool changed = state_changed_ || checkpoints_.published_version() != saved_checkpoint_version_;
   state_changed_ = false;
   if (state_store_ == nullptr) return changed;
   // Also re-saved every second: its age tells a restarted scheduler whether
@@ -115,6 +119,8 @@ bool JobCoordinator::SaveState(Clock::time_point now) {
   state.set_dropped_messages(dropped_messages_);
   if (work_) *state.mutable_work() = work_->ToState();
   state.set_workers_lost(workers_lost_);
+  state.set_checkpoint_version(checkpoints_.published_version());
+  saved_checkpoint_version_ = checkpoints_.published_version();
   if (auto st = state_store_->Save(state); absl::IsFailedPrecondition(st)) {
     store_status_ = st;  // another scheduler leads: this one must stop (see scheduler.h)
   } else if (!st.ok()) {

@@ -36,6 +36,10 @@ class StandbySchedulerTest(ClusterTest):
         leader = 0 if os.path.exists(infos[0]) else 1
         self.assertFalse(os.path.exists(infos[1 - leader]), "both schedulers lead")
         wait_for(lambda: "epoch 2 done" in read(os.path.join(run, "worker-0.log")), 120, "epoch 2")
+        # The leader has published a checkpoint: the new one must number its
+        # own after it (and roll back to it, were a shard lost).
+        latest = os.path.join(run, "storage", "checkpoints", "LATEST")
+        wait_for(lambda: os.path.exists(latest), 60, "a first checkpoint")
         pid = json.loads(read(infos[leader]))["pid"]
         os.kill(pid, signal.SIGKILL)
         killed = time.monotonic()
@@ -59,7 +63,9 @@ class StandbySchedulerTest(ClusterTest):
         self.assertIn("the scheduler restarted", read(os.path.join(run, "worker-1.log")))
         # The new leader ran the job on: training went on, and it took checkpoints.
         self.assertNotIn("training done", read(os.path.join(run, "worker-0.log")).split("the scheduler restarted")[0])
-        self.assertIn("checkpoint", took_over[0].split("took over the running job")[1])
+        after = took_over[0].split("took over the running job")[1]
+        self.assertIn("published", after)
+        self.assertNotIn("failed", after)
         s = json.loads(read(os.path.join(run, "summary.json")))
         self.assertEqual(s["status"], "ok", s.get("error"))
         self.assertEqual(s["train_examples"], 40000 * epochs)
