@@ -60,6 +60,13 @@ std::vector<std::string> ConnectionWatch::Closed() {
   return closed;
 }
 
+bool ConnectionWatch::IsOpen(const std::string& routing_id) const {
+  for (const auto& [fd, peer] : peer_by_fd_) {
+    if (peer == routing_id) return true;
+  }
+  return false;
+}
+
 ProbeResult ProbePort(const std::string& host, uint32_t port, int timeout_ms) {
   addrinfo hints = {};
   hints.ai_family = AF_UNSPEC;

@@ -43,6 +43,10 @@ class ConnectionWatch {
   // last call.
   std::vector<std::string> Closed();
 
+  // Whether a connection `routing_id` sent over is still open (as far as
+  // the events read by Closed() tell).
+  bool IsOpen(const std::string& routing_id) const;
+
  private:
   zmq::context_t* const context_;
   zmq::socket_t* const watched_;

@@ -177,7 +177,16 @@ void Scheduler::AwaitNodesGone() {
   // over. Each node exits on its last word, which closes its connection;
   // once all have, nothing is left in flight.
   const std::vector<std::string> live = job_.LiveRoutingIds();
-  std::set<std::string> open(live.begin(), live.end());
+  // (A node may have gone already, its close read by the event loop.)
+  auto still_open = [&] {
+    (void)watch_.Closed();
+    std::set<std::string> open;
+    for (const std::string& routing_id : live) {
+      if (watch_.IsOpen(routing_id)) open.insert(routing_id);
+    }
+    return open;
+  };
+  std::set<std::string> open = still_open();
   const auto deadline = Clock::now() + std::chrono::seconds(3);
   while (!open.empty() && Clock::now() < deadline) {
     zmq::pollitem_t items[] = {{socket_.handle(), 0, ZMQ_POLLIN, 0}, watch_.PollItem()};
@@ -190,7 +199,7 @@ void Scheduler::AwaitNodesGone() {
       if (!got->has_value()) break;
       watch_.Seen((**got).source_fd, (**got).routing_id->to_string());
     }
-    for (const std::string& routing_id : watch_.Closed()) open.erase(routing_id);
+    open = still_open();
   }
   if (!open.empty()) {
     spdlog::warn("{} of {} nodes had not disconnected {} s after the end of the job", open.size(), live.size(), 3);

@@ -56,6 +56,9 @@ class LaunchTest(ClusterTest):
             self.assertTrue(os.path.exists(os.path.join(run, d["log"])))
             if d["role"] != "worker":
                 self.assertTrue(d["ports"], d)
+        # The scheduler saw every node leave once the job was over (it waits
+        # for that, up to 3 s, before it closes its socket).
+        self.assertNotIn("had not disconnected", read(os.path.join(run, "scheduler.log")))
 
     def test_bad_lines_are_counted_and_named(self):
         data = datagen(self.dir, 20000, 1000, bad_lines=7)
