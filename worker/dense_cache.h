@@ -20,9 +20,11 @@
 #define SPARTA_WORKER_DENSE_CACHE_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <numeric>
+#include <span>
 #include <vector>
 
 #include "sparta.pb.h"
@@ -44,8 +46,18 @@ class DenseCache {
     KVClient::Ticket pull;      // Wait() on it before reading `values`
   };
 
+  // Posts a pull of `keys` of `table` into `out` (KVClient::Pull).
+  using Puller = std::function<KVClient::Ticket(const pb::TableSpec& table, std::span<const uint64_t> keys,
+                                                float* out, uint64_t clock)>;
+
   // `tables`: the job's tables in model order (only dense ones are cached).
-  DenseCache(KVClient* client, const std::vector<pb::TableSpec>& tables) : client_(client), tables_(tables) {
+  DenseCache(KVClient* client, const std::vector<pb::TableSpec>& tables)
+      : DenseCache(
+            [client](const pb::TableSpec& table, std::span<const uint64_t> keys, float* out, uint64_t clock) {
+              return client->Pull(table.id(), table.dim(), keys, out, clock);
+            },
+            tables) {}
+  DenseCache(Puller pull, const std::vector<pb::TableSpec>& tables) : pull_(std::move(pull)), tables_(tables) {
     latest_.resize(tables.size());
     for (size_t t = 0; t < tables.size(); ++t) {
       if (tables[t].kind() == pb::TableSpec::DENSE) keys_.push_back(DenseBlockKeys(tables[t]));
@@ -79,7 +91,7 @@ class DenseCache {
     snapshot->values.resize(keys.size() * tables_[t].dim());
     // Posted under the lock, so that its place after every push counted in
     // pushes_posted_ holds.
-    snapshot->pull = client_->Pull(tables_[t].id(), tables_[t].dim(), keys, snapshot->values.data(), clock);
+    snapshot->pull = pull_(tables_[t], keys, snapshot->values.data(), clock);
     e.snapshot = snapshot;
     e.mark = pushes_posted_;
     ++pulled_;
@@ -107,7 +119,7 @@ class DenseCache {
     return keys_[dense_index];
   }
 
-  KVClient* const client_;
+  const Puller pull_;
   const std::vector<pb::TableSpec> tables_;
   std::vector<std::vector<uint64_t>> keys_;  // per dense table, in order: its block numbers
   mutable std::mutex mu_;
