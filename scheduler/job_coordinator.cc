@@ -124,7 +124,12 @@ bool JobCoordinator::SaveState(Clock::time_point now) {
   if (auto st = state_store_->Save(state); absl::IsFailedPrecondition(st)) {
     store_status_ = st;  // another scheduler leads: this one must stop (see scheduler.h)
   } else if (!st.ok()) {
-    spdlog::error("{}", st.message());
+    // Once per kind of failure, not every second.
+    if (st.message() != store_error_) spdlog::error("{}", st.message());
+    store_error_ = std::string(st.message());
+  } else if (!store_error_.empty()) {
+    spdlog::info("the scheduler's state is saved again in {}", state_store_->where());
+    store_error_.clear();
   }
   last_saved_ = now;
   return changed;

@@ -189,6 +189,7 @@ class JobCoordinator {
   bool state_changed_ = false;  // members, phase or view changed since SaveState()
   Clock::time_point last_saved_;
   uint64_t saved_checkpoint_version_ = 0;  // in the state last saved
+  std::string store_error_;  // why the last save failed ("" if it did not)
   uint64_t incarnation_ = 0;  // tells nodes this scheduler process from an earlier one
   pb::ClusterView view_;      // the last view published
   std::set<uint32_t> unheard_;        // after a takeover: live nodes not heard from yet

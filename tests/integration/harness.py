@@ -14,6 +14,10 @@ import unittest
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.environ.get("SPARTA_BIN", os.path.join(ROOT, "build", "bin"))
 LAUNCHER = os.path.join(ROOT, "scripts", "sparta")
+# How much slower the daemons run under the sanitizer pass that runs this
+# suite (scripts/test.sh sets its options): for tests that need training to
+# go on for some seconds of wall time, not for a number of examples.
+SLOWDOWN = 10 if "TSAN_OPTIONS" in os.environ else 3 if "ASAN_OPTIONS" in os.environ else 1
 
 
 def datagen(folder, train_rows, test_rows, **options):

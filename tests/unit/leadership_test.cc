@@ -155,6 +155,63 @@ TEST_CASE("etcd leadership: one leader; a leader whose lease ended writes nothin
   CHECK(d.Campaign() == Outcome::kLeading);
 }
 
+TEST_CASE("etcd state: a job with many work units is saved whole, and one too large is refused by name", "[etcd]") {
+  Etcd etcd;
+  REQUIRE(etcd.Ready());
+  Candidate a(etcd.endpoint(), "a:1");
+  REQUIRE(a.Campaign() == Outcome::kLeading);
+  // 500 files cut into 8 units each, 20 epochs ahead: 80k units, about 4 MiB
+  // serialized, more than twice what etcd takes in one request.
+  pb::SchedulerState state;
+  state.set_epoch(3);
+  pb::WorkPoolState* work = state.mutable_work();
+  uint64_t id = 0;
+  for (uint32_t epoch = 1; epoch <= 20; ++epoch) {
+    for (int file = 0; file < 500; ++file) {
+      for (uint64_t part = 0; part < 8; ++part) {
+        pb::WorkRange* unit = work->add_pending();
+        unit->set_epoch(epoch);
+        unit->set_path("/data/criteo/day_" + std::to_string(file / 24) + "/part-" + std::to_string(file) + ".tsv");
+        unit->set_begin(part << 26);
+        unit->set_end((part + 1) << 26);
+        unit->set_id(++id);
+      }
+    }
+  }
+  REQUIRE(state.ByteSizeLong() > 3 * 1024 * 1024);
+  REQUIRE(a.store.Save(state).ok());
+  auto loaded = a.store.Load();
+  REQUIRE(loaded.ok());
+  REQUIRE(loaded->has_value());
+  CHECK((*loaded)->SerializeAsString() == state.SerializeAsString());
+  EtcdClient admin({etcd.endpoint()}, 1s);
+  auto value = admin.Get("/sparta/test/state");
+  REQUIRE(value.ok());
+  INFO("80k work units: " << state.ByteSizeLong() << " bytes of state, " << (*value)->value().size() << " in etcd");
+
+  // Random bytes do not compress: refused, with what to change.
+  pb::SchedulerState noise;
+  std::string bytes(3 << 20, '\0');
+  uint64_t x = 88172645463325252ull;
+  for (char& c : bytes) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    c = static_cast<char>(x);
+  }
+  noise.add_nodes()->set_routing_id(bytes);
+  const absl::Status refused = a.store.Save(noise);
+  CHECK(absl::IsResourceExhausted(refused));
+  CHECK_THAT(std::string(refused.message()), Catch::Contains("data.split_size"));
+  // What was saved before stays.
+  auto kept = a.store.Load();
+  REQUIRE(kept.ok());
+  CHECK((*kept)->epoch() == 3);
+
+  // A value that is not a saved state is reported, not taken over.
+  REQUIRE(admin.Put("/sparta/test/state", "not a state").ok());
+  auto corrupt = a.store.Load();
+  CHECK(absl::IsDataLoss(corrupt.status()));
+}
+
 TEST_CASE("etcd leadership: a standby gives up when etcd does not answer for the grace", "[etcd]") {
   EtcdClient nowhere({"127.0.0.1:" + std::to_string(FreePort())}, 200ms);
   Leadership standby(&nowhere, "/sparta/test/", "a:1", 2);
