@@ -214,8 +214,14 @@ void SchedulerClient::Handle(const pb::Header& h) {
       break;
     }
     case pb::WORK_GRANT: {
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (!waiting_work_ || grant_.has_value()) return;  // a duplicate answer to a resent request
+      }
+      // A worker that waited for work, counted out of the clocks meanwhile,
+      // rejoins the others' clock before it trains the unit (ssp).
+      if (h.has_work() && h.clock() != 0 && callbacks_.on_control) callbacks_.on_control(h);
       std::lock_guard<std::mutex> lock(mu_);
-      if (!waiting_work_ || grant_.has_value()) return;  // a duplicate answer to a resent request
       grant_.emplace(h.has_work() ? std::optional<pb::WorkRange>(h.work()) : std::optional<pb::WorkRange>());
       if (!h.has_work() && !h.error().empty()) {
         spdlog::info("{}", h.error());

@@ -44,7 +44,8 @@ class SchedulerClient {
   struct Callbacks {
     std::function<void()> on_flush;                  // servers: persist, then SendFlushDone
     std::function<void(const absl::Status&)> on_end; // SHUTDOWN (ok) or ABORT / lost scheduler
-    // PAUSE, RESUME, CHECKPOINT, and every CLUSTER_VIEW after the first.
+    // PAUSE, RESUME, CHECKPOINT, CLOCK, every CLUSTER_VIEW after the first, and
+    // a WORK_GRANT with a clock to count from (before AwaitWork returns it).
     std::function<void(const pb::Header&)> on_control;
     // Adds this node's figures to each outgoing heartbeat (servers).
     std::function<void(pb::Header*)> on_heartbeat;

@@ -46,21 +46,25 @@ class ClockTable {
   // data.assignment on_demand. Worker `rank` is gone: it holds no one back
   // (until a worker takes its rank again with Rejoin).
   std::optional<uint64_t> Remove(int rank) { return Update(rank, kFinished); }
-  // A worker takes rank `rank` in the running job: it starts at the
-  // slowest live worker's clock, which is what it is told to count from.
-  uint64_t Rejoin(int rank) {
+  // A worker takes rank `rank` in the running job, or comes back after it
+  // was counted out (Remove) while it waited for work: it starts at the
+  // slowest live worker's clock, or at `own`, its own, if that is ahead;
+  // the returned clock is what it is told to count from.
+  uint64_t Rejoin(int rank, uint64_t own = 0) {
     if (rank < 0) return min_;
     // A worker that joined past the job's first count.
     if (rank >= static_cast<int>(clocks_.size())) clocks_.resize(rank + 1, kFinished);
-    const uint64_t live_min = LiveMin();
-    clocks_[rank] = live_min;
-    min_ = std::min(min_, live_min);
-    return live_min;
+    const uint64_t start = std::max(LiveMin(), own);
+    clocks_[rank] = start;
+    min_ = std::min(min_, start);
+    return start;
   }
 
   uint64_t min() const { return min_; }
   // Worker `rank`'s clock (kFinished once it is done training).
-  uint64_t clock(int rank) const { return clocks_[rank]; }
+  uint64_t clock(int rank) const {
+    return rank >= 0 && rank < static_cast<int>(clocks_.size()) ? clocks_[rank] : kFinished;
+  }
   uint64_t max_spread() const { return max_spread_; }
 
   static constexpr uint64_t kFinished = std::numeric_limits<uint64_t>::max();

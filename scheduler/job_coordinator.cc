@@ -532,7 +532,43 @@ void JobCoordinator::ReleaseIfComplete(pb::Role role, const std::string& name) {
 
 void JobCoordinator::SendWork() {
   if (!work_) return;
-  for (auto& out : work_->TakeOutbox()) SendTo(out.routing_id, std::move(out.header));
+  const bool clocked = config_.worker.consistency_mode != Consistency::kAsp;
+  for (auto& out : work_->TakeOutbox()) {
+    Membership::Node* node = clocked ? members_.FindByRoutingId(out.routing_id) : nullptr;
+    if (node != nullptr && out.header.has_work()) {
+      if (auto it = idle_clocks_.find(node->info.id()); it != idle_clocks_.end()) {
+        // Back from idle: it rejoins the clocks where the others are.
+        const uint64_t clock = clocks_.Rejoin(node->info.rank(), it->second);
+        spdlog::info("{} gets work again: it rejoins the clocks at {}", DescribeNode(node->info), clock);
+        out.header.set_clock(clock);
+        idle_clocks_.erase(it);
+      }
+    }
+    SendTo(out.routing_id, std::move(out.header));
+  }
+  if (clocked) CountOutIdleWorkers();
+}
+
+void JobCoordinator::CountOutIdleWorkers() {
+  // A worker waiting for a unit while every one left is in flight elsewhere
+  // would hold the slowest clock, and so the workers that hold those
+  // units, while it waits for them: counted out until it gets one.
+  for (const auto& node : members_.nodes()) {
+    if (node.info.role() != pb::WORKER || node.dead || idle_clocks_.count(node.info.id())) continue;
+    if (!work_->Idle(node.info.id())) continue;
+    const int rank = node.info.rank();
+    const uint64_t clock = clocks_.clock(rank);
+    if (clock == ClockTable::kFinished) continue;
+    idle_clocks_[node.info.id()] = clock;
+    spdlog::info("{} waits for work at clock {}: the others' clocks go on without it", DescribeNode(node.info),
+                 clock);
+    if (auto min = clocks_.Remove(rank)) {
+      pb::Header tick;
+      tick.set_type(pb::CLOCK);
+      tick.set_clock(*min);
+      Broadcast(tick, pb::WORKER);
+    }
+  }
 }
 
 void JobCoordinator::OnWorkerLost(Membership::Node* node, const std::string& why) {
@@ -553,6 +589,7 @@ void JobCoordinator::OnWorkerLost(Membership::Node* node, const std::string& why
 }
 
 void JobCoordinator::AfterWorkerGone(const Membership::Node& node) {
+  idle_clocks_.erase(node.info.id());
   if (auto min = clocks_.Remove(node.info.rank())) {
     pb::Header tick;
     tick.set_type(pb::CLOCK);

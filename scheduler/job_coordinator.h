@@ -155,6 +155,9 @@ class JobCoordinator {
   // What follows a worker's loss or leaving: clocks, a pausing checkpoint,
   // barriers and the end of training stop waiting for it.
   void AfterWorkerGone(const Membership::Node& node);
+  // Workers that wait for work with none to give stop holding the others'
+  // clocks back (ssp with on_demand).
+  void CountOutIdleWorkers();
   // SIGTERM here or at a node (`who`): a final checkpoint, then the end of
   // the job as "preempted", within cluster.shutdown_grace.
   void OnPreempt(const std::string& who, Clock::time_point now);
@@ -177,6 +180,9 @@ class JobCoordinator {
   ClockTable clocks_;  // worker.consistency: each worker's finished steps
   std::optional<WorkDispatcher> work_;  // data.assignment on_demand
   uint32_t workers_lost_ = 0;
+  // data.assignment on_demand with ssp: workers idle for want of work, by
+  // node id, with the clock they had when counted out (SendWork).
+  std::map<uint32_t, uint64_t> idle_clocks_;
   std::set<uint32_t> draining_;  // worker ids
   double lost_examples_ = 0;  // trained by workers lost since, as of their last heartbeat
   std::map<uint32_t, pb::ServerStats> flushed_;   // by server rank

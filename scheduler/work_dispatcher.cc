@@ -131,6 +131,10 @@ size_t WorkDispatcher::OnLost(uint32_t worker, const pb::WorkerProgress& last) {
   return released.size();
 }
 
+bool WorkDispatcher::Idle(uint32_t worker) const {
+  return waiting_.count(worker) > 0 && pool_.HeldBy(worker).empty();
+}
+
 void WorkDispatcher::AnswerWaiting() {
   for (auto it = waiting_.begin(); it != waiting_.end();) {
     if (!Grant(it->first, it->second)) return;  // nothing left to hand out

@@ -72,6 +72,9 @@ class WorkDispatcher {
   uint64_t examples_retrained() const { return examples_retrained_; }
   uint64_t units_released() const { return units_released_; }
   size_t waiting() const { return waiting_.size(); }
+  // Whether worker `worker` is idle: its request is held and it holds no
+  // unit (it has trained everything it was given).
+  bool Idle(uint32_t worker) const;
   const WorkPool& pool() const { return pool_; }
 
  private:

@@ -66,12 +66,29 @@ class ClockGate {
     uint64_t worker_clock;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      thread_clocks_[thread] = std::max(thread_clocks_[thread], clock);
+      thread_clocks_[thread] = std::max(thread_clocks_[thread], clock == kFinished ? kFinished : clock + offset_);
       worker_clock = *std::min_element(thread_clocks_.begin(), thread_clocks_.end());
       if (worker_clock <= clock_) return;
       clock_ = worker_clock;
     }
     send_(worker_clock);
+  }
+
+  // data.assignment on_demand: this worker waited for work, idle, while
+  // the others trained on without it (the scheduler counted it out), and
+  // now rejoins them at `clock`, the slowest one's: its steps count on
+  // from there (the step numbers its trainer passes are shifted to match).
+  // Only while every thread is idle, between two work units.
+  void Rebase(uint64_t clock) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (clock <= clock_) return;
+    const uint64_t shift = clock - clock_;
+    offset_ += shift;
+    for (uint64_t& c : thread_clocks_) {
+      if (c != kFinished) c += shift;
+    }
+    clock_ = clock;
+    min_ = std::max(min_, clock);
   }
 
   void OnMinClock(uint64_t min) {
@@ -100,7 +117,7 @@ class ClockGate {
   // after handling it). Records the step's staleness once it may go on.
   absl::StatusOr<Wait> WaitForStep(uint64_t step) {
     std::unique_lock<std::mutex> lock(mu_);
-    const uint64_t behind = step - 1;  // steps this worker has finished before this one
+    const uint64_t behind = step - 1 + offset_;  // steps this worker has finished before this one
     if (!announced_) {
       // The scheduler learns this worker's starting clock (after a restore, not 0).
       announced_ = true;
@@ -149,6 +166,7 @@ class ClockGate {
   std::condition_variable cv_;
   std::vector<uint64_t> thread_clocks_;
   uint64_t clock_;  // the least of thread_clocks_, as last sent
+  uint64_t offset_ = 0;  // added to the trainer's step numbers (Rebase)
   bool announced_ = false;
   uint64_t min_;  // the slowest worker's clock, as last heard
   uint64_t wakeups_ = 0;

@@ -200,6 +200,11 @@ absl::Status Worker::Join() {
         if (client_) client_->Abort(status.ok() ? absl::CancelledError("the job has ended") : status);
       },
       .on_control = [this](const pb::Header& h) {
+        if (h.type() == pb::WORK_GRANT) {
+          std::lock_guard<std::mutex> lock(clock_mu_);
+          if (clock_) clock_->Rebase(h.clock());
+          return;
+        }
         if (h.type() == pb::CLOCK || h.type() == pb::PAUSE) {
           std::lock_guard<std::mutex> lock(clock_mu_);
           if (clock_ && h.type() == pb::CLOCK) clock_->OnMinClock(h.clock());

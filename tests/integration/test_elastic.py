@@ -46,14 +46,26 @@ class OnDemandJob(ClusterTest):
         with open(self.data, "w") as f:
             f.writelines(f"1 {i}:1\n" for i in range(1, ROWS + 1))
 
-    def config(self, name, **worker):
+    def config(self, name, split=SPLIT, epochs=EPOCHS, **worker):
         # A short heartbeat timeout: the launcher starts the fresh worker
         # that long after the death, while the job still runs.
         return write_config(self.dir, name, cluster={"servers": 2, "workers": 3, "heartbeat_timeout": 1.5},
                             data={"train": self.data, "test": self.data, "format": "libsvm", "batch_size": 10,
-                                  "epochs": EPOCHS, "assignment": "on_demand", "split_size": f"{SPLIT}B"},
+                                  "epochs": epochs, "assignment": "on_demand", "split_size": f"{split}B"},
                             model={"plugin": self.plugin}, worker={"max_inflight": 2, **worker},
                             log={"progress_interval": 0.05})
+
+    def check_counts(self, s, counts, split=SPLIT, epochs=EPOCHS):
+        bound = unit_lines(self.data, split)
+        self.assertEqual(len(counts), ROWS)
+        under = [i + 1 for i, c in enumerate(counts) if c < epochs]
+        self.assertEqual(under, [], "keys trained fewer than `epochs` times")
+        extra = sum(c - epochs for c in counts)
+        print(f"\nworker lost: {extra} examples trained twice (a unit holds at most {bound} lines); "
+              f"examples_retrained {s['examples_retrained']}, {s['work_units']} units")
+        self.assertLessEqual(extra, bound)
+        self.assertLessEqual(s["examples_retrained"], bound)
+        self.assertEqual(s["workers_lost"], 1)
 
 
 class WorkerLossTest(OnDemandJob):
@@ -82,18 +94,6 @@ class WorkerLossTest(OnDemandJob):
         counts = [round(float(p) * 1000) for p in read(predictions).split()]
         return proc.returncode, err, summary(run), counts, run
 
-    def check_counts(self, s, counts):
-        bound = unit_lines(self.data, SPLIT)
-        self.assertEqual(len(counts), ROWS)
-        under = [i + 1 for i, c in enumerate(counts) if c < EPOCHS]
-        self.assertEqual(under, [], "keys trained fewer than `epochs` times")
-        extra = sum(c - EPOCHS for c in counts)
-        print(f"\nworker lost: {extra} examples trained twice (a unit holds at most {bound} lines); "
-              f"examples_retrained {s['examples_retrained']}, {s['work_units']} units")
-        self.assertLessEqual(extra, bound)
-        self.assertLessEqual(s["examples_retrained"], bound)
-        self.assertEqual(s["workers_lost"], 1)
-
     def test_killed_worker_is_restarted_and_the_job_finishes(self):
         code, err, s, counts, run = self.kill_worker_mid_job(self.config("restart.yaml"), "restart")
         self.assertEqual(code, 0, err)
@@ -113,6 +113,45 @@ class WorkerLossTest(OnDemandJob):
         self.assertNotIn("starting a fresh", err)
         self.assertFalse(os.path.exists(os.path.join(run, "worker-1.restart1.log")))
         self.check_counts(s, counts)
+
+
+class SspTest(OnDemandJob):
+    def test_ssp_job_finishes_and_an_idle_worker_rejoins_at_the_slowest_clock(self):
+        # At the end of every on_demand job, workers with nothing left to
+        # train wait while the others finish the last units: under ssp they
+        # would hold those workers' clocks back, and the job would hang.
+        # Here a worker is killed while the others wait, idle: its units go
+        # to them, and they rejoin the clocks.
+        # One epoch in 4 units of about 1000 steps: the first worker to be
+        # done with its unit gets the fourth, and the other two wait, idle,
+        # while it trains that.
+        staleness, split, epochs = 2, 100000, 1
+        config = self.config("ssp.yaml", split=split, epochs=epochs, consistency="ssp", staleness=staleness,
+                             restart=False)
+        run = self.run_dir("ssp")
+        predictions = os.path.join(self.dir, "ssp.counts")
+        proc = launch(config, run, [f"eval.predictions_out={predictions}"], wait=False)
+        self.procs.append(proc)
+        log = os.path.join(run, "scheduler.log")
+        idle_line = re.compile(r"\] info: worker-(\d+) \([^)]*\) waits for work at clock")
+        idle = lambda: {int(rank) for rank in idle_line.findall(read(log))}
+        # Two idle: the third holds the fourth unit.
+        wait_for(lambda: len(idle()) >= 2, 300, "two workers to wait for work")
+        idle = idle()
+        daemons = json.loads(read(os.path.join(run, "daemons.json")))
+        victim = next(d for d in daemons if d["role"] == "worker" and d["rank"] not in idle)
+        os.kill(victim["pid"], signal.SIGKILL)
+        out, err = proc.communicate(timeout=300)
+        self.assertEqual(proc.returncode, 0, err)
+        s = summary(run)
+        self.assertEqual(s["status"], "ok")
+        scheduler_log = read(log)
+        self.assertRegex(scheduler_log, r"worker-\d+ \([^)]*\) gets work again: it rejoins the clocks at \d+")
+        # The bound held among the workers that trained (a worker may finish
+        # the step it was allowed to start: s + 1).
+        self.assertLessEqual(s["max_clock_spread"], staleness + 1)
+        counts = [round(float(p) * 1000) for p in read(predictions).split()]
+        self.check_counts(s, counts, split, epochs)
 
 
 class DrainTest(OnDemandJob):

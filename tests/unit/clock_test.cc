@@ -101,5 +101,57 @@ TEST_CASE("the scheduler's clock table starts from the restored clocks") {
   CHECK(table.Update(1, 299) == 299u);
 }
 
+TEST_CASE("a worker that waited for work rejoins at the others' clock and counts its steps on from there") {
+  std::vector<uint64_t> sent;
+  ClockGate gate(/*staleness=*/1, /*threads=*/2, 0, 0, 60, [&](uint64_t c) { sent.push_back(c); });
+  // It trains 3 steps on both threads, then waits, idle, for a unit while
+  // the others (counted without it) reach 40.
+  for (uint64_t step = 1; step <= 3; ++step) {
+    gate.OnMinClock(step - 1);
+    REQUIRE(gate.WaitForStep(step).ok());
+    gate.Advance(0, step);
+    gate.Advance(1, step);
+  }
+  CHECK(gate.max_staleness() == 0);
+  gate.Rebase(40);
+  // Its trainer's step 4 is step 41 of the job: within 1 of the slowest at 40.
+  REQUIRE(gate.WaitForStep(4).ok());
+  CHECK(gate.max_staleness() == 0);
+  gate.Advance(0, 4);
+  gate.Advance(1, 4);
+  CHECK(sent.back() == 41);
+  // Step 6 (the job's 43) needs the slowest at 41 or more.
+  auto sixth = std::async(std::launch::async, [&] { return gate.WaitForStep(6); });
+  CHECK(sixth.wait_for(std::chrono::milliseconds(50)) == std::future_status::timeout);
+  gate.OnMinClock(41);
+  REQUIRE(sixth.get().ok());
+  // A rebase to a clock it is past already changes nothing.
+  gate.Rebase(30);
+  gate.Advance(0, 5);
+  gate.Advance(1, 5);
+  CHECK(sent.back() == 42);
+}
+
+TEST_CASE("the clock table counts an idle worker out, and back in where the others are") {
+  ClockTable table(3);
+  table.Update(0, 5);
+  table.Update(1, 9);
+  table.Update(2, 7);
+  CHECK(table.min() == 5);
+  // Worker 0 waits for work: counted out, the minimum rises to 7.
+  CHECK(table.Remove(0) == 7u);
+  table.Update(2, 12);
+  CHECK(table.min() == 9);
+  // It gets a unit: it rejoins at the slowest live clock (not its own 5),
+  // so the minimum does not fall back.
+  CHECK(table.Rejoin(0, 5) == 9);
+  CHECK(table.min() == 9);
+  CHECK(table.clock(0) == 9);
+  // One that was ahead keeps its own clock.
+  table.Remove(1);
+  CHECK(table.Rejoin(1, 30) == 30);
+  CHECK(table.clock(7) == ClockTable::kFinished);  // no such rank
+}
+
 }  // namespace
 }  // namespace sparta
