@@ -150,7 +150,12 @@ class FailureTest(ClusterTest):
         proc = launch(config, run, wait=False)
         self.procs.append(proc)
         # Training is under way once worker 0 prints a progress line.
-        wait_for(lambda: " ex/s " in read(os.path.join(run, "worker-0.log")), 60, "training to start")
+        try:
+            wait_for(lambda: " ex/s " in read(os.path.join(run, "worker-0.log")), 60, "training to start")
+        except AssertionError as e:
+            logs = {name: read(os.path.join(run, name))[-1500:] for name in sorted(os.listdir(run))
+                    if name.endswith(".log")}
+            raise AssertionError(f"{e}; the logs end:\n" + "\n".join(f"--- {n}\n{t}" for n, t in logs.items()))
         daemons = {(d["role"], d["rank"]): d["pid"] for d in json.loads(read(os.path.join(run, "daemons.json")))}
         return proc, run, daemons
 
