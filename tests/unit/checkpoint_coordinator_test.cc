@@ -72,7 +72,7 @@ struct Fixture {
   std::string failure;
 };
 
-TEST_CASE("servers cut only once every worker paused; published once every server is done", "[checkpoint]") {
+TEST_CASE("servers cut only once every worker paused, published once every server is done", "[checkpoint]") {
   Fixture f;
   CheckpointCoordinator c = f.Make();
   REQUIRE(c.enabled());
@@ -145,7 +145,7 @@ TEST_CASE("requests during a checkpoint collapse into one that follows it", "[ch
   CHECK(ListCheckpoints(f.path.string()) == std::vector<uint64_t>{1, 2});
 }
 
-TEST_CASE("a failed cut is retried; the third failure in a row fails the job", "[checkpoint]") {
+TEST_CASE("a failed cut is retried, the third failure in a row fails the job", "[checkpoint]") {
   Fixture f;
   CheckpointCoordinator c = f.Make();
   bool published = false;

@@ -138,7 +138,7 @@ TEST_CASE("splits read every line exactly once, for any number of workers") {
   }
 }
 
-TEST_CASE("bad lines are counted; too many stop the reader naming file and line") {
+TEST_CASE("bad lines are counted, too many stop the reader naming file and line") {
   TempDir dir;
   std::string text;
   for (int i = 1; i <= 100; ++i) text += (i == 37 || i == 90) ? "garbage line\n" : "1 1:1\n";

@@ -61,7 +61,7 @@ struct Pulls {
   }
 };
 
-TEST_CASE("a dense table is pulled as whole blocks; sparse tables are not the cache's") {
+TEST_CASE("a dense table is pulled as whole blocks, sparse tables are not the cache's") {
   Pulls pulls;
   // Table 2: 10 floats in blocks of 4 -> 3 blocks, 12 floats.
   DenseCache cache(pulls.Puller(), {Table(1, pb::TableSpec::SPARSE, 8), Table(2, pb::TableSpec::DENSE, 4, 10),

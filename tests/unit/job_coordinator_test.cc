@@ -71,7 +71,7 @@ TEST_CASE("a registration after the start is refused, and unregistered peers are
   CHECK(job.coordinator->BuildStatus(job.t0).dropped_messages() == 3);
 }
 
-TEST_CASE("heartbeats are echoed with this scheduler's incarnation; status goes to any peer", "[job_coordinator]") {
+TEST_CASE("heartbeats are echoed with this scheduler's incarnation, status goes to any peer", "[job_coordinator]") {
   Job job;
   job.RegisterAll();
   auto echo = job.Send("w0", Of(pb::HEARTBEAT));

@@ -108,7 +108,7 @@ struct Candidate {
   std::string ended;
 };
 
-TEST_CASE("etcd leadership: one leader; a leader whose lease ended writes nothing; a standby sees the end",
+TEST_CASE("etcd leadership: one leader, a leader whose lease ended writes nothing, a standby sees the end",
           "[etcd]") {
   Etcd etcd;
   REQUIRE(etcd.Ready());

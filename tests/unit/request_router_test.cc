@@ -82,7 +82,7 @@ TEST_CASE("a request is taken only at the server's epoch, for a table it has, at
   CHECK(router.Admit(huge, 5, f.tables, f.duplicates).refusal.code() == absl::StatusCode::kResourceExhausted);
 }
 
-TEST_CASE("a push applied before is acknowledged, not applied again; a pull is always served", "[request_router]") {
+TEST_CASE("a push applied before is acknowledged, not applied again, a pull is always served", "[request_router]") {
   Fixture f;
   RequestRouter router(2, 8);
   f.duplicates.Record(9, 1);

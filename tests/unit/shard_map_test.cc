@@ -96,7 +96,7 @@ TEST_CASE("draining with replicas keeps the replication factor and never doubles
   }
 }
 
-TEST_CASE("a move whose target dies ends; the drained server keeps leading the shard") {
+TEST_CASE("a move whose target dies ends, the drained server keeps leading the shard") {
   ShardMap map(4, 2, 1);  // shards 0, 2 on server 0; 1, 3 on server 1
   CHECK(map.BeginDrain(1, {0}, 2) == 2);
   CHECK(map.RemoveServer(0, NoneApplied).size() == 2);  // 0's own shards had no other copy

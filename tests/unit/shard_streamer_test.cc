@@ -174,7 +174,7 @@ TEST_CASE("a cancelled or refused stream ends without its end mark", "[shard_str
   REQUIRE(refused != 0);
 }
 
-TEST_CASE("a part the replica could not load ends its stream as failed; others go on", "[shard_streamer]") {
+TEST_CASE("a part the replica could not load ends its stream as failed, others go on", "[shard_streamer]") {
   Fixture f;
   WriteRows(f.store.get(), 20000, 0.0f);
   ShardStreamer streamer(f.store.get(), &f.out);

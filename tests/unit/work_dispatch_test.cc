@@ -139,7 +139,7 @@ TEST_CASE("dispatcher: a unit granted but never received is granted again to the
   CHECK(out[0].header.work().path() == in.files[1].path);
 }
 
-TEST_CASE("dispatcher: a drained worker is told to leave, at once or when it asks; the others go on", "[work_dispatch]") {
+TEST_CASE("dispatcher: a drained worker is told to leave, at once or when it asks, the others go on", "[work_dispatch]") {
   Inputs in;
   WorkDispatcher d = Dispatcher(in, 1000);
   d.OnRequest(1, "w1");
