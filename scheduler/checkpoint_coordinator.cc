@@ -20,6 +20,10 @@ CheckpointCoordinator::CheckpointCoordinator(const Config& config, Hooks hooks)
   version_ = last_version_;
 }
 
+std::string CheckpointCoordinator::DirOf(uint64_t version) const {
+  return (std::filesystem::path(CheckpointsDir(config_.storage.path)) / CheckpointName(version)).string();
+}
+
 void CheckpointCoordinator::TakeOver(uint64_t version) {
   if (!enabled()) return;
   const auto versions = ListCheckpoints(config_.storage.path);
@@ -28,9 +32,7 @@ void CheckpointCoordinator::TakeOver(uint64_t version) {
   // The rollback target is the job's own newest checkpoint; a newer folder
   // on disk is not known to be whole.
   published_version_ = version;
-  if (version > 0) {
-    published_dir_ = (std::filesystem::path(CheckpointsDir(config_.storage.path)) / CheckpointName(version)).string();
-  }
+  if (version > 0) published_dir_ = DirOf(version);
 }
 
 void CheckpointCoordinator::Start(const std::string& why, std::function<void()> then) {
@@ -173,10 +175,9 @@ void CheckpointCoordinator::Finish() {
   }
   failures_ = 0;
   last_version_ = published_version_ = version_;
-  published_dir_ = (std::filesystem::path(CheckpointsDir(config_.storage.path)) / CheckpointName(version_)).string();
+  published_dir_ = DirOf(version_);
   last_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
-  spdlog::info("checkpoint {} published: {} rows in {:.3f} s at {}", version_, rows, last_seconds_,
-               (std::filesystem::path(CheckpointsDir(config_.storage.path)) / CheckpointName(version_)).string());
+  spdlog::info("checkpoint {} published: {} rows in {:.3f} s at {}", version_, rows, last_seconds_, published_dir_);
   phase_ = Phase::kIdle;
   pb::Header resume;
   resume.set_type(pb::RESUME);

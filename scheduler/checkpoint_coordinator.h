@@ -79,6 +79,8 @@ class CheckpointCoordinator {
 
  private:
   enum class Phase { kIdle, kPausing, kCutting };
+  // The folder version `version` is published under.
+  std::string DirOf(uint64_t version) const;
   void Finish();
   // Pausing: once every worker that must pause has, the servers cut.
   void CutIfAllPaused();

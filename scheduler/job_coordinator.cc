@@ -562,12 +562,16 @@ void JobCoordinator::CountOutIdleWorkers() {
     idle_clocks_[node.info.id()] = clock;
     spdlog::info("{} waits for work at clock {}: the others' clocks go on without it", DescribeNode(node.info),
                  clock);
-    if (auto min = clocks_.Remove(rank)) {
-      pb::Header tick;
-      tick.set_type(pb::CLOCK);
-      tick.set_clock(*min);
-      Broadcast(tick, pb::WORKER);
-    }
+    CountOutOfClocks(rank);
+  }
+}
+
+void JobCoordinator::CountOutOfClocks(int rank) {
+  if (auto min = clocks_.Remove(rank)) {
+    pb::Header tick;
+    tick.set_type(pb::CLOCK);
+    tick.set_clock(*min);
+    Broadcast(tick, pb::WORKER);
   }
 }
 
@@ -590,12 +594,7 @@ void JobCoordinator::OnWorkerLost(Membership::Node* node, const std::string& why
 
 void JobCoordinator::AfterWorkerGone(const Membership::Node& node) {
   idle_clocks_.erase(node.info.id());
-  if (auto min = clocks_.Remove(node.info.rank())) {
-    pb::Header tick;
-    tick.set_type(pb::CLOCK);
-    tick.set_clock(*min);
-    Broadcast(tick, pb::WORKER);
-  }
+  CountOutOfClocks(node.info.rank());
   // A checkpoint pausing the workers no longer waits for this one.
   checkpoints_.OnWorkerLost();
   if (phase_ != Phase::kRunning) return;

@@ -158,6 +158,9 @@ class JobCoordinator {
   // Workers that wait for work with none to give stop holding the others'
   // clocks back (ssp with on_demand).
   void CountOutIdleWorkers();
+  // Worker `rank` no longer holds the others back; they hear the new
+  // minimum clock if it rose.
+  void CountOutOfClocks(int rank);
   // SIGTERM here or at a node (`who`): a final checkpoint, then the end of
   // the job as "preempted", within cluster.shutdown_grace.
   void OnPreempt(const std::string& who, Clock::time_point now);
