@@ -18,7 +18,8 @@ done
 scripts/install-deps.sh --tests
 if [[ ! -f build-fuzz/build.ninja ]]; then
   CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    -DSPARTA_FUZZ=ON -DSPARTA_TESTS=OFF -DSPARTA_CUDA=OFF
+    -DSPARTA_FUZZ=ON -DSPARTA_TESTS=OFF -DSPARTA_CUDA=OFF \
+    -DCMAKE_UNITY_BUILD=ON -DCMAKE_UNITY_BUILD_BATCH_SIZE=16
 fi
 targets=(message config criteo libsvm)
 cmake --build build-fuzz -j 2 --target "${targets[@]/%/_fuzzer}"
