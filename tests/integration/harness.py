@@ -20,6 +20,13 @@ LAUNCHER = os.path.join(ROOT, "scripts", "sparta")
 SLOWDOWN = 10 if "TSAN_OPTIONS" in os.environ else 3 if "ASAN_OPTIONS" in os.environ else 1
 
 
+def scaled(seconds):
+    """A deadline the daemons meet at full speed, stretched by SLOWDOWN: a
+    short heartbeat timeout (1.5 s) is missed by a server that is merely
+    starting up under a sanitizer, and the job fails over for nothing."""
+    return seconds * SLOWDOWN
+
+
 def datagen(folder, train_rows, test_rows, **options):
     """Writes generated data into `folder`; returns the paths by name."""
     paths = {name: os.path.join(folder, file) for name, file in [

@@ -16,7 +16,7 @@ import subprocess
 import time
 import unittest
 
-from harness import BIN, ClusterTest, kill_job, launch, pid_alive, read, summary, wait_for, write_config
+from harness import BIN, ClusterTest, kill_job, launch, pid_alive, read, scaled, summary, wait_for, write_config
 from test_durability import build_counter_plugin
 
 ROWS, EPOCHS, SPLIT = 40000, 12, 65536
@@ -49,7 +49,7 @@ class OnDemandJob(ClusterTest):
     def config(self, name, split=SPLIT, epochs=EPOCHS, **worker):
         # A short heartbeat timeout: the launcher starts the fresh worker
         # that long after the death, while the job still runs.
-        return write_config(self.dir, name, cluster={"servers": 2, "workers": 3, "heartbeat_timeout": 1.5},
+        return write_config(self.dir, name, cluster={"servers": 2, "workers": 3, "heartbeat_timeout": scaled(1.5)},
                             data={"train": self.data, "test": self.data, "format": "libsvm", "batch_size": 10,
                                   "epochs": epochs, "assignment": "on_demand", "split_size": f"{split}B"},
                             model={"plugin": self.plugin}, worker={"max_inflight": 2, **worker},

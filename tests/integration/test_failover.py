@@ -12,13 +12,13 @@ import subprocess
 import time
 import unittest
 
-from harness import BIN, ClusterTest, datagen, launch, read, summary, wait_for, write_config
+from harness import BIN, ClusterTest, datagen, launch, read, scaled, summary, wait_for, write_config
 
 
 def job(test, data, **cluster):
     return write_config(
         test.dir, f"job-{len(os.listdir(test.dir))}.yaml",
-        cluster={"servers": 3, "workers": 2, "heartbeat_interval": 0.2, "heartbeat_timeout": 1.5, **cluster},
+        cluster={"servers": 3, "workers": 2, "heartbeat_interval": 0.2, "heartbeat_timeout": scaled(1.5), **cluster},
         server={"threads": 1},
         data={"train": data["train"], "test": data["test"], "batch_size": 512, "epochs": 6},
         model={"name": "lr"},

@@ -13,7 +13,7 @@ import subprocess
 import unittest
 
 from harness import (BIN, ClusterTest, config_with, datagen, launch, read, run_with_predictions, summary,
-                     wait_for, write_config)
+                     scaled, wait_for, write_config)
 from test_durability import build_counter_plugin
 
 MiB = 1 << 20
@@ -209,7 +209,7 @@ class TieredDurabilityTest(ClusterTest):
         server-1 is killed -9 after epoch 2 (the launcher starts a fresh one).
         The job must succeed; returns its run folder, summary and stderr."""
         config = write_config(
-            self.dir, cluster={"servers": 3, "workers": 2, "heartbeat_interval": 0.2, "heartbeat_timeout": 1.5},
+            self.dir, cluster={"servers": 3, "workers": 2, "heartbeat_interval": 0.2, "heartbeat_timeout": scaled(1.5)},
             server={"threads": 1, "memory_limit": "16MiB"},
             data={"train": data["train"], "test": data["test"], "batch_size": 512, "epochs": epochs},
             model={"name": "fm", "embedding_dim": 8},
