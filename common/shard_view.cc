@@ -16,6 +16,20 @@ ShardView::ShardView(const pb::ClusterView& view)
     any_replicas_ |= !replicas_[s].empty();
     for (uint32_t r : replicas_[s]) max_rank_ = std::max(max_rank_, r);
   }
+  for (const pb::NodeInfo& node : view.nodes()) {
+    if (node.role() != pb::SERVER) continue;
+    if (std::find(view.dead_servers().begin(), view.dead_servers().end(), node.rank()) != view.dead_servers().end()) {
+      continue;
+    }
+    servers_.emplace_back(node.id(), node.rank());
+  }
+}
+
+int64_t ShardView::server_rank(uint32_t id) const {
+  for (const auto& [node, rank] : servers_) {
+    if (node == id) return rank;
+  }
+  return -1;
 }
 
 bool ShardView::IsReplica(uint32_t shard, uint32_t rank) const {

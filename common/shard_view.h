@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <cstring>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "common/hash.h"
@@ -39,6 +40,9 @@ class ShardView {
   bool IsReplica(uint32_t shard, uint32_t rank) const;
   // Whether `rank` leads or replicates `shard`.
   bool Holds(uint32_t shard, uint32_t rank) const { return owner(shard) == rank || IsReplica(shard, rank); }
+  // The rank of the live server whose node id is `id`, or -1 (not a live
+  // server of this view).
+  int64_t server_rank(uint32_t id) const;
 
   // A request's keys grouped by destination server. When every key goes to
   // the same servers, `whole_to` lists them and the request goes to each as
@@ -73,6 +77,7 @@ class ShardView {
   std::vector<uint32_t> owners_;
   std::vector<std::vector<uint32_t>> replicas_;
   bool any_replicas_ = false;
+  std::vector<std::pair<uint32_t, uint32_t>> servers_;  // (node id, rank), a handful
 };
 
 }  // namespace sparta

@@ -15,8 +15,9 @@ RequestRouter::Admission RequestRouter::Admit(const pb::Header& h, uint64_t epoc
     a.refusal = std::move(why);
     return a;
   };
-  // kAborted tells the sender to retry with the current view.
-  if (h.type() == pb::REPLICATE ? h.epoch() < epoch : h.epoch() != epoch) {
+  // kAborted tells the sender to retry with the current view. A forward of
+  // an older view is judged by shard in Plan().
+  if (h.type() != pb::REPLICATE && h.epoch() != epoch) {
     return refuse(absl::AbortedError(absl::StrCat("request of epoch ", h.epoch(), "; this server is at epoch ", epoch)));
   }
   const TableEntry* table = tables.Find(h.table());
@@ -74,20 +75,30 @@ RequestRouter::SnapshotAdmission RequestRouter::AdmitSnapshot(const pb::Header& 
   return a;
 }
 
-absl::Status RequestRouter::Plan(pb::MsgType type, std::span<const uint64_t> keys, const ShardView& view,
+absl::Status RequestRouter::Plan(const pb::Header& h, std::span<const uint64_t> keys, const ShardView& view,
                                  uint32_t rank, std::vector<ShardTask>* tasks, std::vector<uint32_t>* updated) {
   tasks->assign(executors_, ShardTask());
   updated->clear();
+  const pb::MsgType type = h.type();
   const bool is_update = type != pb::PULL;
+  // A forward from a view older than this server's is taken for the shards
+  // its sender still leads (a view change elsewhere); the others have moved
+  // on, so the sender is a stale primary of them.
+  const bool older_forward = type == pb::REPLICATE && h.epoch() < view.epoch();
+  const int64_t sender_rank = older_forward ? view.server_rank(h.sender()) : -1;
   ++generation_;
   for (uint32_t pos = 0; pos < keys.size(); ++pos) {
     const uint32_t shard = view.shard_of(keys[pos]);
     const bool serves = type == pb::REPLICATE ? view.Holds(shard, rank) : view.owner(shard) == rank;
-    if (!serves) {
+    const bool stale_sender = older_forward && view.owner(shard) != sender_rank;
+    if (!serves || stale_sender) {
       tasks->assign(executors_, ShardTask());
       updated->clear();
-      return absl::AbortedError(absl::StrCat("key ", keys[pos], " is in shard ", shard, ", which server ",
-                                             view.owner(shard), " leads at epoch ", view.epoch()));
+      const std::string where = absl::StrCat("key ", keys[pos], " is in shard ", shard, ", which server ",
+                                             view.owner(shard), " leads at epoch ", view.epoch());
+      return absl::AbortedError(stale_sender ? absl::StrCat("a forward of epoch ", h.epoch(),
+                                                            " from a server that no longer leads its shard: ", where)
+                                             : where);
     }
     if (is_update && touched_[shard] != generation_) {
       touched_[shard] = generation_;

@@ -3,9 +3,9 @@
 //
 // Admit() says whether the server takes the request: a worker's request
 // must carry the server's view epoch (a forward may be newer: the server
-// learns of the view a moment later; an older one comes from a stale
-// primary), the table must exist, a push must have the table's row width,
-// a push already applied (the same sender and sequence number) is only
+// learns of the view a moment later; an older one is judged by shard in
+// Plan()), the table must exist, a push must have the table's row width, a
+// push already applied (the same sender and sequence number) is only
 // acknowledged again, and a pull must fit one reply. Plan() then splits the
 // keys among the executors by shard, or names the first key in a shard this
 // server does not serve, so that the sender resends under the current view
@@ -81,11 +81,13 @@ class RequestRouter {
   SnapshotAdmission AdmitSnapshot(const pb::Header& h, uint64_t epoch, bool waiting, TableRegistry* tables,
                                   RowStore* store) const;
 
-  // Splits `keys` into one task per executor ((*tasks)[e]: positions in
-  // request order and executor-local shards); for an update, `updated` gets
-  // each shard it touches, once. An Aborted error names the first key whose
-  // shard this server (`rank` in `view`) does not serve; nothing is split then.
-  absl::Status Plan(pb::MsgType type, std::span<const uint64_t> keys, const ShardView& view, uint32_t rank,
+  // Splits the keys of request `h` into one task per executor ((*tasks)[e]:
+  // positions in request order and executor-local shards); for an update,
+  // `updated` gets each shard it touches, once. An Aborted error names the
+  // first key whose shard this server (`rank` in `view`) does not serve, or,
+  // for a forward from an older view, whose shard its sender no longer
+  // leads (a stale primary). Nothing is split then.
+  absl::Status Plan(const pb::Header& h, std::span<const uint64_t> keys, const ShardView& view, uint32_t rank,
                     std::vector<ShardTask>* tasks, std::vector<uint32_t>* updated);
 
  private:

@@ -311,7 +311,7 @@ void Server::Route(std::shared_ptr<Request> request) {
   const pb::Header& h = request->message.header;
   std::vector<ShardTask> tasks;
   std::vector<uint32_t> updated;  // shards this update counts for, once each
-  if (auto st = router_->Plan(h.type(), request->keys, shards_, static_cast<uint32_t>(rank_), &tasks, &updated);
+  if (auto st = router_->Plan(h, request->keys, shards_, static_cast<uint32_t>(rank_), &tasks, &updated);
       !st.ok()) {
     // Nothing is applied, counted or recorded: the sender resends it to
     // the shard's server once it has the current view.

@@ -30,6 +30,13 @@ struct Fixture {
       v.add_shard_owner(s % 2);
       v.add_replicas()->add_ranks((s + 1) % 2);
     }
+    // Server 0 is node 8, server 1 node 9.
+    for (uint32_t rank = 0; rank < 2; ++rank) {
+      pb::NodeInfo* node = v.add_nodes();
+      node->set_role(pb::SERVER);
+      node->set_rank(rank);
+      node->set_id(8 + rank);
+    }
     view = ShardView(v);
   }
   pb::Header Request(pb::MsgType type, uint64_t epoch = 5, uint32_t dim = 4) const {
@@ -61,12 +68,12 @@ TEST_CASE("a request is taken only at the server's epoch, for a table it has, at
   CHECK(stale.verdict == RequestRouter::Verdict::kRefuse);
   CHECK(stale.refusal.code() == absl::StatusCode::kAborted);  // the worker resends under the new view
   CHECK(router.Admit(f.Request(pb::PUSH, 6), 5, f.tables, f.duplicates).verdict == RequestRouter::Verdict::kRefuse);
-  // A forward may come from a primary that already has a newer view, not
-  // from one that is behind.
+  // A forward may come from a primary that already has a newer view, or
+  // from one that is behind (Plan() judges it by shard).
   CHECK(router.Admit(f.Request(pb::REPLICATE, 6), 5, f.tables, f.duplicates).verdict ==
         RequestRouter::Verdict::kServe);
-  CHECK(router.Admit(f.Request(pb::REPLICATE, 4), 5, f.tables, f.duplicates).refusal.code() ==
-        absl::StatusCode::kAborted);
+  CHECK(router.Admit(f.Request(pb::REPLICATE, 4), 5, f.tables, f.duplicates).verdict ==
+        RequestRouter::Verdict::kServe);
 
   pb::Header other = f.Request(pb::PULL);
   other.set_table(3);
@@ -108,7 +115,7 @@ TEST_CASE("keys are split among executors by shard, each updated shard counted o
   }
   std::vector<ShardTask> tasks;
   std::vector<uint32_t> updated;
-  REQUIRE(router.Plan(pb::PUSH, keys, f.view, 0, &tasks, &updated).ok());
+  REQUIRE(router.Plan(f.Request(pb::PUSH), keys, f.view, 0, &tasks, &updated).ok());
   REQUIRE(tasks.size() == 2);
   size_t routed = 0;
   for (int e = 0; e < 2; ++e) {
@@ -130,9 +137,9 @@ TEST_CASE("keys are split among executors by shard, each updated shard counted o
   }
   CHECK(updated == expected);
   // The next request counts its shards again; a pull counts none.
-  REQUIRE(router.Plan(pb::PUSH, keys, f.view, 0, &tasks, &updated).ok());
+  REQUIRE(router.Plan(f.Request(pb::PUSH), keys, f.view, 0, &tasks, &updated).ok());
   CHECK(updated == expected);
-  REQUIRE(router.Plan(pb::PULL, keys, f.view, 0, &tasks, &updated).ok());
+  REQUIRE(router.Plan(f.Request(pb::PULL), keys, f.view, 0, &tasks, &updated).ok());
   CHECK(updated.empty());
 }
 
@@ -153,14 +160,14 @@ TEST_CASE("a key in a shard the server does not serve refuses the whole request"
   keys.push_back(foreign);
   std::vector<ShardTask> tasks;
   std::vector<uint32_t> updated;
-  absl::Status st = router.Plan(pb::PUSH, keys, f.view, 0, &tasks, &updated);
+  absl::Status st = router.Plan(f.Request(pb::PUSH), keys, f.view, 0, &tasks, &updated);
   CHECK(st.code() == absl::StatusCode::kAborted);
   CHECK_THAT(std::string(st.message()), Catch::Contains("key " + std::to_string(foreign) + " is in shard"));
   CHECK_THAT(std::string(st.message()), Catch::Contains("which server 1 leads at epoch 5"));
   CHECK(updated.empty());
   for (const ShardTask& t : tasks) CHECK(t.positions.empty());
   // Server 0 replicates server 1's shards: a forward of that key is served.
-  CHECK(router.Plan(pb::REPLICATE, keys, f.view, 0, &tasks, &updated).ok());
+  CHECK(router.Plan(f.Request(pb::REPLICATE), keys, f.view, 0, &tasks, &updated).ok());
 }
 
 TEST_CASE("a shard's snapshot part: refused from a stale primary unless awaited, its table made, its width checked",
@@ -218,6 +225,39 @@ TEST_CASE("a shard's snapshot part: refused from a stale primary unless awaited,
   spec.set_dim(5);
   auto clash = router.AdmitSnapshot(part(5, 3, 10), 5, false, &f.tables, nullptr);
   CHECK(clash.verdict == RequestRouter::SnapshotVerdict::kRefuse);
+}
+
+TEST_CASE("a forward of an older view is taken for the shards its sender still leads, refused as stale for others",
+          "[request_router]") {
+  Fixture f;
+  RequestRouter router(2, 8);
+  std::vector<uint64_t> led_by_1, led_by_0;  // keys of shards server 1 (node 9) and server 0 lead
+  for (uint64_t k = 0; led_by_1.size() < 4 || led_by_0.size() < 4; ++k) {
+    (f.view.owner_of_key(k) == 1 ? led_by_1 : led_by_0).push_back(k);
+  }
+  std::vector<ShardTask> tasks;
+  std::vector<uint32_t> updated;
+  pb::Header forward = f.Request(pb::REPLICATE, 4);  // from node 9 (server 1), one view behind
+  // A view change elsewhere: server 1 still leads these shards, and server 0
+  // replicates them.
+  CHECK(router.Plan(forward, led_by_1, f.view, 0, &tasks, &updated).ok());
+  CHECK(updated.size() >= 1);
+  // Server 1 does not lead these (server 0 does): it is a stale primary.
+  std::vector<uint64_t> mixed = led_by_1;
+  mixed.push_back(led_by_0[0]);
+  absl::Status st = router.Plan(forward, mixed, f.view, 0, &tasks, &updated);
+  CHECK(st.code() == absl::StatusCode::kAborted);
+  CHECK_THAT(std::string(st.message()), Catch::Contains("no longer leads"));
+  CHECK(updated.empty());
+  for (const ShardTask& t : tasks) CHECK(t.positions.empty());
+  // A sender that is no live server of the view leads nothing.
+  forward.set_sender(12);
+  CHECK(router.Plan(forward, led_by_1, f.view, 0, &tasks, &updated).code() == absl::StatusCode::kAborted);
+  // At the view's own epoch the same keys are served: a replica of server 1's
+  // shards takes what server 1's view says.
+  forward.set_sender(9);
+  forward.set_epoch(5);
+  CHECK(router.Plan(forward, led_by_1, f.view, 0, &tasks, &updated).ok());
 }
 
 }  // namespace
