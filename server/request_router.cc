@@ -81,9 +81,15 @@ absl::Status RequestRouter::Plan(const pb::Header& h, std::span<const uint64_t> 
   updated->clear();
   const pb::MsgType type = h.type();
   const bool is_update = type != pb::PULL;
-  // A forward from a view older than this server's is taken for the shards
-  // its sender still leads (a view change elsewhere); the others have moved
-  // on, so the sender is a stale primary of them.
+  // A forward from a view older than this server's is judged by shard. A
+  // shard whose primary has changed since makes the sender a stale primary:
+  // the whole forward is refused. A shard the sender still leads is applied
+  // if this server still holds it, and skipped if it does not: its copy
+  // moved to a server that got it from the sender's cut at the view that
+  // placed it there, which came after this push. Refusing the forward for
+  // that shard would send the push back to the worker, which would resend
+  // it to the same primary, which would acknowledge it as applied, and the
+  // shards this server does hold would never get it.
   const bool older_forward = type == pb::REPLICATE && h.epoch() < view.epoch();
   const int64_t sender_rank = older_forward ? view.server_rank(h.sender()) : -1;
   ++generation_;
@@ -91,6 +97,7 @@ absl::Status RequestRouter::Plan(const pb::Header& h, std::span<const uint64_t> 
     const uint32_t shard = view.shard_of(keys[pos]);
     const bool serves = type == pb::REPLICATE ? view.Holds(shard, rank) : view.owner(shard) == rank;
     const bool stale_sender = older_forward && view.owner(shard) != sender_rank;
+    if (older_forward && !stale_sender && !serves) continue;
     if (!serves || stale_sender) {
       tasks->assign(executors_, ShardTask());
       updated->clear();

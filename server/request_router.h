@@ -86,7 +86,9 @@ class RequestRouter {
   // `updated` gets each shard it touches, once. An Aborted error names the
   // first key whose shard this server (`rank` in `view`) does not serve, or,
   // for a forward from an older view, whose shard its sender no longer
-  // leads (a stale primary). Nothing is split then.
+  // leads (a stale primary). Nothing is split then. A forward from an older
+  // view skips the keys of shards its sender still leads and this server no
+  // longer holds (their new copy has the push from a snapshot).
   absl::Status Plan(const pb::Header& h, std::span<const uint64_t> keys, const ShardView& view, uint32_t rank,
                     std::vector<ShardTask>* tasks, std::vector<uint32_t>* updated);
 

@@ -6,6 +6,8 @@
 // for a part of a shard streamed to a new replica.
 #include "server/request_router.h"
 
+#include <algorithm>
+
 #include <catch2/catch.hpp>
 
 namespace sparta {
@@ -258,6 +260,48 @@ TEST_CASE("a forward of an older view is taken for the shards its sender still l
   forward.set_sender(9);
   forward.set_epoch(5);
   CHECK(router.Plan(forward, led_by_1, f.view, 0, &tasks, &updated).ok());
+}
+
+TEST_CASE("a forward of an older view skips the shards whose copy moved off this server, applies the rest",
+          "[request_router]") {
+  Fixture f;
+  RequestRouter router(2, 8);
+  // A later view: server 1 still leads its shards, but shard 1's replica
+  // moved from server 0 to a server 2 that joined.
+  pb::ClusterView v;
+  v.set_epoch(6);
+  for (uint32_t s = 0; s < 8; ++s) {
+    v.add_shard_owner(s % 2);
+    v.add_replicas()->add_ranks(s == 1 ? 2 : (s + 1) % 2);
+  }
+  for (uint32_t rank = 0; rank < 3; ++rank) {
+    pb::NodeInfo* node = v.add_nodes();
+    node->set_role(pb::SERVER);
+    node->set_rank(rank);
+    node->set_id(8 + rank);
+  }
+  const ShardView later(v);
+  std::vector<uint64_t> keys;  // keys of shards 1 and 3, both led by server 1
+  uint64_t in_shard_1 = 0, in_shard_3 = 0;
+  for (uint64_t k = 0; in_shard_1 == 0 || in_shard_3 == 0; ++k) {
+    if (later.shard_of(k) == 1 && in_shard_1 == 0) in_shard_1 = k;
+    if (later.shard_of(k) == 3 && in_shard_3 == 0) in_shard_3 = k;
+  }
+  keys = {in_shard_3, in_shard_1, in_shard_3};
+  std::vector<ShardTask> tasks;
+  std::vector<uint32_t> updated;
+  pb::Header forward = f.Request(pb::REPLICATE, 5);  // from node 9 (server 1), sent under view 5
+  REQUIRE(router.Plan(forward, keys, later, 0, &tasks, &updated).ok());
+  // Shard 3 is applied (positions 0 and 2); shard 1 is skipped.
+  CHECK(updated == std::vector<uint32_t>{3});
+  std::vector<uint32_t> positions;
+  for (const ShardTask& t : tasks) positions.insert(positions.end(), t.positions.begin(), t.positions.end());
+  std::sort(positions.begin(), positions.end());
+  CHECK(positions == std::vector<uint32_t>{0, 2});
+  // Under the view it was sent in, this server replicates shard 1: a forward
+  // of the current epoch for a shard it does not hold is still refused.
+  forward.set_epoch(6);
+  CHECK(router.Plan(forward, keys, later, 0, &tasks, &updated).code() == absl::StatusCode::kAborted);
 }
 
 }  // namespace
