@@ -97,15 +97,15 @@ absl::Status RequestRouter::Plan(const pb::Header& h, std::span<const uint64_t> 
     const uint32_t shard = view.shard_of(keys[pos]);
     const bool serves = type == pb::REPLICATE ? view.Holds(shard, rank) : view.owner(shard) == rank;
     const bool stale_sender = older_forward && view.owner(shard) != sender_rank;
-    if (older_forward && !stale_sender && !serves) continue;
+    if (!serves && older_forward && !stale_sender) continue;  // its copy moved off this server
     if (!serves || stale_sender) {
       tasks->assign(executors_, ShardTask());
       updated->clear();
       const std::string where = absl::StrCat("key ", keys[pos], " is in shard ", shard, ", which server ",
                                              view.owner(shard), " leads at epoch ", view.epoch());
-      return absl::AbortedError(stale_sender ? absl::StrCat("a forward of epoch ", h.epoch(),
-                                                            " from a server that no longer leads its shard: ", where)
-                                             : where);
+      if (!stale_sender) return absl::AbortedError(where);
+      return absl::AbortedError(
+          absl::StrCat("a forward of epoch ", h.epoch(), " from a server that no longer leads its shard: ", where));
     }
     if (is_update && touched_[shard] != generation_) {
       touched_[shard] = generation_;
