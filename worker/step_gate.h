@@ -55,6 +55,13 @@ class StepGate {
     requested_.store(false, std::memory_order_release);
     reported_ = false;
     ++generation_;
+    // Released threads are running from here on, not from when they wake:
+    // a pause asked right after this (the scheduler sends RESUME and the
+    // next PAUSE back to back) must wait for them to stop again, not be
+    // reported at once with their old steps while they train on.
+    for (State& s : state_) {
+      if (s == kPaused) s = kRunning;
+    }
     cv_.notify_all();
   }
 
@@ -78,7 +85,6 @@ class StepGate {
     const uint64_t generation = generation_;
     ReportIfAllStopped(lock);
     cv_.wait(lock, [&] { return generation_ != generation || closed_; });
-    state_[thread] = kRunning;
     return closed_ ? absl::CancelledError("the job ended during a checkpoint") : absl::OkStatus();
   }
 

@@ -81,6 +81,51 @@ TEST_CASE("a finished thread does not hold up a pause of the others") {
   CHECK(paused.get().ok());
 }
 
+TEST_CASE("a pause asked right after a resume waits for the released threads to stop again") {
+  // The scheduler sends RESUME and the next checkpoint's PAUSE back to back,
+  // so the second may come before a released thread has woken. Here both come
+  // from the report itself, before the paused thread even waits: a thread
+  // released by Resume() counts as running, so the next pause is reported
+  // only when it stops again, with the steps it trained meanwhile.
+  std::mutex mu;
+  std::vector<Report> reports;
+  std::promise<void> second_report;
+  StepGate* gate_ptr = nullptr;
+  StepGate gate(
+      [&](uint64_t version, uint64_t steps) {
+        size_t count;
+        {
+          std::lock_guard<std::mutex> lock(mu);
+          reports.push_back({version, steps});
+          count = reports.size();
+        }
+        if (count == 1) {
+          gate_ptr->Resume();
+          gate_ptr->RequestPause(2);
+        } else if (count == 2) {
+          second_report.set_value();
+        }
+      },
+      1);
+  gate_ptr = &gate;
+  gate.RequestPause(1);
+  CHECK(gate.PauseHere(0, 5).ok());  // returns: resumed inside the report
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    REQUIRE(reports.size() == 1);  // version 2 not reported with the old 5 steps
+    CHECK(reports[0].version == 1);
+  }
+  CHECK(gate.pause_requested());
+  std::future<absl::Status> paused = std::async(std::launch::async, [&] { return gate.PauseHere(0, 6); });
+  second_report.get_future().wait();
+  gate.Resume();
+  CHECK(paused.get().ok());
+  std::lock_guard<std::mutex> lock(mu);
+  REQUIRE(reports.size() == 2);
+  CHECK(reports[1].version == 2);
+  CHECK(reports[1].steps == 6);
+}
+
 TEST_CASE("closing the gate releases a thread waiting in a pause with an error") {
   std::promise<void> reported;
   StepGate gate([&](uint64_t, uint64_t) { reported.set_value(); }, 1);
