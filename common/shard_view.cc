@@ -15,6 +15,10 @@ ShardView::ShardView(const pb::ClusterView& view)
     replicas_[s].assign(view.replicas(s).ranks().begin(), view.replicas(s).ranks().end());
     any_replicas_ |= !replicas_[s].empty();
     for (uint32_t r : replicas_[s]) max_rank_ = std::max(max_rank_, r);
+    if (view.replicas(s).handing_off()) {
+      handing_off_.resize(owners_.size());
+      handing_off_[s] = true;
+    }
   }
   for (const pb::NodeInfo& node : view.nodes()) {
     if (node.role() != pb::SERVER) continue;
@@ -52,9 +56,18 @@ ShardView::Groups ShardView::ByOwner(std::span<const uint64_t> keys) const {
   return groups;
 }
 
-ShardView::Groups ShardView::ByReplica(std::span<const uint64_t> keys) const {
+ShardView::Groups ShardView::ByReplica(std::span<const uint64_t> keys, const std::vector<uint32_t>* only) const {
   Groups groups;
   if (keys.empty()) return groups;
+  if (only != nullptr) {
+    groups.positions.resize(max_rank_ + 1);
+    for (uint32_t i = 0; i < keys.size(); ++i) {
+      const uint32_t shard = shard_of(keys[i]);
+      if (std::find(only->begin(), only->end(), shard) == only->end()) continue;
+      for (uint32_t r : replicas_[shard]) groups.positions[r].push_back(i);
+    }
+    return groups;
+  }
   // Usually every key's shard has the same replicas (e.g. R = servers, or
   // R = 2 on 2 servers): then nothing needs splitting.
   const std::vector<uint32_t>& first = replicas_[shard_of(keys[0])];

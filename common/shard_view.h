@@ -37,6 +37,9 @@ class ShardView {
   // The ranks that replicate `shard`, its primary excluded.
   const std::vector<uint32_t>& replicas(uint32_t shard) const { return replicas_[shard]; }
   bool any_replicas() const { return any_replicas_; }
+  // Whether the primary of `shard` is handing it to a replica (a live move):
+  // it parks requests for it until the view that switches the primary.
+  bool handing_off(uint32_t shard) const { return !handing_off_.empty() && handing_off_[shard]; }
   bool IsReplica(uint32_t shard, uint32_t rank) const;
   // Whether `rank` leads or replicates `shard`.
   bool Holds(uint32_t shard, uint32_t rank) const { return owner(shard) == rank || IsReplica(shard, rank); }
@@ -55,8 +58,9 @@ class ShardView {
   };
   // By primary: each key goes to one server.
   Groups ByOwner(std::span<const uint64_t> keys) const;
-  // By replica: each key goes to every replica of its shard.
-  Groups ByReplica(std::span<const uint64_t> keys) const;
+  // By replica: each key goes to every replica of its shard (with `only`,
+  // the keys of those shards only, always split).
+  Groups ByReplica(std::span<const uint64_t> keys, const std::vector<uint32_t>* only = nullptr) const;
 
   // The elements of `positions`, `per_key` elements (of `element_bytes`
   // bytes) per position, gathered from `data` into one buffer.
@@ -77,6 +81,7 @@ class ShardView {
   std::vector<uint32_t> owners_;
   std::vector<std::vector<uint32_t>> replicas_;
   bool any_replicas_ = false;
+  std::vector<bool> handing_off_;  // by shard; empty when none is
   std::vector<std::pair<uint32_t, uint32_t>> servers_;  // (node id, rank), a handful
 };
 

@@ -4,6 +4,7 @@
 //   sparta-ctl checkpoint                 take a checkpoint now
 //   sparta-ctl stop                       checkpoint (with storage.path), then end the job
 //   sparta-ctl drain worker-N             the worker finishes its work units and exits 0 (on_demand)
+//   sparta-ctl drain server-N             its shards move to the other servers live; then it exits 0
 //   sparta-ctl metrics    [--node NAME]   every daemon's /metrics (or one's)
 //   sparta-ctl keygen FILE                a new cluster key file for cluster.auth: curve
 //   sparta-ctl plan CONFIG --keys N       DRAM and disk the model's tables need for N keys
@@ -73,9 +74,10 @@ int main(int argc, char** argv) {
   auto* stop_cmd = app.add_subcommand("stop", "checkpoint (with storage.path), then end the job");
   add_job_options(stop_cmd);
   std::string drained;
-  auto* drain_cmd = app.add_subcommand("drain", "a worker finishes its work units and exits 0 (data.assignment on_demand)");
+  auto* drain_cmd = app.add_subcommand("drain", "a worker finishes its work units (data.assignment on_demand), or a server's shards move "
+                                             "to the others; then it exits 0");
   add_job_options(drain_cmd);
-  drain_cmd->add_option("node", drained, "worker-N")->required();
+  drain_cmd->add_option("node", drained, "worker-N or server-N")->required();
   std::string node;
   auto* metrics_cmd = app.add_subcommand("metrics", "print every daemon's /metrics (Prometheus text)");
   add_job_options(metrics_cmd);
@@ -126,11 +128,15 @@ int main(int argc, char** argv) {
   }
   if (drain_cmd->parsed()) {
     int rank = -1;
-    if (drained.rfind("worker-", 0) != 0 || !absl::SimpleAtoi(drained.substr(7), &rank) || rank < 0) {
-      return Fail(absl::InvalidArgumentError(absl::StrCat("drain: expected worker-N, got '", drained, "'")));
+    const bool server = drained.rfind("server-", 0) == 0;
+    if ((!server && drained.rfind("worker-", 0) != 0) || !absl::SimpleAtoi(drained.substr(7), &rank) || rank < 0) {
+      return Fail(absl::InvalidArgumentError(
+          absl::StrCat("drain: expected worker-N or server-N, got '", drained, "'")));
     }
-    if (auto st = client.Drain(pb::WORKER, rank); !st.ok()) return Fail(st);
-    std::printf("draining %s: it finishes the work units it holds, then exits\n", drained.c_str());
+    if (auto st = client.Drain(server ? pb::SERVER : pb::WORKER, rank); !st.ok()) return Fail(st);
+    std::printf(server ? "draining %s: its shards move to the other servers, then it exits\n"
+                       : "draining %s: it finishes the work units it holds, then exits\n",
+                drained.c_str());
     return 0;
   }
   auto status = client.Status();

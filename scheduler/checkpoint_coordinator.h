@@ -46,6 +46,9 @@ class CheckpointCoordinator {
 
   bool enabled() const { return !config_.storage.path.empty(); }
   bool busy() const { return phase_ != Phase::kIdle; }
+  // The servers are cutting: the shard map must hold still until the
+  // manifest, which names each shard's owner, is written.
+  bool cutting() const { return phase_ == Phase::kCutting; }
 
   // Starts a checkpoint (`why` is logged); `then` runs once it is published. While another one is
   // running, it is queued to start right after (several queued requests

@@ -291,12 +291,22 @@ void JobCoordinator::Dispatch(const std::string& routing_id, const pb::Header& h
           state_changed_ = true;
           if (shard_map_.catching_up() == 0) spdlog::info("every shard replica is whole");
         }
+        if (node->info.role() == pb::SERVER && shard_map_.moving() > 0) AdvanceMoves();
       }
       if (h.has_progress()) node->progress = h.progress();
       pb::Header echo;
       echo.set_type(pb::HEARTBEAT);
       echo.set_seq(incarnation_);
       SendTo(routing_id, std::move(echo));
+      return;
+    }
+    case pb::SHARDS_HANDED_OFF: {
+      if (node->info.role() != pb::SERVER || !h.has_server_stats()) return;
+      const auto& shards = h.server_stats().handed_off();
+      if (shard_map_.OnHandedOff(node->info.rank(), h.server_stats().view_epoch(),
+                                 std::vector<uint32_t>(shards.begin(), shards.end())) > 0) {
+        AdvanceMoves();
+      }
       return;
     }
     case pb::BARRIER:
@@ -896,6 +906,7 @@ void JobCoordinator::Reply(const std::string& routing_id, pb::MsgType type, cons
 }
 
 void JobCoordinator::OnDrain(const std::string& routing_id, const pb::NodeInfo& who) {
+  if (who.role() == pb::SERVER) return DrainServer(routing_id, who);
   absl::Status st;
   Membership::Node* node = nullptr;
   int staying = 0;  // live workers not draining, this one aside
@@ -907,7 +918,7 @@ void JobCoordinator::OnDrain(const std::string& routing_id, const pb::NodeInfo& 
     }
   }
   if (who.role() != pb::WORKER) {
-    st = absl::UnimplementedError("only workers can be drained so far");
+    st = absl::InvalidArgumentError("only workers and servers can be drained");
   } else if (!work_) {
     st = absl::FailedPreconditionError("draining a worker needs data.assignment: on_demand (with static, its slice "
                                        "of the input would go untrained)");
@@ -925,6 +936,80 @@ void JobCoordinator::OnDrain(const std::string& routing_id, const pb::NodeInfo& 
   work_->Drain(node->info.id());
   SendWork();
   Reply(routing_id, pb::RESPONSE, absl::OkStatus());
+}
+
+void JobCoordinator::DrainServer(const std::string& routing_id, const pb::NodeInfo& who) {
+  Membership::Node* node = nullptr;
+  std::vector<uint32_t> staying;  // live servers not draining, this one aside
+  for (const auto& n : members_.nodes()) {
+    if (n.info.role() != pb::SERVER || n.dead) continue;
+    if (n.info.rank() == who.rank()) {
+      node = members_.FindByRoutingId(n.routing_id);
+    } else if (!draining_.count(n.info.id())) {
+      staying.push_back(n.info.rank());
+    }
+  }
+  absl::Status st;
+  if (phase_ != Phase::kRunning) {
+    st = absl::FailedPreconditionError("the job is not running");
+  } else if (node == nullptr) {
+    st = absl::NotFoundError(absl::StrCat("no live server-", who.rank()));
+  } else if (draining_.count(node->info.id())) {
+    st = absl::AlreadyExistsError(absl::StrCat("server-", who.rank(), " is draining already"));
+  } else if (static_cast<int>(staying.size()) < std::max(1, config_.storage.replication_factor)) {
+    st = absl::FailedPreconditionError(absl::StrCat(
+        "draining server-", who.rank(), " would leave ", staying.size(), " servers to hold ",
+        config_.storage.replication_factor, " copies of each shard (storage.replication_factor)"));
+  } else if (config_.storage.ack_mode != AckMode::kAll) {
+    // A primary hands a shard off once no push it admitted is unanswered;
+    // with ack "all" that means applied on every copy, with "primary" only
+    // on its own, and the new primary could miss the last ones.
+    st = absl::FailedPreconditionError("draining a server needs storage.ack: all (with primary, pushes acknowledged "
+                                       "while a shard changes owners could be lost)");
+  }
+  if (!st.ok()) return Reply(routing_id, pb::RESPONSE, st);
+  draining_.insert(node->info.id());
+  const int moving = shard_map_.BeginDrain(who.rank(), staying, epoch_ + 1);
+  spdlog::info("draining {}: {} shard copies move to servers {} (rows copied in chunks while it keeps serving; "
+               "each shard switches owner once its copy is whole)",
+               DescribeNode(node->info), moving, absl::StrJoin(staying, ", "));
+  state_changed_ = true;
+  PublishView();
+  Reply(routing_id, pb::RESPONSE, absl::OkStatus());
+  AdvanceMoves();  // a server that holds nothing leaves at once
+}
+
+void JobCoordinator::AdvanceMoves() {
+  // A checkpoint's pause may wait on pushes parked for a hand-off, so moves
+  // go on while workers pause; only the servers' cut needs the map still.
+  if (checkpoints_.cutting()) return;
+  const int switched = shard_map_.AdvanceMoves(epoch_ + 1);
+  // Drained servers that hold no copy any more are let go: off the view,
+  // then told to exit (they are not lost: nothing fails over).
+  std::vector<std::string> leaving;
+  for (const auto& n : members_.nodes()) {
+    if (n.info.role() == pb::SERVER && !n.dead && draining_.count(n.info.id()) &&
+        shard_map_.held_by(n.info.rank()) == 0) {
+      leaving.push_back(n.routing_id);
+    }
+  }
+  for (const std::string& routing_id : leaving) {
+    Membership::Node* n = members_.FindByRoutingId(routing_id);
+    spdlog::info("{} is drained: every shard it held has moved; it leaves the job", DescribeNode(n->info));
+    n->dead = true;
+    pb::Header shutdown;
+    shutdown.set_type(pb::SHUTDOWN);
+    SendTo(n->routing_id, std::move(shutdown));
+  }
+  const bool left = !leaving.empty();
+  if (switched > 0 || left) {
+    if (switched > 0) {
+      spdlog::info("{} shard moves advanced; {} still moving, {} of them handing off at epoch {}", switched,
+                   shard_map_.moving(), shard_map_.handing_off(), epoch_ + 1);
+    }
+    state_changed_ = true;
+    PublishView();
+  }
 }
 
 void JobCoordinator::OnWorkerLeft(Membership::Node* node) {

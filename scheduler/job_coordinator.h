@@ -152,6 +152,14 @@ class JobCoordinator {
   void OnDrain(const std::string& routing_id, const pb::NodeInfo& who);
   // A drained worker has reported: it leaves (not a loss) and is told to exit.
   void OnWorkerLeft(Membership::Node* node);
+  // sparta-ctl drain server-N: every shard copy it holds moves to the other
+  // servers (ShardMap::BeginDrain); once none is left it is let go.
+  void DrainServer(const std::string& routing_id, const pb::NodeInfo& who);
+  // After a server's report: moves whose target is whole advance (a
+  // replica copy goes, a primary hands off, a handed-off shard switches;
+  // not while a checkpoint cuts: its manifest names the owners it saw), and
+  // drained servers that hold nothing leave.
+  void AdvanceMoves();
   // What follows a worker's loss or leaving: clocks, a pausing checkpoint,
   // barriers and the end of training stop waiting for it.
   void AfterWorkerGone(const Membership::Node& node);
@@ -186,7 +194,7 @@ class JobCoordinator {
   // data.assignment on_demand with ssp: workers idle for want of work, by
   // node id, with the clock they had when counted out (SendWork).
   std::map<uint32_t, uint64_t> idle_clocks_;
-  std::set<uint32_t> draining_;  // worker ids
+  std::set<uint32_t> draining_;  // node ids (workers and servers)
   double lost_examples_ = 0;  // trained by workers lost since, as of their last heartbeat
   std::map<uint32_t, pb::ServerStats> flushed_;   // by server rank
   uint64_t dropped_messages_ = 0;

@@ -20,7 +20,7 @@ std::vector<uint32_t> ShardMap::RemoveServer(
   std::vector<uint32_t> lost;
   // A move from or to the dead server is over: a target stays a replica.
   for (auto it = moves_.begin(); it != moves_.end();) {
-    it = it->second.first == dead || it->second.second == dead ? moves_.erase(it) : std::next(it);
+    it = it->second.from == dead || it->second.to == dead ? moves_.erase(it) : std::next(it);
   }
   for (uint32_t s = 0; s < owner_.size(); ++s) {
     auto& copies = replicas_[s];
@@ -126,44 +126,81 @@ int ShardMap::BeginDrain(uint32_t from, const std::vector<uint32_t>& to, uint64_
   for (uint32_t r : to) load[r] = held_by(r);
   int moving = 0;
   for (uint32_t s = 0; s < owner_.size(); ++s) {
-    const bool holds = owner_[s] == from || std::count(replicas_[s].begin(), replicas_[s].end(), from) > 0;
-    if (!holds || moves_.count(s)) continue;
+    if (!Holds(s, from) || moves_.count(s)) continue;
     uint32_t pick = UINT32_MAX;
     for (const auto& [rank, held] : load) {
-      const bool has_copy = rank == owner_[s] || std::count(replicas_[s].begin(), replicas_[s].end(), rank) > 0;
-      if (rank != from && !has_copy && (pick == UINT32_MAX || held < load[pick])) pick = rank;
+      if (rank != from && !Holds(s, rank) && (pick == UINT32_MAX || held < load[pick])) pick = rank;
     }
-    if (pick == UINT32_MAX) continue;
-    replicas_[s].push_back(pick);
-    CatchUp(s, pick, epoch);
-    moves_[s] = {from, pick};
+    if (pick == UINT32_MAX || !BeginMove(s, from, pick, epoch)) continue;
     ++load[pick];
     ++moving;
   }
   return moving;
 }
 
-int ShardMap::CompleteMoves() {
-  int done = 0;
+bool ShardMap::Holds(uint32_t shard, uint32_t rank) const {
+  return owner_[shard] == rank || std::count(replicas_[shard].begin(), replicas_[shard].end(), rank) > 0;
+}
+
+bool ShardMap::BeginMove(uint32_t shard, uint32_t from, uint32_t to, uint64_t epoch) {
+  if (shard >= owner_.size() || moves_.count(shard) || !Holds(shard, from) || Holds(shard, to)) return false;
+  replicas_[shard].push_back(to);
+  CatchUp(shard, to, epoch);
+  moves_[shard] = Move{from, to};
+  return true;
+}
+
+int ShardMap::AdvanceMoves(uint64_t epoch) {
+  int changed = 0;
   for (auto it = moves_.begin(); it != moves_.end();) {
     const uint32_t s = it->first;
-    const auto [from, target] = it->second;
-    if (catching_up_.count({s, target})) {
+    Move& move = it->second;
+    auto& copies = replicas_[s];
+    if (catching_up_.count({s, move.to})) {
       ++it;
       continue;
     }
-    auto& copies = replicas_[s];
-    if (owner_[s] == from) {
-      // The whole replica leads; the old primary leaves the shard.
-      owner_[s] = target;
-      copies.erase(std::remove(copies.begin(), copies.end(), target), copies.end());
+    if (owner_[s] != move.from) {
+      // A replica copy: the whole target takes its place at once.
+      copies.erase(std::remove(copies.begin(), copies.end(), move.from), copies.end());
+    } else if (move.handoff_epoch == 0) {
+      // The primary parks the shard's requests until what it admitted is
+      // applied everywhere (SHARDS_HANDED_OFF): nothing in flight crosses
+      // the switch, so nothing is lost or applied twice.
+      move.handoff_epoch = epoch;
+      ++changed;
+      ++it;
+      continue;
+    } else if (!move.handed_off) {
+      ++it;
+      continue;
     } else {
-      copies.erase(std::remove(copies.begin(), copies.end(), from), copies.end());
+      owner_[s] = move.to;
+      copies.erase(std::remove(copies.begin(), copies.end(), move.to), copies.end());
     }
     it = moves_.erase(it);
-    ++done;
+    ++changed;
   }
-  return done;
+  return changed;
+}
+
+size_t ShardMap::handing_off() const {
+  size_t n = 0;
+  for (const auto& [shard, move] : moves_) n += move.handoff_epoch != 0;
+  return n;
+}
+
+int ShardMap::OnHandedOff(uint32_t rank, uint64_t view_epoch, const std::vector<uint32_t>& shards) {
+  int handed = 0;
+  for (uint32_t s : shards) {
+    auto it = moves_.find(s);
+    if (it == moves_.end() || it->second.from != rank || owner_[s] != rank) continue;
+    // A report from before the view that marked the shard says nothing.
+    if (it->second.handoff_epoch == 0 || view_epoch < it->second.handoff_epoch || it->second.handed_off) continue;
+    it->second.handed_off = true;
+    ++handed;
+  }
+  return handed;
 }
 
 void ShardMap::FromView(const pb::ClusterView& view) {
@@ -184,6 +221,8 @@ void ShardMap::ToView(pb::ClusterView* view) const {
   for (uint32_t s = 0; s < owner_.size(); ++s) {
     view->add_shard_owner(owner_[s]);
     auto* copies = view->add_replicas();
+    auto move = moves_.find(s);
+    copies->set_handing_off(move != moves_.end() && move->second.handoff_epoch != 0 && owner_[s] == move->second.from);
     for (uint32_t r : replicas_[s]) {
       copies->add_ranks(r);
       auto it = catching_up_.find({s, r});

@@ -52,44 +52,61 @@ class ShardMap {
 
   // A live shard move, the way a failover promotes a replica: the target
   // joins the shard as a replica that catches up (its rows stream in
-  // chunks while the primary keeps applying and forwarding), and once it
-  // holds the shard whole it takes the place of the copy that moves (as
-  // the primary, or as a replica) at the next view.
-  //
-  // (Not wired to `sparta-ctl drain server-N` yet: the first end-to-end
-  // try lost an update at the switch without replicas; see issue 17.)
+  // chunks while the primary keeps applying and forwarding). Once it holds
+  // the shard whole, a moving replica copy just leaves the shard; a moving
+  // primary first hands the shard off (the view marks it; the primary parks
+  // requests for it until all it admitted is applied everywhere and says
+  // so, OnHandedOff), and then the target leads it.
   //
   // Begins moving every copy server `from` holds (it is drained) to the
   // servers of `to`, each shard to the one of them with the fewest copies
   // that holds none of it yet; they catch up from view `epoch`. Returns
   // how many copies move; a copy with no server to go to stays.
   int BeginDrain(uint32_t from, const std::vector<uint32_t>& to, uint64_t epoch);
-  // The moves whose target holds the shard whole take effect: the target
-  // takes the moving copy's place. Returns how many did (each needs a new
-  // view).
-  int CompleteMoves();
+  // Begins moving `shard`'s copy on `from` to `to`, which holds none of it;
+  // false if the shard is moving already or the servers do not fit.
+  bool BeginMove(uint32_t shard, uint32_t from, uint32_t to, uint64_t epoch);
+  // Advances the moves whose target holds the shard whole: a moving replica
+  // copy leaves, a moving primary starts handing off (at view `epoch`, the
+  // next one), and a primary that has handed off gives way to the target.
+  // Returns how many changed (each needs a new view).
+  int AdvanceMoves(uint64_t epoch);
+  // Server `rank`, at view `view_epoch`, has handed off `shards`. Returns
+  // how many of them were handing off from it (AdvanceMoves switches them).
+  int OnHandedOff(uint32_t rank, uint64_t view_epoch, const std::vector<uint32_t>& shards);
   // Copies (primary or replica) server `rank` holds.
   int held_by(uint32_t rank) const;
   size_t moving() const { return moves_.size(); }
+  // Moves whose primary hands the shard off (marked in the view).
+  size_t handing_off() const;
   // Replicas still catching up.
   size_t catching_up() const { return catching_up_.size(); }
 
   void ToView(pb::ClusterView* view) const;
-  // Takes the placement of a published view (a restarted scheduler).
+  // Takes the placement of a published view (a restarted scheduler). Moves
+  // in progress are not in the view: their targets stay replicas, and the
+  // next view ends any hand-off (its primary answers what it parked).
   void FromView(const pb::ClusterView& view);
   const std::vector<uint32_t>& owners() const { return owner_; }
   const std::vector<uint32_t>& replicas(uint32_t shard) const { return replicas_[shard]; }
 
  private:
   void CatchUp(uint32_t shard, uint32_t rank, uint64_t epoch) { catching_up_[{shard, rank}] = epoch; }
+  // Whether `rank` leads or replicates `shard`.
+  bool Holds(uint32_t shard, uint32_t rank) const;
 
   const int replication_factor_;
   std::vector<uint32_t> owner_;
   std::vector<std::vector<uint32_t>> replicas_;
   // (shard, replica rank) -> the view epoch from which it catches up.
   std::map<std::pair<uint32_t, uint32_t>, uint64_t> catching_up_;
-  // shard -> (the server whose copy moves, the server it moves to).
-  std::map<uint32_t, std::pair<uint32_t, uint32_t>> moves_;
+  struct Move {
+    uint32_t from = 0;           // the server whose copy moves
+    uint32_t to = 0;             // the server it moves to
+    uint64_t handoff_epoch = 0;  // the view that marks the shard handing off (0: not yet)
+    bool handed_off = false;     // the primary said so
+  };
+  std::map<uint32_t, Move> moves_;  // by shard
 };
 
 }  // namespace sparta

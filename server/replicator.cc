@@ -53,11 +53,11 @@ void Replicator::UpdateView(const pb::ClusterView& view, const AckCallback& on_a
   }
 }
 
-int Replicator::Forward(const std::shared_ptr<Request>& request, uint64_t epoch) {
+int Replicator::Forward(const std::shared_ptr<Request>& request, uint64_t epoch, const std::vector<uint32_t>* only) {
   if (!shards_.any_replicas()) return 0;  // replication factor 1: nothing to do per key
   const auto keys = request->keys;
   const pb::Header& in = request->message.header;
-  const ShardView::Groups groups = shards_.ByReplica(keys);
+  const ShardView::Groups groups = shards_.ByReplica(keys, only);
   const size_t row_bytes = size_t{in.dim()} * ValueBytes(in.dtype());
   int acks = 0;
   for (uint32_t peer = 0; peer < peers_.size(); ++peer) {

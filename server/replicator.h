@@ -56,9 +56,10 @@ class Replicator {
   // outstanding acks are given via `on_ack`).
   void UpdateView(const pb::ClusterView& view, const AckCallback& on_ack);
 
-  // Sends the push to the replicas of its keys' shards. Returns how many
-  // acknowledgements the push must wait for (0 with ack "primary").
-  int Forward(const std::shared_ptr<Request>& request, uint64_t epoch);
+  // Sends the push to the replicas of its keys' shards (with `only`, of
+  // those shards only). Returns how many acknowledgements the push must
+  // wait for (0 with ack "primary").
+  int Forward(const std::shared_ptr<Request>& request, uint64_t epoch, const std::vector<uint32_t>* only = nullptr);
 
   void HoldForSnapshot(uint32_t peer);
   void SendSnapshot(uint32_t peer, pb::Header header, std::vector<zmq::message_t> frames);

@@ -51,6 +51,9 @@ struct Request {
   bool applied = false;
   int acks_pending = 0;
   absl::Status replica_error;
+  // A push this server leads: the shards it updates, counted in flight
+  // until it is answered (a shard is handed off only with none in flight).
+  std::vector<uint32_t> in_flight_shards;
 };
 
 // The part of a request that one executor handles: positions of the keys

@@ -5,10 +5,11 @@
 
 namespace sparta {
 
-RequestRouter::RequestRouter(int executors, uint32_t num_shards) : executors_(executors), touched_(num_shards, 0) {}
+RequestRouter::RequestRouter(int executors, uint32_t num_shards)
+    : executors_(executors), touched_(num_shards, 0), applied_before_(num_shards, false) {}
 
-RequestRouter::Admission RequestRouter::Admit(const pb::Header& h, uint64_t epoch, const TableRegistry& tables,
-                                              const DuplicateFilter& duplicates) const {
+RequestRouter::Admission RequestRouter::Admit(const pb::Header& h, uint64_t epoch,
+                                              const TableRegistry& tables) const {
   Admission a;
   auto refuse = [&](absl::Status why) {
     a.verdict = Verdict::kRefuse;
@@ -26,10 +27,6 @@ RequestRouter::Admission RequestRouter::Admit(const pb::Header& h, uint64_t epoc
   if (is_update && h.dim() != table->spec.dim()) {
     return refuse(absl::InvalidArgumentError(absl::StrCat("push of dim ", h.dim(), " to table '", table->spec.name(),
                                                           "' of dim ", table->spec.dim())));
-  }
-  if (is_update && duplicates.Contains(OriginOf(h), h.seq())) {
-    a.verdict = Verdict::kAlreadyApplied;
-    return a;
   }
   if (h.type() == pb::PULL && uint64_t{h.num_keys()} * table->spec.dim() * ValueBytes(h.dtype()) > kMaxReplyBytes) {
     return refuse(absl::ResourceExhaustedError(absl::StrCat("a pull of ", h.num_keys(), " rows of dim ",
@@ -76,9 +73,11 @@ RequestRouter::SnapshotAdmission RequestRouter::AdmitSnapshot(const pb::Header& 
 }
 
 absl::Status RequestRouter::Plan(const pb::Header& h, std::span<const uint64_t> keys, const ShardView& view,
-                                 uint32_t rank, std::vector<ShardTask>* tasks, std::vector<uint32_t>* updated) {
+                                 uint32_t rank, const DuplicateFilter& duplicates, std::vector<ShardTask>* tasks,
+                                 std::vector<uint32_t>* updated, bool* skipped) {
   tasks->assign(executors_, ShardTask());
   updated->clear();
+  *skipped = false;
   const pb::MsgType type = h.type();
   const bool is_update = type != pb::PULL;
   // A forward from a view older than this server's is judged by shard. A
@@ -107,9 +106,21 @@ absl::Status RequestRouter::Plan(const pb::Header& h, std::span<const uint64_t> 
       return absl::AbortedError(
           absl::StrCat("a forward of epoch ", h.epoch(), " from a server that no longer leads its shard: ", where));
     }
+    if (type != pb::REPLICATE && view.handing_off(shard)) {
+      tasks->assign(executors_, ShardTask());
+      updated->clear();
+      return absl::UnavailableError(absl::StrCat("key ", keys[pos], " is in shard ", shard,
+                                                 ", which this server hands off at epoch ", view.epoch()));
+    }
     if (is_update && touched_[shard] != generation_) {
       touched_[shard] = generation_;
-      updated->push_back(shard);
+      // Applied here before (a resend): its keys of this shard are skipped.
+      applied_before_[shard] = duplicates.Contains(shard, OriginOf(h), h.seq());
+      if (!applied_before_[shard]) updated->push_back(shard);
+    }
+    if (is_update && applied_before_[shard]) {
+      *skipped = true;
+      continue;
     }
     ShardTask& task = (*tasks)[shard % executors_];
     task.positions.push_back(pos);

@@ -4,10 +4,10 @@
 // Admit() says whether the server takes the request: a worker's request
 // must carry the server's view epoch (a forward may be newer: the server
 // learns of the view a moment later; an older one is judged by shard in
-// Plan()), the table must exist, a push must have the table's row width, a
-// push already applied (the same sender and sequence number) is only
-// acknowledged again, and a pull must fit one reply. Plan() then splits the
-// keys among the executors by shard, or names the first key in a shard this
+// Plan()), the table must exist, a push must have the table's row width,
+// and a pull must fit one reply. Plan() then splits the
+// keys among the executors by shard (skipping a resent push's shards that
+// have it already), or names the first key in a shard this
 // server does not serve, so that the sender resends under the current view
 // and nothing is applied.
 //
@@ -45,7 +45,6 @@ class RequestRouter {
   enum class Verdict {
     kServe,           // route it (Plan())
     kRefuse,          // answer `refusal`
-    kAlreadyApplied,  // a push applied before: acknowledge it again, apply nothing
   };
   struct Admission {
     Verdict verdict = Verdict::kServe;
@@ -57,8 +56,7 @@ class RequestRouter {
   RequestRouter(int executors, uint32_t num_shards);
 
   // `epoch`: the view this server is at.
-  Admission Admit(const pb::Header& h, uint64_t epoch, const TableRegistry& tables,
-                  const DuplicateFilter& duplicates) const;
+  Admission Admit(const pb::Header& h, uint64_t epoch, const TableRegistry& tables) const;
 
   enum class SnapshotVerdict {
     kDrop,        // no such shard: counted and dropped, no answer
@@ -86,15 +84,25 @@ class RequestRouter {
   // `updated` gets each shard it touches, once. An Aborted error names the
   // first key whose shard this server (`rank` in `view`) does not serve, or,
   // for a forward from an older view, whose shard its sender no longer
-  // leads (a stale primary). Nothing is split then. A forward from an older
+  // leads (a stale primary). An Unavailable error says that a worker's
+  // request touches a shard this server is handing off (ShardView::
+  // handing_off): the server parks it until the next view. Nothing is split
+  // then. A forward from an older
   // view skips the keys of shards its sender still leads and this server no
   // longer holds (their new copy has the push from a snapshot).
+  //
+  // An update's keys in a shard it was applied to before (a resend, told by
+  // `duplicates`) are skipped, and `*skipped` says so: `updated` lists only
+  // the shards it is applied to now, and with none, nothing is split and the
+  // push is only acknowledged again.
   absl::Status Plan(const pb::Header& h, std::span<const uint64_t> keys, const ShardView& view, uint32_t rank,
-                    std::vector<ShardTask>* tasks, std::vector<uint32_t>* updated);
+                    const DuplicateFilter& duplicates, std::vector<ShardTask>* tasks,
+                    std::vector<uint32_t>* updated, bool* skipped);
 
  private:
   const int executors_;
   std::vector<uint64_t> touched_;  // per shard: the Plan() that last counted it
+  std::vector<bool> applied_before_;  // per shard, as of that Plan(): the update was applied to it
   uint64_t generation_ = 0;
 };
 

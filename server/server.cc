@@ -131,6 +131,7 @@ absl::Status Server::Run() {
   shard_applied_ = std::make_unique<std::atomic<uint64_t>[]>(num_shards_);
   incomplete_ = std::make_unique<std::atomic<bool>[]>(num_shards_);
   router_ = std::make_unique<RequestRouter>(config_.server.threads, num_shards_);
+  updates_in_flight_.assign(num_shards_, 0);
   AdoptView(*view);
   // A server that joins a running job holds none of its replicas' rows yet.
   if (view->running()) {
@@ -249,6 +250,16 @@ absl::Status Server::Run() {
 
 void Server::HandleRequest(Message message) {
   const pb::Header& h = message.header;
+  if ((h.type() == pb::REPLICATE || h.type() == pb::SHARD_SNAPSHOT) && h.epoch() > epoch_) {
+    // A peer acts on a view this server has not adopted yet (views reach
+    // servers a moment apart): judged now, a forward for a shard this
+    // server is about to replicate would be refused, and its push, already
+    // applied by the primary, never resent here; a snapshot would be loaded
+    // before the view marks the shard as awaited. Taken, in arrival order,
+    // once the view is here.
+    ahead_.push_back(std::move(message));
+    return;
+  }
   TrafficCounters::Add(traffic_.bytes_in, TrafficCounters::FrameBytes(message.frames));
   switch (h.type()) {
     case pb::CREATE_TABLE: {
@@ -268,16 +279,8 @@ void Server::HandleRequest(Message message) {
       spdlog::warn("dropped unexpected {} from sender {}", MsgTypeName(h.type()), h.sender());
       return;
   }
-  const RequestRouter::Admission admission = router_->Admit(h, epoch_, tables_, duplicates_);
-  switch (admission.verdict) {
-    case RequestRouter::Verdict::kRefuse:
-      return Reply(message, admission.refusal);
-    case RequestRouter::Verdict::kAlreadyApplied:
-      spdlog::debug("push {} from sender {} already applied; acknowledging again", h.seq(), OriginOf(h));
-      return Reply(message, absl::OkStatus());
-    case RequestRouter::Verdict::kServe:
-      break;
-  }
+  const RequestRouter::Admission admission = router_->Admit(h, epoch_, tables_);
+  if (admission.verdict == RequestRouter::Verdict::kRefuse) return Reply(message, admission.refusal);
   const TableEntry* table = admission.table;
   // Rows remember when they were updated (embedding.eviction.ttl): by this
   // primary's clock, which the forwards carry to the replicas.
@@ -311,17 +314,31 @@ void Server::Route(std::shared_ptr<Request> request) {
   const pb::Header& h = request->message.header;
   std::vector<ShardTask> tasks;
   std::vector<uint32_t> updated;  // shards this update counts for, once each
-  if (auto st = router_->Plan(h, request->keys, shards_, static_cast<uint32_t>(rank_), &tasks, &updated);
+  bool skipped = false;           // shards it was applied to before (a resend)
+  if (auto st = router_->Plan(h, request->keys, shards_, static_cast<uint32_t>(rank_), duplicates_, &tasks,
+                              &updated, &skipped);
       !st.ok()) {
+    // A shard being handed off: the request waits for the view that
+    // switches its primary (the pause a move costs).
+    if (absl::IsUnavailable(st)) return parked_.push_back(std::move(request));
     // Nothing is applied, counted or recorded: the sender resends it to
     // the shard's server once it has the current view.
     return Reply(request->message, st);
   }
   if (h.type() != pb::PULL) {
-    duplicates_.Record(OriginOf(h), h.seq());
-    for (uint32_t shard : updated) shard_applied_[shard].fetch_add(1, std::memory_order_relaxed);
+    if (skipped) spdlog::debug("push {} from sender {} was applied to some of its shards before", h.seq(), OriginOf(h));
+    for (uint32_t shard : updated) {
+      duplicates_.Record(shard, OriginOf(h), h.seq());
+      shard_applied_[shard].fetch_add(1, std::memory_order_relaxed);
+    }
   }
-  if (request->message.header.type() == pb::PUSH) request->acks_pending = replicator_->Forward(request, epoch_);
+  if (h.type() == pb::PUSH && !updated.empty()) {
+    // Replicas get only what is applied here now: a shard's copy that came
+    // in a snapshot holds earlier pushes without a record of them.
+    request->acks_pending = replicator_->Forward(request, epoch_, skipped ? &updated : nullptr);
+    for (uint32_t shard : updated) ++updates_in_flight_[shard];
+    request->in_flight_shards = std::move(updated);
+  }
   int busy = 0, only = -1;
   for (size_t e = 0; e < tasks.size(); ++e) {
     if (tasks[e].positions.empty()) continue;
@@ -369,6 +386,42 @@ void Server::Answer(const std::shared_ptr<Request>& request) {
     TrafficCounters::Add(traffic_.pushes, 1);
     TrafficCounters::Add(traffic_.pushed_keys, request->message.header.num_keys());
     Reply(request->message, absl::OkStatus());
+  }
+  if (!request->in_flight_shards.empty()) SettleInFlight(*request);
+}
+
+void Server::SettleInFlight(const Request& request) {
+  bool handed_off = false;
+  for (uint32_t shard : request.in_flight_shards) {
+    handed_off |= --updates_in_flight_[shard] == 0 && shards_.handing_off(shard);
+  }
+  if (handed_off) ReportHandoffs();
+}
+
+void Server::ReportHandoffs() {
+  pb::Header h;
+  h.set_type(pb::SHARDS_HANDED_OFF);
+  auto* stats = h.mutable_server_stats();
+  stats->set_view_epoch(epoch_);
+  std::erase_if(handoffs_unreported_, [&](uint32_t shard) {
+    if (updates_in_flight_[shard] != 0) return false;
+    stats->add_handed_off(shard);
+    return true;
+  });
+  if (stats->handed_off_size() == 0) return;
+  spdlog::info("handed off {} shards at epoch {}: every update admitted for them is applied on every copy",
+               stats->handed_off_size(), epoch_);
+  scheduler_->Send(std::move(h));
+}
+
+void Server::ReleaseParked() {
+  // Nothing of them was applied: their workers resend them under the new
+  // view, to the shard's new primary (or here again if it still hands off).
+  std::vector<std::shared_ptr<Request>> parked;
+  parked.swap(parked_);
+  for (const auto& request : parked) {
+    Reply(request->message, absl::AbortedError(absl::StrCat("held back while its shard was handed off; the cluster "
+                                                            "is at epoch ", epoch_)));
   }
 }
 
@@ -429,6 +482,12 @@ void Server::OnNewView(const pb::ClusterView& view) {
     return;
   }
   AdoptView(view);
+  ReleaseParked();
+  handoffs_unreported_.clear();
+  for (uint32_t shard = 0; shard < num_shards_; ++shard) {
+    if (shards_.handing_off(shard) && shards_.owner(shard) == me) handoffs_unreported_.push_back(shard);
+  }
+  ReportHandoffs();
   streamer_->Cancel([&](uint32_t peer, uint32_t shard) { return !StreamStillWanted(shards_, me, peer, shard); });
   for (const auto& [shard, replica] : change.snapshots) {
     replicator_->HoldForSnapshot(replica);
@@ -438,6 +497,9 @@ void Server::OnNewView(const pb::ClusterView& view) {
   for (uint32_t shard : change.incomplete) incomplete_[shard].store(true);
   view_epoch_.store(epoch_);
   spdlog::info("cluster view epoch {}: now leading {} more shards", epoch_, change.promoted);
+  std::deque<Message> ahead;
+  ahead.swap(ahead_);
+  for (Message& message : ahead) HandleRequest(std::move(message));  // newer ones wait again, in order
 }
 
 void Server::SnapshotShard(uint32_t shard, uint32_t peer) {

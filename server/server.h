@@ -17,6 +17,7 @@
 #define SPARTA_SERVER_SERVER_H_
 
 #include <atomic>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -68,6 +69,15 @@ class Server {
     OnReplicaAck(r, st);
   };
   bool IsReplicaOf(uint32_t shard) const;
+  // Live shard moves (ShardView::handing_off): a worker's request for a
+  // shard this server hands off waits in parked_ until the next view,
+  // which sends it back to its worker to resend; once no push it admitted
+  // for the shard is unanswered (applied here and acknowledged by every
+  // replica), the scheduler is told (SHARDS_HANDED_OFF), and switches the
+  // shard's primary in that next view.
+  void ReleaseParked();
+  void SettleInFlight(const Request& request);
+  void ReportHandoffs();
   void SnapshotShard(uint32_t shard, uint32_t peer);
   void SendSnapshots();
   // Streams again the shards whose stream broke and whose try is due.
@@ -113,6 +123,14 @@ class Server {
   std::atomic<uint64_t> view_epoch_{0};  // the view heartbeats report
   std::atomic<bool> shards_ready_{false};
   std::unique_ptr<RequestRouter> router_;  // made with the first view
+  // Live shard moves (I/O thread only): by shard, pushes this server leads
+  // that are admitted and not yet answered; the requests held back; the
+  // shards handing off in this view and not yet reported.
+  std::vector<uint32_t> updates_in_flight_;
+  std::vector<std::shared_ptr<Request>> parked_;
+  std::vector<uint32_t> handoffs_unreported_;
+  // Forwards and snapshot parts of a view this server has yet to adopt.
+  std::deque<Message> ahead_;
   // Parts of shards on their way to new replicas, from the streamer.
   Mailbox<SnapshotChunk> snapshots_;
   SnapshotRetries snapshot_retries_;

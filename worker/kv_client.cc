@@ -311,6 +311,15 @@ void KVClient::SendPart(int server, uint64_t seq, pb::Header header, std::vector
     Reroute(std::move(part));
     return;
   }
+  if (link.pending.count(seq) != 0) {
+    // Another part of the same push is in flight to this server under this
+    // seq: a part resent under one view was split again under the next, and
+    // two of its pieces met here. A reply names only the seq, so this one
+    // waits until the other is answered (its keys' shards are new there:
+    // servers tell a push's shards apart).
+    retries_.emplace_back(Clock::now() + std::chrono::milliseconds(20), std::move(part));
+    return;
+  }
   const uint64_t bytes = TrafficCounters::FrameBytes(frames);
   if (auto st = SendMessage(*link.socket, header, &frames); !st.ok()) {
     part.op->Complete(absl::UnavailableError(absl::StrCat("server-", server, ": ", st.message())));

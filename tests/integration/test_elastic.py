@@ -185,6 +185,55 @@ class DrainTest(OnDemandJob):
         self.assertEqual([(i + 1, c) for i, c in enumerate(counts) if c != EPOCHS][:10], [])
 
 
+class ServerDrainTest(OnDemandJob):
+    """sparta-ctl drain server-1 in the middle of a job on 3 servers: each shard copy it holds moves live to
+    another server (rows streamed in chunks while it keeps serving, the switch at a view change), then it
+    exits 0; nothing is lost or applied twice (the audit, and every key trained exactly `epochs` times)."""
+
+    def drain_server_mid_job(self, replication):
+        run = self.run_dir(f"drain-server-r{replication}")
+        predictions = os.path.join(self.dir, f"drain-server-r{replication}.counts")
+        config = write_config(self.dir, f"drain-server-r{replication}.yaml",
+                              cluster={"servers": 3, "workers": 2},
+                              data={"train": self.data, "test": self.data, "format": "libsvm", "batch_size": 10,
+                                    "epochs": EPOCHS},
+                              model={"plugin": self.plugin}, storage={"replication_factor": replication},
+                              worker={"audit": 1}, log={"progress_interval": 0.05})
+        proc = launch(config, run, [f"eval.predictions_out={predictions}"], wait=False)
+        self.procs.append(proc)
+        wait_for(lambda: len(read(os.path.join(run, "worker-0.csv")).splitlines()) > 4, 120, "worker-0 to train")
+        ctl = subprocess.run([os.path.join(BIN, "sparta-ctl"), "drain", "server-1", "--run", run],
+                             capture_output=True, text=True, timeout=30)
+        self.assertEqual(ctl.returncode, 0, ctl.stderr)
+        self.assertIn("draining server-1", ctl.stdout)
+        if replication > 1:
+            # Two servers left cannot give up a third: each shard needs two copies.
+            again = subprocess.run([os.path.join(BIN, "sparta-ctl"), "drain", "server-2", "--run", run],
+                                   capture_output=True, text=True, timeout=30)
+            self.assertNotEqual(again.returncode, 0)
+            self.assertIn("storage.replication_factor", again.stderr)
+        out, err = proc.communicate(timeout=300)
+        self.assertEqual(proc.returncode, 0, err)
+        self.assertNotIn("ended with", err)  # no daemon died
+        s = summary(run)
+        self.assertEqual(s["status"], "ok", s.get("error"))
+        self.assertEqual(s["audit_counts"], s["worker_steps"])
+        scheduler = read(os.path.join(run, "scheduler.log"))
+        self.assertIn("is drained: every shard it held has moved", scheduler)
+        # Drained while the job trained, and it exited by itself.
+        self.assertLess(scheduler.index("is drained"), scheduler.index("all workers finished"))
+        self.assertIn("stopping:", read(os.path.join(run, "server-1.log")))
+        counts = [round(float(p) * 1000) for p in read(predictions).split()]
+        self.assertEqual(len(counts), ROWS)
+        self.assertEqual([(i + 1, c) for i, c in enumerate(counts) if c != EPOCHS][:10], [])
+
+    def test_without_replicas(self):
+        self.drain_server_mid_job(1)
+
+    def test_with_replicas(self):
+        self.drain_server_mid_job(2)
+
+
 class JoinTest(OnDemandJob):
     def test_worker_started_by_hand_joins_the_running_job(self):
         """sparta-worker --join for a running on_demand job of 3 workers: it becomes worker-3, trains units,

@@ -55,6 +55,7 @@ struct Fixture {
   Config config;
   TableRegistry tables;
   DuplicateFilter duplicates;
+  bool skipped = false;  // Plan()'s: shards skipped as applied before
   ShardView view;
 };
 
@@ -62,49 +63,84 @@ TEST_CASE("a request is taken only at the server's epoch, for a table it has, at
           "[request_router]") {
   Fixture f;
   RequestRouter router(2, 8);
-  auto served = router.Admit(f.Request(pb::PUSH), 5, f.tables, f.duplicates);
+  auto served = router.Admit(f.Request(pb::PUSH), 5, f.tables);
   CHECK(served.verdict == RequestRouter::Verdict::kServe);
   CHECK(served.table == f.tables.Find(kTable));
 
-  auto stale = router.Admit(f.Request(pb::PULL, 4), 5, f.tables, f.duplicates);
+  auto stale = router.Admit(f.Request(pb::PULL, 4), 5, f.tables);
   CHECK(stale.verdict == RequestRouter::Verdict::kRefuse);
   CHECK(stale.refusal.code() == absl::StatusCode::kAborted);  // the worker resends under the new view
-  CHECK(router.Admit(f.Request(pb::PUSH, 6), 5, f.tables, f.duplicates).verdict == RequestRouter::Verdict::kRefuse);
+  CHECK(router.Admit(f.Request(pb::PUSH, 6), 5, f.tables).verdict == RequestRouter::Verdict::kRefuse);
   // A forward may come from a primary that already has a newer view, or
   // from one that is behind (Plan() judges it by shard).
-  CHECK(router.Admit(f.Request(pb::REPLICATE, 6), 5, f.tables, f.duplicates).verdict ==
+  CHECK(router.Admit(f.Request(pb::REPLICATE, 6), 5, f.tables).verdict ==
         RequestRouter::Verdict::kServe);
-  CHECK(router.Admit(f.Request(pb::REPLICATE, 4), 5, f.tables, f.duplicates).verdict ==
+  CHECK(router.Admit(f.Request(pb::REPLICATE, 4), 5, f.tables).verdict ==
         RequestRouter::Verdict::kServe);
 
   pb::Header other = f.Request(pb::PULL);
   other.set_table(3);
-  CHECK(router.Admit(other, 5, f.tables, f.duplicates).refusal.code() == absl::StatusCode::kNotFound);
-  auto wide = router.Admit(f.Request(pb::PUSH, 5, 8), 5, f.tables, f.duplicates);
+  CHECK(router.Admit(other, 5, f.tables).refusal.code() == absl::StatusCode::kNotFound);
+  auto wide = router.Admit(f.Request(pb::PUSH, 5, 8), 5, f.tables);
   CHECK(wide.refusal.code() == absl::StatusCode::kInvalidArgument);
   CHECK_THAT(std::string(wide.refusal.message()), Catch::Contains("push of dim 8 to table 't' of dim 4"));
   // Pulls carry no values: their dim is the table's anyway.
-  CHECK(router.Admit(f.Request(pb::PULL, 5, 8), 5, f.tables, f.duplicates).verdict == RequestRouter::Verdict::kServe);
+  CHECK(router.Admit(f.Request(pb::PULL, 5, 8), 5, f.tables).verdict == RequestRouter::Verdict::kServe);
 
   pb::Header huge = f.Request(pb::PULL);
   huge.set_num_keys(100000000);  // 1.6 GB of rows
-  CHECK(router.Admit(huge, 5, f.tables, f.duplicates).refusal.code() == absl::StatusCode::kResourceExhausted);
+  CHECK(router.Admit(huge, 5, f.tables).refusal.code() == absl::StatusCode::kResourceExhausted);
 }
 
-TEST_CASE("a push applied before is acknowledged, not applied again, a pull is always served", "[request_router]") {
+TEST_CASE("a push applied before to a shard skips that shard's keys and a part for another shard is applied",
+          "[request_router]") {
   Fixture f;
   RequestRouter router(2, 8);
-  f.duplicates.Record(9, 1);
-  CHECK(router.Admit(f.Request(pb::PUSH), 5, f.tables, f.duplicates).verdict ==
-        RequestRouter::Verdict::kAlreadyApplied);
-  CHECK(router.Admit(f.Request(pb::PULL), 5, f.tables, f.duplicates).verdict == RequestRouter::Verdict::kServe);
+  std::vector<uint64_t> keys;
+  for (uint64_t k = 0; keys.size() < 20; ++k) {
+    if (f.view.owner_of_key(k) == 0) keys.push_back(k);
+  }
+  std::vector<ShardTask> tasks;
+  std::vector<uint32_t> updated;
+  REQUIRE(router.Plan(f.Request(pb::PUSH), keys, f.view, 0, f.duplicates, &tasks, &updated, &f.skipped).ok());
+  CHECK_FALSE(f.skipped);
+  REQUIRE(updated.size() >= 2);
+  // Push 1 of sender 9 was applied to the first of its shards before
+  // (forwarded here as a part of the same push, split another way).
+  const uint32_t done = updated[0];
+  f.duplicates.Record(done, 9, 1);
+  REQUIRE(router.Plan(f.Request(pb::PUSH), keys, f.view, 0, f.duplicates, &tasks, &updated, &f.skipped).ok());
+  CHECK(f.skipped);
+  CHECK(std::find(updated.begin(), updated.end(), done) == updated.end());
+  size_t planned = 0;
+  for (const ShardTask& t : tasks) {
+    planned += t.positions.size();
+    for (uint32_t pos : t.positions) CHECK(f.view.shard_of(keys[pos]) != done);
+  }
+  size_t in_done = 0;
+  for (uint64_t k : keys) in_done += f.view.shard_of(k) == done;
+  CHECK(planned == keys.size() - in_done);
   // A forward names its worker as origin: the same push, from a primary.
   pb::Header forward = f.Request(pb::REPLICATE);
   forward.set_sender(3);
   forward.set_origin(9);
-  CHECK(router.Admit(forward, 5, f.tables, f.duplicates).verdict == RequestRouter::Verdict::kAlreadyApplied);
+  REQUIRE(router.Plan(forward, keys, f.view, 0, f.duplicates, &tasks, &updated, &f.skipped).ok());
+  CHECK(f.skipped);
+  // Another worker's push 1 is new everywhere; a pull is always served whole.
   forward.set_origin(4);
-  CHECK(router.Admit(forward, 5, f.tables, f.duplicates).verdict == RequestRouter::Verdict::kServe);
+  REQUIRE(router.Plan(forward, keys, f.view, 0, f.duplicates, &tasks, &updated, &f.skipped).ok());
+  CHECK_FALSE(f.skipped);
+  REQUIRE(router.Plan(f.Request(pb::PULL), keys, f.view, 0, f.duplicates, &tasks, &updated, &f.skipped).ok());
+  CHECK_FALSE(f.skipped);
+  planned = 0;
+  for (const ShardTask& t : tasks) planned += t.positions.size();
+  CHECK(planned == keys.size());
+  // Applied before to every shard: nothing is planned, and it is acknowledged.
+  std::vector<uint32_t> all;
+  for (uint64_t k : keys) f.duplicates.Record(f.view.shard_of(k), 9, 1);
+  REQUIRE(router.Plan(f.Request(pb::PUSH), keys, f.view, 0, f.duplicates, &tasks, &updated, &f.skipped).ok());
+  CHECK(updated.empty());
+  for (const ShardTask& t : tasks) CHECK(t.positions.empty());
 }
 
 TEST_CASE("keys are split among executors by shard, each updated shard counted once", "[request_router]") {
@@ -117,7 +153,7 @@ TEST_CASE("keys are split among executors by shard, each updated shard counted o
   }
   std::vector<ShardTask> tasks;
   std::vector<uint32_t> updated;
-  REQUIRE(router.Plan(f.Request(pb::PUSH), keys, f.view, 0, &tasks, &updated).ok());
+  REQUIRE(router.Plan(f.Request(pb::PUSH), keys, f.view, 0, f.duplicates, &tasks, &updated, &f.skipped).ok());
   REQUIRE(tasks.size() == 2);
   size_t routed = 0;
   for (int e = 0; e < 2; ++e) {
@@ -139,9 +175,9 @@ TEST_CASE("keys are split among executors by shard, each updated shard counted o
   }
   CHECK(updated == expected);
   // The next request counts its shards again; a pull counts none.
-  REQUIRE(router.Plan(f.Request(pb::PUSH), keys, f.view, 0, &tasks, &updated).ok());
+  REQUIRE(router.Plan(f.Request(pb::PUSH), keys, f.view, 0, f.duplicates, &tasks, &updated, &f.skipped).ok());
   CHECK(updated == expected);
-  REQUIRE(router.Plan(f.Request(pb::PULL), keys, f.view, 0, &tasks, &updated).ok());
+  REQUIRE(router.Plan(f.Request(pb::PULL), keys, f.view, 0, f.duplicates, &tasks, &updated, &f.skipped).ok());
   CHECK(updated.empty());
 }
 
@@ -162,14 +198,56 @@ TEST_CASE("a key in a shard the server does not serve refuses the whole request"
   keys.push_back(foreign);
   std::vector<ShardTask> tasks;
   std::vector<uint32_t> updated;
-  absl::Status st = router.Plan(f.Request(pb::PUSH), keys, f.view, 0, &tasks, &updated);
+  absl::Status st = router.Plan(f.Request(pb::PUSH), keys, f.view, 0, f.duplicates, &tasks, &updated, &f.skipped);
   CHECK(st.code() == absl::StatusCode::kAborted);
   CHECK_THAT(std::string(st.message()), Catch::Contains("key " + std::to_string(foreign) + " is in shard"));
   CHECK_THAT(std::string(st.message()), Catch::Contains("which server 1 leads at epoch 5"));
   CHECK(updated.empty());
   for (const ShardTask& t : tasks) CHECK(t.positions.empty());
   // Server 0 replicates server 1's shards: a forward of that key is served.
-  CHECK(router.Plan(f.Request(pb::REPLICATE), keys, f.view, 0, &tasks, &updated).ok());
+  CHECK(router.Plan(f.Request(pb::REPLICATE), keys, f.view, 0, f.duplicates, &tasks, &updated, &f.skipped).ok());
+}
+
+TEST_CASE("a worker's request touching a shard its primary hands off is held back whole while its forwards still apply",
+          "[request_router]") {
+  Fixture f;
+  // The view of epoch 6 marks shard 2 (server 0 leads it) as handing off.
+  pb::ClusterView v;
+  v.set_epoch(6);
+  for (uint32_t s = 0; s < 8; ++s) {
+    v.add_shard_owner(s % 2);
+    auto* copies = v.add_replicas();
+    copies->add_ranks((s + 1) % 2);
+    copies->set_handing_off(s == 2);
+  }
+  const ShardView view(v);
+  RequestRouter router(2, 8);
+  std::vector<uint64_t> others, keys;
+  uint64_t moving = 0;
+  for (uint64_t k = 0; others.size() < 10 || moving == 0; ++k) {
+    const uint32_t shard = view.shard_of(k);
+    if (shard == 2 && moving == 0) moving = k;
+    if (shard != 2 && view.owner(shard) == 0 && others.size() < 10) others.push_back(k);
+  }
+  keys = others;
+  keys.push_back(moving);
+  std::vector<ShardTask> tasks;
+  std::vector<uint32_t> updated;
+  for (pb::MsgType type : {pb::PUSH, pb::PULL}) {
+    const absl::Status st = router.Plan(f.Request(type, 6), keys, view, 0, f.duplicates, &tasks, &updated, &f.skipped);
+    CHECK(st.code() == absl::StatusCode::kUnavailable);
+    CHECK_THAT(std::string(st.message()), Catch::Contains("shard 2, which this server hands off at epoch 6"));
+    CHECK(updated.empty());
+    for (const ShardTask& t : tasks) CHECK(t.positions.empty());
+  }
+  // The other shards go on.
+  CHECK(router.Plan(f.Request(pb::PUSH, 6), others, view, 0, f.duplicates, &tasks, &updated, &f.skipped).ok());
+  CHECK(updated.size() > 0);
+  // The replica of shard 2 applies its primary's forwards until the switch.
+  std::vector<uint64_t> replica_keys = {moving};
+  CHECK(router.Plan(f.Request(pb::REPLICATE, 6), replica_keys, view, 1, f.duplicates, &tasks, &updated, &f.skipped).ok());
+  // Without the mark, the same request is planned.
+  CHECK(router.Plan(f.Request(pb::PUSH), keys, f.view, 0, f.duplicates, &tasks, &updated, &f.skipped).ok());
 }
 
 TEST_CASE("a shard's snapshot part: refused from a stale primary unless awaited, its table made, its width checked",
@@ -242,24 +320,24 @@ TEST_CASE("a forward of an older view is taken for the shards its sender still l
   pb::Header forward = f.Request(pb::REPLICATE, 4);  // from node 9 (server 1), one view behind
   // A view change elsewhere: server 1 still leads these shards, and server 0
   // replicates them.
-  CHECK(router.Plan(forward, led_by_1, f.view, 0, &tasks, &updated).ok());
+  CHECK(router.Plan(forward, led_by_1, f.view, 0, f.duplicates, &tasks, &updated, &f.skipped).ok());
   CHECK(updated.size() >= 1);
   // Server 1 does not lead these (server 0 does): it is a stale primary.
   std::vector<uint64_t> mixed = led_by_1;
   mixed.push_back(led_by_0[0]);
-  absl::Status st = router.Plan(forward, mixed, f.view, 0, &tasks, &updated);
+  absl::Status st = router.Plan(forward, mixed, f.view, 0, f.duplicates, &tasks, &updated, &f.skipped);
   CHECK(st.code() == absl::StatusCode::kAborted);
   CHECK_THAT(std::string(st.message()), Catch::Contains("no longer leads"));
   CHECK(updated.empty());
   for (const ShardTask& t : tasks) CHECK(t.positions.empty());
   // A sender that is no live server of the view leads nothing.
   forward.set_sender(12);
-  CHECK(router.Plan(forward, led_by_1, f.view, 0, &tasks, &updated).code() == absl::StatusCode::kAborted);
+  CHECK(router.Plan(forward, led_by_1, f.view, 0, f.duplicates, &tasks, &updated, &f.skipped).code() == absl::StatusCode::kAborted);
   // At the view's own epoch the same keys are served: a replica of server 1's
   // shards takes what server 1's view says.
   forward.set_sender(9);
   forward.set_epoch(5);
-  CHECK(router.Plan(forward, led_by_1, f.view, 0, &tasks, &updated).ok());
+  CHECK(router.Plan(forward, led_by_1, f.view, 0, f.duplicates, &tasks, &updated, &f.skipped).ok());
 }
 
 TEST_CASE("a forward of an older view skips the shards whose copy moved off this server, applies the rest",
@@ -291,7 +369,7 @@ TEST_CASE("a forward of an older view skips the shards whose copy moved off this
   std::vector<ShardTask> tasks;
   std::vector<uint32_t> updated;
   pb::Header forward = f.Request(pb::REPLICATE, 5);  // from node 9 (server 1), sent under view 5
-  REQUIRE(router.Plan(forward, keys, later, 0, &tasks, &updated).ok());
+  REQUIRE(router.Plan(forward, keys, later, 0, f.duplicates, &tasks, &updated, &f.skipped).ok());
   // Shard 3 is applied (positions 0 and 2); shard 1 is skipped.
   CHECK(updated == std::vector<uint32_t>{3});
   std::vector<uint32_t> positions;
@@ -301,7 +379,7 @@ TEST_CASE("a forward of an older view skips the shards whose copy moved off this
   // Under the view it was sent in, this server replicates shard 1: a forward
   // of the current epoch for a shard it does not hold is still refused.
   forward.set_epoch(6);
-  CHECK(router.Plan(forward, keys, later, 0, &tasks, &updated).code() == absl::StatusCode::kAborted);
+  CHECK(router.Plan(forward, keys, later, 0, f.duplicates, &tasks, &updated, &f.skipped).code() == absl::StatusCode::kAborted);
 }
 
 }  // namespace

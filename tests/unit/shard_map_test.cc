@@ -64,20 +64,41 @@ TEST_CASE("draining a server moves each of its copies to a server without one, w
     CHECK(map.owners()[s] == 1);
     REQUIRE(map.replicas(s).size() == 1);
   }
-  CHECK(map.CompleteMoves() == 0);
+  CHECK(map.AdvanceMoves(3) == 0);
   // One target reports one shard still incomplete.
   const uint32_t slow = map.replicas(4)[0];
   map.OnServerReport(0, 2, slow == 0 ? std::vector<uint32_t>{4} : std::vector<uint32_t>{});
   map.OnServerReport(2, 2, slow == 2 ? std::vector<uint32_t>{4} : std::vector<uint32_t>{});
-  CHECK(map.CompleteMoves() == 2);
+  // The whole ones start handing off (view 3 marks them); the primary stays.
+  CHECK(map.AdvanceMoves(3) == 2);
+  pb::ClusterView view;
+  map.ToView(&view);
+  CHECK(view.replicas(1).handing_off());
+  CHECK(view.replicas(7).handing_off());
+  CHECK_FALSE(view.replicas(4).handing_off());
+  CHECK(map.owners()[1] == 1);
+  CHECK(map.AdvanceMoves(4) == 0);  // nothing until the primary has handed off
+  // A report from a view before the marking one, or from another server, says nothing.
+  CHECK(map.OnHandedOff(1, 2, {1, 7}) == 0);
+  CHECK(map.OnHandedOff(0, 3, {1, 7}) == 0);
+  CHECK(map.OnHandedOff(1, 3, {1, 4, 7}) == 2);  // 4 is not handing off yet
+  CHECK(map.AdvanceMoves(4) == 2);
   CHECK(map.owners()[4] == 1);
+  CHECK(map.owners()[1] != 1);
+  CHECK(map.replicas(1).empty());
   CHECK(map.held_by(1) == 1);
   map.OnServerReport(slow, 3, {});
-  CHECK(map.CompleteMoves() == 1);
+  CHECK(map.AdvanceMoves(5) == 1);
+  CHECK(map.OnHandedOff(1, 5, {4}) == 1);
+  CHECK(map.AdvanceMoves(6) == 1);
   CHECK(map.held_by(1) == 0);
   CHECK(map.moving() == 0);
-  // Every shard has one copy, on servers 0 and 2, spread evenly.
-  for (uint32_t s = 0; s < 8; ++s) CHECK(map.replicas(s).empty());
+  map.ToView(&view);
+  // Every shard has one copy, on servers 0 and 2, spread evenly; none hands off.
+  for (uint32_t s = 0; s < 8; ++s) {
+    CHECK(map.replicas(s).empty());
+    CHECK_FALSE(view.replicas(s).handing_off());
+  }
   CHECK(map.held_by(0) + map.held_by(2) == 8);
   CHECK(std::abs(map.held_by(0) - map.held_by(2)) <= 1);
 }
@@ -88,12 +109,25 @@ TEST_CASE("draining with replicas keeps the replication factor and never doubles
   CHECK(map.BeginDrain(2, {0, 1}, 2) == 5);
   map.OnServerReport(0, 2, {});
   map.OnServerReport(1, 2, {});
-  CHECK(map.CompleteMoves() == 5);
+  // The replica copies move at once; the two primaries hand off first.
+  CHECK(map.AdvanceMoves(3) == 5);
+  CHECK(map.held_by(2) == 2);
+  CHECK(map.OnHandedOff(2, 3, {2, 5}) == 2);
+  CHECK(map.AdvanceMoves(4) == 2);
   CHECK(map.held_by(2) == 0);
   for (uint32_t s = 0; s < 8; ++s) {
     REQUIRE(map.replicas(s).size() == 1);
     CHECK(map.replicas(s)[0] != map.owners()[s]);
   }
+}
+
+TEST_CASE("a move begins only from a server that holds the shard to one that does not, once per shard") {
+  ShardMap map(4, 3, 2);  // shard 0: primary 0, replica 1
+  CHECK_FALSE(map.BeginMove(0, 2, 1, 2));  // 2 holds no copy
+  CHECK_FALSE(map.BeginMove(0, 0, 1, 2));  // 1 holds one already
+  CHECK(map.BeginMove(0, 0, 2, 2));
+  CHECK_FALSE(map.BeginMove(0, 1, 2, 2));  // moving already
+  CHECK(map.moving() == 1);
 }
 
 TEST_CASE("a move whose target dies ends, the drained server keeps leading the shard") {
