@@ -36,6 +36,12 @@ def unit_lines(path, split):
     return max(per_unit.values())
 
 
+def drain(node, run):
+    """sparta-ctl drain NODE for the job in `run`."""
+    return subprocess.run([os.path.join(BIN, "sparta-ctl"), "drain", node, "--run", run],
+                          capture_output=True, text=True, timeout=30)
+
+
 class OnDemandJob(ClusterTest):
     """A job of 3 workers on keys 1..ROWS, trained by the counting model."""
 
@@ -163,13 +169,11 @@ class DrainTest(OnDemandJob):
         proc = launch(self.config("drain.yaml"), run, [f"eval.predictions_out={predictions}"], wait=False)
         self.procs.append(proc)
         wait_for(lambda: len(read(os.path.join(run, "worker-2.csv")).splitlines()) > 4, 120, "worker-2 to train")
-        ctl = subprocess.run([os.path.join(BIN, "sparta-ctl"), "drain", "worker-2", "--run", run],
-                             capture_output=True, text=True, timeout=30)
+        ctl = drain("worker-2", run)
         self.assertEqual(ctl.returncode, 0, ctl.stderr)
         self.assertIn("draining worker-2", ctl.stdout)
         # A worker that does not exist cannot be drained; the job is not disturbed.
-        again = subprocess.run([os.path.join(BIN, "sparta-ctl"), "drain", "worker-7", "--run", run],
-                               capture_output=True, text=True, timeout=30)
+        again = drain("worker-7", run)
         self.assertNotEqual(again.returncode, 0)
         self.assertIn("no live worker-7", again.stderr)
         out, err = proc.communicate(timeout=300)
@@ -202,14 +206,12 @@ class ServerDrainTest(OnDemandJob):
         proc = launch(config, run, [f"eval.predictions_out={predictions}"], wait=False)
         self.procs.append(proc)
         wait_for(lambda: len(read(os.path.join(run, "worker-0.csv")).splitlines()) > 4, 120, "worker-0 to train")
-        ctl = subprocess.run([os.path.join(BIN, "sparta-ctl"), "drain", "server-1", "--run", run],
-                             capture_output=True, text=True, timeout=30)
+        ctl = drain("server-1", run)
         self.assertEqual(ctl.returncode, 0, ctl.stderr)
         self.assertIn("draining server-1", ctl.stdout)
         if replication > 1:
             # Two servers left cannot give up a third: each shard needs two copies.
-            again = subprocess.run([os.path.join(BIN, "sparta-ctl"), "drain", "server-2", "--run", run],
-                                   capture_output=True, text=True, timeout=30)
+            again = drain("server-2", run)
             self.assertNotEqual(again.returncode, 0)
             self.assertIn("storage.replication_factor", again.stderr)
         out, err = proc.communicate(timeout=300)

@@ -11,6 +11,7 @@
 
 #include "common/message.h"
 #include "common/socket_util.h"
+#include "received_within.h"
 
 namespace sparta {
 namespace {
@@ -25,13 +26,7 @@ struct FakeServer {
     port = *bound;
   }
   // The next message this server gets, if one comes within `ms`.
-  std::optional<Message> Received(int ms) {
-    zmq::pollitem_t item{socket.handle(), 0, ZMQ_POLLIN, 0};
-    if (zmq::poll(&item, 1, std::chrono::milliseconds(ms)) == 0) return std::nullopt;
-    auto got = ReceiveMessage(socket, /*from_router=*/true);
-    REQUIRE(got.ok());
-    return *std::move(*got);
-  }
+  std::optional<Message> Received(int ms) { return ReceivedWithin(socket, ms); }
   void Answer(const Message& request, absl::StatusCode code, uint64_t epoch) {
     pb::Header h;
     h.set_type(pb::RESPONSE);

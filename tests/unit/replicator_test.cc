@@ -10,6 +10,7 @@
 
 #include "common/message.h"
 #include "common/socket_util.h"
+#include "received_within.h"
 
 namespace sparta {
 namespace {
@@ -55,13 +56,7 @@ struct Fixture {
   }
 
   // The next message the replica gets, if one comes within `ms`.
-  std::optional<Message> Received(int ms) {
-    zmq::pollitem_t item{replica.handle(), 0, ZMQ_POLLIN, 0};
-    if (zmq::poll(&item, 1, std::chrono::milliseconds(ms)) == 0) return std::nullopt;
-    auto got = ReceiveMessage(replica, /*from_router=*/true);
-    REQUIRE(got.ok());
-    return *std::move(*got);
-  }
+  std::optional<Message> Received(int ms) { return ReceivedWithin(replica, ms); }
 
   zmq::context_t context{1};
   zmq::socket_t replica;
