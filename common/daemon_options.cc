@@ -42,6 +42,10 @@ std::optional<int> ParseDaemonOptions(int argc, char** argv, pb::Role role, Daem
   if (role == pb::WORKER) {
     app.add_flag("--join", options->join,
                  "join a running job (data.assignment: on_demand): take a free rank, or one past cluster.workers");
+  } else if (role == pb::SERVER) {
+    app.add_flag("--join", options->join,
+                 "join a running job: take a free rank, or one past cluster.servers; shards move to this server "
+                 "until rows are balanced (needs storage.ack: all)");
   }
   app.add_option("--info-file", options->info_file, "write this node's JSON description here once registered");
   app.add_flag("--print-config", options->print_config, "print the resolved configuration as JSON and exit");
@@ -61,7 +65,9 @@ std::optional<int> ParseDaemonOptions(int argc, char** argv, pb::Role role, Daem
     std::cout << ConfigToJson(options->config);
     return 0;
   }
-  if (options->rank >= 0) {
+  // With --join a server may ask for a rank past cluster.servers (a
+  // StatefulSet scaled up names its pods so): the job grows to it.
+  if (options->rank >= 0 && !(role == pb::SERVER && options->join)) {
     const int count = role == pb::SERVER   ? options->config.cluster.servers
                       : role == pb::WORKER ? options->config.cluster.workers
                                            : static_cast<int>(options->config.cluster.schedulers.size());
@@ -72,7 +78,7 @@ std::optional<int> ParseDaemonOptions(int argc, char** argv, pb::Role role, Daem
       return 2;
     }
   }
-  if (options->join && options->config.data.assignment_mode != Assignment::kOnDemand) {
+  if (role == pb::WORKER && options->join && options->config.data.assignment_mode != Assignment::kOnDemand) {
     std::cerr << "sparta-worker: --join needs data.assignment: on_demand (a static job's input is split among "
                  "cluster.workers ranks at launch)\n";
     return 2;

@@ -22,7 +22,7 @@ struct DaemonOptions {
   std::string config_path;
   std::vector<std::string> overrides;
   int rank = -1;           // -1: the scheduler assigns one
-  bool join = false;       // workers: join a running job, past cluster.workers if need be
+  bool join = false;       // workers and servers: join a running job, past cluster.workers/servers if need be
   std::string info_file;   // where to write this node's JSON description
   bool print_config = false;
   std::string summary_file;  // scheduler only

@@ -34,6 +34,9 @@ class ShardView {
   uint32_t owner(uint32_t shard) const { return owners_[shard]; }
   uint32_t owner_of_key(uint64_t key) const { return owners_[shard_of(key)]; }
   const std::vector<uint32_t>& owners() const { return owners_; }
+  // One past the highest server rank the map names (servers may join past
+  // cluster.servers): the size of anything indexed by rank.
+  uint32_t rank_bound() const { return owners_.empty() ? 0 : max_rank_ + 1; }
   // The ranks that replicate `shard`, its primary excluded.
   const std::vector<uint32_t>& replicas(uint32_t shard) const { return replicas_[shard]; }
   bool any_replicas() const { return any_replicas_; }

@@ -28,6 +28,9 @@ class ControlClient {
   absl::Status Stop();
   // Node `role`-`rank` is to leave the job (sparta-ctl drain).
   absl::Status Drain(pb::Role role, int rank);
+  // The job is to run on `servers` servers (sparta-ctl scale). Returns what
+  // the scheduler does about it, for the operator.
+  absl::StatusOr<std::string> Scale(uint32_t servers);
 
  private:
   // Sends a request with no payload and waits for the one reply.

@@ -5,6 +5,8 @@
 //   sparta-ctl stop                       checkpoint (with storage.path), then end the job
 //   sparta-ctl drain worker-N             the worker finishes its work units and exits 0 (on_demand)
 //   sparta-ctl drain server-N             its shards move to the other servers live; then it exits 0
+//   sparta-ctl scale --servers N          run on N servers: new ones (--join) get shards until rows
+//                                         balance; or the highest ranks are drained
 //   sparta-ctl metrics    [--node NAME]   every daemon's /metrics (or one's)
 //   sparta-ctl keygen FILE                a new cluster key file for cluster.auth: curve
 //   sparta-ctl plan CONFIG --keys N       DRAM and disk the model's tables need for N keys
@@ -27,6 +29,7 @@
 #include "ctl/http_get.h"
 #include "ctl/job_address.h"
 #include "ctl/plan.h"
+#include "ctl/scale_request.h"
 #include "ctl/status_text.h"
 #include "worker/model_tables.h"
 #include "worker/plugins.h"
@@ -78,6 +81,12 @@ int main(int argc, char** argv) {
                                              "to the others; then it exits 0");
   add_job_options(drain_cmd);
   drain_cmd->add_option("node", drained, "worker-N or server-N")->required();
+  uint32_t scale_servers = 0;
+  auto* scale_cmd = app.add_subcommand("scale", "run the job on N servers: servers started with --join (the launcher "
+                                                "starts them) get shards until rows balance; or the highest ranks are "
+                                                "drained");
+  add_job_options(scale_cmd);
+  scale_cmd->add_option("--servers", scale_servers, "how many servers")->required()->check(CLI::PositiveNumber);
   std::string node;
   auto* metrics_cmd = app.add_subcommand("metrics", "print every daemon's /metrics (Prometheus text)");
   add_job_options(metrics_cmd);
@@ -137,6 +146,21 @@ int main(int argc, char** argv) {
     std::printf(server ? "draining %s: its shards move to the other servers, then it exits\n"
                        : "draining %s: it finishes the work units it holds, then exits\n",
                 drained.c_str());
+    return 0;
+  }
+  if (scale_cmd->parsed()) {
+    auto what = client.Scale(scale_servers);
+    if (!what.ok()) return Fail(what.status());
+    std::printf("scale to %u servers: %s\n", scale_servers, what->c_str());
+    if (!where.run_dir.empty()) {
+      // The launcher of the job watches this file and starts the servers
+      // (sparta-server --join) that are wanted and not running.
+      if (auto st = WriteScaleRequest(where.run_dir, scale_servers); !st.ok()) return Fail(st);
+      std::printf("the launcher of %s starts the servers that are missing\n", where.run_dir.c_str());
+    } else {
+      std::printf("start the missing servers with sparta-server --config JOB.yaml --join (on Kubernetes: kubectl "
+                  "scale statefulset sparta-server --replicas %u)\n", scale_servers);
+    }
     return 0;
   }
   auto status = client.Status();

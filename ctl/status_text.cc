@@ -44,6 +44,12 @@ std::string StatusText(const pb::ClusterStatus& s, const std::string& scheduler_
       s.phase(), s.epoch(), s.uptime_seconds(), s.num_shards(), s.consistency(), s.clock_min(), s.clock_max(),
       s.clock_max() - s.clock_min(), s.checkpoint_version() ? absl::StrCat("v", s.checkpoint_version()) : "none",
       s.checkpoint_running() ? " (one running)" : "", s.dropped_messages());
+  int servers_up = 0;
+  for (const pb::NodeStatus& n : s.nodes()) servers_up += n.info().role() == pb::SERVER && !n.dead();
+  if (s.shards_moving() != 0 || (s.servers_wanted() != 0 && static_cast<int>(s.servers_wanted()) != servers_up)) {
+    absl::StrAppendFormat(&out, "servers: %d up, %u wanted | %u shard copies moving (%u handing off)\n", servers_up,
+                          s.servers_wanted(), s.shards_moving(), s.shards_handing_off());
+  }
   absl::StrAppendFormat(&out, "%-11s %-22s %-7s %-5s %-9s %s\n", "NODE", "ADDRESS", "METRICS", "STATE", "HEARTBEAT",
                         "DETAIL");
   absl::StrAppendFormat(&out, "%-11s %-22s %-7s %-5s %-9s %s\n", "scheduler", scheduler_address,
@@ -56,8 +62,10 @@ std::string StatusText(const pb::ClusterStatus& s, const std::string& scheduler_
     std::string detail;
     if (info.role() == pb::SERVER) {
       detail = n.dead() ? "failed over to its replicas"
-                        : absl::StrFormat("%u primary + %u replica shards, lag %u, %u rows, %u pulls, %u pushes",
-                                          n.primaries(), n.replicas(), n.replication_lag(), n.server().rows(),
+                        : absl::StrFormat("%u primary + %u replica shards (%u rows), lag %u, %u rows stored, %u pulls, "
+                                          "%u pushes",
+                                          n.primaries(), n.replicas(), n.rows_held(), n.replication_lag(),
+                                          n.server().rows(),
                                           n.server().pull_requests(), n.server().push_requests());
     } else {
       const pb::WorkerProgress& w = n.worker();

@@ -19,6 +19,17 @@ namespace sparta {
 
 using Clock = Membership::Clock;
 
+namespace {
+
+// A primary hands a moving shard off once no push it admitted is
+// unanswered; with ack "all" that means applied on every copy, with
+// "primary" only on its own, and the new primary could miss the last ones.
+constexpr char kMovesNeedAckAll[] =
+    "moving shards between servers needs storage.ack: all (with primary, pushes acknowledged while a shard changes "
+    "owners could be lost)";
+
+}  // namespace
+
 JobCoordinator::JobCoordinator(const Config& config)
     : config_(config),
       members_(config.cluster.servers, config.cluster.workers),
@@ -41,7 +52,9 @@ JobCoordinator::JobCoordinator(const Config& config)
                                              : [this](const std::function<uint64_t(uint64_t)>& trained) {
                                                  return work_ ? work_->pool().Progress(trained) : pb::WorkProgress();
                                                },
-                            .shard_owner = [this] { return shard_map_.owners(); }}) {}
+                            .shard_owner = [this] { return shard_map_.owners(); }}) {
+  servers_wanted_ = config.cluster.servers;
+}
 
 absl::StatusOr<bool> JobCoordinator::TakeOverSavedJob() {
   if (state_store_ == nullptr) {
@@ -76,6 +89,7 @@ absl::StatusOr<bool> JobCoordinator::TakeOverSavedJob() {
   dropped_messages_ = state.dropped_messages();
   if (state.has_work()) work_ = WorkDispatcher::FromState(state.work());
   workers_lost_ = state.workers_lost();
+  if (state.servers_wanted() != 0) servers_wanted_ = static_cast<int>(state.servers_wanted());
   checkpoints_.TakeOver(state.checkpoint_version());
   saved_checkpoint_version_ = state.checkpoint_version();
   phase_ = Phase::kRunning;
@@ -119,6 +133,7 @@ bool JobCoordinator::SaveState(Clock::time_point now) {
   state.set_dropped_messages(dropped_messages_);
   if (work_) *state.mutable_work() = work_->ToState();
   state.set_workers_lost(workers_lost_);
+  state.set_servers_wanted(servers_wanted_);
   state.set_checkpoint_version(checkpoints_.published_version());
   saved_checkpoint_version_ = checkpoints_.published_version();
   if (auto st = state_store_->Save(state); absl::IsFailedPrecondition(st)) {
@@ -256,6 +271,8 @@ void JobCoordinator::Dispatch(const std::string& routing_id, const pb::Header& h
       return OnStop(routing_id);
     case pb::DRAIN_REQUEST:
       return OnDrain(routing_id, h.node());
+    case pb::SCALE_REQUEST:
+      return OnScale(routing_id, h.scale_servers());
     default:
       break;
   }
@@ -365,8 +382,16 @@ void JobCoordinator::OnRegister(const std::string& routing_id, const pb::Header&
     SendTo(routing_id, std::move(abort));
   };
   if (members_.FindByRoutingId(routing_id) != nullptr) return;  // a resent REGISTER
+  // sparta-server --join: a server added to the running job; shards move
+  // to it until rows are balanced (BalanceRows).
+  // Else a server registering while the job runs takes a dead server's
+  // rank and gets replicas (it holds no rows: without replicas there is
+  // nothing it could get them from); so does one that joins where moves
+  // cannot be made (storage.ack primary).
   const bool replacement = phase_ == Phase::kRunning && h.node().role() == pb::SERVER &&
                            config_.storage.replication_factor > 1;
+  const bool joining_server = phase_ == Phase::kRunning && h.node().role() == pb::SERVER && h.node().join() &&
+                              (config_.storage.ack_mode == AckMode::kAll || !replacement);
   // on_demand: a worker may join the running job (a restarted one, or one
   // started by hand); after training it has nothing to do and is let go.
   const bool late_worker = phase_ != Phase::kRegistering && h.node().role() == pb::WORKER && work_.has_value();
@@ -376,8 +401,17 @@ void JobCoordinator::OnRegister(const std::string& routing_id, const pb::Header&
     shutdown.set_type(pb::SHUTDOWN);
     return SendTo(routing_id, std::move(shutdown));
   }
-  if (phase_ != Phase::kRegistering && !replacement && !late_worker) return reject("the job has already started");
-  auto added = members_.Add(h.node(), routing_id, now);
+  if (phase_ != Phase::kRegistering && !replacement && !late_worker && !joining_server) {
+    return reject("the job has already started");
+  }
+  if (joining_server && config_.storage.ack_mode != AckMode::kAll) {
+    return reject(kMovesNeedAckAll);
+  }
+  pb::NodeInfo requested = h.node();
+  // Before the job runs, a server or worker started with --join is one of
+  // the job's own: it takes a free rank, and the job does not grow.
+  if (phase_ == Phase::kRegistering) requested.set_join(false);
+  auto added = members_.Add(requested, routing_id, now);
   if (!added.ok()) return reject(std::string(added.status().message()));
   spdlog::info("registered {} ({} of {} servers, {} of {} workers)", DescribeNode(*added),
                members_.joined(pb::SERVER), config_.cluster.servers, members_.joined(pb::WORKER),
@@ -388,6 +422,18 @@ void JobCoordinator::OnRegister(const std::string& routing_id, const pb::Header&
   *reply.mutable_node() = *added;
   SendTo(routing_id, std::move(reply));
   if (late_worker) return OnWorkerJoined(*added, routing_id);
+  if (joining_server) {
+    // First the copies a dead server left short, then the moves.
+    const int placed = shard_map_.RestoreReplication(members_.LiveServers(), epoch_ + 1);
+    const int moving = BalanceRows();
+    servers_wanted_ = std::max<int>(servers_wanted_, static_cast<int>(StayingServers().size()));
+    spdlog::info("{} joined the running job ({} of {} servers wanted); {} shard copies move to it until rows are "
+                 "balanced{}",
+                 DescribeNode(*added), members_.joined(pb::SERVER), servers_wanted_, moving,
+                 placed > 0 ? absl::StrCat(", ", placed, " replicas placed to restore replication") : "");
+    PublishView();
+    return;
+  }
   if (replacement) {
     const int placed = shard_map_.AddServer(added->rank(), members_.LiveServers(), epoch_ + 1);
     spdlog::info("{} joined the running job; {} shard replicas placed on it", DescribeNode(*added), placed);
@@ -477,7 +523,7 @@ void JobCoordinator::PublishView() {
     if (!node.dead) *view->add_nodes() = node.info;
   }
   const auto live = members_.LiveServers();
-  for (int r = 0; r < config_.cluster.servers; ++r) {
+  for (int r = 0; r < members_.expected(pb::SERVER); ++r) {
     if (!std::binary_search(live.begin(), live.end(), static_cast<uint32_t>(r))) view->add_dead_servers(r);
   }
   shard_map_.ToView(view);
@@ -939,44 +985,113 @@ void JobCoordinator::OnDrain(const std::string& routing_id, const pb::NodeInfo& 
 }
 
 void JobCoordinator::DrainServer(const std::string& routing_id, const pb::NodeInfo& who) {
-  Membership::Node* node = nullptr;
-  std::vector<uint32_t> staying;  // live servers not draining, this one aside
+  const absl::Status st = BeginServerDrain(who.rank());
+  if (st.ok()) servers_wanted_ = std::min<int>(servers_wanted_, static_cast<int>(StayingServers().size()));
+  Reply(routing_id, pb::RESPONSE, st);
+  if (st.ok()) AdvanceMoves();  // a server that holds nothing leaves at once
+}
+
+absl::Status JobCoordinator::BeginServerDrain(int rank) {
+  const Membership::Node* node = nullptr;
+  std::vector<uint32_t> staying = StayingServers();
   for (const auto& n : members_.nodes()) {
-    if (n.info.role() != pb::SERVER || n.dead) continue;
-    if (n.info.rank() == who.rank()) {
-      node = members_.FindByRoutingId(n.routing_id);
-    } else if (!draining_.count(n.info.id())) {
-      staying.push_back(n.info.rank());
-    }
+    if (n.info.role() == pb::SERVER && !n.dead && n.info.rank() == rank) node = &n;
   }
-  absl::Status st;
-  if (phase_ != Phase::kRunning) {
-    st = absl::FailedPreconditionError("the job is not running");
-  } else if (node == nullptr) {
-    st = absl::NotFoundError(absl::StrCat("no live server-", who.rank()));
-  } else if (draining_.count(node->info.id())) {
-    st = absl::AlreadyExistsError(absl::StrCat("server-", who.rank(), " is draining already"));
-  } else if (static_cast<int>(staying.size()) < std::max(1, config_.storage.replication_factor)) {
-    st = absl::FailedPreconditionError(absl::StrCat(
-        "draining server-", who.rank(), " would leave ", staying.size(), " servers to hold ",
+  staying.erase(std::remove(staying.begin(), staying.end(), static_cast<uint32_t>(rank)), staying.end());
+  if (phase_ != Phase::kRunning) return absl::FailedPreconditionError("the job is not running");
+  if (node == nullptr) return absl::NotFoundError(absl::StrCat("no live server-", rank));
+  if (draining_.count(node->info.id())) {
+    return absl::AlreadyExistsError(absl::StrCat("server-", rank, " is draining already"));
+  }
+  if (static_cast<int>(staying.size()) < std::max(1, config_.storage.replication_factor)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "draining server-", rank, " would leave ", staying.size(), " servers to hold ",
         config_.storage.replication_factor, " copies of each shard (storage.replication_factor)"));
-  } else if (config_.storage.ack_mode != AckMode::kAll) {
-    // A primary hands a shard off once no push it admitted is unanswered;
-    // with ack "all" that means applied on every copy, with "primary" only
-    // on its own, and the new primary could miss the last ones.
-    st = absl::FailedPreconditionError("draining a server needs storage.ack: all (with primary, pushes acknowledged "
-                                       "while a shard changes owners could be lost)");
   }
-  if (!st.ok()) return Reply(routing_id, pb::RESPONSE, st);
+  if (config_.storage.ack_mode != AckMode::kAll) {
+    return absl::FailedPreconditionError(absl::StrCat("draining a server: ", kMovesNeedAckAll));
+  }
   draining_.insert(node->info.id());
-  const int moving = shard_map_.BeginDrain(who.rank(), staying, epoch_ + 1);
+  const int moving = shard_map_.BeginDrain(rank, staying, epoch_ + 1);
   spdlog::info("draining {}: {} shard copies move to servers {} (rows copied in chunks while it keeps serving; "
                "each shard switches owner once its copy is whole)",
                DescribeNode(node->info), moving, absl::StrJoin(staying, ", "));
   state_changed_ = true;
   PublishView();
-  Reply(routing_id, pb::RESPONSE, absl::OkStatus());
-  AdvanceMoves();  // a server that holds nothing leaves at once
+  return absl::OkStatus();
+}
+
+std::vector<uint32_t> JobCoordinator::StayingServers() const {
+  std::vector<uint32_t> staying;
+  for (const auto& n : members_.nodes()) {
+    if (n.info.role() == pb::SERVER && !n.dead && !draining_.count(n.info.id())) staying.push_back(n.info.rank());
+  }
+  std::sort(staying.begin(), staying.end());
+  return staying;
+}
+
+std::vector<uint64_t> JobCoordinator::ShardRows() const {
+  std::vector<uint64_t> rows(shard_map_.owners().size(), 0);
+  for (const auto& n : members_.nodes()) {
+    if (n.info.role() != pb::SERVER || n.dead) continue;
+    const auto& reported = n.stats.shard_rows();
+    for (uint32_t s = 0; s < rows.size() && s < static_cast<uint32_t>(reported.size()); ++s) {
+      if (shard_map_.owners()[s] == static_cast<uint32_t>(n.info.rank())) rows[s] = reported[s];
+    }
+  }
+  return rows;
+}
+
+int JobCoordinator::BalanceRows() {
+  int moving = 0;
+  for (const PlannedMove& move : PlanRowBalance(shard_map_, ShardRows(), StayingServers())) {
+    moving += shard_map_.BeginMove(move.shard, move.from, move.to, epoch_ + 1);
+  }
+  if (moving > 0) state_changed_ = true;
+  return moving;
+}
+
+void JobCoordinator::OnScale(const std::string& routing_id, uint32_t wanted) {
+  const std::vector<uint32_t> staying = StayingServers();
+  const int have = static_cast<int>(staying.size());
+  absl::Status st;
+  if (phase_ != Phase::kRunning) {
+    st = absl::FailedPreconditionError("the job is not running");
+  } else if (static_cast<int>(wanted) < std::max(1, config_.storage.replication_factor)) {
+    st = absl::InvalidArgumentError(absl::StrCat("scale: ", wanted, " servers cannot hold ",
+                                                 config_.storage.replication_factor,
+                                                 " copies of each shard (storage.replication_factor)"));
+  } else if (static_cast<int>(wanted) != have && config_.storage.ack_mode != AckMode::kAll) {
+    st = absl::FailedPreconditionError(absl::StrCat("scale: ", kMovesNeedAckAll));
+  }
+  if (!st.ok()) return Reply(routing_id, pb::RESPONSE, st);
+  servers_wanted_ = static_cast<int>(wanted);
+  state_changed_ = true;
+  std::string what;
+  if (static_cast<int>(wanted) > have) {
+    what = absl::StrCat(wanted - have, " more servers wanted: start them with sparta-server --join (the launcher "
+                                       "does); shards move to each until rows are balanced");
+  } else if (static_cast<int>(wanted) < have) {
+    // The newest servers go first: they hold the fewest rows' history.
+    std::vector<std::string> drained;
+    for (auto rank = staying.rbegin(); rank != staying.rend() && have - static_cast<int>(drained.size()) >
+                                                                     static_cast<int>(wanted);
+         ++rank) {
+      if (auto begun = BeginServerDrain(static_cast<int>(*rank)); !begun.ok()) {
+        return Reply(routing_id, pb::RESPONSE, begun);
+      }
+      drained.push_back(absl::StrCat("server-", *rank));
+    }
+    what = absl::StrCat("draining ", absl::StrJoin(drained, ", "), ": their shards move to the others, then they exit");
+  } else {
+    what = absl::StrCat("the job runs on ", have, " servers already");
+  }
+  spdlog::info("scale to {} servers: {}", wanted, what);
+  pb::Header reply;
+  reply.set_type(pb::RESPONSE);
+  reply.set_error(what);  // status 0: what happens next, for the operator
+  SendTo(routing_id, std::move(reply));
+  AdvanceMoves();
 }
 
 void JobCoordinator::AdvanceMoves() {
@@ -1076,6 +1191,9 @@ pb::ClusterStatus JobCoordinator::BuildStatus(Clock::time_point now) const {
   status.set_checkpoint_running(checkpoints_.busy());
   status.set_dropped_messages(dropped_messages_);
   status.set_scheduler_metrics_port(metrics_port_);
+  status.set_servers_wanted(static_cast<uint32_t>(servers_wanted_));
+  status.set_shards_moving(static_cast<uint32_t>(shard_map_.moving()));
+  status.set_shards_handing_off(static_cast<uint32_t>(shard_map_.handing_off()));
   // Shards each live server leads and follows, and how far its copies lag
   // their primaries (update batches applied, from the heartbeats).
   const std::vector<uint32_t>& owners = shard_map_.owners();
@@ -1089,12 +1207,15 @@ pb::ClusterStatus JobCoordinator::BuildStatus(Clock::time_point now) const {
     return it->second->shard_applied(shard);
   };
   std::map<int, uint32_t> primaries, replicas;
-  std::map<int, uint64_t> lag;
+  std::map<int, uint64_t> lag, rows_held;
+  const std::vector<uint64_t> shard_rows = ShardRows();
   for (uint32_t s = 0; s < owners.size(); ++s) {
     ++primaries[owners[s]];
+    rows_held[owners[s]] += shard_rows[s];
     const uint64_t lead = applied(owners[s], s);
     for (uint32_t r : shard_map_.replicas(s)) {
       ++replicas[r];
+      rows_held[r] += shard_rows[s];
       const uint64_t have = applied(r, s);
       lag[r] = std::max(lag[r], lead > have ? lead - have : 0);
     }
@@ -1108,10 +1229,12 @@ pb::ClusterStatus JobCoordinator::BuildStatus(Clock::time_point now) const {
     if (node.info.role() == pb::SERVER) {
       *n->mutable_server() = node.stats;
       n->mutable_server()->clear_shard_applied();  // per-shard detail stays internal
+      n->mutable_server()->clear_shard_rows();
       if (!node.dead) {
         n->set_primaries(primaries[node.info.rank()]);
         n->set_replicas(replicas[node.info.rank()]);
         n->set_replication_lag(lag[node.info.rank()]);
+        n->set_rows_held(rows_held[node.info.rank()]);
       }
     } else if (node.info.role() == pb::WORKER) {
       *n->mutable_worker() = node.progress;

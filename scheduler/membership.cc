@@ -43,7 +43,12 @@ absl::StatusOr<pb::NodeInfo> Membership::Add(const pb::NodeInfo& requested, cons
     if (node.info.role() == role && !node.dead) taken[node.info.rank()] = true;
   }
   int rank = requested.rank();
-  if (rank >= count) {
+  if (rank >= count && requested.join()) {
+    // A node that joins under a rank of its own past the count (a scaled-up
+    // StatefulSet's pod): the role grows to it.
+    (role == pb::WORKER ? workers_ : servers_) = rank + 1;
+    taken.resize(rank + 1, false);
+  } else if (rank >= count) {
     return absl::InvalidArgumentError(
         absl::StrCat(RoleName(role), " rank ", rank, " is out of range: the job has ", count));
   }
@@ -53,8 +58,8 @@ absl::StatusOr<pb::NodeInfo> Membership::Add(const pb::NodeInfo& requested, cons
   if (rank < 0) {
     for (rank = 0; rank < count && taken[rank]; ++rank) {
     }
-    if (rank == count && role == pb::WORKER && requested.join()) {
-      ++workers_;
+    if (rank == count && requested.join()) {
+      ++(role == pb::WORKER ? workers_ : servers_);
     } else if (rank == count) {
       return absl::ResourceExhaustedError(absl::StrCat("all ", count, " ", RoleName(role), " ranks are taken"));
     }
@@ -71,6 +76,9 @@ absl::StatusOr<pb::NodeInfo> Membership::Add(const pb::NodeInfo& requested, cons
 }
 
 void Membership::Restore(const pb::NodeInfo& info, const std::string& routing_id, bool dead, Clock::time_point now) {
+  // A node that had joined past the job's first count.
+  int& count = info.role() == pb::SERVER ? servers_ : workers_;
+  if (info.role() == pb::SERVER || info.role() == pb::WORKER) count = std::max(count, info.rank() + 1);
   Node node;
   node.info = info;
   node.routing_id = routing_id;

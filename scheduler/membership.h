@@ -36,8 +36,9 @@ class Membership {
   // Adds a node. Honors a requested rank if it is free (a dead node's rank
   // is free again); otherwise assigns the lowest free rank of its role.
   // Errors: bad role, rank taken or out of range, role full.
-  // A worker that asks to join (NodeInfo.join) with no free rank gets a new
-  // one: the job's worker count grows by one.
+  // A node that asks to join (NodeInfo.join) with no free rank gets a new
+  // one: the job's count of its role grows by one; one that joins under a
+  // rank past the count grows it to that rank.
   absl::StatusOr<pb::NodeInfo> Add(const pb::NodeInfo& requested, const std::string& routing_id,
                                    Clock::time_point now);
 
@@ -65,8 +66,8 @@ class Membership {
   const std::vector<Node>& nodes() const { return nodes_; }
 
  private:
-  const int servers_;
-  int workers_;  // grows when a worker joins past it (--join)
+  int servers_;  // these grow when a node joins past them (--join)
+  int workers_;
   std::vector<Node> nodes_;
   absl::flat_hash_map<std::string, size_t> by_routing_id_;
 };

@@ -25,6 +25,14 @@ namespace sparta {
 
 class ShardMap {
  public:
+  // A shard copy moving between servers (BeginMove).
+  struct Move {
+    uint32_t from = 0;           // the server whose copy moves
+    uint32_t to = 0;             // the server it moves to
+    uint64_t handoff_epoch = 0;  // the view that marks the shard handing off (0: not yet)
+    bool handed_off = false;     // the primary said so
+  };
+
   ShardMap(int num_shards, int servers, int replication_factor);
 
   // Removes `dead` from every shard; each shard it led is taken over by its
@@ -89,6 +97,8 @@ class ShardMap {
   void FromView(const pb::ClusterView& view);
   const std::vector<uint32_t>& owners() const { return owner_; }
   const std::vector<uint32_t>& replicas(uint32_t shard) const { return replicas_[shard]; }
+  // The moves under way, by shard.
+  const std::map<uint32_t, Move>& moves() const { return moves_; }
 
  private:
   void CatchUp(uint32_t shard, uint32_t rank, uint64_t epoch) { catching_up_[{shard, rank}] = epoch; }
@@ -100,12 +110,6 @@ class ShardMap {
   std::vector<std::vector<uint32_t>> replicas_;
   // (shard, replica rank) -> the view epoch from which it catches up.
   std::map<std::pair<uint32_t, uint32_t>, uint64_t> catching_up_;
-  struct Move {
-    uint32_t from = 0;           // the server whose copy moves
-    uint32_t to = 0;             // the server it moves to
-    uint64_t handoff_epoch = 0;  // the view that marks the shard handing off (0: not yet)
-    bool handed_off = false;     // the primary said so
-  };
   std::map<uint32_t, Move> moves_;  // by shard
 };
 

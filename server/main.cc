@@ -9,7 +9,7 @@ int main(int argc, char** argv) {
   sparta::CatchTermination();  // SIGTERM: final checkpoint, then exit (common/termination.h)
   sparta::DaemonOptions options;
   if (auto exit_code = sparta::ParseDaemonOptions(argc, argv, sparta::pb::SERVER, &options)) return *exit_code;
-  sparta::Server server(options.config, options.rank, options.info_file);
+  sparta::Server server(options.config, options.rank, options.info_file, options.join);
   absl::Status status = server.Run();
   if (!status.ok()) {
     spdlog::error("{}", status.message());

@@ -51,9 +51,10 @@ uint64_t PeakResidentBytes() {
 
 }  // namespace
 
-Server::Server(const Config& config, int rank, std::string info_file)
+Server::Server(const Config& config, int rank, std::string info_file, bool join)
     : config_(config),
       requested_rank_(rank),
+      join_(join),
       info_file_(std::move(info_file)),
       context_(1),
       socket_(context_, zmq::socket_type::router),
@@ -85,6 +86,7 @@ absl::Status Server::Run() {
   pb::NodeInfo self;
   self.set_role(pb::SERVER);
   self.set_rank(requested_rank_);
+  self.set_join(join_);
   self.set_host(config_.cluster.host);
   self.set_data_port(*port);
   self.set_locality(LocalityId());
@@ -129,6 +131,7 @@ absl::Status Server::Run() {
   replicator_ = std::make_unique<Replicator>(&context_, config_.cluster, client.self().id(), rank_, config_.storage.ack_mode == AckMode::kAll);
   num_shards_ = view->shard_owner_size();
   shard_applied_ = std::make_unique<std::atomic<uint64_t>[]>(num_shards_);
+  published_shard_rows_ = std::make_unique<std::atomic<uint64_t>[]>(num_shards_);
   incomplete_ = std::make_unique<std::atomic<bool>[]>(num_shards_);
   router_ = std::make_unique<RequestRouter>(config_.server.threads, num_shards_);
   updates_in_flight_.assign(num_shards_, 0);
@@ -690,6 +693,7 @@ void Server::FillHeartbeat(pb::Header* h) {
   }
   for (uint32_t s = 0; s < num_shards_; ++s) {
     stats->add_shard_applied(shard_applied_[s].load());
+    stats->add_shard_rows(published_shard_rows_[s].load(std::memory_order_relaxed));
     if (incomplete_[s].load()) stats->add_incomplete_shards(s);
   }
 }
@@ -771,6 +775,9 @@ void Server::PublishMetrics() {
               static_cast<double>(e->queue_depth()), {{"executor", std::to_string(e->index())}});
   }
   published_rows_.store(rows, std::memory_order_relaxed);
+  for (uint32_t s = 0; s < num_shards_; ++s) {
+    published_shard_rows_[s].store(executors_[s % executors_.size()]->shard_rows(s), std::memory_order_relaxed);
+  }
   out.Gauge("sparta_table_rows", "Parameter rows this server holds (all tables, primary and replica).",
             static_cast<double>(rows));
   int primaries = 0, replicas = 0;

@@ -50,7 +50,9 @@ namespace sparta {
 
 class Server {
  public:
-  Server(const Config& config, int rank, std::string info_file);
+  // `join`: a server started for a running job (--join), which takes a
+  // free rank or one past cluster.servers and gets shards moved to it.
+  Server(const Config& config, int rank, std::string info_file, bool join = false);
   ~Server();
 
   // Serves until the scheduler ends the job. OK on a clean SHUTDOWN.
@@ -106,6 +108,7 @@ class Server {
 
   const Config config_;
   const int requested_rank_;
+  const bool join_;  // --join: a server added to a running job
   const std::string info_file_;
   zmq::context_t context_;
   std::unique_ptr<ZapAuthenticator> zap_;  // cluster.auth: curve
@@ -148,6 +151,7 @@ class Server {
   TrafficCounters traffic_;  // answered pulls and pushes, their keys, payload bytes
   std::atomic<uint64_t> dropped_{0};
   std::atomic<uint64_t> published_rows_{0};  // as of the last PublishMetrics(), for heartbeats
+  std::unique_ptr<std::atomic<uint64_t>[]> published_shard_rows_;  // the same, per virtual shard
   std::mutex tier_mu_;
   pb::ServerStats tier_;  // memory and per-table tier figures, as of the last PublishMetrics(); guarded by tier_mu_
   // After everything its collectors read; before the context (its ZAP handler).

@@ -29,6 +29,7 @@ ShardExecutor::ShardExecutor(int index, int count, uint32_t num_shards, Mailbox<
       async_reads_(options.async_reads && !options.sum_steps && options.store != nullptr &&
                    options.memory_budget != 0),
       blocked_((num_shards + count - 1) / count, 0),
+      shard_rows_(new std::atomic<int64_t>[(num_shards + count - 1) / count]()),
       walk_((num_shards + count - 1) / count, 0),
       done_(done),
       shards_((num_shards + count - 1) / count) {
@@ -271,7 +272,7 @@ void ShardExecutor::KeepToBudget() {
 void ShardExecutor::LoadRow(const TableEntry& table, uint32_t shard, uint64_t key, std::span<const float> row) {
   TableShard& s = Shard(shard / count_, table);
   if (s.Load(key, row, NowStamp(table.policy, nullptr))) {
-    rows_.fetch_add(1, std::memory_order_relaxed);
+    CountRows(s, 1);
     Bump(tier_[table.spec.id()].hot_rows, 1);
   }
   KeepToBudget();
@@ -316,7 +317,13 @@ absl::Status ShardExecutor::CutShard(const std::vector<const TableEntry*>& table
       }
       if (chunk.keys.size() >= max_rows) cut->copied.push_back(std::exchange(chunk, SnapshotChunk()));
     });
-    if (!chunk.keys.empty()) cut->copied.push_back(std::move(chunk));
+    // A table with no rows here still sends one (empty) part: it names the
+    // table, which a server that joined the job has never been told of.
+    if (!chunk.keys.empty() || s.rows() == 0) {
+      chunk.table = table;
+      chunk.record = record;
+      cut->copied.push_back(std::move(chunk));
+    }
   }
   if (store_ != nullptr) cut->snapshot = store_->TakeSnapshot();
   return absl::OkStatus();
@@ -425,7 +432,7 @@ void ShardExecutor::ApplyPendingSteps() {
         continue;
       }
       slots_[i] = shard->Insert(keys[i], nullptr, false);
-      rows_.fetch_add(1, std::memory_order_relaxed);
+      CountRows(*shard, 1);
       Bump(stats.hot_rows, 1);
       if (!every_key) Bump(stats.admitted, 1);
     }
@@ -558,7 +565,7 @@ void ShardExecutor::ExpireSome() {
   Bump(stats.hot_rows, -static_cast<int64_t>(hot));
   Bump(stats.cold_rows, -static_cast<int64_t>(cold));
   Bump(stats.expired, hot + cold);
-  rows_.fetch_sub(hot + cold, std::memory_order_relaxed);
+  CountRows(*shard, -static_cast<int64_t>(hot + cold));
 }
 
 void ShardExecutor::Fail(const absl::Status& status) {
@@ -643,9 +650,9 @@ ShardExecutor::Outcome ShardExecutor::ResolveMisses(const Request& r, const Shar
       Bump(stats.admitted, 1);
     }
     slots_[i] = s.Insert(key, nullptr, /*from_store=*/false, NowStamp(table.policy, &r));
+    CountRows(s, 1);
     ++created;
   }
-  rows_.fetch_add(created, std::memory_order_relaxed);
   Bump(stats.hot_rows, static_cast<int64_t>(created));
   return Outcome::kDone;
 }
@@ -706,7 +713,7 @@ size_t ShardExecutor::EvictFrom(TableShard& shard, size_t rows) {
   Bump(stats.demoted, evicted);
   // Rows that were never changed are dropped, not stored: they leave the
   // shard's count of rows held (their key recreates them identically).
-  rows_.fetch_sub(evicted - went_cold, std::memory_order_relaxed);
+  CountRows(shard, -static_cast<int64_t>(evicted - went_cold));
   return evicted;
 }
 

@@ -145,6 +145,12 @@ class ShardExecutor {
 
   // Rows held by this executor's shards, hot and cold; any thread.
   uint64_t rows() const { return rows_.load(std::memory_order_relaxed); }
+  // Rows of virtual shard `shard` (one of this executor's), all tables,
+  // hot and cold; any thread. The scheduler balances joins by them.
+  uint64_t shard_rows(uint32_t shard) const {
+    const int64_t n = shard_rows_[shard / count_].load(std::memory_order_relaxed);
+    return n > 0 ? static_cast<uint64_t>(n) : 0;
+  }
   // Table `id`'s figures (any thread); nullptr if it never had a row here.
   const TableTierStats* tier_stats(uint32_t id) const {
     return id < kMaxTables && tier_used_[id].load(std::memory_order_acquire) ? &tier_[id] : nullptr;
@@ -266,6 +272,7 @@ class ShardExecutor {
   const bool async_reads_;
   std::deque<Parked> parked_;
   std::vector<int> blocked_;  // per local shard: parked tasks that touch it
+  std::unique_ptr<std::atomic<int64_t>[]> shard_rows_;  // per local shard: rows, all tables
   int parked_controls_ = 0;
   std::vector<uint8_t> walk_;  // DrainParked()'s per-shard marks
   std::shared_ptr<ColdRead> pending_read_;  // what Execute() asked to read
@@ -300,6 +307,11 @@ class ShardExecutor {
   std::thread thread_;
   TaskQueue<ShardTask> queue_;
   std::atomic<uint64_t> rows_{0};
+  // `n` rows more (or fewer) in `shard`: rows_ and shard_rows_.
+  void CountRows(const TableShard& shard, int64_t n) {
+    rows_.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
+    shard_rows_[shard.shard() / count_].fetch_add(n, std::memory_order_relaxed);
+  }
   std::atomic<int64_t> queued_{0};
   std::vector<float> grad_scratch_;  // one fp16 gradient row widened to fp32
   // The fp32 gradient of key i of a push, widened from fp16 if need be.

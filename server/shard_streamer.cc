@@ -161,6 +161,7 @@ bool ShardStreamer::Send(ShardCut& cut, uint64_t stream) {
         return chunk;
       };
       SnapshotChunk chunk = fresh();
+      const size_t chunks_before = chunks;
       bool go_on = true;
       rocksdb::ColumnFamilyHandle* column = store_->column(t.table->spec.id());
       absl::Status st = store_->PrepareScan(column);
@@ -182,7 +183,11 @@ bool ShardStreamer::Send(ShardCut& cut, uint64_t stream) {
         current_failed_ = true;
         return false;
       }
-      if (!go_on || (!chunk.keys.empty() && !post(std::move(chunk)))) return false;
+      // A table with no rows in the shard still sends one (empty) part: it
+      // names the table, which a server that joined the job has never been
+      // told of.
+      const bool last = !chunk.keys.empty() || chunks == chunks_before;
+      if (!go_on || (last && !post(std::move(chunk)))) return false;
     }
   }
   std::lock_guard<std::mutex> lock(mu_);

@@ -81,7 +81,9 @@ KVClient::KVClient(zmq::context_t* context, const Config& config, uint32_t node_
       shards_(std::make_shared<const ShardView>(view)) {
   std::vector<pb::NodeInfo> by_rank(config.cluster.servers);
   for (const auto& node : view.nodes()) {
-    if (node.role() == pb::SERVER) by_rank[node.rank()] = node;
+    if (node.role() != pb::SERVER) continue;
+    if (static_cast<int>(by_rank.size()) <= node.rank()) by_rank.resize(node.rank() + 1);  // joined (--join)
+    by_rank[node.rank()] = node;
   }
   for (auto& info : by_rank) {
     auto link = std::make_unique<ServerLink>();
@@ -126,13 +128,15 @@ KVClient::Ticket KVClient::Send(pb::MsgType type, uint32_t table, uint32_t dim, 
   auto op = std::make_shared<Operation>();
   op->out_ = out;
   op->dim_ = dim;
-  const int n = num_servers();
+  // By the view's ranks, not servers_ (which the I/O side grows when a
+  // server joins, under io_mu_).
+  const std::shared_ptr<const ShardView> shards = view();
+  const int n = static_cast<int>(shards->rank_bound());
   // Two passes over the keys: find each key's server and count, then fill
   // every server's arrays, sized once (and its positions, for scattering
   // pulled rows back into request order).
   std::vector<uint16_t> server_of(keys.size());
   std::vector<uint32_t> count(n, 0);
-  const std::shared_ptr<const ShardView> shards = view();
   for (size_t i = 0; i < keys.size(); ++i) {
     server_of[i] = static_cast<uint16_t>(shards->owner_of_key(keys[i]));
     ++count[server_of[i]];
@@ -287,7 +291,9 @@ void KVClient::AdoptView(const pb::ClusterView& view) {
     }
   }
   for (const auto& node : view.nodes()) {
-    if (node.role() != pb::SERVER || node.rank() >= static_cast<int>(servers_.size())) continue;
+    if (node.role() != pb::SERVER) continue;
+    // A server that joined the job (sparta-server --join).
+    while (static_cast<int>(servers_.size()) <= node.rank()) servers_.push_back(std::make_unique<ServerLink>());
     ServerLink& link = *servers_[node.rank()];
     if (link.socket && link.info.id() == node.id()) continue;
     retire(link);

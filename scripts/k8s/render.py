@@ -11,7 +11,11 @@ Objects (all named <name>-...):
               every node connects to each scheduler's own DNS name)
   Service     <name>-server     headless, for the StatefulSet's stable names
   StatefulSet <name>-server     cluster.servers servers (pod ordinal = rank), each with its own
-                                volume for RocksDB (storage.db_path); checkpoints on the shared volume
+                                volume for RocksDB (storage.db_path); checkpoints on the shared volume.
+                                `kubectl scale statefulset <name>-server --replicas N` adds servers to
+                                the running job (their --join: shards move to each until rows balance);
+                                to shrink, `sparta-ctl scale --servers N` first (the highest ranks drain
+                                and exit), then scale the StatefulSet down to N.
   Job         <name>-worker     cluster.workers workers, Indexed (completion index = rank); with
                                 data.assignment on_demand a failed pod is replaced (3 times per index)
   PersistentVolumeClaim <name>-shared  ReadWriteMany: storage.path (checkpoints, scheduler state)
@@ -133,9 +137,12 @@ def render(config, config_text, args):
                           "template": {"metadata": {"labels": labels("server"), "annotations": scrape},
                                        "spec": {**grace, "containers": [{
                                            "name": "server", "image": args.image,
-                                           # The pod ordinal (name-server-N) is the rank.
+                                           # The pod ordinal (name-server-N) is the rank. With
+                                           # --join a pod past cluster.servers (kubectl scale) joins
+                                           # the running job; before it runs, --join changes nothing.
                                            "command": command("server", common_sets + [f"storage.db_path={DB}"],
-                                                              "cluster.host=${POD_IP}", "${HOSTNAME##*-}"),
+                                                              "cluster.host=${POD_IP}", "${HOSTNAME##*-}",
+                                                              extra=" --join"),
                                            "env": env, "ports": ports([]),
                                            "volumeMounts": mounts + [shared_mount, {"name": "db", "mountPath": DB}]}],
                                            "volumes": volumes + [shared_volume]}},

@@ -36,10 +36,15 @@ def unit_lines(path, split):
     return max(per_unit.values())
 
 
+def ctl(*args, run):
+    """sparta-ctl ARGS for the job in `run`."""
+    return subprocess.run([os.path.join(BIN, "sparta-ctl"), *args, "--run", run], capture_output=True, text=True,
+                          timeout=30)
+
+
 def drain(node, run):
     """sparta-ctl drain NODE for the job in `run`."""
-    return subprocess.run([os.path.join(BIN, "sparta-ctl"), "drain", node, "--run", run],
-                          capture_output=True, text=True, timeout=30)
+    return ctl("drain", node, run=run)
 
 
 class OnDemandJob(ClusterTest):
@@ -234,6 +239,104 @@ class ServerDrainTest(OnDemandJob):
 
     def test_with_replicas(self):
         self.drain_server_mid_job(2)
+
+
+class ServerJoinTest(OnDemandJob):
+    """Servers added to a running job of 2: by hand (sparta-server --join) and through sparta-ctl scale, which
+    the launcher carries out. The scheduler moves shards to the new server live until it holds its share of the
+    rows (a third of them, to within a shard: shards are the unit that moves); nothing is lost or applied twice
+    (the audit, and every key trained exactly `epochs` times). Servers join once every key has a row (after
+    the first epoch), so that the rows they balance are the rows they are measured by."""
+
+    EPOCHS = 16  # at batches of 20, several times what a join, its moves and a drain take
+
+    def job(self, name, replication):
+        run = self.run_dir(name)
+        predictions = os.path.join(self.dir, f"{name}.counts")
+        config = write_config(self.dir, f"{name}.yaml", cluster={"servers": 2, "workers": 2},
+                              data={"train": self.data, "test": self.data, "format": "libsvm", "batch_size": 20,
+                                    "epochs": self.EPOCHS},
+                              model={"plugin": self.plugin}, storage={"replication_factor": replication},
+                              worker={"audit": 1}, log={"progress_interval": 0.05})
+        proc = launch(config, run, [f"eval.predictions_out={predictions}"], wait=False)
+        self.procs.append(proc)
+        self.wait_servers(run, 2, replication)
+        return config, run, proc, predictions
+
+    def wait_servers(self, run, servers, replication):
+        """Polls sparta-ctl status until `servers` servers are up, no shard copy moves, and the primaries'
+        reports account for every key's R copies; returns the status."""
+        def settled():
+            got = ctl("status", "--json", run=run)
+            if got.returncode != 0:
+                return None
+            status = json.loads(got.stdout)
+            up = [n for n in status["nodes"] if n["info"]["role"] == "SERVER" and not n["dead"]]
+            held = sum(int(n["rows_held"]) for n in up)
+            if len(up) == servers and status["shards_moving"] == 0 and held >= replication * ROWS:
+                return status
+            return None
+        return wait_for(settled, 120, f"{servers} servers holding every key's rows, with no shard moving")
+
+    def check_share(self, status, rank, replication):
+        """Server `rank` holds its share of the rows, 1/servers of all copies, to within two shard copies (the
+        primaries and the replica copies are each balanced to within one: a shard is the unit that moves)."""
+        up = {n["info"]["rank"]: int(n["rows_held"]) for n in status["nodes"]
+              if n["info"]["role"] == "SERVER" and not n["dead"]}
+        total = sum(up.values())
+        share, copy = total / len(up), total / replication / status["num_shards"]
+        print(f"\nrows held after the join: {up}; a share is {share:.0f}, a shard copy {copy:.0f}")
+        self.assertLessEqual(abs(up[rank] - share), 2 * copy, up)
+
+    def finish(self, run, proc, predictions):
+        """The job ends ok, and nothing was lost or applied twice."""
+        out, err = proc.communicate(timeout=300)
+        self.assertEqual(proc.returncode, 0, err)
+        self.assertNotIn("ended with", err)  # no daemon died
+        s = summary(run)
+        self.assertEqual(s["status"], "ok", s.get("error"))
+        self.assertEqual(s["audit_counts"], s["worker_steps"])
+        counts = [round(float(p) * 1000) for p in read(predictions).split()]
+        self.assertEqual(len(counts), ROWS)
+        self.assertEqual([(i + 1, c) for i, c in enumerate(counts) if c != self.EPOCHS][:10], [])
+        return s
+
+    def test_server_started_by_hand_joins_with_replicas(self):
+        config, run, proc, predictions = self.job("join-server", replication=2)
+        with open(os.path.join(run, "launch.json")) as f:
+            sets = json.load(f)["sets"]  # the launcher's settings: scheduler address, storage
+        log = os.path.join(self.dir, "joined-server.log")
+        argv = [os.path.join(BIN, "sparta-server"), "--config", config, "--join"]
+        for s in sets:
+            argv += ["--set", s]
+        with open(log, "w") as out:
+            joined = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs.append(joined)
+        status = self.wait_servers(run, 3, replication=2)
+        self.check_share(status, 2, replication=2)
+        self.assertEqual(joined.wait(timeout=300), 0, read(log)[-3000:])
+        self.finish(run, proc, predictions)
+        scheduler = read(os.path.join(run, "scheduler.log"))
+        self.assertIn("server-2", re.search(r".*joined the running job.*", scheduler).group(0))
+        self.assertIn("is whole here (new replica)", read(log))
+
+    def test_scale_up_then_down_through_the_launcher(self):
+        config, run, proc, predictions = self.job("scale-servers", replication=1)
+        up = ctl("scale", "--servers", "3", run=run)
+        self.assertEqual(up.returncode, 0, up.stderr)
+        self.assertIn("--join", up.stdout)
+        status = self.wait_servers(run, 3, replication=1)
+        self.check_share(status, 2, replication=1)
+        self.assertEqual(status["servers_wanted"], 3)
+        # Back to 2: the highest rank (the one just added) drains and exits 0.
+        down = ctl("scale", "--servers", "2", run=run)
+        self.assertEqual(down.returncode, 0, down.stderr)
+        self.assertIn("draining server-2", down.stdout)
+        self.finish(run, proc, predictions)
+        scheduler = read(os.path.join(run, "scheduler.log"))
+        self.assertIn("is drained: every shard it held has moved", scheduler)
+        self.assertLess(scheduler.index("is drained"), scheduler.index("all workers finished"))
+        self.assertIn("stopping:", read(os.path.join(run, "server-join-1.log")))
 
 
 class JoinTest(OnDemandJob):

@@ -359,6 +359,9 @@ class KubernetesManifestTest(ClusterTest):
             return subprocess.run(["/bin/sh", "-c", "printf '%s\\n' " + command.split("--rank", 1)[1]],
                                   env={**os.environ, **env}, capture_output=True, text=True).stdout.strip()
         self.assertEqual(rank_of(servers, {"HOSTNAME": "ctr-server-2"}), "2")
+        # kubectl scale statefulset: a pod past cluster.servers joins the running job under its ordinal.
+        self.assertIn(" --join ", servers["spec"]["template"]["spec"]["containers"][0]["command"][2])
+        self.assertEqual(resolved(servers, {"HOSTNAME": "ctr-server-7"})["cluster.host"], "10.9.8.7")
         self.assertEqual(rank_of(job, {"JOB_COMPLETION_INDEX": "1"}), "1")
 
         # cluster.coordination etcd: two schedulers (one leads, one stands

@@ -8,6 +8,7 @@
 #include "scheduler/job_coordinator.h"
 
 #include <algorithm>
+#include <functional>
 #include <map>
 #include <set>
 
@@ -190,6 +191,140 @@ TEST_CASE("a silent server: with replicas a new view without it, without them th
                         Catch::Contains("lost every copy") && Catch::Contains("replication_factor is 1"));
     CHECK(To(job.coordinator->TakeOutbox(), pb::ABORT) == std::set<std::string>{"s0", "w0"});
     CHECK(job.coordinator->BuildSummary().lost_shards_size() == 4);
+  }
+}
+
+// A server's heartbeat: the view it acts on, and the rows of each shard
+// (`rows` for those it holds, 0 else), none incomplete.
+pb::Header ServerHeartbeat(uint64_t view_epoch, const std::vector<uint64_t>& rows,
+                           const std::function<bool(uint32_t shard)>& holds) {
+  pb::Header h = Of(pb::HEARTBEAT);
+  h.mutable_server_stats()->set_view_epoch(view_epoch);
+  for (uint32_t s = 0; s < rows.size(); ++s) h.mutable_server_stats()->add_shard_rows(holds(s) ? rows[s] : 0);
+  return h;
+}
+
+TEST_CASE("a server that joins gets shards moved to it until it leads its share of the rows", "[job_coordinator]") {
+  Job job(/*servers=*/2, /*workers=*/1);
+  auto first = job.RegisterAll();
+  std::vector<uint32_t> owners(Find(first, pb::CLUSTER_VIEW)->view().shard_owner().begin(),
+                               Find(first, pb::CLUSTER_VIEW)->view().shard_owner().end());
+  // Server 0's shards hold 3x the rows of server 1's.
+  std::vector<uint64_t> rows(8);
+  for (uint32_t s = 0; s < 8; ++s) rows[s] = owners[s] == 0 ? 3000 : 1000;
+  job.Send("s0", ServerHeartbeat(1, rows, [&](uint32_t s) { return owners[s] == 0; }));
+  job.Send("s1", ServerHeartbeat(1, rows, [&](uint32_t s) { return owners[s] == 1; }));
+
+  pb::Header join = Of(pb::REGISTER);
+  join.mutable_node()->set_role(pb::SERVER);
+  join.mutable_node()->set_rank(-1);
+  join.mutable_node()->set_join(true);
+  auto joined = job.Send("s2", join);
+  const pb::Header* reply = Find(joined, pb::REGISTER_REPLY);
+  REQUIRE(reply != nullptr);
+  CHECK(reply->node().rank() == 2);  // one past cluster.servers
+  const pb::Header* placed = Find(joined, pb::CLUSTER_VIEW);
+  REQUIRE(placed != nullptr);
+  CHECK(placed->view().epoch() == 2);
+  // The copies it is to take join it as catching-up replicas first.
+  std::set<uint32_t> incoming;
+  for (uint32_t s = 0; s < 8; ++s) {
+    const auto& copies = placed->view().replicas(s);
+    for (int i = 0; i < copies.ranks_size(); ++i) {
+      if (copies.ranks(i) == 2) {
+        CHECK(copies.catching_up_from(i) == 2);
+        incoming.insert(s);
+      }
+    }
+    CHECK(placed->view().shard_owner(s) == owners[s]);  // no owner changes before the copy is whole
+  }
+  REQUIRE_FALSE(incoming.empty());
+  CHECK(job.coordinator->BuildStatus(job.t0).servers_wanted() == 3);  // a join by hand counts
+  CHECK(job.coordinator->BuildStatus(job.t0).shards_moving() == incoming.size());
+
+  // Whole at server 2: the primaries hand off (marked), say so, and switch.
+  auto marked = job.Send("s2", ServerHeartbeat(2, rows, [&](uint32_t s) { return incoming.count(s) > 0; }));
+  const pb::Header* handing = Find(marked, pb::CLUSTER_VIEW);
+  REQUIRE(handing != nullptr);
+  for (uint32_t s : incoming) CHECK(handing->view().replicas(s).handing_off());
+  for (uint32_t from : {0u, 1u}) {
+    pb::Header done = Of(pb::SHARDS_HANDED_OFF);
+    done.mutable_server_stats()->set_view_epoch(handing->view().epoch());
+    for (uint32_t s : incoming) {
+      if (owners[s] == from) done.mutable_server_stats()->add_handed_off(s);
+    }
+    job.Send(absl::StrCat("s", from), done);
+  }
+  // Its next heartbeat reports the rows of the shards it now leads.
+  job.Send("s2", ServerHeartbeat(4, rows, [&](uint32_t s) { return incoming.count(s) > 0; }));
+  const pb::ClusterStatus status = job.coordinator->BuildStatus(job.t0);
+  CHECK(status.shards_moving() == 0);
+  // 16000 rows over 3 servers: each leads within one big shard of a third.
+  std::map<uint32_t, uint64_t> held;
+  for (const auto& n : status.nodes()) {
+    if (n.info().role() == pb::SERVER) held[n.info().rank()] = n.rows_held();
+  }
+  REQUIRE(held.size() == 3);
+  for (const auto& [rank, rows_there] : held) {
+    CHECK(rows_there + 3000 >= 16000 / 3);
+    CHECK(rows_there <= 16000 / 3 + 3000);
+  }
+  CHECK(held[2] > 0);
+}
+
+TEST_CASE("a join and a scale need ack all; scale down drains the highest ranks", "[job_coordinator]") {
+  SECTION("storage.ack primary: refused, saying why") {
+    Config config = Job::Sized(2, 1);
+    config.storage.ack_mode = AckMode::kPrimary;
+    Job job(config);
+    job.RegisterAll();
+    pb::Header join = Of(pb::REGISTER);
+    join.mutable_node()->set_role(pb::SERVER);
+    join.mutable_node()->set_rank(-1);
+    join.mutable_node()->set_join(true);
+    auto refused = job.Send("s2", join);
+    REQUIRE(refused.size() == 1);
+    CHECK(refused[0].header.type() == pb::ABORT);
+    CHECK_THAT(refused[0].header.error(), Catch::Contains("storage.ack: all"));
+    pb::Header scale = Of(pb::SCALE_REQUEST);
+    scale.set_scale_servers(3);
+    auto answer = job.Send("ctl", scale);
+    REQUIRE(answer.size() == 1);
+    CHECK(answer[0].header.status() == static_cast<int>(absl::StatusCode::kFailedPrecondition));
+  }
+  SECTION("scale 3 -> 2 drains server-2; fewer than one copy's worth is refused") {
+    Job job(/*servers=*/3, /*workers=*/1);
+    job.RegisterAll();
+    pb::Header scale = Of(pb::SCALE_REQUEST);
+    scale.set_scale_servers(0);
+    auto zero = job.Send("ctl", scale);
+    REQUIRE(Find(zero, pb::RESPONSE) != nullptr);
+    CHECK(Find(zero, pb::RESPONSE)->status() == static_cast<int>(absl::StatusCode::kInvalidArgument));
+    scale.set_scale_servers(2);
+    auto down = job.Send("ctl", scale);
+    const pb::Header* answer = Find(down, pb::RESPONSE);
+    REQUIRE(answer != nullptr);
+    CHECK(answer->status() == 0);
+    CHECK_THAT(answer->error(), Catch::Contains("draining server-2"));
+    const pb::Header* view = Find(down, pb::CLUSTER_VIEW);
+    REQUIRE(view != nullptr);
+    int moving_from_2 = 0;
+    for (uint32_t s = 0; s < 8; ++s) {
+      if (view->view().shard_owner(s) != 2) continue;
+      ++moving_from_2;
+      CHECK(view->view().replicas(s).ranks_size() == 1);  // its new home, catching up
+    }
+    CHECK(moving_from_2 > 0);
+    const pb::ClusterStatus status = job.coordinator->BuildStatus(job.t0);
+    CHECK(status.servers_wanted() == 2);
+    CHECK(status.shards_moving() == static_cast<uint32_t>(moving_from_2));
+    // Scaling up again waits for servers started with --join.
+    scale.set_scale_servers(4);
+    auto up = job.Send("ctl", scale);
+    REQUIRE(Find(up, pb::RESPONSE) != nullptr);
+    CHECK(Find(up, pb::RESPONSE)->status() == 0);
+    CHECK_THAT(Find(up, pb::RESPONSE)->error(), Catch::Contains("--join"));
+    CHECK(job.coordinator->BuildStatus(job.t0).servers_wanted() == 4);
   }
 }
 

@@ -113,5 +113,39 @@ TEST_CASE("a restarted scheduler restores nodes as they were, the dead ones dead
   CHECK(DescribeNode(*fresh).rfind("server-1 (id ", 0) == 0);
 }
 
+TEST_CASE("a server that joins with no free rank grows the job by one; a restored one past the count too",
+          "[membership]") {
+  Membership m(2, 1);
+  const auto t0 = Clock::now();
+  REQUIRE(m.Add(Asking(pb::SERVER), "s0", t0).ok());
+  REQUIRE(m.Add(Asking(pb::SERVER), "s1", t0).ok());
+  // Without --join a full role refuses.
+  CHECK(m.Add(Asking(pb::SERVER), "x", t0).status().code() == absl::StatusCode::kResourceExhausted);
+  pb::NodeInfo joining = Asking(pb::SERVER);
+  joining.set_join(true);
+  auto joined = m.Add(joining, "s2", t0);
+  REQUIRE(joined.ok());
+  CHECK(joined->rank() == 2);
+  CHECK(m.expected(pb::SERVER) == 3);
+  CHECK(m.LiveServers() == std::vector<uint32_t>{0, 1, 2});
+  CHECK(m.expected(pb::WORKER) == 1);
+  // A pod of a scaled-up StatefulSet joins under its ordinal: the job grows to it.
+  pb::NodeInfo pod = Asking(pb::SERVER, 5);
+  pod.set_join(true);
+  auto ordinal = m.Add(pod, "s5", t0);
+  REQUIRE(ordinal.ok());
+  CHECK(ordinal->rank() == 5);
+  CHECK(m.expected(pb::SERVER) == 6);
+  CHECK(m.LiveServers() == std::vector<uint32_t>{0, 1, 2, 5});
+  // Without --join, past the count is still out of range.
+  CHECK(m.Add(Asking(pb::SERVER, 9), "s9", t0).status().code() == absl::StatusCode::kInvalidArgument);
+
+  // A restarted scheduler restores it: rank 2 is within the job again.
+  Membership restored(2, 1);
+  restored.Restore(*joined, "s2", /*dead=*/false, t0);
+  CHECK(restored.expected(pb::SERVER) == 3);
+  CHECK(restored.DescribeMissing() == "server ranks 0, 1; worker ranks 0");
+}
+
 }  // namespace
 }  // namespace sparta

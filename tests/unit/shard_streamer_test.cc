@@ -4,7 +4,8 @@
 // at most kChunkBytes, with never more than kWindowBytes posted and not yet
 // acknowledged; a cancelled stream, or one refused by a replica past its
 // view, ends with kCancelled; one the replica could not load ends with
-// kFailed (tried again later); and when the tries fall due.
+// kFailed (tried again later); and when the tries fall due. A table with
+// no rows in the shard still sends one empty part.
 #include "server/shard_streamer.h"
 #include "server/snapshot_retries.h"
 
@@ -138,6 +139,28 @@ TEST_CASE("a shard streams whole, as of its cut, within the window", "[shard_str
   // The window was what held the stream back.
   REQUIRE(peak > ShardStreamer::kWindowBytes - ShardStreamer::kChunkBytes);
   REQUIRE(streamer.totals().peak_unacknowledged_bytes <= ShardStreamer::kWindowBytes);
+}
+
+TEST_CASE("a table with no rows in the shard still sends one empty part, which names it", "[shard_streamer]") {
+  // A server that joined the job was never told of the tables the workers
+  // created at the start: the stream is how it learns of each.
+  Fixture f;
+  WriteRows(f.store.get(), 10, 0.0f);  // shards 4..6 only
+  ShardStreamer streamer(f.store.get(), &f.out);
+  streamer.Stream(f.Cut(/*peer=*/1, /*shard=*/7));
+  std::vector<SnapshotChunk> parts;
+  bool ended = false;
+  while (!ended) {
+    for (SnapshotChunk& chunk : Next(f.out)) {
+      ended |= chunk.kind == SnapshotChunk::Kind::kEnd;
+      if (chunk.kind == SnapshotChunk::Kind::kRows) parts.push_back(std::move(chunk));
+    }
+  }
+  REQUIRE(parts.size() == 1);
+  CHECK(parts[0].table == &f.table);
+  CHECK(parts[0].record == kRecord);
+  CHECK(parts[0].keys.empty());
+  CHECK(parts[0].rows.empty());
 }
 
 TEST_CASE("a cancelled or refused stream ends without its end mark", "[shard_streamer]") {
