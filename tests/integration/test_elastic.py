@@ -66,6 +66,20 @@ class OnDemandJob(ClusterTest):
                             model={"plugin": self.plugin}, worker={"max_inflight": 2, **worker},
                             log={"progress_interval": 0.05})
 
+    def finish_exactly(self, run, proc, predictions, epochs=EPOCHS):
+        """The launched job ends ok with no daemon dead, and nothing was lost or applied twice: the audit is
+        exact and every key is trained exactly `epochs` times. Returns the summary."""
+        out, err = proc.communicate(timeout=300)
+        self.assertEqual(proc.returncode, 0, err)
+        self.assertNotIn("ended with", err)  # no daemon died
+        s = summary(run)
+        self.assertEqual(s["status"], "ok", s.get("error"))
+        self.assertEqual(s["audit_counts"], s["worker_steps"])
+        counts = [round(float(p) * 1000) for p in read(predictions).split()]
+        self.assertEqual(len(counts), ROWS)
+        self.assertEqual([(i + 1, c) for i, c in enumerate(counts) if c != epochs][:10], [])
+        return s
+
     def check_counts(self, s, counts, split=SPLIT, epochs=EPOCHS):
         bound = unit_lines(self.data, split)
         self.assertEqual(len(counts), ROWS)
@@ -219,20 +233,12 @@ class ServerDrainTest(OnDemandJob):
             again = drain("server-2", run)
             self.assertNotEqual(again.returncode, 0)
             self.assertIn("storage.replication_factor", again.stderr)
-        out, err = proc.communicate(timeout=300)
-        self.assertEqual(proc.returncode, 0, err)
-        self.assertNotIn("ended with", err)  # no daemon died
-        s = summary(run)
-        self.assertEqual(s["status"], "ok", s.get("error"))
-        self.assertEqual(s["audit_counts"], s["worker_steps"])
+        self.finish_exactly(run, proc, predictions)
         scheduler = read(os.path.join(run, "scheduler.log"))
         self.assertIn("is drained: every shard it held has moved", scheduler)
         # Drained while the job trained, and it exited by itself.
         self.assertLess(scheduler.index("is drained"), scheduler.index("all workers finished"))
         self.assertIn("stopping:", read(os.path.join(run, "server-1.log")))
-        counts = [round(float(p) * 1000) for p in read(predictions).split()]
-        self.assertEqual(len(counts), ROWS)
-        self.assertEqual([(i + 1, c) for i, c in enumerate(counts) if c != EPOCHS][:10], [])
 
     def test_without_replicas(self):
         self.drain_server_mid_job(1)
@@ -288,19 +294,6 @@ class ServerJoinTest(OnDemandJob):
         print(f"\nrows held after the join: {up}; a share is {share:.0f}, a shard copy {copy:.0f}")
         self.assertLessEqual(abs(up[rank] - share), 2 * copy, up)
 
-    def finish(self, run, proc, predictions):
-        """The job ends ok, and nothing was lost or applied twice."""
-        out, err = proc.communicate(timeout=300)
-        self.assertEqual(proc.returncode, 0, err)
-        self.assertNotIn("ended with", err)  # no daemon died
-        s = summary(run)
-        self.assertEqual(s["status"], "ok", s.get("error"))
-        self.assertEqual(s["audit_counts"], s["worker_steps"])
-        counts = [round(float(p) * 1000) for p in read(predictions).split()]
-        self.assertEqual(len(counts), ROWS)
-        self.assertEqual([(i + 1, c) for i, c in enumerate(counts) if c != self.EPOCHS][:10], [])
-        return s
-
     def test_server_started_by_hand_joins_with_replicas(self):
         config, run, proc, predictions = self.job("join-server", replication=2)
         with open(os.path.join(run, "launch.json")) as f:
@@ -315,7 +308,7 @@ class ServerJoinTest(OnDemandJob):
         status = self.wait_servers(run, 3, replication=2)
         self.check_share(status, 2, replication=2)
         self.assertEqual(joined.wait(timeout=300), 0, read(log)[-3000:])
-        self.finish(run, proc, predictions)
+        self.finish_exactly(run, proc, predictions, self.EPOCHS)
         scheduler = read(os.path.join(run, "scheduler.log"))
         self.assertIn("server-2", re.search(r".*joined the running job.*", scheduler).group(0))
         self.assertIn("is whole here (new replica)", read(log))
@@ -332,7 +325,7 @@ class ServerJoinTest(OnDemandJob):
         down = ctl("scale", "--servers", "2", run=run)
         self.assertEqual(down.returncode, 0, down.stderr)
         self.assertIn("draining server-2", down.stdout)
-        self.finish(run, proc, predictions)
+        self.finish_exactly(run, proc, predictions, self.EPOCHS)
         scheduler = read(os.path.join(run, "scheduler.log"))
         self.assertIn("is drained: every shard it held has moved", scheduler)
         self.assertLess(scheduler.index("is drained"), scheduler.index("all workers finished"))
