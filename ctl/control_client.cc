@@ -81,13 +81,13 @@ absl::Status ControlClient::Drain(pb::Role role, int rank) {
   return ResponseStatus(Call(std::move(request)));
 }
 
-absl::StatusOr<std::string> ControlClient::Scale(uint32_t servers) {
+absl::StatusOr<ControlClient::ScaleAnswer> ControlClient::Scale(uint32_t servers) {
   pb::Header request;
   request.set_type(pb::SCALE_REQUEST);
   request.set_scale_servers(servers);
   auto reply = Call(std::move(request));
   if (auto st = ResponseStatus(reply); !st.ok()) return st;
-  return reply->error();  // with status 0: what happens next
+  return ScaleAnswer{reply->error(), reply->scale_servers()};  // with status 0, `error` says what happens next
 }
 
 }  // namespace sparta

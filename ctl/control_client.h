@@ -29,8 +29,13 @@ class ControlClient {
   // Node `role`-`rank` is to leave the job (sparta-ctl drain).
   absl::Status Drain(pb::Role role, int rank);
   // The job is to run on `servers` servers (sparta-ctl scale). Returns what
-  // the scheduler does about it, for the operator.
-  absl::StatusOr<std::string> Scale(uint32_t servers);
+  // the scheduler does about it, for the operator, and how many servers to
+  // start for it (with --join).
+  struct ScaleAnswer {
+    std::string what;
+    uint32_t to_start = 0;
+  };
+  absl::StatusOr<ScaleAnswer> Scale(uint32_t servers);
 
  private:
   // Sends a request with no payload and waits for the one reply.

@@ -149,17 +149,18 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (scale_cmd->parsed()) {
-    auto what = client.Scale(scale_servers);
-    if (!what.ok()) return Fail(what.status());
-    std::printf("scale to %u servers: %s\n", scale_servers, what->c_str());
+    auto answer = client.Scale(scale_servers);
+    if (!answer.ok()) return Fail(answer.status());
+    std::printf("scale to %u servers: %s\n", scale_servers, answer->what.c_str());
+    if (answer->to_start == 0) return 0;
     if (!where.run_dir.empty()) {
       // The launcher of the job watches this file and starts the servers
-      // (sparta-server --join) that are wanted and not running.
-      if (auto st = WriteScaleRequest(where.run_dir, scale_servers); !st.ok()) return Fail(st);
-      std::printf("the launcher of %s starts the servers that are missing\n", where.run_dir.c_str());
+      // (sparta-server --join).
+      if (auto st = WriteScaleRequest(where.run_dir, scale_servers, answer->to_start); !st.ok()) return Fail(st);
+      std::printf("the launcher of %s starts %u servers\n", where.run_dir.c_str(), answer->to_start);
     } else {
-      std::printf("start the missing servers with sparta-server --config JOB.yaml --join (on Kubernetes: kubectl "
-                  "scale statefulset sparta-server --replicas %u)\n", scale_servers);
+      std::printf("start %u servers with sparta-server --config JOB.yaml --join (on Kubernetes: kubectl scale "
+                  "statefulset NAME-server --replicas %u)\n", answer->to_start, scale_servers);
     }
     return 0;
   }

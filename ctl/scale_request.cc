@@ -1,5 +1,6 @@
 #include "ctl/scale_request.h"
 
+#include <chrono>
 #include <cstdio>
 #include <fstream>
 
@@ -7,12 +8,13 @@
 
 namespace sparta {
 
-absl::Status WriteScaleRequest(const std::string& run_dir, uint32_t servers) {
+absl::Status WriteScaleRequest(const std::string& run_dir, uint32_t servers, uint32_t start) {
   const std::string path = absl::StrCat(run_dir, "/scale.json");
   const std::string tmp = path + ".tmp";
   {
     std::ofstream out(tmp);
-    out << "{\"servers\": " << servers << "}\n";
+    const auto id = std::chrono::system_clock::now().time_since_epoch() / std::chrono::nanoseconds(1);
+    out << "{\"servers\": " << servers << ", \"start\": " << start << ", \"request\": " << id << "}\n";
     if (!out.flush()) return absl::UnavailableError(absl::StrCat("cannot write ", tmp));
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {

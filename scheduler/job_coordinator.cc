@@ -1090,6 +1090,8 @@ void JobCoordinator::OnScale(const std::string& routing_id, uint32_t wanted) {
   pb::Header reply;
   reply.set_type(pb::RESPONSE);
   reply.set_error(what);  // status 0: what happens next, for the operator
+  // Servers to start: counted here, where draining ones are known not to stay.
+  reply.set_scale_servers(static_cast<int>(wanted) > have ? wanted - have : 0);
   SendTo(routing_id, std::move(reply));
   AdvanceMoves();
 }

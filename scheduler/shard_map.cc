@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 
@@ -152,6 +153,17 @@ bool ShardMap::BeginMove(uint32_t shard, uint32_t from, uint32_t to, uint64_t ep
 
 int ShardMap::AdvanceMoves(uint64_t epoch) {
   int changed = 0;
+  // Hand-offs go in batches, one per server the shards move from, once all
+  // of its moving shards are whole at their targets, and not while another
+  // batch hands off. A worker's request that touches a handing-off shard
+  // waits until the switch, and a worker's batch touches nearly every
+  // shard: shards marked one after another as they became whole made one
+  // pause after another, and one long pause where they overlapped.
+  const bool handing_off_now = handing_off() > 0;
+  std::set<uint32_t> not_ready;  // servers whose moving primaries are not all whole yet
+  for (const auto& [s, move] : moves_) {
+    if (owner_[s] == move.from && catching_up_.count({s, move.to})) not_ready.insert(move.from);
+  }
   for (auto it = moves_.begin(); it != moves_.end();) {
     const uint32_t s = it->first;
     Move& move = it->second;
@@ -164,6 +176,10 @@ int ShardMap::AdvanceMoves(uint64_t epoch) {
       // A replica copy: the whole target takes its place at once.
       copies.erase(std::remove(copies.begin(), copies.end(), move.from), copies.end());
     } else if (move.handoff_epoch == 0) {
+      if (handing_off_now || not_ready.count(move.from)) {
+        ++it;
+        continue;
+      }
       // The primary parks the shard's requests until what it admitted is
       // applied everywhere (SHARDS_HANDED_OFF): nothing in flight crosses
       // the switch, so nothing is lost or applied twice.

@@ -77,6 +77,8 @@ class ShardMap {
   // Advances the moves whose target holds the shard whole: a moving replica
   // copy leaves, a moving primary starts handing off (at view `epoch`, the
   // next one), and a primary that has handed off gives way to the target.
+  // Hand-offs go in batches: a server's moving primaries start together,
+  // once all are whole at their targets, and not while a batch hands off.
   // Returns how many changed (each needs a new view).
   int AdvanceMoves(uint64_t epoch);
   // Server `rank`, at view `view_epoch`, has handed off `shards`. Returns

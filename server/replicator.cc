@@ -13,8 +13,13 @@
 namespace sparta {
 
 Replicator::Replicator(zmq::context_t* context, const ClusterConfig& cluster, uint32_t self_id, int self_rank,
-                       bool ack_all)
-    : context_(context), cluster_(cluster), self_id_(self_id), self_rank_(self_rank), ack_all_(ack_all) {}
+                       bool ack_all, size_t held_bytes_without_waiting)
+    : context_(context),
+      cluster_(cluster),
+      self_id_(self_id),
+      self_rank_(self_rank),
+      ack_all_(ack_all),
+      held_bytes_without_waiting_(held_bytes_without_waiting) {}
 
 void Replicator::UpdateView(const pb::ClusterView& view, const AckCallback& on_ack) {
   shards_ = ShardView(view);
@@ -43,7 +48,7 @@ void Replicator::UpdateView(const pb::ClusterView& view, const AckCallback& on_a
     std::vector<std::shared_ptr<Request>> released;
     for (auto it = awaiting_.begin(); it != awaiting_.end();) {
       if (std::get<0>(it->first) == dead) {
-        released.push_back(std::move(it->second));
+        released.push_back(std::move(it->second.request));
         awaiting_.erase(it++);
       } else {
         ++it;
@@ -93,35 +98,81 @@ int Replicator::Forward(const std::shared_ptr<Request>& request, uint64_t epoch,
     out.header.set_dim(in.dim());
     out.header.set_dtype(in.dtype());
     out.header.set_clock(in.clock());
-    if (ack_all_) {
-      awaiting_[{peer, in.sender(), in.seq()}] = request;
+    Peer& p = peers_[peer];
+    Outgoing held;
+    const bool split = SplitBlocked(p, &out, &held);
+    const bool now = out.header.num_keys() > 0;
+    // A held piece the push does not wait for, while few enough are held.
+    const bool catch_up =
+        split && held_bytes_ + TrafficCounters::FrameBytes(held.frames) <= held_bytes_without_waiting_;
+    if (catch_up) held.header.set_catch_up(true);
+    if (ack_all_ && (now || !catch_up)) {
+      awaiting_[{peer, in.sender(), in.seq()}] = Awaited{request, (now ? 1 : 0) + (split && !catch_up ? 1 : 0)};
+      held.awaited = split && !catch_up;
       ++acks;
-    } else if (peers_[peer].snapshots_pending > 0) {
-      // Held back for a new replica: the push waits until its forward goes
-      // out, which bounds what is held by the workers' windows.
-      peers_[peer].held_for.push_back(request);
+    } else if (split && !catch_up && !ack_all_) {
+      // Too much held: the push waits until its forward goes out.
+      held.waiter = request;
       ++acks;
     }
-    Send(peer, std::move(out));
+    if (now) SendNow(p, peer, out);
+    if (split) Hold(p, std::move(held));
   }
   return acks;
 }
 
-void Replicator::Send(uint32_t peer, Outgoing message) {
-  Peer& p = peers_[peer];
-  if (p.snapshots_pending > 0) {
-    held_bytes_ += TrafficCounters::FrameBytes(message.frames);
-    peak_held_bytes_ = std::max(peak_held_bytes_, held_bytes_);
-    p.held.push_back(std::move(message));
-    return;
+bool Replicator::SplitBlocked(const Peer& p, Outgoing* message, Outgoing* held) const {
+  if (p.streaming.empty() && p.held.empty()) return false;
+  std::vector<uint64_t> scratch;
+  const auto keys = FrameView<uint64_t>(message->frames[0], &scratch);
+  std::vector<uint32_t> go, wait;
+  for (uint32_t i = 0; i < keys.size(); ++i) (Blocked(p, shards_.shard_of(keys[i])) ? wait : go).push_back(i);
+  if (wait.empty()) return false;
+  const pb::Header& h = message->header;
+  const size_t row_bytes = size_t{h.dim()} * ValueBytes(h.dtype());
+  const bool counts = message->frames.size() > 2;
+  auto piece = [&](const std::vector<uint32_t>& positions) {
+    Outgoing out;
+    out.header = h;
+    out.header.set_num_keys(static_cast<uint32_t>(positions.size()));
+    out.frames.push_back(FrameFromVector(ShardView::Gather<uint64_t>(keys.data(), positions, 1)));
+    out.frames.push_back(FrameFromVector(ShardView::Gather<char>(message->frames[1].data(), positions, row_bytes)));
+    if (counts) out.frames.push_back(FrameFromVector(ShardView::Gather<uint32_t>(message->frames[2].data(), positions, 1)));
+    for (uint32_t i : positions) out.shards.push_back(shards_.shard_of(keys[i]));
+    std::sort(out.shards.begin(), out.shards.end());
+    out.shards.erase(std::unique(out.shards.begin(), out.shards.end()), out.shards.end());
+    return out;
+  };
+  *held = piece(wait);
+  held->waiter = std::move(message->waiter);
+  held->awaited = message->awaited;
+  if (go.empty()) {
+    message->header.set_num_keys(0);
+    message->frames.clear();
+  } else {
+    Outgoing now = piece(go);
+    now.shards.clear();
+    now.awaited = message->awaited;
+    *message = std::move(now);
   }
+  return true;
+}
+
+void Replicator::Hold(Peer& p, Outgoing message) {
+  held_bytes_ += TrafficCounters::FrameBytes(message.frames);
+  peak_held_bytes_ = std::max(peak_held_bytes_, held_bytes_);
+  for (uint32_t s : message.shards) ++p.held_shards[s];
+  p.held.push_back(std::move(message));
+}
+
+void Replicator::SendNow(Peer& p, uint32_t peer, Outgoing& message) {
   if (auto st = SendMessage(*p.socket, message.header, &message.frames); !st.ok()) {
     spdlog::warn("forward to server-{} not sent: {}", peer, st.message());
   }
 }
 
-void Replicator::HoldForSnapshot(uint32_t peer) {
-  if (peer < peers_.size() && peers_[peer].socket) ++peers_[peer].snapshots_pending;
+void Replicator::HoldForSnapshot(uint32_t peer, uint32_t shard) {
+  if (peer < peers_.size() && peers_[peer].socket) ++peers_[peer].streaming[shard];
 }
 
 void Replicator::SendSnapshot(uint32_t peer, pb::Header header, std::vector<zmq::message_t> frames) {
@@ -132,24 +183,50 @@ void Replicator::SendSnapshot(uint32_t peer, pb::Header header, std::vector<zmq:
   }
 }
 
-void Replicator::SnapshotDone(uint32_t peer, const AckCallback& on_ack) {
+void Replicator::SnapshotDone(uint32_t peer, uint32_t shard, const AckCallback& on_ack) {
   if (peer >= peers_.size() || !peers_[peer].socket) return;
   Peer& p = peers_[peer];
-  if (p.snapshots_pending > 0 && --p.snapshots_pending > 0) return;
+  if (auto it = p.streaming.find(shard); it != p.streaming.end() && --it->second <= 0) p.streaming.erase(it);
+  Flush(peer, on_ack);
+}
+
+void Replicator::Flush(uint32_t peer, const AckCallback& on_ack) {
+  Peer& p = peers_[peer];
   std::deque<Outgoing> held;
   held.swap(p.held);
+  p.held_shards.clear();
+  std::vector<std::shared_ptr<Request>> sent;
   for (auto& message : held) {
     held_bytes_ -= TrafficCounters::FrameBytes(message.frames);
-    Send(peer, std::move(message));
+    // What still waits on a stream, or behind a held piece of its shard,
+    // stays (in order); the rest goes now.
+    Outgoing rest;
+    const bool split = SplitBlocked(p, &message, &rest);
+    if (message.header.num_keys() > 0) {
+      SendNow(p, peer, message);
+      if (split && message.awaited) {
+        auto it = awaiting_.find(AckKey{peer, message.header.origin(), message.header.seq()});
+        if (it != awaiting_.end()) ++it->second.pieces;  // one piece more to answer
+      }
+    }
+    if (split) {
+      Hold(p, std::move(rest));
+    } else if (message.waiter) {
+      sent.push_back(std::move(message.waiter));
+    }
   }
-  Release(p, on_ack);
+  for (const auto& request : sent) on_ack(request, absl::OkStatus());
 }
 
 void Replicator::Release(Peer& peer, const AckCallback& on_ack) {
-  for (const auto& message : peer.held) held_bytes_ -= TrafficCounters::FrameBytes(message.frames);
-  peer.held.clear();
   std::vector<std::shared_ptr<Request>> waiting;
-  waiting.swap(peer.held_for);
+  for (auto& message : peer.held) {
+    held_bytes_ -= TrafficCounters::FrameBytes(message.frames);
+    if (message.waiter) waiting.push_back(std::move(message.waiter));
+  }
+  peer.held.clear();
+  peer.held_shards.clear();
+  peer.streaming.clear();
   for (const auto& request : waiting) on_ack(request, absl::OkStatus());
 }
 
@@ -175,9 +252,15 @@ void Replicator::ReceiveAcks(const AckCallback& on_ack,
         continue;
       }
       if (h.type() != pb::RESPONSE) continue;
+      if (h.catch_up()) {
+        // No push waits for it; a refusal means the replica left the shard.
+        if (h.status() != 0) spdlog::debug("server-{} refused a held forward: {}", rank, h.error());
+        continue;
+      }
       auto it = awaiting_.find(AckKey{rank, h.origin(), h.seq()});
       if (it == awaiting_.end()) continue;  // ack "primary", or already released
-      std::shared_ptr<Request> request = std::move(it->second);
+      if (h.status() == 0 && --it->second.pieces > 0) continue;  // more pieces of it to answer
+      std::shared_ptr<Request> request = std::move(it->second.request);
       awaiting_.erase(it);
       on_ack(request, h.status() == 0 ? absl::OkStatus()
                                       : absl::Status(static_cast<absl::StatusCode>(h.status()),

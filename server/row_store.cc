@@ -167,6 +167,13 @@ void RowBatch::Delete(rocksdb::ColumnFamilyHandle* column, uint32_t shard, uint6
   batch_.Delete(column, rocksdb::Slice(key_, sizeof(key_)));
 }
 
+void RowBatch::DeleteShard(rocksdb::ColumnFamilyHandle* column, uint32_t shard) {
+  char begin[12], end[12];
+  EncodeRowKey(shard, 0, begin);
+  EncodeRowKey(shard + 1, 0, end);  // shards are < 2^20: no overflow
+  batch_.DeleteRange(column, rocksdb::Slice(begin, sizeof(begin)), rocksdb::Slice(end, sizeof(end)));
+}
+
 absl::StatusOr<std::unique_ptr<RowStore>> RowStore::Open(const std::string& dir, bool wal, bool fresh,
                                                          uint64_t cold_tier_bytes) {
   rocksdb::Options options = StoreOptions();

@@ -49,6 +49,8 @@ class RowBatch {
   void Put(rocksdb::ColumnFamilyHandle* column, uint32_t shard, uint64_t key, const float* row, uint32_t floats,
            const uint32_t* stamp = nullptr);
   void Delete(rocksdb::ColumnFamilyHandle* column, uint32_t shard, uint64_t key);
+  // Every row of `shard` in `column` (one key range: see RowKey).
+  void DeleteShard(rocksdb::ColumnFamilyHandle* column, uint32_t shard);
   size_t count() const { return static_cast<size_t>(batch_.Count()); }
   rocksdb::WriteBatch* batch() { return &batch_; }
 

@@ -199,6 +199,7 @@ absl::Status Server::Run() {
       if (!fatal_.ok()) break;
     }
     if (items[3].revents & ZMQ_POLLIN) SendSnapshots();
+    ReportWholeShards();
     // Also for updates acknowledged before they are logged (bsp step sums).
     if (store_ != nullptr && !storage_failed_ && store_->wal_failed()) (void)ReportStorageFailure();
     if (metrics_.PublishDue()) PublishMetrics();
@@ -492,9 +493,21 @@ void Server::OnNewView(const pb::ClusterView& view) {
   }
   ReportHandoffs();
   streamer_->Cancel([&](uint32_t peer, uint32_t shard) { return !StreamStillWanted(shards_, me, peer, shard); });
-  for (const auto& [shard, replica] : change.snapshots) {
-    replicator_->HoldForSnapshot(replica);
-    SnapshotShard(shard, replica);
+  snapshot_queue_.insert(snapshot_queue_.end(), change.snapshots.begin(), change.snapshots.end());
+  StartSnapshots();
+  for (uint32_t shard : change.dropped) {
+    // In order behind every request for it that was routed here before.
+    ShardTask task;
+    task.control = [this, shard] {
+      if (auto st = executors_[shard % executors_.size()]->DropShard(shard); !st.ok()) {
+        spdlog::error("dropping the rows of shard {}, which moved away: {}", shard, st.message());
+      }
+    };
+    executors_[shard % executors_.size()]->Submit(std::move(task));
+  }
+  if (!change.dropped.empty()) {
+    spdlog::info("cluster view epoch {}: {} shards moved away; their rows here are dropped", epoch_,
+                 change.dropped.size());
   }
   // Set before the heartbeats report the view.
   for (uint32_t shard : change.incomplete) incomplete_[shard].store(true);
@@ -505,10 +518,23 @@ void Server::OnNewView(const pb::ClusterView& view) {
   for (Message& message : ahead) HandleRequest(std::move(message));  // newer ones wait again, in order
 }
 
+void Server::StartSnapshots() {
+  const uint32_t me = static_cast<uint32_t>(rank_);
+  while (snapshots_running_ < kConcurrentSnapshots && !snapshot_queue_.empty()) {
+    const auto [shard, peer] = snapshot_queue_.front();
+    snapshot_queue_.pop_front();
+    if (!StreamStillWanted(shards_, me, peer, shard)) continue;
+    SnapshotShard(shard, peer);
+  }
+}
+
 void Server::SnapshotShard(uint32_t shard, uint32_t peer) {
+  ++snapshots_running_;
+  replicator_->HoldForSnapshot(peer, shard);
   // The cut runs on the shard's executor, in order with the pushes routed
-  // before this view: it is exactly what the new replica lacks. The rows
-  // then stream from it in bounded parts (server/shard_streamer.h).
+  // before now, whose forwards went out as they came; those routed from now
+  // on wait in the replicator until the stream ends. The rows then stream
+  // from the cut in bounded parts (server/shard_streamer.h).
   const size_t threads = executors_.size();
   ShardExecutor* executor = executors_[shard % threads].get();
   std::vector<const TableEntry*> tables;
@@ -549,25 +575,33 @@ void Server::SendSnapshots() {
         // The replica no longer takes this shard from here: what was held
         // back for it goes on.
         spdlog::warn("stopped streaming shard {} to server-{}", chunk.shard, chunk.peer);
-        replicator_->SnapshotDone(chunk.peer, on_replica_ack_);
+        replicator_->SnapshotDone(chunk.peer, chunk.shard, on_replica_ack_);
+        --snapshots_running_;
+        StartSnapshots();
         continue;
       case SnapshotChunk::Kind::kFailed: {
         // What was held back goes on (the next try's cut includes it), and
         // the shard goes again later: else the replica would wait for good.
-        replicator_->SnapshotDone(chunk.peer, on_replica_ack_);
+        replicator_->SnapshotDone(chunk.peer, chunk.shard, on_replica_ack_);
         const auto delay = snapshot_retries_.Failed(chunk.shard, chunk.peer, SnapshotRetries::Clock::now());
         spdlog::warn("streaming shard {} to server-{} failed; trying again in {} s", chunk.shard, chunk.peer,
                      std::chrono::duration_cast<std::chrono::seconds>(delay).count());
+        --snapshots_running_;
+        StartSnapshots();
         continue;
       }
       case SnapshotChunk::Kind::kEnd:
-        // The shard is whole at the replica once what came before is
-        // loaded; the forwards held back for it follow.
+        // The forwards held back for the shard go first, then the mark: the
+        // replica applies them behind the rows and before it counts the
+        // shard whole, so a whole copy lacks none of them (pushes did not
+        // wait for them: see Replicator).
+        replicator_->SnapshotDone(chunk.peer, chunk.shard, on_replica_ack_);
         h.set_last(true);
         h.set_dim(1);
         replicator_->SendSnapshot(chunk.peer, std::move(h), std::move(frames));
-        replicator_->SnapshotDone(chunk.peer, on_replica_ack_);
         snapshot_retries_.Succeeded(chunk.shard, chunk.peer);
+        --snapshots_running_;
+        StartSnapshots();
         continue;
       case SnapshotChunk::Kind::kAdmission:
         h.set_dim(1);
@@ -596,7 +630,6 @@ void Server::RetrySnapshots() {
       continue;
     }
     spdlog::info("streaming shard {} to server-{} again", shard, peer);
-    replicator_->HoldForSnapshot(peer);
     SnapshotShard(shard, peer);
   }
 }
@@ -619,6 +652,7 @@ void Server::LoadSnapshot(Message message) {
       ShardTask task;
       task.control = [this, shard] {
         incomplete_[shard].store(false);
+        whole_news_.store(true, std::memory_order_release);
         spdlog::info("shard {} is whole here (new replica)", shard);
       };
       executors_[shard % executors_.size()]->Submit(std::move(task));
@@ -674,6 +708,29 @@ void Server::AckSnapshot(const Message& part, const absl::Status& status) {
   }
 }
 
+void Server::PublishShardRows() {
+  for (uint32_t s = 0; s < num_shards_; ++s) {
+    published_shard_rows_[s].store(executors_[s % executors_.size()]->shard_rows(s), std::memory_order_relaxed);
+  }
+}
+
+void Server::ReportWholeShards() {
+  // A move advances on the scheduler's next look at this server: told now,
+  // not at the next heartbeat, a drain or join ends sooner. At most every
+  // 50 ms: shards that become whole together switch together (each switch
+  // is two views and a short pause of the requests for those shards).
+  if (!whole_news_.load(std::memory_order_acquire)) return;
+  const auto now = std::chrono::steady_clock::now();
+  if (now - last_whole_report_ < std::chrono::milliseconds(50)) return;
+  whole_news_.store(false, std::memory_order_relaxed);
+  last_whole_report_ = now;
+  PublishShardRows();  // the rows that came: a join balances by them
+  pb::Header h;
+  h.set_type(pb::HEARTBEAT);
+  FillHeartbeat(&h);
+  scheduler_->Send(std::move(h));
+}
+
 void Server::FillHeartbeat(pb::Header* h) {
   // Runs on the scheduler client's thread, which starts before the view
   // (and so the per-shard arrays) exists.
@@ -723,6 +780,7 @@ void Server::Reply(const Message& request, absl::Status status, std::vector<floa
   h.set_type(pb::RESPONSE);
   h.set_seq(request.header.seq());
   h.set_origin(request.header.origin());
+  h.set_catch_up(request.header.catch_up());
   h.set_epoch(epoch_);
   h.set_table(request.header.table());
   h.set_status(static_cast<int32_t>(status.code()));
@@ -775,9 +833,7 @@ void Server::PublishMetrics() {
               static_cast<double>(e->queue_depth()), {{"executor", std::to_string(e->index())}});
   }
   published_rows_.store(rows, std::memory_order_relaxed);
-  for (uint32_t s = 0; s < num_shards_; ++s) {
-    published_shard_rows_[s].store(executors_[s % executors_.size()]->shard_rows(s), std::memory_order_relaxed);
-  }
+  PublishShardRows();
   out.Gauge("sparta_table_rows", "Parameter rows this server holds (all tables, primary and replica).",
             static_cast<double>(rows));
   int primaries = 0, replicas = 0;

@@ -17,6 +17,7 @@
 #define SPARTA_SERVER_SERVER_H_
 
 #include <atomic>
+#include <chrono>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -80,7 +81,18 @@ class Server {
   void ReleaseParked();
   void SettleInFlight(const Request& request);
   void ReportHandoffs();
+  // Starts a stream: its forwards wait from here (Replicator), and the cut
+  // is queued on the shard's executor behind what was routed before.
   void SnapshotShard(uint32_t shard, uint32_t peer);
+  // Starts the queued streams still wanted, kConcurrentSnapshots at a time.
+  // A view that moves many shards queues them all; cut at once, their
+  // cuts (each writes the shard's changed rows to the store) held the
+  // executors for as long as a million rows take to write, and training
+  // with them. Until its stream starts, a shard's forwards go to the new
+  // copy as they come: its cut, taken later, holds them too, and its rows
+  // then replace what they made there.
+  void StartSnapshots();
+  static constexpr int kConcurrentSnapshots = 2;
   void SendSnapshots();
   // Streams again the shards whose stream broke and whose try is due.
   void RetrySnapshots();
@@ -88,6 +100,10 @@ class Server {
   // Tells a primary that a part of a shard is loaded here, or refused.
   void AckSnapshot(const Message& part, const absl::Status& status);
   void FillHeartbeat(pb::Header* h);
+  // Reports (as a heartbeat) that shards became whole here, if any did.
+  void ReportWholeShards();
+  // The executors' rows per shard, for heartbeats.
+  void PublishShardRows();
   void Route(std::shared_ptr<Request> request);
   // Requests of at most this many row floats run on the I/O thread when
   // their executor is idle (ShardExecutor::TryRunHere): 64K floats take
@@ -137,6 +153,8 @@ class Server {
   // Parts of shards on their way to new replicas, from the streamer.
   Mailbox<SnapshotChunk> snapshots_;
   SnapshotRetries snapshot_retries_;
+  std::deque<std::pair<uint32_t, uint32_t>> snapshot_queue_;  // (shard, replica) not started yet
+  int snapshots_running_ = 0;  // started and not ended (their end chunk not sent)
   absl::Status fatal_;  // set when this server must stop serving
   bool storage_failed_ = false;  // the scheduler has been told the log failed
   TableRegistry tables_;
@@ -144,6 +162,8 @@ class Server {
   // Made in Run(); after store_ and snapshots_, which it uses.
   std::unique_ptr<ShardStreamer> streamer_;
   SchedulerClient* scheduler_ = nullptr;
+  std::atomic<bool> whole_news_{false};  // a shard became whole since the last report (executor threads set it)
+  std::chrono::steady_clock::time_point last_whole_report_;  // I/O thread
   Mailbox<pb::Header> control_;  // from the scheduler client's thread
   DuplicateFilter duplicates_;
   Mailbox<std::shared_ptr<Request>> done_;

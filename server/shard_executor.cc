@@ -278,6 +278,29 @@ void ShardExecutor::LoadRow(const TableEntry& table, uint32_t shard, uint64_t ke
   KeepToBudget();
 }
 
+absl::Status ShardExecutor::DropShard(uint32_t shard) {
+  auto& tables = shards_[shard / count_];
+  for (auto& owned : tables) {
+    if (!owned) continue;
+    TableShard* s = owned.get();
+    TableTierStats& stats = tier_[s->table_id()];
+    const size_t cold = s->cold_rows(), rows = s->rows();
+    Bump(stats.hot_rows, -static_cast<int64_t>(rows - cold));
+    Bump(stats.cold_rows, -static_cast<int64_t>(cold));
+    CountRows(*s, -static_cast<int64_t>(rows));
+    if (store_ != nullptr) {
+      if (rocksdb::ColumnFamilyHandle* column = store_->column(s->table_id())) batch_.DeleteShard(column, shard);
+    }
+    all_shards_.erase(std::remove(all_shards_.begin(), all_shards_.end(), s), all_shards_.end());
+    owned.reset();
+  }
+  CountSideBytes();
+  if (batch_.count() == 0) return absl::OkStatus();
+  absl::Status st = store_->Write(&batch_);
+  if (!st.ok()) Fail(st);  // stale rows left in the cold tier could come back: every request fails
+  return st;
+}
+
 absl::Status ShardExecutor::CutShard(const std::vector<const TableEntry*>& tables, size_t max_chunk_bytes,
                                      ShardCut* cut) {
   for (const TableEntry* table : tables) {
@@ -290,9 +313,14 @@ absl::Status ShardExecutor::CutShard(const std::vector<const TableEntry*>& table
       cut->copied.push_back(std::move(chunk));
     }
     const uint32_t stride = s.stride(), record = s.record_floats();
-    if (store_ != nullptr) {
-      // The store then holds every row that differs from its key's initial
+    const size_t copy_bytes = s.rows() * (record * sizeof(float) + sizeof(uint64_t));
+    if (store_ != nullptr && (s.cold_rows() > 0 || copy_bytes > 16 * max_chunk_bytes)) {
+      // Some rows are only in the store, or the shard is big: the store is
+      // brought up to date and the rows read from a snapshot, a chunk at a
+      // time. It then holds every row that differs from its key's initial
       // values (a row only pulled is made again, identical, by the replica).
+      // A small shard of hot rows is copied from DRAM instead, which spares
+      // writing it to the store and reading it back.
       rocksdb::ColumnFamilyHandle* column = store_->column(table->spec.id());
       if (column == nullptr) return absl::InternalError("a table without a column family");
       s.Persist(column, &batch_);
@@ -300,7 +328,7 @@ absl::Status ShardExecutor::CutShard(const std::vector<const TableEntry*>& table
       cut->tables.push_back({table, record});
       continue;
     }
-    // No store: every row is hot, and copied now.
+    // Every row is hot, and copied now.
     const size_t max_rows = std::max<size_t>(1, max_chunk_bytes / (record * sizeof(float) + sizeof(uint64_t)));
     SnapshotChunk chunk;
     s.ForEach([&](uint64_t key, uint32_t slot) {
@@ -325,7 +353,7 @@ absl::Status ShardExecutor::CutShard(const std::vector<const TableEntry*>& table
       cut->copied.push_back(std::move(chunk));
     }
   }
-  if (store_ != nullptr) cut->snapshot = store_->TakeSnapshot();
+  if (!cut->tables.empty()) cut->snapshot = store_->TakeSnapshot();
   return absl::OkStatus();
 }
 

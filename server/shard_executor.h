@@ -125,10 +125,16 @@ class ShardExecutor {
 
   // Executor thread (from a control task): takes `cut->shard` of `tables`
   // as it is now, for a new replica (server/shard_snapshot.h): copies the
-  // tables' admission counters, writes the shard's changed rows to the
-  // store and snapshots it, or, without a store, copies the rows into
-  // chunks of at most `max_chunk_bytes`.
+  // tables' admission counters, and either copies the rows into chunks of
+  // at most `max_chunk_bytes` (no store, or a shard of at most 16 chunks
+  // whose rows are all hot) or writes the shard's changed rows to the store
+  // and snapshots it (the streamer reads them from there a chunk at a time).
   absl::Status CutShard(const std::vector<const TableEntry*>& tables, size_t max_chunk_bytes, ShardCut* cut);
+  // Executor thread (from a control task): forgets every row of `shard`
+  // (its copy moved to another server), in DRAM and in the store, and what
+  // it counted for admission. A shard that comes back starts empty and is
+  // streamed in whole.
+  absl::Status DropShard(uint32_t shard);
   // Sets `shard`'s admission counters of `table` to a primary's; false if
   // they are not the size this server's are.
   bool LoadAdmission(const TableEntry& table, uint32_t shard, std::span<const uint8_t> counters);

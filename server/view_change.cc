@@ -19,6 +19,7 @@ ViewChange PlanViewChange(const ShardView& before, const pb::ClusterView& view, 
       }
     }
     if (after.IsReplica(s, me) && !held_before(s, me)) change.incomplete.push_back(s);
+    if (held_before(s, me) && !after.Holds(s, me)) change.dropped.push_back(s);
   }
   return change;
 }

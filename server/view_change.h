@@ -11,6 +11,8 @@
 //     its primary's stream is in.
 //   - A stream it is sending stops when the shard is no longer its to lead
 //     or the peer no longer replicates it (StreamStillWanted).
+//   - A shard it held and holds no more has moved away: its rows are
+//     dropped, so that a join frees the memory it was added for.
 //
 // The server applies the plan in that order: the plan is computed before
 // the new view is adopted, so that "before" is still at hand. A plain value;
@@ -32,6 +34,9 @@ struct ViewChange {
   uint32_t promoted = 0;  // shards this server leads now and did not before
   std::vector<std::pair<uint32_t, uint32_t>> snapshots;  // (shard, replica) to stream, in shard order
   std::vector<uint32_t> incomplete;  // shards this server now replicates and must receive first
+  // Shards this server held (led or replicated) and holds no more: their
+  // copy moved to another server (a drain, a join), so its rows go.
+  std::vector<uint32_t> dropped;
 };
 
 // `before`: the view the server had (an empty ShardView at the first view);

@@ -1,5 +1,7 @@
 #include "worker/progress_window.h"
 
+#include <algorithm>
+
 #include "common/logging.h"
 #include "worker/eval_metrics.h"
 
@@ -28,6 +30,8 @@ void ProgressWindow::AddBatch(const Batch& batch, double loss, std::span<const f
   window_loss_ += loss;
   window_examples_ += batch.size;
   const auto now = Clock::now();
+  window_longest_ = std::max(window_longest_, std::chrono::duration<double>(now - last_batch_).count());
+  last_batch_ = now;
   const double since = std::chrono::duration<double>(now - last_).count();
   if (!log_ || since < config_.log.progress_interval) return;
   const double elapsed = std::chrono::duration<double>(now - start_).count();
@@ -40,6 +44,7 @@ void ProgressWindow::AddBatch(const Batch& batch, double loss, std::span<const f
   w.done_fraction = done;
   w.eta_seconds = done > 0 ? elapsed * (1 - done) / done : 0.0;
   w.network_wait_share = (network_wait_seconds - window_wait_start_) / since;
+  w.longest_step_seconds = window_longest_;
   spdlog::info("epoch {}/{} | {} examples | {:.0f} ex/s | loss {:.5f} | AUC {:.4f} | {:.1f}% | ETA {:.0f} s", w.epoch,
                config_.data.epochs, examples, w.examples_per_sec, w.loss, w.auc, 100 * done, w.eta_seconds);
   if (progress_ != nullptr) progress_->Record(w);
@@ -49,6 +54,7 @@ void ProgressWindow::AddBatch(const Batch& batch, double loss, std::span<const f
   window_probs_.clear();
   window_labels_.clear();
   window_wait_start_ = network_wait_seconds;
+  window_longest_ = 0;
 }
 
 }  // namespace sparta

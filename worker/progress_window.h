@@ -47,6 +47,8 @@ class ProgressWindow {
   const double total_bytes_;
   const Clock::time_point start_ = Clock::now();
   Clock::time_point last_ = start_;
+  Clock::time_point last_batch_ = start_;
+  double window_longest_ = 0;  // seconds: the longest gap between two batches in the window
   int epoch_ = -1;
   double epoch_loss_ = 0, window_loss_ = 0;
   uint64_t epoch_examples_ = 0, window_examples_ = 0;

@@ -22,7 +22,8 @@ absl::Status TrainingProgress::OpenCsv(const std::string& path) {
   csv_.open(path, std::ios::app);
   if (!csv_) return absl::UnavailableError(absl::StrCat("log.metrics_dir: cannot write '", path, "'"));
   if (fresh) {
-    csv_ << "unix_time,elapsed_s,epoch,examples,steps,examples_per_sec,loss,auc,eta_s,done,network_wait\n";
+    csv_ << "unix_time,elapsed_s,epoch,examples,steps,examples_per_sec,loss,auc,eta_s,done,network_wait,"
+            "longest_step_s\n";
   }
   start_unix_ = UnixNow();
   return absl::OkStatus();
@@ -33,9 +34,10 @@ void TrainingProgress::Record(const Window& window) {
   last_ = window;
   if (!csv_.is_open()) return;
   const double now = UnixNow();
-  csv_ << absl::StrFormat("%.3f,%.3f,%u,%u,%u,%.1f,%.6f,%.6f,%.1f,%.4f,%.4f\n", now, now - start_unix_, window.epoch,
+  csv_ << absl::StrFormat("%.3f,%.3f,%u,%u,%u,%.1f,%.6f,%.6f,%.1f,%.4f,%.4f,%.4f\n", now, now - start_unix_, window.epoch,
                           examples_.load(), steps_.load(), window.examples_per_sec, window.loss, window.auc,
-                          window.eta_seconds, window.done_fraction, window.network_wait_share);
+                          window.eta_seconds, window.done_fraction, window.network_wait_share,
+                          window.longest_step_seconds);
   csv_.flush();  // a plot of a running job reads it
 }
 

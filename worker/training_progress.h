@@ -31,6 +31,10 @@ class TrainingProgress {
     double eta_seconds = 0;
     double done_fraction = 0;
     double network_wait_share = 0;
+    // The longest time between two of the logging thread's batches in the
+    // window: a stall (a shard handing off, a failover) shows here, where
+    // the window's mean hides it.
+    double longest_step_seconds = 0;
   };
 
   // Appends rows to `path` (the header first if it is new).

@@ -8,12 +8,23 @@
   2, 3 and 5 s (cluster.heartbeat_timeout), also as a fraction of the lease;
 - worker kill-to-resume with data.assignment on_demand: kill -9 of a worker
   until its work units are back in the pool and until the fresh worker the
-  launcher starts under its rank trains again.
+  launcher starts under its rank trains again;
+- live shard moves: a job of 2 servers whose sparse table holds 2M rows (and,
+  without --quick, 20M), training a counting model (one key per example):
+  sparta-ctl drain server-1 (its half of the rows moves to server-0), then
+  sparta-ctl scale --servers 2 (a server joins and gets half back). The time
+  each takes per 1M rows moved (target: under 2 s); how long each batch of
+  hand-offs kept its shards' requests waiting (from the view that marked it
+  to the one that switched it); and the longest step of the workers while
+  shards move (each worker's CSV records its longest gap between two
+  batches per progress line) against the 100 ms target and the longest step
+  before the moves, measured in the same run; with --chart PNG, the
+  workers' throughput over time with the moves marked.
 
 Every job must end ok with an exact audit (worker.audit, or every key trained
 `epochs` times) for its figures to count.
 
-  elastic_bench.py TRAIN TEST JSON_OUT [--quick]
+  elastic_bench.py TRAIN TEST JSON_OUT [--quick] [--chart PNG]
 """
 
 import datetime
@@ -30,6 +41,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 LAUNCHER = os.path.join(ROOT, "scripts", "sparta")
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 from harness import read, run_etcd, wait_for  # noqa: E402  (as the tests do it)
+from test_durability import build_counter_plugin  # noqa: E402
 STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3})")
 
 
@@ -43,6 +55,154 @@ def first_line_time(path, text, after=0.0):
     return None
 
 
+def ctl(*args, run):
+    return subprocess.run([os.path.join(os.environ.get("SPARTA_BIN", os.path.join(ROOT, "build", "bin")), "sparta-ctl"),
+                           *args, "--run", run], capture_output=True, text=True, timeout=60)
+
+
+def status(run):
+    got = ctl("status", "--json", run=run)
+    return json.loads(got.stdout) if got.returncode == 0 else None
+
+
+def servers_up(s):
+    return [n for n in s["nodes"] if n["info"]["role"] == "SERVER" and not n["dead"]]
+
+
+def handoff_pauses(scheduler_log, after):
+    """Seconds each batch of hand-offs took, from the view that marked it to the one that switched it: what a
+    request touching those shards waits at most (the scheduler logs each advance with the count handing off)."""
+    pauses, started = [], None
+    advance = re.compile(r"shard moves advanced; \d+ still moving, (\d+) of them handing off")
+    for line in read(scheduler_log).splitlines():
+        m, stamp = advance.search(line), STAMP.match(line)
+        if not m or not stamp:
+            continue
+        t = datetime.datetime.strptime(stamp.group(1), "%Y-%m-%d %H:%M:%S.%f").timestamp()
+        if t < after:
+            continue
+        if int(m.group(1)) > 0 and started is None:
+            started = t
+        elif int(m.group(1)) == 0 and started is not None:
+            pauses.append(t - started)
+            started = None
+    return pauses
+
+
+def worker_rows(run):
+    """(unix_time, examples_per_sec, longest_step_s) of every progress line of every worker."""
+    rows = []
+    for name in sorted(os.listdir(run)):
+        if name.startswith("worker-") and name.endswith(".csv"):
+            lines = read(os.path.join(run, name)).splitlines()
+            header = lines[0].split(",")
+            for line in lines[1:]:
+                r = dict(zip(header, line.split(",")))
+                rows.append((float(r["unix_time"]), float(r["examples_per_sec"]), float(r["longest_step_s"]), name))
+    return rows
+
+
+def move_bench(tmp, keys, add, chart):
+    """A job on keys 1..`keys` (one row each) and 2 servers: drain server-1, then scale back to 2 servers."""
+    plugin = build_counter_plugin(tmp)
+    data = os.path.join(tmp, f"keys{keys}.svm")
+    with open(data, "w") as f:
+        for start in range(1, keys + 1, 100000):
+            f.write("".join(f"1 {i}:1\n" for i in range(start, min(keys, start + 99999) + 1)))
+    test = os.path.join(tmp, "keys-test.svm")
+    with open(test, "w") as f:
+        f.write("".join(f"1 {i}:1\n" for i in range(1, 1001)))
+    cfg = os.path.join(tmp, f"moves{keys}.yaml")
+    with open(cfg, "w") as f:
+        f.write(f"""cluster: {{scheduler: "127.0.0.1:0", servers: 2, workers: 2, heartbeat_interval: 0.2}}
+server: {{threads: 1}}
+data: {{train: "{data}", test: "{test}", format: libsvm, batch_size: 1000, epochs: {8 if keys <= 2000000 else 4}}}
+model: {{plugin: "{plugin}"}}
+worker: {{audit: 1}}
+log: {{progress_interval: 0.1}}
+""")
+    run = os.path.join(tmp, f"moves{keys}")
+    proc = launch(cfg, run, [])
+    million = f"{keys // 2 // 1000000}M" if keys >= 2000000 else f"{keys // 2 // 1000}k"
+    try:
+        # Every key has its row (the first epoch is done).
+        wait_for(lambda: (s := status(run)) and sum(int(n["rows_held"]) for n in servers_up(s)) >= keys, 1800,
+                 "every key's row")
+        before = status(run)
+        moving = next(int(n["rows_held"]) for n in servers_up(before) if n["info"]["rank"] == 1)
+        drain_at = time.time()
+        got = ctl("drain", "server-1", run=run)
+        assert got.returncode == 0, got.stderr
+        wait_for(lambda: first_line_time(os.path.join(run, "scheduler.log"), "is drained", drain_at), 600, "the drain")
+        drained_at = first_line_time(os.path.join(run, "scheduler.log"), "is drained", drain_at)
+        # Back to 2 servers: the launcher starts one (--join); half the rows move to it.
+        join_at = time.time()
+        got = ctl("scale", "--servers", "2", run=run)
+        assert got.returncode == 0, got.stderr
+        wait_for(lambda: (s := status(run)) and len(servers_up(s)) == 2 and s["shards_moving"] == 0
+                 and all(int(n["rows_held"]) > 0 for n in servers_up(s)), 600, "the join's moves")
+        joined_at = time.time()  # an upper bound: status is polled
+        after = status(run)
+        joined = next(int(n["rows_held"]) for n in servers_up(after) if n["info"]["rank"] != 0)  # a free rank: 1
+        proc.wait(timeout=1800)  # the job ends by itself: its audit says whether anything was lost
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)
+            proc.wait()
+    scheduler = os.path.join(run, "scheduler.log")
+    # From the registration of the server the launcher started (its start-up,
+    # a second or so, is not the move's).
+    joined_log = first_line_time(scheduler, "joined the running job", join_at)
+    moves = [t for t in (first_line_time(scheduler, "; 0 still moving", joined_log),) if t]
+    join_done = moves[0] if moves else joined_at
+    s = json.loads(read(os.path.join(run, "summary.json")))
+    add(f"shard_move_{million}_rows_job_exact", "bool",
+        1.0 if s["status"] == "ok" and s.get("audit_counts") == s["worker_steps"] else 0.0)
+    add(f"shard_move_drain_{million}_rows_seconds", "s", drained_at - drain_at)
+    add(f"shard_move_drain_{million}_seconds_per_1M_rows", "s", (drained_at - drain_at) / (moving / 1e6))
+    add(f"shard_move_join_{million}_server_start_seconds", "s", joined_log - join_at)
+    add(f"shard_move_join_{million}_rows_seconds", "s", join_done - joined_log)
+    add(f"shard_move_join_{million}_seconds_per_1M_rows", "s", (join_done - joined_log) / (joined / 1e6))
+    pauses = handoff_pauses(scheduler, drain_at)
+    add(f"shard_move_{million}_handoff_batches", "batches", float(len(pauses)))
+    add(f"shard_move_{million}_longest_handoff_seconds", "s", max(pauses) if pauses else 0.0)
+    rows = worker_rows(run)
+    quiet = [r[2] for r in rows if drain_at - 3 <= r[0] < drain_at]
+    during = [r[2] for r in rows if drain_at <= r[0] <= drained_at + 0.3 or join_at <= r[0] <= join_done + 0.3]
+    add(f"shard_move_{million}_longest_step_before_seconds", "s", max(quiet) if quiet else 0.0)
+    add(f"shard_move_{million}_longest_step_during_seconds", "s", max(during) if during else 0.0)
+    add(f"shard_move_{million}_longest_step_during_vs_100ms", "ratio", (max(during) if during else 0.0) / 0.1)
+    if chart:
+        draw_moves(rows, {"drain server-1": drain_at, "server-1 drained": drained_at, "scale to 2 (join)": join_at,
+                          "moves done": join_done}, chart, f"{keys // 1000000}M rows, 2 servers, 2 workers")
+
+
+def draw_moves(rows, events, path, title):
+    """Total examples/s of the workers over time, the moves marked."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    t0 = min(r[0] for r in rows)
+    fig, (ax, ax2) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
+    for name in sorted({r[3] for r in rows}):
+        mine = [r for r in rows if r[3] == name]
+        ax.plot([r[0] - t0 for r in mine], [r[1] for r in mine], marker=".", label=name[:-4])
+        ax2.plot([r[0] - t0 for r in mine], [1000 * r[2] for r in mine], marker=".", label=name[:-4])
+    for label, t in events.items():
+        for a in (ax, ax2):
+            a.axvline(t - t0, color="gray", linestyle="--")
+        ax.annotate(label, (t - t0, ax.get_ylim()[1]), rotation=90, va="top", ha="right", fontsize=8)
+    ax.set_ylabel("examples/s (per worker)")
+    ax2.set_ylabel("longest step (ms)")
+    ax2.set_xlabel("seconds")
+    ax.set_title(f"Live shard moves: {title}")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    ax2.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+
+
 def launch(cfg, run, sets):
     cmd = [sys.executable, LAUNCHER, "launch", cfg, "--run-dir", run, "--quiet"]
     for s in sets:
@@ -53,6 +213,8 @@ def launch(cfg, run, sets):
 def main():
     train, test, out = sys.argv[1:4]
     quick = "--quick" in sys.argv
+    chart = sys.argv[sys.argv.index("--chart") + 1] if "--chart" in sys.argv else None
+    only_moves = "--only-moves" in sys.argv
     records = []
 
     def add(name, unit, value):
@@ -60,6 +222,15 @@ def main():
         print(f"{name:<52} {value:12.3f} {unit}", flush=True)
 
     with tempfile.TemporaryDirectory(prefix="sparta-elastic-bench-") as tmp:
+        if os.environ.get("SPARTA_KEEP_TEST_DIRS"):  # the runs' logs, for a look afterwards
+            tmp = tempfile.mkdtemp(prefix="sparta-elastic-bench-kept-")
+            print(f"keeping {tmp}")
+        for keys in ((2000000,) if quick else (2000000, 20000000)):
+            move_bench(tmp, keys, add, chart if keys == 2000000 else None)
+        if only_moves:
+            with open(out, "w") as f:
+                json.dump(records, f, indent=1)
+            return
         etcd, endpoint = run_etcd(tmp)
         try:
             cfg = os.path.join(tmp, "job.yaml")

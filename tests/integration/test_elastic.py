@@ -270,8 +270,9 @@ class ServerJoinTest(OnDemandJob):
         return config, run, proc, predictions
 
     def wait_servers(self, run, servers, replication):
-        """Polls sparta-ctl status until `servers` servers are up, no shard copy moves, and the primaries'
-        reports account for every key's R copies; returns the status."""
+        """Polls sparta-ctl status until `servers` servers are up, no shard copy moves, the primaries' reports
+        account for every key's R copies, and each server stores the rows of the copies it holds and no more (a
+        copy that moved away is dropped: a join frees memory); returns the status."""
         def settled():
             got = ctl("status", "--json", run=run)
             if got.returncode != 0:
@@ -279,7 +280,8 @@ class ServerJoinTest(OnDemandJob):
             status = json.loads(got.stdout)
             up = [n for n in status["nodes"] if n["info"]["role"] == "SERVER" and not n["dead"]]
             held = sum(int(n["rows_held"]) for n in up)
-            if len(up) == servers and status["shards_moving"] == 0 and held >= replication * ROWS:
+            stored_as_held = all(int(n["server"]["rows"]) == int(n["rows_held"]) for n in up)
+            if len(up) == servers and status["shards_moving"] == 0 and held >= replication * ROWS and stored_as_held:
                 return status
             return None
         return wait_for(settled, 120, f"{servers} servers holding every key's rows, with no shard moving")

@@ -306,6 +306,7 @@ TEST_CASE("a join and a scale need ack all; scale down drains the highest ranks"
     REQUIRE(answer != nullptr);
     CHECK(answer->status() == 0);
     CHECK_THAT(answer->error(), Catch::Contains("draining server-2"));
+    CHECK(answer->scale_servers() == 0);  // none to start
     const pb::Header* view = Find(down, pb::CLUSTER_VIEW);
     REQUIRE(view != nullptr);
     int moving_from_2 = 0;
@@ -324,6 +325,8 @@ TEST_CASE("a join and a scale need ack all; scale down drains the highest ranks"
     REQUIRE(Find(up, pb::RESPONSE) != nullptr);
     CHECK(Find(up, pb::RESPONSE)->status() == 0);
     CHECK_THAT(Find(up, pb::RESPONSE)->error(), Catch::Contains("--join"));
+    // Server-2 is draining: it does not count, so two are to start, not one.
+    CHECK(Find(up, pb::RESPONSE)->scale_servers() == 2);
     CHECK(job.coordinator->BuildStatus(job.t0).servers_wanted() == 4);
   }
 }

@@ -1,5 +1,7 @@
 // ShardMap: failover picks whole replicas only, and reports shards whose
 // every copy is gone.
+#include <algorithm>
+
 #include <catch2/catch.hpp>
 
 #include "scheduler/shard_map.h"
@@ -69,28 +71,28 @@ TEST_CASE("draining a server moves each of its copies to a server without one, w
   const uint32_t slow = map.replicas(4)[0];
   map.OnServerReport(0, 2, slow == 0 ? std::vector<uint32_t>{4} : std::vector<uint32_t>{});
   map.OnServerReport(2, 2, slow == 2 ? std::vector<uint32_t>{4} : std::vector<uint32_t>{});
-  // The whole ones start handing off (view 3 marks them); the primary stays.
-  CHECK(map.AdvanceMoves(3) == 2);
+  // The whole ones wait for the last: server 1's shards hand off together.
+  CHECK(map.AdvanceMoves(3) == 0);
+  CHECK(map.OnHandedOff(1, 3, {1, 7}) == 0);  // not handing off
+  map.OnServerReport(slow, 2, {});
+  // All start handing off (view 3 marks them); the primary stays.
+  CHECK(map.AdvanceMoves(3) == 3);
   pb::ClusterView view;
   map.ToView(&view);
-  CHECK(view.replicas(1).handing_off());
-  CHECK(view.replicas(7).handing_off());
-  CHECK_FALSE(view.replicas(4).handing_off());
+  for (uint32_t s : {1u, 4u, 7u}) CHECK(view.replicas(s).handing_off());
   CHECK(map.owners()[1] == 1);
   CHECK(map.AdvanceMoves(4) == 0);  // nothing until the primary has handed off
   // A report from a view before the marking one, or from another server, says nothing.
   CHECK(map.OnHandedOff(1, 2, {1, 7}) == 0);
   CHECK(map.OnHandedOff(0, 3, {1, 7}) == 0);
-  CHECK(map.OnHandedOff(1, 3, {1, 4, 7}) == 2);  // 4 is not handing off yet
+  CHECK(map.OnHandedOff(1, 3, {1, 7}) == 2);
   CHECK(map.AdvanceMoves(4) == 2);
-  CHECK(map.owners()[4] == 1);
+  CHECK(map.owners()[4] == 1);  // still handing off
   CHECK(map.owners()[1] != 1);
   CHECK(map.replicas(1).empty());
   CHECK(map.held_by(1) == 1);
-  map.OnServerReport(slow, 3, {});
+  CHECK(map.OnHandedOff(1, 3, {4}) == 1);
   CHECK(map.AdvanceMoves(5) == 1);
-  CHECK(map.OnHandedOff(1, 5, {4}) == 1);
-  CHECK(map.AdvanceMoves(6) == 1);
   CHECK(map.held_by(1) == 0);
   CHECK(map.moving() == 0);
   map.ToView(&view);
@@ -101,6 +103,44 @@ TEST_CASE("draining a server moves each of its copies to a server without one, w
   }
   CHECK(map.held_by(0) + map.held_by(2) == 8);
   CHECK(std::abs(map.held_by(0) - map.held_by(2)) <= 1);
+}
+
+TEST_CASE("hand-offs go in batches: a server's primaries once all are whole, one batch at a time") {
+  // Each batch parks every request that touches it until its switch; marked
+  // one after another, their waits would make pause after pause.
+  ShardMap map(12, 4, 1);  // shard s on server s % 4
+  REQUIRE(map.BeginDrain(1, {0, 2}, /*epoch=*/2) == 3);  // shards 1, 5, 9
+  auto whole_at_targets = [&](std::vector<uint32_t> whole, std::vector<uint32_t> moving, uint64_t view = 2) {
+    for (uint32_t target : {0u, 2u, 3u}) {
+      std::vector<uint32_t> incomplete;
+      for (uint32_t s : moving) {
+        if (map.replicas(s)[0] == target && std::find(whole.begin(), whole.end(), s) == whole.end()) {
+          incomplete.push_back(s);
+        }
+      }
+      map.OnServerReport(target, view, incomplete);
+    }
+  };
+  whole_at_targets({1}, {1, 5, 9});
+  CHECK(map.AdvanceMoves(3) == 0);  // 5 and 9 are not whole yet
+  whole_at_targets({1, 5, 9}, {1, 5, 9});
+  CHECK(map.AdvanceMoves(3) == 3);  // server 1's batch
+  CHECK(map.handing_off() == 3);
+  // Server 3 is drained too, and its shards are whole at once: they wait
+  // until server 1's batch has switched.
+  REQUIRE(map.BeginDrain(3, {0, 2}, /*epoch=*/3) == 3);  // shards 3, 7, 11
+  whole_at_targets({3, 7, 11}, {3, 7, 11}, /*view=*/3);
+  CHECK(map.AdvanceMoves(4) == 0);
+  CHECK(map.OnHandedOff(1, 3, {1, 5, 9}) == 3);
+  CHECK(map.AdvanceMoves(4) == 3);  // server 1's switch; the next batch waits for the next view
+  CHECK(map.handing_off() == 0);
+  CHECK(map.AdvanceMoves(5) == 3);
+  pb::ClusterView view;
+  map.ToView(&view);
+  for (uint32_t s : {3u, 7u, 11u}) CHECK(view.replicas(s).handing_off());
+  CHECK(map.OnHandedOff(3, 5, {3, 7, 11}) == 3);
+  CHECK(map.AdvanceMoves(6) == 3);
+  CHECK(map.held_by(1) + map.held_by(3) == 0);
 }
 
 TEST_CASE("draining with replicas keeps the replication factor and never doubles a copy on one server") {

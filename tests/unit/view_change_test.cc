@@ -54,6 +54,7 @@ TEST_CASE("the same shard map under a new epoch changes nothing", "[view_change]
     CHECK(change.promoted == 0);
     CHECK(change.snapshots.empty());
     CHECK(change.incomplete.empty());
+    CHECK(change.dropped.empty());
   }
 }
 
@@ -99,6 +100,22 @@ TEST_CASE("a stream is wanted while this server leads the shard and the peer rep
   CHECK_FALSE(StreamStillWanted(healthy, 1, 0, 0));  // 1 does not lead shard 0
   const ShardView moved(View(2, {2, 1, 2, 0}, {{0}, {2}, {0}, {1}}, {0, 1, 2}));
   CHECK_FALSE(StreamStillWanted(moved, 0, 1, 0));  // shard 0 moved to server 2
+}
+
+TEST_CASE("a copy that moved away is dropped; one that stays, or a first view, drops nothing", "[view_change]") {
+  const ShardView before(Healthy());
+  // Server 1 is drained: shard 1, which it led, is now led by 2, and its
+  // replica copies of shards 0 and 3 are now on server 2.
+  const pb::ClusterView after = View(2, {0, 2, 2, 0}, {{2}, {0}, {0}, {2}}, {0, 1, 2});
+  const ViewChange gone = PlanViewChange(before, after, 1);
+  CHECK(gone.listed);
+  CHECK(gone.dropped == std::vector<uint32_t>{0, 1, 3});
+  // Server 0 keeps what it had (and gains shard 1's replica): drops nothing.
+  CHECK(PlanViewChange(before, after, 0).dropped.empty());
+  // Server 2 keeps its copies of shards 1 and 2, and gains 0 and 3.
+  CHECK(PlanViewChange(before, after, 2).dropped.empty());
+  // A first view: nothing was held before.
+  CHECK(PlanViewChange(ShardView(), Healthy(), 1).dropped.empty());
 }
 
 }  // namespace
