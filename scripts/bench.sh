@@ -9,7 +9,9 @@
 # training throughput with replication 1/2/3 and ack all|primary, the
 # time from a server's kill -9 to resumed training, and elastic jobs (a
 # standby scheduler's takeover through etcd, a worker's kill -9 with
-# data.assignment on_demand).
+# data.assignment on_demand, live shard moves: a drain and a join of 1M
+# rows, and of 10M without --quick, with the hand-off pauses and the
+# workers' longest step).
 #   scripts/bench.sh [--quick] [--json FILE] [--no-build]
 # With --json FILE it also draws FILE's sparse figures as an SVG chart (FILE.svg,
 # the .json suffix replaced).
