@@ -272,7 +272,7 @@ TEST_CASE("a server that joins gets shards moved to it until it leads its share 
   CHECK(held[2] > 0);
 }
 
-TEST_CASE("a join and a scale need ack all; scale down drains the highest ranks", "[job_coordinator]") {
+TEST_CASE("a join and a scale need ack all, and scale down drains the highest ranks", "[job_coordinator]") {
   SECTION("storage.ack primary: refused, saying why") {
     Config config = Job::Sized(2, 1);
     config.storage.ack_mode = AckMode::kPrimary;

@@ -113,7 +113,7 @@ TEST_CASE("a restarted scheduler restores nodes as they were, the dead ones dead
   CHECK(DescribeNode(*fresh).rfind("server-1 (id ", 0) == 0);
 }
 
-TEST_CASE("a server that joins with no free rank grows the job by one; a restored one past the count too",
+TEST_CASE("a server that joins with no free rank grows the job by one, and so does a restored one past the count too",
           "[membership]") {
   Membership m(2, 1);
   const auto t0 = Clock::now();

@@ -92,7 +92,7 @@ TEST_CASE("a push goes to its shards' replica as it was received", "[replicator]
   CHECK(std::vector<uint64_t>(keys.begin(), keys.end()) == std::vector<uint64_t>{10, 20, 30});
 }
 
-TEST_CASE("forwards held for a new replica go after its snapshot; pushes wait for them only when too much is held",
+TEST_CASE("forwards held for a new replica go after its snapshot, and pushes wait for them only when too much is held",
           "[replicator]") {
   for (bool ack_all : {false, true}) {
     for (bool over_limit : {false, true}) {

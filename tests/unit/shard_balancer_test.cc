@@ -96,7 +96,7 @@ TEST_CASE("shards with no rows yet spread by count", "[shard_balancer]") {
   CHECK(plan.size() == 4);  // 6 + 6 -> 4 + 4 + 4
 }
 
-TEST_CASE("moves under way count as done; a balanced map plans nothing", "[shard_balancer]") {
+TEST_CASE("moves under way count as done, and a balanced map plans nothing", "[shard_balancer]") {
   ShardMap map(12, 2, 1);
   std::vector<uint64_t> rows(12, 100);
   const auto first = PlanRowBalance(map, rows, {0, 1, 2});

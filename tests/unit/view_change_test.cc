@@ -102,7 +102,7 @@ TEST_CASE("a stream is wanted while this server leads the shard and the peer rep
   CHECK_FALSE(StreamStillWanted(moved, 0, 1, 0));  // shard 0 moved to server 2
 }
 
-TEST_CASE("a copy that moved away is dropped; one that stays, or a first view, drops nothing", "[view_change]") {
+TEST_CASE("a copy that moved away is dropped, and one that stays, or a first view, drops nothing", "[view_change]") {
   const ShardView before(Healthy());
   // Server 1 is drained: shard 1, which it led, is now led by 2, and its
   // replica copies of shards 0 and 3 are now on server 2.
