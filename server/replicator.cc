@@ -2,6 +2,7 @@
 
 #include <bit>
 #include <cstring>
+#include <span>
 
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
@@ -11,6 +12,21 @@
 #include "common/traffic_counters.h"
 
 namespace sparta {
+
+namespace {
+
+// A forward's frames: the keys at `positions` of a push, their values
+// (`row_bytes` each) and, when `counts` is not null, their occurrences.
+std::vector<zmq::message_t> GatherFrames(const uint64_t* keys, const void* values, const uint32_t* counts,
+                                         std::span<const uint32_t> positions, size_t row_bytes) {
+  std::vector<zmq::message_t> frames;
+  frames.push_back(FrameFromVector(ShardView::Gather<uint64_t>(keys, positions, 1)));
+  frames.push_back(FrameFromVector(ShardView::Gather<char>(values, positions, row_bytes)));
+  if (counts != nullptr) frames.push_back(FrameFromVector(ShardView::Gather<uint32_t>(counts, positions, 1)));
+  return frames;
+}
+
+}  // namespace
 
 Replicator::Replicator(zmq::context_t* context, const ClusterConfig& cluster, uint32_t self_id, int self_rank,
                        bool ack_all, size_t held_bytes_without_waiting)
@@ -78,11 +94,8 @@ int Replicator::Forward(const std::shared_ptr<Request>& request, uint64_t epoch,
       if (peer >= groups.positions.size() || groups.positions[peer].empty()) continue;
       const std::vector<uint32_t>& mine = groups.positions[peer];
       out.header.set_num_keys(static_cast<uint32_t>(mine.size()));
-      out.frames.push_back(FrameFromVector(ShardView::Gather<uint64_t>(keys.data(), mine, 1)));
-      out.frames.push_back(FrameFromVector(ShardView::Gather<char>(request->message.frames[1].data(), mine, row_bytes)));
-      if (!request->counts.empty()) {
-        out.frames.push_back(FrameFromVector(ShardView::Gather<uint32_t>(request->counts.data(), mine, 1)));
-      }
+      out.frames = GatherFrames(keys.data(), request->message.frames[1].data(),
+                                request->counts.empty() ? nullptr : request->counts.data(), mine, row_bytes);
     }
     // Replicas make the same admission and expiry decisions as this primary:
     // they count the same occurrences and stamp rows with the same step and time.
@@ -130,14 +143,12 @@ bool Replicator::SplitBlocked(const Peer& p, Outgoing* message, Outgoing* held) 
   if (wait.empty()) return false;
   const pb::Header& h = message->header;
   const size_t row_bytes = size_t{h.dim()} * ValueBytes(h.dtype());
-  const bool counts = message->frames.size() > 2;
+  const auto* counts = message->frames.size() > 2 ? static_cast<const uint32_t*>(message->frames[2].data()) : nullptr;
   auto piece = [&](const std::vector<uint32_t>& positions) {
     Outgoing out;
     out.header = h;
     out.header.set_num_keys(static_cast<uint32_t>(positions.size()));
-    out.frames.push_back(FrameFromVector(ShardView::Gather<uint64_t>(keys.data(), positions, 1)));
-    out.frames.push_back(FrameFromVector(ShardView::Gather<char>(message->frames[1].data(), positions, row_bytes)));
-    if (counts) out.frames.push_back(FrameFromVector(ShardView::Gather<uint32_t>(message->frames[2].data(), positions, 1)));
+    out.frames = GatherFrames(keys.data(), message->frames[1].data(), counts, positions, row_bytes);
     for (uint32_t i : positions) out.shards.push_back(shards_.shard_of(keys[i]));
     std::sort(out.shards.begin(), out.shards.end());
     out.shards.erase(std::unique(out.shards.begin(), out.shards.end()), out.shards.end());
