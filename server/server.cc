@@ -528,6 +528,12 @@ void Server::StartSnapshots() {
   }
 }
 
+void Server::EndStream(uint32_t peer, uint32_t shard) {
+  replicator_->SnapshotDone(peer, shard, on_replica_ack_);
+  --snapshots_running_;
+  StartSnapshots();  // only queues cuts: nothing reaches the socket before the caller's own sends
+}
+
 void Server::SnapshotShard(uint32_t shard, uint32_t peer) {
   ++snapshots_running_;
   replicator_->HoldForSnapshot(peer, shard);
@@ -575,19 +581,15 @@ void Server::SendSnapshots() {
         // The replica no longer takes this shard from here: what was held
         // back for it goes on.
         spdlog::warn("stopped streaming shard {} to server-{}", chunk.shard, chunk.peer);
-        replicator_->SnapshotDone(chunk.peer, chunk.shard, on_replica_ack_);
-        --snapshots_running_;
-        StartSnapshots();
+        EndStream(chunk.peer, chunk.shard);
         continue;
       case SnapshotChunk::Kind::kFailed: {
         // What was held back goes on (the next try's cut includes it), and
         // the shard goes again later: else the replica would wait for good.
-        replicator_->SnapshotDone(chunk.peer, chunk.shard, on_replica_ack_);
+        EndStream(chunk.peer, chunk.shard);
         const auto delay = snapshot_retries_.Failed(chunk.shard, chunk.peer, SnapshotRetries::Clock::now());
         spdlog::warn("streaming shard {} to server-{} failed; trying again in {} s", chunk.shard, chunk.peer,
                      std::chrono::duration_cast<std::chrono::seconds>(delay).count());
-        --snapshots_running_;
-        StartSnapshots();
         continue;
       }
       case SnapshotChunk::Kind::kEnd:
@@ -595,13 +597,11 @@ void Server::SendSnapshots() {
         // replica applies them behind the rows and before it counts the
         // shard whole, so a whole copy lacks none of them (pushes did not
         // wait for them: see Replicator).
-        replicator_->SnapshotDone(chunk.peer, chunk.shard, on_replica_ack_);
+        EndStream(chunk.peer, chunk.shard);
         h.set_last(true);
         h.set_dim(1);
         replicator_->SendSnapshot(chunk.peer, std::move(h), std::move(frames));
         snapshot_retries_.Succeeded(chunk.shard, chunk.peer);
-        --snapshots_running_;
-        StartSnapshots();
         continue;
       case SnapshotChunk::Kind::kAdmission:
         h.set_dim(1);

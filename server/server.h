@@ -92,6 +92,9 @@ class Server {
   // copy as they come: its cut, taken later, holds them too, and its rows
   // then replace what they made there.
   void StartSnapshots();
+  // A stream ended (whole, cancelled or failed): the forwards held for it
+  // go (Replicator::SnapshotDone), and the next queued stream may start.
+  void EndStream(uint32_t peer, uint32_t shard);
   static constexpr int kConcurrentSnapshots = 2;
   void SendSnapshots();
   // Streams again the shards whose stream broke and whose try is due.
