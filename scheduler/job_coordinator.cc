@@ -82,6 +82,7 @@ absl::StatusOr<bool> JobCoordinator::TakeOverSavedJob() {
   epoch_ = state.epoch();
   view_ = state.view();
   shard_map_.FromView(view_);
+  const int moves = shard_map_.RestoreMoves(state.moves());
   for (const auto& [rank, report] : state.reports()) reports_[rank] = report;
   for (const auto& [rank, stats] : state.flushed()) flushed_[rank] = stats;
   restore_from_ = state.restore_from();
@@ -90,11 +91,17 @@ absl::StatusOr<bool> JobCoordinator::TakeOverSavedJob() {
   if (state.has_work()) work_ = WorkDispatcher::FromState(state.work());
   workers_lost_ = state.workers_lost();
   if (state.servers_wanted() != 0) servers_wanted_ = static_cast<int>(state.servers_wanted());
+  for (uint32_t id : state.draining()) {
+    draining_.insert(id);
+    const Membership::Node* node = members_.FindById(id);
+    if (work_ && node != nullptr && node->info.role() == pb::WORKER) work_->Drain(id);
+  }
   checkpoints_.TakeOver(state.checkpoint_version());
   saved_checkpoint_version_ = state.checkpoint_version();
   phase_ = Phase::kRunning;
-  spdlog::warn("took over the running job from {} (saved {:.1f} s ago): epoch {}, {} nodes", state_store_->where(), age, epoch_,
-               state.nodes_size());
+  spdlog::warn("took over the running job from {} (saved {:.1f} s ago): epoch {}, {} nodes, {} shard moves, {} nodes "
+               "draining",
+               state_store_->where(), age, epoch_, state.nodes_size(), moves, draining_.size());
   // The end of the job starts over once every node has reconnected (a
   // message sent before that would be lost). A checkpoint the old scheduler
   // was taking is gone with it; nodes resume paused workers themselves when
@@ -134,6 +141,8 @@ bool JobCoordinator::SaveState(Clock::time_point now) {
   if (work_) *state.mutable_work() = work_->ToState();
   state.set_workers_lost(workers_lost_);
   state.set_servers_wanted(servers_wanted_);
+  shard_map_.SaveMoves(state.mutable_moves());
+  for (uint32_t id : draining_) state.add_draining(id);
   state.set_checkpoint_version(checkpoints_.published_version());
   saved_checkpoint_version_ = checkpoints_.published_version();
   if (auto st = state_store_->Save(state); absl::IsFailedPrecondition(st)) {
@@ -460,8 +469,12 @@ void JobCoordinator::OnServerLost(Membership::Node* node, const std::string& why
   };
   const std::vector<uint32_t> lost = shard_map_.RemoveServer(rank, applied);
   if (!lost.empty()) return OnShardsLost(*node, why, lost);
-  // The next view places the new replicas; they catch up from it.
-  const int added = shard_map_.RestoreReplication(members_.LiveServers(), epoch_ + 1);
+  // The next view places the new replicas; they catch up from it. None
+  // goes to a server that is being drained.
+  const int added = shard_map_.RestoreReplication(StayingServers(), epoch_ + 1);
+  // Moves to the dead server ended with it: a drained server's copies
+  // that were going there move again, to the servers that stay.
+  RedrainServers();
   spdlog::warn("{} {}: failing over to its replicas; {} new replicas restore the replication factor",
                DescribeNode(node->info), why, added);
   checkpoints_.Abandon(absl::StrCat("server-", rank, " died"));
@@ -536,9 +549,17 @@ void JobCoordinator::PublishView() {
     for (uint64_t steps : restore_steps_) view->add_worker_steps(steps);
   }
   h.set_epoch(epoch_);
+  const bool first = phase_ == Phase::kRegistering;
+  if (first) phase_ = Phase::kRunning;
+  // Saved before it is sent: a scheduler that takes over after this one
+  // died must number on from every view a node may have seen (a node
+  // ignores a view no newer than its own), and go on with its moves.
+  // One that another scheduler has replaced sends nothing (it stops).
+  SaveState(Clock::now());
+  state_changed_ = true;
+  if (!store_status_.ok()) return;
   Broadcast(h);
-  if (phase_ == Phase::kRegistering) {
-    phase_ = Phase::kRunning;
+  if (first) {
     spdlog::info("all {} nodes registered; published cluster view epoch {} with {} shards",
                  members_.nodes().size(), epoch_, config_.cluster.num_shards);
   } else {
@@ -1094,6 +1115,21 @@ void JobCoordinator::OnScale(const std::string& routing_id, uint32_t wanted) {
   reply.set_scale_servers(static_cast<int>(wanted) > have ? wanted - have : 0);
   SendTo(routing_id, std::move(reply));
   AdvanceMoves();
+}
+
+int JobCoordinator::RedrainServers() {
+  int begun = 0;
+  const std::vector<uint32_t> staying = StayingServers();
+  for (const auto& n : members_.nodes()) {
+    if (n.info.role() == pb::SERVER && !n.dead && draining_.count(n.info.id())) {
+      begun += shard_map_.BeginDrain(n.info.rank(), staying, epoch_ + 1);
+    }
+  }
+  if (begun > 0) {
+    spdlog::info("{} shard copies of drained servers move again (their moves ended with a server)", begun);
+    state_changed_ = true;
+  }
+  return begun;
 }
 
 void JobCoordinator::AdvanceMoves() {

@@ -167,6 +167,9 @@ class JobCoordinator {
   int BalanceRows();
   // Live servers not draining, by rank.
   std::vector<uint32_t> StayingServers() const;
+  // Begins moving again the copies of drained servers that are not moving
+  // (their move's target died); returns how many began.
+  int RedrainServers();
   // Rows of each shard, as its primary last reported them.
   std::vector<uint64_t> ShardRows() const;
   // After a server's report: moves whose target is whole advance (a

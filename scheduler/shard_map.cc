@@ -62,13 +62,23 @@ int ShardMap::OnServerReport(uint32_t rank, uint64_t view_epoch, const std::vect
   return made_whole;
 }
 
-int ShardMap::RestoreReplication(const std::vector<uint32_t>& live, uint64_t epoch) {
-  std::map<uint32_t, int> load;  // shards held by each live server
+std::map<uint32_t, int> ShardMap::LoadOf(const std::vector<uint32_t>& live) const {
+  std::map<uint32_t, int> load;
   for (uint32_t rank : live) load[rank] = 0;
+  // Only the servers in `live` are candidates: a server being drained
+  // holds copies, and must not be given more.
+  auto count = [&](uint32_t rank) {
+    if (auto it = load.find(rank); it != load.end()) ++it->second;
+  };
   for (uint32_t s = 0; s < owner_.size(); ++s) {
-    ++load[owner_[s]];
-    for (uint32_t r : replicas_[s]) ++load[r];
+    count(owner_[s]);
+    for (uint32_t r : replicas_[s]) count(r);
   }
+  return load;
+}
+
+int ShardMap::RestoreReplication(const std::vector<uint32_t>& live, uint64_t epoch) {
+  std::map<uint32_t, int> load = LoadOf(live);  // shards held by each live server
   const size_t wanted = std::min<size_t>(replication_factor_, live.size()) - 1;
   int added = 0;
   for (uint32_t s = 0; s < owner_.size(); ++s) {
@@ -91,13 +101,11 @@ int ShardMap::RestoreReplication(const std::vector<uint32_t>& live, uint64_t epo
 
 int ShardMap::AddServer(uint32_t rank, const std::vector<uint32_t>& live, uint64_t epoch) {
   int moved = RestoreReplication(live, epoch);
-  std::map<uint32_t, int> load;
-  for (uint32_t r : live) load[r] = 0;
+  std::map<uint32_t, int> load = LoadOf(live);
   for (uint32_t s = 0; s < owner_.size(); ++s) {
-    ++load[owner_[s]];
-    for (uint32_t r : replicas_[s]) ++load[r];
-  }
-  for (uint32_t s = 0; s < owner_.size(); ++s) {
+    // A moving shard keeps its copies until the move ends: its target
+    // replaced here would be handed a shard it does not hold.
+    if (moves_.count(s)) continue;
     for (uint32_t& r : replicas_[s]) {
       if (r == rank || owner_[s] == rank || load[r] <= load[rank] + 1) continue;
       if (std::find(replicas_[s].begin(), replicas_[s].end(), rank) != replicas_[s].end()) break;
@@ -229,6 +237,33 @@ void ShardMap::FromView(const pb::ClusterView& view) {
       if (copies.catching_up_from(i) != 0) CatchUp(s, copies.ranks(i), copies.catching_up_from(i));
     }
   }
+}
+
+void ShardMap::SaveMoves(google::protobuf::RepeatedPtrField<pb::ShardMove>* out) const {
+  out->Clear();
+  for (const auto& [shard, move] : moves_) {
+    pb::ShardMove* saved = out->Add();
+    saved->set_shard(shard);
+    saved->set_from(move.from);
+    saved->set_to(move.to);
+  }
+}
+
+int ShardMap::RestoreMoves(const google::protobuf::RepeatedPtrField<pb::ShardMove>& moves) {
+  int restored = 0;
+  for (const pb::ShardMove& saved : moves) {
+    const uint32_t s = saved.shard();
+    // The target joined the shard when the move began (BeginMove), so a
+    // move that still runs has both servers holding it; one the saved view
+    // had already finished, or a failover ended, does not.
+    if (s >= owner_.size() || moves_.count(s) || saved.from() == saved.to() || !Holds(s, saved.from()) ||
+        !Holds(s, saved.to()) || owner_[s] == saved.to()) {
+      continue;
+    }
+    moves_[s] = Move{saved.from(), saved.to()};
+    ++restored;
+  }
+  return restored;
 }
 
 void ShardMap::ToView(pb::ClusterView* view) const {

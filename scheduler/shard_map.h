@@ -97,6 +97,15 @@ class ShardMap {
   // in progress are not in the view: their targets stay replicas, and the
   // next view ends any hand-off (its primary answers what it parked).
   void FromView(const pb::ClusterView& view);
+  // The moves under way, for the scheduler's saved state (SaveMoves), and
+  // taken back by a scheduler that takes the job over, after FromView
+  // (RestoreMoves; a move that no longer fits the placement is dropped).
+  // A hand-off under way starts over: the new scheduler's first view ends
+  // it (the primary answers what it parked) and AdvanceMoves marks it
+  // again, so no SHARDS_HANDED_OFF the old scheduler took with it is
+  // waited for. Returns how many moves were taken back.
+  void SaveMoves(google::protobuf::RepeatedPtrField<pb::ShardMove>* out) const;
+  int RestoreMoves(const google::protobuf::RepeatedPtrField<pb::ShardMove>& moves);
   const std::vector<uint32_t>& owners() const { return owner_; }
   const std::vector<uint32_t>& replicas(uint32_t shard) const { return replicas_[shard]; }
   // The moves under way, by shard.
@@ -104,6 +113,8 @@ class ShardMap {
 
  private:
   void CatchUp(uint32_t shard, uint32_t rank, uint64_t epoch) { catching_up_[{shard, rank}] = epoch; }
+  // Copies held by each server of `live` (and by no other).
+  std::map<uint32_t, int> LoadOf(const std::vector<uint32_t>& live) const;
   // Whether `rank` leads or replicates `shard`.
   bool Holds(uint32_t shard, uint32_t rank) const;
 

@@ -141,10 +141,10 @@ def free_port():
         return s.getsockname()[1]
 
 
-def run_etcd(folder):
+def run_etcd(folder, host="127.0.0.1"):
     """A real etcd (Debian's etcd-server) with its data in `folder`, on free
-    loopback ports, once it is healthy: (its process, its client address).
-    The caller stops it by pid."""
+    ports of `host` (loopback by default), once it is healthy: (its process,
+    its client address). The caller stops it by pid."""
     import shutil
     import urllib.request
     etcd = shutil.which("etcd")
@@ -154,14 +154,14 @@ def run_etcd(folder):
     with open(os.path.join(folder, "etcd.log"), "w") as log:
         proc = subprocess.Popen(
             [etcd, "--data-dir", os.path.join(folder, "etcd"), "--name", "default",
-             "--listen-client-urls", f"http://127.0.0.1:{client}", "--advertise-client-urls", f"http://127.0.0.1:{client}",
-             "--listen-peer-urls", f"http://127.0.0.1:{peer}", "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
-             "--initial-cluster", f"default=http://127.0.0.1:{peer}"],
+             "--listen-client-urls", f"http://{host}:{client}", "--advertise-client-urls", f"http://{host}:{client}",
+             "--listen-peer-urls", f"http://{host}:{peer}", "--initial-advertise-peer-urls", f"http://{host}:{peer}",
+             "--initial-cluster", f"default=http://{host}:{peer}"],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def healthy():
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{client}/health", timeout=1) as r:
+            with urllib.request.urlopen(f"http://{host}:{client}/health", timeout=1) as r:
                 return json.loads(r.read()).get("health") == "true"
         except OSError:
             return False
@@ -170,12 +170,12 @@ def run_etcd(folder):
     except AssertionError:
         proc.kill()
         raise
-    return proc, f"127.0.0.1:{client}"
+    return proc, f"{host}:{client}"
 
 
-def start_etcd(test):
+def start_etcd(test, host="127.0.0.1"):
     """run_etcd in the test's folder, stopped with the test."""
-    proc, address = run_etcd(test.dir)
+    proc, address = run_etcd(test.dir, host)
     test.procs.append(proc)
     return address
 

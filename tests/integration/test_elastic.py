@@ -16,7 +16,8 @@ import subprocess
 import time
 import unittest
 
-from harness import BIN, ClusterTest, kill_job, launch, pid_alive, read, scaled, summary, wait_for, write_config
+from harness import (BIN, ClusterTest, kill_job, launch, pid_alive, read, scaled, start_etcd, summary, wait_for,
+                     write_config)
 from test_durability import build_counter_plugin
 
 ROWS, EPOCHS, SPLIT = 40000, 12, 65536
@@ -66,12 +67,12 @@ class OnDemandJob(ClusterTest):
                             model={"plugin": self.plugin}, worker={"max_inflight": 2, **worker},
                             log={"progress_interval": 0.05})
 
-    def finish_exactly(self, run, proc, predictions, epochs=EPOCHS):
-        """The launched job ends ok with no daemon dead, and nothing was lost or applied twice: the audit is
-        exact and every key is trained exactly `epochs` times. Returns the summary."""
+    def finish_exactly(self, run, proc, predictions, epochs=EPOCHS, killed=()):
+        """The launched job ends ok with no daemon dead but those `killed` (names), and nothing was lost or
+        applied twice: the audit is exact and every key is trained exactly `epochs` times. Returns the summary."""
         out, err = proc.communicate(timeout=300)
         self.assertEqual(proc.returncode, 0, err)
-        self.assertNotIn("ended with", err)  # no daemon died
+        self.assertEqual(re.findall(r"(\S+) \(pid \d+\) ended with", err), list(killed), err)
         s = summary(run)
         self.assertEqual(s["status"], "ok", s.get("error"))
         self.assertEqual(s["audit_counts"], s["worker_steps"])
@@ -242,6 +243,82 @@ class ServerDrainTest(OnDemandJob):
 
     def test_without_replicas(self):
         self.drain_server_mid_job(1)
+
+    def test_target_killed_mid_move(self):
+        """4 servers, 2 copies of each shard: server-3 is drained and server-0, one of the servers its copies move
+        to, is killed -9 while they move (server-3 is stopped from just before the drain until just after the
+        kill, so none is whole by then). Server-0's shards fail over, the launcher starts a fresh server-0, the
+        copies that were on their way to the dead one move again to servers that stay, and server-3 still drains
+        and exits 0; nothing is lost or applied twice."""
+        run = self.run_dir("drain-target-killed")
+        predictions = os.path.join(self.dir, "drain-target-killed.counts")
+        config = write_config(self.dir, "drain-target-killed.yaml",
+                              cluster={"servers": 4, "workers": 2, "heartbeat_timeout": scaled(1.5)},
+                              data={"train": self.data, "test": self.data, "format": "libsvm", "batch_size": 10,
+                                    "epochs": EPOCHS},
+                              model={"plugin": self.plugin}, storage={"replication_factor": 2},
+                              worker={"audit": 1}, log={"progress_interval": 0.05})
+        proc = launch(config, run, [f"eval.predictions_out={predictions}"], wait=False)
+        self.procs.append(proc)
+        wait_for(lambda: len(read(os.path.join(run, "worker-0.csv")).splitlines()) > 4, 120, "worker-0 to train")
+        pids = {(d["role"], d["rank"]): d["pid"] for d in json.loads(read(os.path.join(run, "daemons.json")))}
+        os.kill(pids[("server", 3)], signal.SIGSTOP)
+        try:
+            got = drain("server-3", run)
+            self.assertEqual(got.returncode, 0, got.stderr)
+            os.kill(pids[("server", 0)], signal.SIGKILL)
+        finally:
+            os.kill(pids[("server", 3)], signal.SIGCONT)
+        self.finish_exactly(run, proc, predictions, killed=["server-0"])
+        scheduler = read(os.path.join(run, "scheduler.log"))
+        self.assertIn("failing over to its replicas", scheduler)
+        self.assertIn("copies of drained servers move again", scheduler)
+        self.assertIn("is drained: every shard it held has moved", scheduler)
+        self.assertLess(scheduler.index("is drained"), scheduler.index("all workers finished"))
+        self.assertIn("stopping:", read(os.path.join(run, "server-3.log")))
+
+    def test_standby_scheduler_goes_on_with_a_drain(self):
+        """cluster.coordination etcd: the leading scheduler is killed -9 while server-1's shards move (server-1 is
+        stopped from just before the drain until just after the kill, so no copy can be whole by then). The
+        standby takes over the moves with the job, server-1 still drains and exits 0, and nothing is lost or
+        applied twice."""
+        etcd = start_etcd(self)
+        run = self.run_dir("drain-takeover")
+        predictions = os.path.join(self.dir, "drain-takeover.counts")
+        config = write_config(self.dir, "drain-takeover.yaml",
+                              cluster={"scheduler": "localhost:0,127.0.0.1:0", "coordination": f"etcd://{etcd}",
+                                       "servers": 3, "workers": 2, "heartbeat_interval": 0.2,
+                                       "heartbeat_timeout": scaled(3)},
+                              data={"train": self.data, "test": self.data, "format": "libsvm", "batch_size": 10,
+                                    "epochs": EPOCHS},
+                              model={"plugin": self.plugin}, worker={"audit": 1}, log={"progress_interval": 0.05})
+        proc = launch(config, run, [f"eval.predictions_out={predictions}"], wait=False)
+        self.procs.append(proc)
+        wait_for(lambda: len(read(os.path.join(run, "worker-0.csv")).splitlines()) > 4, 120, "worker-0 to train")
+        infos = [os.path.join(run, f"scheduler-{r}.info.json") for r in (0, 1)]
+        rank = next(r for r, p in enumerate(infos) if os.path.exists(p))  # only the leader writes its file
+        leader = json.loads(read(infos[rank]))["pid"]
+        daemons = json.loads(read(os.path.join(run, "daemons.json")))
+        source = next(d["pid"] for d in daemons if d["role"] == "server" and d["rank"] == 1)
+        os.kill(source, signal.SIGSTOP)
+        try:
+            got = drain("server-1", run)
+            self.assertEqual(got.returncode, 0, got.stderr)
+            os.kill(leader, signal.SIGKILL)
+        finally:
+            os.kill(source, signal.SIGCONT)
+        s = self.finish_exactly(run, proc, predictions, killed=[f"scheduler-{rank}"])
+        logs = [read(os.path.join(run, n)) for n in os.listdir(run) if n.startswith("scheduler-") and n.endswith(".log")]
+        took_over = [log.split("took over the running job")[1] for log in logs if "took over the running job" in log]
+        self.assertEqual(len(took_over), 1, "exactly one scheduler takes the job over")
+        moves = re.search(r"(\d+) shard moves, (\d+) nodes draining", took_over[0])
+        self.assertIsNotNone(moves, took_over[0][:2000])
+        self.assertGreater(int(moves.group(1)), 0)
+        self.assertEqual(int(moves.group(2)), 1)
+        self.assertIn("is drained: every shard it held has moved", took_over[0])
+        self.assertLess(took_over[0].index("is drained"), took_over[0].index("all workers finished"))
+        self.assertIn("stopping:", read(os.path.join(run, "server-1.log")))
+        self.assertEqual(s["workers_lost"], 0)
 
     def test_with_replicas(self):
         self.drain_server_mid_job(2)

@@ -17,7 +17,8 @@ import sys
 import time
 import unittest
 
-from harness import BIN, LAUNCHER, ROOT, ClusterTest, datagen, launch, read, summary, wait_for, write_config
+from harness import (BIN, LAUNCHER, ROOT, SLOWDOWN, ClusterTest, datagen, launch, read, start_etcd, summary, wait_for,
+                     write_config)
 
 NETNS_SHELL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "netns_shell.sh")
 
@@ -32,14 +33,18 @@ def can_make_namespaces():
 
 
 class VirtualHosts:
-    """Network namespaces joined by a bridge: host i is 10.<net>.0.<10+i>."""
+    """Network namespaces joined by a bridge: host i is 10.<net>.0.<10+i>;
+    this machine is 10.<net>.0.1 on the bridge (`gateway`), for services the
+    hosts share (etcd)."""
 
     def __init__(self, count):
         self.tag = f"sp{os.getpid() % 100000}"
         self.net = 200 + os.getpid() % 50
         self.bridge = f"{self.tag}br"
+        self.gateway = f"10.{self.net}.0.1"
         self.hosts = []
         self._run("ip", "link", "add", self.bridge, "type", "bridge")
+        self._run("ip", "addr", "add", f"{self.gateway}/24", "dev", self.bridge)
         self._run("ip", "link", "set", self.bridge, "up")
         for i in range(count):
             name, veth = f"{self.tag}h{i}", f"{self.tag}v{i}"
@@ -62,8 +67,75 @@ class VirtualHosts:
         subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
 
 
+def standby_job(test, etcd, scheduler):
+    """A job of about 8 s (under a sanitizer too) on etcd coordination with
+    two schedulers, audited: most of it runs after the leader's death."""
+    data = datagen(test.dir, 40000, 4000, seed=22)
+    test.examples = 40000 * max(6, 60 // SLOWDOWN)
+    return write_config(
+        test.dir, "standby.yaml",
+        cluster={"scheduler": scheduler, "coordination": f"etcd://{etcd}", "servers": 2, "workers": 2,
+                 "heartbeat_interval": 0.2, "heartbeat_timeout": 3},
+        data={"train": data["train"], "test": data["test"], "batch_size": 512, "epochs": max(6, 60 // SLOWDOWN)},
+        model={"name": "lr"}, optimizer={"name": "ftrl", "learning_rate": 0.2}, worker={"audit": 1})
+
+
+def kill_leader_and_finish(test, run, proc, output):
+    """Once the job trains, kill -9 the leading scheduler (the pid in its info
+    file: only the leader writes one); the other one must take the job over
+    and finish it with every push applied once. Returns the leader's rank."""
+    infos = [os.path.join(run, f"scheduler-{r}.info.json") for r in (0, 1)]
+    wait_for(lambda: any(os.path.exists(p) for p in infos), 60, "a scheduler to lead")
+    leader = next(r for r, p in enumerate(infos) if os.path.exists(p))
+    wait_for(lambda: "epoch 2 done" in read(os.path.join(run, "worker-0.log")), 120, "epoch 2")
+    os.kill(json.loads(read(infos[leader]))["pid"], signal.SIGKILL)
+    proc.communicate(timeout=600)
+    test.assertEqual(proc.returncode, 0, read(output)[-3000:])
+    took_over = [r for r in (0, 1) if "took over the running job from etcd key" in
+                 read(os.path.join(run, f"scheduler-{r}.log"))]
+    test.assertEqual(took_over, [1 - leader], "the standby, on its own host, takes the job over")
+    s = summary(run)
+    test.assertEqual(s["status"], "ok", s.get("error"))
+    test.assertEqual(s["train_examples"], test.examples)
+    test.assertEqual(s["audit_counts"], s["worker_steps"])
+    return leader
+
+
 @unittest.skipUnless(can_make_namespaces(), "needs root and ip netns (CI runs as root)")
 class SshLauncherTest(ClusterTest):
+    def test_standby_scheduler_on_another_host_takes_over(self):
+        """Two scheduler lines in the host list (etcd coordination): a leader on h0 and a standby on h1; kill -9
+        of the leader, and the standby leads the job, from its own host's address, to the end."""
+        hosts = VirtualHosts(3)
+        self.addCleanup(hosts.close)
+        (h0, a0), (h1, a1), (h2, a2) = hosts.hosts
+        etcd = start_etcd(self, hosts.gateway)
+        hostfile = os.path.join(self.dir, "hosts.txt")
+        with open(hostfile, "w") as f:
+            f.write(f"{h0} scheduler address={a0}\n{h1} scheduler address={a1}\n{h0} server address={a0}\n"
+                    f"{h1} server address={a1}\n{h1} worker address={a1}\n{h2} worker address={a2}\n")
+        config = standby_job(self, etcd, scheduler="localhost:0")
+        run = self.run_dir()
+        output = os.path.join(self.dir, "launcher.out")
+        with open(output, "w") as out:
+            proc = subprocess.Popen([sys.executable, LAUNCHER, "launch", config, "--run-dir", run, "--quiet",
+                                     "--hosts", hostfile, "--ssh", NETNS_SHELL], stdout=out, stderr=subprocess.STDOUT)
+        self.procs.append(proc)
+        leader = kill_leader_and_finish(self, run, proc, output)
+        self.assertIn(f"scheduler-0@{h0}, scheduler-1@{h1}, server-0@{h0}", read(output))
+        standby = os.path.join(run, f"scheduler-{1 - leader}.log")
+        self.assertIn(f"scheduler listening on {(a0, a1)[1 - leader]}:", read(standby))
+
+    def test_standbys_need_etcd_and_a_host_each(self):
+        hostfile = os.path.join(self.dir, "hosts.txt")
+        with open(hostfile, "w") as f:
+            f.write("a scheduler\nb scheduler\nb server\nc worker\n")
+        config = write_config(self.dir, data={"train": "x"})
+        result = subprocess.run([sys.executable, LAUNCHER, "launch", config, "--hosts", hostfile],
+                                capture_output=True, text=True)
+        self.assertNotEqual(result.returncode, 0)
+        self.assertIn("standby schedulers need cluster.coordination etcd://", result.stderr)
+
     def test_job_over_three_hosts(self):
         hosts = VirtualHosts(3)
         self.addCleanup(hosts.close)
@@ -221,6 +293,23 @@ class SlurmLauncherTest(ClusterTest):
         self.assertGreater(s["auc"], 0.7)
         self.assertIn("training done", read(os.path.join(run, "worker-1.log")))
 
+
+    def test_standby_scheduler_on_the_second_node_takes_over(self):
+        """Two addresses in cluster.scheduler (etcd coordination): scheduler i runs on node i of the allocation;
+        kill -9 of the leader, and the standby leads the job to the end."""
+        cluster = SlurmCluster(os.path.join(self.dir, "slurm"), ["node1", "node2", "node3"])
+        self.addCleanup(cluster.close)
+        etcd = start_etcd(self)
+        config = standby_job(self, etcd, scheduler="127.0.0.1:0,127.0.0.1:0")
+        run = self.run_dir()
+        out = os.path.join(self.dir, "sbatch.out")
+        env = {**cluster.env, "SPARTA_HOME": ROOT, "SPARTA_BIN": BIN}
+        proc = subprocess.Popen(["sbatch", "--wait", "-N", "3", f"--output={out}",
+                                 os.path.join(ROOT, "scripts", "slurm", "sparta.sbatch"), config, "--run-dir", run,
+                                 "--quiet"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.procs.append(proc)
+        kill_leader_and_finish(self, run, proc, out)
+        self.assertIn("slurm: scheduler-0@node1, scheduler-1@node2, server-0@node1", read(out))
 
     def test_a_second_allocation_adds_workers_to_a_running_job(self):
         # data.assignment on_demand: `sbatch ... --join RUN_DIR` grows a job

@@ -7,7 +7,10 @@
 // operator's requests.
 #include "scheduler/job_coordinator.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <set>
@@ -329,6 +332,112 @@ TEST_CASE("a join and a scale need ack all, and scale down drains the highest ra
     CHECK(Find(up, pb::RESPONSE)->scale_servers() == 2);
     CHECK(job.coordinator->BuildStatus(job.t0).servers_wanted() == 4);
   }
+}
+
+TEST_CASE("a scheduler that takes over goes on with a drain: the saved view, its moves, the server's exit",
+          "[job_coordinator]") {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / absl::StrCat("sparta-takeover-", getpid());
+  fs::remove_all(dir);
+  Config config = Job::Sized(/*servers=*/3, /*workers=*/1);
+  config.storage.path = dir.string();
+  std::set<uint32_t> leaving;  // shards server-2 leads
+  uint64_t published = 0;
+  {
+    Job first(config);
+    first.RegisterAll();
+    pb::Header scale = Of(pb::SCALE_REQUEST);
+    scale.set_scale_servers(2);
+    auto down = first.Send("ctl", scale);
+    const pb::Header* view = Find(down, pb::CLUSTER_VIEW);
+    REQUIRE(view != nullptr);
+    published = view->view().epoch();
+    for (uint32_t s = 0; s < 8; ++s) {
+      if (view->view().shard_owner(s) == 2) leaving.insert(s);
+    }
+    REQUIRE_FALSE(leaving.empty());
+    // No SaveState() here: a view is saved before it is sent, so a
+    // scheduler that dies right after never numbers another view the same.
+  }
+  Job second(config);
+  pb::ClusterStatus status = second.coordinator->BuildStatus(second.t0);
+  CHECK(status.epoch() == published);
+  CHECK(status.shards_moving() == leaving.size());
+  CHECK(status.servers_wanted() == 2);
+  // The targets report the shards whole: the primaries hand off...
+  const std::vector<uint64_t> rows(8, 0);
+  std::vector<JobCoordinator::Outgoing> out;
+  for (const char* target : {"s0", "s1"}) {
+    auto sent = second.Send(target, ServerHeartbeat(published, rows, [](uint32_t) { return true; }));
+    out.insert(out.end(), sent.begin(), sent.end());
+  }
+  const pb::Header* handing = nullptr;
+  for (const auto& o : out) {
+    if (o.header.type() == pb::CLUSTER_VIEW) handing = &o.header;
+  }
+  REQUIRE(handing != nullptr);
+  CHECK(handing->view().epoch() > published);
+  for (uint32_t s : leaving) CHECK(handing->view().replicas(s).handing_off());
+  // ...say so, switch, and the drained server, holding nothing, is let go.
+  pb::Header done = Of(pb::SHARDS_HANDED_OFF);
+  done.mutable_server_stats()->set_view_epoch(handing->view().epoch());
+  for (uint32_t s : leaving) done.mutable_server_stats()->add_handed_off(s);
+  auto switched = second.Send("s2", done);
+  CHECK(To(switched, pb::SHUTDOWN) == std::set<std::string>{"s2"});
+  status = second.coordinator->BuildStatus(second.t0);
+  CHECK(status.shards_moving() == 0);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("a drained server's copies whose target died move again, to servers that stay", "[job_coordinator]") {
+  Job job(/*servers=*/4, /*workers=*/1, /*replication=*/2);
+  job.RegisterAll();
+  pb::Header drain = Of(pb::DRAIN_REQUEST);
+  drain.mutable_node()->set_role(pb::SERVER);
+  drain.mutable_node()->set_rank(3);
+  auto begun = job.Send("ctl", drain);
+  REQUIRE(Find(begun, pb::RESPONSE) != nullptr);
+  REQUIRE(Find(begun, pb::RESPONSE)->status() == 0);
+  const pb::ClusterView& first = Find(begun, pb::CLUSTER_VIEW)->view();
+  bool some_to_0 = false;  // a copy of server 3 was moving to server 0
+  for (uint32_t s = 0; s < 8; ++s) {
+    const auto& copies = first.replicas(s);
+    for (int i = 0; i < copies.ranks_size(); ++i) some_to_0 |= copies.ranks(i) == 0 && copies.catching_up_from(i) != 0;
+  }
+  REQUIRE(some_to_0);
+  // Server 0 goes silent: it fails over, and its moves end with it.
+  const auto timeout = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(5.0));
+  JobCoordinator::Signals signals;
+  Clock::time_point now = job.t0;
+  std::vector<JobCoordinator::Outgoing> out;
+  for (int i = 0; i < 8 && To(out, pb::CLUSTER_VIEW).empty(); ++i) {
+    now += timeout / 4;
+    for (const char* peer : {"s1", "s2", "s3", "w0"}) job.Send(peer, Of(pb::HEARTBEAT), now);
+    job.coordinator->CheckTimers(now, &signals);
+    out = job.coordinator->TakeOutbox();
+  }
+  const pb::Header* after = Find(out, pb::CLUSTER_VIEW);
+  REQUIRE(after != nullptr);
+  // Every copy server 3 still holds is on its way to server 1 or 2 (a
+  // catching-up copy there), none to 3 or the dead server 0.
+  int held = 0;
+  for (uint32_t s = 0; s < 8; ++s) {
+    const auto& copies = after->view().replicas(s);
+    bool on_3 = after->view().shard_owner(s) == 3, arriving = false;
+    for (int i = 0; i < copies.ranks_size(); ++i) {
+      on_3 |= copies.ranks(i) == 3;
+      if (copies.catching_up_from(i) != 0) {
+        CHECK((copies.ranks(i) == 1 || copies.ranks(i) == 2));
+        arriving = true;
+      }
+    }
+    CHECK(after->view().shard_owner(s) != 0);
+    if (!on_3) continue;
+    ++held;
+    CHECK(arriving);
+  }
+  CHECK(held > 0);
+  CHECK(job.coordinator->BuildStatus(now).shards_moving() == static_cast<uint32_t>(held));
 }
 
 TEST_CASE("a stalled scheduler loop blames no node", "[job_coordinator]") {

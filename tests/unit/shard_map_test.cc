@@ -1,6 +1,7 @@
 // ShardMap: failover picks whole replicas only, and reports shards whose
 // every copy is gone.
 #include <algorithm>
+#include <map>
 
 #include <catch2/catch.hpp>
 
@@ -189,6 +190,60 @@ TEST_CASE("the catching-up state survives a scheduler restart through the view")
   restarted.FromView(view);
   CHECK(restarted.catching_up() == map.catching_up());
   CHECK_FALSE(restarted.RemoveServer(2, NoneApplied).empty());
+}
+
+TEST_CASE("moves under way survive a scheduler restart, a hand-off starting over") {
+  ShardMap map(8, 3, 1);  // shard s on server s % 3
+  REQUIRE(map.BeginDrain(1, {0, 2}, /*epoch=*/2) == 3);  // shards 1, 4, 7
+  for (uint32_t target : {0u, 2u}) map.OnServerReport(target, 2, {});
+  REQUIRE(map.AdvanceMoves(3) == 3);  // handing off at view 3
+  pb::ClusterView view;
+  map.ToView(&view);
+  pb::SchedulerState state;
+  map.SaveMoves(state.mutable_moves());
+  REQUIRE(state.moves_size() == 3);
+
+  ShardMap restarted(8, 3, 1);
+  restarted.FromView(view);
+  // A move that no longer fits (its shard moved on, or one server lost its
+  // copy) is dropped, not taken back.
+  pb::ShardMove* stale = state.add_moves();
+  stale->set_shard(0);
+  stale->set_from(0);
+  stale->set_to(1);
+  CHECK(restarted.RestoreMoves(state.moves()) == 3);
+  CHECK(restarted.moving() == 3);
+  // The new scheduler's first view ends the old hand-off; the primary's
+  // report of it, taken by the old scheduler, is not waited for.
+  CHECK(restarted.handing_off() == 0);
+  pb::ClusterView next;
+  restarted.ToView(&next);
+  for (uint32_t s : {1u, 4u, 7u}) CHECK_FALSE(next.replicas(s).handing_off());
+  CHECK(restarted.OnHandedOff(1, 3, {1, 4, 7}) == 0);
+  // The moves then go on: hand-off, switch, and server 1 holds nothing.
+  CHECK(restarted.AdvanceMoves(5) == 3);
+  CHECK(restarted.OnHandedOff(1, 5, {1, 4, 7}) == 3);
+  CHECK(restarted.AdvanceMoves(6) == 3);
+  CHECK(restarted.held_by(1) == 0);
+  CHECK(restarted.moving() == 0);
+  for (uint32_t s : {1u, 4u, 7u}) CHECK(restarted.replicas(s).empty());
+}
+
+TEST_CASE("copies lost with a server go to servers that stay, and a fresh one leaves moving shards alone") {
+  ShardMap map(8, 4, 2);  // shard s: primary s % 4, replica (s + 1) % 4
+  REQUIRE(map.BeginDrain(3, {0, 1, 2}, 2) > 0);
+  const std::map<uint32_t, ShardMap::Move> moving = map.moves();
+  map.RemoveServer(0, NoneApplied);
+  // Server 3 (drained) is not among those that stay: no new copy goes there.
+  const int before = map.held_by(3);
+  map.RestoreReplication({1, 2}, 3);
+  CHECK(map.held_by(3) == before);
+  // A fresh server takes replicas of shards that do not move only.
+  std::vector<std::vector<uint32_t>> copies;
+  for (uint32_t s = 0; s < 8; ++s) copies.push_back(map.replicas(s));
+  map.AddServer(4, {1, 2, 4}, 4);
+  for (const auto& [s, move] : map.moves()) CHECK(map.replicas(s) == copies[s]);
+  CHECK_FALSE(moving.empty());
 }
 
 TEST_CASE("without replicas a dead server's shards are lost") {
