@@ -457,13 +457,6 @@ absl::Status Validate(const Config& c) {
     return bad("storage.replication_factor", absl::StrCat("is ", c.storage.replication_factor, " but there are only ",
                                                            c.cluster.servers, " servers to hold the copies"));
   }
-  if (c.data.assignment == "on_demand" && c.worker.consistency == "bsp") {
-    // Servers sum a bsp step's pushes by the step's number; a worker that
-    // waited for work rejoins the others at their clock, which its
-    // trainer's step numbers do not follow (ssp needs only the clocks).
-    return bad("worker.consistency", "is bsp, but data.assignment: on_demand runs with asp or ssp (a worker that "
-                                     "waits for work and rejoins would send the servers steps out of order)");
-  }
   if (c.cluster.auth == "curve" && c.cluster.key_file.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(c.Where("cluster.auth"), ": key 'cluster.auth' is curve, so ",
                                                    "cluster.key_file must name the cluster's key file (make one ",

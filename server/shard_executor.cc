@@ -752,6 +752,14 @@ ShardExecutor::Outcome ShardExecutor::Execute(ShardTask& task, const ColdRead* r
   const bool is_push = r.message.header.type() != pb::PULL;  // PUSH or REPLICATE
   if (sum_steps_) {
     const uint64_t clock = r.message.header.clock();
+    if (clock != 0 && clock < pending_clock_ && r.message.header.type() != pb::REPLICATE &&
+        steps_out_of_order_++ == 0) {
+      // Forwards may interleave across primaries (ack primary); a worker's
+      // own request may not.
+      spdlog::warn("executor {}: bsp: a worker's request of step {} came while step {} was being summed; its "
+                   "gradients join the later step's sums",
+                   index_, clock, pending_clock_);
+    }
     if (pending_clock_ != 0 && (clock == 0 || clock > pending_clock_)) ApplyPendingSteps();
     if (is_push && clock != 0) {
       AddPending(task);

@@ -301,6 +301,10 @@ class ShardExecutor {
   std::vector<float> lookup_rows_;
   std::vector<uint8_t> lookup_found_;
   uint64_t pending_clock_ = 0;  // step of the pending sums; 0: none
+  // Worker requests of a step older than the one being summed: under bsp
+  // none come (no worker starts step t+1 before every step-t push is in),
+  // so one means the workers' step numbers and the servers' disagree.
+  uint64_t steps_out_of_order_ = 0;
   RowBatch batch_;
   Mailbox<std::shared_ptr<Request>>* const done_;
   // Held while a task runs, by the executor's thread or by TryRunHere()'s

@@ -91,6 +91,12 @@ class ClockGate {
     min_ = std::max(min_, clock);
   }
 
+  // What Rebase has added to the trainer's step numbers so far.
+  uint64_t offset() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return offset_;
+  }
+
   void OnMinClock(uint64_t min) {
     std::lock_guard<std::mutex> lock(mu_);
     if (min <= min_) return;

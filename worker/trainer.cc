@@ -115,8 +115,13 @@ absl::StatusOr<std::unique_ptr<Trainer::Step>> Trainer::BeginStep(DataLoader* lo
   return step;
 }
 
+uint64_t Trainer::RequestClock(uint64_t step) const {
+  if (!bsp_ || !training_) return 0;
+  return step + (clock_gate_ != nullptr ? clock_gate_->offset() : 0);
+}
+
 void Trainer::IssuePulls(Step& step, bool late) {
-  const uint64_t clock = bsp_ ? step.number : 0;
+  const uint64_t clock = RequestClock(step.number);
   for (size_t t = 0; t < tables_.size(); ++t) {
     const bool dense = tables_[t].kind() == pb::TableSpec::DENSE;
     std::span<const uint64_t> keys = KeysOf(t, *step.batch);
@@ -227,6 +232,8 @@ absl::StatusOr<Trainer::TrainResult> Trainer::Train(DataLoader* loader, const Tr
   network_wait_seconds_ = 0;
   const auto start = Clock::now();
   ClockGate* const clock = hooks.clock;
+  clock_gate_ = clock;
+  training_ = true;
   WorkFeed* const feed = hooks.feed;
   PushWindow pushes(
       clock, hooks.thread, [this](const KVClient::Ticket& t) { return WaitTimed(t); },
@@ -324,7 +331,7 @@ absl::StatusOr<Trainer::TrainResult> Trainer::Train(DataLoader* loader, const Tr
 std::vector<KVClient::Ticket> Trainer::PushGradients(const Batch& batch, const StepOutput& out,
                                                       const TrainHooks& hooks) {
   std::vector<KVClient::Ticket> tickets;
-  const uint64_t request_clock = bsp_ ? out.step : 0;
+  const uint64_t request_clock = RequestClock(out.step);
   std::vector<uint32_t> counts;
   for (size_t t = 0; t < tables_.size(); ++t) {
     if (counts_wanted_[t] && counts.empty()) CountKeys(batch, &counts);
@@ -341,6 +348,7 @@ std::vector<KVClient::Ticket> Trainer::PushGradients(const Batch& batch, const S
 }
 
 absl::StatusOr<Trainer::EvalResult> Trainer::Evaluate(DataLoader* loader, const std::string& predictions_out) {
+  training_ = false;
   std::vector<float> probs, labels;
   SPARTA_RETURN_IF_ERROR(ForEachStep(
       loader,

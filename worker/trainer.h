@@ -128,6 +128,15 @@ class Trainer {
   StepRunner* const runner_;
   const std::vector<pb::TableSpec> tables_;
   const bool bsp_;
+  // The running Train()'s clock gate (null: none), for RequestClock().
+  ClockGate* clock_gate_ = nullptr;
+  bool training_ = false;  // Train() runs; Evaluate() sends no step clocks
+  // Under bsp, while training, the number the servers know step `step` by
+  // (0 otherwise: an evaluation's pulls read the finished model, the last
+  // step's sums applied): the job's, which runs ahead of this worker's own
+  // count by the clocks it skipped while it waited for work
+  // (ClockGate::Rebase).
+  uint64_t RequestClock(uint64_t step) const;
   DenseCache* const cache_;
   double network_wait_seconds_ = 0;  // of the current Train() or Evaluate()
   // Train(): trains what the thread holds, waits for its pushes and takes a

@@ -180,6 +180,40 @@ class SspTest(OnDemandJob):
         self.check_counts(s, counts, split, epochs)
 
 
+class BspTest(OnDemandJob):
+    def test_bsp_job_finishes_and_an_idle_worker_rejoins_at_the_job_step(self):
+        """worker.consistency bsp with on_demand: as in the ssp test, two workers wait for work, idle, while the
+        third trains the last unit, and it is killed so that they get work again. They rejoin the clocks, and
+        their requests carry the job's step numbers, not their own (servers sum a bsp step's pushes by its
+        number: no server sees a worker's request of a step older than the one it sums)."""
+        split, epochs = 100000, 1
+        config = self.config("bsp.yaml", split=split, epochs=epochs, consistency="bsp", restart=False)
+        run = self.run_dir("bsp")
+        predictions = os.path.join(self.dir, "bsp.counts")
+        proc = launch(config, run, [f"eval.predictions_out={predictions}"], wait=False)
+        self.procs.append(proc)
+        log = os.path.join(run, "scheduler.log")
+        idle_line = re.compile(r"\] info: worker-(\d+) \([^)]*\) waits for work at clock")
+        idle = lambda: {int(rank) for rank in idle_line.findall(read(log))}
+        wait_for(lambda: len(idle()) >= 2, 300, "two workers to wait for work")
+        idle = idle()
+        daemons = json.loads(read(os.path.join(run, "daemons.json")))
+        victim = next(d for d in daemons if d["role"] == "worker" and d["rank"] not in idle)
+        os.kill(victim["pid"], signal.SIGKILL)
+        out, err = proc.communicate(timeout=300)
+        self.assertEqual(proc.returncode, 0, err)
+        s = summary(run)
+        self.assertEqual(s["status"], "ok")
+        rejoined = re.findall(r"worker-\d+ \([^)]*\) gets work again: it rejoins the clocks at (\d+)", read(log))
+        self.assertTrue(rejoined)
+        self.assertGreater(max(int(c) for c in rejoined), 0)
+        for server in (0, 1):
+            self.assertNotIn("bsp: a worker's request of step", read(os.path.join(run, f"server-{server}.log")))
+        self.assertLessEqual(s["max_clock_spread"], 1)
+        counts = [round(float(p) * 1000) for p in read(predictions).split()]
+        self.check_counts(s, counts, split, epochs)
+
+
 class DrainTest(OnDemandJob):
     def test_drained_worker_finishes_its_units_and_exits_0(self):
         """sparta-ctl drain worker-2 mid-job: it trains no new unit, finishes the ones it holds and exits 0;
