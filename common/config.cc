@@ -75,6 +75,7 @@ void VisitFields(Config& c, Visitor& v) {
   v("cluster.coordination", c.cluster.coordination, FieldRule{});
   v("server.threads", c.server.threads, Between(1, 256));
   v("server.memory_limit", c.server.memory_limit, FieldRule{});
+  v("server.stream_rate", c.server.stream_rate, FieldRule{});
   v("data.train", c.data.train, Required());
   v("data.test", c.data.test, FieldRule{});
   v("data.format", c.data.format, OneOf({"criteo", "libsvm"}));
@@ -531,6 +532,9 @@ absl::Status ParseUnits(Config* c) {
   auto limit = ParseByteSize(c->server.memory_limit);
   if (!limit.ok()) return bad("server.memory_limit", limit.status());
   c->server.memory_limit_bytes = *limit;
+  auto rate = ParseByteSize(c->server.stream_rate);
+  if (!rate.ok()) return bad("server.stream_rate", rate.status());
+  c->server.stream_rate_bytes = *rate;
   c->data.assignment_mode = c->data.assignment == "on_demand" ? Assignment::kOnDemand : Assignment::kStatic;
   auto split = ParseByteSize(c->data.split_size);
   if (!split.ok()) return bad("data.split_size", split.status());

@@ -174,7 +174,7 @@ absl::Status Server::Run() {
       return st;
     }
   }
-  streamer_ = std::make_unique<ShardStreamer>(store_.get(), &snapshots_);
+  streamer_ = std::make_unique<ShardStreamer>(store_.get(), &snapshots_, config_.server.stream_rate_bytes);
   for (auto& e : executors_) e->Start();
   int owned = 0, replicated = 0;
   for (uint32_t s = 0; s < shards_.num_shards(); ++s) {

@@ -7,8 +7,8 @@
 
 namespace sparta {
 
-ShardStreamer::ShardStreamer(RowStore* store, Mailbox<SnapshotChunk>* out)
-    : store_(store), out_(out), thread_([this] { Loop(); }) {}
+ShardStreamer::ShardStreamer(RowStore* store, Mailbox<SnapshotChunk>* out, uint64_t bytes_per_second)
+    : store_(store), out_(out), bytes_per_second_(bytes_per_second), thread_([this] { Loop(); }) {}
 
 ShardStreamer::~ShardStreamer() {
   {
@@ -122,6 +122,14 @@ bool ShardStreamer::Post(SnapshotChunk chunk) {
       return stop_ || cancel_current_ || unacknowledged_.empty() ||
              (unacknowledged_bytes_ + bytes <= kWindowBytes && unacknowledged_.size() < kWindowChunks);
     });
+    if (bytes_per_second_ > 0) {
+      // The rate: a chunk goes once the bytes sent before it have had their
+      // time (no credit builds up while idle, so no burst follows a pause).
+      cv_.wait_until(lock, next_send_, [&] { return stop_ || cancel_current_; });
+      next_send_ = std::max(next_send_, std::chrono::steady_clock::now()) +
+                   std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                       std::chrono::duration<double>(static_cast<double>(bytes) / bytes_per_second_));
+    }
     if (stop_ || cancel_current_) return false;
     unacknowledged_.push_back({chunk.stream, chunk.peer, chunk.shard, bytes});
     unacknowledged_bytes_ += bytes;

@@ -13,6 +13,11 @@
 // copy. The window is in bytes, not chunks, so that many small shards
 // (one small chunk each) share one round trip.
 //
+// Streams go no faster than `bytes_per_second` (server.stream_rate), all
+// together: a stream is work for this server's CPU and the replica's, and
+// the network's, which training shares; unpaced, streams slowed training to
+// a tenth while they ran and stretched its steps past 100 ms.
+//
 // The end of a shard (kEnd) needs no acknowledgement: the replica loads a
 // shard's parts in order on one executor and marks the shard whole behind
 // them, and the forwards held back for it follow it on the same socket.
@@ -25,6 +30,7 @@
 #ifndef SPARTA_SERVER_SHARD_STREAMER_H_
 #define SPARTA_SERVER_SHARD_STREAMER_H_
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -46,7 +52,8 @@ class ShardStreamer {
   static constexpr size_t kWindowChunks = 256;
 
   // `store` (may be null: cuts then carry their rows) outlives this.
-  ShardStreamer(RowStore* store, Mailbox<SnapshotChunk>* out);
+  // `bytes_per_second` 0: no limit.
+  ShardStreamer(RowStore* store, Mailbox<SnapshotChunk>* out, uint64_t bytes_per_second = 0);
   ~ShardStreamer();  // stops: a stream in progress ends unfinished
   ShardStreamer(const ShardStreamer&) = delete;
   ShardStreamer& operator=(const ShardStreamer&) = delete;
@@ -89,6 +96,9 @@ class ShardStreamer {
 
   RowStore* const store_;
   Mailbox<SnapshotChunk>* const out_;
+  const uint64_t bytes_per_second_;
+  // When the next chunk may go, by the rate (its predecessors' bytes).
+  std::chrono::steady_clock::time_point next_send_;  // guarded by mu_
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<ShardCut> queue_;      // guarded by mu_

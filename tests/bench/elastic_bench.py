@@ -18,7 +18,9 @@
   to the one that switched it); and the longest step of the workers while
   shards move (each worker's CSV records its longest gap between two
   batches per progress line) against the 100 ms target and the longest step
-  before the moves, measured in the same run; with --chart PNG, the
+  before the moves, measured in the same run, with shard streams paced by
+  server.stream_rate (default 32 MiB/s) and, as the reference in the same
+  run, unpaced (2M rows, records tagged _unpaced); with --chart PNG, the
   workers' throughput over time with the moves marked.
 
 Every job must end ok with an exact audit (worker.audit, or every key trained
@@ -102,8 +104,9 @@ def worker_rows(run):
     return rows
 
 
-def move_bench(tmp, keys, add, chart):
-    """A job on keys 1..`keys` (one row each) and 2 servers: drain server-1, then scale back to 2 servers."""
+def move_bench(tmp, keys, add, chart, sets=(), tag=""):
+    """A job on keys 1..`keys` (one row each) and 2 servers: drain server-1, then scale back to 2 servers.
+    `sets` are extra settings; `tag` goes into the records' names (after the rows)."""
     plugin = build_counter_plugin(tmp)
     data = os.path.join(tmp, f"keys{keys}.svm")
     with open(data, "w") as f:
@@ -121,9 +124,9 @@ model: {{plugin: "{plugin}"}}
 worker: {{audit: 1}}
 log: {{progress_interval: 0.1}}
 """)
-    run = os.path.join(tmp, f"moves{keys}")
-    proc = launch(cfg, run, [])
-    million = f"{keys // 2 // 1000000}M" if keys >= 2000000 else f"{keys // 2 // 1000}k"
+    run = os.path.join(tmp, f"moves{keys}{tag}")
+    proc = launch(cfg, run, list(sets))
+    million = (f"{keys // 2 // 1000000}M" if keys >= 2000000 else f"{keys // 2 // 1000}k") + tag
     try:
         # Every key has its row (the first epoch is done).
         wait_for(lambda: (s := status(run)) and sum(int(n["rows_held"]) for n in servers_up(s)) >= keys, 1800,
@@ -230,6 +233,8 @@ def main():
             print(f"keeping {tmp}")
         for keys in ((2000000,) if quick else (2000000, 20000000)):
             move_bench(tmp, keys, add, chart if keys == 2000000 else None)
+        # The reference in the same run: streams at full speed (server.stream_rate 0).
+        move_bench(tmp, 2000000, add, None, ["server.stream_rate=0"], "_unpaced")
         if only_moves:
             with open(out, "w") as f:
                 json.dump(records, f, indent=1)

@@ -83,6 +83,12 @@ TEST_CASE("data.assignment and data.split_size: parsed, and on_demand refuses wh
   CHECK_FALSE(c->worker.restart);
   CHECK_THAT(Error(kValid, {"data.assignment=dynamic"}), Catch::Contains("data.assignment"));
   CHECK_THAT(Error(kValid, {"data.split_size=lots"}), Catch::Contains("data.split_size"));
+  // Shard streams: 32 MiB/s unless set; "0" is no limit.
+  CHECK(c->server.stream_rate_bytes == 32u << 20);
+  auto unpaced = ParseConfig(kValid, "job.yaml", {"server.stream_rate=0"});
+  REQUIRE(unpaced.ok());
+  CHECK(unpaced->server.stream_rate_bytes == 0);
+  CHECK_THAT(Error(kValid, {"server.stream_rate=fast"}), Catch::Contains("server.stream_rate"));
   // Every consistency mode: bsp steps count on from the job's clock (ClockGate::Rebase).
   auto bsp = ParseConfig(kValid, "job.yaml", {"data.assignment=on_demand", "worker.consistency=bsp"});
   REQUIRE(bsp.ok());

@@ -12,6 +12,7 @@
 #include <poll.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 #include <map>
 
@@ -139,6 +140,34 @@ TEST_CASE("a shard streams whole, as of its cut, within the window", "[shard_str
   // The window was what held the stream back.
   REQUIRE(peak > ShardStreamer::kWindowBytes - ShardStreamer::kChunkBytes);
   REQUIRE(streamer.totals().peak_unacknowledged_bytes <= ShardStreamer::kWindowBytes);
+}
+
+TEST_CASE("streams keep to their rate: each chunk waits for the bytes before it", "[shard_streamer]") {
+  Fixture f;
+  WriteRows(f.store.get(), 12000, 0.0f);  // 3.2 MB of shard 5: four chunks
+  constexpr uint64_t kRate = 8 << 20;      // bytes per second
+  ShardStreamer streamer(f.store.get(), &f.out, kRate);
+  const auto start = std::chrono::steady_clock::now();
+  streamer.Stream(f.Cut(/*peer=*/2, /*shard=*/5));
+  std::vector<size_t> sizes;
+  bool ended = false;
+  while (!ended) {
+    for (SnapshotChunk& chunk : Next(f.out)) {
+      if (chunk.kind == SnapshotChunk::Kind::kEnd) {
+        ended = true;
+        continue;
+      }
+      sizes.push_back(chunk.bytes());
+      streamer.Acknowledged(chunk.stream, absl::OkStatus());  // the window holds nothing back
+    }
+  }
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  REQUIRE(sizes.size() >= 3);
+  // The first chunk goes at once, each later one once its predecessors'
+  // bytes have had their time at the rate.
+  size_t before_last = 0;
+  for (size_t i = 0; i + 1 < sizes.size(); ++i) before_last += sizes[i];
+  CHECK(seconds >= static_cast<double>(before_last) / kRate);
 }
 
 TEST_CASE("a table with no rows in the shard still sends one empty part, which names it", "[shard_streamer]") {
