@@ -171,21 +171,16 @@ class WorkerLossQualityTest(ClusterTest):
         self.assertLess(abs(s["auc"] - baseline["auc"]), 0.003)
 
 
-class SspTest(OnDemandJob):
-    def test_ssp_job_finishes_and_an_idle_worker_rejoins_at_the_slowest_clock(self):
-        # At the end of every on_demand job, workers with nothing left to
-        # train wait while the others finish the last units: under ssp they
-        # would hold those workers' clocks back, and the job would hang.
-        # Here a worker is killed while the others wait, idle: its units go
-        # to them, and they rejoin the clocks.
-        # One epoch in 4 units of about 1000 steps: the first worker to be
-        # done with its unit gets the fourth, and the other two wait, idle,
-        # while it trains that.
-        staleness, split, epochs = 2, 100000, 1
-        config = self.config("ssp.yaml", split=split, epochs=epochs, consistency="ssp", staleness=staleness,
-                             restart=False)
-        run = self.run_dir("ssp")
-        predictions = os.path.join(self.dir, "ssp.counts")
+class IdleRejoinJob(OnDemandJob):
+    SPLIT, EPOCHS = 100000, 1
+
+    def idle_workers_rejoin(self, name, **consistency):
+        """One epoch in 4 units of about 1000 steps: the first worker to be done with its unit gets the fourth,
+        and the other two wait, idle, while it trains that; it is then killed, so that its unit goes to them
+        and they rejoin the clocks. Returns the run folder, the summary and the per-key counts."""
+        config = self.config(f"{name}.yaml", split=self.SPLIT, epochs=self.EPOCHS, restart=False, **consistency)
+        run = self.run_dir(name)
+        predictions = os.path.join(self.dir, f"{name}.counts")
         proc = launch(config, run, [f"eval.predictions_out={predictions}"], wait=False)
         self.procs.append(proc)
         log = os.path.join(run, "scheduler.log")
@@ -201,47 +196,42 @@ class SspTest(OnDemandJob):
         self.assertEqual(proc.returncode, 0, err)
         s = summary(run)
         self.assertEqual(s["status"], "ok")
-        scheduler_log = read(log)
+        counts = [round(float(p) * 1000) for p in read(predictions).split()]
+        return run, s, counts
+
+
+class SspTest(IdleRejoinJob):
+    def test_ssp_job_finishes_and_an_idle_worker_rejoins_at_the_slowest_clock(self):
+        # At the end of every on_demand job, workers with nothing left to
+        # train wait while the others finish the last units: under ssp they
+        # would hold those workers' clocks back, and the job would hang.
+        # Here a worker is killed while the others wait, idle: its units go
+        # to them, and they rejoin the clocks.
+        staleness = 2
+        run, s, counts = self.idle_workers_rejoin("ssp", consistency="ssp", staleness=staleness)
+        scheduler_log = read(os.path.join(run, "scheduler.log"))
         self.assertRegex(scheduler_log, r"worker-\d+ \([^)]*\) gets work again: it rejoins the clocks at \d+")
         # The bound held among the workers that trained (a worker may finish
         # the step it was allowed to start: s + 1).
         self.assertLessEqual(s["max_clock_spread"], staleness + 1)
-        counts = [round(float(p) * 1000) for p in read(predictions).split()]
-        self.check_counts(s, counts, split, epochs)
+        self.check_counts(s, counts, self.SPLIT, self.EPOCHS)
 
 
-class BspTest(OnDemandJob):
+class BspTest(IdleRejoinJob):
     def test_bsp_job_finishes_and_an_idle_worker_rejoins_at_the_job_step(self):
-        """worker.consistency bsp with on_demand: as in the ssp test, two workers wait for work, idle, while the
-        third trains the last unit, and it is killed so that they get work again. They rejoin the clocks, and
-        their requests carry the job's step numbers, not their own (servers sum a bsp step's pushes by its
-        number: no server sees a worker's request of a step older than the one it sums)."""
-        split, epochs = 100000, 1
-        config = self.config("bsp.yaml", split=split, epochs=epochs, consistency="bsp", restart=False)
-        run = self.run_dir("bsp")
-        predictions = os.path.join(self.dir, "bsp.counts")
-        proc = launch(config, run, [f"eval.predictions_out={predictions}"], wait=False)
-        self.procs.append(proc)
-        log = os.path.join(run, "scheduler.log")
-        idle_line = re.compile(r"\] info: worker-(\d+) \([^)]*\) waits for work at clock")
-        idle = lambda: {int(rank) for rank in idle_line.findall(read(log))}
-        wait_for(lambda: len(idle()) >= 2, 300, "two workers to wait for work")
-        idle = idle()
-        daemons = json.loads(read(os.path.join(run, "daemons.json")))
-        victim = next(d for d in daemons if d["role"] == "worker" and d["rank"] not in idle)
-        os.kill(victim["pid"], signal.SIGKILL)
-        out, err = proc.communicate(timeout=300)
-        self.assertEqual(proc.returncode, 0, err)
-        s = summary(run)
-        self.assertEqual(s["status"], "ok")
-        rejoined = re.findall(r"worker-\d+ \([^)]*\) gets work again: it rejoins the clocks at (\d+)", read(log))
+        """worker.consistency bsp with on_demand: as in the ssp test, two workers wait for work, idle, and get
+        work again when the third is killed. They rejoin the clocks, and their requests carry the job's step
+        numbers, not their own (servers sum a bsp step's pushes by its number: no server sees a worker's
+        request of a step older than the one it sums)."""
+        run, s, counts = self.idle_workers_rejoin("bsp", consistency="bsp")
+        rejoined = re.findall(r"worker-\d+ \([^)]*\) gets work again: it rejoins the clocks at (\d+)",
+                              read(os.path.join(run, "scheduler.log")))
         self.assertTrue(rejoined)
         self.assertGreater(max(int(c) for c in rejoined), 0)
         for server in (0, 1):
             self.assertNotIn("bsp: a worker's request of step", read(os.path.join(run, f"server-{server}.log")))
         self.assertLessEqual(s["max_clock_spread"], 1)
-        counts = [round(float(p) * 1000) for p in read(predictions).split()]
-        self.check_counts(s, counts, split, epochs)
+        self.check_counts(s, counts, self.SPLIT, self.EPOCHS)
 
 
 class DrainTest(OnDemandJob):

@@ -126,15 +126,20 @@ class SshLauncherTest(ClusterTest):
         standby = os.path.join(run, f"scheduler-{1 - leader}.log")
         self.assertIn(f"scheduler listening on {(a0, a1)[1 - leader]}:", read(standby))
 
-    def test_standbys_need_etcd_and_a_host_each(self):
+    def refused_host_list(self, lines):
+        """What the launcher says, failing, about a host list of `lines`."""
         hostfile = os.path.join(self.dir, "hosts.txt")
         with open(hostfile, "w") as f:
-            f.write("a scheduler\nb scheduler\nb server\nc worker\n")
+            f.write(lines)
         config = write_config(self.dir, data={"train": "x"})
         result = subprocess.run([sys.executable, LAUNCHER, "launch", config, "--hosts", hostfile],
                                 capture_output=True, text=True)
         self.assertNotEqual(result.returncode, 0)
-        self.assertIn("standby schedulers need cluster.coordination etcd://", result.stderr)
+        return hostfile, result.stderr
+
+    def test_standbys_need_etcd_and_a_host_each(self):
+        _, err = self.refused_host_list("a scheduler\nb scheduler\nb server\nc worker\n")
+        self.assertIn("standby schedulers need cluster.coordination etcd://", err)
 
     def test_job_over_three_hosts(self):
         hosts = VirtualHosts(3)
@@ -168,14 +173,8 @@ class SshLauncherTest(ClusterTest):
         self.assertEqual(hosts_of[("worker", 1)], a2)
 
     def test_bad_host_list_names_file_and_line(self):
-        hostfile = os.path.join(self.dir, "hosts.txt")
-        with open(hostfile, "w") as f:
-            f.write("a scheduler\nb server\nc wroker\n")
-        config = write_config(self.dir, data={"train": "x"})
-        result = subprocess.run([sys.executable, LAUNCHER, "launch", config, "--hosts", hostfile],
-                                capture_output=True, text=True)
-        self.assertNotEqual(result.returncode, 0)
-        self.assertIn(f"{hostfile}:3: expected 'HOST scheduler|server|worker", result.stderr)
+        hostfile, err = self.refused_host_list("a scheduler\nb server\nc wroker\n")
+        self.assertIn(f"{hostfile}:3: expected 'HOST scheduler|server|worker", err)
 
 
 def free_ports(n):
