@@ -88,12 +88,13 @@ struct ServerConfig {
   std::string memory_limit;
   uint64_t memory_limit_bytes = 0;  // memory_limit, parsed; not a key
   // Bytes per second this server streams shards at (live moves and new
-  // replicas, all streams together), with a unit ("32MiB"); "0": no limit.
+  // replicas, all streams together), with a unit ("16MiB"); "0": no limit.
   // Streams share the CPU and the network with training: unpaced, they
-  // slowed it to a tenth and stretched its steps past 100 ms. 32 MiB/s is
-  // CockroachDB's default for its rebalancing snapshots.
-  std::string stream_rate = "32MiB";
-  uint64_t stream_rate_bytes = 32 << 20;  // stream_rate, parsed; not a key
+  // slowed it to a tenth and stretched its steps past 100 ms; at 32 MiB/s a
+  // move of 10M rows still did (to 171 ms) on a 2-core machine, at 16 MiB/s
+  // not (71 ms), and 1M small rows still move in under a second.
+  std::string stream_rate = "16MiB";
+  uint64_t stream_rate_bytes = 16 << 20;  // stream_rate, parsed; not a key
 };
 
 // How one embedding table lives on the servers (embedding.* for every table,

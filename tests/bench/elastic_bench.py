@@ -26,7 +26,7 @@
 Every job must end ok with an exact audit (worker.audit, or every key trained
 `epochs` times) for its figures to count.
 
-  elastic_bench.py TRAIN TEST JSON_OUT [--quick] [--chart PNG]
+  elastic_bench.py TRAIN TEST JSON_OUT [--quick] [--only-moves] [--chart PNG] [--stream-rate RATE]
 """
 
 import datetime
@@ -231,8 +231,11 @@ def main():
         if os.environ.get("SPARTA_KEEP_TEST_DIRS"):  # the runs' logs, for a look afterwards
             tmp = tempfile.mkdtemp(prefix="sparta-elastic-bench-kept-")
             print(f"keeping {tmp}")
+        # --stream-rate R: the paced runs at server.stream_rate R instead of the default.
+        rate = ([f"server.stream_rate={sys.argv[sys.argv.index('--stream-rate') + 1]}"]
+                if "--stream-rate" in sys.argv else [])
         for keys in ((2000000,) if quick else (2000000, 20000000)):
-            move_bench(tmp, keys, add, chart if keys == 2000000 else None)
+            move_bench(tmp, keys, add, chart if keys == 2000000 else None, rate)
         # The reference in the same run: streams at full speed (server.stream_rate 0).
         move_bench(tmp, 2000000, add, None, ["server.stream_rate=0"], "_unpaced")
         if only_moves:

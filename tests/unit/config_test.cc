@@ -83,8 +83,8 @@ TEST_CASE("data.assignment and data.split_size: parsed, and on_demand refuses wh
   CHECK_FALSE(c->worker.restart);
   CHECK_THAT(Error(kValid, {"data.assignment=dynamic"}), Catch::Contains("data.assignment"));
   CHECK_THAT(Error(kValid, {"data.split_size=lots"}), Catch::Contains("data.split_size"));
-  // Shard streams: 32 MiB/s unless set; "0" is no limit.
-  CHECK(c->server.stream_rate_bytes == 32u << 20);
+  // Shard streams: 16 MiB/s unless set; "0" is no limit.
+  CHECK(c->server.stream_rate_bytes == 16u << 20);
   auto unpaced = ParseConfig(kValid, "job.yaml", {"server.stream_rate=0"});
   REQUIRE(unpaced.ok());
   CHECK(unpaced->server.stream_rate_bytes == 0);
