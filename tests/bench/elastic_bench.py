@@ -19,7 +19,7 @@
   shards move (each worker's CSV records its longest gap between two
   batches per progress line) against the 100 ms target and the longest step
   before the moves, measured in the same run, with shard streams paced by
-  server.stream_rate (default 32 MiB/s) and, as the reference in the same
+  server.stream_rate (default 16 MiB/s) and, as the reference in the same
   run, unpaced (2M rows, records tagged _unpaced); with --chart PNG, the
   workers' throughput over time with the moves marked.
 
