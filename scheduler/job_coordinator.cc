@@ -117,11 +117,14 @@ bool JobCoordinator::SaveState(Clock::time_point now) {
   // A published checkpoint is saved at once: a scheduler that takes over
   // must not number its own the same.
   const bool changed = state_changed_ || checkpoints_.published_version() != saved_checkpoint_version_;
+  // A view saved before it was sent is not saved again, but it is news.
+  const bool news = changed || unreported_change_;
   state_changed_ = false;
-  if (state_store_ == nullptr) return changed;
+  unreported_change_ = false;
+  if (state_store_ == nullptr) return news;
   // Also re-saved every second: its age tells a restarted scheduler whether
   // the nodes can still be waiting for it.
-  if (!changed && now - last_saved_ < std::chrono::seconds(1)) return false;
+  if (!changed && now - last_saved_ < std::chrono::seconds(1)) return news;
   pb::SchedulerState state;
   state.set_phase(static_cast<int32_t>(phase_));
   state.set_epoch(epoch_);
@@ -156,7 +159,7 @@ bool JobCoordinator::SaveState(Clock::time_point now) {
     store_error_.clear();
   }
   last_saved_ = now;
-  return changed;
+  return news;
 }
 
 absl::Status JobCoordinator::PrepareRestore() {
@@ -433,7 +436,7 @@ void JobCoordinator::OnRegister(const std::string& routing_id, const pb::Header&
   if (late_worker) return OnWorkerJoined(*added, routing_id);
   if (joining_server) {
     // First the copies a dead server left short, then the moves.
-    const int placed = shard_map_.RestoreReplication(members_.LiveServers(), epoch_ + 1);
+    const int placed = shard_map_.RestoreReplication(StayingServers(), epoch_ + 1);
     const int moving = BalanceRows();
     servers_wanted_ = std::max<int>(servers_wanted_, static_cast<int>(StayingServers().size()));
     spdlog::info("{} joined the running job ({} of {} servers wanted); {} shard copies move to it until rows are "
@@ -444,7 +447,7 @@ void JobCoordinator::OnRegister(const std::string& routing_id, const pb::Header&
     return;
   }
   if (replacement) {
-    const int placed = shard_map_.AddServer(added->rank(), members_.LiveServers(), epoch_ + 1);
+    const int placed = shard_map_.AddServer(added->rank(), StayingServers(), epoch_ + 1);
     spdlog::info("{} joined the running job; {} shard replicas placed on it", DescribeNode(*added), placed);
     PublishView();
     return;
@@ -556,7 +559,7 @@ void JobCoordinator::PublishView() {
   // ignores a view no newer than its own), and go on with its moves.
   // One that another scheduler has replaced sends nothing (it stops).
   SaveState(Clock::now());
-  state_changed_ = true;
+  unreported_change_ = true;
   if (!store_status_.ok()) return;
   Broadcast(h);
   if (first) {

@@ -222,6 +222,9 @@ class JobCoordinator {
   std::unique_ptr<StateStore> state_store_;  // null without storage.path (and etcd)
   absl::Status store_status_;
   bool state_changed_ = false;  // members, phase or view changed since SaveState()
+  // Saved already (a view is saved before it is sent), but SaveState() has
+  // not yet told the loop: /metrics shows it at once.
+  bool unreported_change_ = false;
   Clock::time_point last_saved_;
   uint64_t saved_checkpoint_version_ = 0;  // in the state last saved
   std::string store_error_;  // why the last save failed ("" if it did not)

@@ -20,8 +20,10 @@ using Clock = JobCoordinator::Clock;
 
 struct Job {
   explicit Job(int servers = 2, int workers = 2, int replication = 1) : Job(Sized(servers, workers, replication)) {}
-  explicit Job(Config c) : config(std::move(c)) {
+  // `store`: where the coordinator saves its state (default: as configured).
+  explicit Job(Config c, std::unique_ptr<StateStore> store = nullptr) : config(std::move(c)) {
     coordinator = std::make_unique<JobCoordinator>(config);
+    if (store != nullptr) coordinator->UseStateStore(std::move(store));
     REQUIRE(coordinator->Start(t0, /*metrics_port=*/0).ok());
   }
   static Config Sized(int servers, int workers, int replication = 1) {

@@ -440,6 +440,84 @@ TEST_CASE("a drained server's copies whose target died move again, to servers th
   CHECK(job.coordinator->BuildStatus(now).shards_moving() == static_cast<uint32_t>(held));
 }
 
+TEST_CASE("a server that joins or replaces while another drains takes the short copies; the drained one none",
+          "[job_coordinator]") {
+  Job job(/*servers=*/3, /*workers=*/1, /*replication=*/2);
+  job.RegisterAll();
+  pb::Header drain = Of(pb::DRAIN_REQUEST);
+  drain.mutable_node()->set_role(pb::SERVER);
+  drain.mutable_node()->set_rank(2);
+  auto begun = job.Send("ctl", drain);
+  const pb::Header* moving = Find(begun, pb::CLUSTER_VIEW);
+  REQUIRE(moving != nullptr);
+  const pb::ClusterView first = moving->view();
+  // One replica copy of server 2 stays unfinished; every other copy of it
+  // becomes whole at its target, so server 2 ends up holding just that one.
+  uint32_t unfinished = UINT32_MAX;
+  std::set<uint32_t> led_by_2;
+  for (uint32_t s = 0; s < 8; ++s) {
+    if (first.shard_owner(s) == 2) led_by_2.insert(s);
+    const auto& copies = first.replicas(s);
+    for (int i = 0; i < copies.ranks_size(); ++i) {
+      if (copies.ranks(i) == 2 && unfinished == UINT32_MAX) unfinished = s;
+    }
+  }
+  REQUIRE(unfinished != UINT32_MAX);
+  REQUIRE_FALSE(led_by_2.empty());
+  std::vector<JobCoordinator::Outgoing> out;
+  for (const char* target : {"s0", "s1"}) {
+    pb::Header h = ServerHeartbeat(first.epoch(), std::vector<uint64_t>(8, 0), [](uint32_t) { return true; });
+    h.mutable_server_stats()->add_incomplete_shards(unfinished);
+    auto sent = job.Send(target, h);
+    out.insert(out.end(), sent.begin(), sent.end());
+  }
+  const pb::Header* handing = nullptr;
+  for (const auto& o : out) {
+    if (o.header.type() == pb::CLUSTER_VIEW) handing = &o.header;
+  }
+  REQUIRE(handing != nullptr);
+  pb::Header done = Of(pb::SHARDS_HANDED_OFF);
+  done.mutable_server_stats()->set_view_epoch(handing->view().epoch());
+  for (uint32_t s : led_by_2) done.mutable_server_stats()->add_handed_off(s);
+  job.Send("s2", done);
+  // Server 1 goes silent: every shard but one is left with a single copy,
+  // on server 0 (server 2 is leaving, so it takes none).
+  const auto timeout = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(5.0));
+  JobCoordinator::Signals signals;
+  Clock::time_point now = job.t0;
+  out.clear();
+  for (int i = 0; i < 8 && To(out, pb::CLUSTER_VIEW).empty(); ++i) {
+    now += timeout / 4;
+    for (const char* peer : {"s0", "s2", "w0"}) job.Send(peer, Of(pb::HEARTBEAT), now);
+    job.coordinator->CheckTimers(now, &signals);
+    out = job.coordinator->TakeOutbox();
+  }
+  REQUIRE(Find(out, pb::CLUSTER_VIEW) != nullptr);
+  // A server joins: the short copies go to it, none to server 2.
+  pb::Header join = Of(pb::REGISTER);
+  join.mutable_node()->set_role(pb::SERVER);
+  join.mutable_node()->set_rank(-1);
+  // --join, or a plain restart taking the dead server's rank (a replacement).
+  join.mutable_node()->set_join(GENERATE(true, false));
+  auto joined = job.Send("s3", join, now);
+  REQUIRE(Find(joined, pb::REGISTER_REPLY) != nullptr);
+  const int rank = Find(joined, pb::REGISTER_REPLY)->node().rank();
+  const pb::Header* placed = Find(joined, pb::CLUSTER_VIEW);
+  REQUIRE(placed != nullptr);
+  int on_2 = 0, on_new = 0;
+  for (uint32_t s = 0; s < 8; ++s) {
+    const auto& copies = placed->view().replicas(s);
+    on_2 += placed->view().shard_owner(s) == 2;
+    on_new += placed->view().shard_owner(s) == rank;
+    for (int i = 0; i < copies.ranks_size(); ++i) {
+      on_2 += copies.ranks(i) == 2;
+      on_new += copies.ranks(i) == rank;
+    }
+  }
+  CHECK(on_2 <= 1);  // at most the copy it had not handed on yet
+  CHECK(on_new >= 6);
+}
+
 TEST_CASE("a stalled scheduler loop blames no node", "[job_coordinator]") {
   Job job;
   job.RegisterAll();
@@ -479,6 +557,35 @@ TEST_CASE("operator stop and SIGTERM end the job as stopped and preempted", "[jo
     CHECK(answer[0].header.status() != 0);
     CHECK_THAT(answer[0].header.error(), Catch::Contains("storage.path"));
   }
+}
+
+// Counts the saves; holds nothing.
+class CountingStateStore : public StateStore {
+ public:
+  explicit CountingStateStore(int* saves) : saves_(saves) {}
+  absl::Status Save(const pb::SchedulerState&) override {
+    ++*saves_;
+    return absl::OkStatus();
+  }
+  absl::StatusOr<std::optional<pb::SchedulerState>> Load() override { return std::nullopt; }
+  std::string where() const override { return "memory"; }
+
+ private:
+  int* saves_;
+};
+
+TEST_CASE("a view is saved once, before it is sent, and still reported to the loop as news", "[job_coordinator]") {
+  int saves = 0;
+  Job job(Job::Sized(2, 1), std::make_unique<CountingStateStore>(&saves));
+  job.RegisterAll();
+  CHECK(saves == 1);
+  // The loop's next turn: /metrics is due, the store is not written again.
+  CHECK(job.coordinator->SaveState(job.t0));
+  CHECK(saves == 1);
+  CHECK_FALSE(job.coordinator->SaveState(job.t0));
+  // A second later it is re-saved, its age telling a successor the nodes may still wait.
+  CHECK_FALSE(job.coordinator->SaveState(Clock::now() + std::chrono::seconds(2)));
+  CHECK(saves == 2);
 }
 
 TEST_CASE("SaveState reports a change of members once", "[job_coordinator]") {
