@@ -129,6 +129,15 @@ void VisitFields(Config& c, Visitor& v) {
   v("log.progress_interval", c.log.progress_interval, Between(0.01, 3600));
   v("log.metrics_dir", c.log.metrics_dir, FieldRule{});
   v("metrics.port", c.metrics.port, Between(-1, 65535));
+  v("serving.model", c.serving.model, FieldRule{});
+  v("serving.name", c.serving.name, FieldRule{});
+  v("serving.port", c.serving.port, Between(0, 65535));
+  v("serving.shards", c.serving.shards, Between(0, 4096));
+  v("serving.threads", c.serving.threads, Between(1, 256));
+  v("serving.max_batch", c.serving.max_batch, Between(1, 1 << 20));
+  v("serving.max_delay_us", c.serving.max_delay_us, Between(0, 10000000));
+  v("serving.deadline", c.serving.deadline, Between(0.001, 3600));
+  v("serving.max_body", c.serving.max_body, FieldRule{});
   VisitTablePolicy(c.embedding.defaults, "embedding", v);
   // Keys a table does not set fall back to embedding.* (see Loader::Take).
   for (auto& [name, policy] : c.embedding.tables) VisitTablePolicy(policy, kTablesPrefix + name, v);
@@ -458,6 +467,11 @@ absl::Status Validate(const Config& c) {
     return bad("storage.replication_factor", absl::StrCat("is ", c.storage.replication_factor, " but there are only ",
                                                            c.cluster.servers, " servers to hold the copies"));
   }
+  if (c.serving.shards > 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        c.Where("serving.shards"), ": key 'serving.shards': serving on sparta-server shards is not built yet; ",
+        "use 0 (one sparta-serve process holds every table)"));
+  }
   if (c.cluster.auth == "curve" && c.cluster.key_file.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(c.Where("cluster.auth"), ": key 'cluster.auth' is curve, so ",
                                                    "cluster.key_file must name the cluster's key file (make one ",
@@ -535,6 +549,10 @@ absl::Status ParseUnits(Config* c) {
   auto rate = ParseByteSize(c->server.stream_rate);
   if (!rate.ok()) return bad("server.stream_rate", rate.status());
   c->server.stream_rate_bytes = *rate;
+  auto body = ParseByteSize(c->serving.max_body);
+  if (!body.ok()) return bad("serving.max_body", body.status());
+  if (*body < 1024) return bad("serving.max_body", absl::InvalidArgumentError("must be at least 1KiB"));
+  c->serving.max_body_bytes = *body;
   c->data.assignment_mode = c->data.assignment == "on_demand" ? Assignment::kOnDemand : Assignment::kStatic;
   auto split = ParseByteSize(c->data.split_size);
   if (!split.ok()) return bad("data.split_size", split.status());

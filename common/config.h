@@ -260,6 +260,23 @@ struct EvalConfig {
   std::string predictions_out;  // when set: one probability per test line
 };
 
+// sparta-serve (worker/serving/): a trained model answering predictions.
+struct ServingConfig {
+  // Which model version to load: a checkpoint folder, or "latest" (the
+  // newest complete checkpoint under storage.path). Required by sparta-serve.
+  std::string model;
+  std::string name;  // the NAME of /v1/models/NAME; "" = the model's (model.name, or the plugin's file name)
+  int port = 8501;   // HTTP (TensorFlow Serving's REST port); 0: one the OS picks
+  // 0: one sparta-serve process holds every table itself (embedded).
+  int shards = 0;
+  int threads = 1;          // compute threads, each running whole batches
+  int max_batch = 64;       // examples computed together (requests are batched up to it)
+  int max_delay_us = 500;   // how long the first request of a batch waits for others
+  double deadline = 1.0;    // seconds a request may take, unless it asks for less ("deadline_ms")
+  std::string max_body = "4MiB";
+  uint64_t max_body_bytes = 4 << 20;  // max_body, parsed; not a key
+};
+
 struct LogConfig {
   std::string level = "info";     // trace | debug | info | warn | error
   double progress_interval = 2.0; // seconds between worker progress lines
@@ -281,6 +298,7 @@ struct Config {
   LogConfig log;
   MetricsConfig metrics;
   EmbeddingConfig embedding;
+  ServingConfig serving;
 
   std::string source;  // the file it was loaded from, for messages
   // "file:line" (or "--set ...") of each key that was given, so that later

@@ -18,6 +18,7 @@ std::string RoleName(pb::Role role) {
     case pb::SCHEDULER: return "scheduler";
     case pb::SERVER: return "server";
     case pb::WORKER: return "worker";
+    case pb::SERVING: return "serve";
     default: return "unknown";
   }
 }
@@ -67,7 +68,7 @@ std::optional<int> ParseDaemonOptions(int argc, char** argv, pb::Role role, Daem
   }
   // With --join a server may ask for a rank past cluster.servers (a
   // StatefulSet scaled up names its pods so): the job grows to it.
-  if (options->rank >= 0 && !(role == pb::SERVER && options->join)) {
+  if (options->rank >= 0 && role != pb::SERVING && !(role == pb::SERVER && options->join)) {
     const int count = role == pb::SERVER   ? options->config.cluster.servers
                       : role == pb::WORKER ? options->config.cluster.workers
                                            : static_cast<int>(options->config.cluster.schedulers.size());

@@ -49,7 +49,25 @@ void MetricWriter::Add(const std::string& name, const char* type, const std::str
   Family& f = families_[name];
   f.type = type;
   f.help = help;
-  f.samples.emplace_back(RenderLabels(labels), value);
+  f.samples.push_back({"", RenderLabels(labels), value});
+}
+
+void MetricWriter::Histogram(const std::string& name, const std::string& help,
+                             const std::vector<std::pair<double, uint64_t>>& buckets, double sum, uint64_t count,
+                             const MetricLabels& labels) {
+  Family& f = families_[name];
+  f.type = "histogram";
+  f.help = help;
+  const std::string rendered = RenderLabels(labels);
+  auto with_le = [&](const std::string& le) {
+    return absl::StrCat(rendered, rendered.empty() ? "" : ",", "le=\"", le, "\"");
+  };
+  for (const auto& [bound, observed] : buckets) {
+    f.samples.push_back({"_bucket", with_le(FormatValue(bound)), static_cast<double>(observed)});
+  }
+  f.samples.push_back({"_bucket", with_le("+Inf"), static_cast<double>(count)});
+  f.samples.push_back({"_sum", rendered, sum});
+  f.samples.push_back({"_count", rendered, static_cast<double>(count)});
 }
 
 void MetricWriter::Counter(const std::string& name, const std::string& help, double value,
@@ -75,10 +93,10 @@ std::string MetricWriter::Render(const MetricLabels& common) const {
   std::string out;
   for (const auto& [name, f] : families_) {
     absl::StrAppend(&out, "# HELP ", name, " ", f.help, "\n# TYPE ", name, " ", f.type, "\n");
-    for (const auto& [labels, value] : f.samples) {
+    for (const auto& [suffix, labels, value] : f.samples) {
       std::string all = common_text;
       if (!labels.empty()) absl::StrAppend(&all, all.empty() ? "" : ",", labels);
-      absl::StrAppend(&out, name, all.empty() ? "" : "{" + all + "}", " ", FormatValue(value), "\n");
+      absl::StrAppend(&out, name, suffix, all.empty() ? "" : "{" + all + "}", " ", FormatValue(value), "\n");
     }
   }
   return out;

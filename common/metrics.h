@@ -12,6 +12,7 @@
 #ifndef SPARTA_COMMON_METRICS_H_
 #define SPARTA_COMMON_METRICS_H_
 
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -27,6 +28,11 @@ class MetricWriter {
  public:
   void Counter(const std::string& name, const std::string& help, double value, const MetricLabels& labels = {});
   void Gauge(const std::string& name, const std::string& help, double value, const MetricLabels& labels = {});
+  // A histogram: `buckets` are (upper bound, observations <= it) pairs in
+  // increasing order, cumulative as the format wants; +Inf is `count`.
+  void Histogram(const std::string& name, const std::string& help,
+                 const std::vector<std::pair<double, uint64_t>>& buckets, double sum, uint64_t count,
+                 const MetricLabels& labels = {});
   // Adds every sample of `other`.
   void Merge(const MetricWriter& other);
   // The exposition text, one family per name (HELP and TYPE once), sorted;
@@ -34,9 +40,14 @@ class MetricWriter {
   std::string Render(const MetricLabels& common = {}) const;
 
  private:
+  struct Sample {
+    std::string suffix;  // after the family's name: "" or a histogram's _bucket, _sum, _count
+    std::string labels;  // rendered
+    double value;
+  };
   struct Family {
     std::string type, help;
-    std::vector<std::pair<std::string, double>> samples;  // rendered labels, value
+    std::vector<Sample> samples;
   };
   void Add(const std::string& name, const char* type, const std::string& help, double value,
            const MetricLabels& labels);

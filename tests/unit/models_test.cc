@@ -3,11 +3,13 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <map>
 #include <random>
 
 #include "sparta/sdk/logistic.h"
 #include "sparta/sdk/model.h"
 #include "worker/compute/step_runner.h"
+#include "worker/data/batch.h"
 #include "tests/unit/random_batch.h"
 #include "worker/models/builtin_models.h"
 
@@ -114,6 +116,78 @@ TEST_CASE("a model refuses malformed options with the option's name") {
   std::unique_ptr<Model> model(NewFactorizationMachine({.options = &options}, &error));
   CHECK(model == nullptr);
   CHECK(error.find("embedding_dim") != std::string::npos);
+}
+
+}  // namespace
+}  // namespace sparta
+
+namespace sparta {
+namespace {
+
+// Forward-only scores of `examples` as one batch, on the CPU runner, with
+// each key's row from `rows` and the dense tables from `dense`.
+std::vector<float> ForwardOnly(const Model& model, const std::vector<Example>& examples,
+                               const std::map<uint64_t, std::vector<float>>& rows,
+                               const std::vector<std::vector<float>>& dense) {
+  BatchBuilder builder;
+  for (const Example& ex : examples) builder.Add(ex);
+  std::unique_ptr<Batch> batch = builder.Finish(0);
+  std::vector<std::vector<float>> params;
+  const auto tables = model.Tables();
+  for (size_t t = 0; t < tables.size(); ++t) {
+    if (tables[t].kind == TableKind::kDense) {
+      params.push_back(dense[t]);
+      continue;
+    }
+    std::vector<float>& p = params.emplace_back();
+    for (uint64_t key : batch->unique_keys) {
+      const std::vector<float>& row = rows.at(key);
+      p.insert(p.end(), row.begin(), row.begin() + tables[t].dim);
+    }
+  }
+  std::vector<float> probs;
+  Run(model, *batch, params, &probs, nullptr);
+  return probs;
+}
+
+TEST_CASE("a forward-only step scores each example the same, bit for bit, whatever its batch") {
+  // sparta-serve batches requests as they come; its answers must be the
+  // worker's evaluation of the same examples in other batches.
+  std::mt19937 rng(11);
+  std::normal_distribution<float> normal(0.0f, 0.5f);
+  const DataSchema schema{.num_fields = 6, .num_dense = 5};
+  for (const char* name : {"lr", "fm", "dnn"}) {
+    INFO(name);
+    auto model = Builtin(name, Opts({{"embedding_dim", "8"}, {"bottom_mlp", "[16, 8]"}, {"top_mlp", "[64, 32]"}}),
+                         schema);
+    std::vector<Example> examples(61);
+    std::map<uint64_t, std::vector<float>> rows;
+    for (Example& ex : examples) {
+      for (uint32_t f = 0; f < schema.num_fields; ++f) {
+        const uint64_t key = rng() % 50 + 1000 * f;
+        ex.features.push_back({.key = key, .value = 1.0f, .field = f});
+        if (!rows.count(key)) {
+          for (int j = 0; j < 9; ++j) rows[key].push_back(normal(rng));
+        }
+      }
+      for (uint32_t d = 0; d < schema.num_dense; ++d) ex.dense.push_back(normal(rng));
+      ex.label = static_cast<float>(rng() % 2);
+    }
+    std::vector<std::vector<float>> dense;
+    for (const TableDecl& t : model->Tables()) {
+      std::vector<float>& d = dense.emplace_back();
+      if (t.kind == TableKind::kDense) {
+        for (uint64_t j = 0; j < t.dense_size; ++j) d.push_back(normal(rng) * 0.3f);
+      }
+    }
+    const std::vector<float> together = ForwardOnly(*model, examples, rows, dense);
+    REQUIRE(together.size() == examples.size());
+    for (size_t i = 0; i < examples.size(); ++i) {
+      const std::vector<float> alone = ForwardOnly(*model, {examples[i]}, rows, dense);
+      INFO("example " << i);
+      CHECK(alone[0] == together[i]);  // exactly, not approximately
+    }
+  }
 }
 
 }  // namespace

@@ -79,6 +79,15 @@ void CpuBackend::PoolBackward(const BatchView& batch, const PoolSpec& spec, cons
 
 void CpuBackend::Gemm(bool transpose_a, bool transpose_b, uint32_t m, uint32_t n, uint32_t k, float alpha,
                       const float* a, uint32_t lda, const float* b, uint32_t ldb, float beta, float* c, uint32_t ldc) {
+  if (batch_invariant_ && m > 1) {
+    // Row i of op(A): row i of A, or (transposed) its column i.
+    for (uint32_t i = 0; i < m; ++i) {
+      cblas_sgemm(CblasRowMajor, transpose_a ? CblasTrans : CblasNoTrans, transpose_b ? CblasTrans : CblasNoTrans,
+                  1, n, k, alpha, transpose_a ? a + i : a + size_t{i} * lda, lda, b, ldb, beta, c + size_t{i} * ldc,
+                  ldc);
+    }
+    return;
+  }
   cblas_sgemm(CblasRowMajor, transpose_a ? CblasTrans : CblasNoTrans, transpose_b ? CblasTrans : CblasNoTrans, m, n,
               k, alpha, a, lda, b, ldb, beta, c, ldc);
 }

@@ -22,6 +22,16 @@ class CpuBackend final : public ComputeBackend {
   // between batches).
   void ResetScratch();
 
+  // With `on`, Gemm() computes each row of the result alone (a product of
+  // one row by the matrix), so a row's value never depends on how many rows
+  // share the call: BLAS picks other kernels, and sums in another order, for
+  // another row count, so a whole-batch product differs from a one-row
+  // product in the last bits. Forward-only steps (a worker's evaluation,
+  // sparta-serve) turn it on, so that a served prediction is exactly the
+  // evaluated one whatever requests it was batched with; training, which
+  // needs no such thing, keeps whole-batch products.
+  void set_batch_invariant(bool on) { batch_invariant_ = on; }
+
   float* Scratch(size_t floats) override;
   void Fill(float* x, size_t n, float value) override;
   void Pool(const BatchView& batch, const PoolSpec& spec, const float* rows, float* out,
@@ -42,6 +52,7 @@ class CpuBackend final : public ComputeBackend {
   void Logistic(const float* logits, const float* labels, uint32_t n, float* probs, float* dlogits) override;
 
  private:
+  bool batch_invariant_ = false;
   // Scratch blocks never move once handed out, so earlier pointers stay
   // valid while later ones are allocated; blocks are reused after a reset.
   std::vector<std::unique_ptr<float[]>> blocks_;

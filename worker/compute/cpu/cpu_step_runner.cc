@@ -35,6 +35,7 @@ class CpuStepRunner final : public StepRunner {
     absl::Status status = GuardModelCall(step, [&] {
       if (model_->runs_on_backend()) {
         backend_.ResetScratch();
+        backend_.set_batch_invariant(!want_grads);
         // The CPU backend reads no plans: an empty one costs nothing.
         model_->ComputeOn(backend_, HostBatchView(batch, no_plan_), visible, grads, probs_.data());
         loss = SummedLogLoss(probs_, batch.labels);

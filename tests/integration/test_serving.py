@@ -1,0 +1,144 @@
+"""sparta-serve end to end: a job trains and checkpoints, then the real
+sparta-serve process loads that checkpoint and answers predictions over
+real HTTP. The served prediction of every test line is the one the job's
+own worker wrote to eval.predictions_out (the same text, bit for bit); bad
+requests get a 4xx saying what is wrong and leave the process serving."""
+
+import json
+import os
+import signal
+import subprocess
+import urllib.error
+import urllib.request
+
+from harness import BIN, ClusterTest, datagen, launch, pid_alive, read, summary, wait_for, write_config
+
+
+def http(url, body=None, timeout=30):
+    """(status, parsed JSON or text) of a GET, or of a POST of `body` (bytes)."""
+    request = urllib.request.Request(url, data=body, method="POST" if body is not None else "GET",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
+            status, text = answer.status, answer.read().decode()
+    except urllib.error.HTTPError as e:
+        status, text = e.code, e.read().decode()
+    try:
+        return status, json.loads(text)
+    except ValueError:
+        return status, text
+
+
+class ServingTest(ClusterTest):
+    def train(self, model, data, **sections):
+        """Trains `model` to the end with a checkpoint; returns (config, its
+        worker's test predictions as lines)."""
+        store = os.path.join(self.dir, f"store-{model}")
+        predictions = os.path.join(self.dir, f"{model}.predictions")
+        config = write_config(
+            self.dir, f"{model}.yaml",
+            data={"train": data["train"], "test": data["test"], "batch_size": 256, "epochs": 1},
+            model={"name": model, "embedding_dim": 4, "top_mlp": [16, 8], "bottom_mlp": [8, 4]},
+            storage={"path": store},
+            eval={"predictions_out": predictions},
+            **sections)
+        result = launch(config, self.run_dir(model))
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertGreater(summary(self.run_dir(model))["checkpoint_version"], 0)
+        return config, read(predictions).splitlines()
+
+    def serve(self, config, *sets):
+        """Starts sparta-serve on a free port; returns (process, base URL)."""
+        info = os.path.join(self.dir, f"serve-{len(self.procs)}.json")
+        log_path = os.path.join(self.dir, f"serve-{len(self.procs)}.log")
+        cmd = [os.path.join(BIN, "sparta-serve"), "--config", config, "--info-file", info,
+               "--set", "serving.port=0", "--set", "serving.model=latest"]
+        for s in sets:
+            cmd += ["--set", s]
+        with open(log_path, "w") as log:
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs.append(proc)
+        wait_for(lambda: os.path.exists(info) or proc.poll() is not None, 60, "sparta-serve to listen")
+        self.assertIsNone(proc.poll(), read(log_path))
+        port = json.loads(read(info))["port"]
+        return proc, f"http://127.0.0.1:{port}"
+
+    def predict_all(self, url, model, lines, chunk):
+        served, versions = [], set()
+        for i in range(0, len(lines), chunk):
+            status, answer = http(f"{url}/v1/models/{model}:predict",
+                                  json.dumps({"instances": lines[i:i + chunk]}).encode())
+            self.assertEqual(status, 200, answer)
+            served += answer["predictions"]
+            versions.add(answer["model_version"])
+        return served, versions
+
+    def test_served_predictions_equal_the_workers_for_every_test_line(self):
+        data = datagen(self.dir, 20000, 1500, seed=5)
+        test_lines = read(data["test"]).splitlines()
+        for model in ("lr", "fm", "dnn"):
+            with self.subTest(model=model):
+                config, offline = self.train(model, data)
+                self.assertEqual(len(offline), len(test_lines))
+                proc, url = self.serve(config, "serving.max_batch=32")
+                status, ready = http(f"{url}/readyz")
+                self.assertEqual(status, 200, ready)
+                # Requests of 1, 7 and 100 lines: the batches the model runs
+                # differ from the worker's, the answers must not.
+                for chunk in (100, 7):
+                    served, versions = self.predict_all(url, model, test_lines, chunk)
+                    self.assertEqual(versions, {ready["model_version"]})
+                    # As text: the server prints them as the worker does (%.9g).
+                    self.assertEqual(["%.9g" % p for p in served], [float_text(p) for p in offline])
+                one, _ = self.predict_all(url, model, test_lines[:50], 1)
+                self.assertEqual(["%.9g" % p for p in one], [float_text(p) for p in offline[:50]])
+                proc.send_signal(signal.SIGTERM)
+                self.assertEqual(proc.wait(timeout=30), 0)
+
+    def test_bad_requests_get_a_4xx_that_says_what_is_wrong_and_the_server_stays_up(self):
+        data = datagen(self.dir, 5000, 200, seed=6)
+        config, _ = self.train("lr", data)
+        proc, url = self.serve(config, "serving.max_body=64KiB")
+        line = read(data["test"]).splitlines()[0]
+        predict = f"{url}/v1/models/lr:predict"
+        cases = [
+            (predict, b"{\"instances\": [", 400, "not a JSON object"),
+            (predict, b"{\"instances\": 3}", 400, "\"instances\" list"),
+            (predict, json.dumps({"instances": [line, "1\tnot\ta\tcriteo\tline"]}).encode(), 400, "instances[1]"),
+            (predict, json.dumps({"instances": [{"I1": 3}]}).encode(), 400, "instances[0] is not a string"),
+            (f"{url}/v1/models/nope:predict", json.dumps({"instances": [line]}).encode(), 404, "serves 'lr'"),
+            (predict, json.dumps({"instances": [line] * 2000}).encode(), 413, "serving.max_body"),
+            (f"{url}/v2/anything", b"{}", 404, "no such path"),
+        ]
+        for target, body, status, says in cases:
+            with self.subTest(says=says):
+                got, answer = http(target, body)
+                self.assertEqual(got, status, answer)
+                self.assertIn(says, answer["error"])
+        self.assertTrue(pid_alive(proc.pid))
+        status, answer = http(predict, json.dumps({"instances": [line]}).encode())
+        self.assertEqual(status, 200, answer)
+        self.assertEqual(http(f"{url}/healthz")[0], 200)
+        status, metrics = http(f"{url}/metrics")
+        self.assertEqual(status, 200)
+        self.assertIn('sparta_serving_requests_total{role="serve",model="lr",outcome="ok"} 1', metrics)
+        self.assertIn('sparta_serving_request_seconds_bucket{role="serve",model="lr",le="+Inf"} 1', metrics)
+
+    def test_a_missing_checkpoint_or_a_model_of_another_shape_is_a_clear_error(self):
+        data = datagen(self.dir, 5000, 200, seed=7)
+        config, _ = self.train("fm", data)
+        for sets, says in [(["storage.path=" + os.path.join(self.dir, "empty")], "serving.model"),
+                           (["model.embedding_dim=6"], "saved with dim 5"),
+                           (["model.name=lr"], "holds no table")]:
+            cmd = [os.path.join(BIN, "sparta-serve"), "--config", config, "--set", "serving.port=0",
+                   "--set", "serving.model=latest"]
+            for s in sets:
+                cmd += ["--set", s]
+            result = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+            self.assertEqual(result.returncode, 1, result.stderr)
+            self.assertIn(says, result.stderr + result.stdout)
+
+
+def float_text(line):
+    """A line of eval.predictions_out as the server formats the same float."""
+    return "%.9g" % float(line)

@@ -1,0 +1,169 @@
+// Serving without sockets: dynamic batching (RequestBatcher), the HTTP
+// API's meaning (PredictApi: answers, and a 4xx that says what is wrong for
+// each kind of bad request), and the latency histogram /metrics shows.
+// sparta-serve end to end, against a worker's own predictions, is in
+// tests/integration/test_serving.py.
+#include <catch2/catch.hpp>
+
+#include <future>
+#include <thread>
+
+#include "common/latency_histogram.h"
+#include "worker/serving/predict_api.h"
+#include "worker/serving/request_batcher.h"
+
+namespace sparta {
+namespace {
+
+using Clock = RequestBatcher::Clock;
+
+Example WithLabel(float label) {
+  Example ex;
+  ex.label = label;
+  return ex;
+}
+
+// Scores an example as label / 10, and records the size of each batch.
+struct Recorder {
+  std::mutex mu;
+  std::vector<size_t> batch_sizes;
+  RequestBatcher::Compute Compute(uint64_t version = 7) {
+    return [this, version](int, std::span<const Example* const> examples) -> absl::StatusOr<RequestBatcher::Scored> {
+      std::lock_guard<std::mutex> lock(mu);
+      batch_sizes.push_back(examples.size());
+      RequestBatcher::Scored scored{.version = version};
+      for (const Example* ex : examples) scored.probs.push_back(ex->label / 10);
+      return scored;
+    };
+  }
+};
+
+TEST_CASE("requests are batched up to max_batch, each answered with its own examples' scores", "[serving]") {
+  Recorder recorder;
+  // A delay no test run reaches: a batch leaves because it is full.
+  RequestBatcher batcher({.threads = 1, .max_batch = 4, .max_delay = std::chrono::seconds(60)}, recorder.Compute());
+  std::vector<std::future<absl::StatusOr<RequestBatcher::Scored>>> answers;
+  for (int i = 0; i < 8; ++i) {
+    std::vector<Example> one;
+    one.push_back(WithLabel(static_cast<float>(i)));
+    answers.push_back(batcher.Submit(std::move(one), Clock::now() + std::chrono::hours(1)));
+  }
+  for (int i = 0; i < 8; ++i) {
+    auto scored = answers[i].get();
+    REQUIRE(scored.ok());
+    REQUIRE(scored->probs.size() == 1);
+    CHECK(scored->probs[0] == static_cast<float>(i) / 10);
+    CHECK(scored->version == 7);
+  }
+  CHECK(batcher.batches() == 2);
+  CHECK(batcher.examples() == 8);
+  CHECK(recorder.batch_sizes == std::vector<size_t>{4, 4});
+}
+
+TEST_CASE("a request over max_batch is computed whole; one past its deadline is not computed", "[serving]") {
+  Recorder recorder;
+  RequestBatcher batcher({.threads = 2, .max_batch = 4, .max_delay = std::chrono::microseconds(0)},
+                         recorder.Compute());
+  std::vector<Example> many;
+  for (int i = 0; i < 10; ++i) many.push_back(WithLabel(static_cast<float>(i)));
+  auto whole = batcher.Submit(std::move(many), Clock::now() + std::chrono::hours(1)).get();
+  REQUIRE(whole.ok());
+  REQUIRE(whole->probs.size() == 10);
+  CHECK(whole->probs[9] == 0.9f);
+  std::vector<Example> late;
+  late.push_back(WithLabel(1));
+  auto expired = batcher.Submit(std::move(late), Clock::now() - std::chrono::milliseconds(1)).get();
+  CHECK(absl::IsDeadlineExceeded(expired.status()));
+  CHECK(recorder.batch_sizes == std::vector<size_t>{10});
+}
+
+TEST_CASE("a model that fails is an error for the requests of its batch, not a crash", "[serving]") {
+  RequestBatcher batcher({.threads = 1, .max_batch = 4, .max_delay = std::chrono::microseconds(0)},
+                         [](int, std::span<const Example* const>) -> absl::StatusOr<RequestBatcher::Scored> {
+                           return RequestBatcher::Scored{.probs = {0.5f}};  // one score for two examples
+                         });
+  std::vector<Example> two(2);
+  auto answer = batcher.Submit(std::move(two), Clock::now() + std::chrono::hours(1)).get();
+  CHECK(absl::IsInternal(answer.status()));
+}
+
+struct Api {
+  Recorder recorder;
+  uint64_t version = 7;
+  RequestBatcher batcher{{.threads = 1, .max_batch = 64, .max_delay = std::chrono::microseconds(0)},
+                         recorder.Compute()};
+  PredictApi api{{.model_name = "ctr"},
+                 []() -> absl::StatusOr<std::unique_ptr<Reader>> { return NewLibsvmReader(); },
+                 &batcher,
+                 [this] { return version; }};
+};
+
+TEST_CASE("predict: lines in the job's format in, their scores and the model version out", "[serving]") {
+  Api a;
+  HttpReply ok = a.api.Predict("ctr", R"({"instances": ["1 3:1 7:0.5", "0 2:1\n"]})");
+  CHECK(ok.status == 200);
+  CHECK(ok.body == "{\"predictions\": [0.100000001, 0], \"model_version\": 7}\n");
+  CHECK(a.api.Ready().status == 200);
+  CHECK(a.api.ModelStatus("ctr").status == 200);
+  CHECK_THAT(a.api.ModelStatus("ctr").body, Catch::Contains("\"version\": \"7\""));
+  MetricWriter out;
+  a.api.WriteMetrics(out);
+  const std::string text = out.Render();
+  CHECK_THAT(text, Catch::Contains("sparta_serving_requests_total{outcome=\"ok\"} 1"));
+  CHECK_THAT(text, Catch::Contains("sparta_serving_request_seconds_count 1"));
+  CHECK_THAT(text, Catch::Contains("sparta_serving_predictions_total 2"));
+}
+
+TEST_CASE("predict: each bad request gets a 4xx that says what is wrong", "[serving]") {
+  Api a;
+  struct Case {
+    const char* model;
+    const char* body;
+    int status;
+    const char* says;
+  };
+  const Case cases[] = {
+      {"ctr", "{\"instances\": [", 400, "not a JSON object"},
+      {"ctr", "[1, 2]", 400, "not a JSON object"},
+      {"ctr", "{}", 400, "no \\\"instances\\\""},
+      {"ctr", R"({"instances": "1 3:1"})", 400, "no \\\"instances\\\""},
+      {"ctr", R"({"instances": []})", 400, "empty"},
+      {"ctr", R"({"instances": ["1 3:1", 5]})", 400, "instances[1] is not a string"},
+      {"ctr", R"({"instances": ["1 3:1", "1 x:y"]})", 400, "instances[1]: "},
+      {"ctr", R"({"instances": ["1 3:1"], "deadline_ms": -1})", 400, "deadline_ms"},
+      {"ctr", R"({"instances": ["1 3:1"], "extra": 1})", 400, "unknown field 'extra'"},
+      {"other", R"({"instances": ["1 3:1"]})", 404, "serves 'ctr'"},
+  };
+  for (const Case& c : cases) {
+    INFO(c.body);
+    HttpReply reply = a.api.Predict(c.model, c.body);
+    CHECK(reply.status == c.status);
+    CHECK_THAT(reply.body, Catch::StartsWith("{\"error\": ") && Catch::Contains(c.says));
+  }
+  CHECK(a.recorder.batch_sizes.empty());  // nothing bad reached the model
+  a.version = 0;
+  CHECK(a.api.Predict("ctr", R"({"instances": ["1 3:1"]})").status == 503);
+  CHECK(a.api.Ready().status == 503);
+  CHECK(a.api.Health().status == 200);
+}
+
+TEST_CASE("the latency histogram renders cumulative buckets, +Inf, sum and count", "[serving]") {
+  LatencyHistogram h;
+  h.Observe(0.0004);  // <= 500 us
+  h.Observe(0.003);   // <= 5 ms
+  h.Observe(20.0);    // above every bound
+  MetricWriter out;
+  h.WriteTo(out, "x_seconds", "help");
+  const std::string text = out.Render();
+  CHECK_THAT(text, Catch::Contains("# TYPE x_seconds histogram"));
+  CHECK_THAT(text, Catch::Contains("x_seconds_bucket{le=\"0.00025\"} 0"));
+  CHECK_THAT(text, Catch::Contains("x_seconds_bucket{le=\"0.0005\"} 1"));
+  CHECK_THAT(text, Catch::Contains("x_seconds_bucket{le=\"0.005\"} 2"));
+  CHECK_THAT(text, Catch::Contains("x_seconds_bucket{le=\"10\"} 2"));
+  CHECK_THAT(text, Catch::Contains("x_seconds_bucket{le=\"+Inf\"} 3"));
+  CHECK_THAT(text, Catch::Contains("x_seconds_count 3"));
+  CHECK_THAT(text, Catch::Contains("x_seconds_sum 20.0034"));
+}
+
+}  // namespace
+}  // namespace sparta

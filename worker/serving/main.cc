@@ -1,0 +1,33 @@
+// sparta-serve: a trained model answering predictions over HTTP. See
+// worker/serving/model_server.h.
+#include <unistd.h>
+
+#include <chrono>
+#include <thread>
+
+#include "common/daemon_options.h"
+#include "common/logging.h"
+#include "common/termination.h"
+#include "worker/serving/model_server.h"
+
+int main(int argc, char** argv) {
+  sparta::CatchTermination();  // SIGTERM: stop taking requests, finish those in progress, exit 0
+  sparta::DaemonOptions options;
+  if (auto exit_code = sparta::ParseDaemonOptions(argc, argv, sparta::pb::SERVING, &options)) return *exit_code;
+  auto server = sparta::ModelServer::Start(options.config);
+  if (!server.ok()) {
+    spdlog::error("{}", server.status().message());
+    return 1;
+  }
+  sparta::pb::NodeInfo node;
+  node.set_role(sparta::pb::SERVING);
+  node.set_rank(options.rank);
+  node.set_host(options.config.cluster.host);
+  node.set_pid(static_cast<uint32_t>(getpid()));
+  node.set_data_port(static_cast<uint32_t>((*server)->port()));
+  sparta::WriteInfoFile(options.info_file, node);
+  while (!sparta::TerminationRequested()) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  spdlog::info("SIGTERM: no new requests; finishing those in progress");
+  (*server)->Stop();
+  return 0;
+}

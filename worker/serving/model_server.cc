@@ -1,0 +1,144 @@
+#include "worker/serving/model_server.h"
+
+#include <httplib.h>
+
+#include <filesystem>
+
+#include <spdlog/spdlog.h>
+
+#include "absl/strings/str_cat.h"
+#include "common/checkpoint_files.h"
+#include "common/json.h"
+#include "common/status_macros.h"
+#include "worker/model_tables.h"
+#include "worker/plugins.h"
+
+namespace sparta {
+
+std::string ServedModelName(const Config& config) {
+  if (!config.serving.name.empty()) return config.serving.name;
+  if (config.model.plugin.empty()) return config.model.name;
+  std::string stem = std::filesystem::path(config.model.plugin).stem().string();
+  if (stem.rfind("lib", 0) == 0 && stem.size() > 3) stem = stem.substr(3);
+  return stem;
+}
+
+ModelServer::ModelServer(const Config& config) : config_(config) {}
+
+absl::StatusOr<std::unique_ptr<ModelServer>> ModelServer::Start(const Config& config) {
+  std::unique_ptr<ModelServer> server(new ModelServer(config));
+  SPARTA_RETURN_IF_ERROR(server->Load());
+  SPARTA_RETURN_IF_ERROR(server->Listen());
+  return server;
+}
+
+absl::Status ModelServer::Load() {
+  if (config_.serving.model.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        config_.source, ": key 'serving.model' is not set: name a checkpoint folder, or 'latest' for the newest "
+                        "checkpoint under storage.path"));
+  }
+  std::string dir = config_.serving.model;
+  if (dir == "latest") {
+    if (config_.storage.path.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(config_.Where("serving.model"),
+                                                     ": key 'serving.model' is latest, which needs storage.path"));
+    }
+    auto resolved = ResolveRestore(config_.storage.path, "latest");
+    if (!resolved.ok()) {
+      return absl::NotFoundError(absl::StrCat(config_.Where("serving.model"), ": key 'serving.model': ",
+                                              resolved.status().message()));
+    }
+    dir = *resolved;
+  }
+  SPARTA_ASSIGN_OR_RETURN(ReaderMaker make_reader, OpenReaders(config_));
+  DataSchema schema;
+  {
+    SPARTA_ASSIGN_OR_RETURN(std::unique_ptr<Reader> probe, make_reader());
+    schema = probe->schema();
+  }
+  SPARTA_ASSIGN_OR_RETURN(model_, OpenModel(config_, schema));
+  specs_ = ModelTableSpecs(*model_, config_);
+  SPARTA_ASSIGN_OR_RETURN(tables_, ServingTables::FromCheckpoint(dir, specs_, config_));
+  for (int t = 0; t < config_.serving.threads; ++t) predictors_.push_back(std::make_unique<Predictor>(model_.get(), specs_));
+  batcher_ = std::make_unique<RequestBatcher>(
+      RequestBatcher::Options{.threads = config_.serving.threads,
+                              .max_batch = static_cast<size_t>(config_.serving.max_batch),
+                              .max_delay = std::chrono::microseconds(config_.serving.max_delay_us)},
+      [this](int thread, std::span<const Example* const> examples) -> absl::StatusOr<RequestBatcher::Scored> {
+        std::shared_ptr<const ServingTables> tables = Current();
+        auto probs = predictors_[thread]->Predict(*tables, examples);
+        if (!probs.ok()) return probs.status();
+        return RequestBatcher::Scored{.probs = *std::move(probs), .version = tables->version()};
+      });
+  api_ = std::make_unique<PredictApi>(
+      PredictApi::Options{.model_name = ServedModelName(config_),
+                          .default_deadline = std::chrono::duration<double>(config_.serving.deadline)},
+      std::move(make_reader), batcher_.get(), [this] {
+        auto tables = Current();
+        return tables ? tables->version() : 0;
+      });
+  metrics_.SetCommonLabels({{"role", "serve"}, {"model", ServedModelName(config_)}});
+  metrics_.AddCollector([this](MetricWriter& out) { api_->WriteMetrics(out); });
+  return absl::OkStatus();
+}
+
+absl::Status ModelServer::Listen() {
+  http_ = std::make_unique<httplib::Server>();
+  http_->set_payload_max_length(config_.serving.max_body_bytes);
+  auto send = [](httplib::Response& res, const HttpReply& reply) {
+    res.status = reply.status;
+    res.set_content(reply.body, reply.content_type.c_str());
+  };
+  http_->Post(R"(/v1/models/([^/:]+):predict)", [this, send](const httplib::Request& req, httplib::Response& res) {
+    send(res, api_->Predict(req.matches[1].str(), req.body));
+  });
+  http_->Get(R"(/v1/models/([^/:]+))", [this, send](const httplib::Request& req, httplib::Response& res) {
+    send(res, api_->ModelStatus(req.matches[1].str()));
+  });
+  http_->Get("/healthz", [this, send](const httplib::Request&, httplib::Response& res) { send(res, api_->Health()); });
+  http_->Get("/readyz", [this, send](const httplib::Request&, httplib::Response& res) { send(res, api_->Ready()); });
+  http_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+    res.set_content(metrics_.Render(), "text/plain; version=0.0.4");
+  });
+  // What httplib answers by itself (an unknown path, a body over
+  // serving.max_body) also says, in JSON, what was wrong.
+  http_->set_error_handler(httplib::Server::HandlerWithResponse([this](const httplib::Request& req,
+                                                                        httplib::Response& res) {
+    if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+    std::string what = res.status == 413 ? absl::StrCat("the body is over serving.max_body (",
+                                                        config_.serving.max_body, ")")
+                       : res.status == 404 ? absl::StrCat("no such path: ", req.path,
+                                                          " (try POST /v1/models/", api_->model_name(), ":predict)")
+                                           : absl::StrCat("HTTP status ", res.status);
+    res.set_content(absl::StrCat("{\"error\": ", JsonQuote(what), "}\n"), "application/json");
+    return httplib::Server::HandlerResponse::Handled;
+  }));
+  const std::string& host = config_.cluster.host;
+  port_ = config_.serving.port;
+  if (port_ == 0) {
+    port_ = http_->bind_to_any_port(host);
+    if (port_ < 0) return absl::UnavailableError(absl::StrCat("sparta-serve: cannot listen on ", host));
+  } else if (!http_->bind_to_port(host, port_)) {
+    return absl::UnavailableError(absl::StrCat(config_.Where("serving.port"), ": key 'serving.port': cannot listen on ",
+                                               host, ":", port_, " (in use?)"));
+  }
+  http_thread_ = std::thread([this] { http_->listen_after_bind(); });
+  spdlog::info("serving model '{}' version {} on http://{}:{}/v1/models/{}:predict ({} compute threads, batches of "
+               "up to {}, waiting up to {} us)",
+               api_->model_name(), Current()->version(), host, port_, api_->model_name(), config_.serving.threads,
+               config_.serving.max_batch, config_.serving.max_delay_us);
+  return absl::OkStatus();
+}
+
+void ModelServer::Stop() {
+  if (http_ != nullptr) http_->stop();
+  if (http_thread_.joinable()) http_thread_.join();
+}
+
+ModelServer::~ModelServer() {
+  Stop();
+  batcher_.reset();  // its threads use the predictors
+}
+
+}  // namespace sparta

@@ -1,0 +1,74 @@
+// ModelServer: sparta-serve's process, embedded mode (serving.shards: 0).
+// It loads the job's model (built-in or plugin: only its forward path runs)
+// and one version of its parameters from a checkpoint (serving.model),
+// holds every table in memory, and answers predictions over HTTP on
+// serving.port (PredictApi), computed by serving.threads compute threads
+// that batch concurrent requests (RequestBatcher).
+//
+// Owns everything it starts. Thread-safe: the HTTP server's threads and the
+// compute threads share it; Stop() may be called from any thread.
+#ifndef SPARTA_WORKER_SERVING_MODEL_SERVER_H_
+#define SPARTA_WORKER_SERVING_MODEL_SERVER_H_
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/config.h"
+#include "common/metrics.h"
+#include "sparta/sdk/model.h"
+#include "worker/serving/predict_api.h"
+#include "worker/serving/predictor.h"
+#include "worker/serving/request_batcher.h"
+#include "worker/serving/serving_tables.h"
+
+namespace httplib {
+class Server;
+}
+
+namespace sparta {
+
+class ModelServer {
+ public:
+  // Loads the model and its version and starts answering on serving.port.
+  static absl::StatusOr<std::unique_ptr<ModelServer>> Start(const Config& config);
+  ~ModelServer();
+
+  int port() const { return port_; }
+  const std::string& model_name() const { return api_->model_name(); }
+  // Stops accepting requests and lets those in progress finish.
+  void Stop();
+
+ private:
+  explicit ModelServer(const Config& config);
+  absl::Status Load();
+  absl::Status Listen();
+  std::shared_ptr<const ServingTables> Current() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return tables_;
+  }
+
+  const Config config_;
+  std::unique_ptr<Model> model_;
+  std::vector<pb::TableSpec> specs_;
+  mutable std::mutex mu_;
+  std::shared_ptr<const ServingTables> tables_;  // the version being served
+  std::vector<std::unique_ptr<Predictor>> predictors_;  // one per compute thread
+  std::unique_ptr<RequestBatcher> batcher_;
+  std::unique_ptr<PredictApi> api_;
+  MetricsRegistry metrics_;
+  std::unique_ptr<httplib::Server> http_;
+  std::thread http_thread_;
+  int port_ = 0;
+};
+
+// serving.name, or the model's own name: model.name, or the plugin file's
+// name without "lib" and ".so".
+std::string ServedModelName(const Config& config);
+
+}  // namespace sparta
+
+#endif  // SPARTA_WORKER_SERVING_MODEL_SERVER_H_
