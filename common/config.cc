@@ -130,10 +130,12 @@ void VisitFields(Config& c, Visitor& v) {
   v("log.metrics_dir", c.log.metrics_dir, FieldRule{});
   v("metrics.port", c.metrics.port, Between(-1, 65535));
   v("serving.model", c.serving.model, FieldRule{});
+  v("serving.poll_interval", c.serving.poll_interval, Between(0.01, 3600));
   v("serving.name", c.serving.name, FieldRule{});
   v("serving.port", c.serving.port, Between(0, 65535));
   v("serving.shards", c.serving.shards, Between(0, 4096));
   v("serving.threads", c.serving.threads, Between(1, 256));
+  v("serving.connections", c.serving.connections, Between(1, 4096));
   v("serving.max_batch", c.serving.max_batch, Between(1, 1 << 20));
   v("serving.max_delay_us", c.serving.max_delay_us, Between(0, 10000000));
   v("serving.deadline", c.serving.deadline, Between(0.001, 3600));

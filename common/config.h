@@ -264,12 +264,19 @@ struct EvalConfig {
 struct ServingConfig {
   // Which model version to load: a checkpoint folder, or "latest" (the
   // newest complete checkpoint under storage.path). Required by sparta-serve.
+  // With "latest", a newer complete checkpoint (a running job's, made every
+  // storage.checkpoint_every) is loaded as it appears, every poll_interval
+  // seconds, and served from then on.
   std::string model;
+  double poll_interval = 1.0;
   std::string name;  // the NAME of /v1/models/NAME; "" = the model's (model.name, or the plugin's file name)
   int port = 8501;   // HTTP (TensorFlow Serving's REST port); 0: one the OS picks
   // 0: one sparta-serve process holds every table itself (embedded).
   int shards = 0;
   int threads = 1;          // compute threads, each running whole batches
+  // Connections served at once: each open connection holds an HTTP thread
+  // while it stays open (keep-alive), so more clients than this wait.
+  int connections = 64;
   int max_batch = 64;       // examples computed together (requests are batched up to it)
   int max_delay_us = 500;   // how long the first request of a batch waits for others
   double deadline = 1.0;    // seconds a request may take, unless it asks for less ("deadline_ms")

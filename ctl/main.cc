@@ -10,6 +10,8 @@
 //   sparta-ctl metrics    [--node NAME]   every daemon's /metrics (or one's)
 //   sparta-ctl keygen FILE                a new cluster key file for cluster.auth: curve
 //   sparta-ctl plan CONFIG --keys N       DRAM and disk the model's tables need for N keys
+//   sparta-ctl predict FILE --serve URLS --model NAME
+//                                         score FILE's lines with sparta-serve replicas
 //
 // The job is found from --run RUN_DIR (what `scripts/sparta launch` left
 // there), --config FILE [--set key=value]... (the job's own config), or
@@ -23,12 +25,14 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "common/curve_keys.h"
 #include "common/daemon_options.h"
 #include "ctl/control_client.h"
 #include "ctl/http_get.h"
 #include "ctl/job_address.h"
 #include "ctl/plan.h"
+#include "ctl/predict_file.h"
 #include "ctl/scale_request.h"
 #include "ctl/status_text.h"
 #include "worker/model_tables.h"
@@ -101,7 +105,26 @@ int main(int argc, char** argv) {
   plan_cmd->add_option("config", plan_config, "the job's config file")->required();
   plan_cmd->add_option("--keys", plan_keys, "distinct keys the sparse tables will hold")->required();
   plan_cmd->add_option("--set", plan_sets, "override a config key (key=value)");
+  PredictFileOptions predict;
+  std::string predict_urls;
+  int64_t deadline_ms = 1000;
+  auto* predict_cmd = app.add_subcommand("predict", "score every line of FILE (or - for stdin) with sparta-serve "
+                                                    "replicas, spread by least outstanding requests; one prediction "
+                                                    "per line, in order");
+  predict_cmd->add_option("file", predict.input, "input lines in the job's format")->required();
+  predict_cmd->add_option("--serve", predict_urls, "the replicas: http://HOST:PORT[,http://HOST:PORT...]")->required();
+  predict_cmd->add_option("--model", predict.model, "the model's NAME in /v1/models/NAME:predict")->required();
+  predict_cmd->add_option("--batch", predict.batch, "lines per request")->capture_default_str();
+  predict_cmd->add_option("--parallel", predict.parallel, "requests in flight")->capture_default_str();
+  predict_cmd->add_option("--deadline-ms", deadline_ms, "per request, its one retry included")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+
+  if (predict_cmd->parsed()) {
+    predict.urls = absl::StrSplit(predict_urls, ',', absl::SkipEmpty());
+    predict.deadline = std::chrono::milliseconds(deadline_ms);
+    if (auto st = PredictFile(predict, stdout); !st.ok()) return Fail(st);
+    return 0;
+  }
 
   if (plan_cmd->parsed()) {
     auto config = LoadConfig(plan_config, plan_sets);

@@ -30,7 +30,7 @@ done
 if [[ $build == 1 ]]; then
   scripts/install-deps.sh --tests  # etcd-server: the standby scheduler benchmark
   scripts/build.sh sparta-scheduler sparta-server sparta-worker sparta-datagen sparta-kv-bench sparta-row-memory \
-    sparta-checkpoint-bench
+    sparta-checkpoint-bench sparta-serve sparta-serve-bench
   # The GPU kernel benchmark exists when the build has the CUDA backend.
   if cmake --build build --target help | grep -q sparta-gpu-bench; then scripts/build.sh sparta-gpu-bench; fi
 fi
@@ -153,13 +153,16 @@ echo "== tables larger than memory (fm, Zipf 1.1): memory_limit at 100%, 30%, 10
 SPARTA_BIN="$bin" python3 tests/bench/tiering_bench.py "$tmp/tiering.json" $quick
 echo "== elastic jobs: scheduler takeover with etcd (kill -9 of the leader), a worker's kill -9 with on_demand work"
 SPARTA_BIN="$bin" python3 tests/bench/elastic_bench.py "$tmp/train.txt" "$tmp/test.txt" "$tmp/elastic.json" $quick
+echo "== serving: sparta-serve (embedded) under open-loop load, lr/fm/dnn, 1 and 100 examples a request; dnn in PyTorch"
+SPARTA_BIN="$bin" python3 tests/bench/serving_bench.py "$tmp/train.txt" "$tmp/test.txt" "$tmp/serving.json" $quick
 if [[ -n $json ]]; then
   python3 - "$tmp/kv.json" "$e2e" "$json" "$tmp/checkpoint.json" "$tmp/replication.json" "$tmp/models.json" \
-    "$tmp/gpu.json" "$tmp/tiering.json" "$tmp/elastic.json" <<'PY'
+    "$tmp/gpu.json" "$tmp/tiering.json" "$tmp/elastic.json" "$tmp/serving.json" <<'PY'
 import json, sys
 records = json.load(open(sys.argv[1])) + json.load(open(sys.argv[2]))
 records += json.load(open(sys.argv[4])) + json.load(open(sys.argv[5])) + json.load(open(sys.argv[6]))
 records += json.load(open(sys.argv[7])) + json.load(open(sys.argv[8])) + json.load(open(sys.argv[9]))
+records += json.load(open(sys.argv[10]))
 for line in open(sys.argv[1].replace("kv.json", "memory.txt")):
     name, value = line.split()[:2]
     records.append({"name": name, "unit": "bytes/row", "value": float(value)})

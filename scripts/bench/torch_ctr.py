@@ -59,6 +59,27 @@ def sparta_uniform(key, seed, columns, scale):
             for j in range(columns)]
 
 
+def features(cols, vocab, grow):
+    """One line's columns (label first) as (per-field vocabulary index, -1 = missing; dense inputs)."""
+    row, d = [-1] * FIELDS, [0.0] * INT_FIELDS
+    for f in range(FIELDS):
+        v = cols[1 + f]
+        if not v:
+            continue
+        if f < INT_FIELDS:
+            n = int(v)
+            token = n if n <= 2 else int(math.log(n) ** 2)
+            d[f] = math.log1p(max(n, 0))
+        else:
+            token = v
+        key = (f, token)
+        i = vocab.get(key)
+        if i is None and grow:
+            i = vocab[key] = len(vocab)
+        row[f] = -1 if i is None else i
+    return row, d
+
+
 def parse(path, vocab, grow):
     """Rows of `path` as (labels, per-field index matrix with -1 = missing, dense)."""
     labels, index, dense = [], [], []
@@ -67,22 +88,7 @@ def parse(path, vocab, grow):
         if len(cols) != 1 + FIELDS:
             continue
         labels.append(float(cols[0]))
-        row, d = [-1] * FIELDS, [0.0] * INT_FIELDS
-        for f in range(FIELDS):
-            v = cols[1 + f]
-            if not v:
-                continue
-            if f < INT_FIELDS:
-                n = int(v)
-                token = n if n <= 2 else int(math.log(n) ** 2)
-                d[f] = math.log1p(max(n, 0))
-            else:
-                token = v
-            key = (f, token)
-            i = vocab.get(key)
-            if i is None and grow:
-                i = vocab[key] = len(vocab)
-            row[f] = -1 if i is None else i
+        row, d = features(cols, vocab, grow)
         index.append(row)
         dense.append(d)
     return (torch.tensor(labels), torch.tensor(index, dtype=torch.int64), torch.tensor(dense))

@@ -19,6 +19,11 @@ Objects (all named <name>-...):
   Job         <name>-worker     cluster.workers workers, Indexed (completion index = rank); with
                                 data.assignment on_demand a failed pod is replaced (3 times per index)
   PersistentVolumeClaim <name>-shared  ReadWriteMany: storage.path (checkpoints, scheduler state)
+  Deployment  <name>-serve      --serving N sparta-serve front-ends (default 2 when the config sets
+                                serving.model), each following the job's checkpoints on the shared
+                                volume (serving.model latest); ready once a version is loaded (/readyz)
+  Service     <name>-serve      port serving.port across the ready front-ends (the cluster's own load
+                                balancing)
 
 With cluster.auth: curve the key file comes from the Secret <name>-cluster-key
 (kubectl create secret generic <name>-cluster-key --from-file=cluster.key=FILE).
@@ -169,6 +174,29 @@ def render(config, config_text, args):
                                                               "${JOB_COMPLETION_INDEX}"),
                                            "env": env, "ports": ports([]), "volumeMounts": mounts}],
                                            "volumes": volumes}}}})
+    serving = args.serving if args.serving >= 0 else (2 if config.get("serving.model") else 0)
+    if serving > 0:
+        serve_port = config.get("serving.port", 8501) or 8501
+        serve_sets = common_sets + ["serving.model=latest", f"serving.port={serve_port}"]
+        probe = lambda path, delay: {"httpGet": {"path": path, "port": serve_port}, "initialDelaySeconds": delay,
+                                     "periodSeconds": 5}
+        docs.append({"apiVersion": "v1", "kind": "Service", "metadata": meta(f"{name}-serve", "serve"),
+                     "spec": {"selector": labels("serve"),
+                              "ports": [{"name": "http", "port": serve_port, "targetPort": serve_port}]}})
+        docs.append({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta(f"{name}-serve", "serve"),
+                     "spec": {"replicas": serving, "selector": {"matchLabels": labels("serve")},
+                              "template": {"metadata": {"labels": labels("serve"),
+                                                        "annotations": {**scrape, "prometheus.io/port": str(serve_port)}},
+                                           "spec": {"containers": [{
+                                               "name": "serve", "image": args.image,
+                                               "command": command("serve", serve_sets, "cluster.host=${POD_IP}"),
+                                               "env": env, "ports": [{"name": "http", "containerPort": serve_port}],
+                                               # Ready once a model version is loaded: the Service sends
+                                               # requests only to front-ends that can answer them.
+                                               "readinessProbe": probe("/readyz", 2),
+                                               "livenessProbe": probe("/healthz", 10),
+                                               "volumeMounts": mounts + [{**shared_mount, "readOnly": True}]}],
+                                               "volumes": volumes + [shared_volume]}}}})
     header = (f"# Sparta job '{name}' rendered by scripts/sparta k8s from {args.config}.\n"
               f"# kubectl apply -f THIS_FILE; the data paths of the config must exist in the image or a mounted volume.\n")
     # JSON is YAML: one document per object, as kubectl reads them.

@@ -354,6 +354,35 @@ class KubernetesManifestTest(ClusterTest):
         import yaml
         return [d for d in yaml.safe_load_all(result.stdout) if d]
 
+    def test_serving_front_ends_follow_the_job_behind_a_service(self):
+        config = write_config(self.dir, cluster={"scheduler": "0.0.0.0:7300", "servers": 2, "workers": 2},
+                              data={"train": "/data/train.txt"}, model={"name": "fm"},
+                              serving={"model": "latest", "port": 8600})
+        docs = self.render(config)
+        serve, = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "ctr-serve"]
+        service, = [d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == "ctr-serve"]
+        self.assertEqual(serve["spec"]["replicas"], 2)
+        self.assertEqual(service["spec"]["selector"], serve["spec"]["template"]["metadata"]["labels"])
+        self.assertEqual(service["spec"]["ports"][0]["port"], 8600)
+        container, = serve["spec"]["template"]["spec"]["containers"]
+        self.assertEqual(container["readinessProbe"]["httpGet"], {"path": "/readyz", "port": 8600})
+        self.assertEqual(container["livenessProbe"]["httpGet"], {"path": "/healthz", "port": 8600})
+        command = container["command"][2]
+        self.assertIn("/opt/sparta/bin/sparta-serve", command)
+        self.assertIn("serving.model=latest", command)
+        self.assertIn("storage.path=/var/lib/sparta", command)  # the job's checkpoints, on the shared volume
+        self.assertIn("shared", [m["name"] for m in container["volumeMounts"]])
+        # The command runs: its config is one sparta-serve accepts.
+        argv = shlex.split(command[len("exec "):].replace("${POD_IP}", "127.0.0.1").replace(
+            "/opt/sparta/bin", BIN).replace("/etc/sparta/job.yaml", config))
+        result = subprocess.run(argv + ["--print-config"], capture_output=True, text=True)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(json.loads(result.stdout)["serving.port"], 8600)
+        # --serving 3 / 0 overrides; without serving.model, none by default.
+        self.assertEqual([d["spec"]["replicas"] for d in self.render(config, "--serving", "3")
+                          if d["metadata"]["name"] == "ctr-serve" and d["kind"] == "Deployment"], [3])
+        self.assertFalse([d for d in self.render(config, "--serving", "0") if d["metadata"]["name"] == "ctr-serve"])
+
     def test_manifests_from_a_config(self):
         key = os.path.join(self.dir, "cluster.key")
         subprocess.run([os.path.join(BIN, "sparta-ctl"), "keygen", key], check=True, capture_output=True)

@@ -124,14 +124,86 @@ class ServingTest(ClusterTest):
         self.assertIn('sparta_serving_requests_total{role="serve",model="lr",outcome="ok"} 1', metrics)
         self.assertIn('sparta_serving_request_seconds_bucket{role="serve",model="lr",le="+Inf"} 1', metrics)
 
+    def test_serving_follows_a_running_jobs_checkpoints(self):
+        data = datagen(self.dir, 20000, 200, seed=8)
+        store = os.path.join(self.dir, "store")
+        config = write_config(
+            self.dir, "long.yaml",
+            data={"train": data["train"], "batch_size": 256, "epochs": 100000},
+            model={"name": "fm", "embedding_dim": 4},
+            storage={"path": store, "checkpoint_every": "1s"})
+        # Started before the job has a checkpoint: alive, not ready.
+        proc, url = self.serve(config, "serving.poll_interval=0.1")
+        self.assertEqual(http(f"{url}/healthz")[0], 200)
+        self.assertEqual(http(f"{url}/readyz")[0], 503)
+        line = read(data["test"]).splitlines()[0]
+        status, answer = http(f"{url}/v1/models/fm:predict", json.dumps({"instances": [line]}).encode())
+        self.assertEqual(status, 503, answer)
+        job = launch(config, self.run_dir("long"), wait=False)
+        self.procs.append(job)
+        wait_for(lambda: http(f"{url}/readyz")[0] == 200, 120, "the first checkpoint to be served")
+
+        def predict():
+            status, answer = http(f"{url}/v1/models/fm:predict", json.dumps({"instances": [line]}).encode())
+            self.assertEqual(status, 200, answer)
+            return answer["model_version"], answer["predictions"][0]
+
+        first_version, first = predict()
+        self.assertGreater(first_version, 0)
+        # Training goes on: a newer version is served, and it answers
+        # otherwise for the same line.
+        later_version, later = wait_for(lambda: (lambda v, p: (v, p) if v > first_version and p != first else None)(
+            *predict()), 120, "a newer model version that changed the prediction")
+        self.assertGreater(later_version, first_version)
+        self.assertIsNone(job.poll())
+        status, metrics = http(f"{url}/metrics")
+        self.assertRegex(metrics, r"sparta_serving_model_loads_total\{[^}]*\} [2-9]")
+
+    def test_kill_9_of_one_of_two_front_ends_fails_no_request(self):
+        data = datagen(self.dir, 10000, 1000, seed=9)
+        config, offline = self.train("lr", data)
+        first, first_url = self.serve(config)
+        _, second_url = self.serve(config)
+        # 20 passes over the test file, a line a request: long enough to
+        # kill a front-end in the middle.
+        lines = read(data["test"]).splitlines() * 20
+        many = os.path.join(self.dir, "many.txt")
+        with open(many, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        out = os.path.join(self.dir, "served.txt")
+        with open(out, "w") as f:
+            ctl = subprocess.Popen([os.path.join(BIN, "sparta-ctl"), "predict", many, "--serve",
+                                    f"{first_url},{second_url}", "--model", "lr", "--batch", "1", "--parallel", "4",
+                                    "--deadline-ms", "5000"], stdout=f, stderr=subprocess.PIPE, text=True)
+        self.procs.append(ctl)
+
+        def answered(url):
+            metrics = http(f"{url}/metrics")[1]
+            for line in metrics.splitlines():
+                if line.startswith("sparta_serving_requests_total") and 'outcome="ok"' in line:
+                    return float(line.split()[-1])
+            return 0
+
+        # Both take requests (least outstanding spreads them); then one dies.
+        wait_for(lambda: answered(first_url) > 200 and answered(second_url) > 200, 60, "both front-ends to answer")
+        first.kill()
+        first.wait()
+        _, err = ctl.communicate(timeout=300)
+        self.assertEqual(ctl.returncode, 0, err)
+        served = read(out).splitlines()
+        self.assertEqual(len(served), len(lines))
+        self.assertEqual(served, [float_text(p) for p in offline] * 20)
+        self.assertGreater(answered(second_url), len(lines) / 2)
+
     def test_a_missing_checkpoint_or_a_model_of_another_shape_is_a_clear_error(self):
         data = datagen(self.dir, 5000, 200, seed=7)
         config, _ = self.train("fm", data)
-        for sets, says in [(["storage.path=" + os.path.join(self.dir, "empty")], "serving.model"),
+        for sets, says in [(["serving.model=" + os.path.join(self.dir, "nowhere")], "nowhere"),
                            (["model.embedding_dim=6"], "saved with dim 5"),
                            (["model.name=lr"], "holds no table")]:
             cmd = [os.path.join(BIN, "sparta-serve"), "--config", config, "--set", "serving.port=0",
                    "--set", "serving.model=latest"]
+            # (serving.model given twice: the last --set wins.)
             for s in sets:
                 cmd += ["--set", s]
             result = subprocess.run(cmd, capture_output=True, text=True, timeout=60)

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "common/latency_histogram.h"
+#include "ctl/predict_client.h"
 #include "worker/serving/predict_api.h"
 #include "worker/serving/request_batcher.h"
 
@@ -163,6 +164,44 @@ TEST_CASE("the latency histogram renders cumulative buckets, +Inf, sum and count
   CHECK_THAT(text, Catch::Contains("x_seconds_bucket{le=\"+Inf\"} 3"));
   CHECK_THAT(text, Catch::Contains("x_seconds_count 3"));
   CHECK_THAT(text, Catch::Contains("x_seconds_sum 20.0034"));
+}
+
+TEST_CASE("the client picks the replica with the fewest requests in flight, skipping one that failed", "[serving]") {
+  using C = ReplicaChooser::Clock;
+  const C::time_point t0 = C::now();
+  ReplicaChooser chooser(3, std::chrono::seconds(1));
+  // Three in flight, one on each; then the least loaded again.
+  std::vector<size_t> picked;
+  for (int i = 0; i < 3; ++i) picked.push_back(chooser.Pick(std::nullopt, t0)->replica);
+  std::sort(picked.begin(), picked.end());
+  CHECK(picked == std::vector<size_t>{0, 1, 2});
+  chooser.Done(1, true, t0);
+  CHECK(chooser.Pick(std::nullopt, t0)->replica == 1);
+  // A retry goes elsewhere.
+  chooser.Done(1, true, t0);
+  CHECK(chooser.Pick(size_t{1}, t0)->replica != 1);
+  // Replica 2 fails: no request goes there until it is rechecked.
+  chooser.Done(2, false, t0);
+  CHECK_FALSE(chooser.up(2));
+  for (int i = 0; i < 10; ++i) CHECK(chooser.Pick(std::nullopt, t0)->replica != 2);
+  // With every other replica excluded or down: none before its recheck is due...
+  ReplicaChooser two(2, std::chrono::seconds(1));
+  two.Pick(std::nullopt, t0);  // replica 0
+  two.Done(0, false, t0);
+  CHECK_FALSE(two.Pick(size_t{1}, t0).has_value());
+  // ...then one request checks its health first; the others still wait.
+  auto check = two.Pick(size_t{1}, t0 + std::chrono::seconds(2));
+  REQUIRE(check.has_value());
+  CHECK(check->replica == 0);
+  CHECK(check->check_health_first);
+  CHECK_FALSE(two.Pick(size_t{1}, t0 + std::chrono::seconds(2)).has_value());
+  two.HealthChecked(0, true, t0 + std::chrono::seconds(2));
+  two.Done(0, true, t0 + std::chrono::seconds(2));
+  CHECK(two.up(0));
+  auto back = two.Pick(size_t{1}, t0 + std::chrono::seconds(2));
+  REQUIRE(back.has_value());
+  CHECK_FALSE(back->check_health_first);
+  CHECK(two.outstanding(0) == 1);
 }
 
 }  // namespace

@@ -32,25 +32,61 @@ absl::StatusOr<std::unique_ptr<ModelServer>> ModelServer::Start(const Config& co
   return server;
 }
 
-absl::Status ModelServer::Load() {
+absl::StatusOr<std::string> ModelServer::ResolveModelDir() const {
   if (config_.serving.model.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(
         config_.source, ": key 'serving.model' is not set: name a checkpoint folder, or 'latest' for the newest "
                         "checkpoint under storage.path"));
   }
-  std::string dir = config_.serving.model;
-  if (dir == "latest") {
-    if (config_.storage.path.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(config_.Where("serving.model"),
-                                                     ": key 'serving.model' is latest, which needs storage.path"));
-    }
-    auto resolved = ResolveRestore(config_.storage.path, "latest");
-    if (!resolved.ok()) {
-      return absl::NotFoundError(absl::StrCat(config_.Where("serving.model"), ": key 'serving.model': ",
-                                              resolved.status().message()));
-    }
-    dir = *resolved;
+  if (config_.serving.model != "latest") return config_.serving.model;
+  if (config_.storage.path.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(config_.Where("serving.model"), ": key 'serving.model' is latest, which needs storage.path"));
   }
+  auto resolved = ResolveRestore(config_.storage.path, "latest");
+  if (!resolved.ok()) {
+    return absl::NotFoundError(
+        absl::StrCat(config_.Where("serving.model"), ": key 'serving.model': ", resolved.status().message()));
+  }
+  return *resolved;
+}
+
+void ModelServer::Follow() {
+  const auto interval = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+      std::chrono::duration<double>(config_.serving.poll_interval));
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stop_cv_.wait_for(lock, interval, [this] { return stopping_; })) {
+    const std::string current = tables_dir_;
+    lock.unlock();
+    auto dir = ResolveModelDir();
+    if (dir.ok() && *dir != current) {
+      auto tables = ServingTables::FromCheckpoint(*dir, specs_, config_);
+      if (tables.ok() && (*tables)->version() > version()) {
+        lock.lock();
+        const uint64_t before = tables_ ? tables_->version() : 0;
+        tables_ = *std::move(tables);
+        tables_dir_ = *dir;
+        lock.unlock();
+        loads_.fetch_add(1, std::memory_order_relaxed);
+        spdlog::info("now serving model version {} (was {})", version(), before);
+      } else if (!tables.ok()) {
+        // Deleted by storage.keep while it was read, most likely: the next
+        // one will do.
+        failed_loads_.fetch_add(1, std::memory_order_relaxed);
+        spdlog::warn("model version in {} not loaded: {}", *dir, std::string(tables.status().message()));
+      }
+    }
+    lock.lock();
+  }
+}
+
+absl::Status ModelServer::Load() {
+  // Following a job that has made no checkpoint yet, it starts without a
+  // version (not ready: /readyz answers 503) and loads the first one made.
+  auto dir = ResolveModelDir();
+  const bool wait_for_first = config_.serving.model == "latest" && absl::IsNotFound(dir.status());
+  if (!dir.ok() && !wait_for_first) return dir.status();
+  if (wait_for_first) spdlog::info("no checkpoint yet ({}); serving once the first is made", std::string(dir.status().message()));
   SPARTA_ASSIGN_OR_RETURN(ReaderMaker make_reader, OpenReaders(config_));
   DataSchema schema;
   {
@@ -59,7 +95,11 @@ absl::Status ModelServer::Load() {
   }
   SPARTA_ASSIGN_OR_RETURN(model_, OpenModel(config_, schema));
   specs_ = ModelTableSpecs(*model_, config_);
-  SPARTA_ASSIGN_OR_RETURN(tables_, ServingTables::FromCheckpoint(dir, specs_, config_));
+  if (!wait_for_first) {
+    SPARTA_ASSIGN_OR_RETURN(tables_, ServingTables::FromCheckpoint(*dir, specs_, config_));
+    tables_dir_ = *dir;
+    loads_ = 1;
+  }
   for (int t = 0; t < config_.serving.threads; ++t) predictors_.push_back(std::make_unique<Predictor>(model_.get(), specs_));
   batcher_ = std::make_unique<RequestBatcher>(
       RequestBatcher::Options{.threads = config_.serving.threads,
@@ -67,6 +107,7 @@ absl::Status ModelServer::Load() {
                               .max_delay = std::chrono::microseconds(config_.serving.max_delay_us)},
       [this](int thread, std::span<const Example* const> examples) -> absl::StatusOr<RequestBatcher::Scored> {
         std::shared_ptr<const ServingTables> tables = Current();
+        if (tables == nullptr) return absl::UnavailableError("no model version is loaded yet");
         auto probs = predictors_[thread]->Predict(*tables, examples);
         if (!probs.ok()) return probs.status();
         return RequestBatcher::Scored{.probs = *std::move(probs), .version = tables->version()};
@@ -74,18 +115,30 @@ absl::Status ModelServer::Load() {
   api_ = std::make_unique<PredictApi>(
       PredictApi::Options{.model_name = ServedModelName(config_),
                           .default_deadline = std::chrono::duration<double>(config_.serving.deadline)},
-      std::move(make_reader), batcher_.get(), [this] {
-        auto tables = Current();
-        return tables ? tables->version() : 0;
-      });
+      std::move(make_reader), batcher_.get(), [this] { return version(); });
   metrics_.SetCommonLabels({{"role", "serve"}, {"model", ServedModelName(config_)}});
-  metrics_.AddCollector([this](MetricWriter& out) { api_->WriteMetrics(out); });
+  metrics_.AddCollector([this](MetricWriter& out) {
+    api_->WriteMetrics(out);
+    out.Counter("sparta_serving_model_loads_total", "Model versions loaded (the first, then each newer one).",
+                static_cast<double>(loads_.load(std::memory_order_relaxed)));
+    out.Counter("sparta_serving_model_load_failures_total", "Newer model versions that failed to load.",
+                static_cast<double>(failed_loads_.load(std::memory_order_relaxed)));
+  });
+  if (config_.serving.model == "latest") follower_ = std::thread([this] { Follow(); });
   return absl::OkStatus();
 }
 
 absl::Status ModelServer::Listen() {
   http_ = std::make_unique<httplib::Server>();
   http_->set_payload_max_length(config_.serving.max_body_bytes);
+  // An answer leaves as headers, then body: with Nagle's algorithm the body
+  // would wait for the client's delayed ACK of the headers (40 ms).
+  http_->set_tcp_nodelay(true);
+  // A keep-alive connection holds its thread until it closes: with fewer
+  // threads than clients, the others wait for a connection to time out.
+  const int connections = config_.serving.connections;
+  http_->new_task_queue = [connections] { return new httplib::ThreadPool(connections); };
+  http_->set_keep_alive_max_count(1 << 20);
   auto send = [](httplib::Response& res, const HttpReply& reply) {
     res.status = reply.status;
     res.set_content(reply.body, reply.content_type.c_str());
@@ -126,7 +179,7 @@ absl::Status ModelServer::Listen() {
   http_thread_ = std::thread([this] { http_->listen_after_bind(); });
   spdlog::info("serving model '{}' version {} on http://{}:{}/v1/models/{}:predict ({} compute threads, batches of "
                "up to {}, waiting up to {} us)",
-               api_->model_name(), Current()->version(), host, port_, api_->model_name(), config_.serving.threads,
+               api_->model_name(), version(), host, port_, api_->model_name(), config_.serving.threads,
                config_.serving.max_batch, config_.serving.max_delay_us);
   return absl::OkStatus();
 }
@@ -134,6 +187,12 @@ absl::Status ModelServer::Listen() {
 void ModelServer::Stop() {
   if (http_ != nullptr) http_->stop();
   if (http_thread_.joinable()) http_thread_.join();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  stop_cv_.notify_all();
+  if (follower_.joinable()) follower_.join();
 }
 
 ModelServer::~ModelServer() {

@@ -5,11 +5,20 @@
 // serving.port (PredictApi), computed by serving.threads compute threads
 // that batch concurrent requests (RequestBatcher).
 //
+// With serving.model: latest it follows the job: a thread looks for a
+// newer complete checkpoint every serving.poll_interval, loads it beside the
+// version being served, and swaps it in at once (a batch runs wholly on one
+// version, and every answer names the version that computed it). A version
+// that fails to load (deleted by storage.keep while being read) is logged
+// and skipped; the current one goes on being served.
+//
 // Owns everything it starts. Thread-safe: the HTTP server's threads and the
 // compute threads share it; Stop() may be called from any thread.
 #ifndef SPARTA_WORKER_SERVING_MODEL_SERVER_H_
 #define SPARTA_WORKER_SERVING_MODEL_SERVER_H_
 
+#include <atomic>
+#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -46,9 +55,18 @@ class ModelServer {
   explicit ModelServer(const Config& config);
   absl::Status Load();
   absl::Status Listen();
+  // "latest" -> the newest complete checkpoint's folder; else serving.model.
+  absl::StatusOr<std::string> ResolveModelDir() const;
+  // The follower thread's loop (serving.model: latest).
+  void Follow();
+  // The version being served; null (version 0) before the first is loaded.
   std::shared_ptr<const ServingTables> Current() const {
     std::lock_guard<std::mutex> lock(mu_);
     return tables_;
+  }
+  uint64_t version() const {
+    auto tables = Current();
+    return tables ? tables->version() : 0;
   }
 
   const Config config_;
@@ -56,6 +74,11 @@ class ModelServer {
   std::vector<pb::TableSpec> specs_;
   mutable std::mutex mu_;
   std::shared_ptr<const ServingTables> tables_;  // the version being served
+  std::string tables_dir_;                       // its checkpoint folder
+  bool stopping_ = false;                        // under mu_
+  std::condition_variable stop_cv_;
+  std::thread follower_;
+  std::atomic<uint64_t> loads_{0}, failed_loads_{0};
   std::vector<std::unique_ptr<Predictor>> predictors_;  // one per compute thread
   std::unique_ptr<RequestBatcher> batcher_;
   std::unique_ptr<PredictApi> api_;
