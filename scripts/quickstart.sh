@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
-scripts/build.sh sparta-scheduler sparta-server sparta-worker sparta-datagen
+scripts/build.sh sparta-scheduler sparta-server sparta-worker sparta-serve sparta-datagen
 
 data=data/quickstart
 if [[ ! -f $data/test.txt ]]; then
