@@ -55,12 +55,16 @@ absl::StatusOr<std::string> ModelServer::ResolveModelDir() const {
 void ModelServer::Follow() {
   const auto interval = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
       std::chrono::duration<double>(config_.serving.poll_interval));
+  // A checkpoint is read once: one that failed to load, or is no newer
+  // than the version served, is not read again at every look.
+  std::string tried;
   std::unique_lock<std::mutex> lock(mu_);
   while (!stop_cv_.wait_for(lock, interval, [this] { return stopping_; })) {
     const std::string current = tables_dir_;
     lock.unlock();
     auto dir = ResolveModelDir();
-    if (dir.ok() && *dir != current) {
+    if (dir.ok() && *dir != current && *dir != tried) {
+      tried = *dir;
       auto tables = ServingTables::FromCheckpoint(*dir, specs_, config_);
       if (tables.ok() && (*tables)->version() > version()) {
         lock.lock();
