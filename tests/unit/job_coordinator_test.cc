@@ -440,7 +440,7 @@ TEST_CASE("a drained server's copies whose target died move again, to servers th
   CHECK(job.coordinator->BuildStatus(now).shards_moving() == static_cast<uint32_t>(held));
 }
 
-TEST_CASE("a server that joins or replaces while another drains takes the short copies; the drained one none",
+TEST_CASE("a server that joins or replaces while another drains takes the short copies, the drained one none",
           "[job_coordinator]") {
   Job job(/*servers=*/3, /*workers=*/1, /*replication=*/2);
   job.RegisterAll();

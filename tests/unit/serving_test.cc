@@ -61,7 +61,7 @@ TEST_CASE("requests are batched up to max_batch, each answered with its own exam
   CHECK(recorder.batch_sizes == std::vector<size_t>{4, 4});
 }
 
-TEST_CASE("a request over max_batch is computed whole; one past its deadline is not computed", "[serving]") {
+TEST_CASE("a request over max_batch is computed whole, one past its deadline is not computed", "[serving]") {
   Recorder recorder;
   RequestBatcher batcher({.threads = 2, .max_batch = 4, .max_delay = std::chrono::microseconds(0)},
                          recorder.Compute());
