@@ -1,8 +1,10 @@
 #include "ctl/predict_client.h"
 
-#include <httplib.h>
 #include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
+#include <httplib.h>
+
+#include <algorithm>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -93,7 +95,8 @@ absl::StatusOr<PredictClient::Answer> PredictClient::Predict(const std::vector<s
     const size_t r = choice->replica;
     previous = r;
     ++answer.attempts;
-    const auto left = std::chrono::duration_cast<std::chrono::microseconds>(until - Clock::now());
+    const auto left = std::max(std::chrono::microseconds(1000),
+                               std::chrono::duration_cast<std::chrono::microseconds>(until - Clock::now()));
     httplib::Client client(targets_[r].host, targets_[r].port);
     client.set_tcp_nodelay(true);
     client.set_connection_timeout(std::chrono::duration_cast<std::chrono::seconds>(left).count(), left.count() % 1000000);
