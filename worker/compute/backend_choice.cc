@@ -34,13 +34,18 @@ absl::StatusOr<BackendChoice> ChooseBackend(const Config& config, const Model& m
   return BackendChoice{.cuda = false, .reason = absl::StrCat("worker.backend: auto falls back to the CPU: ", why_not)};
 }
 
-absl::StatusOr<std::unique_ptr<StepRunner>> NewStepRunner(const BackendChoice& choice, const Config& config,
-                                                          const Model* model,
-                                                          const std::vector<pb::TableSpec>& tables) {
+std::vector<RunnerTable> RunnerTablesOf(const std::vector<pb::TableSpec>& tables) {
   std::vector<RunnerTable> runner_tables;
   for (const pb::TableSpec& t : tables) {
     runner_tables.push_back({.dense = t.kind() == pb::TableSpec::DENSE, .dense_size = t.dense_size()});
   }
+  return runner_tables;
+}
+
+absl::StatusOr<std::unique_ptr<StepRunner>> NewStepRunner(const BackendChoice& choice, const Config& config,
+                                                          const Model* model,
+                                                          const std::vector<pb::TableSpec>& tables) {
+  std::vector<RunnerTable> runner_tables = RunnerTablesOf(tables);
   if (!choice.cuda) return NewCpuStepRunner(model, std::move(runner_tables));
 #if SPARTA_HAVE_CUDA
   return NewCudaStepRunner(model, std::move(runner_tables),

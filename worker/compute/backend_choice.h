@@ -40,6 +40,9 @@ struct BackendChoice {
 
 absl::StatusOr<BackendChoice> ChooseBackend(const Config& config, const Model& model, const GpuProbe& probe);
 
+// What a step runner needs to know of each of the model's tables.
+std::vector<RunnerTable> RunnerTablesOf(const std::vector<pb::TableSpec>& tables);
+
 absl::StatusOr<std::unique_ptr<StepRunner>> NewStepRunner(const BackendChoice& choice, const Config& config,
                                                           const Model* model,
                                                           const std::vector<pb::TableSpec>& tables);

@@ -1,15 +1,14 @@
 #include "worker/serving/predictor.h"
 
 #include "common/status_macros.h"
+#include "worker/compute/backend_choice.h"
 
 namespace sparta {
 
 Predictor::Predictor(const Model* model, std::vector<pb::TableSpec> specs) : specs_(std::move(specs)) {
-  std::vector<RunnerTable> runner_tables;
-  for (const pb::TableSpec& t : specs_) {
-    runner_tables.push_back({.dense = t.kind() == pb::TableSpec::DENSE, .dense_size = t.dense_size()});
-  }
-  runner_ = NewCpuStepRunner(model, std::move(runner_tables));
+  // The CPU runner always: serving batches are small, and its forward-only
+  // steps are batch-invariant (CpuBackend::set_batch_invariant).
+  runner_ = NewCpuStepRunner(model, RunnerTablesOf(specs_));
   sparse_rows_.resize(specs_.size());
 }
 
