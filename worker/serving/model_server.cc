@@ -9,7 +9,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/checkpoint_files.h"
-#include "common/json.h"
 #include "common/status_macros.h"
 #include "worker/model_tables.h"
 #include "worker/plugins.h"
@@ -173,7 +172,7 @@ absl::Status ModelServer::Listen() {
                        : res.status == 404 ? absl::StrCat("no such path: ", req.path,
                                                           " (try POST /v1/models/", api_->model_name(), ":predict)")
                                            : absl::StrCat("HTTP status ", res.status);
-    res.set_content(absl::StrCat("{\"error\": ", JsonQuote(what), "}\n"), "application/json");
+    res.set_content(ErrorBody(what), "application/json");
     return httplib::Server::HandlerResponse::Handled;
   }));
   const std::string& host = config_.cluster.host;

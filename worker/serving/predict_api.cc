@@ -13,9 +13,9 @@ namespace {
 
 namespace gp = google::protobuf;
 
-std::string ErrorBody(std::string_view message) { return absl::StrCat("{\"error\": ", JsonQuote(message), "}\n"); }
-
 }  // namespace
+
+std::string ErrorBody(std::string_view message) { return absl::StrCat("{\"error\": ", JsonQuote(message), "}\n"); }
 
 PredictApi::PredictApi(Options options, ReaderMaker make_reader, RequestBatcher* batcher,
                        std::function<uint64_t()> version)

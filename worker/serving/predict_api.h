@@ -44,6 +44,9 @@ struct HttpReply {
   std::string content_type = "application/json";
 };
 
+// {"error": MESSAGE}, the body of every error answer.
+std::string ErrorBody(std::string_view message);
+
 class PredictApi {
  public:
   struct Options {
