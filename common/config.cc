@@ -133,6 +133,7 @@ void VisitFields(Config& c, Visitor& v) {
   v("serving.poll_interval", c.serving.poll_interval, Between(0.01, 3600));
   v("serving.name", c.serving.name, FieldRule{});
   v("serving.port", c.serving.port, Between(0, 65535));
+  v("serving.zmq_port", c.serving.zmq_port, Between(-1, 65535));
   v("serving.shards", c.serving.shards, Between(0, 4096));
   v("serving.threads", c.serving.threads, Between(1, 256));
   v("serving.connections", c.serving.connections, Between(1, 4096));

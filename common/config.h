@@ -271,6 +271,9 @@ struct ServingConfig {
   double poll_interval = 1.0;
   std::string name;  // the NAME of /v1/models/NAME; "" = the model's (model.name, or the plugin's file name)
   int port = 8501;   // HTTP (TensorFlow Serving's REST port); 0: one the OS picks
+  // The ZeroMQ endpoint (Sparta's wire format; zmq_predict_endpoint.h);
+  // 0: one the OS picks; -1: none.
+  int zmq_port = 8502;
   // 0: one sparta-serve process holds every table itself (embedded).
   int shards = 0;
   int threads = 1;          // compute threads, each running whole batches

@@ -98,7 +98,9 @@ void WriteInfoFile(const std::string& path, const pb::NodeInfo& node) {
     std::ofstream out(tmp);
     out << "{\"role\": " << JsonQuote(RoleName(node.role())) << ", \"rank\": " << node.rank()
         << ", \"id\": " << node.id() << ", \"pid\": " << node.pid() << ", \"host\": " << JsonQuote(node.host())
-        << ", \"port\": " << node.data_port() << "}\n";
+        << ", \"port\": " << node.data_port();
+    if (node.predict_port() != 0) out << ", \"zmq_port\": " << node.predict_port();
+    out << "}\n";
   }
   std::rename(tmp.c_str(), path.c_str());
 }

@@ -60,6 +60,11 @@ absl::Status ValidateMessage(const Message& m) {
       if (auto st = ExpectFrameBytes(m.frames[0], key_bytes, "keys"); !st.ok()) return st;
       return ExpectFrameBytes(m.frames[1], value_bytes, "values");
     }
+    case pb::PREDICT:
+      if (nframes != 1) return Malformed(absl::StrCat("PREDICT needs 1 payload frame, got ", nframes));
+      if (h.num_keys() == 0 || h.num_keys() > kMaxKeysPerMessage) return Malformed("bad instance count");
+      if (m.frames[0].size() < h.num_keys()) return Malformed("fewer bytes than instances");
+      return absl::OkStatus();
     case pb::RESPONSE:
       if (nframes > 1) return Malformed(absl::StrCat("RESPONSE has ", nframes, " payload frames"));
       if (nframes == 1) {

@@ -112,7 +112,11 @@ int main(int argc, char** argv) {
                                                     "replicas, spread by least outstanding requests; one prediction "
                                                     "per line, in order");
   predict_cmd->add_option("file", predict.input, "input lines in the job's format")->required();
-  predict_cmd->add_option("--serve", predict_urls, "the replicas: http://HOST:PORT[,http://HOST:PORT...]")->required();
+  predict_cmd->add_option("--serve", predict_urls,
+                          "the replicas: http://HOST:PORT (HTTP) or tcp://HOST:PORT (ZeroMQ), comma-separated")
+      ->required();
+  predict_cmd->add_option("--key-file", predict.key_file,
+                          "the cluster key file, for ZeroMQ endpoints of a job with cluster.auth: curve");
   predict_cmd->add_option("--model", predict.model, "the model's NAME in /v1/models/NAME:predict")->required();
   predict_cmd->add_option("--batch", predict.batch, "lines per request")->capture_default_str();
   predict_cmd->add_option("--parallel", predict.parallel, "requests in flight")->capture_default_str();

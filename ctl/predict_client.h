@@ -5,15 +5,25 @@
 //
 // A request that fails (no connection, a 5xx, no answer in time) is tried
 // once more on another replica, within what is left of its deadline; a 4xx
-// is the request's own fault and is not retried. A replica that failed gets
+// is the request's own fault and is not retried. Over ZeroMQ, where a
+// replica that dies under a request is not seen, the first try gets half
+// the deadline. A replica that failed gets
 // no more requests until its /healthz answers again (asked at most once per
 // `recheck`, by the request that would otherwise have no replica).
 //
-// ReplicaChooser is that choice without sockets; PredictClient adds HTTP.
-// Both thread-safe: one client serves many sending threads.
+// A replica is reached over HTTP (http://HOST:PORT, sparta-serve's
+// serving.port, JSON) or over ZeroMQ (tcp://HOST:PORT, its serving.zmq_port,
+// Sparta's wire format: no JSON either way, for the lowest latency; health
+// checked by a HEARTBEAT). ZeroMQ sockets are kept, one per request in
+// flight, and dropped after a failure (a late answer never meets the next
+// request).
+//
+// ReplicaChooser is that choice without sockets; PredictClient adds the
+// transports. Both thread-safe: one client serves many sending threads.
 #ifndef SPARTA_CTL_PREDICT_CLIENT_H_
 #define SPARTA_CTL_PREDICT_CLIENT_H_
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <mutex>
@@ -21,7 +31,12 @@
 #include <string>
 #include <vector>
 
+#include <memory>
+
+#include <zmq.hpp>
+
 #include "absl/status/statusor.h"
+#include "common/config.h"
 
 namespace sparta {
 
@@ -60,10 +75,12 @@ class ReplicaChooser {
 
 class PredictClient {
  public:
-  // `urls`: http://HOST:PORT of each replica; `model`: the NAME of
-  // /v1/models/NAME:predict.
+  // `urls`: http://HOST:PORT or tcp://HOST:PORT of each replica; `model`:
+  // the NAME of /v1/models/NAME:predict; `cluster`: its auth, for the
+  // ZeroMQ endpoints of a job with cluster.auth: curve.
   PredictClient(std::vector<std::string> urls, std::string model,
-                ReplicaChooser::Clock::duration recheck = std::chrono::seconds(1));
+                ReplicaChooser::Clock::duration recheck = std::chrono::seconds(1), ClusterConfig cluster = {});
+  ~PredictClient();
 
   struct Answer {
     std::vector<double> predictions;
@@ -75,13 +92,34 @@ class PredictClient {
 
  private:
   struct Target {
+    bool zmq = false;
     std::string host;
     int port = 0;
+    std::string endpoint;  // zmq: tcp://HOST:PORT
   };
+  // One attempt on one replica, `left` its time.
+  struct Attempt {
+    enum Outcome { kAnswered, kBadRequest, kReplicaFailed } outcome = kReplicaFailed;
+    std::string error;
+    bool health_failed = false;  // its health check, asked first, failed
+    Answer answer;
+  };
+  Attempt CallHttp(size_t r, const std::string& body, bool check_health, std::chrono::microseconds left);
+  Attempt CallZmq(size_t r, const std::vector<std::string>& lines, bool check_health, std::chrono::microseconds left);
+  // A connected DEALER socket for replica `r`: an idle one, or a new one.
+  std::unique_ptr<zmq::socket_t> TakeSocket(size_t r);
+  void GiveBack(size_t r, std::unique_ptr<zmq::socket_t> socket);
+
   std::vector<Target> targets_;
+  const std::string model_;
   const std::string path_;
   std::vector<std::string> urls_;
   ReplicaChooser chooser_;
+  const ClusterConfig cluster_;
+  zmq::context_t context_{1};
+  std::mutex sockets_mu_;
+  std::vector<std::vector<std::unique_ptr<zmq::socket_t>>> idle_sockets_;  // per replica
+  std::atomic<uint64_t> seq_{0};
 };
 
 }  // namespace sparta

@@ -16,7 +16,8 @@
 namespace sparta {
 
 struct PredictFileOptions {
-  std::vector<std::string> urls;  // the replicas, http://HOST:PORT
+  std::vector<std::string> urls;  // the replicas, http://HOST:PORT or tcp://HOST:PORT
+  std::string key_file;           // cluster.auth: curve (ZeroMQ replicas)
   std::string model;
   std::string input;  // a file; "-": stdin
   int batch = 100;

@@ -177,12 +177,17 @@ def render(config, config_text, args):
     serving = args.serving if args.serving >= 0 else (2 if config.get("serving.model") else 0)
     if serving > 0:
         serve_port = config.get("serving.port", 8501) or 8501
+        zmq_port = config.get("serving.zmq_port", 8502)
         serve_sets = common_sets + ["serving.model=latest", f"serving.port={serve_port}"]
+        serve_ports = [{"name": "http", "port": serve_port, "targetPort": serve_port}]
+        if zmq_port and zmq_port > 0:
+            serve_sets.append(f"serving.zmq_port={zmq_port}")
+            serve_ports.append({"name": "zmq", "port": zmq_port, "targetPort": zmq_port})
         probe = lambda path, delay: {"httpGet": {"path": path, "port": serve_port}, "initialDelaySeconds": delay,
                                      "periodSeconds": 5}
         docs.append({"apiVersion": "v1", "kind": "Service", "metadata": meta(f"{name}-serve", "serve"),
                      "spec": {"selector": labels("serve"),
-                              "ports": [{"name": "http", "port": serve_port, "targetPort": serve_port}]}})
+                              "ports": serve_ports}})
         docs.append({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta(f"{name}-serve", "serve"),
                      "spec": {"replicas": serving, "selector": {"matchLabels": labels("serve")},
                               "template": {"metadata": {"labels": labels("serve"),
@@ -190,7 +195,9 @@ def render(config, config_text, args):
                                            "spec": {"containers": [{
                                                "name": "serve", "image": args.image,
                                                "command": command("serve", serve_sets, "cluster.host=${POD_IP}"),
-                                               "env": env, "ports": [{"name": "http", "containerPort": serve_port}],
+                                               "env": env,
+                                               "ports": [{"name": p["name"], "containerPort": p["port"]}
+                                                         for p in serve_ports],
                                                # Ready once a model version is loaded: the Service sends
                                                # requests only to front-ends that can answer them.
                                                "readinessProbe": probe("/readyz", 2),

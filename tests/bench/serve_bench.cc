@@ -6,6 +6,9 @@
 // (coordinated omission corrected, as wrk2 does). Each rate runs for a fixed
 // time; the report is p50/p99/p99.9 latency and the rate achieved.
 //
+// With --url tcp://HOST:PORT it speaks to the ZeroMQ endpoint instead
+// (serving.zmq_port), one DEALER socket per connection.
+//
 //   sparta-serve-bench --url http://127.0.0.1:8501 --model NAME --lines FILE
 //       [--batch N] [--rates 250,500,1000] [--seconds S] [--connections C] [--json OUT]
 #include <httplib.h>
@@ -15,6 +18,7 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <iostream>
@@ -27,6 +31,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/json.h"
+#include "common/message.h"
+#include "common/socket_util.h"
 
 namespace {
 
@@ -44,18 +50,74 @@ double Percentile(std::vector<double>& v, double q) {
   return v[i];
 }
 
-Result RunRate(const std::string& host, int port, const std::string& path, const std::vector<std::string>& bodies,
-               double rate, double seconds, int connections) {
-  const uint64_t total = static_cast<uint64_t>(rate * seconds);
-  // Every connection is opened, and has carried one request, before the
-  // clock starts: what is measured is serving, not connection set-up.
-  std::vector<std::unique_ptr<httplib::Client>> clients;
-  for (int c = 0; c < connections; ++c) {
-    auto& client = clients.emplace_back(std::make_unique<httplib::Client>(host, port));
+// Sends request number `i` on one connection and waits for its answer;
+// false for a failed one. Each connection's sender is used by one thread.
+using Sender = std::function<bool(uint64_t i)>;
+
+// Opens a connection for each concurrent sender.
+using Connect = std::function<Sender()>;
+
+Connect HttpConnect(const std::string& host, int port, const std::string& model,
+                    const std::vector<std::vector<std::string>>& requests) {
+  auto bodies = std::make_shared<std::vector<std::string>>();
+  for (const auto& lines : requests) {
+    std::vector<std::string> quoted;
+    for (const std::string& line : lines) quoted.push_back(sparta::JsonQuote(line));
+    bodies->push_back(absl::StrCat("{\"instances\": [", absl::StrJoin(quoted, ", "), "]}"));
+  }
+  const std::string path = absl::StrCat("/v1/models/", model, ":predict");
+  return [=]() -> Sender {
+    auto client = std::make_shared<httplib::Client>(host, port);
     client->set_keep_alive(true);
     client->set_tcp_nodelay(true);
     client->set_read_timeout(10, 0);
-    client->Post(path, bodies[c % bodies.size()], "application/json");
+    return [client, bodies, path](uint64_t i) {
+      auto res = client->Post(path, (*bodies)[i % bodies->size()], "application/json");
+      return res && res->status == 200;
+    };
+  };
+}
+
+Connect ZmqConnect(const std::string& endpoint, const std::string& model,
+                   const std::vector<std::vector<std::string>>& requests) {
+  auto context = std::make_shared<zmq::context_t>(1);
+  auto frames = std::make_shared<std::vector<std::string>>();
+  for (const auto& lines : requests) frames->push_back(absl::StrCat(absl::StrJoin(lines, "\n"), "\n"));
+  const uint32_t batch = static_cast<uint32_t>(requests.front().size());
+  return [=]() -> Sender {
+    auto socket = std::shared_ptr<zmq::socket_t>(new zmq::socket_t(*context, zmq::socket_type::dealer),
+                                                 [context](zmq::socket_t* s) { delete s; });
+    sparta::ConfigureSocket(*socket);
+    socket->connect(endpoint);
+    return [socket, frames, model, batch](uint64_t i) {
+      sparta::pb::Header h;
+      h.set_type(sparta::pb::PREDICT);
+      h.set_model(model);
+      h.set_num_keys(batch);
+      h.set_seq(i + 1);
+      std::vector<zmq::message_t> parts;
+      const std::string& text = (*frames)[i % frames->size()];
+      parts.emplace_back(text.data(), text.size());
+      if (!sparta::SendMessage(*socket, h, &parts).ok()) return false;
+      zmq::pollitem_t item{static_cast<void*>(*socket), 0, ZMQ_POLLIN, 0};
+      for (;;) {
+        if (zmq::poll(&item, 1, std::chrono::milliseconds(10000)) == 0) return false;
+        auto got = sparta::ReceiveMessage(*socket, /*from_router=*/false);
+        if (!got.ok()) return false;
+        if (got->has_value() && (*got)->header.seq() == i + 1) return (*got)->header.status() == 0;
+      }
+    };
+  };
+}
+
+Result RunRate(const Connect& connect, double rate, double seconds, int connections) {
+  const uint64_t total = static_cast<uint64_t>(rate * seconds);
+  // Every connection is opened, and has carried one request, before the
+  // clock starts: what is measured is serving, not connection set-up.
+  std::vector<Sender> senders;
+  for (int c = 0; c < connections; ++c) {
+    senders.push_back(connect());
+    senders.back()(static_cast<uint64_t>(c));
   }
   const auto start = Clock::now() + std::chrono::milliseconds(20);
   const auto interval = std::chrono::duration<double>(1.0 / rate);
@@ -66,13 +128,13 @@ Result RunRate(const std::string& host, int port, const std::string& path, const
   std::mutex done_mu;
   for (int c = 0; c < connections; ++c) {
     threads.emplace_back([&, c] {
-      httplib::Client& client = *clients[c];
+      Sender& send = senders[c];
       for (uint64_t i; (i = next.fetch_add(1)) < total;) {
         const auto due = start + std::chrono::duration_cast<Clock::duration>(interval * static_cast<double>(i));
         std::this_thread::sleep_until(due);
-        auto res = client.Post(path, bodies[i % bodies.size()], "application/json");
+        const bool ok = send(i);
         const auto done = Clock::now();
-        if (!res || res->status != 200) errors.fetch_add(1);
+        if (!ok) errors.fetch_add(1);
         latencies[c].push_back(std::chrono::duration<double, std::milli>(done - due).count());
         std::lock_guard<std::mutex> lock(done_mu);
         last_done = std::max(last_done, done);
@@ -102,7 +164,7 @@ int main(int argc, char** argv) {
   int batch = 1, connections = 16;
   double seconds = 5;
   std::vector<double> rates{250, 500, 1000};
-  app.add_option("--url", url, "the server, http://HOST:PORT");
+  app.add_option("--url", url, "the server, http://HOST:PORT (HTTP) or tcp://HOST:PORT (ZeroMQ)");
   app.add_option("--model", model, "the model's NAME in /v1/models/NAME:predict")->required();
   app.add_option("--lines", lines_path, "input lines to send as instances (the test file)")->required();
   app.add_option("--batch", batch, "instances per request");
@@ -113,11 +175,6 @@ int main(int argc, char** argv) {
   app.add_option("--json", json_out, "append one JSON record per rate to this file");
   CLI11_PARSE(app, argc, argv);
 
-  const std::string prefix = "http://";
-  std::string hostport = url.rfind(prefix, 0) == 0 ? url.substr(prefix.size()) : url;
-  const size_t colon = hostport.rfind(':');
-  const std::string host = hostport.substr(0, colon);
-  const int port = colon == std::string::npos ? 80 : std::stoi(hostport.substr(colon + 1));
   std::vector<std::string> lines;
   {
     std::ifstream in(lines_path);
@@ -127,17 +184,28 @@ int main(int argc, char** argv) {
     std::cerr << "sparta-serve-bench: no lines in " << lines_path << "\n";
     return 2;
   }
-  std::vector<std::string> bodies;
-  for (size_t i = 0; i + batch <= lines.size() && bodies.size() < 1000; i += batch) {
-    std::vector<std::string> quoted;
-    for (int j = 0; j < batch; ++j) quoted.push_back(sparta::JsonQuote(lines[i + j]));
-    bodies.push_back(absl::StrCat("{\"instances\": [", absl::StrJoin(quoted, ", "), "]}"));
+  std::vector<std::vector<std::string>> requests;
+  for (size_t i = 0; i + batch <= lines.size() && requests.size() < 1000; i += batch) {
+    requests.emplace_back(lines.begin() + i, lines.begin() + i + batch);
   }
-  const std::string path = absl::StrCat("/v1/models/", model, ":predict");
+  if (requests.empty()) {
+    std::cerr << "sparta-serve-bench: fewer lines than --batch in " << lines_path << "\n";
+    return 2;
+  }
+  Connect connect;
+  if (url.rfind("tcp://", 0) == 0) {
+    connect = ZmqConnect(url, model, requests);
+  } else {
+    const std::string prefix = "http://";
+    std::string hostport = url.rfind(prefix, 0) == 0 ? url.substr(prefix.size()) : url;
+    const size_t colon = hostport.rfind(':');
+    const int port = colon == std::string::npos ? 80 : std::stoi(hostport.substr(colon + 1));
+    connect = HttpConnect(hostport.substr(0, colon), port, model, requests);
+  }
   std::printf("%-12s %6s %9s %9s %9s %9s %9s %7s\n", "label", "batch", "rate/s", "achieved", "p50 ms", "p99 ms",
               "p99.9 ms", "errors");
   for (double rate : rates) {
-    Result r = RunRate(host, port, path, bodies, rate, seconds, connections);
+    Result r = RunRate(connect, rate, seconds, connections);
     std::printf("%-12s %6d %9.0f %9.0f %9.3f %9.3f %9.3f %7llu\n", label.c_str(), batch, r.rate, r.achieved, r.p50,
                 r.p99, r.p999, static_cast<unsigned long long>(r.errors));
     std::fflush(stdout);

@@ -75,9 +75,10 @@ def main():
                         f"storage: {{path: {store}}}\nlog: {{level: warn}}\n")
             subprocess.run([sys.executable, LAUNCHER, "launch", config, "--run-dir", os.path.join(tmp, model),
                             "--quiet"], check=True)
-            port = free_port()
+            port, zmq_port = free_port(), free_port()
             serve = subprocess.Popen([os.path.join(BIN, "sparta-serve"), "--config", config, "--set",
-                                      "serving.model=latest", "--set", f"serving.port={port}"],
+                                      "serving.model=latest", "--set", f"serving.port={port}",
+                                      "--set", f"serving.zmq_port={zmq_port}"],
                                      stderr=open(os.path.join(tmp, f"serve-{model}.log"), "w"))
             procs.append(serve)
             url = f"http://127.0.0.1:{port}"
@@ -85,6 +86,9 @@ def main():
             rates = [1000] if quick else [500, 1000, 2000, 4000, 8000]
             load(url, model, test, 1, rates, seconds, f"sparta-{model}", raw)
             load(url, model, test, 100, [50] if quick else [50, 100, 200, 400], seconds, f"sparta-{model}", raw)
+            if model == "dnn":
+                # The same over the ZeroMQ endpoint: no HTTP, no JSON.
+                load(f"tcp://127.0.0.1:{zmq_port}", model, test, 1, rates, seconds, f"sparta-{model}-zmq", raw)
             serve.terminate()
             serve.wait()
         torch_ok = subprocess.run(["/usr/bin/python3", "-c", "import torch"], capture_output=True).returncode == 0
@@ -110,6 +114,12 @@ def main():
         if at_1000:
             summary["dnn_p99_ms_at_1000"] = at_1000[0]["p99_ms"]
         summary["dnn_best_rate_p99_under_10ms"] = best_rate_under(dnn1, 10)
+        zmq1 = records(raw, "sparta-dnn-zmq", 1)
+        zmq_at_1000 = [r for r in zmq1 if r["rate"] == 1000]
+        if zmq_at_1000 and at_1000:
+            summary["dnn_zmq_p99_ms_at_1000"] = zmq_at_1000[0]["p99_ms"]
+            summary["dnn_zmq_vs_http_p99_at_1000"] = zmq_at_1000[0]["p99_ms"] / at_1000[0]["p99_ms"]
+        summary["dnn_zmq_best_rate_p99_under_10ms"] = best_rate_under(zmq1, 10)
         if torch_ok:
             torch_best = best_rate_under(records(raw, "pytorch-dnn", 1), 10)
             summary["pytorch_best_rate_p99_under_10ms"] = torch_best

@@ -357,14 +357,15 @@ class KubernetesManifestTest(ClusterTest):
     def test_serving_front_ends_follow_the_job_behind_a_service(self):
         config = write_config(self.dir, cluster={"scheduler": "0.0.0.0:7300", "servers": 2, "workers": 2},
                               data={"train": "/data/train.txt"}, model={"name": "fm"},
-                              serving={"model": "latest", "port": 8600})
+                              serving={"model": "latest", "port": 8600, "zmq_port": 8601})
         docs = self.render(config)
         serve, = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "ctr-serve"]
         service, = [d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == "ctr-serve"]
         self.assertEqual(serve["spec"]["replicas"], 2)
         self.assertEqual(service["spec"]["selector"], serve["spec"]["template"]["metadata"]["labels"])
-        self.assertEqual(service["spec"]["ports"][0]["port"], 8600)
+        self.assertEqual([(p["name"], p["port"]) for p in service["spec"]["ports"]], [("http", 8600), ("zmq", 8601)])
         container, = serve["spec"]["template"]["spec"]["containers"]
+        self.assertEqual([p["containerPort"] for p in container["ports"]], [8600, 8601])
         self.assertEqual(container["readinessProbe"]["httpGet"], {"path": "/readyz", "port": 8600})
         self.assertEqual(container["livenessProbe"]["httpGet"], {"path": "/healthz", "port": 8600})
         command = container["command"][2]
@@ -378,6 +379,7 @@ class KubernetesManifestTest(ClusterTest):
         result = subprocess.run(argv + ["--print-config"], capture_output=True, text=True)
         self.assertEqual(result.returncode, 0, result.stderr)
         self.assertEqual(json.loads(result.stdout)["serving.port"], 8600)
+        self.assertEqual(json.loads(result.stdout)["serving.zmq_port"], 8601)
         # --serving 3 / 0 overrides; without serving.model, none by default.
         self.assertEqual([d["spec"]["replicas"] for d in self.render(config, "--serving", "3")
                           if d["metadata"]["name"] == "ctr-serve" and d["kind"] == "Deployment"], [3])

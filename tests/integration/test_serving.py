@@ -2,7 +2,9 @@
 sparta-serve process loads that checkpoint and answers predictions over
 real HTTP. The served prediction of every test line is the one the job's
 own worker wrote to eval.predictions_out (the same text, bit for bit); bad
-requests get a 4xx saying what is wrong and leave the process serving."""
+requests get a 4xx saying what is wrong and leave the process serving.
+The same holds over the ZeroMQ endpoint (sparta-ctl predict with tcp://
+replicas) and for instances given as JSON objects of named fields."""
 
 import json
 import os
@@ -11,7 +13,15 @@ import subprocess
 import urllib.error
 import urllib.request
 
+import sys
+import threading
+
+import zmq
+
 from harness import BIN, ClusterTest, datagen, launch, pid_alive, read, summary, wait_for, write_config
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "worker", "python"))
+from sparta.predict import BadRequest, PredictClient  # noqa: E402
 
 
 def http(url, body=None, timeout=30):
@@ -52,7 +62,7 @@ class ServingTest(ClusterTest):
         info = os.path.join(self.dir, f"serve-{len(self.procs)}.json")
         log_path = os.path.join(self.dir, f"serve-{len(self.procs)}.log")
         cmd = [os.path.join(BIN, "sparta-serve"), "--config", config, "--info-file", info,
-               "--set", "serving.port=0", "--set", "serving.model=latest"]
+               "--set", "serving.port=0", "--set", "serving.zmq_port=0", "--set", "serving.model=latest"]
         for s in sets:
             cmd += ["--set", s]
         with open(log_path, "w") as log:
@@ -60,8 +70,25 @@ class ServingTest(ClusterTest):
         self.procs.append(proc)
         wait_for(lambda: os.path.exists(info) or proc.poll() is not None, 60, "sparta-serve to listen")
         self.assertIsNone(proc.poll(), read(log_path))
-        port = json.loads(read(info))["port"]
-        return proc, f"http://127.0.0.1:{port}"
+        info = json.loads(read(info))
+        url = f"http://127.0.0.1:{info['port']}"
+        self.zmq_urls = getattr(self, "zmq_urls", {})
+        self.zmq_urls[url] = f"tcp://127.0.0.1:{info['zmq_port']}"
+        return proc, url
+
+    def answered(self, url):
+        """Predict requests the front-end at `url` answered (its /metrics)."""
+        metrics = http(f"{url}/metrics")[1]
+        for line in metrics.splitlines():
+            if line.startswith("sparta_serving_requests_total") and 'outcome="ok"' in line:
+                return float(line.split()[-1])
+        return 0
+
+    def ctl_predict(self, path, urls, model, *args):
+        """sparta-ctl predict over `urls`: (exit code, stdout lines, stderr)."""
+        result = subprocess.run([os.path.join(BIN, "sparta-ctl"), "predict", path, "--serve", ",".join(urls),
+                                 "--model", model, *args], capture_output=True, text=True, timeout=300)
+        return result.returncode, result.stdout.splitlines(), result.stderr
 
     def predict_all(self, url, model, lines, chunk):
         served, versions = [], set()
@@ -92,6 +119,16 @@ class ServingTest(ClusterTest):
                     self.assertEqual(["%.9g" % p for p in served], [float_text(p) for p in offline])
                 one, _ = self.predict_all(url, model, test_lines[:50], 1)
                 self.assertEqual(["%.9g" % p for p in one], [float_text(p) for p in offline[:50]])
+                # Over ZeroMQ: the float predictions themselves.
+                code, served, err = self.ctl_predict(data["test"], [self.zmq_urls[url]], model, "--batch", "100")
+                self.assertEqual(code, 0, err)
+                self.assertEqual(served, [float_text(p) for p in offline])
+                # Instances as objects of named fields (Criteo's I1-I13,
+                # C1-C26): the same predictions as their lines.
+                objects = [criteo_object(line) for line in test_lines[:200]]
+                status, answer = http(f"{url}/v1/models/{model}:predict", json.dumps({"instances": objects}).encode())
+                self.assertEqual(status, 200, answer)
+                self.assertEqual(["%.9g" % p for p in answer["predictions"]], [float_text(p) for p in offline[:200]])
                 proc.send_signal(signal.SIGTERM)
                 self.assertEqual(proc.wait(timeout=30), 0)
 
@@ -105,7 +142,10 @@ class ServingTest(ClusterTest):
             (predict, b"{\"instances\": [", 400, "not a JSON object"),
             (predict, b"{\"instances\": 3}", 400, "\"instances\" list"),
             (predict, json.dumps({"instances": [line, "1\tnot\ta\tcriteo\tline"]}).encode(), 400, "instances[1]"),
-            (predict, json.dumps({"instances": [{"I1": 3}]}).encode(), 400, "instances[0] is not a string"),
+            (predict, json.dumps({"instances": [{"I1": 3, "X9": "ab"}]}).encode(), 400, "unknown field 'X9'"),
+            (predict, json.dumps({"instances": [line, {"I1": 2.5}]}).encode(), 400, "instances[1]: field 'I1' must be an integer"),
+            (predict, json.dumps({"instances": [{"C1": "a\tb"}]}).encode(), 400, "separator"),
+            (predict, json.dumps({"instances": [3]}).encode(), 400, "neither a string nor an object"),
             (f"{url}/v1/models/nope:predict", json.dumps({"instances": [line]}).encode(), 404, "serves 'lr'"),
             (predict, json.dumps({"instances": [line] * 2000}).encode(), 413, "serving.max_body"),
             (f"{url}/v2/anything", b"{}", 404, "no such path"),
@@ -123,6 +163,35 @@ class ServingTest(ClusterTest):
         self.assertEqual(status, 200)
         self.assertIn('sparta_serving_requests_total{role="serve",model="lr",outcome="ok"} 1', metrics)
         self.assertIn('sparta_serving_request_seconds_bucket{role="serve",model="lr",le="+Inf"} 1', metrics)
+
+        # The ZeroMQ endpoint: garbage is dropped and counted, a bad line
+        # is refused with what is wrong, and good requests go on.
+        context = zmq.Context()
+        dealer = context.socket(zmq.DEALER)
+        dealer.setsockopt(zmq.LINGER, 0)
+        dealer.connect(self.zmq_urls[url])
+        dealer.send_multipart([b"\xff\x00 not a header", b"junk"])
+        dealer.send(b"")
+        bad = os.path.join(self.dir, "bad.txt")
+        with open(bad, "w") as f:
+            f.write(line + "\n1\tnot\ta\tcriteo\tline\n")
+        code, _, err = self.ctl_predict(bad, [self.zmq_urls[url]], "lr", "--batch", "2")
+        self.assertNotEqual(code, 0)
+        self.assertIn("instances[1]", err)
+        code, _, err = self.ctl_predict(bad, [self.zmq_urls[url]], "nope")
+        self.assertNotEqual(code, 0)
+        self.assertIn("serves 'lr'", err)
+        good = os.path.join(self.dir, "good.txt")
+        with open(good, "w") as f:
+            f.write(line + "\n")
+        code, served, err = self.ctl_predict(good, [self.zmq_urls[url]], "lr")
+        self.assertEqual(code, 0, err)
+        self.assertEqual(len(served), 1)
+        dealer.close()
+        context.term()
+        self.assertTrue(pid_alive(proc.pid))
+        status, metrics = http(f"{url}/metrics")
+        self.assertRegex(metrics, r'sparta_serving_malformed_messages_total\{[^}]*\} [2-9]')
 
     def test_serving_follows_a_running_jobs_checkpoints(self):
         data = datagen(self.dir, 20000, 200, seed=8)
@@ -160,10 +229,56 @@ class ServingTest(ClusterTest):
         self.assertRegex(metrics, r"sparta_serving_model_loads_total\{[^}]*\} [2-9]")
 
     def test_kill_9_of_one_of_two_front_ends_fails_no_request(self):
+        self.kill_one_of_two_front_ends(zmq_transport=False)
+
+    def test_kill_9_of_one_of_two_zeromq_front_ends_fails_no_request(self):
+        self.kill_one_of_two_front_ends(zmq_transport=True)
+
+    def test_the_python_client_balances_retries_and_survives_a_kill_9(self):
+        data = datagen(self.dir, 10000, 1000, seed=10)
+        config, offline = self.train("lr", data)
+        first, first_url = self.serve(config)
+        _, second_url = self.serve(config)
+        client = PredictClient([first_url, second_url], "lr")
+        lines = read(data["test"]).splitlines()
+        with self.assertRaises(BadRequest) as bad:
+            client.predict([lines[0], "1\tnot\ta\tcriteo\tline"])
+        self.assertIn("instances[1]", str(bad.exception))
+        expected = [float_text(p) for p in offline]
+        served = [None] * (len(lines) * 10)
+        failures = []
+        done = [0]
+        lock = threading.Lock()
+
+        def send(worker):
+            for i in range(worker, len(served), 4):
+                try:
+                    answer = client.predict([lines[i % len(lines)]], deadline_ms=5000)
+                    served[i] = "%.9g" % answer.predictions[0]
+                except Exception as e:  # counted: the test fails on any
+                    failures.append(repr(e))
+                with lock:
+                    done[0] += 1
+
+        threads = [threading.Thread(target=send, args=(w,)) for w in range(4)]
+        for t in threads:
+            t.start()
+        # Least outstanding spreads them over both; then one dies.
+        wait_for(lambda: (self.answered(first_url) > 200 and self.answered(second_url) > 200) or failures, 120,
+                 "both front-ends to answer")
+        first.kill()
+        first.wait()
+        for t in threads:
+            t.join(timeout=300)
+        self.assertEqual(failures, [])
+        self.assertEqual(served, expected * 10)
+
+    def kill_one_of_two_front_ends(self, zmq_transport):
         data = datagen(self.dir, 10000, 1000, seed=9)
         config, offline = self.train("lr", data)
         first, first_url = self.serve(config)
         _, second_url = self.serve(config)
+        targets = [self.zmq_urls[u] if zmq_transport else u for u in (first_url, second_url)]
         # 20 passes over the test file, a line a request: long enough to
         # kill a front-end in the middle.
         lines = read(data["test"]).splitlines() * 20
@@ -173,19 +288,12 @@ class ServingTest(ClusterTest):
         out = os.path.join(self.dir, "served.txt")
         with open(out, "w") as f:
             ctl = subprocess.Popen([os.path.join(BIN, "sparta-ctl"), "predict", many, "--serve",
-                                    f"{first_url},{second_url}", "--model", "lr", "--batch", "1", "--parallel", "4",
+                                    ",".join(targets), "--model", "lr", "--batch", "1", "--parallel", "4",
                                     "--deadline-ms", "5000"], stdout=f, stderr=subprocess.PIPE, text=True)
         self.procs.append(ctl)
 
-        def answered(url):
-            metrics = http(f"{url}/metrics")[1]
-            for line in metrics.splitlines():
-                if line.startswith("sparta_serving_requests_total") and 'outcome="ok"' in line:
-                    return float(line.split()[-1])
-            return 0
-
         # Both take requests (least outstanding spreads them); then one dies.
-        wait_for(lambda: answered(first_url) > 200 and answered(second_url) > 200, 60, "both front-ends to answer")
+        wait_for(lambda: self.answered(first_url) > 200 and self.answered(second_url) > 200, 60, "both front-ends to answer")
         first.kill()
         first.wait()
         _, err = ctl.communicate(timeout=300)
@@ -193,7 +301,7 @@ class ServingTest(ClusterTest):
         served = read(out).splitlines()
         self.assertEqual(len(served), len(lines))
         self.assertEqual(served, [float_text(p) for p in offline] * 20)
-        self.assertGreater(answered(second_url), len(lines) / 2)
+        self.assertGreater(self.answered(second_url), len(lines) / 2)
 
     def test_a_missing_checkpoint_or_a_model_of_another_shape_is_a_clear_error(self):
         data = datagen(self.dir, 5000, 200, seed=7)
@@ -209,6 +317,19 @@ class ServingTest(ClusterTest):
             result = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
             self.assertEqual(result.returncode, 1, result.stderr)
             self.assertIn(says, result.stderr + result.stdout)
+
+
+def criteo_object(line):
+    """A Criteo TSV line as the JSON object of its named fields (a missing
+    value left out)."""
+    columns = line.split("\t")
+    names = ["label"] + [f"I{i}" for i in range(1, 14)] + [f"C{i}" for i in range(1, 27)]
+    out = {}
+    for name, value in zip(names, columns):
+        if value == "":
+            continue
+        out[name] = int(value) if name == "label" or name.startswith("I") else value
+    return out
 
 
 def float_text(line):

@@ -8,10 +8,12 @@
 #include <future>
 #include <thread>
 
+#include "absl/strings/escaping.h"
 #include "common/latency_histogram.h"
 #include "ctl/predict_client.h"
 #include "worker/serving/predict_api.h"
 #include "worker/serving/request_batcher.h"
+#include "worker/serving/zmq_predict_endpoint.h"
 
 namespace sparta {
 namespace {
@@ -93,7 +95,7 @@ struct Api {
   uint64_t version = 7;
   RequestBatcher batcher{{.threads = 1, .max_batch = 64, .max_delay = std::chrono::microseconds(0)},
                          recorder.Compute()};
-  PredictApi api{{.model_name = "ctr"},
+  PredictApi api{{.model_name = "ctr", .data_format = "libsvm"},
                  []() -> absl::StatusOr<std::unique_ptr<Reader>> { return NewLibsvmReader(); },
                  &batcher,
                  [this] { return version; }};
@@ -115,6 +117,100 @@ TEST_CASE("predict: lines in the job's format in, their scores and the model ver
   CHECK_THAT(text, Catch::Contains("sparta_serving_predictions_total 2"));
 }
 
+// Scores an example by everything a reader put in it (keys, fields, values,
+// dense features), so that two inputs score alike only if they parse alike.
+RequestBatcher::Compute FingerprintScore() {
+  return [](int, std::span<const Example* const> examples) -> absl::StatusOr<RequestBatcher::Scored> {
+    RequestBatcher::Scored scored{.version = 3};
+    for (const Example* ex : examples) {
+      uint64_t h = static_cast<uint64_t>(ex->label);
+      for (const Feature& f : ex->features) h = h * 1000003 + f.key * 31 + f.field + static_cast<uint64_t>(f.value * 1e6);
+      for (float d : ex->dense) h = h * 1000003 + static_cast<uint64_t>(d * 1e6);
+      scored.probs.push_back(static_cast<float>(h % 1000003) / 1000003);
+    }
+    return scored;
+  };
+}
+
+TEST_CASE("predict: an instance as an object of named fields scores as its line", "[serving]") {
+  for (std::string format : {"criteo", "libsvm"}) {
+    INFO(format);
+    RequestBatcher batcher({.threads = 1, .max_batch = 64, .max_delay = std::chrono::microseconds(0)},
+                           FingerprintScore());
+    PredictApi api({.model_name = "ctr", .data_format = format},
+                   [format]() -> absl::StatusOr<std::unique_ptr<Reader>> {
+                     return format == "criteo" ? NewCriteoReader() : NewLibsvmReader();
+                   },
+                   &batcher, [] { return uint64_t{3}; });
+    std::string lines, objects;
+    if (format == "criteo") {
+      // I1, I2 and I5 set (I3 an explicit null), C1 and C26.
+      std::string line = "1	5	0			1200";
+      for (int i = 6; i <= 13; ++i) line += "	";
+      line += "	68fd1e64";
+      for (int i = 2; i <= 25; ++i) line += "	";
+      line += "	0a1b";
+      lines = R"({"instances": [")" + absl::CEscape(line) + R"("]})";
+      objects = R"({"instances": [{"label": 1, "I1": 5, "I2": 0, "I3": null, "I5": 1200, "C1": "68fd1e64", "C26": "0a1b"}]})";
+    } else {
+      lines = R"({"instances": ["1 3:1 7:0.25 12:-2"]})";
+      objects = R"({"instances": [{"12": -2, "label": 1, "7": 0.25, "3": 1}]})";
+    }
+    HttpReply from_line = api.Predict("ctr", lines);
+    HttpReply from_object = api.Predict("ctr", objects);
+    REQUIRE(from_line.status == 200);
+    CHECK(from_object.status == 200);
+    CHECK(from_object.body == from_line.body);
+  }
+  RequestBatcher batcher({.threads = 1, .max_batch = 64, .max_delay = std::chrono::microseconds(0)},
+                         FingerprintScore());
+  PredictApi plugin({.model_name = "ctr", .data_format = ""},
+                    []() -> absl::StatusOr<std::unique_ptr<Reader>> { return NewLibsvmReader(); }, &batcher,
+                    [] { return uint64_t{3}; });
+  HttpReply refused = plugin.Predict("ctr", R"({"instances": [{"3": 1}]})");
+  CHECK(refused.status == 400);
+  CHECK_THAT(refused.body, Catch::Contains("reader plugin"));
+}
+
+TEST_CASE("predict over ZeroMQ: a PREDICT's lines in, its RESPONSE header out", "[serving]") {
+  Message m;
+  m.header.set_type(pb::PREDICT);
+  m.header.set_num_keys(2);
+  m.frames.emplace_back(std::string_view("1 3:1\n0 2:1\n"));
+  auto records = PredictRecordsOf(m);
+  REQUIRE(records.ok());
+  CHECK(*records == std::vector<std::string_view>{"1 3:1", "0 2:1"});
+  m.header.set_num_keys(3);
+  CHECK(absl::IsInvalidArgument(PredictRecordsOf(m).status()));
+  m.header.set_num_keys(1);
+  CHECK(absl::IsInvalidArgument(PredictRecordsOf(m).status()));
+  m.frames[0] = zmq::message_t(std::string_view("1 3:1"));  // no newline
+  CHECK_THAT(std::string(PredictRecordsOf(m).status().message()), Catch::Contains("newline"));
+
+  pb::Header ok = PredictReplyHeader(PredictOutcome{.probs = {0.25f, 0.5f}, .version = 9}, 41);
+  CHECK(ok.type() == pb::RESPONSE);
+  CHECK(ok.seq() == 41);
+  CHECK(ok.status() == 0);
+  CHECK(ok.num_keys() == 2);
+  CHECK(ok.dim() == 1);
+  CHECK(ok.model_version() == 9);
+  pb::Header bad = PredictReplyHeader(PredictOutcome{.status = absl::InvalidArgumentError("instances[0]: no")}, 42);
+  CHECK(bad.status() == static_cast<int>(absl::StatusCode::kInvalidArgument));
+  CHECK(bad.error() == "instances[0]: no");
+  CHECK(bad.num_keys() == 0);
+
+  // The answer comes through PredictApi, as HTTP's does.
+  Api a;
+  std::promise<PredictOutcome> answered;
+  const std::vector<std::string_view> lines = {"1 3:1", "0 2:1"};
+  a.api.PredictRecords("ctr", lines, std::nullopt, PredictApi::Clock::now(),
+                       [&](PredictOutcome o) { answered.set_value(std::move(o)); });
+  PredictOutcome outcome = answered.get_future().get();
+  REQUIRE(outcome.status.ok());
+  CHECK(outcome.probs == std::vector<float>{0.1f, 0.0f});
+  CHECK(outcome.version == 7);
+}
+
 TEST_CASE("predict: each bad request gets a 4xx that says what is wrong", "[serving]") {
   Api a;
   struct Case {
@@ -129,7 +225,9 @@ TEST_CASE("predict: each bad request gets a 4xx that says what is wrong", "[serv
       {"ctr", "{}", 400, "no \\\"instances\\\""},
       {"ctr", R"({"instances": "1 3:1"})", 400, "no \\\"instances\\\""},
       {"ctr", R"({"instances": []})", 400, "empty"},
-      {"ctr", R"({"instances": ["1 3:1", 5]})", 400, "instances[1] is not a string"},
+      {"ctr", R"({"instances": ["1 3:1", 5]})", 400, "instances[1] is neither a string nor an object"},
+      {"ctr", R"({"instances": [{"3": "x"}]})", 400, "instances[0]: feature '3' must have a number"},
+      {"ctr", R"({"instances": [{"label": 1, "x": 1}]})", 400, "instances[0]: unknown field 'x'"},
       {"ctr", R"({"instances": ["1 3:1", "1 x:y"]})", 400, "instances[1]: "},
       {"ctr", R"({"instances": ["1 3:1"], "deadline_ms": -1})", 400, "deadline_ms"},
       {"ctr", R"({"instances": ["1 3:1"], "extra": 1})", 400, "unknown field 'extra'"},

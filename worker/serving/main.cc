@@ -1,4 +1,4 @@
-// sparta-serve: a trained model answering predictions over HTTP. See
+// sparta-serve: a trained model answering predictions over HTTP and ZeroMQ. See
 // worker/serving/model_server.h.
 #include <unistd.h>
 
@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
   node.set_host(options.config.cluster.host);
   node.set_pid(static_cast<uint32_t>(getpid()));
   node.set_data_port(static_cast<uint32_t>((*server)->port()));
+  node.set_predict_port((*server)->zmq_port());
   sparta::WriteInfoFile(options.info_file, node);
   while (!sparta::TerminationRequested()) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   spdlog::info("SIGTERM: no new requests; finishing those in progress");

@@ -122,7 +122,8 @@ absl::Status ModelServer::Load() {
       });
   api_ = std::make_unique<PredictApi>(
       PredictApi::Options{.model_name = ServedModelName(config_),
-                          .default_deadline = std::chrono::duration<double>(config_.serving.deadline)},
+                          .default_deadline = std::chrono::duration<double>(config_.serving.deadline),
+                          .data_format = config_.data.plugin.empty() ? config_.data.format : std::string()},
       std::move(make_reader), batcher_.get(), [this] { return version(); });
   metrics_.SetCommonLabels({{"role", "serve"}, {"model", ServedModelName(config_)}});
   metrics_.AddCollector([this](MetricWriter& out) {
@@ -131,6 +132,10 @@ absl::Status ModelServer::Load() {
                 static_cast<double>(loads_.load(std::memory_order_relaxed)));
     out.Counter("sparta_serving_model_load_failures_total", "Newer model versions that failed to load.",
                 static_cast<double>(failed_loads_.load(std::memory_order_relaxed)));
+    if (zmq_ != nullptr) {
+      out.Counter("sparta_serving_malformed_messages_total", "Messages dropped on the ZeroMQ endpoint.",
+                  static_cast<double>(zmq_->malformed()));
+    }
   });
   if (config_.serving.model == "latest") follower_ = std::thread([this] { Follow(); });
   return absl::OkStatus();
@@ -184,6 +189,10 @@ absl::Status ModelServer::Listen() {
     return absl::UnavailableError(absl::StrCat(config_.Where("serving.port"), ": key 'serving.port': cannot listen on ",
                                                host, ":", port_, " (in use?)"));
   }
+  if (config_.serving.zmq_port >= 0) {
+    SPARTA_ASSIGN_OR_RETURN(zmq_, ZmqPredictEndpoint::Start(config_, api_.get(), [this] { return version(); }));
+    spdlog::info("and over ZeroMQ on tcp://{}:{}", host, zmq_->port());
+  }
   http_thread_ = std::thread([this] { http_->listen_after_bind(); });
   spdlog::info("serving model '{}' version {} on http://{}:{}/v1/models/{}:predict ({} compute threads, batches of "
                "up to {}, waiting up to {} us)",
@@ -195,6 +204,7 @@ absl::Status ModelServer::Listen() {
 void ModelServer::Stop() {
   if (http_ != nullptr) http_->stop();
   if (http_thread_.joinable()) http_thread_.join();
+  zmq_.reset();
   {
     std::lock_guard<std::mutex> lock(mu_);
     stopping_ = true;

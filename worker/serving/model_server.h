@@ -2,8 +2,9 @@
 // It loads the job's model (built-in or plugin: only its forward path runs)
 // and one version of its parameters from a checkpoint (serving.model),
 // holds every table in memory, and answers predictions over HTTP on
-// serving.port (PredictApi), computed by serving.threads compute threads
-// that batch concurrent requests (RequestBatcher).
+// serving.port (PredictApi) and over ZeroMQ on serving.zmq_port
+// (ZmqPredictEndpoint), computed by serving.threads compute threads that
+// batch concurrent requests (RequestBatcher).
 //
 // With serving.model: latest it follows the job: a thread looks for a
 // newer complete checkpoint every serving.poll_interval, loads it beside the
@@ -33,6 +34,7 @@
 #include "worker/serving/predictor.h"
 #include "worker/serving/request_batcher.h"
 #include "worker/serving/serving_tables.h"
+#include "worker/serving/zmq_predict_endpoint.h"
 
 namespace httplib {
 class Server;
@@ -47,6 +49,8 @@ class ModelServer {
   ~ModelServer();
 
   int port() const { return port_; }
+  // The ZeroMQ endpoint's port; 0 with serving.zmq_port: -1.
+  uint32_t zmq_port() const { return zmq_ ? zmq_->port() : 0; }
   const std::string& model_name() const { return api_->model_name(); }
   // Stops accepting requests and lets those in progress finish.
   void Stop();
@@ -83,6 +87,7 @@ class ModelServer {
   std::unique_ptr<RequestBatcher> batcher_;
   std::unique_ptr<PredictApi> api_;
   MetricsRegistry metrics_;
+  std::unique_ptr<ZmqPredictEndpoint> zmq_;
   std::unique_ptr<httplib::Server> http_;
   std::thread http_thread_;
   int port_ = 0;

@@ -3,10 +3,13 @@
 #include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
 
+#include <cmath>
 #include <cstdio>
+#include <future>
 
 #include "absl/strings/str_cat.h"
 #include "common/json.h"
+#include "worker/serving/instance_fields.h"
 
 namespace sparta {
 namespace {
@@ -44,91 +47,160 @@ absl::StatusOr<PredictApi::PooledReader> PredictApi::TakeReader() {
   });
 }
 
-HttpReply PredictApi::Error(int status, std::string_view message) {
-  (status < 500 ? rejected_ : failed_).fetch_add(1, std::memory_order_relaxed);
-  return HttpReply{.status = status, .body = ErrorBody(message)};
+int HttpStatusOf(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kInvalidArgument:
+      return 400;
+    case absl::StatusCode::kNotFound:
+      return 404;
+    case absl::StatusCode::kUnavailable:
+      return 503;
+    case absl::StatusCode::kDeadlineExceeded:
+      return 504;
+    default:
+      return 500;
+  }
 }
 
-HttpReply PredictApi::UnknownModel(std::string_view model_name) const {
-  return HttpReply{.status = 404,
-                   .body = ErrorBody(absl::StrCat("no model '", std::string(model_name), "' here; this server serves '",
-                                                  options_.model_name, "'"))};
+absl::Status PredictApi::UnknownModel(std::string_view model_name) const {
+  return absl::NotFoundError(absl::StrCat("no model '", std::string(model_name), "' here; this server serves '",
+                                          options_.model_name, "'"));
+}
+
+void PredictApi::Count(const PredictOutcome& outcome, Clock::time_point arrived) {
+  if (!outcome.status.ok()) {
+    (HttpStatusOf(outcome.status) < 500 ? rejected_ : failed_).fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  answered_.fetch_add(1, std::memory_order_relaxed);
+  predicted_.fetch_add(outcome.probs.size(), std::memory_order_relaxed);
+  latency_.Observe(std::chrono::duration<double>(Clock::now() - arrived).count());
+}
+
+void PredictApi::PredictRecords(std::string_view model_name, std::span<const std::string_view> records,
+                                std::optional<double> deadline_ms, Clock::time_point arrived,
+                                std::function<void(PredictOutcome)> done) {
+  auto fail = [&](absl::Status status) {
+    PredictOutcome outcome{.status = std::move(status)};
+    Count(outcome, arrived);
+    done(std::move(outcome));
+  };
+  if (model_name != options_.model_name) return fail(UnknownModel(model_name));
+  if (version_() == 0) return fail(absl::UnavailableError("no model version is loaded yet"));
+  if (records.empty()) return fail(absl::InvalidArgumentError("\"instances\" is empty"));
+  auto deadline = arrived + std::chrono::duration_cast<Clock::duration>(options_.default_deadline);
+  if (deadline_ms) {
+    if (!(*deadline_ms > 0) || *deadline_ms > 3.6e6) {
+      return fail(absl::InvalidArgumentError("\"deadline_ms\" must be a number of milliseconds in (0, 3600000]"));
+    }
+    deadline = std::min(deadline, arrived + std::chrono::duration_cast<Clock::duration>(
+                                                std::chrono::duration<double, std::milli>(*deadline_ms)));
+  }
+  std::vector<Example> examples(records.size());
+  {
+    auto reader = TakeReader();
+    if (!reader.ok()) return fail(absl::InternalError(reader.status().message()));
+    std::string error;
+    for (size_t i = 0; i < records.size(); ++i) {
+      // A line as the worker reads it: without its newline.
+      std::string_view record = records[i];
+      while (!record.empty() && (record.back() == '\n' || record.back() == '\r')) record.remove_suffix(1);
+      if (!(*reader)->Parse(record, &examples[i], &error)) {
+        return fail(absl::InvalidArgumentError(absl::StrCat("instances[", i, "]: ", error)));
+      }
+    }
+  }
+  batcher_->Submit(std::move(examples), deadline,
+                   [this, arrived, done = std::move(done)](absl::StatusOr<RequestBatcher::Scored> scored) {
+                     PredictOutcome outcome;
+                     if (scored.ok()) {
+                       outcome.probs = std::move(scored->probs);
+                       outcome.version = scored->version;
+                     } else {
+                       outcome.status = scored.status();
+                     }
+                     Count(outcome, arrived);
+                     done(std::move(outcome));
+                   });
 }
 
 HttpReply PredictApi::Predict(std::string_view model_name, std::string_view body) {
-  const auto arrived = RequestBatcher::Clock::now();
-  if (model_name != options_.model_name) {
-    rejected_.fetch_add(1, std::memory_order_relaxed);
-    return UnknownModel(model_name);
-  }
-  if (version_() == 0) return Error(503, "no model version is loaded yet");
+  const auto arrived = Clock::now();
+  auto reject = [&](absl::Status status) {
+    PredictOutcome outcome{.status = std::move(status)};
+    Count(outcome, arrived);
+    return HttpReply{.status = HttpStatusOf(outcome.status), .body = ErrorBody(std::string(outcome.status.message()))};
+  };
+  // Checked before the body is read: another model's request is not
+  // judged by this one's format.
+  if (model_name != options_.model_name) return reject(UnknownModel(model_name));
   gp::Struct request;
   if (auto st = gp::util::JsonStringToMessage(std::string(body), &request); !st.ok()) {
-    return Error(400, absl::StrCat("the body is not a JSON object: ", std::string(st.message())));
+    return reject(absl::InvalidArgumentError(
+        absl::StrCat("the body is not a JSON object: ", std::string(st.message()))));
   }
   const auto& fields = request.fields();
   for (const auto& [key, value] : fields) {
     if (key != "instances" && key != "deadline_ms") {
-      return Error(400, absl::StrCat("unknown field '", key, "'; a request has \"instances\" and, optionally, "
-                                     "\"deadline_ms\""));
+      return reject(absl::InvalidArgumentError(absl::StrCat(
+          "unknown field '", key, "'; a request has \"instances\" and, optionally, \"deadline_ms\"")));
     }
   }
   auto instances = fields.find("instances");
   if (instances == fields.end() || !instances->second.has_list_value()) {
-    return Error(400, "the body has no \"instances\" list: send {\"instances\": [LINE, ...]}");
+    return reject(absl::InvalidArgumentError(
+        "the body has no \"instances\" list: send {\"instances\": [LINE or OBJECT, ...]}"));
+  }
+  std::optional<double> deadline_ms;
+  if (auto d = fields.find("deadline_ms"); d != fields.end()) {
+    // Not a number: NaN, which PredictRecords refuses with the rule.
+    deadline_ms = d->second.has_number_value() ? d->second.number_value() : std::nan("");
   }
   const auto& list = instances->second.list_value().values();
-  if (list.empty()) return Error(400, "\"instances\" is empty");
-  auto deadline = arrived + std::chrono::duration_cast<RequestBatcher::Clock::duration>(options_.default_deadline);
-  if (auto d = fields.find("deadline_ms"); d != fields.end()) {
-    if (!d->second.has_number_value() || !(d->second.number_value() > 0) || d->second.number_value() > 3.6e6) {
-      return Error(400, "\"deadline_ms\" must be a number of milliseconds in (0, 3600000]");
-    }
-    deadline = std::min(deadline, arrived + std::chrono::duration_cast<RequestBatcher::Clock::duration>(
-                                                std::chrono::duration<double, std::milli>(d->second.number_value())));
-  }
-  std::vector<Example> examples(list.size());
-  {
-    auto reader = TakeReader();
-    if (!reader.ok()) return Error(500, std::string(reader.status().message()));
-    std::string error;
-    for (int i = 0; i < list.size(); ++i) {
-      if (!list[i].has_string_value()) {
-        return Error(400, absl::StrCat("instances[", i, "] is not a string: an instance is one input line in the "
-                                       "job's format (data.format or data.plugin)"));
+  // Lines stay where the request holds them; objects become lines here.
+  std::vector<std::string> made;
+  made.reserve(list.size());
+  std::vector<std::string_view> records;
+  records.reserve(list.size());
+  for (int i = 0; i < list.size(); ++i) {
+    if (list[i].has_string_value()) {
+      records.push_back(list[i].string_value());
+    } else if (list[i].has_struct_value()) {
+      auto line = InstanceFieldsToLine(options_.data_format, list[i].struct_value());
+      if (!line.ok()) {
+        return reject(absl::InvalidArgumentError(absl::StrCat("instances[", i, "]: ", line.status().message())));
       }
-      const std::string& line = list[i].string_value();
-      // A line as the worker reads it: without its newline.
-      std::string_view record(line);
-      while (!record.empty() && (record.back() == '\n' || record.back() == '\r')) record.remove_suffix(1);
-      if (!(*reader)->Parse(record, &examples[i], &error)) {
-        return Error(400, absl::StrCat("instances[", i, "]: ", error));
-      }
+      made.push_back(*std::move(line));
+      records.push_back(made.back());
+    } else {
+      return reject(absl::InvalidArgumentError(
+          absl::StrCat("instances[", i, "] is neither a string nor an object: an instance is one input line in "
+                       "the job's format (data.format or data.plugin), or an object of its named fields")));
     }
   }
-  absl::StatusOr<RequestBatcher::Scored> scored = batcher_->Submit(std::move(examples), deadline).get();
-  if (!scored.ok()) {
-    const int status = absl::IsDeadlineExceeded(scored.status()) ? 504
-                       : absl::IsUnavailable(scored.status())    ? 503
-                                                                 : 500;
-    return Error(status, std::string(scored.status().message()));
+  std::promise<PredictOutcome> answered;
+  auto future = answered.get_future();
+  PredictRecords(model_name, records, deadline_ms, arrived,
+                 [&answered](PredictOutcome outcome) { answered.set_value(std::move(outcome)); });
+  const PredictOutcome outcome = future.get();
+  if (!outcome.status.ok()) {
+    return HttpReply{.status = HttpStatusOf(outcome.status), .body = ErrorBody(std::string(outcome.status.message()))};
   }
   std::string out = "{\"predictions\": [";
-  out.reserve(out.size() + scored->probs.size() * 14 + 40);
+  out.reserve(out.size() + outcome.probs.size() * 14 + 40);
   char number[32];
-  for (size_t i = 0; i < scored->probs.size(); ++i) {
-    const int n = std::snprintf(number, sizeof(number), "%s%.9g", i == 0 ? "" : ", ", scored->probs[i]);
+  for (size_t i = 0; i < outcome.probs.size(); ++i) {
+    const int n = std::snprintf(number, sizeof(number), "%s%.9g", i == 0 ? "" : ", ", outcome.probs[i]);
     out.append(number, n);
   }
-  absl::StrAppend(&out, "], \"model_version\": ", scored->version, "}\n");
-  answered_.fetch_add(1, std::memory_order_relaxed);
-  predicted_.fetch_add(scored->probs.size(), std::memory_order_relaxed);
-  latency_.Observe(std::chrono::duration<double>(RequestBatcher::Clock::now() - arrived).count());
+  absl::StrAppend(&out, "], \"model_version\": ", outcome.version, "}\n");
   return HttpReply{.status = 200, .body = std::move(out)};
 }
 
 HttpReply PredictApi::ModelStatus(std::string_view model_name) const {
-  if (model_name != options_.model_name) return UnknownModel(model_name);
+  if (model_name != options_.model_name) {
+    return HttpReply{.status = 404, .body = ErrorBody(std::string(UnknownModel(model_name).message()))};
+  }
   const uint64_t version = version_();
   return HttpReply{.status = 200,
                    .body = absl::StrCat("{\"model_version_status\": [{\"version\": \"", version,

@@ -1,8 +1,9 @@
-// PredictApi: what the serving front-end's HTTP routes mean, without
-// sockets (the HTTP server in model_server.h only moves bytes to and from
-// it), in the style of TensorFlow Serving's REST API:
+// PredictApi: what the serving front-end's requests mean, without sockets
+// (the HTTP server in model_server.h and the ZeroMQ endpoint in
+// zmq_predict_endpoint.h only move bytes to and from it). Over HTTP, in the
+// style of TensorFlow Serving's REST API:
 //
-//   POST /v1/models/NAME:predict  {"instances": [LINE, ...], "deadline_ms": D}
+//   POST /v1/models/NAME:predict  {"instances": [LINE or OBJECT, ...], "deadline_ms": D}
 //        -> 200 {"predictions": [P, ...], "model_version": V}
 //   GET  /v1/models/NAME          -> the loaded version and its state
 //   GET  /healthz                 -> 200 while the process runs
@@ -10,12 +11,16 @@
 //
 // An instance is one input record in the job's format (a Criteo TSV line,
 // a libsvm line, or what the reader plugin reads), parsed by the job's own
-// reader; the label column is read and ignored. A prediction is printed as
-// `eval.predictions_out` prints it (%.9g), so the two compare as text.
+// reader; the label column is read and ignored. An object of named fields
+// (instance_fields.h) is turned into that line first. A prediction is
+// printed as `eval.predictions_out` prints it (%.9g), so the two compare as
+// text. Over ZeroMQ, PredictRecords() takes the lines as they came and
+// answers the float predictions themselves.
 //
 // Errors are JSON {"error": "..."} saying what is wrong: 400 for a body or
 // an instance that does not parse (naming the instance), 404 for another
-// model's name, 503 before a model is loaded, 504 when the deadline passed.
+// model's name, 503 before a model is loaded, 504 when the deadline passed
+// (over ZeroMQ: the absl::StatusCode of those, with the same message).
 //
 // Thread-safe: every connection thread calls it at once.
 #ifndef SPARTA_WORKER_SERVING_PREDICT_API_H_
@@ -26,6 +31,8 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -47,11 +54,28 @@ struct HttpReply {
 // {"error": MESSAGE}, the body of every error answer.
 std::string ErrorBody(std::string_view message);
 
+// The HTTP status of a request that failed with `status`: 400
+// (InvalidArgument), 404 (NotFound), 503 (Unavailable), 504
+// (DeadlineExceeded), else 500.
+int HttpStatusOf(const absl::Status& status);
+
+// What a predict request came to: the predictions (one per record, in
+// order) and the version that computed them, or why there are none.
+struct PredictOutcome {
+  absl::Status status;
+  std::vector<float> probs;
+  uint64_t version = 0;
+};
+
 class PredictApi {
  public:
+  using Clock = RequestBatcher::Clock;
   struct Options {
     std::string model_name;
     std::chrono::duration<double> default_deadline{1.0};
+    // data.format, for instances given as objects of fields; "" with a
+    // reader plugin (its instances must be lines).
+    std::string data_format;
   };
   // `make_reader` makes the job's readers (one per concurrent parse);
   // `batcher` computes; `version` says which model version is loaded (0:
@@ -59,7 +83,16 @@ class PredictApi {
   PredictApi(Options options, ReaderMaker make_reader, RequestBatcher* batcher, std::function<uint64_t()> version);
 
   const std::string& model_name() const { return options_.model_name; }
+  // POST /v1/models/NAME:predict; blocks until answered.
   HttpReply Predict(std::string_view model_name, std::string_view body);
+  // The path both endpoints share: `records` (input lines, without their
+  // newlines) for model `model_name`, due within `deadline_ms` of
+  // `arrived` (none: serving.deadline). Parses them and queues them for
+  // the compute threads; `done` is called once, maybe before this returns,
+  // else on a compute thread (it must not block).
+  void PredictRecords(std::string_view model_name, std::span<const std::string_view> records,
+                      std::optional<double> deadline_ms, Clock::time_point arrived,
+                      std::function<void(PredictOutcome)> done);
   HttpReply ModelStatus(std::string_view model_name) const;
   HttpReply Health() const;
   HttpReply Ready() const;
@@ -71,8 +104,9 @@ class PredictApi {
   // A reader from the pool (made on first need), given back by the deleter.
   using PooledReader = std::unique_ptr<Reader, std::function<void(Reader*)>>;
   absl::StatusOr<PooledReader> TakeReader();
-  HttpReply Error(int status, std::string_view message);
-  HttpReply UnknownModel(std::string_view model_name) const;
+  // Counts a request's outcome (and the latency of an answered one).
+  void Count(const PredictOutcome& outcome, Clock::time_point arrived);
+  absl::Status UnknownModel(std::string_view model_name) const;
 
   const Options options_;
   const ReaderMaker make_reader_;

@@ -18,23 +18,29 @@ RequestBatcher::~RequestBatcher() {
   }
   cv_.notify_all();
   for (auto& t : threads_) t.join();
-  for (Pending& p : queue_) p.answer.set_value(absl::UnavailableError("the server is shutting down"));
+  for (Pending& p : queue_) p.answer(absl::UnavailableError("the server is shutting down"));
 }
 
-std::future<absl::StatusOr<RequestBatcher::Scored>> RequestBatcher::Submit(std::vector<Example> examples,
-                                                                          Clock::time_point deadline) {
-  Pending p{.examples = std::move(examples), .arrived = Clock::now(), .deadline = deadline};
-  auto future = p.answer.get_future();
+void RequestBatcher::Submit(std::vector<Example> examples, Clock::time_point deadline, Done done) {
+  Pending p{.examples = std::move(examples), .arrived = Clock::now(), .deadline = deadline, .answer = std::move(done)};
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::unique_lock<std::mutex> lock(mu_);
     if (stopping_) {
-      p.answer.set_value(absl::UnavailableError("the server is shutting down"));
-      return future;
+      lock.unlock();
+      p.answer(absl::UnavailableError("the server is shutting down"));
+      return;
     }
     queued_examples_ += p.examples.size();
     queue_.push_back(std::move(p));
   }
   cv_.notify_all();
+}
+
+std::future<absl::StatusOr<RequestBatcher::Scored>> RequestBatcher::Submit(std::vector<Example> examples,
+                                                                          Clock::time_point deadline) {
+  auto promise = std::make_shared<std::promise<absl::StatusOr<Scored>>>();
+  auto future = promise->get_future();
+  Submit(std::move(examples), deadline, [promise](absl::StatusOr<Scored> scored) { promise->set_value(std::move(scored)); });
   return future;
 }
 
@@ -74,7 +80,7 @@ void RequestBatcher::Run(int thread) {
     examples.clear();
     for (Pending& p : batch) {
       if (now >= p.deadline) {
-        p.answer.set_value(absl::DeadlineExceededError("the request's deadline passed while it waited"));
+        p.answer(absl::DeadlineExceededError("the request's deadline passed while it waited"));
         continue;
       }
       live.push_back(&p);
@@ -94,14 +100,14 @@ void RequestBatcher::Run(int thread) {
     size_t at = 0;
     for (Pending* p : live) {
       if (!scored.ok()) {
-        p->answer.set_value(scored.status());
+        p->answer(scored.status());
         continue;
       }
       Scored mine{.probs = std::vector<float>(scored->probs.begin() + at,
                                               scored->probs.begin() + at + p->examples.size()),
                   .version = scored->version};
       at += p->examples.size();
-      p->answer.set_value(std::move(mine));
+      p->answer(std::move(mine));
     }
   }
 }

@@ -51,7 +51,12 @@ class RequestBatcher {
   RequestBatcher(const RequestBatcher&) = delete;
   RequestBatcher& operator=(const RequestBatcher&) = delete;
 
-  // Queues `examples`; the future holds their probabilities.
+  using Done = std::function<void(absl::StatusOr<Scored>)>;
+  // Queues `examples`; `done` is called once with their probabilities (or
+  // why there are none), on a compute thread, or on this thread if the
+  // batcher is stopping. It must not block: the batch's other requests wait.
+  void Submit(std::vector<Example> examples, Clock::time_point deadline, Done done);
+  // The same, waited for through a future.
   std::future<absl::StatusOr<Scored>> Submit(std::vector<Example> examples, Clock::time_point deadline);
 
   // Batches computed and examples in them so far (for /metrics).
@@ -62,7 +67,7 @@ class RequestBatcher {
   struct Pending {
     std::vector<Example> examples;
     Clock::time_point arrived, deadline;
-    std::promise<absl::StatusOr<Scored>> answer;
+    Done answer;
   };
   void Run(int thread);
   // Takes the next batch off the queue (under mu_); empty when stopping.

@@ -1,0 +1,1 @@
+"""Sparta from Python. `sparta.predict`: a client for sparta-serve replicas."""
