@@ -277,7 +277,7 @@ class ServingTest(ClusterTest):
         data = datagen(self.dir, 10000, 1000, seed=9)
         config, offline = self.train("lr", data)
         first, first_url = self.serve(config)
-        _, second_url = self.serve(config)
+        second, second_url = self.serve(config)
         targets = [self.zmq_urls[u] if zmq_transport else u for u in (first_url, second_url)]
         # 20 passes over the test file, a line a request: long enough to
         # kill a front-end in the middle.
@@ -302,6 +302,18 @@ class ServingTest(ClusterTest):
         self.assertEqual(len(served), len(lines))
         self.assertEqual(served, [float_text(p) for p in offline] * 20)
         self.assertGreater(self.answered(second_url), len(lines) / 2)
+        # SIGTERM under load: the front-end answers or refuses what it
+        # holds and exits 0 (no answer reaches an endpoint already gone).
+        survivor = second
+        before = self.answered(second_url)
+        ctl = subprocess.Popen([os.path.join(BIN, "sparta-ctl"), "predict", many, "--serve", targets[1], "--model",
+                                "lr", "--batch", "1", "--parallel", "8"], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+        self.procs.append(ctl)
+        wait_for(lambda: self.answered(second_url) > before + 500, 60, "the load to reach the survivor")
+        survivor.send_signal(signal.SIGTERM)
+        self.assertEqual(survivor.wait(timeout=60), 0)
+        ctl.wait(timeout=300)
 
     def test_a_missing_checkpoint_or_a_model_of_another_shape_is_a_clear_error(self):
         data = datagen(self.dir, 5000, 200, seed=7)

@@ -204,7 +204,6 @@ absl::Status ModelServer::Listen() {
 void ModelServer::Stop() {
   if (http_ != nullptr) http_->stop();
   if (http_thread_.joinable()) http_thread_.join();
-  zmq_.reset();
   {
     std::lock_guard<std::mutex> lock(mu_);
     stopping_ = true;
@@ -215,7 +214,11 @@ void ModelServer::Stop() {
 
 ModelServer::~ModelServer() {
   Stop();
-  batcher_.reset();  // its threads use the predictors
+  // The compute threads use the predictors, and answer ZeroMQ requests
+  // through the endpoint: they finish (or answer Unavailable) while both
+  // are still there.
+  batcher_.reset();
+  zmq_.reset();
 }
 
 }  // namespace sparta

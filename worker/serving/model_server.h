@@ -52,7 +52,8 @@ class ModelServer {
   // The ZeroMQ endpoint's port; 0 with serving.zmq_port: -1.
   uint32_t zmq_port() const { return zmq_ ? zmq_->port() : 0; }
   const std::string& model_name() const { return api_->model_name(); }
-  // Stops accepting requests and lets those in progress finish.
+  // Stops accepting HTTP requests and lets those in progress finish; the
+  // ZeroMQ endpoint closes with the server (its answers in flight first).
   void Stop();
 
  private:
