@@ -15,13 +15,45 @@ import urllib.request
 
 import sys
 import threading
+import unittest
 
 import zmq
 
 from harness import BIN, ClusterTest, datagen, launch, pid_alive, read, summary, wait_for, write_config
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "worker", "python"))
-from sparta.predict import BadRequest, PredictClient  # noqa: E402
+from sparta.predict import BadRequest, PredictClient, ReplicaChooser  # noqa: E402
+
+
+class PythonReplicaChooserTest(unittest.TestCase):
+    """The Python client's choice of replica, without sockets (as
+    ReplicaChooser's C++ twin is unit-tested in serving_test.cc)."""
+
+    def test_least_outstanding_then_a_failed_replica_waits_for_its_recheck(self):
+        chooser = ReplicaChooser(3, recheck=1.0)
+        self.assertEqual(chooser.pick(None, 0.0), (0, False))
+        self.assertEqual(chooser.pick(None, 0.0), (1, False))
+        self.assertEqual(chooser.pick(None, 0.0), (2, False))
+        chooser.done(1, True, 0.0)
+        self.assertEqual(chooser.pick(None, 0.0), (1, False))  # the one with fewest in flight
+        self.assertEqual(chooser.pick(1, 0.0)[0], 0)  # a retry goes elsewhere
+        chooser.done(2, False, 0.5)
+        self.assertFalse(chooser.is_up(2))
+        self.assertEqual(chooser.outstanding(2), 0)
+        # Down, it gets nothing while others are up, whatever their load.
+        for _ in range(5):
+            self.assertNotEqual(chooser.pick(None, 0.6)[0], 2)
+        # Alone and due (1 s later): one request checks its health first.
+        only = ReplicaChooser(1, recheck=1.0)
+        self.assertEqual(only.pick(None, 0.0), (0, False))
+        only.done(0, False, 0.0)
+        self.assertIsNone(only.pick(None, 0.5))
+        self.assertEqual(only.pick(None, 1.0), (0, True))
+        self.assertIsNone(only.pick(None, 1.2))  # the others do not pile onto it meanwhile
+        only.health_checked(0, True, 1.3)
+        only.done(0, True, 1.3)
+        self.assertTrue(only.is_up(0))
+        self.assertEqual(only.pick(None, 1.3), (0, False))
 
 
 def http(url, body=None, timeout=30):
