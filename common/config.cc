@@ -88,6 +88,8 @@ void VisitFields(Config& c, Visitor& v) {
   v("data.queue_batches", c.data.queue_batches, Between(1, 1024));
   v("data.assignment", c.data.assignment, OneOf({"static", "on_demand"}));
   v("data.split_size", c.data.split_size, FieldRule{});
+  v("data.follow", c.data.follow, FieldRule{});
+  v("data.follow_interval", c.data.follow_interval, Between(0.01, 3600));
   v("model.name", c.model.name, OneOf({"lr", "fm", "dnn"}));
   v("model.plugin", c.model.plugin, FieldRule{});
   v("model.embedding_dim", c.model.embedding_dim, Between(1, 4096));
@@ -560,6 +562,13 @@ absl::Status ParseUnits(Config* c) {
   auto split = ParseByteSize(c->data.split_size);
   if (!split.ok()) return bad("data.split_size", split.status());
   c->data.split_size_bytes = *split;
+  if (c->data.follow && c->data.assignment_mode != Assignment::kOnDemand) {
+    return bad("data.follow", absl::InvalidArgumentError(
+                                  "a followed input is handed out as it arrives: it needs data.assignment: on_demand"));
+  }
+  if (c->data.follow && c->data.epochs != 1) {
+    return bad("data.follow", absl::InvalidArgumentError("a followed input is trained once: data.epochs must be 1"));
+  }
   auto policy = [&](TablePolicyConfig& p, const std::string& prefix) -> absl::Status {
     auto bytes = ParseByteSize(p.admission_counter_bytes);
     if (!bytes.ok()) return bad(prefix + ".admission.counter_bytes", bytes.status());

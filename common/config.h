@@ -155,6 +155,12 @@ struct DataConfig {
   Assignment assignment_mode = Assignment::kStatic;  // parsed; not a key
   std::string split_size = "64MiB";  // on_demand: bytes per unit; 0: whole files
   uint64_t split_size_bytes = 64ull << 20;  // split_size, parsed; not a key
+  // Online learning: the job watches data.train (folders or globs) every
+  // follow_interval seconds for files that arrive while it runs (renamed
+  // into place; names starting with '.' are not read), trains each once,
+  // and runs until it is stopped. Needs on_demand and one epoch.
+  bool follow = false;
+  double follow_interval = 1.0;
 };
 
 struct ModelConfig {

@@ -3,6 +3,10 @@
 #include <glob.h>
 #include <sys/stat.h>
 
+#include <algorithm>
+#include <filesystem>
+#include <set>
+
 #include "absl/strings/str_cat.h"
 
 namespace sparta {
@@ -29,6 +33,37 @@ absl::StatusOr<std::vector<std::string>> ExpandInputs(const std::vector<std::str
         return absl::NotFoundError(absl::StrCat(key, ": '", bad, "' is not a readable file"));
       }
       files.emplace_back(g.gl_pathv[i]);
+    }
+    globfree(&g);
+  }
+  return files;
+}
+
+absl::StatusOr<std::vector<std::string>> ListArrivedInputs(const std::vector<std::string>& patterns,
+                                                           const std::string& key) {
+  std::vector<std::string> files;
+  std::set<std::string> listed;
+  auto take = [&](const std::filesystem::path& path) {
+    std::error_code ec;
+    if (path.filename().string().rfind('.', 0) == 0 || !std::filesystem::is_regular_file(path, ec)) return;
+    if (listed.insert(path.string()).second) files.push_back(path.string());
+  };
+  for (const std::string& pattern : patterns) {
+    std::error_code ec;
+    if (std::filesystem::is_directory(pattern, ec)) {
+      std::vector<std::filesystem::path> in_folder;
+      for (std::filesystem::directory_iterator it(pattern, ec), end; !ec && it != end; it.increment(ec)) {
+        in_folder.push_back(it->path());
+      }
+      if (ec) return absl::UnavailableError(absl::StrCat(key, ": cannot list '", pattern, "': ", ec.message()));
+      std::sort(in_folder.begin(), in_folder.end());
+      for (const auto& path : in_folder) take(path);
+      continue;
+    }
+    glob_t g{};
+    const int rc = glob(pattern.c_str(), 0, nullptr, &g);
+    if (rc == 0) {
+      for (size_t i = 0; i < g.gl_pathc; ++i) take(g.gl_pathv[i]);
     }
     globfree(&g);
   }

@@ -27,6 +27,14 @@ struct FileRange {
 absl::StatusOr<std::vector<std::string>> ExpandInputs(const std::vector<std::string>& patterns,
                                                       const std::string& key);
 
+// data.follow: the files `patterns` name now. A folder names its regular
+// files; a glob, its matches. Names starting with '.' are left out (a file
+// being written goes under such a name and is renamed into place when
+// whole), and nothing matching is no error. Sorted by path within each
+// pattern, without duplicates. An unreadable folder is an error naming `key`.
+absl::StatusOr<std::vector<std::string>> ListArrivedInputs(const std::vector<std::string>& patterns,
+                                                           const std::string& key);
+
 // The ranges worker `rank` of `workers` reads.
 absl::StatusOr<std::vector<FileRange>> SplitInput(const std::vector<std::string>& files, int rank, int workers);
 

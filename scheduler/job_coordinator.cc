@@ -246,6 +246,9 @@ absl::Status JobCoordinator::Start(Clock::time_point now, uint32_t metrics_port)
   if (!*took_over) SPARTA_RETURN_IF_ERROR(PrepareRestore());
   if (!*took_over && config_.data.assignment_mode == Assignment::kOnDemand && restore_work_) {
     work_ = WorkDispatcher(WorkPool::Restore(*restore_work_));
+    // The files the cut had seen are not taken in again; the others are,
+    // at the first look.
+    if (config_.data.follow) work_->Follow();
   } else if (!*took_over && config_.data.assignment_mode == Assignment::kOnDemand) {
     auto work = WorkDispatcher::ForJob(config_);
     if (!work.ok()) return work.status();
@@ -777,6 +780,19 @@ void JobCoordinator::CheckTimers(Clock::time_point now, Signals* signals) {
     return Fail(absl::StrCat("preempted, and the final checkpoint did not finish within cluster.shutdown_grace (",
                              config_.cluster.shutdown_grace, " s); the newest complete checkpoint is version ",
                              checkpoints_.last_version()));
+  }
+  if (work_ && config_.data.follow && (phase_ == Phase::kRegistering || phase_ == Phase::kRunning) &&
+      !stopped_ && now - last_follow_look_ >= std::chrono::duration<double>(config_.data.follow_interval)) {
+    last_follow_look_ = now;
+    auto arrived = work_->TakeInArrived(config_);
+    if (!arrived.ok()) {
+      // A file gone between its listing and its size, a folder unreadable
+      // for a moment: the next look tries again.
+      spdlog::warn("data.follow: {}", std::string(arrived.status().message()));
+    } else if (!arrived->empty()) {
+      state_changed_ = true;
+      SendWork();
+    }
   }
   if (phase_ == Phase::kRunning && checkpoints_.enabled() && !checkpoints_.busy()) {
     const double every = config_.storage.every.seconds;

@@ -207,6 +207,7 @@ class JobCoordinator {
   std::map<uint32_t, pb::WorkerReport> reports_;  // by worker rank
   ClockTable clocks_;  // worker.consistency: each worker's finished steps
   std::optional<WorkDispatcher> work_;  // data.assignment on_demand
+  Clock::time_point last_follow_look_{};  // data.follow: when data.train was last listed
   uint32_t workers_lost_ = 0;
   // data.assignment on_demand with ssp: workers idle for want of work, by
   // node id, with the clock they had when counted out (SendWork).

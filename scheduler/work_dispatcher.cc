@@ -11,17 +11,35 @@
 
 namespace sparta {
 
-absl::StatusOr<WorkDispatcher> WorkDispatcher::ForJob(const Config& config) {
-  SPARTA_ASSIGN_OR_RETURN(std::vector<std::string> paths, ExpandInputs(config.data.train, "data.train"));
+namespace {
+
+absl::StatusOr<std::vector<WorkPool::InputFile>> SizesOf(const std::vector<std::string>& paths) {
   std::vector<WorkPool::InputFile> files;
-  uint64_t total = 0;
   for (const std::string& path : paths) {
     std::error_code ec;
     const uint64_t size = std::filesystem::file_size(path, ec);
     if (ec) return absl::NotFoundError(absl::StrCat("data.train: cannot read the size of ", path, ": ", ec.message()));
     files.push_back({path, size});
-    total += size;
   }
+  return files;
+}
+
+}  // namespace
+
+absl::StatusOr<WorkDispatcher> WorkDispatcher::ForJob(const Config& config) {
+  if (config.data.follow) {
+    // What is there already is the first input; what arrives, the next.
+    WorkDispatcher d{WorkPool()};
+    d.Follow();
+    SPARTA_ASSIGN_OR_RETURN(auto files, d.TakeInArrived(config));
+    spdlog::info("data.follow: {} files to start with; watching {} every {} s for more", files.size(),
+                 config.data.train.empty() ? std::string() : config.data.train.front(), config.data.follow_interval);
+    return d;
+  }
+  SPARTA_ASSIGN_OR_RETURN(std::vector<std::string> paths, ExpandInputs(config.data.train, "data.train"));
+  SPARTA_ASSIGN_OR_RETURN(std::vector<WorkPool::InputFile> files, SizesOf(paths));
+  uint64_t total = 0;
+  for (const auto& file : files) total += file.size;
   if (total == 0 && !config.data.allow_empty) {
     return absl::FailedPreconditionError(
         "data.train: every input file is empty; check the paths, or set data.allow_empty: true");
@@ -31,6 +49,15 @@ absl::StatusOr<WorkDispatcher> WorkDispatcher::ForJob(const Config& config) {
   spdlog::info("data.assignment on_demand: {} files, {} bytes, cut into {} work units over {} epochs", files.size(),
                total, pool.pending(), config.data.epochs);
   return WorkDispatcher(std::move(pool));
+}
+
+absl::StatusOr<std::vector<WorkPool::InputFile>> WorkDispatcher::TakeInArrived(const Config& config) {
+  SPARTA_ASSIGN_OR_RETURN(std::vector<std::string> paths, ListArrivedInputs(config.data.train, "data.train"));
+  SPARTA_ASSIGN_OR_RETURN(std::vector<WorkPool::InputFile> files, SizesOf(paths));
+  std::vector<WorkPool::InputFile> added = pool_.AddArrived(files, config.data.split_size_bytes);
+  for (const auto& file : added) spdlog::info("data.follow: {} arrived ({} bytes)", file.path, file.size);
+  if (!added.empty()) AnswerWaiting();
+  return added;
 }
 
 pb::WorkPoolState WorkDispatcher::ToState() const {

@@ -40,6 +40,13 @@ class WorkDispatcher {
   // times over. An input with no byte to read is an error.
   static absl::StatusOr<WorkDispatcher> ForJob(const Config& config);
 
+  // data.follow: from now on the pool waits for more input when empty.
+  void Follow() { pool_.set_following(true); }
+  // data.follow: takes in the files under data.train that arrived since the
+  // last look (ListArrivedInputs), and answers the requests held for want
+  // of a unit. Returns the files taken in.
+  absl::StatusOr<std::vector<WorkPool::InputFile>> TakeInArrived(const Config& config);
+
   // Worker `worker` (reachable at `routing_id`) asks for its next unit.
   // `held`, if given: the units it still holds. A unit in flight to it that
   // it does not hold was granted but never reached it (a scheduler that

@@ -8,22 +8,34 @@ void WorkPool::Add(uint32_t epoch, const std::string& path, uint64_t begin, uint
   pending_.push_back({next_id_++, epoch, {path, begin, end}});
 }
 
+void WorkPool::AddFile(uint32_t epoch, const InputFile& file, uint64_t split_size) {
+  files_seen_.insert(file.path);
+  const uint64_t step = split_size == 0 ? file.size : split_size;
+  for (uint64_t begin = 0; begin < file.size; begin += step) Add(epoch, file.path, begin, std::min(file.size, begin + step));
+}
+
 absl::StatusOr<WorkPool> WorkPool::Cut(const std::vector<InputFile>& files, uint64_t split_size, uint32_t epochs) {
   if (epochs == 0) return absl::InvalidArgumentError("data.epochs must be at least 1");
   WorkPool pool;
   for (uint32_t epoch = 0; epoch < epochs; ++epoch) {
-    for (const InputFile& file : files) {
-      const uint64_t step = split_size == 0 ? file.size : split_size;
-      for (uint64_t begin = 0; begin < file.size; begin += step) {
-        pool.Add(epoch, file.path, begin, std::min(file.size, begin + step));
-      }
-    }
+    for (const InputFile& file : files) pool.AddFile(epoch, file, split_size);
   }
   return pool;
 }
 
+std::vector<WorkPool::InputFile> WorkPool::AddArrived(const std::vector<InputFile>& files, uint64_t split_size) {
+  std::vector<InputFile> added;
+  for (const InputFile& file : files) {
+    if (files_seen_.count(file.path)) continue;
+    AddFile(0, file, split_size);
+    added.push_back(file);
+  }
+  return added;
+}
+
 WorkPool WorkPool::Restore(const pb::WorkProgress& progress) {
   WorkPool pool;
+  pool.files_seen_.insert(progress.files_seen().begin(), progress.files_seen().end());
   for (const pb::WorkRange& r : progress.remaining()) {
     if (r.begin() < r.end()) pool.Add(r.epoch(), r.path(), r.begin(), r.end());
   }
@@ -54,6 +66,9 @@ void WorkPool::ToState(pb::WorkPoolState* state) const {
     r->set_worker(held.worker);
   }
   state->set_next_id(next_id_);
+  state->clear_files_seen();
+  for (const std::string& path : files_seen_) state->add_files_seen(path);
+  state->set_following(following_);
 }
 
 WorkPool WorkPool::FromState(const pb::WorkPoolState& state) {
@@ -61,11 +76,13 @@ WorkPool WorkPool::FromState(const pb::WorkPoolState& state) {
   for (const pb::WorkRange& r : state.pending()) pool.pending_.push_back(FromRange(r));
   for (const pb::WorkRange& r : state.in_flight()) pool.in_flight_[r.id()] = {r.worker(), FromRange(r)};
   pool.next_id_ = state.next_id();
+  pool.files_seen_.insert(state.files_seen().begin(), state.files_seen().end());
+  pool.following_ = state.following();
   return pool;
 }
 
 WorkPool::Next WorkPool::Take(uint32_t worker) {
-  if (pending_.empty()) return {in_flight_.empty() ? Outcome::kFinished : Outcome::kWait, {}};
+  if (pending_.empty()) return {in_flight_.empty() && !following_ ? Outcome::kFinished : Outcome::kWait, {}};
   Unit unit = std::move(pending_.front());
   pending_.pop_front();
   in_flight_[unit.id] = {worker, unit};
@@ -115,6 +132,7 @@ pb::WorkProgress WorkPool::Progress(const std::function<uint64_t(uint64_t id)>& 
   }
   std::sort(remaining.begin(), remaining.end(), [](const Unit& a, const Unit& b) { return a.id < b.id; });
   pb::WorkProgress progress;
+  for (const std::string& path : files_seen_) progress.add_files_seen(path);
   for (const Unit& unit : remaining) {
     if (unit.range.begin >= unit.range.end) continue;
     pb::WorkRange* r = progress.add_remaining();

@@ -15,6 +15,11 @@
 // cut. Restore() makes a pool of it for any number of workers, which then
 // trains exactly the lines the uninterrupted job still had to train.
 //
+// Following (data.follow), the pool is never finished: files that arrive
+// are added as they are found (AddArrived), each once, by path; with
+// nothing pending a worker waits. The paths taken in are part of the
+// progress, so a restored pool takes in only files it has not seen.
+//
 // A plain value; not thread-safe (the scheduler's coordinator owns it).
 #ifndef SPARTA_SCHEDULER_WORK_POOL_H_
 #define SPARTA_SCHEDULER_WORK_POOL_H_
@@ -23,6 +28,7 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -58,6 +64,13 @@ class WorkPool {
   static absl::StatusOr<WorkPool> Cut(const std::vector<InputFile>& files, uint64_t split_size, uint32_t epochs);
   // The pool of what `progress` says remains.
   static WorkPool Restore(const pb::WorkProgress& progress);
+  // data.follow: from now on the pool is not finished when empty.
+  void set_following(bool following) { following_ = following; }
+  bool following() const { return following_; }
+  // Adds the units of each file of `files` not taken in before (cut into
+  // `split_size` bytes, 0: whole; one epoch). Returns the files added.
+  std::vector<InputFile> AddArrived(const std::vector<InputFile>& files, uint64_t split_size);
+
   // The whole pool, units in flight and their workers too, for a restarted
   // scheduler; and back.
   void ToState(pb::WorkPoolState* state) const;
@@ -82,7 +95,7 @@ class WorkPool {
   // The units in flight to `worker`, in the order they were handed out.
   std::vector<Unit> HeldBy(uint32_t worker) const;
 
-  bool finished() const { return pending_.empty() && in_flight_.empty(); }
+  bool finished() const { return !following_ && pending_.empty() && in_flight_.empty(); }
   size_t pending() const { return pending_.size(); }
   size_t in_flight() const { return in_flight_.size(); }
 
@@ -92,10 +105,13 @@ class WorkPool {
     Unit unit;
   };
   void Add(uint32_t epoch, const std::string& path, uint64_t begin, uint64_t end);
+  void AddFile(uint32_t epoch, const InputFile& file, uint64_t split_size);
 
   std::deque<Unit> pending_;
   std::map<uint64_t, Held> in_flight_;  // by id, which follows the order of the cut
   uint64_t next_id_ = 1;
+  bool following_ = false;
+  std::set<std::string> files_seen_;  // every path taken in (data.follow)
 };
 
 }  // namespace sparta

@@ -143,7 +143,9 @@ absl::Status Worker::Fail(absl::Status status) {
 
 absl::Status Worker::Prepare() {
   // Missing input is an error before the cluster waits on this worker.
-  SPARTA_ASSIGN_OR_RETURN(train_files_, ExpandInputs(config_.data.train, "data.train"));
+  // (A followed input may be empty yet: its files arrive while the job runs.)
+  SPARTA_ASSIGN_OR_RETURN(train_files_, config_.data.follow ? ListArrivedInputs(config_.data.train, "data.train")
+                                                            : ExpandInputs(config_.data.train, "data.train"));
   if (!config_.data.test.empty()) {
     SPARTA_ASSIGN_OR_RETURN(test_files_, ExpandInputs(config_.data.test, "data.test"));
   }

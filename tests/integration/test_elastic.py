@@ -554,5 +554,109 @@ class OnDemandCheckpointTest(ClusterTest):
             self.assertEqual(wrong[:10], [])
 
 
+class FollowTest(ClusterTest):
+    """data.follow: a job that trains on files as they arrive in a folder,
+    each once, across a stop and a restart (online learning)."""
+
+    def test_each_arriving_file_is_trained_once_across_a_stop_and_a_restart(self):
+        plugin = build_counter_plugin(self.dir)
+        incoming = os.path.join(self.dir, "incoming")
+        os.makedirs(incoming)
+        store = os.path.join(self.dir, "store")
+        latest_file = os.path.join(store, "checkpoints", "LATEST")
+
+        def manifest():
+            if not os.path.exists(latest_file):
+                return None
+            return json.loads(read(os.path.join(store, "checkpoints", read(latest_file).strip(), "manifest.json")))
+
+        def version():
+            m = manifest()
+            return int(m["version"]) if m else 0
+
+        def trained(*names):
+            """A checkpoint has taken in these files and has nothing left to train."""
+            m = manifest()
+            if not m:
+                return False
+            work = m.get("work", {})
+            seen = {os.path.basename(p) for p in work.get("files_seen", [])}
+            return set(names) <= seen and not work.get("remaining")
+
+        def arrive(name, first, last, before_rename=None):
+            # Written under a dot name, then renamed into place whole.
+            partial = os.path.join(incoming, f".{name}.partial")
+            with open(partial, "w") as f:
+                f.writelines(f"1 {i}:1\n" for i in range(first, last + 1))
+            if before_rename:
+                before_rename()
+            os.rename(partial, os.path.join(incoming, name))
+
+        def config(name):
+            return write_config(self.dir, name, cluster={"servers": 2, "workers": 2},
+                                data={"train": incoming, "format": "libsvm", "batch_size": 10,
+                                      "assignment": "on_demand", "split_size": "8KiB", "follow": True,
+                                      "follow_interval": 0.1},
+                                model={"plugin": plugin}, worker={"threads": 2},
+                                storage={"path": store, "checkpoint_every": "1s"})
+
+        def stop(run, proc):
+            result = subprocess.run([os.path.join(BIN, "sparta-ctl"), "stop", "--run", run], capture_output=True,
+                                    text=True, timeout=60)
+            self.assertEqual(result.returncode, 0, result.stderr)
+            _, err = proc.communicate(timeout=120)
+            self.assertEqual(proc.returncode, 0, err)
+            self.assertEqual(summary(run)["status"], "stopped")
+
+        arrive("a.svm", 1, 3000)
+        run = self.run_dir("follow")
+        proc = launch(config("follow.yaml"), run, wait=False)
+        self.procs.append(proc)
+        wait_for(lambda: trained("a.svm"), 120, "a.svm to be trained")
+        self.assertIsNone(proc.poll(), "a followed job runs until it is stopped")
+        # A file still being written (a dot name) is not read, however many
+        # looks pass over it: two more checkpoints, ten looks each.
+        at = version()
+        arrive("b.svm", 3001, 6000, before_rename=lambda: wait_for(lambda: version() >= at + 2, 60,
+                                                                   "two checkpoints while b.svm is written"))
+        wait_for(lambda: trained("a.svm", "b.svm"), 120, "b.svm to be trained")
+        self.assertNotIn(".b.svm.partial", read(os.path.join(run, "scheduler.log")))
+        stop(run, proc)
+
+        # c.svm arrives while the job is down; the restarted job takes in
+        # c.svm only.
+        arrive("c.svm", 6001, 9000)
+        run = self.run_dir("again")
+        proc = launch(config("again.yaml"), run, ["storage.restore=latest"], wait=False)
+        self.procs.append(proc)
+        wait_for(lambda: trained("a.svm", "b.svm", "c.svm"), 120, "c.svm to be trained")
+        log = read(os.path.join(run, "scheduler.log"))
+        self.assertIn("c.svm arrived", log)
+        self.assertNotIn("a.svm arrived", log)
+        stop(run, proc)
+
+        # Every key of every file was trained exactly once: the counting
+        # model's prediction of key k is (times trained) / 1000. (Restored
+        # on_demand, the job trains what the cut had left, nothing, and
+        # evaluates.)
+        keys = os.path.join(self.dir, "keys.svm")
+        with open(keys, "w") as f:
+            f.writelines(f"1 {i}:1\n" for i in range(1, 9001))
+        other = os.path.join(self.dir, "other.svm")
+        with open(other, "w") as f:
+            f.write("1 999999:1\n")
+        predictions = os.path.join(self.dir, "counts.txt")
+        check = write_config(self.dir, "check.yaml", cluster={"servers": 2, "workers": 1},
+                             data={"train": other, "test": keys, "format": "libsvm", "batch_size": 10,
+                                   "assignment": "on_demand"},
+                             model={"plugin": plugin}, storage={"path": store, "restore": "latest"},
+                             eval={"predictions_out": predictions})
+        result = launch(check, self.run_dir("check"))
+        self.assertEqual(result.returncode, 0, result.stderr)
+        counts = [round(float(p) * 1000) for p in read(predictions).split()]
+        self.assertEqual(len(counts), 9000)
+        self.assertEqual([(i + 1, c) for i, c in enumerate(counts) if c != 1][:10], [])
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -173,6 +173,27 @@ TEST_CASE("missing inputs are errors naming the key and the pattern") {
   CHECK((*found)[0] < (*found)[1]);
 }
 
+TEST_CASE("a followed input lists a folder's files or a glob's, never one still under a dot name") {
+  TempDir dir;
+  // Nothing yet is no error: the files arrive later.
+  auto none = ListArrivedInputs({(dir.path / "*.txt").string()}, "data.train");
+  REQUIRE(none.ok());
+  CHECK(none->empty());
+  dir.Write("b.txt", "x");
+  dir.Write("a.txt", "x");
+  dir.Write(".c.txt.partial", "x");  // being written; renamed into place when whole
+  std::filesystem::create_directory(dir.path / "sub");
+  auto folder = ListArrivedInputs({dir.path.string()}, "data.train");
+  REQUIRE(folder.ok());
+  CHECK(*folder == std::vector<std::string>{(dir.path / "a.txt").string(), (dir.path / "b.txt").string()});
+  auto glob = ListArrivedInputs({(dir.path / "*").string(), (dir.path / "a.txt").string()}, "data.train");
+  REQUIRE(glob.ok());
+  CHECK(*glob == *folder);  // the same file twice is listed once
+  auto gone = ListArrivedInputs({"/nonexistent/folder/"}, "data.train");
+  REQUIRE(gone.ok());
+  CHECK(gone->empty());
+}
+
 TEST_CASE("a batch de-duplicates keys and keeps per-example features") {
   BatchBuilder builder;
   Example a, b;

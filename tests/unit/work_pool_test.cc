@@ -148,5 +148,62 @@ TEST_CASE("a checkpoint's progress restores exactly the lines still to train, on
   }
 }
 
+TEST_CASE("a followed pool waits for input, takes each file in once, and a restore takes in only new ones",
+          "[work_pool]") {
+  Inputs in;
+  WorkPool pool;
+  pool.set_following(true);
+  CHECK(pool.Take(0).outcome == WorkPool::Outcome::kWait);  // nothing yet: wait, do not finish
+  CHECK_FALSE(pool.finished());
+  // part0 arrives; seen again (the next look), it is not taken in twice.
+  CHECK(pool.AddArrived({in.files[0]}, 700).size() == 1);
+  CHECK(pool.AddArrived({in.files[0]}, 700).empty());
+  std::map<int, int> trained;
+  for (;;) {
+    const WorkPool::Next next = pool.Take(0);
+    if (next.outcome != WorkPool::Outcome::kAssigned) {
+      CHECK(next.outcome == WorkPool::Outcome::kWait);
+      break;
+    }
+    CHECK(next.unit.epoch == 0);
+    ReadUnit(next.unit.range, &trained);
+    REQUIRE(pool.Done(0, next.unit.id));
+  }
+  CHECK_FALSE(pool.finished());
+  // part1 arrives, and a worker is 7 lines into its first unit at a cut.
+  CHECK(pool.AddArrived({in.files[0], in.files[1]}, 700).size() == 1);
+  const WorkPool::Unit u = pool.Take(0).unit;
+  const uint64_t read = ReadUnit(u.range, &trained, 7);
+  const pb::WorkProgress progress = pool.Progress([&](uint64_t) { return read; });
+  CHECK(progress.files_seen_size() == 2);
+
+  // The scheduler state keeps it all.
+  pb::WorkPoolState state;
+  pool.ToState(&state);
+  WorkPool again = WorkPool::FromState(state);
+  CHECK(again.following());
+  CHECK(again.AddArrived({in.files[1]}, 700).empty());
+
+  // Restored (and following again): part0 and part1 are not taken in anew;
+  // part2, which arrived while the job was down, is.
+  WorkPool restored = WorkPool::Restore(progress);
+  restored.set_following(true);
+  CHECK(restored.AddArrived({in.files[0], in.files[1], in.files[2]}, 700).size() == 1);
+  for (;;) {
+    const WorkPool::Next next = restored.Take(0);
+    if (next.outcome != WorkPool::Outcome::kAssigned) break;
+    ReadUnit(next.unit.range, &trained);
+    REQUIRE(restored.Done(0, next.unit.id));
+  }
+  for (int id = 0; id < 600; ++id) {
+    INFO("line " << id);
+    REQUIRE(trained[id] == 1);
+  }
+  // Not following, an empty pool is finished.
+  restored.set_following(false);
+  CHECK(restored.finished());
+  CHECK(restored.Take(0).outcome == WorkPool::Outcome::kFinished);
+}
+
 }  // namespace
 }  // namespace sparta
