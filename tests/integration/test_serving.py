@@ -267,11 +267,17 @@ class ServingTest(ClusterTest):
         self.kill_one_of_two_front_ends(zmq_transport=True)
 
     def test_the_python_client_balances_retries_and_survives_a_kill_9(self):
+        self.python_client_survives_a_kill_9(zmq_transport=False)
+
+    def test_the_python_client_over_zeromq_balances_retries_and_survives_a_kill_9(self):
+        self.python_client_survives_a_kill_9(zmq_transport=True)
+
+    def python_client_survives_a_kill_9(self, zmq_transport):
         data = datagen(self.dir, 10000, 1000, seed=10)
         config, offline = self.train("lr", data)
         first, first_url = self.serve(config)
         _, second_url = self.serve(config)
-        client = PredictClient([first_url, second_url], "lr")
+        client = PredictClient([self.zmq_urls[u] if zmq_transport else u for u in (first_url, second_url)], "lr")
         lines = read(data["test"]).splitlines()
         with self.assertRaises(BadRequest) as bad:
             client.predict([lines[0], "1\tnot\ta\tcriteo\tline"])

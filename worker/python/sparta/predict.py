@@ -5,26 +5,105 @@
     answer = client.predict([line, {"I1": 5, "C1": "68fd1e64"}], deadline_ms=200)
     answer.predictions, answer.model_version
 
-It behaves as the C++ client (ctl/predict_client.h) that `sparta-ctl predict`
-uses: each request goes to the replica with the fewest requests in flight
+A replica is reached over HTTP (http://HOST:PORT, JSON) or over sparta-serve's
+ZeroMQ endpoint (tcp://HOST:PORT, serving.zmq_port: Sparta's wire format;
+needs pyzmq, Debian's python3-zmq). It behaves as the C++ client
+(ctl/predict_client.h) that `sparta-ctl predict` uses: each request goes to the replica with the fewest requests in flight
 from this client; a request that fails (no connection, a 5xx, no answer in
 time) is tried once more on another replica within what is left of its
 deadline, while a 4xx (the request's own fault) is raised at once as
 BadRequest; a replica that failed gets no requests until its /healthz
 answers again, asked at most once per `recheck` seconds.
 
+Over ZeroMQ a client does not see a replica die under its request (HTTP sees
+its connection close), so there the first try gets half the deadline.
+
 Thread-safe: one client serves many threads. Each thread keeps its own
-keep-alive connection to each replica.
+keep-alive connection (or ZeroMQ socket) to each replica.
 """
 
 import http.client
 import json
+import struct
 import threading
 import time
 import urllib.parse
 from dataclasses import dataclass, field
 
 __all__ = ["Answer", "BadRequest", "NoReplica", "PredictClient", "ReplicaChooser"]
+
+
+# Sparta's message header (proto/sparta.proto, message Header): the fields a
+# PREDICT and its RESPONSE use, encoded and decoded by hand so that the
+# client needs no generated code. Field numbers as in the .proto.
+_TYPE, _SEQ, _NUM_KEYS, _DIM, _STATUS, _ERROR, _DTYPE, _MODEL, _DEADLINE_MS, _MODEL_VERSION = (
+    1, 3, 6, 7, 8, 9, 16, 32, 33, 34)
+_HEARTBEAT, _RESPONSE, _PREDICT = 4, 23, 37
+_INVALID_ARGUMENT, _NOT_FOUND = 3, 5
+
+
+def _varint(n):
+    out = bytearray()
+    n &= (1 << 64) - 1
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _encode_header_fields(fields):
+    """Header bytes of {field number: value}: integers as varints, `model` a
+    string, `deadline_ms` a double."""
+    out = bytearray()
+    for number, value in fields.items():
+        if number == _MODEL:
+            data = value.encode()
+            out += _varint(number << 3 | 2) + _varint(len(data)) + data
+        elif number == _DEADLINE_MS:
+            out += _varint(number << 3 | 1) + struct.pack("<d", value)
+        else:
+            out += _varint(number << 3) + _varint(value)
+    return bytes(out)
+
+
+def _decode_header(data):
+    """{field number: value} of a header: varints as ints, strings as bytes;
+    other fields skipped. Raises ValueError on a malformed one."""
+    fields, i = {}, 0
+
+    def varint():
+        nonlocal i
+        shift = value = 0
+        while True:
+            if i >= len(data) or shift > 63:
+                raise ValueError("truncated varint")
+            byte = data[i]
+            i += 1
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                return value
+
+    while i < len(data):
+        key = varint()
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            fields[number] = varint()
+        elif wire == 1:
+            fields[number] = data[i:i + 8]
+            i += 8
+        elif wire == 2:
+            n = varint()
+            fields[number] = data[i:i + n]
+            i += n
+        elif wire == 5:
+            i += 4
+        else:
+            raise ValueError(f"wire type {wire}")
+        if i > len(data):
+            raise ValueError("truncated field")
+    return fields
 
 
 class BadRequest(ValueError):
@@ -114,11 +193,19 @@ class PredictClient:
         self._targets = []
         for url in urls:
             parsed = urllib.parse.urlsplit(url if "://" in url else "http://" + url)
-            if parsed.scheme != "http":
-                raise ValueError(f"{url}: the Python client speaks HTTP (http://HOST:PORT)")
-            self._targets.append((parsed.hostname, parsed.port or 80))
+            if parsed.scheme not in ("http", "tcp"):
+                raise ValueError(f"{url}: a replica is http://HOST:PORT or tcp://HOST:PORT (ZeroMQ)")
+            self._targets.append((parsed.scheme, parsed.hostname, parsed.port or (80 if parsed.scheme == "http" else 8502)))
         self._urls = list(urls)
+        self._model = model
         self._path = f"/v1/models/{model}:predict"
+        self._zmq = None
+        if any(t[0] == "tcp" for t in self._targets):
+            import zmq  # only for ZeroMQ replicas
+            self._zmq = zmq
+            self._context = zmq.Context.instance()
+        self._seq = 0
+        self._seq_lock = threading.Lock()
         self._chooser = ReplicaChooser(len(urls), recheck)
         self._local = threading.local()
 
@@ -128,7 +215,7 @@ class PredictClient:
             connections = self._local.connections = {}
         conn = connections.get(replica)
         if conn is None:
-            host, port = self._targets[replica]
+            _, host, port = self._targets[replica]
             conn = connections[replica] = http.client.HTTPConnection(host, port, timeout=timeout)
         conn.timeout = timeout
         if conn.sock is not None:
@@ -139,6 +226,74 @@ class PredictClient:
         conn = getattr(self._local, "connections", {}).pop(replica, None)
         if conn is not None:
             conn.close()
+
+    def _exchange_zmq(self, replica, header, frames, timeout):
+        """(decoded RESPONSE header, its frames) of one ZeroMQ exchange;
+        raises OSError when the replica did not answer in `timeout`."""
+        zmq = self._zmq
+        sockets = getattr(self._local, "sockets", None)
+        if sockets is None:
+            sockets = self._local.sockets = {}
+        sock = sockets.get(replica)
+        if sock is None:
+            sock = self._context.socket(zmq.DEALER)
+            sock.setsockopt(zmq.LINGER, 0)
+            # Sends only to a connection that is up: to a dead replica a send
+            # fails at once instead of waiting for a reconnect.
+            sock.setsockopt(zmq.IMMEDIATE, 1)
+            _, host, port = self._targets[replica]
+            sock.connect(f"tcp://{host}:{port}")
+            sockets[replica] = sock
+        with self._seq_lock:
+            self._seq += 1
+            seq = self._seq
+        until = time.monotonic() + timeout
+        try:
+            if not sock.poll(max(1, int(min(timeout, 0.2) * 1000)), zmq.POLLOUT):
+                raise OSError(f"no connection to {self._urls[replica]}")
+            sock.send_multipart([header(seq)] + frames, flags=zmq.NOBLOCK)
+            while True:
+                left = until - time.monotonic()
+                if left <= 0 or not sock.poll(max(1, int(left * 1000)), zmq.POLLIN):
+                    raise OSError("no answer in time")
+                parts = sock.recv_multipart()
+                try:
+                    fields = _decode_header(parts[0])
+                except ValueError:
+                    continue  # not an answer of sparta-serve's: dropped
+                if fields.get(_TYPE) == _RESPONSE and fields.get(_SEQ) == seq:
+                    return fields, parts[1:]
+        except (OSError, zmq.ZMQError) as e:
+            # A socket that failed, or has an answer still to come, is never
+            # used again.
+            sockets.pop(replica, None)
+            sock.close(linger=0)
+            raise OSError(str(e)) from e
+
+    def _attempt_zmq(self, replica, instances, check_health, left):
+        """(status, predictions or error message, model version), as HTTP's
+        statuses: 200, 4xx (the request's fault), 5xx."""
+        if check_health:
+            self._exchange_zmq(replica, lambda seq: _encode_header_fields({_TYPE: _HEARTBEAT, _SEQ: seq}), [],
+                               min(left, 1.0))
+        lines = []
+        for instance in instances:
+            if not isinstance(instance, str):
+                return 400, "over ZeroMQ an instance is an input line (a string)", 0
+            lines.append(instance.rstrip("\n") + "\n")
+        frame = "".join(lines).encode()
+        fields, frames = self._exchange_zmq(
+            replica, lambda seq: _encode_header_fields({_TYPE: _PREDICT, _SEQ: seq, _NUM_KEYS: len(lines),
+                                                        _MODEL: self._model, _DEADLINE_MS: max(1.0, left * 1000)}),
+            [frame], left)
+        status = fields.get(_STATUS, 0)
+        if status != 0:
+            error = fields.get(_ERROR, b"").decode(errors="replace")
+            return (400 if status in (_INVALID_ARGUMENT, _NOT_FOUND) else 503), error, 0
+        if len(frames) != 1 or fields.get(_DIM) != 1:
+            return 502, "an answer without its predictions", 0
+        predictions = list(struct.unpack(f"<{len(frames[0]) // 4}f", frames[0]))
+        return 200, predictions, fields.get(_MODEL_VERSION, 0)
 
     def _call(self, replica, method, path, body, timeout):
         """(status, text) of one HTTP exchange; raises OSError or
@@ -155,14 +310,32 @@ class PredictClient:
             self._drop(replica)
             raise
 
+    def _attempt_http(self, replica, body, check_health, left):
+        """(status, predictions or error message, model version)."""
+        if check_health:
+            status, _ = self._call(replica, "GET", "/healthz", None, left)
+            if status != 200:
+                raise OSError("still down")
+        status, text = self._call(replica, "POST", self._path, body, left)
+        if status != 200:
+            try:
+                message = json.loads(text).get("error", text)
+            except (ValueError, AttributeError):
+                message = text
+            return status, message, 0
+        answer = json.loads(text)
+        return 200, answer["predictions"], answer.get("model_version", 0)
+
     def predict(self, instances, deadline_ms=1000):
-        """Scores `instances` (input lines in the job's format, or objects of
-        named fields) within `deadline_ms`; returns an Answer."""
+        """Scores `instances` (input lines in the job's format, or, over
+        HTTP, objects of named fields) within `deadline_ms`; returns an
+        Answer."""
+        instances = list(instances)
         until = time.monotonic() + deadline_ms / 1000
-        body = json.dumps({"instances": list(instances), "deadline_ms": deadline_ms}).encode()
+        body = None
         previous, errors, attempts = None, [], 0
         # The first attempt, and one retry on another replica.
-        for _ in range(2):
+        for attempt in range(2):
             now = time.monotonic()
             if now >= until:
                 break
@@ -173,31 +346,29 @@ class PredictClient:
             previous = replica
             attempts += 1
             left = max(0.001, until - now)
+            zmq_replica = self._targets[replica][0] == "tcp"
+            if zmq_replica and attempt == 0 and len(self._targets) > 1:
+                left /= 2
             ok = False
             try:
+                if zmq_replica:
+                    status, result, version = self._attempt_zmq(replica, instances, check_health, left)
+                else:
+                    if body is None:
+                        body = json.dumps({"instances": instances, "deadline_ms": deadline_ms}).encode()
+                    status, result, version = self._attempt_http(replica, body, check_health, left)
                 if check_health:
-                    status, _ = self._call(replica, "GET", "/healthz", None, left)
-                    self._chooser.health_checked(replica, status == 200, time.monotonic())
-                    if status != 200:
-                        errors.append(f"{self._urls[replica]}: still down")
-                        continue
-                status, text = self._call(replica, "POST", self._path, body, max(0.001, until - time.monotonic()))
+                    self._chooser.health_checked(replica, True, time.monotonic())
                 if status == 200:
-                    answer = json.loads(text)
                     ok = True
-                    predictions = answer["predictions"]
-                    if len(predictions) != len(instances):
-                        raise RuntimeError(f"{self._urls[replica]}: {len(predictions)} predictions for "
+                    if len(result) != len(instances):
+                        raise RuntimeError(f"{self._urls[replica]}: {len(result)} predictions for "
                                            f"{len(instances)} instances")
-                    return Answer(predictions, answer.get("model_version", 0), attempts)
+                    return Answer(result, version, attempts)
                 if status < 500:
                     ok = True  # the replica is fine; the request is not
-                    try:
-                        message = json.loads(text).get("error", text)
-                    except ValueError:
-                        message = text
-                    raise BadRequest(f"{self._urls[replica]}: HTTP {status}: {message}")
-                errors.append(f"{self._urls[replica]}: HTTP {status} {text.strip()}")
+                    raise BadRequest(f"{self._urls[replica]}: {status}: {result}")
+                errors.append(f"{self._urls[replica]}: {status} {str(result).strip()}")
             except (OSError, http.client.HTTPException) as e:
                 if check_health:
                     self._chooser.health_checked(replica, False, time.monotonic())
