@@ -6,6 +6,7 @@
   - on Kubernetes (scripts/sparta k8s): the rendered manifests' structure, and
     every container's command line run for real with --print-config."""
 
+import csv
 import json
 import os
 import shlex
@@ -17,8 +18,8 @@ import sys
 import time
 import unittest
 
-from harness import (BIN, LAUNCHER, ROOT, SLOWDOWN, ClusterTest, datagen, launch, read, start_etcd, summary, wait_for,
-                     write_config)
+from harness import (BIN, LAUNCHER, ROOT, SLOWDOWN, ClusterTest, datagen, launch, pid_alive, read, start_etcd, summary,
+                     wait_for, write_config)
 
 NETNS_SHELL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "netns_shell.sh")
 
@@ -344,6 +345,98 @@ class SlurmLauncherTest(ClusterTest):
         logs = [n for n in os.listdir(run) if n.startswith("worker-join-") and n.endswith(".log")]
         self.assertEqual(len(logs), 1)
         self.assertIn("training done", read(os.path.join(run, logs[0])))
+
+
+class SweepTest(ClusterTest):
+    """`scripts/sparta sweep`: every combination runs as its own job; a
+    failed run is a failed row; sweep.csv, sweep.png and the best run."""
+
+    def check_sweep(self, folder, out, expected_runs):
+        with open(os.path.join(folder, "sweep.csv")) as f:
+            rows = list(csv.DictReader(f))
+        self.assertEqual(len(rows), expected_runs)
+        ok = [r for r in rows if r["status"] == "ok"]
+        failed = [r for r in rows if r["status"] == "failed"]
+        # Each row's numbers are its own run's summary.
+        for r in ok:
+            s = summary(r["run_dir"])
+            self.assertEqual(float(r["auc"]), s["auc"])
+            self.assertEqual(float(r["logloss"]), s["logloss"])
+            self.assertEqual(float(r["examples_per_sec"]), s["examples_per_sec"])
+        with open(os.path.join(folder, "sweep.png"), "rb") as f:
+            self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
+        best = max(ok, key=lambda r: float(r["auc"]))
+        self.assertIn(f"sparta sweep: best {best['run']} (", out)
+        return rows, ok, failed
+
+    def test_four_runs_one_failing_give_three_rows_a_failed_row_and_the_plot(self):
+        data = datagen(self.dir, 5000, 1000, seed=12)
+        config = write_config(self.dir, cluster={"servers": 1, "workers": 1},
+                              data={"train": data["train"], "test": data["test"], "batch_size": 256},
+                              model={"name": "lr"})
+        folder = os.path.join(self.dir, "sweep")
+        # batch_size 0 is refused by the config check: that run fails.
+        result = subprocess.run([sys.executable, LAUNCHER, "sweep", config, "--grid", "data.batch_size=128,256,512,0",
+                                 "--set", "optimizer.learning_rate=0.1", "--parallel", "2", "--dir", folder], capture_output=True, text=True, timeout=600)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        rows, ok, failed = self.check_sweep(folder, result.stdout, 4)
+        self.assertEqual([r["data.batch_size"] for r in ok], ["128", "256", "512"])
+        self.assertEqual(len(failed), 1)
+        self.assertEqual(failed[0]["data.batch_size"], "0")
+        self.assertIn("data.batch_size", failed[0]["error"])
+        # And from Python, with two keys: 2 x 2 = 4 runs, one made to fail.
+        sys.path.insert(0, os.path.join(ROOT, "worker", "python"))
+        from sparta.sweep import sweep
+        folder = os.path.join(self.dir, "sweep2")
+        rows = sweep(config, {"model.name": ["lr", "fm"], "model.embedding_dim": ["4", "0"]}, parallel=2,
+                     sweep_dir=folder, quiet=True)
+        self.assertEqual(len(rows), 4)
+        self.assertEqual([(r["model.name"], r["model.embedding_dim"], r["status"]) for r in rows],
+                         [("lr", "4", "ok"), ("lr", "0", "failed"), ("fm", "4", "ok"), ("fm", "0", "failed")])
+
+    @unittest.skipUnless(os.geteuid() == 0 and shutil.which("slurmctld") and shutil.which("munged"),
+                         "needs root, slurm-wlm and munge (scripts/install-deps.sh --tests installs them)")
+    def test_as_a_slurm_job_array(self):
+        cluster = SlurmCluster(os.path.join(self.dir, "slurm"), ["node1", "node2"])
+        self.addCleanup(cluster.close)
+        data = datagen(self.dir, 5000, 1000, seed=14)
+        config = write_config(self.dir, cluster={"servers": 1, "workers": 1},
+                              data={"train": data["train"], "test": data["test"], "batch_size": 256},
+                              model={"name": "lr"})
+        folder = os.path.join(self.dir, "sweep")
+        env = {**cluster.env, "SPARTA_HOME": ROOT, "SPARTA_BIN": BIN}
+        result = subprocess.run([sys.executable, LAUNCHER, "sweep", config, "--grid", "data.batch_size=128,256,512,0",
+                                 "--parallel", "2", "--slurm", "--dir", folder], env=env, capture_output=True,
+                                text=True, timeout=600)
+        self.assertEqual(result.returncode, 0, result.stderr + result.stdout)
+        rows, ok, failed = self.check_sweep(folder, result.stdout, 4)
+        self.assertEqual([r["data.batch_size"] for r in ok], ["128", "256", "512"])
+        self.assertEqual([r["data.batch_size"] for r in failed], ["0"])
+        # Each ran inside its own allocation: the launcher placed it with srun.
+        for r in ok:
+            self.assertIn("slurm: scheduler@node", read(os.path.join(r["run_dir"], "launch.log")))
+
+    def test_ctrl_c_stops_every_job(self):
+        data = datagen(self.dir, 20000, 1000, seed=13)
+        config = write_config(self.dir, cluster={"servers": 1, "workers": 1},
+                              data={"train": data["train"], "test": data["test"], "batch_size": 64, "epochs": 1000},
+                              model={"name": "lr"})
+        folder = os.path.join(self.dir, "sweep")
+        proc = subprocess.Popen([sys.executable, LAUNCHER, "sweep", config, "--grid", "data.batch_size=64,128",
+                                 "--parallel", "2", "--dir", folder], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, start_new_session=True)
+        self.procs.append(proc)
+        daemons = [os.path.join(folder, f"run-00{i}", "daemons.json") for i in range(2)]
+        wait_for(lambda: all(os.path.exists(d) for d in daemons), 120, "both jobs to start")
+        pids = [d["pid"] for path in daemons for d in json.loads(read(path))]
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+        self.assertEqual(proc.returncode, 130, err)
+        for pid in pids:
+            wait_for(lambda: not pid_alive(pid), 30, f"daemon {pid} to stop")
+        with open(os.path.join(folder, "sweep.csv")) as f:
+            rows = list(csv.DictReader(f))
+        self.assertEqual([r["status"] for r in rows], ["failed", "failed"])
 
 
 class KubernetesManifestTest(ClusterTest):
