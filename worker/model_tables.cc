@@ -6,15 +6,17 @@ namespace sparta {
 namespace {
 
 // A table's optimizer: what the model declared, else the job's (for dense
-// tables, optimizer.dense_* where set).
-pb::OptimizerSpec OptimizerFor(const TableDecl& decl, const OptimizerConfig& c) {
+// tables, optimizer.dense_* where set, else the deep model's default).
+pb::OptimizerSpec OptimizerFor(const TableDecl& decl, const OptimizerConfig& c, bool deep_default) {
   const bool dense = decl.kind == TableKind::kDense;
   std::string name = !decl.optimizer.name.empty()      ? decl.optimizer.name
                      : dense && !c.dense_name.empty() ? c.dense_name
+                     : dense && deep_default          ? std::string(kDeepDenseOptimizer)
                                                       : c.name;
-  double learning_rate = decl.optimizer.learning_rate >= 0             ? decl.optimizer.learning_rate
+  double learning_rate = decl.optimizer.learning_rate >= 0    ? decl.optimizer.learning_rate
                          : dense && c.dense_learning_rate > 0 ? c.dense_learning_rate
-                                                                       : c.learning_rate;
+                         : dense && deep_default              ? kDeepDenseLearningRate
+                                                              : c.learning_rate;
   pb::OptimizerSpec spec;
   if (name == "sgd") spec.set_type(pb::OptimizerSpec::SGD);
   if (name == "adagrad") spec.set_type(pb::OptimizerSpec::ADAGRAD);
@@ -37,6 +39,10 @@ constexpr uint64_t kDenseBlockFloats = 16384;
 
 }  // namespace
 
+bool UsesDeepDenseDefault(const Config& config) {
+  return config.model.plugin.empty() && config.model.name == "dnn" && config.optimizer.dense_name.empty();
+}
+
 std::vector<pb::TableSpec> ModelTableSpecs(const Model& model, const Config& config) {
   std::vector<pb::TableSpec> specs;
   for (const TableDecl& decl : model.Tables()) {
@@ -51,7 +57,7 @@ std::vector<pb::TableSpec> ModelTableSpecs(const Model& model, const Config& con
     init->set_type(static_cast<pb::InitializerSpec::Type>(decl.initializer.type));
     init->set_scale(decl.initializer.scale);
     init->set_seed(decl.initializer.seed);
-    *spec.mutable_optimizer() = OptimizerFor(decl, config.optimizer);
+    *spec.mutable_optimizer() = OptimizerFor(decl, config.optimizer, UsesDeepDenseDefault(config));
     specs.push_back(spec);
   }
   return specs;

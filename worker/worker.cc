@@ -261,6 +261,12 @@ absl::Status Worker::Join() {
 
 absl::Status Worker::DeclareTables() {
   tables_ = ModelTableSpecs(*model_, config_);
+  if (UsesDeepDenseDefault(config_)) {
+    spdlog::info("optimizer.dense_name is not set: dnn's dense tables (its MLP layers) train with {} at {} unless "
+                 "optimizer.dense_learning_rate says otherwise (README: Models and optimizers)",
+                 kDeepDenseOptimizer, config_.optimizer.dense_learning_rate > 0 ? config_.optimizer.dense_learning_rate
+                                                                                 : kDeepDenseLearningRate);
+  }
   for (const auto& spec : tables_) {
     if (auto st = client_->CreateTable(spec); !st.ok()) return Fail(st);
   }

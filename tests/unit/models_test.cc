@@ -11,7 +11,9 @@
 #include "worker/compute/step_runner.h"
 #include "worker/data/batch.h"
 #include "tests/unit/random_batch.h"
+#include "worker/model_tables.h"
 #include "worker/models/builtin_models.h"
+#include "worker/plugins.h"
 
 namespace sparta {
 namespace {
@@ -188,6 +190,45 @@ TEST_CASE("a forward-only step scores each example the same, bit for bit, whatev
       CHECK(alone[0] == together[i]);  // exactly, not approximately
     }
   }
+}
+
+}  // namespace
+}  // namespace sparta
+
+namespace sparta {
+namespace {
+
+TEST_CASE("dnn dense tables default to Adam at 0.005, while a set optimizer.dense_name, lr and fm keep theirs") {
+  auto dense_optimizers = [](Config config) {
+    auto model = OpenModel(config, DataSchema{.num_fields = 3, .num_dense = 2});
+    REQUIRE(model.ok());
+    std::vector<std::pair<pb::OptimizerSpec::Type, float>> out;  // the spec's rate is a float
+    for (const pb::TableSpec& spec : ModelTableSpecs(**model, config)) {
+      if (spec.kind() == pb::TableSpec::DENSE) out.emplace_back(spec.optimizer().type(), spec.optimizer().learning_rate());
+    }
+    return out;
+  };
+  Config dnn;
+  dnn.model.name = "dnn";
+  dnn.optimizer.name = "ftrl";
+  dnn.optimizer.learning_rate = 0.05;
+  CHECK(UsesDeepDenseDefault(dnn));
+  auto tables = dense_optimizers(dnn);
+  REQUIRE_FALSE(tables.empty());
+  for (const auto& [type, rate] : tables) {
+    CHECK(type == pb::OptimizerSpec::ADAM);
+    CHECK(rate == static_cast<float>(kDeepDenseLearningRate));
+  }
+  dnn.optimizer.dense_learning_rate = 0.002;  // its rate wins
+  for (const auto& [type, rate] : dense_optimizers(dnn)) CHECK((type == pb::OptimizerSpec::ADAM && rate == 0.002f));
+  dnn.optimizer.dense_name = "ftrl";  // the user's choice wins
+  CHECK_FALSE(UsesDeepDenseDefault(dnn));
+  for (const auto& [type, rate] : dense_optimizers(dnn)) CHECK((type == pb::OptimizerSpec::FTRL && rate == 0.002f));
+  Config fm;
+  fm.model.name = "fm";
+  fm.optimizer.name = "ftrl";
+  CHECK_FALSE(UsesDeepDenseDefault(fm));
+  for (const auto& [type, rate] : dense_optimizers(fm)) CHECK(type == pb::OptimizerSpec::FTRL);
 }
 
 }  // namespace
