@@ -176,13 +176,18 @@ PredictClient::Attempt PredictClient::CallZmq(size_t r, const std::vector<std::s
   Attempt attempt;
   std::unique_ptr<zmq::socket_t> socket = TakeSocket(r);
   {
-    // A new socket connects first (a live replica: well under a
-    // millisecond; a dead one: never, so not for long).
+    // A new socket connects first, within the attempt's time: a live
+    // replica just started, or on a loaded machine, may take hundreds of
+    // milliseconds to accept (a dead one never does, and the retry has its
+    // own time). One still connecting is given back: nothing was sent on
+    // it, so no late answer can come, and it connects in the background
+    // for the next request.
     zmq::pollitem_t item{static_cast<void*>(*socket), 0, ZMQ_POLLOUT, 0};
-    const auto wait = std::min(std::chrono::duration_cast<std::chrono::milliseconds>(left), std::chrono::milliseconds(200));
+    const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(left);
     if (zmq::poll(&item, 1, std::max(wait, std::chrono::milliseconds(1))) == 0) {
       attempt.error = absl::StrCat("no connection to ", targets_[r].endpoint);
       attempt.health_failed = check_health;
+      GiveBack(r, std::move(socket));
       return attempt;
     }
   }

@@ -117,6 +117,25 @@ TEST_CASE("predict: lines in the job's format in, their scores and the model ver
   CHECK_THAT(text, Catch::Contains("sparta_serving_predictions_total 2"));
 }
 
+TEST_CASE("predict: after StopTaking a request is refused with 503 and never reaches the batcher", "[serving]") {
+  Api a;
+  // Shutdown closes the door before the batcher goes: the ZeroMQ endpoint's
+  // thread may still hand requests over, and they must not enter it.
+  a.api.StopTaking();
+  HttpReply refused = a.api.Predict("ctr", R"({"instances": ["1 3:1"]})");
+  CHECK(refused.status == 503);
+  CHECK_THAT(refused.body, Catch::Contains("shutting down"));
+  const std::string_view line = "1 3:1";
+  std::optional<PredictOutcome> got;
+  a.api.PredictRecords("ctr", std::span<const std::string_view>(&line, 1), std::nullopt, Clock::now(),
+                       [&got](PredictOutcome outcome) { got = std::move(outcome); });
+  REQUIRE(got.has_value());  // answered at once, on this thread
+  CHECK(absl::IsUnavailable(got->status));
+  CHECK(a.batcher.batches() == 0);
+  std::lock_guard<std::mutex> lock(a.recorder.mu);
+  CHECK(a.recorder.batch_sizes.empty());
+}
+
 // Scores an example by everything a reader put in it (keys, fields, values,
 // dense features), so that two inputs score alike only if they parse alike.
 RequestBatcher::Compute FingerprintScore() {

@@ -216,7 +216,9 @@ ModelServer::~ModelServer() {
   Stop();
   // The compute threads use the predictors, and answer ZeroMQ requests
   // through the endpoint: they finish (or answer Unavailable) while both
-  // are still there.
+  // are still there. The endpoint's thread may be handing a request to
+  // the batcher this moment: the door closes first.
+  if (api_ != nullptr) api_->StopTaking();
   batcher_.reset();
   zmq_.reset();
 }

@@ -110,6 +110,11 @@ void PredictApi::PredictRecords(std::string_view model_name, std::span<const std
       }
     }
   }
+  std::shared_lock<std::shared_mutex> taking(taking_mu_);
+  if (!taking_) {
+    taking.unlock();
+    return fail(absl::UnavailableError("the server is shutting down"));
+  }
   batcher_->Submit(std::move(examples), deadline,
                    [this, arrived, done = std::move(done)](absl::StatusOr<RequestBatcher::Scored> scored) {
                      PredictOutcome outcome;
@@ -195,6 +200,11 @@ HttpReply PredictApi::Predict(std::string_view model_name, std::string_view body
   }
   absl::StrAppend(&out, "], \"model_version\": ", outcome.version, "}\n");
   return HttpReply{.status = 200, .body = std::move(out)};
+}
+
+void PredictApi::StopTaking() {
+  std::unique_lock<std::shared_mutex> lock(taking_mu_);
+  taking_ = false;
 }
 
 HttpReply PredictApi::ModelStatus(std::string_view model_name) const {

@@ -32,6 +32,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <shared_mutex>
 #include <span>
 #include <string>
 #include <string_view>
@@ -93,6 +94,12 @@ class PredictApi {
   void PredictRecords(std::string_view model_name, std::span<const std::string_view> records,
                       std::optional<double> deadline_ms, Clock::time_point arrived,
                       std::function<void(PredictOutcome)> done);
+  // Shutdown, before the batcher goes: once this returns, no call is
+  // inside the batcher and none enters it again; requests still arriving
+  // are answered Unavailable. (The endpoints may outlive the batcher by a
+  // moment: the ZeroMQ one still sends the batcher's last answers.)
+  void StopTaking();
+
   HttpReply ModelStatus(std::string_view model_name) const;
   HttpReply Health() const;
   HttpReply Ready() const;
@@ -112,6 +119,10 @@ class PredictApi {
   const ReaderMaker make_reader_;
   RequestBatcher* const batcher_;
   const std::function<uint64_t()> version_;
+  // Shared by each request while it enters the batcher; StopTaking() takes
+  // it exclusively to close the door.
+  std::shared_mutex taking_mu_;
+  bool taking_ = true;  // guarded by taking_mu_
   std::mutex readers_mu_;
   std::vector<std::unique_ptr<Reader>> idle_readers_;
   LatencyHistogram latency_;  // of answered predict requests (200), arrival to reply

@@ -248,9 +248,15 @@ class PredictClient:
             self._seq += 1
             seq = self._seq
         until = time.monotonic() + timeout
+        # A new socket connects first, within the attempt's time: a live
+        # replica just started, or on a loaded machine, may take hundreds of
+        # milliseconds to accept (a dead one never does, and the retry has
+        # its own time). One still connecting is kept: nothing was sent on
+        # it, so no late answer can come, and it connects in the background
+        # for the next request.
+        if not sock.poll(max(1, int(timeout * 1000)), zmq.POLLOUT):
+            raise OSError(f"no connection to {self._urls[replica]}")
         try:
-            if not sock.poll(max(1, int(min(timeout, 0.2) * 1000)), zmq.POLLOUT):
-                raise OSError(f"no connection to {self._urls[replica]}")
             sock.send_multipart([header(seq)] + frames, flags=zmq.NOBLOCK)
             while True:
                 left = until - time.monotonic()
