@@ -386,7 +386,8 @@ class SweepTest(ClusterTest):
         self.assertIn("data.batch_size", failed[0]["error"])
         # And from Python, with two keys: 2 x 2 = 4 runs, one made to fail.
         sys.path.insert(0, os.path.join(ROOT, "worker", "python"))
-        from sparta.sweep import sweep
+        import sparta  # sparta.sweep(...) is the sweep
+        sweep = sparta.sweep
         folder = os.path.join(self.dir, "sweep2")
         rows = sweep(config, {"model.name": ["lr", "fm"], "model.embedding_dim": ["4", "0"]}, parallel=2,
                      sweep_dir=folder, quiet=True)
@@ -437,6 +438,71 @@ class SweepTest(ClusterTest):
         with open(os.path.join(folder, "sweep.csv")) as f:
             rows = list(csv.DictReader(f))
         self.assertEqual([r["status"] for r in rows], ["failed", "failed"])
+
+
+class PythonJobTest(ClusterTest):
+    """sparta.launch(): a job started from Python is the launcher's job; its
+    handle's status, checkpoint and stop are sparta-ctl's, its summary the
+    scheduler's."""
+
+    def setUp(self):
+        super().setUp()
+        sys.path.insert(0, os.path.join(ROOT, "worker", "python"))
+        import sparta
+        self.sparta = sparta
+
+    def test_launch_status_checkpoint_stop_and_a_config_error(self):
+        sparta = self.sparta
+        # A job that trains on what arrives until stopped (data.follow): it
+        # runs for as long as the test needs it.
+        incoming = os.path.join(self.dir, "incoming")
+        os.makedirs(incoming)
+        with open(os.path.join(self.dir, ".part-0"), "w") as f:
+            f.writelines(f"{i % 2} {i % 997}:1 {1000 + i % 13}:1\n" for i in range(2000))
+        os.rename(os.path.join(self.dir, ".part-0"), os.path.join(incoming, "part-0.txt"))
+        config = write_config(self.dir, data={"train": incoming, "format": "libsvm", "batch_size": 10,
+                                              "assignment": "on_demand", "follow": True, "follow_interval": 0.1},
+                              model={"name": "lr"})
+
+        # A config error is raised with the message that names the key.
+        with self.assertRaises(sparta.SpartaError) as bad:
+            sparta.launch(config, overrides={"data.batch_size": 0}, run_dir=os.path.join(self.dir, "bad"))
+        self.assertIn("data.batch_size", str(bad.exception))
+
+        run = os.path.join(self.dir, "run")
+        with sparta.launch(config, overrides={"optimizer.learning_rate": 0.2}, run_dir=run) as job:
+            self.assertEqual(job.run_dir, os.path.abspath(run))
+            # The overrides reached the launcher as --set.
+            self.assertIn("optimizer.learning_rate=0.2", json.loads(read(os.path.join(run, "launch.json")))["sets"])
+
+            def trained():
+                try:
+                    status = job.status()
+                except sparta.SpartaError:
+                    return None  # the scheduler is not up yet
+                return status if status["phase"] == "running" and int(status["clock_max"]) >= 200 else None
+
+            status = wait_for(trained, 120, "the job to train the first file")
+            self.assertEqual(sorted(n["info"]["role"] for n in status["nodes"]), ["SERVER", "WORKER"])
+            # sparta-ctl sees the same job.
+            ctl = subprocess.run([os.path.join(BIN, "sparta-ctl"), "status", "--run", run, "--json"],
+                                 capture_output=True, text=True, timeout=60)
+            self.assertEqual(ctl.returncode, 0, ctl.stderr)
+            self.assertEqual(len(json.loads(ctl.stdout)["nodes"]), 2)
+            # A checkpoint is published when checkpoint() returns.
+            version = job.checkpoint()
+            self.assertGreaterEqual(version, 1)
+            manifest = json.loads(read(os.path.join(run, "storage", "checkpoints", f"ckpt-{version:06d}",
+                                                    "manifest.json")))
+            self.assertEqual(int(manifest["version"]), version)
+            self.assertTrue(job.running())
+            result = job.stop()
+        self.assertFalse(job.running())
+        self.assertEqual(result, job.summary())
+        self.assertEqual(result["status"], "stopped")
+        self.assertEqual(result["worker_steps"], [200])  # the whole file, once
+        self.assertGreater(int(result["checkpoint_version"]), version)
+        self.assertIn("sparta: run folder", read(job.log_path))
 
 
 class KubernetesManifestTest(ClusterTest):

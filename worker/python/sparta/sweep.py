@@ -33,8 +33,7 @@ import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-LAUNCHER = os.path.join(ROOT, "scripts", "sparta")
+from ._paths import LAUNCHER
 COLUMNS = ["run", "status", "auc", "logloss", "examples_per_sec", "run_dir", "error"]
 
 
