@@ -99,6 +99,7 @@ absl::StatusOr<bool> JobCoordinator::TakeOverSavedJob() {
   checkpoints_.TakeOver(state.checkpoint_version());
   saved_checkpoint_version_ = state.checkpoint_version();
   phase_ = Phase::kRunning;
+  running_since_ = Clock::now();  // what this scheduler saw of it
   spdlog::warn("took over the running job from {} (saved {:.1f} s ago): epoch {}, {} nodes, {} shard moves, {} nodes "
                "draining",
                state_store_->where(), age, epoch_, state.nodes_size(), moves, draining_.size());
@@ -556,7 +557,10 @@ void JobCoordinator::PublishView() {
   }
   h.set_epoch(epoch_);
   const bool first = phase_ == Phase::kRegistering;
-  if (first) phase_ = Phase::kRunning;
+  if (first) {
+    phase_ = Phase::kRunning;
+    running_since_ = Clock::now();
+  }
   // Saved before it is sent: a scheduler that takes over after this one
   // died must number on from every view a node may have seen (a node
   // ignores a view no newer than its own), and go on with its moves.
@@ -760,6 +764,7 @@ void JobCoordinator::ShutDown(const std::string& why) {
   shutdown.set_type(pb::SHUTDOWN);
   Broadcast(shutdown);
   phase_ = Phase::kDone;
+  ended_at_ = Clock::now();
   state_changed_ = true;
   SaveState(Clock::now());
 }
@@ -931,6 +936,13 @@ pb::JobSummary JobCoordinator::BuildSummary() const {
       out.add_max_staleness(0);
       out.add_mean_staleness(0);
       examples += static_cast<double>(progress[rank].examples());
+      // It trained from the start until the end (or now), as far as the
+      // scheduler can tell: without this a stopped job (an online one
+      // runs until stopped) would show 0 examples/s.
+      if (running_since_) {
+        seconds = std::max(seconds, std::chrono::duration<double>(ended_at_.value_or(Clock::now()) -
+                                                                  *running_since_).count());
+      }
       continue;
     }
     const pb::WorkerReport& r = it->second;
@@ -954,8 +966,15 @@ pb::JobSummary JobCoordinator::BuildSummary() const {
   out.set_examples_per_sec(seconds > 0 ? examples / seconds : 0);
   out.set_train_loss(loss);
   out.set_bad_lines(bad_lines);
+  // Each server's rows as its flush reported them, else (a job stopped or
+  // failed before the flush) as its last heartbeat did.
   double rows = 0;
   for (const auto& [rank, stats] : flushed_) rows += static_cast<double>(stats.rows());
+  for (const auto& node : members_.nodes()) {
+    if (node.info.role() == pb::SERVER && !node.dead && !flushed_.contains(node.info.rank())) {
+      rows += static_cast<double>(node.stats.rows());
+    }
+  }
   out.set_server_rows(rows);
   if (eval != nullptr) {
     out.set_auc(eval->auc());

@@ -236,6 +236,10 @@ class JobCoordinator {
   std::string restore_from_;            // "" unless resuming
   std::vector<uint64_t> restore_steps_;  // by worker rank
   std::optional<pb::WorkProgress> restore_work_;  // on_demand: the input left at the restored cut
+  // When training began (the first view) and when the job ended: what a
+  // worker without a final report (a job stopped or failed before it
+  // finished) trained for, in the summary.
+  std::optional<Clock::time_point> running_since_, ended_at_;
   bool stopped_ = false;                 // ended by a STOP_REQUEST
   bool preempted_ = false;               // ended by SIGTERM
   // Set by SIGTERM: the job must have ended by then.

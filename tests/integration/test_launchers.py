@@ -483,6 +483,13 @@ class PythonJobTest(ClusterTest):
                 return status if status["phase"] == "running" and int(status["clock_max"]) >= 200 else None
 
             status = wait_for(trained, 120, "the job to train the first file")
+            keys = {i % 997 for i in range(2000)} | {1000 + i % 13 for i in range(2000)}
+
+            def server_rows():
+                return sum(int(n.get("server", {}).get("rows", 0)) for n in job.status()["nodes"])
+
+            # The server's heartbeat has its rows (one per key, and the bias).
+            wait_for(lambda: server_rows() >= len(keys), 60, "the server's heartbeat to count every key")
             self.assertEqual(sorted(n["info"]["role"] for n in status["nodes"]), ["SERVER", "WORKER"])
             # sparta-ctl sees the same job.
             ctl = subprocess.run([os.path.join(BIN, "sparta-ctl"), "status", "--run", run, "--json"],
@@ -501,6 +508,10 @@ class PythonJobTest(ClusterTest):
         self.assertEqual(result, job.summary())
         self.assertEqual(result["status"], "stopped")
         self.assertEqual(result["worker_steps"], [200])  # the whole file, once
+        # A stopped job's summary says what it had (from the heartbeats):
+        # the rows its server held, and a throughput.
+        self.assertGreaterEqual(int(result["server_rows"]), len(keys))
+        self.assertGreater(result["examples_per_sec"], 0)
         self.assertGreater(int(result["checkpoint_version"]), version)
         self.assertIn("sparta: run folder", read(job.log_path))
 

@@ -532,10 +532,25 @@ TEST_CASE("operator stop and SIGTERM end the job as stopped and preempted", "[jo
   SECTION("stop") {
     Job job;
     job.RegisterAll();
+    // What the heartbeats said before the stop is what the summary says:
+    // a stopped job flushes no stats and sends no final reports.
+    for (int s = 0; s < 2; ++s) {
+      pb::Header beat = Of(pb::HEARTBEAT);
+      beat.mutable_server_stats()->set_rows(100 + s);
+      job.Send(absl::StrCat("s", s), beat);
+    }
+    pb::Header beat = Of(pb::HEARTBEAT);
+    beat.mutable_progress()->set_examples(5000);
+    job.Send("w0", beat);
     auto answer = job.Send("ctl", Of(pb::STOP_REQUEST));
     CHECK(To(answer, pb::RESPONSE) == std::set<std::string>{"ctl"});
     CHECK(To(answer, pb::SHUTDOWN) == std::set<std::string>{"s0", "s1", "w0", "w1"});
-    CHECK(job.coordinator->BuildSummary().status() == "stopped");
+    const pb::JobSummary summary = job.coordinator->BuildSummary();
+    CHECK(summary.status() == "stopped");
+    CHECK(summary.server_rows() == 201);
+    CHECK(summary.train_examples() == 5000);
+    CHECK(summary.train_seconds() > 0);
+    CHECK(summary.examples_per_sec() == Approx(5000 / summary.train_seconds()));
     auto again = job.Send("ctl", Of(pb::STOP_REQUEST));
     REQUIRE(again.size() == 1);
     CHECK(again[0].header.status() != 0);
