@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/cluster_auth.h"
+#include "common/curve_keys.h"
 #include "common/json.h"
 #include "common/message.h"
 #include "common/socket_util.h"
@@ -20,7 +21,12 @@ namespace sparta {
 std::optional<ReplicaChooser::Choice> ReplicaChooser::Pick(std::optional<size_t> exclude, Clock::time_point now) {
   std::lock_guard<std::mutex> lock(mu_);
   std::optional<size_t> best, due;
-  for (size_t i = 0; i < replicas_.size(); ++i) {
+  // Ties go round: the scan starts one replica further each time, so that a
+  // client with one request at a time (and many such clients) spreads its
+  // requests instead of sending every one to the first replica.
+  const size_t start = next_start_++;
+  for (size_t k = 0; k < replicas_.size(); ++k) {
+    const size_t i = (start + k) % replicas_.size();
     if (exclude && *exclude == i) continue;
     const Replica& r = replicas_[i];
     if (r.up) {
@@ -67,6 +73,18 @@ int ReplicaChooser::outstanding(size_t replica) const {
 bool ReplicaChooser::up(size_t replica) const {
   std::lock_guard<std::mutex> lock(mu_);
   return replicas_[replica].up;
+}
+
+absl::StatusOr<ClusterConfig> ClientClusterConfig(const std::string& key_file) {
+  ClusterConfig cluster;
+  if (key_file.empty()) return cluster;
+  auto keys = ReadCurveKeyFile(key_file);
+  if (!keys.ok()) return keys.status();
+  cluster.auth = "curve";
+  cluster.key_file = key_file;
+  cluster.curve_public = keys->public_key;
+  cluster.curve_secret = keys->secret_key;
+  return cluster;
 }
 
 PredictClient::PredictClient(std::vector<std::string> urls, std::string model, ReplicaChooser::Clock::duration recheck,

@@ -70,8 +70,13 @@ class ReplicaChooser {
   };
   mutable std::mutex mu_;
   std::vector<Replica> replicas_;
+  size_t next_start_ = 0;  // where the next Pick() starts its scan
   const Clock::duration recheck_;
 };
+
+// The cluster settings a client needs for the ZeroMQ endpoints of a job with
+// cluster.auth: curve, from its key file ("": none, no auth).
+absl::StatusOr<ClusterConfig> ClientClusterConfig(const std::string& key_file);
 
 class PredictClient {
  public:

@@ -7,7 +7,6 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
-#include "common/curve_keys.h"
 #include "ctl/predict_client.h"
 
 namespace sparta {
@@ -23,16 +22,9 @@ absl::Status PredictFile(const PredictFileOptions& options, std::FILE* out) {
     std::istream& in = options.input == "-" ? std::cin : file;
     for (std::string line; std::getline(in, line);) lines.push_back(std::move(line));
   }
-  ClusterConfig cluster;
-  if (!options.key_file.empty()) {
-    auto keys = ReadCurveKeyFile(options.key_file);
-    if (!keys.ok()) return keys.status();
-    cluster.auth = "curve";
-    cluster.key_file = options.key_file;
-    cluster.curve_public = keys->public_key;
-    cluster.curve_secret = keys->secret_key;
-  }
-  PredictClient client(options.urls, options.model, std::chrono::seconds(1), cluster);
+  auto cluster = ClientClusterConfig(options.key_file);
+  if (!cluster.ok()) return cluster.status();
+  PredictClient client(options.urls, options.model, std::chrono::seconds(1), *std::move(cluster));
   const size_t batch = static_cast<size_t>(std::max(1, options.batch));
   const size_t requests = (lines.size() + batch - 1) / batch;
   std::vector<double> predictions(lines.size());

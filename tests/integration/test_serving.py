@@ -30,13 +30,23 @@ class PythonReplicaChooserTest(unittest.TestCase):
     ReplicaChooser's C++ twin is unit-tested in serving_test.cc)."""
 
     def test_least_outstanding_then_a_failed_replica_waits_for_its_recheck(self):
+        # One request at a time: ties go round, every replica gets its share.
+        sequential = ReplicaChooser(3, recheck=1.0)
+        seen = []
+        for _ in range(6):
+            replica, _ = sequential.pick(None, 0.0)
+            sequential.done(replica, True, 0.0)
+            seen.append(replica)
+        self.assertEqual(sorted(seen), [0, 0, 1, 1, 2, 2])
         chooser = ReplicaChooser(3, recheck=1.0)
         self.assertEqual(chooser.pick(None, 0.0), (0, False))
         self.assertEqual(chooser.pick(None, 0.0), (1, False))
         self.assertEqual(chooser.pick(None, 0.0), (2, False))
         chooser.done(1, True, 0.0)
         self.assertEqual(chooser.pick(None, 0.0), (1, False))  # the one with fewest in flight
-        self.assertEqual(chooser.pick(1, 0.0)[0], 0)  # a retry goes elsewhere
+        retry = chooser.pick(1, 0.0)[0]
+        self.assertNotEqual(retry, 1)  # a retry goes elsewhere
+        chooser.done(retry, True, 0.0)
         chooser.done(2, False, 0.5)
         self.assertFalse(chooser.is_up(2))
         self.assertEqual(chooser.outstanding(2), 0)
@@ -71,7 +81,9 @@ def http(url, body=None, timeout=30):
         return status, text
 
 
-class ServingTest(ClusterTest):
+class ServingCase(ClusterTest):
+    """Helpers of the serving tests: a trained job, sparta-serve front-ends."""
+
     def train(self, model, data, **sections):
         """Trains `model` to the end with a checkpoint; returns (config, its
         worker's test predictions as lines)."""
@@ -132,6 +144,8 @@ class ServingTest(ClusterTest):
             versions.add(answer["model_version"])
         return served, versions
 
+
+class ServingTest(ServingCase):
     def test_served_predictions_equal_the_workers_for_every_test_line(self):
         data = datagen(self.dir, 20000, 1500, seed=5)
         test_lines = read(data["test"]).splitlines()

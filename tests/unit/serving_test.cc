@@ -301,6 +301,17 @@ TEST_CASE("the client picks the replica with the fewest requests in flight, skip
   chooser.Done(2, false, t0);
   CHECK_FALSE(chooser.up(2));
   for (int i = 0; i < 10; ++i) CHECK(chooser.Pick(std::nullopt, t0)->replica != 2);
+  // One request at a time: ties go round, so every replica gets its share
+  // (not all to the first).
+  ReplicaChooser sequential(3, std::chrono::seconds(1));
+  std::vector<size_t> seen;
+  for (int i = 0; i < 6; ++i) {
+    const size_t r = sequential.Pick(std::nullopt, t0)->replica;
+    sequential.Done(r, true, t0);
+    seen.push_back(r);
+  }
+  std::sort(seen.begin(), seen.end());
+  CHECK(seen == std::vector<size_t>{0, 0, 1, 1, 2, 2});
   // With every other replica excluded or down: none before its recheck is due...
   ReplicaChooser two(2, std::chrono::seconds(1));
   two.Pick(std::nullopt, t0);  // replica 0

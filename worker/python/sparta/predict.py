@@ -136,13 +136,20 @@ class ReplicaChooser:
         self._lock = threading.Lock()
         self._replicas = [_Replica() for _ in range(replicas)]
         self._recheck = recheck
+        # Ties go round: each pick starts its scan one replica further, so a
+        # client with one request at a time spreads them too.
+        self._next_start = 0
 
     def pick(self, exclude, now):
         """(replica, check_health_first), its attempt counted as outstanding
         until done(); None when every other replica is down and not due."""
         with self._lock:
             best = due = None
-            for i, r in enumerate(self._replicas):
+            start = self._next_start
+            self._next_start += 1
+            for k in range(len(self._replicas)):
+                i = (start + k) % len(self._replicas)
+                r = self._replicas[i]
                 if i == exclude:
                     continue
                 if r.up:
