@@ -13,6 +13,7 @@
 #include "common/curve_keys.h"
 #include "common/json.h"
 #include "common/message.h"
+#include "common/predict_message.h"
 #include "common/socket_util.h"
 #include "common/status_macros.h"
 
@@ -209,22 +210,13 @@ PredictClient::Attempt PredictClient::CallZmq(size_t r, const std::vector<std::s
       return attempt;
     }
   }
-  // Sends `header` (+ `frames`) and waits for the RESPONSE that echoes its seq.
+  // Sends `header` (+ `frames`), numbered, and waits for the RESPONSE that
+  // echoes its seq.
   auto exchange = [&](pb::Header header, std::vector<zmq::message_t> frames) -> absl::StatusOr<Message> {
-    const uint64_t seq = seq_.fetch_add(1) + 1;
+    const uint64_t seq = header.seq() != 0 ? header.seq() : seq_.fetch_add(1) + 1;
     header.set_seq(seq);
     SPARTA_RETURN_IF_ERROR(SendMessage(*socket, header, &frames));
-    for (;;) {
-      const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now());
-      zmq::pollitem_t item{static_cast<void*>(*socket), 0, ZMQ_POLLIN, 0};
-      if (wait.count() <= 0 || zmq::poll(&item, 1, wait) == 0) {
-        return absl::DeadlineExceededError("no answer in time");
-      }
-      auto got = ReceiveMessage(*socket, /*from_router=*/false);
-      if (!got.ok()) return got.status();
-      if (!got->has_value()) continue;
-      if ((*got)->header.type() == pb::RESPONSE && (*got)->header.seq() == seq) return std::move(**got);
-    }
+    return AwaitResponse(*socket, seq, until);
   };
   if (check_health) {
     pb::Header ping;
@@ -236,16 +228,11 @@ PredictClient::Attempt PredictClient::CallZmq(size_t r, const std::vector<std::s
       return attempt;  // the socket is dropped with its late answers
     }
   }
-  std::string records;
-  for (const std::string& line : lines) absl::StrAppend(&records, line, "\n");
-  pb::Header request;
-  request.set_type(pb::PREDICT);
-  request.set_model(model_);
-  request.set_num_keys(static_cast<uint32_t>(lines.size()));
-  request.set_deadline_ms(std::max(1.0, std::chrono::duration<double, std::milli>(left).count()));
+  PredictRequest request = MakePredictRequest(
+      model_, lines, std::max(1.0, std::chrono::duration<double, std::milli>(left).count()), seq_.fetch_add(1) + 1);
   std::vector<zmq::message_t> frames;
-  frames.emplace_back(records.data(), records.size());
-  auto reply = exchange(std::move(request), std::move(frames));
+  frames.emplace_back(request.frame.data(), request.frame.size());
+  auto reply = exchange(std::move(request.header), std::move(frames));
   if (!reply.ok()) {
     attempt.error = std::string(reply.status().message());
     return attempt;

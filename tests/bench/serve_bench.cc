@@ -32,6 +32,7 @@
 #include "absl/strings/str_join.h"
 #include "common/json.h"
 #include "common/message.h"
+#include "common/predict_message.h"
 #include "common/socket_util.h"
 
 namespace {
@@ -81,31 +82,23 @@ Connect HttpConnect(const std::string& host, int port, const std::string& model,
 Connect ZmqConnect(const std::string& endpoint, const std::string& model,
                    const std::vector<std::vector<std::string>>& requests) {
   auto context = std::make_shared<zmq::context_t>(1);
-  auto frames = std::make_shared<std::vector<std::string>>();
-  for (const auto& lines : requests) frames->push_back(absl::StrCat(absl::StrJoin(lines, "\n"), "\n"));
-  const uint32_t batch = static_cast<uint32_t>(requests.front().size());
+  // Made once: what is measured is serving, not the client's encoding.
+  auto prepared = std::make_shared<std::vector<sparta::PredictRequest>>();
+  for (const auto& lines : requests) prepared->push_back(sparta::MakePredictRequest(model, lines, 0, 0));
   return [=]() -> Sender {
     auto socket = std::shared_ptr<zmq::socket_t>(new zmq::socket_t(*context, zmq::socket_type::dealer),
                                                  [context](zmq::socket_t* s) { delete s; });
     sparta::ConfigureSocket(*socket);
     socket->connect(endpoint);
-    return [socket, frames, model, batch](uint64_t i) {
-      sparta::pb::Header h;
-      h.set_type(sparta::pb::PREDICT);
-      h.set_model(model);
-      h.set_num_keys(batch);
+    return [socket, prepared](uint64_t i) {
+      const sparta::PredictRequest& request = (*prepared)[i % prepared->size()];
+      sparta::pb::Header h = request.header;
       h.set_seq(i + 1);
       std::vector<zmq::message_t> parts;
-      const std::string& text = (*frames)[i % frames->size()];
-      parts.emplace_back(text.data(), text.size());
+      parts.emplace_back(request.frame.data(), request.frame.size());
       if (!sparta::SendMessage(*socket, h, &parts).ok()) return false;
-      zmq::pollitem_t item{static_cast<void*>(*socket), 0, ZMQ_POLLIN, 0};
-      for (;;) {
-        if (zmq::poll(&item, 1, std::chrono::milliseconds(10000)) == 0) return false;
-        auto got = sparta::ReceiveMessage(*socket, /*from_router=*/false);
-        if (!got.ok()) return false;
-        if (got->has_value() && (*got)->header.seq() == i + 1) return (*got)->header.status() == 0;
-      }
+      auto reply = sparta::AwaitResponse(*socket, i + 1, std::chrono::steady_clock::now() + std::chrono::seconds(10));
+      return reply.ok() && reply->header.status() == 0;
     };
   };
 }

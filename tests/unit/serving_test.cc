@@ -205,6 +205,19 @@ TEST_CASE("predict over ZeroMQ: a PREDICT's lines in, its RESPONSE header out", 
   CHECK(absl::IsInvalidArgument(PredictRecordsOf(m).status()));
   m.frames[0] = zmq::message_t(std::string_view("1 3:1"));  // no newline
   CHECK_THAT(std::string(PredictRecordsOf(m).status().message()), Catch::Contains("newline"));
+  // What a client makes is what the endpoint reads.
+  const std::vector<std::string> sent_lines = {"1 3:1", "", "0 2:1 7:0.5"};
+  PredictRequest request = MakePredictRequest("ctr", sent_lines, 250, 17);
+  CHECK(request.header.type() == pb::PREDICT);
+  CHECK(request.header.model() == "ctr");
+  CHECK(request.header.deadline_ms() == 250);
+  CHECK(request.header.seq() == 17);
+  Message sent;
+  sent.header = request.header;
+  sent.frames.emplace_back(std::string_view(request.frame));
+  auto read_back = PredictRecordsOf(sent);
+  REQUIRE(read_back.ok());
+  CHECK(*read_back == std::vector<std::string_view>{"1 3:1", "", "0 2:1 7:0.5"});
 
   pb::Header ok = PredictReplyHeader(PredictOutcome{.probs = {0.25f, 0.5f}, .version = 9}, 41);
   CHECK(ok.type() == pb::RESPONSE);

@@ -10,28 +10,6 @@
 
 namespace sparta {
 
-absl::StatusOr<std::vector<std::string_view>> PredictRecordsOf(const Message& request) {
-  const zmq::message_t& frame = request.frames.at(0);  // ValidateMessage: exactly one
-  std::string_view text(static_cast<const char*>(frame.data()), frame.size());
-  std::vector<std::string_view> records;
-  records.reserve(request.header.num_keys());
-  while (!text.empty()) {
-    const size_t end = text.find('\n');
-    if (end == std::string_view::npos) {
-      return absl::InvalidArgumentError(absl::StrCat("instance ", records.size(), " is not ended by a newline"));
-    }
-    if (records.size() == request.header.num_keys()) break;
-    records.push_back(text.substr(0, end));
-    text.remove_prefix(end + 1);
-  }
-  if (records.size() != request.header.num_keys() || !text.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat("the header says ", request.header.num_keys(),
-                                                   " instances, the frame holds ",
-                                                   records.size() + (text.empty() ? 0 : 1), " or more"));
-  }
-  return records;
-}
-
 pb::Header PredictReplyHeader(const PredictOutcome& outcome, uint64_t seq) {
   pb::Header h;
   h.set_type(pb::RESPONSE);

@@ -37,13 +37,11 @@
 #include "common/config.h"
 #include "common/mailbox.h"
 #include "common/message.h"
+#include "common/predict_message.h"
 #include "worker/serving/predict_api.h"
 
 namespace sparta {
 
-// The input lines a PREDICT carries, as views into its frame; an error if
-// they are not `num_keys` lines each ended by '\n'.
-absl::StatusOr<std::vector<std::string_view>> PredictRecordsOf(const Message& request);
 
 // The RESPONSE header that answers request `seq` with `outcome`; its one
 // frame (when OK) is FrameFromVector(outcome.probs).
