@@ -1,9 +1,9 @@
 """Experiments in parallel: every combination of a grid of config overrides
 run as its own job, a table of their results, a chart, and the best run.
 
-    from sparta.sweep import sweep
-    rows = sweep("configs/quickstart.yaml", {"model.name": ["lr", "fm"],
-                                             "optimizer.learning_rate": ["0.05", "0.1"]}, parallel=2)
+    import sparta
+    rows = sparta.sweep("configs/quickstart.yaml", {"model.name": ["lr", "fm"],
+                                                    "optimizer.learning_rate": ["0.05", "0.1"]}, parallel=2)
 
 or `scripts/sparta sweep CONFIG --grid model.name=lr,fm --grid ... [--parallel N] [--slurm]`.
 
