@@ -4,8 +4,6 @@
 // library, in libsparta_client.so.
 #include "sparta/client/predict_client.h"
 
-#include "absl/strings/numbers.h"
-#include "absl/strings/str_cat.h"
 #include "ctl/predict_client.h"
 
 namespace sparta::client {
@@ -16,29 +14,6 @@ struct PredictClient::Impl {
       : client(std::move(urls), std::move(model), recheck, std::move(cluster)) {}
   sparta::PredictClient client;
 };
-
-namespace {
-
-// Why `url` is not a replica's address ("" if it is one).
-std::string CheckUrl(const std::string& url) {
-  std::string hostport = url;
-  for (const char* scheme : {"http://", "tcp://"}) {
-    if (url.rfind(scheme, 0) == 0) hostport = url.substr(std::string(scheme).size());
-  }
-  if (hostport.find("://") != std::string::npos) {
-    return absl::StrCat(url, ": a replica is http://HOST:PORT or tcp://HOST:PORT (ZeroMQ)");
-  }
-  if (!hostport.empty() && hostport.back() == '/') hostport.pop_back();
-  const size_t colon = hostport.rfind(':');
-  int port = 0;
-  if (colon == std::string::npos || colon == 0 || !absl::SimpleAtoi(hostport.substr(colon + 1), &port) || port <= 0 ||
-      port > 65535) {
-    return absl::StrCat(url, ": a replica is http://HOST:PORT or tcp://HOST:PORT, with a port in [1, 65535]");
-  }
-  return "";
-}
-
-}  // namespace
 
 PredictClient::PredictClient(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
@@ -51,8 +26,8 @@ std::unique_ptr<PredictClient> PredictClient::Open(const std::vector<std::string
     return nullptr;
   }
   for (const std::string& url : urls) {
-    if (std::string why = CheckUrl(url); !why.empty()) {
-      *error = why;
+    if (absl::Status st = sparta::PredictClient::CheckUrl(url); !st.ok()) {
+      *error = std::string(st.message());
       return nullptr;
     }
   }

@@ -97,23 +97,36 @@ PredictClient::PredictClient(std::vector<std::string> urls, std::string model, R
       cluster_(std::move(cluster)),
       idle_sockets_(urls_.size()) {
   for (const std::string& url : urls_) {
-    Target t;
-    std::string hostport = url;
-    if (url.rfind("tcp://", 0) == 0) {
-      t.zmq = true;
-      hostport = url.substr(6);
-    } else if (url.rfind("http://", 0) == 0) {
-      hostport = url.substr(7);
-    }
-    if (!hostport.empty() && hostport.back() == '/') hostport.pop_back();
-    const size_t colon = hostport.rfind(':');
-    t.host = hostport.substr(0, colon);
-    t.port = t.zmq ? 8502 : 80;
-    if (colon != std::string::npos && !absl::SimpleAtoi(hostport.substr(colon + 1), &t.port)) t.port = -1;
-    t.endpoint = absl::StrCat("tcp://", t.host, ":", t.port);
-    targets_.push_back(t);
+    // A malformed URL (CheckUrl) is kept as a replica that never answers.
+    auto target = ParseTarget(url);
+    targets_.push_back(target.ok() ? *std::move(target) : Target{.port = -1});
   }
 }
+
+absl::StatusOr<PredictClient::Target> PredictClient::ParseTarget(const std::string& url) {
+  Target t;
+  std::string hostport = url;
+  if (url.rfind("tcp://", 0) == 0) {
+    t.zmq = true;
+    hostport = url.substr(6);
+  } else if (url.rfind("http://", 0) == 0) {
+    hostport = url.substr(7);
+  }
+  if (!hostport.empty() && hostport.back() == '/') hostport.pop_back();
+  const size_t colon = hostport.rfind(':');
+  t.host = hostport.substr(0, colon);
+  t.port = t.zmq ? 8502 : 80;
+  if (hostport.find("://") != std::string::npos || t.host.empty() ||
+      (colon != std::string::npos &&
+       (!absl::SimpleAtoi(hostport.substr(colon + 1), &t.port) || t.port <= 0 || t.port > 65535))) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(url, ": a replica is http://HOST:PORT or tcp://HOST:PORT (ZeroMQ), with a port in [1, 65535]"));
+  }
+  t.endpoint = absl::StrCat("tcp://", t.host, ":", t.port);
+  return t;
+}
+
+absl::Status PredictClient::CheckUrl(const std::string& url) { return ParseTarget(url).status(); }
 
 PredictClient::~PredictClient() {
   // Sockets before their context.
@@ -213,7 +226,7 @@ PredictClient::Attempt PredictClient::CallZmq(size_t r, const std::vector<std::s
   // Sends `header` (+ `frames`), numbered, and waits for the RESPONSE that
   // echoes its seq.
   auto exchange = [&](pb::Header header, std::vector<zmq::message_t> frames) -> absl::StatusOr<Message> {
-    const uint64_t seq = header.seq() != 0 ? header.seq() : seq_.fetch_add(1) + 1;
+    const uint64_t seq = seq_.fetch_add(1) + 1;
     header.set_seq(seq);
     SPARTA_RETURN_IF_ERROR(SendMessage(*socket, header, &frames));
     return AwaitResponse(*socket, seq, until);
@@ -229,7 +242,7 @@ PredictClient::Attempt PredictClient::CallZmq(size_t r, const std::vector<std::s
     }
   }
   PredictRequest request = MakePredictRequest(
-      model_, lines, std::max(1.0, std::chrono::duration<double, std::milli>(left).count()), seq_.fetch_add(1) + 1);
+      model_, lines, std::max(1.0, std::chrono::duration<double, std::milli>(left).count()), /*seq=*/0);
   std::vector<zmq::message_t> frames;
   frames.emplace_back(request.frame.data(), request.frame.size());
   auto reply = exchange(std::move(request.header), std::move(frames));

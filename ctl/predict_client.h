@@ -92,6 +92,10 @@ class PredictClient {
     uint64_t model_version = 0;
     int attempts = 0;
   };
+  // Why `url` is not a replica's address (http://HOST:PORT, tcp://HOST:PORT;
+  // PORT defaults to 80 and 8502); OK if it is one.
+  static absl::Status CheckUrl(const std::string& url);
+
   // Scores `lines` (input lines in the job's format) within `deadline`.
   absl::StatusOr<Answer> Predict(const std::vector<std::string>& lines, std::chrono::milliseconds deadline);
 
@@ -102,6 +106,7 @@ class PredictClient {
     int port = 0;
     std::string endpoint;  // zmq: tcp://HOST:PORT
   };
+  static absl::StatusOr<Target> ParseTarget(const std::string& url);
   // One attempt on one replica, `left` its time.
   struct Attempt {
     enum Outcome { kAnswered, kBadRequest, kReplicaFailed } outcome = kReplicaFailed;

@@ -64,7 +64,8 @@ class SPARTA_CLIENT_EXPORT PredictClient {
 
   // A client of `urls` for model `model` (the NAME of
   // /v1/models/NAME:predict); nullptr with `*error` set if a URL is not
-  // http://HOST:PORT or tcp://HOST:PORT, or the key file cannot be read.
+  // http://HOST:PORT or tcp://HOST:PORT (PORT defaults to 80 and 8502), or
+  // the key file cannot be read.
   static std::unique_ptr<PredictClient> Open(const std::vector<std::string>& urls, const std::string& model,
                                              const Options& options, std::string* error);
 
