@@ -47,7 +47,7 @@ def run_job(folder, name, cfg, sets):
 
 def main():
     out_path, quick = sys.argv[1], "--quick" in sys.argv
-    rows = 300000 if quick else 5000000
+    rows = 150000 if quick else 5000000  # --quick: the driver end to end
     records = []
     with tempfile.TemporaryDirectory(prefix="sparta-tiering-bench-") as folder:
         train, test = os.path.join(folder, "train.txt"), os.path.join(folder, "test.txt")
