@@ -6,7 +6,8 @@ set -euo pipefail
 
 packages=(build-essential cmake ninja-build pkg-config python3 xz-utils
   libzmq3-dev cppzmq-dev libprotobuf-dev protobuf-compiler librocksdb-dev libopenblas-dev
-  libabsl-dev libyaml-cpp-dev libspdlog-dev libcli11-dev catch2 libcpp-httplib-dev zlib1g-dev)
+  libabsl-dev libyaml-cpp-dev libspdlog-dev libcli11-dev catch2 libcpp-httplib-dev zlib1g-dev
+  pybind11-dev python3-dev python3-numpy)  # the last three: the Python module (sparta.Worker)
 if [[ "${1:-}" == "--tests" ]]; then
   # liblinear: the quality reference; python3-zmq: hostile-input tests.
   # matplotlib: `sparta plot`; iproute2: network namespaces as hosts (ssh launcher test);

@@ -3,9 +3,13 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <fstream>
 #include <numeric>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "common/logging.h"
 #include "sparta/sdk/logistic.h"
 
 namespace sparta {
@@ -38,6 +42,19 @@ double MeanLogLoss(std::span<const float> probs, std::span<const float> labels) 
   double sum = 0;
   for (size_t i = 0; i < probs.size(); ++i) sum += LogLoss(probs[i], labels[i]);
   return probs.empty() ? NAN : sum / probs.size();
+}
+
+absl::Status WritePredictions(const std::string& path, std::span<const float> probs) {
+  std::ofstream out(path);
+  if (!out) return absl::UnavailableError(absl::StrCat("eval.predictions_out: cannot write '", path, "'"));
+  char line[32];
+  for (float p : probs) {
+    const int n = std::snprintf(line, sizeof(line), "%.9g\n", p);
+    out.write(line, n);
+  }
+  if (!out.good()) return absl::UnavailableError(absl::StrCat("eval.predictions_out: write to '", path, "' failed"));
+  spdlog::info("wrote {} predictions to {}", probs.size(), path);
+  return absl::OkStatus();
 }
 
 }  // namespace sparta

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <chrono>
 #include <deque>
-#include <fstream>
 #include <numeric>
 
 #include "absl/strings/str_cat.h"
@@ -365,17 +364,7 @@ absl::StatusOr<Trainer::EvalResult> Trainer::Evaluate(DataLoader* loader, const 
   result.rows = probs.size();
   result.auc = Auc(probs, labels);
   result.logloss = MeanLogLoss(probs, labels);
-  if (!predictions_out.empty()) {
-    std::ofstream out(predictions_out);
-    if (!out) return absl::UnavailableError(absl::StrCat("eval.predictions_out: cannot write '", predictions_out, "'"));
-    char line[32];
-    for (float p : probs) {
-      const int n = std::snprintf(line, sizeof(line), "%.9g\n", p);
-      out.write(line, n);
-    }
-    if (!out.good()) return absl::UnavailableError(absl::StrCat("eval.predictions_out: write to '", predictions_out, "' failed"));
-    spdlog::info("wrote {} predictions to {}", probs.size(), predictions_out);
-  }
+  if (!predictions_out.empty()) SPARTA_RETURN_IF_ERROR(WritePredictions(predictions_out, probs));
   return result;
 }
 

@@ -21,6 +21,7 @@
 #include "worker/clock_gate.h"
 #include "worker/compute/backend_choice.h"
 #include "worker/dense_cache.h"
+#include "worker/driven_steps.h"
 #include "common/daemon_metrics.h"
 #include "worker/kv_client.h"
 #include "worker/model_tables.h"
@@ -109,15 +110,39 @@ Worker::Worker(const Config& config, int rank, std::string info_file, bool join)
         scheduler_->Send(std::move(paused));
       }) {}
 
+// A driven worker is one compute thread: its caller's.
+static Config OneComputeThread(Config config) {
+  config.worker.threads = 1;
+  return config;
+}
+
+Worker::Worker(const Config& config, int rank, std::string info_file, std::unique_ptr<Model> declared)
+    : Worker(OneComputeThread(config), rank, std::move(info_file), /*join=*/false) {
+  model_ = std::move(declared);
+  driven_from_outside_ = true;
+}
+
+Worker::~Worker() = default;
+
 absl::Status Worker::Run() {
-  SPARTA_RETURN_IF_ERROR(Prepare());
-  SPARTA_RETURN_IF_ERROR(Join());
-  if (too_late_) return absl::OkStatus();
-  SPARTA_RETURN_IF_ERROR(DeclareTables());
-  SPARTA_RETURN_IF_ERROR(OpenTraining());
+  SPARTA_ASSIGN_OR_RETURN(const bool training, Open());
+  if (!training) return absl::OkStatus();
   bool stopped = false;
   SPARTA_ASSIGN_OR_RETURN(pb::WorkerReport report, Train(&stopped));
   if (stopped) return absl::OkStatus();
+  return Finish(std::move(report), nullptr);
+}
+
+absl::StatusOr<bool> Worker::Open() {
+  SPARTA_RETURN_IF_ERROR(Prepare());
+  SPARTA_RETURN_IF_ERROR(Join());
+  if (too_late_) return false;
+  SPARTA_RETURN_IF_ERROR(DeclareTables());
+  SPARTA_RETURN_IF_ERROR(OpenTraining());
+  return true;
+}
+
+absl::Status Worker::Finish(pb::WorkerReport report, const Trainer::EvalResult* eval) {
   if (scheduler_->drained()) {
     // Drained: its units are done; it reports and the scheduler lets it go.
     scheduler_->SendWorkerDone(report);
@@ -125,10 +150,47 @@ absl::Status Worker::Run() {
   }
   // Evaluate the final model: every worker's pushes must have landed first.
   SPARTA_RETURN_IF_ERROR(scheduler_->Barrier("training_done"));
-  SPARTA_RETURN_IF_ERROR(Evaluate(&report));
+  if (eval != nullptr) {
+    AddEval(*eval, &report);
+  } else if (!driven_from_outside_) {  // a driven worker's model computes elsewhere: its caller evaluates
+    SPARTA_RETURN_IF_ERROR(Evaluate(&report));
+  }
   SPARTA_RETURN_IF_ERROR(Audit(&report));
   scheduler_->SendWorkerDone(report);
   return scheduler_->WaitForEnd();
+}
+
+absl::StatusOr<DrivenSteps*> Worker::Steps() {
+  if (client_ == nullptr || loader_ == nullptr) return absl::FailedPreconditionError("the worker is not open");
+  if (driven_ == nullptr) driven_ = std::make_unique<DrivenSteps>(config_, client_.get(), tables_, loader_.get(),
+                                                                 Hooks(/*thread=*/0));
+  return driven_.get();
+}
+
+absl::StatusOr<bool> Worker::FinishSteps(const Trainer::EvalResult* eval) {
+  SPARTA_ASSIGN_OR_RETURN(DrivenSteps * steps, Steps());
+  auto result = steps->Finish();
+  loader_->Stop();
+  if (!result.ok() && !Stopped()) return Fail(result.status());
+  bool stopped = false;
+  SPARTA_ASSIGN_OR_RETURN(pb::WorkerReport report,
+                          ReportOf({std::move(result)}, &stopped));
+  if (stopped) return false;
+  const absl::Status finished = Finish(std::move(report), eval);
+  if (!finished.ok() && Stopped()) return false;  // stopped after its last step
+  SPARTA_RETURN_IF_ERROR(finished);
+  return true;
+}
+
+bool Worker::Stopped() const { return scheduler_ != nullptr && scheduler_->ended() && scheduler_->WaitForEnd().ok(); }
+
+bool Worker::evaluates() const {
+  return scheduler_ != nullptr && me_.rank() == scheduler_->lead_rank() && !test_files_.empty();
+}
+
+absl::StatusOr<std::unique_ptr<DataLoader>> Worker::OpenTest() {
+  if (!evaluates()) return absl::FailedPreconditionError("only the lead worker evaluates data.test");
+  return OpenInput(test_files_, 0, 1, config_, make_reader_, /*single_pass=*/true);
 }
 
 void Worker::AddUnitProgress(pb::WorkerProgress* out) const {
@@ -155,15 +217,23 @@ absl::Status Worker::Prepare() {
     SPARTA_ASSIGN_OR_RETURN(std::unique_ptr<Reader> probe, make_reader_());
     schema = probe->schema();
   }
-  SPARTA_ASSIGN_OR_RETURN(model_, OpenModel(config_, schema));
+  if (model_ == nullptr) {
+    SPARTA_ASSIGN_OR_RETURN(model_, OpenModel(config_, schema));
+  }
+  schema_ = schema;
   spdlog::info("model {} ({} tables), reader {} ({} fields, {} dense)",
-               config_.model.plugin.empty() ? config_.model.name : "plugin " + config_.model.plugin,
+               driven_from_outside_           ? std::string("computed by the caller (a Python worker)")
+               : config_.model.plugin.empty() ? config_.model.name
+                                              : "plugin " + config_.model.plugin,
                model_->Tables().size(), config_.data.plugin.empty() ? config_.data.format : "plugin " + config_.data.plugin,
                schema.num_fields, schema.num_dense);
   // The backend is chosen before the worker joins, so that `backend: cuda`
-  // without a usable GPU fails here with its config line.
-  SPARTA_ASSIGN_OR_RETURN(backend_, ChooseBackend(config_, *model_, ProbeGpus()));
-  spdlog::info("compute backend: {} ({})", backend_.cuda ? "cuda" : "cpu", backend_.reason);
+  // without a usable GPU fails here with its config line. (A driven
+  // worker's model computes in its caller.)
+  if (!driven_from_outside_) {
+    SPARTA_ASSIGN_OR_RETURN(backend_, ChooseBackend(config_, *model_, ProbeGpus()));
+    spdlog::info("compute backend: {} ({})", backend_.cuda ? "cuda" : "cpu", backend_.reason);
+  }
   if (config_.data.assignment_mode == Assignment::kOnDemand) {
     feed_ = std::make_unique<WorkFeed>([this](const std::vector<uint64_t>& held) { scheduler_->RequestWork(held); },
                                        [this] { return scheduler_->AwaitWork(); },
@@ -291,6 +361,7 @@ absl::Status Worker::OpenTraining() {
   loader_ = *std::move(loader);
   const int threads = config_.worker.threads;
   base_steps_ = me_.rank() < view_.worker_steps_size() ? view_.worker_steps(me_.rank()) : 0;
+  steps_done_ = base_steps_;
   gate_.Configure(threads, base_steps_);
   progress_.SetBaseSteps(base_steps_);
   // on_demand: a worker that joins late counts its steps from the slowest
@@ -326,7 +397,7 @@ absl::Status Worker::OpenTraining() {
   return absl::OkStatus();
 }
 
-absl::StatusOr<pb::WorkerReport> Worker::Train(bool* stopped) {
+Trainer::TrainHooks Worker::Hooks(int thread) {
   const int threads = config_.worker.threads;
   Trainer::TrainHooks hooks;
   hooks.progress = &progress_;
@@ -334,21 +405,27 @@ absl::StatusOr<pb::WorkerReport> Worker::Train(bool* stopped) {
   hooks.clock = clock_.get();
   hooks.first_step = base_steps_ / threads;
   hooks.feed = feed_.get();
+  hooks.thread = thread;
+  hooks.log_progress = thread == 0;
   if (config_.worker.audit) {
     hooks.audit = &audit_;
     hooks.audit_key = me_.rank();
   }
   // storage.checkpoint_every "<n> steps" counts worker 0's steps (all threads').
   const uint64_t every_steps = config_.storage.every.steps;
-  std::atomic<uint64_t> steps_done{base_steps_};
   if (me_.rank() == 0 && every_steps > 0) {
-    hooks.after_step = [&](uint64_t) {
-      if (steps_done.fetch_add(1) % every_steps != every_steps - 1) return;
+    hooks.after_step = [this, every_steps](uint64_t) {
+      if (steps_done_.fetch_add(1) % every_steps != every_steps - 1) return;
       pb::Header request;
       request.set_type(pb::CHECKPOINT_REQUEST);
       scheduler_->Send(std::move(request));
     };
   }
+  return hooks;
+}
+
+absl::StatusOr<pb::WorkerReport> Worker::Train(bool* stopped) {
+  const int threads = config_.worker.threads;
   // The compute threads share the connection, the loader, the model and
   // the dense tables (DenseCache); each runs its own trainer.
   DenseCache cache(client_.get(), tables_);
@@ -365,10 +442,7 @@ absl::StatusOr<pb::WorkerReport> Worker::Train(bool* stopped) {
       return;
     }
     Trainer trainer(config_, client_.get(), runner->get(), tables_, &cache);
-    Trainer::TrainHooks mine = hooks;
-    mine.thread = i;
-    mine.log_progress = i == 0;
-    results[i] = trainer.Train(loader_.get(), mine);
+    results[i] = trainer.Train(loader_.get(), Hooks(i));
     // One thread's failure ends the job, which wakes the others.
     if (!results[i].ok()) std::call_once(failed, [&] { scheduler_->SendFailed(results[i].status()); });
   };
@@ -379,18 +453,30 @@ absl::StatusOr<pb::WorkerReport> Worker::Train(bool* stopped) {
     for (auto& t : pool) t.join();
   }
   loader_->Stop();
+  SPARTA_ASSIGN_OR_RETURN(pb::WorkerReport report, ReportOf(results, stopped));
+  if (threads > 1 && !*stopped) {
+    spdlog::info("training done on {} threads: {} examples in {:.2f} s ({:.0f} ex/s); dense tables pulled {} times, "
+                 "shared {} times",
+                 threads, report.train_examples(), report.train_seconds(),
+                 report.train_examples() / std::max(report.train_seconds(), 1e-9), cache.pulled(), cache.shared());
+  }
+  return report;
+}
+
+absl::StatusOr<pb::WorkerReport> Worker::ReportOf(const std::vector<absl::StatusOr<Trainer::TrainResult>>& results,
+                                                  bool* stopped) {
   pb::WorkerReport report;
   uint64_t steps = base_steps_;
   for (const auto& r : results) {
-    if (!r.ok() && scheduler_->ended() && scheduler_->WaitForEnd().ok()) {
+    if (!r.ok() && Stopped()) {
       spdlog::info("the job was stopped (sparta-ctl stop or SIGTERM) after {} steps", progress_.Snapshot().steps());
       *stopped = true;
       return report;
     }
-    if (!r.ok()) return r.status();
+    if (!r.ok()) return r.status();  // the scheduler has heard of it
     report.set_train_examples(report.train_examples() + r->examples);
     report.set_train_seconds(std::max(report.train_seconds(), r->seconds));
-    report.set_train_loss(report.train_loss() + r->last_epoch_loss / threads);
+    report.set_train_loss(report.train_loss() + r->last_epoch_loss / results.size());
     steps += r->steps;
   }
   report.set_steps(steps);
@@ -403,12 +489,6 @@ absl::StatusOr<pb::WorkerReport> Worker::Train(bool* stopped) {
         DescribeShare(train_files_, me_.rank(), config_.cluster.workers), "; ", loader_->bad_lines(),
         " malformed lines); check the paths and data.format, or set data.allow_empty: true if some workers may "
         "have no data")));
-  }
-  if (threads > 1) {
-    spdlog::info("training done on {} threads: {} examples in {:.2f} s ({:.0f} ex/s); dense tables pulled {} times, "
-                 "shared {} times",
-                 threads, report.train_examples(), report.train_seconds(),
-                 report.train_examples() / std::max(report.train_seconds(), 1e-9), cache.pulled(), cache.shared());
   }
   report.set_bad_lines(loader_->bad_lines());
   report.set_max_staleness(clock_->max_staleness());
@@ -428,12 +508,16 @@ absl::Status Worker::Evaluate(pb::WorkerReport* report) {
   Trainer evaluator(config_, client_.get(), runner->get(), tables_);
   auto eval = evaluator.Evaluate(test->get(), config_.eval.predictions_out);
   if (!eval.ok()) return Fail(eval.status());
-  spdlog::info("test: AUC {:.5f} logloss {:.5f} on {} rows", eval->auc, eval->logloss, eval->rows);
-  report->set_has_eval(true);
-  report->set_auc(eval->auc);
-  report->set_logloss(eval->logloss);
-  report->set_test_rows(eval->rows);
+  AddEval(*eval, report);
   return absl::OkStatus();
+}
+
+void Worker::AddEval(const Trainer::EvalResult& eval, pb::WorkerReport* report) {
+  spdlog::info("test: AUC {:.5f} logloss {:.5f} on {} rows", eval.auc, eval.logloss, eval.rows);
+  report->set_has_eval(true);
+  report->set_auc(eval.auc);
+  report->set_logloss(eval.logloss);
+  report->set_test_rows(eval.rows);
 }
 
 absl::Status Worker::Audit(pb::WorkerReport* report) {

@@ -13,6 +13,7 @@
 #ifndef SPARTA_WORKER_WORKER_H_
 #define SPARTA_WORKER_WORKER_H_
 
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -30,6 +31,7 @@
 #include "worker/compute/backend_choice.h"
 #include "worker/data/data_loader.h"
 #include "worker/data/readers.h"
+#include "worker/driven_steps.h"
 #include "worker/kv_client.h"
 #include "worker/plugins.h"
 #include "worker/step_gate.h"
@@ -42,8 +44,36 @@ class Worker {
   // `join`: the worker may take a rank past cluster.workers (--join).
   Worker(const Config& config, int rank, std::string info_file, bool join = false);
 
+  // A worker whose model computes in its caller (the Python module):
+  // `declared` only names the tables (Tables()); the caller drives the
+  // training steps (Steps()) and evaluates data.test itself.
+  Worker(const Config& config, int rank, std::string info_file, std::unique_ptr<Model> declared);
+  ~Worker();
+
   // Runs the worker's part of the job. OK on a clean SHUTDOWN.
   absl::Status Run();
+
+  // A driven worker's part of the job, in three calls:
+  //   Open()         Run()'s steps up to training; false if the job had
+  //                  already finished training (nothing to do);
+  //   Steps()        the training loop, one batch per step;
+  //   FinishSteps()  after the last batch: the report (with `eval` from the
+  //                  lead worker's caller, may be null), the audit, the end
+  //                  of the job; false if the job was stopped instead.
+  absl::StatusOr<bool> Open();
+  absl::StatusOr<DrivenSteps*> Steps();
+  absl::StatusOr<bool> FinishSteps(const Trainer::EvalResult* eval);
+  // Whether the job has ended with success before this worker finished
+  // (sparta-ctl stop, SIGTERM): a failed request then is no failure.
+  bool Stopped() const;
+  // Whether this worker evaluates data.test (the lead worker), and its input.
+  bool evaluates() const;
+  absl::StatusOr<std::unique_ptr<DataLoader>> OpenTest();
+  const pb::NodeInfo& self() const { return me_; }
+  const DataSchema& schema() const { return schema_; }
+  KVClient* client() { return client_.get(); }
+  // A failure of the caller's that ends the job (as a worker's own does).
+  absl::Status Fail(absl::Status status);
 
  private:
   // The steps of Run(), in order.
@@ -57,8 +87,14 @@ class Worker {
   absl::Status Evaluate(pb::WorkerReport* report);  // worker 0: the final model on data.test
   absl::Status Audit(pb::WorkerReport* report);     // worker 0, worker.audit: every worker's pushes counted
 
-  // The worker's own failures (bad data, a failed request) end the job at once.
-  absl::Status Fail(absl::Status status);
+  // Run()'s steps after training.
+  absl::Status Finish(pb::WorkerReport report, const Trainer::EvalResult* eval);
+  // Compute thread `thread`'s part in the job's bookkeeping.
+  Trainer::TrainHooks Hooks(int thread);
+  // The report of the compute threads' results; *stopped if the job was stopped.
+  absl::StatusOr<pb::WorkerReport> ReportOf(const std::vector<absl::StatusOr<Trainer::TrainResult>>& results,
+                                            bool* stopped);
+  static void AddEval(const Trainer::EvalResult& eval, pb::WorkerReport* report);
   // on_demand: how far this worker is into each of its units (heartbeats, PAUSED).
   void AddUnitProgress(pb::WorkerProgress* out) const;
 
@@ -71,6 +107,8 @@ class Worker {
   std::vector<std::string> train_files_, test_files_;
   ReaderMaker make_reader_;
   std::unique_ptr<Model> model_;
+  bool driven_from_outside_ = false;
+  DataSchema schema_;
   BackendChoice backend_;
 
   // Join(). Destroyed in reverse: the scheduler client (whose callbacks use
@@ -98,6 +136,8 @@ class Worker {
   // on_demand: registered after training had ended; nothing to do.
   bool too_late_ = false;
   uint64_t base_steps_ = 0;  // steps done before a restore (on_demand: the clock joined at)
+  std::atomic<uint64_t> steps_done_{0};  // worker 0's steps, for storage.checkpoint_every steps
+  std::unique_ptr<DrivenSteps> driven_;  // Steps()
 };
 
 }  // namespace sparta

@@ -57,8 +57,9 @@ def write_config(folder, name="job.yaml", **sections):
     return path
 
 
-def launch(config, run_dir, sets=(), timeout=300, wait=True):
-    cmd = [sys.executable, LAUNCHER, "launch", config, "--run-dir", run_dir, "--quiet"]
+def launch(config, run_dir, sets=(), timeout=300, wait=True, extra=()):
+    """scripts/sparta launch CONFIG (`extra`: more launcher flags)."""
+    cmd = [sys.executable, LAUNCHER, "launch", config, "--run-dir", run_dir, "--quiet", *extra]
     for s in sets:
         cmd += ["--set", s]
     if not wait:

@@ -204,7 +204,11 @@ class DamagedCheckpointTest(ClusterTest):
                          os.path.join(self.checkpoints, "ckpt-000002"))
 
 
-class PreemptionTest(ClusterTest):
+class PreemptionCase(ClusterTest):
+    """Preempted (SIGTERM), then resumed: the same steps as a job never
+    interrupted. `launcher_flags`: what else the jobs are launched with."""
+    launcher_flags = ()
+
     def job(self, data, storage):
         return write_config(
             self.dir, f"job-{len(os.listdir(self.dir))}.yaml",
@@ -214,14 +218,14 @@ class PreemptionTest(ClusterTest):
 
     def preempt_and_resume(self, send_sigterm):
         data = datagen(self.dir, 40000, 2000, seed=24)
-        clean = launch(self.job(data, os.path.join(self.dir, "clean")), self.run_dir("clean"))
+        clean = launch(self.job(data, os.path.join(self.dir, "clean")), self.run_dir("clean"), extra=self.launcher_flags)
         self.assertEqual(clean.returncode, 0, clean.stderr)
         expected = summary(self.run_dir("clean"))["worker_steps"]
 
         storage = os.path.join(self.dir, "storage")
         config = self.job(data, storage)
         run = self.run_dir("preempted")
-        proc = launch(config, run, wait=False)
+        proc = launch(config, run, wait=False, extra=self.launcher_flags)
         self.procs.append(proc)
         wait_for(lambda: "epoch 3 done" in read(os.path.join(run, "worker-0.log")), 120, "epoch 3")
         send_sigterm(proc, run)
@@ -234,22 +238,25 @@ class PreemptionTest(ClusterTest):
         self.assertRegex(out, r"preempted \(SIGTERM\) after [1-9][0-9]* examples")
         self.assertLess(sum(s["worker_steps"]), sum(expected))
 
-        resumed = launch(config, self.run_dir("resumed"), ["storage.restore=latest"])
+        resumed = launch(config, self.run_dir("resumed"), ["storage.restore=latest"], extra=self.launcher_flags)
         self.assertEqual(resumed.returncode, 0, resumed.stderr)
         r = summary(self.run_dir("resumed"))
         # The same steps as the uninterrupted job, each applied once.
         self.assertEqual(r["worker_steps"], expected)
         exactly_once(self, r)
 
+    def sigterm_to_every_daemon(self, proc, run):
+        for pid in daemon_pids(run).values():
+            os.kill(pid, signal.SIGTERM)
+
+
+class PreemptionTest(PreemptionCase):
     def test_sigterm_to_the_launcher_checkpoints_and_resumes_exactly(self):
         self.preempt_and_resume(lambda proc, run: os.kill(proc.pid, signal.SIGTERM))
 
     def test_sigterm_to_every_daemon_at_once_checkpoints_and_resumes_exactly(self):
         # Kubernetes evicts every pod of the job at the same moment.
-        def every_daemon(proc, run):
-            for pid in daemon_pids(run).values():
-                os.kill(pid, signal.SIGTERM)
-        self.preempt_and_resume(every_daemon)
+        self.preempt_and_resume(self.sigterm_to_every_daemon)
 
 
 @unittest.skipUnless(os.geteuid() == 0, "mounting a small tmpfs needs root (CI runs as root)")

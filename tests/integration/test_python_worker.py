@@ -1,0 +1,247 @@
+"""Python processes as a job's workers (sparta.Worker, the C++ module
+sparta._native), started by the launcher with --worker-command, against the
+real scheduler and servers: the Python logistic regression of
+worker/sdk/python_examples trains the same model as the built-in C++ `lr`;
+pull and push apply the tables' optimizers as declared; a killed Python
+worker fails the job as a killed sparta-worker does; a checkpoint taken with
+Python workers restores bit for bit."""
+
+import json
+import os
+import signal
+import shutil
+import sys
+import textwrap
+import unittest
+
+from harness import (ROOT, ClusterTest, config_with, datagen, kill_job, launch, read, summary, wait_for,
+                     write_config)
+from test_trust import PreemptionCase
+
+sys.path.insert(0, os.path.join(ROOT, "worker", "python"))
+
+LR_EXAMPLE = os.path.join(ROOT, "worker", "sdk", "python_examples", "logistic_regression.py")
+
+
+def python_command(script):
+    return f"{sys.executable} {script}"
+
+
+def launch_python(config, run, script, sets=(), wait=True, timeout=300):
+    return launch(config, run, list(sets), timeout=timeout, wait=wait,
+                  extra=["--worker-command", python_command(script)])
+
+
+def module_built():
+    try:
+        import sparta.worker  # noqa: F401  (needs sparta._native)
+        return True
+    except ImportError:
+        return False
+
+
+class PythonWorkerCase(ClusterTest):
+    def setUp(self):
+        super().setUp()
+        # The build makes the module wherever pybind11-dev is installed, and
+        # scripts/test.sh installs it: its absence is a broken build, not a skip.
+        self.assertTrue(module_built(), "sparta._native was not built (is pybind11-dev installed?)")
+
+    def lr_config(self, data, **overrides):
+        return config_with(self.dir, {
+            "cluster": {"servers": 1, "workers": 1},
+            "data": {"train": data["train"], "test": data["test"], "batch_size": 256, "epochs": 2},
+            "model": {"name": "lr"},
+            "optimizer": {"name": "ftrl", "learning_rate": 0.1},
+            "worker": {"audit": 1},
+        }, **overrides)
+
+
+class LogisticRegressionTest(PythonWorkerCase):
+    def test_python_lr_trains_the_same_model_as_the_builtin_lr(self):
+        data = datagen(self.dir, 30000, 4000, seed=3)
+        config = self.lr_config(data)
+        predictions = {}
+        for name, script in (("cpp", None), ("python", LR_EXAMPLE)):
+            out = os.path.join(self.dir, f"{name}.predictions")
+            sets = [f"eval.predictions_out={out}"]
+            run = self.run_dir(name)
+            result = (launch(config, run, sets) if script is None else launch_python(config, run, script, sets))
+            self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+            predictions[name] = (summary(run), [float(x) for x in read(out).split()])
+        cpp, python = predictions["cpp"], predictions["python"]
+        self.assertEqual(python[0]["status"], "ok")
+        self.assertEqual(python[0]["audit_counts"], python[0]["worker_steps"])
+        self.assertEqual(python[0]["worker_steps"], cpp[0]["worker_steps"])
+        self.assertEqual(python[0]["server_rows"], cpp[0]["server_rows"])
+        self.assertEqual(len(python[1]), 4000)
+        # One worker and one server: every pull sees every earlier push, in
+        # both, so the two models differ only by float rounding (NumPy sums
+        # in double, the C++ model in float).
+        worst = max(abs(a - b) for a, b in zip(python[1], cpp[1]))
+        self.assertLess(worst, 1e-4)
+        self.assertAlmostEqual(python[0]["auc"], cpp[0]["auc"], delta=1e-4)
+
+    def test_two_python_workers_and_two_servers_lose_no_push(self):
+        data = datagen(self.dir, 30000, 4000, seed=4)
+        config = self.lr_config(data, cluster__servers=2, cluster__workers=2)
+        result = launch(config, self.run_dir("cpp"), [])
+        self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+        cpp = summary(self.run_dir("cpp"))
+        result = launch_python(config, self.run_dir("python"), LR_EXAMPLE, ["worker.consistency=ssp"])
+        self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+        s = summary(self.run_dir("python"))
+        self.assertEqual(s["status"], "ok", s.get("error"))
+        self.assertEqual(len(s["audit_counts"]), 2)
+        self.assertEqual(s["audit_counts"], s["worker_steps"])
+        self.assertEqual(s["train_examples"], cpp["train_examples"])
+        self.assertLess(abs(s["auc"] - cpp["auc"]), 0.003)
+
+
+CHECKS = textwrap.dedent("""
+    import json, os
+    import numpy as np
+    import sparta
+
+    tables = [sparta.Sparse("s", dim=3, optimizer="sgd", learning_rate=0.5),
+              sparta.Dense("d", size=5, optimizer="sgd", learning_rate=0.25),
+              sparta.Sparse("n", dim=4, initializer="normal", scale=0.1, seed=7)]
+    r = {}
+    with sparta.Worker(None, tables) as w:
+        r["tables"] = [w.table(t["name"])["kind"] for t in tables]
+        for i, batch in enumerate(w.batches()):
+            if i == 0:
+                keys = np.array([3, 1, 2], dtype=np.uint64)
+                r["before"] = w.pull("s", keys).tolist()
+                w.push("s", keys, np.arange(9, dtype=np.float32).reshape(3, 3)).wait()
+                w.push("s", [2, 5], [[1, 1, 1], [2, 2, 2]]).wait()
+                r["after"] = w.pull("s", [1, 2, 3, 5, 9]).tolist()
+                w.push("d", None, [1, 2, 3, 4, 5]).wait()
+                r["dense"] = w.pull("d").tolist()
+                r["normal"] = w.pull_async("n", [11, 12]).result().tolist()
+                r["normal_again"] = w.pull("n", [12, 11]).tolist()
+                try:
+                    w.push("s", keys, np.zeros(4))
+                except ValueError as e:
+                    r["bad_push"] = str(e)
+                try:
+                    w.pull("nope", keys)
+                except KeyError as e:
+                    r["bad_table"] = str(e)
+                r["batch"] = {"size": batch.size, "offsets": len(batch.offsets), "labels": len(batch.labels),
+                              "writeable": bool(batch.labels.flags.writeable),
+                              "slots_in_range": bool((batch.slots < len(batch.unique_keys)).all()),
+                              "unique": len(set(batch.unique_keys.tolist())) == len(batch.unique_keys),
+                              "features": int(batch.offsets[-1]) == len(batch.slots) == len(batch.values)}
+        w.finish()
+    with open(os.environ["SPARTA_CHECKS_OUT"], "w") as f:
+        json.dump(r, f)
+""")
+
+
+class PullPushTest(PythonWorkerCase):
+    def test_pull_and_push_apply_each_tables_optimizer(self):
+        data = datagen(self.dir, 2000, 0, seed=5)
+        script = os.path.join(self.dir, "checks.py")
+        with open(script, "w") as f:
+            f.write(CHECKS)
+        out = os.path.join(self.dir, "checks.json")
+        os.environ["SPARTA_CHECKS_OUT"] = out
+        try:
+            config = write_config(self.dir, cluster={"servers": 2},
+                                  data={"train": data["train"], "batch_size": 500, "epochs": 1})
+            result = launch_python(config, self.run_dir(), script)
+        finally:
+            del os.environ["SPARTA_CHECKS_OUT"]
+        self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+        r = json.loads(read(out))
+        self.assertEqual(r["tables"], ["sparse", "dense", "sparse"])
+        self.assertEqual(r["before"], [[0.0] * 3] * 3)
+        # SGD at 0.5: w = -0.5 * (sum of the pushed gradients); keys 3, 1, 2
+        # got rows 0, 1, 2 of arange(9); key 2 also (1, 1, 1), key 5 (2, 2, 2).
+        self.assertEqual(r["after"], [[-1.5, -2.0, -2.5], [-3.5, -4.0, -4.5], [0.0, -0.5, -1.0],
+                                      [-1.0, -1.0, -1.0], [0.0, 0.0, 0.0]])
+        self.assertEqual(r["dense"], [-0.25, -0.5, -0.75, -1.0, -1.25])
+        # The initializer draws a row from (seed, key): the same row for the
+        # same key whenever and wherever it is made, a different one per key.
+        self.assertEqual(r["normal_again"], [r["normal"][1], r["normal"][0]])
+        self.assertNotEqual(r["normal"][0], r["normal"][1])
+        self.assertTrue(all(0 < abs(x) < 1 for row in r["normal"] for x in row))
+        self.assertIn("3 keys of dim 3 need 9 gradient floats, got 4", r["bad_push"])
+        self.assertIn("no table 'nope'", r["bad_table"])
+        self.assertEqual(r["batch"], {"size": 500, "offsets": 501, "labels": 500, "writeable": False,
+                                      "slots_in_range": True, "unique": True, "features": True})
+
+    def test_a_config_error_is_a_python_exception_naming_file_line_and_key(self):
+        import sparta
+        bad = write_config(self.dir, "bad.yaml", cluster={"wrokers": 2}, data={"train": "x.txt"})
+        line = read(bad).splitlines().index("  wrokers: 2") + 1
+        with self.assertRaises(sparta.SpartaError) as caught:
+            sparta.Worker(bad, [sparta.Sparse("w", dim=1)])
+        self.assertIn(f"{bad}:{line}", str(caught.exception))
+        self.assertIn("wrokers", str(caught.exception))
+
+
+class FailureTest(PythonWorkerCase):
+    def test_a_killed_python_worker_fails_the_job_as_a_killed_cpp_worker_does(self):
+        data = datagen(self.dir, 20000, 0)
+        config = write_config(self.dir, cluster={"servers": 1, "workers": 2},
+                              data={"train": data["train"], "epochs": 100000, "batch_size": 256},
+                              model={"name": "lr"})
+        run = self.run_dir()
+        proc = launch_python(config, run, LR_EXAMPLE, wait=False)
+        self.procs.append(proc)
+        wait_for(lambda: " ex/s " in read(os.path.join(run, "worker-0.log")), 60, "training")
+        daemons = json.loads(read(os.path.join(run, "daemons.json")))
+        os.kill(next(d["pid"] for d in daemons if d["role"] == "worker" and d["rank"] == 1), signal.SIGKILL)
+        out, err = proc.communicate(timeout=60)
+        self.assertEqual(proc.returncode, 1)
+        s = summary(run)
+        self.assertEqual(s["status"], "failed")
+        self.assertIn("worker-1", s["error"])
+
+    def test_a_checkpoint_taken_with_python_workers_restores_bit_for_bit(self):
+        data = datagen(self.dir, 30000, 3000, seed=6)
+        store = os.path.join(self.dir, "store")
+        config = self.lr_config(data, cluster__servers=2, data__epochs=40, storage__checkpoint_every="25 steps")
+        run = self.run_dir("killed")
+        proc = launch_python(config, run, LR_EXAMPLE, [f"storage.path={store}"], wait=False)
+        self.procs.append(proc)
+        latest_file = os.path.join(store, "checkpoints", "LATEST")
+        wait_for(lambda: read(latest_file).strip() >= "ckpt-000002", 120, "two checkpoints")
+        kill_job(proc, run)
+        latest = os.path.join(store, "checkpoints", read(latest_file).strip())
+        steps = int(json.loads(read(os.path.join(latest, "manifest.json")))["worker_steps"][0])
+        self.assertGreater(steps, 0)
+        copy = os.path.join(self.dir, "checkpoint-copy")
+        shutil.copytree(latest, copy)
+        # Resumed from the checkpoint, and the same job from a copy of it:
+        # the Python worker skips exactly the batches it had trained.
+        finish = self.lr_config(data, cluster__servers=2, data__epochs=2 + steps // 118)
+        runs = {}
+        for name, sets in (("resumed", [f"storage.path={store}", "storage.restore=latest"]),
+                           ("again", [f"storage.path={os.path.join(self.dir, 'store-b')}", f"storage.restore={copy}"])):
+            out = os.path.join(self.dir, f"{name}.predictions")
+            result = launch_python(finish, self.run_dir(name), LR_EXAMPLE, sets + [f"eval.predictions_out={out}"])
+            self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+            runs[name] = (summary(self.run_dir(name)), read(out))
+        (resumed, resumed_predictions), (again, again_predictions) = runs["resumed"], runs["again"]
+        self.assertEqual(resumed["restored_from"], latest)
+        self.assertGreater(resumed["train_examples"], 0)
+        self.assertEqual(resumed["train_examples"], again["train_examples"])
+        self.assertEqual(resumed["audit_counts"], resumed["worker_steps"])
+        self.assertEqual(len(resumed_predictions.splitlines()), 3000)
+        self.assertEqual(resumed_predictions, again_predictions)
+
+
+class PythonPreemptionTest(PreemptionCase):
+    launcher_flags = ("--worker-command", python_command(LR_EXAMPLE))
+
+    def test_sigterm_to_every_daemon_and_python_worker_checkpoints_and_resumes_exactly(self):
+        # The Python workers take SIGTERM as sparta-worker does (common/termination.h).
+        self.assertTrue(module_built())
+        self.preempt_and_resume(self.sigterm_to_every_daemon)
+
+
+if __name__ == "__main__":
+    unittest.main()

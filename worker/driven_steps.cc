@@ -1,0 +1,141 @@
+#include "worker/driven_steps.h"
+
+#include <chrono>
+
+#include "common/logging.h"
+#include "common/status_macros.h"
+
+namespace sparta {
+
+using Clock = std::chrono::steady_clock;
+
+DrivenSteps::DrivenSteps(const Config& config, KVClient* client, std::vector<pb::TableSpec> tables,
+                         DataLoader* loader, Trainer::TrainHooks hooks)
+    : config_(config),
+      client_(client),
+      tables_(std::move(tables)),
+      loader_(loader),
+      hooks_(std::move(hooks)),
+      bsp_(config.worker.consistency_mode == Consistency::kBsp),
+      pushes_(
+          hooks_.clock, hooks_.thread, [this](const KVClient::Ticket& t) { return Wait(t); },
+          hooks_.feed == nullptr ? PushWindow::Retired()
+                                 : [feed = hooks_.feed](uint64_t unit, uint32_t unit_batch) {
+                                     feed->Trained(unit, unit_batch);
+                                   }),
+      progress_(config, hooks_.log_progress, hooks_.progress,
+                static_cast<double>(loader->bytes_per_epoch()) * config.data.epochs),
+      step_(hooks_.first_step) {}
+
+uint64_t DrivenSteps::RequestClock() const {
+  // bsp: servers sum each step's pushes by the job's step number (see
+  // Trainer::RequestClock); outside a step (evaluation) no clock.
+  if (!bsp_ || batch_ == nullptr) return 0;
+  return step_ + (hooks_.clock != nullptr ? hooks_.clock->offset() : 0);
+}
+
+KVClient::Ticket DrivenSteps::Pull(size_t table, std::span<const uint64_t> keys, float* out) {
+  return client_->Pull(tables_[table].id(), tables_[table].dim(), keys, out, RequestClock());
+}
+
+KVClient::Ticket DrivenSteps::Push(size_t table, std::span<const uint64_t> keys, std::span<const float> grads,
+                                   std::span<const uint32_t> counts) {
+  KVClient::Ticket ticket =
+      client_->Push(tables_[table].id(), tables_[table].dim(), keys, grads, RequestClock(), counts, step_);
+  if (batch_ != nullptr) step_pushes_.push_back(ticket);
+  return ticket;
+}
+
+absl::Status DrivenSteps::Wait(const KVClient::Ticket& ticket) {
+  if (KVClient::Done(ticket)) return client_->Wait(ticket);
+  const auto start = Clock::now();
+  absl::Status status = client_->Wait(ticket);
+  network_wait_seconds_ += std::chrono::duration<double>(Clock::now() - start).count();
+  return status;
+}
+
+absl::Status DrivenSteps::EndStep() {
+  if (batch_ == nullptr) return absl::OkStatus();
+  if (hooks_.audit != nullptr) {
+    // SGD with learning rate 1 on a gradient of -1: the row counts pushes.
+    static const float kMinusOne = -1.0f;
+    step_pushes_.push_back(
+        client_->Push(hooks_.audit->id(), 1, {&hooks_.audit_key, 1}, {&kMinusOne, 1}, RequestClock()));
+  }
+  progress_.StartBatch(batch_->epoch);
+  pushes_.Add(step_, std::move(step_pushes_), batch_->unit, batch_->unit_batch);
+  step_pushes_.clear();
+  // bsp: a step is over only when its pushes are in.
+  SPARTA_RETURN_IF_ERROR(pushes_.Trim(bsp_ ? 0 : static_cast<size_t>(config_.worker.max_inflight)));
+  ++result_.steps;
+  if (hooks_.after_step) hooks_.after_step(result_.steps);
+  result_.examples += batch_->size;
+  progress_.AddBatch(*batch_, step_loss_, {}, result_.examples, network_wait_seconds_);
+  step_loss_ = 0;
+  batch_.reset();
+  return absl::OkStatus();
+}
+
+absl::Status DrivenSteps::Settle() {
+  if (hooks_.gate == nullptr || !hooks_.gate->pause_requested()) return absl::OkStatus();
+  SPARTA_RETURN_IF_ERROR(pushes_.Drain());
+  return hooks_.gate->PauseHere(hooks_.thread, result_.steps);
+}
+
+absl::StatusOr<std::shared_ptr<const Batch>> DrivenSteps::Next() {
+  if (finished_) return absl::FailedPreconditionError("the training steps are finished");
+  SPARTA_RETURN_IF_ERROR(EndStep());
+  ClockGate* const clock = hooks_.clock;
+  while (true) {
+    SPARTA_RETURN_IF_ERROR(Settle());
+    const uint64_t next = step_ + 1;
+    if (clock != nullptr) {
+      // This worker's own pushes count too: steps up to next-1-staleness
+      // must be acknowledged before the slowest worker is waited for.
+      const int staleness = clock->staleness();
+      const uint64_t needed =
+          staleness < 0 || next - 1 <= static_cast<uint64_t>(staleness) ? 0 : next - 1 - staleness;
+      SPARTA_RETURN_IF_ERROR(pushes_.RetireThrough(needed));
+      SPARTA_ASSIGN_OR_RETURN(const ClockGate::Wait wait, clock->WaitForStep(next));
+      if (wait != ClockGate::Wait::kReady) continue;  // woken for a checkpoint: the pause first
+    }
+    bool starved = false;
+    auto batch = loader_->Next(&starved);
+    if (batch.ok() && starved) {
+      // The loader waits for the scheduler's next unit (on_demand); a
+      // checkpoint's pause may come meanwhile and is taken here.
+      bool timed_out = true;
+      while (timed_out) {
+        SPARTA_RETURN_IF_ERROR(Settle());
+        batch = loader_->NextWithin(std::chrono::milliseconds(100), &timed_out);
+        if (!batch.ok()) break;
+      }
+    }
+    if (!batch.ok()) return batch.status();
+    if (*batch == nullptr) return std::shared_ptr<const Batch>();
+    step_ = next;
+    batch_ = std::shared_ptr<const Batch>(*std::move(batch));
+    return batch_;
+  }
+}
+
+absl::StatusOr<Trainer::TrainResult> DrivenSteps::Finish() {
+  if (finished_) return absl::FailedPreconditionError("the training steps are already finished");
+  SPARTA_RETURN_IF_ERROR(EndStep());
+  SPARTA_RETURN_IF_ERROR(pushes_.Drain());
+  finished_ = true;
+  if (hooks_.clock != nullptr) hooks_.clock->Advance(hooks_.thread, ClockGate::kFinished);
+  if (hooks_.gate != nullptr) hooks_.gate->Finished(hooks_.thread, result_.steps);
+  result_.seconds = std::chrono::duration<double>(Clock::now() - start_).count();
+  result_.last_epoch_loss = progress_.epoch_loss();
+  result_.network_wait_seconds = network_wait_seconds_;
+  if (hooks_.log_progress) {
+    spdlog::info("training done: {} examples in {:.2f} s ({:.0f} ex/s), driven from outside, last epoch logloss "
+                 "{:.5f}; {:.1f}% of the time waiting on the network",
+                 result_.examples, result_.seconds, result_.examples / std::max(result_.seconds, 1e-9),
+                 result_.last_epoch_loss, 100 * result_.network_wait_seconds / std::max(result_.seconds, 1e-9));
+  }
+  return result_;
+}
+
+}  // namespace sparta

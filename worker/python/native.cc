@@ -1,0 +1,374 @@
+// sparta._native: the Python extension behind sparta.Worker (built with
+// pybind11 when Debian's pybind11-dev is present). It wraps a driven
+// sparta::Worker (worker/worker.h): the same registration, input shares,
+// clocks, checkpoint pauses, failover and reports as sparta-worker, with the
+// model's computation in Python. sparta/worker.py is the Python face; this
+// file only converts: NumPy arrays in and out (batches and pulled rows are
+// not copied), absl::Status to sparta.SpartaError, and the GIL released
+// around every wait on the network or the input.
+//
+// A Worker object is used from one Python thread at a time (the GIL and a
+// mutex of its own keep it so); futures may be waited on from any thread.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/config.h"
+#include "common/logging.h"
+#include "common/termination.h"
+#include "worker/driven_steps.h"
+#include "worker/eval_metrics.h"
+#include "worker/worker.h"
+
+namespace py = pybind11;
+
+namespace sparta {
+namespace {
+
+// sparta.SpartaError's subclass for errors from Sparta's C++ side.
+py::object* g_error = nullptr;
+
+[[noreturn]] void Raise(const absl::Status& status) {
+  PyErr_SetString(g_error->ptr(), std::string(status.message()).c_str());
+  throw py::error_already_set();
+}
+
+void Check(const absl::Status& status) {
+  if (!status.ok()) Raise(status);
+}
+
+// The tables a Python model declares; its computation is in Python.
+class DeclaredModel : public Model {
+ public:
+  explicit DeclaredModel(std::vector<TableDecl> tables) : tables_(std::move(tables)) {}
+  std::vector<TableDecl> Tables() const override { return tables_; }
+
+ private:
+  const std::vector<TableDecl> tables_;
+};
+
+TableDecl TableFromDict(const py::dict& d) {
+  TableDecl t;
+  t.name = d["name"].cast<std::string>();
+  const std::string kind = d.contains("kind") ? d["kind"].cast<std::string>() : "sparse";
+  if (kind != "sparse" && kind != "dense") {
+    throw py::value_error(absl::StrCat("table '", t.name, "': kind must be 'sparse' or 'dense', not '", kind, "'"));
+  }
+  t.kind = kind == "dense" ? TableKind::kDense : TableKind::kSparse;
+  if (d.contains("dim")) t.dim = d["dim"].cast<uint32_t>();
+  if (d.contains("size")) t.dense_size = d["size"].cast<uint64_t>();
+  if (t.kind == TableKind::kDense && t.dense_size == 0) {
+    throw py::value_error(absl::StrCat("dense table '", t.name, "' needs a size > 0"));
+  }
+  if (t.kind == TableKind::kSparse && t.dim == 0) {
+    throw py::value_error(absl::StrCat("sparse table '", t.name, "' needs a dim > 0"));
+  }
+  if (d.contains("initializer")) {
+    const std::string init = d["initializer"].cast<std::string>();
+    if (init == "zero") t.initializer.type = InitializerDecl::kZero;
+    else if (init == "uniform") t.initializer.type = InitializerDecl::kUniform;
+    else if (init == "normal") t.initializer.type = InitializerDecl::kNormal;
+    else if (init == "constant") t.initializer.type = InitializerDecl::kConstant;
+    else throw py::value_error(absl::StrCat("table '", t.name, "': unknown initializer '", init,
+                                            "' (zero, uniform, normal, constant)"));
+  }
+  if (d.contains("scale")) t.initializer.scale = d["scale"].cast<float>();
+  if (d.contains("seed")) t.initializer.seed = d["seed"].cast<uint64_t>();
+  if (d.contains("optimizer")) t.optimizer.name = d["optimizer"].cast<std::string>();
+  if (d.contains("learning_rate")) t.optimizer.learning_rate = d["learning_rate"].cast<double>();
+  return t;
+}
+
+// A NumPy view of `data` that keeps `owner` alive and cannot be written.
+template <typename T>
+py::array View(const std::shared_ptr<const Batch>& owner, const T* data, std::vector<py::ssize_t> shape) {
+  auto* keep = new std::shared_ptr<const Batch>(owner);
+  py::capsule base(keep, [](void* p) { delete static_cast<std::shared_ptr<const Batch>*>(p); });
+  py::array a(py::dtype::of<T>(), std::move(shape), {}, data, base);
+  py::detail::array_proxy(a.ptr())->flags &= ~py::detail::npy_api::NPY_ARRAY_WRITEABLE_;
+  return a;
+}
+
+// One batch, as NumPy arrays over the worker's own memory.
+struct PyBatch {
+  std::shared_ptr<const Batch> batch;
+  py::ssize_t n() const { return batch->size; }
+};
+
+using Keys = py::array_t<uint64_t, py::array::c_style | py::array::forcecast>;
+using Floats = py::array_t<float, py::array::c_style | py::array::forcecast>;
+using Counts = py::array_t<uint32_t, py::array::c_style | py::array::forcecast>;
+
+// A pull in flight: the rows land in `rows`; `keys` stays alive until then.
+struct PullFuture {
+  KVClient* client;
+  KVClient::Ticket ticket;
+  Keys keys;
+  Floats rows;
+  py::array result() {
+    absl::Status status;
+    {
+      py::gil_scoped_release release;
+      status = client->Wait(ticket);
+    }
+    Check(status);
+    return rows;
+  }
+  bool done() const { return KVClient::Done(ticket); }
+};
+
+struct PushFuture {
+  KVClient* client;
+  KVClient::Ticket ticket;
+  void wait() {
+    absl::Status status;
+    {
+      py::gil_scoped_release release;
+      status = client->Wait(ticket);
+    }
+    Check(status);
+  }
+  bool done() const { return KVClient::Done(ticket); }
+};
+
+// data.test for the lead worker.
+struct TestInput {
+  std::unique_ptr<DataLoader> loader;
+  std::optional<PyBatch> next() {
+    absl::StatusOr<std::unique_ptr<Batch>> batch;
+    {
+      py::gil_scoped_release release;
+      batch = loader->Next();
+    }
+    if (!batch.ok()) Raise(batch.status());
+    if (*batch == nullptr) return std::nullopt;
+    return PyBatch{std::shared_ptr<const Batch>(*std::move(batch))};
+  }
+};
+
+class PyWorker {
+ public:
+  PyWorker(const std::string& config_path, const std::vector<std::string>& overrides, int rank,
+           const std::vector<py::dict>& tables, const std::string& info_file) {
+    auto config = LoadConfig(config_path, overrides);
+    Check(config.status());
+    std::vector<TableDecl> decls;
+    for (const py::dict& d : tables) decls.push_back(TableFromDict(d));
+    if (decls.empty()) throw py::value_error("a Python worker declares at least one table");
+    InitLogging(rank >= 0 ? absl::StrCat("worker-", rank) : "worker", config->log.level);
+    // SIGTERM (preemption) asks the job for a final checkpoint, as it does
+    // of sparta-worker, instead of killing the process (common/termination.h).
+    static std::once_flag termination;
+    std::call_once(termination, CatchTermination);
+    config_ = *std::move(config);
+    worker_ = std::make_unique<Worker>(config_, rank, info_file, std::make_unique<DeclaredModel>(std::move(decls)));
+  }
+
+  bool open() {
+    std::lock_guard<std::mutex> lock(mu_);
+    absl::StatusOr<bool> training;
+    {
+      py::gil_scoped_release release;
+      training = worker_->Open();
+    }
+    Check(training.status());
+    if (*training) {
+      auto steps = worker_->Steps();
+      Check(steps.status());
+      steps_ = *steps;
+    }
+    return *training;
+  }
+
+  std::optional<PyBatch> next_batch() {
+    std::lock_guard<std::mutex> lock(mu_);
+    DrivenSteps* steps = Steps();
+    absl::StatusOr<std::shared_ptr<const Batch>> batch;
+    {
+      py::gil_scoped_release release;
+      batch = steps->Next();
+    }
+    if (!batch.ok()) {
+      if (worker_->Stopped()) return std::nullopt;  // sparta-ctl stop, SIGTERM: the loop just ends
+      Raise(batch.status());
+    }
+    if (*batch == nullptr) return std::nullopt;
+    return PyBatch{*std::move(batch)};
+  }
+
+  PullFuture pull_async(size_t table, Keys keys) {
+    std::lock_guard<std::mutex> lock(mu_);
+    DrivenSteps* steps = Steps();
+    const pb::TableSpec& spec = Spec(table);
+    if (keys.ndim() != 1) throw py::value_error("keys must be a 1-d array");
+    Floats rows({static_cast<py::ssize_t>(keys.shape(0)), static_cast<py::ssize_t>(spec.dim())});
+    KVClient::Ticket ticket =
+        steps->Pull(table, {keys.data(), static_cast<size_t>(keys.shape(0))}, rows.mutable_data());
+    return PullFuture{worker_->client(), std::move(ticket), std::move(keys), std::move(rows)};
+  }
+
+  py::array pull(size_t table, Keys keys) { return pull_async(table, std::move(keys)).result(); }
+
+  PushFuture push(size_t table, Keys keys, Floats grads, std::optional<Counts> counts) {
+    std::lock_guard<std::mutex> lock(mu_);
+    DrivenSteps* steps = Steps();
+    const pb::TableSpec& spec = Spec(table);
+    const size_t n = keys.ndim() == 1 ? static_cast<size_t>(keys.shape(0)) : 0;
+    if (keys.ndim() != 1) throw py::value_error("keys must be a 1-d array");
+    if (static_cast<size_t>(grads.size()) != n * spec.dim()) {
+      throw py::value_error(absl::StrCat("table '", spec.name(), "': ", n, " keys of dim ", spec.dim(), " need ",
+                                         n * spec.dim(), " gradient floats, got ", grads.size()));
+    }
+    std::span<const uint32_t> count_span;
+    if (counts) {
+      if (static_cast<size_t>(counts->size()) != n) throw py::value_error("counts: one per key");
+      count_span = {counts->data(), n};
+    }
+    KVClient::Ticket ticket =
+        steps->Push(table, {keys.data(), n}, {grads.data(), static_cast<size_t>(grads.size())}, count_span);
+    return PushFuture{worker_->client(), std::move(ticket)};
+  }
+
+  void record_loss(double summed_loss) {
+    std::lock_guard<std::mutex> lock(mu_);
+    Steps()->RecordLoss(summed_loss);
+  }
+
+  TestInput open_test() {
+    auto loader = worker_->OpenTest();
+    Check(loader.status());
+    return TestInput{*std::move(loader)};
+  }
+
+  // Ends training; the lead worker gives its evaluation of data.test.
+  bool finish(std::optional<py::array_t<float>> probs, std::optional<py::array_t<float>> labels) {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::optional<Trainer::EvalResult> eval;
+    if (probs.has_value() != labels.has_value()) throw py::value_error("finish: give both probs and labels, or neither");
+    if (probs) {
+      if (probs->size() != labels->size()) throw py::value_error("finish: probs and labels differ in length");
+      std::vector<float> p(probs->data(), probs->data() + probs->size());
+      std::vector<float> l(labels->data(), labels->data() + labels->size());
+      eval = Trainer::EvalResult{.auc = Auc(p, l), .logloss = MeanLogLoss(p, l), .rows = p.size()};
+      if (!config_.eval.predictions_out.empty()) Check(WritePredictions(config_.eval.predictions_out, p));
+    }
+    absl::StatusOr<bool> finished;
+    {
+      py::gil_scoped_release release;
+      finished = worker_->FinishSteps(eval ? &*eval : nullptr);
+    }
+    Check(finished.status());
+    return *finished;
+  }
+
+  // The caller's own failure (an exception in the model) ends the job.
+  void fail(const std::string& message) {
+    py::gil_scoped_release release;
+    (void)worker_->Fail(absl::InternalError(message));
+  }
+
+  bool stopped() const { return worker_->Stopped(); }
+  int rank() const { return static_cast<int>(worker_->self().rank()); }
+  bool evaluates() const { return worker_->evaluates(); }
+  uint32_t num_fields() const { return worker_->schema().num_fields; }
+  uint32_t num_dense() const { return worker_->schema().num_dense; }
+  std::vector<py::dict> tables() {
+    std::vector<py::dict> out;
+    for (const pb::TableSpec& t : Steps()->tables()) {
+      py::dict d;
+      d["name"] = t.name();
+      d["kind"] = t.kind() == pb::TableSpec::DENSE ? "dense" : "sparse";
+      d["dim"] = t.dim();
+      d["size"] = t.dense_size();
+      out.push_back(d);
+    }
+    return out;
+  }
+
+ private:
+  DrivenSteps* Steps() {
+    if (steps_ == nullptr) throw py::value_error("the worker is not open (or the job had already ended)");
+    return steps_;
+  }
+  const pb::TableSpec& Spec(size_t table) {
+    const auto& tables = Steps()->tables();
+    if (table >= tables.size()) throw py::index_error(absl::StrCat("no table ", table));
+    return tables[table];
+  }
+
+  std::mutex mu_;
+  Config config_;
+  std::unique_ptr<Worker> worker_;
+  DrivenSteps* steps_ = nullptr;  // owned by worker_
+};
+
+}  // namespace
+}  // namespace sparta
+
+PYBIND11_MODULE(_native, m) {
+  using namespace sparta;
+  m.doc() = "Sparta's C++ worker for Python (see sparta.Worker)";
+  static py::object error = py::reinterpret_borrow<py::object>(PyErr_NewException(
+      "sparta._native.Error", py::module_::import("sparta.jobs").attr("SpartaError").ptr(), nullptr));
+  g_error = &error;
+  m.attr("Error") = error;
+
+  py::class_<PyBatch>(m, "Batch")
+      .def_property_readonly("size", &PyBatch::n)
+      .def_property_readonly("epoch", [](const PyBatch& b) { return b.batch->epoch; })
+      .def_property_readonly("labels", [](const PyBatch& b) { return View(b.batch, b.batch->labels.data(), {b.n()}); })
+      .def_property_readonly("dense", [](const PyBatch& b) {
+        return View(b.batch, b.batch->dense.data(), {b.n(), static_cast<py::ssize_t>(b.batch->num_dense)});
+      })
+      .def_property_readonly("unique_keys", [](const PyBatch& b) {
+        return View(b.batch, b.batch->unique_keys.data(), {static_cast<py::ssize_t>(b.batch->unique_keys.size())});
+      })
+      .def_property_readonly("offsets", [](const PyBatch& b) {
+        return View(b.batch, b.batch->offsets.data(), {static_cast<py::ssize_t>(b.batch->offsets.size())});
+      })
+      .def_property_readonly("slots", [](const PyBatch& b) {
+        return View(b.batch, b.batch->slots.data(), {static_cast<py::ssize_t>(b.batch->slots.size())});
+      })
+      .def_property_readonly("values", [](const PyBatch& b) {
+        return View(b.batch, b.batch->values.data(), {static_cast<py::ssize_t>(b.batch->values.size())});
+      })
+      .def_property_readonly("fields", [](const PyBatch& b) {
+        return View(b.batch, b.batch->fields.data(), {static_cast<py::ssize_t>(b.batch->fields.size())});
+      });
+
+  py::class_<PullFuture>(m, "PullFuture")
+      .def("result", &PullFuture::result)
+      .def("done", &PullFuture::done);
+  py::class_<PushFuture>(m, "PushFuture")
+      .def("wait", &PushFuture::wait)
+      .def("done", &PushFuture::done);
+  py::class_<TestInput>(m, "TestInput").def("next", &TestInput::next);
+
+  py::class_<PyWorker>(m, "Worker")
+      .def(py::init<const std::string&, const std::vector<std::string>&, int, const std::vector<py::dict>&,
+                    const std::string&>(),
+           py::arg("config"), py::arg("overrides"), py::arg("rank"), py::arg("tables"), py::arg("info_file") = "")
+      .def("open", &PyWorker::open)
+      .def("next_batch", &PyWorker::next_batch)
+      .def("pull", &PyWorker::pull, py::arg("table"), py::arg("keys"))
+      .def("pull_async", &PyWorker::pull_async, py::arg("table"), py::arg("keys"))
+      .def("push", &PyWorker::push, py::arg("table"), py::arg("keys"), py::arg("grads"),
+           py::arg("counts") = std::nullopt)
+      .def("record_loss", &PyWorker::record_loss)
+      .def("open_test", &PyWorker::open_test)
+      .def("finish", &PyWorker::finish, py::arg("probs") = std::nullopt, py::arg("labels") = std::nullopt)
+      .def("fail", &PyWorker::fail)
+      .def_property_readonly("stopped", &PyWorker::stopped)
+      .def_property_readonly("rank", &PyWorker::rank)
+      .def_property_readonly("evaluates", &PyWorker::evaluates)
+      .def_property_readonly("num_fields", &PyWorker::num_fields)
+      .def_property_readonly("num_dense", &PyWorker::num_dense)
+      .def_property_readonly("tables", &PyWorker::tables);
+}
