@@ -124,6 +124,9 @@ if [[ -z $quick ]] && ! /usr/bin/python3 -c "import torch" 2>/dev/null; then
 fi
 SPARTA_BIN="$bin" python3 tests/bench/models_bench.py "$tmp/train.txt" "$tmp/test.txt" "$tmp/models.json" $quick
 
+echo "== Python workers: the PyTorch DLRM example and the NumPy lr (2 workers) vs the built-in dnn and lr"
+SPARTA_BIN="$bin" python3 tests/bench/python_worker_bench.py "$tmp/train.txt" "$tmp/test.txt" "$tmp/python.json" $quick
+
 echo "== GPU: gather/scatter kernels against the copy bandwidth; dnn on a GPU worker vs the CPU worker and PyTorch"
 echo '[]' > "$tmp/gpu.json"
 if [[ ! -x "$bin/sparta-gpu-bench" ]]; then
@@ -159,12 +162,13 @@ echo "== freshness: a followed folder's new key, from the file's arrival to a se
 SPARTA_BIN="$bin" python3 tests/bench/freshness_bench.py "$tmp/freshness.json" $quick
 if [[ -n $json ]]; then
   python3 - "$tmp/kv.json" "$e2e" "$json" "$tmp/checkpoint.json" "$tmp/replication.json" "$tmp/models.json" \
-    "$tmp/gpu.json" "$tmp/tiering.json" "$tmp/elastic.json" "$tmp/serving.json" "$tmp/freshness.json" <<'PY'
+    "$tmp/gpu.json" "$tmp/tiering.json" "$tmp/elastic.json" "$tmp/serving.json" "$tmp/freshness.json" \
+    "$tmp/python.json" <<'PY'
 import json, sys
 records = json.load(open(sys.argv[1])) + json.load(open(sys.argv[2]))
 records += json.load(open(sys.argv[4])) + json.load(open(sys.argv[5])) + json.load(open(sys.argv[6]))
 records += json.load(open(sys.argv[7])) + json.load(open(sys.argv[8])) + json.load(open(sys.argv[9]))
-records += json.load(open(sys.argv[10])) + json.load(open(sys.argv[11]))
+records += json.load(open(sys.argv[10])) + json.load(open(sys.argv[11])) + json.load(open(sys.argv[12]))
 for line in open(sys.argv[1].replace("kv.json", "memory.txt")):
     name, value = line.split()[:2]
     records.append({"name": name, "unit": "bytes/row", "value": float(value)})

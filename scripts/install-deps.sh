@@ -13,9 +13,10 @@ if [[ "${1:-}" == "--tests" ]]; then
   # matplotlib: `sparta plot`; iproute2: network namespaces as hosts (ssh launcher test);
   # slurm-wlm + munge: the Slurm launcher test; clang: the fuzz targets (libFuzzer);
   # prometheus: a real Prometheus server scrapes a running job (test_operations);
-  # etcd-server: the standby schedulers' etcd (test_standby).
+  # etcd-server: the standby schedulers' etcd (test_standby); python3-torch: the PyTorch
+  # DLRM example on Python workers (test_python_worker).
   packages+=(liblinear-tools python3-zmq python3-matplotlib python3-yaml iproute2 slurm-wlm munge clang libclang-rt-14-dev
-             prometheus etcd-server etcd-client)
+             prometheus etcd-server etcd-client python3-torch)
 fi
 
 missing=()

@@ -21,6 +21,7 @@ from test_trust import PreemptionCase
 sys.path.insert(0, os.path.join(ROOT, "worker", "python"))
 
 LR_EXAMPLE = os.path.join(ROOT, "worker", "sdk", "python_examples", "logistic_regression.py")
+DLRM_EXAMPLE = os.path.join(ROOT, "worker", "sdk", "python_examples", "dlrm.py")
 
 
 def python_command(script):
@@ -96,6 +97,39 @@ class LogisticRegressionTest(PythonWorkerCase):
         self.assertEqual(s["audit_counts"], s["worker_steps"])
         self.assertEqual(s["train_examples"], cpp["train_examples"])
         self.assertLess(abs(s["auc"] - cpp["auc"]), 0.003)
+
+
+class DlrmTest(PythonWorkerCase):
+    def test_pytorch_dlrm_with_two_python_workers_trains_the_builtin_dnns_model(self):
+        import torch  # noqa: F401  (Debian's python3-torch; scripts/test.sh installs it)
+        data = datagen(self.dir, 40000, 4000, seed=8)
+        # bsp: both jobs sum each step's pushes of both workers, so the
+        # models differ only by float rounding (PyTorch's kernels, OpenBLAS's);
+        # the two networks also start from the same weights (the same tables,
+        # initializers and seeds). Under asp the result would depend on timing.
+        config = self.lr_config(data, cluster__servers=2, cluster__workers=2, model__name="dnn",
+                                optimizer__name="ftrl", worker__consistency="bsp")
+        runs = {}
+        for name, script in (("cpp", None), ("python", DLRM_EXAMPLE)):
+            out = os.path.join(self.dir, f"{name}.predictions")
+            run = self.run_dir(name)
+            sets = [f"eval.predictions_out={out}"]
+            result = launch(config, run, sets) if script is None else launch_python(config, run, script, sets)
+            self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+            runs[name] = (summary(run), [float(x) for x in read(out).split()])
+        (cpp, cpp_p), (python, python_p) = runs["cpp"], runs["python"]
+        self.assertEqual(python["status"], "ok", python.get("error"))
+        self.assertEqual(python["audit_counts"], python["worker_steps"])
+        self.assertEqual(python["worker_steps"], cpp["worker_steps"])
+        self.assertEqual(python["server_rows"], cpp["server_rows"])
+        self.assertEqual(len(python_p), 4000)
+        diffs = sorted(abs(a - b) for a, b in zip(python_p, cpp_p))
+        print(f"dlrm vs dnn: auc {python['auc']:.5f} vs {cpp['auc']:.5f}; predictions differ by {sum(diffs) / len(diffs):.2e} "
+              f"on average, {diffs[len(diffs) // 2]:.2e} at the median, {diffs[-1]:.2e} at most")
+        # Example by example the two agree (float rounding grows through
+        # Adam's steps: 4e-4 at the median here), and so does the AUC.
+        self.assertLess(diffs[len(diffs) // 2], 2e-3)
+        self.assertLess(abs(python["auc"] - cpp["auc"]), 0.003)
 
 
 CHECKS = textwrap.dedent("""

@@ -25,6 +25,7 @@
 #include "common/termination.h"
 #include "worker/driven_steps.h"
 #include "worker/eval_metrics.h"
+#include "worker/plugins.h"
 #include "worker/worker.h"
 
 namespace py = pybind11;
@@ -156,23 +157,40 @@ struct TestInput {
 class PyWorker {
  public:
   PyWorker(const std::string& config_path, const std::vector<std::string>& overrides, int rank,
-           const std::vector<py::dict>& tables, const std::string& info_file) {
+           const std::string& info_file)
+      : rank_(rank), info_file_(info_file) {
     auto config = LoadConfig(config_path, overrides);
     Check(config.status());
-    std::vector<TableDecl> decls;
-    for (const py::dict& d : tables) decls.push_back(TableFromDict(d));
-    if (decls.empty()) throw py::value_error("a Python worker declares at least one table");
-    InitLogging(rank >= 0 ? absl::StrCat("worker-", rank) : "worker", config->log.level);
+    config_ = *std::move(config);
+    InitLogging(rank >= 0 ? absl::StrCat("worker-", rank) : "worker", config_.log.level);
     // SIGTERM (preemption) asks the job for a final checkpoint, as it does
     // of sparta-worker, instead of killing the process (common/termination.h).
     static std::once_flag termination;
     std::call_once(termination, CatchTermination);
-    config_ = *std::move(config);
-    worker_ = std::make_unique<Worker>(config_, rank, info_file, std::make_unique<DeclaredModel>(std::move(decls)));
   }
 
-  bool open() {
+  // The resolved configuration, one JSON object with dotted keys.
+  std::string config_json() const { return ConfigToJson(config_); }
+
+  // What the job's reader produces (fields, dense features), for tables
+  // whose shape depends on it.
+  std::pair<uint32_t, uint32_t> probe_schema() {
+    auto make_reader = OpenReaders(config_);
+    Check(make_reader.status());
+    auto reader = (*make_reader)();
+    Check(reader.status());
+    const DataSchema schema = (*reader)->schema();
+    return {schema.num_fields, schema.num_dense};
+  }
+
+  // Declares `tables` and joins the job; false if it had already finished training.
+  bool open(const std::vector<py::dict>& tables) {
     std::lock_guard<std::mutex> lock(mu_);
+    if (worker_ != nullptr) throw py::value_error("the worker is already open");
+    std::vector<TableDecl> decls;
+    for (const py::dict& d : tables) decls.push_back(TableFromDict(d));
+    if (decls.empty()) throw py::value_error("a Python worker declares at least one table");
+    worker_ = std::make_unique<Worker>(config_, rank_, info_file_, std::make_unique<DeclaredModel>(std::move(decls)));
     absl::StatusOr<bool> training;
     {
       py::gil_scoped_release release;
@@ -242,6 +260,7 @@ class PyWorker {
   }
 
   TestInput open_test() {
+    Steps();
     auto loader = worker_->OpenTest();
     Check(loader.status());
     return TestInput{*std::move(loader)};
@@ -270,15 +289,14 @@ class PyWorker {
 
   // The caller's own failure (an exception in the model) ends the job.
   void fail(const std::string& message) {
+    if (worker_ == nullptr) return;  // not joined: nobody to tell
     py::gil_scoped_release release;
     (void)worker_->Fail(absl::InternalError(message));
   }
 
-  bool stopped() const { return worker_->Stopped(); }
-  int rank() const { return static_cast<int>(worker_->self().rank()); }
-  bool evaluates() const { return worker_->evaluates(); }
-  uint32_t num_fields() const { return worker_->schema().num_fields; }
-  uint32_t num_dense() const { return worker_->schema().num_dense; }
+  bool stopped() const { return worker_ != nullptr && worker_->Stopped(); }
+  int rank() const { return worker_ != nullptr ? static_cast<int>(worker_->self().rank()) : rank_; }
+  bool evaluates() const { return worker_ != nullptr && worker_->evaluates(); }
   std::vector<py::dict> tables() {
     std::vector<py::dict> out;
     for (const pb::TableSpec& t : Steps()->tables()) {
@@ -304,6 +322,8 @@ class PyWorker {
   }
 
   std::mutex mu_;
+  const int rank_;
+  const std::string info_file_;
   Config config_;
   std::unique_ptr<Worker> worker_;
   DrivenSteps* steps_ = nullptr;  // owned by worker_
@@ -352,10 +372,11 @@ PYBIND11_MODULE(_native, m) {
   py::class_<TestInput>(m, "TestInput").def("next", &TestInput::next);
 
   py::class_<PyWorker>(m, "Worker")
-      .def(py::init<const std::string&, const std::vector<std::string>&, int, const std::vector<py::dict>&,
-                    const std::string&>(),
-           py::arg("config"), py::arg("overrides"), py::arg("rank"), py::arg("tables"), py::arg("info_file") = "")
-      .def("open", &PyWorker::open)
+      .def(py::init<const std::string&, const std::vector<std::string>&, int, const std::string&>(),
+           py::arg("config"), py::arg("overrides"), py::arg("rank"), py::arg("info_file") = "")
+      .def_property_readonly("config_json", &PyWorker::config_json)
+      .def("probe_schema", &PyWorker::probe_schema)
+      .def("open", &PyWorker::open, py::arg("tables"))
       .def("next_batch", &PyWorker::next_batch)
       .def("pull", &PyWorker::pull, py::arg("table"), py::arg("keys"))
       .def("pull_async", &PyWorker::pull_async, py::arg("table"), py::arg("keys"))
@@ -368,7 +389,5 @@ PYBIND11_MODULE(_native, m) {
       .def_property_readonly("stopped", &PyWorker::stopped)
       .def_property_readonly("rank", &PyWorker::rank)
       .def_property_readonly("evaluates", &PyWorker::evaluates)
-      .def_property_readonly("num_fields", &PyWorker::num_fields)
-      .def_property_readonly("num_dense", &PyWorker::num_dense)
       .def_property_readonly("tables", &PyWorker::tables);
 }

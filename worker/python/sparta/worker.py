@@ -29,6 +29,7 @@ unique_keys), values and fields. Errors are sparta.SpartaError.
 """
 
 import argparse
+import json
 import sys
 
 import numpy as np
@@ -79,7 +80,9 @@ class Worker:
     def __init__(self, config, tables, overrides=None, rank=None):
         """Joins the job of `config` (a YAML file; `overrides` as --set:
         {"key": value} or ["key=value"]) as a worker, rank `rank` or the
-        scheduler's choice, and declares `tables` (Sparse/Dense).
+        scheduler's choice, and declares `tables`: a list of Sparse/Dense, or
+        a function of this worker (its `config`, `num_fields`, `num_dense`)
+        that returns one, for tables whose shape depends on the data.
         config None: from this program's command line, as the launcher gives
         it (`scripts/sparta launch JOB.yaml --worker-command 'python3 train.py'`):
         --config, --set, --rank and --info-file, the same as sparta-worker's."""
@@ -91,8 +94,13 @@ class Worker:
                 raise ValueError("sparta.Worker(None, ...): no --config on the command line")
             config, sets, info_file = args.config, args.set + sets, args.info_file
             rank = args.rank if rank is None else rank
-        self._native = _native.Worker(str(config), sets, -1 if rank is None else int(rank), list(tables), info_file)
-        self.training = self._native.open()  # False: the job had already finished training
+        self._native = _native.Worker(str(config), sets, -1 if rank is None else int(rank), info_file)
+        self.config = json.loads(self._native.config_json)
+        self.num_fields, self.num_dense = self._native.probe_schema()
+        self._finished = True  # until open() succeeds
+        if callable(tables):
+            tables = tables(self)
+        self.training = self._native.open(list(tables))  # False: the job had already finished training
         self._index = {}
         self._tables = []
         if self.training:
@@ -118,14 +126,6 @@ class Worker:
     def evaluates(self):
         """Whether this worker (the lead) evaluates data.test and gives finish() its scores."""
         return self._native.evaluates
-
-    @property
-    def num_fields(self):
-        return self._native.num_fields
-
-    @property
-    def num_dense(self):
-        return self._native.num_dense
 
     def table(self, name):
         """The table's description: name, kind, dim, size."""
@@ -178,8 +178,8 @@ class Worker:
         self._native.record_loss(float(summed_loss))
 
     def test_batches(self):
-        """data.test in one pass (the lead worker only: see `evaluates`)."""
-        if self.stopped:
+        """data.test in one pass for the lead worker (see `evaluates`); nothing for the others."""
+        if self.stopped or not self.evaluates:
             return
         source = self._native.open_test()
         while (batch := source.next()) is not None:

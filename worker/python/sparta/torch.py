@@ -1,0 +1,121 @@
+"""PyTorch modules whose parameters live on Sparta's parameter servers.
+
+    emb = sparta.torch.EmbeddingBag(worker, "emb", num_fields=worker.num_fields)
+    mlp = sparta.torch.DenseTable(worker, "mlp")     # a dense table: a layer's weights
+    for batch in worker.batches():
+        pooled = emb(batch)              # (n, num_fields, dim): per example and field, sum of value * row
+        flat = mlp()                     # the table's values, this step
+        loss = ...                       # summed over the batch, as the servers' optimizers expect
+        loss.backward()                  # the gradients go to the servers (each table's optimizer applies them)
+
+A forward pass pulls the rows the batch needs into a leaf tensor; backward
+pushes that tensor's gradient, so the model needs no optimizer for these
+parameters: the servers apply each table's own (sgd, adagrad, ftrl, adam).
+Parameters a model keeps in PyTorch stay with a PyTorch optimizer.
+
+Gradients are pushed as they are: a table's optimizer sees the gradient of
+whatever loss backward() was called on. Sparta's built-in models push that
+of the batch's summed logloss (reduction="sum"); use the same to train with
+the same learning rates.
+"""
+
+import numpy as np
+import torch
+
+__all__ = ["EmbeddingBag", "Embedding", "DenseTable"]
+
+
+def _rows(pulled):
+    """An array, or a pull's future: its rows."""
+    return pulled.result() if hasattr(pulled, "result") else pulled
+
+
+def _example_of_feature(batch):
+    """The example each feature of `batch` belongs to (int64, one per feature)."""
+    return torch.from_numpy(np.repeat(np.arange(batch.size, dtype=np.int64), np.diff(batch.offsets)))
+
+
+class _ServerRows(torch.nn.Module):
+    def __init__(self, worker, table):
+        super().__init__()
+        self.worker, self.table = worker, table
+        self.dim = worker.table(table)["dim"]
+
+    def _leaf(self, rows, keys):
+        """`rows` (NumPy, pulled) as a leaf tensor whose gradient is pushed for `keys`."""
+        leaf = torch.from_numpy(rows)
+        if torch.is_grad_enabled():
+            leaf.requires_grad_()
+            table, worker = self.table, self.worker
+
+            def push(grad):
+                worker.push(table, keys, grad.detach().numpy())
+
+            leaf.register_hook(push)
+        return leaf
+
+
+class EmbeddingBag(_ServerRows):
+    """A sparse table's rows, pooled (summed, each weighted by its feature's
+    value) per example, or per example and field with `num_fields`. Forward
+    takes a sparta batch; with torch.no_grad() (evaluation) nothing is pushed."""
+
+    def __init__(self, worker, table, num_fields=None):
+        super().__init__(worker, table)
+        self.num_fields = num_fields
+
+    def pull_async(self, batch):
+        """Starts the pull of `batch`'s rows, for forward(batch, rows=...), so
+        that it overlaps other pulls or computation."""
+        return self.worker.pull_async(self.table, batch.unique_keys)
+
+    def forward(self, batch, rows=None):
+        """`rows`: the batch's rows if already pulled, or their pull_async() future."""
+        keys = batch.unique_keys
+        leaf = self._leaf(_rows(rows) if rows is not None else self.worker.pull(self.table, keys), keys)
+        example = _example_of_feature(batch)
+        # (The batch's arrays are read-only views; torch wants its own.)
+        weighted = leaf[torch.from_numpy(batch.slots.astype(np.int64))] * torch.from_numpy(batch.values.copy())[:, None]
+        if self.num_fields is None:
+            return torch.zeros(batch.size, self.dim).index_add(0, example, weighted)
+        bag = example * self.num_fields + torch.from_numpy(batch.fields.astype(np.int64))
+        pooled = torch.zeros(batch.size * self.num_fields, self.dim).index_add(0, bag, weighted)
+        return pooled.view(batch.size, self.num_fields, self.dim)
+
+
+class Embedding(_ServerRows):
+    """A sparse table's rows for given keys: forward(keys) -> (len(keys), dim)."""
+
+    def forward(self, keys):
+        keys = np.asarray(keys, dtype=np.uint64)
+        unique, inverse = np.unique(keys, return_inverse=True)
+        leaf = self._leaf(self.worker.pull(self.table, unique), unique)
+        return leaf[torch.from_numpy(inverse.astype(np.int64))]
+
+
+class DenseTable(torch.nn.Module):
+    """A dense table's values as a flat tensor for this step (pulled on each
+    forward, its gradient pushed by backward): a layer's weights on the
+    servers, e.g. W = flat[:i*o].view(i, o), b = flat[i*o:]."""
+
+    def __init__(self, worker, table):
+        super().__init__()
+        self.worker, self.table = worker, table
+        self.size = worker.table(table)["size"]
+
+    def pull_async(self):
+        """Starts the pull of the table's values, for forward(values=...)."""
+        return self.worker.pull_async(self.table)
+
+    def forward(self, values=None):
+        """`values`: the table's values if already pulled, or their pull_async() future."""
+        leaf = torch.from_numpy(_rows(values) if values is not None else self.worker.pull(self.table))
+        if torch.is_grad_enabled():
+            leaf.requires_grad_()
+            worker, table = self.worker, self.table
+
+            def push(grad):  # returns None: the gradient itself is left as it is
+                worker.push(table, None, grad.detach().numpy())
+
+            leaf.register_hook(push)
+        return leaf
