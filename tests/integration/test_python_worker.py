@@ -6,10 +6,12 @@ pull and push apply the tables' optimizers as declared; a killed Python
 worker fails the job as a killed sparta-worker does; a checkpoint taken with
 Python workers restores bit for bit."""
 
+import glob
 import json
 import os
 import signal
 import shutil
+import subprocess
 import sys
 import textwrap
 import unittest
@@ -266,6 +268,28 @@ class FailureTest(PythonWorkerCase):
         self.assertEqual(resumed["audit_counts"], resumed["worker_steps"])
         self.assertEqual(len(resumed_predictions.splitlines()), 3000)
         self.assertEqual(resumed_predictions, again_predictions)
+
+
+class InstallTest(PythonWorkerCase):
+    def test_cmake_install_puts_package_and_module_where_debians_python_looks(self):
+        prefix = os.path.join(self.dir, "prefix")
+        build = os.environ.get("SPARTA_BUILD", os.path.join(ROOT, "build"))
+        subprocess.run(["cmake", "--install", build, "--prefix", prefix], check=True, stdout=subprocess.DEVNULL)
+        version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+        site = os.path.join(prefix, "lib", version, "dist-packages")
+        self.assertTrue(glob.glob(os.path.join(site, "sparta", "_native*.so")), os.listdir(site))
+        # Debian's python3 searches <prefix>/lib/python3.X/dist-packages for
+        # prefix /usr/local, the default one.
+        paths = subprocess.run([sys.executable, "-c", "import sys; print('\\n'.join(sys.path))"], check=True,
+                               capture_output=True, text=True, env={"PATH": os.environ["PATH"]}).stdout.split()
+        self.assertIn(f"/usr/local/lib/{version}/dist-packages", paths)
+        # The installed copy alone: no source tree, no build tree.
+        probe = ("import sparta, sparta.worker, sparta._native as n; "
+                 "print(sparta.__file__); print(n.__file__); print(sparta.Sparse('w', 4)['dim'])")
+        out = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True, cwd="/",
+                             env={"PATH": os.environ["PATH"], "PYTHONPATH": site}).stdout.split()
+        self.assertEqual([os.path.dirname(p) for p in out[:2]], [os.path.join(site, "sparta")] * 2)
+        self.assertEqual(out[2], "4")
 
 
 class PythonPreemptionTest(PreemptionCase):
