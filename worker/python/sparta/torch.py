@@ -30,11 +30,6 @@ def _rows(pulled):
     return pulled.result() if hasattr(pulled, "result") else pulled
 
 
-def _example_of_feature(batch):
-    """The example each feature of `batch` belongs to (int64, one per feature)."""
-    return torch.from_numpy(np.repeat(np.arange(batch.size, dtype=np.int64), np.diff(batch.offsets)))
-
-
 class _ServerRows(torch.nn.Module):
     def __init__(self, worker, table):
         super().__init__()
@@ -73,14 +68,24 @@ class EmbeddingBag(_ServerRows):
         """`rows`: the batch's rows if already pulled, or their pull_async() future."""
         keys = batch.unique_keys
         leaf = self._leaf(_rows(rows) if rows is not None else self.worker.pull(self.table, keys), keys)
-        example = _example_of_feature(batch)
-        # (The batch's arrays are read-only views; torch wants its own.)
-        weighted = leaf[torch.from_numpy(batch.slots.astype(np.int64))] * torch.from_numpy(batch.values.copy())[:, None]
+        weighted = leaf[torch.from_numpy(batch.slots.astype(np.int64))]
+        if not (batch.values == 1).all():  # one-hot features (the usual) need no product
+            # (The batch's arrays are read-only views; torch wants its own.)
+            weighted = weighted * torch.from_numpy(batch.values.copy())[:, None]
+        example = np.repeat(np.arange(batch.size, dtype=np.int64), np.diff(batch.offsets))
         if self.num_fields is None:
-            return torch.zeros(batch.size, self.dim).index_add(0, example, weighted)
-        bag = example * self.num_fields + torch.from_numpy(batch.fields.astype(np.int64))
-        pooled = torch.zeros(batch.size * self.num_fields, self.dim).index_add(0, bag, weighted)
-        return pooled.view(batch.size, self.num_fields, self.dim)
+            bags, bag = batch.size, example
+        else:
+            bags, bag = batch.size * self.num_fields, example * self.num_fields + batch.fields
+        pooled = torch.zeros(bags, self.dim)
+        if len(bag) < 2 or (np.diff(bag) > 0).all():
+            # At most one feature per bag, in order (a field's one token, as
+            # in Criteo): pooling is placing each row, with no sum (twice as
+            # fast as index_add, forward and backward).
+            pooled[torch.from_numpy(bag)] = weighted
+        else:
+            pooled = pooled.index_add(0, torch.from_numpy(bag), weighted)
+        return pooled if self.num_fields is None else pooled.view(batch.size, self.num_fields, self.dim)
 
 
 class Embedding(_ServerRows):
