@@ -16,6 +16,8 @@ import sys
 import textwrap
 import unittest
 
+import numpy as np
+
 from harness import (ROOT, ClusterTest, config_with, datagen, kill_job, launch, read, summary, wait_for,
                      write_config)
 from test_trust import PreemptionCase
@@ -268,6 +270,57 @@ class FailureTest(PythonWorkerCase):
         self.assertEqual(resumed["audit_counts"], resumed["worker_steps"])
         self.assertEqual(len(resumed_predictions.splitlines()), 3000)
         self.assertEqual(resumed_predictions, again_predictions)
+
+
+class EmbeddingBagTest(unittest.TestCase):
+    """sparta.torch.EmbeddingBag's pooling and the gradient it pushes,
+    against a loop in NumPy, on both of its paths (bags of one feature,
+    placed; bags of several, summed), without a cluster."""
+
+    class Worker:  # what the module asks of a worker: the table's dim, and push
+        def __init__(self, dim):
+            self.dim, self.pushed = dim, []
+
+        def table(self, name):
+            return {"dim": self.dim}
+
+        def push(self, table, keys, grads):
+            self.pushed.append((table, np.array(keys), np.array(grads)))
+
+    def check(self, offsets, slots, fields, values, num_fields=3, dim=2):
+        import torch
+        import sparta.torch
+        from types import SimpleNamespace
+        rng = np.random.default_rng(1)
+        keys = np.arange(10, 10 + max(slots) + 1, dtype=np.uint64)
+        rows = rng.standard_normal((len(keys), dim)).astype(np.float32)
+        batch = SimpleNamespace(size=len(offsets) - 1, unique_keys=keys,
+                                offsets=np.array(offsets, dtype=np.uint32), slots=np.array(slots, dtype=np.uint32),
+                                fields=np.array(fields, dtype=np.uint32), values=np.array(values, dtype=np.float32))
+        worker = self.Worker(dim)
+        bag = sparta.torch.EmbeddingBag(worker, "t", num_fields=num_fields)
+        pooled = bag(batch, rows.copy())
+        weights = rng.standard_normal(pooled.shape).astype(np.float32)
+        (pooled * torch.from_numpy(weights)).sum().backward()
+        expected = np.zeros((batch.size, num_fields, dim), dtype=np.float32)
+        grads = np.zeros_like(rows)
+        for e in range(batch.size):
+            for i in range(offsets[e], offsets[e + 1]):
+                expected[e, fields[i]] += values[i] * rows[slots[i]]
+                grads[slots[i]] += values[i] * weights[e, fields[i]]
+        np.testing.assert_allclose(pooled.detach().numpy(), expected, rtol=1e-6, atol=1e-6)
+        self.assertEqual(len(worker.pushed), 1)
+        table, pushed_keys, pushed = worker.pushed[0]
+        self.assertEqual((table, pushed_keys.tolist()), ("t", keys.tolist()))
+        np.testing.assert_allclose(pushed, grads, rtol=1e-5, atol=1e-6)
+
+    def test_bags_of_one_feature(self):
+        # Example 0: fields 0 and 2; example 1: field 1 (one-hot, in order).
+        self.check([0, 2, 3], slots=[0, 1, 1], fields=[0, 2, 1], values=[1, 1, 1])
+
+    def test_bags_of_several_features_with_values(self):
+        # Example 0 has two features in field 1, out of order; values weigh rows.
+        self.check([0, 3, 5], slots=[2, 0, 1, 1, 2], fields=[1, 0, 1, 2, 2], values=[0.5, 2, 1, 3, -1])
 
 
 class InstallTest(PythonWorkerCase):
