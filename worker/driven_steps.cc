@@ -46,22 +46,11 @@ KVClient::Ticket DrivenSteps::Push(size_t table, std::span<const uint64_t> keys,
   return ticket;
 }
 
-absl::Status DrivenSteps::Wait(const KVClient::Ticket& ticket) {
-  if (KVClient::Done(ticket)) return client_->Wait(ticket);
-  const auto start = Clock::now();
-  absl::Status status = client_->Wait(ticket);
-  network_wait_seconds_ += std::chrono::duration<double>(Clock::now() - start).count();
-  return status;
-}
+absl::Status DrivenSteps::Wait(const KVClient::Ticket& ticket) { return client_->Wait(ticket, &network_wait_seconds_); }
 
 absl::Status DrivenSteps::EndStep() {
   if (batch_ == nullptr) return absl::OkStatus();
-  if (hooks_.audit != nullptr) {
-    // SGD with learning rate 1 on a gradient of -1: the row counts pushes.
-    static const float kMinusOne = -1.0f;
-    step_pushes_.push_back(
-        client_->Push(hooks_.audit->id(), 1, {&hooks_.audit_key, 1}, {&kMinusOne, 1}, RequestClock()));
-  }
+  if (hooks_.audit != nullptr) step_pushes_.push_back(Trainer::PushAuditCount(client_, hooks_, RequestClock()));
   progress_.StartBatch(batch_->epoch);
   pushes_.Add(step_, std::move(step_pushes_), batch_->unit, batch_->unit_batch);
   step_pushes_.clear();

@@ -241,6 +241,14 @@ absl::Status KVClient::Wait(const Ticket& ticket) {
   return ticket->Wait();
 }
 
+absl::Status KVClient::Wait(const Ticket& ticket, double* blocked_seconds) {
+  if (Done(ticket)) return Wait(ticket);
+  const auto start = std::chrono::steady_clock::now();
+  absl::Status status = Wait(ticket);
+  *blocked_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return status;
+}
+
 void KVClient::ServeUntilDone(const Ticket& ticket) {
   while (true) {
     ServeLocked();

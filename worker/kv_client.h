@@ -84,6 +84,9 @@ class KVClient {
 
   // Blocks until the operation has completed on every server.
   absl::Status Wait(const Ticket& ticket);
+  // As Wait, adding the time it blocked to *blocked_seconds (a trainer's
+  // time waiting on the network).
+  absl::Status Wait(const Ticket& ticket, double* blocked_seconds);
   // Whether it has completed (Wait would not block).
   static bool Done(const Ticket& ticket);
 

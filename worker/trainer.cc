@@ -211,11 +211,7 @@ absl::Status Trainer::ForEachStep(DataLoader* loader, const std::function<absl::
 }
 
 absl::Status Trainer::WaitTimed(const KVClient::Ticket& ticket) {
-  if (KVClient::Done(ticket)) return client_->Wait(ticket);
-  const auto start = Clock::now();
-  absl::Status status = client_->Wait(ticket);
-  network_wait_seconds_ += std::chrono::duration<double>(Clock::now() - start).count();
-  return status;
+  return client_->Wait(ticket, &network_wait_seconds_);
 }
 
 std::vector<std::span<const float>> Trainer::ViewParams(const Step& step) const {
@@ -338,12 +334,14 @@ std::vector<KVClient::Ticket> Trainer::PushGradients(const Batch& batch, const S
                                     counts_wanted_[t] ? std::span<const uint32_t>(counts) : std::span<const uint32_t>(),
                                     out.step));
   }
-  if (hooks.audit != nullptr) {
-    // SGD with learning rate 1 on a gradient of -1: the row counts pushes.
-    static const float kMinusOne = -1.0f;
-    tickets.push_back(client_->Push(hooks.audit->id(), 1, {&hooks.audit_key, 1}, {&kMinusOne, 1}, request_clock));
-  }
+  if (hooks.audit != nullptr) tickets.push_back(PushAuditCount(client_, hooks, request_clock));
   return tickets;
+}
+
+KVClient::Ticket Trainer::PushAuditCount(KVClient* client, const TrainHooks& hooks, uint64_t clock) {
+  // SGD with learning rate 1 on a gradient of -1: the row counts pushes.
+  static const float kMinusOne = -1.0f;
+  return client->Push(hooks.audit->id(), 1, {&hooks.audit_key, 1}, {&kMinusOne, 1}, clock);
 }
 
 absl::StatusOr<Trainer::EvalResult> Trainer::Evaluate(DataLoader* loader, const std::string& predictions_out) {

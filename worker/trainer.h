@@ -85,6 +85,8 @@ class Trainer {
   };
 
   absl::StatusOr<TrainResult> Train(DataLoader* loader, const TrainHooks& hooks);
+  // worker.audit: adds 1 to the step counter of hooks.audit (row audit_key).
+  static KVClient::Ticket PushAuditCount(KVClient* client, const TrainHooks& hooks, uint64_t clock);
   absl::StatusOr<TrainResult> Train(DataLoader* loader);  // a plain run, no hooks
 
   // Scores every batch of `loader` in order; writes one probability per line
