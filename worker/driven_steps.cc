@@ -71,9 +71,34 @@ absl::Status DrivenSteps::Settle() {
   return hooks_.gate->PauseHere(hooks_.thread, result_.steps);
 }
 
+absl::StatusOr<std::shared_ptr<const Batch>> DrivenSteps::Peek() {
+  if (ahead_ != nullptr) return ahead_;
+  const bool asp = hooks_.clock == nullptr || hooks_.clock->staleness() < 0;
+  if (batch_ == nullptr || input_done_ || finished_ || !asp ||
+      (hooks_.gate != nullptr && hooks_.gate->pause_requested())) {
+    return std::shared_ptr<const Batch>();
+  }
+  bool starved = false;
+  SPARTA_ASSIGN_OR_RETURN(std::unique_ptr<Batch> batch, loader_->Next(&starved));
+  if (batch == nullptr && !starved) input_done_ = true;
+  ahead_ = std::move(batch);
+  return ahead_;
+}
+
 absl::StatusOr<std::shared_ptr<const Batch>> DrivenSteps::Next() {
   if (finished_) return absl::FailedPreconditionError("the training steps are finished");
   SPARTA_RETURN_IF_ERROR(EndStep());
+  if (ahead_ != nullptr || input_done_) {
+    // Read during the last step: it is trained before any pause (which
+    // waits for the boundary after it), as Trainer does with a prefetch.
+    if (ahead_ == nullptr) return std::shared_ptr<const Batch>();
+    // asp (Peek reads ahead only then): the clock never waits, but it
+    // records the step's staleness.
+    if (hooks_.clock != nullptr) SPARTA_RETURN_IF_ERROR(hooks_.clock->WaitForStep(step_ + 1).status());
+    step_ += 1;
+    batch_ = std::move(ahead_);
+    return batch_;
+  }
   ClockGate* const clock = hooks_.clock;
   while (true) {
     SPARTA_RETURN_IF_ERROR(Settle());

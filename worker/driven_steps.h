@@ -49,6 +49,15 @@ class DrivenSteps {
   // null when the input is done (call Finish then).
   absl::StatusOr<std::shared_ptr<const Batch>> Next();
 
+  // The next step's batch, read ahead during this step so that the caller
+  // can start pulling its rows early (the ones this step does not update:
+  // unique_keys[0, fresh_keys)). Next() then returns it. Null when there is
+  // nothing to read ahead: no step in progress, a checkpoint's pause wanted
+  // (the step boundary must come holding nothing), ssp or bsp (the clock
+  // decides when the next step may pull), the on_demand loader waiting for
+  // work, or the end of the input.
+  absl::StatusOr<std::shared_ptr<const Batch>> Peek();
+
   // Requests of the step in progress (or, outside one, of no step), by
   // table index. A dense table's keys are its block numbers.
   KVClient::Ticket Pull(size_t table, std::span<const uint64_t> keys, float* out);
@@ -87,6 +96,8 @@ class DrivenSteps {
   double network_wait_seconds_ = 0;
 
   std::shared_ptr<const Batch> batch_;  // the step in progress; null between steps
+  std::shared_ptr<const Batch> ahead_;  // the next step's, read by Peek()
+  bool input_done_ = false;             // Peek() met the end of the input
   uint64_t step_ = 0;                   // its number (first_step + steps begun)
   std::vector<KVClient::Ticket> step_pushes_;
   double step_loss_ = 0;

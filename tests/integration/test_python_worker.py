@@ -136,6 +136,46 @@ class DlrmTest(PythonWorkerCase):
         self.assertLess(abs(python["auc"] - cpp["auc"]), 0.003)
 
 
+    def test_prefetching_the_next_batch_changes_no_prediction(self):
+        """asp, 1 worker and 1 server: the example prefetches each next
+        batch's rows that the step does not update (worker.peek()) and pulls
+        the rest after the step's push, as sparta-worker does, so every row
+        it reads is the one it would have pulled at the step: the same job
+        with peek() turned off predicts exactly the same."""
+        data = datagen(self.dir, 30000, 3000, seed=9)
+        config = self.lr_config(data, model__name="dnn", data__epochs=1)
+        runs = {}
+        for name, prefetch in (("prefetch", True), ("plain", False)):
+            wrapper = os.path.join(self.dir, f"{name}.py")
+            with open(wrapper, "w") as f:
+                f.write(textwrap.dedent(f"""
+                    import atexit, runpy
+                    import sparta, sparta.torch
+                    joined = [0]
+                    class Counted(sparta.torch._Joined):
+                        def __init__(self, *a):
+                            joined[0] += 1
+                            super().__init__(*a)
+                    sparta.torch._Joined = Counted
+                    if not {prefetch}:
+                        sparta.Worker.peek = lambda self: None
+                    atexit.register(lambda: open({os.path.join(self.dir, name + '.prefetches')!r}, "w").write(
+                        str(joined[0])))
+                    runpy.run_path({DLRM_EXAMPLE!r}, run_name="__main__")
+                """))
+            out = os.path.join(self.dir, f"{name}.predictions")
+            result = launch_python(config, self.run_dir(name), wrapper, [f"eval.predictions_out={out}"])
+            self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+            runs[name] = (summary(self.run_dir(name)), read(out),
+                          int(read(os.path.join(self.dir, name + ".prefetches"))))
+        steps = runs["prefetch"][0]["worker_steps"][0]
+        # Every step after the first used a prefetch; none without peek().
+        self.assertEqual(runs["prefetch"][2], steps - 1)
+        self.assertEqual(runs["plain"][2], 0)
+        self.assertEqual(len(runs["prefetch"][1].splitlines()), 3000)
+        self.assertEqual(runs["prefetch"][1], runs["plain"][1])
+
+
 CHECKS = textwrap.dedent("""
     import json, os
     import numpy as np
@@ -147,8 +187,13 @@ CHECKS = textwrap.dedent("""
     r = {}
     with sparta.Worker(None, tables) as w:
         r["tables"] = [w.table(t["name"])["kind"] for t in tables]
+        peeked = None
         for i, batch in enumerate(w.batches()):
+            if i == 1:
+                r["peek"] = [peeked.id == batch.id, bool((peeked.unique_keys == batch.unique_keys).all())]
             if i == 0:
+                peeked = w.peek()
+                r["peek_again"] = w.peek().id == peeked.id
                 keys = np.array([3, 1, 2], dtype=np.uint64)
                 r["before"] = w.pull("s", keys).tolist()
                 w.push("s", keys, np.arange(9, dtype=np.float32).reshape(3, 3)).wait()
@@ -205,6 +250,9 @@ class PullPushTest(PythonWorkerCase):
         self.assertEqual(r["normal_again"], [r["normal"][1], r["normal"][0]])
         self.assertNotEqual(r["normal"][0], r["normal"][1])
         self.assertTrue(all(0 < abs(x) < 1 for row in r["normal"] for x in row))
+        # peek() reads the next step's batch ahead, once; batches() then gives it.
+        self.assertTrue(r["peek_again"])
+        self.assertEqual(r["peek"], [True, True])
         self.assertIn("3 keys of dim 3 need 9 gradient floats, got 4", r["bad_push"])
         self.assertIn("no table 'nope'", r["bad_table"])
         self.assertEqual(r["batch"], {"size": 500, "offsets": 501, "labels": 500, "writeable": False,

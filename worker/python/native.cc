@@ -221,6 +221,22 @@ class PyWorker {
     return PyBatch{*std::move(batch)};
   }
 
+  std::optional<PyBatch> peek() {
+    std::lock_guard<std::mutex> lock(mu_);
+    DrivenSteps* steps = Steps();
+    absl::StatusOr<std::shared_ptr<const Batch>> batch;
+    {
+      py::gil_scoped_release release;
+      batch = steps->Peek();
+    }
+    if (!batch.ok()) {
+      if (worker_->Stopped()) return std::nullopt;
+      Raise(batch.status());
+    }
+    if (*batch == nullptr) return std::nullopt;
+    return PyBatch{*std::move(batch)};
+  }
+
   PullFuture pull_async(size_t table, Keys keys) {
     std::lock_guard<std::mutex> lock(mu_);
     DrivenSteps* steps = Steps();
@@ -342,6 +358,9 @@ PYBIND11_MODULE(_native, m) {
 
   py::class_<PyBatch>(m, "Batch")
       .def_property_readonly("size", &PyBatch::n)
+      .def_property_readonly("fresh_keys", [](const PyBatch& b) { return b.batch->fresh_keys; })
+      // The same number for every view of one batch (peek() and batches() give two).
+      .def_property_readonly("id", [](const PyBatch& b) { return reinterpret_cast<uintptr_t>(b.batch.get()); })
       .def_property_readonly("epoch", [](const PyBatch& b) { return b.batch->epoch; })
       .def_property_readonly("labels", [](const PyBatch& b) { return View(b.batch, b.batch->labels.data(), {b.n()}); })
       .def_property_readonly("dense", [](const PyBatch& b) {
@@ -378,10 +397,12 @@ PYBIND11_MODULE(_native, m) {
       .def("probe_schema", &PyWorker::probe_schema)
       .def("open", &PyWorker::open, py::arg("tables"))
       .def("next_batch", &PyWorker::next_batch)
+      .def("peek", &PyWorker::peek)
       .def("pull", &PyWorker::pull, py::arg("table"), py::arg("keys"))
-      .def("pull_async", &PyWorker::pull_async, py::arg("table"), py::arg("keys"))
+      // A future uses the worker's connection: it keeps the worker alive.
+      .def("pull_async", &PyWorker::pull_async, py::arg("table"), py::arg("keys"), py::keep_alive<0, 1>())
       .def("push", &PyWorker::push, py::arg("table"), py::arg("keys"), py::arg("grads"),
-           py::arg("counts") = std::nullopt)
+           py::arg("counts") = std::nullopt, py::keep_alive<0, 1>())
       .def("record_loss", &PyWorker::record_loss)
       .def("open_test", &PyWorker::open_test)
       .def("finish", &PyWorker::finish, py::arg("probs") = std::nullopt, py::arg("labels") = std::nullopt)

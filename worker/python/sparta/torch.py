@@ -58,15 +58,35 @@ class EmbeddingBag(_ServerRows):
     def __init__(self, worker, table, num_fields=None):
         super().__init__(worker, table)
         self.num_fields = num_fields
+        self._ahead = {}  # batch id -> (batch, the pull of its early rows), from prefetch()
 
     def pull_async(self, batch):
         """Starts the pull of `batch`'s rows, for forward(batch, rows=...), so
-        that it overlaps other pulls or computation."""
+        that it overlaps other pulls or computation (the part prefetch()
+        started is not pulled again)."""
+        early = self._ahead.pop(batch.id, None)
+        if early is not None:
+            late = self.worker.pull_async(self.table, batch.unique_keys[batch.fresh_keys:])
+            return _Joined(early[1], late)
         return self.worker.pull_async(self.table, batch.unique_keys)
+
+    def prefetch(self, batch):
+        """Starts pulling the rows of the next step's `batch` (worker.peek())
+        that this step does not update (its first batch.fresh_keys keys); its
+        forward (or pull_async) pulls the rest then, after this step's push,
+        so every row it reads has this worker's earlier updates, as
+        sparta-worker's own prefetch does."""
+        # Keyed by the batch; the batch itself is kept too, as the future's
+        # keys are a view of it.
+        self._ahead[batch.id] = (batch, self.worker.pull_async(self.table, batch.unique_keys[:batch.fresh_keys]))
+        while len(self._ahead) > 2:  # this step's and the next's; an older one was never used
+            del self._ahead[next(iter(self._ahead))]
 
     def forward(self, batch, rows=None):
         """`rows`: the batch's rows if already pulled, or their pull_async() future."""
         keys = batch.unique_keys
+        if rows is None and batch.id in self._ahead:
+            rows = self.pull_async(batch)
         leaf = self._leaf(_rows(rows) if rows is not None else self.worker.pull(self.table, keys), keys)
         weighted = leaf[torch.from_numpy(batch.slots.astype(np.int64))]
         if not (batch.values == 1).all():  # one-hot features (the usual) need no product
@@ -86,6 +106,16 @@ class EmbeddingBag(_ServerRows):
         else:
             pooled = pooled.index_add(0, torch.from_numpy(bag), weighted)
         return pooled if self.num_fields is None else pooled.view(batch.size, self.num_fields, self.dim)
+
+
+class _Joined:
+    """Two pulls' rows, one after the other."""
+
+    def __init__(self, first, second):
+        self.first, self.second = first, second
+
+    def result(self):
+        return np.concatenate([self.first.result(), self.second.result()])
 
 
 class Embedding(_ServerRows):

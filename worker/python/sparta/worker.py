@@ -145,6 +145,14 @@ class Worker:
                 return
             yield batch
 
+    def peek(self):
+        """The next step's batch, read ahead during this step so that its
+        pulls can start early (see sparta.torch.EmbeddingBag.prefetch), or
+        None: under asp only (ssp and bsp pull when the clock allows), and
+        not when a checkpoint's pause is due or the input is done. The next
+        batch from batches() is this one."""
+        return self._native.peek()
+
     def pull_async(self, table, keys=None):
         """Starts a pull of `keys`' rows (a dense table: keys None); .result() gives them."""
         i = self._table_index(table)

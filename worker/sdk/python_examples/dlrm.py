@@ -100,6 +100,11 @@ def main():
     with sparta.Worker(None, tables) as worker:
         model = DLRM(worker)
         for batch in worker.batches():
+            # The next batch's rows that this step does not update start
+            # coming now, while this step computes (asp only; else None).
+            ahead = worker.peek()
+            if ahead is not None:
+                model.embeddings.prefetch(ahead)
             logits = model(batch)
             # The summed logloss: the gradient the servers' optimizers expect.
             loss = torch.nn.functional.binary_cross_entropy_with_logits(
