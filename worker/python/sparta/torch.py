@@ -13,6 +13,10 @@ pushes that tensor's gradient, so the model needs no optimizer for these
 parameters: the servers apply each table's own (sgd, adagrad, ftrl, adam).
 Parameters a model keeps in PyTorch stay with a PyTorch optimizer.
 
+Dense parameters may instead stay in PyTorch with a PyTorch optimizer,
+their gradients averaged over the job's Python workers each step with
+torch.distributed (gloo): see AllReduce.
+
 Gradients are pushed as they are: a table's optimizer sees the gradient of
 whatever loss backward() was called on. Sparta's built-in models push that
 of the batch's summed logloss (reduction="sum"); use the same to train with
@@ -22,7 +26,7 @@ the same learning rates.
 import numpy as np
 import torch
 
-__all__ = ["EmbeddingBag", "Embedding", "DenseTable"]
+__all__ = ["AllReduce", "EmbeddingBag", "Embedding", "DenseTable"]
 
 
 def _rows(pulled):
@@ -154,3 +158,76 @@ class DenseTable(torch.nn.Module):
 
             leaf.register_hook(push)
         return leaf
+
+
+class AllReduce:
+    """Dense parameters kept in PyTorch, trained by a PyTorch optimizer on
+    the gradients averaged over every Python worker of the job, each step,
+    with torch.distributed (gloo), as DistributedDataParallel does:
+
+        sync = sparta.torch.AllReduce(worker, model.mlp.parameters(), torch.optim.Adam(...))
+        for batch in sync.batches():     # worker.batches(), in step with the other workers
+            loss = ...; loss.backward()  # sparse tables: pushed to the servers as usual
+            sync.step()                  # averages the gradients, steps the optimizer, zeroes them
+
+    Every worker starts from worker 0's values (broadcast). Workers' shares
+    of the input may differ by a batch or so: one that runs out goes on
+    taking part, with no gradient of its own, until every worker is done,
+    so that all apply the same updates. The group meets at MASTER_ADDR and
+    MASTER_PORT (the launcher sets them for --worker-command), with
+    cluster.workers members; it cannot follow workers joining or leaving
+    (data.assignment on_demand). Unlike the servers' tables, these
+    parameters are not in Sparta's checkpoints: keep them on the servers
+    (DenseTable) where a restored job must have them.
+    """
+
+    def __init__(self, worker, parameters, optimizer, timeout_seconds=None):
+        import datetime
+        import torch.distributed as dist
+        self.worker, self.optimizer, self.dist = worker, optimizer, dist
+        self.parameters = [p for p in parameters]
+        self.size = worker.config["cluster.workers"]
+        if not dist.is_initialized():
+            # A worker that died leaves the others waiting in a collective:
+            # they give up after the job's heartbeat timeout, by then failed.
+            timeout = timeout_seconds or max(60.0, 4 * worker.config["cluster.heartbeat_timeout"])
+            dist.init_process_group("gloo", rank=worker.rank, world_size=self.size,
+                                    timeout=datetime.timedelta(seconds=timeout))
+        with torch.no_grad():
+            for p in self.parameters:
+                dist.broadcast(p, 0)
+        self._contributors = 1
+
+    def batches(self):
+        mine = self.worker.batches()
+        while True:
+            batch = next(mine, None)
+            have = torch.tensor([0.0 if batch is None else 1.0])
+            self.dist.all_reduce(have)
+            self._contributors = int(have.item())
+            if self._contributors == 0:
+                return
+            if batch is not None:
+                yield batch
+            else:  # out of input: this round's update, with nothing of its own
+                self.optimizer.zero_grad(set_to_none=False)
+                for p in self.parameters:
+                    if p.grad is None:
+                        p.grad = torch.zeros_like(p)
+                self.step()
+
+    def step(self):
+        """Averages the gradients over the workers that had a batch this round, then steps."""
+        for p in self.parameters:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        flat = torch.cat([p.grad.reshape(-1) for p in self.parameters])
+        self.dist.all_reduce(flat)
+        flat /= self._contributors
+        offset = 0
+        for p in self.parameters:
+            n = p.numel()
+            p.grad.copy_(flat[offset:offset + n].view_as(p.grad))
+            offset += n
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=False)

@@ -12,7 +12,7 @@ trains either one.
     b     = bottom MLP(dense features)            (ReLU layers)
     logit = wide + top MLP([e_1 .. e_F, b])       (ReLU hidden layers, linear output)
 
-Every parameter lives on the servers: the rows [w, v_1..v_k] of "dnn.emb"
+By default every parameter lives on the servers: the rows [w, v_1..v_k] of "dnn.emb"
 (sparse, model.embedding_dim + 1 floats per key) and one dense table per
 layer, W (in x out, row-major) then b (out). Forward pulls what the batch
 needs, backward pushes the gradients, and the servers apply the optimizers:
@@ -20,7 +20,16 @@ optimizer.name to the embeddings, optimizer.dense_name to the layers (Adam
 at 0.005 when it is not set, as for the built-in dnn). Each table starts as
 the built-in's does (the same initializer and seed), so both begin from the
 same weights.
+
+With `--dense torch` the layers stay in PyTorch instead, trained by
+torch.optim.Adam on the gradients averaged over the workers each step
+(sparta.torch.AllReduce, gloo); only the embeddings are on the servers:
+
+    scripts/sparta launch configs/quickstart.yaml --set model.name=dnn \
+        --worker-command 'python3 worker/sdk/python_examples/dlrm.py --dense torch'
 """
+
+import argparse
 
 import math
 
@@ -51,7 +60,7 @@ def layer_shapes(config, num_fields, num_dense):
     return layers
 
 
-def tables(worker):
+def tables(worker, dense_on_servers=True):
     c = worker.config
     dense_optimizer = c["optimizer.dense_name"] or DEFAULT_DENSE_OPTIMIZER
     dense_rate = c["optimizer.dense_learning_rate"]
@@ -61,26 +70,48 @@ def tables(worker):
     out = [sparta.Sparse("dnn.emb", dim=c["model.embedding_dim"] + 1, initializer="uniform",
                          scale=c["model.init_scale"], seed=seed)]
     for t, (name, fan_in, units, _) in enumerate(layer_shapes(c, worker.num_fields, worker.num_dense), start=1):
+        if not dense_on_servers:
+            break
         out.append(sparta.Dense(name, size=(fan_in + 1) * units, initializer="uniform", scale=1 / math.sqrt(fan_in),
                                 seed=seed + t, optimizer=dense_optimizer, learning_rate=dense_rate))
     return out
 
 
+class TorchLayer(torch.nn.Module):
+    """A layer's W (in x out) then b, as a flat PyTorch parameter (--dense torch),
+    drawn from U(-1/sqrt(in), 1/sqrt(in)) as the servers' tables are."""
+
+    def __init__(self, fan_in, units, seed):
+        super().__init__()
+        generator = torch.Generator().manual_seed(seed)
+        self.flat = torch.nn.Parameter((torch.rand((fan_in + 1) * units, generator=generator) * 2 - 1)
+                                       / math.sqrt(fan_in))
+
+    def pull_async(self):
+        return None
+
+    def forward(self, values=None):
+        return self.flat
+
+
 class DLRM(torch.nn.Module):
-    def __init__(self, worker):
+    def __init__(self, worker, dense_on_servers=True):
         super().__init__()
         self.fields, self.num_dense = worker.num_fields, worker.num_dense
         self.k = worker.config["model.embedding_dim"]
         self.embeddings = sparta.torch.EmbeddingBag(worker, "dnn.emb", num_fields=self.fields)
         self.shapes = layer_shapes(worker.config, self.fields, self.num_dense)
-        self.layers = torch.nn.ModuleList(sparta.torch.DenseTable(worker, name) for name, *_ in self.shapes)
+        seed = worker.config["model.seed"]
+        self.layers = torch.nn.ModuleList(
+            sparta.torch.DenseTable(worker, name) if dense_on_servers else TorchLayer(fan_in, units, seed + t)
+            for t, (name, fan_in, units, _) in enumerate(self.shapes, start=1))
         self.bottom = sum(name.startswith("dnn.bottom.") for name, *_ in self.shapes)
 
     def forward(self, batch):
         n = batch.size
         # Every pull of the step at once: one wait on the network, not one per table.
         rows = self.embeddings.pull_async(batch)
-        values = [layer.pull_async() for layer in self.layers]
+        values = [layer.pull_async() for layer in self.layers]  # None for a layer kept in PyTorch
         pooled = self.embeddings(batch, rows)  # (n, fields, 1 + k)
         wide = pooled[:, :, 0].sum(1)
         x = torch.from_numpy(batch.dense.copy()) if self.num_dense else None
@@ -96,10 +127,22 @@ class DLRM(torch.nn.Module):
 
 
 def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--dense", choices=["servers", "torch"], default="servers",
+                        help="where the MLP layers live (default: %(default)s)")
+    options, _ = parser.parse_known_args()  # the rest: sparta-worker's arguments, for sparta.Worker
+    on_servers = options.dense == "servers"
     torch.set_num_threads(1)  # one compute thread per worker, as sparta-worker has by default
-    with sparta.Worker(None, tables) as worker:
-        model = DLRM(worker)
-        for batch in worker.batches():
+    with sparta.Worker(None, lambda w: tables(w, on_servers)) as worker:
+        model = DLRM(worker, on_servers)
+        sync = None
+        if not on_servers:
+            c = worker.config
+            rate = c["optimizer.dense_learning_rate"] if c["optimizer.dense_learning_rate"] > 0 \
+                else DEFAULT_DENSE_LEARNING_RATE
+            sync = sparta.torch.AllReduce(worker, model.layers.parameters(),
+                                          torch.optim.Adam(model.layers.parameters(), lr=rate))
+        for batch in (worker.batches() if sync is None else sync.batches()):
             # The next batch's rows that this step does not update start
             # coming now, while this step computes (asp only; else None).
             ahead = worker.peek()
@@ -110,6 +153,8 @@ def main():
             loss = torch.nn.functional.binary_cross_entropy_with_logits(
                 logits, torch.from_numpy(batch.labels.copy()), reduction="sum")
             loss.backward()
+            if sync is not None:
+                sync.step()
             worker.record_loss(loss.item())
         probs, labels = [], []
         with torch.no_grad():
