@@ -205,37 +205,8 @@ class PyWorker {
     return *training;
   }
 
-  std::optional<PyBatch> next_batch() {
-    std::lock_guard<std::mutex> lock(mu_);
-    DrivenSteps* steps = Steps();
-    absl::StatusOr<std::shared_ptr<const Batch>> batch;
-    {
-      py::gil_scoped_release release;
-      batch = steps->Next();
-    }
-    if (!batch.ok()) {
-      if (worker_->Stopped()) return std::nullopt;  // sparta-ctl stop, SIGTERM: the loop just ends
-      Raise(batch.status());
-    }
-    if (*batch == nullptr) return std::nullopt;
-    return PyBatch{*std::move(batch)};
-  }
-
-  std::optional<PyBatch> peek() {
-    std::lock_guard<std::mutex> lock(mu_);
-    DrivenSteps* steps = Steps();
-    absl::StatusOr<std::shared_ptr<const Batch>> batch;
-    {
-      py::gil_scoped_release release;
-      batch = steps->Peek();
-    }
-    if (!batch.ok()) {
-      if (worker_->Stopped()) return std::nullopt;
-      Raise(batch.status());
-    }
-    if (*batch == nullptr) return std::nullopt;
-    return PyBatch{*std::move(batch)};
-  }
+  std::optional<PyBatch> next_batch() { return TakeBatch(&DrivenSteps::Next); }
+  std::optional<PyBatch> peek() { return TakeBatch(&DrivenSteps::Peek); }
 
   PullFuture pull_async(size_t table, Keys keys) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -327,6 +298,24 @@ class PyWorker {
   }
 
  private:
+  // Next() or Peek(), without the GIL; a job stopped meanwhile (sparta-ctl
+  // stop, SIGTERM) is no batch, not an error: the loop just ends.
+  std::optional<PyBatch> TakeBatch(absl::StatusOr<std::shared_ptr<const Batch>> (DrivenSteps::*take)()) {
+    std::lock_guard<std::mutex> lock(mu_);
+    DrivenSteps* steps = Steps();
+    absl::StatusOr<std::shared_ptr<const Batch>> batch;
+    {
+      py::gil_scoped_release release;
+      batch = (steps->*take)();
+    }
+    if (!batch.ok()) {
+      if (worker_->Stopped()) return std::nullopt;
+      Raise(batch.status());
+    }
+    if (*batch == nullptr) return std::nullopt;
+    return PyBatch{*std::move(batch)};
+  }
+
   DrivenSteps* Steps() {
     if (steps_ == nullptr) throw py::value_error("the worker is not open (or the job had already ended)");
     return steps_;
