@@ -268,13 +268,17 @@ class ServerDrainTest(OnDemandJob):
     another server (rows streamed in chunks while it keeps serving, the switch at a view change), then it
     exits 0; nothing is lost or applied twice (the audit, and every key trained exactly `epochs` times)."""
 
+    # At batches of 10, several times what a drain (and a failover, or a
+    # scheduler's takeover) takes: the job must still be training when it ends.
+    EPOCHS = 6
+
     def drain_server_mid_job(self, replication):
         run = self.run_dir(f"drain-server-r{replication}")
         predictions = os.path.join(self.dir, f"drain-server-r{replication}.counts")
         config = write_config(self.dir, f"drain-server-r{replication}.yaml",
                               cluster={"servers": 3, "workers": 2},
                               data={"train": self.data, "test": self.data, "format": "libsvm", "batch_size": 10,
-                                    "epochs": EPOCHS},
+                                    "epochs": self.EPOCHS},
                               model={"plugin": self.plugin}, storage={"replication_factor": replication},
                               worker={"audit": 1}, log={"progress_interval": 0.05})
         proc = launch(config, run, [f"eval.predictions_out={predictions}"], wait=False)
@@ -288,7 +292,7 @@ class ServerDrainTest(OnDemandJob):
             again = drain("server-2", run)
             self.assertNotEqual(again.returncode, 0)
             self.assertIn("storage.replication_factor", again.stderr)
-        self.finish_exactly(run, proc, predictions)
+        self.finish_exactly(run, proc, predictions, self.EPOCHS)
         scheduler = read(os.path.join(run, "scheduler.log"))
         self.assertIn("is drained: every shard it held has moved", scheduler)
         # Drained while the job trained, and it exited by itself.
@@ -311,7 +315,7 @@ class ServerDrainTest(OnDemandJob):
         config = write_config(self.dir, "drain-target-killed.yaml",
                               cluster={"servers": 4, "workers": 2, "heartbeat_timeout": scaled(1.5)},
                               data={"train": self.data, "test": self.data, "format": "libsvm", "batch_size": 10,
-                                    "epochs": EPOCHS},
+                                    "epochs": self.EPOCHS},
                               model={"plugin": self.plugin}, storage={"replication_factor": 2},
                               worker={"audit": 1}, log={"progress_interval": 0.05})
         proc = launch(config, run, [f"eval.predictions_out={predictions}"], wait=False)
@@ -326,7 +330,7 @@ class ServerDrainTest(OnDemandJob):
         finally:
             os.kill(pids[("server", 0)], signal.SIGKILL)
             os.kill(pids[("server", 3)], signal.SIGCONT)
-        self.finish_exactly(run, proc, predictions, killed=["server-0"])
+        self.finish_exactly(run, proc, predictions, self.EPOCHS, killed=["server-0"])
         scheduler = read(os.path.join(run, "scheduler.log"))
         self.assertIn("failing over to its replicas", scheduler)
         self.assertIn("copies of drained servers move again", scheduler)
@@ -347,7 +351,7 @@ class ServerDrainTest(OnDemandJob):
                                        "servers": 3, "workers": 2, "heartbeat_interval": 0.2,
                                        "heartbeat_timeout": scaled(3)},
                               data={"train": self.data, "test": self.data, "format": "libsvm", "batch_size": 10,
-                                    "epochs": EPOCHS},
+                                    "epochs": self.EPOCHS},
                               model={"plugin": self.plugin}, worker={"audit": 1}, log={"progress_interval": 0.05})
         proc = launch(config, run, [f"eval.predictions_out={predictions}"], wait=False)
         self.procs.append(proc)
@@ -364,7 +368,7 @@ class ServerDrainTest(OnDemandJob):
             os.kill(leader, signal.SIGKILL)
         finally:
             os.kill(source, signal.SIGCONT)
-        s = self.finish_exactly(run, proc, predictions, killed=[f"scheduler-{rank}"])
+        s = self.finish_exactly(run, proc, predictions, self.EPOCHS, killed=[f"scheduler-{rank}"])
         logs = [read(os.path.join(run, n)) for n in os.listdir(run) if n.startswith("scheduler-") and n.endswith(".log")]
         took_over = [log.split("took over the running job")[1] for log in logs if "took over the running job" in log]
         self.assertEqual(len(took_over), 1, "exactly one scheduler takes the job over")
