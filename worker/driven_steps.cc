@@ -99,20 +99,11 @@ absl::StatusOr<std::shared_ptr<const Batch>> DrivenSteps::Next() {
     batch_ = std::move(ahead_);
     return batch_;
   }
-  ClockGate* const clock = hooks_.clock;
   while (true) {
     SPARTA_RETURN_IF_ERROR(Settle());
     const uint64_t next = step_ + 1;
-    if (clock != nullptr) {
-      // This worker's own pushes count too: steps up to next-1-staleness
-      // must be acknowledged before the slowest worker is waited for.
-      const int staleness = clock->staleness();
-      const uint64_t needed =
-          staleness < 0 || next - 1 <= static_cast<uint64_t>(staleness) ? 0 : next - 1 - staleness;
-      SPARTA_RETURN_IF_ERROR(pushes_.RetireThrough(needed));
-      SPARTA_ASSIGN_OR_RETURN(const ClockGate::Wait wait, clock->WaitForStep(next));
-      if (wait != ClockGate::Wait::kReady) continue;  // woken for a checkpoint: the pause first
-    }
+    SPARTA_ASSIGN_OR_RETURN(const bool go, pushes_.AwaitTurn(next));
+    if (!go) continue;  // woken for a checkpoint: the pause first
     bool starved = false;
     auto batch = loader_->Next(&starved);
     if (batch.ok() && starved) {

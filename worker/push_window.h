@@ -72,6 +72,21 @@ class PushWindow {
     return absl::OkStatus();
   }
 
+  // Before step `step` (1-based) pulls, under ssp/bsp: its view of the
+  // parameters may lag the slowest worker by at most the clock's staleness,
+  // and this worker's own pushes count too, so its steps up to
+  // step-1-staleness are retired first; then the clock is waited on. False:
+  // woken for a checkpoint, so the step is deferred (the pause comes first).
+  // True at once without a clock.
+  absl::StatusOr<bool> AwaitTurn(uint64_t step) {
+    if (clock_ == nullptr) return true;
+    const int staleness = clock_->staleness();
+    const uint64_t needed = staleness < 0 || step - 1 <= static_cast<uint64_t>(staleness) ? 0 : step - 1 - staleness;
+    SPARTA_RETURN_IF_ERROR(RetireThrough(needed));
+    SPARTA_ASSIGN_OR_RETURN(ClockGate::Wait wait, clock_->WaitForStep(step));
+    return wait == ClockGate::Wait::kReady;
+  }
+
  private:
   struct Pending {
     uint64_t step;

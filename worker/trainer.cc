@@ -286,16 +286,7 @@ absl::StatusOr<Trainer::TrainResult> Trainer::Train(DataLoader* loader, const Tr
   };
   // Before step `step` pulls: its view of the parameters may lag the
   // slowest worker by at most `staleness` steps.
-  auto before_pull = [&](uint64_t step) -> absl::StatusOr<bool> {
-    if (clock == nullptr) return true;
-    const int staleness = clock->staleness();
-    // This worker's own pushes count too: steps up to step-1-staleness must be acknowledged.
-    const uint64_t needed = staleness < 0 || step - 1 <= static_cast<uint64_t>(staleness) ? 0 : step - 1 - staleness;
-    SPARTA_RETURN_IF_ERROR(pushes.RetireThrough(needed));
-    // Woken for a checkpoint: defer this step; the pause comes first.
-    SPARTA_ASSIGN_OR_RETURN(ClockGate::Wait wait, clock->WaitForStep(step));
-    return wait == ClockGate::Wait::kReady;
-  };
+  auto before_pull = [&](uint64_t step) { return pushes.AwaitTurn(step); };
   auto pause_wanted = [&] { return hooks.gate != nullptr && hooks.gate->pause_requested(); };
   settle_ = [&]() -> absl::Status {
     SPARTA_RETURN_IF_ERROR(finish_computing());

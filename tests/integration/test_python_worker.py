@@ -245,6 +245,8 @@ class AllReduceTest(unittest.TestCase):
                    PYTHONPATH=os.path.join(ROOT, "worker", "python"))
         procs = [subprocess.Popen([sys.executable, script, str(r), str(n), os.path.join(folder, f"{r}.json")], env=env)
                  for r, n in ((0, 3), (1, 5))]
+        for p in procs:  # stopped by pid if the test ends early
+            self.addCleanup(lambda p=p: p.poll() is None and (p.kill(), p.wait()))
         for p in procs:
             self.assertEqual(p.wait(timeout=120), 0)
         results = [json.loads(read(os.path.join(folder, f"{r}.json"))) for r in (0, 1)]

@@ -260,8 +260,8 @@ class PyWorker {
     if (probs.has_value() != labels.has_value()) throw py::value_error("finish: give both probs and labels, or neither");
     if (probs) {
       if (probs->size() != labels->size()) throw py::value_error("finish: probs and labels differ in length");
-      std::vector<float> p(probs->data(), probs->data() + probs->size());
-      std::vector<float> l(labels->data(), labels->data() + labels->size());
+      const std::span<const float> p(probs->data(), static_cast<size_t>(probs->size()));
+      const std::span<const float> l(labels->data(), static_cast<size_t>(labels->size()));
       eval = Trainer::EvalResult{.auc = Auc(p, l), .logloss = MeanLogLoss(p, l), .rows = p.size()};
       if (!config_.eval.predictions_out.empty()) Check(WritePredictions(config_.eval.predictions_out, p));
     }
