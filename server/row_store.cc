@@ -96,9 +96,20 @@ rocksdb::Options StoreOptions() {
 
 // The cold tier reads rows back at random: a skip-list memtable (the
 // vector one is scanned on every read), whole-key Bloom filters (a key that
-// is not in a file costs no block read: many lookups are of new keys), and
-// a block cache that, with the memtables charged to it, holds RocksDB's
-// memory to `bytes`.
+// is not in a file costs no block read), and memtables that, charged to a
+// cache of `bytes`, hold RocksDB's memory to that share.
+//
+// The tier is written far more than it is read back: every key of a long
+// tail is written once when it goes cold and most are never read again
+// (22.9M rows written, 9.5M read back in the README's 10% run). So the
+// store is tuned for writes. Tiered ("universal") compaction merges runs of
+// similar size only when many have piled up: each row is rewritten about
+// log_32(table / memtable) times, where leveled compaction, whose every
+// level-0 file spans the whole key range of random keys, rewrote the next
+// level with each merge (perf: a third of a tiered run's CPU, with writes
+// stalled at 40 level-0 files). The price is on reads, which probe a Bloom
+// filter per sorted run: up to about 32 per level of merging, a few
+// hundred nanoseconds a key.
 void UseAsColdTier(rocksdb::Options* options, uint64_t bytes, std::shared_ptr<std::atomic<uint64_t>> meter) {
   auto cache = rocksdb::NewLRUCache(bytes);
   options->memtable_factory = std::make_shared<rocksdb::SkipListFactory>();
@@ -107,19 +118,25 @@ void UseAsColdTier(rocksdb::Options* options, uint64_t bytes, std::shared_ptr<st
   // row (concurrent inserts search from the top every time; perf showed
   // that search as a fifth of a tiered run).
   options->allow_concurrent_memtable_write = false;
-  options->write_buffer_manager = std::make_shared<rocksdb::WriteBufferManager>(bytes / 2, cache);
-  // Memtables of a quarter of the share (up to two full while one flushes):
-  // smaller ones made so many level-0 files that compaction fell behind
-  // and RocksDB stalled writes (evictions) for seconds.
-  options->write_buffer_size = std::max<uint64_t>(1 << 20, bytes / 4);
+  // Cold reads do not fill the cache (RowStore::MultiGet: random rows of a
+  // tier many times the cache's size hit it about 1% of the time, and
+  // filling it cost more than it saved), so nearly all of the share goes to
+  // memtables: larger ones mean fewer, larger runs to merge and to probe.
+  // Up to three of a third each (one filling while two flush).
+  options->write_buffer_manager = std::make_shared<rocksdb::WriteBufferManager>(bytes / 8 * 7, cache);
+  options->write_buffer_size = std::max<uint64_t>(1 << 20, bytes / 8 * 7 / 3);
   options->max_write_buffer_number = 3;
-  // Evictions write steadily at the rate of new keys. Level sizes that
-  // follow the data keep each level-0 merge small, and more level-0 files
-  // are allowed before writes are slowed: a slowed write stalls the
-  // executor that evicts (perf: level-0 slowdowns several times a run).
-  options->level_compaction_dynamic_level_bytes = true;
-  options->level0_slowdown_writes_trigger = 40;
-  options->level0_stop_writes_trigger = 80;
+  options->compaction_style = rocksdb::kCompactionStyleUniversal;
+  options->level0_file_num_compaction_trigger = 32;
+  // Rows are mostly new keys, so the runs hold little garbage: no whole-
+  // table rewrites to bound space amplification (the default rewrote the
+  // tier each time it doubled). Overwritten rows are dropped as their runs
+  // merge.
+  options->compaction_options_universal.max_size_amplification_percent = 100000;
+  // A slowed write stalls the executor that evicts: only when merging has
+  // fallen far behind.
+  options->level0_slowdown_writes_trigger = 4 * 32;
+  options->level0_stop_writes_trigger = 8 * 32;
   options->listeners.push_back(std::make_shared<TableReaderMeter>(meter));
   // A Bloom filter over each memtable's keys too: most lookups are of keys
   // that are not there, and without it each one searched the skip list.
@@ -274,6 +291,8 @@ absl::Status RowStore::MultiGet(rocksdb::ColumnFamilyHandle* column, std::span<c
   std::vector<rocksdb::PinnableSlice> values(std::min(n, kChunk));
   std::vector<rocksdb::Status> statuses(values.size());
   rocksdb::ReadOptions read;
+  // See UseAsColdTier(): the blocks of random cold rows are seldom read twice.
+  read.fill_cache = false;
   for (size_t begin = 0; begin < n; begin += kChunk) {
     const size_t count = std::min(kChunk, n - begin);
     db_->MultiGet(read, column, count, slices.data() + begin, values.data(), statuses.data());

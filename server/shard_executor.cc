@@ -678,6 +678,7 @@ ShardExecutor::Outcome ShardExecutor::ResolveMisses(const Request& r, const Shar
       Bump(stats.admitted, 1);
     }
     slots_[i] = s.Insert(key, nullptr, /*from_store=*/false, NowStamp(table.policy, &r));
+    created_[i] = 1;
     CountRows(s, 1);
     ++created;
   }
@@ -788,11 +789,19 @@ ShardExecutor::Outcome ShardExecutor::Execute(ShardTask& task, const ColdRead* r
     if (slots_[i] == TableShard::kNoSlot) misses_.push_back(static_cast<uint32_t>(i));
   }
   if (!misses_.empty()) {
+    created_.assign(n, 0);
     const Outcome resolved = ResolveMisses(r, task, is_push, read);
     if (resolved != Outcome::kDone) return resolved;
   }
   const size_t row_bytes = size_t{shard_scratch_[0]->stride()} * sizeof(float);
   const bool tiered = budget_ != 0;
+  // What marks a row as used for the eviction policy: a pull, not the push
+  // that follows it (a worker pushes what it pulled a step earlier, so the
+  // push says nothing new), and not the request that created the row: a
+  // key seen once (most of a long tail) is the first to go, and keys that
+  // come back keep their rows hot. A backup sees only forwarded pushes.
+  const bool touches = tiered && (!is_push || r.message.header.type() == pb::REPLICATE);
+  const bool any_created = !misses_.empty();
   const bool expires = table.policy.expires();
   const uint32_t now = expires ? NowStamp(table.policy, &r) : 0;
   for (size_t i = 0; i < n; ++i) {
@@ -815,7 +824,7 @@ ShardExecutor::Outcome ShardExecutor::Execute(ShardTask& task, const ColdRead* r
     }
     TableShard& s = *shard_scratch_[i];
     float* row = s.row(slot);
-    if (tiered) s.Touch(slot);
+    if (touches && !(any_created && created_[i])) s.Touch(slot);
     if (expires && IsStale(s, table.policy, slot, now)) {
       // Not updated within the TTL: the key starts over. A pull reads its
       // initial row; the next push (here and on every replica, which

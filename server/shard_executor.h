@@ -295,6 +295,7 @@ class ShardExecutor {
   std::vector<uint32_t> slots_;
   std::vector<TableShard*> shard_scratch_;
   std::vector<uint32_t> misses_;  // positions in the task
+  std::vector<uint8_t> created_;  // per position: the row was made by this task
   std::vector<uint32_t> lookup_;  // misses looked up in the store
   std::vector<uint32_t> lookup_shards_;
   std::vector<uint64_t> lookup_keys_;

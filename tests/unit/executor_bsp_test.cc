@@ -4,75 +4,35 @@
 // train as 1 worker with twice the batch), a pull of the step itself does
 // not see a partial sum, and a row is updated once per step, not once per
 // push (with Adagrad the two differ).
-#include <poll.h>
-
 #include <cmath>
-#include <deque>
 
 #include <catch2/catch.hpp>
 
 #include "server/initializer.h"
-#include "server/shard_executor.h"
+#include "tests/unit/executor_harness.h"
 
 namespace sparta {
 namespace {
 
 constexpr uint32_t kDim = 4;
 
-struct Fixture {
-  Fixture() : tables(&config) {
-    spec.set_id(1);
-    spec.set_name("t");
-    spec.set_dim(kDim);
-    spec.mutable_optimizer()->set_type(pb::OptimizerSpec::ADAGRAD);
-    spec.mutable_optimizer()->set_learning_rate(0.5f);
-    spec.mutable_optimizer()->set_initial_accumulator(0.1f);
-    spec.mutable_initializer()->set_type(pb::InitializerSpec::UNIFORM);
-    spec.mutable_initializer()->set_scale(0.1f);
-    REQUIRE(tables.Create(spec).ok());
-    table = tables.Find(1);
-    executor = std::make_unique<ShardExecutor>(0, 1, /*num_shards=*/1, &done,
-                                               ShardExecutor::Options{.sum_steps = true});
-    executor->Start();
-  }
-  ~Fixture() { executor->Stop(); }
+pb::TableSpec Spec() {
+  pb::TableSpec spec;
+  spec.set_id(1);
+  spec.set_name("t");
+  spec.set_dim(kDim);
+  spec.mutable_optimizer()->set_type(pb::OptimizerSpec::ADAGRAD);
+  spec.mutable_optimizer()->set_learning_rate(0.5f);
+  spec.mutable_optimizer()->set_initial_accumulator(0.1f);
+  spec.mutable_initializer()->set_type(pb::InitializerSpec::UNIFORM);
+  spec.mutable_initializer()->set_scale(0.1f);
+  return spec;
+}
 
-  // A request of `clock` (its step; 0: none) for `keys`, with `grads` for a push.
-  std::shared_ptr<Request> Send(pb::MsgType type, uint64_t clock, std::vector<uint64_t> keys,
-                                std::vector<float> grads = {}) {
-    auto r = std::make_shared<Request>();
-    r->table = table;
-    r->message.header.set_type(type);
-    r->message.header.set_clock(clock);
-    r->message.header.set_num_keys(static_cast<uint32_t>(keys.size()));
-    r->key_scratch = std::move(keys);
-    r->keys = r->key_scratch;
-    r->grad_scratch = std::move(grads);
-    r->grads = r->grad_scratch;
-    if (type == pb::PULL) r->values.resize(r->keys.size() * kDim);
-    r->pending.store(1);
-    ShardTask task;
-    task.request = r;
-    for (uint32_t i = 0; i < r->keys.size(); ++i) {
-      task.positions.push_back(i);
-      task.local_shards.push_back(0);
-    }
-    executor->Submit(std::move(task));
-    return r;
-  }
-  // Waits (up to a minute) until `r` is handed back as done.
-  void WaitFor(const std::shared_ptr<Request>& r) {
-    while (std::find(finished.begin(), finished.end(), r) == finished.end()) {
-      pollfd p{done.fd(), POLLIN, 0};
-      REQUIRE(poll(&p, 1, 60000) == 1);
-      done.Drain(&finished);
-    }
-  }
-  std::vector<float> Pull(uint64_t clock, uint64_t key) {
-    auto r = Send(pb::PULL, clock, {key});
-    WaitFor(r);
-    return r->values;
-  }
+struct Fixture : ExecutorHarness {
+  Fixture() : ExecutorHarness(Spec(), ShardExecutor::Options{.sum_steps = true}) {}
+
+  std::vector<float> Pull(uint64_t clock, uint64_t key) { return Call(pb::PULL, clock, {key})->values; }
   // What the table's row of `key` is after applying `grad_steps` in turn.
   std::vector<float> Reference(uint64_t key, const std::vector<std::vector<float>>& grad_steps) const {
     std::vector<float> row(kDim + table->optimizer->StateFloats(kDim));
@@ -82,14 +42,6 @@ struct Fixture {
     row.resize(kDim);
     return row;
   }
-
-  Config config;
-  pb::TableSpec spec;
-  TableRegistry tables;
-  const TableEntry* table = nullptr;
-  Mailbox<std::shared_ptr<Request>> done;
-  std::deque<std::shared_ptr<Request>> finished;
-  std::unique_ptr<ShardExecutor> executor;
 };
 
 TEST_CASE("a step's pushes are summed and applied once, when the next step begins", "[bsp]") {

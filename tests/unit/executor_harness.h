@@ -1,0 +1,84 @@
+// ExecutorHarness: one ShardExecutor on its own thread, one table, and the
+// requests a server's I/O thread would hand it, without sockets. For unit
+// tests of what the executor does with requests (bsp step sums, the cold
+// tier's eviction policy). Owns the executor, its table registry and its
+// done mailbox; used from the test's thread only.
+#ifndef SPARTA_TESTS_UNIT_EXECUTOR_HARNESS_H_
+#define SPARTA_TESTS_UNIT_EXECUTOR_HARNESS_H_
+
+#include <poll.h>
+
+#include <algorithm>
+#include <deque>
+#include <memory>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "server/shard_executor.h"
+
+namespace sparta {
+
+struct ExecutorHarness {
+  // The table is `spec`; every key is in virtual shard 0 of 1.
+  ExecutorHarness(const pb::TableSpec& table_spec, const ShardExecutor::Options& options)
+      : spec(table_spec), tables(&config) {
+    REQUIRE(tables.Create(spec).ok());
+    table = tables.Find(spec.id());
+    executor = std::make_unique<ShardExecutor>(0, 1, /*num_shards=*/1, &done, options);
+    executor->Start();
+  }
+  ~ExecutorHarness() { executor->Stop(); }
+
+  // A request of `clock` (its step; 0: none) for `keys`, with `grads` for a push.
+  std::shared_ptr<Request> Send(pb::MsgType type, uint64_t clock, std::vector<uint64_t> keys,
+                                std::vector<float> grads = {}) {
+    auto r = std::make_shared<Request>();
+    r->table = table;
+    r->message.header.set_type(type);
+    r->message.header.set_clock(clock);
+    r->message.header.set_num_keys(static_cast<uint32_t>(keys.size()));
+    r->key_scratch = std::move(keys);
+    r->keys = r->key_scratch;
+    r->grad_scratch = std::move(grads);
+    r->grads = r->grad_scratch;
+    if (type == pb::PULL) r->values.resize(r->keys.size() * spec.dim());
+    r->pending.store(1);
+    ShardTask task;
+    task.request = r;
+    for (uint32_t i = 0; i < r->keys.size(); ++i) {
+      task.positions.push_back(i);
+      task.local_shards.push_back(0);
+    }
+    executor->Submit(std::move(task));
+    return r;
+  }
+  // Waits (up to a minute) until `r` is handed back as done.
+  void WaitFor(const std::shared_ptr<Request>& r) {
+    while (std::find(finished.begin(), finished.end(), r) == finished.end()) {
+      pollfd p{done.fd(), POLLIN, 0};
+      REQUIRE(poll(&p, 1, 60000) == 1);
+      done.Drain(&finished);
+    }
+    finished.erase(std::find(finished.begin(), finished.end(), r));
+  }
+  // Sends a request and waits for it.
+  std::shared_ptr<Request> Call(pb::MsgType type, uint64_t clock, std::vector<uint64_t> keys,
+                                std::vector<float> grads = {}) {
+    auto r = Send(type, clock, std::move(keys), std::move(grads));
+    WaitFor(r);
+    return r;
+  }
+
+  Config config;
+  pb::TableSpec spec;
+  TableRegistry tables;
+  const TableEntry* table = nullptr;
+  Mailbox<std::shared_ptr<Request>> done;
+  std::deque<std::shared_ptr<Request>> finished;
+  std::unique_ptr<ShardExecutor> executor;
+};
+
+}  // namespace sparta
+
+#endif  // SPARTA_TESTS_UNIT_EXECUTOR_HARNESS_H_
