@@ -101,7 +101,7 @@ rocksdb::Options StoreOptions() {
 //
 // The tier is written far more than it is read back: every key of a long
 // tail is written once when it goes cold and most are never read again
-// (22.9M rows written, 9.5M read back in the README's 10% run). So the
+// (29.5M rows written, 8.1M read back in the README's 10% run). So the
 // store is tuned for writes. Tiered ("universal") compaction merges runs of
 // similar size only when many have piled up: each row is rewritten about
 // log_32(table / memtable) times, where leveled compaction, whose every
