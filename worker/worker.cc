@@ -7,7 +7,6 @@
 #include <numeric>
 #include <thread>
 
-#include <cblas.h>
 #include <zmq.hpp>
 
 #include "absl/strings/str_cat.h"
@@ -20,6 +19,7 @@
 #include "common/input_split.h"
 #include "worker/clock_gate.h"
 #include "worker/compute/backend_choice.h"
+#include "worker/compute/cpu/blas_threads.h"
 #include "worker/dense_cache.h"
 #include "worker/driven_steps.h"
 #include "common/daemon_metrics.h"
@@ -134,6 +134,9 @@ absl::Status Worker::Run() {
 }
 
 absl::StatusOr<bool> Worker::Open() {
+  // Before any compute thread (or, in a Python worker, PyTorch's BLAS
+  // calls, the same library): see blas_threads.h.
+  spdlog::info("BLAS threads per compute thread: {} (OPENBLAS_NUM_THREADS sets it)", LimitBlasThreads());
   SPARTA_RETURN_IF_ERROR(Prepare());
   SPARTA_RETURN_IF_ERROR(Join());
   if (too_late_) return false;
@@ -429,9 +432,6 @@ absl::StatusOr<pb::WorkerReport> Worker::Train(bool* stopped) {
   // The compute threads share the connection, the loader, the model and
   // the dense tables (DenseCache); each runs its own trainer.
   DenseCache cache(client_.get(), tables_);
-  // Parallel compute threads each calling a multi-threaded BLAS would run
-  // threads x cores BLAS threads on `cores` cores; one BLAS thread each.
-  if (threads > 1) openblas_set_num_threads(1);
   std::vector<absl::StatusOr<Trainer::TrainResult>> results(threads, absl::UnknownError("not run"));
   std::once_flag failed;
   auto train = [&](int i) {

@@ -1,6 +1,5 @@
 #include "worker/serving/model_server.h"
 
-#include <cblas.h>
 #include <httplib.h>
 
 #include <filesystem>
@@ -10,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/checkpoint_files.h"
 #include "common/status_macros.h"
+#include "worker/compute/cpu/blas_threads.h"
 #include "worker/model_tables.h"
 #include "worker/plugins.h"
 
@@ -101,7 +101,7 @@ absl::Status ModelServer::Load() {
   // Batches are small and the compute threads are the parallelism: BLAS's
   // own threads would only wake up, contend for the cores and add their
   // wake-up time to the tail (a dnn's p99 at 1,000 requests/s was 15 ms).
-  openblas_set_num_threads(1);
+  LimitBlasThreads();
   specs_ = ModelTableSpecs(*model_, config_);
   if (!wait_for_first) {
     SPARTA_ASSIGN_OR_RETURN(tables_, ServingTables::FromCheckpoint(*dir, specs_, config_));

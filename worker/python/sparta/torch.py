@@ -23,10 +23,12 @@ of the batch's summed logloss (reduction="sum"); use the same to train with
 the same learning rates.
 """
 
+import math
+
 import numpy as np
 import torch
 
-__all__ = ["AllReduce", "EmbeddingBag", "Embedding", "DenseTable"]
+__all__ = ["AllReduce", "EmbeddingBag", "Embedding", "DenseTable", "split"]
 
 
 def _rows(pulled):
@@ -41,17 +43,9 @@ class _ServerRows(torch.nn.Module):
         self.dim = worker.table(table)["dim"]
 
     def _leaf(self, rows, keys):
-        """`rows` (NumPy, pulled) as a leaf tensor whose gradient is pushed for `keys`."""
-        leaf = torch.from_numpy(rows)
-        if torch.is_grad_enabled():
-            leaf.requires_grad_()
-            table, worker = self.table, self.worker
-
-            def push(grad):
-                worker.push(table, keys, grad.detach().numpy())
-
-            leaf.register_hook(push)
-        return leaf
+        """`rows` (NumPy, pulled) as a tensor whose gradient is pushed for `keys`."""
+        table, worker, shape = self.table, self.worker, rows.shape
+        return _server_tensors(rows, [shape], lambda flat: worker.push(table, keys, flat.reshape(shape)))[0]
 
 
 class EmbeddingBag(_ServerRows):
@@ -132,10 +126,72 @@ class Embedding(_ServerRows):
         return leaf[torch.from_numpy(inverse.astype(np.int64))]
 
 
+class _ServerGradient(torch.autograd.Function):
+    """Tensors made from values pulled off the servers, whose gradient goes
+    back to them (one flat push) instead of into a .grad.
+
+    A leaf tensor with requires_grad would do the same at a cost that
+    dominated a small MLP's step: autograd accumulates each leaf's gradient
+    (a copy of the whole table every step), and a slice of a flat leaf (a
+    layer's W and b) turns into a zero-filled table-sized gradient per slice
+    in backward (perf of the DLRM example: 40% of its autograd time in
+    fill_, AccumulateGrad and add). Here backward writes each part's
+    gradient once into the flat array that is pushed. `anchor` is a scalar
+    that requires grad, only so that autograd calls backward."""
+
+    @staticmethod
+    def forward(ctx, anchor, values, shapes, push):
+        ctx.shapes, ctx.push, ctx.size = shapes, push, values.size
+        return split(torch.from_numpy(values), shapes)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        flat = np.empty(ctx.size, dtype=np.float32)
+        at = 0
+        for shape, grad in zip(ctx.shapes, grads):
+            n = math.prod(shape)
+            if grad is None:  # a part that did not reach the loss
+                flat[at:at + n] = 0
+            else:
+                flat[at:at + n] = grad.reshape(-1).numpy()
+            at += n
+        flat[at:] = 0  # a table's padding to whole blocks
+        ctx.push(flat)
+        return None, None, None, None
+
+
+def split(flat, shapes):
+    """A flat tensor cut into views of `shapes`, in order (e.g. a layer's W then b)."""
+    parts, at = [], 0
+    for shape in shapes:
+        n = math.prod(shape)
+        parts.append(flat[at:at + n].view(shape))
+        at += n
+    return tuple(parts)
+
+
+_anchor = None
+
+
+def _server_tensors(values, shapes, push):
+    """`values` (NumPy) as tensors of `shapes`, in order; with grad enabled,
+    backward pushes their gradients as one flat array (push(flat))."""
+    if not torch.is_grad_enabled():
+        return split(torch.from_numpy(values), shapes)
+    global _anchor
+    if _anchor is None:
+        _anchor = torch.zeros((), requires_grad=True)
+    return _ServerGradient.apply(_anchor, values, shapes, push)
+
+
 class DenseTable(torch.nn.Module):
-    """A dense table's values as a flat tensor for this step (pulled on each
-    forward, its gradient pushed by backward): a layer's weights on the
-    servers, e.g. W = flat[:i*o].view(i, o), b = flat[i*o:]."""
+    """A dense table's values for this step (pulled on each forward, their
+    gradient pushed by backward): a layer's weights on the servers.
+    forward() gives the table as one flat tensor; forward(shapes=[...]) gives
+    it cut into tensors of those shapes, in order, e.g. W then b:
+
+        w, b = table(shapes=[(fan_in, units), (units,)])
+    """
 
     def __init__(self, worker, table):
         super().__init__()
@@ -146,18 +202,13 @@ class DenseTable(torch.nn.Module):
         """Starts the pull of the table's values, for forward(values=...)."""
         return self.worker.pull_async(self.table)
 
-    def forward(self, values=None):
+    def forward(self, values=None, shapes=None):
         """`values`: the table's values if already pulled, or their pull_async() future."""
-        leaf = torch.from_numpy(_rows(values) if values is not None else self.worker.pull(self.table))
-        if torch.is_grad_enabled():
-            leaf.requires_grad_()
-            worker, table = self.worker, self.table
-
-            def push(grad):  # returns None: the gradient itself is left as it is
-                worker.push(table, None, grad.detach().numpy())
-
-            leaf.register_hook(push)
-        return leaf
+        values = _rows(values) if values is not None else self.worker.pull(self.table)
+        worker, table = self.worker, self.table
+        parts = _server_tensors(values, shapes or [(self.size,)],
+                                lambda flat: worker.push(table, None, flat))
+        return parts if shapes is not None else parts[0]
 
 
 class AllReduce:

@@ -90,8 +90,8 @@ class TorchLayer(torch.nn.Module):
     def pull_async(self):
         return None
 
-    def forward(self, values=None):
-        return self.flat
+    def forward(self, values=None, shapes=None):
+        return sparta.torch.split(self.flat, shapes) if shapes is not None else self.flat
 
 
 class DLRM(torch.nn.Module):
@@ -113,14 +113,17 @@ class DLRM(torch.nn.Module):
         rows = self.embeddings.pull_async(batch)
         values = [layer.pull_async() for layer in self.layers]  # None for a layer kept in PyTorch
         pooled = self.embeddings(batch, rows)  # (n, fields, 1 + k)
-        wide = pooled[:, :, 0].sum(1)
+        # One split, not two slices: each slice's backward would zero-fill a
+        # gradient of the whole pooled tensor and add them up.
+        wide, deep = pooled.split([1, self.k], dim=2)
+        wide = wide.sum((1, 2))
         x = torch.from_numpy(batch.dense.copy()) if self.num_dense else None
         for i, (layer, (_, fan_in, units, relu)) in enumerate(zip(self.layers, self.shapes)):
             if i == self.bottom:  # the top's input: [pooled embeddings per field, bottom output]
-                deep = pooled[:, :, 1:].reshape(n, self.fields * self.k)
-                x = deep if x is None else torch.cat([deep, x], 1)
-            flat = layer(values[i])
-            x = torch.addmm(flat[fan_in * units:], x, flat[:fan_in * units].view(fan_in, units))
+                top = deep.reshape(n, self.fields * self.k)
+                x = top if x is None else torch.cat([top, x], 1)
+            w, b = layer(values[i], shapes=[(fan_in, units), (units,)])
+            x = torch.addmm(b, x, w)
             if relu:
                 x = torch.relu(x)
         return x[:, 0] + wide

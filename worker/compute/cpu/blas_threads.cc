@@ -1,0 +1,22 @@
+#include "worker/compute/cpu/blas_threads.h"
+
+#include <cblas.h>
+
+#include <cstdlib>
+
+namespace sparta {
+namespace {
+
+bool Set(const char* name) {
+  const char* value = std::getenv(name);
+  return value != nullptr && *value != '\0';
+}
+
+}  // namespace
+
+int LimitBlasThreads() {
+  if (!Set("OPENBLAS_NUM_THREADS") && !Set("OMP_NUM_THREADS")) openblas_set_num_threads(1);
+  return openblas_get_num_threads();
+}
+
+}  // namespace sparta
