@@ -103,6 +103,34 @@ struct PyBatch {
   py::ssize_t n() const { return batch->size; }
 };
 
+// Where each feature of `b` goes when its rows are pooled per bag (one bag
+// per example, or per example and field with num_fields > 0): (rows, bags,
+// in_order, one_hot), with rows[i] the feature's row (its slot in
+// unique_keys) and bags[i] its bag, both int64 as torch indexes them;
+// in_order: every bag has at most one feature and they come in bag order
+// (pooling is then placing rows, with no sum); one_hot: every value is 1.
+// Computed here in one pass: the same in NumPy took most of a small MLP's
+// step outside PyTorch (sparta.torch.EmbeddingBag).
+py::tuple Pooling(const PyBatch& b, int num_fields) {
+  const Batch& batch = *b.batch;
+  const size_t n = batch.slots.size();
+  py::array_t<int64_t> rows(static_cast<py::ssize_t>(n)), bags(static_cast<py::ssize_t>(n));
+  int64_t* row = rows.mutable_data();
+  int64_t* bag = bags.mutable_data();
+  bool in_order = true, one_hot = true;
+  int64_t last = -1;
+  for (uint32_t e = 0; e < batch.size; ++e) {
+    for (uint32_t i = batch.offsets[e]; i < batch.offsets[e + 1]; ++i) {
+      row[i] = batch.slots[i];
+      bag[i] = num_fields > 0 ? int64_t{e} * num_fields + batch.fields[i] : e;
+      in_order = in_order && bag[i] > last;
+      last = bag[i];
+      one_hot = one_hot && batch.values[i] == 1.0f;
+    }
+  }
+  return py::make_tuple(rows, bags, in_order, one_hot);
+}
+
 using Keys = py::array_t<uint64_t, py::array::c_style | py::array::forcecast>;
 using Floats = py::array_t<float, py::array::c_style | py::array::forcecast>;
 using Counts = py::array_t<uint32_t, py::array::c_style | py::array::forcecast>;
@@ -369,7 +397,8 @@ PYBIND11_MODULE(_native, m) {
       })
       .def_property_readonly("fields", [](const PyBatch& b) {
         return View(b.batch, b.batch->fields.data(), {static_cast<py::ssize_t>(b.batch->fields.size())});
-      });
+      })
+      .def("pooling", &Pooling, py::arg("num_fields") = 0);
 
   py::class_<PullFuture>(m, "PullFuture")
       .def("result", &PullFuture::result)

@@ -86,23 +86,24 @@ class EmbeddingBag(_ServerRows):
         if rows is None and batch.id in self._ahead:
             rows = self.pull_async(batch)
         leaf = self._leaf(_rows(rows) if rows is not None else self.worker.pull(self.table, keys), keys)
-        weighted = leaf[torch.from_numpy(batch.slots.astype(np.int64))]
-        if not (batch.values == 1).all():  # one-hot features (the usual) need no product
+        row, bag, in_order, one_hot = batch.pooling(self.num_fields or 0)
+        weighted = leaf[torch.from_numpy(row)]
+        if not one_hot:  # one-hot features (the usual) need no product
             # (The batch's arrays are read-only views; torch wants its own.)
             weighted = weighted * torch.from_numpy(batch.values.copy())[:, None]
-        example = np.repeat(np.arange(batch.size, dtype=np.int64), np.diff(batch.offsets))
-        if self.num_fields is None:
-            bags, bag = batch.size, example
-        else:
-            bags, bag = batch.size * self.num_fields, example * self.num_fields + batch.fields
-        pooled = torch.zeros(bags, self.dim)
-        if len(bag) < 2 or (np.diff(bag) > 0).all():
+        bags = batch.size * (self.num_fields or 1)
+        if in_order and len(bag) == bags:
+            # One feature in every bag, in order (every field of every
+            # example has its one token): the rows are the pooled values.
+            pooled = weighted
+        elif in_order:
             # At most one feature per bag, in order (a field's one token, as
             # in Criteo): pooling is placing each row, with no sum (twice as
             # fast as index_add, forward and backward).
+            pooled = torch.zeros(bags, self.dim)
             pooled[torch.from_numpy(bag)] = weighted
         else:
-            pooled = pooled.index_add(0, torch.from_numpy(bag), weighted)
+            pooled = torch.zeros(bags, self.dim).index_add(0, torch.from_numpy(bag), weighted)
         return pooled if self.num_fields is None else pooled.view(batch.size, self.num_fields, self.dim)
 
 
