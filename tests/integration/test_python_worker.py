@@ -449,6 +449,10 @@ class EmbeddingBagTest(unittest.TestCase):
         # Example 0: fields 0 and 2; example 1: field 1 (one-hot, in order).
         self.check([0, 2, 3], slots=[0, 1, 1], fields=[0, 2, 1], values=[1, 1, 1])
 
+    def test_every_bag_its_one_feature(self):
+        # Every field of every example has one token, in order: no pooling at all.
+        self.check([0, 3, 6], slots=[0, 1, 2, 2, 1, 3], fields=[0, 1, 2, 0, 1, 2], values=[1] * 6)
+
     def test_bags_of_several_features_with_values(self):
         # Example 0 has two features in field 1, out of order; values weigh rows.
         self.check([0, 3, 5], slots=[2, 0, 1, 1, 2], fields=[1, 0, 1, 2, 2], values=[0.5, 2, 1, 3, -1])

@@ -103,29 +103,38 @@ struct PyBatch {
   py::ssize_t n() const { return batch->size; }
 };
 
-// Where each feature of `b` goes when its rows are pooled per bag (one bag
-// per example, or per example and field with num_fields > 0): (rows, bags,
-// in_order, one_hot), with rows[i] the feature's row (its slot in
-// unique_keys) and bags[i] its bag, both int64 as torch indexes them;
-// in_order: every bag has at most one feature and they come in bag order
-// (pooling is then placing rows, with no sum); one_hot: every value is 1.
-// Computed here in one pass: the same in NumPy took most of a small MLP's
-// step outside PyTorch (sparta.torch.EmbeddingBag).
-py::tuple Pooling(const PyBatch& b, int num_fields) {
-  const Batch& batch = *b.batch;
-  const size_t n = batch.slots.size();
+using Indexes = py::array_t<uint32_t, py::array::c_style | py::array::forcecast>;
+
+// Where each feature of a batch goes when its rows are pooled per bag (one
+// bag per example, or per example and field with num_fields > 0), given the
+// batch's offsets, slots, fields and values: (rows, bags, in_order,
+// one_hot), with rows[i] the feature's row (its slot in unique_keys) and
+// bags[i] its bag, both int64 as torch indexes them; in_order: every bag
+// has at most one feature and they come in bag order (pooling is then
+// placing rows, with no sum); one_hot: every value is 1. One pass here: the
+// same in NumPy took a good part of a small MLP's step outside PyTorch
+// (sparta.torch.EmbeddingBag).
+py::tuple Pooling(const Indexes& offsets, const Indexes& slots, const Indexes& fields,
+                  const py::array_t<float, py::array::c_style | py::array::forcecast>& values, int num_fields) {
+  const size_t n = static_cast<size_t>(slots.size());
+  if (offsets.size() < 1 || static_cast<size_t>(offsets.at(offsets.size() - 1)) != n ||
+      static_cast<size_t>(fields.size()) != n || static_cast<size_t>(values.size()) != n) {
+    throw py::value_error("pooling: offsets must end at the number of features, and slots, fields and values "
+                          "have one entry per feature");
+  }
   py::array_t<int64_t> rows(static_cast<py::ssize_t>(n)), bags(static_cast<py::ssize_t>(n));
   int64_t* row = rows.mutable_data();
   int64_t* bag = bags.mutable_data();
+  const uint32_t* offset = offsets.data();
   bool in_order = true, one_hot = true;
   int64_t last = -1;
-  for (uint32_t e = 0; e < batch.size; ++e) {
-    for (uint32_t i = batch.offsets[e]; i < batch.offsets[e + 1]; ++i) {
-      row[i] = batch.slots[i];
-      bag[i] = num_fields > 0 ? int64_t{e} * num_fields + batch.fields[i] : e;
+  for (py::ssize_t e = 0; e + 1 < offsets.size(); ++e) {
+    for (uint32_t i = offset[e]; i < offset[e + 1] && i < n; ++i) {
+      row[i] = slots.data()[i];
+      bag[i] = num_fields > 0 ? e * num_fields + fields.data()[i] : e;
       in_order = in_order && bag[i] > last;
       last = bag[i];
-      one_hot = one_hot && batch.values[i] == 1.0f;
+      one_hot = one_hot && values.data()[i] == 1.0f;
     }
   }
   return py::make_tuple(rows, bags, in_order, one_hot);
@@ -397,8 +406,9 @@ PYBIND11_MODULE(_native, m) {
       })
       .def_property_readonly("fields", [](const PyBatch& b) {
         return View(b.batch, b.batch->fields.data(), {static_cast<py::ssize_t>(b.batch->fields.size())});
-      })
-      .def("pooling", &Pooling, py::arg("num_fields") = 0);
+      });
+  m.def("pooling", &Pooling, py::arg("offsets"), py::arg("slots"), py::arg("fields"), py::arg("values"),
+        py::arg("num_fields") = 0);
 
   py::class_<PullFuture>(m, "PullFuture")
       .def("result", &PullFuture::result)

@@ -28,6 +28,8 @@ import math
 import numpy as np
 import torch
 
+from sparta import _native
+
 __all__ = ["AllReduce", "EmbeddingBag", "Embedding", "DenseTable", "split"]
 
 
@@ -86,7 +88,8 @@ class EmbeddingBag(_ServerRows):
         if rows is None and batch.id in self._ahead:
             rows = self.pull_async(batch)
         leaf = self._leaf(_rows(rows) if rows is not None else self.worker.pull(self.table, keys), keys)
-        row, bag, in_order, one_hot = batch.pooling(self.num_fields or 0)
+        row, bag, in_order, one_hot = _native.pooling(batch.offsets, batch.slots, batch.fields, batch.values,
+                                                      self.num_fields or 0)
         weighted = leaf[torch.from_numpy(row)]
         if not one_hot:  # one-hot features (the usual) need no product
             # (The batch's arrays are read-only views; torch wants its own.)
