@@ -134,9 +134,6 @@ absl::Status Worker::Run() {
 }
 
 absl::StatusOr<bool> Worker::Open() {
-  // Before any compute thread (or, in a Python worker, PyTorch's BLAS
-  // calls, the same library): see blas_threads.h.
-  spdlog::info("BLAS threads per compute thread: {} (OPENBLAS_NUM_THREADS sets it)", LimitBlasThreads());
   SPARTA_RETURN_IF_ERROR(Prepare());
   SPARTA_RETURN_IF_ERROR(Join());
   if (too_late_) return false;
@@ -432,6 +429,10 @@ absl::StatusOr<pb::WorkerReport> Worker::Train(bool* stopped) {
   // The compute threads share the connection, the loader, the model and
   // the dense tables (DenseCache); each runs its own trainer.
   DenseCache cache(client_.get(), tables_);
+  // Several compute threads: one BLAS thread each (see blas_threads.h).
+  const int blas = threads > 1 ? UseBlasThreads(1) : BlasThreads();
+  spdlog::info("{} compute thread(s), {} BLAS thread(s) each{}", threads, blas,
+               BlasThreadsChosen() ? " (from OPENBLAS_NUM_THREADS or OMP_NUM_THREADS)" : "");
   std::vector<absl::StatusOr<Trainer::TrainResult>> results(threads, absl::UnknownError("not run"));
   std::once_flag failed;
   auto train = [&](int i) {

@@ -1,7 +1,5 @@
-// LimitBlasThreads(): one OpenBLAS thread per compute thread unless the
-// user's environment names a number (worker/compute/cpu/blas_threads.h).
-#include <cblas.h>
-
+// UseBlasThreads(): the number a process asks for, unless the user's (or
+// the launcher's) environment names one (worker/compute/cpu/blas_threads.h).
 #include <cstdlib>
 #include <optional>
 #include <string>
@@ -37,27 +35,27 @@ class ScopedEnv {
   std::optional<std::string> old_;
 };
 
-TEST_CASE("one BLAS thread unless the environment names a number", "[blas]") {
-  const int original = openblas_get_num_threads();
+TEST_CASE("BLAS threads: as asked, unless the environment names a number", "[blas]") {
+  const int original = BlasThreads();
   {
     ScopedEnv a("OPENBLAS_NUM_THREADS", nullptr), b("OMP_NUM_THREADS", nullptr);
-    openblas_set_num_threads(2);
-    CHECK(LimitBlasThreads() == 1);
-    CHECK(openblas_get_num_threads() == 1);
+    CHECK_FALSE(BlasThreadsChosen());
+    CHECK(UseBlasThreads(1) == 1);
+    CHECK(BlasThreads() == 1);
   }
   for (const char* name : {"OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"}) {
-    ScopedEnv a("OPENBLAS_NUM_THREADS", nullptr), b("OMP_NUM_THREADS", nullptr), chosen(name, "2");
-    openblas_set_num_threads(2);
-    const int before = openblas_get_num_threads();  // 2, or fewer on a 1-core machine
-    CHECK(LimitBlasThreads() == before);
+    ScopedEnv a("OPENBLAS_NUM_THREADS", nullptr), b("OMP_NUM_THREADS", nullptr);
+    UseBlasThreads(2);
+    const int before = BlasThreads();  // 2, or fewer on a 1-core machine
+    ScopedEnv chosen(name, "2");
+    CHECK(BlasThreadsChosen());
+    CHECK(UseBlasThreads(1) == before);  // left as it is
   }
   {
-    // Set but empty: not a choice.
     ScopedEnv a("OPENBLAS_NUM_THREADS", ""), b("OMP_NUM_THREADS", nullptr);
-    openblas_set_num_threads(2);
-    CHECK(LimitBlasThreads() == 1);
+    CHECK_FALSE(BlasThreadsChosen());  // set but empty: not a choice
   }
-  openblas_set_num_threads(original);
+  UseBlasThreads(original);
 }
 
 }  // namespace

@@ -101,7 +101,7 @@ absl::Status ModelServer::Load() {
   // Batches are small and the compute threads are the parallelism: BLAS's
   // own threads would only wake up, contend for the cores and add their
   // wake-up time to the tail (a dnn's p99 at 1,000 requests/s was 15 ms).
-  LimitBlasThreads();
+  UseBlasThreads(1);
   specs_ = ModelTableSpecs(*model_, config_);
   if (!wait_for_first) {
     SPARTA_ASSIGN_OR_RETURN(tables_, ServingTables::FromCheckpoint(*dir, specs_, config_));

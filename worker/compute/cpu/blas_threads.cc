@@ -14,9 +14,13 @@ bool Set(const char* name) {
 
 }  // namespace
 
-int LimitBlasThreads() {
-  if (!Set("OPENBLAS_NUM_THREADS") && !Set("OMP_NUM_THREADS")) openblas_set_num_threads(1);
-  return openblas_get_num_threads();
+bool BlasThreadsChosen() { return Set("OPENBLAS_NUM_THREADS") || Set("OMP_NUM_THREADS"); }
+
+int UseBlasThreads(int threads) {
+  if (!BlasThreadsChosen()) openblas_set_num_threads(threads);
+  return BlasThreads();
 }
+
+int BlasThreads() { return openblas_get_num_threads(); }
 
 }  // namespace sparta
