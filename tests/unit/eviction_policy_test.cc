@@ -23,19 +23,6 @@ namespace fs = std::filesystem;
 
 constexpr uint32_t kDim = 4;
 
-pb::TableSpec Spec() {
-  pb::TableSpec spec;
-  spec.set_id(1);
-  spec.set_name("emb");
-  spec.set_dim(kDim);
-  spec.mutable_optimizer()->set_type(pb::OptimizerSpec::ADAGRAD);
-  spec.mutable_optimizer()->set_learning_rate(0.1f);
-  spec.mutable_optimizer()->set_initial_accumulator(0.1f);
-  spec.mutable_initializer()->set_type(pb::InitializerSpec::UNIFORM);
-  spec.mutable_initializer()->set_scale(0.1f);
-  return spec;
-}
-
 std::vector<uint64_t> Range(uint64_t first, uint64_t n) {
   std::vector<uint64_t> keys(n);
   for (uint64_t i = 0; i < n; ++i) keys[i] = first + i;
@@ -53,7 +40,7 @@ TEST_CASE("rows a worker comes back to stay hot while keys seen once stream thro
   constexpr uint64_t kRows = 2000;
   const uint64_t row_cost = 2 * kDim * sizeof(float) + TableShard::kRowOverheadBytes;
   {
-    ExecutorHarness h(Spec(), ShardExecutor::Options{.store = store->get(), .memory_budget = kRows * row_cost});
+    ExecutorHarness h(AdagradTable("emb", kDim, 0.1f), ShardExecutor::Options{.store = store->get(), .memory_budget = kRows * row_cost});
     // Each round a worker pulls and pushes its regular keys (a tenth of the
     // room), then 0.4x the room of keys it never sees again, a batch at a
     // time. When only pulls of known rows mark them, the CLOCK hand travels

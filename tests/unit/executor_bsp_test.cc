@@ -16,21 +16,8 @@ namespace {
 
 constexpr uint32_t kDim = 4;
 
-pb::TableSpec Spec() {
-  pb::TableSpec spec;
-  spec.set_id(1);
-  spec.set_name("t");
-  spec.set_dim(kDim);
-  spec.mutable_optimizer()->set_type(pb::OptimizerSpec::ADAGRAD);
-  spec.mutable_optimizer()->set_learning_rate(0.5f);
-  spec.mutable_optimizer()->set_initial_accumulator(0.1f);
-  spec.mutable_initializer()->set_type(pb::InitializerSpec::UNIFORM);
-  spec.mutable_initializer()->set_scale(0.1f);
-  return spec;
-}
-
 struct Fixture : ExecutorHarness {
-  Fixture() : ExecutorHarness(Spec(), ShardExecutor::Options{.sum_steps = true}) {}
+  Fixture() : ExecutorHarness(AdagradTable("t", kDim, 0.5f), ShardExecutor::Options{.sum_steps = true}) {}
 
   std::vector<float> Pull(uint64_t clock, uint64_t key) { return Call(pb::PULL, clock, {key})->values; }
   // What the table's row of `key` is after applying `grad_steps` in turn.

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <deque>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include <catch2/catch.hpp>
@@ -18,6 +19,21 @@
 #include "server/shard_executor.h"
 
 namespace sparta {
+
+// Table 1, `name`: sparse rows of `dim` floats from U(-0.1, 0.1), Adagrad at
+// `learning_rate` (initial accumulator 0.1).
+inline pb::TableSpec AdagradTable(const std::string& name, uint32_t dim, float learning_rate) {
+  pb::TableSpec spec;
+  spec.set_id(1);
+  spec.set_name(name);
+  spec.set_dim(dim);
+  spec.mutable_optimizer()->set_type(pb::OptimizerSpec::ADAGRAD);
+  spec.mutable_optimizer()->set_learning_rate(learning_rate);
+  spec.mutable_optimizer()->set_initial_accumulator(0.1f);
+  spec.mutable_initializer()->set_type(pb::InitializerSpec::UNIFORM);
+  spec.mutable_initializer()->set_scale(0.1f);
+  return spec;
+}
 
 struct ExecutorHarness {
   // The table is `spec`; every key is in virtual shard 0 of 1.
