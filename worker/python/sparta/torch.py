@@ -150,6 +150,10 @@ class _ServerGradient(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, *grads):
+        if len(grads) == 1 and grads[0] is not None and grads[0].numel() == ctx.size:
+            # One part, the whole array (a sparse table's rows): pushed as it is.
+            ctx.push(grads[0].contiguous().reshape(-1).numpy())
+            return None, None, None, None
         flat = np.empty(ctx.size, dtype=np.float32)
         at = 0
         for shape, grad in zip(ctx.shapes, grads):
