@@ -133,6 +133,7 @@ void VisitFields(Config& c, Visitor& v) {
   v("metrics.port", c.metrics.port, Between(-1, 65535));
   v("serving.model", c.serving.model, FieldRule{});
   v("serving.poll_interval", c.serving.poll_interval, Between(0.01, 3600));
+  v("serving.publish_every", c.serving.publish_every, FieldRule{});
   v("serving.name", c.serving.name, FieldRule{});
   v("serving.port", c.serving.port, Between(0, 65535));
   v("serving.zmq_port", c.serving.zmq_port, Between(-1, 65535));
@@ -558,6 +559,15 @@ absl::Status ParseUnits(Config* c) {
   if (!body.ok()) return bad("serving.max_body", body.status());
   if (*body < 1024) return bad("serving.max_body", absl::InvalidArgumentError("must be at least 1KiB"));
   c->serving.max_body_bytes = *body;
+  auto publish = ParseCheckpointEvery(c->serving.publish_every);
+  if (!publish.ok()) return bad("serving.publish_every", publish.status());
+  if (publish->steps != 0) {
+    return bad("serving.publish_every", absl::InvalidArgumentError("a publishing interval is a time (\"30s\"), not steps"));
+  }
+  c->serving.publish_every_seconds = publish->seconds;
+  if (publish->seconds > 0 && c->storage.path.empty()) {
+    return bad("serving.publish_every", absl::InvalidArgumentError("needs storage.path (where versions are published)"));
+  }
   c->data.assignment_mode = c->data.assignment == "on_demand" ? Assignment::kOnDemand : Assignment::kStatic;
   auto split = ParseByteSize(c->data.split_size);
   if (!split.ok()) return bad("data.split_size", split.status());

@@ -275,6 +275,11 @@ struct ServingConfig {
   // seconds, and served from then on.
   std::string model;
   double poll_interval = 1.0;
+  // A training job publishes a model version this often ("30s"; "" never):
+  // the rows changed since the version before (common/delta_files.h), which
+  // a sparta-serve following the job applies on top of what it serves.
+  std::string publish_every;
+  double publish_every_seconds = 0;  // parsed; not a key
   std::string name;  // the NAME of /v1/models/NAME; "" = the model's (model.name, or the plugin's file name)
   int port = 8501;   // HTTP (TensorFlow Serving's REST port); 0: one the OS picks
   // The ZeroMQ endpoint (Sparta's wire format; zmq_predict_endpoint.h);

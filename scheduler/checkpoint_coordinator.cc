@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/checkpoint_files.h"
+#include "common/delta_files.h"
 #include "common/logging.h"
 
 namespace sparta {
@@ -18,6 +19,16 @@ CheckpointCoordinator::CheckpointCoordinator(const Config& config, Hooks hooks)
     if (!versions.empty()) last_version_ = versions.back();
   }
   version_ = last_version_;
+  // Versions published as deltas too: a follower serving one of them must
+  // never see a lower number come after it.
+  if (enabled()) {
+    for (const DeltaRef& delta : ListDeltas(config_.storage.path)) version_ = std::max(version_, delta.version);
+  }
+}
+
+void CheckpointCoordinator::BeginJob(uint64_t restored) {
+  base_ = restored;
+  if (enabled() && publishing()) PruneDeltas(config_.storage.path, ~uint64_t{0});
 }
 
 std::string CheckpointCoordinator::DirOf(uint64_t version) const {
@@ -29,10 +40,27 @@ void CheckpointCoordinator::TakeOver(uint64_t version) {
   const auto versions = ListCheckpoints(config_.storage.path);
   version_ = std::max(version, versions.empty() ? 0 : versions.back());
   last_version_ = version_;
+  // The servers' change logs keep everything since the last version they
+  // were told was published: the newest complete delta (or checkpoint).
+  base_ = version;
+  for (const DeltaRef& delta : ListDeltas(config_.storage.path)) {
+    base_ = std::max(base_, delta.version);
+    version_ = std::max(version_, delta.version);
+  }
   // The rollback target is the job's own newest checkpoint; a newer folder
   // on disk is not known to be whole.
   published_version_ = version;
   if (version > 0) published_dir_ = DirOf(version);
+}
+
+void CheckpointCoordinator::Publish() {
+  if (!enabled() || !publishing() || busy()) return;
+  if (delta_rows_since_checkpoint_ > std::max<uint64_t>(checkpoint_rows_, 100000)) {
+    return StartCut(absl::StrCat("the ", delta_rows_since_checkpoint_, " rows published since the last checkpoint ",
+                                 "outgrew it"),
+                    nullptr, /*publish_only=*/false);
+  }
+  StartCut(absl::StrCat("every ", config_.serving.publish_every), nullptr, /*publish_only=*/true);
 }
 
 void CheckpointCoordinator::Start(const std::string& why, std::function<void()> then) {
@@ -53,19 +81,34 @@ void CheckpointCoordinator::Start(const std::string& why, std::function<void()> 
     has_queued_ = true;
     return;
   }
+  StartCut(why, std::move(then), /*publish_only=*/false);
+}
+
+void CheckpointCoordinator::StartCut(const std::string& why, std::function<void()> then, bool publish_only) {
   ++version_;
-  dir_ = (std::filesystem::path(CheckpointsDir(config_.storage.path)) / (CheckpointName(version_) + ".tmp")).string();
+  publish_only_ = publish_only;
   std::error_code ec;
-  std::filesystem::remove_all(dir_, ec);
-  std::filesystem::create_directories(dir_, ec);
-  if (ec) return hooks_.fail(absl::StrCat("cannot create ", dir_, ": ", ec.message()));
+  dir_.clear();
+  if (!publish_only) {
+    dir_ = (std::filesystem::path(CheckpointsDir(config_.storage.path)) / (CheckpointName(version_) + ".tmp")).string();
+    std::filesystem::remove_all(dir_, ec);
+    std::filesystem::create_directories(dir_, ec);
+    if (ec) return hooks_.fail(absl::StrCat("cannot create ", dir_, ": ", ec.message()));
+  }
+  delta_dir_.clear();
+  if (publishing()) {
+    delta_dir_ = (std::filesystem::path(VersionsDir(config_.storage.path)) / (DeltaName(version_, base_) + ".tmp")).string();
+    std::filesystem::remove_all(delta_dir_, ec);
+    std::filesystem::create_directories(delta_dir_, ec);
+    if (ec) return hooks_.fail(absl::StrCat("cannot create ", delta_dir_, ": ", ec.message()));
+  }
   then_ = std::move(then);
   worker_steps_.clear();
   unit_bytes_.clear();
   server_done_.clear();
   started_ = std::chrono::steady_clock::now();
   phase_ = Phase::kPausing;
-  spdlog::info("checkpoint {} ({}): pausing workers", version_, why);
+  spdlog::info("{} {} ({}): pausing workers", CutName(), version_, why);
   pb::Header pause;
   pause.set_type(pb::PAUSE);
   pause.mutable_checkpoint()->set_version(version_);
@@ -93,11 +136,14 @@ void CheckpointCoordinator::CutIfAllPaused() {
     return;
   }
   phase_ = Phase::kCutting;
-  spdlog::info("checkpoint {}: all workers paused; servers cutting", version_);
+  spdlog::info("{} {}: all workers paused; servers cutting", CutName(), version_);
   pb::Header cut;
   cut.set_type(pb::CHECKPOINT);
   cut.mutable_checkpoint()->set_version(version_);
   cut.mutable_checkpoint()->set_dir(dir_);
+  cut.mutable_checkpoint()->set_delta_dir(delta_dir_);
+  cut.mutable_checkpoint()->set_base(base_);
+  cut.mutable_checkpoint()->set_publish_only(publish_only_);
   hooks_.broadcast(cut, pb::SERVER);
 }
 
@@ -117,16 +163,17 @@ void CheckpointCoordinator::Failed(const std::string& error) {
     return hooks_.fail(absl::StrCat("checkpoints failed ", failures_, " times in a row (the newest complete one ",
                                     "is version ", last_version_, "); the last error: ", error));
   }
-  spdlog::warn("checkpoint {} failed ({} of {} failures in a row before the job fails): {}", version_, failures_,
+  spdlog::warn("{} {} failed ({} of {} failures in a row before the job fails): {}", CutName(), version_, failures_,
                kMaxFailures, error);
   Abandon("it failed");
 }
 
 void CheckpointCoordinator::Abandon(const std::string& why) {
   if (!busy()) return;
-  spdlog::warn("checkpoint {} abandoned: {}", version_, why);
+  spdlog::warn("{} {} abandoned: {}", CutName(), version_, why);
   std::error_code ec;
-  std::filesystem::remove_all(dir_, ec);
+  if (!dir_.empty()) std::filesystem::remove_all(dir_, ec);
+  if (!delta_dir_.empty()) std::filesystem::remove_all(delta_dir_, ec);
   phase_ = Phase::kIdle;
   pb::Header resume;
   resume.set_type(pb::RESUME);
@@ -138,7 +185,58 @@ void CheckpointCoordinator::Abandon(const std::string& why) {
   }
 }
 
+bool CheckpointCoordinator::PublishDeltaOfCut() {
+  pb::DeltaManifest delta;
+  delta.set_version(version_);
+  delta.set_base(base_);
+  delta.set_servers(static_cast<int32_t>(server_done_.size()));
+  for (uint32_t owner : hooks_.shard_owner()) delta.add_shard_owner(owner);
+  std::map<uint32_t, pb::TableSpec> tables;
+  for (const auto& [rank, done] : server_done_) {
+    for (const pb::TableSpec& t : done.tables()) tables[t.id()] = t;
+    delta.set_rows(delta.rows() + done.delta_rows());
+    for (uint32_t shard : done.replaced_shards()) delta.add_replaced_shards(shard);
+  }
+  for (const auto& [id, spec] : tables) *delta.add_tables() = spec;
+  delta.set_unix_time(std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count());
+  absl::Status st = WriteDeltaManifest(delta_dir_, delta);
+  if (st.ok()) st = PublishDelta(delta_dir_);
+  if (!st.ok()) {
+    Failed(std::string(st.message()));
+    return false;
+  }
+  base_ = version_;
+  delta_rows_since_checkpoint_ += delta.rows();
+  spdlog::info("model version {} published: {} rows changed since version {}", version_, delta.rows(), delta.base());
+  return true;
+}
+
 void CheckpointCoordinator::Finish() {
+  if (publishing() && !PublishDeltaOfCut()) return;
+  if (!publish_only_ && !PublishCheckpointOfCut()) return;
+  failures_ = 0;
+  phase_ = Phase::kIdle;
+  pb::Header resume;
+  resume.set_type(pb::RESUME);
+  hooks_.broadcast(resume, pb::WORKER);
+  if (has_queued_) {
+    has_queued_ = false;
+    Queued next = std::move(queued_);
+    queued_ = {};
+    auto then = std::move(then_);
+    then_ = nullptr;
+    if (then) then();
+    Start(next.why, std::move(next.then));
+    return;
+  }
+  if (then_) {
+    auto then = std::move(then_);
+    then_ = nullptr;
+    then();
+  }
+}
+
+bool CheckpointCoordinator::PublishCheckpointOfCut() {
   pb::CheckpointManifest manifest;
   manifest.set_version(version_);
   manifest.set_servers(static_cast<int32_t>(server_done_.size()));
@@ -169,34 +267,24 @@ void CheckpointCoordinator::Finish() {
   }
   manifest.set_unix_time(std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count());
   manifest.set_rows(rows);
-  if (auto st = WriteManifest(dir_, manifest); !st.ok()) return Failed(std::string(st.message()));
-  if (auto st = PublishCheckpoint(config_.storage.path, version_, config_.storage.keep); !st.ok()) {
-    return Failed(std::string(st.message()));
+  absl::Status st = WriteManifest(dir_, manifest);
+  if (st.ok()) st = PublishCheckpoint(config_.storage.path, version_, config_.storage.keep);
+  if (!st.ok()) {
+    Failed(std::string(st.message()));
+    return false;
   }
-  failures_ = 0;
+  if (publishing()) {
+    // The deltas up to the checkpoint before this one are in it; those
+    // since stay, for followers a little behind.
+    PruneDeltas(config_.storage.path, published_version_);
+    delta_rows_since_checkpoint_ = 0;
+    checkpoint_rows_ = rows;
+  }
   last_version_ = published_version_ = version_;
   published_dir_ = DirOf(version_);
   last_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
   spdlog::info("checkpoint {} published: {} rows in {:.3f} s at {}", version_, rows, last_seconds_, published_dir_);
-  phase_ = Phase::kIdle;
-  pb::Header resume;
-  resume.set_type(pb::RESUME);
-  hooks_.broadcast(resume, pb::WORKER);
-  if (has_queued_) {
-    has_queued_ = false;
-    Queued next = std::move(queued_);
-    queued_ = {};
-    auto then = std::move(then_);
-    then_ = nullptr;
-    if (then) then();
-    Start(next.why, std::move(next.then));
-    return;
-  }
-  if (then_) {
-    auto then = std::move(then_);
-    then_ = nullptr;
-    then();
-  }
+  return true;
 }
 
 }  // namespace sparta

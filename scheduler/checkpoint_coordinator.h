@@ -11,6 +11,16 @@
 //   3. The manifest (shard map, tables, worker steps) is written, the folder
 //      renamed to its final name and LATEST updated; RESUME to the workers.
 //
+// With serving.publish_every every cut is also a published model version:
+// the servers write the rows changed since the last published version
+// (its base) as a delta (common/delta_files.h), and Publish() makes such a
+// cut without a checkpoint. Versions are numbered in one sequence with the
+// checkpoints. A checkpoint holds what the deltas before it held: once it
+// is published, the deltas up to the checkpoint before it are deleted (a
+// follower a little behind can still step through the newest ones), and
+// when the deltas since the last checkpoint hold more rows than it did,
+// the next publication is a checkpoint (Publish() says so).
+//
 // Not thread-safe: driven by the scheduler's single thread.
 #ifndef SPARTA_SCHEDULER_CHECKPOINT_COORDINATOR_H_
 #define SPARTA_SCHEDULER_CHECKPOINT_COORDINATOR_H_
@@ -54,6 +64,15 @@ class CheckpointCoordinator {
   // running, it is queued to start right after (several queued requests
   // collapse into one).
   void Start(const std::string& why, std::function<void()> then = nullptr);
+  // serving.publish_every: publishes a model version (a cut without a
+  // checkpoint), or, when the deltas since the last checkpoint have grown
+  // past it, a checkpoint. Nothing if a cut is running (the next interval
+  // will do).
+  void Publish();
+  // A new job (not one taken over) whose rows start as those of version
+  // `restored` (0: a fresh job, no rows): its first delta goes on from it.
+  // Deltas left by earlier jobs are deleted: they belong to another history.
+  void BeginJob(uint64_t restored);
   // A worker left the job (on_demand): the pause no longer waits for it.
   void OnWorkerLost();
 
@@ -76,6 +95,8 @@ class CheckpointCoordinator {
   // The newest published version (0 if none yet).
   uint64_t last_version() const { return last_version_; }
   double last_seconds() const { return last_seconds_; }
+  // The newest model version published as a delta (0: none).
+  uint64_t published_model_version() const { return base_; }
   // The newest checkpoint this job published (0 if none), and its folder ("" if none).
   uint64_t published_version() const { return published_version_; }
   const std::string& published_dir() const { return published_dir_; }
@@ -84,6 +105,15 @@ class CheckpointCoordinator {
   enum class Phase { kIdle, kPausing, kCutting };
   // The folder version `version` is published under.
   std::string DirOf(uint64_t version) const;
+  // Starts a cut of the next version; `publish_only`: no checkpoint.
+  void StartCut(const std::string& why, std::function<void()> then, bool publish_only);
+  // Writes the delta's manifest and publishes it; false (after Failed()) if that failed.
+  bool PublishDeltaOfCut();
+  // Writes the checkpoint's manifest and publishes it; false (after Failed()) if that failed.
+  bool PublishCheckpointOfCut();
+  bool publishing() const { return config_.serving.publish_every_seconds > 0; }
+  // What the running cut makes, for the log.
+  const char* CutName() const { return publish_only_ ? "model version" : "checkpoint"; }
   void Finish();
   // Pausing: once every worker that must pause has, the servers cut.
   void CutIfAllPaused();
@@ -102,7 +132,12 @@ class CheckpointCoordinator {
   uint64_t published_version_ = 0;
   std::string published_dir_;
   int failures_ = 0;  // in a row
-  std::string dir_;
+  std::string dir_;        // the checkpoint's .tmp folder (none when publish_only_)
+  std::string delta_dir_;  // the delta's .tmp folder (serving.publish_every)
+  bool publish_only_ = false;
+  uint64_t base_ = 0;  // the newest published version a delta goes on from
+  uint64_t delta_rows_since_checkpoint_ = 0;
+  uint64_t checkpoint_rows_ = 0;  // rows of the newest checkpoint
   std::function<void()> then_;
   std::map<int, uint64_t> worker_steps_;         // by rank
   std::map<uint64_t, uint64_t> unit_bytes_;      // on_demand: unit -> bytes trained at the cut

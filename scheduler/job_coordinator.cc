@@ -212,6 +212,7 @@ absl::Status JobCoordinator::PrepareRestore() {
   if (on_demand) {
     // Any number of workers: they take what is left as units.
     restore_from_ = std::filesystem::absolute(*dir).string();
+    restore_version_ = manifest->version();
     restore_work_ = manifest->work();
     uint64_t bytes = 0;
     for (const auto& r : manifest->work().remaining()) bytes += r.end() - r.begin();
@@ -227,6 +228,7 @@ absl::Status JobCoordinator::PrepareRestore() {
         "cluster.workers must be the same (it is ", config_.cluster.workers, ")"));
   }
   restore_from_ = std::filesystem::absolute(*dir).string();
+  restore_version_ = manifest->version();
   restore_steps_.assign(manifest->worker_steps().begin(), manifest->worker_steps().end());
   std::vector<uint64_t> clocks;  // per compute thread, as the workers count them
   for (uint64_t steps : restore_steps_) clocks.push_back(steps / config_.worker.threads);
@@ -240,11 +242,14 @@ absl::Status JobCoordinator::PrepareRestore() {
 
 absl::Status JobCoordinator::Start(Clock::time_point now, uint32_t metrics_port) {
   metrics_port_ = metrics_port;
-  started_ = last_silence_check_ = last_checkpoint_ = last_saved_ = now;
+  started_ = last_silence_check_ = last_checkpoint_ = last_publish_ = last_saved_ = now;
   incarnation_ = static_cast<uint64_t>(std::chrono::system_clock::now().time_since_epoch().count()) | 1;
   auto took_over = TakeOverSavedJob();
   if (!took_over.ok()) return took_over.status();
-  if (!*took_over) SPARTA_RETURN_IF_ERROR(PrepareRestore());
+  if (!*took_over) {
+    SPARTA_RETURN_IF_ERROR(PrepareRestore());
+    checkpoints_.BeginJob(restore_version_);
+  }
   if (!*took_over && config_.data.assignment_mode == Assignment::kOnDemand && restore_work_) {
     work_ = WorkDispatcher(WorkPool::Restore(*restore_work_));
     // The files the cut had seen are not taken in again; the others are,
@@ -807,6 +812,10 @@ void JobCoordinator::CheckTimers(Clock::time_point now, Signals* signals) {
     } else if (every > 0 && now - last_checkpoint_ > std::chrono::duration<double>(every)) {
       last_checkpoint_ = now;
       checkpoints_.Start(absl::StrCat("every ", config_.storage.checkpoint_every));
+    } else if (config_.serving.publish_every_seconds > 0 &&
+               now - last_publish_ > std::chrono::duration<double>(config_.serving.publish_every_seconds)) {
+      last_publish_ = now;
+      checkpoints_.Publish();
     }
   }
   // A stalled scheduler (e.g. stopped in a debugger) must not blame the nodes:

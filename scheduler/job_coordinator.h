@@ -220,6 +220,7 @@ class JobCoordinator {
   ShardMap shard_map_;
   CheckpointCoordinator checkpoints_;
   Clock::time_point last_checkpoint_;
+  Clock::time_point last_publish_;  // serving.publish_every
   std::unique_ptr<StateStore> state_store_;  // null without storage.path (and etcd)
   absl::Status store_status_;
   bool state_changed_ = false;  // members, phase or view changed since SaveState()
@@ -234,6 +235,7 @@ class JobCoordinator {
   std::set<uint32_t> unheard_;        // after a takeover: live nodes not heard from yet
   bool finish_after_resync_ = false;  // after a takeover: the job was ending
   std::string restore_from_;            // "" unless resuming
+  uint64_t restore_version_ = 0;        // its version (0: a fresh job)
   std::vector<uint64_t> restore_steps_;  // by worker rank
   std::optional<pb::WorkProgress> restore_work_;  // on_demand: the input left at the restored cut
   // When training began (the first view) and when the job ended: what a

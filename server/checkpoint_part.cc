@@ -1,7 +1,9 @@
 #include "server/checkpoint_part.h"
 
 #include <atomic>
+#include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <latch>
 #include <map>
 #include <mutex>
@@ -9,6 +11,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/checkpoint_files.h"
+#include "common/delta_files.h"
+#include "server/delta_part.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 
@@ -29,40 +33,68 @@ void OnEveryExecutor(Executors executors, const std::function<void(ShardExecutor
 }
 
 absl::StatusOr<pb::CheckpointInfo> CutCheckpointPart(const pb::CheckpointInfo& request, int rank, RowStore* store,
-                                                     const TableRegistry& tables, Executors executors) {
+                                                     const TableRegistry& tables, Executors executors,
+                                                     const ShardView& view) {
   if (store == nullptr) return absl::FailedPreconditionError("no storage.path: nothing to checkpoint");
   const auto start = std::chrono::steady_clock::now();
   store->ResumeAfterFailure();  // a checkpoint that failed before (a full disk) is retried
+  const bool publish = !request.delta_dir().empty();
+  const std::string delta_part = publish ? DeltaPartDir(request.delta_dir(), rank) : std::string();
+  if (publish) {
+    std::error_code ec;
+    std::filesystem::create_directories(delta_part, ec);
+    if (ec) return absl::UnavailableError(absl::StrCat("creating ", delta_part, ": ", ec.message()));
+  }
+  const auto leads = [&view, rank](uint32_t shard) {
+    return shard < view.num_shards() && view.owner(shard) == static_cast<uint32_t>(rank);
+  };
   std::atomic<size_t> written{0};
   absl::Status failed;
   std::vector<uint64_t> table_rows;  // what the part will hold, for the manifest
   uint64_t rows = 0;
+  DeltaPart delta;
   std::mutex mu;
   OnEveryExecutor(executors, [&](ShardExecutor& e) {
     auto n = e.PersistChanged();
+    absl::StatusOr<DeltaPart> part = DeltaPart();
+    if (n.ok() && publish) {
+      part = WriteDeltaPart(e, *store, tables, request.version(), request.base(), leads, delta_part);
+    }
     std::lock_guard<std::mutex> lock(mu);
     e.CountRowsByTable(&table_rows);
     rows += e.rows();
-    if (n.ok()) {
-      written += *n;
-    } else {
+    if (!n.ok()) {
       failed = n.status();
+    } else if (!part.ok()) {
+      failed = part.status();
+    } else {
+      written += *n;
+      delta.rows += part->rows;
+      delta.replaced.insert(delta.replaced.end(), part->replaced.begin(), part->replaced.end());
     }
   });
   SPARTA_RETURN_IF_ERROR(failed);
-  SPARTA_RETURN_IF_ERROR(store->Checkpoint(CheckpointPartDir(request.dir(), rank)));
+  if (!request.publish_only()) SPARTA_RETURN_IF_ERROR(store->Checkpoint(CheckpointPartDir(request.dir(), rank)));
   pb::CheckpointInfo done;
   done.set_version(request.version());
   done.set_dir(request.dir());
   done.set_rows(rows);
+  done.set_delta_rows(delta.rows);
+  std::sort(delta.replaced.begin(), delta.replaced.end());
+  for (uint32_t shard : delta.replaced) done.add_replaced_shards(shard);
   for (uint32_t id = 0; id < kMaxTables; ++id) {
     if (const TableEntry* t = tables.Find(id)) {
       *done.add_tables() = t->spec;
       done.add_table_rows(id < table_rows.size() ? table_rows[id] : 0);
     }
   }
-  spdlog::info("checkpoint {}: {} changed rows written, cut in {:.3f} s", request.version(), written.load(),
-               std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (request.publish_only()) {
+    spdlog::info("model version {}: {} changed rows published in {:.3f} s", request.version(), delta.rows, seconds);
+  } else {
+    spdlog::info("checkpoint {}: {} changed rows written{}, cut in {:.3f} s", request.version(), written.load(),
+                 publish ? absl::StrCat(" (", delta.rows, " published)") : std::string(), seconds);
+  }
   return done;
 }
 

@@ -1,6 +1,9 @@
 // One server's side of a checkpoint, without sockets: cutting its part and,
 // when a job resumes, restoring the shards it holds.
 //
+// A published model version (serving.publish_every) is cut the same way,
+// and written as the rows changed since the version before it.
+//
 // A cut runs while the workers are paused: every executor's queue then ends
 // with the last push before the cut, so a task queued behind it on each
 // executor writes every changed row to the server's RowStore, and a RocksDB
@@ -37,9 +40,13 @@ void OnEveryExecutor(Executors executors, const std::function<void(ShardExecutor
 
 // Cuts this server's (`rank`) part of the checkpoint `request` names into
 // `store`'s checkpoint folder for it. Returns what the manifest records of
-// it: rows and tables.
+// it: rows and tables. A request with a delta_dir is also a published model
+// version (serving.publish_every): the server writes its part of the delta
+// (server/delta_part.h) for the shards it leads in `view`; one that is
+// publish_only makes no checkpoint besides.
 absl::StatusOr<pb::CheckpointInfo> CutCheckpointPart(const pb::CheckpointInfo& request, int rank, RowStore* store,
-                                                     const TableRegistry& tables, Executors executors);
+                                                     const TableRegistry& tables, Executors executors,
+                                                     const ShardView& view);
 
 // Loads the rows of the shards `rank` holds in `view` from the checkpoint
 // in `dir`, creating its tables (in `store` too, if any). With `wal` the

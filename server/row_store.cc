@@ -170,6 +170,13 @@ std::string RowKey(uint32_t shard, uint64_t key) {
   return out;
 }
 
+bool ParseRowKey(std::string_view bytes, uint32_t* shard, uint64_t* key) {
+  if (bytes.size() != 12) return false;
+  *shard = static_cast<uint32_t>(DecodeBigEndian(bytes.data(), 4));
+  *key = DecodeBigEndian(bytes.data() + 4, 8);
+  return true;
+}
+
 void RowBatch::Put(rocksdb::ColumnFamilyHandle* column, uint32_t shard, uint64_t key, const float* row,
                    uint32_t floats, const uint32_t* stamp) {
   EncodeRowKey(shard, key, key_);
@@ -177,11 +184,13 @@ void RowBatch::Put(rocksdb::ColumnFamilyHandle* column, uint32_t shard, uint64_t
   const rocksdb::Slice parts[2] = {rocksdb::Slice(reinterpret_cast<const char*>(row), floats * sizeof(float)),
                                    rocksdb::Slice(reinterpret_cast<const char*>(stamp), sizeof(uint32_t))};
   batch_.Put(column, rocksdb::SliceParts(&key_slice, 1), rocksdb::SliceParts(parts, stamp != nullptr ? 2 : 1));
+  if (log_ != nullptr) log_->Add(column->GetID(), shard, key);
 }
 
 void RowBatch::Delete(rocksdb::ColumnFamilyHandle* column, uint32_t shard, uint64_t key) {
   EncodeRowKey(shard, key, key_);
   batch_.Delete(column, rocksdb::Slice(key_, sizeof(key_)));
+  if (log_ != nullptr) log_->Add(column->GetID(), shard, key);
 }
 
 void RowBatch::DeleteShard(rocksdb::ColumnFamilyHandle* column, uint32_t shard) {
@@ -189,6 +198,7 @@ void RowBatch::DeleteShard(rocksdb::ColumnFamilyHandle* column, uint32_t shard) 
   EncodeRowKey(shard, 0, begin);
   EncodeRowKey(shard + 1, 0, end);  // shards are < 2^20: no overflow
   batch_.DeleteRange(column, rocksdb::Slice(begin, sizeof(begin)), rocksdb::Slice(end, sizeof(end)));
+  if (log_ != nullptr) log_->AddReplaced(shard);
 }
 
 absl::StatusOr<std::unique_ptr<RowStore>> RowStore::Open(const std::string& dir, bool wal, bool fresh,

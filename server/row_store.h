@@ -26,6 +26,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <rocksdb/db.h>
@@ -33,12 +34,14 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "server/change_log.h"
 #include "server/table_ids.h"
 
 namespace sparta {
 
-// The RocksDB key of one row.
+// The RocksDB key of one row, and back (false: not 12 bytes).
 std::string RowKey(uint32_t shard, uint64_t key);
+bool ParseRowKey(std::string_view bytes, uint32_t* shard, uint64_t* key);
 
 // Rows to be written together. Not thread-safe: one per executor.
 class RowBatch {
@@ -53,9 +56,13 @@ class RowBatch {
   void DeleteShard(rocksdb::ColumnFamilyHandle* column, uint32_t shard);
   size_t count() const { return static_cast<size_t>(batch_.Count()); }
   rocksdb::WriteBatch* batch() { return &batch_; }
+  // Every row put or deleted from now on is also logged in `log` (which
+  // must outlive the batch): serving.publish_every's deltas.
+  void LogTo(ChangeLog* log) { log_ = log; }
 
  private:
   rocksdb::WriteBatch batch_;
+  ChangeLog* log_ = nullptr;
   char key_[12];
 };
 

@@ -153,7 +153,8 @@ absl::Status Server::Run() {
       // Each table's admission counters: counter_bytes on this server,
       // spread over the shards it holds (num_shards x R / servers).
       .counter_share = static_cast<double>(config_.cluster.servers) /
-                       (static_cast<double>(num_shards_) * config_.storage.replication_factor)};
+                       (static_cast<double>(num_shards_) * config_.storage.replication_factor),
+      .log_changes = config_.serving.publish_every_seconds > 0};
   if (*budget != 0) {
     spdlog::info("server.memory_limit {}: {} MiB for hot rows, {} MiB for RocksDB's cache and memtables; "
                  "colder rows live in {}",
@@ -651,6 +652,7 @@ void Server::LoadSnapshot(Message message) {
       // In order behind the shard's loads on its executor.
       ShardTask task;
       task.control = [this, shard] {
+        executors_[shard % executors_.size()]->MarkReplaced(shard);
         incomplete_[shard].store(false);
         whole_news_.store(true, std::memory_order_release);
         spdlog::info("shard {} is whole here (new replica)", shard);
@@ -761,7 +763,7 @@ void Server::HandleControl(const pb::Header& h) {
   if (h.type() != pb::CHECKPOINT) return;
   // The workers are paused: every executor's queue ends with the last push
   // of the cut.
-  auto done = CutCheckpointPart(h.checkpoint(), rank_, store_.get(), tables_, executors_);
+  auto done = CutCheckpointPart(h.checkpoint(), rank_, store_.get(), tables_, executors_, shards_);
   pb::Header reply;
   reply.set_type(pb::CHECKPOINT_DONE);
   if (done.ok()) {

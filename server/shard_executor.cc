@@ -31,9 +31,11 @@ ShardExecutor::ShardExecutor(int index, int count, uint32_t num_shards, Mailbox<
       blocked_((num_shards + count - 1) / count, 0),
       shard_rows_(new std::atomic<int64_t>[(num_shards + count - 1) / count]()),
       walk_((num_shards + count - 1) / count, 0),
+      log_changes_(options.log_changes && options.store != nullptr),
       done_(done),
       shards_((num_shards + count - 1) / count) {
   if (async_reads_) reader_ = std::make_unique<ColdReader>();
+  if (log_changes_) batch_.LogTo(&changes_);
 }
 
 ShardExecutor::~ShardExecutor() { Stop(); }
@@ -206,6 +208,82 @@ void ShardExecutor::DrainParked() {
   }
 }
 
+ChangeLog::Changes ShardExecutor::CutChanges(uint64_t version, uint64_t base) {
+  ChangeLog::Changes changes = changes_.Cut(version, base);
+  change_log_bytes_.store(changes_.bytes(), std::memory_order_relaxed);
+  return changes;
+}
+
+const TableShard* ShardExecutor::FindShard(uint32_t shard, uint32_t id) const {
+  const auto& tables = shards_[shard / count_];
+  return id < tables.size() ? tables[id].get() : nullptr;
+}
+
+absl::Status ShardExecutor::ReadWeights(const TableEntry& table, uint32_t shard, std::span<const uint64_t> keys,
+                                        std::vector<float>* weights, std::vector<uint8_t>* found) {
+  const uint32_t dim = table.spec.dim();
+  weights->resize(keys.size() * dim);
+  found->assign(keys.size(), 0);
+  const TableShard* s = FindShard(shard, table.spec.id());
+  if (s == nullptr) return absl::OkStatus();
+  std::vector<uint32_t> cold;  // positions of keys that are not hot
+  for (size_t i = 0; i < keys.size(); ++i) {
+    const uint32_t slot = s->FindSlot(keys[i]);
+    if (slot == TableShard::kNoSlot) {
+      cold.push_back(static_cast<uint32_t>(i));
+      continue;
+    }
+    std::memcpy(weights->data() + i * dim, s->row(slot), dim * sizeof(float));
+    (*found)[i] = 1;
+  }
+  // Without a budget every row is hot: a key that is not was deleted.
+  if (cold.empty() || budget_ == 0 || s->cold_rows() == 0) return absl::OkStatus();
+  rocksdb::ColumnFamilyHandle* column = store_->column(table.spec.id());
+  if (column == nullptr) return absl::InternalError("a table without a column family");
+  const uint32_t record = s->record_floats();
+  std::vector<uint32_t> shards(cold.size(), shard);
+  std::vector<uint64_t> cold_keys(cold.size());
+  for (size_t c = 0; c < cold.size(); ++c) cold_keys[c] = keys[cold[c]];
+  std::vector<float> rows(cold.size() * record);
+  std::vector<uint8_t> in_store;
+  SPARTA_RETURN_IF_ERROR(store_->MultiGet(column, shards, cold_keys, record, rows.data(), &in_store));
+  for (size_t c = 0; c < cold.size(); ++c) {
+    if (!in_store[c]) continue;
+    std::memcpy(weights->data() + size_t{cold[c]} * dim, rows.data() + c * record, dim * sizeof(float));
+    (*found)[cold[c]] = 1;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ShardExecutor::ForEachWeights(const TableEntry& table, uint32_t shard, const WeightsVisitor& visit) {
+  const TableShard* s = FindShard(shard, table.spec.id());
+  if (s == nullptr) return absl::OkStatus();
+  const uint32_t dim = table.spec.dim();
+  std::vector<std::pair<uint64_t, uint32_t>> hot;  // (key, slot)
+  s->ForEach([&](uint64_t key, uint32_t slot) { hot.emplace_back(key, slot); });
+  std::sort(hot.begin(), hot.end());
+  std::vector<std::pair<uint64_t, std::vector<float>>> cold;
+  if (s->cold_rows() > 0 && store_ != nullptr) {
+    rocksdb::ColumnFamilyHandle* column = store_->column(table.spec.id());
+    if (column == nullptr) return absl::InternalError("a table without a column family");
+    SPARTA_RETURN_IF_ERROR(store_->ForEachRow(column, shard, [&](uint64_t key, std::span<const float> row) {
+      if (s->FindSlot(key) == TableShard::kNoSlot) cold.emplace_back(key, std::vector<float>(row.begin(), row.begin() + dim));
+    }));
+  }
+  // Both lists ascend: merged in key order.
+  size_t h = 0, c = 0;
+  while (h < hot.size() || c < cold.size()) {
+    if (c == cold.size() || (h < hot.size() && hot[h].first < cold[c].first)) {
+      SPARTA_RETURN_IF_ERROR(visit(hot[h].first, std::span<const float>(s->row(hot[h].second), dim)));
+      ++h;
+    } else {
+      SPARTA_RETURN_IF_ERROR(visit(cold[c].first, cold[c].second));
+      ++c;
+    }
+  }
+  return absl::OkStatus();
+}
+
 TableShard& ShardExecutor::Shard(uint32_t local, const TableEntry& table) {
   auto& tables = shards_[local];
   const uint32_t id = table.spec.id();
@@ -247,6 +325,7 @@ int64_t ShardExecutor::HotBytes() const {
 }
 
 void ShardExecutor::CountSideBytes() {
+  if (log_changes_) change_log_bytes_.store(changes_.bytes(), std::memory_order_relaxed);
   // Only this thread writes side_bytes: a fresh sum per table, stored.
   for (const auto& [id, row_cost] : used_tables_) {
     size_t sum = 0;

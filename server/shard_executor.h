@@ -50,6 +50,7 @@
 #include "common/task_queue.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
+#include "server/change_log.h"
 #include "server/cold_reader.h"
 #include "server/request.h"
 #include "server/row_store.h"
@@ -88,6 +89,9 @@ class ShardExecutor {
     // Cold reads on a reader thread (off the executor's); else in line.
     // (bsp's step sums always read in line.)
     bool async_reads = true;
+    // serving.publish_every: log every row written to the store, for the
+    // published versions' deltas (server/change_log.h).
+    bool log_changes = false;
   };
 
   // Finished requests go to `done`. Executor `index` of `count` owns the
@@ -135,6 +139,27 @@ class ShardExecutor {
   // it counted for admission. A shard that comes back starts empty and is
   // streamed in whole.
   absl::Status DropShard(uint32_t shard);
+  // serving.publish_every (Options::log_changes), executor thread: the
+  // rows changed since version `base`, for the delta of version `version`
+  // (ChangeLog::Cut), after PersistChanged() wrote them to the store.
+  ChangeLog::Changes CutChanges(uint64_t version, uint64_t base);
+  // `shard` was streamed in whole (a new copy): its next delta holds all
+  // its rows, as the deletions before it are not known row by row.
+  void MarkReplaced(uint32_t shard) {
+    if (log_changes_) changes_.AddReplaced(shard);
+  }
+  // Bytes the change log holds (any thread).
+  size_t change_log_bytes() const { return change_log_bytes_.load(std::memory_order_relaxed); }
+  // Executor thread: the weights (dim floats each, into `weights`) of
+  // `keys` of `table` in `shard`, hot or cold; found[i] is 0 for a key
+  // without a row.
+  absl::Status ReadWeights(const TableEntry& table, uint32_t shard, std::span<const uint64_t> keys,
+                           std::vector<float>* weights, std::vector<uint8_t>* found);
+  // Executor thread: every row of `table` in `shard`, hot and cold, by
+  // ascending key, until `visit` fails.
+  using WeightsVisitor = std::function<absl::Status(uint64_t key, std::span<const float> weights)>;
+  absl::Status ForEachWeights(const TableEntry& table, uint32_t shard, const WeightsVisitor& visit);
+
   // Sets `shard`'s admission counters of `table` to a primary's; false if
   // they are not the size this server's are.
   bool LoadAdmission(const TableEntry& table, uint32_t shard, std::span<const uint8_t> counters);
@@ -257,6 +282,8 @@ class ShardExecutor {
   // Writes `batch_` to the store (durability wal); logs a failure.
   absl::Status WriteWal();
   TableShard& Shard(uint32_t local, const TableEntry& table);
+  // The shard's rows of table `id` here, or null if it never had any.
+  const TableShard* FindShard(uint32_t shard, uint32_t id) const;
 
   const int index_;
   const int count_;
@@ -307,6 +334,9 @@ class ShardExecutor {
   // so one means the workers' step numbers and the servers' disagree.
   uint64_t steps_out_of_order_ = 0;
   RowBatch batch_;
+  const bool log_changes_;
+  ChangeLog changes_;  // with log_changes_: what batch_ wrote, for the deltas
+  std::atomic<size_t> change_log_bytes_{0};
   Mailbox<std::shared_ptr<Request>>* const done_;
   // Held while a task runs, by the executor's thread or by TryRunHere()'s
   // caller: the executor's state is used by one thread at a time.

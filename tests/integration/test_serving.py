@@ -8,6 +8,7 @@ replicas) and for instances given as JSON objects of named fields."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import urllib.error
@@ -273,6 +274,68 @@ class ServingTest(ServingCase):
         self.assertIsNone(job.poll())
         status, metrics = http(f"{url}/metrics")
         self.assertRegex(metrics, r"sparta_serving_model_loads_total\{[^}]*\} [2-9]")
+
+    def test_published_deltas_bring_serving_to_the_offline_predictions(self):
+        """serving.publish_every: a front-end started before the job serves
+        the versions it publishes as they come, applying each delta on top
+        of the version it serves, and ends at the job's last version with
+        the worker's own predictions, bit for bit. dnn, so dense tables
+        change too; then two servers under a memory limit, so rows also
+        reach the store by eviction and are read back from the cold tier."""
+        small = datagen(self.dir, 30000, 1500, seed=11)
+        os.makedirs(os.path.join(self.dir, "large"))
+        large = datagen(os.path.join(self.dir, "large"), 60000, 3000, seed=8, max_vocab=400000)
+        for name, data, servers, server, dim, epochs in (
+                ("one", small, 1, {"threads": 2}, 8, 3),
+                ("tiered", large, 2, {"threads": 2, "memory_limit": "16MiB"}, 16, 2)):
+            with self.subTest(name):
+                store = os.path.join(self.dir, f"store-{name}")
+                predictions = os.path.join(self.dir, f"{name}.predictions")
+                config = write_config(
+                    self.dir, f"{name}.yaml",
+                    cluster={"servers": servers},
+                    data={"train": data["train"], "test": data["test"], "batch_size": 256, "epochs": epochs},
+                    model={"name": "dnn", "embedding_dim": dim, "top_mlp": [16, 8], "bottom_mlp": [8, dim]},
+                    storage={"path": store},
+                    server=server,
+                    eval={"predictions_out": predictions},
+                    serving={"publish_every": "0.3s"})
+                proc, url = self.serve(config, "serving.poll_interval=0.05")
+                log_path = os.path.join(self.dir, f"serve-{len(self.procs) - 1}.log")
+                self.assertEqual(http(f"{url}/readyz")[0], 503)
+                run = self.run_dir(name)
+                result = launch(config, run)
+                self.assertEqual(result.returncode, 0, result.stderr)
+                final = summary(run)["checkpoint_version"]
+                # The last version is the final checkpoint's cut, published
+                # as a delta too, so a follower reaches it.
+                self.assertTrue(any(d.startswith("delta-%06d-from-" % final)
+                                    for d in os.listdir(os.path.join(store, "versions"))))
+                wait_for(lambda: self.served_version(url) == final, 60, "the final version to be served")
+                offline = read(predictions).splitlines()
+                test_lines = read(data["test"]).splitlines()
+                served, versions = self.predict_all(url, "dnn", test_lines, 100)
+                self.assertEqual(len(served), len(test_lines))
+                self.assertEqual(versions, {final})
+                self.assertEqual(["%.9g" % p for p in served], [float_text(p) for p in offline])
+                # Versions that were never checkpoints were served: deltas.
+                scheduler_log = read(os.path.join(run, "scheduler.log"))
+                checkpoints = {int(v) for v in re.findall(r"checkpoint (\d+) published", scheduler_log)}
+                published = {int(v) for v in re.findall(r"model version (\d+) published", scheduler_log)}
+                shown = {int(v) for v in re.findall(r"now serving model version (\d+)", read(log_path))}
+                self.assertGreaterEqual(len((shown & published) - checkpoints), 2, (shown, checkpoints))
+                status, metrics = http(f"{url}/metrics")
+                self.assertRegex(metrics, r"sparta_serving_deltas_applied_total\{[^}]*\} ([3-9]|[1-9][0-9]+)")
+                if "memory_limit" in server:
+                    tiers = re.findall(r"table 'dnn.emb': \d+ hot \+ \d+ cold rows; (\d+) demoted",
+                                       read(os.path.join(run, "server-0.log")))
+                    self.assertGreater(int(tiers[-1]), 0)
+                proc.send_signal(signal.SIGTERM)
+                self.assertEqual(proc.wait(timeout=30), 0)
+
+    def served_version(self, url):
+        status, answer = http(f"{url}/readyz")
+        return answer.get("model_version") if status == 200 and isinstance(answer, dict) else None
 
     def test_kill_9_of_one_of_two_front_ends_fails_no_request(self):
         self.kill_one_of_two_front_ends(zmq_transport=False)

@@ -123,7 +123,7 @@ struct Fixture {
     a.LoadOwnRows();
     a.Start();
     const std::string dir = (root / name).string();
-    REQUIRE(CutCheckpointPart(Request(dir), 0, a.store.get(), a.tables, a.executors).ok());
+    REQUIRE(CutCheckpointPart(Request(dir), 0, a.store.get(), a.tables, a.executors, a.view).ok());
     return dir;
   }
 
@@ -167,8 +167,8 @@ TEST_CASE("parts cut by two servers restore onto one with another executor count
   a.Start();
   b.Start();
   const std::string first = (f.root / "ckpt-1").string();
-  auto cut_a = CutCheckpointPart(f.Request(first), 0, a.store.get(), a.tables, a.executors);
-  auto cut_b = CutCheckpointPart(f.Request(first), 1, b.store.get(), b.tables, b.executors);
+  auto cut_a = CutCheckpointPart(f.Request(first), 0, a.store.get(), a.tables, a.executors, a.view);
+  auto cut_b = CutCheckpointPart(f.Request(first), 1, b.store.get(), b.tables, b.executors, b.view);
   INFO(cut_a.status().message());
   REQUIRE(cut_a.ok());
   REQUIRE(cut_b.ok());
@@ -186,7 +186,7 @@ TEST_CASE("parts cut by two servers restore onto one with another executor count
   REQUIRE(c.tables.Find(3) != nullptr);
   c.Start();
   const std::string second = (f.root / "ckpt-2").string();
-  auto cut_c = CutCheckpointPart(f.Request(second), 0, c.store.get(), c.tables, c.executors);
+  auto cut_c = CutCheckpointPart(f.Request(second), 0, c.store.get(), c.tables, c.executors, c.view);
   REQUIRE(cut_c.ok());
   CHECK(cut_c->rows() == kKeys);
 
@@ -241,7 +241,7 @@ TEST_CASE("rows saved without a TTL, restored into a job with one, count as upda
   REQUIRE(c.tables.Find(3)->policy.ttl_steps == 1000);
   c.Start();
   const std::string second = (f.root / "ckpt-2").string();
-  REQUIRE(CutCheckpointPart(f.Request(second), 0, c.store.get(), c.tables, c.executors).ok());
+  REQUIRE(CutCheckpointPart(f.Request(second), 0, c.store.get(), c.tables, c.executors, c.view).ok());
   const auto again = ReadAll(second, 1);
   REQUIRE(again.size() == kKeys);
   for (const auto& [key, record] : again) {
@@ -259,7 +259,7 @@ TEST_CASE("a cut without storage is refused", "[checkpoint_part]") {
   std::vector<std::unique_ptr<ShardExecutor>> none;
   pb::CheckpointInfo request;
   request.set_dir("/nonexistent");
-  auto st = CutCheckpointPart(request, 0, nullptr, tables, none);
+  auto st = CutCheckpointPart(request, 0, nullptr, tables, none, ShardView());
   CHECK(st.status().code() == absl::StatusCode::kFailedPrecondition);
   CHECK_THAT(std::string(st.status().message()), Catch::Contains("storage.path"));
 }

@@ -8,10 +8,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/checkpoint_files.h"
+#include "common/delta_files.h"
 #include "common/status_macros.h"
 #include "worker/compute/cpu/blas_threads.h"
 #include "worker/model_tables.h"
 #include "worker/plugins.h"
+#include "worker/serving/version_plan.h"
 
 namespace sparta {
 
@@ -54,43 +56,91 @@ absl::StatusOr<std::string> ModelServer::ResolveModelDir() const {
 void ModelServer::Follow() {
   const auto interval = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
       std::chrono::duration<double>(config_.serving.poll_interval));
-  // A checkpoint is read once: one that failed to load, or is no newer
-  // than the version served, is not read again at every look.
-  std::string tried;
   std::unique_lock<std::mutex> lock(mu_);
   while (!stop_cv_.wait_for(lock, interval, [this] { return stopping_; })) {
-    const std::string current = tables_dir_;
     lock.unlock();
-    auto dir = ResolveModelDir();
-    if (dir.ok() && *dir != current && *dir != tried) {
-      tried = *dir;
-      auto tables = ServingTables::FromCheckpoint(*dir, specs_, config_);
-      if (tables.ok() && (*tables)->version() > version()) {
-        lock.lock();
-        const uint64_t before = tables_ ? tables_->version() : 0;
-        tables_ = *std::move(tables);
-        tables_dir_ = *dir;
-        lock.unlock();
-        loads_.fetch_add(1, std::memory_order_relaxed);
-        spdlog::info("now serving model version {} (was {})", version(), before);
-      } else if (!tables.ok()) {
-        // Deleted by storage.keep while it was read, most likely: the next
-        // one will do.
-        failed_loads_.fetch_add(1, std::memory_order_relaxed);
-        spdlog::warn("model version in {} not loaded: {}", *dir, std::string(tables.status().message()));
-      }
-    }
+    Advance();
     lock.lock();
   }
 }
 
+void ModelServer::Advance() {
+  std::shared_ptr<const ServingTables> current = Current();
+  // A checkpoint that failed to load is not read again at every look.
+  std::vector<uint64_t> checkpoints;
+  for (uint64_t v : ListCheckpoints(config_.storage.path)) {
+    if (!unreadable_.contains(v)) checkpoints.push_back(v);
+  }
+  const VersionPlan plan = PlanVersions(current ? std::optional<uint64_t>(current->version()) : std::nullopt,
+                                        checkpoints, ListDeltas(config_.storage.path));
+  std::shared_ptr<const ServingTables> next;
+  absl::Status st;
+  switch (plan.start) {
+    case VersionPlan::Start::kNothing:
+      return;
+    case VersionPlan::Start::kCurrent:
+      next = current;
+      break;
+    case VersionPlan::Start::kCheckpoint: {
+      const std::string dir = (std::filesystem::path(CheckpointsDir(config_.storage.path)) /
+                               CheckpointName(plan.checkpoint)).string();
+      auto loaded = ServingTables::FromCheckpoint(dir, specs_, config_);
+      if (!loaded.ok()) {
+        // Deleted by storage.keep while it was read, most likely: the next
+        // one will do.
+        unreadable_.insert(plan.checkpoint);
+        failed_loads_.fetch_add(1, std::memory_order_relaxed);
+        spdlog::warn("model version in {} not loaded: {}", dir, std::string(loaded.status().message()));
+        return;
+      }
+      next = *std::move(loaded);
+      break;
+    }
+    case VersionPlan::Start::kEmpty: {
+      auto manifest = ReadDeltaManifest(plan.deltas.front().dir);
+      if (manifest.ok()) {
+        auto empty = ServingTables::Empty(plan.deltas.front().dir,
+                                          {manifest->tables().begin(), manifest->tables().end()}, specs_, config_);
+        if (empty.ok()) next = *std::move(empty);
+        st = empty.status();
+      } else {
+        st = manifest.status();
+      }
+      break;
+    }
+  }
+  for (const DeltaRef& delta : plan.deltas) {
+    if (!st.ok()) break;
+    auto applied = next->WithDelta(delta.dir);
+    if (applied.ok()) {
+      next = *std::move(applied);
+      deltas_.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      st = applied.status();
+    }
+  }
+  if (!st.ok()) {
+    // A delta pruned under a checkpoint while it was read: the next look
+    // starts from that checkpoint.
+    failed_loads_.fetch_add(1, std::memory_order_relaxed);
+    spdlog::warn("model versions not applied: {}", std::string(st.message()));
+  }
+  if (next == nullptr || next->version() == 0 || (current && next->version() <= current->version())) return;
+  {
+    std::lock_guard<std::mutex> guard(mu_);
+    tables_ = next;
+  }
+  loads_.fetch_add(1, std::memory_order_relaxed);
+  spdlog::info("now serving model version {} (was {})", next->version(), current ? current->version() : 0);
+}
+
 absl::Status ModelServer::Load() {
-  // Following a job that has made no checkpoint yet, it starts without a
-  // version (not ready: /readyz answers 503) and loads the first one made.
+  // Following a job (latest), it serves the newest version it can reach
+  // from its checkpoints and published deltas; before the first one it is
+  // alive but not ready (/readyz answers 503).
   auto dir = ResolveModelDir();
-  const bool wait_for_first = config_.serving.model == "latest" && absl::IsNotFound(dir.status());
-  if (!dir.ok() && !wait_for_first) return dir.status();
-  if (wait_for_first) spdlog::info("no checkpoint yet ({}); serving once the first is made", std::string(dir.status().message()));
+  const bool follow = config_.serving.model == "latest";
+  if (!dir.ok() && !(follow && absl::IsNotFound(dir.status()))) return dir.status();
   SPARTA_ASSIGN_OR_RETURN(ReaderMaker make_reader, OpenReaders(config_));
   DataSchema schema;
   {
@@ -103,9 +153,11 @@ absl::Status ModelServer::Load() {
   // wake-up time to the tail (a dnn's p99 at 1,000 requests/s was 15 ms).
   UseBlasThreads(1);
   specs_ = ModelTableSpecs(*model_, config_);
-  if (!wait_for_first) {
+  if (follow) {
+    Advance();
+    if (Current() == nullptr) spdlog::info("no model version under {} yet; serving once the first is published", config_.storage.path);
+  } else {
     SPARTA_ASSIGN_OR_RETURN(tables_, ServingTables::FromCheckpoint(*dir, specs_, config_));
-    tables_dir_ = *dir;
     loads_ = 1;
   }
   for (int t = 0; t < config_.serving.threads; ++t) predictors_.push_back(std::make_unique<Predictor>(model_.get(), specs_));
@@ -132,6 +184,8 @@ absl::Status ModelServer::Load() {
                 static_cast<double>(loads_.load(std::memory_order_relaxed)));
     out.Counter("sparta_serving_model_load_failures_total", "Newer model versions that failed to load.",
                 static_cast<double>(failed_loads_.load(std::memory_order_relaxed)));
+    out.Counter("sparta_serving_deltas_applied_total", "Published deltas (serving.publish_every) applied.",
+                static_cast<double>(deltas_.load(std::memory_order_relaxed)));
     if (zmq_ != nullptr) {
       out.Counter("sparta_serving_malformed_messages_total", "Messages dropped on the ZeroMQ endpoint.",
                   static_cast<double>(zmq_->malformed()));

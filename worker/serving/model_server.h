@@ -6,12 +6,15 @@
 // (ZmqPredictEndpoint), computed by serving.threads compute threads that
 // batch concurrent requests (RequestBatcher).
 //
-// With serving.model: latest it follows the job: a thread looks for a
-// newer complete checkpoint every serving.poll_interval, loads it beside the
-// version being served, and swaps it in at once (a batch runs wholly on one
-// version, and every answer names the version that computed it). A version
-// that fails to load (deleted by storage.keep while being read) is logged
-// and skipped; the current one goes on being served.
+// With serving.model: latest it follows the job: a thread looks for newer
+// versions every serving.poll_interval (complete checkpoints, and the
+// deltas a job with serving.publish_every publishes: version_plan.h),
+// makes the newest it can reach beside the version being served (applying
+// deltas shares the rows they do not change), and swaps it in at once (a
+// batch runs wholly on one version, and every answer names the version
+// that computed it). A version that fails to load (deleted by storage.keep
+// while being read) is logged and skipped; the current one goes on being
+// served.
 //
 // Owns everything it starts. Thread-safe: the HTTP server's threads and the
 // compute threads share it; Stop() may be called from any thread.
@@ -26,6 +29,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "common/config.h"
 #include "common/metrics.h"
@@ -64,6 +68,9 @@ class ModelServer {
   absl::StatusOr<std::string> ResolveModelDir() const;
   // The follower thread's loop (serving.model: latest).
   void Follow();
+  // One look for newer versions, and the swap to the newest reachable.
+  // The follower thread (or Load(), before it starts).
+  void Advance();
   // The version being served; null (version 0) before the first is loaded.
   std::shared_ptr<const ServingTables> Current() const {
     std::lock_guard<std::mutex> lock(mu_);
@@ -79,11 +86,11 @@ class ModelServer {
   std::vector<pb::TableSpec> specs_;
   mutable std::mutex mu_;
   std::shared_ptr<const ServingTables> tables_;  // the version being served
-  std::string tables_dir_;                       // its checkpoint folder
+  absl::flat_hash_set<uint64_t> unreadable_;     // checkpoints that failed to load (follower thread)
   bool stopping_ = false;                        // under mu_
   std::condition_variable stop_cv_;
   std::thread follower_;
-  std::atomic<uint64_t> loads_{0}, failed_loads_{0};
+  std::atomic<uint64_t> loads_{0}, failed_loads_{0}, deltas_{0};
   std::vector<std::unique_ptr<Predictor>> predictors_;  // one per compute thread
   std::unique_ptr<RequestBatcher> batcher_;
   std::unique_ptr<PredictApi> api_;
