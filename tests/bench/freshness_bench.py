@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Freshness benchmark: how soon a running job's training shows in served
-predictions. A job follows a folder (data.follow) and checkpoints every
-CHECKPOINT_EVERY; sparta-serve follows its checkpoints (serving.model:
+predictions. A job follows a folder (data.follow) and makes a new model
+version every INTERVAL seconds; sparta-serve follows it (serving.model:
 latest, polled every 0.1 s). Each probe drops a file whose lines all carry
 one key never seen before into the folder, and asks sparta-serve, every
 10 ms, for the prediction of a line with that key and of a line with no key
@@ -11,8 +11,14 @@ into the folder) to that answer. It bounds the issue's measure (from a
 push's acknowledgement) from above: it includes the file's wait for the
 next look and its training.
 
-Target (issue 18, with serving.publish_every in place of checkpoints, not
-built yet): p99 under the publishing interval + 1 s.
+Two ways of making versions, in the same run, on the same model (about
+MODEL_KEYS rows, trained from a first file before the probes):
+  - deltas: serving.publish_every INTERVAL (the rows changed since the
+    version before, applied on top of the served version);
+  - checkpoints: storage.checkpoint_every INTERVAL (each version loaded
+    whole), what serving followed before deltas existed.
+
+Target (issue 18): with deltas, p99 under the publishing interval + 1 s.
 
   freshness_bench.py JSON_OUT [--quick]
 """
@@ -34,7 +40,7 @@ BIN = os.environ.get("SPARTA_BIN", os.path.join(ROOT, "build", "bin"))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 from harness import read, wait_for  # noqa: E402
 
-CHECKPOINT_EVERY = 1.0  # seconds
+INTERVAL = 1.0  # seconds between versions
 
 
 def post(url, body):
@@ -44,11 +50,13 @@ def post(url, body):
         return json.loads(answer.read())
 
 
-def main():
-    json_out = sys.argv[1]
-    quick = "--quick" in sys.argv
-    probes = 5 if quick else 20
-    tmp = tempfile.mkdtemp(prefix="sparta-freshness-bench-")
+def percentile(sorted_values, q):
+    return sorted_values[min(len(sorted_values) - 1, int(q * (len(sorted_values) - 1) + 0.5))]
+
+
+def measure(mode, probes, model_keys):
+    """Freshness of each probe (seconds), with versions made by `mode`."""
+    tmp = tempfile.mkdtemp(prefix=f"sparta-freshness-{mode}-")
     incoming = os.path.join(tmp, "incoming")
     os.makedirs(incoming)
     store = os.path.join(tmp, "store")
@@ -61,29 +69,41 @@ def main():
         os.rename(partial, os.path.join(incoming, name))
         return time.monotonic()
 
-    # A first file of ordinary traffic, so that a model exists.
-    arrive("base.svm", [f"{rng.randint(0, 1)} {rng.randint(1, 50000)}:1 {rng.randint(1, 50000)}:1\n"
-                        for _ in range(20000)])
+    # A first file of ordinary traffic, so that a model of about
+    # model_keys rows exists.
+    arrive("base.svm", [f"{rng.randint(0, 1)} {2 * i + 1}:1 {2 * i + 2}:1\n" for i in range(model_keys // 2)])
+    versions = (f"serving: {{publish_every: {INTERVAL}s}}\nstorage: {{path: {store}}}\n" if mode == "deltas" else
+                f"storage: {{path: {store}, checkpoint_every: {INTERVAL}s}}\n")
     config = os.path.join(tmp, "job.yaml")
     with open(config, "w") as f:
         f.write("cluster: {scheduler: '127.0.0.1:0', servers: 1, workers: 1}\n"
                 f"data: {{train: {incoming}, format: libsvm, batch_size: 64, assignment: on_demand, follow: true, "
                 "follow_interval: 0.1}\n"
                 "model: {name: lr}\noptimizer: {name: adagrad, learning_rate: 0.5}\n"
-                f"storage: {{path: {store}, checkpoint_every: {CHECKPOINT_EVERY}s}}\nlog: {{level: warn}}\n")
+                f"{versions}log: {{level: warn}}\n")
     run = os.path.join(tmp, "run")
     job = subprocess.Popen([sys.executable, LAUNCHER, "launch", config, "--run-dir", run, "--quiet"],
                            stdout=subprocess.DEVNULL, stderr=open(os.path.join(tmp, "launch.log"), "w"))
     info = os.path.join(tmp, "serve.json")
     serve = None
     try:
-        wait_for(lambda: os.path.exists(os.path.join(store, "checkpoints", "LATEST")), 120, "the first checkpoint")
         serve = subprocess.Popen([os.path.join(BIN, "sparta-serve"), "--config", config, "--info-file", info,
                                   "--set", "serving.model=latest", "--set", "serving.poll_interval=0.1",
                                   "--set", "serving.port=0", "--set", "serving.zmq_port=-1"],
                                  stderr=open(os.path.join(tmp, "serve.log"), "w"))
         wait_for(lambda: os.path.exists(info), 60, "sparta-serve to listen")
-        url = f"http://127.0.0.1:{json.loads(read(info))['port']}/v1/models/lr:predict"
+        port = json.loads(read(info))["port"]
+        url = f"http://127.0.0.1:{port}/v1/models/lr:predict"
+
+        def served_keys():
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
+                for line in answer.read().decode().splitlines():
+                    if line.startswith("sparta_serving_model_rows"):
+                        return float(line.split()[-1])
+            return 0
+
+        # The base file trained and served: the model has its size.
+        wait_for(lambda: served_keys() >= 0.9 * model_keys, 300, "the base model to be served")
         freshness = []
         for k in range(probes):
             key = 10_000_000 + k  # never seen: its weight starts at the initializer's
@@ -100,17 +120,9 @@ def main():
                     raise SystemExit(f"freshness_bench: key {key} not served within 60 s")
                 time.sleep(0.01)  # the probe's polling period, not a synchronization
             freshness.append(time.monotonic() - arrived)
-            print(f"probe {k}: {freshness[-1]:.3f} s from arrival to a served prediction that uses it", flush=True)
-        freshness.sort()
-        p50 = freshness[len(freshness) // 2]
-        p99 = freshness[min(len(freshness) - 1, int(0.99 * (len(freshness) - 1) + 0.5))]
-        limit = CHECKPOINT_EVERY + 1.0
-        summary = {"freshness_p50_s": p50, "freshness_p99_s": p99, "freshness_max_s": freshness[-1],
-                   "freshness_limit_s": limit, "freshness_p99_vs_limit": p99 / limit, "probes": len(freshness)}
-        with open(json_out, "w") as f:
-            json.dump([{"name": "serving_" + k, "unit": "s" if k.endswith("_s") else "", "value": v}
-                       for k, v in summary.items()], f, indent=1)
-        print("freshness:", json.dumps(summary))
+            print(f"{mode} probe {k}: {freshness[-1]:.3f} s from arrival to a served prediction that uses it",
+                  flush=True)
+        return sorted(freshness)
     finally:
         if serve is not None and serve.poll() is None:
             serve.terminate()
@@ -122,6 +134,25 @@ def main():
             except subprocess.TimeoutExpired:
                 job.send_signal(signal.SIGKILL)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main():
+    json_out = sys.argv[1]
+    quick = "--quick" in sys.argv
+    probes = 5 if quick else 20
+    model_keys = 200_000 if quick else 2_000_000
+    limit = INTERVAL + 1.0
+    summary = {"model_rows": model_keys, "freshness_limit_s": limit, "probes": probes}
+    for mode in ("deltas", "checkpoints"):
+        freshness = measure(mode, probes, model_keys)
+        prefix = "freshness_" if mode == "deltas" else "freshness_checkpoints_"
+        summary.update({prefix + "p50_s": percentile(freshness, 0.5), prefix + "p99_s": percentile(freshness, 0.99),
+                        prefix + "max_s": freshness[-1],
+                        prefix + "p99_vs_limit": percentile(freshness, 0.99) / limit})
+    with open(json_out, "w") as f:
+        json.dump([{"name": "serving_" + k, "unit": "s" if k.endswith("_s") else "", "value": v}
+                   for k, v in summary.items()], f, indent=1)
+    print("freshness:", json.dumps(summary))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@
 #include <catch2/catch.hpp>
 
 #include "common/checkpoint_files.h"
+#include "common/delta_files.h"
 
 namespace sparta {
 namespace {
@@ -178,6 +179,77 @@ TEST_CASE("numbering goes on from the checkpoints on disk", "[checkpoint]") {
   again.Start("b");
   REQUIRE_FALSE(f.sent.empty());
   CHECK(f.sent[0].version == 2);
+}
+
+}  // namespace
+}  // namespace sparta
+
+namespace sparta {
+namespace {
+
+std::vector<std::string> DeltaNames(const fs::path& storage) {
+  std::vector<std::string> names;
+  for (const DeltaRef& d : ListDeltas(storage.string())) names.push_back(fs::path(d.dir).filename().string());
+  return names;
+}
+
+TEST_CASE("published versions chain their deltas, a failed one is retried from the same base, and a checkpoint "
+          "prunes the deltas it holds", "[checkpoint][publish]") {
+  Fixture f;
+  f.config.serving.publish_every_seconds = 1;
+  f.config.serving.publish_every = "1s";
+  CheckpointCoordinator c = f.Make();
+  c.BeginJob(0);
+  c.Publish();
+  REQUIRE(c.busy());
+  f.RunThrough(c, 1);
+  CHECK_FALSE(c.busy());
+  // A version is no checkpoint.
+  CHECK(ListCheckpoints(f.path.string()).empty());
+  CHECK(c.last_version() == 0);
+  CHECK(c.published_model_version() == 1);
+  CHECK(DeltaNames(f.path) == std::vector<std::string>{"delta-000001-from-000000"});
+  auto manifest = ReadDeltaManifest(ListDeltas(f.path.string())[0].dir);
+  REQUIRE(manifest.ok());
+  CHECK(manifest->version() == 1);
+  CHECK(manifest->base() == 0);
+  CHECK(manifest->shard_owner_size() == 4);
+
+  // A cut that fails on a server publishes nothing: the next goes on from
+  // the same base, and the servers are told so.
+  c.Publish();
+  f.RunThrough(c, 2, "disk full");
+  CHECK_FALSE(c.busy());
+  c.Publish();
+  pb::CheckpointInfo paused;
+  paused.set_version(3);
+  c.OnPaused(0, paused);
+  c.OnPaused(1, paused);
+  REQUIRE(f.sent.back().type == pb::CHECKPOINT);
+  f.RunThrough(c, 3);
+  CHECK(DeltaNames(f.path) == std::vector<std::string>{"delta-000001-from-000000", "delta-000003-from-000001"});
+
+  // A checkpoint is a version too; the next one prunes the deltas up to it.
+  c.Start("test");
+  f.RunThrough(c, 4);
+  CHECK(ListCheckpoints(f.path.string()) == std::vector<uint64_t>{4});
+  CHECK(DeltaNames(f.path).back() == "delta-000004-from-000003");
+  CHECK(DeltaNames(f.path).size() == 3);
+  c.Publish();
+  f.RunThrough(c, 5);
+  c.Start("test");
+  f.RunThrough(c, 6);
+  CHECK(DeltaNames(f.path) == std::vector<std::string>{"delta-000005-from-000004", "delta-000006-from-000005"});
+
+  // A new job from checkpoint 4 starts another history: the deltas of this
+  // one go, and numbering goes on past every version served so far.
+  CheckpointCoordinator restored = f.Make();
+  restored.BeginJob(4);
+  CHECK(DeltaNames(f.path).empty());
+  restored.Publish();
+  f.RunThrough(restored, 7);
+  CHECK(DeltaNames(f.path) == std::vector<std::string>{"delta-000007-from-000004"});
+  CHECK(f.failure.empty());
 }
 
 }  // namespace

@@ -59,12 +59,12 @@ void ModelServer::Follow() {
   std::unique_lock<std::mutex> lock(mu_);
   while (!stop_cv_.wait_for(lock, interval, [this] { return stopping_; })) {
     lock.unlock();
-    Advance();
+    Advance().IgnoreError();  // logged; the version served goes on
     lock.lock();
   }
 }
 
-void ModelServer::Advance() {
+absl::Status ModelServer::Advance() {
   std::shared_ptr<const ServingTables> current = Current();
   // A checkpoint that failed to load is not read again at every look.
   std::vector<uint64_t> checkpoints;
@@ -77,7 +77,7 @@ void ModelServer::Advance() {
   absl::Status st;
   switch (plan.start) {
     case VersionPlan::Start::kNothing:
-      return;
+      return absl::OkStatus();
     case VersionPlan::Start::kCurrent:
       next = current;
       break;
@@ -91,7 +91,7 @@ void ModelServer::Advance() {
         unreadable_.insert(plan.checkpoint);
         failed_loads_.fetch_add(1, std::memory_order_relaxed);
         spdlog::warn("model version in {} not loaded: {}", dir, std::string(loaded.status().message()));
-        return;
+        return loaded.status();
       }
       next = *std::move(loaded);
       break;
@@ -125,13 +125,14 @@ void ModelServer::Advance() {
     failed_loads_.fetch_add(1, std::memory_order_relaxed);
     spdlog::warn("model versions not applied: {}", std::string(st.message()));
   }
-  if (next == nullptr || next->version() == 0 || (current && next->version() <= current->version())) return;
+  if (next == nullptr || next->version() == 0 || (current && next->version() <= current->version())) return st;
   {
     std::lock_guard<std::mutex> guard(mu_);
     tables_ = next;
   }
   loads_.fetch_add(1, std::memory_order_relaxed);
   spdlog::info("now serving model version {} (was {})", next->version(), current ? current->version() : 0);
+  return st;
 }
 
 absl::Status ModelServer::Load() {
@@ -154,7 +155,8 @@ absl::Status ModelServer::Load() {
   UseBlasThreads(1);
   specs_ = ModelTableSpecs(*model_, config_);
   if (follow) {
-    Advance();
+    // A model that does not match the job's tables is the config's error.
+    if (absl::Status st = Advance(); absl::IsFailedPrecondition(st)) return st;
     if (Current() == nullptr) spdlog::info("no model version under {} yet; serving once the first is published", config_.storage.path);
   } else {
     SPARTA_ASSIGN_OR_RETURN(tables_, ServingTables::FromCheckpoint(*dir, specs_, config_));
@@ -184,6 +186,9 @@ absl::Status ModelServer::Load() {
                 static_cast<double>(loads_.load(std::memory_order_relaxed)));
     out.Counter("sparta_serving_model_load_failures_total", "Newer model versions that failed to load.",
                 static_cast<double>(failed_loads_.load(std::memory_order_relaxed)));
+    const auto served = Current();
+    out.Gauge("sparta_serving_model_rows", "Rows of the model version being served (sparse rows and dense blocks).",
+              served ? static_cast<double>(served->rows()) : 0.0);
     out.Counter("sparta_serving_deltas_applied_total", "Published deltas (serving.publish_every) applied.",
                 static_cast<double>(deltas_.load(std::memory_order_relaxed)));
     if (zmq_ != nullptr) {

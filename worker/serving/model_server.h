@@ -69,8 +69,10 @@ class ModelServer {
   // The follower thread's loop (serving.model: latest).
   void Follow();
   // One look for newer versions, and the swap to the newest reachable.
-  // The follower thread (or Load(), before it starts).
-  void Advance();
+  // The follower thread (or Load(), before it starts). Returns why a
+  // version was not made (FailedPrecondition: the model does not match the
+  // job's tables), after swapping in whatever newer version it did make.
+  absl::Status Advance();
   // The version being served; null (version 0) before the first is loaded.
   std::shared_ptr<const ServingTables> Current() const {
     std::lock_guard<std::mutex> lock(mu_);

@@ -164,7 +164,7 @@ absl::StatusOr<std::shared_ptr<const ServingTables>> ServingTables::WithDelta(co
   const auto start = std::chrono::steady_clock::now();
   SPARTA_ASSIGN_OR_RETURN(pb::DeltaManifest manifest, ReadDeltaManifest(delta_dir));
   if (manifest.base() != version_) {
-    return absl::FailedPreconditionError(absl::StrCat(delta_dir, " goes on from version ", manifest.base(),
+    return absl::AbortedError(absl::StrCat(delta_dir, " goes on from version ", manifest.base(),
                                                       "; the version served is ", version_));
   }
   const uint32_t num_shards = static_cast<uint32_t>(manifest.shard_owner_size());
