@@ -112,12 +112,16 @@ void CheckpointCoordinator::StartCut(const std::string& why, std::function<void(
   pb::Header pause;
   pause.set_type(pb::PAUSE);
   pause.mutable_checkpoint()->set_version(version_);
+  // Where a worker writes state of its own (worker/worker.h); none for a
+  // cut that is only a published version.
+  pause.mutable_checkpoint()->set_dir(dir_);
   hooks_.broadcast(pause, pb::WORKER);
 }
 
 void CheckpointCoordinator::OnPaused(int worker_rank, const pb::CheckpointInfo& info,
-                                     const pb::WorkerProgress& progress) {
+                                     const pb::WorkerProgress& progress, const std::string& error) {
   if (phase_ != Phase::kPausing || info.version() != version_) return;
+  if (!error.empty()) return Failed(absl::StrCat("worker-", worker_rank, ": ", error));
   worker_steps_[worker_rank] = info.steps();
   for (const auto& [unit, p] : progress.units()) unit_bytes_[unit] = p.trained_bytes();
   CutIfAllPaused();

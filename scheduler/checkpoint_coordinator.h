@@ -77,9 +77,10 @@ class CheckpointCoordinator {
   void OnWorkerLost();
 
   // `progress`: on_demand, how far into each of its units the worker had
-  // trained when it paused.
+  // trained when it paused. `error`: the worker could not save its own
+  // state (worker/worker.h): the checkpoint fails.
   void OnPaused(int worker_rank, const pb::CheckpointInfo& info,
-                const pb::WorkerProgress& progress = pb::WorkerProgress());
+                const pb::WorkerProgress& progress = pb::WorkerProgress(), const std::string& error = "");
   void OnServerDone(int server_rank, const pb::Header& h);
 
   // The cluster changed under a running checkpoint (a server died): drop it,

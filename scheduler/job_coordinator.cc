@@ -382,7 +382,9 @@ void JobCoordinator::Dispatch(const std::string& routing_id, const pb::Header& h
       if (node->info.role() == pb::SERVER) return OnFlushDone(*node, h.server_stats());
       break;
     case pb::PAUSED:
-      if (node->info.role() == pb::WORKER) return checkpoints_.OnPaused(node->info.rank(), h.checkpoint(), h.progress());
+      if (node->info.role() == pb::WORKER) {
+        return checkpoints_.OnPaused(node->info.rank(), h.checkpoint(), h.progress(), h.error());
+      }
       break;
     case pb::CHECKPOINT_DONE:
       if (node->info.role() == pb::SERVER) return checkpoints_.OnServerDone(node->info.rank(), h);

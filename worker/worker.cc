@@ -104,6 +104,17 @@ Worker::Worker(const Config& config, int rank, std::string info_file, bool join)
         paused.set_type(pb::PAUSED);
         paused.mutable_checkpoint()->set_version(version);
         paused.mutable_checkpoint()->set_steps(steps);
+        std::string dir;
+        {
+          std::lock_guard<std::mutex> lock(pause_mu_);
+          dir = pause_dir_;
+        }
+        if (checkpoint_hook_ && !dir.empty()) {
+          if (absl::Status st = checkpoint_hook_(dir); !st.ok()) {
+            spdlog::error("checkpoint {}: saving this worker's state failed: {}", version, st.message());
+            paused.set_error(std::string(st.message()));
+          }
+        }
         // on_demand: how far into each unit; every batch taken is trained
         // now, so this is exactly what the servers will cut.
         AddUnitProgress(paused.mutable_progress());
@@ -276,6 +287,10 @@ absl::Status Worker::Join() {
           std::lock_guard<std::mutex> lock(clock_mu_);
           if (clock_) clock_->Rebase(h.clock());
           return;
+        }
+        if (h.type() == pb::PAUSE) {
+          std::lock_guard<std::mutex> lock(pause_mu_);
+          pause_dir_ = h.checkpoint().dir();
         }
         if (h.type() == pb::CLOCK || h.type() == pb::PAUSE) {
           std::lock_guard<std::mutex> lock(clock_mu_);

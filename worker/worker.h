@@ -75,6 +75,17 @@ class Worker {
   // A failure of the caller's that ends the job (as a worker's own does).
   absl::Status Fail(absl::Status status);
 
+  // State of the caller's that a checkpoint must hold besides the servers'
+  // rows (the Python module's parameters kept in PyTorch): once this worker
+  // has paused for a checkpoint, and before it says so, `save` writes it
+  // into the checkpoint's folder (being written; a cut that is only a
+  // published version has none). An error fails the checkpoint. Set before
+  // Open(); called on whichever thread completes the pause.
+  using CheckpointHook = std::function<absl::Status(const std::string& dir)>;
+  void SetCheckpointHook(CheckpointHook save) { checkpoint_hook_ = std::move(save); }
+  // The checkpoint folder the job resumed from ("" if none); after Open().
+  const std::string& restored_from() const { return view_.restore_from(); }
+
  private:
   // The steps of Run(), in order.
   absl::Status Prepare();        // inputs, readers, model and backend: errors before joining
@@ -121,6 +132,9 @@ class Worker {
   std::mutex clock_mu_;
   std::unique_ptr<ClockGate> clock_;  // set under clock_mu_, by OpenTraining()
   StepGate gate_;                     // checkpoint pauses
+  CheckpointHook checkpoint_hook_;
+  std::mutex pause_mu_;
+  std::string pause_dir_;  // under pause_mu_: the folder of the checkpoint being paused for
   DaemonMetrics metrics_;
   std::unique_ptr<SchedulerClient> scheduler_;
   pb::NodeInfo me_;

@@ -201,6 +201,31 @@ class DlrmTest(PythonWorkerCase):
         print(f"dlrm --dense torch vs dnn: auc {python['auc']:.5f} vs {cpp['auc']:.5f}")
         self.assertGreater(python["auc"], cpp["auc"] - 0.003)
 
+    def test_dense_layers_kept_in_pytorch_come_back_from_a_checkpoint(self):
+        """dlrm.py --dense torch keeps its layers in PyTorch: the job's final
+        checkpoint holds them (and Adam's state) beside the servers' rows, and
+        a job restored from it, with nothing left to train, predicts the test
+        file exactly as the job that trained did."""
+        data = datagen(self.dir, 20000, 2000, seed=9)
+        config = self.lr_config(data, cluster__servers=2, cluster__workers=2, model__name="dnn")
+        store = os.path.join(self.dir, "store")
+        trained = os.path.join(self.dir, "trained.predictions")
+        result = launch_python(config, self.run_dir("trained"), DLRM_EXAMPLE + " --dense torch",
+                               [f"storage.path={store}", f"eval.predictions_out={trained}"])
+        self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+        checkpoint = os.path.join(store, "checkpoints", read(os.path.join(store, "checkpoints", "LATEST")).strip())
+        self.assertTrue(os.path.exists(os.path.join(checkpoint, "torch-allreduce.pt")))
+        restored = os.path.join(self.dir, "restored.predictions")
+        result = launch_python(config, self.run_dir("restored"), DLRM_EXAMPLE + " --dense torch",
+                               [f"storage.path={os.path.join(self.dir, 'store-b')}", f"storage.restore={checkpoint}",
+                                f"eval.predictions_out={restored}"])
+        self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+        s = summary(self.run_dir("restored"))
+        self.assertEqual(s["restored_from"], checkpoint)
+        self.assertEqual(s["train_examples"], 0)
+        self.assertEqual(len(read(restored).splitlines()), 2000)
+        self.assertEqual(read(restored), read(trained))
+
 
 ALL_REDUCE = textwrap.dedent("""
     import os, sys, json
@@ -210,6 +235,9 @@ ALL_REDUCE = textwrap.dedent("""
 
     class Worker:  # what AllReduce asks of a worker
         config = {"cluster.workers": 2, "cluster.heartbeat_timeout": 5}
+        restored_from = None
+        def on_checkpoint(self, save):
+            pass
         def __init__(self, rank, n):
             self.rank, self.n = rank, n
         def batches(self):

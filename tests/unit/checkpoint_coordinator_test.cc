@@ -254,3 +254,29 @@ TEST_CASE("published versions chain their deltas, a failed one is retried from t
 
 }  // namespace
 }  // namespace sparta
+
+namespace sparta {
+namespace {
+
+TEST_CASE("a worker that cannot save its own state fails the checkpoint; the pause names the folder",
+          "[checkpoint]") {
+  Fixture f;
+  CheckpointCoordinator c = f.Make();
+  c.Start("test");
+  REQUIRE(f.sent.size() == 1);
+  CHECK(f.sent[0].type == pb::PAUSE);
+  const std::string dir = f.sent[0].dir;  // where a worker writes its state
+  CHECK(fs::is_directory(dir));
+  pb::CheckpointInfo paused;
+  paused.set_version(1);
+  c.OnPaused(0, paused);
+  c.OnPaused(1, paused, pb::WorkerProgress(), "torch.save: disk full");
+  CHECK_FALSE(c.busy());
+  CHECK(f.sent.back().type == pb::RESUME);  // never cut
+  CHECK_FALSE(fs::exists(dir));
+  CHECK(ListCheckpoints(f.path.string()).empty());
+  CHECK(f.failure.empty());  // one failure does not end the job
+}
+
+}  // namespace
+}  // namespace sparta

@@ -13,6 +13,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -206,6 +207,8 @@ class PyWorker {
     std::call_once(termination, CatchTermination);
   }
 
+  ~PyWorker() { hooks_live_.store(false, std::memory_order_release); }
+
   // The resolved configuration, one JSON object with dotted keys.
   std::string config_json() const { return ConfigToJson(config_); }
 
@@ -228,6 +231,22 @@ class PyWorker {
     for (const py::dict& d : tables) decls.push_back(TableFromDict(d));
     if (decls.empty()) throw py::value_error("a Python worker declares at least one table");
     worker_ = std::make_unique<Worker>(config_, rank_, info_file_, std::make_unique<DeclaredModel>(std::move(decls)));
+    // Called, without the GIL, by the thread that completes a checkpoint's
+    // pause: the caller's training thread (in next_batch) or, once it has
+    // finished, the scheduler client's.
+    worker_->SetCheckpointHook([this](const std::string& dir) -> absl::Status {
+      // Going away (its destructor holds the GIL while the worker's threads stop).
+      if (!hooks_live_.load(std::memory_order_acquire)) return absl::CancelledError("the worker is closing");
+      py::gil_scoped_acquire gil;
+      for (const py::function& save : checkpoint_hooks_) {
+        try {
+          save(dir);
+        } catch (py::error_already_set& e) {
+          return absl::InternalError(e.what());
+        }
+      }
+      return absl::OkStatus();
+    });
     absl::StatusOr<bool> training;
     {
       py::gil_scoped_release release;
@@ -318,6 +337,12 @@ class PyWorker {
     (void)worker_->Fail(absl::InternalError(message));
   }
 
+  // `save(folder)` writes state of the caller's into each checkpoint's
+  // folder (sparta.Worker.on_checkpoint). Under the GIL, as is the list.
+  void on_checkpoint(py::function save) { checkpoint_hooks_.push_back(std::move(save)); }
+  // The checkpoint folder the job resumed from; "" if none.
+  std::string restored_from() const { return worker_ != nullptr ? worker_->restored_from() : std::string(); }
+
   bool stopped() const { return worker_ != nullptr && worker_->Stopped(); }
   int rank() const { return worker_ != nullptr ? static_cast<int>(worker_->self().rank()) : rank_; }
   bool evaluates() const { return worker_ != nullptr && worker_->evaluates(); }
@@ -367,6 +392,8 @@ class PyWorker {
   const int rank_;
   const std::string info_file_;
   Config config_;
+  std::vector<py::function> checkpoint_hooks_;  // under the GIL
+  std::atomic<bool> hooks_live_{true};
   std::unique_ptr<Worker> worker_;
   DrivenSteps* steps_ = nullptr;  // owned by worker_
 };
@@ -435,6 +462,8 @@ PYBIND11_MODULE(_native, m) {
       .def("open_test", &PyWorker::open_test)
       .def("finish", &PyWorker::finish, py::arg("probs") = std::nullopt, py::arg("labels") = std::nullopt)
       .def("fail", &PyWorker::fail)
+      .def("on_checkpoint", &PyWorker::on_checkpoint, py::arg("save"))
+      .def_property_readonly("restored_from", &PyWorker::restored_from)
       .def_property_readonly("stopped", &PyWorker::stopped)
       .def_property_readonly("rank", &PyWorker::rank)
       .def_property_readonly("evaluates", &PyWorker::evaluates)

@@ -24,11 +24,13 @@ the same learning rates.
 """
 
 import math
+import os
 
 import numpy as np
 import torch
 
 from sparta import _native
+from sparta.jobs import SpartaError
 
 __all__ = ["AllReduce", "EmbeddingBag", "Embedding", "DenseTable", "split"]
 
@@ -235,10 +237,13 @@ class AllReduce:
     so that all apply the same updates. The group meets at MASTER_ADDR and
     MASTER_PORT (the launcher sets them for --worker-command), with
     cluster.workers members; it cannot follow workers joining or leaving
-    (data.assignment on_demand). Unlike the servers' tables, these
-    parameters are not in Sparta's checkpoints: keep them on the servers
-    (DenseTable) where a restored job must have them.
+    (data.assignment on_demand). The parameters and the optimizer's state
+    are in the job's checkpoints (worker 0 writes them, as CHECKPOINT_FILE,
+    at the cut, when every worker holds the same values), and a job that
+    resumes from one starts from them.
     """
+
+    CHECKPOINT_FILE = "torch-allreduce.pt"
 
     def __init__(self, worker, parameters, optimizer, timeout_seconds=None):
         import datetime
@@ -252,10 +257,35 @@ class AllReduce:
             timeout = timeout_seconds or max(60.0, 4 * worker.config["cluster.heartbeat_timeout"])
             dist.init_process_group("gloo", rank=worker.rank, world_size=self.size,
                                     timeout=datetime.timedelta(seconds=timeout))
+        if worker.restored_from:
+            self._restore(os.path.join(worker.restored_from, self.CHECKPOINT_FILE))
         with torch.no_grad():
             for p in self.parameters:
                 dist.broadcast(p, 0)
+        if worker.rank == 0:
+            worker.on_checkpoint(self._save)
         self._contributors = 1
+
+    def _save(self, folder):
+        # Written whole, then renamed: the checkpoint is published only
+        # after this returns, but a torn file must never look complete.
+        path = os.path.join(folder, self.CHECKPOINT_FILE)
+        torch.save({"parameters": [p.detach().clone() for p in self.parameters],
+                    "optimizer": self.optimizer.state_dict()}, path + ".tmp")
+        os.replace(path + ".tmp", path)
+
+    def _restore(self, path):
+        if not os.path.exists(path):
+            raise SpartaError(f"{path}: the checkpoint holds no PyTorch parameters of sparta.torch.AllReduce "
+                              "(it was taken by a job that kept them elsewhere)")
+        state = torch.load(path)
+        if len(state["parameters"]) != len(self.parameters) or any(
+                saved.shape != p.shape for saved, p in zip(state["parameters"], self.parameters)):
+            raise SpartaError(f"{path}: its parameters' shapes are not this model's")
+        with torch.no_grad():
+            for saved, p in zip(state["parameters"], self.parameters):
+                p.copy_(saved)
+        self.optimizer.load_state_dict(state["optimizer"])
 
     def batches(self):
         mine = self.worker.batches()

@@ -123,6 +123,21 @@ class Worker:
         return self._native.stopped
 
     @property
+    def restored_from(self):
+        """The checkpoint folder the job resumed from (storage.restore), or None."""
+        return self._native.restored_from or None
+
+    def on_checkpoint(self, save):
+        """Has save(folder) called at every checkpoint, once this worker has
+        paused for it (a step boundary, every push acknowledged) and before
+        it says so: state kept outside the servers (PyTorch's parameters and
+        optimizer) goes into `folder`, the checkpoint's, which restored_from
+        names when a job resumes from it. An exception fails that checkpoint
+        (the job trains on and tries again). Called on another thread than
+        the training loop's, while that loop waits in batches() or finish()."""
+        self._native.on_checkpoint(save)
+
+    @property
     def evaluates(self):
         """Whether this worker (the lead) evaluates data.test and gives finish() its scores."""
         return self._native.evaluates
