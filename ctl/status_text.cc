@@ -44,6 +44,7 @@ std::string StatusText(const pb::ClusterStatus& s, const std::string& scheduler_
       s.phase(), s.epoch(), s.uptime_seconds(), s.num_shards(), s.consistency(), s.clock_min(), s.clock_max(),
       s.clock_max() - s.clock_min(), s.checkpoint_version() ? absl::StrCat("v", s.checkpoint_version()) : "none",
       s.checkpoint_running() ? " (one running)" : "", s.dropped_messages());
+  if (s.model_version() != 0) absl::StrAppendFormat(&out, "published model version v%u\n", s.model_version());
   int servers_up = 0;
   for (const pb::NodeStatus& n : s.nodes()) servers_up += n.info().role() == pb::SERVER && !n.dead();
   if (s.shards_moving() != 0 || (s.servers_wanted() != 0 && static_cast<int>(s.servers_wanted()) != servers_up)) {

@@ -1276,6 +1276,7 @@ pb::ClusterStatus JobCoordinator::BuildStatus(Clock::time_point now) const {
   status.set_consistency(config_.worker.consistency);
   status.set_checkpoint_version(checkpoints_.last_version());
   status.set_checkpoint_running(checkpoints_.busy());
+  status.set_model_version(checkpoints_.published_model_version());
   status.set_dropped_messages(dropped_messages_);
   status.set_scheduler_metrics_port(metrics_port_);
   status.set_servers_wanted(static_cast<uint32_t>(servers_wanted_));
@@ -1343,6 +1344,8 @@ MetricWriter JobCoordinator::Metrics(Clock::time_point now) const {
               static_cast<double>(status.dropped_messages()));
   out.Gauge("sparta_checkpoint_version", "Newest published checkpoint (0: none).",
             static_cast<double>(status.checkpoint_version()));
+  out.Gauge("sparta_model_version", "Newest model version published for serving (serving.publish_every; 0: none).",
+            static_cast<double>(status.model_version()));
   out.Gauge("sparta_worker_step_spread", "Steps between the fastest and the slowest worker (staleness).",
             static_cast<double>(status.clock_max() - status.clock_min()));
   for (const pb::NodeStatus& n : status.nodes()) {
