@@ -1,16 +1,22 @@
 // The parts of published model versions (serving.publish_every) that need
 // no sockets: an executor's ChangeLog keeps a failed cut's changes for the
 // next one and forgets what a published base holds; PlanVersions takes a
-// follower to the newest version by the cheapest start; and a delta file
-// reads back what was written, deletions included.
+// follower to the newest version by the cheapest start; a delta file reads
+// back what was written, deletions included; and a served version applies
+// deltas (changed and deleted rows, shards replaced whole, the overlay
+// folded) without changing the version before.
 #include <unistd.h>
 
 #include <filesystem>
+#include <map>
 
 #include <catch2/catch.hpp>
 
+#include "common/delta_files.h"
+#include "common/hash.h"
 #include "server/change_log.h"
 #include "server/delta_file.h"
+#include "worker/serving/serving_tables.h"
 #include "worker/serving/version_plan.h"
 
 namespace sparta {
@@ -53,7 +59,7 @@ TEST_CASE("a change log stays bounded by the distinct rows of an interval", "[pu
   CHECK(log.Cut(1, 0).rows.size() == 1000);
 }
 
-DeltaRef Delta(uint64_t version, uint64_t base) { return {version, base, "d" + std::to_string(version)}; }
+DeltaRef Delta(uint64_t version, uint64_t base) { return {version, base, std::to_string(version)}; }
 
 std::vector<uint64_t> Versions(const VersionPlan& plan) {
   std::vector<uint64_t> v;
@@ -121,6 +127,119 @@ TEST_CASE("a delta file reads back its rows and deletions in key order", "[publi
   REQUIRE(empty.Finish().ok());
   CHECK_FALSE(std::filesystem::exists(dir / "table-2.0.sst"));
   std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace sparta
+
+namespace sparta {
+namespace {
+
+// A delta folder as servers write them: one part per server, a file per
+// table, and the manifest.
+struct DeltaWriter {
+  std::filesystem::path dir;
+  pb::DeltaManifest manifest;
+
+  DeltaWriter(const std::filesystem::path& root, uint64_t version, uint64_t base, const pb::TableSpec& table,
+              uint32_t shards) {
+    dir = root / DeltaName(version, base);
+    std::filesystem::create_directories(dir / "server-0");
+    manifest.set_version(version);
+    manifest.set_base(base);
+    for (uint32_t s = 0; s < shards; ++s) manifest.add_shard_owner(0);
+    *manifest.add_tables() = table;
+  }
+  // Rows (key -> weights; empty: deleted), written in (shard, key) order.
+  void Write(const pb::TableSpec& table, const std::map<std::pair<uint32_t, uint64_t>, std::vector<float>>& rows) {
+    DeltaFileWriter file((dir / "server-0" / ("table-" + std::to_string(table.id()) + ".0.sst")).string());
+    for (const auto& [at, w] : rows) {
+      REQUIRE((w.empty() ? file.Delete(at.first, at.second) : file.Put(at.first, at.second, w)).ok());
+    }
+    REQUIRE(file.Finish().ok());
+  }
+  std::string Finish() {
+    REQUIRE(WriteDeltaManifest(dir.string(), manifest).ok());
+    return dir.string();
+  }
+};
+
+TEST_CASE("deltas applied to a served version: rows changed, deleted, shards replaced whole, overlays folded",
+          "[publish][serving]") {
+  const std::filesystem::path root =
+      std::filesystem::temp_directory_path() / ("sparta-serving-deltas-" + std::to_string(getpid()));
+  std::filesystem::remove_all(root);
+  constexpr uint32_t kShards = 4;
+  constexpr int kBits = 2;
+  pb::TableSpec table;
+  table.set_id(2);
+  table.set_name("emb");
+  table.set_dim(2);  // initializer "zero": a key with no row reads zeros
+  Config config;
+  auto empty = ServingTables::Empty(root.string(), {table}, {table}, config);
+  REQUIRE(empty.ok());
+  auto row_of = [](const ServingTables& t, uint64_t key) {
+    std::vector<float> out;
+    const uint64_t keys[] = {key};
+    t.Gather(0, keys, &out);
+    return out;
+  };
+  auto at = [&](uint64_t key) { return std::pair<uint32_t, uint64_t>(ShardOf(key, kBits), key); };
+
+  // Version 1: keys 1..200 get rows.
+  DeltaWriter first(root, 1, 0, table, kShards);
+  std::map<std::pair<uint32_t, uint64_t>, std::vector<float>> rows;
+  for (uint64_t key = 1; key <= 200; ++key) rows[at(key)] = {static_cast<float>(key), 0.5f};
+  first.Write(table, rows);
+  auto v1 = (*empty)->WithDelta(first.Finish());
+  REQUIRE(v1.ok());
+  CHECK((*v1)->version() == 1);
+  CHECK((*v1)->rows() == 200);
+  CHECK(row_of(**v1, 7) == std::vector<float>{7.0f, 0.5f});
+  // A delta goes on from its base only.
+  CHECK(absl::IsAborted((*v1)->WithDelta(first.dir.string()).status()));
+
+  // Version 2: key 7 changes, key 8 is deleted (expired), and one shard
+  // comes whole from a new server: of its rows only key `kept` is left.
+  const uint32_t replaced = ShardOf(9, kBits);
+  uint64_t kept = 0;
+  for (uint64_t key = 1; key <= 200 && kept == 0; ++key) {
+    if (ShardOf(key, kBits) == replaced && key != 9) kept = key;
+  }
+  REQUIRE(kept != 0);
+  DeltaWriter second(root, 2, 1, table, kShards);
+  second.manifest.add_replaced_shards(replaced);
+  second.Write(table, {{at(7), {70.0f, 1.0f}}, {at(8), {}}, {at(kept), {-1.0f, -2.0f}}});
+  auto v2 = (*v1)->WithDelta(second.Finish());
+  REQUIRE(v2.ok());
+  if (ShardOf(7, kBits) != replaced) CHECK(row_of(**v2, 7) == std::vector<float>{70.0f, 1.0f});
+  if (ShardOf(8, kBits) != replaced) CHECK(row_of(**v2, 8) == std::vector<float>{0.0f, 0.0f});
+  CHECK(row_of(**v2, kept) == std::vector<float>{-1.0f, -2.0f});
+  CHECK(row_of(**v2, 9) == std::vector<float>{0.0f, 0.0f});  // in the replaced shard, not in its part
+  uint64_t left = 0;
+  for (uint64_t key = 1; key <= 200; ++key) {
+    const std::vector<float> r = row_of(**v2, key);
+    left += r != std::vector<float>{0.0f, 0.0f};
+  }
+  CHECK((*v2)->rows() == left);
+  // The version before is untouched: versions share rows, never change them.
+  CHECK(row_of(**v1, 7) == std::vector<float>{7.0f, 0.5f});
+  CHECK(row_of(**v1, 9) == std::vector<float>{9.0f, 0.5f});
+
+  // Version 3: enough new rows to fold the overlay into the base; every
+  // row reads the same after the fold.
+  DeltaWriter third(root, 3, 2, table, kShards);
+  std::map<std::pair<uint32_t, uint64_t>, std::vector<float>> many;
+  for (uint64_t key = 1000; key < 1000 + 70000; ++key) many[at(key)] = {1.0f, static_cast<float>(key)};
+  third.Write(table, many);
+  auto v3 = (*v2)->WithDelta(third.Finish());
+  REQUIRE(v3.ok());
+  CHECK((*v3)->rows() == left + 70000);
+  CHECK(row_of(**v3, 1000 + 4321) == std::vector<float>{1.0f, 5321.0f});
+  CHECK(row_of(**v3, kept) == std::vector<float>{-1.0f, -2.0f});
+  CHECK(row_of(**v3, 9) == std::vector<float>{0.0f, 0.0f});
+  for (uint64_t key = 1; key <= 200; ++key) CHECK(row_of(**v3, key) == row_of(**v2, key));
+  std::filesystem::remove_all(root);
 }
 
 }  // namespace
