@@ -233,6 +233,9 @@ absl::Status ShardExecutor::ReadWeights(const TableEntry& table, uint32_t shard,
       cold.push_back(static_cast<uint32_t>(i));
       continue;
     }
+    // What the store holds (all a checkpoint would): a row only pulled
+    // since it was made is in no checkpoint, and reads as missing.
+    if (!s->stored(slot)) continue;
     std::memcpy(weights->data() + i * dim, s->row(slot), dim * sizeof(float));
     (*found)[i] = 1;
   }
@@ -259,8 +262,10 @@ absl::Status ShardExecutor::ForEachWeights(const TableEntry& table, uint32_t sha
   const TableShard* s = FindShard(shard, table.spec.id());
   if (s == nullptr) return absl::OkStatus();
   const uint32_t dim = table.spec.dim();
-  std::vector<std::pair<uint64_t, uint32_t>> hot;  // (key, slot)
-  s->ForEach([&](uint64_t key, uint32_t slot) { hot.emplace_back(key, slot); });
+  std::vector<std::pair<uint64_t, uint32_t>> hot;  // (key, slot) of the rows the store holds
+  s->ForEach([&](uint64_t key, uint32_t slot) {
+    if (s->stored(slot)) hot.emplace_back(key, slot);
+  });
   std::sort(hot.begin(), hot.end());
   std::vector<std::pair<uint64_t, std::vector<float>>> cold;
   if (s->cold_rows() > 0 && store_ != nullptr) {

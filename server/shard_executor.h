@@ -150,13 +150,15 @@ class ShardExecutor {
   }
   // Bytes the change log holds (any thread).
   size_t change_log_bytes() const { return change_log_bytes_.load(std::memory_order_relaxed); }
-  // Executor thread: the weights (dim floats each, into `weights`) of
-  // `keys` of `table` in `shard`, hot or cold; found[i] is 0 for a key
-  // without a row.
+  // Executor thread, after PersistChanged(): the weights (dim floats each,
+  // into `weights`) of `keys` of `table` in `shard` as the store holds them
+  // (hot or cold: what a checkpoint holds); found[i] is 0 for a key without
+  // a row there.
   absl::Status ReadWeights(const TableEntry& table, uint32_t shard, std::span<const uint64_t> keys,
                            std::vector<float>* weights, std::vector<uint8_t>* found);
-  // Executor thread: every row of `table` in `shard`, hot and cold, by
-  // ascending key, until `visit` fails.
+  // Executor thread, after PersistChanged(): every row of `table` in
+  // `shard` that the store holds, hot and cold, by ascending key, until
+  // `visit` fails.
   using WeightsVisitor = std::function<absl::Status(uint64_t key, std::span<const float> weights)>;
   absl::Status ForEachWeights(const TableEntry& table, uint32_t shard, const WeightsVisitor& visit);
 

@@ -169,6 +169,8 @@ class TableShard {
   // stamp if the shard keeps them.
   uint32_t record_floats() const { return stride() + (stamped_ ? 1 : 0); }
   bool stamped() const { return stamped_; }
+  // Whether the store holds the row in `slot` (as of the last write of it).
+  bool stored(uint32_t slot) const { return (flags_[slot] & kInStore) != 0; }
   uint32_t stamp(uint32_t slot) const { return stamped_ ? stamps_[slot] : 0; }
   void SetStamp(uint32_t slot, uint32_t stamp) {
     if (stamped_) stamps_[slot] = stamp;
