@@ -285,9 +285,11 @@ class ServingTest(ServingCase):
         small = datagen(self.dir, 30000, 1500, seed=11)
         os.makedirs(os.path.join(self.dir, "large"))
         large = datagen(os.path.join(self.dir, "large"), 60000, 3000, seed=8, max_vocab=400000)
-        for name, data, servers, server, dim, epochs in (
-                ("one", small, 1, {"threads": 2}, 8, 3),
-                ("tiered", large, 2, {"threads": 2, "memory_limit": "16MiB"}, 16, 2)):
+        for name, data, servers, server, dim, epochs, extra in (
+                ("one", small, 1, {"threads": 2}, 8, 3, {}),
+                ("tiered", large, 2, {"threads": 2, "memory_limit": "16MiB"}, 16, 2, {}),
+                # Rows expire (deleted from the store): deltas delete them.
+                ("expiring", small, 1, {"threads": 2}, 8, 3, {"embedding": {"eviction.ttl": "40 steps"}})):
             with self.subTest(name):
                 store = os.path.join(self.dir, f"store-{name}")
                 predictions = os.path.join(self.dir, f"{name}.predictions")
@@ -299,7 +301,7 @@ class ServingTest(ServingCase):
                     storage={"path": store},
                     server=server,
                     eval={"predictions_out": predictions},
-                    serving={"publish_every": "0.3s"})
+                    serving={"publish_every": "0.3s"}, **extra)
                 proc, url = self.serve(config, "serving.poll_interval=0.05")
                 log_path = os.path.join(self.dir, f"serve-{len(self.procs) - 1}.log")
                 self.assertEqual(http(f"{url}/readyz")[0], 503)
@@ -326,10 +328,12 @@ class ServingTest(ServingCase):
                 self.assertGreaterEqual(len((shown & published) - checkpoints), 2, (shown, checkpoints))
                 status, metrics = http(f"{url}/metrics")
                 self.assertRegex(metrics, r"sparta_serving_deltas_applied_total\{[^}]*\} ([3-9]|[1-9][0-9]+)")
+                tiers = re.findall(r"table 'dnn.emb': \d+ hot \+ \d+ cold rows; (\d+) demoted, .*; (\d+) expired",
+                                   read(os.path.join(run, "server-0.log")))
                 if "memory_limit" in server:
-                    tiers = re.findall(r"table 'dnn.emb': \d+ hot \+ \d+ cold rows; (\d+) demoted",
-                                       read(os.path.join(run, "server-0.log")))
-                    self.assertGreater(int(tiers[-1]), 0)
+                    self.assertGreater(int(tiers[-1][0]), 0)
+                if extra:
+                    self.assertGreater(int(tiers[-1][1]), 0)
                 proc.send_signal(signal.SIGTERM)
                 self.assertEqual(proc.wait(timeout=30), 0)
 
