@@ -507,6 +507,29 @@ class InstallTest(PythonWorkerCase):
         self.assertEqual([os.path.dirname(p) for p in out[:2]], [os.path.join(site, "sparta")] * 2)
         self.assertEqual(out[2], "4")
 
+    def test_an_installed_sparta_launches_a_job_from_python(self):
+        """sparta.launch from the installed package alone runs the installed
+        launcher, which starts the installed daemons beside it."""
+        prefix = os.path.join(self.dir, "prefix")
+        build = os.environ.get("SPARTA_BUILD", os.path.join(ROOT, "build"))
+        subprocess.run(["cmake", "--install", build, "--prefix", prefix], check=True, stdout=subprocess.DEVNULL)
+        site = os.path.join(prefix, "lib", f"python{sys.version_info.major}.{sys.version_info.minor}", "dist-packages")
+        data = datagen(self.dir, 3000, 300, seed=2)
+        config = self.lr_config(data)
+        run = os.path.join(self.dir, "installed-run")
+        probe = ("import sparta, sparta._paths as p; print(p.LAUNCHER); "
+                 f"job = sparta.launch({config!r}, run_dir={run!r}); job.wait(); print(job.summary()['status'])")
+        env = {"PATH": os.environ["PATH"], "PYTHONPATH": site}  # no SPARTA_BIN, no source tree
+        result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=self.dir, env=env,
+                                timeout=300)
+        self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+        launcher, status = result.stdout.split()[-2:]
+        self.assertEqual(launcher, os.path.join(prefix, "bin", "sparta"))
+        # (The installed launcher has no build tree to fall back on: the
+        # job ran the daemons installed beside it.)
+        self.assertEqual(status, "ok")
+        self.assertEqual(summary(run)["status"], "ok")
+
 
 class PythonPreemptionTest(PreemptionCase):
     launcher_flags = ("--worker-command", python_command(LR_EXAMPLE))
