@@ -97,7 +97,8 @@ void CheckpointCoordinator::StartCut(const std::string& why, std::function<void(
   }
   delta_dir_.clear();
   if (publishing()) {
-    delta_dir_ = (std::filesystem::path(VersionsDir(config_.storage.path)) / (DeltaName(version_, base_) + ".tmp")).string();
+    delta_dir_ =
+        (std::filesystem::path(VersionsDir(config_.storage.path)) / (DeltaName(version_, base_) + ".tmp")).string();
     std::filesystem::remove_all(delta_dir_, ec);
     std::filesystem::create_directories(delta_dir_, ec);
     if (ec) return hooks_.fail(absl::StrCat("cannot create ", delta_dir_, ": ", ec.message()));

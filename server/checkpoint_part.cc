@@ -41,6 +41,15 @@ absl::StatusOr<pb::CheckpointInfo> CutCheckpointPart(const pb::CheckpointInfo& r
   const bool publish = !request.delta_dir().empty();
   const std::string delta_part = publish ? DeltaPartDir(request.delta_dir(), rank) : std::string();
   if (publish) {
+    // A server that does not log its writes has no delta to give: a
+    // follower would silently miss changes.
+    for (const auto& e : executors) {
+      if (!e->logs_changes()) {
+        return absl::FailedPreconditionError(
+            "asked to publish a model version, but this server was started without serving.publish_every "
+            "(every daemon of a job must have the same configuration)");
+      }
+    }
     std::error_code ec;
     std::filesystem::create_directories(delta_part, ec);
     if (ec) return absl::UnavailableError(absl::StrCat("creating ", delta_part, ": ", ec.message()));

@@ -54,8 +54,7 @@ absl::Status DeltaFileWriter::Finish() {
   return st;
 }
 
-absl::Status ReadDeltaFile(const std::string& path,
-                           const std::function<void(uint32_t shard, uint64_t key, std::span<const float> weights)>& visit) {
+absl::Status ReadDeltaFile(const std::string& path, const DeltaRowVisitor& visit) {
   rocksdb::SstFileReader reader(DeltaOptions());
   if (auto st = RocksStatus(reader.Open(path), absl::StrCat("opening ", path)); !st.ok()) return st;
   rocksdb::ReadOptions read;

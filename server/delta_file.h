@@ -43,8 +43,8 @@ class DeltaFileWriter {
 
 // Calls `visit` for every row of the delta file `path`, in key order; an
 // empty `weights` is a deletion.
-absl::Status ReadDeltaFile(const std::string& path,
-                           const std::function<void(uint32_t shard, uint64_t key, std::span<const float> weights)>& visit);
+using DeltaRowVisitor = std::function<void(uint32_t shard, uint64_t key, std::span<const float> weights)>;
+absl::Status ReadDeltaFile(const std::string& path, const DeltaRowVisitor& visit);
 
 }  // namespace sparta
 

@@ -272,7 +272,9 @@ absl::Status ShardExecutor::ForEachWeights(const TableEntry& table, uint32_t sha
     rocksdb::ColumnFamilyHandle* column = store_->column(table.spec.id());
     if (column == nullptr) return absl::InternalError("a table without a column family");
     SPARTA_RETURN_IF_ERROR(store_->ForEachRow(column, shard, [&](uint64_t key, std::span<const float> row) {
-      if (s->FindSlot(key) == TableShard::kNoSlot) cold.emplace_back(key, std::vector<float>(row.begin(), row.begin() + dim));
+      if (s->FindSlot(key) == TableShard::kNoSlot) {
+        cold.emplace_back(key, std::vector<float>(row.begin(), row.begin() + dim));
+      }
     }));
   }
   // Both lists ascend: merged in key order.

@@ -148,6 +148,8 @@ class ShardExecutor {
   void MarkReplaced(uint32_t shard) {
     if (log_changes_) changes_.AddReplaced(shard);
   }
+  // Whether rows written to the store are logged (Options::log_changes).
+  bool logs_changes() const { return log_changes_; }
   // Bytes the change log holds (any thread).
   size_t change_log_bytes() const { return change_log_bytes_.load(std::memory_order_relaxed); }
   // Executor thread, after PersistChanged(): the weights (dim floats each,

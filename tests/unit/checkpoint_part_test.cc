@@ -16,6 +16,8 @@
 #include <catch2/catch.hpp>
 
 #include "common/checkpoint_files.h"
+#include "common/delta_files.h"
+#include "server/delta_file.h"
 
 namespace sparta {
 namespace {
@@ -57,14 +59,15 @@ std::vector<float> RowOf(uint64_t key) {
 
 // One server: a RowStore, its tables and running executors.
 struct Server {
-  Server(const fs::path& dir, uint32_t rank, int threads, const pb::ClusterView& v)
+  // `log_changes`: serving.publish_every (the executors log their writes).
+  Server(const fs::path& dir, uint32_t rank, int threads, const pb::ClusterView& v, bool log_changes = false)
       : rank(rank), view(v), tables(&config) {
     auto opened = RowStore::Open(dir.string(), /*wal=*/false, /*fresh=*/true);
     REQUIRE(opened.ok());
     store = *std::move(opened);
     for (int e = 0; e < threads; ++e) {
-      executors.push_back(std::make_unique<ShardExecutor>(e, threads, kShards, &done,
-                                                          ShardExecutor::Options{.store = store.get()}));
+      executors.push_back(std::make_unique<ShardExecutor>(
+          e, threads, kShards, &done, ShardExecutor::Options{.store = store.get(), .log_changes = log_changes}));
     }
   }
   ~Server() {
@@ -262,6 +265,106 @@ TEST_CASE("a cut without storage is refused", "[checkpoint_part]") {
   auto st = CutCheckpointPart(request, 0, nullptr, tables, none, ShardView());
   CHECK(st.status().code() == absl::StatusCode::kFailedPrecondition);
   CHECK_THAT(std::string(st.status().message()), Catch::Contains("storage.path"));
+}
+
+}  // namespace
+}  // namespace sparta
+
+namespace sparta {
+namespace {
+
+// Every row in the delta parts of `dir`, by key: its weights, or empty (deleted).
+std::map<uint64_t, std::vector<float>> ReadDelta(const std::string& dir) {
+  std::map<uint64_t, std::vector<float>> rows;
+  for (const auto& part : fs::directory_iterator(dir)) {
+    for (const auto& file : fs::directory_iterator(part.path())) {
+      REQUIRE(ReadDeltaFile(file.path().string(), [&](uint32_t, uint64_t key, std::span<const float> w) {
+                CHECK(rows.count(key) == 0);  // one server leads each shard
+                rows[key].assign(w.begin(), w.end());
+              }).ok());
+    }
+  }
+  return rows;
+}
+
+TEST_CASE("a published version holds the rows changed since its base, for the shards each server leads",
+          "[checkpoint_part][publish]") {
+  Fixture f;
+  const pb::ClusterView two = View(2);
+  Server a(f.root / "a", 0, 2, two, /*log_changes=*/true), b(f.root / "b", 1, 2, two, /*log_changes=*/true);
+  a.LoadOwnRows();
+  b.LoadOwnRows();
+  a.Start();
+  b.Start();
+  auto publish = [&](uint64_t version, uint64_t base) {
+    const std::string dir = (f.root / DeltaName(version, base)).string();
+    pb::CheckpointInfo r;
+    r.set_version(version);
+    r.set_delta_dir(dir);
+    r.set_base(base);
+    r.set_publish_only(true);
+    auto cut_a = CutCheckpointPart(r, 0, a.store.get(), a.tables, a.executors, a.view);
+    auto cut_b = CutCheckpointPart(r, 1, b.store.get(), b.tables, b.executors, b.view);
+    REQUIRE(cut_a.ok());
+    REQUIRE(cut_b.ok());
+    return std::pair(ReadDelta(dir), cut_a->delta_rows() + cut_b->delta_rows());
+  };
+  // New rows for `keys`, each set on the server (and executor) that leads it.
+  auto change = [&](const std::vector<uint64_t>& keys, float by) {
+    for (Server* s : {&a, &b}) {
+      OnEveryExecutor(s->executors, [&](ShardExecutor& e) {
+        for (uint64_t key : keys) {
+          const uint32_t shard = s->view.shard_of(key);
+          const bool here = shard % s->executors.size() == static_cast<uint32_t>(e.index());
+          if (s->view.owner(shard) != s->rank || !here) continue;
+          std::vector<float> row = RowOf(key);
+          row[0] += by;
+          e.LoadRow(*s->tables.Find(3), shard, key, row);
+        }
+      });
+    }
+  };
+
+  // The first version goes on from the empty model: every row, weights only.
+  auto [first, first_rows] = publish(1, 0);
+  REQUIRE(first.size() == kKeys);
+  CHECK(first_rows == kKeys);
+  for (const auto& [key, w] : first) {
+    REQUIRE(w.size() == kDim);
+    CHECK(std::memcmp(w.data(), RowOf(key).data(), kDim * sizeof(float)) == 0);
+  }
+  // A version holds only what changed since its base.
+  change({5, 17, 2999}, 1.0f);
+  auto [second, second_rows] = publish(2, 1);
+  CHECK(second_rows == 3);
+  REQUIRE(second.size() == 3);
+  CHECK(second.at(17)[0] == RowOf(17)[0] + 1.0f);
+  // Version 3 is cut but never published (say another server failed it):
+  // version 4 goes on from 2 and holds both intervals' changes.
+  change({40}, 2.0f);
+  publish(3, 2);
+  change({41}, 3.0f);
+  auto [fourth, fourth_rows] = publish(4, 2);
+  CHECK(fourth_rows == 2);
+  REQUIRE(fourth.size() == 2);
+  CHECK(fourth.at(40)[0] == RowOf(40)[0] + 2.0f);
+  CHECK(fourth.at(41)[0] == RowOf(41)[0] + 3.0f);
+  // Once 4 is the base, nothing is left to publish.
+  auto [fifth, fifth_rows] = publish(5, 4);
+  CHECK(fifth.empty());
+  CHECK(fifth_rows == 0);
+
+  // A server that does not log its writes refuses to publish.
+  Server c(f.root / "c", 0, 1, View(1));
+  c.LoadOwnRows();
+  c.Start();
+  pb::CheckpointInfo r;
+  r.set_version(1);
+  r.set_delta_dir((f.root / "never").string());
+  r.set_publish_only(true);
+  auto refused = CutCheckpointPart(r, 0, c.store.get(), c.tables, c.executors, c.view);
+  CHECK(refused.status().code() == absl::StatusCode::kFailedPrecondition);
+  CHECK_THAT(std::string(refused.status().message()), Catch::Contains("serving.publish_every"));
 }
 
 }  // namespace

@@ -157,7 +157,9 @@ absl::Status ModelServer::Load() {
   if (follow) {
     // A model that does not match the job's tables is the config's error.
     if (absl::Status st = Advance(); absl::IsFailedPrecondition(st)) return st;
-    if (Current() == nullptr) spdlog::info("no model version under {} yet; serving once the first is published", config_.storage.path);
+    if (Current() == nullptr) {
+      spdlog::info("no model version under {} yet; serving once the first is published", config_.storage.path);
+    }
   } else {
     SPARTA_ASSIGN_OR_RETURN(tables_, ServingTables::FromCheckpoint(*dir, specs_, config_));
     loads_ = 1;

@@ -51,7 +51,9 @@ absl::StatusOr<std::shared_ptr<ServingTables>> ServingTables::MakeTables(const s
       const uint32_t dim = saved->dim();
       const uint64_t blocks = (saved->dense_size() + dim - 1) / dim;
       table.weights.resize(blocks * dim);
-      for (uint64_t b = 0; b < blocks; ++b) InitializeWeights(saved->initializer(), b, table.weights.data() + b * dim, dim);
+      for (uint64_t b = 0; b < blocks; ++b) {
+        InitializeWeights(saved->initializer(), b, table.weights.data() + b * dim, dim);
+      }
     } else {
       table.base = std::make_shared<const Rows>();
     }
