@@ -144,8 +144,13 @@ absl::Status RestoreCheckpointPart(const std::string& dir, const ShardView& view
       SPARTA_RETURN_IF_ERROR(bad);
     }
   }
-  if (store != nullptr && wal) {
-    for (const auto& e : executors) SPARTA_RETURN_IF_ERROR(e->PersistChanged().status());
+  for (const auto& e : executors) {
+    // Written now when a log of writes says what changed since this
+    // checkpoint's version (serving.publish_every): the restored rows are
+    // that version, and the job's first published delta goes on from it
+    // without them.
+    if (store != nullptr && (wal || e->logs_changes())) SPARTA_RETURN_IF_ERROR(e->PersistChanged().status());
+    if (e->logs_changes()) e->CutChanges(manifest.version(), manifest.version());
   }
   spdlog::info("restored {} rows of {} tables from {} (saved by {} servers) in {:.3f} s", rows,
                manifest.tables_size(), dir, manifest.servers(),

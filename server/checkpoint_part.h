@@ -51,7 +51,9 @@ absl::StatusOr<pb::CheckpointInfo> CutCheckpointPart(const pb::CheckpointInfo& r
 // Loads the rows of the shards `rank` holds in `view` from the checkpoint
 // in `dir`, creating its tables (in `store` too, if any). With `wal` the
 // rows are also written to `store` at once (a write-ahead log's database
-// holds every row). `step`: the furthest worker step of the checkpoint;
+// holds every row); so are they with executors that log their writes
+// (serving.publish_every), whose logs then start at the checkpoint's
+// version. `step`: the furthest worker step of the checkpoint;
 // rows saved without a stamp (by a job without embedding.eviction.ttl)
 // count as updated then. The executors must not be running yet.
 absl::Status RestoreCheckpointPart(const std::string& dir, const ShardView& view, uint32_t rank, bool wal,

@@ -354,6 +354,26 @@ TEST_CASE("a published version holds the rows changed since its base, for the sh
   CHECK(fifth.empty());
   CHECK(fifth_rows == 0);
 
+  // A job restored from a checkpoint goes on from its version: the restored
+  // rows are in no delta, what changes after them is.
+  const std::string saved = (f.root / "ckpt-6").string();
+  REQUIRE(CutCheckpointPart(f.Request(saved), 0, a.store.get(), a.tables, a.executors, a.view).ok());
+  REQUIRE(CutCheckpointPart(f.Request(saved), 1, b.store.get(), b.tables, b.executors, b.view).ok());
+  f.WriteManifestFor(saved, two, 2, kKeys);  // version 1
+  Server restored(f.root / "r", 0, 2, View(1), /*log_changes=*/true);
+  REQUIRE(RestoreCheckpointPart(saved, restored.view, 0, false, 0, &restored.tables, restored.store.get(),
+                                restored.executors)
+              .ok());
+  restored.Start();
+  pb::CheckpointInfo after;
+  after.set_version(7);
+  after.set_delta_dir((f.root / DeltaName(7, 1)).string());
+  after.set_base(1);
+  after.set_publish_only(true);
+  auto cut = CutCheckpointPart(after, 0, restored.store.get(), restored.tables, restored.executors, restored.view);
+  REQUIRE(cut.ok());
+  CHECK(cut->delta_rows() == 0);
+
   // A server that does not log its writes refuses to publish.
   Server c(f.root / "c", 0, 1, View(1));
   c.LoadOwnRows();
