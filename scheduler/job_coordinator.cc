@@ -330,6 +330,7 @@ void JobCoordinator::Dispatch(const std::string& routing_id, const pb::Header& h
           if (shard_map_.catching_up() == 0) spdlog::info("every shard replica is whole");
         }
         if (node->info.role() == pb::SERVER && shard_map_.moving() > 0) AdvanceMoves();
+        ResendViewIfBehind(node, now);
       }
       if (h.has_progress()) node->progress = h.progress();
       pb::Header echo;
@@ -539,6 +540,31 @@ void JobCoordinator::OnShardsLost(const Membership::Node& node, const std::strin
                              "survives more servers dying at once");
   }
   Fail(reason);
+}
+
+void JobCoordinator::ResendViewIfBehind(Membership::Node* node, Clock::time_point now) {
+  // A server whose heartbeat names an older view than the current one
+  // missed it: the only copy may have died with a scheduler this one took
+  // over from (sent to a server that was stopped, it was never delivered),
+  // and no newer view may ever come. Sent again at most once a second; a
+  // node ignores a view no newer than its own. Only to a server that has
+  // adopted a view and is in this one: the first view (which may carry a
+  // restore) and a joining server's own go out as they always did.
+  const uint64_t has = node->stats.view_epoch();
+  if (node->info.role() != pb::SERVER || phase_ != Phase::kRunning || has == 0 || has >= view_.epoch() ||
+      now - node->view_resent < std::chrono::seconds(1) ||
+      std::none_of(view_.nodes().begin(), view_.nodes().end(),
+                   [&](const pb::NodeInfo& n) { return n.id() == node->info.id(); })) {
+    return;
+  }
+  node->view_resent = now;
+  spdlog::info("{} is at view epoch {}, behind {}: sending the view again", DescribeNode(node->info),
+               node->stats.view_epoch(), view_.epoch());
+  pb::Header again;
+  again.set_type(pb::CLUSTER_VIEW);
+  *again.mutable_view() = view_;
+  again.set_epoch(view_.epoch());
+  SendTo(node->routing_id, std::move(again));
 }
 
 void JobCoordinator::PublishView() {

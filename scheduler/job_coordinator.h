@@ -130,6 +130,8 @@ class JobCoordinator {
   void SendWork();
   void OnFlushDone(const Membership::Node& node, const pb::ServerStats& stats);
   void PublishView();
+  // Sends the current view again to a server that reports an older one.
+  void ResendViewIfBehind(Membership::Node* node, Clock::time_point now);
   // A server went silent or died: with replication the cluster fails over
   // to the replicas (new view); without, the job fails.
   void OnServerLost(Membership::Node* node, const std::string& why);

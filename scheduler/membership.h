@@ -28,6 +28,7 @@ class Membership {
     Clock::time_point last_seen;
     bool dead = false;         // declared dead; never comes back under this id
     pb::ServerStats stats;     // servers: as of the last heartbeat
+    Clock::time_point view_resent;  // servers: when the current view was last sent again (JobCoordinator)
     pb::WorkerProgress progress;  // workers: as of the last heartbeat
   };
 

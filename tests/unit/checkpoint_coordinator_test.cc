@@ -258,7 +258,7 @@ TEST_CASE("published versions chain their deltas, a failed one is retried from t
 namespace sparta {
 namespace {
 
-TEST_CASE("a worker that cannot save its own state fails the checkpoint; the pause names the folder",
+TEST_CASE("a worker that cannot save its own state fails the checkpoint, and the pause names the folder",
           "[checkpoint]") {
   Fixture f;
   CheckpointCoordinator c = f.Make();

@@ -615,3 +615,42 @@ TEST_CASE("SaveState reports a change of members once", "[job_coordinator]") {
 
 }  // namespace
 }  // namespace sparta
+
+namespace sparta {
+namespace {
+
+TEST_CASE("a server whose heartbeat names an older view gets the current one again, once a second",
+          "[job_coordinator]") {
+  rig::Job job(/*servers=*/3, /*workers=*/1);
+  job.RegisterAll();  // view epoch 1
+  pb::Header beat = rig::Of(pb::HEARTBEAT);
+  auto views = [](const std::vector<JobCoordinator::Outgoing>& out) {
+    int n = 0;
+    for (const auto& o : out) n += o.header.type() == pb::CLUSTER_VIEW;
+    return n;
+  };
+  // Up to date: only the echo.
+  beat.mutable_server_stats()->set_view_epoch(1);
+  CHECK(views(job.Send("s0", beat)) == 0);
+  // A newer view is published (a server drains), and s1 says it is still
+  // at epoch 1, as a server that missed it does.
+  pb::Header drain = rig::Of(pb::DRAIN_REQUEST);
+  drain.mutable_node()->set_role(pb::SERVER);
+  drain.mutable_node()->set_rank(2);
+  REQUIRE(views(job.Send("ctl", drain)) > 0);  // to every node
+  beat.mutable_server_stats()->set_view_epoch(1);
+  const auto t = rig::Clock::now();
+  auto out = job.Send("s1", beat, t);
+  REQUIRE(views(out) == 1);
+  for (const auto& o : out) {
+    if (o.header.type() == pb::CLUSTER_VIEW) CHECK(o.header.view().epoch() > 1);
+  }
+  CHECK(views(job.Send("s1", beat, t + std::chrono::milliseconds(500))) == 0);  // not again at once
+  CHECK(views(job.Send("s1", beat, t + std::chrono::milliseconds(1600))) == 1);
+  // A heartbeat with no view yet (a server still joining) gets none.
+  beat.mutable_server_stats()->set_view_epoch(0);
+  CHECK(views(job.Send("s0", beat, t + std::chrono::seconds(5))) == 0);
+}
+
+}  // namespace
+}  // namespace sparta
