@@ -543,16 +543,22 @@ void JobCoordinator::OnShardsLost(const Membership::Node& node, const std::strin
 }
 
 void JobCoordinator::ResendViewIfBehind(Membership::Node* node, Clock::time_point now) {
-  // A server whose heartbeat names an older view than the current one
-  // missed it: the only copy may have died with a scheduler this one took
-  // over from (sent to a server that was stopped, it was never delivered),
-  // and no newer view may ever come. Sent again at most once a second; a
-  // node ignores a view no newer than its own. Only to a server that has
-  // adopted a view and is in this one: the first view (which may carry a
-  // restore) and a joining server's own go out as they always did.
+  // A server whose heartbeats name an older view than the current one for
+  // a second (a heartbeat sent while a view is on its way names the old
+  // one for a moment) missed it: the only copy may have died with a
+  // scheduler this one took over from (sent to a server that was stopped,
+  // it was never delivered), and no newer view may ever come. Sent again at
+  // most once a second; a node ignores a view no newer than its own. Only
+  // to a server that has adopted a view and is in this one: the first view
+  // (which may carry a restore) and a joining server's own go out as they
+  // always did.
   const uint64_t has = node->stats.view_epoch();
-  if (node->info.role() != pb::SERVER || phase_ != Phase::kRunning || has == 0 || has >= view_.epoch() ||
-      now - node->view_resent < std::chrono::seconds(1) ||
+  if (node->info.role() != pb::SERVER || phase_ != Phase::kRunning || has == 0 || has >= view_.epoch()) {
+    node->behind_since = Clock::time_point{};
+    return;
+  }
+  if (node->behind_since == Clock::time_point{}) node->behind_since = now;
+  if (now - node->behind_since < std::chrono::seconds(1) || now - node->view_resent < std::chrono::seconds(1) ||
       std::none_of(view_.nodes().begin(), view_.nodes().end(),
                    [&](const pb::NodeInfo& n) { return n.id() == node->info.id(); })) {
     return;

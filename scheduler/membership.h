@@ -28,7 +28,11 @@ class Membership {
     Clock::time_point last_seen;
     bool dead = false;         // declared dead; never comes back under this id
     pb::ServerStats stats;     // servers: as of the last heartbeat
-    Clock::time_point view_resent;  // servers: when the current view was last sent again (JobCoordinator)
+    // Servers, for JobCoordinator: since when its heartbeats have named an
+    // older view than the current one (zero: up to date), and when that
+    // view was last sent to it again.
+    Clock::time_point behind_since;
+    Clock::time_point view_resent;
     pb::WorkerProgress progress;  // workers: as of the last heartbeat
   };
 
