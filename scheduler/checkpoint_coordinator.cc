@@ -87,22 +87,22 @@ void CheckpointCoordinator::Start(const std::string& why, std::function<void()> 
 void CheckpointCoordinator::StartCut(const std::string& why, std::function<void()> then, bool publish_only) {
   ++version_;
   publish_only_ = publish_only;
-  std::error_code ec;
+  // An empty folder `name` under `parent` (what a killed cut left there goes).
+  auto fresh = [](const std::string& parent, const std::string& name, std::string* dir) {
+    *dir = (std::filesystem::path(parent) / (name + ".tmp")).string();
+    std::error_code ec;
+    std::filesystem::remove_all(*dir, ec);
+    std::filesystem::create_directories(*dir, ec);
+    return ec ? absl::StrCat("cannot create ", *dir, ": ", ec.message()) : std::string();
+  };
   dir_.clear();
-  if (!publish_only) {
-    dir_ = (std::filesystem::path(CheckpointsDir(config_.storage.path)) / (CheckpointName(version_) + ".tmp")).string();
-    std::filesystem::remove_all(dir_, ec);
-    std::filesystem::create_directories(dir_, ec);
-    if (ec) return hooks_.fail(absl::StrCat("cannot create ", dir_, ": ", ec.message()));
-  }
   delta_dir_.clear();
-  if (publishing()) {
-    delta_dir_ =
-        (std::filesystem::path(VersionsDir(config_.storage.path)) / (DeltaName(version_, base_) + ".tmp")).string();
-    std::filesystem::remove_all(delta_dir_, ec);
-    std::filesystem::create_directories(delta_dir_, ec);
-    if (ec) return hooks_.fail(absl::StrCat("cannot create ", delta_dir_, ": ", ec.message()));
+  std::string error;
+  if (!publish_only) error = fresh(CheckpointsDir(config_.storage.path), CheckpointName(version_), &dir_);
+  if (error.empty() && publishing()) {
+    error = fresh(VersionsDir(config_.storage.path), DeltaName(version_, base_), &delta_dir_);
   }
+  if (!error.empty()) return hooks_.fail(error);
   then_ = std::move(then);
   worker_steps_.clear();
   unit_bytes_.clear();
