@@ -42,13 +42,13 @@ class KillTest(FailoverTestCase):
     def test_killed_server_loses_nothing(self):
         data = datagen(self.dir, 80000, 10000, seed=11)
         config = job(self, data)
-        clean = launch(config, self.run_dir("clean"), ["data.epochs=12"])
+        clean = launch(config, self.run_dir("clean"), ["data.epochs=30"])
         self.assertEqual(clean.returncode, 0, clean.stderr)
         baseline = summary(self.run_dir("clean"))
         self.assert_exactly_once(baseline)
 
         run = self.run_dir("killed")
-        proc = launch(config, run, ["data.epochs=12"], wait=False)
+        proc = launch(config, run, ["data.epochs=30"], wait=False)
         self.procs.append(proc)
         wait_for(lambda: "epoch 2 done" in read(os.path.join(run, "worker-0.log")), 120, "epoch 2")
         daemons = json.loads(read(os.path.join(run, "daemons.json")))
@@ -122,7 +122,7 @@ class ComebackTest(FailoverTestCase):
     def test_server_back_from_a_freeze_is_told_it_was_declared_dead(self):
         data = datagen(self.dir, 80000, 10000, seed=14)
         run = self.run_dir("frozen")
-        proc = launch(job(self, data), run, ["data.epochs=12"], wait=False)
+        proc = launch(job(self, data), run, ["data.epochs=30"], wait=False)
         self.procs.append(proc)
         wait_for(lambda: "epoch 2 done" in read(os.path.join(run, "worker-0.log")), 120, "epoch 2")
         pids = {(d["role"], d["rank"]): d["pid"] for d in json.loads(read(os.path.join(run, "daemons.json")))}
