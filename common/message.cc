@@ -42,8 +42,9 @@ absl::Status ValidateMessage(const Message& m) {
     case pb::REPLICATE:
     case pb::SHARD_SNAPSHOT: {
       // A push may carry a third frame: each key's occurrences (key_counts);
-      // a snapshot, the admission counters of its table shard.
-      const bool third = h.type() == pb::SHARD_SNAPSHOT ? h.admission_sketch() : h.key_counts();
+      // a snapshot, the admission counters of its table shard, and its last
+      // message the shard's duplicate records.
+      const bool third = h.type() == pb::SHARD_SNAPSHOT ? h.admission_sketch() || h.last() : h.key_counts();
       const size_t expected = third ? 3 : 2;
       if (nframes != expected) {
         return Malformed(absl::StrCat(MsgTypeName(h.type()), " needs ", expected, " payload frames, got ", nframes));
@@ -52,6 +53,9 @@ absl::Status ValidateMessage(const Message& m) {
         if (auto st = ExpectFrameBytes(m.frames[2], uint64_t{h.num_keys()} * sizeof(uint32_t), "counts"); !st.ok()) {
           return st;
         }
+      }
+      if (h.type() == pb::SHARD_SNAPSHOT && h.last() && m.frames[2].size() % sizeof(uint64_t) != 0) {
+        return Malformed(absl::StrCat("duplicate records of ", m.frames[2].size(), " bytes"));
       }
       if (h.num_keys() > kMaxKeysPerMessage) return Malformed("too many keys");
       // A snapshot's rows carry the optimizer state too (at most 3x dim).

@@ -134,16 +134,6 @@ const std::string& LocalityId() {
   return id;
 }
 
-absl::StatusOr<std::string> BindIpc(zmq::socket_t& socket, uint32_t tcp_port) {
-  const std::string endpoint = absl::StrCat("ipc:///tmp/sparta-", getpid(), "-", tcp_port, ".ipc");
-  try {
-    socket.bind(endpoint);
-  } catch (const zmq::error_t& e) {
-    return absl::UnavailableError(absl::StrCat("cannot bind ", endpoint, ": ", e.what()));
-  }
-  return endpoint;
-}
-
 std::string DataEndpoint(const pb::NodeInfo& peer, LocalTransport transport) {
   if (transport == LocalTransport::kIpc && !peer.ipc_endpoint().empty() && peer.locality() == LocalityId()) {
     return peer.ipc_endpoint();

@@ -46,11 +46,6 @@ absl::StatusOr<uint32_t> BindTcp(zmq::socket_t& socket, const std::string& host,
 // the same node, is somewhere else.
 const std::string& LocalityId();
 
-// Binds `socket` also to a Unix socket of its own (ipc://, a file under
-// /tmp named after this process and `tcp_port`) and returns its endpoint.
-// ZeroMQ removes the file when the socket closes.
-absl::StatusOr<std::string> BindIpc(zmq::socket_t& socket, uint32_t tcp_port);
-
 // Where a worker or server connects to server `peer`'s data port: its Unix
 // socket when `transport` is ipc and the peer has one in this process's
 // locality, else TCP to host:data_port.

@@ -10,13 +10,23 @@
 //
 // Per (shard, sender) it keeps the highest sequence seen and a bitmap of the
 // kWindow sequences below it; anything older than the window counts as seen
-// (a sender never has that many requests in flight). Not thread-safe: used by
-// the server's I/O thread only.
+// (a sender never has that many requests in flight).
+//
+// The records of a shard travel with its rows: a shard streamed to another
+// server (a join, a drain, a new replica) holds the pushes applied before
+// its cut, and one of those may yet be resent to the shard's new owner (its
+// answer was lost, or it failed on another shard). CopyShard() takes them at
+// the cut; the new copy's server merges them (MergeShard) when it takes the
+// copy as whole, so that it recognizes such a resend as applied.
+//
+// Not thread-safe: used by the server's I/O thread only.
 #ifndef SPARTA_SERVER_DUPLICATE_FILTER_H_
 #define SPARTA_SERVER_DUPLICATE_FILTER_H_
 
 #include <bitset>
 #include <cstdint>
+#include <span>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 
@@ -51,6 +61,43 @@ class DuplicateFilter {
     }
     const uint64_t age = w.highest - seq;
     if (age < kWindow) w.seen.set(age);
+  }
+
+  // The records of `shard`, as words: per sender, its id, its highest seq
+  // and the kWindow bits below it (kWordsPerSender words in all).
+  static constexpr size_t kWordsPerSender = 2 + kWindow / 64;
+  std::vector<uint64_t> CopyShard(uint32_t shard) const {
+    std::vector<uint64_t> words;
+    for (const auto& [key, w] : windows_) {
+      if (key >> 32 != shard || !w.any) continue;
+      const size_t at = words.size();
+      words.resize(at + kWordsPerSender, 0);
+      words[at] = key & 0xffffffffu;
+      words[at + 1] = w.highest;
+      for (size_t age = 0; age < kWindow; ++age) {
+        if (w.seen.test(age)) words[at + 2 + age / 64] |= uint64_t{1} << (age % 64);
+      }
+    }
+    return words;
+  }
+
+  // Adds the records CopyShard() made (on another server) to those of
+  // `shard` here. False, adding nothing, if `words` are not such a copy.
+  bool MergeShard(uint32_t shard, std::span<const uint64_t> words) {
+    if (words.size() % kWordsPerSender != 0) return false;
+    for (size_t at = 0; at < words.size(); at += kWordsPerSender) {
+      if (words[at] > 0xffffffffu) return false;
+    }
+    for (size_t at = 0; at < words.size(); at += kWordsPerSender) {
+      const uint32_t sender = static_cast<uint32_t>(words[at]);
+      const uint64_t highest = words[at + 1];
+      // The highest first: the older ones then only set bits.
+      Record(shard, sender, highest);
+      for (uint64_t age = 1; age < kWindow && age <= highest; ++age) {
+        if (words[at + 2 + age / 64] >> (age % 64) & 1) Record(shard, sender, highest - age);
+      }
+    }
+    return true;
   }
 
  private:

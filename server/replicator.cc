@@ -37,7 +37,8 @@ Replicator::Replicator(zmq::context_t* context, const ClusterConfig& cluster, ui
       ack_all_(ack_all),
       held_bytes_without_waiting_(held_bytes_without_waiting) {}
 
-void Replicator::UpdateView(const pb::ClusterView& view, const AckCallback& on_ack) {
+void Replicator::UpdateView(const pb::ClusterView& view, const AckCallback& on_ack,
+                            const std::vector<pb::TableSpec>& tables) {
   shards_ = ShardView(view);
   if (peers_.size() <= static_cast<size_t>(self_rank_)) peers_.resize(self_rank_ + 1);
   for (const pb::NodeInfo& node : view.nodes()) {
@@ -54,6 +55,17 @@ void Replicator::UpdateView(const pb::ClusterView& view, const AckCallback& on_a
     const std::string endpoint = DataEndpoint(node, cluster_.local_transport_mode);
     peer.socket->connect(endpoint);
     spdlog::info("replicas on server-{} at {}", node.rank(), endpoint);
+    for (const pb::TableSpec& spec : tables) {
+      // Answered like any request; ReceiveAcks awaits no answer of seq 0.
+      pb::Header h;
+      h.set_type(pb::CREATE_TABLE);
+      h.set_sender(self_id_);
+      *h.mutable_table_spec() = spec;
+      std::vector<zmq::message_t> frames;
+      if (auto st = SendMessage(*peer.socket, h, &frames); !st.ok()) {
+        spdlog::warn("tables not sent to server-{}: {}", node.rank(), st.message());
+      }
+    }
   }
   for (uint32_t dead : view.dead_servers()) {
     if (dead >= peers_.size() || !peers_[dead].socket) continue;

@@ -75,8 +75,15 @@ class Replicator {
              size_t held_bytes_without_waiting = kHeldBytesWithoutWaiting);
 
   // Adopts a cluster view: connects to new servers, drops dead ones (their
-  // outstanding acks are given via `on_ack`).
-  void UpdateView(const pb::ClusterView& view, const AckCallback& on_ack);
+  // outstanding acks are given via `on_ack`). A server connected to now is
+  // first sent `tables` (this server's, as CREATE_TABLE), ahead of any
+  // forward or snapshot on the same socket: a server that joins a running
+  // job, or replaces a dead one, got no table from the workers, and a
+  // forward of a table it does not know would be refused (the push, applied
+  // here, failed back to its worker, who resends it: to the shard's new
+  // owner once the shard has moved, where it would be applied again).
+  void UpdateView(const pb::ClusterView& view, const AckCallback& on_ack,
+                  const std::vector<pb::TableSpec>& tables);
 
   // Sends the push to the replicas of its keys' shards (with `only`, of
   // those shards only). Returns how many acknowledgements the push must

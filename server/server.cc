@@ -93,9 +93,10 @@ absl::Status Server::Run() {
   if (config_.cluster.local_transport_mode == LocalTransport::kIpc) {
     // Peers on this host skip TCP (cluster.local_transport); the socket's
     // CurveZMQ and ZAP settings cover this endpoint too.
-    auto ipc = BindIpc(socket_, *port);
+    auto ipc = IpcEndpoint::Bind(socket_, *port);
     if (!ipc.ok()) return ipc.status();
-    self.set_ipc_endpoint(*ipc);
+    ipc_ = *std::move(ipc);
+    self.set_ipc_endpoint(ipc_->endpoint());
   }
   self.set_pid(getpid());
   self.set_metrics_port(metrics_.port());
@@ -476,7 +477,11 @@ bool Server::IsReplicaOf(uint32_t shard) const { return shards_.IsReplica(shard,
 void Server::AdoptView(const pb::ClusterView& view) {
   shards_ = ShardView(view);
   epoch_ = shards_.epoch();
-  replicator_->UpdateView(view, on_replica_ack_);
+  std::vector<pb::TableSpec> tables;
+  for (uint32_t id = 0; id < kMaxTables; ++id) {
+    if (const TableEntry* t = tables_.Find(id)) tables.push_back(t->spec);
+  }
+  replicator_->UpdateView(view, on_replica_ack_, tables);
 }
 
 void Server::OnNewView(const pb::ClusterView& view) {
@@ -529,6 +534,16 @@ void Server::StartSnapshots() {
   }
 }
 
+std::vector<uint64_t> Server::TakeStreamRecords(uint32_t peer, uint32_t shard) {
+  std::vector<uint64_t> records;
+  auto it = stream_records_.find({peer, shard});
+  if (it == stream_records_.end()) return records;
+  records = std::move(it->second.front());
+  it->second.pop_front();
+  if (it->second.empty()) stream_records_.erase(it);
+  return records;
+}
+
 void Server::EndStream(uint32_t peer, uint32_t shard) {
   replicator_->SnapshotDone(peer, shard, on_replica_ack_);
   --snapshots_running_;
@@ -538,6 +553,9 @@ void Server::EndStream(uint32_t peer, uint32_t shard) {
 void Server::SnapshotShard(uint32_t shard, uint32_t peer) {
   ++snapshots_running_;
   replicator_->HoldForSnapshot(peer, shard);
+  // The pushes recorded so far are exactly those the cut holds: each was
+  // routed to the executor ahead of it.
+  stream_records_[{peer, shard}].push_back(duplicates_.CopyShard(shard));
   // The cut runs on the shard's executor, in order with the pushes routed
   // before now, whose forwards went out as they came; those routed from now
   // on wait in the replicator until the stream ends. The rows then stream
@@ -582,11 +600,13 @@ void Server::SendSnapshots() {
         // The replica no longer takes this shard from here: what was held
         // back for it goes on.
         spdlog::warn("stopped streaming shard {} to server-{}", chunk.shard, chunk.peer);
+        TakeStreamRecords(chunk.peer, chunk.shard);
         EndStream(chunk.peer, chunk.shard);
         continue;
       case SnapshotChunk::Kind::kFailed: {
         // What was held back goes on (the next try's cut includes it), and
         // the shard goes again later: else the replica would wait for good.
+        TakeStreamRecords(chunk.peer, chunk.shard);
         EndStream(chunk.peer, chunk.shard);
         const auto delay = snapshot_retries_.Failed(chunk.shard, chunk.peer, SnapshotRetries::Clock::now());
         spdlog::warn("streaming shard {} to server-{} failed; trying again in {} s", chunk.shard, chunk.peer,
@@ -598,6 +618,8 @@ void Server::SendSnapshots() {
         // replica applies them behind the rows and before it counts the
         // shard whole, so a whole copy lacks none of them (pushes did not
         // wait for them: see Replicator).
+        // The mark carries the cut's duplicate records (a third frame).
+        frames.push_back(FrameFromVector(TakeStreamRecords(chunk.peer, chunk.shard)));
         EndStream(chunk.peer, chunk.shard);
         h.set_last(true);
         h.set_dim(1);
@@ -649,6 +671,16 @@ void Server::LoadSnapshot(Message message) {
       if (admission.refusal.code() == absl::StatusCode::kAborted) dropped_.fetch_add(1, std::memory_order_relaxed);
       return AckSnapshot(message, admission.refusal);
     case RequestRouter::SnapshotVerdict::kWhole: {
+      // The pushes the cut held are applied here now: a resend of one of
+      // them is recognized (see DuplicateFilter).
+      std::vector<uint64_t> scratch;
+      if (message.frames.size() != 3 ||
+          !duplicates_.MergeShard(shard, FrameView<uint64_t>(message.frames[2], &scratch))) {
+        dropped_.fetch_add(1, std::memory_order_relaxed);
+        spdlog::warn("shard {}: the end of its stream carries no valid duplicate records; resends of pushes its "
+                     "cut held would be applied again",
+                     shard);
+      }
       // In order behind the shard's loads on its executor.
       ShardTask task;
       task.control = [this, shard] {

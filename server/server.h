@@ -20,6 +20,7 @@
 #include <chrono>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -31,6 +32,7 @@
 #include "common/cluster_auth.h"
 #include "common/config.h"
 #include "common/daemon_metrics.h"
+#include "common/ipc_endpoint.h"
 #include "common/traffic_counters.h"
 #include "common/mailbox.h"
 #include "server/duplicate_filter.h"
@@ -95,6 +97,9 @@ class Server {
   // A stream ended (whole, cancelled or failed): the forwards held for it
   // go (Replicator::SnapshotDone), and the next queued stream may start.
   void EndStream(uint32_t peer, uint32_t shard);
+  // The duplicate records taken at the cut of the oldest stream of `shard`
+  // to `peer` still under way, forgotten here.
+  std::vector<uint64_t> TakeStreamRecords(uint32_t peer, uint32_t shard);
   static constexpr int kConcurrentSnapshots = 2;
   void SendSnapshots();
   // Streams again the shards whose stream broke and whose try is due.
@@ -132,6 +137,7 @@ class Server {
   zmq::context_t context_;
   std::unique_ptr<ZapAuthenticator> zap_;  // cluster.auth: curve
   zmq::socket_t socket_;
+  std::unique_ptr<IpcEndpoint> ipc_;  // cluster.local_transport: ipc; its file goes with the server
   int rank_ = -1;
   uint64_t epoch_ = 0;
   ShardView shards_;  // the adopted view's shard map
@@ -169,6 +175,10 @@ class Server {
   std::chrono::steady_clock::time_point last_whole_report_;  // I/O thread
   Mailbox<pb::Header> control_;  // from the scheduler client's thread
   DuplicateFilter duplicates_;
+  // (peer, shard) -> the duplicate records of each stream of the shard to
+  // the peer not yet ended, in the order they started: taken at the cut,
+  // sent with the stream's end (DuplicateFilter::CopyShard). I/O thread.
+  std::map<std::pair<uint32_t, uint32_t>, std::deque<std::vector<uint64_t>>> stream_records_;
   Mailbox<std::shared_ptr<Request>> done_;
   std::vector<std::unique_ptr<ShardExecutor>> executors_;
   TrafficCounters traffic_;  // answered pulls and pushes, their keys, payload bytes

@@ -148,6 +148,14 @@ TEST_CASE("malformed messages are reported and consumed whole") {
     p.SendRaw({h.SerializeAsString(), std::string(16, 'k'), std::string(8, 'v')});
   }
   SECTION("huge dim") { p.SendRaw({PushHeader(0, 1u << 30).SerializeAsString(), "", ""}); }
+  pb::Header end;  // a shard stream's last message
+  end.set_type(pb::SHARD_SNAPSHOT);
+  end.set_last(true);
+  end.set_dim(1);
+  SECTION("a stream's end without its duplicate records") { p.SendRaw({end.SerializeAsString(), "", ""}); }
+  SECTION("a stream's end with records of a partial word") {
+    p.SendRaw({end.SerializeAsString(), "", "", std::string(12, 'r')});
+  }
   auto bad = p.Receive();
   CHECK_FALSE(bad.ok());
   // The socket is still in sync: the next good message decodes.
@@ -158,6 +166,20 @@ TEST_CASE("malformed messages are reported and consumed whole") {
   REQUIRE(good.ok());
   REQUIRE(good->has_value());
   CHECK((*good)->header.type() == pb::HEARTBEAT);
+}
+
+TEST_CASE("a shard stream's end carries the shard's duplicate records as words") {
+  Pair p;
+  pb::Header end;
+  end.set_type(pb::SHARD_SNAPSHOT);
+  end.set_last(true);
+  end.set_dim(1);
+  p.SendRaw({end.SerializeAsString(), "", "", std::string(16, 'r')});
+  auto got = p.Receive();
+  REQUIRE(got.ok());
+  REQUIRE(got->has_value());
+  REQUIRE((*got)->frames.size() == 3);
+  CHECK((*got)->frames[2].size() == 16);
 }
 
 TEST_CASE("an fp16 push carries two bytes per value") {

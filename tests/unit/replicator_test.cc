@@ -22,7 +22,8 @@ namespace sparta {
 namespace {
 
 struct Fixture {
-  explicit Fixture(bool ack_all, size_t held_bytes_without_waiting = Replicator::kHeldBytesWithoutWaiting)
+  explicit Fixture(bool ack_all, size_t held_bytes_without_waiting = Replicator::kHeldBytesWithoutWaiting,
+                   const std::vector<pb::TableSpec>& tables = {})
       : replica(context, zmq::socket_type::router) {
     ConfigureSocket(replica);
     auto port = BindTcp(replica, "127.0.0.1", 0);
@@ -45,7 +46,7 @@ struct Fixture {
       view.add_shard_owner(0);
       view.add_replicas()->add_ranks(1);
     }
-    replicator->UpdateView(view, on_ack);
+    replicator->UpdateView(view, on_ack, tables);
   }
 
   std::shared_ptr<Request> Push(uint64_t seq) {
@@ -92,6 +93,47 @@ TEST_CASE("a push goes to its shards' replica as it was received", "[replicator]
   CHECK(std::vector<uint64_t>(keys.begin(), keys.end()) == std::vector<uint64_t>{10, 20, 30});
 }
 
+TEST_CASE("a server connected to is told this server's tables before its first forward", "[replicator]") {
+  // A server that joins a running job got no CREATE_TABLE from the workers;
+  // a forward of a table it does not know is refused, which failed the
+  // push back to its worker although it was applied here.
+  std::vector<pb::TableSpec> tables(2);
+  tables[0].set_id(1);
+  tables[0].set_name("weights");
+  tables[0].set_dim(2);
+  tables[1].set_id(4);
+  tables[1].set_name("embeddings");
+  tables[1].set_dim(8);
+  Fixture f(/*ack_all=*/true, Replicator::kHeldBytesWithoutWaiting, tables);
+  CHECK(f.replicator->Forward(f.Push(5), 3) == 1);
+  for (const pb::TableSpec& spec : tables) {
+    auto got = f.Received(10000);
+    REQUIRE(got.has_value());
+    CHECK(got->header.type() == pb::CREATE_TABLE);
+    CHECK(got->header.table_spec().id() == spec.id());
+    CHECK(got->header.table_spec().name() == spec.name());
+    CHECK(got->header.table_spec().dim() == spec.dim());
+  }
+  auto forward = f.Received(10000);
+  REQUIRE(forward.has_value());
+  CHECK(forward->header.type() == pb::REPLICATE);
+  CHECK(forward->header.seq() == 5);
+  // The answers to CREATE_TABLE (seq 0) acknowledge no push.
+  pb::Header answer;
+  answer.set_type(pb::RESPONSE);
+  REQUIRE(SendMessage(f.replica, answer, nullptr, &*forward->routing_id).ok());
+  answer.set_origin(9);
+  answer.set_seq(5);
+  REQUIRE(SendMessage(f.replica, answer, nullptr, &*forward->routing_id).ok());
+  for (int i = 0; i < 500 && f.acknowledged.empty(); ++i) {
+    std::vector<zmq::pollitem_t> items;
+    f.replicator->AddPollItems(&items);
+    zmq::poll(items.data(), items.size(), std::chrono::milliseconds(20));
+    f.replicator->ReceiveAcks(f.on_ack, [](const pb::Header&) {});
+  }
+  CHECK(f.acknowledged == std::vector<uint64_t>{5});
+}
+
 TEST_CASE("forwards held for a new replica go after its snapshot, and pushes wait for them only when too much is held",
           "[replicator]") {
   for (bool ack_all : {false, true}) {
@@ -108,7 +150,7 @@ TEST_CASE("forwards held for a new replica go after its snapshot, and pushes wai
         h.set_last(true);
         h.set_dim(1);
         return h;
-      }(), std::vector<zmq::message_t>(2));
+      }(), std::vector<zmq::message_t>(3));
       // The forward was sent first, but the snapshot arrives first (one
       // socket keeps order): the forward is held until SnapshotDone().
       auto first = f.Received(10000);

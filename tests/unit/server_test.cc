@@ -184,6 +184,39 @@ TEST_CASE("the duplicate filter tells a push's shards apart: a part of it for an
   CHECK(f.Contains(5, 3, 7));
 }
 
+TEST_CASE("a shard's duplicate records travel with its rows: its new server recognizes what the cut held") {
+  // The primary applied pushes 100..103 and 105 of sender 3 (and 200 of
+  // sender 4) to shard 6 before the cut, and others to shard 7.
+  DuplicateFilter primary;
+  for (uint64_t seq : {100, 101, 102, 103, 105}) primary.Record(6, 3, seq);
+  primary.Record(6, 4, 200);
+  primary.Record(7, 3, 104);
+  const std::vector<uint64_t> copy = primary.CopyShard(6);
+  CHECK(copy.size() == 2 * DuplicateFilter::kWordsPerSender);
+  // The new server already holds records of its own for the shard (a
+  // forward that reached it before the mark, newer than the cut).
+  DuplicateFilter target;
+  target.Record(6, 3, 110);
+  REQUIRE(target.MergeShard(6, copy));
+  for (uint64_t seq : {100, 101, 102, 103, 105, 110}) CHECK(target.Contains(6, 3, seq));
+  CHECK(target.Contains(6, 4, 200));
+  CHECK_FALSE(target.Contains(6, 3, 104));  // applied to shard 7 only
+  CHECK_FALSE(target.Contains(6, 3, 106));  // after the cut: new
+  CHECK_FALSE(target.Contains(6, 4, 199));
+  CHECK_FALSE(target.Contains(7, 3, 104));  // shard 7's records stayed behind
+  // What is older than the merged window counts as seen, as before.
+  target.Record(6, 3, 110 + DuplicateFilter::kWindow);
+  CHECK(target.Contains(6, 3, 105));
+  // A frame that is not such a copy adds nothing.
+  DuplicateFilter other;
+  CHECK_FALSE(other.MergeShard(6, std::vector<uint64_t>(copy.begin(), copy.end() - 1)));
+  std::vector<uint64_t> bad_sender = copy;
+  bad_sender[0] = uint64_t{1} << 40;
+  CHECK_FALSE(other.MergeShard(6, bad_sender));
+  CHECK_FALSE(other.Contains(6, 3, 100));
+  CHECK(other.MergeShard(6, {}));
+}
+
 TEST_CASE("keys spread evenly over shards") {
   const int bits = 6;
   std::vector<int> count(1 << bits);
