@@ -517,6 +517,9 @@ int main(int argc, char** argv) {
   bool quick = false;
   std::string only;
   auto exit_code = sparta::ParseDaemonOptions(argc, argv, sparta::pb::WORKER, &options, [&](CLI::App& app) {
+    // It joins the job as a worker, but is not the worker daemon.
+    app.description("sparta-kv-bench: data-plane throughput of a running cluster, against the transport's and the "
+                    "update's own limits");
     app.add_option("--json", json_out, "write the results here as JSON records");
     app.add_flag("--quick", quick, "smaller sizes and shorter runs (a smoke test)");
     app.add_option("--only", only, "run only the measurements whose name starts with this");
