@@ -13,7 +13,11 @@
 int main(int argc, char** argv) {
   sparta::CatchTermination();  // SIGTERM: stop taking requests, finish those in progress, exit 0
   sparta::DaemonOptions options;
-  if (auto exit_code = sparta::ParseDaemonOptions(argc, argv, sparta::pb::SERVING, &options)) return *exit_code;
+  if (auto exit_code = sparta::ParseDaemonOptions(argc, argv, sparta::pb::SERVING, &options, [](CLI::App& app) {
+        app.description("sparta-serve: a trained model answering predictions over HTTP and ZeroMQ");
+      })) {
+    return *exit_code;
+  }
   auto server = sparta::ModelServer::Start(options.config);
   if (!server.ok()) {
     spdlog::error("{}", server.status().message());
