@@ -51,6 +51,7 @@ class DuplicateFilter {
   // back after a failover.
   void Record(uint32_t shard, uint32_t sender, uint64_t seq) {
     Window& w = windows_[KeyOf(shard, sender)];
+    if (!w.any) senders_[shard].push_back(sender);
     if (!w.any || seq > w.highest) {
       const uint64_t shift = w.any ? seq - w.highest : kWindow;
       w.seen = shift >= kWindow ? std::bitset<kWindow>() : (w.seen << shift);
@@ -68,11 +69,13 @@ class DuplicateFilter {
   static constexpr size_t kWordsPerSender = 2 + kWindow / 64;
   std::vector<uint64_t> CopyShard(uint32_t shard) const {
     std::vector<uint64_t> words;
-    for (const auto& [key, w] : windows_) {
-      if (key >> 32 != shard || !w.any) continue;
+    auto senders = senders_.find(shard);
+    if (senders == senders_.end()) return words;
+    for (uint32_t sender : senders->second) {
+      const Window& w = windows_.find(KeyOf(shard, sender))->second;  // made with the entry
       const size_t at = words.size();
       words.resize(at + kWordsPerSender, 0);
-      words[at] = key & 0xffffffffu;
+      words[at] = sender;
       words[at + 1] = w.highest;
       for (size_t age = 0; age < kWindow; ++age) {
         if (w.seen.test(age)) words[at + 2 + age / 64] |= uint64_t{1} << (age % 64);
@@ -108,6 +111,9 @@ class DuplicateFilter {
   };
   static uint64_t KeyOf(uint32_t shard, uint32_t sender) { return uint64_t{shard} << 32 | sender; }
   absl::flat_hash_map<uint64_t, Window> windows_;  // by (shard, sender)
+  // shard -> the senders it has windows for, so that CopyShard() need not
+  // scan every shard's windows (shards x workers of them).
+  absl::flat_hash_map<uint32_t, std::vector<uint32_t>> senders_;
 };
 
 }  // namespace sparta
