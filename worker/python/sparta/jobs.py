@@ -57,10 +57,13 @@ def _read_json(path):
 class Job:
     """A running (or ended) job; made by launch()."""
 
-    def __init__(self, process, run_dir, log_path):
+    def __init__(self, process, run_dir, log_path, log_copier=None):
         self._process = process
         self.run_dir = run_dir
         self.log_path = log_path
+        # The thread copying the launcher's output into log_path: wait()
+        # joins it, so that the log is whole once the job has ended.
+        self._log_copier = log_copier
 
     # --- while it runs -------------------------------------------------
 
@@ -126,6 +129,10 @@ class Job:
             code = self._process.wait(timeout)
         except subprocess.TimeoutExpired:
             raise TimeoutError(f"{self.run_dir}: the job is still running after {timeout} s") from None
+        if self._log_copier is not None:
+            # The launcher has exited: its output ends (the copy reaches
+            # EOF) unless a daemon it left behind holds the pipe open.
+            self._log_copier.join(10)
         summary = self.summary()
         if code != 0:
             why = (summary or {}).get("error") or self._log_tail()
@@ -193,6 +200,7 @@ def launch(config, overrides=None, run_dir=None):
     log_path = os.path.join(chosen, "launch.log")
     log = open(log_path, "ab")
     log.write("".join(early).encode() + raw)
+    log.flush()  # the run folder's line is in the log from the start
 
     def copy_rest():
         with log, process.stdout:
@@ -200,5 +208,6 @@ def launch(config, overrides=None, run_dir=None):
                 log.write(rest)
                 log.flush()
 
-    threading.Thread(target=copy_rest, daemon=True).start()
-    return Job(process, chosen, log_path)
+    copier = threading.Thread(target=copy_rest, daemon=True)
+    copier.start()
+    return Job(process, chosen, log_path, copier)

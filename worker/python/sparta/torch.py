@@ -66,10 +66,12 @@ class EmbeddingBag(_ServerRows):
         """Starts the pull of `batch`'s rows, for forward(batch, rows=...), so
         that it overlaps other pulls or computation (the part prefetch()
         started is not pulled again)."""
-        early = self._ahead.pop(batch.id, None)
-        if early is not None:
-            late = self.worker.pull_async(self.table, batch.unique_keys[batch.fresh_keys:])
-            return _Joined(early[1], late)
+        ahead = self._ahead.pop(batch.id, None)
+        if ahead is not None:
+            _, early, late = ahead
+            if late is None:
+                late = self.worker.pull_async(self.table, batch.unique_keys[batch.fresh_keys:])
+            return _Joined(early, late)
         return self.worker.pull_async(self.table, batch.unique_keys)
 
     def prefetch(self, batch):
@@ -78,11 +80,22 @@ class EmbeddingBag(_ServerRows):
         forward (or pull_async) pulls the rest then, after this step's push,
         so every row it reads has this worker's earlier updates, as
         sparta-worker's own prefetch does."""
-        # Keyed by the batch; the batch itself is kept too, as the future's
-        # keys are a view of it.
-        self._ahead[batch.id] = (batch, self.worker.pull_async(self.table, batch.unique_keys[:batch.fresh_keys]))
+        # Keyed by the batch; the batch itself is kept too, as the futures'
+        # keys are views of it.
+        self._ahead[batch.id] = (batch, self.worker.pull_async(self.table, batch.unique_keys[:batch.fresh_keys]), None)
         while len(self._ahead) > 2:  # this step's and the next's; an older one was never used
             del self._ahead[next(iter(self._ahead))]
+
+    def prefetch_updated(self, batch):
+        """Starts pulling the rest of the next step's `batch` (the rows this
+        step updates), once this step's backward has pushed: a pull posted
+        after a push reflects it, so the rows are those its forward would
+        pull, and the wait overlaps what happens between the steps. Only
+        after prefetch(batch) in the same step."""
+        ahead = self._ahead.get(batch.id)
+        if ahead is not None and ahead[2] is None:
+            late = self.worker.pull_async(self.table, batch.unique_keys[batch.fresh_keys:])
+            self._ahead[batch.id] = (ahead[0], ahead[1], late)
 
     def forward(self, batch, rows=None):
         """`rows`: the batch's rows if already pulled, or their pull_async() future."""
@@ -207,10 +220,23 @@ class DenseTable(torch.nn.Module):
         super().__init__()
         self.worker, self.table = worker, table
         self.size = worker.table(table)["size"]
+        self._ahead = None  # the next step's pull, from prefetch()
+
+    def prefetch(self):
+        """Starts pulling the values the next step reads, right after this
+        step's backward (which posted the push): a pull posted after a push
+        reflects it, so the values are the same as a pull in the next
+        forward would get from this worker, and the wait overlaps what
+        happens between the steps. Call it only when worker.peek() gave a
+        batch (asp, no checkpoint pause due): ssp and bsp pull when the
+        clock allows."""
+        self._ahead = self.worker.pull_async(self.table)
 
     def pull_async(self):
-        """Starts the pull of the table's values, for forward(values=...)."""
-        return self.worker.pull_async(self.table)
+        """Starts the pull of the table's values, for forward(values=...)
+        (or gives the one prefetch() started)."""
+        ahead, self._ahead = self._ahead, None
+        return ahead if ahead is not None else self.worker.pull_async(self.table)
 
     def forward(self, values=None, shapes=None):
         """`values`: the table's values if already pulled, or their pull_async() future."""

@@ -90,6 +90,9 @@ class TorchLayer(torch.nn.Module):
     def pull_async(self):
         return None
 
+    def prefetch(self):
+        pass
+
     def forward(self, values=None, shapes=None):
         return sparta.torch.split(self.flat, shapes) if shapes is not None else self.flat
 
@@ -156,6 +159,12 @@ def main():
             loss = torch.nn.functional.binary_cross_entropy_with_logits(
                 logits, torch.from_numpy(batch.labels.copy()), reduction="sum")
             loss.backward()
+            if ahead is not None:
+                # What the next step reads and this one updated starts
+                # coming now (backward pushed it), during the step's tail.
+                model.embeddings.prefetch_updated(ahead)
+                for layer in model.layers:
+                    layer.prefetch()
             if sync is not None:
                 sync.step()
             worker.record_loss(loss.item())
