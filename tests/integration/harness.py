@@ -5,6 +5,7 @@ stop every process they start by its pid."""
 import json
 import os
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
@@ -18,6 +19,65 @@ LAUNCHER = os.path.join(ROOT, "scripts", "sparta")
 # suite (scripts/test.sh sets its options): for tests that need training to
 # go on for some seconds of wall time, not for a number of examples.
 SLOWDOWN = 10 if "TSAN_OPTIONS" in os.environ else 3 if "ASAN_OPTIONS" in os.environ else 1
+
+
+def _varint(value):
+    out = b""
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        out += bytes([byte | (0x80 if value else 0)])
+        if not value:
+            return out
+
+
+def pb_encode(fields):
+    """Hand-encodes a protobuf message (a sparta.pb.Header, or a nested one), for tests that speak the wire
+    protocol without Sparta's code: {field number: int (varint) | bytes (nested/length-delimited) | float
+    (fixed32)}."""
+    out = b""
+    for number, value in fields.items():
+        if isinstance(value, bytes):
+            out += _varint(number << 3 | 2) + _varint(len(value)) + value
+        elif isinstance(value, float):
+            out += _varint(number << 3 | 5) + struct.pack("<f", value)
+        else:
+            out += _varint(number << 3) + _varint(value)
+    return out
+
+
+def pb_decode(data):
+    """The top-level fields of a protobuf message: {field number: int (varint, fixed) | bytes}; a repeated
+    field keeps its last value."""
+    fields, at = {}, 0
+
+    def varint():
+        nonlocal at
+        value, shift = 0, 0
+        while True:
+            byte = data[at]
+            at += 1
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                return value
+
+    while at < len(data):
+        key = varint()
+        number, kind = key >> 3, key & 7
+        if kind == 0:
+            fields[number] = varint()
+        elif kind == 2:
+            size = varint()
+            fields[number] = bytes(data[at:at + size])
+            at += size
+        elif kind in (1, 5):
+            size = 8 if kind == 1 else 4
+            fields[number] = int.from_bytes(data[at:at + size], "little")
+            at += size
+        else:
+            raise ValueError(f"wire type {kind} of field {number}")
+    return fields
 
 
 def scaled(seconds):

@@ -12,13 +12,19 @@ import os
 import re
 import shutil
 import signal
+import struct
 import subprocess
 import time
 import unittest
 
-from harness import (BIN, ClusterTest, datagen, kill_job, launch, pid_alive, read, scaled, start_etcd, summary,
-                     wait_for, write_config)
+from harness import (BIN, ClusterTest, datagen, kill_job, launch, pb_decode, pb_encode, pid_alive, read, scaled,
+                     start_etcd, summary, wait_for, write_config)
 from test_durability import build_counter_plugin
+
+try:
+    import zmq
+except ImportError:  # python3-zmq is installed by scripts/install-deps.sh --tests
+    zmq = None
 
 ROWS, EPOCHS, SPLIT = 40000, 12, 65536
 
@@ -470,6 +476,135 @@ class ServerJoinTest(OnDemandJob):
         self.assertIn("is drained: every shard it held has moved", scheduler)
         self.assertLess(scheduler.index("is drained"), scheduler.index("all workers finished"))
         self.assertIn("stopping:", read(os.path.join(run, "server-join-1.log")))
+
+
+class RawClient:
+    """Speaks the data plane's wire protocol to the servers of a running job, with no Sparta code (Header fields
+    by number, proto/sparta.proto): a worker whose every message the test chooses, down to its sequence number."""
+
+    CREATE_TABLE, PULL, PUSH, ABORTED = 20, 21, 22, 10
+
+    def __init__(self, run, sender):
+        self.run, self.sender, self.epoch = run, sender, 0
+        self.context = zmq.Context()
+        self.sockets = {}  # server rank -> DEALER
+
+    def connect(self, rank, info_file):
+        sock = self.context.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(f"tcp://127.0.0.1:{json.loads(read(os.path.join(self.run, info_file)))['port']}")
+        self.sockets[rank] = sock
+
+    def close(self):
+        for sock in self.sockets.values():
+            sock.close()
+        self.context.term()
+
+    def request(self, rank, fields, *frames):
+        """Sends a request to server `rank` at the epoch it is at (taken from its refusal when it is at
+        another); returns (status, error, reply frames)."""
+        for _ in range(50):
+            self.sockets[rank].send_multipart([pb_encode({2: self.sender, 4: self.epoch, **fields}), *frames])
+            if not self.sockets[rank].poll(30000):
+                raise AssertionError(f"server-{rank} did not answer")
+            reply = self.sockets[rank].recv_multipart()
+            h = pb_decode(reply[0])
+            status, error = h.get(8, 0), h.get(9, b"").decode()
+            other = re.search(r"this server is at epoch (\d+)", error)
+            if status == self.ABORTED and other:
+                self.epoch = int(other.group(1))
+                continue
+            return status, error, reply[1:]
+        raise AssertionError(f"server-{rank}: no agreement on the epoch")
+
+    def owner(self, table, key):
+        """The rank of the server that leads `key`'s shard (the others refuse a pull of it, naming it)."""
+        status, error, _ = self.request(0, {1: self.PULL, 5: table, 6: 1}, struct.pack("<Q", key))
+        if status == 0:
+            return 0
+        led = re.search(r"which server (\d+) leads", error)
+        if not led:
+            raise AssertionError(f"server-0: {error}")
+        return int(led.group(1))
+
+    def pull(self, table, key):
+        status, error, frames = self.request(self.owner(table, key), {1: self.PULL, 5: table, 6: 1, 7: 1},
+                                             struct.pack("<Q", key))
+        if status != 0:
+            raise AssertionError(error)
+        return struct.unpack("<f", frames[0])[0]
+
+    def push(self, rank, table, seq, keys):
+        """Pushes a gradient of 1 for each of `keys` to server `rank` as push `seq`; returns (status, error)."""
+        status, error, _ = self.request(rank, {1: self.PUSH, 3: seq, 5: table, 6: len(keys), 7: 1},
+                                        struct.pack(f"<{len(keys)}Q", *keys), struct.pack(f"<{len(keys)}f",
+                                                                                          *[1.0] * len(keys)))
+        return status, error
+
+
+@unittest.skipIf(zmq is None, "python3-zmq not installed")
+class ResendAfterMoveTest(OnDemandJob):
+    """A push applied before its shard moved, and resent to the shard's new owner (its answer was lost, or it
+    failed on another server), is recognized there as applied: a shard's duplicate records travel with its rows.
+    A raw client plays the worker: it declares a table of its own (SGD, learning rate 1) on both servers, pushes
+    a gradient of 1 for 48 keys (one push per server), has the job add a server (sparta-ctl scale), and resends
+    the keys that moved under the same sequence numbers to their new owners. They acknowledge and apply nothing;
+    a new push there is applied."""
+
+    TABLE, SENDER = 30, 4000000
+
+    def test_a_push_resent_to_its_shards_new_owner_is_not_applied_twice(self):
+        run = self.run_dir("resend")
+        config = write_config(self.dir, "resend.yaml", cluster={"servers": 2, "workers": 1},
+                              data={"train": self.data, "format": "libsvm", "batch_size": 20, "epochs": 100000},
+                              model={"plugin": self.plugin}, storage={"replication_factor": 1})
+        proc = launch(config, run, wait=False)
+        self.procs.append(proc)
+        wait_for(lambda: read(os.path.join(run, "server-1.info.json")) and ctl("status", run=run).returncode == 0,
+                 60, "the job to run")
+        client = RawClient(run, self.SENDER)
+        try:
+            for rank in (0, 1):
+                client.connect(rank, f"server-{rank}.info.json")
+            spec = pb_encode({1: self.TABLE, 2: b"probe", 4: 1, 7: pb_encode({2: 1.0})})  # sparse, dim 1, sgd
+            for rank in (0, 1):
+                status, error, _ = client.request(rank, {1: RawClient.CREATE_TABLE, 13: spec})
+                self.assertEqual(status, 0, error)
+            keys = list(range(10**12, 10**12 + 48))
+            before = {k: client.owner(self.TABLE, k) for k in keys}
+            for rank in (0, 1):
+                status, error = client.push(rank, self.TABLE, 100 + rank, [k for k in keys if before[k] == rank])
+                self.assertEqual(status, 0, error)
+            self.assertEqual({k: client.pull(self.TABLE, k) for k in keys}, {k: -1.0 for k in keys})
+
+            up = ctl("scale", "--servers", "3", run=run)
+            self.assertEqual(up.returncode, 0, up.stderr)
+
+            def settled():
+                status = json.loads(ctl("status", "--json", run=run).stdout or "{}")
+                servers = [n for n in status.get("nodes", []) if n["info"]["role"] == "SERVER" and not n["dead"]]
+                return len(servers) == 3 and status["shards_moving"] == 0
+
+            wait_for(settled, 120, "3 servers, with no shard moving")
+            client.connect(2, "server-join-1.info.json")
+            after = {k: client.owner(self.TABLE, k) for k in keys}
+            moved = [k for k in keys if after[k] != before[k]]
+            self.assertGreater(len(moved), 0, "no key's shard moved to the new server")
+            # Each moved key's piece of its push goes again, under that push's seq, to its new owner.
+            for k in moved:
+                status, error = client.push(after[k], self.TABLE, 100 + before[k], [k])
+                self.assertEqual(status, 0, error)
+            self.assertEqual({k: client.pull(self.TABLE, k) for k in keys}, {k: -1.0 for k in keys})
+            # A push the new owner has not seen is applied.
+            status, error = client.push(after[moved[0]], self.TABLE, 200, [moved[0]])
+            self.assertEqual(status, 0, error)
+            self.assertEqual(client.pull(self.TABLE, moved[0]), -2.0)
+        finally:
+            client.close()
+        stop = ctl("stop", run=run)
+        self.assertEqual(stop.returncode, 0, stop.stderr)
+        _, err = proc.communicate(timeout=300)
+        self.assertEqual(proc.returncode, 0, err)
 
 
 class JoinTest(OnDemandJob):

@@ -5,39 +5,14 @@ deterministic)."""
 
 import os
 import random
-import struct
 import unittest
 
-from harness import ClusterTest, datagen, launch, read, summary, wait_for, write_config
+from harness import ClusterTest, datagen, launch, pb_encode as header, read, summary, wait_for, write_config
 
 try:
     import zmq
 except ImportError:  # python3-zmq is installed by scripts/install-deps.sh --tests
     zmq = None
-
-
-def varint(value):
-    out = b""
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        out += bytes([byte | (0x80 if value else 0)])
-        if not value:
-            return out
-
-
-def header(fields):
-    """Hand-encodes a protobuf message (a sparta.pb.Header, or a nested one):
-    {field number: int (varint) | bytes (nested/length-delimited) | float (fixed32)}."""
-    out = b""
-    for number, value in fields.items():
-        if isinstance(value, bytes):
-            out += varint(number << 3 | 2) + varint(len(value)) + value
-        elif isinstance(value, float):
-            out += varint(number << 3 | 5) + struct.pack("<f", value)
-        else:
-            out += varint(number << 3) + varint(value)
-    return out
 
 
 PULL, PUSH, CREATE_TABLE, HEARTBEAT, BARRIER = 21, 22, 20, 4, 5
