@@ -20,7 +20,7 @@ import unittest
 
 import zmq
 
-from harness import BIN, ClusterTest, datagen, launch, pid_alive, read, summary, wait_for, write_config
+from harness import BIN, ClusterTest, datagen, launch, pid_alive, read, scaled, summary, wait_for, write_config
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "worker", "python"))
 from sparta.predict import BadRequest, PredictClient, ReplicaChooser  # noqa: E402
@@ -412,7 +412,9 @@ class ServingTest(ServingCase):
         self.procs.append(ctl)
 
         # Both take requests (least outstanding spreads them); then one dies.
-        wait_for(lambda: self.answered(first_url) > 200 and self.answered(second_url) > 200, 60, "both front-ends to answer")
+        # (Under TSan 400 requests took longer than a minute in CI.)
+        wait_for(lambda: self.answered(first_url) > 200 and self.answered(second_url) > 200, scaled(60),
+                 "both front-ends to answer")
         first.kill()
         first.wait()
         _, err = ctl.communicate(timeout=300)
@@ -429,7 +431,7 @@ class ServingTest(ServingCase):
                                 "lr", "--batch", "1", "--parallel", "8"], stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
         self.procs.append(ctl)
-        wait_for(lambda: self.answered(second_url) > before + 500, 60, "the load to reach the survivor")
+        wait_for(lambda: self.answered(second_url) > before + 500, scaled(60), "the load to reach the survivor")
         survivor.send_signal(signal.SIGTERM)
         self.assertEqual(survivor.wait(timeout=60), 0)
         ctl.wait(timeout=300)

@@ -55,6 +55,8 @@ TEST_CASE("a server's Unix socket file goes with it, and the files of dead daemo
   // Not a Sparta name: never touched.
   const std::string other = folder + "/other.ipc";
   LeaveSocketFile(other);
+  const std::string almost = absl::StrCat(folder, "/sparta-", dead, "x-4002.ipc");
+  LeaveSocketFile(almost);
   REQUIRE(std::filesystem::exists(left));
 
   zmq::socket_t socket(context, zmq::socket_type::router);
@@ -69,6 +71,7 @@ TEST_CASE("a server's Unix socket file goes with it, and the files of dead daemo
     CHECK_FALSE(std::filesystem::exists(left));
     CHECK(std::filesystem::exists(live));
     CHECK(std::filesystem::exists(other));
+    CHECK(std::filesystem::exists(almost));
     // It is reachable while it lives.
     zmq::socket_t client(context, zmq::socket_type::dealer);
     client.connect((*ipc)->endpoint());
