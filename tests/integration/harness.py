@@ -15,6 +15,7 @@ import unittest
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.environ.get("SPARTA_BIN", os.path.join(ROOT, "build", "bin"))
 LAUNCHER = os.path.join(ROOT, "scripts", "sparta")
+PYTHON_PACKAGE = os.path.join(ROOT, "worker", "python")  # the sparta package's pure-Python modules
 # How much slower the daemons run under the sanitizer pass that runs this
 # suite (scripts/test.sh sets its options): for tests that need training to
 # go on for some seconds of wall time, not for a number of examples.
@@ -47,37 +48,12 @@ def pb_encode(fields):
 
 
 def pb_decode(data):
-    """The top-level fields of a protobuf message: {field number: int (varint, fixed) | bytes}; a repeated
-    field keeps its last value."""
-    fields, at = {}, 0
-
-    def varint():
-        nonlocal at
-        value, shift = 0, 0
-        while True:
-            byte = data[at]
-            at += 1
-            value |= (byte & 0x7F) << shift
-            shift += 7
-            if not byte & 0x80:
-                return value
-
-    while at < len(data):
-        key = varint()
-        number, kind = key >> 3, key & 7
-        if kind == 0:
-            fields[number] = varint()
-        elif kind == 2:
-            size = varint()
-            fields[number] = bytes(data[at:at + size])
-            at += size
-        elif kind in (1, 5):
-            size = 8 if kind == 1 else 4
-            fields[number] = int.from_bytes(data[at:at + size], "little")
-            at += size
-        else:
-            raise ValueError(f"wire type {kind} of field {number}")
-    return fields
+    """The top-level fields of a protobuf message (a Header): {field number: int (varint) | bytes}; the Python
+    client's own decoder (sparta.predict), which the tests share rather than copy."""
+    if PYTHON_PACKAGE not in sys.path:
+        sys.path.insert(0, PYTHON_PACKAGE)
+    from sparta.predict import _decode_header
+    return _decode_header(data)
 
 
 def scaled(seconds):
