@@ -478,9 +478,7 @@ void Server::AdoptView(const pb::ClusterView& view) {
   shards_ = ShardView(view);
   epoch_ = shards_.epoch();
   std::vector<pb::TableSpec> tables;
-  for (uint32_t id = 0; id < kMaxTables; ++id) {
-    if (const TableEntry* t = tables_.Find(id)) tables.push_back(t->spec);
-  }
+  for (const TableEntry* t : tables_.All()) tables.push_back(t->spec);
   replicator_->UpdateView(view, on_replica_ack_, tables);
 }
 
@@ -562,10 +560,7 @@ void Server::SnapshotShard(uint32_t shard, uint32_t peer) {
   // from the cut in bounded parts (server/shard_streamer.h).
   const size_t threads = executors_.size();
   ShardExecutor* executor = executors_[shard % threads].get();
-  std::vector<const TableEntry*> tables;
-  for (uint32_t id = 0; id < kMaxTables; ++id) {
-    if (const TableEntry* t = tables_.Find(id)) tables.push_back(t);
-  }
+  std::vector<const TableEntry*> tables = tables_.All();
   ShardTask task;
   task.control = [this, executor, shard, peer, tables] {
     ShardCut cut;
@@ -885,9 +880,8 @@ void Server::PublishMetrics() {
   pb::ServerStats tier;
   tier.set_memory_limit(config_.server.memory_limit_bytes);
   tier.set_resident_bytes(ResidentBytes());
-  for (uint32_t id = 0; id < kMaxTables; ++id) {
-    const TableEntry* table = tables_.Find(id);
-    if (table == nullptr) continue;
+  for (const TableEntry* table : tables_.All()) {
+    const uint32_t id = table->spec.id();
     pb::TableTier* t = tier.add_tables();
     t->set_table(table->spec.name());
     for (const auto& e : executors_) {

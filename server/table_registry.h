@@ -40,6 +40,15 @@ class TableRegistry {
     return id < tables_.size() ? tables_[id].get() : nullptr;
   }
 
+  // Every table, in id order.
+  std::vector<const TableEntry*> All() const {
+    std::vector<const TableEntry*> all;
+    for (const auto& t : tables_) {
+      if (t != nullptr) all.push_back(t.get());
+    }
+    return all;
+  }
+
  private:
   const Config* const config_;
   std::vector<std::unique_ptr<TableEntry>> tables_;
