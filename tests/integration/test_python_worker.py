@@ -485,6 +485,16 @@ class EmbeddingBagTest(unittest.TestCase):
         # Example 0 has two features in field 1, out of order; values weigh rows.
         self.check([0, 3, 5], slots=[2, 0, 1, 1, 2], fields=[1, 0, 1, 2, 2], values=[0.5, 2, 1, 3, -1])
 
+    def test_a_feature_past_the_pulled_rows_is_an_error_not_a_crash(self):
+        import sparta.torch
+        from types import SimpleNamespace
+        batch = SimpleNamespace(size=1, unique_keys=np.arange(2, dtype=np.uint64), offsets=np.array([0, 2], np.uint32),
+                                slots=np.array([0, 5], np.uint32), fields=np.array([0, 1], np.uint32),
+                                values=np.ones(2, np.float32))
+        bag = sparta.torch.EmbeddingBag(self.Worker(2), "t", num_fields=2)
+        with self.assertRaisesRegex(IndexError, "feature 1 goes from row 5 of 2"):
+            bag(batch, np.zeros((2, 2), np.float32))
+
 
 class InstallTest(PythonWorkerCase):
     def test_cmake_install_puts_package_and_module_where_debians_python_looks(self):
