@@ -446,7 +446,7 @@ class EmbeddingBagTest(unittest.TestCase):
         def push(self, table, keys, grads):
             self.pushed.append((table, np.array(keys), np.array(grads)))
 
-    def check(self, offsets, slots, fields, values, num_fields=3, dim=2):
+    def check(self, offsets, slots, fields, values, num_fields=3, dim=2, split=None, unused=None):
         import torch
         import sparta.torch
         from types import SimpleNamespace
@@ -457,10 +457,21 @@ class EmbeddingBagTest(unittest.TestCase):
                                 offsets=np.array(offsets, dtype=np.uint32), slots=np.array(slots, dtype=np.uint32),
                                 fields=np.array(fields, dtype=np.uint32), values=np.array(values, dtype=np.float32))
         worker = self.Worker(dim)
-        bag = sparta.torch.EmbeddingBag(worker, "t", num_fields=num_fields)
-        pooled = bag(batch, rows.copy())
-        weights = rng.standard_normal(pooled.shape).astype(np.float32)
-        (pooled * torch.from_numpy(weights)).sum().backward()
+        bag = sparta.torch.EmbeddingBag(worker, "t", num_fields=num_fields, split=split)
+        out = bag(batch, rows.copy())
+        weights = rng.standard_normal((batch.size, num_fields, dim)).astype(np.float32)
+        if split is None:
+            pooled = out
+            (pooled * torch.from_numpy(weights)).sum().backward()
+        else:
+            # The parts, side by side, are the pooled rows; a part the loss
+            # does not use (`unused`) gets no gradient.
+            self.assertEqual([p.shape[2] for p in out], split)
+            pooled = torch.cat(out, 2)
+            parts = torch.from_numpy(weights).split(split, 2)
+            if unused is not None:
+                weights[:, :, sum(split[:unused]):sum(split[:unused + 1])] = 0
+            sum((p * w).sum() for i, (p, w) in enumerate(zip(out, parts)) if i != unused).backward()
         expected = np.zeros((batch.size, num_fields, dim), dtype=np.float32)
         grads = np.zeros_like(rows)
         for e in range(batch.size):
@@ -484,6 +495,16 @@ class EmbeddingBagTest(unittest.TestCase):
     def test_bags_of_several_features_with_values(self):
         # Example 0 has two features in field 1, out of order; values weigh rows.
         self.check([0, 3, 5], slots=[2, 0, 1, 1, 2], fields=[1, 0, 1, 2, 2], values=[0.5, 2, 1, 3, -1])
+
+    def test_rows_split_into_parts(self):
+        # Rows of [w, v1, v2] (the DLRM example's [1, k]), as two tensors;
+        # then with the first part left out of the loss.
+        args = ([0, 3, 5], [2, 0, 1, 1, 2], [1, 0, 1, 2, 2], [0.5, 2, 1, 3, -1])
+        self.check(*args, dim=3, split=[1, 2])
+        self.check(*args, dim=3, split=[1, 2], unused=0)
+        with self.assertRaisesRegex(ValueError, "add up to its dim 3"):
+            import sparta.torch
+            sparta.torch.EmbeddingBag(self.Worker(3), "t", split=[1, 1])
 
     def test_a_feature_past_the_pulled_rows_is_an_error_not_a_crash(self):
         import sparta.torch

@@ -137,24 +137,66 @@ py::tuple Pooling(const Indexes& offsets, const Indexes& slots, const Indexes& f
 using Positions = py::array_t<int64_t, py::array::c_style | py::array::forcecast>;
 using Weights = py::array_t<float, py::array::c_style | py::array::forcecast>;
 
-// out[to[i]] += values[i] * src[from[i]] over rows of src's width, out
-// being `out_rows` rows of zeros to start with: pooling (rows of a pull,
-// from = the features' rows, to = their bags) and its gradient (from =
-// bags, to = rows) in one pass each, where PyTorch took an index, an
-// index_put and, in backward, both again with a zero-filled tensor each
-// (a tenth of the DLRM example's operator time). Sums run in feature
-// order, as torch's index_add and accumulating index_put do.
-py::array_t<float> ScatterAdd(const Weights& src, const Positions& from, const Positions& to, const Weights& values,
-                              int64_t out_rows) {
-  if (src.ndim() != 2 || from.ndim() != 1 || to.size() != from.size() || values.size() != from.size() ||
-      out_rows < 0) {
-    throw py::value_error("scatter_add: src must be 2-d, and from, to and values have one entry per feature");
+// outs[to[i]] += values[i] * srcs[from[i]], where a row of `srcs` is
+// their rows side by side (all have the same number of rows) and a row of
+// the outputs is theirs side by side, cut into `out_widths` columns; the
+// outputs are `out_rows` rows of zeros to start with. It is pooling (srcs:
+// a pull's rows, from: the features' rows, to: their bags; cut, e.g., into
+// a wide weight and a deep embedding) and its gradient (the cut parts'
+// gradients, from bags to rows), one pass each, where PyTorch took an
+// index and an index_put forward, both again with zero-filled tensors in
+// backward, and a torch.cat for the gradient of a split (a sixth of the
+// DLRM example's operator time). Sums run in feature order, as torch's
+// index_add and accumulating index_put do, and give the same floats.
+py::list ScatterAdd(const std::vector<Weights>& srcs, const Positions& from, const Positions& to,
+                    const Weights& values, int64_t out_rows, const std::vector<int64_t>& out_widths) {
+  const int64_t n = from.size();
+  if (srcs.empty() || from.ndim() != 1 || to.size() != n || values.size() != n || out_rows < 0) {
+    throw py::value_error("scatter_add: from, to and values have one entry per feature, and srcs are arrays");
   }
-  const int64_t width = src.shape(1), in_rows = src.shape(0), n = from.size();
-  py::array_t<float> out({static_cast<py::ssize_t>(out_rows), static_cast<py::ssize_t>(width)});
-  float* o = out.mutable_data();
-  std::fill(o, o + out_rows * width, 0.0f);
-  const float* s = src.data();
+  const int64_t in_rows = srcs[0].ndim() == 2 ? srcs[0].shape(0) : -1;
+  // Runs of columns that go from one source array to one output together.
+  struct Run {
+    const float* src;
+    int64_t src_stride;
+    size_t out;
+    int64_t out_column, columns;
+  };
+  std::vector<Run> runs;
+  int64_t in_width = 0, out_width = 0;
+  for (const Weights& src : srcs) {
+    if (src.ndim() != 2 || src.shape(0) != in_rows) throw py::value_error("scatter_add: srcs are 2-d, of equal rows");
+    in_width += src.shape(1);
+  }
+  for (int64_t w : out_widths) {
+    if (w < 0) throw py::value_error("scatter_add: a negative width");
+    out_width += w;
+  }
+  if (in_width != out_width) {
+    throw py::value_error(absl::StrCat("scatter_add: srcs have ", in_width, " columns, the outputs ", out_width));
+  }
+  {
+    size_t part = 0;
+    int64_t part_start = 0;
+    int64_t column = 0;
+    for (const Weights& src : srcs) {
+      for (int64_t c = 0; c < src.shape(1);) {
+        while (part < out_widths.size() && column >= part_start + out_widths[part]) part_start += out_widths[part++];
+        const int64_t take = std::min(src.shape(1) - c, part_start + out_widths[part] - column);
+        runs.push_back({src.data() + c, src.shape(1), part, column - part_start, take});
+        c += take;
+        column += take;
+      }
+    }
+  }
+  py::list outs;
+  std::vector<float*> out_data;
+  for (int64_t w : out_widths) {
+    py::array_t<float> out({static_cast<py::ssize_t>(out_rows), static_cast<py::ssize_t>(w)});
+    std::fill(out.mutable_data(), out.mutable_data() + out_rows * w, 0.0f);
+    out_data.push_back(out.mutable_data());
+    outs.append(out);
+  }
   const int64_t* f = from.data();
   const int64_t* t = to.data();
   const float* v = values.data();
@@ -163,12 +205,14 @@ py::array_t<float> ScatterAdd(const Weights& src, const Positions& from, const P
       throw py::index_error(absl::StrCat("scatter_add: feature ", i, " goes from row ", f[i], " of ", in_rows,
                                          " to row ", t[i], " of ", out_rows));
     }
-    const float* in = s + f[i] * width;
-    float* dst = o + t[i] * width;
     const float w = v[i];
-    for (int64_t c = 0; c < width; ++c) dst[c] += w * in[c];
+    for (const Run& run : runs) {
+      const float* in = run.src + f[i] * run.src_stride;
+      float* dst = out_data[run.out] + t[i] * out_widths[run.out] + run.out_column;
+      for (int64_t c = 0; c < run.columns; ++c) dst[c] += w * in[c];
+    }
   }
-  return out;
+  return outs;
 }
 
 using Keys = py::array_t<uint64_t, py::array::c_style | py::array::forcecast>;
@@ -466,8 +510,8 @@ PYBIND11_MODULE(_native, m) {
       });
   m.def("pooling", &Pooling, py::arg("offsets"), py::arg("slots"), py::arg("fields"), py::arg("values"),
         py::arg("num_fields") = 0);
-  m.def("scatter_add", &ScatterAdd, py::arg("src"), py::arg("from"), py::arg("to"), py::arg("values"),
-        py::arg("out_rows"));
+  m.def("scatter_add", &ScatterAdd, py::arg("srcs"), py::arg("from"), py::arg("to"), py::arg("values"),
+        py::arg("out_rows"), py::arg("out_widths"));
 
   py::class_<PullFuture>(m, "PullFuture")
       .def("result", &PullFuture::result)

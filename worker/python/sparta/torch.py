@@ -55,11 +55,20 @@ class _ServerRows(torch.nn.Module):
 class EmbeddingBag(_ServerRows):
     """A sparse table's rows, pooled (summed, each weighted by its feature's
     value) per example, or per example and field with `num_fields`. Forward
-    takes a sparta batch; with torch.no_grad() (evaluation) nothing is pushed."""
+    takes a sparta batch; with torch.no_grad() (evaluation) nothing is pushed.
 
-    def __init__(self, worker, table, num_fields=None):
+    With `split` (widths that add up to the table's dim), forward gives one
+    tensor per part of the rows, as torch.split(pooled, split, dim=-1)
+    would: e.g. [1, k] for rows that hold a wide weight and a deep
+    embedding, as the built-in dnn's do. The parts are made apart and their
+    gradients gathered natively, without the copies of a split's backward."""
+
+    def __init__(self, worker, table, num_fields=None, split=None):
         super().__init__(worker, table)
         self.num_fields = num_fields
+        self.split = [self.dim] if split is None else [int(w) for w in split]
+        if sum(self.split) != self.dim or min(self.split) < 0:
+            raise ValueError(f"table '{table}': split {self.split} must be widths that add up to its dim {self.dim}")
         self._ahead = {}  # batch id -> (batch, the pull of its early rows), from prefetch()
 
     def pull_async(self, batch):
@@ -107,11 +116,13 @@ class EmbeddingBag(_ServerRows):
         bags = batch.size * (self.num_fields or 1)
         if torch.is_grad_enabled():
             table, worker = self.table, self.worker
-            pooled = _PooledServerRows.apply(_the_anchor(), rows, row, bag, batch.values, bags,
-                                             lambda grads: worker.push(table, keys, grads))
+            parts = _PooledServerRows.apply(_the_anchor(), rows, row, bag, batch.values, bags, self.split,
+                                            lambda grads: worker.push(table, keys, grads))
         else:
-            pooled = torch.from_numpy(_native.scatter_add(rows, row, bag, batch.values, bags))
-        return pooled if self.num_fields is None else pooled.view(batch.size, self.num_fields, self.dim)
+            parts = [torch.from_numpy(p) for p in _native.scatter_add([rows], row, bag, batch.values, bags, self.split)]
+        if self.num_fields is not None:
+            parts = [p.view(batch.size, self.num_fields, p.shape[1]) for p in parts]
+        return tuple(parts) if len(self.split) > 1 else parts[0]
 
 
 class _PooledServerRows(torch.autograd.Function):
@@ -123,14 +134,18 @@ class _PooledServerRows(torch.autograd.Function):
     example's operator time."""
 
     @staticmethod
-    def forward(ctx, anchor, rows, row, bag, values, bags, push):
-        ctx.row, ctx.bag, ctx.values, ctx.rows, ctx.push = row, bag, values, len(rows), push
-        return torch.from_numpy(_native.scatter_add(rows, row, bag, values, bags))
+    def forward(ctx, anchor, rows, row, bag, values, bags, split, push):
+        ctx.row, ctx.bag, ctx.values, ctx.push = row, bag, values, push
+        ctx.rows, ctx.bags, ctx.split = len(rows), bags, split
+        return tuple(torch.from_numpy(p) for p in _native.scatter_add([rows], row, bag, values, bags, split))
 
     @staticmethod
-    def backward(ctx, grad):
-        ctx.push(_native.scatter_add(grad.contiguous().numpy(), ctx.bag, ctx.row, ctx.values, ctx.rows))
-        return None, None, None, None, None, None, None
+    def backward(ctx, *grads):
+        # A part that did not reach the loss has no gradient: zeros.
+        parts = [np.zeros((ctx.bags, w), np.float32) if g is None else
+                 g.contiguous().numpy() for g, w in zip(grads, ctx.split)]
+        ctx.push(_native.scatter_add(parts, ctx.bag, ctx.row, ctx.values, ctx.rows, [sum(ctx.split)])[0])
+        return None, None, None, None, None, None, None, None
 
 
 class _Joined:

@@ -102,7 +102,8 @@ class DLRM(torch.nn.Module):
         super().__init__()
         self.fields, self.num_dense = worker.num_fields, worker.num_dense
         self.k = worker.config["model.embedding_dim"]
-        self.embeddings = sparta.torch.EmbeddingBag(worker, "dnn.emb", num_fields=self.fields)
+        self.embeddings = sparta.torch.EmbeddingBag(worker, "dnn.emb", num_fields=self.fields,
+                                                     split=[1, self.k])  # a row: [w, v_1..v_k]
         self.shapes = layer_shapes(worker.config, self.fields, self.num_dense)
         seed = worker.config["model.seed"]
         self.layers = torch.nn.ModuleList(
@@ -115,10 +116,7 @@ class DLRM(torch.nn.Module):
         # Every pull of the step at once: one wait on the network, not one per table.
         rows = self.embeddings.pull_async(batch)
         values = [layer.pull_async() for layer in self.layers]  # None for a layer kept in PyTorch
-        pooled = self.embeddings(batch, rows)  # (n, fields, 1 + k)
-        # One split, not two slices: each slice's backward would zero-fill a
-        # gradient of the whole pooled tensor and add them up.
-        wide, deep = pooled.split([1, self.k], dim=2)
+        wide, deep = self.embeddings(batch, rows)  # (n, fields, 1) and (n, fields, k)
         wide = wide.sum((1, 2))
         x = torch.from_numpy(batch.dense.copy()) if self.num_dense else None
         for i, (layer, (_, fan_in, units, relu)) in enumerate(zip(self.layers, self.shapes)):
