@@ -8,6 +8,7 @@
 #include <cstring>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <limits>
 #include <map>
@@ -144,6 +145,7 @@ void VisitFields(Config& c, Visitor& v) {
   v("serving.max_delay_us", c.serving.max_delay_us, Between(0, 10000000));
   v("serving.deadline", c.serving.deadline, Between(0.001, 3600));
   v("serving.max_body", c.serving.max_body, FieldRule{});
+  v("serving.cache", c.serving.cache, FieldRule{});
   VisitTablePolicy(c.embedding.defaults, "embedding", v);
   // Keys a table does not set fall back to embedding.* (see Loader::Take).
   for (auto& [name, policy] : c.embedding.tables) VisitTablePolicy(policy, kTablesPrefix + name, v);
@@ -473,11 +475,6 @@ absl::Status Validate(const Config& c) {
     return bad("storage.replication_factor", absl::StrCat("is ", c.storage.replication_factor, " but there are only ",
                                                            c.cluster.servers, " servers to hold the copies"));
   }
-  if (c.serving.shards > 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        c.Where("serving.shards"), ": key 'serving.shards': serving on sparta-server shards is not built yet; ",
-        "use 0 (one sparta-serve process holds every table)"));
-  }
   if (c.cluster.auth == "curve" && c.cluster.key_file.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(c.Where("cluster.auth"), ": key 'cluster.auth' is curve, so ",
                                                    "cluster.key_file must name the cluster's key file (make one ",
@@ -559,6 +556,14 @@ absl::Status ParseUnits(Config* c) {
   if (!body.ok()) return bad("serving.max_body", body.status());
   if (*body < 1024) return bad("serving.max_body", absl::InvalidArgumentError("must be at least 1KiB"));
   c->serving.max_body_bytes = *body;
+  auto cache = ParseByteSize(c->serving.cache);
+  if (!cache.ok()) return bad("serving.cache", cache.status());
+  c->serving.cache_bytes = *cache;
+  if (c->serving.shards > c->cluster.num_shards) {
+    return bad("serving.shards", absl::InvalidArgumentError(absl::StrCat(
+                                     "is ", c->serving.shards, " but the tables have only cluster.num_shards ",
+                                     c->cluster.num_shards, " shards to spread")));
+  }
   auto publish = ParseCheckpointEvery(c->serving.publish_every);
   if (!publish.ok()) return bad("serving.publish_every", publish.status());
   if (publish->steps != 0) {
@@ -638,6 +643,38 @@ struct JsonWriter {
 };
 
 }  // namespace
+
+absl::Status AsServingCluster(Config* c) {
+  auto bad = [&](const std::string& key, const std::string& why) {
+    return absl::InvalidArgumentError(absl::StrCat(c->Where(key), ": key '", key, "' ", why));
+  };
+  if (c->serving.shards <= 0) return bad("serving.shards", "must be at least 1 for a serving cluster (--serving)");
+  if (c->serving.model.empty()) {
+    return bad("serving.model", "is required: the checkpoint folder (or latest) the serving cluster serves");
+  }
+  if (c->storage.replication_factor > c->serving.shards) {
+    return bad("storage.replication_factor", absl::StrCat("is ", c->storage.replication_factor, " but serving.shards ",
+                                                          "is ", c->serving.shards, ": too few servers for the copies"));
+  }
+  if (c->serving.model == "latest" && c->storage.path.empty()) {
+    return bad("serving.model", "is latest, which needs storage.path (where the job's checkpoints are)");
+  }
+  c->cluster.servers = c->serving.shards;
+  c->cluster.workers = 0;
+  c->storage.restore = c->serving.model;
+  c->storage.checkpoint_every.clear();
+  c->storage.every = CheckpointEvery{};
+  c->serving.publish_every.clear();
+  c->serving.publish_every_seconds = 0;
+  // Nothing is written after the restore: no log to keep.
+  c->storage.durability = "checkpoint";
+  c->storage.durability_mode = Durability::kCheckpoint;
+  if (c->storage.db_path.empty() && !c->storage.path.empty()) {
+    c->storage.db_path = (std::filesystem::path(c->storage.path) / "serving-db").string();
+  }
+  c->serving.cluster = true;
+  return absl::OkStatus();
+}
 
 absl::StatusOr<Config> ParseConfig(const std::string& yaml_text, const std::string& source_name,
                                    const std::vector<std::string>& overrides) {

@@ -286,7 +286,15 @@ struct ServingConfig {
   // 0: one the OS picks; -1: none.
   int zmq_port = 8502;
   // 0: one sparta-serve process holds every table itself (embedded).
+  // N: sparse tables live on N sparta-server processes started with
+  // --serving (a serving cluster: AsServingCluster), read-only, and the
+  // front-ends pull their rows through a cache of `cache` bytes.
   int shards = 0;
+  std::string cache = "64MiB";
+  uint64_t cache_bytes = 64 << 20;  // cache, parsed; not a key
+  // This daemon belongs to a serving cluster (sparta-scheduler and
+  // sparta-server --serving): set by AsServingCluster, not a key.
+  bool cluster = false;
   int threads = 1;          // compute threads, each running whole batches
   // Connections served at once: each open connection holds an HTTP thread
   // while it stays open (keep-alive), so more clients than this wait.
@@ -339,6 +347,14 @@ absl::StatusOr<Config> LoadConfig(const std::string& path,
 absl::StatusOr<Config> ParseConfig(const std::string& yaml_text,
                                    const std::string& source_name,
                                    const std::vector<std::string>& overrides);
+
+// Turns a job's configuration into its serving cluster's (sparta-scheduler
+// and sparta-server --serving): serving.shards servers, no workers, the
+// model version serving.model restored onto them, no checkpoints and no
+// published versions (nothing changes), rows kept under storage.db_path
+// (default: <storage.path>/serving-db, never the training job's own).
+// Errors name the file, line and key.
+absl::Status AsServingCluster(Config* config);
 
 // The resolved configuration as one JSON object with dotted keys.
 std::string ConfigToJson(const Config& config);

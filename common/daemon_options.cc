@@ -48,6 +48,11 @@ std::optional<int> ParseDaemonOptions(int argc, char** argv, pb::Role role, Daem
                  "join a running job: take a free rank, or one past cluster.servers; shards move to this server "
                  "until rows are balanced (needs storage.ack: all)");
   }
+  if (role == pb::SCHEDULER || role == pb::SERVER) {
+    app.add_flag("--serving", options->serving,
+                 "run in a serving cluster: serving.shards servers hold the version serving.model, read-only, for "
+                 "sparta-serve front-ends (serving.shards > 0); no workers, no checkpoints");
+  }
   app.add_option("--info-file", options->info_file, "write this node's JSON description here once registered");
   app.add_flag("--print-config", options->print_config, "print the resolved configuration as JSON and exit");
   if (extra) extra(app);
@@ -62,6 +67,12 @@ std::optional<int> ParseDaemonOptions(int argc, char** argv, pb::Role role, Daem
     return 2;
   }
   options->config = *std::move(config);
+  if (options->serving) {
+    if (auto st = AsServingCluster(&options->config); !st.ok()) {
+      std::cerr << "sparta-" << RoleName(role) << ": config error: " << st.message() << "\n";
+      return 2;
+    }
+  }
   if (options->print_config) {
     std::cout << ConfigToJson(options->config);
     return 0;

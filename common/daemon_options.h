@@ -23,6 +23,7 @@ struct DaemonOptions {
   std::vector<std::string> overrides;
   int rank = -1;           // -1: the scheduler assigns one
   bool join = false;       // workers and servers: join a running job, past cluster.workers/servers if need be
+  bool serving = false;    // schedulers and servers: part of a serving cluster (AsServingCluster)
   std::string info_file;   // where to write this node's JSON description
   bool print_config = false;
   std::string summary_file;  // scheduler only

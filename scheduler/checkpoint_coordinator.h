@@ -54,7 +54,8 @@ class CheckpointCoordinator {
 
   CheckpointCoordinator(const Config& config, Hooks hooks);
 
-  bool enabled() const { return !config_.storage.path.empty(); }
+  // A serving cluster reads storage.path (its model) and never writes there.
+  bool enabled() const { return !config_.storage.path.empty() && !config_.serving.cluster; }
   bool busy() const { return phase_ != Phase::kIdle; }
   // The servers are cutting: the shard map must hold still until the
   // manifest, which names each shard's owner, is written.

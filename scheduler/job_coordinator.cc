@@ -57,6 +57,12 @@ JobCoordinator::JobCoordinator(const Config& config)
 }
 
 absl::StatusOr<bool> JobCoordinator::TakeOverSavedJob() {
+  // A serving cluster keeps no state: its one input is serving.model, and
+  // storage.path is the training job's, whose scheduler state it must not touch.
+  if (config_.serving.cluster) {
+    state_store_.reset();
+    return false;
+  }
   if (state_store_ == nullptr) {
     if (config_.storage.path.empty()) return false;
     auto store = LocalStateStore::Open((std::filesystem::path(config_.storage.path) / "scheduler").string());
@@ -202,6 +208,14 @@ absl::Status JobCoordinator::PrepareRestore() {
                                                       " shards; cluster.num_shards must be the same (it is ",
                                                       config_.cluster.num_shards, ")"));
   }
+  if (config_.serving.cluster) {
+    // Served, not trained on: where the workers were in the data does not matter.
+    restore_from_ = std::filesystem::absolute(*dir).string();
+    restore_version_ = manifest->version();
+    spdlog::info("serving checkpoint {} (version {}, {} rows saved by {} servers) on {} serving shards",
+                 restore_from_, restore_version_, manifest->rows(), manifest->servers(), config_.cluster.servers);
+    return absl::OkStatus();
+  }
   const bool on_demand = config_.data.assignment_mode == Assignment::kOnDemand;
   if (manifest->has_work() != on_demand) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -250,6 +264,7 @@ absl::Status JobCoordinator::Start(Clock::time_point now, uint32_t metrics_port)
     SPARTA_RETURN_IF_ERROR(PrepareRestore());
     checkpoints_.BeginJob(restore_version_);
   }
+  if (config_.serving.cluster) return absl::OkStatus();  // no input to hand out
   if (!*took_over && config_.data.assignment_mode == Assignment::kOnDemand && restore_work_) {
     work_ = WorkDispatcher(WorkPool::Restore(*restore_work_));
     // The files the cut had seen are not taken in again; the others are,
@@ -406,6 +421,16 @@ void JobCoordinator::OnRegister(const std::string& routing_id, const pb::Header&
     SendTo(routing_id, std::move(abort));
   };
   if (members_.FindByRoutingId(routing_id) != nullptr) return;  // a resent REGISTER
+  if (h.node().role() == pb::SERVING) {
+    if (!config_.serving.cluster) {
+      return reject("this scheduler runs a training job; a sparta-serve with serving.shards registers with a "
+                    "serving cluster's scheduler (scripts/sparta serve, or sparta-scheduler --serving)");
+    }
+    return OnFrontEndRegister(routing_id, h.node(), now);
+  }
+  if (config_.serving.cluster && h.node().role() == pb::WORKER) {
+    return reject("a serving cluster trains nothing: it takes no workers");
+  }
   // sparta-server --join: a server added to the running job; shards move
   // to it until rows are balanced (BalanceRows).
   // Else a server registering while the job runs takes a dead server's
@@ -465,6 +490,33 @@ void JobCoordinator::OnRegister(const std::string& routing_id, const pb::Header&
     return;
   }
   if (members_.complete()) PublishView();
+}
+
+void JobCoordinator::OnFrontEndRegister(const std::string& routing_id, const pb::NodeInfo& node,
+                                        Clock::time_point now) {
+  auto added = members_.Add(node, routing_id, now);
+  if (!added.ok()) {
+    pb::Header abort;
+    abort.set_type(pb::ABORT);
+    abort.set_error(absl::StrCat("registration refused: ", added.status().message()));
+    return SendTo(routing_id, std::move(abort));
+  }
+  spdlog::info("registered {}", DescribeNode(*added));
+  pb::Header reply;
+  reply.set_type(pb::REGISTER_REPLY);
+  *reply.mutable_node() = *added;
+  SendTo(routing_id, std::move(reply));
+  if (phase_ == Phase::kRegistering) return;  // the first view, sent to every node, names the version
+  pb::Header h;
+  h.set_type(pb::CLUSTER_VIEW);
+  *h.mutable_view() = view_;
+  h.mutable_view()->set_restore_from(restore_from_);
+  SendTo(routing_id, std::move(h));
+}
+
+void JobCoordinator::OnFrontEndLost(Membership::Node* node, const std::string& why) {
+  node->dead = true;
+  spdlog::warn("{} {}; the serving cluster goes on", DescribeNode(node->info), why);
 }
 
 void JobCoordinator::OnServerLost(Membership::Node* node, const std::string& why) {
@@ -864,6 +916,7 @@ void JobCoordinator::CheckTimers(Clock::time_point now, Signals* signals) {
         absl::StrCat("stopped responding: no heartbeat for ", std::chrono::duration<double>(now - silent->last_seen).count(),
                      " s (cluster.heartbeat_timeout is ", config_.cluster.heartbeat_timeout, " s)");
     if (silent->info.role() == pb::SERVER) return OnServerLost(silent, why);
+    if (silent->info.role() == pb::SERVING) return OnFrontEndLost(silent, why);
     OnWorkerLost(silent, why);
   }
 }
@@ -904,6 +957,8 @@ void JobCoordinator::ProbeSuspects(Clock::time_point now) {
     const std::string why = "is gone: its connection closed and its port refuses connections";
     if (node->info.role() == pb::SERVER) {
       OnServerLost(node, why);
+    } else if (node->info.role() == pb::SERVING) {
+      OnFrontEndLost(node, why);
     } else {
       OnWorkerLost(node, why);
     }
@@ -1282,6 +1337,10 @@ void JobCoordinator::OnPreempt(const std::string& who, Clock::time_point now) {
   if (phase_ == Phase::kFlushing || stopped_) {
     spdlog::warn("{} while the job is ending; finishing that within cluster.shutdown_grace", who);
     return;
+  }
+  if (config_.serving.cluster) {
+    stopped_ = true;
+    return ShutDown(absl::StrCat(who, ": the serving cluster stops"));
   }
   preempted_ = true;
   state_changed_ = true;

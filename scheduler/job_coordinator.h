@@ -109,6 +109,11 @@ class JobCoordinator {
   enum class Phase { kRegistering, kRunning, kFlushing, kDone };
 
   void OnRegister(const std::string& routing_id, const pb::Header& h, Clock::time_point now);
+  // A serving cluster's front-end (sparta-serve, serving.shards > 0): it
+  // gets an id, the current view (with the version the servers restored)
+  // and every view after; the cluster neither waits for nor fails with it.
+  void OnFrontEndRegister(const std::string& routing_id, const pb::NodeInfo& node, Clock::time_point now);
+  void OnFrontEndLost(Membership::Node* node, const std::string& why);
   void OnBarrier(const Membership::Node& node, const std::string& name);
   void OnWorkerDone(Membership::Node& node, const pb::WorkerReport& report);
   // A worker went silent or died: with data.assignment on_demand its units

@@ -34,9 +34,10 @@ std::vector<uint32_t> Membership::LiveServers() const {
 absl::StatusOr<pb::NodeInfo> Membership::Add(const pb::NodeInfo& requested, const std::string& routing_id,
                                              Clock::time_point now) {
   const pb::Role role = requested.role();
-  if (role != pb::SERVER && role != pb::WORKER) {
+  if (role != pb::SERVER && role != pb::WORKER && role != pb::SERVING) {
     return absl::InvalidArgumentError(absl::StrCat("cannot register a node of role ", role));
   }
+  if (role == pb::SERVING) return AddFrontEnd(requested, routing_id, now);
   const int count = expected(role);
   std::vector<bool> taken(count, false);
   for (const Node& node : nodes_) {
@@ -64,6 +65,30 @@ absl::StatusOr<pb::NodeInfo> Membership::Add(const pb::NodeInfo& requested, cons
       return absl::ResourceExhaustedError(absl::StrCat("all ", count, " ", RoleName(role), " ranks are taken"));
     }
   }
+  return Append(requested, rank, routing_id, now);
+}
+
+absl::StatusOr<pb::NodeInfo> Membership::AddFrontEnd(const pb::NodeInfo& requested, const std::string& routing_id,
+                                                     Clock::time_point now) {
+  std::vector<bool> taken;
+  for (const Node& node : nodes_) {
+    if (node.info.role() != pb::SERVING || node.dead) continue;
+    if (node.info.rank() >= static_cast<int>(taken.size())) taken.resize(node.info.rank() + 1, false);
+    taken[node.info.rank()] = true;
+  }
+  int rank = requested.rank();
+  if (rank >= 0 && rank < static_cast<int>(taken.size()) && taken[rank]) {
+    return absl::AlreadyExistsError(absl::StrCat("serve rank ", rank, " is already taken"));
+  }
+  if (rank < 0) {
+    for (rank = 0; rank < static_cast<int>(taken.size()) && taken[rank]; ++rank) {
+    }
+  }
+  return Append(requested, rank, routing_id, now);
+}
+
+pb::NodeInfo Membership::Append(const pb::NodeInfo& requested, int rank, const std::string& routing_id,
+                                Clock::time_point now) {
   Node node;
   node.info = requested;
   node.info.set_rank(rank);

@@ -47,6 +47,10 @@ class Membership {
   absl::StatusOr<pb::NodeInfo> Add(const pb::NodeInfo& requested, const std::string& routing_id,
                                    Clock::time_point now);
 
+  // (Serving front-ends, role SERVING, are any number: each takes the rank
+  // it asks for if free, else the lowest free one, and no count waits for
+  // them: complete() is about servers and workers.)
+
   // Re-adds a node from the scheduler's saved state (a restarted scheduler).
   void Restore(const pb::NodeInfo& info, const std::string& routing_id, bool dead, Clock::time_point now);
 
@@ -71,6 +75,10 @@ class Membership {
   const std::vector<Node>& nodes() const { return nodes_; }
 
  private:
+  absl::StatusOr<pb::NodeInfo> AddFrontEnd(const pb::NodeInfo& requested, const std::string& routing_id,
+                                           Clock::time_point now);
+  pb::NodeInfo Append(const pb::NodeInfo& requested, int rank, const std::string& routing_id, Clock::time_point now);
+
   int servers_;  // these grow when a node joins past them (--join)
   int workers_;
   std::vector<Node> nodes_;

@@ -5,8 +5,8 @@
 
 namespace sparta {
 
-RequestRouter::RequestRouter(int executors, uint32_t num_shards)
-    : executors_(executors), touched_(num_shards, 0), applied_before_(num_shards, false) {}
+RequestRouter::RequestRouter(int executors, uint32_t num_shards, bool read_only)
+    : executors_(executors), read_only_(read_only), touched_(num_shards, 0), applied_before_(num_shards, false) {}
 
 RequestRouter::Admission RequestRouter::Admit(const pb::Header& h, uint64_t epoch,
                                               const TableRegistry& tables) const {
@@ -20,6 +20,11 @@ RequestRouter::Admission RequestRouter::Admit(const pb::Header& h, uint64_t epoc
   // an older view is judged by shard in Plan().
   if (h.type() != pb::REPLICATE && h.epoch() != epoch) {
     return refuse(absl::AbortedError(absl::StrCat("request of epoch ", h.epoch(), "; this server is at epoch ", epoch)));
+  }
+  if (read_only_ && h.type() == pb::PUSH) {
+    return refuse(absl::FailedPreconditionError(
+        "this server belongs to a serving cluster (sparta-server --serving): it serves one model version, read-only, "
+        "and takes no pushes"));
   }
   const TableEntry* table = tables.Find(h.table());
   if (table == nullptr) return refuse(absl::NotFoundError(absl::StrCat("no table ", h.table())));

@@ -53,9 +53,12 @@ class RequestRouter {
   };
 
   // `executors`: the server's executor threads; shard s goes to s % executors.
-  RequestRouter(int executors, uint32_t num_shards);
+  // `read_only`: a serving cluster's server (sparta-server --serving), which
+  // refuses every push: what it holds is one model version, as restored.
+  RequestRouter(int executors, uint32_t num_shards, bool read_only = false);
 
-  // `epoch`: the view this server is at.
+  // `epoch`: the view this server is at. A read-only server refuses pushes
+  // (FailedPrecondition).
   Admission Admit(const pb::Header& h, uint64_t epoch, const TableRegistry& tables) const;
 
   enum class SnapshotVerdict {
@@ -101,6 +104,7 @@ class RequestRouter {
 
  private:
   const int executors_;
+  const bool read_only_;
   std::vector<uint64_t> touched_;  // per shard: the Plan() that last counted it
   std::vector<bool> applied_before_;  // per shard, as of that Plan(): the update was applied to it
   uint64_t generation_ = 0;

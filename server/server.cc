@@ -134,7 +134,7 @@ absl::Status Server::Run() {
   shard_applied_ = std::make_unique<std::atomic<uint64_t>[]>(num_shards_);
   published_shard_rows_ = std::make_unique<std::atomic<uint64_t>[]>(num_shards_);
   incomplete_ = std::make_unique<std::atomic<bool>[]>(num_shards_);
-  router_ = std::make_unique<RequestRouter>(config_.server.threads, num_shards_);
+  router_ = std::make_unique<RequestRouter>(config_.server.threads, num_shards_, config_.serving.cluster);
   updates_in_flight_.assign(num_shards_, 0);
   AdoptView(*view);
   // A server that joins a running job holds none of its replicas' rows yet.
@@ -155,7 +155,8 @@ absl::Status Server::Run() {
       // spread over the shards it holds (num_shards x R / servers).
       .counter_share = static_cast<double>(config_.cluster.servers) /
                        (static_cast<double>(num_shards_) * config_.storage.replication_factor),
-      .log_changes = config_.serving.publish_every_seconds > 0};
+      .log_changes = config_.serving.publish_every_seconds > 0,
+      .read_only = config_.serving.cluster};
   if (*budget != 0) {
     spdlog::info("server.memory_limit {}: {} MiB for hot rows, {} MiB for RocksDB's cache and memtables; "
                  "colder rows live in {}",

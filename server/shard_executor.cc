@@ -32,6 +32,7 @@ ShardExecutor::ShardExecutor(int index, int count, uint32_t num_shards, Mailbox<
       shard_rows_(new std::atomic<int64_t>[(num_shards + count - 1) / count]()),
       walk_((num_shards + count - 1) / count, 0),
       log_changes_(options.log_changes && options.store != nullptr),
+      read_only_(options.read_only),
       done_(done),
       shards_((num_shards + count - 1) / count) {
   if (async_reads_) reader_ = std::make_unique<ColdReader>();
@@ -755,6 +756,7 @@ ShardExecutor::Outcome ShardExecutor::ResolveMisses(const Request& r, const Shar
     TableShard& s = *shard_scratch_[i];
     const uint32_t position = task.positions[i];
     const uint64_t key = r.keys[position];
+    if (!is_push && read_only_) continue;  // read as a new row would start (Execute)
     if (!every_key) {
       if (!is_push) continue;  // a pull of a key without a row reads zeros
       if (!Admit(s, table.policy, key, r.counts.empty() ? 1 : r.counts[position])) {
@@ -899,8 +901,19 @@ ShardExecutor::Outcome ShardExecutor::Execute(ShardTask& task, const ColdRead* r
     const uint32_t slot = slots_[i];
     if (slot == TableShard::kNoSlot) {
       // A key the table has not admitted: a push only counted it; a pull
-      // reads the table's default, zeros.
+      // reads the table's default, zeros. (Read-only: a key without a row
+      // reads its initial weights, as the row it would get.)
       if (is_push) continue;
+      if (read_only_ && table.policy.admits_every_key()) {
+        expired_scratch_.resize(dim);
+        InitializeWeights(table.spec.initializer(), r.keys[task.positions[i]], expired_scratch_.data(), dim);
+        if (r.dtype == pb::FP16) {
+          FloatsToHalves(expired_scratch_.data(), r.half_values.data() + at, dim);
+        } else {
+          std::memcpy(r.values.data() + at, expired_scratch_.data(), dim * sizeof(float));
+        }
+        continue;
+      }
       if (r.dtype == pb::FP16) {
         std::fill_n(r.half_values.data() + at, dim, uint16_t{0});
       } else {

@@ -92,6 +92,10 @@ class ShardExecutor {
     // serving.publish_every: log every row written to the store, for the
     // published versions' deltas (server/change_log.h).
     bool log_changes = false;
+    // A serving cluster's server: a pull of a key without a row reads the
+    // row the key would start with (zeros, under admission) and creates
+    // nothing, so requests for unseen keys cannot grow the tables.
+    bool read_only = false;
   };
 
   // Finished requests go to `done`. Executor `index` of `count` owns the
@@ -339,6 +343,7 @@ class ShardExecutor {
   uint64_t steps_out_of_order_ = 0;
   RowBatch batch_;
   const bool log_changes_;
+  const bool read_only_;
   ChangeLog changes_;  // with log_changes_: what batch_ wrote, for the deltas
   std::atomic<size_t> change_log_bytes_{0};
   Mailbox<std::shared_ptr<Request>>* const done_;

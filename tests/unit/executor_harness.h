@@ -36,9 +36,10 @@ inline pb::TableSpec AdagradTable(const std::string& name, uint32_t dim, float l
 }
 
 struct ExecutorHarness {
-  // The table is `spec`; every key is in virtual shard 0 of 1.
-  ExecutorHarness(const pb::TableSpec& table_spec, const ShardExecutor::Options& options)
-      : spec(table_spec), tables(&config) {
+  // The table is `spec`, under the embedding policies of `job` (admission,
+  // eviction); every key is in virtual shard 0 of 1.
+  ExecutorHarness(const pb::TableSpec& table_spec, const ShardExecutor::Options& options, Config job = {})
+      : config(std::move(job)), spec(table_spec), tables(&config) {
     REQUIRE(tables.Create(spec).ok());
     table = tables.Find(spec.id());
     executor = std::make_unique<ShardExecutor>(0, 1, /*num_shards=*/1, &done, options);

@@ -656,5 +656,55 @@ TEST_CASE("a server whose heartbeats name an older view for a second gets the cu
   CHECK(views(job.Send("s0", beat, t + std::chrono::seconds(5))) == 0);
 }
 
+TEST_CASE("a serving cluster: front-ends come and go, workers are refused, SIGTERM ends it without a checkpoint",
+          "[job_coordinator]") {
+  Config c = Job::Sized(/*servers=*/2, /*workers=*/0, /*replication=*/2);
+  c.serving.cluster = true;
+  c.storage.path = "/nonexistent/the-training-jobs-store";  // read (serving.model), never written
+  Job job(c);
+  // A front-end before the servers: registered, and the first view reaches it.
+  auto early = job.Register("f0", pb::SERVING);
+  REQUIRE(Find(early, pb::REGISTER_REPLY) != nullptr);
+  CHECK(Find(early, pb::REGISTER_REPLY)->node().rank() == 0);
+  CHECK(Find(early, pb::CLUSTER_VIEW) == nullptr);
+  job.Register("s0", pb::SERVER);
+  auto first = job.Register("s1", pb::SERVER);
+  CHECK(To(first, pb::CLUSTER_VIEW) == std::set<std::string>{"s0", "s1", "f0"});
+  // One that comes later gets the current view at once.
+  auto late = job.Register("f1", pb::SERVING);
+  CHECK(Find(late, pb::REGISTER_REPLY)->node().rank() == 1);
+  REQUIRE(Find(late, pb::CLUSTER_VIEW) != nullptr);
+  CHECK(Find(late, pb::CLUSTER_VIEW)->view().epoch() == 1);
+  // No worker: there is nothing to train.
+  auto worker = job.Register("w0", pb::WORKER);
+  REQUIRE(Find(worker, pb::ABORT) != nullptr);
+  CHECK_THAT(Find(worker, pb::ABORT)->error(), Catch::Contains("takes no workers"));
+  // A silent front-end is let go; the cluster serves on.
+  const auto timeout = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(5.0));
+  JobCoordinator::Signals signals;
+  Clock::time_point now = job.t0;
+  for (int i = 0; i < 8; ++i) {
+    now += timeout / 4;
+    for (const char* peer : {"s0", "s1", "f1"}) job.Send(peer, Of(pb::HEARTBEAT), now);
+    job.coordinator->CheckTimers(now, &signals);
+  }
+  job.coordinator->TakeOutbox();
+  CHECK_FALSE(job.coordinator->done());
+  signals.terminate = true;
+  job.coordinator->CheckTimers(now, &signals);
+  CHECK(job.coordinator->done());
+  CHECK(job.coordinator->outcome().ok());
+  auto out = job.coordinator->TakeOutbox();
+  CHECK(To(out, pb::SHUTDOWN) == std::set<std::string>{"s0", "s1", "f1"});
+  CHECK(To(out, pb::CHECKPOINT).empty());
+}
+
+TEST_CASE("a training job's scheduler refuses a serving front-end", "[job_coordinator]") {
+  Job job(2, 1);
+  auto refused = job.Register("f0", pb::SERVING);
+  REQUIRE(Find(refused, pb::ABORT) != nullptr);
+  CHECK_THAT(Find(refused, pb::ABORT)->error(), Catch::Contains("serving cluster"));
+}
+
 }  // namespace
 }  // namespace sparta

@@ -92,6 +92,18 @@ TEST_CASE("a request is taken only at the server's epoch, for a table it has, at
   CHECK(router.Admit(huge, 5, f.tables).refusal.code() == absl::StatusCode::kResourceExhausted);
 }
 
+TEST_CASE("a serving cluster's server answers pulls and refuses pushes", "[request_router]") {
+  Fixture f;
+  RequestRouter router(2, 8, /*read_only=*/true);
+  CHECK(router.Admit(f.Request(pb::PULL), 5, f.tables).verdict == RequestRouter::Verdict::kServe);
+  auto push = router.Admit(f.Request(pb::PUSH), 5, f.tables);
+  REQUIRE(push.verdict == RequestRouter::Verdict::kRefuse);
+  CHECK(push.refusal.code() == absl::StatusCode::kFailedPrecondition);
+  CHECK_THAT(std::string(push.refusal.message()), Catch::Contains("read-only"));
+  // The same push, to a training job's server, is applied.
+  CHECK(RequestRouter(2, 8).Admit(f.Request(pb::PUSH), 5, f.tables).verdict == RequestRouter::Verdict::kServe);
+}
+
 TEST_CASE("a push applied before to a shard skips that shard's keys and a part for another shard is applied",
           "[request_router]") {
   Fixture f;
