@@ -511,6 +511,7 @@ void JobCoordinator::OnFrontEndRegister(const std::string& routing_id, const pb:
   h.set_type(pb::CLUSTER_VIEW);
   *h.mutable_view() = view_;
   h.mutable_view()->set_restore_from(restore_from_);
+  h.mutable_view()->set_restore_version(restore_version_);
   SendTo(routing_id, std::move(h));
 }
 
@@ -644,6 +645,7 @@ void JobCoordinator::PublishView() {
   // Only the first view: a server joining later gets its rows from replicas.
   if (!restore_from_.empty() && phase_ == Phase::kRegistering) {
     view->set_restore_from(restore_from_);
+    view->set_restore_version(restore_version_);
     for (uint64_t steps : restore_steps_) view->add_worker_steps(steps);
   }
   h.set_epoch(epoch_);

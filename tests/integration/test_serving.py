@@ -20,7 +20,7 @@ import unittest
 
 import zmq
 
-from harness import BIN, ClusterTest, datagen, launch, pid_alive, read, scaled, summary, wait_for, write_config
+from harness import BIN, LAUNCHER, ClusterTest, datagen, launch, pid_alive, read, scaled, summary, wait_for, write_config
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "worker", "python"))
 from sparta.predict import BadRequest, PredictClient, ReplicaChooser  # noqa: E402
@@ -450,6 +450,111 @@ class ServingTest(ServingCase):
             result = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
             self.assertEqual(result.returncode, 1, result.stderr)
             self.assertIn(says, result.stderr + result.stdout)
+
+
+
+class ServingShardsTest(ServingCase):
+    """serving.shards: 2 with scripts/sparta serve: two sparta-server
+    processes (--serving) restore the checkpoint, replicated twice, and a
+    sparta-serve front-end pulls rows from them through a small cache."""
+
+    def serve_cluster(self, config, name, *sets, front_ends=1):
+        """Starts `scripts/sparta serve`; returns (launcher, run folder, front-end URLs)."""
+        run = os.path.join(self.dir, name)
+        cmd = [sys.executable, LAUNCHER, "serve", config, "--shards", "2", "--front-ends", str(front_ends),
+               "--run-dir", run, "--quiet", "--set", "storage.replication_factor=2",
+               "--set", "serving.model=latest", "--set", "serving.cache=16KiB", "--set", "serving.port=0",
+               "--set", "serving.zmq_port=0"]
+        for s in sets:
+            cmd += ["--set", s]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)
+        self.procs.append(proc)
+        infos = [os.path.join(run, f"serve-{r}.info.json") for r in range(front_ends)]
+        wait_for(lambda: all(os.path.exists(p) for p in infos) or proc.poll() is not None, scaled(120),
+                 "the serving cluster's front-ends to listen")
+        self.assertIsNone(proc.poll(), proc.stderr.read() if proc.poll() is not None else "")
+        urls = []
+        for path in infos:
+            info = json.loads(read(path))
+            url = f"http://127.0.0.1:{info['port']}"
+            self.zmq_urls = getattr(self, "zmq_urls", {})
+            self.zmq_urls[url] = f"tcp://127.0.0.1:{info['zmq_port']}"
+            urls.append(url)
+        return proc, run, urls
+
+    def stop_cluster(self, proc):
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=scaled(60))
+        self.assertEqual(proc.returncode, 0, err)
+
+    def cache_metrics(self, url):
+        metrics = http(f"{url}/metrics")[1]
+        values = {}
+        for line in metrics.splitlines():
+            for name in ("sparta_serving_cache_hits_total", "sparta_serving_cache_misses_total"):
+                if line.startswith(name):
+                    values[name] = float(line.split()[-1])
+        return values
+
+    def test_two_serving_shards_answer_as_the_offline_predictions(self):
+        data = datagen(self.dir, 20000, 1500, seed=6)
+        test_lines = read(data["test"]).splitlines()
+        for model in ("fm", "dnn"):  # dnn: dense tables too, pulled from the servers
+            with self.subTest(model=model):
+                config, offline = self.train(model, data)
+                proc, run, (url,) = self.serve_cluster(config, f"serve-{model}", "serving.max_batch=32")
+                status, ready = http(f"{url}/readyz")
+                self.assertEqual(status, 200, ready)
+                self.assertEqual(ready["model_version"], summary(self.run_dir(model))["checkpoint_version"])
+                for chunk in (100, 7):
+                    served, versions = self.predict_all(url, model, test_lines, chunk)
+                    self.assertEqual(versions, {ready["model_version"]})
+                    self.assertEqual(["%.9g" % p for p in served], [float_text(p) for p in offline])
+                code, served, err = self.ctl_predict(data["test"], [self.zmq_urls[url]], model, "--batch", "100")
+                self.assertEqual(code, 0, err)
+                self.assertEqual(served, [float_text(p) for p in offline])
+                # The rows came from the servers: the front-end's cache
+                # (16 KiB) holds a few hundred of the model's thousands.
+                cache = self.cache_metrics(url)
+                self.assertGreater(cache["sparta_serving_cache_misses_total"], 1000)
+                self.assertGreater(cache["sparta_serving_cache_hits_total"], 0)
+                for r in (0, 1):
+                    log = read(os.path.join(run, f"server-{r}.log"))
+                    self.assertIn("leads", log)
+                self.stop_cluster(proc)
+                # The training job's own folder was only read.
+                self.assertFalse(os.path.exists(os.path.join(self.dir, f"store-{model}", "serving-db")))
+
+    def test_kill_9_of_a_serving_shard_with_replication_2_serving_goes_on(self):
+        data = datagen(self.dir, 20000, 1500, seed=7)
+        test_lines = read(data["test"]).splitlines()
+        config, offline = self.train("fm", data)
+        proc, run, (url,) = self.serve_cluster(config, "serve-kill", "serving.max_batch=8")
+        server_pid = json.loads(read(os.path.join(run, "server-1.info.json")))["pid"]
+        answers, errors = [], []
+
+        def load():
+            # Requests of 5 lines, one after the other, while server-1 dies.
+            for i in range(0, len(test_lines), 5):
+                status, answer = http(f"{url}/v1/models/fm:predict",
+                                      json.dumps({"instances": test_lines[i:i + 5]}).encode())
+                if status != 200:
+                    errors.append(answer)
+                    continue
+                answers.append((i, answer["predictions"]))
+        thread = threading.Thread(target=load)
+        thread.start()
+        wait_for(lambda: len(answers) >= 20 or not thread.is_alive(), scaled(60), "the first answers")
+        os.kill(server_pid, signal.SIGKILL)
+        thread.join(timeout=scaled(300))
+        self.assertFalse(thread.is_alive())
+        self.assertEqual(errors, [])
+        served = [p for _, predictions in sorted(answers) for p in predictions]
+        self.assertEqual(["%.9g" % p for p in served], [float_text(p) for p in offline])
+        scheduler = read(os.path.join(run, "scheduler.log"))
+        self.assertIn("failing over to its replicas", scheduler)
+        self.stop_cluster(proc)
 
 
 def criteo_object(line):

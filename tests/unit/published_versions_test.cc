@@ -181,7 +181,7 @@ TEST_CASE("deltas applied to a served version: rows changed, deleted, shards rep
   auto row_of = [](const ServingTables& t, uint64_t key) {
     std::vector<float> out;
     const uint64_t keys[] = {key};
-    t.Gather(0, keys, &out);
+    REQUIRE(t.Gather(0, keys, &out).ok());
     return out;
   };
   auto at = [&](uint64_t key) { return std::pair<uint32_t, uint64_t>(ShardOf(key, kBits), key); };

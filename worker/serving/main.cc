@@ -31,8 +31,11 @@ int main(int argc, char** argv) {
   node.set_data_port(static_cast<uint32_t>((*server)->port()));
   node.set_predict_port((*server)->zmq_port());
   sparta::WriteInfoFile(options.info_file, node);
-  while (!sparta::TerminationRequested()) std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  spdlog::info("SIGTERM: no new requests; finishing those in progress");
+  while (!sparta::TerminationRequested() && !(*server)->cluster_ended()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  spdlog::info("{}: no new requests; finishing those in progress",
+               sparta::TerminationRequested() ? "SIGTERM" : "the serving cluster has stopped");
   (*server)->Stop();
   return 0;
 }

@@ -65,7 +65,8 @@ void ModelServer::Follow() {
 }
 
 absl::Status ModelServer::Advance() {
-  std::shared_ptr<const ServingTables> current = Current();
+  // Only an embedded server follows versions: they are all ServingTables.
+  std::shared_ptr<const ServingTables> current = std::static_pointer_cast<const ServingTables>(Current());
   // A checkpoint that failed to load is not read again at every look.
   std::vector<uint64_t> checkpoints;
   for (uint64_t v : ListCheckpoints(config_.storage.path)) {
@@ -139,8 +140,10 @@ absl::Status ModelServer::Load() {
   // Following a job (latest), it serves the newest version it can reach
   // from its checkpoints and published deltas; before the first one it is
   // alive but not ready (/readyz answers 503).
-  auto dir = ResolveModelDir();
-  const bool follow = config_.serving.model == "latest";
+  const bool sharded = config_.serving.shards > 0;
+  // A serving cluster has resolved serving.model for its servers already.
+  auto dir = sharded ? absl::StatusOr<std::string>("") : ResolveModelDir();
+  const bool follow = !sharded && config_.serving.model == "latest";
   if (!dir.ok() && !(follow && absl::IsNotFound(dir.status()))) return dir.status();
   SPARTA_ASSIGN_OR_RETURN(ReaderMaker make_reader, OpenReaders(config_));
   DataSchema schema;
@@ -154,7 +157,14 @@ absl::Status ModelServer::Load() {
   // wake-up time to the tail (a dnn's p99 at 1,000 requests/s was 15 ms).
   UseBlasThreads(1);
   specs_ = ModelTableSpecs(*model_, config_);
-  if (follow) {
+  if (sharded) {
+    SPARTA_ASSIGN_OR_RETURN(sharded_, ShardedTables::Connect(config_, specs_, [this](const absl::Status& status) {
+                              if (!status.ok()) spdlog::error("the serving cluster is gone: {}", std::string(status.message()));
+                              cluster_ended_.store(true, std::memory_order_release);
+                            }));
+    tables_ = sharded_;
+    loads_ = 1;
+  } else if (follow) {
     // A model that does not match the job's tables is the config's error.
     if (absl::Status st = Advance(); absl::IsFailedPrecondition(st)) return st;
     if (Current() == nullptr) {
@@ -170,7 +180,7 @@ absl::Status ModelServer::Load() {
                               .max_batch = static_cast<size_t>(config_.serving.max_batch),
                               .max_delay = std::chrono::microseconds(config_.serving.max_delay_us)},
       [this](int thread, std::span<const Example* const> examples) -> absl::StatusOr<RequestBatcher::Scored> {
-        std::shared_ptr<const ServingTables> tables = Current();
+        std::shared_ptr<const ModelParameters> tables = Current();
         if (tables == nullptr) return absl::UnavailableError("no model version is loaded yet");
         auto probs = predictors_[thread]->Predict(*tables, examples);
         if (!probs.ok()) return probs.status();
@@ -193,12 +203,18 @@ absl::Status ModelServer::Load() {
               served ? static_cast<double>(served->rows()) : 0.0);
     out.Counter("sparta_serving_deltas_applied_total", "Published deltas (serving.publish_every) applied.",
                 static_cast<double>(deltas_.load(std::memory_order_relaxed)));
+    if (sharded_ != nullptr) {
+      out.Counter("sparta_serving_cache_hits_total", "Sparse rows found in the front-end's row cache (serving.cache).",
+                  static_cast<double>(sharded_->cache_hits()));
+      out.Counter("sparta_serving_cache_misses_total", "Sparse rows not in the row cache: pulled from the servers.",
+                  static_cast<double>(sharded_->cache_misses()));
+    }
     if (zmq_ != nullptr) {
       out.Counter("sparta_serving_malformed_messages_total", "Messages dropped on the ZeroMQ endpoint.",
                   static_cast<double>(zmq_->malformed()));
     }
   });
-  if (config_.serving.model == "latest") follower_ = std::thread([this] { Follow(); });
+  if (follow) follower_ = std::thread([this] { Follow(); });
   return absl::OkStatus();
 }
 

@@ -1,7 +1,9 @@
-// ModelServer: sparta-serve's process, embedded mode (serving.shards: 0).
-// It loads the job's model (built-in or plugin: only its forward path runs)
-// and one version of its parameters from a checkpoint (serving.model),
-// holds every table in memory, and answers predictions over HTTP on
+// ModelServer: sparta-serve's process. It loads the job's model (built-in
+// or plugin: only its forward path runs) and one version of its
+// parameters: embedded (serving.shards: 0) from a checkpoint
+// (serving.model), holding every table in memory; or, with serving.shards
+// > 0, from the serving cluster at cluster.scheduler (ShardedTables). It
+// answers predictions over HTTP on
 // serving.port (PredictApi) and over ZeroMQ on serving.zmq_port
 // (ZmqPredictEndpoint), computed by serving.threads compute threads that
 // batch concurrent requests (RequestBatcher).
@@ -38,6 +40,7 @@
 #include "worker/serving/predictor.h"
 #include "worker/serving/request_batcher.h"
 #include "worker/serving/serving_tables.h"
+#include "worker/serving/sharded_tables.h"
 #include "worker/serving/zmq_predict_endpoint.h"
 
 namespace httplib {
@@ -59,6 +62,9 @@ class ModelServer {
   // Stops accepting HTTP requests and lets those in progress finish; the
   // ZeroMQ endpoint closes with the server (its answers in flight first).
   void Stop();
+  // serving.shards > 0: the serving cluster has stopped (or its scheduler
+  // is gone), so this front-end has nothing left to serve (any thread).
+  bool cluster_ended() const { return cluster_ended_.load(std::memory_order_acquire); }
 
  private:
   explicit ModelServer(const Config& config);
@@ -74,7 +80,7 @@ class ModelServer {
   // job's tables), after swapping in whatever newer version it did make.
   absl::Status Advance();
   // The version being served; null (version 0) before the first is loaded.
-  std::shared_ptr<const ServingTables> Current() const {
+  std::shared_ptr<const ModelParameters> Current() const {
     std::lock_guard<std::mutex> lock(mu_);
     return tables_;
   }
@@ -87,7 +93,9 @@ class ModelServer {
   std::unique_ptr<Model> model_;
   std::vector<pb::TableSpec> specs_;
   mutable std::mutex mu_;
-  std::shared_ptr<const ServingTables> tables_;  // the version being served
+  std::shared_ptr<const ModelParameters> tables_;  // the version being served
+  std::shared_ptr<const ShardedTables> sharded_;   // serving.shards > 0: tables_, as what it is
+  std::atomic<bool> cluster_ended_{false};
   absl::flat_hash_set<uint64_t> unreadable_;     // checkpoints that failed to load (follower thread)
   bool stopping_ = false;                        // under mu_
   std::condition_variable stop_cv_;

@@ -12,7 +12,7 @@ Predictor::Predictor(const Model* model, std::vector<pb::TableSpec> specs) : spe
   sparse_rows_.resize(specs_.size());
 }
 
-absl::StatusOr<std::vector<float>> Predictor::Predict(const ServingTables& tables,
+absl::StatusOr<std::vector<float>> Predictor::Predict(const ModelParameters& tables,
                                                       std::span<const Example* const> examples) {
   if (examples.empty()) return std::vector<float>();
   for (const Example* ex : examples) builder_.Add(*ex);
@@ -22,7 +22,7 @@ absl::StatusOr<std::vector<float>> Predictor::Predict(const ServingTables& table
     if (tables.is_dense(t)) {
       params.push_back(tables.Dense(t));
     } else {
-      tables.Gather(t, batch->unique_keys, &sparse_rows_[t]);
+      SPARTA_RETURN_IF_ERROR(tables.Gather(t, batch->unique_keys, &sparse_rows_[t]));
       params.emplace_back(sparse_rows_[t]);
     }
   }

@@ -1,5 +1,5 @@
 // Predictor: the forward pass of a model over examples, with parameters
-// from a ServingTables version instead of the parameter servers. It runs
+// from a served version (ModelParameters) instead of a training job's servers. It runs
 // the model through the same CPU step runner a worker's evaluation uses,
 // so a served probability is the one `eval.predictions_out` writes.
 //
@@ -17,7 +17,7 @@
 #include "sparta/sdk/model.h"
 #include "worker/compute/step_runner.h"
 #include "worker/data/batch.h"
-#include "worker/serving/serving_tables.h"
+#include "worker/serving/model_parameters.h"
 
 namespace sparta {
 
@@ -27,7 +27,7 @@ class Predictor {
   Predictor(const Model* model, std::vector<pb::TableSpec> specs);
 
   // P(click) of each example, in order.
-  absl::StatusOr<std::vector<float>> Predict(const ServingTables& tables, std::span<const Example* const> examples);
+  absl::StatusOr<std::vector<float>> Predict(const ModelParameters& tables, std::span<const Example* const> examples);
 
  private:
   std::vector<pb::TableSpec> specs_;

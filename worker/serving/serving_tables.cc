@@ -273,7 +273,7 @@ absl::StatusOr<std::shared_ptr<const ServingTables>> ServingTables::WithDelta(co
   return std::shared_ptr<const ServingTables>(std::move(next));
 }
 
-void ServingTables::Gather(size_t t, std::span<const uint64_t> keys, std::vector<float>* out) const {
+absl::Status ServingTables::Gather(size_t t, std::span<const uint64_t> keys, std::vector<float>* out) const {
   const Table& table = tables_[t];
   const uint32_t dim = table.spec.dim();
   out->resize(keys.size() * dim);
@@ -303,6 +303,7 @@ void ServingTables::Gather(size_t t, std::span<const uint64_t> keys, std::vector
     }
     dst += dim;
   }
+  return absl::OkStatus();
 }
 
 }  // namespace sparta

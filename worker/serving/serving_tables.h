@@ -31,10 +31,11 @@
 #include "absl/status/statusor.h"
 #include "common/config.h"
 #include "sparta.pb.h"
+#include "worker/serving/model_parameters.h"
 
 namespace sparta {
 
-class ServingTables {
+class ServingTables : public ModelParameters {
  public:
   // Loads the tables `specs` (a model's, as ModelTableSpecs makes them)
   // from the checkpoint folder `dir`. A table the checkpoint lacks, or holds
@@ -56,16 +57,14 @@ class ServingTables {
   absl::StatusOr<std::shared_ptr<const ServingTables>> WithDelta(const std::string& delta_dir) const;
 
   // The checkpoint's (or delta's) version number.
-  uint64_t version() const { return version_; }
+  uint64_t version() const override { return version_; }
   size_t num_tables() const { return tables_.size(); }
-  uint64_t rows() const { return rows_; }
+  uint64_t rows() const override { return rows_; }
 
-  // Table t's weights for `keys`, row after row (keys.size() * dim floats),
-  // into `out` (resized). Sparse tables only.
-  void Gather(size_t t, std::span<const uint64_t> keys, std::vector<float>* out) const;
-  // A dense table's floats, padded to whole blocks as a pull returns them.
-  std::span<const float> Dense(size_t t) const { return tables_[t].weights; }
-  bool is_dense(size_t t) const { return tables_[t].spec.kind() == pb::TableSpec::DENSE; }
+  // Never fails: every row is here.
+  absl::Status Gather(size_t t, std::span<const uint64_t> keys, std::vector<float>* out) const override;
+  std::span<const float> Dense(size_t t) const override { return tables_[t].weights; }
+  bool is_dense(size_t t) const override { return tables_[t].spec.kind() == pb::TableSpec::DENSE; }
 
  private:
   // Rows of a sparse table: shared, never changed once shared.
