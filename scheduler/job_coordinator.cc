@@ -366,6 +366,14 @@ void JobCoordinator::Dispatch(const std::string& routing_id, const pb::Header& h
     case pb::BARRIER:
       return OnBarrier(*node, h.barrier());
     case pb::PREEMPT:
+      if (node->info.role() == pb::SERVING) {
+        // One front-end going (a Deployment scaled down) is not the
+        // serving cluster's end: it alone is let go.
+        OnFrontEndLost(node, "got SIGTERM");
+        pb::Header shutdown;
+        shutdown.set_type(pb::SHUTDOWN);
+        return SendTo(routing_id, std::move(shutdown));
+      }
       return OnPreempt(absl::StrCat(DescribeNode(node->info), " got SIGTERM"), now);
     case pb::CLOCK:
       if (node->info.role() != pb::WORKER) break;

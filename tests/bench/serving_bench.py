@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Serving benchmark: sparta-serve (embedded: one process holds every table)
-under an open-loop load (sparta-serve-bench: requests leave at a fixed rate,
+"""Serving benchmark: sparta-serve (embedded: one process holds every table;
+and with 2 serving shards, scripts/sparta serve: two --serving servers,
+the front-end pulling rows through its cache) under an open-loop load (sparta-serve-bench: requests leave at a fixed rate,
 latency from the moment each was due), for lr, fm and dnn trained one pass
 on generated Criteo-like data: p50/p99/p99.9 latency and the rate achieved,
 for single examples and batches of 100, at increasing rates. In the same
@@ -91,6 +92,21 @@ def main():
                 load(f"tcp://127.0.0.1:{zmq_port}", model, test, 1, rates, seconds, f"sparta-{model}-zmq", raw)
             serve.terminate()
             serve.wait()
+            # The same model on a serving cluster of 2 shards: the rows on
+            # two sparta-server processes, the front-end's cache in front.
+            port, zmq_port = free_port(), free_port()
+            cluster = subprocess.Popen([sys.executable, LAUNCHER, "serve", config, "--shards", "2", "--quiet",
+                                        "--run-dir", os.path.join(tmp, f"serve-{model}-2shards"),
+                                        "--set", "serving.model=latest", "--set", f"serving.port={port}",
+                                        "--set", f"serving.zmq_port={zmq_port}"], stdout=subprocess.DEVNULL)
+            procs.append(cluster)
+            url = f"http://127.0.0.1:{port}"
+            wait_for(lambda: ready(url), 60, "the serving cluster's front-end to be ready")
+            load(url, model, test, 1, rates, seconds, f"sparta-{model}-2shards", raw)
+            load(url, model, test, 100, [50] if quick else [50, 100, 200, 400], seconds, f"sparta-{model}-2shards",
+                 raw)
+            cluster.terminate()
+            cluster.wait()
         torch_ok = subprocess.run(["/usr/bin/python3", "-c", "import torch"], capture_output=True).returncode == 0
         if torch_ok:
             port = free_port()
@@ -114,6 +130,11 @@ def main():
         if at_1000:
             summary["dnn_p99_ms_at_1000"] = at_1000[0]["p99_ms"]
         summary["dnn_best_rate_p99_under_10ms"] = best_rate_under(dnn1, 10)
+        shards1 = records(raw, "sparta-dnn-2shards", 1)
+        shards_at_1000 = [r for r in shards1 if r["rate"] == 1000]
+        if shards_at_1000:
+            summary["dnn_2shards_p99_ms_at_1000"] = shards_at_1000[0]["p99_ms"]
+        summary["dnn_2shards_best_rate_p99_under_10ms"] = best_rate_under(shards1, 10)
         zmq1 = records(raw, "sparta-dnn-zmq", 1)
         zmq_at_1000 = [r for r in zmq1 if r["rate"] == 1000]
         if zmq_at_1000 and at_1000:

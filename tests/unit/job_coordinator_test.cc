@@ -690,6 +690,11 @@ TEST_CASE("a serving cluster: front-ends come and go, workers are refused, SIGTE
   }
   job.coordinator->TakeOutbox();
   CHECK_FALSE(job.coordinator->done());
+  // A front-end's SIGTERM lets it alone go.
+  auto third = job.Register("f2", pb::SERVING);
+  REQUIRE(Find(third, pb::REGISTER_REPLY) != nullptr);
+  CHECK(To(job.Send("f2", Of(pb::PREEMPT), now), pb::SHUTDOWN) == std::set<std::string>{"f2"});
+  CHECK_FALSE(job.coordinator->done());
   signals.terminate = true;
   job.coordinator->CheckTimers(now, &signals);
   CHECK(job.coordinator->done());
