@@ -298,6 +298,13 @@ ModelServer::~ModelServer() {
   if (api_ != nullptr) api_->StopTaking();
   batcher_.reset();
   zmq_.reset();
+  // A serving cluster's connection threads call back into this object:
+  // they stop while all of it is still here.
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    tables_.reset();
+  }
+  sharded_.reset();
 }
 
 }  // namespace sparta

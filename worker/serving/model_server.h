@@ -95,7 +95,7 @@ class ModelServer {
   mutable std::mutex mu_;
   std::shared_ptr<const ModelParameters> tables_;  // the version being served
   std::shared_ptr<const ShardedTables> sharded_;   // serving.shards > 0: tables_, as what it is
-  std::atomic<bool> cluster_ended_{false};
+  std::atomic<bool> cluster_ended_{false};         // set by sharded_'s connection thread
   absl::flat_hash_set<uint64_t> unreadable_;     // checkpoints that failed to load (follower thread)
   bool stopping_ = false;                        // under mu_
   std::condition_variable stop_cv_;
