@@ -38,12 +38,19 @@ std::string TierText(const pb::ServerStats& s) {
 }  // namespace
 
 std::string StatusText(const pb::ClusterStatus& s, const std::string& scheduler_address) {
-  std::string out = absl::StrFormat(
-      "job %s | epoch %u | up %.1f s | %u shards | consistency %s | worker steps %u..%u (staleness %u) | "
-      "checkpoint %s%s | %u messages dropped\n",
-      s.phase(), s.epoch(), s.uptime_seconds(), s.num_shards(), s.consistency(), s.clock_min(), s.clock_max(),
-      s.clock_max() - s.clock_min(), s.checkpoint_version() ? absl::StrCat("v", s.checkpoint_version()) : "none",
-      s.checkpoint_running() ? " (one running)" : "", s.dropped_messages());
+  std::string out =
+      s.serving_version() != 0
+          ? absl::StrFormat("serving cluster %s | epoch %u | up %.1f s | %u shards | model version v%u | %u messages "
+                            "dropped\n",
+                            s.phase(), s.epoch(), s.uptime_seconds(), s.num_shards(), s.serving_version(),
+                            s.dropped_messages())
+          : absl::StrFormat(
+                "job %s | epoch %u | up %.1f s | %u shards | consistency %s | worker steps %u..%u (staleness %u) | "
+                "checkpoint %s%s | %u messages dropped\n",
+                s.phase(), s.epoch(), s.uptime_seconds(), s.num_shards(), s.consistency(), s.clock_min(),
+                s.clock_max(), s.clock_max() - s.clock_min(),
+                s.checkpoint_version() ? absl::StrCat("v", s.checkpoint_version()) : "none",
+                s.checkpoint_running() ? " (one running)" : "", s.dropped_messages());
   if (s.model_version() != 0) absl::StrAppendFormat(&out, "published model version v%u\n", s.model_version());
   int servers_up = 0;
   for (const pb::NodeStatus& n : s.nodes()) servers_up += n.info().role() == pb::SERVER && !n.dead();
@@ -68,6 +75,8 @@ std::string StatusText(const pb::ClusterStatus& s, const std::string& scheduler_
                                           n.primaries(), n.replicas(), n.rows_held(), n.replication_lag(),
                                           n.server().rows(),
                                           n.server().pull_requests(), n.server().push_requests());
+    } else if (info.role() == pb::SERVING) {
+      detail = n.dead() ? "gone" : "front-end (sparta-serve)";
     } else {
       const pb::WorkerProgress& w = n.worker();
       detail = absl::StrFormat("epoch %u, %u steps, %u examples, %.0f ex/s, loss %.5f, AUC %.4f, %.1f%%, ETA %.0f s",

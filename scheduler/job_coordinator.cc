@@ -1378,6 +1378,7 @@ pb::ClusterStatus JobCoordinator::BuildStatus(Clock::time_point now) const {
   status.set_checkpoint_version(checkpoints_.last_version());
   status.set_checkpoint_running(checkpoints_.busy());
   status.set_model_version(checkpoints_.published_model_version());
+  if (config_.serving.cluster) status.set_serving_version(restore_version_);
   status.set_dropped_messages(dropped_messages_);
   status.set_scheduler_metrics_port(metrics_port_);
   status.set_servers_wanted(static_cast<uint32_t>(servers_wanted_));

@@ -522,6 +522,13 @@ class ServingShardsTest(ServingCase):
                 for r in (0, 1):
                     log = read(os.path.join(run, f"server-{r}.log"))
                     self.assertIn("leads", log)
+                status = subprocess.run([os.path.join(BIN, "sparta-ctl"), "status", "--run", run],
+                                        capture_output=True, text=True, timeout=60)
+                self.assertEqual(status.returncode, 0, status.stderr)
+                self.assertIn(f"serving cluster running | epoch 1", status.stdout)
+                self.assertIn(f"model version v{ready['model_version']}", status.stdout)
+                self.assertEqual(len(re.findall(r"^server-[01] .* up ", status.stdout, re.M)), 2, status.stdout)
+                self.assertRegex(status.stdout, r"serve-0 .* up .* front-end")
                 self.stop_cluster(proc)
                 # The training job's own folder was only read.
                 self.assertFalse(os.path.exists(os.path.join(self.dir, f"store-{model}", "serving-db")))
