@@ -11,7 +11,7 @@ namespace {
 
 std::vector<float> RowFor(uint64_t key) { return {static_cast<float>(key), -static_cast<float>(key), 0.5f, 1.0f}; }
 
-TEST_CASE("a cached row reads back as it was put; an absent one is a miss", "[row_cache]") {
+TEST_CASE("a cached row reads back as it was put, an absent one is a miss", "[row_cache]") {
   RowCache cache(4, 1 << 20);
   std::vector<float> out(4);
   CHECK_FALSE(cache.Lookup(7, out.data()));
@@ -55,7 +55,7 @@ TEST_CASE("the cache holds no more rows than its bytes allow, and keeps the rows
   CHECK(stream.rows() <= capacity);
 }
 
-TEST_CASE("a cache of no bytes caches nothing; threads share one safely", "[row_cache]") {
+TEST_CASE("a cache of no bytes caches nothing, and threads share one safely", "[row_cache]") {
   RowCache none(4, 0);
   none.Insert(1, RowFor(1).data());
   std::vector<float> out(4);
