@@ -502,6 +502,16 @@ void JobCoordinator::OnRegister(const std::string& routing_id, const pb::Header&
 
 void JobCoordinator::OnFrontEndRegister(const std::string& routing_id, const pb::NodeInfo& node,
                                         Clock::time_point now) {
+  // One started under the rank of a live one replaces it: a launcher starts
+  // a front-end again under its rank once the old one's process is gone,
+  // which the scheduler may not have noticed yet (kill -9).
+  if (node.rank() >= 0) {
+    for (const auto& n : members_.nodes()) {
+      if (n.info.role() != pb::SERVING || n.dead || n.info.rank() != node.rank()) continue;
+      OnFrontEndLost(members_.FindByRoutingId(n.routing_id), "is replaced by a new front-end under its rank");
+      break;
+    }
+  }
   auto added = members_.Add(node, routing_id, now);
   if (!added.ok()) {
     pb::Header abort;

@@ -533,6 +533,23 @@ class ServingShardsTest(ServingCase):
                 # The training job's own folder was only read.
                 self.assertFalse(os.path.exists(os.path.join(self.dir, f"store-{model}", "serving-db")))
 
+    def test_sigterm_to_one_front_end_leaves_the_cluster_serving(self):
+        data = datagen(self.dir, 5000, 300, seed=8)
+        test_lines = read(data["test"]).splitlines()
+        config, offline = self.train("fm", data)
+        proc, run, urls = self.serve_cluster(config, "serve-two", front_ends=2)
+        pid = json.loads(read(os.path.join(run, "serve-0.info.json")))["pid"]
+        os.kill(pid, signal.SIGTERM)
+        wait_for(lambda: not pid_alive(pid), scaled(30), "serve-0 to exit")
+        self.assertIn("serve-0 (id", read(os.path.join(run, "scheduler.log")))
+        self.assertRegex(read(os.path.join(run, "scheduler.log")), r"serve-0 .* got SIGTERM; the serving cluster goes on")
+        # The other front-end and both servers serve on.
+        served, _ = self.predict_all(urls[1], "fm", test_lines, 50)
+        self.assertEqual(["%.9g" % p for p in served], [float_text(p) for p in offline])
+        for r in (0, 1):
+            self.assertTrue(pid_alive(json.loads(read(os.path.join(run, f"server-{r}.info.json")))["pid"]))
+        self.stop_cluster(proc)
+
     def test_kill_9_of_a_serving_shard_with_replication_2_serving_goes_on(self):
         data = datagen(self.dir, 20000, 1500, seed=7)
         test_lines = read(data["test"]).splitlines()

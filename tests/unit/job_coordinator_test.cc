@@ -690,6 +690,15 @@ TEST_CASE("a serving cluster: front-ends come and go, workers are refused, SIGTE
   }
   job.coordinator->TakeOutbox();
   CHECK_FALSE(job.coordinator->done());
+  // One started again under rank 1 (its old process gone unnoticed) takes it over.
+  pb::Header again;
+  again.set_type(pb::REGISTER);
+  again.mutable_node()->set_role(pb::SERVING);
+  again.mutable_node()->set_rank(1);
+  auto restarted = job.Send("f1-again", again, now);
+  REQUIRE(Find(restarted, pb::REGISTER_REPLY) != nullptr);
+  CHECK(Find(restarted, pb::REGISTER_REPLY)->node().rank() == 1);
+  CHECK(To(job.Send("f1", Of(pb::HEARTBEAT), now), pb::ABORT) == std::set<std::string>{"f1"});
   // A front-end's SIGTERM lets it alone go.
   auto third = job.Register("f2", pb::SERVING);
   REQUIRE(Find(third, pb::REGISTER_REPLY) != nullptr);
@@ -700,7 +709,7 @@ TEST_CASE("a serving cluster: front-ends come and go, workers are refused, SIGTE
   CHECK(job.coordinator->done());
   CHECK(job.coordinator->outcome().ok());
   auto out = job.coordinator->TakeOutbox();
-  CHECK(To(out, pb::SHUTDOWN) == std::set<std::string>{"s0", "s1", "f1"});
+  CHECK(To(out, pb::SHUTDOWN) == std::set<std::string>{"s0", "s1", "f1-again"});
   CHECK(To(out, pb::CHECKPOINT).empty());
 }
 

@@ -18,7 +18,7 @@ int main(int argc, char** argv) {
       })) {
     return *exit_code;
   }
-  auto server = sparta::ModelServer::Start(options.config);
+  auto server = sparta::ModelServer::Start(options.config, options.rank);
   if (!server.ok()) {
     spdlog::error("{}", server.status().message());
     return 1;

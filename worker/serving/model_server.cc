@@ -25,10 +25,10 @@ std::string ServedModelName(const Config& config) {
   return stem;
 }
 
-ModelServer::ModelServer(const Config& config) : config_(config) {}
+ModelServer::ModelServer(const Config& config, int rank) : config_(config), rank_(rank) {}
 
-absl::StatusOr<std::unique_ptr<ModelServer>> ModelServer::Start(const Config& config) {
-  std::unique_ptr<ModelServer> server(new ModelServer(config));
+absl::StatusOr<std::unique_ptr<ModelServer>> ModelServer::Start(const Config& config, int rank) {
+  std::unique_ptr<ModelServer> server(new ModelServer(config, rank));
   SPARTA_RETURN_IF_ERROR(server->Load());
   SPARTA_RETURN_IF_ERROR(server->Listen());
   return server;
@@ -158,7 +158,7 @@ absl::Status ModelServer::Load() {
   UseBlasThreads(1);
   specs_ = ModelTableSpecs(*model_, config_);
   if (sharded) {
-    SPARTA_ASSIGN_OR_RETURN(sharded_, ShardedTables::Connect(config_, specs_, [this](const absl::Status& status) {
+    SPARTA_ASSIGN_OR_RETURN(sharded_, ShardedTables::Connect(config_, specs_, rank_, [this](const absl::Status& status) {
                               if (!status.ok()) spdlog::error("the serving cluster is gone: {}", std::string(status.message()));
                               cluster_ended_.store(true, std::memory_order_release);
                             }));

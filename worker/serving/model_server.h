@@ -52,7 +52,9 @@ namespace sparta {
 class ModelServer {
  public:
   // Loads the model and its version and starts answering on serving.port.
-  static absl::StatusOr<std::unique_ptr<ModelServer>> Start(const Config& config);
+  // `rank`: this front-end's (--rank), which a serving cluster's scheduler
+  // names it by; -1: any.
+  static absl::StatusOr<std::unique_ptr<ModelServer>> Start(const Config& config, int rank = -1);
   ~ModelServer();
 
   int port() const { return port_; }
@@ -67,7 +69,7 @@ class ModelServer {
   bool cluster_ended() const { return cluster_ended_.load(std::memory_order_acquire); }
 
  private:
-  explicit ModelServer(const Config& config);
+  ModelServer(const Config& config, int rank);
   absl::Status Load();
   absl::Status Listen();
   // "latest" -> the newest complete checkpoint's folder; else serving.model.
@@ -90,6 +92,7 @@ class ModelServer {
   }
 
   const Config config_;
+  const int rank_;
   std::unique_ptr<Model> model_;
   std::vector<pb::TableSpec> specs_;
   mutable std::mutex mu_;

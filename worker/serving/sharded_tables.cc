@@ -16,7 +16,8 @@ ShardedTables::ShardedTables(const Config& config, std::vector<pb::TableSpec> sp
     : config_(config), specs_(std::move(specs)) {}
 
 absl::StatusOr<std::shared_ptr<ShardedTables>> ShardedTables::Connect(
-    const Config& job, const std::vector<pb::TableSpec>& specs, std::function<void(const absl::Status&)> on_end) {
+    const Config& job, const std::vector<pb::TableSpec>& specs, int rank,
+    std::function<void(const absl::Status&)> on_end) {
   Config config = job;
   // Rows travel as they are stored: half-precision pulls would make served
   // predictions differ from the offline ones.
@@ -27,7 +28,7 @@ absl::StatusOr<std::shared_ptr<ShardedTables>> ShardedTables::Connect(
   ShardedTables* self = tables.get();
   pb::NodeInfo node;
   node.set_role(pb::SERVING);
-  node.set_rank(-1);
+  node.set_rank(rank);
   node.set_host(config.cluster.host);
   node.set_pid(static_cast<uint32_t>(getpid()));
   SchedulerClient::Callbacks callbacks{

@@ -36,12 +36,12 @@ namespace sparta {
 
 class ShardedTables : public ModelParameters {
  public:
-  // Registers with the serving cluster at cluster.scheduler, waits for its
-  // view, and pulls the dense tables of `specs` (the model's, in its
-  // order). serving.cache bytes of row caches are shared among the sparse
-  // tables by their row sizes.
+  // Registers with the serving cluster at cluster.scheduler as front-end
+  // `rank` (-1: any free one), waits for its view, and pulls the dense
+  // tables of `specs` (the model's, in its order). serving.cache bytes of
+  // row caches are shared among the sparse tables by their row sizes.
   static absl::StatusOr<std::shared_ptr<ShardedTables>> Connect(const Config& config,
-                                                                const std::vector<pb::TableSpec>& specs,
+                                                                const std::vector<pb::TableSpec>& specs, int rank,
                                                                 std::function<void(const absl::Status&)> on_end);
   ~ShardedTables() override;
 
