@@ -37,5 +37,11 @@ int main(int argc, char** argv) {
   spdlog::info("{}: no new requests; finishing those in progress",
                sparta::TerminationRequested() ? "SIGTERM" : "the serving cluster has stopped");
   (*server)->Stop();
+  // A serving cluster's front-end leaves it before it exits: its scheduler
+  // client asked at SIGTERM, and the answer ends the connection (or it
+  // gives up after cluster.shutdown_grace).
+  while ((*server)->in_cluster() && !(*server)->cluster_ended()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
   return 0;
 }

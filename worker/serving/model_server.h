@@ -67,6 +67,10 @@ class ModelServer {
   // serving.shards > 0: the serving cluster has stopped (or its scheduler
   // is gone), so this front-end has nothing left to serve (any thread).
   bool cluster_ended() const { return cluster_ended_.load(std::memory_order_acquire); }
+  // serving.shards > 0: this front-end belongs to a serving cluster. On
+  // SIGTERM it asks the scheduler to let it go, and is gone from the
+  // cluster once cluster_ended().
+  bool in_cluster() const { return sharded_ != nullptr; }
 
  private:
   ModelServer(const Config& config, int rank);

@@ -34,11 +34,12 @@ absl::StatusOr<std::shared_ptr<ShardedTables>> ShardedTables::Connect(
   SchedulerClient::Callbacks callbacks{
       .on_end =
           [self, on_end](const absl::Status& status) {
-            // A request waiting on the servers must not wait any longer.
+            // A request waiting on servers that are gone must not wait any
+            // longer. An orderly end (this front-end's own leave, or the
+            // cluster's stop) lets requests in progress finish, each within
+            // its deadline.
             std::lock_guard<std::mutex> lock(self->client_mu_);
-            if (self->client_) {
-              self->client_->Abort(status.ok() ? absl::CancelledError("the serving cluster has stopped") : status);
-            }
+            if (self->client_ && !status.ok()) self->client_->Abort(status);
             if (on_end) on_end(status);
           },
       .on_control =
