@@ -143,7 +143,6 @@ absl::Status ShardedTables::Gather(size_t t, std::span<const uint64_t> keys, std
     return absl::Status(st.code(), absl::StrCat("rows of table '", spec.name(), "' from the serving cluster: ",
                                                 st.message()));
   }
-  pulled_.fetch_add(missing.size(), std::memory_order_relaxed);
   for (size_t j = 0; j < missing.size(); ++j) {
     const float* row = rows.data() + j * dim;
     std::memcpy(out->data() + where[j] * dim, row, dim * sizeof(float));

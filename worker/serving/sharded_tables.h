@@ -54,8 +54,6 @@ class ShardedTables : public ModelParameters {
   // Over every sparse table's cache.
   uint64_t cache_hits() const;
   uint64_t cache_misses() const;
-  // Rows pulled from the servers so far.
-  uint64_t rows_pulled() const { return pulled_.load(std::memory_order_relaxed); }
 
  private:
   ShardedTables(const Config& config, std::vector<pb::TableSpec> specs);
@@ -71,7 +69,6 @@ class ShardedTables : public ModelParameters {
   uint64_t version_ = 0;
   std::vector<std::vector<float>> dense_;           // by table: the dense tables' floats
   std::vector<std::unique_ptr<RowCache>> caches_;  // by table: the sparse tables' caches
-  mutable std::atomic<uint64_t> pulled_{0};
 };
 
 }  // namespace sparta
