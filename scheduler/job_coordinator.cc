@@ -690,6 +690,16 @@ void JobCoordinator::PublishView() {
 
 void JobCoordinator::OnBarrier(const Membership::Node& node, const std::string& name) {
   const pb::Role role = node.info.role();
+  if (auto passed = released_.find({role, name}); passed != released_.end()) {
+    // Awaiting the others would hang the job: they are past it and will
+    // never arrive again.
+    spdlog::info("{} arrived at barrier '{}' after its release: it passes at once", DescribeNode(node.info), name);
+    pb::Header release;
+    release.set_type(pb::BARRIER_RELEASE);
+    release.set_barrier(name);
+    if (role == pb::WORKER) release.set_lead_rank(passed->second);
+    return SendTo(node.routing_id, std::move(release));
+  }
   barriers_[{role, name}].insert(node.info.id());
   ReleaseIfComplete(role, name);
 }
@@ -725,6 +735,7 @@ void JobCoordinator::ReleaseIfComplete(pb::Role role, const std::string& name) {
   release.set_barrier(name);
   if (role == pb::WORKER) release.set_lead_rank(LeadWorker());
   Broadcast(release, role);
+  released_[{role, name}] = release.lead_rank();
   barriers_.erase(it);
 }
 

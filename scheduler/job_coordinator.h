@@ -211,6 +211,11 @@ class JobCoordinator {
   absl::Status outcome_;
   // (role, name) -> ids that have arrived.
   std::map<std::pair<int, std::string>, std::set<uint32_t>> barriers_;
+  // (role, name) -> the lead rank it was released with. A barrier is passed
+  // once per job: a node that arrives after its release (on_demand, a worker
+  // started again under a lost one's rank as the others finished) was not
+  // among those it waited for, and passes at once.
+  std::map<std::pair<int, std::string>, int> released_;
   std::map<uint32_t, pb::WorkerReport> reports_;  // by worker rank
   ClockTable clocks_;  // worker.consistency: each worker's finished steps
   std::optional<WorkDispatcher> work_;  // data.assignment on_demand

@@ -396,6 +396,76 @@ TEST_CASE("coordinator, on_demand: a silent worker's units go to another and the
   CHECK(To(late, pb::SHUTDOWN) == std::set<std::string>{"w9"});
 }
 
+TEST_CASE("coordinator, on_demand: a worker started again as the others pass the last barrier passes it at once",
+          "[work_dispatch]") {
+  // The launcher starts a fresh worker under a lost one's rank a heartbeat
+  // timeout later: it may register after the barrier 'training_done' was
+  // released and before the job's end. The barrier was not waiting for it,
+  // and the others will not come back to it.
+  Inputs in;
+  Config config = OnDemand(in);
+  config.data.split_size_bytes = 0;
+  rig::Job job(config);
+  job.RegisterAll();
+  auto g0 = job.Send("w0", Of(pb::WORK_REQUEST));
+  auto g1 = job.Send("w1", Of(pb::WORK_REQUEST));
+  REQUIRE(To(g1, pb::WORK_GRANT) == std::set<std::string>{"w1"});
+  // w0 is lost (kill -9): its unit goes to w1, which trains both.
+  const auto step = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(5.0 / 4));
+  Clock::time_point now = job.t0;
+  JobCoordinator::Signals signals;
+  std::vector<JobCoordinator::Outgoing> out;
+  pb::Header done = Of(pb::WORK_DONE);
+  *done.mutable_work() = g1[0].header.work();
+  job.Send("w1", done);
+  for (int i = 0; i < 8 && To(out, pb::WORK_GRANT).empty(); ++i) {
+    now += step;
+    if (i == 0) out = job.Send("w1", Of(pb::WORK_REQUEST), now);
+    for (const char* peer : {"s0", "w1"}) job.Send(peer, Of(pb::HEARTBEAT), now);
+    job.coordinator->CheckTimers(now, &signals);
+    auto more = job.coordinator->TakeOutbox();
+    out.insert(out.end(), more.begin(), more.end());
+  }
+  const pb::Header* grant = rig::Find(out, pb::WORK_GRANT);
+  REQUIRE(grant != nullptr);
+  CHECK(grant->work().id() == g0[0].header.work().id());
+  *done.mutable_work() = grant->work();
+  job.Send("w1", done, now);
+  auto none = job.Send("w1", Of(pb::WORK_REQUEST), now);
+  REQUIRE(none.size() == 1);
+  CHECK_FALSE(none[0].header.has_work());
+  pb::Header barrier = Of(pb::BARRIER);
+  barrier.set_barrier("training_done");
+  auto released = job.Send("w1", barrier, now);
+  REQUIRE(To(released, pb::BARRIER_RELEASE) == std::set<std::string>{"w1"});
+  CHECK(released[0].header.lead_rank() == 1);
+
+  // A fresh worker-0 registers before w1 has reported: it joins, has no
+  // unit to train, and passes the barrier with the lead it was released
+  // with (w1 evaluates; the newcomer must not evaluate a second time).
+  pb::Header again = Of(pb::REGISTER);
+  again.mutable_node()->set_role(pb::WORKER);
+  again.mutable_node()->set_rank(0);
+  again.mutable_node()->set_host("127.0.0.1");
+  auto joined = job.Send("w0b", again, now);
+  REQUIRE(To(joined, pb::REGISTER_REPLY) == std::set<std::string>{"w0b"});
+  CHECK(rig::Find(joined, pb::REGISTER_REPLY)->node().rank() == 0);
+  none = job.Send("w0b", Of(pb::WORK_REQUEST), now);
+  REQUIRE(none.size() == 1);
+  CHECK_FALSE(none[0].header.has_work());
+  auto passed = job.Send("w0b", barrier, now);
+  REQUIRE(To(passed, pb::BARRIER_RELEASE) == std::set<std::string>{"w0b"});
+  CHECK(passed[0].header.lead_rank() == 1);
+
+  // Both report; the job ends.
+  pb::Header report = Of(pb::WORKER_DONE);
+  report.mutable_report()->set_train_examples(600);
+  CHECK(To(job.Send("w1", report, now), pb::FLUSH).empty());  // the newcomer has not reported yet
+  report.mutable_report()->set_train_examples(0);
+  CHECK(To(job.Send("w0b", report, now), pb::FLUSH) == std::set<std::string>{"s0"});
+  CHECK(job.coordinator->BuildSummary().workers_lost() == 1);
+}
+
 TEST_CASE("coordinator, on_demand: a drained worker reports, is let go, and is not a loss", "[work_dispatch]") {
   Inputs in;
   Config config = OnDemand(in);
