@@ -139,6 +139,21 @@ def wait_for(condition, timeout, what):
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
+def finish(proc, run_dir, timeout):
+    """proc.communicate() of a launcher running the job in `run_dir`; if the
+    job does not end within `timeout` s, fails with the tail of every log
+    there, so that a hang seen once (in CI) says where it stopped."""
+    try:
+        return proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        tails = []
+        for name in sorted(os.listdir(run_dir)):
+            if name.endswith(".log"):
+                lines = read(os.path.join(run_dir, name)).splitlines()[-15:]
+                tails.append(f"--- {name} (last {len(lines)} lines)\n" + "\n".join(lines))
+        raise AssertionError(f"the job in {run_dir} did not end within {timeout} s\n" + "\n".join(tails))
+
+
 def read(path):
     try:
         with open(path, errors="replace") as f:

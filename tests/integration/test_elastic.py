@@ -17,7 +17,7 @@ import subprocess
 import time
 import unittest
 
-from harness import (BIN, ClusterTest, datagen, kill_job, launch, pb_decode, pb_encode, pid_alive, read, scaled,
+from harness import (BIN, ClusterTest, datagen, finish, kill_job, launch, pb_decode, pb_encode, pid_alive, read, scaled,
                      start_etcd, summary, wait_for, write_config)
 from test_durability import build_counter_plugin
 
@@ -76,7 +76,7 @@ class OnDemandJob(ClusterTest):
     def finish_exactly(self, run, proc, predictions, epochs=EPOCHS, killed=()):
         """The launched job ends ok with no daemon dead but those `killed` (names), and nothing was lost or
         applied twice: the audit is exact and every key is trained exactly `epochs` times. Returns the summary."""
-        out, err = proc.communicate(timeout=300)
+        out, err = finish(proc, run, 300)
         self.assertEqual(proc.returncode, 0, err)
         self.assertEqual(re.findall(r"(\S+) \(pid \d+\) ended with", err), list(killed), err)
         s = summary(run)
@@ -115,7 +115,7 @@ class WorkerLossTest(OnDemandJob):
         victim = next(d for d in daemons if d["role"] == "worker" and d["rank"] == 1)
         killed_at = time.time()
         os.kill(victim["pid"], signal.SIGKILL)
-        out, err = proc.communicate(timeout=300)
+        out, err = finish(proc, run, 300)
         self.assertFalse(pid_alive(victim["pid"]))
         # Kill to units back in the pool, from the scheduler's log (a figure, not a check).
         back = re.search(r"^(\S+ \S+) \[scheduler\] warning: worker-1 .* work units go back to the pool",
@@ -167,7 +167,7 @@ class WorkerLossQualityTest(ClusterTest):
         victim = next(d for d in json.loads(read(os.path.join(run, "daemons.json")))
                       if d["role"] == "worker" and d["rank"] == 1)
         os.kill(victim["pid"], signal.SIGKILL)
-        out, err = proc.communicate(timeout=300)
+        out, err = finish(proc, run, 300)
         self.assertEqual(proc.returncode, 0, err)
         self.assertIn("starting a fresh worker-1", err)
         s = summary(run)
@@ -198,7 +198,7 @@ class IdleRejoinJob(OnDemandJob):
         daemons = json.loads(read(os.path.join(run, "daemons.json")))
         victim = next(d for d in daemons if d["role"] == "worker" and d["rank"] not in idle)
         os.kill(victim["pid"], signal.SIGKILL)
-        out, err = proc.communicate(timeout=300)
+        out, err = finish(proc, run, 300)
         self.assertEqual(proc.returncode, 0, err)
         s = summary(run)
         self.assertEqual(s["status"], "ok")
@@ -256,7 +256,7 @@ class DrainTest(OnDemandJob):
         again = drain("worker-7", run)
         self.assertNotEqual(again.returncode, 0)
         self.assertIn("no live worker-7", again.stderr)
-        out, err = proc.communicate(timeout=300)
+        out, err = finish(proc, run, 300)
         self.assertEqual(proc.returncode, 0, err)
         s = summary(run)
         self.assertEqual(s["status"], "ok")
@@ -603,7 +603,7 @@ class ResendAfterMoveTest(OnDemandJob):
             client.close()
         stop = ctl("stop", run=run)
         self.assertEqual(stop.returncode, 0, stop.stderr)
-        _, err = proc.communicate(timeout=300)
+        _, err = finish(proc, run, 300)
         self.assertEqual(proc.returncode, 0, err)
 
 
@@ -625,7 +625,7 @@ class JoinTest(OnDemandJob):
                                       stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         self.procs.append(joined)
         self.assertEqual(joined.wait(timeout=300), 0, read(log)[-3000:])
-        _, err = proc.communicate(timeout=300)
+        _, err = finish(proc, run, 300)
         self.assertEqual(proc.returncode, 0, err)
         text = read(log)
         self.assertIn("registered as id", text)
