@@ -105,6 +105,7 @@ void SchedulerClient::RequestWork(const std::vector<uint64_t>& held) {
     std::lock_guard<std::mutex> lock(mu_);
     waiting_work_ = true;
     grant_.reset();
+    h.set_seq(++work_requests_);
     work_request_ = h;
   }
   Post(std::move(h));
@@ -216,7 +217,9 @@ void SchedulerClient::Handle(const pb::Header& h) {
     case pb::WORK_GRANT: {
       {
         std::lock_guard<std::mutex> lock(mu_);
-        if (!waiting_work_ || grant_.has_value()) return;  // a duplicate answer to a resent request
+        // A duplicate answer to a resent request, or the answer to one
+        // resent before this worker's next request.
+        if (!waiting_work_ || grant_.has_value() || h.seq() != work_request_.seq()) return;
       }
       // A worker that waited for work, counted out of the clocks meanwhile,
       // rejoins the others' clock before it trains the unit (ssp).

@@ -137,6 +137,11 @@ class SchedulerClient {
   std::vector<pb::Header> sticky_;        // WORK_DONE, WORKER_DONE, FLUSH_DONE
   bool waiting_work_ = false;             // a WORK_REQUEST is unanswered
   pb::Header work_request_;               // it, to resend
+  // Numbers this worker's requests (WORK_REQUEST.seq); a WORK_GRANT names
+  // the one it answers. A request resent to a scheduler that took over is
+  // answered twice, once maybe after the worker has asked again: that answer
+  // is not the new request's.
+  uint64_t work_requests_ = 0;
   // The answer to it: a unit, or nullopt when every unit is done.
   std::optional<std::optional<pb::WorkRange>> grant_;
   int lead_rank_ = 0;

@@ -155,7 +155,15 @@ bool JobCoordinator::SaveState(Clock::time_point now) {
   for (uint32_t id : draining_) state.add_draining(id);
   state.set_checkpoint_version(checkpoints_.published_version());
   saved_checkpoint_version_ = checkpoints_.published_version();
-  if (auto st = state_store_->Save(state); absl::IsFailedPrecondition(st)) {
+  const absl::Status st = state_store_->Save(state);
+  // The grants it records may go now. (Not when another scheduler leads:
+  // the units are its to grant. When the store fails they go anyway, as
+  // views do: the job runs on without a successor's safety net.)
+  if (!absl::IsFailedPrecondition(st)) {
+    for (Outgoing& grant : unsaved_grants_) outbox_.push_back(std::move(grant));
+  }
+  unsaved_grants_.clear();
+  if (absl::IsFailedPrecondition(st)) {
     store_status_ = st;  // another scheduler leads: this one must stop (see scheduler.h)
   } else if (!st.ok()) {
     // Once per kind of failure, not every second.
@@ -389,6 +397,7 @@ void JobCoordinator::Dispatch(const std::string& routing_id, const pb::Header& h
       // The units the worker still holds (see WorkDispatcher::OnRequest).
       std::vector<uint64_t> held;
       for (const auto& [unit, progress] : h.progress().units()) held.push_back(unit);
+      work_requests_[node->info.id()] = h.seq();
       work_->OnRequest(node->info.id(), routing_id, &held);
       return SendWork();
     }
@@ -690,14 +699,15 @@ void JobCoordinator::PublishView() {
 
 void JobCoordinator::OnBarrier(const Membership::Node& node, const std::string& name) {
   const pb::Role role = node.info.role();
-  if (auto passed = released_.find({role, name}); passed != released_.end()) {
-    // Awaiting the others would hang the job: they are past it and will
-    // never arrive again.
+  const auto last = released_.find({role, name});
+  if (last != released_.end() && !barriers_.count({role, name}) && !last->second.passed.count(node.info.id())) {
+    // Awaiting the others would hang the job: they are past it.
     spdlog::info("{} arrived at barrier '{}' after its release: it passes at once", DescribeNode(node.info), name);
     pb::Header release;
     release.set_type(pb::BARRIER_RELEASE);
     release.set_barrier(name);
-    if (role == pb::WORKER) release.set_lead_rank(passed->second);
+    if (role == pb::WORKER) release.set_lead_rank(last->second.lead_rank);
+    last->second.passed.insert(node.info.id());
     return SendTo(node.routing_id, std::move(release));
   }
   barriers_[{role, name}].insert(node.info.id());
@@ -735,7 +745,7 @@ void JobCoordinator::ReleaseIfComplete(pb::Role role, const std::string& name) {
   release.set_barrier(name);
   if (role == pb::WORKER) release.set_lead_rank(LeadWorker());
   Broadcast(release, role);
-  released_[{role, name}] = release.lead_rank();
+  released_[{role, name}] = Release{std::move(it->second), release.lead_rank()};
   barriers_.erase(it);
 }
 
@@ -743,8 +753,14 @@ void JobCoordinator::SendWork() {
   if (!work_) return;
   const bool clocked = config_.worker.consistency_mode != Consistency::kAsp;
   for (auto& out : work_->TakeOutbox()) {
-    Membership::Node* node = clocked ? members_.FindByRoutingId(out.routing_id) : nullptr;
-    if (node != nullptr && out.header.has_work()) {
+    Membership::Node* node = members_.FindByRoutingId(out.routing_id);
+    // A worker has one request open at a time: this answers its latest.
+    if (node != nullptr) {
+      if (auto seq = work_requests_.find(node->info.id()); seq != work_requests_.end()) {
+        out.header.set_seq(seq->second);
+      }
+    }
+    if (clocked && node != nullptr && out.header.has_work()) {
       if (auto it = idle_clocks_.find(node->info.id()); it != idle_clocks_.end()) {
         // Back from idle: it rejoins the clocks where the others are.
         const uint64_t clock = clocks_.Rejoin(node->info.rank(), it->second);
@@ -752,6 +768,11 @@ void JobCoordinator::SendWork() {
         out.header.set_clock(clock);
         idle_clocks_.erase(it);
       }
+    }
+    if (state_store_ != nullptr && out.header.has_work()) {
+      unsaved_grants_.push_back(Addressed(out.routing_id, std::move(out.header)));
+      state_changed_ = true;
+      continue;
     }
     SendTo(out.routing_id, std::move(out.header));
   }
@@ -1009,10 +1030,14 @@ void JobCoordinator::Fail(const std::string& reason) {
   SaveState(Clock::now());
 }
 
-void JobCoordinator::SendTo(const std::string& routing_id, pb::Header h) {
+JobCoordinator::Outgoing JobCoordinator::Addressed(const std::string& routing_id, pb::Header h) const {
   h.set_sender(0);
   h.set_epoch(epoch_);
-  outbox_.push_back({routing_id, std::move(h)});
+  return {routing_id, std::move(h)};
+}
+
+void JobCoordinator::SendTo(const std::string& routing_id, pb::Header h) {
+  outbox_.push_back(Addressed(routing_id, std::move(h)));
 }
 
 std::vector<JobCoordinator::Outgoing> JobCoordinator::TakeOutbox() {

@@ -144,6 +144,8 @@ class JobCoordinator {
   // saying which checkpoint it can roll back to, if any.
   void OnShardsLost(const Membership::Node& node, const std::string& why, const std::vector<uint32_t>& lost);
   void Fail(const std::string& reason);
+  // `h` stamped as this scheduler's, for `routing_id`.
+  Outgoing Addressed(const std::string& routing_id, pb::Header h) const;
   void SendTo(const std::string& routing_id, pb::Header h);
   void Broadcast(const pb::Header& h, pb::Role only = pb::ROLE_UNKNOWN);
   // storage.restore -> the checkpoint to resume from, checked against this job.
@@ -211,11 +213,24 @@ class JobCoordinator {
   absl::Status outcome_;
   // (role, name) -> ids that have arrived.
   std::map<std::pair<int, std::string>, std::set<uint32_t>> barriers_;
-  // (role, name) -> the lead rank it was released with. A barrier is passed
-  // once per job: a node that arrives after its release (on_demand, a worker
-  // started again under a lost one's rank as the others finished) was not
-  // among those it waited for, and passes at once.
-  std::map<std::pair<int, std::string>, int> released_;
+  // (role, name) -> its last release: the nodes it let go and the lead rank
+  // it named. A node that arrives after that release without having been
+  // among them (on_demand: a worker started again under a lost one's rank as
+  // the others finished) passes at once, as they did; they will not come to
+  // it again. A node that passed it before starts the next round.
+  struct Release {
+    std::set<uint32_t> passed;
+    int lead_rank = -1;
+  };
+  std::map<std::pair<int, std::string>, Release> released_;
+  // on_demand with a state store: WORK_GRANTs of a unit wait here until the
+  // state that records the grant is saved (SaveState, once per turn of the
+  // event loop for all of them), so that a scheduler taking over never
+  // grants again a unit some worker already trains.
+  std::vector<Outgoing> unsaved_grants_;
+  // on_demand: node id -> the seq of the worker's latest WORK_REQUEST, which
+  // its WORK_GRANT names (see SchedulerClient::RequestWork).
+  std::map<uint32_t, uint64_t> work_requests_;
   std::map<uint32_t, pb::WorkerReport> reports_;  // by worker rank
   ClockTable clocks_;  // worker.consistency: each worker's finished steps
   std::optional<WorkDispatcher> work_;  // data.assignment on_demand

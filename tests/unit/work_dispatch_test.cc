@@ -10,11 +10,14 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <condition_variable>
+#include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 
 #include "scheduler/job_coordinator.h"
@@ -464,6 +467,87 @@ TEST_CASE("coordinator, on_demand: a worker started again as the others pass the
   report.mutable_report()->set_train_examples(0);
   CHECK(To(job.Send("w0b", report, now), pb::FLUSH) == std::set<std::string>{"s0"});
   CHECK(job.coordinator->BuildSummary().workers_lost() == 1);
+}
+
+// The scheduler's saved state, kept in memory: what a scheduler that takes
+// over would load.
+class MemoryStateStore : public StateStore {
+ public:
+  explicit MemoryStateStore(std::shared_ptr<std::optional<pb::SchedulerState>> saved) : saved_(std::move(saved)) {}
+  absl::Status Save(const pb::SchedulerState& state) override {
+    *saved_ = state;
+    return absl::OkStatus();
+  }
+  absl::StatusOr<std::optional<pb::SchedulerState>> Load() override { return *saved_; }
+  std::string where() const override { return "memory"; }
+
+ private:
+  std::shared_ptr<std::optional<pb::SchedulerState>> saved_;
+};
+
+TEST_CASE("coordinator, on_demand: a unit is granted only once the state that records it is saved",
+          "[work_dispatch]") {
+  // Else a scheduler that takes over from the last save grants the unit
+  // again, and two workers train it.
+  Inputs in;
+  Config config = OnDemand(in);
+  config.data.split_size_bytes = 0;
+  auto saved = std::make_shared<std::optional<pb::SchedulerState>>();
+  rig::Job job(config, std::make_unique<MemoryStateStore>(saved));
+  job.RegisterAll();
+  const Clock::time_point now = job.t0;
+  // The grant waits for the event loop's save, the one write for all the
+  // grants of its turn.
+  auto out = job.Send("w0", Of(pb::WORK_REQUEST), now);
+  CHECK(To(out, pb::WORK_GRANT).empty());
+  job.coordinator->SaveState(now);
+  out = job.coordinator->TakeOutbox();
+  REQUIRE(To(out, pb::WORK_GRANT) == std::set<std::string>{"w0"});
+  const uint64_t unit = rig::Find(out, pb::WORK_GRANT)->work().id();
+  REQUIRE(saved->has_value());
+  const auto& in_flight = (*saved)->work().in_flight();
+  CHECK(std::any_of(in_flight.begin(), in_flight.end(), [&](const pb::WorkRange& r) { return r.id() == unit; }));
+
+  // A scheduler taking over from that save grants w1 the other unit.
+  rig::Job next(config, std::make_unique<MemoryStateStore>(saved));
+  out = next.Send("w1", Of(pb::WORK_REQUEST), now);
+  next.coordinator->SaveState(now);
+  auto more = next.coordinator->TakeOutbox();
+  out.insert(out.end(), more.begin(), more.end());
+  const pb::Header* other = rig::Find(out, pb::WORK_GRANT);
+  REQUIRE(other != nullptr);
+  CHECK(other->work().id() != unit);
+}
+
+TEST_CASE("coordinator, on_demand: a grant names the request it answers, a resent request's answer too",
+          "[work_dispatch]") {
+  // A worker resends its open request to a scheduler that took over; the
+  // answer to the resent copy may reach it after it has asked again, and
+  // must not be taken for the answer to the new request (the unit would be
+  // trained twice, and the new request's own answer dropped).
+  Inputs in;
+  Config config = OnDemand(in);
+  config.data.split_size_bytes = 0;
+  rig::Job job(config);
+  job.RegisterAll();
+  pb::Header ask = Of(pb::WORK_REQUEST);
+  ask.set_seq(7);
+  auto first = job.Send("w0", ask);
+  REQUIRE(To(first, pb::WORK_GRANT) == std::set<std::string>{"w0"});
+  CHECK(first[0].header.seq() == 7);
+  const uint64_t unit = first[0].header.work().id();
+  // The same request again, sent before its answer arrived: it names no unit held.
+  auto again = job.Send("w0", ask);
+  REQUIRE(To(again, pb::WORK_GRANT) == std::set<std::string>{"w0"});
+  CHECK(again[0].header.work().id() == unit);
+  CHECK(again[0].header.seq() == 7);
+  // The next request, holding the unit: another unit, under its own number.
+  ask.set_seq(8);
+  (*ask.mutable_progress()->mutable_units())[unit];
+  auto next = job.Send("w0", ask);
+  REQUIRE(To(next, pb::WORK_GRANT) == std::set<std::string>{"w0"});
+  CHECK(next[0].header.work().id() != unit);
+  CHECK(next[0].header.seq() == 8);
 }
 
 TEST_CASE("coordinator, on_demand: a drained worker reports, is let go, and is not a loss", "[work_dispatch]") {
