@@ -341,6 +341,50 @@ TEST_CASE("feed: how far into a unit, in the unit's order, though batches finish
   CHECK(feed.units_done() == 2);
 }
 
+// Two workers each granted one unit of two; `talking` trains its unit and
+// asks again (held: the other holds the last unit), then only it and s0
+// keep talking, a quarter of the heartbeat timeout at a time, until the
+// silent worker is declared lost and its unit granted to `talking`.
+// `talking` then trains that unit too, is told there is none left, and
+// passes the barrier 'training_done' alone, named the lead. `now` is left
+// at the time of the grant.
+void OnlyOneWorkerLeft(rig::Job& job, const std::string& talking, Clock::time_point* now) {
+  auto g0 = job.Send("w0", Of(pb::WORK_REQUEST));
+  auto g1 = job.Send("w1", Of(pb::WORK_REQUEST));
+  REQUIRE(To(g0, pb::WORK_GRANT) == std::set<std::string>{"w0"});
+  REQUIRE(To(g1, pb::WORK_GRANT) == std::set<std::string>{"w1"});
+  const bool first = talking == "w0";
+  pb::Header done = Of(pb::WORK_DONE);
+  *done.mutable_work() = (first ? g0 : g1)[0].header.work();
+  job.Send(talking, done);
+  CHECK(job.Send(talking, Of(pb::WORK_REQUEST)).empty());
+  const auto step = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(5.0 / 4));
+  *now = job.t0;
+  JobCoordinator::Signals signals;
+  std::vector<JobCoordinator::Outgoing> out;
+  for (int i = 0; i < 8 && To(out, pb::WORK_GRANT).empty(); ++i) {
+    *now += step;
+    for (const std::string& peer : {std::string("s0"), talking}) job.Send(peer, Of(pb::HEARTBEAT), *now);
+    job.coordinator->CheckTimers(*now, &signals);
+    out = job.coordinator->TakeOutbox();
+  }
+  CHECK_FALSE(job.coordinator->done());
+  CHECK(job.coordinator->outcome().ok());
+  REQUIRE(To(out, pb::WORK_GRANT) == std::set<std::string>{talking});
+  const pb::WorkRange unit = rig::Find(out, pb::WORK_GRANT)->work();
+  CHECK(unit.id() == (first ? g1 : g0)[0].header.work().id());
+  *done.mutable_work() = unit;
+  job.Send(talking, done, *now);
+  auto none = job.Send(talking, Of(pb::WORK_REQUEST), *now);
+  REQUIRE(none.size() == 1);
+  CHECK_FALSE(none[0].header.has_work());
+  pb::Header barrier = Of(pb::BARRIER);
+  barrier.set_barrier("training_done");
+  auto released = job.Send(talking, barrier, *now);
+  REQUIRE(To(released, pb::BARRIER_RELEASE) == std::set<std::string>{talking});
+  CHECK(released[0].header.lead_rank() == (first ? 0 : 1));
+}
+
 TEST_CASE("coordinator, on_demand: a silent worker's units go to another and the job finishes without it",
           "[work_dispatch]") {
   Inputs in;
@@ -349,43 +393,10 @@ TEST_CASE("coordinator, on_demand: a silent worker's units go to another and the
   config.worker.restart = false;
   rig::Job job(config);
   job.RegisterAll();
-  auto g0 = job.Send("w0", Of(pb::WORK_REQUEST));
-  auto g1 = job.Send("w1", Of(pb::WORK_REQUEST));
-  REQUIRE(To(g0, pb::WORK_GRANT) == std::set<std::string>{"w0"});
-  REQUIRE(To(g1, pb::WORK_GRANT) == std::set<std::string>{"w1"});
-  pb::Header done = Of(pb::WORK_DONE);
-  *done.mutable_work() = g0[0].header.work();
-  job.Send("w0", done);
-  // w0 asks again and waits: w1 holds the last unit.
-  CHECK(job.Send("w0", Of(pb::WORK_REQUEST)).empty());
-
   // w1 goes silent; the others keep talking.
-  const auto step = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(5.0 / 4));
-  Clock::time_point now = job.t0;
-  JobCoordinator::Signals signals;
-  std::vector<JobCoordinator::Outgoing> out;
-  for (int i = 0; i < 8 && To(out, pb::WORK_GRANT).empty(); ++i) {
-    now += step;
-    for (const char* peer : {"s0", "w0"}) job.Send(peer, Of(pb::HEARTBEAT), now);
-    job.coordinator->CheckTimers(now, &signals);
-    out = job.coordinator->TakeOutbox();
-  }
-  CHECK_FALSE(job.coordinator->done());
-  CHECK(job.coordinator->outcome().ok());
-  REQUIRE(To(out, pb::WORK_GRANT) == std::set<std::string>{"w0"});
-  CHECK(out[0].header.work().id() == g1[0].header.work().id());
-  *done.mutable_work() = out[0].header.work();
-  job.Send("w0", done, now);
-  auto none = job.Send("w0", Of(pb::WORK_REQUEST), now);
-  REQUIRE(none.size() == 1);
-  CHECK_FALSE(none[0].header.has_work());
-
   // The barrier waits only for the live worker, and names it the lead.
-  pb::Header barrier = Of(pb::BARRIER);
-  barrier.set_barrier("training_done");
-  auto released = job.Send("w0", barrier, now);
-  REQUIRE(To(released, pb::BARRIER_RELEASE) == std::set<std::string>{"w0"});
-  CHECK(released[0].header.lead_rank() == 0);
+  Clock::time_point now;
+  OnlyOneWorkerLeft(job, "w0", &now);
   pb::Header report = Of(pb::WORKER_DONE);
   report.mutable_report()->set_train_examples(600);
   auto flushing = job.Send("w0", report, now);
@@ -410,38 +421,9 @@ TEST_CASE("coordinator, on_demand: a worker started again as the others pass the
   config.data.split_size_bytes = 0;
   rig::Job job(config);
   job.RegisterAll();
-  auto g0 = job.Send("w0", Of(pb::WORK_REQUEST));
-  auto g1 = job.Send("w1", Of(pb::WORK_REQUEST));
-  REQUIRE(To(g1, pb::WORK_GRANT) == std::set<std::string>{"w1"});
   // w0 is lost (kill -9): its unit goes to w1, which trains both.
-  const auto step = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(5.0 / 4));
-  Clock::time_point now = job.t0;
-  JobCoordinator::Signals signals;
-  std::vector<JobCoordinator::Outgoing> out;
-  pb::Header done = Of(pb::WORK_DONE);
-  *done.mutable_work() = g1[0].header.work();
-  job.Send("w1", done);
-  for (int i = 0; i < 8 && To(out, pb::WORK_GRANT).empty(); ++i) {
-    now += step;
-    if (i == 0) out = job.Send("w1", Of(pb::WORK_REQUEST), now);
-    for (const char* peer : {"s0", "w1"}) job.Send(peer, Of(pb::HEARTBEAT), now);
-    job.coordinator->CheckTimers(now, &signals);
-    auto more = job.coordinator->TakeOutbox();
-    out.insert(out.end(), more.begin(), more.end());
-  }
-  const pb::Header* grant = rig::Find(out, pb::WORK_GRANT);
-  REQUIRE(grant != nullptr);
-  CHECK(grant->work().id() == g0[0].header.work().id());
-  *done.mutable_work() = grant->work();
-  job.Send("w1", done, now);
-  auto none = job.Send("w1", Of(pb::WORK_REQUEST), now);
-  REQUIRE(none.size() == 1);
-  CHECK_FALSE(none[0].header.has_work());
-  pb::Header barrier = Of(pb::BARRIER);
-  barrier.set_barrier("training_done");
-  auto released = job.Send("w1", barrier, now);
-  REQUIRE(To(released, pb::BARRIER_RELEASE) == std::set<std::string>{"w1"});
-  CHECK(released[0].header.lead_rank() == 1);
+  Clock::time_point now;
+  OnlyOneWorkerLeft(job, "w1", &now);
 
   // A fresh worker-0 registers before w1 has reported: it joins, has no
   // unit to train, and passes the barrier with the lead it was released
@@ -453,9 +435,11 @@ TEST_CASE("coordinator, on_demand: a worker started again as the others pass the
   auto joined = job.Send("w0b", again, now);
   REQUIRE(To(joined, pb::REGISTER_REPLY) == std::set<std::string>{"w0b"});
   CHECK(rig::Find(joined, pb::REGISTER_REPLY)->node().rank() == 0);
-  none = job.Send("w0b", Of(pb::WORK_REQUEST), now);
+  auto none = job.Send("w0b", Of(pb::WORK_REQUEST), now);
   REQUIRE(none.size() == 1);
   CHECK_FALSE(none[0].header.has_work());
+  pb::Header barrier = Of(pb::BARRIER);
+  barrier.set_barrier("training_done");
   auto passed = job.Send("w0b", barrier, now);
   REQUIRE(To(passed, pb::BARRIER_RELEASE) == std::set<std::string>{"w0b"});
   CHECK(passed[0].header.lead_rank() == 1);
