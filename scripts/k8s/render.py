@@ -24,6 +24,14 @@ Objects (all named <name>-...):
                                 volume (serving.model latest); ready once a version is loaded (/readyz)
   Service     <name>-serve      port serving.port across the ready front-ends (the cluster's own load
                                 balancing)
+  With serving.shards N > 0 the front-ends read sparse rows from a serving cluster of their own:
+  Service     <name>-serving-scheduler  its scheduler's control port
+  Deployment  <name>-serving-scheduler  sparta-scheduler --serving (no state, no checkpoints: it restores
+                                serving.model latest, the job's newest checkpoint when it starts)
+  Service     <name>-serving-server     headless
+  StatefulSet <name>-serving-server     N sparta-server --serving (pod ordinal = rank), read-only shards
+                                replicated by storage.replication_factor; their RocksDB on an emptyDir (a copy
+                                of the checkpoint, rebuilt by a restarted pod from the checkpoint or a replica)
 
 With cluster.auth: curve the key file comes from the Secret <name>-cluster-key
 (kubectl create secret generic <name>-cluster-key --from-file=cluster.key=FILE).
@@ -174,6 +182,44 @@ def render(config, config_text, args):
                                                               "${JOB_COMPLETION_INDEX}"),
                                            "env": env, "ports": ports([]), "volumeMounts": mounts}],
                                            "volumes": volumes}}}})
+    def serving_cluster(shards, sets):
+        """The scheduler and the N servers of a serving cluster (serving.shards: N)."""
+        sets = [s for s in sets if not s.startswith(("cluster.scheduler=", "cluster.coordination=", "serving.port=",
+                                                     "serving.zmq_port="))]
+        # Its own scheduler, and no etcd: a serving cluster keeps no state to take over.
+        sets += ["cluster.coordination=local", f"serving.shards={shards}", f"cluster.servers={shards}"]
+        pod = lambda role, command_line, extra_mounts, extra_volumes: {
+            "metadata": {"labels": labels(f"serving-{role}"), "annotations": scrape},
+            "spec": {**grace, "containers": [{
+                "name": role, "image": args.image, "command": command_line, "env": env,
+                "ports": ports([{"name": "control", "containerPort": port}] if role == "scheduler" else []),
+                # The job's checkpoints, only read.
+                "volumeMounts": mounts + [{**shared_mount, "readOnly": True}] + extra_mounts}],
+                "volumes": volumes + [shared_volume] + extra_volumes}}
+        scheduler_cmd = command("scheduler", sets, f"cluster.scheduler=${{POD_IP}}:{port}", extra=" --serving")
+        server_cmd = command("server", sets + [f"cluster.scheduler={name}-serving-scheduler.{ns}.svc:{port}",
+                                               f"storage.db_path={DB}"],
+                             "cluster.host=${POD_IP}", "${HOSTNAME##*-}", extra=" --serving")
+        return [
+            {"apiVersion": "v1", "kind": "Service", "metadata": meta(f"{name}-serving-scheduler", "serving-scheduler"),
+             "spec": {"selector": labels("serving-scheduler"),
+                      "ports": [{"name": "control", "port": port, "targetPort": port}]}},
+            {"apiVersion": "apps/v1", "kind": "Deployment",
+             "metadata": meta(f"{name}-serving-scheduler", "serving-scheduler"),
+             "spec": {"replicas": 1, "strategy": {"type": "Recreate"},
+                      "selector": {"matchLabels": labels("serving-scheduler")},
+                      "template": pod("scheduler", scheduler_cmd, [], [])}},
+            {"apiVersion": "v1", "kind": "Service", "metadata": meta(f"{name}-serving-server", "serving-server"),
+             "spec": {"clusterIP": "None", "selector": labels("serving-server"),
+                      "ports": [{"name": "metrics", "port": metrics, "targetPort": metrics}]}},
+            {"apiVersion": "apps/v1", "kind": "StatefulSet",
+             "metadata": meta(f"{name}-serving-server", "serving-server"),
+             "spec": {"serviceName": f"{name}-serving-server", "replicas": shards, "podManagementPolicy": "Parallel",
+                      "selector": {"matchLabels": labels("serving-server")},
+                      "template": pod("server", server_cmd, [{"name": "db", "mountPath": DB}],
+                                      [{"name": "db", "emptyDir": {}}])}},
+        ]
+
     serving = args.serving if args.serving >= 0 else (2 if config.get("serving.model") else 0)
     if serving > 0:
         serve_port = config.get("serving.port", 8501) or 8501
@@ -185,6 +231,13 @@ def render(config, config_text, args):
             serve_ports.append({"name": "zmq", "port": zmq_port, "targetPort": zmq_port})
         probe = lambda path, delay: {"httpGet": {"path": path, "port": serve_port}, "initialDelaySeconds": delay,
                                      "periodSeconds": 5}
+        shards = config.get("serving.shards", 0) or 0
+        if shards > 0:
+            serving_scheduler = f"{name}-serving-scheduler.{ns}.svc:{port}"
+            docs += serving_cluster(shards, serve_sets)
+            # The front-ends register with the serving cluster's scheduler, not the job's.
+            serve_sets = [s for s in serve_sets if not s.startswith(("cluster.scheduler=", "cluster.coordination="))]
+            serve_sets += [f"cluster.scheduler={serving_scheduler}", f"serving.shards={shards}"]
         docs.append({"apiVersion": "v1", "kind": "Service", "metadata": meta(f"{name}-serve", "serve"),
                      "spec": {"selector": labels("serve"),
                               "ports": serve_ports}})

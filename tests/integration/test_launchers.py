@@ -524,6 +524,56 @@ class KubernetesManifestTest(ClusterTest):
         import yaml
         return [d for d in yaml.safe_load_all(result.stdout) if d]
 
+    def resolved(self, workload, folder, env):
+        """The config a workload's container command resolves, with the
+        pod's environment `env` (its pod IP 10.9.8.7), the config file and
+        keys in `folder`: the daemon accepts the command (--print-config)."""
+        command = workload["spec"]["template"]["spec"]["containers"][0]["command"]
+        self.assertEqual(command[:2], ["/bin/sh", "-c"])
+        script = (command[2].replace("/opt/sparta/bin", BIN).replace("/etc/sparta/job.yaml", f"{folder}/job.yaml")
+                  .replace("/etc/sparta/keys", f"{folder}/keys") + " --print-config")
+        got = subprocess.run(["/bin/sh", "-c", script], env={**os.environ, "POD_IP": "10.9.8.7", **env},
+                             capture_output=True, text=True)
+        self.assertEqual(got.returncode, 0, got.stderr)
+        return json.loads(got.stdout)
+
+    def test_serving_shards_get_a_serving_cluster_of_their_own(self):
+        """serving.shards 3: the front-ends register with a serving cluster (a scheduler and 3 servers started
+        with --serving) that restores the job's latest checkpoint, beside the training job's own servers."""
+        config = write_config(self.dir, cluster={"scheduler": "0.0.0.0:7300", "servers": 2, "workers": 2},
+                              data={"train": "/data/train.txt"}, model={"name": "fm"},
+                              serving={"model": "latest", "shards": 3}, storage={"replication_factor": 2})
+        docs = self.render(config)
+        named = {(d["kind"], d["metadata"]["name"]): d for d in docs}
+        self.assertEqual(named[("StatefulSet", "ctr-server")]["spec"]["replicas"], 2)  # the job's, untouched
+        servers = named[("StatefulSet", "ctr-serving-server")]
+        self.assertEqual(servers["spec"]["replicas"], 3)
+        self.assertEqual(named[("Service", servers["spec"]["serviceName"])]["spec"]["clusterIP"], "None")
+        scheduler = named[("Deployment", "ctr-serving-scheduler")]
+        self.assertEqual(named[("Service", "ctr-serving-scheduler")]["spec"]["selector"],
+                         scheduler["spec"]["template"]["metadata"]["labels"])
+        front_ends = named[("Deployment", "ctr-serve")]
+        for workload in (scheduler, servers):
+            container, = workload["spec"]["template"]["spec"]["containers"]
+            self.assertTrue(container["command"][2].endswith("--serving") or " --serving " in container["command"][2])
+            shared, = [m for m in container["volumeMounts"] if m["name"] == "shared"]
+            self.assertTrue(shared["readOnly"])  # the job's checkpoints are only read
+        db, = [v for v in servers["spec"]["template"]["spec"]["volumes"] if v["name"] == "db"]
+        self.assertIn("emptyDir", db)
+        # Every command runs, and names the serving cluster's scheduler.
+        folder = os.path.join(self.dir, "pod")
+        os.makedirs(folder)
+        shutil.copy(config, os.path.join(folder, "job.yaml"))
+        here = self.resolved(scheduler, folder, {})
+        self.assertEqual(here["cluster.scheduler"], "10.9.8.7:7300")
+        self.assertEqual((here["serving.shards"], here["cluster.coordination"]), (3, "local"))
+        server = self.resolved(servers, folder, {"HOSTNAME": "ctr-serving-server-2"})
+        self.assertEqual(server["cluster.scheduler"], "ctr-serving-scheduler.ml.svc:7300")
+        self.assertEqual((server["cluster.servers"], server["storage.db_path"]), (3, "/var/lib/sparta-db"))
+        front_end = self.resolved(front_ends, folder, {})
+        self.assertEqual(front_end["cluster.scheduler"], "ctr-serving-scheduler.ml.svc:7300")
+        self.assertEqual((front_end["serving.shards"], front_end["serving.model"]), (3, "latest"))
+
     def test_serving_front_ends_follow_the_job_behind_a_service(self):
         config = write_config(self.dir, cluster={"scheduler": "0.0.0.0:7300", "servers": 2, "workers": 2},
                               data={"train": "/data/train.txt"}, model={"name": "fm"},
@@ -623,14 +673,7 @@ class KubernetesManifestTest(ClusterTest):
         shutil.copy(key, os.path.join(folder, "keys", "cluster.key"))
 
         def resolved(workload, env):
-            command = workload["spec"]["template"]["spec"]["containers"][0]["command"]
-            self.assertEqual(command[:2], ["/bin/sh", "-c"])
-            script = (command[2].replace("/opt/sparta/bin", BIN).replace("/etc/sparta/job.yaml", f"{folder}/job.yaml")
-                      .replace("/etc/sparta/keys", f"{folder}/keys") + " --print-config")
-            got = subprocess.run(["/bin/sh", "-c", script], env={**os.environ, "POD_IP": "10.9.8.7", **env},
-                                 capture_output=True, text=True)
-            self.assertEqual(got.returncode, 0, got.stderr)
-            return json.loads(got.stdout)
+            return self.resolved(workload, folder, env)
 
         sched = resolved(deployment, {})
         self.assertEqual(sched["cluster.scheduler"], "10.9.8.7:7300")  # binds its pod IP
