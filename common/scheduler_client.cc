@@ -256,7 +256,11 @@ void SchedulerClient::Handle(const pb::Header& h) {
         // WORK_DONEs before the request: the request's list of units held
         // leaves out the ones done.
         for (const auto& m : sticky_) outbox_.Post(m);
-        if (waiting_work_ && !grant_.has_value()) outbox_.Post(work_request_);
+        if (waiting_work_ && !grant_.has_value()) {
+          pb::Header again = work_request_;
+          again.set_resent(true);
+          outbox_.Post(std::move(again));
+        }
       }
       if (incarnation_ != 0 && h.seq() != incarnation_ && callbacks_.on_control) {
         // A checkpoint the old scheduler was taking died with it.

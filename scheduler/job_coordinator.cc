@@ -398,7 +398,7 @@ void JobCoordinator::Dispatch(const std::string& routing_id, const pb::Header& h
       std::vector<uint64_t> held;
       for (const auto& [unit, progress] : h.progress().units()) held.push_back(unit);
       work_requests_[node->info.id()] = h.seq();
-      work_->OnRequest(node->info.id(), routing_id, &held);
+      work_->OnRequest(node->info.id(), routing_id, &held, h.resent());
       return SendWork();
     }
     case pb::WORK_DONE:

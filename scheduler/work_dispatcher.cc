@@ -102,7 +102,8 @@ bool WorkDispatcher::Grant(uint32_t worker, const std::string& routing_id) {
   return true;
 }
 
-void WorkDispatcher::OnRequest(uint32_t worker, const std::string& routing_id, const std::vector<uint64_t>* held) {
+void WorkDispatcher::OnRequest(uint32_t worker, const std::string& routing_id, const std::vector<uint64_t>* held,
+                               bool resent) {
   // A worker asks again only after an answer, except when it resends to a
   // restarted scheduler: one held request per worker.
   waiting_.erase(worker);
@@ -110,6 +111,13 @@ void WorkDispatcher::OnRequest(uint32_t worker, const std::string& routing_id, c
   if (held != nullptr) {
     for (const WorkPool::Unit& unit : pool_.HeldBy(worker)) {
       if (std::find(held->begin(), held->end(), unit.id) != held->end()) continue;
+      if (!resent) {
+        // Asked anew, the worker has had every answer before: it trained
+        // this unit, and its WORK_DONE went to a scheduler that died before
+        // saving it (the worker sends it again once it sees this one).
+        OnDone(worker, unit.id);
+        continue;
+      }
       spdlog::warn("work unit {} was granted to a worker that never got it; granting it again", unit.id);
       outbox_.push_back({routing_id, GrantOf(unit)});
       return;

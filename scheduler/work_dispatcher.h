@@ -48,10 +48,14 @@ class WorkDispatcher {
   absl::StatusOr<std::vector<WorkPool::InputFile>> TakeInArrived(const Config& config);
 
   // Worker `worker` (reachable at `routing_id`) asks for its next unit.
-  // `held`, if given: the units it still holds. A unit in flight to it that
-  // it does not hold was granted but never reached it (a scheduler that
-  // died between saving the grant and sending it): that unit is the answer.
-  void OnRequest(uint32_t worker, const std::string& routing_id, const std::vector<uint64_t>* held = nullptr);
+  // `held`, if given: the units it still holds (not reported done). A unit
+  // in flight to it that it does not hold is, in a request `resent` to a
+  // scheduler that took over, one granted that never reached it (the old
+  // scheduler died between saving the grant and sending it): that unit is
+  // the answer. In any other request it is one the worker trained, whose
+  // WORK_DONE the old scheduler got but never saved: it is done.
+  void OnRequest(uint32_t worker, const std::string& routing_id, const std::vector<uint64_t>* held = nullptr,
+                 bool resent = false);
   // Worker `worker` has trained unit `id`. A report for a unit the worker
   // no longer holds (resent to a restarted scheduler, or from before its
   // loss) changes nothing.

@@ -125,10 +125,10 @@ TEST_CASE("dispatcher: a unit granted but never received is granted again to the
   d.OnRequest(1, "w1");
   const uint64_t lost = d.TakeOutbox()[0].header.work().id();
   // A restarted scheduler has unit `lost` in flight to worker 1, whose
-  // request says it holds nothing: the grant never reached it.
+  // request, resent to it, says it holds nothing: the grant never reached it.
   WorkDispatcher again = WorkDispatcher::FromState(d.ToState());
   const std::vector<uint64_t> nothing;
-  again.OnRequest(1, "w1", &nothing);
+  again.OnRequest(1, "w1", &nothing, /*resent=*/true);
   auto out = again.TakeOutbox();
   REQUIRE(out.size() == 1);
   CHECK(out[0].header.work().id() == lost);
@@ -140,6 +140,28 @@ TEST_CASE("dispatcher: a unit granted but never received is granted again to the
   REQUIRE(out.size() == 1);
   CHECK(out[0].header.work().id() != lost);
   CHECK(out[0].header.work().path() == in.files[1].path);
+}
+
+TEST_CASE("dispatcher: a unit left out of a new request was trained, its report lost with the old scheduler",
+          "[work_dispatch]") {
+  // The request that reaches a scheduler that took over first may be one the
+  // worker made anew (queued while no scheduler listened), before it saw the
+  // new scheduler and sent again its WORK_DONEs: a unit it leaves out is one
+  // it trained. Granted again, it would be trained twice.
+  Inputs in;
+  WorkDispatcher d = Dispatcher(in, 0);
+  d.OnRequest(1, "w1");
+  const uint64_t trained = d.TakeOutbox()[0].header.work().id();
+  WorkDispatcher again = WorkDispatcher::FromState(d.ToState());
+  const std::vector<uint64_t> nothing;
+  again.OnRequest(1, "w1", &nothing);
+  auto out = again.TakeOutbox();
+  REQUIRE(out.size() == 1);
+  CHECK(out[0].header.work().id() != trained);  // the next unit
+  CHECK(again.units_done() == 1);
+  // Its WORK_DONE, sent again, changes nothing.
+  again.OnDone(1, trained);
+  CHECK(again.units_done() == 1);
 }
 
 TEST_CASE("dispatcher: a drained worker is told to leave, at once or when it asks, the others go on", "[work_dispatch]") {
@@ -520,12 +542,15 @@ TEST_CASE("coordinator, on_demand: a grant names the request it answers, a resen
   REQUIRE(To(first, pb::WORK_GRANT) == std::set<std::string>{"w0"});
   CHECK(first[0].header.seq() == 7);
   const uint64_t unit = first[0].header.work().id();
-  // The same request again, sent before its answer arrived: it names no unit held.
+  // The same request sent again (to a scheduler that took over) before its
+  // answer arrived: it names no unit held.
+  ask.set_resent(true);
   auto again = job.Send("w0", ask);
   REQUIRE(To(again, pb::WORK_GRANT) == std::set<std::string>{"w0"});
   CHECK(again[0].header.work().id() == unit);
   CHECK(again[0].header.seq() == 7);
   // The next request, holding the unit: another unit, under its own number.
+  ask.set_resent(false);
   ask.set_seq(8);
   (*ask.mutable_progress()->mutable_units())[unit];
   auto next = job.Send("w0", ask);
