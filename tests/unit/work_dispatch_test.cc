@@ -118,15 +118,22 @@ TEST_CASE("dispatcher: grants in order, holds a request while units are in fligh
   CHECK_FALSE(out[0].header.has_work());  // every unit is done
 }
 
+// A scheduler that took over from one that had granted worker 1 its first
+// unit (`*unit`): that unit is in flight to it.
+WorkDispatcher TakenOverWithAUnitInFlight(const Inputs& in, uint64_t* unit) {
+  WorkDispatcher d = Dispatcher(in, 0);
+  d.OnRequest(1, "w1");
+  *unit = d.TakeOutbox()[0].header.work().id();
+  return WorkDispatcher::FromState(d.ToState());
+}
+
 TEST_CASE("dispatcher: a unit granted but never received is granted again to the worker that asks without it",
           "[work_dispatch]") {
   Inputs in;
-  WorkDispatcher d = Dispatcher(in, 0);
-  d.OnRequest(1, "w1");
-  const uint64_t lost = d.TakeOutbox()[0].header.work().id();
-  // A restarted scheduler has unit `lost` in flight to worker 1, whose
-  // request, resent to it, says it holds nothing: the grant never reached it.
-  WorkDispatcher again = WorkDispatcher::FromState(d.ToState());
+  uint64_t lost = 0;
+  WorkDispatcher again = TakenOverWithAUnitInFlight(in, &lost);
+  // Worker 1's request, resent to the new scheduler, says it holds nothing:
+  // the grant never reached it.
   const std::vector<uint64_t> nothing;
   again.OnRequest(1, "w1", &nothing, /*resent=*/true);
   auto out = again.TakeOutbox();
@@ -149,10 +156,8 @@ TEST_CASE("dispatcher: a unit left out of a new request was trained, its report 
   // new scheduler and sent again its WORK_DONEs: a unit it leaves out is one
   // it trained. Granted again, it would be trained twice.
   Inputs in;
-  WorkDispatcher d = Dispatcher(in, 0);
-  d.OnRequest(1, "w1");
-  const uint64_t trained = d.TakeOutbox()[0].header.work().id();
-  WorkDispatcher again = WorkDispatcher::FromState(d.ToState());
+  uint64_t trained = 0;
+  WorkDispatcher again = TakenOverWithAUnitInFlight(in, &trained);
   const std::vector<uint64_t> nothing;
   again.OnRequest(1, "w1", &nothing);
   auto out = again.TakeOutbox();
