@@ -158,14 +158,16 @@ echo "== elastic jobs: scheduler takeover with etcd (kill -9 of the leader), a w
 SPARTA_BIN="$bin" python3 tests/bench/elastic_bench.py "$tmp/train.txt" "$tmp/test.txt" "$tmp/elastic.json" $quick
 echo "== serving: sparta-serve (embedded) under open-loop load, lr/fm/dnn, 1 and 100 examples a request; dnn in PyTorch"
 SPARTA_BIN="$bin" python3 tests/bench/serving_bench.py "$tmp/train.txt" "$tmp/test.txt" "$tmp/serving.json" $quick
+echo "== serving cache: a serving cluster's front-end cache at 1%, 10%, 30%, 100% of fm's rows; hit rate, speed vs embedded"
+SPARTA_BIN="$bin" python3 tests/bench/serving_cache_bench.py "$tmp/train.txt" "$tmp/test.txt" "$tmp/serving_cache.json" $quick
 echo "== freshness: a followed folder's new key, from the file's arrival to a served prediction that uses it"
 SPARTA_BIN="$bin" python3 tests/bench/freshness_bench.py "$tmp/freshness.json" $quick
 if [[ -n $json ]]; then
   python3 - "$tmp/kv.json" "$e2e" "$json" "$tmp/checkpoint.json" "$tmp/replication.json" "$tmp/models.json" \
     "$tmp/gpu.json" "$tmp/tiering.json" "$tmp/elastic.json" "$tmp/serving.json" "$tmp/freshness.json" \
-    "$tmp/python.json" <<'PY'
+    "$tmp/python.json" "$tmp/serving_cache.json" <<'PY'
 import json, sys
-records = json.load(open(sys.argv[1])) + json.load(open(sys.argv[2]))
+records = json.load(open(sys.argv[1])) + json.load(open(sys.argv[2])) + json.load(open(sys.argv[13]))
 records += json.load(open(sys.argv[4])) + json.load(open(sys.argv[5])) + json.load(open(sys.argv[6]))
 records += json.load(open(sys.argv[7])) + json.load(open(sys.argv[8])) + json.load(open(sys.argv[9]))
 records += json.load(open(sys.argv[10])) + json.load(open(sys.argv[11])) + json.load(open(sys.argv[12]))

@@ -24,6 +24,7 @@ from harness import BIN, LAUNCHER, ClusterTest, datagen, launch, pid_alive, read
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "worker", "python"))
 from sparta.predict import BadRequest, PredictClient, ReplicaChooser  # noqa: E402
+from test_tiering import tier_line  # noqa: E402
 
 
 class PythonReplicaChooserTest(unittest.TestCase):
@@ -85,7 +86,7 @@ def http(url, body=None, timeout=30):
 class ServingCase(ClusterTest):
     """Helpers of the serving tests: a trained job, sparta-serve front-ends."""
 
-    def train(self, model, data, **sections):
+    def train(self, model, data, dim=4, **sections):
         """Trains `model` to the end with a checkpoint; returns (config, its
         worker's test predictions as lines)."""
         store = os.path.join(self.dir, f"store-{model}")
@@ -93,7 +94,7 @@ class ServingCase(ClusterTest):
         config = write_config(
             self.dir, f"{model}.yaml",
             data={"train": data["train"], "test": data["test"], "batch_size": 256, "epochs": 1},
-            model={"name": model, "embedding_dim": 4, "top_mlp": [16, 8], "bottom_mlp": [8, 4]},
+            model={"name": model, "embedding_dim": dim, "top_mlp": [16, 8], "bottom_mlp": [8, 4]},
             storage={"path": store},
             eval={"predictions_out": predictions},
             **sections)
@@ -532,6 +533,31 @@ class ServingShardsTest(ServingCase):
                 self.stop_cluster(proc)
                 # The training job's own folder was only read.
                 self.assertFalse(os.path.exists(os.path.join(self.dir, f"store-{model}", "serving-db")))
+
+    def test_serving_shards_under_a_memory_limit_answer_from_the_cold_tier_as_offline(self):
+        """server.memory_limit on the serving cluster's servers: the rows
+        they restore do not fit, so most go to their cold tier (RocksDB) and
+        are read back for the requests that need them; every prediction is
+        still the worker's own, bit for bit."""
+        data = datagen(self.dir, 60000, 3000, seed=8, max_vocab=400000)
+        test_lines = read(data["test"]).splitlines()
+        config, offline = self.train("fm", data, dim=32)
+        proc, run, (url,) = self.serve_cluster(config, "serve-tiered", "server.memory_limit=16MiB",
+                                               "server.threads=2")
+        served, _ = self.predict_all(url, "fm", test_lines, 100)
+        self.assertEqual(["%.9g" % p for p in served], [float_text(p) for p in offline])
+        code, served, err = self.ctl_predict(data["test"], [self.zmq_urls[url]], "fm", "--batch", "100")
+        self.assertEqual(code, 0, err)
+        self.assertEqual(served, [float_text(p) for p in offline])
+        self.stop_cluster(proc)
+        # Each server held more of its rows cold than hot, and read cold
+        # rows back to answer.
+        for r in (0, 1):
+            log = read(os.path.join(run, f"server-{r}.log"))
+            tier = tier_line(log, "fm.wv")
+            self.assertIsNotNone(tier, log[-3000:])
+            self.assertGreater(tier["cold"], tier["hot"], tier)
+            self.assertGreater(tier["cold_reads"], 0, tier)
 
     def test_sigterm_to_one_front_end_leaves_the_cluster_serving(self):
         data = datagen(self.dir, 5000, 300, seed=8)

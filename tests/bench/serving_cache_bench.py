@@ -1,0 +1,129 @@
+#!/usr/bin/env python3
+"""The row cache of a serving cluster's front-end (serving.shards: 2,
+serving.cache): fm trained one pass on generated Criteo-like data, the
+whole test file scored by `sparta-ctl predict` (ZeroMQ, batches of 100, 4
+in flight) with the cache at 1%, 10% and 30% of the model's rows, and at 200% (every
+row, with room to spare: the cache is split in 64 parts by key, which do
+not fill evenly). For each size: the hit rate (the front-end's /metrics),
+that hit rate as a fraction of the 200% cache's (which misses each key only
+once: the most any cache can hit on this stream), and the lines/s against the embedded
+front-end (sparta-serve holding every row itself) scoring the same file in
+the same run. Every run's predictions must equal the embedded one's.
+
+  serving_cache_bench.py TRAIN TEST JSON_OUT [--quick]
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+LAUNCHER = os.path.join(ROOT, "scripts", "sparta")
+BIN = os.environ.get("SPARTA_BIN", os.path.join(ROOT, "build", "bin"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "bench"))
+from serving_bench import free_port, ready  # noqa: E402
+
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+from harness import wait_for  # noqa: E402
+
+DIM = 8
+# worker/serving/row_cache.cc: a cached row's floats (fm.wv: DIM + 1), its
+# key twice, its slot, the index's control byte and slack, its mark.
+CACHED_ROW_BYTES = (DIM + 1) * 4 + 2 * 8 + 4 + 8 + 1
+
+
+def score(test, zmq_port):
+    """Scores the file; returns (predictions, seconds)."""
+    start = time.monotonic()
+    out = subprocess.run([os.path.join(BIN, "sparta-ctl"), "predict", test, "--serve",
+                          f"tcp://127.0.0.1:{zmq_port}", "--model", "fm", "--batch", "100"],
+                         check=True, capture_output=True, text=True).stdout
+    return out, time.monotonic() - start
+
+
+def cache_counts(url):
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as answer:
+        text = answer.read().decode()
+    counts = {}
+    for line in text.splitlines():
+        for name in ("hits", "misses"):
+            if line.startswith(f"sparta_serving_cache_{name}_total"):
+                counts[name] = float(line.split()[-1])
+    return counts["hits"], counts["misses"]
+
+
+def main():
+    train, test, json_out = sys.argv[1:4]
+    records = []
+    procs = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="sparta-serving-cache-bench-") as tmp:
+            config = os.path.join(tmp, "fm.yaml")
+            with open(config, "w") as f:
+                f.write(f"cluster: {{scheduler: '127.0.0.1:0', servers: 1, workers: 1}}\n"
+                        f"data: {{train: {train}, test: {test}, batch_size: 512, epochs: 1}}\n"
+                        f"model: {{name: fm, embedding_dim: {DIM}}}\noptimizer: {{name: adagrad}}\n"
+                        f"storage: {{path: {os.path.join(tmp, 'store')}}}\nlog: {{level: warn}}\n")
+            run = os.path.join(tmp, "train")
+            subprocess.run([sys.executable, LAUNCHER, "launch", config, "--run-dir", run, "--quiet"], check=True)
+            with open(os.path.join(run, "summary.json")) as f:
+                rows = json.load(f)["server_rows"]
+
+            port, zmq_port = free_port(), free_port()
+            embedded = subprocess.Popen([os.path.join(BIN, "sparta-serve"), "--config", config, "--set",
+                                         "serving.model=latest", "--set", f"serving.port={port}",
+                                         "--set", f"serving.zmq_port={zmq_port}"],
+                                        stderr=open(os.path.join(tmp, "serve.log"), "w"))
+            procs.append(embedded)
+            wait_for(lambda: ready(f"http://127.0.0.1:{port}"), 60, "sparta-serve to be ready")
+            reference, seconds = score(test, zmq_port)
+            lines = len(reference.splitlines())
+            embedded_rate = lines / seconds
+            embedded.terminate()
+            embedded.wait()
+            print(f"embedded front-end: {embedded_rate:.0f} lines/s ({rows} rows, {lines} lines)")
+            records.append({"name": "serving_cache_embedded_lines_per_sec", "unit": "lines/s",
+                            "value": embedded_rate})
+
+            results = {}
+            for percent in (1, 10, 30, 200):
+                cache = max(1, rows * CACHED_ROW_BYTES * percent // 100)
+                port, zmq_port = free_port(), free_port()
+                cluster = subprocess.Popen([sys.executable, LAUNCHER, "serve", config, "--shards", "2", "--quiet",
+                                            "--run-dir", os.path.join(tmp, f"cache-{percent}"),
+                                            "--set", "serving.model=latest", "--set", f"serving.port={port}",
+                                            "--set", f"serving.zmq_port={zmq_port}",
+                                            "--set", f"serving.cache={cache}"], stdout=subprocess.DEVNULL)
+                procs.append(cluster)
+                url = f"http://127.0.0.1:{port}"
+                wait_for(lambda: ready(url), 60, "the serving cluster's front-end to be ready")
+                served, seconds = score(test, zmq_port)
+                if served != reference:
+                    sys.exit(f"serving_cache_bench: the cache at {percent}% served other predictions")
+                hits, misses = cache_counts(url)
+                cluster.terminate()
+                cluster.wait()
+                results[percent] = (hits / max(1.0, hits + misses), lines / seconds)
+            best = results[200][0]
+            for percent, (hit_rate, rate) in results.items():
+                print(f"cache {percent:3d}% of the rows: hit rate {hit_rate:.3f} ({hit_rate / best:.2f} of the "
+                      f"full cache's), {rate:.0f} lines/s = {rate / embedded_rate:.2f}x embedded")
+                records += [
+                    {"name": f"serving_cache_{percent}pct_hit_rate", "unit": "ratio", "value": hit_rate},
+                    {"name": f"serving_cache_{percent}pct_hit_rate_vs_full", "unit": "ratio", "value": hit_rate / best},
+                    {"name": f"serving_cache_{percent}pct_speed_vs_embedded", "unit": "ratio",
+                     "value": rate / embedded_rate}]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    with open(json_out, "w") as f:
+        json.dump(records, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
