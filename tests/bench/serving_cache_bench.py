@@ -2,13 +2,16 @@
 """The row cache of a serving cluster's front-end (serving.shards: 2,
 serving.cache): fm trained one pass on generated Criteo-like data, the
 whole test file scored by `sparta-ctl predict` (ZeroMQ, batches of 100, 4
-in flight) with the cache at 1%, 10% and 30% of the model's rows, and at 200% (every
-row, with room to spare: the cache is split in 64 parts by key, which do
-not fill evenly). For each size: the hit rate (the front-end's /metrics),
-that hit rate as a fraction of the 200% cache's (which misses each key only
-once: the most any cache can hit on this stream), and the lines/s against the embedded
-front-end (sparta-serve holding every row itself) scoring the same file in
-the same run. Every run's predictions must equal the embedded one's.
+in flight) with the cache at 1%, 10% and 30% of the model's rows, and at
+200% (every row, with room to spare: the cache is split in 64 parts by
+key, which do not fill evenly). The file is scored twice: the first pass
+fills the cache, the second is measured. For each size: the second pass's
+hit rate (the front-end's /metrics), also as a fraction of the 200%
+cache's (which then holds every row the file uses: the most any cache can
+hit), and its lines/s against the embedded front-end (sparta-serve
+holding every row itself) scoring the same file in the same run; and the
+first pass's lines/s. Every run's predictions must equal the embedded
+one's.
 
   serving_cache_bench.py TRAIN TEST JSON_OUT [--quick]
 """
@@ -80,6 +83,7 @@ def main():
                                         stderr=open(os.path.join(tmp, "serve.log"), "w"))
             procs.append(embedded)
             wait_for(lambda: ready(f"http://127.0.0.1:{port}"), 60, "sparta-serve to be ready")
+            score(test, zmq_port)  # as the cluster's: the second pass is measured
             reference, seconds = score(test, zmq_port)
             lines = len(reference.splitlines())
             embedded_rate = lines / seconds
@@ -101,22 +105,31 @@ def main():
                 procs.append(cluster)
                 url = f"http://127.0.0.1:{port}"
                 wait_for(lambda: ready(url), 60, "the serving cluster's front-end to be ready")
-                served, seconds = score(test, zmq_port)
-                if served != reference:
-                    sys.exit(f"serving_cache_bench: the cache at {percent}% served other predictions")
-                hits, misses = cache_counts(url)
+                # The first pass fills the cache; the second is measured.
+                passes = []
+                for _ in range(2):
+                    served, seconds = score(test, zmq_port)
+                    if served != reference:
+                        sys.exit(f"serving_cache_bench: the cache at {percent}% served other predictions")
+                    passes.append((cache_counts(url), seconds))
                 cluster.terminate()
                 cluster.wait()
-                results[percent] = (hits / max(1.0, hits + misses), lines / seconds)
+                (hits0, misses0), _ = passes[0]
+                (hits1, misses1), seconds = passes[1]
+                hits, misses = hits1 - hits0, misses1 - misses0
+                results[percent] = (hits / max(1.0, hits + misses), lines / seconds, lines / passes[0][1])
             best = results[200][0]
-            for percent, (hit_rate, rate) in results.items():
+            for percent, (hit_rate, rate, first) in results.items():
                 print(f"cache {percent:3d}% of the rows: hit rate {hit_rate:.3f} ({hit_rate / best:.2f} of the "
-                      f"full cache's), {rate:.0f} lines/s = {rate / embedded_rate:.2f}x embedded")
+                      f"full cache's), {rate:.0f} lines/s = {rate / embedded_rate:.2f}x embedded "
+                      f"(first pass, filling the cache: {first / embedded_rate:.2f}x)")
                 records += [
                     {"name": f"serving_cache_{percent}pct_hit_rate", "unit": "ratio", "value": hit_rate},
                     {"name": f"serving_cache_{percent}pct_hit_rate_vs_full", "unit": "ratio", "value": hit_rate / best},
                     {"name": f"serving_cache_{percent}pct_speed_vs_embedded", "unit": "ratio",
-                     "value": rate / embedded_rate}]
+                     "value": rate / embedded_rate},
+                    {"name": f"serving_cache_{percent}pct_first_pass_speed_vs_embedded", "unit": "ratio",
+                     "value": first / embedded_rate}]
     finally:
         for p in procs:
             if p.poll() is None:
