@@ -78,6 +78,7 @@ absl::Status SchedulerClient::Barrier(const std::string& name) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     waiting_barriers_.insert(name);
+    h.set_seq(barrier_rounds_[name]);
   }
   Post(std::move(h));
   std::unique_lock<std::mutex> lock(mu_);
@@ -210,6 +211,11 @@ void SchedulerClient::Handle(const pb::Header& h) {
       return;
     case pb::BARRIER_RELEASE: {
       std::lock_guard<std::mutex> lock(mu_);
+      uint64_t& round = barrier_rounds_[h.barrier()];
+      // The same round's release twice: from the scheduler that died and
+      // from the one that took over, to which this node resent the barrier.
+      if (h.seq() != 0 && h.seq() <= round) break;
+      round = h.seq() != 0 ? h.seq() : round + 1;
       released_.insert(h.barrier());
       if (self_.role() == pb::WORKER) lead_rank_ = h.lead_rank();
       break;
@@ -251,6 +257,8 @@ void SchedulerClient::Handle(const pb::Header& h) {
           pb::Header b;
           b.set_type(pb::BARRIER);
           b.set_barrier(name);
+          b.set_resent(true);
+          b.set_seq(barrier_rounds_[name]);
           outbox_.Post(b);
         }
         // WORK_DONEs before the request: the request's list of units held

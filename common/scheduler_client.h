@@ -24,6 +24,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -134,6 +135,9 @@ class SchedulerClient {
   absl::Status end_status_;              // valid when ended_
   // What a restarted scheduler must hear again (see the class comment).
   std::multiset<std::string> waiting_barriers_;
+  // Per barrier: the round of the last release taken (the scheduler numbers
+  // them), so that a release sent twice is taken once.
+  std::map<std::string, uint64_t> barrier_rounds_;
   std::vector<pb::Header> sticky_;        // WORK_DONE, WORKER_DONE, FLUSH_DONE
   bool waiting_work_ = false;             // a WORK_REQUEST is unanswered
   pb::Header work_request_;               // it, to resend

@@ -97,6 +97,10 @@ absl::StatusOr<bool> JobCoordinator::TakeOverSavedJob() {
   if (state.has_work()) work_ = WorkDispatcher::FromState(state.work());
   workers_lost_ = state.workers_lost();
   if (state.servers_wanted() != 0) servers_wanted_ = static_cast<int>(state.servers_wanted());
+  for (const pb::BarrierRelease& r : state.releases()) {
+    released_[{r.role(), r.name()}] =
+        Release{std::set<uint32_t>(r.passed().begin(), r.passed().end()), r.lead_rank(), r.round()};
+  }
   for (uint32_t id : state.draining()) {
     draining_.insert(id);
     const Membership::Node* node = members_.FindById(id);
@@ -153,6 +157,14 @@ bool JobCoordinator::SaveState(Clock::time_point now) {
   state.set_servers_wanted(servers_wanted_);
   shard_map_.SaveMoves(state.mutable_moves());
   for (uint32_t id : draining_) state.add_draining(id);
+  for (const auto& [key, release] : released_) {
+    pb::BarrierRelease* r = state.add_releases();
+    r->set_role(key.first);
+    r->set_name(key.second);
+    r->mutable_passed()->Add(release.passed.begin(), release.passed.end());
+    r->set_lead_rank(release.lead_rank);
+    r->set_round(release.round);
+  }
   state.set_checkpoint_version(checkpoints_.published_version());
   saved_checkpoint_version_ = checkpoints_.published_version();
   const absl::Status st = state_store_->Save(state);
@@ -160,9 +172,9 @@ bool JobCoordinator::SaveState(Clock::time_point now) {
   // the units are its to grant. When the store fails they go anyway, as
   // views do: the job runs on without a successor's safety net.)
   if (!absl::IsFailedPrecondition(st)) {
-    for (Outgoing& grant : unsaved_grants_) outbox_.push_back(std::move(grant));
+    for (Outgoing& grant : unsaved_sends_) outbox_.push_back(std::move(grant));
   }
-  unsaved_grants_.clear();
+  unsaved_sends_.clear();
   if (absl::IsFailedPrecondition(st)) {
     store_status_ = st;  // another scheduler leads: this one must stop (see scheduler.h)
   } else if (!st.ok()) {
@@ -372,7 +384,7 @@ void JobCoordinator::Dispatch(const std::string& routing_id, const pb::Header& h
       return;
     }
     case pb::BARRIER:
-      return OnBarrier(*node, h.barrier());
+      return OnBarrier(*node, h);
     case pb::PREEMPT:
       if (node->info.role() == pb::SERVING) {
         // One front-end going (a Deployment scaled down) is not the
@@ -697,18 +709,29 @@ void JobCoordinator::PublishView() {
   }
 }
 
-void JobCoordinator::OnBarrier(const Membership::Node& node, const std::string& name) {
+void JobCoordinator::OnBarrier(const Membership::Node& node, const pb::Header& h) {
   const pb::Role role = node.info.role();
+  const std::string& name = h.barrier();
   const auto last = released_.find({role, name});
-  if (last != released_.end() && !barriers_.count({role, name}) && !last->second.passed.count(node.info.id())) {
-    // Awaiting the others would hang the job: they are past it.
-    spdlog::info("{} arrived at barrier '{}' after its release: it passes at once", DescribeNode(node.info), name);
-    pb::Header release;
-    release.set_type(pb::BARRIER_RELEASE);
-    release.set_barrier(name);
-    if (role == pb::WORKER) release.set_lead_rank(last->second.lead_rank);
-    last->second.passed.insert(node.info.id());
-    return SendTo(node.routing_id, std::move(release));
+  if (last != released_.end()) {
+    Release& r = last->second;
+    const bool passed = r.passed.count(node.info.id()) > 0;
+    // A newcomer at a barrier the others have passed, with no new round
+    // open; or a node whose release died with the scheduler that sent it.
+    const bool late = !passed && !barriers_.count({role, name});
+    const bool lost = passed && h.resent() && h.seq() < r.round;
+    if (late || lost) {
+      // Awaiting the others would hang the job: they are past it.
+      spdlog::info("{} arrived at barrier '{}' after its release{}: it passes at once", DescribeNode(node.info),
+                   name, lost ? " (the release it was sent was lost)" : "");
+      pb::Header release;
+      release.set_type(pb::BARRIER_RELEASE);
+      release.set_barrier(name);
+      if (role == pb::WORKER) release.set_lead_rank(r.lead_rank);
+      release.set_seq(r.round);
+      r.passed.insert(node.info.id());
+      return SendOnceSaved(node.routing_id, std::move(release));
+    }
   }
   barriers_[{role, name}].insert(node.info.id());
   ReleaseIfComplete(role, name);
@@ -744,9 +767,13 @@ void JobCoordinator::ReleaseIfComplete(pb::Role role, const std::string& name) {
   release.set_type(pb::BARRIER_RELEASE);
   release.set_barrier(name);
   if (role == pb::WORKER) release.set_lead_rank(LeadWorker());
-  Broadcast(release, role);
-  released_[{role, name}] = Release{std::move(it->second), release.lead_rank()};
+  Release& last = released_[{role, name}];
+  last = Release{std::move(it->second), release.lead_rank(), last.round + 1};
   barriers_.erase(it);
+  release.set_seq(last.round);  // a node takes each round's release once
+  for (const auto& node : members_.nodes()) {
+    if (!node.dead && node.info.role() == role) SendOnceSaved(node.routing_id, release);
+  }
 }
 
 void JobCoordinator::SendWork() {
@@ -769,9 +796,8 @@ void JobCoordinator::SendWork() {
         idle_clocks_.erase(it);
       }
     }
-    if (state_store_ != nullptr && out.header.has_work()) {
-      unsaved_grants_.push_back(Addressed(out.routing_id, std::move(out.header)));
-      state_changed_ = true;
+    if (out.header.has_work()) {
+      SendOnceSaved(out.routing_id, std::move(out.header));
       continue;
     }
     SendTo(out.routing_id, std::move(out.header));
@@ -1052,6 +1078,12 @@ std::vector<std::string> JobCoordinator::LiveRoutingIds() const {
     if (!node.dead) ids.push_back(node.routing_id);
   }
   return ids;
+}
+
+void JobCoordinator::SendOnceSaved(const std::string& routing_id, pb::Header h) {
+  if (state_store_ == nullptr) return SendTo(routing_id, std::move(h));
+  unsaved_sends_.push_back(Addressed(routing_id, std::move(h)));
+  state_changed_ = true;
 }
 
 void JobCoordinator::Broadcast(const pb::Header& h, pb::Role only) {

@@ -114,7 +114,8 @@ class JobCoordinator {
   // and every view after; the cluster neither waits for nor fails with it.
   void OnFrontEndRegister(const std::string& routing_id, const pb::NodeInfo& node, Clock::time_point now);
   void OnFrontEndLost(Membership::Node* node, const std::string& why);
-  void OnBarrier(const Membership::Node& node, const std::string& name);
+  // `h`: the node's BARRIER (its name; resent and seq, see sparta.proto).
+  void OnBarrier(const Membership::Node& node, const pb::Header& h);
   void OnWorkerDone(Membership::Node& node, const pb::WorkerReport& report);
   // A worker went silent or died: with data.assignment on_demand its units
   // go back to the pool and the job goes on (the launcher may start a
@@ -147,6 +148,9 @@ class JobCoordinator {
   // `h` stamped as this scheduler's, for `routing_id`.
   Outgoing Addressed(const std::string& routing_id, pb::Header h) const;
   void SendTo(const std::string& routing_id, pb::Header h);
+  // SendTo(), once the state that records what `h` tells is saved (with a
+  // state store: see unsaved_sends_); at once without one.
+  void SendOnceSaved(const std::string& routing_id, pb::Header h);
   void Broadcast(const pb::Header& h, pb::Role only = pb::ROLE_UNKNOWN);
   // storage.restore -> the checkpoint to resume from, checked against this job.
   absl::Status PrepareRestore();
@@ -217,17 +221,24 @@ class JobCoordinator {
   // it named. A node that arrives after that release without having been
   // among them (on_demand: a worker started again under a lost one's rank as
   // the others finished) passes at once, as they did; they will not come to
-  // it again. A node that passed it before starts the next round.
+  // it again. A node that passed it before starts the next round, unless
+  // it resends the barrier to a scheduler that took over and names a round
+  // already released (its release was lost with the scheduler that sent
+  // it): then it passes at once too. Saved with the state, and a release
+  // is sent only once that state is saved (as grants are), so a scheduler
+  // that takes over knows every release a node may have seen.
   struct Release {
     std::set<uint32_t> passed;
     int lead_rank = -1;
+    uint64_t round = 0;  // releases of this barrier so far
   };
   std::map<std::pair<int, std::string>, Release> released_;
-  // on_demand with a state store: WORK_GRANTs of a unit wait here until the
-  // state that records the grant is saved (SaveState, once per turn of the
-  // event loop for all of them), so that a scheduler taking over never
-  // grants again a unit some worker already trains.
-  std::vector<Outgoing> unsaved_grants_;
+  // With a state store: WORK_GRANTs of a unit (on_demand) and
+  // BARRIER_RELEASEs wait here until the state that records them is saved
+  // (SaveState, once per turn of the event loop for all of them), so that a
+  // scheduler taking over never grants again a unit some worker already
+  // trains, and knows every release a node may have passed.
+  std::vector<Outgoing> unsaved_sends_;
   // on_demand: node id -> the seq of the worker's latest WORK_REQUEST, which
   // its WORK_GRANT names (see SchedulerClient::RequestWork).
   std::map<uint32_t, uint64_t> work_requests_;

@@ -160,7 +160,7 @@ absl::Status Scheduler::Serve() {
     // A change of members or phase is in /metrics at once, not up to a second
     // later: a scrape right after a node joins or dies sees it.
     if (job_.SaveState(Clock::now()) || metrics_.PublishDue()) PublishMetrics();
-    SendOutbox();  // the work grants that waited for the save
+    SendOutbox();  // the work grants and barrier releases that waited for the save
   }
   SendOutbox();
   AwaitNodesGone();

@@ -4,6 +4,7 @@
 #define SPARTA_TESTS_UNIT_COORDINATOR_RIG_H_
 
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -12,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "scheduler/job_coordinator.h"
+#include "scheduler/state_store.h"
 
 namespace sparta {
 namespace rig {
@@ -63,6 +65,22 @@ struct Job {
   Config config;
   const Clock::time_point t0 = Clock::now();
   std::unique_ptr<JobCoordinator> coordinator;
+};
+
+// The scheduler's saved state, kept in memory: what a scheduler that takes
+// over would load.
+class MemoryStateStore : public StateStore {
+ public:
+  explicit MemoryStateStore(std::shared_ptr<std::optional<pb::SchedulerState>> saved) : saved_(std::move(saved)) {}
+  absl::Status Save(const pb::SchedulerState& state) override {
+    *saved_ = state;
+    return absl::OkStatus();
+  }
+  absl::StatusOr<std::optional<pb::SchedulerState>> Load() override { return *saved_; }
+  std::string where() const override { return "memory"; }
+
+ private:
+  std::shared_ptr<std::optional<pb::SchedulerState>> saved_;
 };
 
 inline pb::Header Of(pb::MsgType type) {

@@ -13,6 +13,8 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <memory>
+#include <optional>
 #include <set>
 
 #include <catch2/catch.hpp>
@@ -103,6 +105,55 @@ TEST_CASE("a barrier is released to its role once every member arrived", "[job_c
   CHECK(Find(released, pb::BARRIER_RELEASE)->barrier() == "tables");
   // The next one with the same name starts over.
   CHECK(job.Send("w1", barrier).empty());
+}
+
+TEST_CASE("a barrier's release is saved before it is sent, and one lost with its scheduler is sent again by the next",
+          "[job_coordinator]") {
+  auto saved = std::make_shared<std::optional<pb::SchedulerState>>();
+  const Config config = Job::Sized(1, 2);
+  Job job(config, std::make_unique<rig::MemoryStateStore>(saved));
+  job.RegisterAll();
+  job.coordinator->SaveState(job.t0);
+  job.coordinator->TakeOutbox();
+  pb::Header barrier = Of(pb::BARRIER);
+  barrier.set_barrier("training_done");
+  CHECK(job.Send("w0", barrier).empty());
+  // Complete, but the release waits for the save that records it: a
+  // scheduler taking over from an older save would not know the workers
+  // that passed it are past it.
+  CHECK(To(job.Send("w1", barrier), pb::BARRIER_RELEASE).empty());
+  job.coordinator->SaveState(job.t0);
+  auto released = job.coordinator->TakeOutbox();
+  REQUIRE(To(released, pb::BARRIER_RELEASE) == std::set<std::string>{"w0", "w1"});
+  CHECK(Find(released, pb::BARRIER_RELEASE)->seq() == 1);  // the barrier's first round
+  REQUIRE(saved->has_value());
+  REQUIRE((*saved)->releases_size() == 1);
+  CHECK((*saved)->releases(0).passed_size() == 2);
+
+  // The scheduler dies; w1's release died with it. w1 resends the barrier
+  // it still waits for, naming the round it waits for: the next scheduler
+  // knows that round was released and lets it pass, with the same lead.
+  Job next(config, std::make_unique<rig::MemoryStateStore>(saved));
+  barrier.set_resent(true);
+  barrier.set_seq(0);  // w1 has passed no release of it
+  next.Send("w1", barrier);
+  next.coordinator->SaveState(next.t0);
+  auto again = next.coordinator->TakeOutbox();
+  REQUIRE(To(again, pb::BARRIER_RELEASE) == std::set<std::string>{"w1"});
+  CHECK(Find(again, pb::BARRIER_RELEASE)->seq() == 1);
+  CHECK(Find(again, pb::BARRIER_RELEASE)->lead_rank() == 0);
+  // w0 got its release and now waits at the barrier's next round (it
+  // resends that one): it waits for w1 as always.
+  barrier.set_seq(1);
+  next.Send("w0", barrier);
+  next.coordinator->SaveState(next.t0);
+  CHECK(To(next.coordinator->TakeOutbox(), pb::BARRIER_RELEASE).empty());
+  barrier.set_resent(false);
+  next.Send("w1", barrier);
+  next.coordinator->SaveState(next.t0);
+  auto second = next.coordinator->TakeOutbox();
+  REQUIRE(To(second, pb::BARRIER_RELEASE) == std::set<std::string>{"w0", "w1"});
+  CHECK(Find(second, pb::BARRIER_RELEASE)->seq() == 2);
 }
 
 TEST_CASE("the end: workers done -> servers flush -> every node shut down, with a summary", "[job_coordinator]") {

@@ -480,22 +480,6 @@ TEST_CASE("coordinator, on_demand: a worker started again as the others pass the
   CHECK(job.coordinator->BuildSummary().workers_lost() == 1);
 }
 
-// The scheduler's saved state, kept in memory: what a scheduler that takes
-// over would load.
-class MemoryStateStore : public StateStore {
- public:
-  explicit MemoryStateStore(std::shared_ptr<std::optional<pb::SchedulerState>> saved) : saved_(std::move(saved)) {}
-  absl::Status Save(const pb::SchedulerState& state) override {
-    *saved_ = state;
-    return absl::OkStatus();
-  }
-  absl::StatusOr<std::optional<pb::SchedulerState>> Load() override { return *saved_; }
-  std::string where() const override { return "memory"; }
-
- private:
-  std::shared_ptr<std::optional<pb::SchedulerState>> saved_;
-};
-
 TEST_CASE("coordinator, on_demand: a unit is granted only once the state that records it is saved",
           "[work_dispatch]") {
   // Else a scheduler that takes over from the last save grants the unit
@@ -504,7 +488,7 @@ TEST_CASE("coordinator, on_demand: a unit is granted only once the state that re
   Config config = OnDemand(in);
   config.data.split_size_bytes = 0;
   auto saved = std::make_shared<std::optional<pb::SchedulerState>>();
-  rig::Job job(config, std::make_unique<MemoryStateStore>(saved));
+  rig::Job job(config, std::make_unique<rig::MemoryStateStore>(saved));
   job.RegisterAll();
   const Clock::time_point now = job.t0;
   // The grant waits for the event loop's save, the one write for all the
@@ -520,7 +504,7 @@ TEST_CASE("coordinator, on_demand: a unit is granted only once the state that re
   CHECK(std::any_of(in_flight.begin(), in_flight.end(), [&](const pb::WorkRange& r) { return r.id() == unit; }));
 
   // A scheduler taking over from that save grants w1 the other unit.
-  rig::Job next(config, std::make_unique<MemoryStateStore>(saved));
+  rig::Job next(config, std::make_unique<rig::MemoryStateStore>(saved));
   out = next.Send("w1", Of(pb::WORK_REQUEST), now);
   next.coordinator->SaveState(now);
   auto more = next.coordinator->TakeOutbox();
