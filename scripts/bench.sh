@@ -30,7 +30,7 @@ done
 if [[ $build == 1 ]]; then
   scripts/install-deps.sh --tests  # etcd-server: the standby scheduler benchmark
   scripts/build.sh sparta-scheduler sparta-server sparta-worker sparta-datagen sparta-kv-bench sparta-row-memory \
-    sparta-checkpoint-bench sparta-serve sparta-serve-bench
+    sparta-batch-bench sparta-checkpoint-bench sparta-serve sparta-serve-bench
   # The GPU kernel benchmark exists when the build has the CUDA backend.
   if cmake --build build --target help | grep -q sparta-gpu-bench; then scripts/build.sh sparta-gpu-bench; fi
 fi
@@ -73,6 +73,9 @@ python3 -c "import json,sys; json.dump(sum((json.load(open(f)) for f in sys.argv
 
 echo "== server memory per sparse row (Adagrad state included)"
 "$bin/sparta-row-memory" "$([[ -n $quick ]] && echo 100000 || echo 1000000)" | tee "$tmp/memory.txt"
+
+echo "== a worker's batches: BatchBuilder against sort+unique of the same keys (39 fields, batch 512)"
+"$bin/sparta-batch-bench" "$([[ -n $quick ]] && echo 500 || echo 4000)" "$tmp/batch.json"
 
 echo "== end-to-end training (generated Criteo-like data)"
 rows=$([[ -n $quick ]] && echo 50000 || echo 1000000)
@@ -165,12 +168,13 @@ SPARTA_BIN="$bin" python3 tests/bench/freshness_bench.py "$tmp/freshness.json" $
 if [[ -n $json ]]; then
   python3 - "$tmp/kv.json" "$e2e" "$json" "$tmp/checkpoint.json" "$tmp/replication.json" "$tmp/models.json" \
     "$tmp/gpu.json" "$tmp/tiering.json" "$tmp/elastic.json" "$tmp/serving.json" "$tmp/freshness.json" \
-    "$tmp/python.json" "$tmp/serving_cache.json" <<'PY'
+    "$tmp/python.json" "$tmp/serving_cache.json" "$tmp/batch.json" <<'PY'
 import json, sys
 records = json.load(open(sys.argv[1])) + json.load(open(sys.argv[2])) + json.load(open(sys.argv[13]))
 records += json.load(open(sys.argv[4])) + json.load(open(sys.argv[5])) + json.load(open(sys.argv[6]))
 records += json.load(open(sys.argv[7])) + json.load(open(sys.argv[8])) + json.load(open(sys.argv[9]))
 records += json.load(open(sys.argv[10])) + json.load(open(sys.argv[11])) + json.load(open(sys.argv[12]))
+records += json.load(open(sys.argv[14]))
 for line in open(sys.argv[1].replace("kv.json", "memory.txt")):
     name, value = line.split()[:2]
     records.append({"name": name, "unit": "bytes/row", "value": float(value)})

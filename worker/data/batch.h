@@ -62,7 +62,12 @@ class BatchBuilder {
     }
     b.fresh_keys = fresh;
     std::swap(previous_, slot_of_);  // only the key set of previous_ is used
+    // Abseil's clear() frees a table of more than 127 slots, and the next
+    // batch would grow it again through a rehash at each doubling (perf:
+    // the map's resize was 1.4-2.8% of a worker's and a front-end's time).
+    // Batches are alike: one allocation of the last one's size instead.
     slot_of_.clear();
+    slot_of_.reserve(previous_.size());
     return std::move(batch_);
   }
 
