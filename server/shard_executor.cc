@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <numeric>
 
 #include "common/half.h"
 #include "common/logging.h"
@@ -84,7 +85,8 @@ void ShardExecutor::Run() {
     }
     queued_.fetch_sub(1, std::memory_order_relaxed);
     if (MustWait(*task)) {
-      Park(*std::move(task), nullptr);
+      std::shared_ptr<ColdRead> ahead = ReadAhead(*task);
+      Park(*std::move(task), std::move(ahead));
       continue;
     }
     RunTask(*std::move(task));
@@ -162,6 +164,48 @@ void ShardExecutor::StartRead(const std::shared_ptr<ColdRead>& read) {
     back.wake = [read] { read->done = true; };
     queue_.Push(std::move(back));
   });
+}
+
+std::shared_ptr<ShardExecutor::ColdRead> ShardExecutor::ReadAhead(const ShardTask& task) {
+  // A request behind a parked one used to start its read only when its turn
+  // came, so the executor sat idle through every read of a stream of
+  // requests that share shards (a worker's batches all do). Reading its
+  // cold rows as it arrives overlaps them with the work ahead of it.
+  //
+  // Exact: a row this read finds is used only if its key is still cold when
+  // the request runs (ResolveMisses), and while the request is parked its
+  // shards are blocked: no row of theirs is evicted or expired, so a key
+  // cold then was cold all along and its stored row is the one read. Keys
+  // that tasks ahead bring back meanwhile are hot by then and read from
+  // DRAM. Behind a parked control task (a cut, a restore, a shard moving),
+  // which may change the store, nothing is read ahead.
+  if (!async_reads_ || task.control || parked_controls_ > 0 || task.request->table == nullptr) return nullptr;
+  const Request& r = *task.request;
+  const TableEntry& table = *r.table;
+  const uint32_t id = table.spec.id();
+  std::shared_ptr<ColdRead> read;
+  constexpr size_t kLookAhead = 8;
+  const size_t n = task.positions.size();
+  for (size_t i = 0; i < n; ++i) {
+    if (i + kLookAhead < n) {
+      Shard(task.local_shards[i + kLookAhead], table).Prefetch(r.keys[task.positions[i + kLookAhead]]);
+    }
+    const TableShard& s = Shard(task.local_shards[i], table);
+    const uint64_t key = r.keys[task.positions[i]];
+    if (!s.MayBeCold(key) || s.FindSlot(key) != TableShard::kNoSlot) continue;
+    if (read == nullptr) {
+      read = std::make_shared<ColdRead>();
+      read->table = id;
+      read->record = s.record_floats();
+      read->column = store_->column(id);
+    }
+    read->shards.push_back(s.shard());
+    read->keys.push_back(key);
+  }
+  if (read == nullptr) return nullptr;
+  read->rows.resize(read->keys.size() * size_t{read->record});
+  Bump(tier_[id].cold_reads_ahead, read->keys.size());
+  return read;
 }
 
 void ShardExecutor::DrainParked() {
@@ -718,9 +762,20 @@ ShardExecutor::Outcome ShardExecutor::ResolveMisses(const Request& r, const Shar
   const uint8_t* found = nullptr;
   if (!lookup_.empty()) {
     const uint32_t record = shard_scratch_[lookup_[0]]->record_floats();
-    // A read made for this task covers its misses unless rows it held went
-    // cold since (then it reads again).
-    const bool covered = read != nullptr && read->keys == lookup_keys_;
+    // A read made for this task covers its misses if it holds every key
+    // looked up now. It may hold more: one made ahead (ReadAhead()) also
+    // has keys that tasks ahead brought back since. A miss it lacks is a
+    // row that went cold since: then it reads again. Both lists are in the
+    // task's order.
+    bool covered = read != nullptr && read->table == id;
+    read_at_.clear();
+    for (size_t j = 0, at = 0; covered && j < lookup_keys_.size(); ++j, ++at) {
+      while (at < read->keys.size() && (read->keys[at] != lookup_keys_[j] || read->shards[at] != lookup_shards_[j])) {
+        ++at;
+      }
+      covered = at < read->keys.size();
+      read_at_.push_back(static_cast<uint32_t>(at));
+    }
     if (covered) {
       rows = read->rows.data();
       found = read->found.data();
@@ -738,11 +793,13 @@ ShardExecutor::Outcome ShardExecutor::ResolveMisses(const Request& r, const Shar
       if (!ReadCold(id, record)) return Outcome::kFailed;
       rows = lookup_rows_.data();
       found = lookup_found_.data();
+      read_at_.resize(lookup_keys_.size());
+      std::iota(read_at_.begin(), read_at_.end(), 0u);
     }
     for (size_t j = 0; j < lookup_.size(); ++j) {
-      if (!found[j]) continue;
+      if (!found[read_at_[j]]) continue;
       const uint32_t i = lookup_[j];
-      const float* row = rows + j * record;
+      const float* row = rows + size_t{read_at_[j]} * record;
       slots_[i] = shard_scratch_[i]->Insert(lookup_keys_[j], row, /*from_store=*/true, StampIn(*shard_scratch_[i], row));
       Bump(stats.promoted, 1);
       Bump(stats.hot_rows, 1);

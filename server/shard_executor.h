@@ -73,6 +73,8 @@ struct TableTierStats {
   std::atomic<uint64_t> cold_reads{0};     // keys looked up in the store
   std::atomic<uint64_t> cold_read_batches{0};
   std::atomic<uint64_t> cold_read_ns{0};   // time in those lookups
+  // Of cold_reads, keys read for a request while it waited behind others.
+  std::atomic<uint64_t> cold_reads_ahead{0};
 };
 
 class ShardExecutor {
@@ -238,6 +240,9 @@ class ShardExecutor {
   // Parks `task` (with `read` to make, or behind others when null).
   void Park(ShardTask task, std::shared_ptr<ColdRead> read);
   void StartRead(const std::shared_ptr<ColdRead>& read);
+  // The cold rows `task` will need, read while it waits behind parked tasks
+  // (null: none, or not safe to read ahead now).
+  std::shared_ptr<ColdRead> ReadAhead(const ShardTask& task);
   // Runs, in order, the parked tasks whose reads are back and that no
   // earlier parked task holds up.
   void DrainParked();
@@ -336,6 +341,7 @@ class ShardExecutor {
   std::vector<uint64_t> lookup_keys_;
   std::vector<float> lookup_rows_;
   std::vector<uint8_t> lookup_found_;
+  std::vector<uint32_t> read_at_;  // ResolveMisses: where lookup_keys_[j] is in the read used
   uint64_t pending_clock_ = 0;  // step of the pending sums; 0: none
   // Worker requests of a step older than the one being summed: under bsp
   // none come (no worker starts step t+1 before every step-t push is in),
