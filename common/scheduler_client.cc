@@ -88,6 +88,11 @@ absl::Status SchedulerClient::Barrier(const std::string& name) {
   return st;
 }
 
+size_t SchedulerClient::unsaved_work_done() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return unsaved_work_done_.size();
+}
+
 bool SchedulerClient::drained() const {
   std::lock_guard<std::mutex> lock(mu_);
   return drained_;
@@ -108,6 +113,7 @@ void SchedulerClient::RequestWork(const std::vector<uint64_t>& held) {
     grant_.reset();
     h.set_seq(++work_requests_);
     work_request_ = h;
+    work_done_before_request_ = unsaved_work_done_.size();
   }
   Post(std::move(h));
 }
@@ -126,7 +132,7 @@ void SchedulerClient::SendWorkDone(uint64_t id) {
   h.mutable_work()->set_id(id);
   {
     std::lock_guard<std::mutex> lock(mu_);
-    sticky_.push_back(h);
+    unsaved_work_done_.push_back(h);
   }
   Post(std::move(h));
 }
@@ -231,6 +237,17 @@ void SchedulerClient::Handle(const pb::Header& h) {
       // rejoins the others' clock before it trains the unit (ssp).
       if (h.has_work() && h.clock() != 0 && callbacks_.on_control) callbacks_.on_control(h);
       std::lock_guard<std::mutex> lock(mu_);
+      if (h.has_work()) {
+        // A unit leaves the scheduler only after the save that follows the
+        // request it answers (JobCoordinator::SendOnceSaved), and that save
+        // holds every unit this worker reported done before the request:
+        // as a WORK_DONE it heard, or, where one died with a scheduler, as
+        // a unit missing from the request's list of units held. They need
+        // no resending. (An answer without a unit is not saved first.)
+        unsaved_work_done_.erase(unsaved_work_done_.begin(),
+                                 unsaved_work_done_.begin() + static_cast<std::ptrdiff_t>(work_done_before_request_));
+        work_done_before_request_ = 0;
+      }
       grant_.emplace(h.has_work() ? std::optional<pb::WorkRange>(h.work()) : std::optional<pb::WorkRange>());
       if (!h.has_work() && !h.error().empty()) {
         spdlog::info("{}", h.error());
@@ -263,6 +280,7 @@ void SchedulerClient::Handle(const pb::Header& h) {
         }
         // WORK_DONEs before the request: the request's list of units held
         // leaves out the ones done.
+        for (const auto& m : unsaved_work_done_) outbox_.Post(m);
         for (const auto& m : sticky_) outbox_.Post(m);
         if (waiting_work_ && !grant_.has_value()) {
           pb::Header again = work_request_;

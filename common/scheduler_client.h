@@ -13,7 +13,11 @@
 // echo carries the scheduler's incarnation; when it changes, the client
 // resends what the new scheduler may have missed: an unanswered
 // registration, barriers still waited on, a work request still waited on,
-// WORK_DONE, WORKER_DONE and FLUSH_DONE.
+// WORK_DONE, WORKER_DONE and FLUSH_DONE. A WORK_DONE is kept only until a
+// unit granted for a later request arrives: the scheduler sends a unit only
+// once its saved state records everything it heard before the request, so
+// the resent list stays as short as the units done since the last grant
+// however long the job runs (a followed stream's never ends).
 //
 // Thread-safe: every public method may be called from any thread. Callbacks
 // run on the client's own thread and must not block.
@@ -23,6 +27,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <deque>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -105,6 +110,9 @@ class SchedulerClient {
   // Whether the scheduler has answered within `within` (any thread).
   bool HeardWithin(std::chrono::steady_clock::duration within) const;
 
+  // WORK_DONEs kept to be resent to a scheduler that takes over (tests).
+  size_t unsaved_work_done() const;
+
   // The job's end status if it has ended.
   bool ended() const { return ended_.load(std::memory_order_acquire); }
 
@@ -138,7 +146,11 @@ class SchedulerClient {
   // Per barrier: the round of the last release taken (the scheduler numbers
   // them), so that a release sent twice is taken once.
   std::map<std::string, uint64_t> barrier_rounds_;
-  std::vector<pb::Header> sticky_;        // WORK_DONE, WORKER_DONE, FLUSH_DONE
+  std::vector<pb::Header> sticky_;        // WORKER_DONE, FLUSH_DONE
+  // WORK_DONEs the scheduler's saved state may not hold yet, oldest first,
+  // and how many of them were sent before the open WORK_REQUEST.
+  std::deque<pb::Header> unsaved_work_done_;
+  size_t work_done_before_request_ = 0;
   bool waiting_work_ = false;             // a WORK_REQUEST is unanswered
   pb::Header work_request_;               // it, to resend
   // Numbers this worker's requests (WORK_REQUEST.seq); a WORK_GRANT names
