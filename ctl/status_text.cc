@@ -23,8 +23,8 @@ std::string TierText(const pb::ServerStats& s) {
     absl::StrAppendFormat(&out, "%12s table %s: %u hot rows (%s) + %u cold; %u demoted, %u promoted", "", t.table(),
                           t.hot_rows(), Mebibytes(t.hot_bytes()), t.cold_rows(), t.demoted(), t.promoted());
     if (t.cold_read_batches() != 0) {
-      absl::StrAppendFormat(&out, "; %u cold reads, %.3f ms per batch", t.cold_reads(),
-                            1e3 * t.cold_read_seconds() / static_cast<double>(t.cold_read_batches()));
+      absl::StrAppendFormat(&out, "; %u cold reads (%u while their request waited), %.3f ms per batch", t.cold_reads(),
+                            t.cold_reads_ahead(), 1e3 * t.cold_read_seconds() / static_cast<double>(t.cold_read_batches()));
     }
     if (t.admitted() + t.deferred() != 0) {
       absl::StrAppendFormat(&out, "; %u admitted, %u occurrences waiting", t.admitted(), t.deferred());

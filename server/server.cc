@@ -245,9 +245,10 @@ absl::Status Server::Run() {
   for (const pb::TableTier& t : tier_.tables()) {
     if (t.demoted() + t.admitted() + t.deferred() + t.expired() == 0) continue;
     spdlog::info("table '{}': {} hot + {} cold rows; {} demoted, {} promoted; {} cold reads in {} batches, {:.3f} s; "
-                 "{} admitted, {} occurrences not admitted; {} expired",
+                 "{} admitted, {} occurrences not admitted; {} expired; {} cold reads made while their request waited",
                  t.table(), t.hot_rows(), t.cold_rows(), t.demoted(), t.promoted(), t.cold_reads(),
-                 t.cold_read_batches(), t.cold_read_seconds(), t.admitted(), t.deferred(), t.expired());
+                 t.cold_read_batches(), t.cold_read_seconds(), t.admitted(), t.deferred(), t.expired(),
+                 t.cold_reads_ahead());
   }
   spdlog::info("stopping: {} rows, {} pulls, {} pushes, {} malformed messages dropped; peak resident memory {} MiB",
                stats.rows(), stats.pull_requests(), stats.push_requests(), stats.dropped_messages(),
@@ -901,6 +902,7 @@ void Server::PublishMetrics() {
       t->set_cold_reads(t->cold_reads() + st->cold_reads.load());
       t->set_cold_read_batches(t->cold_read_batches() + st->cold_read_batches.load());
       t->set_cold_read_seconds(t->cold_read_seconds() + static_cast<double>(st->cold_read_ns.load()) * 1e-9);
+      t->set_cold_reads_ahead(t->cold_reads_ahead() + st->cold_reads_ahead.load());
     }
     const MetricLabels labels{{"table", table->spec.name()}};
     out.Gauge("sparta_table_hot_rows", "Rows of the table in DRAM.", static_cast<double>(t->hot_rows()), labels);
@@ -925,6 +927,9 @@ void Server::PublishMetrics() {
                 static_cast<double>(t->cold_read_batches()), labels);
     out.Counter("sparta_table_cold_read_seconds_total", "Time spent in cold-tier lookups.", t->cold_read_seconds(),
                 labels);
+    out.Counter("sparta_table_cold_reads_ahead_total",
+                "Of the keys looked up in the cold tier, those read while their request waited behind others.",
+                static_cast<double>(t->cold_reads_ahead()), labels);
   }
   if (config_.server.memory_limit_bytes != 0) {
     out.Gauge("sparta_server_memory_limit_bytes", "server.memory_limit.",
