@@ -181,30 +181,53 @@ std::shared_ptr<ShardExecutor::ColdRead> ShardExecutor::ReadAhead(const ShardTas
   // which may change the store, nothing is read ahead.
   if (!async_reads_ || task.control || parked_controls_ > 0 || task.request->table == nullptr) return nullptr;
   const Request& r = *task.request;
+  FindRows(r, task);
+  CollectColdMisses(r, task);
+  if (lookup_.empty()) return nullptr;
+  const uint32_t id = r.table->spec.id();
+  Bump(tier_[id].cold_reads_ahead, lookup_keys_.size());
+  return ReadOfLookups(id, shard_scratch_[lookup_[0]]->record_floats());
+}
+
+void ShardExecutor::FindRows(const Request& r, const ShardTask& task) {
   const TableEntry& table = *r.table;
-  const uint32_t id = table.spec.id();
-  std::shared_ptr<ColdRead> read;
-  constexpr size_t kLookAhead = 8;
   const size_t n = task.positions.size();
+  slots_.resize(n);
+  shard_scratch_.resize(n);
+  misses_.clear();
   for (size_t i = 0; i < n; ++i) {
     if (i + kLookAhead < n) {
       Shard(task.local_shards[i + kLookAhead], table).Prefetch(r.keys[task.positions[i + kLookAhead]]);
     }
-    const TableShard& s = Shard(task.local_shards[i], table);
-    const uint64_t key = r.keys[task.positions[i]];
-    if (!s.MayBeCold(key) || s.FindSlot(key) != TableShard::kNoSlot) continue;
-    if (read == nullptr) {
-      read = std::make_shared<ColdRead>();
-      read->table = id;
-      read->record = s.record_floats();
-      read->column = store_->column(id);
-    }
-    read->shards.push_back(s.shard());
-    read->keys.push_back(key);
+    TableShard& s = Shard(task.local_shards[i], table);
+    shard_scratch_[i] = &s;
+    slots_[i] = s.FindSlot(r.keys[task.positions[i]]);
+    if (slots_[i] == TableShard::kNoSlot) misses_.push_back(static_cast<uint32_t>(i));
   }
-  if (read == nullptr) return nullptr;
-  read->rows.resize(read->keys.size() * size_t{read->record});
-  Bump(tier_[id].cold_reads_ahead, read->keys.size());
+}
+
+void ShardExecutor::CollectColdMisses(const Request& r, const ShardTask& task) {
+  lookup_.clear();
+  lookup_shards_.clear();
+  lookup_keys_.clear();
+  for (uint32_t i : misses_) {
+    const TableShard& s = *shard_scratch_[i];
+    const uint64_t key = r.keys[task.positions[i]];
+    if (!s.MayBeCold(key)) continue;
+    lookup_.push_back(i);
+    lookup_shards_.push_back(s.shard());
+    lookup_keys_.push_back(key);
+  }
+}
+
+std::shared_ptr<ShardExecutor::ColdRead> ShardExecutor::ReadOfLookups(uint32_t table, uint32_t record) {
+  auto read = std::make_shared<ColdRead>();
+  read->table = table;
+  read->record = record;
+  read->column = store_->column(table);
+  read->shards = lookup_shards_;
+  read->keys = lookup_keys_;
+  read->rows.resize(lookup_keys_.size() * size_t{record});
   return read;
 }
 
@@ -747,17 +770,7 @@ ShardExecutor::Outcome ShardExecutor::ResolveMisses(const Request& r, const Shar
   TableTierStats& stats = tier_[id];
   // The misses that may be in the store: looked up below (in line), found
   // in `read`, or to be read before anything is changed.
-  lookup_.clear();
-  lookup_shards_.clear();
-  lookup_keys_.clear();
-  for (uint32_t i : misses_) {
-    const TableShard& s = *shard_scratch_[i];
-    const uint64_t key = r.keys[task.positions[i]];
-    if (!s.MayBeCold(key)) continue;
-    lookup_.push_back(i);
-    lookup_shards_.push_back(s.shard());
-    lookup_keys_.push_back(key);
-  }
+  CollectColdMisses(r, task);
   const float* rows = nullptr;
   const uint8_t* found = nullptr;
   if (!lookup_.empty()) {
@@ -780,14 +793,7 @@ ShardExecutor::Outcome ShardExecutor::ResolveMisses(const Request& r, const Shar
       rows = read->rows.data();
       found = read->found.data();
     } else if (async_reads_) {
-      auto next = std::make_shared<ColdRead>();
-      next->table = id;
-      next->record = record;
-      next->column = store_->column(id);
-      next->shards = lookup_shards_;
-      next->keys = lookup_keys_;
-      next->rows.resize(lookup_keys_.size() * size_t{record});
-      pending_read_ = std::move(next);
+      pending_read_ = ReadOfLookups(id, record);
       return Outcome::kNeedsRead;
     } else {
       if (!ReadCold(id, record)) return Outcome::kFailed;
@@ -917,22 +923,10 @@ ShardExecutor::Outcome ShardExecutor::Execute(ShardTask& task, const ColdRead* r
   // Random keys miss the cache at every step: first the hash-map slot, then
   // the row. So the work is done in two passes, each prefetching a few keys
   // ahead: find every hot row, then apply or copy every row.
-  constexpr size_t kLookAhead = 8;
   // In "checkpoint" durability changed rows are remembered for the next
   // checkpoint; in "wal" they are written right below instead.
   const bool track_changes = is_push && store_ != nullptr && !wal_;
-  slots_.resize(n);
-  shard_scratch_.resize(n);
-  misses_.clear();
-  for (size_t i = 0; i < n; ++i) {
-    if (i + kLookAhead < n) {
-      Shard(task.local_shards[i + kLookAhead], table).Prefetch(r.keys[task.positions[i + kLookAhead]]);
-    }
-    TableShard& s = Shard(task.local_shards[i], table);
-    shard_scratch_[i] = &s;
-    slots_[i] = s.FindSlot(r.keys[task.positions[i]]);
-    if (slots_[i] == TableShard::kNoSlot) misses_.push_back(static_cast<uint32_t>(i));
-  }
+  FindRows(r, task);
   if (!misses_.empty()) {
     created_.assign(n, 0);
     const Outcome resolved = ResolveMisses(r, task, is_push, read);

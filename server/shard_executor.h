@@ -243,6 +243,16 @@ class ShardExecutor {
   // The cold rows `task` will need, read while it waits behind parked tasks
   // (null: none, or not safe to read ahead now).
   std::shared_ptr<ColdRead> ReadAhead(const ShardTask& task);
+  // The first pass over a request's part: slots_ (kNoSlot: not hot) and
+  // shard_scratch_ per key, and misses_, the keys that are not hot.
+  void FindRows(const Request& r, const ShardTask& task);
+  // Of misses_, those that may be in the store: lookup_ (their positions in
+  // the task), lookup_shards_ and lookup_keys_.
+  void CollectColdMisses(const Request& r, const ShardTask& task);
+  // A read of lookup_keys_ (in lookup_shards_) of table `table`.
+  std::shared_ptr<ColdRead> ReadOfLookups(uint32_t table, uint32_t record);
+  // Keys a pass over a request's rows prefetches ahead of the one it is on.
+  static constexpr size_t kLookAhead = 8;
   // Runs, in order, the parked tasks whose reads are back and that no
   // earlier parked task holds up.
   void DrainParked();
