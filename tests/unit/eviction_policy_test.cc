@@ -6,20 +6,13 @@
 // go (were they marks, the tail's rows would be passed over once by the
 // CLOCK hand like any reused row, and the hand would lap the table twice as
 // fast, taking the reused rows with it).
-#include <unistd.h>
-
-#include <filesystem>
-
 #include <catch2/catch.hpp>
 
 #include "server/memory_budget.h"
-#include "server/row_store.h"
 #include "tests/unit/executor_harness.h"
 
 namespace sparta {
 namespace {
-
-namespace fs = std::filesystem;
 
 constexpr uint32_t kDim = 4;
 
@@ -30,17 +23,13 @@ std::vector<uint64_t> Range(uint64_t first, uint64_t n) {
 }
 
 TEST_CASE("rows a worker comes back to stay hot while keys seen once stream through", "[tiering]") {
-  const fs::path dir = fs::temp_directory_path() / ("sparta-eviction-policy-" + std::to_string(getpid()));
-  fs::remove_all(dir);
-  auto store = RowStore::Open(dir.string(), /*wal=*/false, /*fresh=*/true, 8 << 20);
-  REQUIRE(store.ok());
-  REQUIRE((*store)->AddTable(1).ok());
+  ScratchStore scratch("sparta-eviction-policy");
   // Room for about kRows rows (dim 4 + Adagrad's 4 floats, and the row's
   // bookkeeping; the filter of cold keys takes a little of it).
   constexpr uint64_t kRows = 2000;
   const uint64_t row_cost = 2 * kDim * sizeof(float) + TableShard::kRowOverheadBytes;
   {
-    ExecutorHarness h(AdagradTable("emb", kDim, 0.1f), ShardExecutor::Options{.store = store->get(), .memory_budget = kRows * row_cost});
+    ExecutorHarness h(AdagradTable("emb", kDim, 0.1f), ShardExecutor::Options{.store = scratch.store.get(), .memory_budget = kRows * row_cost});
     // Each round a worker pulls and pushes its regular keys (a tenth of the
     // room), then 0.4x the room of keys it never sees again, a batch at a
     // time. When only pulls of known rows mark them, the CLOCK hand travels
@@ -76,8 +65,6 @@ TEST_CASE("rows a worker comes back to stay hot while keys seen once stream thro
     // marking: 532 in all, up to all 200 in one round; now 0).
     CHECK(promoted_after_warmup < regular.size() / 10);
   }
-  store->reset();
-  fs::remove_all(dir);
 }
 
 }  // namespace

@@ -7,15 +7,18 @@
 #define SPARTA_TESTS_UNIT_EXECUTOR_HARNESS_H_
 
 #include <poll.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <deque>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include <catch2/catch.hpp>
 
+#include "server/row_store.h"
 #include "server/shard_executor.h"
 
 namespace sparta {
@@ -34,6 +37,26 @@ inline pb::TableSpec AdagradTable(const std::string& name, uint32_t dim, float l
   spec.mutable_initializer()->set_scale(0.1f);
   return spec;
 }
+
+// A fresh RowStore with table 1, in a folder of its own under the system's
+// temporary folder; both go when it does, so it must outlive the executors
+// that use it (declare it first).
+struct ScratchStore {
+  explicit ScratchStore(const std::string& name)
+      : dir(std::filesystem::temp_directory_path() / (name + "-" + std::to_string(getpid()))) {
+    std::filesystem::remove_all(dir);
+    auto opened = RowStore::Open(dir.string(), /*wal=*/false, /*fresh=*/true, 8 << 20);
+    REQUIRE(opened.ok());
+    store = std::move(*opened);
+    REQUIRE(store->AddTable(1).ok());
+  }
+  ~ScratchStore() {
+    store.reset();
+    std::filesystem::remove_all(dir);
+  }
+  const std::filesystem::path dir;
+  std::unique_ptr<RowStore> store;
+};
 
 struct ExecutorHarness {
   // The table is `spec`, under the embedding policies of `job` (admission,

@@ -3,21 +3,15 @@
 // exactly that of an executor holding every row in DRAM: rows the tasks ahead
 // bring back and change meanwhile are taken from DRAM, not from the read.
 // Own threads, a real RocksDB, no sockets.
-#include <unistd.h>
-
 #include <cstring>
-#include <filesystem>
 #include <random>
 
 #include <catch2/catch.hpp>
 
-#include "server/row_store.h"
 #include "tests/unit/executor_harness.h"
 
 namespace sparta {
 namespace {
-
-namespace fs = std::filesystem;
 
 constexpr uint32_t kDim = 4;
 
@@ -50,11 +44,7 @@ std::vector<float> Train(ExecutorHarness& h, uint64_t key_space, int rounds, int
 }
 
 TEST_CASE("cold rows read while a request waits give the rows of an all-DRAM run bit for bit", "[tiering]") {
-  const fs::path dir = fs::temp_directory_path() / ("sparta-read-ahead-" + std::to_string(getpid()));
-  fs::remove_all(dir);
-  auto store = RowStore::Open(dir.string(), /*wal=*/false, /*fresh=*/true, 8 << 20);
-  REQUIRE(store.ok());
-  REQUIRE((*store)->AddTable(1).ok());
+  ScratchStore scratch("sparta-read-ahead");
   constexpr uint64_t kKeySpace = 4000;
   constexpr int kRounds = 300, kWindow = 4;
   std::vector<float> reference;
@@ -65,7 +55,7 @@ TEST_CASE("cold rows read while a request waits give the rows of an all-DRAM run
   // Room for about 500 rows of the ~8000 the run makes.
   const uint64_t row_cost = 2 * kDim * sizeof(float) + TableShard::kRowOverheadBytes;
   ExecutorHarness tiered(AdagradTable("emb", kDim, 0.1f),
-                         ShardExecutor::Options{.store = store->get(), .memory_budget = 500 * row_cost});
+                         ShardExecutor::Options{.store = scratch.store.get(), .memory_budget = 500 * row_cost});
   const std::vector<float> values = Train(tiered, kKeySpace, kRounds, kWindow);
   const TableTierStats& stats = *tiered.executor->tier_stats(1);
   INFO("demoted " << stats.demoted.load() << ", promoted " << stats.promoted.load() << ", cold reads "
@@ -79,9 +69,6 @@ TEST_CASE("cold rows read while a request waits give the rows of an all-DRAM run
   size_t differ = 0;
   for (size_t i = 0; i < values.size(); ++i) differ += std::memcmp(&values[i], &reference[i], sizeof(float)) != 0;
   CHECK(differ == 0);
-  tiered.executor->Stop();
-  store->reset();
-  fs::remove_all(dir);
 }
 
 }  // namespace
