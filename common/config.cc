@@ -44,7 +44,7 @@ FieldRule Between(double min, double max) { return FieldRule{.min = min, .max = 
 // "embedding.tables.<name>").
 template <class Visitor>
 void VisitTablePolicy(TablePolicyConfig& p, const std::string& prefix, Visitor& v) {
-  v((prefix + ".eviction.policy").c_str(), p.eviction_policy, OneOf({"lru", "lfu"}));
+  v((prefix + ".eviction.policy").c_str(), p.eviction_policy, OneOf({"lru", "lfu", "s3fifo"}));
   v((prefix + ".eviction.ttl").c_str(), p.ttl, FieldRule{});
   v((prefix + ".admission.min_count").c_str(), p.admission_min_count, Between(0, 255));
   v((prefix + ".admission.counter_bytes").c_str(), p.admission_counter_bytes, FieldRule{});

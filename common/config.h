@@ -103,7 +103,7 @@ struct ServerConfig {
 struct TablePolicyConfig {
   // Which rows leave DRAM first under server.memory_limit: lru (least
   // recently used) or lfu (least frequently used); both approximate (CLOCK).
-  std::string eviction_policy = "lru";
+  std::string eviction_policy = "s3fifo";
   // "" (never), "<n> steps" or "<seconds>s": a row not updated for that
   // long is deleted; a key that comes back starts from its initializer.
   std::string ttl;

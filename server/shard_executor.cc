@@ -364,8 +364,11 @@ TableShard& ShardExecutor::Shard(uint32_t local, const TableEntry& table) {
   const uint32_t id = table.spec.id();
   if (tables.size() <= id) tables.resize(id + 1);
   if (!tables[id]) {
+    // Without a budget nothing is evicted, and S3-FIFO's queue of new rows,
+    // which only eviction drains, would grow with every key.
+    const EvictionPolicy policy = budget_ != 0 ? table.policy.eviction : EvictionPolicy::kLru;
     tables[id] = std::make_unique<TableShard>(local * count_ + index_, &table.spec, table.optimizer.get(),
-                                              table.policy.eviction, /*small_chunks=*/budget_ != 0,
+                                              policy, /*small_chunks=*/budget_ != 0,
                                               /*stamped=*/table.policy.expires());
     any_ttl_ |= table.policy.expires();
     // In (table, shard) order, the order of their keys in the store: an

@@ -14,10 +14,15 @@
 
 namespace sparta {
 
-enum class EvictionPolicy { kLru, kLfu };
+// kLru and kLfu: one CLOCK over every hot row. kS3Fifo (Yang et al., "FIFO
+// queues are all you need for cache eviction", SOSP 2023): new rows wait in
+// a small FIFO queue, a tenth of the hot rows, and only those used again
+// while in it join the main CLOCK; rows read back from the cold tier join
+// it at once.
+enum class EvictionPolicy { kLru, kLfu, kS3Fifo };
 
 struct TablePolicy {
-  EvictionPolicy eviction = EvictionPolicy::kLru;
+  EvictionPolicy eviction = EvictionPolicy::kS3Fifo;
   // Admission: a key is given a row once it has occurred min_count times
   // (counted in a sketch of counter_bytes per table and server), or earlier
   // by a draw of probability `probability` per occurrence. min_count <= 1

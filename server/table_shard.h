@@ -21,6 +21,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <deque>
 #include <memory>
 #include <span>
 #include <vector>
@@ -97,6 +98,13 @@ class TableShard {
     keys_[slot] = key;
     flags_[slot] = kLive | (from_store ? kInStore : 0);
     ref_[slot] = 0;
+    if (policy_ == EvictionPolicy::kS3Fifo && !from_store) {
+      // A new key waits in the small queue; a key coming back from the
+      // store was hot before, and goes straight to the main one.
+      flags_[slot] |= kProbation;
+      probation_.push_back({slot, key});
+      ++probation_rows_;
+    }
     float* row = arena_.row(slot);
     if (values != nullptr) {
       std::memcpy(row, values, stride() * sizeof(float));
@@ -115,7 +123,7 @@ class TableShard {
   void Touch(uint32_t slot) {
     if (policy_ == EvictionPolicy::kLru) {
       ref_[slot] = 1;
-    } else if (ref_[slot] < kMaxFrequency) {
+    } else if (ref_[slot] < max_frequency()) {
       ++ref_[slot];
     }
   }
@@ -203,6 +211,7 @@ class TableShard {
         --stored_hot_;
       }
       if (flags_[slot] & kDirty) --dirty_;
+      if (flags_[slot] & kProbation) --probation_rows_;
       flags_[slot] = 0;
       index_.erase(keys_[slot]);
       arena_.Free(slot);
@@ -242,13 +251,12 @@ class TableShard {
   size_t Evict(size_t n, rocksdb::ColumnFamilyHandle* column, RowBatch* batch) {
     victims_.clear();
     const uint32_t slots = arena_.size();
+    if (policy_ == EvictionPolicy::kS3Fifo) TakeFromProbation(n, column);
     // Two full turns at most: the first may only clear reference marks.
-    for (size_t examined = 0;
-         victims_.size() < n && examined < size_t{2} * slots * (policy_ == EvictionPolicy::kLfu ? 8 : 1);
-         ++examined) {
+    for (size_t examined = 0; victims_.size() < n && examined < size_t{2} * slots * max_frequency(); ++examined) {
       if (hand_ >= slots) hand_ = 0;
       const uint32_t slot = hand_++;
-      if ((flags_[slot] & (kLive | kLeaving)) != kLive) continue;
+      if ((flags_[slot] & (kLive | kLeaving | kProbation)) != kLive) continue;
       if (ref_[slot] > 0) {
         // LFU: a row used k times survives about k turns of the hand.
         ref_[slot] = policy_ == EvictionPolicy::kLru ? 0 : ref_[slot] - 1;
@@ -308,7 +316,11 @@ class TableShard {
   // DRAM besides the hot rows that grows as the shard is used: the filter
   // behind MayBeCold() (with the cold rows) and the list of changed keys
   // (with the changes between checkpoints; capacity, which never shrinks).
-  size_t side_bytes() const { return cold_keys_.bytes() + dirty_keys_.capacity() * sizeof(uint64_t); }
+  // S3-FIFO's small queue (at most a tenth of the hot rows, and stale
+  // entries of rows that left it early) grows with the hot rows too.
+  size_t side_bytes() const {
+    return cold_keys_.bytes() + dirty_keys_.capacity() * sizeof(uint64_t) + probation_.size() * sizeof(QueuedRow);
+  }
   // A cold row was deleted from the store (expired).
   void ForgetCold(size_t n) { cold_rows_ -= std::min(n, cold_rows_); }
 
@@ -387,7 +399,49 @@ class TableShard {
   static constexpr uint8_t kDirty = 2;    // changed since it was last stored
   static constexpr uint8_t kInStore = 4;  // the store has a copy (maybe stale, see kDirty)
   static constexpr uint8_t kLeaving = 8;  // chosen by the Evict() in progress
+  static constexpr uint8_t kProbation = 16;  // kS3Fifo: in the small queue (probation_)
   static constexpr uint8_t kMaxFrequency = 15;
+
+  // Most marks a row keeps: each is one more pass of the CLOCK hand it
+  // survives (kLru: one; kS3Fifo: three, as its authors' two bits).
+  uint8_t max_frequency() const {
+    switch (policy_) {
+      case EvictionPolicy::kLru: return 1;
+      case EvictionPolicy::kS3Fifo: return 3;
+      case EvictionPolicy::kLfu: break;
+    }
+    return kMaxFrequency;
+  }
+
+  // kS3Fifo: while the small queue holds more than a tenth of the hot rows,
+  // takes rows from its front: one used since it came in moves to the main
+  // queue (the CLOCK over the slots), one that was not becomes a victim,
+  // until Evict() has `n`. A key seen once (most of a long tail) thus
+  // leaves after a tenth of the table's turn instead of a whole one, and
+  // the room it held keeps the keys that come back.
+  void TakeFromProbation(size_t n, rocksdb::ColumnFamilyHandle* column) {
+    while (victims_.size() < n && !probation_.empty() && probation_rows_ * 10 > index_.size()) {
+      const QueuedRow queued = probation_.front();
+      probation_.pop_front();
+      const uint32_t slot = queued.slot;
+      // An entry outlives its row when the row expired (and the slot may
+      // hold another key by now, in the main queue or queued again later).
+      if (slot >= keys_.size() || keys_[slot] != queued.key || !(flags_[slot] & kProbation)) continue;
+      flags_[slot] &= ~kProbation;
+      --probation_rows_;
+      if (ref_[slot] > 0 || ((flags_[slot] & kDirty) && column == nullptr)) {
+        ref_[slot] = 0;
+        continue;
+      }
+      flags_[slot] |= kLeaving;
+      victims_.push_back(slot);
+    }
+    if (probation_.size() > 2 * probation_rows_ + 1024) {
+      std::erase_if(probation_, [&](const QueuedRow& q) {
+        return keys_[q.slot] != q.key || !(flags_[q.slot] & kProbation);
+      });
+    }
+  }
 
   const uint32_t shard_;
   const pb::TableSpec* const spec_;
@@ -407,6 +461,15 @@ class TableShard {
   std::vector<uint32_t> stamps_;  // by slot, when stamped_
   std::vector<uint64_t> dirty_keys_;  // keys marked kDirty, maybe stale entries
   std::vector<uint32_t> victims_;     // Evict()'s slots, kept for their capacity
+  // kS3Fifo: the small queue, new rows in the order they came, maybe with
+  // stale entries (see TakeFromProbation()); probation_rows_ of its rows
+  // are still in it (marked kProbation).
+  struct QueuedRow {
+    uint32_t slot;
+    uint64_t key;
+  };
+  std::deque<QueuedRow> probation_;
+  size_t probation_rows_ = 0;
   size_t dirty_ = 0;       // rows marked kDirty
   size_t stored_hot_ = 0;  // hot rows marked kInStore
   size_t cold_rows_ = 0;
