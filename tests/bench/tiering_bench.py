@@ -2,7 +2,8 @@
 """Tables larger than memory: fm on Zipf data (exponent 1.1) trained with
 server.memory_limit at 100%, 30% and 10% of the table's DRAM, against the
 unbounded run in the same benchmark run (examples/s ratio, peak resident
-memory against limit + the README's fixed overhead), and admission
+memory against limit + the README's fixed overhead), the default eviction
+policy (s3fifo) against lru at 10% (rows read back, speed), and admission
 min_count 2 against none (rows created, test AUC).
 
   tiering_bench.py JSON_OUT [--quick]
@@ -42,6 +43,8 @@ def run_job(folder, name, cfg, sets):
     s["peak_bytes"] = int(re.search(r"peak resident memory (\d+) MiB", log).group(1)) * MiB
     admitted = re.search(r"table 'fm.wv': .* (\d+) admitted", log)
     s["admitted"] = int(admitted.group(1)) if admitted else None
+    moved = re.search(r"table 'fm.wv': .* (\d+) demoted, (\d+) promoted", log)
+    s["demoted"], s["promoted"] = (int(moved.group(1)), int(moved.group(2))) if moved else (0, 0)
     return s
 
 
@@ -71,12 +74,14 @@ worker: {{max_inflight: {MAX_INFLIGHT}}}
               f"{free['examples_per_sec']:.0f} examples/s, peak {free['peak_bytes'] / MiB:.0f} MiB")
         records.append({"name": "tiering_unbounded_examples_per_sec", "unit": "examples/s",
                         "value": free["examples_per_sec"]})
+        tiered_runs = {}
         for percent in (100, 30, 10):
             # The limit also holds RocksDB's share and buffers (see
             # server/memory_budget.h): sized so the hot rows get `percent`.
             limit = int(table_bytes * percent / 100 / (1 - 1 / 8 - 1 / 16)) + 1
             limit = max(limit, 16 * MiB)
             tiered = run_job(folder, f"limit{percent}", cfg, [f"server.memory_limit={limit}"])
+            tiered_runs[percent] = (limit, tiered)
             ratio = tiered["examples_per_sec"] / free["examples_per_sec"]
             # The unbounded run writes every row at its final checkpoint; a
             # tiered run has written most of them as they went cold.
@@ -93,6 +98,18 @@ worker: {{max_inflight: {MAX_INFLIGHT}}}
                             "value": job_ratio})
             records.append({"name": f"tiering_{percent}pct_hot_peak_over_limit_plus_overhead", "unit": "ratio",
                             "value": tiered["peak_bytes"] / (limit + FIXED_OVERHEAD + REQUEST_BYTES)})
+        # The default eviction policy (s3fifo) against lru at 10% hot: rows
+        # read back from the cold tier and written to it, and the speed.
+        limit, s3fifo = tiered_runs[10]
+        lru = run_job(folder, "limit10-lru", cfg, [f"server.memory_limit={limit}", "embedding.eviction.policy=lru"])
+        print(f"10% hot, eviction lru against s3fifo: {lru['promoted']} vs {s3fifo['promoted']} rows read back "
+              f"({lru['promoted'] / max(1, s3fifo['promoted']):.2f}x), {lru['demoted']} vs {s3fifo['demoted']} "
+              f"written; lru {lru['examples_per_sec'] / free['examples_per_sec']:.2f}x unbounded; "
+              f"AUC {'identical' if lru['auc'] == free['auc'] else 'DIFFERS'}")
+        records.append({"name": "tiering_10pct_hot_lru_rows_read_back_vs_s3fifo", "unit": "ratio",
+                        "value": lru["promoted"] / max(1, s3fifo["promoted"])})
+        records.append({"name": "tiering_10pct_hot_lru_speed_vs_unbounded", "unit": "ratio",
+                        "value": lru["examples_per_sec"] / free["examples_per_sec"]})
         # Counters sized by the README's rule: 8 bytes per distinct key seen.
         counter_mib = (8 * free["server_rows"] >> 20) + 1
         admitted = run_job(folder, "admission2", cfg, ["embedding.admission.min_count=2",
