@@ -101,8 +101,9 @@ struct ServerConfig {
 // embedding.tables.<name>.* for one). Applies to sparse tables; dense tables
 // and Sparta's own (sparta.*) are always admitted and never expire.
 struct TablePolicyConfig {
-  // Which rows leave DRAM first under server.memory_limit: lru (least
-  // recently used) or lfu (least frequently used); both approximate (CLOCK).
+  // Which rows leave DRAM first under server.memory_limit: s3fifo (new
+  // rows wait in a small FIFO queue before the main CLOCK), lru (least
+  // recently used) or lfu (least frequently used); all approximate (CLOCK).
   std::string eviction_policy = "s3fifo";
   // "" (never), "<n> steps" or "<seconds>s": a row not updated for that
   // long is deleted; a key that comes back starts from its initializer.

@@ -6,7 +6,8 @@
 //
 // Two tiers: the rows in the map are hot (in DRAM); under a memory limit the
 // executor moves the coldest of them to the server's RocksDB with Evict()
-// (a CLOCK sweep: approximate LRU or LFU by the table's policy) and brings
+// (by the table's policy: S3-FIFO, a small FIFO queue of new rows before a
+// CLOCK sweep, or one CLOCK sweep as approximate LRU or LFU) and brings
 // them back with Insert(key, row, /*from_store=*/true) when touched. The
 // store holds a row exactly as it was (weights and optimizer state), so a
 // row that went cold and came back is bit-identical to one that stayed.
@@ -258,7 +259,7 @@ class TableShard {
       const uint32_t slot = hand_++;
       if ((flags_[slot] & (kLive | kLeaving | kProbation)) != kLive) continue;
       if (ref_[slot] > 0) {
-        // LFU: a row used k times survives about k turns of the hand.
+        // LFU, S3-FIFO: a row used k times survives about k turns of the hand.
         ref_[slot] = policy_ == EvictionPolicy::kLru ? 0 : ref_[slot] - 1;
         continue;
       }
@@ -452,7 +453,8 @@ class TableShard {
   RowArena arena_;
   const size_t row_cost_;
   // By slot: its key, kLive/kDirty/kInStore, and the CLOCK reference mark
-  // (LRU: used since the hand passed; LFU: uses, less one per pass).
+  // (LRU: used since the hand passed; LFU and S3-FIFO: uses, less one per
+  // pass, up to max_frequency()).
   std::vector<uint64_t> keys_;
   std::vector<uint8_t> flags_;
   std::vector<uint8_t> ref_;
