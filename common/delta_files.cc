@@ -71,4 +71,23 @@ void PruneDeltas(const std::string& storage_path, uint64_t version, const std::s
   }
 }
 
+std::map<uint32_t, std::vector<std::string>> DeltaFilesByTable(const std::string& delta_dir) {
+  std::map<uint32_t, std::vector<std::string>> files;
+  std::error_code ec;
+  for (const auto& part : std::filesystem::directory_iterator(delta_dir, ec)) {
+    if (!part.is_directory() || part.path().filename().string().rfind("server-", 0) != 0) continue;
+    for (const auto& file : std::filesystem::directory_iterator(part.path(), ec)) {
+      unsigned id = 0, executor = 0;
+      int end = 0;
+      const std::string name = file.path().filename().string();
+      if (std::sscanf(name.c_str(), "table-%u.%u.sst%n", &id, &executor, &end) == 2 &&
+          end == static_cast<int>(name.size())) {
+        files[id].push_back(file.path().string());
+      }
+    }
+  }
+  return files;
+}
+
+
 }  // namespace sparta

@@ -14,6 +14,7 @@
 #define SPARTA_COMMON_DELTA_FILES_H_
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,10 @@ std::string VersionsDir(const std::string& storage_path);
 std::string DeltaName(uint64_t version, uint64_t base);
 // A server's part of the delta in `delta_dir`.
 std::string DeltaPartDir(const std::string& delta_dir, int rank);
+
+// The part files of each table id in the delta `delta_dir`:
+// <delta>/server-<rank>/table-<id>.<n>.sst, every server's.
+std::map<uint32_t, std::vector<std::string>> DeltaFilesByTable(const std::string& delta_dir);
 
 // One complete delta on disk.
 struct DeltaRef {

@@ -213,6 +213,8 @@ void SchedulerClient::Handle(const pb::Header& h) {
     case pb::RESUME:
     case pb::CHECKPOINT:
     case pb::CLOCK:
+    case pb::STAGE_VERSION:
+    case pb::MODEL_VERSION:
       if (callbacks_.on_control) callbacks_.on_control(h);
       return;
     case pb::BARRIER_RELEASE: {
@@ -295,6 +297,9 @@ void SchedulerClient::Handle(const pb::Header& h) {
         callbacks_.on_control(resume);
       }
       incarnation_ = h.seq();
+      // A serving cluster's echoes repeat its version news (a message
+      // with them may have been lost with a restarted scheduler).
+      if ((h.model_version() != 0 || h.has_checkpoint()) && callbacks_.on_control) callbacks_.on_control(h);
       return;
     default:
       spdlog::warn("scheduler client: ignoring unexpected {} from the scheduler", MsgTypeName(h.type()));

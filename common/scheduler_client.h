@@ -50,8 +50,10 @@ class SchedulerClient {
   struct Callbacks {
     std::function<void()> on_flush;                  // servers: persist, then SendFlushDone
     std::function<void(const absl::Status&)> on_end; // SHUTDOWN (ok) or ABORT / lost scheduler
-    // PAUSE, RESUME, CHECKPOINT, CLOCK, every CLUSTER_VIEW after the first, and
-    // a WORK_GRANT with a clock to count from (before AwaitWork returns it).
+    // PAUSE, RESUME, CHECKPOINT, CLOCK, every CLUSTER_VIEW after the first,
+    // a WORK_GRANT with a clock to count from (before AwaitWork returns it),
+    // and a serving cluster's STAGE_VERSION, MODEL_VERSION and heartbeat
+    // echoes that carry either's fields.
     std::function<void(const pb::Header&)> on_control;
     // Adds this node's figures to each outgoing heartbeat (servers).
     std::function<void(pb::Header*)> on_heartbeat;

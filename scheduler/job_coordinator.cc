@@ -232,6 +232,10 @@ absl::Status JobCoordinator::PrepareRestore() {
     // Served, not trained on: where the workers were in the data does not matter.
     restore_from_ = std::filesystem::absolute(*dir).string();
     restore_version_ = manifest->version();
+    if (config_.serving.model == "latest") {
+      follower_ = std::make_unique<ServingFollower>(config_.storage.path, restore_version_,
+                                                    config_.serving.poll_interval);
+    }
     spdlog::info("serving checkpoint {} (version {}, {} rows saved by {} servers) on {} serving shards",
                  restore_from_, restore_version_, manifest->rows(), manifest->servers(), config_.cluster.servers);
     return absl::OkStatus();
@@ -366,14 +370,23 @@ void JobCoordinator::Dispatch(const std::string& routing_id, const pb::Header& h
         }
         if (node->info.role() == pb::SERVER && shard_map_.moving() > 0) AdvanceMoves();
         ResendViewIfBehind(node, now);
+        if (follower_ != nullptr && node->info.role() == pb::SERVER) {
+          OnVersionStaged(*node, node->stats.staged_version(), nullptr);
+        }
       }
       if (h.has_progress()) node->progress = h.progress();
       pb::Header echo;
       echo.set_type(pb::HEARTBEAT);
       echo.set_seq(incarnation_);
+      if (follower_ != nullptr) AddVersionNews(*node, &echo);
       SendTo(routing_id, std::move(echo));
       return;
     }
+    case pb::VERSION_STAGED:
+      if (follower_ != nullptr && node->info.role() == pb::SERVER) {
+        OnVersionStaged(*node, h.checkpoint().version(), h.status() != 0 ? &h : nullptr);
+      }
+      return;
     case pb::SHARDS_HANDED_OFF: {
       if (node->info.role() != pb::SERVER || !h.has_server_stats()) return;
       const auto& shards = h.server_stats().handed_off();
@@ -679,6 +692,7 @@ void JobCoordinator::PublishView() {
   }
   shard_map_.ToView(view);
   view->set_running(phase_ != Phase::kRegistering);
+  if (follower_ != nullptr && follower_->announced() != restore_version_) view->set_model_version(follower_->announced());
   view_ = *view;
   state_changed_ = true;
   // Only the first view: a server joining later gets its rows from replicas.
@@ -946,6 +960,7 @@ void JobCoordinator::CheckTimers(Clock::time_point now, Signals* signals) {
     }
   }
   if (phase_ == Phase::kDone) return;
+  PollVersions(now);
   if (signals->terminate) {
     signals->terminate = false;
     OnPreempt("SIGTERM", now);
@@ -1084,6 +1099,33 @@ void JobCoordinator::SendOnceSaved(const std::string& routing_id, pb::Header h) 
   if (state_store_ == nullptr) return SendTo(routing_id, std::move(h));
   unsaved_sends_.push_back(Addressed(routing_id, std::move(h)));
   state_changed_ = true;
+}
+
+void JobCoordinator::OnVersionStaged(const Membership::Node& node, uint64_t version, const pb::Header* failure) {
+  if (failure != nullptr) return follower_->OnFailed(node.info.id(), version, failure->error());
+  follower_->OnStaged(node.info.id(), version);
+  std::vector<uint32_t> live;
+  for (const auto& n : members_.nodes()) {
+    if (!n.dead && n.info.role() == pb::SERVER) live.push_back(n.info.id());
+  }
+  if (!follower_->MaybeAnnounce(live)) return;
+  // New front-ends learn it from the view they are sent; these at once.
+  view_.set_model_version(follower_->announced());
+  const pb::Header news = follower_->AnnounceMessage();
+  Broadcast(news, pb::SERVER);
+  Broadcast(news, pb::SERVING);
+}
+
+void JobCoordinator::PollVersions(Clock::time_point now) {
+  if (follower_ == nullptr || phase_ != Phase::kRunning) return;
+  if (follower_->Poll(now)) Broadcast(follower_->StageMessage(), pb::SERVER);
+}
+
+void JobCoordinator::AddVersionNews(const Membership::Node& node, pb::Header* echo) const {
+  echo->set_model_version(follower_->announced());
+  if (node.info.role() == pb::SERVER && follower_->Behind(node.stats.staged_version())) {
+    *echo->mutable_checkpoint() = follower_->StageMessage().checkpoint();
+  }
 }
 
 void JobCoordinator::Broadcast(const pb::Header& h, pb::Role only) {
@@ -1456,7 +1498,7 @@ pb::ClusterStatus JobCoordinator::BuildStatus(Clock::time_point now) const {
   status.set_checkpoint_version(checkpoints_.last_version());
   status.set_checkpoint_running(checkpoints_.busy());
   status.set_model_version(checkpoints_.published_model_version());
-  if (config_.serving.cluster) status.set_serving_version(restore_version_);
+  if (config_.serving.cluster) status.set_serving_version(follower_ ? follower_->announced() : restore_version_);
   status.set_dropped_messages(dropped_messages_);
   status.set_scheduler_metrics_port(metrics_port_);
   status.set_servers_wanted(static_cast<uint32_t>(servers_wanted_));
@@ -1526,6 +1568,10 @@ MetricWriter JobCoordinator::Metrics(Clock::time_point now) const {
             static_cast<double>(status.checkpoint_version()));
   out.Gauge("sparta_model_version", "Newest model version published for serving (serving.publish_every; 0: none).",
             static_cast<double>(status.model_version()));
+  if (config_.serving.cluster) {
+    out.Gauge("sparta_serving_version", "Model version a serving cluster's front-ends read at (every server holds it).",
+              static_cast<double>(status.serving_version()));
+  }
   out.Gauge("sparta_worker_step_spread", "Steps between the fastest and the slowest worker (staleness).",
             static_cast<double>(status.clock_max() - status.clock_min()));
   for (const pb::NodeStatus& n : status.nodes()) {

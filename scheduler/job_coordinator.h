@@ -32,6 +32,7 @@
 #include "scheduler/checkpoint_coordinator.h"
 #include "scheduler/clock_table.h"
 #include "scheduler/membership.h"
+#include "scheduler/serving_follower.h"
 #include "scheduler/shard_balancer.h"
 #include "scheduler/shard_map.h"
 #include "scheduler/state_store.h"
@@ -152,6 +153,12 @@ class JobCoordinator {
   // state store: see unsaved_sends_); at once without one.
   void SendOnceSaved(const std::string& routing_id, pb::Header h);
   void Broadcast(const pb::Header& h, pb::Role only = pb::ROLE_UNKNOWN);
+  // A serving cluster following its job (follower_): what a server's
+  // report of its staged versions, or a poll, brings about; the fields of
+  // the version news that heartbeat echoes repeat to `node`.
+  void OnVersionStaged(const Membership::Node& node, uint64_t version, const pb::Header* failure);
+  void PollVersions(Clock::time_point now);
+  void AddVersionNews(const Membership::Node& node, pb::Header* echo) const;
   // storage.restore -> the checkpoint to resume from, checked against this job.
   absl::Status PrepareRestore();
   // A restarted scheduler: takes over the job saved in its state store, if
@@ -274,6 +281,8 @@ class JobCoordinator {
   bool finish_after_resync_ = false;  // after a takeover: the job was ending
   std::string restore_from_;            // "" unless resuming
   uint64_t restore_version_ = 0;        // its version (0: a fresh job)
+  // A serving cluster with serving.model: latest: follows the job's versions.
+  std::unique_ptr<ServingFollower> follower_;
   std::vector<uint64_t> restore_steps_;  // by worker rank
   std::optional<pb::WorkProgress> restore_work_;  // on_demand: the input left at the restored cut
   // When training began (the first view) and when the job ended: what a

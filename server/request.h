@@ -21,6 +21,7 @@
 #include "common/message.h"
 #include "sparta.pb.h"
 #include "server/table_registry.h"
+#include "server/version_overlay.h"
 
 namespace sparta {
 
@@ -38,6 +39,9 @@ struct Request {
   std::vector<uint16_t> half_scratch;
   std::vector<uint64_t> key_scratch; // backing store if a frame was unaligned
   std::vector<float> grad_scratch;
+  // PULL from a serving cluster's front-end: the staged versions above the
+  // rows held that its version reads, newest first (ServedVersions::For).
+  std::vector<std::shared_ptr<const VersionOverlay>> overlays;
   std::atomic<int> pending{0};
   // Set by an executor whose write-ahead log write failed: the push was
   // applied in memory but is not durable, so it must not be acknowledged.

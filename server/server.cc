@@ -142,6 +142,14 @@ absl::Status Server::Run() {
     for (uint32_t s = 0; s < num_shards_; ++s) incomplete_[s].store(IsReplicaOf(s));
   }
   view_epoch_.store(epoch_);
+  if (config_.serving.cluster) {
+    stager_ = std::make_unique<VersionStager>(view->restore_version(), [this] {
+      pb::Header staged;
+      staged.set_type(pb::VERSION_STAGED);
+      control_.Post(staged);
+    });
+    announced_version_.store(view->model_version() != 0 ? view->model_version() : view->restore_version());
+  }
   shards_ready_.store(true, std::memory_order_release);
   const int threads = config_.server.threads;
   auto budget = HotRowBudget(config_);
@@ -289,6 +297,13 @@ void Server::HandleRequest(Message message) {
   }
   const RequestRouter::Admission admission = router_->Admit(h, epoch_, tables_);
   if (admission.verdict == RequestRouter::Verdict::kRefuse) return Reply(message, admission.refusal);
+  // A serving cluster's pull reads the version it names, whole.
+  std::vector<std::shared_ptr<const VersionOverlay>> overlays;
+  if (stager_ != nullptr && h.type() == pb::PULL) {
+    auto read = stager_->versions().For(h.model_version());
+    if (!read.ok()) return Reply(message, read.status());
+    overlays = *std::move(read);
+  }
   const TableEntry* table = admission.table;
   // Rows remember when they were updated (embedding.eviction.ttl): by this
   // primary's clock, which the forwards carry to the replicas.
@@ -299,6 +314,7 @@ void Server::HandleRequest(Message message) {
   auto request = std::make_shared<Request>();
   request->table = table;
   request->message = std::move(message);
+  request->overlays = std::move(overlays);
   const Message& m = request->message;
   request->keys = FrameView<uint64_t>(m.frames[0], &request->key_scratch);
   request->dtype = m.header.dtype();
@@ -772,6 +788,10 @@ void Server::FillHeartbeat(pb::Header* h) {
   stats->set_push_requests(traffic_.pushes.load(std::memory_order_relaxed));
   stats->set_dropped_messages(dropped_.load(std::memory_order_relaxed));
   stats->set_view_epoch(view_epoch_.load());
+  if (stager_ != nullptr) {
+    stats->set_staged_version(stager_->staged_version());
+    h->set_model_version(announced_version_.load());
+  }
   {
     std::lock_guard<std::mutex> lock(tier_mu_);
     stats->set_memory_limit(tier_.memory_limit());
@@ -788,6 +808,10 @@ void Server::FillHeartbeat(pb::Header* h) {
 
 void Server::HandleControl(const pb::Header& h) {
   if (h.type() == pb::CLUSTER_VIEW) return OnNewView(h.view());
+  if (h.type() == pb::STAGE_VERSION || h.type() == pb::VERSION_STAGED || h.type() == pb::MODEL_VERSION ||
+      h.type() == pb::HEARTBEAT) {
+    return OnVersionNews(h);
+  }
   if (h.type() == pb::FLUSH) return scheduler_->SendFlushDone(Stats());
   if (h.type() != pb::CHECKPOINT) return;
   // The workers are paused: every executor's queue ends with the last push
@@ -803,6 +827,48 @@ void Server::HandleControl(const pb::Header& h) {
     reply.set_error(std::string(done.status().message()));
   }
   scheduler_->Send(std::move(reply));
+}
+
+void Server::OnVersionNews(const pb::Header& h) {
+  if (stager_ == nullptr) return;
+  std::optional<pb::Header> answer;
+  if (h.type() == pb::VERSION_STAGED) {
+    answer = stager_->Finish();
+  } else if (h.has_checkpoint() && !h.checkpoint().delta_dir().empty()) {
+    // The rows of the shards this server holds now, primary or replica.
+    std::vector<bool> held(num_shards_, false);
+    for (uint32_t s = 0; s < num_shards_; ++s) held[s] = shards_.owner(s) == static_cast<uint32_t>(rank_) || IsReplicaOf(s);
+    std::vector<uint32_t> dims;
+    for (const TableEntry* table : tables_.All()) {
+      if (dims.size() <= table->spec.id()) dims.resize(table->spec.id() + 1, 0);
+      dims[table->spec.id()] = table->spec.dim();
+    }
+    answer = stager_->Start(
+        h.checkpoint(), [held = std::move(held)](uint32_t s) { return s < held.size() && held[s]; },
+        [dims = std::move(dims)](uint32_t id) { return id < dims.size() ? dims[id] : 0u; });
+  }
+  if (answer.has_value()) scheduler_->Send(*std::move(answer));
+  if (h.model_version() != 0) FoldVersions(h.model_version());
+}
+
+void Server::FoldVersions(uint64_t announced) {
+  if (announced <= announced_version_.load()) return;
+  const auto fold = stager_->versions().Announce(announced);
+  announced_version_.store(stager_->versions().announced());
+  spdlog::info("model version {} announced; answering at versions {} to {}", announced, stager_->versions().base(),
+               stager_->versions().staged());
+  for (const auto& overlay : fold) {
+    std::vector<const TableEntry*> tables;
+    for (uint32_t id : overlay->tables()) {
+      if (const TableEntry* table = tables_.Find(id)) tables.push_back(table);
+    }
+    // Behind every request routed before, which may read the rows as they were.
+    for (auto& executor : executors_) {
+      ShardTask task;
+      task.control = [e = executor.get(), overlay, tables] { e->FoldOverlay(*overlay, tables); };
+      executor->Submit(std::move(task));
+    }
+  }
 }
 
 void Server::Reply(const Message& request, absl::Status status, std::vector<float>* values, uint32_t dim,

@@ -48,6 +48,7 @@
 #include "server/shard_streamer.h"
 #include "server/snapshot_retries.h"
 #include "server/table_registry.h"
+#include "server/version_stager.h"
 
 namespace sparta {
 
@@ -108,6 +109,11 @@ class Server {
   // Tells a primary that a part of a shard is loaded here, or refused.
   void AckSnapshot(const Message& part, const absl::Status& status);
   void FillHeartbeat(pb::Header* h);
+  // A serving cluster following its job (server/version_stager.h): a
+  // version to stage, a staged one read, or one announced, whose versions
+  // before the last announced one are then folded into the rows.
+  void OnVersionNews(const pb::Header& h);
+  void FoldVersions(uint64_t announced);
   // Reports (as a heartbeat) that shards became whole here, if any did.
   void ReportWholeShards();
   // The executors' rows per shard, for heartbeats.
@@ -174,6 +180,8 @@ class Server {
   std::atomic<bool> whole_news_{false};  // a shard became whole since the last report (executor threads set it)
   std::chrono::steady_clock::time_point last_whole_report_;  // I/O thread
   Mailbox<pb::Header> control_;  // from the scheduler client's thread
+  std::unique_ptr<VersionStager> stager_;  // a serving cluster's server
+  std::atomic<uint64_t> announced_version_{0};  // for heartbeats
   DuplicateFilter duplicates_;
   // (peer, shard) -> the duplicate records of each stream of the shard to
   // the peer not yet ended, in the order they started: taken at the cut,

@@ -1001,6 +1001,7 @@ ShardExecutor::Outcome ShardExecutor::Execute(ShardTask& task, const ColdRead* r
       std::memcpy(r.values.data() + at, row, dim * sizeof(float));
     }
   }
+  if (!is_push && !r.overlays.empty()) ReadOverlays(r, task);
   if (is_push && store_ != nullptr && wal_) {
     rocksdb::ColumnFamilyHandle* column = store_->column(table.spec.id());
     // In (shard, key) order, as RocksDB stores them: its memtable inserts a
@@ -1024,6 +1025,65 @@ ShardExecutor::Outcome ShardExecutor::Execute(ShardTask& task, const ColdRead* r
     }
   }
   return Outcome::kDone;
+}
+
+void ShardExecutor::DefaultWeights(const TableEntry& table, uint64_t key, float* out) {
+  const uint32_t dim = table.spec.dim();
+  if (table.policy.admits_every_key()) {
+    InitializeWeights(table.spec.initializer(), key, out, dim);
+  } else {
+    std::fill_n(out, dim, 0.0f);
+  }
+}
+
+void ShardExecutor::ReadOverlays(Request& r, const ShardTask& task) {
+  const TableEntry& table = *r.table;
+  const uint32_t dim = table.spec.dim();
+  const uint32_t id = table.spec.id();
+  for (size_t i = 0; i < task.positions.size(); ++i) {
+    const uint32_t position = task.positions[i];
+    const uint64_t key = r.keys[position];
+    const uint32_t shard = task.local_shards[i] * static_cast<uint32_t>(count_) + static_cast<uint32_t>(index_);
+    const float* weights = nullptr;
+    VersionOverlay::Found found = VersionOverlay::Found::kNo;
+    for (const auto& overlay : r.overlays) {
+      found = overlay->Find(id, shard, key, &weights);
+      if (found != VersionOverlay::Found::kNo) break;
+    }
+    if (found == VersionOverlay::Found::kNo) continue;
+    if (found == VersionOverlay::Found::kDeleted) {
+      expired_scratch_.resize(dim);
+      DefaultWeights(table, key, expired_scratch_.data());
+      weights = expired_scratch_.data();
+    }
+    const size_t at = size_t{position} * dim;
+    if (r.dtype == pb::FP16) {
+      FloatsToHalves(weights, r.half_values.data() + at, dim);
+    } else {
+      std::memcpy(r.values.data() + at, weights, dim * sizeof(float));
+    }
+  }
+}
+
+void ShardExecutor::FoldOverlay(const VersionOverlay& overlay, const std::vector<const TableEntry*>& tables) {
+  for (uint32_t shard : overlay.replaced_shards()) {
+    if (shard % static_cast<uint32_t>(count_) == static_cast<uint32_t>(index_)) (void)DropShard(shard);
+  }
+  std::vector<float> row;
+  for (const TableEntry* table : tables) {
+    const uint32_t dim = table->spec.dim();
+    overlay.ForEachRow(table->spec.id(), [&](uint32_t shard, uint64_t key, std::span<const float> weights) {
+      if (shard % static_cast<uint32_t>(count_) != static_cast<uint32_t>(index_)) return;
+      const TableShard& s = Shard(shard / static_cast<uint32_t>(count_), *table);
+      row.assign(s.stride(), 0.0f);
+      if (weights.empty()) {
+        DefaultWeights(*table, key, row.data());
+      } else {
+        std::memcpy(row.data(), weights.data(), dim * sizeof(float));
+      }
+      LoadRow(*table, shard, key, row);
+    });
+  }
 }
 
 }  // namespace sparta

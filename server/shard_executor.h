@@ -145,6 +145,14 @@ class ShardExecutor {
   // it counted for admission. A shard that comes back starts empty and is
   // streamed in whole.
   absl::Status DropShard(uint32_t shard);
+
+  // Executor thread (from a control task), a serving cluster's server:
+  // makes the version `overlay` the rows of this executor's shards hold
+  // (ServedVersions::Announce): its changed rows replace theirs (weights;
+  // the optimizer state, which serving never reads, zeroed), a deleted
+  // key's row becomes the one a key never seen reads, and a replaced
+  // shard's rows go first. `tables`: the overlay's tables(), resolved.
+  void FoldOverlay(const VersionOverlay& overlay, const std::vector<const TableEntry*>& tables);
   // serving.publish_every (Options::log_changes), executor thread: the
   // rows changed since version `base`, for the delta of version `version`
   // (ChangeLog::Cut), after PersistChanged() wrote them to the store.
@@ -233,6 +241,12 @@ class ShardExecutor {
   // (null the first time). kNeedsRead: nothing was changed, and
   // pending_read_ says what to read.
   Outcome Execute(ShardTask& task, const ColdRead* read);
+  // A pull at a staged version (Request::overlays): the task's keys that
+  // version changed read its rows instead of the ones held.
+  void ReadOverlays(Request& r, const ShardTask& task);
+  // The weights a key without a row reads: its initializer's, or zeros
+  // where the table admits keys only after some occurrences.
+  static void DefaultWeights(const TableEntry& table, uint64_t key, float* out);
   // Hands a request's part back (the last executor posts the reply).
   void Finish(ShardTask& task);
   // Whether `task` must wait behind parked ones.

@@ -124,7 +124,7 @@ absl::Status KVClient::Start() {
 
 KVClient::Ticket KVClient::Send(pb::MsgType type, uint32_t table, uint32_t dim, std::span<const uint64_t> keys,
                                 std::span<const float> grads, float* out, uint64_t clock,
-                                std::span<const uint32_t> counts, uint64_t step) {
+                                std::span<const uint32_t> counts, uint64_t step, uint64_t model_version) {
   auto op = std::make_shared<Operation>();
   op->out_ = out;
   op->dim_ = dim;
@@ -179,6 +179,7 @@ KVClient::Ticket KVClient::Send(pb::MsgType type, uint32_t table, uint32_t dim, 
     o.header.set_dim(dim);
     if (clock != 0) o.header.set_clock(clock);
     if (step != 0) o.header.set_step(step);
+    if (model_version != 0) o.header.set_model_version(model_version);
     o.frames.push_back(FrameFromVector(std::move(keys_of[s])));
     if (half) o.header.set_dtype(pb::FP16);
     if (type == pb::PUSH) {
@@ -216,8 +217,8 @@ KVClient::Ticket KVClient::Send(pb::MsgType type, uint32_t table, uint32_t dim, 
 }
 
 KVClient::Ticket KVClient::Pull(uint32_t table, uint32_t dim, std::span<const uint64_t> keys, float* out,
-                                uint64_t clock) {
-  return Send(pb::PULL, table, dim, keys, {}, out, clock);
+                                uint64_t clock, uint64_t model_version) {
+  return Send(pb::PULL, table, dim, keys, {}, out, clock, {}, 0, model_version);
 }
 
 KVClient::Ticket KVClient::Push(uint32_t table, uint32_t dim, std::span<const uint64_t> keys,

@@ -73,7 +73,10 @@ class KVClient {
 
   // Fetches `dim` floats per key into out[i * dim]. `clock`: the training
   // step the request belongs to (worker.consistency bsp), 0 for none.
-  Ticket Pull(uint32_t table, uint32_t dim, std::span<const uint64_t> keys, float* out, uint64_t clock = 0);
+  // `model_version`: a serving cluster's front-end reads that version (0:
+  // the one the servers hold).
+  Ticket Pull(uint32_t table, uint32_t dim, std::span<const uint64_t> keys, float* out, uint64_t clock = 0,
+              uint64_t model_version = 0);
 
   // Sends gradients grads[i * dim] of keys[i] to be applied by the servers.
   // `counts` (empty, or one per key): keys[i]'s occurrences in the batch,
@@ -111,7 +114,7 @@ class KVClient {
 
   Ticket Send(pb::MsgType type, uint32_t table, uint32_t dim, std::span<const uint64_t> keys,
               std::span<const float> grads, float* out, uint64_t clock, std::span<const uint32_t> counts = {},
-              uint64_t step = 0);
+              uint64_t step = 0, uint64_t model_version = 0);
   void Run();
   // One round of the sockets' work: aborts, views, queued requests, every
   // reply that has arrived, resends and deadlines. Needs io_mu_.

@@ -20,7 +20,8 @@ import unittest
 
 import zmq
 
-from harness import BIN, LAUNCHER, ClusterTest, datagen, launch, pid_alive, read, scaled, summary, wait_for, write_config
+from harness import (BIN, LAUNCHER, ClusterTest, datagen, finish, launch, pid_alive, read, scaled, summary, wait_for,
+                     write_config)
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "worker", "python"))
 from sparta.predict import BadRequest, PredictClient, ReplicaChooser  # noqa: E402
@@ -533,6 +534,88 @@ class ServingShardsTest(ServingCase):
                 self.stop_cluster(proc)
                 # The training job's own folder was only read.
                 self.assertFalse(os.path.exists(os.path.join(self.dir, f"store-{model}", "serving-db")))
+
+    def test_a_serving_cluster_follows_a_running_job_through_its_deltas(self):
+        """serving.model: latest on a serving cluster: started from a running
+        job's first checkpoint, its two servers stage each delta the job
+        publishes (serving.publish_every), the scheduler announces a version
+        once both hold it, and the front-end reads at it; the cluster ends at
+        the job's last version with the worker's own predictions, bit for
+        bit. dnn, so dense tables change too."""
+        data = datagen(self.dir, 30000, 1500, seed=11)
+        store = os.path.join(self.dir, "store-follow")
+        predictions = os.path.join(self.dir, "follow.predictions")
+        config = write_config(
+            self.dir, "follow.yaml",
+            data={"train": data["train"], "test": data["test"], "batch_size": 256, "epochs": 12},
+            model={"name": "dnn", "embedding_dim": 8, "top_mlp": [16, 8], "bottom_mlp": [8, 8]},
+            storage={"path": store, "checkpoint_every": "300 steps"},
+            server={"threads": 2},
+            eval={"predictions_out": predictions},
+            serving={"publish_every": "0.3s"})
+        job_run = self.run_dir("follow")
+        job = launch(config, job_run, wait=False)
+        self.procs.append(job)
+        checkpoints_dir = os.path.join(store, "checkpoints")
+        wait_for(lambda: job.poll() is not None or any(
+            os.path.exists(os.path.join(checkpoints_dir, d, "manifest.json"))
+            for d in (os.listdir(checkpoints_dir) if os.path.isdir(checkpoints_dir) else [])),
+            scaled(120), "the job's first checkpoint")
+        self.assertIsNone(job.poll(), "the job ended before the serving cluster could follow it")
+        proc, run, (url,) = self.serve_cluster(config, "serve-follow", "serving.poll_interval=0.05")
+
+        def served_version():
+            status, answer = http(f"{url}/readyz")
+            return answer.get("model_version") if status == 200 and isinstance(answer, dict) else None
+
+        first = served_version()
+        self.assertIsNotNone(first)
+        # Requests all the while versions change under them: every one is
+        # answered, by one version, and the versions only go up.
+        test_lines = read(data["test"]).splitlines()
+        answers, stop = [], threading.Event()
+
+        def load():
+            while not stop.is_set():
+                status, answer = http(f"{url}/v1/models/dnn:predict",
+                                      json.dumps({"instances": test_lines[:20]}).encode())
+                answers.append((status, answer.get("model_version") if isinstance(answer, dict) else answer))
+
+        loader = threading.Thread(target=load)
+        loader.start()
+        try:
+            _, err = finish(job, job_run, scaled(300))
+        finally:
+            stop.set()
+            loader.join()
+        self.assertEqual(job.returncode, 0, err)
+        self.assertEqual([a for a in answers if a[0] != 200], [])
+        seen = [version for _, version in answers]
+        self.assertEqual(seen, sorted(seen))
+        self.assertGreaterEqual(len(set(seen)), 2, seen)
+        final = summary(job_run)["checkpoint_version"]
+        self.assertGreater(final, first)
+        wait_for(lambda: served_version() == final, scaled(60), "the job's last version to be served")
+        served, versions = self.predict_all(url, "dnn", test_lines, 100)
+        self.assertEqual(versions, {final})
+        self.assertEqual(["%.9g" % p for p in served], [float_text(p) for p in read(predictions).splitlines()])
+        # Versions that were never checkpoints were announced and served:
+        # deltas, staged by both servers.
+        job_log = read(os.path.join(job_run, "scheduler.log"))
+        checkpoints = {int(v) for v in re.findall(r"checkpoint (\d+) published", job_log)}
+        announced = {int(v) for v in re.findall(r"model version (\d+) is staged on every server: announced",
+                                                read(os.path.join(run, "scheduler.log")))}
+        self.assertGreaterEqual(len(announced - checkpoints), 2, (announced, checkpoints))
+        self.assertIn(final, announced)
+        for r in (0, 1):
+            staged = {int(v) for v in re.findall(r"read model version (\d+) from ",
+                                                 read(os.path.join(run, f"server-{r}.log")))}
+            self.assertTrue(announced - {first} <= staged, (r, announced, staged))
+        status = subprocess.run([os.path.join(BIN, "sparta-ctl"), "status", "--run", run],
+                                capture_output=True, text=True, timeout=60)
+        self.assertEqual(status.returncode, 0, status.stderr)
+        self.assertIn(f"model version v{final}", status.stdout)
+        self.stop_cluster(proc)
 
     def test_serving_shards_under_a_memory_limit_answer_from_the_cold_tier_as_offline(self):
         """server.memory_limit on the serving cluster's servers: the rows

@@ -12,6 +12,8 @@
 #include <algorithm>
 #include <deque>
 #include <filesystem>
+#include <functional>
+#include <future>
 #include <memory>
 #include <string>
 #include <vector>
@@ -71,10 +73,14 @@ struct ExecutorHarness {
   ~ExecutorHarness() { executor->Stop(); }
 
   // A request of `clock` (its step; 0: none) for `keys`, with `grads` for a push.
+  // A pull may read staged versions (`overlays`, newest first), as a
+  // serving cluster's server hands them on.
   std::shared_ptr<Request> Send(pb::MsgType type, uint64_t clock, std::vector<uint64_t> keys,
-                                std::vector<float> grads = {}) {
+                                std::vector<float> grads = {},
+                                std::vector<std::shared_ptr<const VersionOverlay>> overlays = {}) {
     auto r = std::make_shared<Request>();
     r->table = table;
+    r->overlays = std::move(overlays);
     r->message.header.set_type(type);
     r->message.header.set_clock(clock);
     r->message.header.set_num_keys(static_cast<uint32_t>(keys.size()));
@@ -104,10 +110,23 @@ struct ExecutorHarness {
   }
   // Sends a request and waits for it.
   std::shared_ptr<Request> Call(pb::MsgType type, uint64_t clock, std::vector<uint64_t> keys,
-                                std::vector<float> grads = {}) {
-    auto r = Send(type, clock, std::move(keys), std::move(grads));
+                                std::vector<float> grads = {},
+                                std::vector<std::shared_ptr<const VersionOverlay>> overlays = {}) {
+    auto r = Send(type, clock, std::move(keys), std::move(grads), std::move(overlays));
     WaitFor(r);
     return r;
+  }
+  // Runs `fn` on the executor's thread, in order with the requests, and
+  // waits for it.
+  void RunThere(std::function<void()> fn) {
+    std::promise<void> ran;
+    ShardTask task;
+    task.control = [&] {
+      fn();
+      ran.set_value();
+    };
+    executor->Submit(std::move(task));
+    REQUIRE(ran.get_future().wait_for(std::chrono::minutes(1)) == std::future_status::ready);
   }
 
   Config config;

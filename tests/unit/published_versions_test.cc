@@ -4,7 +4,9 @@
 // follower to the newest version by the cheapest start; a delta file reads
 // back what was written, deletions included; and a served version applies
 // deltas (changed and deleted rows, shards replaced whole, the overlay
-// folded) without changing the version before.
+// folded) without changing the version before. A serving cluster's side of
+// following: a server answers each staged version whole and folds the
+// older ones into its rows; its scheduler stages and announces versions.
 #include <unistd.h>
 
 #include <filesystem>
@@ -16,6 +18,11 @@
 #include "common/hash.h"
 #include "server/change_log.h"
 #include "server/delta_file.h"
+#include "server/initializer.h"
+#include "scheduler/serving_follower.h"
+#include "server/served_versions.h"
+#include "server/version_overlay.h"
+#include "tests/unit/executor_harness.h"
 #include "worker/serving/serving_tables.h"
 #include "worker/serving/version_plan.h"
 
@@ -239,6 +246,129 @@ TEST_CASE("deltas applied to a served version: rows changed, deleted, shards rep
   CHECK(row_of(**v3, kept) == std::vector<float>{-1.0f, -2.0f});
   CHECK(row_of(**v3, 9) == std::vector<float>{0.0f, 0.0f});
   for (uint64_t key = 1; key <= 200; ++key) CHECK(row_of(**v3, key) == row_of(**v2, key));
+  std::filesystem::remove_all(root);
+}
+
+
+TEST_CASE("a serving cluster's server answers each staged version whole, and folds older ones into its rows",
+          "[publish][serving]") {
+  const std::filesystem::path root =
+      std::filesystem::temp_directory_path() / ("sparta-served-versions-" + std::to_string(getpid()));
+  std::filesystem::remove_all(root);
+  constexpr uint32_t kDim = 4;
+  ExecutorHarness server(AdagradTable("t", kDim, 0.1f), {.read_only = true});
+  // The rows it restored (version 1), made here by pushes.
+  server.Call(pb::PUSH, 0, {5, 6, 7}, std::vector<float>(3 * kDim, 0.5f));
+  auto pull = [&](const ServedVersions& versions, uint64_t version) {
+    auto overlays = versions.For(version);
+    REQUIRE(overlays.ok());
+    return server.Call(pb::PULL, 0, {5, 6, 7, 8}, {}, *overlays)->values;
+  };
+  auto row = [&](const std::vector<float>& values, size_t i) {
+    return std::vector<float>(values.begin() + static_cast<long>(i * kDim),
+                              values.begin() + static_cast<long>((i + 1) * kDim));
+  };
+  std::vector<float> initial(kDim);
+  InitializeWeights(server.spec.initializer(), 6, initial.data(), kDim);
+  auto read = [&](const std::string& dir) {
+    auto overlay = VersionOverlay::Read(dir, [](uint32_t) { return true; }, [](uint32_t) { return kDim; });
+    REQUIRE(overlay.ok());
+    return *overlay;
+  };
+  ServedVersions versions(1);
+  const std::vector<float> v1 = pull(versions, 1);
+
+  // Version 2: key 5 changes, key 6 is deleted (expired in training).
+  DeltaWriter second(root, 2, 1, server.spec, 1);
+  const std::vector<float> changed = {9.0f, 8.0f, 7.0f, 6.0f};
+  second.Write(server.spec, {{{0, 5}, changed}, {{0, 6}, {}}});
+  REQUIRE(versions.Stage(read(second.Finish())).ok());
+  CHECK(versions.staged() == 2);
+  CHECK(pull(versions, 1) == v1);  // version 1 as it was
+  const std::vector<float> v2 = pull(versions, 2);
+  CHECK(row(v2, 0) == changed);
+  CHECK(row(v2, 1) == initial);  // as a key never seen
+  CHECK(row(v2, 2) == row(v1, 2));
+  CHECK(row(v2, 3) == row(v1, 3));
+  CHECK(absl::IsOutOfRange(versions.For(3).status()));  // not staged
+  // A delta that does not go on from what is staged is refused.
+  DeltaWriter skip(root, 4, 3, server.spec, 1);
+  skip.Write(server.spec, {{{0, 7}, changed}});
+  CHECK(absl::IsFailedPrecondition(versions.Stage(read(skip.Finish()))));
+
+  // Announcing 2 folds nothing: front-ends may still read at 1.
+  CHECK(versions.Announce(2).empty());
+  CHECK(pull(versions, 1) == v1);
+  CHECK(pull(versions, 0) == v2);  // 0: the version announced
+  // Version 3 (key 7) staged and announced: 2 is folded into the rows, 1 is gone.
+  DeltaWriter third(root, 3, 2, server.spec, 1);
+  const std::vector<float> seventh = {-1.0f, -2.0f, -3.0f, -4.0f};
+  third.Write(server.spec, {{{0, 7}, seventh}});
+  REQUIRE(versions.Stage(read(third.Finish())).ok());
+  const auto fold = versions.Announce(3);
+  REQUIRE(fold.size() == 1);
+  CHECK(fold[0]->version() == 2);
+  CHECK(versions.base() == 2);
+  CHECK(absl::IsOutOfRange(versions.For(1).status()));
+  const std::vector<const TableEntry*> tables = {server.table};
+  server.RunThere([&] { server.executor->FoldOverlay(*fold[0], tables); });
+  // The rows now hold version 2: read without its overlay, the same.
+  CHECK(pull(versions, 2) == v2);
+  const std::vector<float> v3 = pull(versions, 3);
+  CHECK(row(v3, 2) == seventh);
+  CHECK(row(v3, 0) == changed);
+  std::filesystem::remove_all(root);
+}
+
+TEST_CASE("a serving cluster's scheduler stages the next delta and announces it once every server has it",
+          "[publish][serving]") {
+  const std::filesystem::path root =
+      std::filesystem::temp_directory_path() / ("sparta-serving-follower-" + std::to_string(getpid()));
+  std::filesystem::remove_all(root);
+  std::filesystem::create_directories(VersionsDir(root.string()));
+  pb::TableSpec table;
+  table.set_id(1);
+  table.set_dim(2);
+  auto publish = [&](uint64_t version, uint64_t base) {
+    DeltaWriter delta(VersionsDir(root.string()), version, base, table, 1);
+    delta.Write(table, {{{0, version}, {1.0f, 2.0f}}});
+    return delta.Finish();
+  };
+  const auto now = ServingFollower::Clock::now();
+  ServingFollower follower(root.string(), /*restored=*/2, /*poll_seconds=*/0);
+  CHECK_FALSE(follower.Poll(now));  // nothing published yet
+  const std::string third = publish(3, 2);
+  REQUIRE(follower.Poll(now));
+  const pb::Header stage = follower.StageMessage();
+  CHECK(stage.type() == pb::STAGE_VERSION);
+  CHECK(stage.checkpoint().version() == 3);
+  CHECK(stage.checkpoint().base() == 2);
+  CHECK(std::filesystem::equivalent(stage.checkpoint().delta_dir(), third));
+  CHECK_FALSE(follower.Poll(now));  // one at a time
+  follower.OnStaged(/*node=*/1, 3);
+  follower.OnStaged(/*node=*/2, 2);
+  CHECK(follower.Behind(2));
+  CHECK_FALSE(follower.MaybeAnnounce({1, 2}));
+  CHECK(follower.announced() == 2);
+  // A server that died does not hold the others back.
+  CHECK(follower.MaybeAnnounce({1}));
+  CHECK(follower.announced() == 3);
+  CHECK(follower.AnnounceMessage().model_version() == 3);
+  CHECK_FALSE(follower.Behind(2));
+
+  // A server that cannot read the next delta: given up, asked again at the next look.
+  publish(4, 3);
+  REQUIRE(follower.Poll(now));
+  follower.OnFailed(1, 4, "gone");
+  CHECK_FALSE(follower.staging().has_value());
+  REQUIRE(follower.Poll(now));
+  follower.OnStaged(1, 4);
+  follower.OnStaged(2, 4);
+  CHECK(follower.MaybeAnnounce({1, 2}));
+  // A broken chain (the delta from 4 pruned): it stays at 4.
+  publish(6, 5);
+  CHECK_FALSE(follower.Poll(now));
+  CHECK(follower.announced() == 4);
   std::filesystem::remove_all(root);
 }
 

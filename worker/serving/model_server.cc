@@ -158,12 +158,30 @@ absl::Status ModelServer::Load() {
   UseBlasThreads(1);
   specs_ = ModelTableSpecs(*model_, config_);
   if (sharded) {
-    SPARTA_ASSIGN_OR_RETURN(sharded_, ShardedTables::Connect(config_, specs_, rank_, [this](const absl::Status& status) {
-                              if (!status.ok()) spdlog::error("the serving cluster is gone: {}", std::string(status.message()));
-                              cluster_ended_.store(true, std::memory_order_release);
-                            }));
-    tables_ = sharded_;
-    loads_ = 1;
+    SPARTA_ASSIGN_OR_RETURN(
+        sharded_, ShardedTables::Connect(
+                      config_, specs_, rank_,
+                      [this](const absl::Status& status) {
+                        if (!status.ok()) spdlog::error("the serving cluster is gone: {}", std::string(status.message()));
+                        cluster_ended_.store(true, std::memory_order_release);
+                      },
+                      // A newer version every server holds (serving.model: latest).
+                      [this](std::shared_ptr<const ModelParameters> next) {
+                        uint64_t was = 0;
+                        {
+                          std::lock_guard<std::mutex> guard(mu_);
+                          if (tables_ != nullptr) was = tables_->version();
+                          if (tables_ == nullptr || next->version() > was) tables_ = next;
+                        }
+                        loads_.fetch_add(1, std::memory_order_relaxed);
+                        deltas_.fetch_add(1, std::memory_order_relaxed);
+                        spdlog::info("now serving model version {} (was {})", next->version(), was);
+                      }));
+    {
+      std::lock_guard<std::mutex> guard(mu_);
+      if (tables_ == nullptr) tables_ = sharded_->current();
+    }
+    loads_.fetch_add(1, std::memory_order_relaxed);
   } else if (follow) {
     // A model that does not match the job's tables is the config's error.
     if (absl::Status st = Advance(); absl::IsFailedPrecondition(st)) return st;
@@ -183,6 +201,16 @@ absl::Status ModelServer::Load() {
         std::shared_ptr<const ModelParameters> tables = Current();
         if (tables == nullptr) return absl::UnavailableError("no model version is loaded yet");
         auto probs = predictors_[thread]->Predict(*tables, examples);
+        if (absl::IsOutOfRange(probs.status())) {
+          // A serving cluster moved two versions on while this batch was
+          // computed: its servers hold this version no more. The batch is
+          // computed again, wholly on the newest version.
+          std::shared_ptr<const ModelParameters> newer = Current();
+          if (newer != nullptr && newer->version() > tables->version()) {
+            tables = std::move(newer);
+            probs = predictors_[thread]->Predict(*tables, examples);
+          }
+        }
         if (!probs.ok()) return probs.status();
         return RequestBatcher::Scored{.probs = *std::move(probs), .version = tables->version()};
       });

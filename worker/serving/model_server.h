@@ -2,7 +2,8 @@
 // or plugin: only its forward path runs) and one version of its
 // parameters: embedded (serving.shards: 0) from a checkpoint
 // (serving.model), holding every table in memory; or, with serving.shards
-// > 0, from the serving cluster at cluster.scheduler (ShardedTables). It
+// > 0, from the serving cluster at cluster.scheduler (ShardedTables),
+// which follows the job too when its servers do (serving.model: latest). It
 // answers predictions over HTTP on
 // serving.port (PredictApi) and over ZeroMQ on serving.zmq_port
 // (ZmqPredictEndpoint), computed by serving.threads compute threads that
@@ -101,7 +102,7 @@ class ModelServer {
   std::vector<pb::TableSpec> specs_;
   mutable std::mutex mu_;
   std::shared_ptr<const ModelParameters> tables_;  // the version being served
-  std::shared_ptr<const ShardedTables> sharded_;   // serving.shards > 0: tables_, as what it is
+  std::shared_ptr<const ShardedTables> sharded_;   // serving.shards > 0: where tables_ comes from
   std::atomic<bool> cluster_ended_{false};         // set by sharded_'s connection thread
   absl::flat_hash_set<uint64_t> unreadable_;     // checkpoints that failed to load (follower thread)
   bool stopping_ = false;                        // under mu_

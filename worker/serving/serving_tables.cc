@@ -139,28 +139,6 @@ absl::StatusOr<std::shared_ptr<const ServingTables>> ServingTables::FromCheckpoi
   return std::shared_ptr<const ServingTables>(std::move(tables));
 }
 
-namespace {
-
-// The delta's files of each table id: <delta>/server-<rank>/table-<id>.<n>.sst.
-std::map<uint32_t, std::vector<std::string>> DeltaFilesByTable(const std::string& delta_dir) {
-  std::map<uint32_t, std::vector<std::string>> files;
-  std::error_code ec;
-  for (const auto& part : std::filesystem::directory_iterator(delta_dir, ec)) {
-    if (!part.is_directory() || part.path().filename().string().rfind("server-", 0) != 0) continue;
-    for (const auto& file : std::filesystem::directory_iterator(part.path(), ec)) {
-      unsigned id = 0, executor = 0;
-      int end = 0;
-      const std::string name = file.path().filename().string();
-      if (std::sscanf(name.c_str(), "table-%u.%u.sst%n", &id, &executor, &end) == 2 &&
-          end == static_cast<int>(name.size())) {
-        files[id].push_back(file.path().string());
-      }
-    }
-  }
-  return files;
-}
-
-}  // namespace
 
 absl::StatusOr<std::shared_ptr<const ServingTables>> ServingTables::WithDelta(const std::string& delta_dir) const {
   const auto start = std::chrono::steady_clock::now();

@@ -1,0 +1,77 @@
+// ServingFollower: a serving cluster's scheduler following the training
+// job it serves (serving.model: latest). Every serving.poll_interval it
+// looks in the job's storage.path for the published delta that goes on
+// from the version announced (common/delta_files.h) and asks every server
+// to stage it (STAGE_VERSION: each reads its shards' rows beside what it
+// serves, server/version_stager.h). Once every live server has staged it,
+// the version is announced (MODEL_VERSION): front-ends pull at it from
+// then on, and servers fold the version before into their rows. So a
+// request is answered wholly by one version, whichever server answers.
+//
+// The job prunes a delta once a checkpoint after it has been taken again
+// (scheduler/checkpoint_coordinator.h): a serving cluster more than a
+// checkpoint interval behind finds the chain broken; it says so and keeps
+// serving its version (starting it again loads the newest checkpoint).
+//
+// Decisions only, no sockets: the scheduler sends what it says.
+// Not thread-safe: the scheduler's thread owns it.
+#ifndef SPARTA_SCHEDULER_SERVING_FOLLOWER_H_
+#define SPARTA_SCHEDULER_SERVING_FOLLOWER_H_
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "common/delta_files.h"
+#include "sparta.pb.h"
+
+namespace sparta {
+
+class ServingFollower {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  // `restored`: the checkpoint version the servers restored.
+  ServingFollower(std::string storage_path, uint64_t restored, double poll_seconds);
+
+  uint64_t announced() const { return announced_; }
+  // The delta the servers are asked to stage, if any.
+  const std::optional<DeltaRef>& staging() const { return staging_; }
+
+  // Looks for the next delta when a look is due and none is being staged.
+  // True if one is to be staged now (send StageMessage() to every server).
+  bool Poll(Clock::time_point now);
+
+  // Server `node` (its id) has staged up to `version`.
+  void OnStaged(uint32_t node, uint64_t version);
+  // Server `node` could not stage `version`: the delta is given up, and
+  // looked for again at the next poll (it may be gone: pruned).
+  void OnFailed(uint32_t node, uint64_t version, const std::string& error);
+
+  // Announces the version being staged once every server of `live` (node
+  // ids) has staged it. True if it did (send AnnounceMessage() to servers
+  // and front-ends).
+  bool MaybeAnnounce(const std::vector<uint32_t>& live);
+
+  // STAGE_VERSION for staging(); MODEL_VERSION for announced().
+  pb::Header StageMessage() const;
+  pb::Header AnnounceMessage() const;
+  // Whether a server that reported `staged` should be asked again.
+  bool Behind(uint64_t staged) const { return staging_.has_value() && staged < staging_->version; }
+
+ private:
+  const std::string storage_path_;
+  const Clock::duration poll_;
+  Clock::time_point last_poll_{};
+  uint64_t announced_;
+  std::optional<DeltaRef> staging_;
+  absl::flat_hash_map<uint32_t, uint64_t> staged_;  // by server node id
+  uint64_t broken_at_ = 0;  // the announced version whose next delta was found pruned (warned once)
+};
+
+}  // namespace sparta
+
+#endif  // SPARTA_SCHEDULER_SERVING_FOLLOWER_H_
