@@ -526,6 +526,7 @@ void JobCoordinator::OnRegister(const std::string& routing_id, const pb::Header&
     return;
   }
   if (replacement) {
+    if (follower_ != nullptr) follower_->Exclude(added->id());
     const int placed = shard_map_.AddServer(added->rank(), StayingServers(), epoch_ + 1);
     spdlog::info("{} joined the running job; {} shard replicas placed on it", DescribeNode(*added), placed);
     PublishView();
@@ -1123,7 +1124,8 @@ void JobCoordinator::PollVersions(Clock::time_point now) {
 
 void JobCoordinator::AddVersionNews(const Membership::Node& node, pb::Header* echo) const {
   echo->set_model_version(follower_->announced());
-  if (node.info.role() == pb::SERVER && follower_->Behind(node.stats.staged_version())) {
+  if (node.info.role() == pb::SERVER && !follower_->excluded(node.info.id()) &&
+      follower_->Behind(node.stats.staged_version())) {
     *echo->mutable_checkpoint() = follower_->StageMessage().checkpoint();
   }
 }

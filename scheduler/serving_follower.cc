@@ -4,6 +4,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/checkpoint_files.h"
+
 namespace sparta {
 
 ServingFollower::ServingFollower(std::string storage_path, uint64_t restored, double poll_seconds)
@@ -15,7 +17,17 @@ bool ServingFollower::Poll(Clock::time_point now) {
   if (staging_.has_value() || now - last_poll_ < poll_) return false;
   last_poll_ = now;
   bool newer = false;
-  for (const DeltaRef& delta : ListDeltas(storage_path_)) {
+  const std::vector<DeltaRef> deltas = ListDeltas(storage_path_);
+  if (deltas.empty() && !warned_no_deltas_) {
+    const std::vector<uint64_t> checkpoints = ListCheckpoints(storage_path_);
+    if (!checkpoints.empty() && checkpoints.back() > announced_) {
+      warned_no_deltas_ = true;
+      spdlog::warn("the job took checkpoint {} but publishes no deltas: a serving cluster follows published "
+                   "versions (serving.publish_every in the job's config), and goes on serving version {}",
+                   checkpoints.back(), announced_);
+    }
+  }
+  for (const DeltaRef& delta : deltas) {
     if (delta.base == announced_ && delta.version > announced_) {
       staging_ = delta;
       spdlog::info("staging model version {} on the servers ({})", delta.version, delta.dir);
@@ -38,8 +50,17 @@ void ServingFollower::OnStaged(uint32_t node, uint64_t version) {
   staged = std::max(staged, version);
 }
 
+void ServingFollower::Exclude(uint32_t node) {
+  if (excluded_.insert(node).second) {
+    spdlog::warn("server (node {}) joined the serving cluster after it started following its job: it serves shard "
+                 "copies as a replica but stages no versions (started again, the cluster loads the newest "
+                 "checkpoint on every server)",
+                 node);
+  }
+}
+
 void ServingFollower::OnFailed(uint32_t node, uint64_t version, const std::string& error) {
-  if (!staging_.has_value() || staging_->version != version) return;
+  if (excluded_.contains(node) || !staging_.has_value() || staging_->version != version) return;
   spdlog::warn("server {} could not stage model version {}: {}; looking again at the next poll", node, version,
                error);
   staging_.reset();
@@ -47,10 +68,14 @@ void ServingFollower::OnFailed(uint32_t node, uint64_t version, const std::strin
 
 bool ServingFollower::MaybeAnnounce(const std::vector<uint32_t>& live) {
   if (!staging_.has_value() || live.empty()) return false;
+  bool any = false;
   for (uint32_t node : live) {
+    if (excluded_.contains(node)) continue;
+    any = true;
     auto it = staged_.find(node);
     if (it == staged_.end() || it->second < staging_->version) return false;
   }
+  if (!any) return false;
   announced_ = staging_->version;
   staging_.reset();
   spdlog::info("model version {} is staged on every server: announced", announced_);

@@ -8,6 +8,11 @@
 // then on, and servers fold the version before into their rows. So a
 // request is answered wholly by one version, whichever server answers.
 //
+// Only published deltas are followed (serving.publish_every in the job's
+// config): a new checkpoint alone would mean reloading every row; a job
+// that publishes none is served at the version the cluster started from,
+// with a warning.
+//
 // The job prunes a delta once a checkpoint after it has been taken again
 // (scheduler/checkpoint_coordinator.h): a serving cluster more than a
 // checkpoint interval behind finds the chain broken; it says so and keeps
@@ -25,6 +30,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "common/delta_files.h"
 #include "sparta.pb.h"
 
@@ -44,6 +50,15 @@ class ServingFollower {
   // Looks for the next delta when a look is due and none is being staged.
   // True if one is to be staged now (send StageMessage() to every server).
   bool Poll(Clock::time_point now);
+
+  // Server `node` registered after the cluster started (a replacement for
+  // a dead one): it holds shard copies streamed from their primaries but
+  // none of the versions staged before it came, so it is never asked to
+  // stage nor waited for. It serves as a replica; should it lead a shard
+  // after another failure, pulls at the announced version are refused
+  // there (OutOfRange), never answered from the wrong version.
+  void Exclude(uint32_t node);
+  bool excluded(uint32_t node) const { return excluded_.contains(node); }
 
   // Server `node` (its id) has staged up to `version`.
   void OnStaged(uint32_t node, uint64_t version);
@@ -69,7 +84,9 @@ class ServingFollower {
   uint64_t announced_;
   std::optional<DeltaRef> staging_;
   absl::flat_hash_map<uint32_t, uint64_t> staged_;  // by server node id
+  absl::flat_hash_set<uint32_t> excluded_;          // see Exclude()
   uint64_t broken_at_ = 0;  // the announced version whose next delta was found pruned (warned once)
+  bool warned_no_deltas_ = false;  // the job takes checkpoints and publishes nothing (warned once)
 };
 
 }  // namespace sparta

@@ -11,10 +11,14 @@ into the folder) to that answer. It bounds the issue's measure (from a
 push's acknowledgement) from above: it includes the file's wait for the
 next look and its training.
 
-Two ways of making versions, in the same run, on the same model (about
+Three ways of serving versions, in the same run, on the same model (about
 MODEL_KEYS rows, trained from a first file before the probes):
   - deltas: serving.publish_every INTERVAL (the rows changed since the
     version before, applied on top of the served version);
+  - cluster: the same deltas, served by a serving cluster of 2 shards
+    (scripts/sparta serve, replicated twice), started from the job's
+    first checkpoint: its servers stage each delta and its scheduler
+    announces the version once both hold it;
   - checkpoints: storage.checkpoint_every INTERVAL (each version loaded
     whole), what serving followed before deltas existed.
 
@@ -72,7 +76,7 @@ def measure(mode, probes, model_keys):
     # A first file of ordinary traffic, so that a model of about
     # model_keys rows exists.
     arrive("base.svm", [f"{rng.randint(0, 1)} {2 * i + 1}:1 {2 * i + 2}:1\n" for i in range(model_keys // 2)])
-    versions = (f"serving: {{publish_every: {INTERVAL}s}}\nstorage: {{path: {store}}}\n" if mode == "deltas" else
+    versions = (f"serving: {{publish_every: {INTERVAL}s}}\nstorage: {{path: {store}}}\n" if mode != "checkpoints" else
                 f"storage: {{path: {store}, checkpoint_every: {INTERVAL}s}}\n")
     config = os.path.join(tmp, "job.yaml")
     with open(config, "w") as f:
@@ -84,14 +88,28 @@ def measure(mode, probes, model_keys):
     run = os.path.join(tmp, "run")
     job = subprocess.Popen([sys.executable, LAUNCHER, "launch", config, "--run-dir", run, "--quiet"],
                            stdout=subprocess.DEVNULL, stderr=open(os.path.join(tmp, "launch.log"), "w"))
-    info = os.path.join(tmp, "serve.json")
     serve = None
     try:
-        serve = subprocess.Popen([os.path.join(BIN, "sparta-serve"), "--config", config, "--info-file", info,
-                                  "--set", "serving.model=latest", "--set", "serving.poll_interval=0.1",
-                                  "--set", "serving.port=0", "--set", "serving.zmq_port=-1"],
-                                 stderr=open(os.path.join(tmp, "serve.log"), "w"))
-        wait_for(lambda: os.path.exists(info), 60, "sparta-serve to listen")
+        if mode == "cluster":
+            # A serving cluster starts from a checkpoint: the job's first.
+            checkpoints = os.path.join(store, "checkpoints")
+            wait_for(lambda: any(os.path.exists(os.path.join(checkpoints, name, "manifest.json"))
+                                 for name in (os.listdir(checkpoints) if os.path.isdir(checkpoints) else [])),
+                     300, "the job's first checkpoint")
+            cluster_run = os.path.join(tmp, "serving")
+            serve = subprocess.Popen([sys.executable, LAUNCHER, "serve", config, "--shards", "2", "--front-ends", "1",
+                                      "--run-dir", cluster_run, "--quiet", "--set", "storage.replication_factor=2",
+                                      "--set", "serving.model=latest", "--set", "serving.poll_interval=0.1",
+                                      "--set", "serving.port=0", "--set", "serving.zmq_port=-1"],
+                                     stdout=subprocess.DEVNULL, stderr=open(os.path.join(tmp, "serve.log"), "w"))
+            info = os.path.join(cluster_run, "serve-0.info.json")
+        else:
+            info = os.path.join(tmp, "serve.json")
+            serve = subprocess.Popen([os.path.join(BIN, "sparta-serve"), "--config", config, "--info-file", info,
+                                      "--set", "serving.model=latest", "--set", "serving.poll_interval=0.1",
+                                      "--set", "serving.port=0", "--set", "serving.zmq_port=-1"],
+                                     stderr=open(os.path.join(tmp, "serve.log"), "w"))
+        wait_for(lambda: os.path.exists(info), 120, "sparta-serve to listen")
         port = json.loads(read(info))["port"]
         url = f"http://127.0.0.1:{port}/v1/models/lr:predict"
 
@@ -102,8 +120,15 @@ def measure(mode, probes, model_keys):
                         return float(line.split()[-1])
             return 0
 
-        # The base file trained and served: the model has its size.
-        wait_for(lambda: served_keys() >= 0.9 * model_keys, 300, "the base model to be served")
+        # The base file trained and served: the model has its size. A
+        # serving cluster's front-end holds only a cache: there, the last
+        # key of the base file is served trained.
+        if mode != "cluster":
+            wait_for(lambda: served_keys() >= 0.9 * model_keys, 300, "the base model to be served")
+        else:
+            last = {"instances": [f"1 {model_keys}:1", "1"]}
+            wait_for(lambda: (lambda p: p[0] != p[1])(post(url, last)["predictions"]), 300,
+                     "the base model to be served")
         freshness = []
         for k in range(probes):
             key = 10_000_000 + k  # never seen: its weight starts at the initializer's
@@ -125,7 +150,7 @@ def measure(mode, probes, model_keys):
         return sorted(freshness)
     finally:
         if serve is not None and serve.poll() is None:
-            serve.terminate()
+            serve.terminate()  # a serving cluster's launcher stops its daemons
             serve.wait()
         if job.poll() is None:
             subprocess.run([os.path.join(BIN, "sparta-ctl"), "stop", "--run", run], capture_output=True, timeout=60)
@@ -133,7 +158,8 @@ def measure(mode, probes, model_keys):
                 job.wait(timeout=120)
             except subprocess.TimeoutExpired:
                 job.send_signal(signal.SIGKILL)
-        shutil.rmtree(tmp, ignore_errors=True)
+        if not os.environ.get("SPARTA_KEEP_TEST_DIRS"):
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def main():
@@ -143,9 +169,9 @@ def main():
     model_keys = 200_000 if quick else 2_000_000
     limit = INTERVAL + 1.0
     summary = {"model_rows": model_keys, "freshness_limit_s": limit, "probes": probes}
-    for mode in ("deltas", "checkpoints"):
+    for mode in ("deltas", "cluster", "checkpoints"):
         freshness = measure(mode, probes, model_keys)
-        prefix = "freshness_" if mode == "deltas" else "freshness_checkpoints_"
+        prefix = {"deltas": "freshness_", "cluster": "freshness_cluster_", "checkpoints": "freshness_checkpoints_"}[mode]
         summary.update({prefix + "p50_s": percentile(freshness, 0.5), prefix + "p99_s": percentile(freshness, 0.99),
                         prefix + "max_s": freshness[-1],
                         prefix + "p99_vs_limit": percentile(freshness, 0.99) / limit})

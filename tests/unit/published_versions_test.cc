@@ -365,10 +365,21 @@ TEST_CASE("a serving cluster's scheduler stages the next delta and announces it 
   follower.OnStaged(1, 4);
   follower.OnStaged(2, 4);
   CHECK(follower.MaybeAnnounce({1, 2}));
-  // A broken chain (the delta from 4 pruned): it stays at 4.
-  publish(6, 5);
+  // A server that joined later (a replacement) is neither waited for nor
+  // lets its failure to stage give a delta up.
+  follower.Exclude(3);
+  publish(5, 4);
+  REQUIRE(follower.Poll(now));
+  follower.OnFailed(3, 5, "goes on from 4; this server has staged 0");
+  CHECK(follower.staging().has_value());
+  follower.OnStaged(1, 5);
+  follower.OnStaged(2, 5);
+  CHECK(follower.MaybeAnnounce({1, 2, 3}));
+  CHECK(follower.announced() == 5);
+  // A broken chain (the delta from 5 pruned): it stays at 5.
+  publish(7, 6);
   CHECK_FALSE(follower.Poll(now));
-  CHECK(follower.announced() == 4);
+  CHECK(follower.announced() == 5);
   std::filesystem::remove_all(root);
 }
 

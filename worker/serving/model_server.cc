@@ -206,6 +206,11 @@ absl::Status ModelServer::Load() {
           // computed: its servers hold this version no more. The batch is
           // computed again, wholly on the newest version.
           std::shared_ptr<const ModelParameters> newer = Current();
+          if ((newer == nullptr || newer->version() <= tables->version()) && sharded_ != nullptr) {
+            // Not made here yet: it is on its way (ShardedTables::Switch).
+            newer = sharded_->AwaitNewer(tables->version(), std::chrono::milliseconds(
+                                                                static_cast<int64_t>(config_.serving.deadline * 1000)));
+          }
           if (newer != nullptr && newer->version() > tables->version()) {
             tables = std::move(newer);
             probs = predictors_[thread]->Predict(*tables, examples);

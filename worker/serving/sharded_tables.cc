@@ -240,6 +240,7 @@ void ShardedTables::Switch() {
     }
     const std::shared_ptr<const Version> old = current_;
     current_ = *made;
+    cv_.notify_all();  // batches waiting in AwaitNewer()
     retired_hits_.fetch_add(old->hits(), std::memory_order_relaxed);
     retired_misses_.fetch_add(old->misses(), std::memory_order_relaxed);
     lock.unlock();
@@ -251,6 +252,13 @@ void ShardedTables::Switch() {
 std::shared_ptr<const ModelParameters> ShardedTables::current() const {
   std::lock_guard<std::mutex> lock(mu_);
   return current_;
+}
+
+std::shared_ptr<const ModelParameters> ShardedTables::AwaitNewer(uint64_t version,
+                                                               std::chrono::milliseconds timeout) const {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait_for(lock, timeout, [&] { return stopping_ || current_->version() > version; });
+  return current_->version() > version ? current_ : nullptr;
 }
 
 uint64_t ShardedTables::cache_hits() const {

@@ -26,6 +26,7 @@
 #define SPARTA_WORKER_SERVING_SHARDED_TABLES_H_
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <functional>
 #include <memory>
@@ -64,6 +65,11 @@ class ShardedTables {
 
   // The newest version made.
   std::shared_ptr<const ModelParameters> current() const;
+  // Waits up to `timeout` for a version newer than `version` to be made
+  // (the servers no longer hold `version`: the announced one moved on
+  // twice while this front-end was making the one between). Returns it,
+  // or null.
+  std::shared_ptr<const ModelParameters> AwaitNewer(uint64_t version, std::chrono::milliseconds timeout) const;
 
   // Over every sparse table's cache, of every version made.
   uint64_t cache_hits() const;
@@ -89,7 +95,7 @@ class ShardedTables {
   std::unique_ptr<KVClient> client_;
 
   mutable std::mutex mu_;
-  std::condition_variable cv_;
+  mutable std::condition_variable cv_;  // wanted_ rose, a version was made, or stopping
   std::shared_ptr<const Version> current_;  // guarded by mu_
   uint64_t wanted_ = 0;                     // guarded by mu_: the newest version announced
   bool stopping_ = false;                   // guarded by mu_
