@@ -20,8 +20,8 @@ import unittest
 
 import zmq
 
-from harness import (BIN, LAUNCHER, ClusterTest, datagen, finish, launch, pid_alive, read, scaled, summary, wait_for,
-                     write_config)
+from harness import (BIN, LAUNCHER, SLOWDOWN, ClusterTest, datagen, finish, launch, pid_alive, read, scaled, summary,
+                     wait_for, write_config)
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "worker", "python"))
 from sparta.predict import BadRequest, PredictClient, ReplicaChooser  # noqa: E402
@@ -548,9 +548,11 @@ class ServingShardsTest(ServingCase):
         predictions = os.path.join(self.dir, "follow.predictions")
         config = write_config(
             self.dir, "follow.yaml",
-            data={"train": data["train"], "test": data["test"], "batch_size": 256, "epochs": 12},
+            # Training lasts some seconds of wall time at any speed (SLOWDOWN:
+            # under a sanitizer, fewer examples take as long).
+            data={"train": data["train"], "test": data["test"], "batch_size": 256, "epochs": max(4, 12 // SLOWDOWN)},
             model={"name": "dnn", "embedding_dim": 8, "top_mlp": [16, 8], "bottom_mlp": [8, 8]},
-            storage={"path": store, "checkpoint_every": "300 steps"},
+            storage={"path": store, "checkpoint_every": f"{max(60, 300 // SLOWDOWN)} steps"},
             server={"threads": 2},
             eval={"predictions_out": predictions},
             serving={"publish_every": "0.3s"})
@@ -571,8 +573,9 @@ class ServingShardsTest(ServingCase):
 
         first = served_version()
         self.assertIsNotNone(first)
-        # Requests all the while versions change under them: every one is
-        # answered, by one version, and the versions only go up.
+        # Requests all the while versions change under them, until the last
+        # is served: every one is answered, by one version, and the versions
+        # only go up.
         test_lines = read(data["test"]).splitlines()
         answers, stop = [], threading.Event()
 
@@ -592,17 +595,17 @@ class ServingShardsTest(ServingCase):
                      "a version after the first to be served")
             os.kill(json.loads(read(os.path.join(run, "server-1.info.json")))["pid"], signal.SIGKILL)
             _, err = finish(job, job_run, scaled(300))
+            self.assertEqual(job.returncode, 0, err)
+            final = summary(job_run)["checkpoint_version"]
+            self.assertGreater(final, first)
+            wait_for(lambda: served_version() == final, scaled(60), "the job's last version to be served")
         finally:
             stop.set()
             loader.join()
-        self.assertEqual(job.returncode, 0, err)
         self.assertEqual([a for a in answers if a[0] != 200], [])
         seen = [version for _, version in answers]
         self.assertEqual(seen, sorted(seen))
-        self.assertGreaterEqual(len(set(seen)), 2, seen)
-        final = summary(job_run)["checkpoint_version"]
-        self.assertGreater(final, first)
-        wait_for(lambda: served_version() == final, scaled(60), "the job's last version to be served")
+        self.assertLessEqual(first, seen[0])
         served, versions = self.predict_all(url, "dnn", test_lines, 100)
         self.assertEqual(versions, {final})
         self.assertEqual(["%.9g" % p for p in served], [float_text(p) for p in read(predictions).splitlines()])
