@@ -38,32 +38,48 @@ class VirtualHosts:
     this machine is 10.<net>.0.1 on the bridge (`gateway`), for services the
     hosts share (etcd)."""
 
+    _made = 0  # instances made by this process: each gets names and a subnet of its own
+
     def __init__(self, count):
-        self.tag = f"sp{os.getpid() % 100000}"
-        self.net = 200 + os.getpid() % 50
+        # A deleted namespace's devices are torn down by the kernel after
+        # `ip netns del` returns, so names reused by the next test's hosts
+        # could still exist ("File exists"): no two instances share a name.
+        VirtualHosts._made += 1
+        serial = os.getpid() % 10000 * 10 + VirtualHosts._made % 10
+        self.tag = f"sp{serial}"
+        self.net = 200 + serial % 50
         self.bridge = f"{self.tag}br"
         self.gateway = f"10.{self.net}.0.1"
         self.hosts = []
-        self._run("ip", "link", "add", self.bridge, "type", "bridge")
-        self._run("ip", "addr", "add", f"{self.gateway}/24", "dev", self.bridge)
-        self._run("ip", "link", "set", self.bridge, "up")
-        for i in range(count):
-            name, veth = f"{self.tag}h{i}", f"{self.tag}v{i}"
-            address = f"10.{self.net}.0.{10 + i}"
-            self._run("ip", "netns", "add", name)
-            self._run("ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", name)
-            self._run("ip", "link", "set", veth, "master", self.bridge, "up")
-            for cmd in (["ip", "addr", "add", f"{address}/24", "dev", "eth0"], ["ip", "link", "set", "eth0", "up"],
-                        ["ip", "link", "set", "lo", "up"]):
-                self._run("ip", "netns", "exec", name, *cmd)
-            self.hosts.append((name, address))
+        try:
+            self._run("ip", "link", "add", self.bridge, "type", "bridge")
+            self._run("ip", "addr", "add", f"{self.gateway}/24", "dev", self.bridge)
+            self._run("ip", "link", "set", self.bridge, "up")
+            for i in range(count):
+                name, veth = f"{self.tag}h{i}", f"{self.tag}v{i}"
+                address = f"10.{self.net}.0.{10 + i}"
+                self._run("ip", "netns", "add", name)
+                self.hosts.append((name, address))
+                self._run("ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", name)
+                self._run("ip", "link", "set", veth, "master", self.bridge, "up")
+                for cmd in (["ip", "addr", "add", f"{address}/24", "dev", "eth0"],
+                            ["ip", "link", "set", "eth0", "up"], ["ip", "link", "set", "lo", "up"]):
+                    self._run("ip", "netns", "exec", name, *cmd)
+        except Exception:
+            self.close()  # the caller never gets the object to close
+            raise
 
     @staticmethod
     def _run(*cmd):
-        subprocess.run(cmd, check=True, capture_output=True)
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)}: exit {done.returncode}: {done.stderr.strip()}")
 
     def close(self):
-        for name, _ in self.hosts:
+        for i, (name, _) in enumerate(self.hosts):
+            # Deleting one end of a veth pair deletes both at once, unlike
+            # deleting the namespace that holds the other end.
+            subprocess.run(["ip", "link", "del", f"{self.tag}v{i}"], capture_output=True)
             subprocess.run(["ip", "netns", "del", name], capture_output=True)
         subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
 
