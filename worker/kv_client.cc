@@ -208,6 +208,7 @@ KVClient::Ticket KVClient::Send(pb::MsgType type, uint32_t table, uint32_t dim, 
     for (Outgoing& o : parts) outbox_.Post(std::move(o));
     return op;
   }
+  NoteCallerServes();
   ServeLocked();
   for (Outgoing& o : parts) {
     SendPart(o.server, next_seq_++, std::move(o.header), std::move(o.frames), std::move(o.part));
@@ -237,7 +238,10 @@ absl::Status KVClient::Wait(const Ticket& ticket) {
     // Receives the reply on this thread while no one else serves the
     // sockets; else the one who does completes it.
     std::unique_lock<std::mutex> lock(io_mu_, std::try_to_lock);
-    if (lock.owns_lock()) ServeUntilDone(ticket);
+    if (lock.owns_lock()) {
+      NoteCallerServes();
+      ServeUntilDone(ticket);
+    }
   }
   return ticket->Wait();
 }
@@ -538,19 +542,45 @@ void KVClient::ReceiveAllLocked() {
   }
 }
 
+void KVClient::NoteCallerServes() {
+  caller_served_at_.store(Clock::now().time_since_epoch().count(), std::memory_order_relaxed);
+}
+
+bool KVClient::CallersServe() const {
+  // Long enough to span a caller's compute between two requests; short
+  // enough that replies nobody waits for are read soon after callers stop.
+  constexpr int64_t kRecentNs = 10'000'000;
+  return Clock::now().time_since_epoch().count() - caller_served_at_.load(std::memory_order_relaxed) < kRecentNs;
+}
+
 void KVClient::Run() {
   std::vector<pollfd> fds;
   while (!stop_.load()) {
     int timeout_ms;
     {
-      // Sockets change on failover, so the poll set is rebuilt every round.
-      std::lock_guard<std::mutex> lock(io_mu_);
-      ServeLocked();
-      fds = {{outbox_.fd(), POLLIN, 0}, {views_.fd(), POLLIN, 0}};
-      for (const auto& link : servers_) {
-        if (link->socket) fds.push_back({link->fd, POLLIN, 0});
+      // While callers serve the sockets, a caller holding the lock is not
+      // waited for: it reads what arrives.
+      std::unique_lock<std::mutex> lock(io_mu_, std::defer_lock);
+      const bool callers = CallersServe();
+      if (callers) {
+        if (!lock.try_lock()) {
+          // The holder drains the outbox and views too (it polls their
+          // fds): watching them here would spin until it does.
+          std::this_thread::sleep_for(std::chrono::milliseconds(1));
+          continue;
+        }
+      } else {
+        lock.lock();
       }
-      timeout_ms = retries_.empty() ? 100 : 5;
+      ServeLocked();
+      // Sockets change on failover, so the poll set is rebuilt every round.
+      fds = {{outbox_.fd(), POLLIN, 0}, {views_.fd(), POLLIN, 0}};
+      if (!callers) {
+        for (const auto& link : servers_) {
+          if (link->socket) fds.push_back({link->fd, POLLIN, 0});
+        }
+      }
+      timeout_ms = callers ? 1 : retries_.empty() ? 100 : 5;
     }
     // Without the lock: a caller may serve the sockets meanwhile. ZMQ_FD
     // is readable when a socket has news; what it is, the next round reads.

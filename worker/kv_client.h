@@ -26,7 +26,12 @@
 // each way than going through the I/O thread. The I/O thread serves the
 // sockets when no caller does (replies to requests nobody waits for yet,
 // views, resends, deadlines); it waits for them on the sockets' ZMQ_FD
-// without the lock. Every holder of the lock reads each socket until it has
+// without the lock. While callers serve (one did in the last few
+// milliseconds), it stops watching the sockets and looks in once a
+// millisecond, and only if the lock is free: watching them, it woke with
+// every reply the caller was waiting for and then slept on the caller's
+// lock, two wake-ups per request on the caller's path (perf of 4 KB
+// requests: futex wakes in the caller). Every holder of the lock reads each socket until it has
 // nothing left before letting go (ZMQ_FD signals only new arrivals). A
 // Pull's `keys` and `out` must stay valid until its Wait returns; Push copies
 // what it sends, so its inputs may be reused at once.
@@ -158,6 +163,10 @@ class KVClient {
   std::atomic<bool> aborted_{false};
   TrafficCounters traffic_;
   std::atomic<uint64_t> pending_parts_{0};
+  // When a caller last took io_mu_ to send or wait (steady-clock ns).
+  std::atomic<int64_t> caller_served_at_{0};
+  void NoteCallerServes();
+  bool CallersServe() const;
 };
 
 }  // namespace sparta
