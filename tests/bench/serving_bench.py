@@ -35,6 +35,25 @@ def free_port():
         return s.getsockname()[1]
 
 
+def listening(info, proc, log=None):
+    """Waits for a sparta-serve (or a serving cluster's front-end) started
+    with serving.port=0 and serving.zmq_port=0 to write its info file;
+    returns (HTTP URL, ZeroMQ endpoint). The ports are the ones it bound:
+    a port picked here and handed over could be taken by another process
+    (a daemon's ephemeral port, a client's connection) in between."""
+    wait_for(lambda: os.path.exists(info) or proc.poll() is not None, 120, f"{info} to be written")
+    if not os.path.exists(info):
+        tail = "".join(open(log, errors="replace").readlines()[-15:]) if log and os.path.exists(log) else ""
+        sys.exit(f"serving bench: the front-end exited ({proc.returncode}) before listening:\n{tail}")
+    ports = json.loads(read(info))
+    url = f"http://127.0.0.1:{ports['port']}"
+    wait_for(lambda: ready(url), 60, f"{url} to be ready")
+    return url, f"tcp://127.0.0.1:{ports['zmq_port']}"
+
+
+PORTS_FROM_INFO = ["--set", "serving.port=0", "--set", "serving.zmq_port=0"]
+
+
 def ready(url):
     try:
         with urllib.request.urlopen(f"{url}/readyz", timeout=5) as answer:
@@ -76,32 +95,27 @@ def main():
                         f"storage: {{path: {store}}}\nlog: {{level: warn}}\n")
             subprocess.run([sys.executable, LAUNCHER, "launch", config, "--run-dir", os.path.join(tmp, model),
                             "--quiet"], check=True)
-            port, zmq_port = free_port(), free_port()
-            serve = subprocess.Popen([os.path.join(BIN, "sparta-serve"), "--config", config, "--set",
-                                      "serving.model=latest", "--set", f"serving.port={port}",
-                                      "--set", f"serving.zmq_port={zmq_port}"],
-                                     stderr=open(os.path.join(tmp, f"serve-{model}.log"), "w"))
+            info, log = os.path.join(tmp, f"serve-{model}.info.json"), os.path.join(tmp, f"serve-{model}.log")
+            serve = subprocess.Popen([os.path.join(BIN, "sparta-serve"), "--config", config, "--info-file", info,
+                                      "--set", "serving.model=latest"] + PORTS_FROM_INFO, stderr=open(log, "w"))
             procs.append(serve)
-            url = f"http://127.0.0.1:{port}"
-            wait_for(lambda: ready(url), 60, "sparta-serve to be ready")
+            url, zmq_url = listening(info, serve, log)
             rates = [1000] if quick else [500, 1000, 2000, 4000, 8000]
             load(url, model, test, 1, rates, seconds, f"sparta-{model}", raw)
             load(url, model, test, 100, [50] if quick else [50, 100, 200, 400], seconds, f"sparta-{model}", raw)
             if model == "dnn":
                 # The same over the ZeroMQ endpoint: no HTTP, no JSON.
-                load(f"tcp://127.0.0.1:{zmq_port}", model, test, 1, rates, seconds, f"sparta-{model}-zmq", raw)
+                load(zmq_url, model, test, 1, rates, seconds, f"sparta-{model}-zmq", raw)
             serve.terminate()
             serve.wait()
             # The same model on a serving cluster of 2 shards: the rows on
             # two sparta-server processes, the front-end's cache in front.
-            port, zmq_port = free_port(), free_port()
+            run = os.path.join(tmp, f"serve-{model}-2shards")
             cluster = subprocess.Popen([sys.executable, LAUNCHER, "serve", config, "--shards", "2", "--quiet",
-                                        "--run-dir", os.path.join(tmp, f"serve-{model}-2shards"),
-                                        "--set", "serving.model=latest", "--set", f"serving.port={port}",
-                                        "--set", f"serving.zmq_port={zmq_port}"], stdout=subprocess.DEVNULL)
+                                        "--run-dir", run, "--set", "serving.model=latest"] + PORTS_FROM_INFO,
+                                       stdout=subprocess.DEVNULL)
             procs.append(cluster)
-            url = f"http://127.0.0.1:{port}"
-            wait_for(lambda: ready(url), 60, "the serving cluster's front-end to be ready")
+            url, _ = listening(os.path.join(run, "serve-0.info.json"), cluster, os.path.join(run, "serve-0.log"))
             load(url, model, test, 1, rates, seconds, f"sparta-{model}-2shards", raw)
             load(url, model, test, 100, [50] if quick else [50, 100, 200, 400], seconds, f"sparta-{model}-2shards",
                  raw)

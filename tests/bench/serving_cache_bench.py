@@ -28,10 +28,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 LAUNCHER = os.path.join(ROOT, "scripts", "sparta")
 BIN = os.environ.get("SPARTA_BIN", os.path.join(ROOT, "build", "bin"))
 sys.path.insert(0, os.path.join(ROOT, "tests", "bench"))
-from serving_bench import free_port, ready  # noqa: E402
-
-sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
-from harness import wait_for  # noqa: E402
+from serving_bench import PORTS_FROM_INFO, listening  # noqa: E402
 
 DIM = 8
 # worker/serving/row_cache.cc: a cached row's floats (fm.wv: DIM + 1), its
@@ -39,11 +36,11 @@ DIM = 8
 CACHED_ROW_BYTES = (DIM + 1) * 4 + 2 * 8 + 4 + 8 + 1
 
 
-def score(test, zmq_port):
+def score(test, zmq_url):
     """Scores the file; returns (predictions, seconds)."""
     start = time.monotonic()
     out = subprocess.run([os.path.join(BIN, "sparta-ctl"), "predict", test, "--serve",
-                          f"tcp://127.0.0.1:{zmq_port}", "--model", "fm", "--batch", "100"],
+                          zmq_url, "--model", "fm", "--batch", "100"],
                          check=True, capture_output=True, text=True).stdout
     return out, time.monotonic() - start
 
@@ -76,15 +73,13 @@ def main():
             with open(os.path.join(run, "summary.json")) as f:
                 rows = json.load(f)["server_rows"]
 
-            port, zmq_port = free_port(), free_port()
-            embedded = subprocess.Popen([os.path.join(BIN, "sparta-serve"), "--config", config, "--set",
-                                         "serving.model=latest", "--set", f"serving.port={port}",
-                                         "--set", f"serving.zmq_port={zmq_port}"],
-                                        stderr=open(os.path.join(tmp, "serve.log"), "w"))
+            info, log = os.path.join(tmp, "serve.info.json"), os.path.join(tmp, "serve.log")
+            embedded = subprocess.Popen([os.path.join(BIN, "sparta-serve"), "--config", config, "--info-file", info,
+                                         "--set", "serving.model=latest"] + PORTS_FROM_INFO, stderr=open(log, "w"))
             procs.append(embedded)
-            wait_for(lambda: ready(f"http://127.0.0.1:{port}"), 60, "sparta-serve to be ready")
-            score(test, zmq_port)  # as the cluster's: the second pass is measured
-            reference, seconds = score(test, zmq_port)
+            _, zmq_url = listening(info, embedded, log)
+            score(test, zmq_url)  # as the cluster's: the second pass is measured
+            reference, seconds = score(test, zmq_url)
             lines = len(reference.splitlines())
             embedded_rate = lines / seconds
             embedded.terminate()
@@ -96,19 +91,18 @@ def main():
             results = {}
             for percent in (1, 10, 30, 200):
                 cache = max(1, rows * CACHED_ROW_BYTES * percent // 100)
-                port, zmq_port = free_port(), free_port()
+                run = os.path.join(tmp, f"cache-{percent}")
                 cluster = subprocess.Popen([sys.executable, LAUNCHER, "serve", config, "--shards", "2", "--quiet",
-                                            "--run-dir", os.path.join(tmp, f"cache-{percent}"),
-                                            "--set", "serving.model=latest", "--set", f"serving.port={port}",
-                                            "--set", f"serving.zmq_port={zmq_port}",
-                                            "--set", f"serving.cache={cache}"], stdout=subprocess.DEVNULL)
+                                            "--run-dir", run, "--set", "serving.model=latest",
+                                            "--set", f"serving.cache={cache}"] + PORTS_FROM_INFO,
+                                           stdout=subprocess.DEVNULL)
                 procs.append(cluster)
-                url = f"http://127.0.0.1:{port}"
-                wait_for(lambda: ready(url), 60, "the serving cluster's front-end to be ready")
+                url, zmq_url = listening(os.path.join(run, "serve-0.info.json"), cluster,
+                                         os.path.join(run, "serve-0.log"))
                 # The first pass fills the cache; the second is measured.
                 passes = []
                 for _ in range(2):
-                    served, seconds = score(test, zmq_port)
+                    served, seconds = score(test, zmq_url)
                     if served != reference:
                         sys.exit(f"serving_cache_bench: the cache at {percent}% served other predictions")
                     passes.append((cache_counts(url), seconds))
