@@ -202,26 +202,35 @@ def run_etcd(folder, host="127.0.0.1"):
     etcd = shutil.which("etcd")
     if etcd is None:
         raise AssertionError("etcd is installed by scripts/install-deps.sh --tests (etcd-server)")
-    client, peer = free_port(), free_port()
-    with open(os.path.join(folder, "etcd.log"), "w") as log:
-        proc = subprocess.Popen(
-            [etcd, "--data-dir", os.path.join(folder, "etcd"), "--name", "default",
-             "--listen-client-urls", f"http://{host}:{client}", "--advertise-client-urls", f"http://{host}:{client}",
-             "--listen-peer-urls", f"http://{host}:{peer}", "--initial-advertise-peer-urls", f"http://{host}:{peer}",
-             "--initial-cluster", f"default=http://{host}:{peer}"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    # etcd cannot report a port it chose: the ports are picked here, and
+    # another process may take one before etcd binds it. etcd then exits;
+    # it is started again on fresh ports (its data folder is still empty).
+    for attempt in range(3):
+        client, peer = free_port(), free_port()
+        with open(os.path.join(folder, "etcd.log"), "a") as log:
+            proc = subprocess.Popen(
+                [etcd, "--data-dir", os.path.join(folder, "etcd"), "--name", "default",
+                 "--listen-client-urls", f"http://{host}:{client}", "--advertise-client-urls", f"http://{host}:{client}",
+                 "--listen-peer-urls", f"http://{host}:{peer}", "--initial-advertise-peer-urls", f"http://{host}:{peer}",
+                 "--initial-cluster", f"default=http://{host}:{peer}"],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
-    def healthy():
+        def healthy():
+            try:
+                with urllib.request.urlopen(f"http://{host}:{client}/health", timeout=1) as r:
+                    return json.loads(r.read()).get("health") == "true"
+            except OSError:
+                return False
         try:
-            with urllib.request.urlopen(f"http://{host}:{client}/health", timeout=1) as r:
-                return json.loads(r.read()).get("health") == "true"
-        except OSError:
-            return False
-    try:
-        wait_for(healthy, 30, "etcd to be healthy")
-    except AssertionError:
-        proc.kill()
-        raise
+            wait_for(lambda: healthy() or proc.poll() is not None, 30, "etcd to be healthy")
+        except AssertionError:
+            proc.kill()
+            raise
+        if proc.poll() is None:
+            break
+        if attempt == 2:
+            raise AssertionError(f"etcd exited ({proc.returncode}) three times; see {folder}/etcd.log")
+        shutil.rmtree(os.path.join(folder, "etcd"), ignore_errors=True)
     return proc, f"{host}:{client}"
 
 
