@@ -193,6 +193,26 @@ def free_port():
         return s.getsockname()[1]
 
 
+def start_on_picked_ports(start, ready, timeout, what):
+    """Starts a program that listens on ports picked by free_port (etcd,
+    Prometheus: they cannot report a port they chose themselves). Another
+    process may take a picked port before the program binds it; the program
+    then exits, and it is started again on fresh ports, up to 3 times.
+    start() picks the ports, starts the program and returns (its process,
+    what ready takes); ready(that) says whether it answers. Returns the
+    same pair once it does."""
+    for _ in range(3):
+        proc, ports = start()
+        try:
+            wait_for(lambda: ready(ports) or proc.poll() is not None, timeout, what)
+        except AssertionError:
+            proc.kill()
+            raise
+        if proc.poll() is None:
+            return proc, ports
+    raise AssertionError(f"timed out waiting for {what}: it exited ({proc.returncode}) three times, on fresh ports")
+
+
 def run_etcd(folder, host="127.0.0.1"):
     """A real etcd (Debian's etcd-server) with its data in `folder`, on free
     ports of `host` (loopback by default), once it is healthy: (its process,
@@ -202,35 +222,27 @@ def run_etcd(folder, host="127.0.0.1"):
     etcd = shutil.which("etcd")
     if etcd is None:
         raise AssertionError("etcd is installed by scripts/install-deps.sh --tests (etcd-server)")
-    # etcd cannot report a port it chose: the ports are picked here, and
-    # another process may take one before etcd binds it. etcd then exits;
-    # it is started again on fresh ports (its data folder is still empty).
-    for attempt in range(3):
+    data = os.path.join(folder, "etcd")
+
+    def start():
+        shutil.rmtree(data, ignore_errors=True)  # a failed start's leftovers
         client, peer = free_port(), free_port()
         with open(os.path.join(folder, "etcd.log"), "a") as log:
             proc = subprocess.Popen(
-                [etcd, "--data-dir", os.path.join(folder, "etcd"), "--name", "default",
+                [etcd, "--data-dir", data, "--name", "default",
                  "--listen-client-urls", f"http://{host}:{client}", "--advertise-client-urls", f"http://{host}:{client}",
                  "--listen-peer-urls", f"http://{host}:{peer}", "--initial-advertise-peer-urls", f"http://{host}:{peer}",
                  "--initial-cluster", f"default=http://{host}:{peer}"],
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        return proc, client
 
-        def healthy():
-            try:
-                with urllib.request.urlopen(f"http://{host}:{client}/health", timeout=1) as r:
-                    return json.loads(r.read()).get("health") == "true"
-            except OSError:
-                return False
+    def healthy(client):
         try:
-            wait_for(lambda: healthy() or proc.poll() is not None, 30, "etcd to be healthy")
-        except AssertionError:
-            proc.kill()
-            raise
-        if proc.poll() is None:
-            break
-        if attempt == 2:
-            raise AssertionError(f"etcd exited ({proc.returncode}) three times; see {folder}/etcd.log")
-        shutil.rmtree(os.path.join(folder, "etcd"), ignore_errors=True)
+            with urllib.request.urlopen(f"http://{host}:{client}/health", timeout=1) as r:
+                return json.loads(r.read()).get("health") == "true"
+        except OSError:
+            return False
+    proc, client = start_on_picked_ports(start, healthy, 30, "etcd to be healthy")
     return proc, f"{host}:{client}"
 
 

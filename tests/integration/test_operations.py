@@ -14,7 +14,8 @@ import unittest
 import urllib.parse
 import urllib.request
 
-from harness import BIN, LAUNCHER, ClusterTest, datagen, launch, read, summary, wait_for, write_config
+from harness import (BIN, LAUNCHER, ClusterTest, datagen, launch, read, start_on_picked_ports, summary, wait_for,
+                     write_config)
 
 try:
     import zmq
@@ -356,27 +357,24 @@ class PrometheusTest(ClusterTest):
         scrape_config = os.path.join(self.dir, "prometheus.yml")
         with open(scrape_config, "w") as f:
             f.write("\n".join(lines) + "\n")
-        # Prometheus cannot report a port it chose: one picked here may be
-        # taken before it binds, and then it exits; it is started again.
-        for attempt in range(3):
+        log = open(os.path.join(self.dir, "prometheus.log"), "a")
+
+        def start():
             port = free_port()
-            log = open(os.path.join(self.dir, "prometheus.log"), "a")
             server = subprocess.Popen([prometheus, f"--config.file={scrape_config}",
                                        f"--storage.tsdb.path={os.path.join(self.dir, 'tsdb')}",
                                        f"--web.listen-address=127.0.0.1:{port}"],
                                       stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
             self.procs.append(server)
+            return server, port
 
-            def ready():
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=2) as r:
-                        return r.status == 200
-                except OSError:
-                    return False
-            wait_for(lambda: ready() or server.poll() is not None, 60, "Prometheus to start")
-            if server.poll() is None:
-                break
-            self.assertLess(attempt, 2, f"Prometheus exited ({server.returncode}) three times; see prometheus.log")
+        def ready(port):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=2) as r:
+                    return r.status == 200
+            except OSError:
+                return False
+        server, port = start_on_picked_ports(start, ready, 60, "Prometheus to start")
 
         def series(promql, count, check=lambda value: value > 0):
             """The query's series once there are `count` of them and each
