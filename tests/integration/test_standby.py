@@ -84,3 +84,29 @@ class StandbySchedulerTest(ClusterTest):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class EtcdStartTest(ClusterTest):
+    def test_etcd_starts_when_its_first_picked_port_is_taken(self):
+        # The race that a picked port loses: another process binds it before
+        # etcd does. etcd exits; the harness must start it on fresh ports.
+        import harness
+        import socket
+        import urllib.request
+        busy = socket.socket()
+        self.addCleanup(busy.close)
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        picked = []
+
+        def first_taken():
+            picked.append(busy.getsockname()[1] if not picked else real())
+            return picked[-1]
+        real = harness.free_port
+        harness.free_port = first_taken
+        self.addCleanup(setattr, harness, "free_port", real)
+        address = start_etcd(self)
+        self.assertGreater(len(picked), 2, "etcd was not started again")
+        self.assertNotEqual(address, f"127.0.0.1:{picked[0]}")
+        with urllib.request.urlopen(f"http://{address}/health", timeout=5) as r:
+            self.assertEqual(json.loads(r.read())["health"], "true")
