@@ -269,41 +269,67 @@ bool RunTiered(const Config& config, KVClient& client, bool quick, const pb::Opt
   return true;
 }
 
-// The limits each Sparta figure is read against, over the transport the
-// cluster's peers use (per second: requests, bytes, bytes, keys).
+// How to measure the limits each Sparta figure is read against, over the
+// transport the cluster's peers use (per second: requests, bytes, keys).
 struct Limits {
-  double round_trips_1 = 0, round_trips_8 = 0;
-  double oneway_1mb = 0, oneway_16mb = 0;
-  double updates = 0;
+  std::string endpoint;  // of the transport the peers use
+  double seconds = 0;    // per measurement
+  std::unique_ptr<UpdateRateLimit> update_table;
+
+  double RoundTrips(int window) const { return RawRoundTrips(endpoint, 4096, window, seconds); }
+  double OneWay(size_t bytes) const { return RawOneWay(endpoint, bytes, seconds); }
+  double Updates() const { return update_table->Measure(seconds); }
 };
 
 using AddRecord = std::function<void(const std::string&, const std::string&, double)>;
 
+std::string IpcEndpoint() { return "ipc:///tmp/sparta-kv-bench-" + std::to_string(getpid()) + ".ipc"; }
+
 Limits MeasureLimits(const Config& config, uint64_t key_space, bool quick, const AddRecord& add) {
-  const double seconds = quick ? 0.2 : 0.5;
+  Limits limits;
+  limits.seconds = quick ? 0.2 : 0.5;
   // This benchmark's peers share a host: they talk over the transport
   // cluster.local_transport names, whose limits the figures are read against.
   const std::string used = config.cluster.local_transport_mode == LocalTransport::kIpc ? "ipc" : "tcp";
   std::printf("# peers talk over %s\n", used.c_str());
-  Limits limits;
-  const std::string ipc = "ipc:///tmp/sparta-kv-bench-" + std::to_string(getpid()) + ".ipc";
   for (const auto& [transport, endpoint] : {std::pair<std::string, std::string>{"tcp", "tcp://127.0.0.1:*"},
-                                            std::pair<std::string, std::string>{"ipc", ipc}}) {
+                                            std::pair<std::string, std::string>{"ipc", IpcEndpoint()}}) {
     const std::string prefix = "limit_zmq_" + transport + "_";
-    const double rt1 = RawRoundTrips(endpoint, 4096, 1, seconds);
-    const double rt8 = RawRoundTrips(endpoint, 4096, 8, seconds);
-    const double mb1 = RawOneWay(endpoint, 1 << 20, seconds);
-    const double mb16 = RawOneWay(endpoint, 16 << 20, seconds);
+    const double rt1 = RawRoundTrips(endpoint, 4096, 1, limits.seconds);
+    const double rt8 = RawRoundTrips(endpoint, 4096, 8, limits.seconds);
+    const double mb1 = RawOneWay(endpoint, 1 << 20, limits.seconds);
+    const double mb16 = RawOneWay(endpoint, 16 << 20, limits.seconds);
     add(prefix + "4KB_window1", "requests/s", rt1);
     add(prefix + "4KB_window8", "requests/s", rt8);
     add(prefix + "oneway_1MB", "GB/s", mb1 / 1e9);
     add(prefix + "oneway_16MB", "GB/s", mb16 / 1e9);
-    if (transport == used) limits = {rt1, rt8, mb1, mb16, 0};
+    if (transport == used) limits.endpoint = endpoint;
   }
-  std::filesystem::remove("/tmp/sparta-kv-bench-" + std::to_string(getpid()) + ".ipc");
-  limits.updates = UpdateRate(key_space, 8, 100000, seconds);
-  add("limit_update_dim8_keys100000", "Mkeys/s", limits.updates / 1e6);
+  limits.update_table = std::make_unique<UpdateRateLimit>(key_space, 8, 100000);
+  add("limit_update_dim8_keys100000", "Mkeys/s", limits.Updates() / 1e6);
   return limits;
+}
+
+// A Sparta figure as a fraction of its limit. This VM's limits alone move
+// by up to 2x within a minute, so one limit measured at the start and a
+// figure measured a minute later compare two different machines. Instead
+// the two are measured in turn (limit, figure, limit, figure, limit,
+// figure, limit), each figure read against the mean of the limits just
+// before and after it; the median of the three fractions is the result.
+double BracketedFraction(const std::string& name, const std::function<double()>& figure,
+                         const std::function<double()>& limit) {
+  std::vector<double> fractions;
+  double before = limit();
+  for (int round = 0; round < 3; ++round) {
+    const double value = figure();
+    const double after = limit();
+    fractions.push_back(value / ((before + after) / 2));
+    before = after;
+  }
+  std::printf("# %s: fractions %.2f %.2f %.2f of the limit measured around each\n", name.c_str(), fractions[0],
+              fractions[1], fractions[2]);
+  std::sort(fractions.begin(), fractions.end());
+  return fractions[1];
 }
 
 int Run(const Config& config, const std::string& json_out, bool quick, std::string only) {
@@ -369,8 +395,12 @@ int Run(const Config& config, const std::string& json_out, bool quick, std::stri
   // lookups miss the caches as they would in a real model.
   const uint64_t key_space = quick ? 200000 : 10000000;
   const Limits limits = config.server.memory_limit_bytes > 0 ? Limits() : MeasureLimits(config, key_space, quick, add);
-  auto vs_limit = [&](const std::string& name, double value, double limit) {
-    if (limit > 0) add(name + "_vs_limit", "fraction", value / limit);
+  // Records NAME_vs_limit: `figure` (a rate) against `limit` (one in the
+  // same unit), measured in turn (BracketedFraction).
+  auto vs_limit = [&](const std::string& name, const std::function<double()>& figure,
+                      const std::function<double()>& limit) {
+    if (limits.endpoint.empty()) return;
+    add(name + "_vs_limit", "fraction", BracketedFraction(name, figure, limit));
   };
   if (config.server.memory_limit_bytes > 0) {
     if (!RunTiered(config, client, quick, adagrad, rng, add)) return 1;
@@ -424,9 +454,11 @@ int Run(const Config& config, const std::string& json_out, bool quick, std::stri
       add(prefix + "_pull_mb", "MB/s", mb / t_pull);
       if (dim == 8 && n == 100000) {
         // The lower of what the wire carries and what the updates cost.
-        const double sparse_limit = std::min(limits.oneway_1mb / (8.0 + value_bytes * dim), limits.updates);
-        vs_limit(prefix + "_push", keys.size() / t_push, sparse_limit);
-        vs_limit(prefix + "_pull", keys.size() / t_pull, sparse_limit);
+        auto sparse_limit = [&] {
+          return std::min(limits.OneWay(1 << 20) / (8.0 + value_bytes * dim), limits.Updates());
+        };
+        vs_limit(prefix + "_push", [&] { return keys.size() / TimePerRun(push, min_seconds); }, sparse_limit);
+        vs_limit(prefix + "_pull", [&] { return keys.size() / TimePerRun(pull, min_seconds); }, sparse_limit);
       }
       const double t_both = TimePerRun([&] {
         auto a = client.Push(spec.id(), dim, keys, values);
@@ -473,13 +505,14 @@ int Run(const Config& config, const std::string& json_out, bool quick, std::stri
     std::vector<float> values(blocks.size() * block, 0.001f), out(values.size());
     const std::string size = bytes >= (1 << 20) ? std::to_string(bytes >> 20) + "MB" : std::to_string(bytes >> 10) + "KB";
     if (("dense_" + size).rfind(only, 0) != 0) continue;
-    const double t_push = TimePerRun([&] { (void)client.Wait(client.Push(spec.id(), block, blocks, values)); }, min_seconds);
-    add("dense_" + size + "_push", "GB/s", bytes / t_push / 1e9);
-    const double t_pull = TimePerRun([&] { (void)client.Wait(client.Pull(spec.id(), block, blocks, out.data())); }, min_seconds);
-    add("dense_" + size + "_pull", "GB/s", bytes / t_pull / 1e9);
+    auto push = [&] { (void)client.Wait(client.Push(spec.id(), block, blocks, values)); };
+    auto pull = [&] { (void)client.Wait(client.Pull(spec.id(), block, blocks, out.data())); };
+    add("dense_" + size + "_push", "GB/s", bytes / TimePerRun(push, min_seconds) / 1e9);
+    add("dense_" + size + "_pull", "GB/s", bytes / TimePerRun(pull, min_seconds) / 1e9);
     if (bytes == uint64_t{16} << 20) {
-      vs_limit("dense_16MB_push", bytes / t_push, limits.oneway_16mb);
-      vs_limit("dense_16MB_pull", bytes / t_pull, limits.oneway_16mb);
+      auto oneway = [&] { return limits.OneWay(bytes); };
+      vs_limit("dense_16MB_push", [&] { return bytes / TimePerRun(push, min_seconds); }, oneway);
+      vs_limit("dense_16MB_pull", [&] { return bytes / TimePerRun(pull, min_seconds); }, oneway);
     }
   }
 
@@ -498,7 +531,7 @@ int Run(const Config& config, const std::string& json_out, bool quick, std::stri
     const std::vector<float> values(1024, 0.001f);
     for (int window : {1, 8}) {
       const int batch = 200;
-      const double t = TimePerRun([&] {
+      auto requests = [&] {
         std::deque<KVClient::Ticket> inflight;
         for (int i = 0; i < batch; ++i) {
           inflight.push_back(client.Push(spec.id(), 1024, block, values));
@@ -508,13 +541,15 @@ int Run(const Config& config, const std::string& json_out, bool quick, std::stri
           }
         }
         for (auto& ticket : inflight) (void)client.Wait(ticket);
-      }, min_seconds);
-      add("small_4KB_push_window" + std::to_string(window), "requests/s", batch / t);
-      vs_limit("small_4KB_push_window" + std::to_string(window), batch / t,
-               window == 1 ? limits.round_trips_1 : limits.round_trips_8);
+      };
+      const std::string name = "small_4KB_push_window" + std::to_string(window);
+      add(name, "requests/s", batch / TimePerRun(requests, min_seconds));
+      vs_limit(name, [&] { return batch / TimePerRun(requests, min_seconds); },
+               [&] { return limits.RoundTrips(window); });
     }
   }
 
+  std::filesystem::remove(IpcEndpoint().substr(std::string("ipc://").size()));
   scheduler.SendWorkerDone(pb::WorkerReport());
   {
     std::lock_guard<std::mutex> lock(pause_mu);

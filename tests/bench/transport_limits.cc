@@ -114,32 +114,44 @@ double RawOneWay(const std::string& endpoint, size_t message_bytes, double min_s
   return bytes_per_second;
 }
 
-double UpdateRate(uint64_t rows, uint32_t dim, size_t keys_per_request, double min_seconds) {
+// The server's layout: 256 virtual shards, each its own index and arena
+// (a server's executor walks a request's keys shard by shard).
+constexpr int kShardBits = 8;
+
+struct UpdateRateLimit::Table {
   pb::TableSpec spec;
-  spec.set_id(0);
-  spec.set_name("limit.update");
-  spec.set_dim(dim);
-  spec.mutable_optimizer()->set_type(pb::OptimizerSpec::ADAGRAD);
-  spec.mutable_optimizer()->set_learning_rate(0.01f);
-  spec.mutable_optimizer()->set_initial_accumulator(0.1f);
-  auto optimizer = Optimizer::Create(spec.optimizer());
-  if (!optimizer.ok()) return 0;
-  // The server's layout: 256 virtual shards, each its own index and arena
-  // (a server's executor walks a request's keys shard by shard).
-  constexpr int kShardBits = 8;
+  std::unique_ptr<Optimizer> optimizer;
+  uint32_t dim = 0;
   std::vector<std::unique_ptr<TableShard>> shards;
+  std::vector<std::vector<uint64_t>> requests;
+  std::vector<float> grads;
+};
+
+UpdateRateLimit::UpdateRateLimit(uint64_t rows, uint32_t dim, size_t keys_per_request)
+    : table_(std::make_unique<Table>()) {
+  Table& t = *table_;
+  t.dim = dim;
+  t.spec.set_id(0);
+  t.spec.set_name("limit.update");
+  t.spec.set_dim(dim);
+  t.spec.mutable_optimizer()->set_type(pb::OptimizerSpec::ADAGRAD);
+  t.spec.mutable_optimizer()->set_learning_rate(0.01f);
+  t.spec.mutable_optimizer()->set_initial_accumulator(0.1f);
+  auto optimizer = Optimizer::Create(t.spec.optimizer());
+  if (!optimizer.ok()) return;
+  t.optimizer = *std::move(optimizer);
   for (uint32_t s = 0; s < (1u << kShardBits); ++s) {
-    shards.push_back(std::make_unique<TableShard>(s, &spec, optimizer->get(), EvictionPolicy::kLru,
-                                                  /*small_chunks=*/false));
+    t.shards.push_back(std::make_unique<TableShard>(s, &t.spec, t.optimizer.get(), EvictionPolicy::kLru,
+                                                    /*small_chunks=*/false));
   }
   uint64_t created = 0;
-  for (uint64_t key = 0; key < rows; ++key) (void)shards[ShardOf(key, kShardBits)]->FindOrCreate(key, &created);
+  for (uint64_t key = 0; key < rows; ++key) (void)t.shards[ShardOf(key, kShardBits)]->FindOrCreate(key, &created);
   // Requests of distinct random keys, drawn (and grouped by shard, as the
   // server's I/O thread routes them) before the timing.
   std::mt19937_64 rng(7);
   std::uniform_int_distribution<uint64_t> pick(0, rows - 1);
-  std::vector<std::vector<uint64_t>> requests(4);
-  for (auto& keys : requests) {
+  t.requests.resize(4);
+  for (auto& keys : t.requests) {
     absl::flat_hash_set<uint64_t> seen;
     while (keys.size() < std::min<uint64_t>(keys_per_request, rows)) {
       const uint64_t key = pick(rng);
@@ -148,21 +160,28 @@ double UpdateRate(uint64_t rows, uint32_t dim, size_t keys_per_request, double m
     std::stable_sort(keys.begin(), keys.end(),
                      [](uint64_t a, uint64_t b) { return ShardOf(a, kShardBits) < ShardOf(b, kShardBits); });
   }
-  const std::vector<float> grads(keys_per_request * dim, 0.001f);
+  t.grads.assign(keys_per_request * dim, 0.001f);
+}
+
+UpdateRateLimit::~UpdateRateLimit() = default;
+
+double UpdateRateLimit::Measure(double min_seconds) {
+  Table& t = *table_;
+  if (t.optimizer == nullptr) return 0;
   // The executor's loop without the rest of the executor: find every row,
   // then update every row, each pass prefetching a few keys ahead (random
   // keys miss the cache at the index slot and again at the row).
   constexpr size_t kLookAhead = 8;
-  std::vector<float*> rows_of(keys_per_request);
-  const size_t row_bytes = size_t{shards[0]->stride()} * sizeof(float);
+  std::vector<float*> rows_of(t.requests[0].size());
+  const size_t row_bytes = size_t{t.shards[0]->stride()} * sizeof(float);
   uint64_t updated = 0;
   const auto start = Clock::now();
   do {
-    for (const auto& keys : requests) {
+    for (const auto& keys : t.requests) {
       const size_t n = keys.size();
       for (size_t i = 0; i < n; ++i) {
-        if (i + kLookAhead < n) shards[ShardOf(keys[i + kLookAhead], kShardBits)]->Prefetch(keys[i + kLookAhead]);
-        TableShard& shard = *shards[ShardOf(keys[i], kShardBits)];
+        if (i + kLookAhead < n) t.shards[ShardOf(keys[i + kLookAhead], kShardBits)]->Prefetch(keys[i + kLookAhead]);
+        TableShard& shard = *t.shards[ShardOf(keys[i], kShardBits)];
         rows_of[i] = shard.row(shard.FindSlot(keys[i]));
       }
       for (size_t i = 0; i < n; ++i) {
@@ -170,7 +189,7 @@ double UpdateRate(uint64_t rows, uint32_t dim, size_t keys_per_request, double m
           const char* ahead = reinterpret_cast<const char*>(rows_of[i + kLookAhead]);
           for (size_t line = 0; line < row_bytes; line += 64) __builtin_prefetch(ahead + line, 1);
         }
-        (*optimizer)->Apply(rows_of[i], grads.data() + i * dim, dim);
+        t.optimizer->Apply(rows_of[i], t.grads.data() + i * t.dim, t.dim);
       }
       updated += n;
     }
