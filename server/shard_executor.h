@@ -56,26 +56,9 @@
 #include "server/row_store.h"
 #include "server/shard_snapshot.h"
 #include "server/table_shard.h"
+#include "server/tier_report.h"
 
 namespace sparta {
-
-// The life of one table's rows on one executor, for /metrics and status:
-// written by the executor thread only, read by any.
-struct TableTierStats {
-  std::atomic<int64_t> hot_rows{0};
-  std::atomic<int64_t> cold_rows{0};
-  std::atomic<int64_t> side_bytes{0};  // the shards' TableShard::side_bytes()
-  std::atomic<uint64_t> demoted{0};    // rows moved to the cold tier
-  std::atomic<uint64_t> promoted{0};   // rows brought back
-  std::atomic<uint64_t> admitted{0};   // new keys given a row
-  std::atomic<uint64_t> deferred{0};   // occurrences of keys not admitted (yet)
-  std::atomic<uint64_t> expired{0};
-  std::atomic<uint64_t> cold_reads{0};     // keys looked up in the store
-  std::atomic<uint64_t> cold_read_batches{0};
-  std::atomic<uint64_t> cold_read_ns{0};   // time in those lookups
-  // Of cold_reads, keys read for a request while it waited behind others.
-  std::atomic<uint64_t> cold_reads_ahead{0};
-};
 
 class ShardExecutor {
  public:
