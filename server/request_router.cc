@@ -1,5 +1,7 @@
 #include "server/request_router.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "common/message.h"
 
@@ -131,7 +133,34 @@ absl::Status RequestRouter::Plan(const pb::Header& h, std::span<const uint64_t> 
     task.positions.push_back(pos);
     task.local_shards.push_back(shard / executors_);
   }
+  for (ShardTask& task : *tasks) GroupByShard(&task);
   return absl::OkStatus();
+}
+
+void RequestRouter::GroupByShard(ShardTask* task) {
+  // The executor walks a task's keys in the order given here. Shard by
+  // shard, its lookups stay within one shard's index and arena for a
+  // while (a shard of a 10M-row table is a few MB; the whole table is
+  // not near any cache); in request order every key lands in another
+  // shard. The in-process update loop of sparta-kv-bench ran 1.3-2x as
+  // fast with its keys grouped (limit_update_dim8_keys100000, three
+  // alternating pairs). Stable, so a key that comes twice in a request
+  // is still applied in the request's order.
+  const size_t n = task->positions.size();
+  if (n < kGroupAtLeast) return;
+  uint32_t shards = 0;
+  for (uint32_t s : task->local_shards) shards = std::max(shards, s + 1);
+  starts_.assign(shards + 1, 0);
+  for (uint32_t s : task->local_shards) ++starts_[s + 1];
+  for (uint32_t s = 0; s < shards; ++s) starts_[s + 1] += starts_[s];
+  positions_.resize(n);
+  for (size_t i = 0; i < n; ++i) positions_[starts_[task->local_shards[i]]++] = task->positions[i];
+  // starts_[s] is now the end of shard s: rebuild the shards from it.
+  uint32_t at = 0;
+  for (uint32_t s = 0; s < shards; ++s) {
+    for (; at < starts_[s]; ++at) task->local_shards[at] = s;
+  }
+  task->positions.swap(positions_);
 }
 
 }  // namespace sparta

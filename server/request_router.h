@@ -83,7 +83,9 @@ class RequestRouter {
                                   RowStore* store) const;
 
   // Splits the keys of request `h` into one task per executor ((*tasks)[e]:
-  // positions in request order and executor-local shards); for an update,
+  // positions and executor-local shards, grouped by shard (each shard's in
+  // request order) when the task has kGroupAtLeast keys or more, else in
+  // request order); for an update,
   // `updated` gets each shard it touches, once. An Aborted error names the
   // first key whose shard this server (`rank` in `view`) does not serve, or,
   // for a forward from an older view, whose shard its sender no longer
@@ -102,12 +104,18 @@ class RequestRouter {
                     const DuplicateFilter& duplicates, std::vector<ShardTask>* tasks,
                     std::vector<uint32_t>* updated, bool* skipped);
 
+  // Tasks at least this large have their keys grouped by shard.
+  static constexpr size_t kGroupAtLeast = 64;
+
  private:
+  void GroupByShard(ShardTask* task);
+
   const int executors_;
   const bool read_only_;
   std::vector<uint64_t> touched_;  // per shard: the Plan() that last counted it
   std::vector<bool> applied_before_;  // per shard, as of that Plan(): the update was applied to it
   uint64_t generation_ = 0;
+  std::vector<uint32_t> starts_, positions_;  // GroupByShard()'s scratch
 };
 
 }  // namespace sparta

@@ -193,6 +193,43 @@ TEST_CASE("keys are split among executors by shard, each updated shard counted o
   CHECK(updated.empty());
 }
 
+TEST_CASE("a large request's keys reach each executor shard by shard, each shard's in request order",
+          "[request_router]") {
+  Fixture f;
+  // Server 0 leads shards 0, 2, 4 and 6: two for executor 0, two for 2.
+  RequestRouter router(/*executors=*/4, 8);
+  // Server 0's keys, each twice (a request may repeat a key: its updates
+  // must still apply in the request's order).
+  std::vector<uint64_t> keys;
+  for (uint64_t k = 0; keys.size() < 8 * RequestRouter::kGroupAtLeast; ++k) {
+    if (f.view.owner_of_key(k) == 0) keys.insert(keys.end(), {k, k});
+  }
+  std::vector<ShardTask> tasks;
+  std::vector<uint32_t> updated;
+  REQUIRE(router.Plan(f.Request(pb::PUSH), keys, f.view, 0, f.duplicates, &tasks, &updated, &f.skipped).ok());
+  std::vector<uint32_t> seen;
+  for (int e : {0, 2}) {
+    const ShardTask& t = tasks[e];
+    REQUIRE(t.positions.size() == t.local_shards.size());
+    REQUIRE(t.positions.size() >= RequestRouter::kGroupAtLeast);
+    CHECK(t.local_shards.front() == 0);
+    CHECK(t.local_shards.back() == 1);
+    for (size_t j = 0; j < t.positions.size(); ++j) {
+      const uint32_t shard = f.view.shard_of(keys[t.positions[j]]);
+      CHECK(shard % 4 == static_cast<uint32_t>(e));
+      CHECK(t.local_shards[j] == shard / 4);
+      if (j == 0) continue;
+      CHECK(t.local_shards[j] >= t.local_shards[j - 1]);  // grouped
+      if (t.local_shards[j] == t.local_shards[j - 1]) CHECK(t.positions[j] > t.positions[j - 1]);  // stable
+    }
+    seen.insert(seen.end(), t.positions.begin(), t.positions.end());
+  }
+  std::sort(seen.begin(), seen.end());
+  std::vector<uint32_t> all(keys.size());
+  for (uint32_t i = 0; i < all.size(); ++i) all[i] = i;
+  CHECK(seen == all);  // every key once
+}
+
 TEST_CASE("a key in a shard the server does not serve refuses the whole request", "[request_router]") {
   Fixture f;
   RequestRouter router(2, 8);
