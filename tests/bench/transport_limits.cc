@@ -67,7 +67,7 @@ double RawRoundTrips(const std::string& endpoint, size_t request_bytes, int wind
     done += 500;
   } while (Since(start) < min_seconds);
   const double seconds = Since(start);
-  dealer.send(zmq::message_t());
+  dealer.send(zmq::message_t(), zmq::send_flags::none);
   (void)dealer.recv(reply);
   server.join();
   return done / seconds;
@@ -106,10 +106,10 @@ double RawOneWay(const std::string& endpoint, size_t message_bytes, double min_s
   const auto start = Clock::now();
   int sent = 0;
   do {
-    push.send(zmq::message_t(const_cast<char*>(payload.data()), payload.size(), nullptr));
+    push.send(zmq::message_t(const_cast<char*>(payload.data()), payload.size(), nullptr), zmq::send_flags::none);
     ++sent;
   } while (Since(start) < min_seconds || sent < 8);
-  push.send(zmq::message_t());
+  push.send(zmq::message_t(), zmq::send_flags::none);
   receiver.join();
   return bytes_per_second;
 }
