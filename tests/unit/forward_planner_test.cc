@@ -117,7 +117,7 @@ TEST_CASE("a push's forward goes to every replica of its shards, as the worker s
   CHECK(p.planner.awaiting() == 0);
 }
 
-TEST_CASE("with ack all a push is acknowledged once every replica has answered; a refusal fails it",
+TEST_CASE("with ack all a push is acknowledged once every replica has answered, and a refusal fails it",
           "[forward_planner]") {
   Planner p(/*ack_all=*/true);
   ForwardPlanner::Decisions d;
