@@ -311,7 +311,7 @@ Limits MeasureLimits(const Config& config, uint64_t key_space, bool quick, const
 }
 
 // A Sparta figure as a fraction of its limit. This VM's limits alone move
-// by up to 2x within a minute, so one limit measured at the start and a
+// by 2-5x within minutes (README, Data plane), so one limit measured at the start and a
 // figure measured a minute later compare two different machines. Instead
 // the two are measured in turn (limit, figure, limit, figure, limit,
 // figure, limit), each figure read against the mean of the limits just
