@@ -46,7 +46,12 @@ KVClient::Ticket DrivenSteps::Push(size_t table, std::span<const uint64_t> keys,
   return ticket;
 }
 
-absl::Status DrivenSteps::Wait(const KVClient::Ticket& ticket) { return client_->Wait(ticket, &network_wait_seconds_); }
+absl::Status DrivenSteps::Wait(const KVClient::Ticket& ticket) {
+  double blocked = 0;
+  absl::Status status = client_->Wait(ticket, &blocked);
+  network_wait_seconds_.fetch_add(blocked, std::memory_order_relaxed);
+  return status;
+}
 
 absl::Status DrivenSteps::EndStep() {
   if (batch_ == nullptr) return absl::OkStatus();
@@ -59,7 +64,7 @@ absl::Status DrivenSteps::EndStep() {
   ++result_.steps;
   if (hooks_.after_step) hooks_.after_step(result_.steps);
   result_.examples += batch_->size;
-  progress_.AddBatch(*batch_, step_loss_, {}, result_.examples, network_wait_seconds_);
+  progress_.AddBatch(*batch_, step_loss_, {}, result_.examples, network_wait_seconds_.load(std::memory_order_relaxed));
   step_loss_ = 0;
   batch_.reset();
   return absl::OkStatus();
@@ -133,7 +138,7 @@ absl::StatusOr<Trainer::TrainResult> DrivenSteps::Finish() {
   if (hooks_.gate != nullptr) hooks_.gate->Finished(hooks_.thread, result_.steps);
   result_.seconds = std::chrono::duration<double>(Clock::now() - start_).count();
   result_.last_epoch_loss = progress_.epoch_loss();
-  result_.network_wait_seconds = network_wait_seconds_;
+  result_.network_wait_seconds = network_wait_seconds_.load(std::memory_order_relaxed);
   if (hooks_.log_progress) {
     spdlog::info("training done: {} examples in {:.2f} s ({:.0f} ex/s), driven from outside, last epoch logloss "
                  "{:.5f}; {:.1f}% of the time waiting on the network",

@@ -17,10 +17,11 @@
 // must stay valid until its ticket completes.
 //
 // Not thread-safe: one caller thread (it is compute thread 0 of the gate and
-// the clock). The client it is given may be shared.
+// the clock), except Wait(). The client it is given may be shared.
 #ifndef SPARTA_WORKER_DRIVEN_STEPS_H_
 #define SPARTA_WORKER_DRIVEN_STEPS_H_
 
+#include <atomic>
 #include <memory>
 #include <span>
 #include <vector>
@@ -65,6 +66,7 @@ class DrivenSteps {
   KVClient::Ticket Push(size_t table, std::span<const uint64_t> keys, std::span<const float> grads,
                         std::span<const uint32_t> counts = {});
   // Blocks until `ticket` completes; the time counts as network wait.
+  // Thread-safe (a Python future may be waited on from any thread).
   absl::Status Wait(const KVClient::Ticket& ticket);
 
   // The summed loss of the step in progress, for the progress log.
@@ -93,7 +95,7 @@ class DrivenSteps {
   ProgressWindow progress_;
   Trainer::TrainResult result_;
   const std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
-  double network_wait_seconds_ = 0;
+  std::atomic<double> network_wait_seconds_{0};  // Wait()'s, from any thread
 
   std::shared_ptr<const Batch> batch_;  // the step in progress; null between steps
   std::shared_ptr<const Batch> ahead_;  // the next step's, read by Peek()

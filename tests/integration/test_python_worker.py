@@ -9,6 +9,7 @@ Python workers restores bit for bit."""
 import glob
 import json
 import os
+import re
 import signal
 import shutil
 import socket
@@ -136,6 +137,14 @@ class DlrmTest(PythonWorkerCase):
         # Adam's steps: 4e-4 at the median here), and so does the AUC.
         self.assertLess(diffs[len(diffs) // 2], 2e-3)
         self.assertLess(abs(python["auc"] - cpp["auc"]), 0.003)
+        # A Python worker's waits on its pulls count as time waiting on the
+        # network, as sparta-worker's do (they read 0.0% when the module's
+        # futures waited on the connection directly).
+        for run in ("cpp", "python"):
+            for log in sorted(glob.glob(os.path.join(self.run_dir(run), "worker-*.log"))):
+                waiting = re.search(r"training done: .*; ([0-9.]+)% of the time waiting on the network", read(log))
+                self.assertIsNotNone(waiting, log)
+                self.assertGreater(float(waiting.group(1)), 0, log)
 
 
     def test_prefetching_the_next_batch_changes_no_prediction(self):
@@ -294,7 +303,8 @@ CHECKS = textwrap.dedent("""
 
     tables = [sparta.Sparse("s", dim=3, optimizer="sgd", learning_rate=0.5),
               sparta.Dense("d", size=5, optimizer="sgd", learning_rate=0.25),
-              sparta.Sparse("n", dim=4, initializer="normal", scale=0.1, seed=7)]
+              sparta.Sparse("n", dim=4, initializer="normal", scale=0.1, seed=7),
+              sparta.Dense("e", size=3, initializer="constant", scale=1.0, optimizer="sgd", learning_rate=1.0)]
     r = {}
     with sparta.Worker(None, tables) as w:
         r["tables"] = [w.table(t["name"])["kind"] for t in tables]
@@ -312,6 +322,22 @@ CHECKS = textwrap.dedent("""
                 r["after"] = w.pull("s", [1, 2, 3, 5, 9]).tolist()
                 w.push("d", None, [1, 2, 3, 4, 5]).wait()
                 r["dense"] = w.pull("d").tolist()
+                # Both dense tables in one push and one pull, each padded to
+                # whole blocks where dense_layout says.
+                layout, size = w.dense_layout(["e", "d"])
+                grads = np.zeros(size, dtype=np.float32)
+                (e_at, e_size), (d_at, d_size) = layout
+                grads[e_at:e_at + e_size] = [1, 2, 3]
+                grads[d_at:d_at + d_size] = [4, 4, 4, 4, 4]
+                w.push_dense(["e", "d"], grads).wait()
+                both = w.pull_dense_async(["e", "d"]).result()
+                r["layout"] = [[e_at, e_size], [d_at, d_size], size]
+                r["both"] = [both[e_at:e_at + e_size].tolist(), both[d_at:d_at + d_size].tolist()]
+                r["one_by_one"] = [w.pull("e").tolist(), w.pull("d").tolist()]
+                try:
+                    w.push_dense(["e", "d"], grads[:-1])
+                except ValueError as e:
+                    r["bad_push_dense"] = str(e)
                 r["normal"] = w.pull_async("n", [11, 12]).result().tolist()
                 r["normal_again"] = w.pull("n", [12, 11]).tolist()
                 try:
@@ -349,13 +375,22 @@ class PullPushTest(PythonWorkerCase):
             del os.environ["SPARTA_CHECKS_OUT"]
         self.assertEqual(result.returncode, 0, result.stderr[-3000:])
         r = json.loads(read(out))
-        self.assertEqual(r["tables"], ["sparse", "dense", "sparse"])
+        self.assertEqual(r["tables"], ["sparse", "dense", "sparse", "dense"])
         self.assertEqual(r["before"], [[0.0] * 3] * 3)
         # SGD at 0.5: w = -0.5 * (sum of the pushed gradients); keys 3, 1, 2
         # got rows 0, 1, 2 of arange(9); key 2 also (1, 1, 1), key 5 (2, 2, 2).
         self.assertEqual(r["after"], [[-1.5, -2.0, -2.5], [-3.5, -4.0, -4.5], [0.0, -0.5, -1.0],
                                       [-1.0, -1.0, -1.0], [0.0, 0.0, 0.0]])
         self.assertEqual(r["dense"], [-0.25, -0.5, -0.75, -1.0, -1.25])
+        # One push and one pull of two dense tables: e starts at 1 (SGD at
+        # 1), d goes on from the values above (SGD at 0.25).
+        (e_at, e_size), (d_at, d_size), size = r["layout"]
+        self.assertEqual((e_at, e_size, d_size), (0, 3, 5))
+        self.assertGreaterEqual(d_at, 3)
+        self.assertGreaterEqual(size, d_at + 5)
+        self.assertEqual(r["both"], [[0.0, -1.0, -2.0], [-1.25, -1.5, -1.75, -2.0, -2.25]])
+        self.assertEqual(r["one_by_one"], r["both"])
+        self.assertIn(f"these tables take {size} gradient floats", r["bad_push_dense"])
         # The initializer draws a row from (seed, key): the same row for the
         # same key whenever and wherever it is made, a different one per key.
         self.assertEqual(r["normal_again"], [r["normal"][1], r["normal"][0]])

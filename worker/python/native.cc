@@ -25,6 +25,7 @@
 #include "common/config.h"
 #include "common/logging.h"
 #include "common/termination.h"
+#include "worker/dense_cache.h"
 #include "worker/driven_steps.h"
 #include "worker/eval_metrics.h"
 #include "worker/plugins.h"
@@ -219,36 +220,50 @@ using Keys = py::array_t<uint64_t, py::array::c_style | py::array::forcecast>;
 using Floats = py::array_t<float, py::array::c_style | py::array::forcecast>;
 using Counts = py::array_t<uint32_t, py::array::c_style | py::array::forcecast>;
 
-// A pull in flight: the rows land in `rows`; `keys` stays alive until then.
-struct PullFuture {
-  KVClient* client;
-  KVClient::Ticket ticket;
-  Keys keys;
-  Floats rows;
-  py::array result() {
+// Requests in flight, one per table (a pull or push of several dense
+// tables at once has one each). Waiting releases the GIL, and the time
+// counts as the worker's network wait, as sparta-worker's does.
+class Tickets {
+ public:
+  Tickets(DrivenSteps* steps, std::vector<KVClient::Ticket> tickets) : steps_(steps), tickets_(std::move(tickets)) {}
+
+  void Wait() const {
     absl::Status status;
     {
       py::gil_scoped_release release;
-      status = client->Wait(ticket);
+      for (const KVClient::Ticket& t : tickets_) {
+        status.Update(steps_->Wait(t));
+      }
     }
     Check(status);
+  }
+  bool Done() const {
+    return std::all_of(tickets_.begin(), tickets_.end(), [](const KVClient::Ticket& t) { return KVClient::Done(t); });
+  }
+
+ private:
+  DrivenSteps* steps_;  // owned by the worker, which the future keeps alive
+  std::vector<KVClient::Ticket> tickets_;
+};
+
+// A pull in flight: the rows land in `rows`; `keys` (the caller's array,
+// or None for dense tables, whose keys the worker holds) stays alive until
+// then.
+struct PullFuture {
+  Tickets tickets;
+  py::object keys;
+  Floats rows;
+  py::array result() {
+    tickets.Wait();
     return rows;
   }
-  bool done() const { return KVClient::Done(ticket); }
+  bool done() const { return tickets.Done(); }
 };
 
 struct PushFuture {
-  KVClient* client;
-  KVClient::Ticket ticket;
-  void wait() {
-    absl::Status status;
-    {
-      py::gil_scoped_release release;
-      status = client->Wait(ticket);
-    }
-    Check(status);
-  }
-  bool done() const { return KVClient::Done(ticket); }
+  Tickets tickets;
+  void wait() { tickets.Wait(); }
+  bool done() const { return tickets.Done(); }
 };
 
 // data.test for the lead worker.
@@ -331,6 +346,9 @@ class PyWorker {
       auto steps = worker_->Steps();
       Check(steps.status());
       steps_ = *steps;
+      for (const pb::TableSpec& t : steps_->tables()) {
+        dense_keys_.push_back(t.kind() == pb::TableSpec::DENSE ? DenseBlockKeys(t) : std::vector<uint64_t>());
+      }
     }
     return *training;
   }
@@ -346,7 +364,43 @@ class PyWorker {
     Floats rows({static_cast<py::ssize_t>(keys.shape(0)), static_cast<py::ssize_t>(spec.dim())});
     KVClient::Ticket ticket =
         steps->Pull(table, {keys.data(), static_cast<size_t>(keys.shape(0))}, rows.mutable_data());
-    return PullFuture{worker_->client(), std::move(ticket), std::move(keys), std::move(rows)};
+    return PullFuture{Tickets(steps, {std::move(ticket)}), std::move(keys), std::move(rows)};
+  }
+
+  // One pull of dense tables `tables` (indexes), one request each, into one
+  // array: each table's values padded to whole blocks, in the order given.
+  // A model pulls all its layers in one call (sparta.torch.DenseTables).
+  PullFuture pull_dense_async(const std::vector<size_t>& tables) {
+    std::lock_guard<std::mutex> lock(mu_);
+    DrivenSteps* steps = Steps();
+    Floats values(static_cast<py::ssize_t>(PaddedSize(tables)));
+    std::vector<KVClient::Ticket> tickets;
+    float* out = values.mutable_data();
+    for (size_t t : tables) {
+      tickets.push_back(steps->Pull(t, dense_keys_[t], out));
+      out += dense_keys_[t].size() * Spec(t).dim();
+    }
+    return PullFuture{Tickets(steps, std::move(tickets)), py::none(), std::move(values)};
+  }
+
+  // One push of dense tables `tables`: `grads` laid out as pull_dense_async's
+  // values (each table padded to whole blocks, in the order given).
+  PushFuture push_dense(const std::vector<size_t>& tables, const Floats& grads) {
+    std::lock_guard<std::mutex> lock(mu_);
+    DrivenSteps* steps = Steps();
+    const size_t size = PaddedSize(tables);
+    if (static_cast<size_t>(grads.size()) != size) {
+      throw py::value_error(absl::StrCat("push_dense: these tables take ", size,
+                                         " gradient floats (each padded to whole blocks), got ", grads.size()));
+    }
+    std::vector<KVClient::Ticket> tickets;
+    const float* in = grads.data();
+    for (size_t t : tables) {
+      const size_t n = dense_keys_[t].size() * Spec(t).dim();
+      tickets.push_back(steps->Push(t, dense_keys_[t], {in, n}));
+      in += n;
+    }
+    return PushFuture{Tickets(steps, std::move(tickets))};
   }
 
   py::array pull(size_t table, Keys keys) { return pull_async(table, std::move(keys)).result(); }
@@ -368,7 +422,7 @@ class PyWorker {
     }
     KVClient::Ticket ticket =
         steps->Push(table, {keys.data(), n}, {grads.data(), static_cast<size_t>(grads.size())}, count_span);
-    return PushFuture{worker_->client(), std::move(ticket)};
+    return PushFuture{Tickets(steps, {std::move(ticket)})};
   }
 
   void record_loss(double summed_loss) {
@@ -461,6 +515,16 @@ class PyWorker {
     if (table >= tables.size()) throw py::index_error(absl::StrCat("no table ", table));
     return tables[table];
   }
+  // The floats of dense tables `tables`, each padded to whole blocks.
+  size_t PaddedSize(const std::vector<size_t>& tables) {
+    size_t size = 0;
+    for (size_t t : tables) {
+      const pb::TableSpec& spec = Spec(t);
+      if (spec.kind() != pb::TableSpec::DENSE) throw py::value_error(absl::StrCat("table '", spec.name(), "' is not dense"));
+      size += dense_keys_[t].size() * spec.dim();
+    }
+    return size;
+  }
 
   std::mutex mu_;
   const int rank_;
@@ -470,6 +534,10 @@ class PyWorker {
   std::atomic<bool> hooks_live_{true};
   std::unique_ptr<Worker> worker_;
   DrivenSteps* steps_ = nullptr;  // owned by worker_
+  // Per table, a dense table's block numbers (its keys; empty for a sparse
+  // table): pulls read them until they complete, so they live as long as
+  // the worker.
+  std::vector<std::vector<uint64_t>> dense_keys_;
 };
 
 }  // namespace
@@ -534,6 +602,8 @@ PYBIND11_MODULE(_native, m) {
       .def("pull_async", &PyWorker::pull_async, py::arg("table"), py::arg("keys"), py::keep_alive<0, 1>())
       .def("push", &PyWorker::push, py::arg("table"), py::arg("keys"), py::arg("grads"),
            py::arg("counts") = std::nullopt, py::keep_alive<0, 1>())
+      .def("pull_dense_async", &PyWorker::pull_dense_async, py::arg("tables"), py::keep_alive<0, 1>())
+      .def("push_dense", &PyWorker::push_dense, py::arg("tables"), py::arg("grads"), py::keep_alive<0, 1>())
       .def("record_loss", &PyWorker::record_loss)
       .def("open_test", &PyWorker::open_test)
       .def("finish", &PyWorker::finish, py::arg("probs") = std::nullopt, py::arg("labels") = std::nullopt)

@@ -32,7 +32,7 @@ import torch
 from sparta import _native
 from sparta.jobs import SpartaError
 
-__all__ = ["AllReduce", "EmbeddingBag", "Embedding", "DenseTable", "split"]
+__all__ = ["AllReduce", "EmbeddingBag", "Embedding", "DenseTable", "DenseTables", "split"]
 
 
 def _rows(pulled):
@@ -49,7 +49,7 @@ class _ServerRows(torch.nn.Module):
     def _leaf(self, rows, keys):
         """`rows` (NumPy, pulled) as a tensor whose gradient is pushed for `keys`."""
         table, worker, shape = self.table, self.worker, rows.shape
-        return _server_tensors(rows, [shape], lambda flat: worker.push(table, keys, flat.reshape(shape)))[0]
+        return _server_tensors(rows, [(0, shape)], lambda flat: worker.push(table, keys, flat.reshape(shape)))[0]
 
 
 class EmbeddingBag(_ServerRows):
@@ -178,13 +178,15 @@ class _ServerGradient(torch.autograd.Function):
     layer's W and b) turns into a zero-filled table-sized gradient per slice
     in backward (perf of the DLRM example: 40% of its autograd time in
     fill_, AccumulateGrad and add). Here backward writes each part's
-    gradient once into the flat array that is pushed. `anchor` is a scalar
-    that requires grad, only so that autograd calls backward."""
+    gradient once into the flat array that is pushed. `parts`: (offset,
+    shape) of each tensor in `values`, in order of offset, not overlapping;
+    what lies between them (tables' padding) is pushed as zeros. `anchor`
+    is a scalar that requires grad, only so that autograd calls backward."""
 
     @staticmethod
-    def forward(ctx, anchor, values, shapes, push):
-        ctx.shapes, ctx.push, ctx.size = shapes, push, values.size
-        return split(torch.from_numpy(values), shapes)
+    def forward(ctx, anchor, values, parts, push):
+        ctx.parts, ctx.push, ctx.size = parts, push, values.size
+        return _views(torch.from_numpy(values), parts)
 
     @staticmethod
     def backward(ctx, *grads):
@@ -194,26 +196,34 @@ class _ServerGradient(torch.autograd.Function):
             return None, None, None, None
         flat = np.empty(ctx.size, dtype=np.float32)
         at = 0
-        for shape, grad in zip(ctx.shapes, grads):
-            n = math.prod(shape)
+        for (offset, shape), grad in zip(ctx.parts, grads):
+            flat[at:offset] = 0  # padding before it
+            at = offset + math.prod(shape)
             if grad is None:  # a part that did not reach the loss
-                flat[at:at + n] = 0
+                flat[offset:at] = 0
             else:
-                flat[at:at + n] = grad.reshape(-1).numpy()
-            at += n
-        flat[at:] = 0  # a table's padding to whole blocks
+                flat[offset:at] = grad.reshape(-1).numpy()
+        flat[at:] = 0  # the last table's padding to whole blocks
         ctx.push(flat)
         return None, None, None, None
 
 
+def _layout(shapes, offset=0):
+    """(offset, shape) of consecutive tensors of `shapes` from `offset`."""
+    parts = []
+    for shape in shapes:
+        parts.append((offset, shape))
+        offset += math.prod(shape)
+    return parts
+
+
+def _views(flat, parts):
+    return tuple(flat[offset:offset + math.prod(shape)].view(shape) for offset, shape in parts)
+
+
 def split(flat, shapes):
     """A flat tensor cut into views of `shapes`, in order (e.g. a layer's W then b)."""
-    parts, at = [], 0
-    for shape in shapes:
-        n = math.prod(shape)
-        parts.append(flat[at:at + n].view(shape))
-        at += n
-    return tuple(parts)
+    return _views(flat, _layout(shapes))
 
 
 _anchor = None
@@ -227,28 +237,38 @@ def _the_anchor():
     return _anchor
 
 
-def _server_tensors(values, shapes, push):
-    """`values` (NumPy) as tensors of `shapes`, in order; with grad enabled,
-    backward pushes their gradients as one flat array (push(flat))."""
+def _server_tensors(values, parts, push):
+    """`values` (NumPy) as tensors at `parts` ((offset, shape), by offset);
+    with grad enabled, backward pushes their gradients as one flat array
+    (push(flat), zeros between the parts)."""
     if not torch.is_grad_enabled():
-        return split(torch.from_numpy(values), shapes)
-    return _ServerGradient.apply(_the_anchor(), values, shapes, push)
+        return _views(torch.from_numpy(values), parts)
+    return _ServerGradient.apply(_the_anchor(), values, parts, push)
 
 
-class DenseTable(torch.nn.Module):
-    """A dense table's values for this step (pulled on each forward, their
-    gradient pushed by backward): a layer's weights on the servers.
-    forward() gives the table as one flat tensor; forward(shapes=[...]) gives
-    it cut into tensors of those shapes, in order, e.g. W then b:
+class DenseTables(torch.nn.Module):
+    """Dense tables read and written together, e.g. every layer of an MLP:
+    on the servers, pulled on each forward and their gradients pushed by
+    backward, in one call each way per step for all of them (the worker
+    posts a request per table at once). One module per layer would pay
+    Python's and the module's overhead per table, each way, each step.
+    forward(shapes=...) gives, per table, its values cut into tensors of
+    that table's shapes, in order:
 
-        w, b = table(shapes=[(fan_in, units), (units,)])
+        mlp = sparta.torch.DenseTables(worker, ["mlp.0", "mlp.1"])
+        (w0, b0), (w1, b1) = mlp(shapes=[[(13, 32), (32,)], [(32, 8), (8,)]])
+
+    Without shapes, each table is one flat tensor.
     """
 
-    def __init__(self, worker, table):
+    def __init__(self, worker, tables):
         super().__init__()
-        self.worker, self.table = worker, table
-        self.size = worker.table(table)["size"]
-        self._ahead = None  # the next step's pull, from prefetch()
+        self.worker, self.tables = worker, list(tables)
+        self._layout, self._padded = worker.dense_layout(self.tables)
+        # The next step's pull, from prefetch(): a list, changed in place, as
+        # setting a module's attribute goes through Module.__setattr__.
+        self._ahead = []
+        self._cuts = {}  # shapes given (as tuples) -> their parts, from _cut()
 
     def prefetch(self):
         """Starts pulling the values the next step reads, right after this
@@ -258,20 +278,66 @@ class DenseTable(torch.nn.Module):
         happens between the steps. Call it only when worker.peek() gave a
         batch (asp, no checkpoint pause due): ssp and bsp pull when the
         clock allows."""
-        self._ahead = self.worker.pull_async(self.table)
+        self._ahead[:] = [self.worker.pull_dense_async(self.tables)]
 
     def pull_async(self):
-        """Starts the pull of the table's values, for forward(values=...)
+        """Starts the pull of the tables' values, for forward(values=...)
         (or gives the one prefetch() started)."""
-        ahead, self._ahead = self._ahead, None
-        return ahead if ahead is not None else self.worker.pull_async(self.table)
+        if self._ahead:
+            return self._ahead.pop()
+        return self.worker.pull_dense_async(self.tables)
+
+    def forward(self, values=None, shapes=None):
+        """`values`: the tables' values if already pulled, or their pull_async() future."""
+        values = _rows(values) if values is not None else self.worker.pull_dense_async(self.tables).result()
+        parts, counts = self._cut(shapes)
+        worker, tables = self.worker, self.tables
+        tensors = _server_tensors(values, parts, lambda flat: worker.push_dense(tables, flat))
+        groups, at = [], 0
+        for n in counts:
+            groups.append(tensors[at:at + n])
+            at += n
+        return groups
+
+    def _cut(self, shapes):
+        """The parts of the tables cut into `shapes` (per table), and how many each table has."""
+        key = None if shapes is None else tuple(tuple(tuple(shape) for shape in s) for s in shapes)
+        if key in self._cuts:
+            return self._cuts[key]
+        if shapes is None:
+            per_table = [[(size,)] for _, size in self._layout]
+        else:
+            per_table = [list(s) for s in shapes]
+            if len(per_table) != len(self.tables):
+                raise ValueError(f"shapes for {len(per_table)} tables, but these are {len(self.tables)}")
+        parts = []
+        for name, (offset, size), table_shapes in zip(self.tables, self._layout, per_table):
+            if sum(math.prod(s) for s in table_shapes) > size:
+                raise ValueError(f"table '{name}' holds {size} values, fewer than shapes {table_shapes}")
+            parts += _layout(table_shapes, offset)
+        cut = self._cuts[key] = (parts, [len(s) for s in per_table])
+        return cut
+
+
+class DenseTable(DenseTables):
+    """A dense table's values for this step (pulled on each forward, their
+    gradient pushed by backward): a layer's weights on the servers.
+    forward() gives the table as one flat tensor; forward(shapes=[...]) gives
+    it cut into tensors of those shapes, in order, e.g. W then b:
+
+        w, b = table(shapes=[(fan_in, units), (units,)])
+
+    Several tables used each step: DenseTables, one call for all.
+    """
+
+    def __init__(self, worker, table):
+        super().__init__(worker, [table])
+        self.table = table
+        self.size = worker.table(table)["size"]
 
     def forward(self, values=None, shapes=None):
         """`values`: the table's values if already pulled, or their pull_async() future."""
-        values = _rows(values) if values is not None else self.worker.pull(self.table)
-        worker, table = self.worker, self.table
-        parts = _server_tensors(values, shapes or [(self.size,)],
-                                lambda flat: worker.push(table, None, flat))
+        parts = super().forward(values, None if shapes is None else [shapes])[0]
         return parts if shapes is not None else parts[0]
 
 

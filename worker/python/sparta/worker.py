@@ -107,8 +107,8 @@ class Worker:
             self._tables = self._native.tables
             self._index = {t["name"]: i for i, t in enumerate(self._tables)}
             for t in self._tables:
-                if t["kind"] == "dense":
-                    t["blocks"] = np.arange((t["size"] + t["dim"] - 1) // t["dim"], dtype=np.uint64)
+                if t["kind"] == "dense":  # stored in blocks of dim floats, the last one padded
+                    t["padded"] = (t["size"] + t["dim"] - 1) // t["dim"] * t["dim"]
         self._finished = not self.training
 
     @property
@@ -173,7 +173,7 @@ class Worker:
         i = self._table_index(table)
         t = self._tables[i]
         if t["kind"] == "dense":
-            return _Future(self, self._native.pull_async(i, t["blocks"]), t["size"])
+            return _Future(self, self._native.pull_dense_async([i]), t["size"])
         return _Future(self, self._native.pull_async(i, np.asarray(keys, dtype=np.uint64)))
 
     def pull(self, table, keys=None):
@@ -189,12 +189,39 @@ class Worker:
         t = self._tables[i]
         grads = np.ascontiguousarray(grads, dtype=np.float32).reshape(-1)
         if t["kind"] == "dense":
-            padded = np.zeros(len(t["blocks"]) * t["dim"], dtype=np.float32)
+            padded = np.zeros(t["padded"], dtype=np.float32)
             padded[:t["size"]] = grads
-            return _Future(self, self._native.push(i, t["blocks"], padded))
+            return _Future(self, self._native.push_dense([i], padded))
         if counts is not None:
             counts = np.asarray(counts, dtype=np.uint32)
         return _Future(self, self._native.push(i, np.asarray(keys, dtype=np.uint64), grads, counts))
+
+    def dense_layout(self, tables):
+        """Where each of dense `tables` lies in pull_dense_async's values and
+        push_dense's gradients: [(offset, size)], each table padded to whole
+        blocks of its dim, in the order given; and the total length."""
+        layout, at = [], 0
+        for name in tables:
+            t = self.table(name)
+            if t["kind"] != "dense":
+                raise ValueError(f"table '{name}' is not dense")
+            layout.append((at, t["size"]))
+            at += t["padded"]
+        return layout, at
+
+    def pull_dense_async(self, tables):
+        """Starts one pull of several dense tables (one request each, posted
+        together); .result() gives their values as one array laid out as
+        dense_layout(tables) says. A model that pulls every layer each step
+        does it in one call (sparta.torch.DenseTables)."""
+        return _Future(self, self._native.pull_dense_async([self._table_index(n) for n in tables]))
+
+    def push_dense(self, tables, grads):
+        """Sends the gradients of several dense tables at once, `grads` laid
+        out as dense_layout(tables) says (padding ignored). Returns a future,
+        as push() does."""
+        return _Future(self, self._native.push_dense([self._table_index(n) for n in tables],
+                                                     np.ascontiguousarray(grads, dtype=np.float32).reshape(-1)))
 
     def record_loss(self, summed_loss):
         """The step's summed logloss, for the progress log and the job's metrics."""

@@ -77,15 +77,18 @@ def tables(worker, dense_on_servers=True):
     return out
 
 
-class TorchLayer(torch.nn.Module):
-    """A layer's W (in x out) then b, as a flat PyTorch parameter (--dense torch),
-    drawn from U(-1/sqrt(in), 1/sqrt(in)) as the servers' tables are."""
+class TorchLayers(torch.nn.Module):
+    """The layers' W (in x out, row-major) then b, each layer one flat
+    PyTorch parameter (--dense torch), drawn from U(-1/sqrt(in), 1/sqrt(in))
+    as the servers' tables are; called as sparta.torch.DenseTables is."""
 
-    def __init__(self, fan_in, units, seed):
+    def __init__(self, shapes, seed):
         super().__init__()
-        generator = torch.Generator().manual_seed(seed)
-        self.flat = torch.nn.Parameter((torch.rand((fan_in + 1) * units, generator=generator) * 2 - 1)
-                                       / math.sqrt(fan_in))
+        self.flat = torch.nn.ParameterList()
+        for t, (_, fan_in, units, _) in enumerate(shapes, start=1):
+            generator = torch.Generator().manual_seed(seed + t)
+            self.flat.append(torch.nn.Parameter((torch.rand((fan_in + 1) * units, generator=generator) * 2 - 1)
+                                                / math.sqrt(fan_in)))
 
     def pull_async(self):
         return None
@@ -94,7 +97,7 @@ class TorchLayer(torch.nn.Module):
         pass
 
     def forward(self, values=None, shapes=None):
-        return sparta.torch.split(self.flat, shapes) if shapes is not None else self.flat
+        return [sparta.torch.split(flat, s) for flat, s in zip(self.flat, shapes)]
 
 
 class DLRM(torch.nn.Module):
@@ -105,25 +108,24 @@ class DLRM(torch.nn.Module):
         self.embeddings = sparta.torch.EmbeddingBag(worker, "dnn.emb", num_fields=self.fields,
                                                      split=[1, self.k])  # a row: [w, v_1..v_k]
         self.shapes = layer_shapes(worker.config, self.fields, self.num_dense)
-        seed = worker.config["model.seed"]
-        self.layers = torch.nn.ModuleList(
-            sparta.torch.DenseTable(worker, name) if dense_on_servers else TorchLayer(fan_in, units, seed + t)
-            for t, (name, fan_in, units, _) in enumerate(self.shapes, start=1))
+        self.cuts = [[(fan_in, units), (units,)] for _, fan_in, units, _ in self.shapes]  # W, b per layer
+        # Every layer pulled, and pushed, in one call per step.
+        self.layers = (sparta.torch.DenseTables(worker, [name for name, *_ in self.shapes]) if dense_on_servers
+                       else TorchLayers(self.shapes, worker.config["model.seed"]))
         self.bottom = sum(name.startswith("dnn.bottom.") for name, *_ in self.shapes)
 
     def forward(self, batch):
         n = batch.size
         # Every pull of the step at once: one wait on the network, not one per table.
         rows = self.embeddings.pull_async(batch)
-        values = [layer.pull_async() for layer in self.layers]  # None for a layer kept in PyTorch
+        values = self.layers.pull_async()  # None for layers kept in PyTorch
         wide, deep = self.embeddings(batch, rows)  # (n, fields, 1) and (n, fields, k)
         wide = wide.sum((1, 2))
         x = torch.from_numpy(batch.dense.copy()) if self.num_dense else None
-        for i, (layer, (_, fan_in, units, relu)) in enumerate(zip(self.layers, self.shapes)):
+        for i, ((w, b), (_, _, _, relu)) in enumerate(zip(self.layers(values, shapes=self.cuts), self.shapes)):
             if i == self.bottom:  # the top's input: [pooled embeddings per field, bottom output]
                 top = deep.reshape(n, self.fields * self.k)
                 x = top if x is None else torch.cat([top, x], 1)
-            w, b = layer(values[i], shapes=[(fan_in, units), (units,)])
             x = torch.addmm(b, x, w)
             if relu:
                 x = torch.relu(x)
@@ -161,8 +163,7 @@ def main():
                 # What the next step reads and this one updated starts
                 # coming now (backward pushed it), during the step's tail.
                 model.embeddings.prefetch_updated(ahead)
-                for layer in model.layers:
-                    layer.prefetch()
+                model.layers.prefetch()
             if sync is not None:
                 sync.step()
             worker.record_loss(loss.item())
