@@ -320,6 +320,14 @@ CHECKS = textwrap.dedent("""
                 w.push("s", keys, np.arange(9, dtype=np.float32).reshape(3, 3)).wait()
                 w.push("s", [2, 5], [[1, 1, 1], [2, 2, 2]]).wait()
                 r["after"] = w.pull("s", [1, 2, 3, 5, 9]).tolist()
+                # Pulled into rows of an array of the caller's, in place.
+                big = np.full((4, 3), 7.0, dtype=np.float32)
+                got = w.pull_async("s", [1, 2], out=big[1:3]).result()
+                r["out"] = [big.tolist(), bool(np.shares_memory(got, big))]
+                try:
+                    w.pull_async("s", [1, 2], out=np.zeros((2, 6), dtype=np.float32)[:, ::2])
+                except ValueError as e:
+                    r["bad_out"] = str(e)
                 w.push("d", None, [1, 2, 3, 4, 5]).wait()
                 r["dense"] = w.pull("d").tolist()
                 # Both dense tables in one push and one pull, each padded to
@@ -382,6 +390,8 @@ class PullPushTest(PythonWorkerCase):
         self.assertEqual(r["after"], [[-1.5, -2.0, -2.5], [-3.5, -4.0, -4.5], [0.0, -0.5, -1.0],
                                       [-1.0, -1.0, -1.0], [0.0, 0.0, 0.0]])
         self.assertEqual(r["dense"], [-0.25, -0.5, -0.75, -1.0, -1.25])
+        self.assertEqual(r["out"], [[[7.0] * 3, r["after"][0], r["after"][1], [7.0] * 3], True])  # keys 1, 2
+        self.assertIn("out must be a writable, C-contiguous (2, 3) float32 array", r["bad_out"])
         # One push and one pull of two dense tables: e starts at 1 (SGD at
         # 1), d goes on from the values above (SGD at 0.25).
         (e_at, e_size), (d_at, d_size), size = r["layout"]

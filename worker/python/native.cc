@@ -356,12 +356,22 @@ class PyWorker {
   std::optional<PyBatch> next_batch() { return TakeBatch(&DrivenSteps::Next); }
   std::optional<PyBatch> peek() { return TakeBatch(&DrivenSteps::Peek); }
 
-  PullFuture pull_async(size_t table, Keys keys) {
+  // `out`: where the rows go, (len(keys), dim) float32, C-contiguous and
+  // writable (e.g. a slice of rows of a larger array, so that two pulls
+  // fill one array without a copy); none: a new array.
+  PullFuture pull_async(size_t table, Keys keys, std::optional<py::array> out) {
     std::lock_guard<std::mutex> lock(mu_);
     DrivenSteps* steps = Steps();
     const pb::TableSpec& spec = Spec(table);
     if (keys.ndim() != 1) throw py::value_error("keys must be a 1-d array");
-    Floats rows({static_cast<py::ssize_t>(keys.shape(0)), static_cast<py::ssize_t>(spec.dim())});
+    const py::ssize_t n = keys.shape(0), dim = spec.dim();
+    // Checked here, not converted: a converted copy would get the rows instead.
+    if (out && (!out->dtype().is(py::dtype::of<float>()) || !(out->flags() & py::array::c_style) ||
+                !out->writeable() || out->ndim() != 2 || out->shape(0) != n || out->shape(1) != dim)) {
+      throw py::value_error(absl::StrCat("table '", spec.name(), "': out must be a writable, C-contiguous (", n,
+                                         ", ", dim, ") float32 array"));
+    }
+    Floats rows = out ? py::reinterpret_borrow<Floats>(*out) : Floats({n, dim});
     KVClient::Ticket ticket =
         steps->Pull(table, {keys.data(), static_cast<size_t>(keys.shape(0))}, rows.mutable_data());
     return PullFuture{Tickets(steps, {std::move(ticket)}), std::move(keys), std::move(rows)};
@@ -403,7 +413,7 @@ class PyWorker {
     return PushFuture{Tickets(steps, std::move(tickets))};
   }
 
-  py::array pull(size_t table, Keys keys) { return pull_async(table, std::move(keys)).result(); }
+  py::array pull(size_t table, Keys keys) { return pull_async(table, std::move(keys), std::nullopt).result(); }
 
   PushFuture push(size_t table, Keys keys, Floats grads, std::optional<Counts> counts) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -599,7 +609,8 @@ PYBIND11_MODULE(_native, m) {
       .def("peek", &PyWorker::peek)
       .def("pull", &PyWorker::pull, py::arg("table"), py::arg("keys"))
       // A future uses the worker's connection: it keeps the worker alive.
-      .def("pull_async", &PyWorker::pull_async, py::arg("table"), py::arg("keys"), py::keep_alive<0, 1>())
+      .def("pull_async", &PyWorker::pull_async, py::arg("table"), py::arg("keys"), py::arg("out") = std::nullopt,
+           py::keep_alive<0, 1>())
       .def("push", &PyWorker::push, py::arg("table"), py::arg("keys"), py::arg("grads"),
            py::arg("counts") = std::nullopt, py::keep_alive<0, 1>())
       .def("pull_dense_async", &PyWorker::pull_dense_async, py::arg("tables"), py::keep_alive<0, 1>())

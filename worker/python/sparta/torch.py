@@ -77,11 +77,14 @@ class EmbeddingBag(_ServerRows):
         started is not pulled again)."""
         ahead = self._ahead.pop(batch.id, None)
         if ahead is not None:
-            _, early, late = ahead
+            _, rows, early, late = ahead
             if late is None:
-                late = self.worker.pull_async(self.table, batch.unique_keys[batch.fresh_keys:])
-            return _Joined(early, late)
+                late = self._pull_late(batch, rows)
+            return _Joined(rows, early, late)
         return self.worker.pull_async(self.table, batch.unique_keys)
+
+    def _pull_late(self, batch, rows):
+        return self.worker.pull_async(self.table, batch.unique_keys[batch.fresh_keys:], out=rows[batch.fresh_keys:])
 
     def prefetch(self, batch):
         """Starts pulling the rows of the next step's `batch` (worker.peek())
@@ -90,8 +93,10 @@ class EmbeddingBag(_ServerRows):
         so every row it reads has this worker's earlier updates, as
         sparta-worker's own prefetch does."""
         # Keyed by the batch; the batch itself is kept too, as the futures'
-        # keys are views of it.
-        self._ahead[batch.id] = (batch, self.worker.pull_async(self.table, batch.unique_keys[:batch.fresh_keys]), None)
+        # keys are views of it. Both parts land in one array, each in its rows.
+        rows = np.empty((len(batch.unique_keys), self.dim), dtype=np.float32)
+        early = self.worker.pull_async(self.table, batch.unique_keys[:batch.fresh_keys], out=rows[:batch.fresh_keys])
+        self._ahead[batch.id] = (batch, rows, early, None)
         while len(self._ahead) > 2:  # this step's and the next's; an older one was never used
             del self._ahead[next(iter(self._ahead))]
 
@@ -102,9 +107,8 @@ class EmbeddingBag(_ServerRows):
         pull, and the wait overlaps what happens between the steps. Only
         after prefetch(batch) in the same step."""
         ahead = self._ahead.get(batch.id)
-        if ahead is not None and ahead[2] is None:
-            late = self.worker.pull_async(self.table, batch.unique_keys[batch.fresh_keys:])
-            self._ahead[batch.id] = (ahead[0], ahead[1], late)
+        if ahead is not None and ahead[3] is None:
+            self._ahead[batch.id] = ahead[:3] + (self._pull_late(batch, ahead[1]),)
 
     def forward(self, batch, rows=None):
         """`rows`: the batch's rows if already pulled, or their pull_async() future."""
@@ -149,13 +153,15 @@ class _PooledServerRows(torch.autograd.Function):
 
 
 class _Joined:
-    """Two pulls' rows, one after the other."""
+    """Two pulls into the rows of one array, one after the other."""
 
-    def __init__(self, first, second):
-        self.first, self.second = first, second
+    def __init__(self, rows, first, second):
+        self.rows, self.first, self.second = rows, first, second
 
     def result(self):
-        return np.concatenate([self.first.result(), self.second.result()])
+        self.first.result()
+        self.second.result()
+        return self.rows
 
 
 class Embedding(_ServerRows):

@@ -168,13 +168,16 @@ class Worker:
         batch from batches() is this one."""
         return self._native.peek()
 
-    def pull_async(self, table, keys=None):
-        """Starts a pull of `keys`' rows (a dense table: keys None); .result() gives them."""
+    def pull_async(self, table, keys=None, out=None):
+        """Starts a pull of `keys`' rows (a dense table: keys None); .result() gives them.
+        `out`: a writable, C-contiguous float32 array of (len(keys), dim) that
+        the rows are written into (e.g. rows of a larger array), instead of a
+        new one."""
         i = self._table_index(table)
         t = self._tables[i]
         if t["kind"] == "dense":
             return _Future(self, self._native.pull_dense_async([i]), t["size"])
-        return _Future(self, self._native.pull_async(i, np.asarray(keys, dtype=np.uint64)))
+        return _Future(self, self._native.pull_async(i, np.asarray(keys, dtype=np.uint64), out))
 
     def pull(self, table, keys=None):
         """The rows of `keys` as a (len(keys), dim) float32 array; a dense table's values (keys None)."""
