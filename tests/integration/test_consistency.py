@@ -119,5 +119,11 @@ class ConsistencyTest(ClusterTest):
         # the step it was allowed to start, so the spread of finished steps is at most s + 1).
         self.assertLessEqual(max(ssp["max_staleness"]), staleness)
         self.assertLessEqual(ssp["max_clock_spread"], staleness + 1)
-        # Without the bound the fast worker runs well past it: the checks above can fail.
-        self.assertGreater(asp["max_clock_spread"], staleness + 1)
+        # Without the bound the fast worker runs past it: the checks above can
+        # fail. Either shows it: a worker's own staleness, or the spread of
+        # the clocks the scheduler saw (sampled at heartbeats, so under
+        # ThreadSanitizer, where every step is slow, it once read 2 while
+        # the workers measured 3 and 4).
+        self.assertTrue(max(asp["max_staleness"]) > staleness or asp["max_clock_spread"] > staleness + 1,
+                        f"asp stayed within ssp's bound: staleness {asp['max_staleness']}, "
+                        f"spread {asp['max_clock_spread']}")
