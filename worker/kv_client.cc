@@ -2,6 +2,7 @@
 
 #include <poll.h>
 
+#include <algorithm>
 #include <bit>
 #include <cstring>
 #include <deque>
@@ -19,6 +20,26 @@
 namespace sparta {
 
 using Clock = std::chrono::steady_clock;
+
+namespace {
+
+// The most bytes of values (a push's gradients, a pull's rows) one message
+// to one server carries; a larger request goes as several messages, sent
+// back to back. One message crosses the socket whole before the server
+// applies any of it and replies; in parts, the server applies (or copies
+// out) one part while the next crosses, and each side's ZeroMQ thread
+// moves one part while the other side works on the one before. About a
+// MiB: the transport's one-way rate of 1 MB messages is 1.5-2.5x its rate
+// of 16 MB ones on these machines (the README's limits), and a part still
+// carries thousands of keys, so the per-message costs stay small.
+constexpr size_t kMaxPartBytes = size_t{1} << 20;
+
+uint32_t PartKeys(uint32_t dim, bool half) {
+  const size_t row_bytes = size_t{std::max<uint32_t>(dim, 1)} * (half ? 2 : 4);
+  return static_cast<uint32_t>(std::max<size_t>(1, kMaxPartBytes / row_bytes));
+}
+
+}  // namespace
 
 // The caller-visible state of one logical pull or push.
 class KVClient::Operation {
@@ -133,65 +154,84 @@ KVClient::Ticket KVClient::Send(pb::MsgType type, uint32_t table, uint32_t dim, 
   const std::shared_ptr<const ShardView> shards = view();
   const int n = static_cast<int>(shards->rank_bound());
   // Two passes over the keys: find each key's server and count, then fill
-  // every server's arrays, sized once (and its positions, for scattering
-  // pulled rows back into request order).
+  // every part's arrays, sized once (and its positions, for scattering
+  // pulled rows back into request order). A server's keys go out in parts
+  // of at most part_keys keys (PartKeys(): about kMaxPartBytes of values),
+  // in order, so the server applies one part while the next crosses.
   std::vector<uint16_t> server_of(keys.size());
   std::vector<uint32_t> count(n, 0);
   for (size_t i = 0; i < keys.size(); ++i) {
     server_of[i] = static_cast<uint16_t>(shards->owner_of_key(keys[i]));
     ++count[server_of[i]];
   }
-  std::vector<std::vector<uint64_t>> keys_of(n);
-  std::vector<std::vector<uint32_t>> positions_of(n);
   const bool half = config_.wire.value_type == WireDtype::kFp16;
-  std::vector<std::vector<float>> grads_of(type == pb::PUSH && !half ? n : 0);
-  std::vector<std::vector<uint16_t>> half_grads_of(type == pb::PUSH && half ? n : 0);
+  const uint32_t part_keys = PartKeys(dim, half);
+  // first_part[s]: server s's first part; its parts follow in key order.
+  std::vector<uint32_t> first_part(n + 1, 0);
+  for (int s = 0; s < n; ++s) first_part[s + 1] = first_part[s] + (count[s] + part_keys - 1) / part_keys;
+  const uint32_t num_parts = first_part[n];
   const bool with_counts = type == pb::PUSH && !counts.empty();
-  std::vector<std::vector<uint32_t>> counts_of(with_counts ? n : 0);
+  struct PartArrays {
+    std::vector<uint64_t> keys;
+    std::vector<uint32_t> positions;
+    std::vector<float> grads;
+    std::vector<uint16_t> half_grads;
+    std::vector<uint32_t> counts;
+  };
+  std::vector<PartArrays> arrays(num_parts);
   for (int s = 0; s < n; ++s) {
-    keys_of[s].resize(count[s]);
-    if (type == pb::PULL) positions_of[s].resize(count[s]);
-    if (type == pb::PUSH && half) half_grads_of[s].resize(size_t{count[s]} * dim);
-    if (type == pb::PUSH && !half) grads_of[s].resize(size_t{count[s]} * dim);
-    if (with_counts) counts_of[s].resize(count[s]);
+    for (uint32_t p = first_part[s]; p < first_part[s + 1]; ++p) {
+      const uint32_t size = std::min(part_keys, count[s] - (p - first_part[s]) * part_keys);
+      PartArrays& a = arrays[p];
+      a.keys.resize(size);
+      if (type == pb::PULL) a.positions.resize(size);
+      if (type == pb::PUSH && half) a.half_grads.resize(size_t{size} * dim);
+      if (type == pb::PUSH && !half) a.grads.resize(size_t{size} * dim);
+      if (with_counts) a.counts.resize(size);
+    }
   }
   std::vector<uint32_t> filled(n, 0);
   for (uint32_t i = 0; i < keys.size(); ++i) {
     const int s = server_of[i];
-    const uint32_t j = filled[s]++;
-    keys_of[s][j] = keys[i];
-    if (type == pb::PULL) positions_of[s][j] = i;
-    if (with_counts) counts_of[s][j] = counts[i];
+    const uint32_t nth = filled[s]++;
+    PartArrays& a = arrays[first_part[s] + nth / part_keys];
+    const uint32_t j = nth % part_keys;
+    a.keys[j] = keys[i];
+    if (type == pb::PULL) a.positions[j] = i;
+    if (with_counts) a.counts[j] = counts[i];
     if (type == pb::PUSH && half) {
-      FloatsToHalves(grads.data() + size_t{i} * dim, half_grads_of[s].data() + size_t{j} * dim, dim);
+      FloatsToHalves(grads.data() + size_t{i} * dim, a.half_grads.data() + size_t{j} * dim, dim);
     } else if (type == pb::PUSH) {
-      std::memcpy(grads_of[s].data() + size_t{j} * dim, grads.data() + size_t{i} * dim, dim * sizeof(float));
+      std::memcpy(a.grads.data() + size_t{j} * dim, grads.data() + size_t{i} * dim, dim * sizeof(float));
     }
   }
   std::vector<Outgoing> parts;
+  parts.reserve(num_parts);
   for (int s = 0; s < n; ++s) {
-    if (keys_of[s].empty()) continue;
-    Outgoing o;
-    o.server = s;
-    o.header.set_type(type);
-    o.header.set_table(table);
-    o.header.set_num_keys(static_cast<uint32_t>(keys_of[s].size()));
-    o.header.set_dim(dim);
-    if (clock != 0) o.header.set_clock(clock);
-    if (step != 0) o.header.set_step(step);
-    if (model_version != 0) o.header.set_model_version(model_version);
-    o.frames.push_back(FrameFromVector(std::move(keys_of[s])));
-    if (half) o.header.set_dtype(pb::FP16);
-    if (type == pb::PUSH) {
-      o.frames.push_back(half ? FrameFromVector(std::move(half_grads_of[s])) : FrameFromVector(std::move(grads_of[s])));
+    for (uint32_t p = first_part[s]; p < first_part[s + 1]; ++p) {
+      PartArrays& a = arrays[p];
+      Outgoing o;
+      o.server = s;
+      o.header.set_type(type);
+      o.header.set_table(table);
+      o.header.set_num_keys(static_cast<uint32_t>(a.keys.size()));
+      o.header.set_dim(dim);
+      if (clock != 0) o.header.set_clock(clock);
+      if (step != 0) o.header.set_step(step);
+      if (model_version != 0) o.header.set_model_version(model_version);
+      o.frames.push_back(FrameFromVector(std::move(a.keys)));
+      if (half) o.header.set_dtype(pb::FP16);
+      if (type == pb::PUSH) {
+        o.frames.push_back(half ? FrameFromVector(std::move(a.half_grads)) : FrameFromVector(std::move(a.grads)));
+      }
+      if (with_counts) {
+        o.header.set_key_counts(true);
+        o.frames.push_back(FrameFromVector(std::move(a.counts)));
+      }
+      o.part.op = op;
+      o.part.positions = std::move(a.positions);
+      parts.push_back(std::move(o));
     }
-    if (with_counts) {
-      o.header.set_key_counts(true);
-      o.frames.push_back(FrameFromVector(std::move(counts_of[s])));
-    }
-    o.part.op = op;
-    o.part.positions = std::move(positions_of[s]);
-    parts.push_back(std::move(o));
   }
   op->remaining_ = static_cast<int>(parts.size());
   if (parts.empty()) return op;

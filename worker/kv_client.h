@@ -1,8 +1,10 @@
 // KVClient: a worker's asynchronous connection to every parameter server.
 //
-// Pull() and Push() split a request by the cluster's shard map into one
-// message per server, hand them to the client's I/O thread and return at
-// once with a Ticket; Wait(ticket) blocks until every server has answered.
+// Pull() and Push() split a request by the cluster's shard map into
+// messages per server (one per about a MiB of values: a large request goes
+// in parts, which the server applies while the next crosses), send them
+// (or hand them to the client's I/O thread) and return at once with a
+// Ticket; Wait(ticket) blocks until every server has answered.
 // So a trainer can issue the next batch's pull, compute this batch, and
 // leave the previous batch's push in flight, all at the same time.
 //

@@ -2,9 +2,11 @@
 // ROUTERs): a push resent under a changed shard map is split again, keeping
 // its seq (servers recognize what they applied by it), and two of its pieces
 // may be due at one server at once; the second waits for the first's reply,
-// since a reply names only the seq.
+// since a reply names only the seq. A request larger than a part goes to
+// its server as several messages, each under its own seq.
 #include "worker/kv_client.h"
 
+#include <cstring>
 #include <optional>
 
 #include <catch2/catch.hpp>
@@ -97,6 +99,85 @@ TEST_CASE("two pieces of one resent push due at one server go one after the othe
   CHECK(last->header.num_keys() == 1);
   s0.Answer(*last, absl::StatusCode::kOk, 7);
   CHECK(client.Wait(push).ok());
+}
+
+// A pull or push with more than a part's worth of values (about 1 MiB) goes
+// to its server as several messages, back to back, in key order, each under
+// its own seq (so the server can apply one while the next crosses); a
+// pull's reply to each part lands at that part's positions.
+TEST_CASE("a request larger than a part goes as several messages, each answered on its own") {
+  zmq::context_t context(1);
+  FakeServer s0(context), s1(context);
+  Config config;
+  config.cluster.servers = 2;
+  config.cluster.local_transport_mode = LocalTransport::kTcp;
+  KVClient client(&context, config, /*node_id=*/7, View(5, {0, 0, 0, 0}, s0, s1));
+  REQUIRE(client.Start().ok());
+  // 2,500 rows of 1 KiB (dim 256), all on s0: parts of 1,024, 1,024 and 452.
+  constexpr uint32_t kDim = 256;
+  std::vector<uint64_t> keys(2500);
+  std::vector<float> grads(keys.size() * kDim);
+  for (size_t i = 0; i < keys.size(); ++i) {
+    keys[i] = 1000 + 7 * i;
+    for (uint32_t j = 0; j < kDim; ++j) grads[i * kDim + j] = static_cast<float>(i) + j / 1024.0f;
+  }
+  KVClient::Ticket push = client.Push(kTable, kDim, keys, grads);
+  std::vector<Message> parts;
+  while (auto m = s0.Received(parts.size() < 3 ? 5000 : 200)) parts.push_back(*std::move(m));
+  REQUIRE(parts.size() == 3);
+  size_t at = 0;
+  for (size_t p = 0; p < parts.size(); ++p) {
+    const Message& m = parts[p];
+    if (p > 0) CHECK(m.header.seq() > parts[p - 1].header.seq());
+    CHECK(m.header.num_keys() == (p < 2 ? 1024u : 452u));
+    REQUIRE(m.frames.size() == 2);
+    REQUIRE(m.frames[0].size() == m.header.num_keys() * sizeof(uint64_t));
+    REQUIRE(m.frames[1].size() == m.header.num_keys() * kDim * sizeof(float));
+    CHECK(std::memcmp(m.frames[0].data(), keys.data() + at, m.frames[0].size()) == 0);
+    CHECK(std::memcmp(m.frames[1].data(), grads.data() + at * kDim, m.frames[1].size()) == 0);
+    at += m.header.num_keys();
+  }
+  CHECK(at == keys.size());
+  // Acknowledged out of order: the push is done when every part is.
+  s0.Answer(parts[1], absl::StatusCode::kOk, 5);
+  s0.Answer(parts[2], absl::StatusCode::kOk, 5);
+  CHECK_FALSE(s1.Received(100).has_value());
+  CHECK_FALSE(KVClient::Done(push));
+  s0.Answer(parts[0], absl::StatusCode::kOk, 5);
+  CHECK(client.Wait(push).ok());
+
+  // The same keys pulled: each part's reply carries its rows, each row
+  // filled with its key, and they land at their keys' positions.
+  std::vector<float> out(keys.size() * kDim, -1.0f);
+  KVClient::Ticket pull = client.Pull(kTable, kDim, keys, out.data());
+  parts.clear();
+  while (auto m = s0.Received(parts.size() < 3 ? 5000 : 200)) parts.push_back(*std::move(m));
+  REQUIRE(parts.size() == 3);
+  for (int p = 2; p >= 0; --p) {
+    const Message& m = parts[p];
+    REQUIRE(m.frames.size() == 1);
+    const auto* asked = static_cast<const uint64_t*>(m.frames[0].data());
+    std::vector<float> rows(size_t{m.header.num_keys()} * kDim);
+    for (uint32_t k = 0; k < m.header.num_keys(); ++k) {
+      std::fill_n(rows.data() + size_t{k} * kDim, kDim, static_cast<float>(asked[k]));
+    }
+    pb::Header h;
+    h.set_type(pb::RESPONSE);
+    h.set_seq(m.header.seq());
+    h.set_table(kTable);
+    h.set_epoch(5);
+    h.set_num_keys(m.header.num_keys());
+    h.set_dim(kDim);
+    std::vector<zmq::message_t> frames;
+    frames.push_back(FrameFromVector(std::move(rows)));
+    REQUIRE(SendMessage(s0.socket, h, &frames, &*m.routing_id).ok());
+  }
+  REQUIRE(client.Wait(pull).ok());
+  size_t wrong = 0;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    for (uint32_t j = 0; j < kDim; ++j) wrong += out[i * kDim + j] != static_cast<float>(keys[i]);
+  }
+  CHECK(wrong == 0);
 }
 
 }  // namespace
