@@ -58,14 +58,26 @@ pb::ClusterView View(uint64_t epoch, std::vector<uint32_t> owners, const FakeSer
   return view;
 }
 
+// A started client of two fake servers, both over TCP; every shard on s0
+// (view epoch 5).
+struct TwoServers {
+  static Config Settings() {
+    Config config;
+    config.cluster.servers = 2;
+    config.cluster.local_transport_mode = LocalTransport::kTcp;
+    return config;
+  }
+  TwoServers() { REQUIRE(client.Start().ok()); }
+  zmq::context_t context{1};
+  FakeServer s0{context}, s1{context};
+  KVClient client{&context, Settings(), /*node_id=*/7, View(5, {0, 0, 0, 0}, s0, s1)};
+};
+
 TEST_CASE("two pieces of one resent push due at one server go one after the other") {
-  zmq::context_t context(1);
-  FakeServer s0(context), s1(context);
-  Config config;
-  config.cluster.servers = 2;
-  config.cluster.local_transport_mode = LocalTransport::kTcp;
-  KVClient client(&context, config, /*node_id=*/7, View(5, {0, 0, 0, 0}, s0, s1));
-  REQUIRE(client.Start().ok());
+  TwoServers cluster;
+  FakeServer& s0 = cluster.s0;
+  FakeServer& s1 = cluster.s1;
+  KVClient& client = cluster.client;
   // Keys in shards 0 and 2.
   const ShardView map(View(5, {0, 0, 0, 0}, s0, s1));
   std::vector<uint64_t> keys;
@@ -106,13 +118,10 @@ TEST_CASE("two pieces of one resent push due at one server go one after the othe
 // its own seq (so the server can apply one while the next crosses); a
 // pull's reply to each part lands at that part's positions.
 TEST_CASE("a request larger than a part goes as several messages, each answered on its own") {
-  zmq::context_t context(1);
-  FakeServer s0(context), s1(context);
-  Config config;
-  config.cluster.servers = 2;
-  config.cluster.local_transport_mode = LocalTransport::kTcp;
-  KVClient client(&context, config, /*node_id=*/7, View(5, {0, 0, 0, 0}, s0, s1));
-  REQUIRE(client.Start().ok());
+  TwoServers cluster;
+  FakeServer& s0 = cluster.s0;
+  FakeServer& s1 = cluster.s1;
+  KVClient& client = cluster.client;
   // 2,500 rows of 1 KiB (dim 256), all on s0: parts of 1,024, 1,024 and 452.
   constexpr uint32_t kDim = 256;
   std::vector<uint64_t> keys(2500);
