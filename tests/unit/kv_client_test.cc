@@ -8,6 +8,7 @@
 
 #include <cstring>
 #include <optional>
+#include <span>
 
 #include <catch2/catch.hpp>
 
@@ -165,7 +166,10 @@ TEST_CASE("a request larger than a part goes as several messages, each answered 
   for (int p = 2; p >= 0; --p) {
     const Message& m = parts[p];
     REQUIRE(m.frames.size() == 1);
-    const auto* asked = static_cast<const uint64_t*>(m.frames[0].data());
+    // A received frame need not be 8-byte aligned: read it as the server does.
+    std::vector<uint64_t> scratch;
+    const std::span<const uint64_t> asked = FrameView<uint64_t>(m.frames[0], &scratch);
+    REQUIRE(asked.size() == m.header.num_keys());
     std::vector<float> rows(size_t{m.header.num_keys()} * kDim);
     for (uint32_t k = 0; k < m.header.num_keys(); ++k) {
       std::fill_n(rows.data() + size_t{k} * kDim, kDim, static_cast<float>(asked[k]));
