@@ -207,20 +207,22 @@ absl::Status ModelServer::Load() {
         // computed again, wholly on the newest version; again if the
         // cluster moved on during that too (versions can come faster than
         // a slow front-end computes), until serving.deadline.
-        const auto give_up = std::chrono::steady_clock::now() +
-                             std::chrono::milliseconds(static_cast<int64_t>(config_.serving.deadline * 1000));
-        while (absl::IsOutOfRange(probs.status())) {
-          std::shared_ptr<const ModelParameters> newer = Current();
-          if ((newer == nullptr || newer->version() <= tables->version()) && sharded_ != nullptr) {
-            // Not made here yet: it is on its way (ShardedTables::Switch).
-            const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-                give_up - std::chrono::steady_clock::now());
-            if (left.count() <= 0) break;
-            newer = sharded_->AwaitNewer(tables->version(), left);
+        if (absl::IsOutOfRange(probs.status())) {
+          const auto give_up = std::chrono::steady_clock::now() +
+                               std::chrono::milliseconds(static_cast<int64_t>(config_.serving.deadline * 1000));
+          while (absl::IsOutOfRange(probs.status())) {
+            std::shared_ptr<const ModelParameters> newer = Current();
+            if ((newer == nullptr || newer->version() <= tables->version()) && sharded_ != nullptr) {
+              // Not made here yet: it is on its way (ShardedTables::Switch).
+              const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                  give_up - std::chrono::steady_clock::now());
+              if (left.count() <= 0) break;
+              newer = sharded_->AwaitNewer(tables->version(), left);
+            }
+            if (newer == nullptr || newer->version() <= tables->version()) break;
+            tables = std::move(newer);
+            probs = predictors_[thread]->Predict(*tables, examples);
           }
-          if (newer == nullptr || newer->version() <= tables->version()) break;
-          tables = std::move(newer);
-          probs = predictors_[thread]->Predict(*tables, examples);
         }
         if (!probs.ok()) return probs.status();
         return RequestBatcher::Scored{.probs = *std::move(probs), .version = tables->version()};
