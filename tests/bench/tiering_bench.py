@@ -6,7 +6,11 @@ memory against limit + the README's fixed overhead), the default eviction
 policy (s3fifo) against lru at 10% (rows read back, speed), and admission
 min_count 2 against none (rows created, test AUC).
 
-  tiering_bench.py JSON_OUT [--quick]
+  tiering_bench.py JSON_OUT [--quick] [--rows N] [--percents 100,30,10] [--speed-only]
+
+--rows sets the training examples (default 5M, 150k with --quick);
+--percents the hot fractions to run; --speed-only leaves out the lru and
+admission runs (a machine lent for minutes measures the speed alone).
 
 The table's DRAM is the unbounded run's rows times the bytes per row that
 `sparta-ctl plan` measures on the server's own structures.
@@ -48,9 +52,16 @@ def run_job(folder, name, cfg, sets):
     return s
 
 
+def option(name, default):
+    return sys.argv[sys.argv.index(name) + 1] if name in sys.argv else default
+
+
 def main():
     out_path, quick = sys.argv[1], "--quick" in sys.argv
     rows = 150000 if quick else 5000000  # --quick: the driver end to end
+    rows = int(option("--rows", rows))
+    percents = [int(p) for p in option("--percents", "100,30,10").split(",")]
+    speed_only = "--speed-only" in sys.argv
     records = []
     with tempfile.TemporaryDirectory(prefix="sparta-tiering-bench-") as folder:
         train, test = os.path.join(folder, "train.txt"), os.path.join(folder, "test.txt")
@@ -75,7 +86,7 @@ worker: {{max_inflight: {MAX_INFLIGHT}}}
         records.append({"name": "tiering_unbounded_examples_per_sec", "unit": "examples/s",
                         "value": free["examples_per_sec"]})
         tiered_runs = {}
-        for percent in (100, 30, 10):
+        for percent in percents:
             # The limit also holds RocksDB's share and buffers (see
             # server/memory_budget.h): sized so the hot rows get `percent`.
             limit = int(table_bytes * percent / 100 / (1 - 1 / 8 - 1 / 16)) + 1
@@ -98,28 +109,30 @@ worker: {{max_inflight: {MAX_INFLIGHT}}}
                             "value": job_ratio})
             records.append({"name": f"tiering_{percent}pct_hot_peak_over_limit_plus_overhead", "unit": "ratio",
                             "value": tiered["peak_bytes"] / (limit + FIXED_OVERHEAD + REQUEST_BYTES)})
-        # The default eviction policy (s3fifo) against lru at 10% hot: rows
-        # read back from the cold tier and written to it, and the speed.
-        limit, s3fifo = tiered_runs[10]
-        lru = run_job(folder, "limit10-lru", cfg, [f"server.memory_limit={limit}", "embedding.eviction.policy=lru"])
-        print(f"10% hot, eviction lru against s3fifo: {lru['promoted']} vs {s3fifo['promoted']} rows read back "
-              f"({lru['promoted'] / max(1, s3fifo['promoted']):.2f}x), {lru['demoted']} vs {s3fifo['demoted']} "
-              f"written; lru {lru['examples_per_sec'] / free['examples_per_sec']:.2f}x unbounded; "
-              f"AUC {'identical' if lru['auc'] == free['auc'] else 'DIFFERS'}")
-        records.append({"name": "tiering_10pct_hot_lru_rows_read_back_vs_s3fifo", "unit": "ratio",
-                        "value": lru["promoted"] / max(1, s3fifo["promoted"])})
-        records.append({"name": "tiering_10pct_hot_lru_speed_vs_unbounded", "unit": "ratio",
-                        "value": lru["examples_per_sec"] / free["examples_per_sec"]})
-        # Counters sized by the README's rule: 8 bytes per distinct key seen.
-        counter_mib = (8 * free["server_rows"] >> 20) + 1
-        admitted = run_job(folder, "admission2", cfg, ["embedding.admission.min_count=2",
-                                                       f"embedding.admission.counter_bytes={counter_mib}MiB"])
-        cut = free["server_rows"] / max(1, admitted["server_rows"])
-        print(f"admission min_count 2 ({counter_mib} MiB of counters): {admitted['server_rows']} rows vs "
-              f"{free['server_rows']} ({cut:.2f}x fewer); "
-              f"AUC {admitted['auc']:.5f} vs {free['auc']:.5f} ({admitted['auc'] - free['auc']:+.5f})")
-        records.append({"name": "tiering_admission2_rows_cut", "unit": "ratio", "value": cut})
-        records.append({"name": "tiering_admission2_auc_delta", "unit": "auc", "value": admitted["auc"] - free["auc"]})
+        if 10 in tiered_runs and not speed_only:
+            # The default eviction policy (s3fifo) against lru at 10% hot: rows
+            # read back from the cold tier and written to it, and the speed.
+            limit, s3fifo = tiered_runs[10]
+            lru = run_job(folder, "limit10-lru", cfg, [f"server.memory_limit={limit}", "embedding.eviction.policy=lru"])
+            print(f"10% hot, eviction lru against s3fifo: {lru['promoted']} vs {s3fifo['promoted']} rows read back "
+                  f"({lru['promoted'] / max(1, s3fifo['promoted']):.2f}x), {lru['demoted']} vs {s3fifo['demoted']} "
+                  f"written; lru {lru['examples_per_sec'] / free['examples_per_sec']:.2f}x unbounded; "
+                  f"AUC {'identical' if lru['auc'] == free['auc'] else 'DIFFERS'}")
+            records.append({"name": "tiering_10pct_hot_lru_rows_read_back_vs_s3fifo", "unit": "ratio",
+                            "value": lru["promoted"] / max(1, s3fifo["promoted"])})
+            records.append({"name": "tiering_10pct_hot_lru_speed_vs_unbounded", "unit": "ratio",
+                            "value": lru["examples_per_sec"] / free["examples_per_sec"]})
+        if not speed_only:
+            # Counters sized by the README's rule: 8 bytes per distinct key seen.
+            counter_mib = (8 * free["server_rows"] >> 20) + 1
+            admitted = run_job(folder, "admission2", cfg, ["embedding.admission.min_count=2",
+                                                           f"embedding.admission.counter_bytes={counter_mib}MiB"])
+            cut = free["server_rows"] / max(1, admitted["server_rows"])
+            print(f"admission min_count 2 ({counter_mib} MiB of counters): {admitted['server_rows']} rows vs "
+                  f"{free['server_rows']} ({cut:.2f}x fewer); "
+                  f"AUC {admitted['auc']:.5f} vs {free['auc']:.5f} ({admitted['auc'] - free['auc']:+.5f})")
+            records.append({"name": "tiering_admission2_rows_cut", "unit": "ratio", "value": cut})
+            records.append({"name": "tiering_admission2_auc_delta", "unit": "auc", "value": admitted["auc"] - free["auc"]})
     with open(out_path, "w") as f:
         json.dump(records, f, indent=1)
 
