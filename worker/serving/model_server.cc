@@ -14,6 +14,7 @@
 #include "worker/compute/cpu/blas_threads.h"
 #include "worker/model_tables.h"
 #include "worker/plugins.h"
+#include "worker/serving/held_version.h"
 #include "worker/serving/version_plan.h"
 
 namespace sparta {
@@ -194,38 +195,25 @@ absl::Status ModelServer::Load() {
     loads_ = 1;
   }
   for (int t = 0; t < config_.serving.threads; ++t) predictors_.push_back(std::make_unique<Predictor>(model_.get(), specs_));
+  // A serving cluster that moved two versions on while a batch was
+  // computed refuses its rows: the batch is computed again on a newer one.
+  VersionSource source{.current = [this] { return Current(); }};
+  if (sharded_ != nullptr) {
+    source.await_newer = [this](uint64_t version, std::chrono::milliseconds timeout) {
+      return sharded_->AwaitNewer(version, timeout);
+    };
+  }
   batcher_ = std::make_unique<RequestBatcher>(
       RequestBatcher::Options{.threads = config_.serving.threads,
                               .max_batch = static_cast<size_t>(config_.serving.max_batch),
                               .max_delay = std::chrono::microseconds(config_.serving.max_delay_us)},
-      [this](int thread, std::span<const Example* const> examples) -> absl::StatusOr<RequestBatcher::Scored> {
+      [this, source](int thread, std::span<const Example* const> examples) -> absl::StatusOr<RequestBatcher::Scored> {
         std::shared_ptr<const ModelParameters> tables = Current();
         if (tables == nullptr) return absl::UnavailableError("no model version is loaded yet");
-        auto probs = predictors_[thread]->Predict(*tables, examples);
-        // A serving cluster moved two versions on while this batch was
-        // computed: its servers hold this version no more. The batch is
-        // computed again, wholly on the newest version; again if the
-        // cluster moved on during that too (versions can come faster than
-        // a slow front-end computes), until serving.deadline.
-        if (absl::IsOutOfRange(probs.status())) {
-          const auto give_up = std::chrono::steady_clock::now() +
-                               std::chrono::milliseconds(static_cast<int64_t>(config_.serving.deadline * 1000));
-          while (absl::IsOutOfRange(probs.status())) {
-            std::shared_ptr<const ModelParameters> newer = Current();
-            if ((newer == nullptr || newer->version() <= tables->version()) && sharded_ != nullptr) {
-              // Not made here yet: it is on its way (ShardedTables::Switch).
-              const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-                  give_up - std::chrono::steady_clock::now());
-              if (left.count() <= 0) break;
-              newer = sharded_->AwaitNewer(tables->version(), left);
-            }
-            if (newer == nullptr || newer->version() <= tables->version()) break;
-            tables = std::move(newer);
-            probs = predictors_[thread]->Predict(*tables, examples);
-          }
-        }
-        if (!probs.ok()) return probs.status();
-        return RequestBatcher::Scored{.probs = *std::move(probs), .version = tables->version()};
+        return ScoreOnHeldVersion(
+            std::move(tables),
+            [&](const ModelParameters& version) { return predictors_[thread]->Predict(version, examples); }, source,
+            std::chrono::milliseconds(static_cast<int64_t>(config_.serving.deadline * 1000)));
       });
   api_ = std::make_unique<PredictApi>(
       PredictApi::Options{.model_name = ServedModelName(config_),
