@@ -29,7 +29,7 @@ ShardExecutor::ShardExecutor(int index, int count, uint32_t num_shards, Mailbox<
       tier_used_(new std::atomic<bool>[kMaxTables]()),
       row_cost_(new std::atomic<size_t>[kMaxTables]()),
       // Rows go cold only under a budget: without one there is nothing to
-      // read and no reader thread.
+      // read and no cold-tier thread.
       async_reads_(options.async_reads && !options.sum_steps && options.store != nullptr &&
                    options.memory_budget != 0),
       blocked_((num_shards + count - 1) / count, 0),
@@ -39,7 +39,7 @@ ShardExecutor::ShardExecutor(int index, int count, uint32_t num_shards, Mailbox<
       read_only_(options.read_only),
       done_(done),
       shards_((num_shards + count - 1) / count) {
-  if (async_reads_) reader_ = std::make_unique<ColdTierThread>(absl::StrCat("cold-tier-", index));
+  if (async_reads_) tier_thread_ = std::make_unique<ColdTierThread>(absl::StrCat("cold-tier-", index));
   if (log_changes_) batch_.LogTo(&changes_);
 }
 
@@ -55,8 +55,9 @@ void ShardExecutor::Start() {
 }
 
 void ShardExecutor::Stop() {
-  // Reads in flight come back (as wake tasks) before the queue closes.
-  if (reader_) reader_->Stop();
+  // Reads in flight come back (as wake tasks) before the queue closes, and
+  // writes in flight land; an eviction after this writes its rows itself.
+  if (tier_thread_) tier_thread_->Stop();
   queue_.Close();
   if (thread_.joinable()) thread_.join();
 }
@@ -164,7 +165,7 @@ void ShardExecutor::Park(ShardTask task, std::shared_ptr<ColdRead> read) {
 }
 
 void ShardExecutor::StartRead(const std::shared_ptr<ColdRead>& read) {
-  reader_->Submit([this, read] {
+  auto job = [this, read] {
     const auto start = std::chrono::steady_clock::now();
     // After a failed write of evicted rows the store lacks some: nothing
     // read from it may be used.
@@ -177,7 +178,9 @@ void ShardExecutor::StartRead(const std::shared_ptr<ColdRead>& read) {
     ShardTask back;
     back.wake = [read] { read->done = true; };
     queue_.Push(std::move(back));
-  });
+  };
+  // Stopping: read here, so that the parked request still completes.
+  if (!tier_thread_->Submit(job)) job();
 }
 
 std::shared_ptr<ShardExecutor::ColdRead> ShardExecutor::ReadAhead(const ShardTask& task) {
@@ -897,7 +900,7 @@ bool ShardExecutor::WriteEvicted() {
     if (!st.ok()) Fail(absl::DataLossError(absl::StrCat("writing evicted rows: ", st.message())));
     return st.ok();
   };
-  if (!reader_) return write(batch_.batch());
+  if (!tier_thread_) return write(batch_.batch());
   // One write in flight at a time: the executor fills the next batch while
   // the tier thread writes this one, and the rows waiting to be written
   // stay within two batches (see kBatchRows).
@@ -909,7 +912,7 @@ bool ShardExecutor::WriteEvicted() {
     std::lock_guard<std::mutex> lock(write_mu_);
     write_in_flight_ = true;
   }
-  const bool submitted = reader_->Submit([this, write] {
+  const bool submitted = tier_thread_->Submit([this, write] {
     write(&evicted_in_flight_);
     {
       std::lock_guard<std::mutex> lock(write_mu_);
@@ -925,7 +928,7 @@ bool ShardExecutor::WriteEvicted() {
 }
 
 void ShardExecutor::SettleWrites() {
-  if (!reader_) return;
+  if (!tier_thread_) return;
   std::unique_lock<std::mutex> lock(write_mu_);
   write_landed_.wait(lock, [this] { return !write_in_flight_; });
 }

@@ -347,7 +347,7 @@ class ShardExecutor {
   int parked_controls_ = 0;
   std::vector<uint8_t> walk_;  // DrainParked()'s per-shard marks
   std::shared_ptr<ColdRead> pending_read_;  // what Execute() asked to read
-  std::unique_ptr<ColdTierThread> reader_;  // with async_reads_; stopped before the executor's thread
+  std::unique_ptr<ColdTierThread> tier_thread_;  // with async_reads_; stopped before the executor's thread
   // The evicted rows the tier thread is writing (in flight while
   // write_in_flight_), swapped with batch_'s so that both keep their size.
   rocksdb::WriteBatch evicted_in_flight_;
