@@ -255,20 +255,18 @@ absl::Status RowStore::AddTable(uint32_t id) {
   return absl::OkStatus();
 }
 
-absl::Status RowStore::Write(RowBatch* batch) { return Write(batch->batch()); }
-
-absl::Status RowStore::Write(rocksdb::WriteBatch* batch) {
-  if (batch->Count() == 0) return absl::OkStatus();
+absl::Status RowStore::Write(RowBatch* batch) {
+  if (batch->count() == 0) return absl::OkStatus();
   if (wal_failed_.load(std::memory_order_acquire)) {
-    batch->Clear();
+    batch->batch()->Clear();
     return wal_error();
   }
   rocksdb::WriteOptions options;
   // Without the log a crash loses what was not yet flushed, which is the
   // contract of durability "checkpoint": only checkpoints count.
   options.disableWAL = !wal_;
-  const rocksdb::Status rocks = db_->Write(options, batch);
-  batch->Clear();
+  const rocksdb::Status rocks = db_->Write(options, batch->batch());
+  batch->batch()->Clear();
   if (rocks.ok()) return absl::OkStatus();
   absl::Status st = absl::DataLossError(absl::StrCat("writing rows to ", dir_, ": ", rocks.ToString()));
   if (wal_) {
