@@ -89,6 +89,9 @@ class RowStore {
   // returns it without touching RocksDB, whose log writer must not be used
   // again after an error, and the job is to fail with it (wal_error()).
   absl::Status Write(RowBatch* batch);
+  // The same, for the writes a RowBatch took (RowBatch::batch()), moved
+  // out of it to be written on another thread.
+  absl::Status Write(rocksdb::WriteBatch* batch);
   // Reads rows (shards[i], keys[i]) of the table in `column` from the live
   // database, in one batched lookup: a found row's `floats` floats go to
   // rows[i * floats] and found[i] is set. Any thread.

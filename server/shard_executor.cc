@@ -5,6 +5,9 @@
 #include <cstring>
 #include <numeric>
 
+#include <pthread.h>
+#include <rocksdb/perf_level.h>
+
 #include "common/half.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
@@ -26,7 +29,7 @@ ShardExecutor::ShardExecutor(int index, int count, uint32_t num_shards, Mailbox<
       tier_used_(new std::atomic<bool>[kMaxTables]()),
       row_cost_(new std::atomic<size_t>[kMaxTables]()),
       // Rows go cold only under a budget: without one there is nothing to
-      // read and no reader thread.
+      // read and no cold-tier thread.
       async_reads_(options.async_reads && !options.sum_steps && options.store != nullptr &&
                    options.memory_budget != 0),
       blocked_((num_shards + count - 1) / count, 0),
@@ -36,17 +39,25 @@ ShardExecutor::ShardExecutor(int index, int count, uint32_t num_shards, Mailbox<
       read_only_(options.read_only),
       done_(done),
       shards_((num_shards + count - 1) / count) {
-  if (async_reads_) reader_ = std::make_unique<ColdReader>();
+  if (async_reads_) tier_thread_ = std::make_unique<ColdTierThread>(absl::StrCat("cold-tier-", index));
   if (log_changes_) batch_.LogTo(&changes_);
 }
 
 ShardExecutor::~ShardExecutor() { Stop(); }
 
-void ShardExecutor::Start() { thread_ = std::thread([this] { Run(); }); }
+void ShardExecutor::Start() {
+  thread_ = std::thread([this] {
+    // Named, so that top -H and perf tell a busy executor from its tier thread.
+    pthread_setname_np(pthread_self(), absl::StrCat("executor-", index_).substr(0, 15).c_str());
+    rocksdb::SetPerfLevel(rocksdb::PerfLevel::kDisable);  // see ColdTierThread
+    Run();
+  });
+}
 
 void ShardExecutor::Stop() {
-  // Reads in flight come back (as wake tasks) before the queue closes.
-  if (reader_) reader_->Stop();
+  // Reads in flight come back (as wake tasks) before the queue closes, and
+  // writes in flight land; an eviction after this writes its rows itself.
+  if (tier_thread_) tier_thread_->Stop();
   queue_.Close();
   if (thread_.joinable()) thread_.join();
 }
@@ -154,16 +165,22 @@ void ShardExecutor::Park(ShardTask task, std::shared_ptr<ColdRead> read) {
 }
 
 void ShardExecutor::StartRead(const std::shared_ptr<ColdRead>& read) {
-  reader_->Submit([this, read] {
+  auto job = [this, read] {
     const auto start = std::chrono::steady_clock::now();
-    read->status = store_->MultiGet(read->column, read->shards, read->keys, read->record, read->rows.data(),
-                                    &read->found);
+    // After a failed write of evicted rows the store lacks some: nothing
+    // read from it may be used.
+    read->status = failed_.load(std::memory_order_acquire)
+                       ? failure()
+                       : store_->MultiGet(read->column, read->shards, read->keys, read->record, read->rows.data(),
+                                          &read->found);
     read->nanos = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start)
                       .count();
     ShardTask back;
     back.wake = [read] { read->done = true; };
     queue_.Push(std::move(back));
-  });
+  };
+  // Stopping: read here, so that the parked request still completes.
+  if (!tier_thread_->Submit(job)) job();
 }
 
 std::shared_ptr<ShardExecutor::ColdRead> ShardExecutor::ReadAhead(const ShardTask& task) {
@@ -317,7 +334,7 @@ absl::Status ShardExecutor::ReadWeights(const TableEntry& table, uint32_t shard,
   for (size_t c = 0; c < cold.size(); ++c) cold_keys[c] = keys[cold[c]];
   std::vector<float> rows(cold.size() * record);
   std::vector<uint8_t> in_store;
-  SPARTA_RETURN_IF_ERROR(store_->MultiGet(column, shards, cold_keys, record, rows.data(), &in_store));
+  SPARTA_RETURN_IF_ERROR(SettledStore()->MultiGet(column, shards, cold_keys, record, rows.data(), &in_store));
   for (size_t c = 0; c < cold.size(); ++c) {
     if (!in_store[c]) continue;
     std::memcpy(weights->data() + size_t{cold[c]} * dim, rows.data() + c * record, dim * sizeof(float));
@@ -339,7 +356,7 @@ absl::Status ShardExecutor::ForEachWeights(const TableEntry& table, uint32_t sha
   if (s->cold_rows() > 0 && store_ != nullptr) {
     rocksdb::ColumnFamilyHandle* column = store_->column(table.spec.id());
     if (column == nullptr) return absl::InternalError("a table without a column family");
-    SPARTA_RETURN_IF_ERROR(store_->ForEachRow(column, shard, [&](uint64_t key, std::span<const float> row) {
+    SPARTA_RETURN_IF_ERROR(SettledStore()->ForEachRow(column, shard, [&](uint64_t key, std::span<const float> row) {
       if (s->FindSlot(key) == TableShard::kNoSlot) {
         cold.emplace_back(key, std::vector<float>(row.begin(), row.begin() + dim));
       }
@@ -453,7 +470,7 @@ absl::Status ShardExecutor::DropShard(uint32_t shard) {
   }
   CountSideBytes();
   if (batch_.count() == 0) return absl::OkStatus();
-  absl::Status st = store_->Write(&batch_);
+  absl::Status st = SettledStore()->Write(&batch_);
   if (!st.ok()) Fail(st);  // stale rows left in the cold tier could come back: every request fails
   return st;
 }
@@ -481,7 +498,7 @@ absl::Status ShardExecutor::CutShard(const std::vector<const TableEntry*>& table
       rocksdb::ColumnFamilyHandle* column = store_->column(table->spec.id());
       if (column == nullptr) return absl::InternalError("a table without a column family");
       s.Persist(column, &batch_);
-      SPARTA_RETURN_IF_ERROR(store_->Write(&batch_));
+      SPARTA_RETURN_IF_ERROR(SettledStore()->Write(&batch_));
       cut->tables.push_back({table, record});
       continue;
     }
@@ -510,7 +527,7 @@ absl::Status ShardExecutor::CutShard(const std::vector<const TableEntry*>& table
       cut->copied.push_back(std::move(chunk));
     }
   }
-  if (!cut->tables.empty()) cut->snapshot = store_->TakeSnapshot();
+  if (!cut->tables.empty()) cut->snapshot = SettledStore()->TakeSnapshot();
   return absl::OkStatus();
 }
 
@@ -542,10 +559,10 @@ absl::StatusOr<size_t> ShardExecutor::PersistChanged() {
       written += shard->Persist(column, &batch_);
       // Bounded batches: a checkpoint of millions of rows must not build
       // one multi-GB WriteBatch.
-      if (batch_.count() >= kBatchRows) SPARTA_RETURN_IF_ERROR(store_->Write(&batch_));
+      if (batch_.count() >= kBatchRows) SPARTA_RETURN_IF_ERROR(SettledStore()->Write(&batch_));
     }
   }
-  SPARTA_RETURN_IF_ERROR(store_->Write(&batch_));
+  SPARTA_RETURN_IF_ERROR(SettledStore()->Write(&batch_));
   return written;
 }
 
@@ -644,7 +661,7 @@ void ShardExecutor::ApplyPendingSteps() {
 }
 
 absl::Status ShardExecutor::WriteWal() {
-  return store_->Write(&batch_);  // the store logs its failure once
+  return SettledStore()->Write(&batch_);  // the store logs its failure once
 }
 
 bool ShardExecutor::AdmitsEveryKey(const TableShard& shard) const {
@@ -676,7 +693,7 @@ bool ShardExecutor::ReadCold(uint32_t table, uint32_t stride) {
   lookup_rows_.resize(lookup_keys_.size() * size_t{stride});
   const auto start = std::chrono::steady_clock::now();
   const absl::Status st =
-      store_->MultiGet(store_->column(table), lookup_shards_, lookup_keys_, stride, lookup_rows_.data(), &lookup_found_);
+      SettledStore()->MultiGet(store_->column(table), lookup_shards_, lookup_keys_, stride, lookup_rows_.data(), &lookup_found_);
   Bump(stats.cold_read_ns, static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
                                                      std::chrono::steady_clock::now() - start)
                                                      .count()));
@@ -733,7 +750,7 @@ void ShardExecutor::ExpireSome() {
   size_t cold = 0;
   if (shard->cold_rows() > 0 && column != nullptr) {
     const uint32_t stride = shard->stride();
-    auto st = store_->ForEachRow(column, shard->shard(), [&](uint64_t key, std::span<const float> row) {
+    auto st = SettledStore()->ForEachRow(column, shard->shard(), [&](uint64_t key, std::span<const float> row) {
       uint32_t stamp = 0;
       if (row.size() != stride + 1 || shard->FindSlot(key) != TableShard::kNoSlot) return;
       std::memcpy(&stamp, row.data() + stride, sizeof(stamp));
@@ -745,7 +762,7 @@ void ShardExecutor::ExpireSome() {
     shard->ForgetCold(cold);
   }
   if (batch_.count() > 0) {
-    if (auto st = store_->Write(&batch_); !st.ok()) return Fail(st);
+    if (auto st = SettledStore()->Write(&batch_); !st.ok()) return Fail(st);
   }
   Bump(stats.hot_rows, -static_cast<int64_t>(hot));
   Bump(stats.cold_rows, -static_cast<int64_t>(cold));
@@ -876,13 +893,44 @@ void ShardExecutor::EvictToBudget() {
 
 bool ShardExecutor::WriteEvicted() {
   if (batch_.count() == 0) return true;
-  if (auto st = store_->Write(&batch_); !st.ok()) {
-    // The rows just evicted are gone from DRAM and not in the store: the
-    // job must fail rather than go on with them missing.
-    Fail(absl::DataLossError(absl::StrCat("writing evicted rows: ", st.message())));
-    return false;
+  // The rows just evicted are gone from DRAM: a failed write leaves them
+  // nowhere, and the job must fail rather than go on with them missing.
+  auto write = [this](rocksdb::WriteBatch* batch) {
+    absl::Status st = store_->Write(batch);
+    if (!st.ok()) Fail(absl::DataLossError(absl::StrCat("writing evicted rows: ", st.message())));
+    return st.ok();
+  };
+  if (!tier_thread_) return write(batch_.batch());
+  // One write in flight at a time: the executor fills the next batch while
+  // the tier thread writes this one, and the rows waiting to be written
+  // stay within two batches (see kBatchRows).
+  SettleWrites();
+  if (failed_.load(std::memory_order_acquire)) return false;
+  std::swap(evicted_in_flight_, *batch_.batch());
+  batch_.batch()->Clear();
+  {
+    std::lock_guard<std::mutex> lock(write_mu_);
+    write_in_flight_ = true;
   }
-  return true;
+  const bool submitted = tier_thread_->Submit([this, write] {
+    write(&evicted_in_flight_);
+    {
+      std::lock_guard<std::mutex> lock(write_mu_);
+      write_in_flight_ = false;
+    }
+    write_landed_.notify_all();
+  });
+  if (submitted) return true;
+  // Stopping: written here, and nothing else is in flight.
+  std::lock_guard<std::mutex> lock(write_mu_);
+  write_in_flight_ = false;
+  return write(&evicted_in_flight_);
+}
+
+void ShardExecutor::SettleWrites() {
+  if (!tier_thread_) return;
+  std::unique_lock<std::mutex> lock(write_mu_);
+  write_landed_.wait(lock, [this] { return !write_in_flight_; });
 }
 
 size_t ShardExecutor::EvictFrom(TableShard& shard, size_t rows) {

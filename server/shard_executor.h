@@ -20,11 +20,16 @@
 // rows' DRAM under its share: after each task it evicts the coldest rows to
 // the store (TableShard::Evict). A request that touches keys which are not
 // hot has them looked up in the store in one batched MultiGet, on the
-// executor's ColdReader thread: the request waits ("parked") while the
+// executor's ColdTierThread: the request waits ("parked") while the
 // executor serves requests for other shards; requests for the shards it
 // touches wait behind it, so each shard still sees its requests in arrival
 // order (and control tasks wait for every parked request). A parked
 // request's shards are neither evicted from nor expired until it has run.
+// The evicted rows are written by the same thread, one batch at a time while
+// the executor goes on (their writes were half of a tiered executor's time);
+// a lookup queued behind a write finds its rows, and every other use of the
+// store from the executor waits for the write in flight first
+// (SettleWrites()).
 // A key found in the store comes back hot exactly as it left. A key found nowhere is new: it gets a
 // row if its table admits it (TablePolicy), else a pull of it returns zeros
 // and a push of it only counts its occurrences.
@@ -39,6 +44,7 @@
 #define SPARTA_SERVER_SHARD_EXECUTOR_H_
 
 #include <atomic>
+#include <condition_variable>
 #include <deque>
 #include <functional>
 #include <mutex>
@@ -51,7 +57,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "server/change_log.h"
-#include "server/cold_reader.h"
+#include "server/cold_tier_thread.h"
 #include "server/request.h"
 #include "server/row_store.h"
 #include "server/shard_snapshot.h"
@@ -276,8 +282,20 @@ class ShardExecutor {
   void CountSideBytes();
   // Evicts if the hot bytes are over the budget.
   void KeepToBudget();
-  // Writes the evicted rows in batch_; false (and Fail()) if the store failed.
+  // Writes the evicted rows in batch_: on the tier thread when there is one
+  // (after the write before it has landed), else here. False (and Fail())
+  // if the store failed.
   bool WriteEvicted();
+  // Waits until the tier thread's write of evicted rows (if any) has
+  // landed: every use of the store from the executor but a lookup queued on
+  // the tier thread (which runs after the write anyway) comes after it, so
+  // that no read misses an evicted row and no write or delete of a row is
+  // overtaken by an older copy of it.
+  void SettleWrites();
+  RowStore* SettledStore() {
+    SettleWrites();
+    return store_;
+  }
   // Rows per store write of evictions and checkpoints, so that no
   // WriteBatch (which keeps its largest size) grows with the table.
   static constexpr size_t kBatchRows = 16384;
@@ -329,7 +347,13 @@ class ShardExecutor {
   int parked_controls_ = 0;
   std::vector<uint8_t> walk_;  // DrainParked()'s per-shard marks
   std::shared_ptr<ColdRead> pending_read_;  // what Execute() asked to read
-  std::unique_ptr<ColdReader> reader_;      // with async_reads_; stopped before the executor's thread
+  std::unique_ptr<ColdTierThread> tier_thread_;  // with async_reads_; stopped before the executor's thread
+  // The evicted rows the tier thread is writing (in flight while
+  // write_in_flight_), swapped with batch_'s so that both keep their size.
+  rocksdb::WriteBatch evicted_in_flight_;
+  std::mutex write_mu_;
+  std::condition_variable write_landed_;
+  bool write_in_flight_ = false;  // guarded by write_mu_
   std::vector<std::pair<uint32_t, size_t>> used_tables_;  // (id, bytes per hot row)
   std::vector<const TablePolicy*> policy_of_;             // by table id
   // worker.consistency bsp: (shard, key) admitted by the pushes of the step.

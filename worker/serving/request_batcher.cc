@@ -100,7 +100,12 @@ void RequestBatcher::Run(int thread) {
     size_t at = 0;
     for (Pending* p : live) {
       if (!scored.ok()) {
-        p->answer(scored.status());
+        // Each answer gets a status of its own: copies of one share their
+        // message through a count that Abseil (not instrumented) updates, so
+        // to ThreadSanitizer the copy freed here races the HTTP thread that
+        // read its own copy's message (a report seen when a serving cluster
+        // went away). A fresh status per request shares nothing.
+        p->answer(absl::Status(scored.status().code(), scored.status().message()));
         continue;
       }
       Scored mine{.probs = std::vector<float>(scored->probs.begin() + at,
