@@ -637,6 +637,11 @@ class ServingShardsTest(ServingCase):
         config, offline = self.train("fm", data, dim=32)
         proc, run, (url,) = self.serve_cluster(config, "serve-tiered", "server.memory_limit=16MiB",
                                                "server.threads=2")
+        # The front-end waited for the servers' restore (slow here: most
+        # rows go through the cold tier; seconds under TSan, past
+        # serving.deadline) instead of failing and being started again.
+        self.assertFalse(os.path.exists(os.path.join(run, "serve-0.restart1.log")),
+                         read(os.path.join(run, "serve-0.log")))
         served, _ = self.predict_all(url, "fm", test_lines, 100)
         self.assertEqual(["%.9g" % p for p in served], [float_text(p) for p in offline])
         code, served, err = self.ctl_predict(data["test"], [self.zmq_urls[url]], "fm", "--batch", "100")

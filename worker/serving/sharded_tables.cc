@@ -137,7 +137,13 @@ absl::StatusOr<std::shared_ptr<ShardedTables>> ShardedTables::Connect(
   tables->client_->UpdateView(tables->scheduler_->view());
 
   // The version announced may move on while this one is made: the servers
-  // then hold it no more, and the newer one is made instead.
+  // then hold it no more, and the newer one is made instead. And the
+  // servers restore their checkpoint on this same view, answering nothing
+  // until it is in (minutes for a large model, seconds for a table far
+  // over server.memory_limit): no request waits on this first version, so
+  // a pull that times out meanwhile (serving.deadline) is sent again, for
+  // up to the job's worker.request_timeout.
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::duration<double>(job.worker.request_timeout);
   std::shared_ptr<const Version> first;
   for (int tries = 0; first == nullptr; ++tries) {
     uint64_t wanted = 0;
@@ -148,6 +154,8 @@ absl::StatusOr<std::shared_ptr<ShardedTables>> ShardedTables::Connect(
     auto made = tables->MakeVersion(wanted);
     if (made.ok()) {
       first = *std::move(made);
+    } else if (absl::IsDeadlineExceeded(made.status()) && std::chrono::steady_clock::now() < give_up) {
+      --tries;  // not a version that moved on
     } else if (!absl::IsOutOfRange(made.status()) || tries >= 10) {
       return made.status();
     }
