@@ -520,7 +520,8 @@ void KVClient::CheckDeadlines() {
     for (auto it = pending.begin(); it != pending.end();) {
       if (it->second.deadline < now) {
         it->second.op->Complete(absl::DeadlineExceededError(absl::StrCat(
-            "server-", s, " did not answer within worker.request_timeout (", config_.worker.request_timeout, " s)")));
+            "server-", s, " did not answer within ", config_.worker.request_timeout,
+            " s (worker.request_timeout; on a serving front-end, serving.deadline)")));
         pending.erase(it++);
       } else {
         ++it;
