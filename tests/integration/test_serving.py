@@ -627,6 +627,27 @@ class ServingShardsTest(ServingCase):
         self.assertIn(f"model version v{final}", status.stdout)
         self.stop_cluster(proc)
 
+    def test_a_front_end_waits_for_servers_still_restoring(self):
+        """The front-end's first pulls are sent while the servers restore
+        (slow here: 120k rows into a 16 MiB limit go through the cold tier).
+        With a serving.deadline far shorter than the restore, a pull that
+        times out is sent again: the front-end comes up once the rows are
+        in, the first time, instead of failing and being started again
+        until the launcher gives up on it."""
+        data = datagen(self.dir, 60000, 3000, seed=8, max_vocab=400000)
+        config, _ = self.train("fm", data, dim=32)
+        proc, run, (url,) = self.serve_cluster(config, "serve-restoring", "server.memory_limit=16MiB",
+                                               "server.threads=2", f"serving.deadline={scaled(0.002):g}")
+        status, ready = http(f"{url}/readyz")
+        self.assertEqual(status, 200, ready)
+        self.assertGreater(ready["model_version"], 0)
+        self.assertFalse(os.path.exists(os.path.join(run, "serve-0.restart1.log")),
+                         read(os.path.join(run, "serve-0.log")))
+        # The restore did outlast the deadline: pulls timed out before one
+        # was answered, and were sent again.
+        self.assertIn("waiting for the servers, which may still be restoring", read(os.path.join(run, "serve-0.log")))
+        self.stop_cluster(proc)
+
     def test_serving_shards_under_a_memory_limit_answer_from_the_cold_tier_as_offline(self):
         """server.memory_limit on the serving cluster's servers: the rows
         they restore do not fit, so most go to their cold tier (RocksDB) and

@@ -145,6 +145,7 @@ absl::StatusOr<std::shared_ptr<ShardedTables>> ShardedTables::Connect(
   // up to the job's worker.request_timeout.
   const auto give_up = std::chrono::steady_clock::now() + std::chrono::duration<double>(job.worker.request_timeout);
   std::shared_ptr<const Version> first;
+  bool waited = false;
   for (int tries = 0; first == nullptr; ++tries) {
     uint64_t wanted = 0;
     {
@@ -155,6 +156,10 @@ absl::StatusOr<std::shared_ptr<ShardedTables>> ShardedTables::Connect(
     if (made.ok()) {
       first = *std::move(made);
     } else if (absl::IsDeadlineExceeded(made.status()) && std::chrono::steady_clock::now() < give_up) {
+      if (!waited) {
+        spdlog::info("waiting for the servers, which may still be restoring: {}", std::string(made.status().message()));
+        waited = true;
+      }
       --tries;  // not a version that moved on
     } else if (!absl::IsOutOfRange(made.status()) || tries >= 10) {
       return made.status();
