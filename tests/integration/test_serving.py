@@ -656,8 +656,11 @@ class ServingShardsTest(ServingCase):
         data = datagen(self.dir, 60000, 3000, seed=8, max_vocab=400000)
         test_lines = read(data["test"]).splitlines()
         config, offline = self.train("fm", data, dim=32)
+        # A request's cold rows are read behind the tier thread's write of
+        # evicted rows: milliseconds at full speed, past the default 1 s
+        # deadline under ThreadSanitizer (seen once in a whole-module run).
         proc, run, (url,) = self.serve_cluster(config, "serve-tiered", "server.memory_limit=16MiB",
-                                               "server.threads=2")
+                                               "server.threads=2", f"serving.deadline={scaled(1.0):g}")
         # The front-end waited for the servers' restore (slow here: most
         # rows go through the cold tier; seconds under TSan, past
         # serving.deadline) instead of failing and being started again.
