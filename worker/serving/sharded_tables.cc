@@ -146,7 +146,8 @@ absl::StatusOr<std::shared_ptr<ShardedTables>> ShardedTables::Connect(
   const auto give_up = std::chrono::steady_clock::now() + std::chrono::duration<double>(job.worker.request_timeout);
   std::shared_ptr<const Version> first;
   bool waited = false;
-  for (int tries = 0; first == nullptr; ++tries) {
+  int moved_on = 0;  // versions that moved on while being made
+  while (first == nullptr) {
     uint64_t wanted = 0;
     {
       std::lock_guard<std::mutex> lock(tables->mu_);
@@ -160,8 +161,7 @@ absl::StatusOr<std::shared_ptr<ShardedTables>> ShardedTables::Connect(
         spdlog::info("waiting for the servers, which may still be restoring: {}", std::string(made.status().message()));
         waited = true;
       }
-      --tries;  // not a version that moved on
-    } else if (!absl::IsOutOfRange(made.status()) || tries >= 10) {
+    } else if (!absl::IsOutOfRange(made.status()) || moved_on++ >= 10) {
       return made.status();
     }
   }
