@@ -8,7 +8,7 @@
 
 #include "worker/compute/cpu/blas_threads.h"
 
-namespace sparta {
+namespace sparta::blas_threads_test {
 namespace {
 
 // Sets or clears an environment variable for the life of the object.
@@ -59,4 +59,4 @@ TEST_CASE("BLAS threads: as asked, unless the environment names a number", "[bla
 }
 
 }  // namespace
-}  // namespace sparta
+}  // namespace sparta::blas_threads_test

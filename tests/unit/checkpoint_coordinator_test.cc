@@ -17,7 +17,7 @@
 #include "common/checkpoint_files.h"
 #include "common/delta_files.h"
 
-namespace sparta {
+namespace sparta::checkpoint_coordinator_test {
 namespace {
 
 namespace fs = std::filesystem;
@@ -182,9 +182,9 @@ TEST_CASE("numbering goes on from the checkpoints on disk", "[checkpoint]") {
 }
 
 }  // namespace
-}  // namespace sparta
+}  // namespace sparta::checkpoint_coordinator_test
 
-namespace sparta {
+namespace sparta::checkpoint_coordinator_test {
 namespace {
 
 std::vector<std::string> DeltaNames(const fs::path& storage) {
@@ -253,9 +253,9 @@ TEST_CASE("published versions chain their deltas, a failed one is retried from t
 }
 
 }  // namespace
-}  // namespace sparta
+}  // namespace sparta::checkpoint_coordinator_test
 
-namespace sparta {
+namespace sparta::checkpoint_coordinator_test {
 namespace {
 
 TEST_CASE("a worker that cannot save its own state fails the checkpoint, and the pause names the folder",
@@ -279,4 +279,4 @@ TEST_CASE("a worker that cannot save its own state fails the checkpoint, and the
 }
 
 }  // namespace
-}  // namespace sparta
+}  // namespace sparta::checkpoint_coordinator_test

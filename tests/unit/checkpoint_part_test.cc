@@ -19,7 +19,7 @@
 #include "common/delta_files.h"
 #include "server/delta_file.h"
 
-namespace sparta {
+namespace sparta::checkpoint_part_test {
 namespace {
 
 namespace fs = std::filesystem;
@@ -268,9 +268,9 @@ TEST_CASE("a cut without storage is refused", "[checkpoint_part]") {
 }
 
 }  // namespace
-}  // namespace sparta
+}  // namespace sparta::checkpoint_part_test
 
-namespace sparta {
+namespace sparta::checkpoint_part_test {
 namespace {
 
 // Every row in the delta parts of `dir`, by key: its weights, or empty (deleted).
@@ -388,4 +388,4 @@ TEST_CASE("a published version holds the rows changed since its base, for the sh
 }
 
 }  // namespace
-}  // namespace sparta
+}  // namespace sparta::checkpoint_part_test

@@ -11,7 +11,7 @@
 #include "scheduler/clock_table.h"
 #include "worker/clock_gate.h"
 
-namespace sparta {
+namespace sparta::clock_test {
 namespace {
 
 TEST_CASE("a resumed worker measures staleness against the slowest worker's restored clock") {
@@ -154,4 +154,4 @@ TEST_CASE("the clock table counts an idle worker out, and back in where the othe
 }
 
 }  // namespace
-}  // namespace sparta
+}  // namespace sparta::clock_test

@@ -10,7 +10,7 @@
 
 #include "server/cold_tier_thread.h"
 
-namespace sparta {
+namespace sparta::cold_tier_thread_test {
 namespace {
 
 TEST_CASE("the cold-tier thread runs its jobs one at a time in submission order", "[tiering]") {
@@ -44,4 +44,4 @@ TEST_CASE("a job submitted after the cold-tier thread stopped is refused, not dr
 }
 
 }  // namespace
-}  // namespace sparta
+}  // namespace sparta::cold_tier_thread_test

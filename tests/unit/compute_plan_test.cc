@@ -14,7 +14,7 @@
 #include "worker/compute/stream_plan.h"
 #include "worker/data/batch.h"
 
-namespace sparta {
+namespace sparta::compute_plan_test {
 namespace {
 
 // Examples whose features come in shuffled field order, with repeated keys
@@ -263,4 +263,4 @@ TEST_CASE("stream schedule: with one slot every step is serial") {
 }
 
 }  // namespace
-}  // namespace sparta
+}  // namespace sparta::compute_plan_test

@@ -3,7 +3,7 @@
 
 #include "common/config.h"
 
-namespace sparta {
+namespace sparta::config_test {
 namespace {
 
 const char* kValid = R"(cluster:
@@ -178,9 +178,9 @@ TEST_CASE("the JSON dump has every key") {
 }
 
 }  // namespace
-}  // namespace sparta
+}  // namespace sparta::config_test
 
-namespace sparta {
+namespace sparta::config_test {
 namespace {
 
 TEST_CASE("plugin options, MLP sizes and consistency keys load, with where each key was set") {
@@ -223,9 +223,9 @@ TEST_CASE("malformed plugin options, layer lists and consistency modes name file
 }
 
 }  // namespace
-}  // namespace sparta
+}  // namespace sparta::config_test
 
-namespace sparta {
+namespace sparta::config_test {
 namespace {
 
 TEST_CASE("yes/no keys take true/false and refuse anything else, naming the key") {
@@ -240,4 +240,4 @@ TEST_CASE("yes/no keys take true/false and refuse anything else, naming the key"
 }
 
 }  // namespace
-}  // namespace sparta
+}  // namespace sparta::config_test

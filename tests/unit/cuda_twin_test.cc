@@ -18,7 +18,7 @@
 #include "tests/unit/random_batch.h"
 #include "worker/models/builtin_models.h"
 
-namespace sparta {
+namespace sparta::cuda_twin_test {
 namespace {
 
 // Tolerances, stated: fp32 results agree to 1e-4 absolute plus 1e-3
@@ -197,7 +197,7 @@ TEST_CASE("cuda and cpu backends: the same model after 30 steps of SGD, with two
 }
 
 }  // namespace
-}  // namespace sparta
+}  // namespace sparta::cuda_twin_test
 
 int main(int argc, char** argv) {
   const sparta::GpuProbe probe = sparta::ProbeGpus();

@@ -17,7 +17,7 @@
 #include "worker/data/readers.h"
 #include "worker/data/split_reader.h"
 
-namespace sparta {
+namespace sparta::data_test {
 namespace {
 
 namespace fs = std::filesystem;
@@ -215,4 +215,4 @@ TEST_CASE("a batch de-duplicates keys and keeps per-example features") {
 }
 
 }  // namespace
-}  // namespace sparta
+}  // namespace sparta::data_test

@@ -16,7 +16,7 @@
 
 #include "worker/dense_cache.h"
 
-namespace sparta {
+namespace sparta::dense_cache_test {
 namespace {
 
 pb::TableSpec Table(uint32_t id, pb::TableSpec::Kind kind, uint32_t dim, uint64_t dense_size = 0) {
@@ -150,4 +150,4 @@ TEST_CASE("under bsp, threads past the step's barrier share one pull per step") 
 }
 
 }  // namespace
-}  // namespace sparta
+}  // namespace sparta::dense_cache_test

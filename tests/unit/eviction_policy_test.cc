@@ -12,7 +12,7 @@
 #include "server/memory_budget.h"
 #include "tests/unit/executor_harness.h"
 
-namespace sparta {
+namespace sparta::eviction_policy_test {
 namespace {
 
 constexpr uint32_t kDim = 4;
@@ -101,4 +101,4 @@ TEST_CASE("s3fifo keeps the rows a worker comes back to through a tail larger th
 }
 
 }  // namespace
-}  // namespace sparta
+}  // namespace sparta::eviction_policy_test

@@ -11,7 +11,7 @@
 #include "server/initializer.h"
 #include "tests/unit/executor_harness.h"
 
-namespace sparta {
+namespace sparta::executor_bsp_test {
 namespace {
 
 constexpr uint32_t kDim = 4;
@@ -70,4 +70,4 @@ TEST_CASE("keys pushed in one step by one worker only are updated by that worker
 }
 
 }  // namespace
-}  // namespace sparta
+}  // namespace sparta::executor_bsp_test

@@ -6,7 +6,7 @@
 #include "server/initializer.h"
 #include "tests/unit/executor_harness.h"
 
-namespace sparta {
+namespace sparta::executor_read_only_test {
 namespace {
 
 constexpr uint32_t kDim = 4;
@@ -56,4 +56,4 @@ TEST_CASE("a read-only executor under admission reads unseen keys as zeros, and 
 }
 
 }  // namespace
-}  // namespace sparta
+}  // namespace sparta::executor_read_only_test

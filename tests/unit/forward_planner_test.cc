@@ -13,7 +13,7 @@
 #include "common/hash.h"
 #include "common/message.h"
 
-namespace sparta {
+namespace sparta::forward_planner_test {
 namespace {
 
 constexpr int kShardBits = 2;  // 4 shards
@@ -248,4 +248,4 @@ TEST_CASE("a server that takes a rank over starts from nothing: what was held fo
 }
 
 }  // namespace
-}  // namespace sparta
+}  // namespace sparta::forward_planner_test

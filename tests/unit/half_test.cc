@@ -10,7 +10,7 @@
 
 #include "common/half.h"
 
-namespace sparta {
+namespace sparta::half_test {
 namespace {
 
 TEST_CASE("every half value round-trips through float") {
@@ -69,4 +69,4 @@ TEST_CASE("array conversion matches the scalar one") {
 }
 
 }  // namespace
-}  // namespace sparta
+}  // namespace sparta::half_test

@@ -8,7 +8,7 @@
 
 #include "worker/serving/held_version.h"
 
-namespace sparta {
+namespace sparta::held_version_test {
 namespace {
 
 // A version with nothing in it but its number.
@@ -122,4 +122,4 @@ TEST_CASE("an error other than a dropped version is answered as it is", "[servin
 }
 
 }  // namespace
-}  // namespace sparta
+}  // namespace sparta::held_version_test

@@ -16,7 +16,7 @@
 
 #include "absl/strings/str_cat.h"
 
-namespace sparta {
+namespace sparta::ipc_endpoint_test {
 namespace {
 
 // A PID no process has: a child's, once it has exited and been reaped.
@@ -91,4 +91,4 @@ TEST_CASE("a server's Unix socket file goes with it, and the files of dead daemo
 }
 
 }  // namespace
-}  // namespace sparta
+}  // namespace sparta::ipc_endpoint_test

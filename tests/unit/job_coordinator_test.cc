@@ -21,7 +21,7 @@
 
 #include "coordinator_rig.h"
 
-namespace sparta {
+namespace sparta::job_coordinator_test {
 namespace {
 
 using rig::Clock;
@@ -665,9 +665,9 @@ TEST_CASE("SaveState reports a change of members once", "[job_coordinator]") {
 }
 
 }  // namespace
-}  // namespace sparta
+}  // namespace sparta::job_coordinator_test
 
-namespace sparta {
+namespace sparta::job_coordinator_test {
 namespace {
 
 TEST_CASE("a server whose heartbeats name an older view for a second gets the current one again",
@@ -772,4 +772,4 @@ TEST_CASE("a training job's scheduler refuses a serving front-end", "[job_coordi
 }
 
 }  // namespace
-}  // namespace sparta
+}  // namespace sparta::job_coordinator_test

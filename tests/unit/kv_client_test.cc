@@ -16,7 +16,7 @@
 #include "common/socket_util.h"
 #include "received_within.h"
 
-namespace sparta {
+namespace sparta::kv_client_test {
 namespace {
 
 constexpr uint32_t kTable = 1;
@@ -194,4 +194,4 @@ TEST_CASE("a request larger than a part goes as several messages, each answered 
 }
 
 }  // namespace
-}  // namespace sparta
+}  // namespace sparta::kv_client_test

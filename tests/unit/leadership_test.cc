@@ -24,7 +24,7 @@
 
 extern char** environ;
 
-namespace sparta {
+namespace sparta::leadership_test {
 namespace {
 
 using namespace std::chrono_literals;
@@ -223,4 +223,4 @@ TEST_CASE("etcd leadership: a standby gives up when etcd does not answer for the
 }
 
 }  // namespace
-}  // namespace sparta
+}  // namespace sparta::leadership_test

@@ -6,7 +6,7 @@
 
 #include <catch2/catch.hpp>
 
-namespace sparta {
+namespace sparta::membership_test {
 namespace {
 
 using Clock = Membership::Clock;
@@ -148,4 +148,4 @@ TEST_CASE("a server that joins with no free rank grows the job by one, and so do
 }
 
 }  // namespace
-}  // namespace sparta
+}  // namespace sparta::membership_test

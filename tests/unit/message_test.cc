@@ -11,7 +11,7 @@
 #include "common/message.h"
 #include "common/socket_util.h"
 
-namespace sparta {
+namespace sparta::message_test {
 namespace {
 
 struct Pair {
@@ -205,4 +205,4 @@ TEST_CASE("endpoints parse or fail cleanly") {
 }
 
 }  // namespace
-}  // namespace sparta
+}  // namespace sparta::message_test

@@ -6,7 +6,7 @@
 
 #include "worker/eval_metrics.h"
 
-namespace sparta {
+namespace sparta::metrics_test {
 namespace {
 
 double PairAuc(const std::vector<float>& s, const std::vector<float>& y) {
@@ -45,4 +45,4 @@ TEST_CASE("logloss is the mean negative log-likelihood, clipped") {
 }
 
 }  // namespace
-}  // namespace sparta
+}  // namespace sparta::metrics_test

@@ -15,7 +15,7 @@
 #include "worker/models/builtin_models.h"
 #include "worker/plugins.h"
 
-namespace sparta {
+namespace sparta::models_test {
 namespace {
 
 // Runs `model` on the CPU backend, as a worker with `worker.backend: cpu`
@@ -121,9 +121,9 @@ TEST_CASE("a model refuses malformed options with the option's name") {
 }
 
 }  // namespace
-}  // namespace sparta
+}  // namespace sparta::models_test
 
-namespace sparta {
+namespace sparta::models_test {
 namespace {
 
 // Forward-only scores of `examples` as one batch, on the CPU runner, with
@@ -193,9 +193,9 @@ TEST_CASE("a forward-only step scores each example the same, bit for bit, whatev
 }
 
 }  // namespace
-}  // namespace sparta
+}  // namespace sparta::models_test
 
-namespace sparta {
+namespace sparta::models_test {
 namespace {
 
 TEST_CASE("dnn dense tables default to Adam at 0.005, while a set optimizer.dense_name, lr and fm keep theirs") {
@@ -232,4 +232,4 @@ TEST_CASE("dnn dense tables default to Adam at 0.005, while a set optimizer.dens
 }
 
 }  // namespace
-}  // namespace sparta
+}  // namespace sparta::models_test

@@ -16,7 +16,7 @@
 #include "common/metrics_server.h"
 #include "ctl/http_get.h"
 
-namespace sparta {
+namespace sparta::operations_test {
 namespace {
 
 std::string TempPath(const std::string& name) {
@@ -111,7 +111,7 @@ TEST_CASE("metrics.port and cluster.auth are checked with file, line and key") {
 }
 
 }  // namespace
-}  // namespace sparta
+}  // namespace sparta::operations_test
 
 #include <sys/socket.h>
 #include <netinet/in.h>
@@ -119,7 +119,7 @@ TEST_CASE("metrics.port and cluster.auth are checked with file, line and key") {
 
 #include "scheduler/connection_watch.h"
 
-namespace sparta {
+namespace sparta::operations_test {
 namespace {
 
 TEST_CASE("a port probe tells a listening port from one nothing listens on") {
@@ -141,4 +141,4 @@ TEST_CASE("a port probe tells a listening port from one nothing listens on") {
 }
 
 }  // namespace
-}  // namespace sparta
+}  // namespace sparta::operations_test

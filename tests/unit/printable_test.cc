@@ -5,7 +5,7 @@
 #include "common/message.h"
 #include "common/printable.h"
 
-namespace sparta {
+namespace sparta::printable_test {
 namespace {
 
 TEST_CASE("valid UTF-8 without control characters passes unchanged") {
@@ -45,4 +45,4 @@ TEST_CASE("an error quoting invalid UTF-8 still reaches the peer, escaped") {
 }
 
 }  // namespace
-}  // namespace sparta
+}  // namespace sparta::printable_test

@@ -26,7 +26,7 @@
 #include "worker/serving/serving_tables.h"
 #include "worker/serving/version_plan.h"
 
-namespace sparta {
+namespace sparta::published_versions_test {
 namespace {
 
 using Row = ChangeLog::Row;
@@ -137,9 +137,9 @@ TEST_CASE("a delta file reads back its rows and deletions in key order", "[publi
 }
 
 }  // namespace
-}  // namespace sparta
+}  // namespace sparta::published_versions_test
 
-namespace sparta {
+namespace sparta::published_versions_test {
 namespace {
 
 // A delta folder as servers write them: one part per server, a file per
@@ -384,4 +384,4 @@ TEST_CASE("a serving cluster's scheduler stages the next delta and announces it 
 }
 
 }  // namespace
-}  // namespace sparta
+}  // namespace sparta::published_versions_test

@@ -10,7 +10,7 @@
 
 #include "tests/unit/executor_harness.h"
 
-namespace sparta {
+namespace sparta::read_ahead_test {
 namespace {
 
 constexpr uint32_t kDim = 4;
@@ -72,4 +72,4 @@ TEST_CASE("cold rows read while a request waits give the rows of an all-DRAM run
 }
 
 }  // namespace
-}  // namespace sparta
+}  // namespace sparta::read_ahead_test

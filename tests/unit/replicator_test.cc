@@ -18,7 +18,7 @@
 #include "common/socket_util.h"
 #include "received_within.h"
 
-namespace sparta {
+namespace sparta::replicator_test {
 namespace {
 
 struct Fixture {
@@ -264,4 +264,4 @@ TEST_CASE("only a streaming shard's keys wait: a forward is split, each shard ke
 }
 
 }  // namespace
-}  // namespace sparta
+}  // namespace sparta::replicator_test

@@ -10,7 +10,7 @@
 
 #include <catch2/catch.hpp>
 
-namespace sparta {
+namespace sparta::request_router_test {
 namespace {
 
 constexpr uint32_t kTable = 2;
@@ -432,4 +432,4 @@ TEST_CASE("a forward of an older view skips the shards whose copy moved off this
 }
 
 }  // namespace
-}  // namespace sparta
+}  // namespace sparta::request_router_test

@@ -6,7 +6,7 @@
 
 #include "worker/serving/row_cache.h"
 
-namespace sparta {
+namespace sparta::row_cache_test {
 namespace {
 
 std::vector<float> RowFor(uint64_t key) { return {static_cast<float>(key), -static_cast<float>(key), 0.5f, 1.0f}; }
@@ -82,4 +82,4 @@ TEST_CASE("a cache of no bytes caches nothing, and threads share one safely", "[
 }
 
 }  // namespace
-}  // namespace sparta
+}  // namespace sparta::row_cache_test

@@ -10,7 +10,7 @@
 
 #include <catch2/catch.hpp>
 
-namespace sparta {
+namespace sparta::row_store_test {
 namespace {
 
 namespace fs = std::filesystem;
@@ -72,9 +72,9 @@ TEST_CASE("RowStore keeps logged rows across a reopen and reads checkpoints by s
 }
 
 }  // namespace
-}  // namespace sparta
+}  // namespace sparta::row_store_test
 
-namespace sparta {
+namespace sparta::row_store_test {
 namespace {
 
 TEST_CASE("a damaged block in a checkpoint is an error, also when later shards read fine", "[row_store]") {
@@ -119,4 +119,4 @@ TEST_CASE("a damaged block in a checkpoint is an error, also when later shards r
 }
 
 }  // namespace
-}  // namespace sparta
+}  // namespace sparta::row_store_test

@@ -12,7 +12,7 @@
 #include "common/message.h"
 #include "common/scheduler_client.h"
 
-namespace sparta {
+namespace sparta::scheduler_client_test {
 namespace {
 
 // The scheduler's side: one ROUTER on a free loopback port.
@@ -140,4 +140,4 @@ TEST_CASE("a worker resends to a scheduler that takes over only the units done s
 }
 
 }  // namespace
-}  // namespace sparta
+}  // namespace sparta::scheduler_client_test

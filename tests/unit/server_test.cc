@@ -11,7 +11,7 @@
 #include "server/optimizer.h"
 #include "server/table_shard.h"
 
-namespace sparta {
+namespace sparta::server_test {
 namespace {
 
 pb::OptimizerSpec Spec(pb::OptimizerSpec::Type type) {
@@ -226,4 +226,4 @@ TEST_CASE("keys spread evenly over shards") {
 }
 
 }  // namespace
-}  // namespace sparta
+}  // namespace sparta::server_test

@@ -15,7 +15,7 @@
 #include "worker/serving/request_batcher.h"
 #include "worker/serving/zmq_predict_endpoint.h"
 
-namespace sparta {
+namespace sparta::serving_test {
 namespace {
 
 using Clock = RequestBatcher::Clock;
@@ -346,4 +346,4 @@ TEST_CASE("the client picks the replica with the fewest requests in flight, skip
 }
 
 }  // namespace
-}  // namespace sparta
+}  // namespace sparta::serving_test

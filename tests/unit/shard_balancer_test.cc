@@ -9,7 +9,7 @@
 
 #include <catch2/catch.hpp>
 
-namespace sparta {
+namespace sparta::shard_balancer_test {
 namespace {
 
 // Rows each server leads and holds once `plan` is carried out.
@@ -120,4 +120,4 @@ TEST_CASE("one server, or none to move to, plans nothing", "[shard_balancer]") {
 }
 
 }  // namespace
-}  // namespace sparta
+}  // namespace sparta::shard_balancer_test

@@ -7,7 +7,7 @@
 
 #include "scheduler/shard_map.h"
 
-namespace sparta {
+namespace sparta::shard_map_test {
 namespace {
 
 uint64_t NoneApplied(uint32_t, uint32_t) { return 0; }
@@ -253,4 +253,4 @@ TEST_CASE("without replicas a dead server's shards are lost") {
 }
 
 }  // namespace
-}  // namespace sparta
+}  // namespace sparta::shard_map_test

@@ -18,7 +18,7 @@
 
 #include <catch2/catch.hpp>
 
-namespace sparta {
+namespace sparta::shard_streamer_test {
 namespace {
 
 namespace fs = std::filesystem;
@@ -275,4 +275,4 @@ TEST_CASE("tries to stream a shard again back off from 1 s to 30 s and start ove
 }
 
 }  // namespace
-}  // namespace sparta
+}  // namespace sparta::shard_streamer_test

@@ -8,7 +8,7 @@
 
 #include <catch2/catch.hpp>
 
-namespace sparta {
+namespace sparta::shard_view_test {
 namespace {
 
 // 16 shards over 3 servers: primary s % 3; with `replicated`, replicas
@@ -106,4 +106,4 @@ TEST_CASE("rows gathered by position are those keys' rows", "[shard_view]") {
 }
 
 }  // namespace
-}  // namespace sparta
+}  // namespace sparta::shard_view_test

@@ -10,7 +10,7 @@
 
 #include "worker/step_gate.h"
 
-namespace sparta {
+namespace sparta::step_gate_test {
 namespace {
 
 struct Report {
@@ -138,4 +138,4 @@ TEST_CASE("closing the gate releases a thread waiting in a pause with an error")
 }
 
 }  // namespace
-}  // namespace sparta
+}  // namespace sparta::step_gate_test

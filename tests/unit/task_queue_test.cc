@@ -7,7 +7,7 @@
 
 #include <catch2/catch.hpp>
 
-namespace sparta {
+namespace sparta::task_queue_test {
 namespace {
 
 TEST_CASE("TaskQueue keeps each producer's order and loses nothing", "[task_queue]") {
@@ -56,4 +56,4 @@ TEST_CASE("TaskQueue::Close wakes a consumer that is already asleep", "[task_que
 }
 
 }  // namespace
-}  // namespace sparta
+}  // namespace sparta::task_queue_test

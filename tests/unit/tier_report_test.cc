@@ -5,7 +5,7 @@
 
 #include <catch2/catch.hpp>
 
-namespace sparta {
+namespace sparta::tier_report_test {
 namespace {
 
 TEST_CASE("a table's tier figures are its executors' summed, and read the same on /metrics", "[tier_report]") {
@@ -55,4 +55,4 @@ TEST_CASE("a table's tier figures are its executors' summed, and read the same o
 }
 
 }  // namespace
-}  // namespace sparta
+}  // namespace sparta::tier_report_test

@@ -20,7 +20,7 @@
 #include "server/table_policy.h"
 #include "server/table_shard.h"
 
-namespace sparta {
+namespace sparta::tiering_test {
 namespace {
 
 namespace fs = std::filesystem;
@@ -268,4 +268,4 @@ TEST_CASE("tiering keys: sizes with units, per-table overrides, errors with file
 }
 
 }  // namespace
-}  // namespace sparta
+}  // namespace sparta::tiering_test

@@ -5,7 +5,7 @@
 
 #include <catch2/catch.hpp>
 
-namespace sparta {
+namespace sparta::view_change_test {
 namespace {
 
 using Pairs = std::vector<std::pair<uint32_t, uint32_t>>;
@@ -119,4 +119,4 @@ TEST_CASE("a copy that moved away is dropped, and one that stays, or a first vie
 }
 
 }  // namespace
-}  // namespace sparta
+}  // namespace sparta::view_change_test

@@ -26,7 +26,7 @@
 #include "worker/data/readers.h"
 #include "worker/work_feed.h"
 
-namespace sparta {
+namespace sparta::work_dispatch_test {
 namespace {
 
 namespace fs = std::filesystem;
@@ -629,4 +629,4 @@ TEST_CASE("coordinator, static assignment: a lost worker still fails the job", "
 }
 
 }  // namespace
-}  // namespace sparta
+}  // namespace sparta::work_dispatch_test

@@ -16,7 +16,7 @@
 #include "worker/data/readers.h"
 #include "worker/data/split_reader.h"
 
-namespace sparta {
+namespace sparta::work_pool_test {
 namespace {
 
 namespace fs = std::filesystem;
@@ -206,4 +206,4 @@ TEST_CASE("a followed pool waits for input, takes each file in once, and a resto
 }
 
 }  // namespace
-}  // namespace sparta
+}  // namespace sparta::work_pool_test
