@@ -128,15 +128,18 @@ def summary(run_dir):
         return json.load(f)
 
 
-def wait_for(condition, timeout, what):
-    """Polls `condition` until it holds; fails the test after `timeout` seconds."""
+def wait_for(condition, timeout, what, details=None):
+    """Polls `condition` until it holds; fails the test after `timeout` seconds.
+    `details`, a function, says what the failure message should show besides
+    (the logs that explain it), read only once it failed."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = condition()
         if value:
             return value
         time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    message = f"timed out after {timeout} s waiting for {what}"
+    raise AssertionError(message + ("\n" + details() if details else ""))
 
 
 def finish(proc, run_dir, timeout):

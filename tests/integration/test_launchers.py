@@ -102,7 +102,11 @@ def kill_leader_and_finish(test, run, proc, output):
     file: only the leader writes one); the other one must take the job over
     and finish it with every push applied once. Returns the leader's rank."""
     infos = [os.path.join(run, f"scheduler-{r}.info.json") for r in (0, 1)]
-    wait_for(lambda: any(os.path.exists(p) for p in infos), 60, "a scheduler to lead")
+
+    def logs():
+        names = [output] + [os.path.join(run, f"scheduler-{r}.log") for r in (0, 1)]
+        return "\n".join(f"--- {name} (end):\n{read(name)[-2000:]}" for name in names if os.path.exists(name))
+    wait_for(lambda: any(os.path.exists(p) for p in infos), 60, "a scheduler to lead", logs)
     leader = next(r for r, p in enumerate(infos) if os.path.exists(p))
     wait_for(lambda: "epoch 2 done" in read(os.path.join(run, "worker-0.log")), 120, "epoch 2")
     os.kill(json.loads(read(infos[leader]))["pid"], signal.SIGKILL)

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import urllib.error
 import urllib.request
@@ -460,8 +461,9 @@ class ServingShardsTest(ServingCase):
     processes (--serving) restore the checkpoint, replicated twice, and a
     sparta-serve front-end pulls rows from them through a small cache."""
 
-    def serve_cluster(self, config, name, *sets, front_ends=1):
-        """Starts `scripts/sparta serve`; returns (launcher, run folder, front-end URLs)."""
+    def start_serve(self, config, name, *sets, front_ends=1):
+        """Starts `scripts/sparta serve` (2 shards, 2 copies of each, free
+        ports; `sets` after those); returns (launcher, run folder)."""
         run = os.path.join(self.dir, name)
         cmd = [sys.executable, LAUNCHER, "serve", config, "--shards", "2", "--front-ends", str(front_ends),
                "--run-dir", run, "--quiet", "--set", "storage.replication_factor=2",
@@ -472,6 +474,11 @@ class ServingShardsTest(ServingCase):
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 start_new_session=True)
         self.procs.append(proc)
+        return proc, run
+
+    def serve_cluster(self, config, name, *sets, front_ends=1):
+        """Starts `scripts/sparta serve`; returns (launcher, run folder, front-end URLs)."""
+        proc, run = self.start_serve(config, name, *sets, front_ends=front_ends)
         infos = [os.path.join(run, f"serve-{r}.info.json") for r in range(front_ends)]
         wait_for(lambda: all(os.path.exists(p) for p in infos) or proc.poll() is not None, scaled(120),
                  "the serving cluster's front-ends to listen")
@@ -647,6 +654,28 @@ class ServingShardsTest(ServingCase):
         # was answered, and were sent again.
         self.assertIn("waiting for the servers, which may still be restoring", read(os.path.join(run, "serve-0.log")))
         self.stop_cluster(proc)
+
+    def test_a_cluster_whose_every_front_end_keeps_failing_stops_and_says_why(self):
+        """A front-end that cannot start (its port is taken) is started
+        again, and given up after the last restart. Once no front-end is
+        left the cluster serves nothing: the launcher stops it and exits
+        non-zero, naming the cause, instead of running on unreachable."""
+        data = datagen(self.dir, 5000, 300, seed=8)
+        config, _ = self.train("fm", data)
+        taken = socket.socket()
+        self.addCleanup(taken.close)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc, run = self.start_serve(config, "serve-no-port", f"serving.port={port}")
+        _, err = proc.communicate(timeout=scaled(120))
+        self.assertNotEqual(proc.returncode, 0, err)
+        self.assertIn("no front-end is left", err)
+        # Why, from the front-end's own log: the port.
+        self.assertIn("cannot listen on", read(os.path.join(run, "serve-0.restart3.log")))
+        for name in ("server-0", "server-1"):
+            pid = json.loads(read(os.path.join(run, f"{name}.info.json")))["pid"]
+            self.assertFalse(pid_alive(pid), f"{name} outlived the launcher")
 
     def test_serving_shards_under_a_memory_limit_answer_from_the_cold_tier_as_offline(self):
         """server.memory_limit on the serving cluster's servers: the rows
