@@ -501,7 +501,7 @@ int Run(const Config& config, const std::string& json_out, bool quick, std::stri
   // shards, as the trainer does.
   for (uint64_t bytes : {uint64_t{1} << 10, uint64_t{64} << 10, uint64_t{1} << 20, uint64_t{16} << 20}) {
     const uint64_t floats = bytes / 4;
-    const uint32_t block = static_cast<uint32_t>(std::min<uint64_t>(floats, 16384));
+    const uint32_t block = static_cast<uint32_t>(std::min<uint64_t>(floats, Limits::kDenseBlockFloats));
     pb::TableSpec spec;
     spec.set_id(table_id++);
     spec.set_name("bench.dense" + std::to_string(bytes));
