@@ -71,23 +71,36 @@ void PruneDeltas(const std::string& storage_path, uint64_t version, const std::s
   }
 }
 
-std::map<uint32_t, std::vector<std::string>> DeltaFilesByTable(const std::string& delta_dir) {
-  std::map<uint32_t, std::vector<std::string>> files;
-  std::error_code ec;
-  for (const auto& part : std::filesystem::directory_iterator(delta_dir, ec)) {
-    if (!part.is_directory() || part.path().filename().string().rfind("server-", 0) != 0) continue;
-    for (const auto& file : std::filesystem::directory_iterator(part.path(), ec)) {
-      unsigned id = 0, executor = 0;
-      int end = 0;
-      const std::string name = file.path().filename().string();
-      if (std::sscanf(name.c_str(), "table-%u.%u.sst%n", &id, &executor, &end) == 2 &&
-          end == static_cast<int>(name.size())) {
-        files[id].push_back(file.path().string());
-      }
+std::string DeltaFilePath(int rank, uint32_t table, int executor) {
+  return absl::StrCat("server-", rank, "/table-", table, ".", executor, ".sst");
+}
+
+absl::StatusOr<std::map<uint32_t, std::vector<DeltaFileRef>>> DeltaFilesByTable(const std::string& delta_dir,
+                                                                                const pb::DeltaManifest& manifest) {
+  std::map<uint32_t, std::vector<DeltaFileRef>> files;
+  uint64_t rows = 0;
+  for (const pb::DeltaFile& file : manifest.files()) {
+    const fs::path relative(file.path());
+    const bool inside = !relative.empty() && relative.is_relative() &&
+                        std::none_of(relative.begin(), relative.end(), [](const fs::path& p) { return p == ".."; });
+    if (!inside) {
+      return absl::DataLossError(
+          absl::StrCat(delta_dir, ": the manifest names part file '", file.path(), "', outside the delta's folder"));
     }
+    const fs::path path = fs::path(delta_dir) / relative;
+    std::error_code ec;
+    if (!fs::is_regular_file(path, ec)) {
+      return absl::NotFoundError(absl::StrCat(delta_dir, ": part file ", file.path(),
+                                              " is missing (the delta was pruned while it was read?)"));
+    }
+    files[file.table()].push_back({path.string(), file.rows()});
+    rows += file.rows();
+  }
+  if (rows != manifest.rows()) {
+    return absl::DataLossError(absl::StrCat(delta_dir, ": the manifest counts ", manifest.rows(),
+                                            " rows, and its part files ", rows));
   }
   return files;
 }
-
 
 }  // namespace sparta

@@ -28,9 +28,25 @@ std::string DeltaName(uint64_t version, uint64_t base);
 // A server's part of the delta in `delta_dir`.
 std::string DeltaPartDir(const std::string& delta_dir, int rank);
 
-// The part files of each table id in the delta `delta_dir`:
-// <delta>/server-<rank>/table-<id>.<n>.sst, every server's.
-std::map<uint32_t, std::vector<std::string>> DeltaFilesByTable(const std::string& delta_dir);
+// Where executor `executor` of server `rank` writes table `table`'s rows
+// in a delta, relative to the delta's folder:
+// server-<rank>/table-<id>.<executor>.sst.
+std::string DeltaFilePath(int rank, uint32_t table, int executor);
+
+// A part file to read, and the rows (and deletions) it must hold.
+struct DeltaFileRef {
+  std::string path;
+  uint64_t rows = 0;
+};
+// The part files of each table id in the delta `delta_dir`, every
+// server's, exactly as its `manifest` names them. The folder listing is
+// never trusted: a delta pruned under a newer checkpoint while a follower
+// reads it (PruneDeltas) lists fewer files or none, which would read as a
+// version with fewer changes. A named file that is gone is NotFound; a
+// manifest whose files do not add up to its rows, or that names a path
+// outside its folder, is DataLoss.
+absl::StatusOr<std::map<uint32_t, std::vector<DeltaFileRef>>> DeltaFilesByTable(const std::string& delta_dir,
+                                                                                const pb::DeltaManifest& manifest);
 
 // One complete delta on disk.
 struct DeltaRef {

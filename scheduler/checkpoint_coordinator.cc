@@ -201,6 +201,7 @@ bool CheckpointCoordinator::PublishDeltaOfCut() {
     for (const pb::TableSpec& t : done.tables()) tables[t.id()] = t;
     delta.set_rows(delta.rows() + done.delta_rows());
     for (uint32_t shard : done.replaced_shards()) delta.add_replaced_shards(shard);
+    for (const pb::DeltaFile& file : done.delta_files()) *delta.add_files() = file;
   }
   for (const auto& [id, spec] : tables) *delta.add_tables() = spec;
   delta.set_unix_time(std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count());

@@ -67,7 +67,7 @@ absl::StatusOr<pb::CheckpointInfo> CutCheckpointPart(const pb::CheckpointInfo& r
     auto n = e.PersistChanged();
     absl::StatusOr<DeltaPart> part = DeltaPart();
     if (n.ok() && publish) {
-      part = WriteDeltaPart(e, *store, tables, request.version(), request.base(), leads, delta_part);
+      part = WriteDeltaPart(e, *store, tables, request.version(), request.base(), leads, request.delta_dir(), rank);
     }
     std::lock_guard<std::mutex> lock(mu);
     e.CountRowsByTable(&table_rows);
@@ -80,6 +80,7 @@ absl::StatusOr<pb::CheckpointInfo> CutCheckpointPart(const pb::CheckpointInfo& r
       written += *n;
       delta.rows += part->rows;
       delta.replaced.insert(delta.replaced.end(), part->replaced.begin(), part->replaced.end());
+      delta.files.insert(delta.files.end(), part->files.begin(), part->files.end());
     }
   });
   SPARTA_RETURN_IF_ERROR(failed);
@@ -91,6 +92,7 @@ absl::StatusOr<pb::CheckpointInfo> CutCheckpointPart(const pb::CheckpointInfo& r
   done.set_delta_rows(delta.rows);
   std::sort(delta.replaced.begin(), delta.replaced.end());
   for (uint32_t shard : delta.replaced) done.add_replaced_shards(shard);
+  for (pb::DeltaFile& file : delta.files) *done.add_delta_files() = std::move(file);
   for (uint32_t id = 0; id < kMaxTables; ++id) {
     if (const TableEntry* t = tables.Find(id)) {
       *done.add_tables() = t->spec;

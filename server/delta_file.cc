@@ -78,4 +78,17 @@ absl::Status ReadDeltaFile(const std::string& path, const DeltaRowVisitor& visit
   return RocksStatus(it->status(), absl::StrCat("reading ", path));
 }
 
+absl::Status ReadDeltaFile(const DeltaFileRef& file, const DeltaRowVisitor& visit) {
+  uint64_t rows = 0;
+  auto st = ReadDeltaFile(file.path, [&](uint32_t shard, uint64_t key, std::span<const float> weights) {
+    ++rows;
+    visit(shard, key, weights);
+  });
+  if (st.ok() && rows != file.rows) {
+    st = absl::DataLossError(
+        absl::StrCat(file.path, " holds ", rows, " rows; its delta's manifest says ", file.rows));
+  }
+  return st;
+}
+
 }  // namespace sparta

@@ -17,6 +17,7 @@
 #include <rocksdb/sst_file_writer.h>
 
 #include "absl/status/statusor.h"
+#include "common/delta_files.h"
 
 namespace sparta {
 
@@ -45,6 +46,9 @@ class DeltaFileWriter {
 // empty `weights` is a deletion.
 using DeltaRowVisitor = std::function<void(uint32_t shard, uint64_t key, std::span<const float> weights)>;
 absl::Status ReadDeltaFile(const std::string& path, const DeltaRowVisitor& visit);
+// The same for a file its delta's manifest names (DeltaFilesByTable()),
+// which must hold the rows the manifest says: fewer is DataLoss.
+absl::Status ReadDeltaFile(const DeltaFileRef& file, const DeltaRowVisitor& visit);
 
 }  // namespace sparta
 

@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "common/delta_files.h"
 #include "common/status_macros.h"
 #include "server/delta_file.h"
 
@@ -59,7 +60,8 @@ absl::Status WriteTable(ShardExecutor& executor, const TableEntry& table, std::s
 
 absl::StatusOr<DeltaPart> WriteDeltaPart(ShardExecutor& executor, const RowStore& store, const TableRegistry& tables,
                                          uint64_t version, uint64_t base,
-                                         const std::function<bool(uint32_t shard)>& leads, const std::string& dir) {
+                                         const std::function<bool(uint32_t shard)>& leads,
+                                         const std::string& delta_dir, int rank) {
   ChangeLog::Changes changes = executor.CutChanges(version, base);
   DeltaPart part;
   for (uint32_t shard : changes.replaced) {
@@ -76,11 +78,16 @@ absl::StatusOr<DeltaPart> WriteDeltaPart(ShardExecutor& executor, const RowStore
         changes.rows.begin(), changes.rows.end(), ChangeLog::Row{column_id, 0, 0},
         [](const ChangeLog::Row& a, const ChangeLog::Row& b) { return a.column < b.column; });
     if (begin == end && part.replaced.empty()) continue;
-    DeltaFileWriter writer(
-        (std::filesystem::path(dir) / absl::StrCat("table-", id, ".", executor.index(), ".sst")).string());
+    const std::string path = DeltaFilePath(rank, id, executor.index());
+    DeltaFileWriter writer((std::filesystem::path(delta_dir) / path).string());
     SPARTA_RETURN_IF_ERROR(
         WriteTable(executor, *table, std::span<const ChangeLog::Row>(begin, end), part.replaced, &writer));
     SPARTA_RETURN_IF_ERROR(writer.Finish());
+    if (writer.rows() == 0) continue;  // no file was made
+    pb::DeltaFile& file = part.files.emplace_back();
+    file.set_path(path);
+    file.set_table(id);
+    file.set_rows(writer.rows());
     part.rows += writer.rows();
   }
   return part;

@@ -24,20 +24,24 @@
 #include "server/row_store.h"
 #include "server/shard_executor.h"
 #include "server/table_registry.h"
+#include "sparta.pb.h"
 
 namespace sparta {
 
 struct DeltaPart {
   uint64_t rows = 0;               // rows and deletions written
   std::vector<uint32_t> replaced;  // shards written whole
+  std::vector<pb::DeltaFile> files;  // what was written, for the manifest
 };
 
 // Writes `executor`'s share of version `version` (going on from `base`)
-// into the folder `dir`, which exists; `leads(shard)`: whether this server
-// leads the shard at the cut.
+// into server `rank`'s part of the delta folder `delta_dir` (its
+// server-<rank>/, which exists); `leads(shard)`: whether this server leads
+// the shard at the cut.
 absl::StatusOr<DeltaPart> WriteDeltaPart(ShardExecutor& executor, const RowStore& store, const TableRegistry& tables,
                                          uint64_t version, uint64_t base,
-                                         const std::function<bool(uint32_t shard)>& leads, const std::string& dir);
+                                         const std::function<bool(uint32_t shard)>& leads,
+                                         const std::string& delta_dir, int rank);
 
 }  // namespace sparta
 

@@ -27,17 +27,18 @@ absl::StatusOr<std::shared_ptr<const VersionOverlay>> VersionOverlay::Read(
                                                         dim));
     }
   }
-  for (const auto& [id, files] : DeltaFilesByTable(delta_dir)) {
+  SPARTA_ASSIGN_OR_RETURN(const auto files_by_table, DeltaFilesByTable(delta_dir, manifest));
+  for (const auto& [id, files] : files_by_table) {
     const uint32_t dim = dim_of(id);
     if (dim == 0) continue;  // a table no request can name here
     Table& table = overlay->tables_[id];
     table.dim = dim;
     absl::Status bad;
-    for (const std::string& file : files) {
+    for (const DeltaFileRef& file : files) {
       SPARTA_RETURN_IF_ERROR(ReadDeltaFile(file, [&](uint32_t shard, uint64_t key, std::span<const float> weights) {
         if (!bad.ok() || !holds(shard)) return;
         if (!weights.empty() && weights.size() != dim) {
-          bad = absl::DataLossError(absl::StrCat(file, ": a row of ", weights.size(), " floats for key ", key,
+          bad = absl::DataLossError(absl::StrCat(file.path, ": a row of ", weights.size(), " floats for key ", key,
                                                  "; the table's rows have ", dim));
           return;
         }

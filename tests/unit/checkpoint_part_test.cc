@@ -12,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <set>
 
 #include <catch2/catch.hpp>
 
@@ -273,12 +274,27 @@ TEST_CASE("a cut without storage is refused", "[checkpoint_part]") {
 namespace sparta::checkpoint_part_test {
 namespace {
 
-// Every row in the delta parts of `dir`, by key: its weights, or empty (deleted).
-std::map<uint64_t, std::vector<float>> ReadDelta(const std::string& dir) {
+// Every row in the delta parts of `dir`, by key: its weights, or empty
+// (deleted). Read as a follower reads them: through the files the servers
+// said they wrote (`cuts`), which must be every file in the folder.
+std::map<uint64_t, std::vector<float>> ReadDelta(const std::string& dir, const std::vector<pb::CheckpointInfo>& cuts) {
+  pb::DeltaManifest manifest;
+  for (const pb::CheckpointInfo& cut : cuts) {
+    for (const pb::DeltaFile& file : cut.delta_files()) *manifest.add_files() = file;
+    manifest.set_rows(manifest.rows() + cut.delta_rows());
+  }
+  std::set<std::string> on_disk, named;
+  for (const auto& file : fs::recursive_directory_iterator(dir)) {
+    if (file.is_regular_file()) on_disk.insert(fs::relative(file.path(), dir).string());
+  }
+  for (const pb::DeltaFile& file : manifest.files()) named.insert(file.path());
+  CHECK(named == on_disk);
+  auto files = DeltaFilesByTable(dir, manifest);
+  REQUIRE(files.ok());
   std::map<uint64_t, std::vector<float>> rows;
-  for (const auto& part : fs::directory_iterator(dir)) {
-    for (const auto& file : fs::directory_iterator(part.path())) {
-      REQUIRE(ReadDeltaFile(file.path().string(), [&](uint32_t, uint64_t key, std::span<const float> w) {
+  for (const auto& [table, refs] : *files) {
+    for (const DeltaFileRef& ref : refs) {
+      REQUIRE(ReadDeltaFile(ref, [&](uint32_t, uint64_t key, std::span<const float> w) {
                 CHECK(rows.count(key) == 0);  // one server leads each shard
                 rows[key].assign(w.begin(), w.end());
               }).ok());
@@ -307,7 +323,7 @@ TEST_CASE("a published version holds the rows changed since its base, for the sh
     auto cut_b = CutCheckpointPart(r, 1, b.store.get(), b.tables, b.executors, b.view);
     REQUIRE(cut_a.ok());
     REQUIRE(cut_b.ok());
-    return std::pair(ReadDelta(dir), cut_a->delta_rows() + cut_b->delta_rows());
+    return std::pair(ReadDelta(dir, {*cut_a, *cut_b}), cut_a->delta_rows() + cut_b->delta_rows());
   };
   // New rows for `keys`, each set on the server (and executor) that leads it.
   auto change = [&](const std::vector<uint64_t>& keys, float by) {

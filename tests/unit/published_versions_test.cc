@@ -159,11 +159,17 @@ struct DeltaWriter {
   }
   // Rows (key -> weights; empty: deleted), written in (shard, key) order.
   void Write(const pb::TableSpec& table, const std::map<std::pair<uint32_t, uint64_t>, std::vector<float>>& rows) {
-    DeltaFileWriter file((dir / "server-0" / ("table-" + std::to_string(table.id()) + ".0.sst")).string());
+    const std::string path = DeltaFilePath(0, table.id(), 0);
+    DeltaFileWriter file((dir / path).string());
     for (const auto& [at, w] : rows) {
       REQUIRE((w.empty() ? file.Delete(at.first, at.second) : file.Put(at.first, at.second, w)).ok());
     }
     REQUIRE(file.Finish().ok());
+    pb::DeltaFile* named = manifest.add_files();
+    named->set_path(path);
+    named->set_table(table.id());
+    named->set_rows(file.rows());
+    manifest.set_rows(manifest.rows() + file.rows());
   }
   std::string Finish() {
     REQUIRE(WriteDeltaManifest(dir.string(), manifest).ok());
@@ -249,6 +255,68 @@ TEST_CASE("deltas applied to a served version: rows changed, deleted, shards rep
   std::filesystem::remove_all(root);
 }
 
+
+TEST_CASE("a delta whose part files are gone or short is an error, never a version with fewer changes",
+          "[publish][serving]") {
+  // A checkpoint prunes the deltas it holds (PruneDeltas) while a follower
+  // may be reading one: its manifest read, its part files being removed. A
+  // follower that listed the folder then applied what was left: a version
+  // with the right number and the wrong rows, served as if it were whole.
+  const std::filesystem::path root =
+      std::filesystem::temp_directory_path() / ("sparta-pruned-deltas-" + std::to_string(getpid()));
+  std::filesystem::remove_all(root);
+  pb::TableSpec table;
+  table.set_id(2);
+  table.set_name("emb");
+  table.set_dim(2);
+  Config config;
+  auto empty = ServingTables::Empty(root.string(), {table}, {table}, config);
+  REQUIRE(empty.ok());
+  auto read_overlay = [&](const std::string& dir) {
+    return VersionOverlay::Read(dir, [](uint32_t) { return true; }, [](uint32_t) { return 2u; }).status();
+  };
+  auto delta = [&](uint64_t version) {
+    auto writer = std::make_unique<DeltaWriter>(root, version, 0, table, 1);
+    writer->Write(table, {{{0, 1}, {1.0f, 2.0f}}, {{0, 2}, {3.0f, 4.0f}}, {{0, 3}, {}}});
+    return writer;
+  };
+
+  auto whole = delta(1);
+  const std::string whole_dir = whole->Finish();
+  REQUIRE((*empty)->WithDelta(whole_dir).ok());
+  REQUIRE(read_overlay(whole_dir).ok());
+
+  SECTION("the parts removed after the manifest was written") {
+    auto pruned = delta(2);
+    const std::string dir = pruned->Finish();
+    std::filesystem::remove_all(pruned->dir / "server-0");
+    const absl::Status applied = (*empty)->WithDelta(dir).status();
+    CHECK(absl::IsNotFound(applied));
+    CHECK_THAT(std::string(applied.message()), Catch::Contains("server-0/table-2.0.sst is missing"));
+    CHECK(absl::IsNotFound(read_overlay(dir)));
+  }
+  SECTION("a part file with fewer rows than its manifest names") {
+    auto short_one = delta(3);
+    short_one->manifest.mutable_files(0)->set_rows(4);
+    short_one->manifest.set_rows(4);
+    const std::string dir = short_one->Finish();
+    const absl::Status applied = (*empty)->WithDelta(dir).status();
+    CHECK(absl::IsDataLoss(applied));
+    CHECK_THAT(std::string(applied.message()), Catch::Contains("holds 3 rows"));
+    CHECK(absl::IsDataLoss(read_overlay(dir)));
+  }
+  SECTION("a manifest whose files do not add up to its rows, or that names a file outside its folder") {
+    auto uncounted = delta(4);
+    uncounted->manifest.set_rows(7);
+    CHECK(absl::IsDataLoss((*empty)->WithDelta(uncounted->Finish()).status()));
+    auto outside = delta(5);
+    outside->manifest.mutable_files(0)->set_path("../delta-000001-from-000000/server-0/table-2.0.sst");
+    const std::string dir = outside->Finish();
+    CHECK(absl::IsDataLoss((*empty)->WithDelta(dir).status()));
+    CHECK(absl::IsDataLoss(read_overlay(dir)));
+  }
+  std::filesystem::remove_all(root);
+}
 
 TEST_CASE("a serving cluster's server answers each staged version whole, and folds older ones into its rows",
           "[publish][serving]") {

@@ -153,7 +153,7 @@ absl::StatusOr<std::shared_ptr<const ServingTables>> ServingTables::WithDelta(co
   }
   const int shard_bits = std::countr_zero(num_shards);
   const absl::flat_hash_set<uint32_t> replaced(manifest.replaced_shards().begin(), manifest.replaced_shards().end());
-  const auto files = DeltaFilesByTable(delta_dir);
+  SPARTA_ASSIGN_OR_RETURN(const auto files, DeltaFilesByTable(delta_dir, manifest));
   std::shared_ptr<ServingTables> next(new ServingTables(*this));
   next->version_ = manifest.version();
   uint64_t changed = 0;
@@ -179,7 +179,7 @@ absl::StatusOr<std::shared_ptr<const ServingTables>> ServingTables::WithDelta(co
     };
     if (dense) {
       const uint64_t blocks = table.weights.size() / dim;
-      for (const std::string& file : found->second) {
+      for (const DeltaFileRef& file : found->second) {
         SPARTA_RETURN_IF_ERROR(ReadDeltaFile(file, [&](uint32_t, uint64_t block, std::span<const float> weights) {
           if (!check(block, weights) || block >= blocks) return;
           float* out = table.weights.data() + block * dim;
@@ -205,7 +205,7 @@ absl::StatusOr<std::shared_ptr<const ServingTables>> ServingTables::WithDelta(co
       }
     }
     if (found != files.end()) {
-      for (const std::string& file : found->second) {
+      for (const DeltaFileRef& file : found->second) {
         SPARTA_RETURN_IF_ERROR(ReadDeltaFile(file, [&](uint32_t, uint64_t key, std::span<const float> weights) {
           if (!check(key, weights)) return;
           ++changed;
