@@ -286,34 +286,34 @@ TEST_CASE("a delta whose part files are gone or short is an error, never a versi
   REQUIRE((*empty)->WithDelta(whole_dir).ok());
   REQUIRE(read_overlay(whole_dir).ok());
 
+  // Both followers refuse the delta in `dir` with `code`, saying `why`:
+  // the front-end (ServingTables) and a serving cluster's server
+  // (VersionOverlay).
+  auto refused = [&](const std::string& dir, absl::StatusCode code, const std::string& why) {
+    const absl::Status applied = (*empty)->WithDelta(dir).status();
+    CHECK(applied.code() == code);
+    CHECK_THAT(std::string(applied.message()), Catch::Contains(why));
+    CHECK(read_overlay(dir).code() == code);
+  };
   SECTION("the parts removed after the manifest was written") {
     auto pruned = delta(2);
     const std::string dir = pruned->Finish();
     std::filesystem::remove_all(pruned->dir / "server-0");
-    const absl::Status applied = (*empty)->WithDelta(dir).status();
-    CHECK(absl::IsNotFound(applied));
-    CHECK_THAT(std::string(applied.message()), Catch::Contains("server-0/table-2.0.sst is missing"));
-    CHECK(absl::IsNotFound(read_overlay(dir)));
+    refused(dir, absl::StatusCode::kNotFound, "server-0/table-2.0.sst is missing");
   }
   SECTION("a part file with fewer rows than its manifest names") {
     auto short_one = delta(3);
     short_one->manifest.mutable_files(0)->set_rows(4);
     short_one->manifest.set_rows(4);
-    const std::string dir = short_one->Finish();
-    const absl::Status applied = (*empty)->WithDelta(dir).status();
-    CHECK(absl::IsDataLoss(applied));
-    CHECK_THAT(std::string(applied.message()), Catch::Contains("holds 3 rows"));
-    CHECK(absl::IsDataLoss(read_overlay(dir)));
+    refused(short_one->Finish(), absl::StatusCode::kDataLoss, "holds 3 rows");
   }
   SECTION("a manifest whose files do not add up to its rows, or that names a file outside its folder") {
     auto uncounted = delta(4);
     uncounted->manifest.set_rows(7);
-    CHECK(absl::IsDataLoss((*empty)->WithDelta(uncounted->Finish()).status()));
+    refused(uncounted->Finish(), absl::StatusCode::kDataLoss, "counts 7 rows");
     auto outside = delta(5);
     outside->manifest.mutable_files(0)->set_path("../delta-000001-from-000000/server-0/table-2.0.sst");
-    const std::string dir = outside->Finish();
-    CHECK(absl::IsDataLoss((*empty)->WithDelta(dir).status()));
-    CHECK(absl::IsDataLoss(read_overlay(dir)));
+    refused(outside->Finish(), absl::StatusCode::kDataLoss, "outside the delta's folder");
   }
   std::filesystem::remove_all(root);
 }
