@@ -97,10 +97,7 @@ absl::StatusOr<bool> JobCoordinator::TakeOverSavedJob() {
   if (state.has_work()) work_ = WorkDispatcher::FromState(state.work());
   workers_lost_ = state.workers_lost();
   if (state.servers_wanted() != 0) servers_wanted_ = static_cast<int>(state.servers_wanted());
-  for (const pb::BarrierRelease& r : state.releases()) {
-    released_[{r.role(), r.name()}] =
-        Release{std::set<uint32_t>(r.passed().begin(), r.passed().end()), r.lead_rank(), r.round()};
-  }
+  barriers_.Load(state);
   for (uint32_t id : state.draining()) {
     draining_.insert(id);
     const Membership::Node* node = members_.FindById(id);
@@ -157,14 +154,7 @@ bool JobCoordinator::SaveState(Clock::time_point now) {
   state.set_servers_wanted(servers_wanted_);
   shard_map_.SaveMoves(state.mutable_moves());
   for (uint32_t id : draining_) state.add_draining(id);
-  for (const auto& [key, release] : released_) {
-    pb::BarrierRelease* r = state.add_releases();
-    r->set_role(key.first);
-    r->set_name(key.second);
-    r->mutable_passed()->Add(release.passed.begin(), release.passed.end());
-    r->set_lead_rank(release.lead_rank);
-    r->set_round(release.round);
-  }
+  barriers_.Save(&state);
   state.set_checkpoint_version(checkpoints_.published_version());
   saved_checkpoint_version_ = checkpoints_.published_version();
   const absl::Status st = state_store_->Save(state);
@@ -726,30 +716,13 @@ void JobCoordinator::PublishView() {
 
 void JobCoordinator::OnBarrier(const Membership::Node& node, const pb::Header& h) {
   const pb::Role role = node.info.role();
-  const std::string& name = h.barrier();
-  const auto last = released_.find({role, name});
-  if (last != released_.end()) {
-    Release& r = last->second;
-    const bool passed = r.passed.count(node.info.id()) > 0;
-    // A newcomer at a barrier the others have passed, with no new round
-    // open; or a node whose release died with the scheduler that sent it.
-    const bool late = !passed && !barriers_.count({role, name});
-    const bool lost = passed && h.resent() && h.seq() < r.round;
-    if (late || lost) {
-      // Awaiting the others would hang the job: they are past it.
-      spdlog::info("{} arrived at barrier '{}' after its release{}: it passes at once", DescribeNode(node.info),
-                   name, lost ? " (the release it was sent was lost)" : "");
-      pb::Header release;
-      release.set_type(pb::BARRIER_RELEASE);
-      release.set_barrier(name);
-      if (role == pb::WORKER) release.set_lead_rank(r.lead_rank);
-      release.set_seq(r.round);
-      r.passed.insert(node.info.id());
-      return SendOnceSaved(node.routing_id, std::move(release));
-    }
-  }
-  barriers_[{role, name}].insert(node.info.id());
-  ReleaseIfComplete(role, name);
+  pb::Header release;
+  const BarrierTable::Arrival arrival =
+      barriers_.Arrive(role, h.barrier(), node.info.id(), h.resent(), h.seq(), &release);
+  if (arrival == BarrierTable::Arrival::kWaits) return ReleaseIfComplete(role, h.barrier());
+  spdlog::info("{} arrived at barrier '{}' after its release{}: it passes at once", DescribeNode(node.info),
+               h.barrier(), arrival == BarrierTable::Arrival::kReleaseLost ? " (the release it was sent was lost)" : "");
+  SendOnceSaved(node.routing_id, std::move(release));
 }
 
 int JobCoordinator::BarrierSize(pb::Role role) const {
@@ -768,26 +741,16 @@ int JobCoordinator::LeadWorker() const {
 }
 
 void JobCoordinator::ReleaseIfComplete(pb::Role role, const std::string& name) {
-  auto it = barriers_.find({role, name});
-  if (it == barriers_.end()) return;
-  // Only live nodes count: one lost while the others waited is not awaited.
-  int arrived = 0;
-  for (uint32_t id : it->second) {
-    const Membership::Node* n = members_.FindById(id);
-    arrived += n != nullptr && !n->dead;
-  }
-  if (arrived < BarrierSize(role)) return;
+  const std::optional<pb::Header> release =
+      barriers_.ReleaseIfComplete(role, name, BarrierSize(role), role == pb::WORKER ? LeadWorker() : -1,
+                                  [this](uint32_t id) {
+                                    const Membership::Node* n = members_.FindById(id);
+                                    return n != nullptr && !n->dead;
+                                  });
+  if (!release) return;
   spdlog::info("barrier '{}' of {}s released", name, RoleName(role));
-  pb::Header release;
-  release.set_type(pb::BARRIER_RELEASE);
-  release.set_barrier(name);
-  if (role == pb::WORKER) release.set_lead_rank(LeadWorker());
-  Release& last = released_[{role, name}];
-  last = Release{std::move(it->second), release.lead_rank(), last.round + 1};
-  barriers_.erase(it);
-  release.set_seq(last.round);  // a node takes each round's release once
   for (const auto& node : members_.nodes()) {
-    if (!node.dead && node.info.role() == role) SendOnceSaved(node.routing_id, release);
+    if (!node.dead && node.info.role() == role) SendOnceSaved(node.routing_id, *release);
   }
 }
 
@@ -869,11 +832,7 @@ void JobCoordinator::AfterWorkerGone(const Membership::Node& node) {
   // A checkpoint pausing the workers no longer waits for this one.
   checkpoints_.OnWorkerLost();
   if (phase_ != Phase::kRunning) return;
-  std::vector<std::string> names;
-  for (const auto& [key, ids] : barriers_) {
-    if (key.first == pb::WORKER) names.push_back(key.second);
-  }
-  for (const auto& name : names) ReleaseIfComplete(pb::WORKER, name);
+  for (const std::string& name : barriers_.Open(pb::WORKER)) ReleaseIfComplete(pb::WORKER, name);
   FinishIfAllReported();
 }
 

@@ -29,6 +29,7 @@
 #include "absl/status/status.h"
 #include "common/config.h"
 #include "common/metrics.h"
+#include "scheduler/barrier_table.h"
 #include "scheduler/checkpoint_coordinator.h"
 #include "scheduler/clock_table.h"
 #include "scheduler/membership.h"
@@ -128,7 +129,8 @@ class JobCoordinator {
   // Training is over when every live worker has reported (and, on_demand,
   // every unit is done).
   void FinishIfAllReported();
-  // Releases barrier `name` of `role` if everyone it waits for has arrived.
+  // Releases barrier `name` of `role` (to its live nodes) if every live
+  // node it waits for has arrived.
   void ReleaseIfComplete(pb::Role role, const std::string& name);
   // Workers a worker barrier waits for: all of them, or (on_demand) the live ones.
   int BarrierSize(pb::Role role) const;
@@ -222,24 +224,7 @@ class JobCoordinator {
   Clock::time_point last_silence_check_;
   uint64_t epoch_ = 0;
   absl::Status outcome_;
-  // (role, name) -> ids that have arrived.
-  std::map<std::pair<int, std::string>, std::set<uint32_t>> barriers_;
-  // (role, name) -> its last release: the nodes it let go and the lead rank
-  // it named. A node that arrives after that release without having been
-  // among them (on_demand: a worker started again under a lost one's rank as
-  // the others finished) passes at once, as they did; they will not come to
-  // it again. A node that passed it before starts the next round, unless
-  // it resends the barrier to a scheduler that took over and names a round
-  // already released (its release was lost with the scheduler that sent
-  // it): then it passes at once too. Saved with the state, and a release
-  // is sent only once that state is saved (as grants are), so a scheduler
-  // that takes over knows every release a node may have seen.
-  struct Release {
-    std::set<uint32_t> passed;
-    int lead_rank = -1;
-    uint64_t round = 0;  // releases of this barrier so far
-  };
-  std::map<std::pair<int, std::string>, Release> released_;
+  BarrierTable barriers_;  // named barriers: who waits, and each one's last release
   // With a state store: WORK_GRANTs of a unit (on_demand) and
   // BARRIER_RELEASEs wait here until the state that records them is saved
   // (SaveState, once per turn of the event loop for all of them), so that a
