@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <deque>
+#include <functional>
 #include <numeric>
 
 #include "absl/strings/str_cat.h"
@@ -27,6 +28,116 @@ struct Trainer::Step {
   bool cached = false;
   const std::vector<float>& values(size_t t) const { return shared[t] ? shared[t]->values : params[t]; }
   std::vector<KVClient::Ticket> pulls;
+};
+
+// One Train() call, step by step as ForEachStep() drives it: the steps
+// handed to the runner whose gradients are not pushed yet, the window of
+// unacknowledged pushes, the progress window and the result. It lives on
+// the trainer's thread for the length of the call.
+class Trainer::TrainingRun {
+ public:
+  TrainingRun(Trainer& trainer, DataLoader* loader, const TrainHooks& hooks)
+      : trainer_(trainer),
+        hooks_(hooks),
+        pushes_(hooks.clock, hooks.thread, [&trainer](const KVClient::Ticket& t) { return trainer.WaitTimed(t); },
+                hooks.feed == nullptr ? PushWindow::Retired()
+                                      : [feed = hooks.feed](uint64_t unit, uint32_t unit_batch) {
+                                          feed->Trained(unit, unit_batch);
+                                        }),
+        progress_(trainer.config_, hooks.log_progress, hooks.progress,
+                  static_cast<double>(loader->bytes_per_epoch()) * trainer.config_.data.epochs) {
+    // A runner deeper than 1 (a GPU's) computes a step while the previous
+    // one's gradients are copied out and pushed, so each step trains on
+    // parameters one push older; with no staleness allowed (bsp, or ssp
+    // with bound 0) the run keeps it at one step, since the clock would
+    // wait for a push still inside the runner.
+    const bool no_staleness = trainer.bsp_ || (hooks.clock != nullptr && hooks.clock->staleness() == 0);
+    depth_ = no_staleness ? 1 : static_cast<size_t>(trainer.runner_->max_depth());
+    // bsp: a step is over only when its pushes are in.
+    in_flight_ = trainer.bsp_ ? 0 : static_cast<size_t>(trainer.config_.worker.max_inflight);
+  }
+
+  // A step whose parameters have arrived goes to the runner; while the
+  // runner holds `depth_` steps, the oldest is collected and pushed.
+  absl::Status Submit(Step& step) {
+    SPARTA_RETURN_IF_ERROR(
+        trainer_.runner_->Submit(step.number, *step.batch, trainer_.ViewParams(step), /*want_grads=*/true));
+    // The runner has read the parameters; the batch's keys are needed until its push.
+    computing_.push_back({step.number, std::move(step.batch)});
+    while (computing_.size() >= depth_) SPARTA_RETURN_IF_ERROR(FinishOldest());
+    return absl::OkStatus();
+  }
+
+  // Before step `step` pulls: its view of the parameters may lag the
+  // slowest worker by at most the staleness bound.
+  absl::StatusOr<bool> AwaitTurn(uint64_t step) { return pushes_.AwaitTurn(step); }
+  bool PauseWanted() const { return hooks_.gate != nullptr && hooks_.gate->pause_requested(); }
+
+  // A checkpoint cut, if one is asked for: everything this worker pushed so
+  // far must be in it.
+  absl::Status PauseIfAsked() {
+    if (!PauseWanted()) return absl::OkStatus();
+    SPARTA_RETURN_IF_ERROR(FinishComputing());
+    SPARTA_RETURN_IF_ERROR(pushes_.Drain());
+    return hooks_.gate->PauseHere(hooks_.thread, result_.steps);
+  }
+
+  // Trains what the thread holds, waits for its pushes and takes a pause
+  // if one is asked for (while the loader waits for a work unit).
+  absl::Status Settle() {
+    SPARTA_RETURN_IF_ERROR(FinishComputing());
+    SPARTA_RETURN_IF_ERROR(pushes_.Drain());
+    return PauseIfAsked();
+  }
+
+  // After the last step: every push in, the clock and the gate told.
+  absl::StatusOr<TrainResult> Finish() {
+    SPARTA_RETURN_IF_ERROR(FinishComputing());
+    SPARTA_RETURN_IF_ERROR(pushes_.Drain());
+    if (hooks_.clock != nullptr) hooks_.clock->Advance(hooks_.thread, ClockGate::kFinished);
+    if (hooks_.gate != nullptr) hooks_.gate->Finished(hooks_.thread, result_.steps);
+    result_.seconds = std::chrono::duration<double>(Clock::now() - start_).count();
+    result_.last_epoch_loss = progress_.epoch_loss();
+    result_.network_wait_seconds = trainer_.network_wait_seconds_;
+    return result_;
+  }
+
+ private:
+  struct Computing {
+    uint64_t step;
+    std::unique_ptr<Batch> batch;
+  };
+
+  // Collects the oldest computing step from the runner and pushes its gradients.
+  absl::Status FinishOldest() {
+    SPARTA_ASSIGN_OR_RETURN(const StepOutput out, trainer_.runner_->Collect());
+    const std::unique_ptr<Batch> batch = std::move(computing_.front().batch);
+    computing_.pop_front();
+    progress_.StartBatch(batch->epoch);
+    pushes_.Add(out.step, trainer_.PushGradients(*batch, out, hooks_), batch->unit, batch->unit_batch);
+    if (trainer_.cache_ != nullptr) trainer_.last_push_mark_ = trainer_.cache_->NotePushes();
+    SPARTA_RETURN_IF_ERROR(pushes_.Trim(in_flight_));
+    ++result_.steps;
+    if (hooks_.after_step) hooks_.after_step(result_.steps);
+    result_.examples += batch->size;
+    progress_.AddBatch(*batch, out.loss, out.probs, result_.examples, trainer_.network_wait_seconds_);
+    return absl::OkStatus();
+  }
+
+  absl::Status FinishComputing() {
+    while (!computing_.empty()) SPARTA_RETURN_IF_ERROR(FinishOldest());
+    return absl::OkStatus();
+  }
+
+  Trainer& trainer_;
+  const TrainHooks& hooks_;
+  const Clock::time_point start_ = Clock::now();
+  PushWindow pushes_;
+  ProgressWindow progress_;
+  std::deque<Computing> computing_;  // submitted to the runner, not yet pushed
+  size_t depth_ = 1;                 // steps the runner may hold
+  size_t in_flight_ = 0;             // unacknowledged pushes allowed
+  TrainResult result_;
 };
 
 Trainer::Trainer(const Config& config, KVClient* client, StepRunner* runner, std::vector<pb::TableSpec> tables,
@@ -87,10 +198,10 @@ absl::StatusOr<std::unique_ptr<Trainer::Step>> Trainer::BeginStep(DataLoader* lo
       return std::unique_ptr<Step>();
     }
     // Holding nothing, it waits for the unit; a checkpoint's pause may
-    // come meanwhile, and this thread takes it where it is (settle_).
+    // come meanwhile, and this thread takes it where it is (Settle).
     bool timed_out = true;
     while (timed_out) {
-      if (settle_) SPARTA_RETURN_IF_ERROR(settle_());
+      if (run_ != nullptr) SPARTA_RETURN_IF_ERROR(run_->Settle());
       batch = loader->NextWithin(std::chrono::milliseconds(100), &timed_out);
       if (!batch.ok()) break;
     }
@@ -223,87 +334,19 @@ std::vector<std::span<const float>> Trainer::ViewParams(const Step& step) const 
 absl::StatusOr<Trainer::TrainResult> Trainer::Train(DataLoader* loader) { return Train(loader, TrainHooks()); }
 
 absl::StatusOr<Trainer::TrainResult> Trainer::Train(DataLoader* loader, const TrainHooks& hooks) {
-  TrainResult result;
   network_wait_seconds_ = 0;
-  const auto start = Clock::now();
-  ClockGate* const clock = hooks.clock;
-  clock_gate_ = clock;
+  clock_gate_ = hooks.clock;
   training_ = true;
-  WorkFeed* const feed = hooks.feed;
-  PushWindow pushes(
-      clock, hooks.thread, [this](const KVClient::Ticket& t) { return WaitTimed(t); },
-      feed == nullptr ? PushWindow::Retired()
-                      : [feed](uint64_t unit, uint32_t unit_batch) { feed->Trained(unit, unit_batch); });
-  ProgressWindow progress(config_, hooks.log_progress, hooks.progress,
-                          static_cast<double>(loader->bytes_per_epoch()) * config_.data.epochs);
-  // Steps submitted to the runner whose gradients are not pushed yet. A
-  // runner deeper than 1 (a GPU's) computes a step while the previous one's
-  // gradients are copied out and pushed, so each step trains on parameters
-  // one push older; with no staleness allowed (bsp, or ssp with bound 0)
-  // the trainer keeps it at one step, since the clock would wait for a push
-  // still inside the runner.
-  struct Computing {
-    uint64_t step;
-    std::unique_ptr<Batch> batch;
-  };
-  std::deque<Computing> computing;
-  const bool no_staleness = bsp_ || (clock != nullptr && clock->staleness() == 0);
-  const size_t depth = no_staleness ? 1 : static_cast<size_t>(runner_->max_depth());
-  // bsp: a step is over only when its pushes are in.
-  const size_t in_flight = bsp_ ? 0 : static_cast<size_t>(config_.worker.max_inflight);
-  // Collects the oldest computing step from the runner and pushes its gradients.
-  auto finish_oldest = [&]() -> absl::Status {
-    SPARTA_ASSIGN_OR_RETURN(const StepOutput out, runner_->Collect());
-    const std::unique_ptr<Batch> batch = std::move(computing.front().batch);
-    computing.pop_front();
-    progress.StartBatch(batch->epoch);
-    pushes.Add(out.step, PushGradients(*batch, out, hooks), batch->unit, batch->unit_batch);
-    if (cache_ != nullptr) last_push_mark_ = cache_->NotePushes();
-    SPARTA_RETURN_IF_ERROR(pushes.Trim(in_flight));
-    ++result.steps;
-    if (hooks.after_step) hooks.after_step(result.steps);
-    result.examples += batch->size;
-    progress.AddBatch(*batch, out.loss, out.probs, result.examples, network_wait_seconds_);
-    return absl::OkStatus();
-  };
-  auto finish_computing = [&]() -> absl::Status {
-    while (!computing.empty()) SPARTA_RETURN_IF_ERROR(finish_oldest());
-    return absl::OkStatus();
-  };
-  auto train_step = [&](Step& step) -> absl::Status {
-    SPARTA_RETURN_IF_ERROR(runner_->Submit(step.number, *step.batch, ViewParams(step), /*want_grads=*/true));
-    // The runner has read the parameters; the batch's keys are needed until its push.
-    computing.push_back({step.number, std::move(step.batch)});
-    while (computing.size() >= depth) SPARTA_RETURN_IF_ERROR(finish_oldest());
-    return absl::OkStatus();
-  };
-  // A checkpoint cut: everything this worker pushed so far must be in it.
-  auto pause_if_asked = [&]() -> absl::Status {
-    if (hooks.gate == nullptr || !hooks.gate->pause_requested()) return absl::OkStatus();
-    SPARTA_RETURN_IF_ERROR(finish_computing());
-    SPARTA_RETURN_IF_ERROR(pushes.Drain());
-    return hooks.gate->PauseHere(hooks.thread, result.steps);
-  };
-  // Before step `step` pulls: its view of the parameters may lag the
-  // slowest worker by at most `staleness` steps.
-  auto before_pull = [&](uint64_t step) { return pushes.AwaitTurn(step); };
-  auto pause_wanted = [&] { return hooks.gate != nullptr && hooks.gate->pause_requested(); };
-  settle_ = [&]() -> absl::Status {
-    SPARTA_RETURN_IF_ERROR(finish_computing());
-    SPARTA_RETURN_IF_ERROR(pushes.Drain());
-    return pause_if_asked();
-  };
-  const absl::Status walked = ForEachStep(loader, train_step, bsp_ ? Pipeline::kSerial : Pipeline::kReadYourWrites,
-                                          hooks.first_step, before_pull, pause_if_asked, pause_wanted);
-  settle_ = nullptr;  // it refers to this call's locals
+  TrainingRun run(*this, loader, hooks);
+  run_ = &run;
+  const absl::Status walked =
+      ForEachStep(loader, std::bind_front(&TrainingRun::Submit, &run),
+                  bsp_ ? Pipeline::kSerial : Pipeline::kReadYourWrites, hooks.first_step,
+                  std::bind_front(&TrainingRun::AwaitTurn, &run), std::bind_front(&TrainingRun::PauseIfAsked, &run),
+                  std::bind_front(&TrainingRun::PauseWanted, &run));
+  run_ = nullptr;  // it ends with this call
   SPARTA_RETURN_IF_ERROR(walked);
-  SPARTA_RETURN_IF_ERROR(finish_computing());
-  SPARTA_RETURN_IF_ERROR(pushes.Drain());
-  if (clock != nullptr) clock->Advance(hooks.thread, ClockGate::kFinished);
-  if (hooks.gate != nullptr) hooks.gate->Finished(hooks.thread, result.steps);
-  result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  result.last_epoch_loss = progress.epoch_loss();
-  result.network_wait_seconds = network_wait_seconds_;
+  SPARTA_ASSIGN_OR_RETURN(TrainResult result, run.Finish());
   if (hooks.log_progress) {
     spdlog::info("training done: {} examples in {:.2f} s ({:.0f} ex/s) on {}, last epoch logloss {:.5f}; {:.1f}% of "
                  "the time waiting on the network",

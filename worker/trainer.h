@@ -141,10 +141,12 @@ class Trainer {
   uint64_t RequestClock(uint64_t step) const;
   DenseCache* const cache_;
   double network_wait_seconds_ = 0;  // of the current Train() or Evaluate()
-  // Train(): trains what the thread holds, waits for its pushes and takes a
-  // checkpoint's pause if one is asked for; called while the thread waits
-  // for the loader's next work unit (data.assignment on_demand).
-  std::function<absl::Status()> settle_;
+  // The running Train() (null: none). BeginStep() settles it (trains what
+  // the thread holds, waits for its pushes, takes a checkpoint's pause if
+  // one is asked for) while the loader waits for the next work unit
+  // (data.assignment on_demand).
+  class TrainingRun;
+  TrainingRun* run_ = nullptr;
   uint64_t last_push_mark_ = 0;  // cache_->NotePushes() after this trainer's last push
   std::vector<std::vector<uint64_t>> dense_keys_;  // per dense table: its block indices
   // Per table: whether its pushes carry each key's occurrences (the servers

@@ -8,7 +8,8 @@
 #      shards, so its Adagrad runs on four cores: what one executor cannot
 #      reach, 0.36 of the one-way limit on 2026-12-04);
 #   2. lr, 1 worker + 1 server, batch 512 against 4096 (1M generated rows, the
-#      quickstart's settings), two alternating pairs;
+#      quickstart's settings), four alternating pairs (two read 0.61 and 0.90 on 2026-12-04:
+#      not enough to tell);
 #   3. fm at 10% of its table in DRAM against the unbounded run
 #      (tests/bench/tiering_bench.py --speed-only on 1M examples).
 # It runs from a GPU bundle (scripts/gpu-bundle.sh) that also carries
@@ -54,7 +55,7 @@ wait
 # 2. lr at batch 512 against 4096, alternating.
 "$bin/sparta-datagen" --train-rows 1000000 --test-rows 100000 --interaction 1.5 --max-vocab 20000 \
   --train "$tmp/train.txt" --test "$tmp/test.txt" > /dev/null
-for pair in 1 2; do
+for pair in 1 2 3 4; do
   for batch in 4096 512; do
     run="$tmp/lr-$batch-$pair"
     timeout 60 python3 "$bundle/scripts/sparta" launch "$bundle/configs/quickstart.yaml" --quiet --run-dir "$run" \
