@@ -570,6 +570,7 @@ absl::Status ParseUnits(Config* c) {
     return bad("serving.publish_every", absl::InvalidArgumentError("a publishing interval is a time (\"30s\"), not steps"));
   }
   c->serving.publish_every_seconds = publish->seconds;
+  c->serving.follows_latest = c->serving.model == "latest";
   if (publish->seconds > 0 && c->storage.path.empty()) {
     return bad("serving.publish_every", absl::InvalidArgumentError("needs storage.path (where versions are published)"));
   }
@@ -656,7 +657,7 @@ absl::Status AsServingCluster(Config* c) {
     return bad("storage.replication_factor", absl::StrCat("is ", c->storage.replication_factor, " but serving.shards ",
                                                           "is ", c->serving.shards, ": too few servers for the copies"));
   }
-  if (c->serving.model == "latest" && c->storage.path.empty()) {
+  if (c->serving.follows_latest && c->storage.path.empty()) {
     return bad("serving.model", "is latest, which needs storage.path (where the job's checkpoints are)");
   }
   c->cluster.servers = c->serving.shards;

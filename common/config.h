@@ -275,6 +275,7 @@ struct ServingConfig {
   // storage.checkpoint_every) is loaded as it appears, every poll_interval
   // seconds, and served from then on.
   std::string model;
+  bool follows_latest = false;  // model is "latest": parsed; not a key
   double poll_interval = 1.0;
   // A training job publishes a model version this often ("30s"; "" never):
   // the rows changed since the version before (common/delta_files.h), which

@@ -222,7 +222,7 @@ absl::Status JobCoordinator::PrepareRestore() {
     // Served, not trained on: where the workers were in the data does not matter.
     restore_from_ = std::filesystem::absolute(*dir).string();
     restore_version_ = manifest->version();
-    if (config_.serving.model == "latest") {
+    if (config_.serving.follows_latest) {
       follower_ = std::make_unique<ServingFollower>(config_.storage.path, restore_version_,
                                                     config_.serving.poll_interval);
     }

@@ -54,10 +54,11 @@ TEST_CASE("modes are parsed into enums once, at load, from the file or an overri
   CHECK(defaults->storage.every.seconds == 0);
   CHECK(defaults->storage.every.steps == 0);
   CHECK(defaults->cluster.local_transport_mode == LocalTransport::kIpc);
+  CHECK_FALSE(defaults->serving.follows_latest);
   auto c = ParseConfig(kValid, "job.yaml",
                        {"worker.consistency=bsp", "worker.backend=auto", "wire.dtype=fp16", "storage.durability=wal",
                         "storage.ack=primary", "storage.path=/tmp/x", "storage.checkpoint_every=500 steps",
-                        "cluster.local_transport=tcp"});
+                        "cluster.local_transport=tcp", "serving.model=latest"});
   REQUIRE(c.ok());
   CHECK(c->worker.consistency_mode == Consistency::kBsp);
   CHECK(c->worker.backend_kind == BackendKind::kAuto);
@@ -66,6 +67,10 @@ TEST_CASE("modes are parsed into enums once, at load, from the file or an overri
   CHECK(c->storage.ack_mode == AckMode::kPrimary);
   CHECK(c->storage.every.steps == 500);
   CHECK(c->cluster.local_transport_mode == LocalTransport::kTcp);
+  CHECK(c->serving.follows_latest);
+  auto folder = ParseConfig(kValid, "job.yaml", {"serving.model=/data/ckpt/latest"});
+  REQUIRE(folder.ok());
+  CHECK_FALSE(folder->serving.follows_latest);  // a folder that happens to be named so is a folder
   CHECK_THAT(Error(kValid, {"storage.checkpoint_every=often"}), Catch::Contains("storage.checkpoint_every"));
   CHECK_THAT(Error(kValid, {"cluster.local_transport=udp"}), Catch::Contains("cluster.local_transport"));
 }

@@ -552,7 +552,7 @@ TEST_CASE("a server that joins or replaces while another drains takes the short 
   join.mutable_node()->set_join(GENERATE(true, false));
   auto joined = job.Send("s3", join, now);
   REQUIRE(Find(joined, pb::REGISTER_REPLY) != nullptr);
-  const int rank = Find(joined, pb::REGISTER_REPLY)->node().rank();
+  const uint32_t rank = static_cast<uint32_t>(Find(joined, pb::REGISTER_REPLY)->node().rank());
   const pb::Header* placed = Find(joined, pb::CLUSTER_VIEW);
   REQUIRE(placed != nullptr);
   int on_2 = 0, on_new = 0;

@@ -42,7 +42,7 @@ absl::StatusOr<std::string> ModelServer::ResolveModelDir() const {
         config_.source, ": key 'serving.model' is not set: name a checkpoint folder, or 'latest' for the newest "
                         "checkpoint under storage.path"));
   }
-  if (config_.serving.model != "latest") return config_.serving.model;
+  if (!config_.serving.follows_latest) return config_.serving.model;
   if (config_.storage.path.empty()) {
     return absl::InvalidArgumentError(
         absl::StrCat(config_.Where("serving.model"), ": key 'serving.model' is latest, which needs storage.path"));
@@ -145,7 +145,7 @@ absl::Status ModelServer::Load() {
   const bool sharded = config_.serving.shards > 0;
   // A serving cluster has resolved serving.model for its servers already.
   auto dir = sharded ? absl::StatusOr<std::string>("") : ResolveModelDir();
-  const bool follow = !sharded && config_.serving.model == "latest";
+  const bool follow = !sharded && config_.serving.follows_latest;
   if (!dir.ok() && !(follow && absl::IsNotFound(dir.status()))) return dir.status();
   SPARTA_ASSIGN_OR_RETURN(ReaderMaker make_reader, OpenReaders(config_));
   DataSchema schema;
