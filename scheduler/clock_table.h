@@ -13,6 +13,8 @@
 #include <optional>
 #include <vector>
 
+#include "common/worker_clock.h"
+
 namespace sparta {
 
 class ClockTable {
@@ -67,7 +69,7 @@ class ClockTable {
   }
   uint64_t max_spread() const { return max_spread_; }
 
-  static constexpr uint64_t kFinished = std::numeric_limits<uint64_t>::max();
+  static constexpr uint64_t kFinished = kFinishedClock;  // common/worker_clock.h
 
  private:
   // The least clock of a worker still training (min_ if none is).

@@ -33,12 +33,13 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/worker_clock.h"
 
 namespace sparta {
 
 class ClockGate {
  public:
-  static constexpr uint64_t kFinished = std::numeric_limits<uint64_t>::max();
+  static constexpr uint64_t kFinished = kFinishedClock;  // common/worker_clock.h
   using SendClock = std::function<void(uint64_t clock)>;
 
   // staleness < 0: asp (never wait). `start_clock`: this worker's clock
