@@ -256,36 +256,39 @@ void Trainer::IssuePulls(Step& step, bool late) {
   }
 }
 
-absl::Status Trainer::ForEachStep(DataLoader* loader, const std::function<absl::Status(Step&)>& body,
-                                  Pipeline pipeline, uint64_t first_step, const BeforePull& before_pull,
-                                  const std::function<absl::Status()>& at_boundary,
-                                  const std::function<bool()>& pause_wanted) {
-  std::unique_ptr<Step> current, next;
-  uint64_t number = first_step;
-  // Reads the next batch and issues its pulls (`split`: only the early
-  // ones), unless the gate defers it (a pause is wanted first).
-  auto begin = [&](Pipeline how, std::unique_ptr<Step>* step, bool holding, bool* deferred) -> absl::Status {
-    SPARTA_ASSIGN_OR_RETURN(*step, BeginStep(loader, number + 1, before_pull, how, holding, deferred));
-    if (*step != nullptr) ++number;
-    return absl::OkStatus();
-  };
-  // At a step boundary holding no batch: pause if asked, then read the next
-  // batch and issue all its pulls. Pausing only here makes every batch this
-  // thread has read a trained one, so a checkpoint's step count is exactly
-  // the batches to skip on restore, whatever the number of threads.
-  auto begin_holding_nothing = [&](std::unique_ptr<Step>* step) -> absl::Status {
-    while (true) {
-      if (at_boundary) SPARTA_RETURN_IF_ERROR(at_boundary());
-      bool deferred = false;
-      SPARTA_RETURN_IF_ERROR(begin(pipeline, step, /*holding=*/false, &deferred));
-      if (deferred) continue;
-      if (*step != nullptr && pipeline == Pipeline::kReadYourWrites) IssuePulls(**step, /*late=*/true);
-      return absl::OkStatus();
+// One ForEachStep() call: reads the loader's batches in turn, issues each
+// one's pulls (the next batch's before this one's body, as the pipeline
+// allows) and runs the body on each once its parameters are in. It holds
+// at most two steps: the one being trained and the one prefetched.
+class Trainer::StepWalk {
+ public:
+  StepWalk(Trainer& trainer, DataLoader* loader, Pipeline pipeline, uint64_t first_step,
+           const BeforePull& before_pull, const std::function<absl::Status()>& at_boundary,
+           const std::function<bool()>& pause_wanted)
+      : trainer_(trainer),
+        loader_(loader),
+        pipeline_(pipeline),
+        number_(first_step),
+        before_pull_(before_pull),
+        at_boundary_(at_boundary),
+        pause_wanted_(pause_wanted) {}
+
+  // The client's I/O thread writes pulled rows into a step until its pulls
+  // complete, so a walk that ends early (bad data, an abort) waits for them
+  // before the steps' buffers are freed. Every pull completes: answered,
+  // failed by an abort, or past worker.request_timeout.
+  ~StepWalk() {
+    for (Step* step : {current_.get(), next_.get()}) {
+      if (step == nullptr) continue;
+      for (const auto& ticket : step->pulls) (void)trainer_.client_->Wait(ticket);
     }
-  };
-  auto loop = [&]() -> absl::Status {
-    SPARTA_RETURN_IF_ERROR(begin_holding_nothing(&current));
-    while (current != nullptr) {
+  }
+  StepWalk(const StepWalk&) = delete;
+  StepWalk& operator=(const StepWalk&) = delete;
+
+  absl::Status Run(const std::function<absl::Status(Step&)>& body) {
+    SPARTA_RETURN_IF_ERROR(BeginHoldingNothing(&current_));
+    while (current_ != nullptr) {
       // Prefetch: the next batch's pull goes out before this batch's compute.
       // Reading one's own writes, only its keys this batch does not update
       // go now; the rest follow this batch's push on the same sockets, so
@@ -293,32 +296,65 @@ absl::Status Trainer::ForEachStep(DataLoader* loader, const std::function<absl::
       // prefetch when a pause is wanted: the thread must reach a boundary
       // holding nothing.
       bool prefetched = false;
-      if (pipeline != Pipeline::kSerial && !(pause_wanted && pause_wanted())) {
+      if (pipeline_ != Pipeline::kSerial && !(pause_wanted_ && pause_wanted_())) {
         bool deferred = false;
-        SPARTA_RETURN_IF_ERROR(begin(pipeline, &next, /*holding=*/true, &deferred));
+        SPARTA_RETURN_IF_ERROR(Begin(&next_, /*holding=*/true, &deferred));
         prefetched = !deferred;
       }
-      for (const auto& ticket : current->pulls) SPARTA_RETURN_IF_ERROR(WaitTimed(ticket));
-      SPARTA_RETURN_IF_ERROR(body(*current));
+      for (const auto& ticket : current_->pulls) SPARTA_RETURN_IF_ERROR(trainer_.WaitTimed(ticket));
+      SPARTA_RETURN_IF_ERROR(body(*current_));
       if (prefetched) {
-        if (next != nullptr && pipeline == Pipeline::kReadYourWrites) IssuePulls(*next, /*late=*/true);
+        if (next_ != nullptr && pipeline_ == Pipeline::kReadYourWrites) trainer_.IssuePulls(*next_, /*late=*/true);
       } else {
-        SPARTA_RETURN_IF_ERROR(begin_holding_nothing(&next));
+        SPARTA_RETURN_IF_ERROR(BeginHoldingNothing(&next_));
       }
-      current = std::move(next);
+      current_ = std::move(next_);
     }
     return absl::OkStatus();
-  };
-  const absl::Status status = loop();
-  // The client's I/O thread writes pulled rows into a step until its pulls
-  // complete, so a step leaving early (bad data, an abort) must wait for
-  // them before its buffers are freed. Every pull completes: answered,
-  // failed by an abort, or past worker.request_timeout.
-  for (Step* step : {current.get(), next.get()}) {
-    if (step == nullptr) continue;
-    for (const auto& ticket : step->pulls) (void)client_->Wait(ticket);
   }
-  return status;
+
+ private:
+  // Reads the next batch into `*step` and issues its pulls (under
+  // kReadYourWrites only the early ones), unless the gate defers it (a
+  // pause is wanted first).
+  absl::Status Begin(std::unique_ptr<Step>* step, bool holding, bool* deferred) {
+    SPARTA_ASSIGN_OR_RETURN(*step,
+                            trainer_.BeginStep(loader_, number_ + 1, before_pull_, pipeline_, holding, deferred));
+    if (*step != nullptr) ++number_;
+    return absl::OkStatus();
+  }
+
+  // At a step boundary holding no batch: pause if asked, then read the next
+  // batch and issue all its pulls. Pausing only here makes every batch this
+  // thread has read a trained one, so a checkpoint's step count is exactly
+  // the batches to skip on restore, whatever the number of threads.
+  absl::Status BeginHoldingNothing(std::unique_ptr<Step>* step) {
+    while (true) {
+      if (at_boundary_) SPARTA_RETURN_IF_ERROR(at_boundary_());
+      bool deferred = false;
+      SPARTA_RETURN_IF_ERROR(Begin(step, /*holding=*/false, &deferred));
+      if (deferred) continue;
+      if (*step != nullptr && pipeline_ == Pipeline::kReadYourWrites) trainer_.IssuePulls(**step, /*late=*/true);
+      return absl::OkStatus();
+    }
+  }
+
+  Trainer& trainer_;
+  DataLoader* const loader_;
+  const Pipeline pipeline_;
+  uint64_t number_;  // the last step begun (1-based, counting restored steps)
+  const BeforePull& before_pull_;
+  const std::function<absl::Status()>& at_boundary_;
+  const std::function<bool()>& pause_wanted_;
+  std::unique_ptr<Step> current_, next_;  // being trained; prefetched
+};
+
+absl::Status Trainer::ForEachStep(DataLoader* loader, const std::function<absl::Status(Step&)>& body,
+                                  Pipeline pipeline, uint64_t first_step, const BeforePull& before_pull,
+                                  const std::function<absl::Status()>& at_boundary,
+                                  const std::function<bool()>& pause_wanted) {
+  StepWalk walk(*this, loader, pipeline, first_step, before_pull, at_boundary, pause_wanted);
+  return walk.Run(body);
 }
 
 absl::Status Trainer::WaitTimed(const KVClient::Ticket& ticket) {

@@ -116,6 +116,7 @@ class Trainer {
   const std::vector<uint64_t>& KeysOf(size_t t, const Batch& batch) const {
     return tables_[t].kind() == pb::TableSpec::DENSE ? dense_keys_[t] : batch.unique_keys;
   }
+  class StepWalk;  // one ForEachStep() call (trainer.cc)
   // Runs `body` on every batch of `loader` once its parameters have arrived,
   // numbering steps from first_step + 1. `at_boundary` runs where the
   // thread holds no batch (checkpoint pauses); while `pause_wanted` says
