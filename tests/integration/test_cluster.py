@@ -6,11 +6,12 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 import unittest
 
-from harness import (BIN, ClusterTest, auc, datagen, labels_of, launch, pid_alive, read, summary, wait_for,
-                     write_config)
+from harness import (BIN, LAUNCHER, ClusterTest, auc, datagen, labels_of, launch, pid_alive, read, summary,
+                     wait_for, write_config)
 
 
 class LaunchTest(ClusterTest):
@@ -96,6 +97,51 @@ class LaunchTest(ClusterTest):
         self.assertIn("no input file matches", read(os.path.join(run, "worker-0.log")))
         self.assertIn("nothing-*.txt", result.stderr)
 
+
+    def test_the_port_the_launcher_picked_stays_the_schedulers(self):
+        """With cluster.scheduler HOST:0 the launcher picks a free port and
+        hands it to the scheduler, which binds it a moment later. A program
+        that got the same port in between (another launcher's pick, a bind to
+        any port) would hold it, and the job would fail at start with
+        "cannot bind ...: Address already in use" (seen once in CI). Here
+        such a program runs just before the scheduler, in its place: it binds
+        the port and keeps it for the job's life. The launcher keeps the
+        port it picked, so that bind is refused and the job trains."""
+        data = datagen(self.dir, 2000, 500, seed=5)
+        bin_dir = os.path.join(self.dir, "bin")
+        os.makedirs(bin_dir)
+        for name in os.listdir(BIN):
+            if name != "sparta-scheduler":
+                os.symlink(os.path.join(BIN, name), os.path.join(bin_dir, name))
+        outcome = os.path.join(self.dir, "competitor.txt")
+        with open(os.path.join(bin_dir, "sparta-scheduler"), "w") as f:
+            f.write(f"""#!{sys.executable}
+import os, socket, sys
+# (The launcher also runs it to read the configuration: no port then.)
+address = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("cluster.scheduler=")), None)
+if address is not None:
+    host, port = address.rsplit(":", 1)
+    competitor = socket.socket()
+    try:
+        competitor.bind((host, int(port)))
+        competitor.set_inheritable(True)  # the scheduler below keeps it bound
+        said = "took " + port
+    except OSError as e:
+        said = "refused " + port + ": " + e.strerror
+    with open({outcome!r}, "w") as out:
+        out.write(said)
+os.execv({os.path.join(BIN, "sparta-scheduler")!r}, sys.argv)
+""")
+        os.chmod(os.path.join(bin_dir, "sparta-scheduler"), 0o755)
+        config = write_config(self.dir, data={"train": data["train"], "test": data["test"], "batch_size": 256})
+        run = self.run_dir()
+        result = subprocess.run([sys.executable, LAUNCHER, "launch", config, "--run-dir", run, "--quiet"],
+                                capture_output=True, text=True, timeout=300, env={**os.environ, "SPARTA_BIN": bin_dir})
+        said = read(outcome)
+        self.assertTrue(said.startswith("refused "), said)
+        self.assertIn("Address already in use", said)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(summary(run)["status"], "ok")
 
 class WireTest(ClusterTest):
     def test_fp16_wire_trains_like_fp32(self):
