@@ -43,9 +43,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 cat > "$tmp/kv.yaml" <<YAML
-cluster: {scheduler: "127.0.0.1:$port", servers: 1, workers: 1}
+cluster: {scheduler: "127.0.0.1:0", servers: 1, workers: 1}
 server: {threads: 1}
 data: {train: unused}
 log: {level: warn}
@@ -55,7 +54,14 @@ YAML
 #   the overrides go to all three)
 run_kv() {
   local out=$1 only=$2; shift 2
-  "$bin/sparta-scheduler" --config "$tmp/kv.yaml" "$@" 2>> "$tmp/scheduler.log" & pids+=($!)
+  # The scheduler binds any free port and names it in its info file: a port
+  # picked here would be free only until another program took it.
+  local info=$tmp/scheduler.info.json
+  rm -f "$info"
+  "$bin/sparta-scheduler" --config "$tmp/kv.yaml" --info-file "$info" "$@" 2>> "$tmp/scheduler.log" & pids+=($!)
+  local scheduler
+  scheduler=$(python3 tests/bench/await_scheduler.py "$info" "${pids[-1]}") || { tail "$tmp/scheduler.log" >&2; exit 1; }
+  set -- "$@" --set cluster.scheduler="$scheduler"
   "$bin/sparta-server" --config "$tmp/kv.yaml" --rank 0 "$@" 2>> "$tmp/server.log" & pids+=($!)
   "$bin/sparta-kv-bench" --config "$tmp/kv.yaml" $quick --json "$out" --only "$only" "$@"
   wait "${pids[@]}"

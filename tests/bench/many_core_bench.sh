@@ -19,6 +19,7 @@
 # Each part writes its files into OUT_DIR as it ends, and has its own time
 # limit, so that a machine lent for minutes returns what finished.
 set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
 bundle=$(cd "${1:?usage: many_core_bench.sh BUNDLE_DIR OUT_DIR}" && pwd)
 out=$(mkdir -p "${2:?usage: many_core_bench.sh BUNDLE_DIR OUT_DIR}" && cd "$2" && pwd)
 if [[ ! -d $bundle/lib ]]; then
@@ -30,24 +31,25 @@ tmp=$(mktemp -d /tmp/sparta-many-core-XXXXXX)
 trap 'pkill -P $$ 2>/dev/null; rm -rf "$tmp"' EXIT
 { nproc; grep -m1 "model name" /proc/cpuinfo; free -g | head -2; } > "$out/machine.txt"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
 # 1. The data plane, with its limits measured in the same run.
 cat > "$tmp/kv.yaml" <<YAML
-cluster: {scheduler: "127.0.0.1:$(free_port)", servers: 1, workers: 1}
+cluster: {scheduler: "127.0.0.1:0", servers: 1, workers: 1}
 server: {threads: 1}
 data: {train: unused}
 log: {level: warn}
 YAML
-"$bin/sparta-scheduler" --config "$tmp/kv.yaml" 2> "$tmp/scheduler.log" &
-"$bin/sparta-server" --config "$tmp/kv.yaml" --rank 0 2> "$tmp/server.log" &
-timeout 170 "$bin/sparta-kv-bench" --config "$tmp/kv.yaml" --json "$out/kv.json" > "$out/kv.txt" 2>&1
+# The scheduler binds any free port and names it in its info file.
+"$bin/sparta-scheduler" --config "$tmp/kv.yaml" --info-file "$tmp/s1.json" 2> "$tmp/scheduler.log" &
+at=$(python3 "$here/await_scheduler.py" "$tmp/s1.json" $!)
+"$bin/sparta-server" --config "$tmp/kv.yaml" --set cluster.scheduler="$at" --rank 0 2> "$tmp/server.log" &
+timeout 170 "$bin/sparta-kv-bench" --config "$tmp/kv.yaml" --set cluster.scheduler="$at" --json "$out/kv.json" > "$out/kv.txt" 2>&1
 echo "kv-bench rc $?" >> "$out/kv.txt"
 wait
 sed -i 's/threads: 1/threads: 4/' "$tmp/kv.yaml"
-"$bin/sparta-scheduler" --config "$tmp/kv.yaml" 2>> "$tmp/scheduler.log" &
-"$bin/sparta-server" --config "$tmp/kv.yaml" --rank 0 2>> "$tmp/server.log" &
-timeout 120 "$bin/sparta-kv-bench" --config "$tmp/kv.yaml" --only dense_ --json "$out/kv-dense-4-executors.json" \
+"$bin/sparta-scheduler" --config "$tmp/kv.yaml" --info-file "$tmp/s2.json" 2>> "$tmp/scheduler.log" &
+at=$(python3 "$here/await_scheduler.py" "$tmp/s2.json" $!)
+"$bin/sparta-server" --config "$tmp/kv.yaml" --set cluster.scheduler="$at" --rank 0 2>> "$tmp/server.log" &
+timeout 120 "$bin/sparta-kv-bench" --config "$tmp/kv.yaml" --set cluster.scheduler="$at" --only dense_ --json "$out/kv-dense-4-executors.json" \
   > "$out/kv-dense-4-executors.txt" 2>&1
 echo "kv-bench rc $?" >> "$out/kv-dense-4-executors.txt"
 wait
