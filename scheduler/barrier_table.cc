@@ -40,9 +40,7 @@ std::optional<pb::Header> BarrierTable::ReleaseIfComplete(pb::Role role, const s
   for (uint32_t id : it->second) arrived += is_live(id);
   if (arrived < size) return std::nullopt;
   Release& last = released_[key];
-  // Only workers name a lead; a server barrier's release records none, as
-  // its saved form always has.
-  last = Release{std::move(it->second), role == pb::WORKER ? lead_rank : 0, last.round + 1};
+  last = Release{std::move(it->second), lead_rank, last.round + 1};
   waiting_.erase(it);
   return ReleaseMessage(role, name, last);
 }

@@ -47,7 +47,7 @@ class BarrierTable {
 
   // Releases barrier `name` of `role` if at least `size` of the nodes that
   // arrived are live (`is_live`: one lost while the others waited is not
-  // awaited). A workers' release names `lead_rank`. Returns the release to
+  // awaited). A workers' release names `lead_rank` (servers' name none). Returns the release to
   // send to every live node of the role, numbered with its round, or nothing
   // while the barrier still waits.
   std::optional<pb::Header> ReleaseIfComplete(pb::Role role, const std::string& name, int size, int lead_rank,

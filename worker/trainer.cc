@@ -77,23 +77,20 @@ class Trainer::TrainingRun {
   // far must be in it.
   absl::Status PauseIfAsked() {
     if (!PauseWanted()) return absl::OkStatus();
-    SPARTA_RETURN_IF_ERROR(FinishComputing());
-    SPARTA_RETURN_IF_ERROR(pushes_.Drain());
+    SPARTA_RETURN_IF_ERROR(Flush());
     return hooks_.gate->PauseHere(hooks_.thread, result_.steps);
   }
 
   // Trains what the thread holds, waits for its pushes and takes a pause
   // if one is asked for (while the loader waits for a work unit).
   absl::Status Settle() {
-    SPARTA_RETURN_IF_ERROR(FinishComputing());
-    SPARTA_RETURN_IF_ERROR(pushes_.Drain());
+    SPARTA_RETURN_IF_ERROR(Flush());
     return PauseIfAsked();
   }
 
   // After the last step: every push in, the clock and the gate told.
   absl::StatusOr<TrainResult> Finish() {
-    SPARTA_RETURN_IF_ERROR(FinishComputing());
-    SPARTA_RETURN_IF_ERROR(pushes_.Drain());
+    SPARTA_RETURN_IF_ERROR(Flush());
     if (hooks_.clock != nullptr) hooks_.clock->Advance(hooks_.thread, ClockGate::kFinished);
     if (hooks_.gate != nullptr) hooks_.gate->Finished(hooks_.thread, result_.steps);
     result_.seconds = std::chrono::duration<double>(Clock::now() - start_).count();
@@ -124,9 +121,10 @@ class Trainer::TrainingRun {
     return absl::OkStatus();
   }
 
-  absl::Status FinishComputing() {
+  // Every step in the runner collected and pushed, every push acknowledged.
+  absl::Status Flush() {
     while (!computing_.empty()) SPARTA_RETURN_IF_ERROR(FinishOldest());
-    return absl::OkStatus();
+    return pushes_.Drain();
   }
 
   Trainer& trainer_;
