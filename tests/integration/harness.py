@@ -149,12 +149,18 @@ def finish(proc, run_dir, timeout):
     try:
         return proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        tails = []
-        for name in sorted(os.listdir(run_dir)):
-            if name.endswith(".log"):
-                lines = read(os.path.join(run_dir, name)).splitlines()[-15:]
-                tails.append(f"--- {name} (last {len(lines)} lines)\n" + "\n".join(lines))
-        raise AssertionError(f"the job in {run_dir} did not end within {timeout} s\n" + "\n".join(tails))
+        raise AssertionError(f"the job in {run_dir} did not end within {timeout} s\n" + log_tails(run_dir))
+
+
+def log_tails(run_dir, lines=15):
+    """The last `lines` lines of every log in `run_dir`, each under its name:
+    what a failure message shows of a job that hung."""
+    tails = []
+    for name in sorted(os.listdir(run_dir)) if os.path.isdir(run_dir) else []:
+        if name.endswith(".log"):
+            last = read(os.path.join(run_dir, name)).splitlines()[-lines:]
+            tails.append(f"--- {name} (last {len(last)} lines)\n" + "\n".join(last))
+    return "\n".join(tails)
 
 
 def read(path):

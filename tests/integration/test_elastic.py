@@ -17,8 +17,8 @@ import subprocess
 import time
 import unittest
 
-from harness import (BIN, ClusterTest, datagen, finish, kill_job, launch, pb_decode, pb_encode, pid_alive, read, scaled,
-                     start_etcd, summary, wait_for, write_config)
+from harness import (BIN, ClusterTest, datagen, finish, kill_job, launch, log_tails, pb_decode, pb_encode, pid_alive,
+                     read, scaled, start_etcd, summary, wait_for, write_config)
 from test_durability import build_counter_plugin
 
 try:
@@ -193,7 +193,7 @@ class IdleRejoinJob(OnDemandJob):
         idle_line = re.compile(r"\] info: worker-(\d+) \([^)]*\) waits for work at clock")
         idle = lambda: {int(rank) for rank in idle_line.findall(read(log))}
         # Two idle: the third holds the fourth unit.
-        wait_for(lambda: len(idle()) >= 2, 300, "two workers to wait for work")
+        wait_for(lambda: len(idle()) >= 2, 300, "two workers to wait for work", lambda: log_tails(run))
         idle = idle()
         daemons = json.loads(read(os.path.join(run, "daemons.json")))
         victim = next(d for d in daemons if d["role"] == "worker" and d["rank"] not in idle)
