@@ -93,15 +93,16 @@ def write_config(folder, name="job.yaml", **sections):
     return path
 
 
-def launch(config, run_dir, sets=(), timeout=300, wait=True, extra=()):
-    """scripts/sparta launch CONFIG (`extra`: more launcher flags)."""
+def launch(config, run_dir, sets=(), timeout=300, wait=True, extra=(), env=None):
+    """scripts/sparta launch CONFIG (`extra`: more launcher flags; `env`: the
+    launcher's environment, this process's by default)."""
     cmd = [sys.executable, LAUNCHER, "launch", config, "--run-dir", run_dir, "--quiet", *extra]
     for s in sets:
         cmd += ["--set", s]
     if not wait:
         return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                start_new_session=True)
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+                                start_new_session=True, env=env)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def config_with(folder, sections, **overrides):

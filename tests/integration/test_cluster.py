@@ -10,8 +10,8 @@ import sys
 import time
 import unittest
 
-from harness import (BIN, LAUNCHER, ClusterTest, auc, datagen, labels_of, launch, pid_alive, read, summary,
-                     wait_for, write_config)
+from harness import (BIN, ClusterTest, auc, datagen, labels_of, launch, pid_alive, read, summary, wait_for,
+                     write_config)
 
 
 class LaunchTest(ClusterTest):
@@ -135,8 +135,7 @@ os.execv({os.path.join(BIN, "sparta-scheduler")!r}, sys.argv)
         os.chmod(os.path.join(bin_dir, "sparta-scheduler"), 0o755)
         config = write_config(self.dir, data={"train": data["train"], "test": data["test"], "batch_size": 256})
         run = self.run_dir()
-        result = subprocess.run([sys.executable, LAUNCHER, "launch", config, "--run-dir", run, "--quiet"],
-                                capture_output=True, text=True, timeout=300, env={**os.environ, "SPARTA_BIN": bin_dir})
+        result = launch(config, run, env={**os.environ, "SPARTA_BIN": bin_dir})
         said = read(outcome)
         self.assertTrue(said.startswith("refused "), said)
         self.assertIn("Address already in use", said)
