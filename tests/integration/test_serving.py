@@ -6,6 +6,7 @@ requests get a 4xx saying what is wrong and leave the process serving.
 The same holds over the ZeroMQ endpoint (sparta-ctl predict with tcp://
 replicas) and for instances given as JSON objects of named fields."""
 
+import errno
 import json
 import os
 import re
@@ -21,12 +22,23 @@ import unittest
 
 import zmq
 
-from harness import (BIN, LAUNCHER, SLOWDOWN, ClusterTest, datagen, finish, launch, pid_alive, read, scaled, summary,
-                     wait_for, write_config)
+from harness import (BIN, LAUNCHER, SLOWDOWN, ClusterTest, datagen, finish, launch, log_tails, pid_alive, read, scaled,
+                     summary, wait_for, write_config)
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "worker", "python"))
 from sparta.predict import BadRequest, PredictClient, ReplicaChooser  # noqa: E402
 from test_tiering import tier_line  # noqa: E402
+
+
+def open_for_writing(fifo):
+    """A descriptor that writes to the named pipe `fifo` once a reader holds
+    it open, else None (no reader yet), without blocking."""
+    try:
+        return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError as e:
+        if e.errno == errno.ENXIO:
+            return None
+        raise
 
 
 class PythonReplicaChooserTest(unittest.TestCase):
@@ -461,9 +473,10 @@ class ServingShardsTest(ServingCase):
     processes (--serving) restore the checkpoint, replicated twice, and a
     sparta-serve front-end pulls rows from them through a small cache."""
 
-    def start_serve(self, config, name, *sets, front_ends=1):
+    def start_serve(self, config, name, *sets, front_ends=1, env=None):
         """Starts `scripts/sparta serve` (2 shards, 2 copies of each, free
-        ports; `sets` after those); returns (launcher, run folder)."""
+        ports; `sets` after those; the launcher's environment `env`, else
+        this one); returns (launcher, run folder)."""
         run = os.path.join(self.dir, name)
         cmd = [sys.executable, LAUNCHER, "serve", config, "--shards", "2", "--front-ends", str(front_ends),
                "--run-dir", run, "--quiet", "--set", "storage.replication_factor=2",
@@ -472,7 +485,7 @@ class ServingShardsTest(ServingCase):
         for s in sets:
             cmd += ["--set", s]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                start_new_session=True)
+                                start_new_session=True, env=env)
         self.procs.append(proc)
         return proc, run
 
@@ -635,24 +648,67 @@ class ServingShardsTest(ServingCase):
         self.stop_cluster(proc)
 
     def test_a_front_end_waits_for_servers_still_restoring(self):
-        """The front-end's first pulls are sent while the servers restore
-        (slow here: 120k rows into a 16 MiB limit go through the cold tier).
-        With a serving.deadline far shorter than the restore, a pull that
-        times out is sent again: the front-end comes up once the rows are
-        in, the first time, instead of failing and being started again
-        until the launcher gives up on it."""
-        data = datagen(self.dir, 60000, 3000, seed=8, max_vocab=400000)
-        config, _ = self.train("fm", data, dim=32)
-        proc, run, (url,) = self.serve_cluster(config, "serve-restoring", "server.memory_limit=16MiB",
-                                               "server.threads=2", f"serving.deadline={scaled(0.002):g}")
+        """The servers restore their checkpoint on the first view and answer
+        nothing until it is in (minutes for a large model), while the
+        front-end, started beside them, sends its first pulls at once. A
+        pull that outlasts serving.deadline is sent again: the front-end
+        comes up once the rows are in, the first time, instead of failing
+        and being started again until the launcher gives up on it.
+
+        Here the stall is made certain, not left to how fast the restore
+        is: server-0 is stopped (SIGSTOP) once it has registered, and the
+        front-end starts only then; server-0 goes on once the front-end has
+        said it waits."""
+        data = datagen(self.dir, 5000, 300, seed=8)
+        config, _ = self.train("fm", data)
+        bin_dir = os.path.join(self.dir, "bin-held-front-end")
+        os.makedirs(bin_dir)
+        for name in os.listdir(BIN):
+            if name != "sparta-serve":
+                os.symlink(os.path.join(BIN, name), os.path.join(bin_dir, name))
+        go = os.path.join(self.dir, "front-end-go")
+        os.mkfifo(go)
+        with open(os.path.join(bin_dir, "sparta-serve"), "w") as f:
+            f.write(f"""#!{sys.executable}
+import os, sys
+if "--rank" in sys.argv:  # the front-end itself, not a run that reads the configuration
+    with open({go!r}) as fifo:  # blocks until the test writes
+        fifo.read()
+os.execv({os.path.join(BIN, "sparta-serve")!r}, sys.argv)
+""")
+        os.chmod(os.path.join(bin_dir, "sparta-serve"), 0o755)
+        # Stopped, server-0 sends no heartbeats: long enough not to be
+        # taken for dead while the front-end starts (seconds under TSan).
+        proc, run = self.start_serve(config, "serve-restoring", f"serving.deadline={scaled(0.05):g}",
+                                     f"cluster.heartbeat_timeout={scaled(120):g}",
+                                     env={**os.environ, "SPARTA_BIN": bin_dir})
+        info = os.path.join(run, "server-0.info.json")  # written once it has registered
+        wait_for(lambda: os.path.exists(info) or proc.poll() is not None, scaled(120), "server-0 to register",
+                 lambda: log_tails(run))
+        server = json.loads(read(info))["pid"]
+        os.kill(server, signal.SIGSTOP)
+        try:
+            # The front-end (started with the servers) is held in its open() of the pipe.
+            writer = wait_for(lambda: open_for_writing(go) or proc.poll() is not None, scaled(120),
+                              "the front-end to be started", lambda: log_tails(run))
+            self.assertIsNone(proc.poll(), log_tails(run))
+            os.write(writer, b"go")
+            os.close(writer)
+            log = os.path.join(run, "serve-0.log")
+            wait_for(lambda: "waiting for the servers, which may still be restoring" in read(log)
+                     or proc.poll() is not None, scaled(120), "the front-end to wait for server-0",
+                     lambda: log_tails(run))
+            # Still waiting, not failed: no answer yet, and no restart.
+            self.assertFalse(os.path.exists(os.path.join(run, "serve-0.info.json")), read(log))
+        finally:
+            os.kill(server, signal.SIGCONT)
+        wait_for(lambda: os.path.exists(os.path.join(run, "serve-0.info.json")) or proc.poll() is not None,
+                 scaled(120), "the front-end to listen", lambda: log_tails(run))
+        url = f"http://127.0.0.1:{json.loads(read(os.path.join(run, 'serve-0.info.json')))['port']}"
         status, ready = http(f"{url}/readyz")
         self.assertEqual(status, 200, ready)
         self.assertGreater(ready["model_version"], 0)
-        self.assertFalse(os.path.exists(os.path.join(run, "serve-0.restart1.log")),
-                         read(os.path.join(run, "serve-0.log")))
-        # The restore did outlast the deadline: pulls timed out before one
-        # was answered, and were sent again.
-        self.assertIn("waiting for the servers, which may still be restoring", read(os.path.join(run, "serve-0.log")))
+        self.assertFalse(os.path.exists(os.path.join(run, "serve-0.restart1.log")), read(log))
         self.stop_cluster(proc)
 
     def test_a_cluster_whose_every_front_end_keeps_failing_stops_and_says_why(self):
