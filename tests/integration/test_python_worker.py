@@ -66,6 +66,37 @@ class PythonWorkerCase(ClusterTest):
 
 
 class LogisticRegressionTest(PythonWorkerCase):
+    def test_the_torch_port_the_launcher_picked_stays_the_workers(self):
+        """The launcher picks MASTER_PORT, where worker 0's torch.distributed
+        store listens, and hands it over through the environment. A program
+        that got the same port in between (a bind to any port, another
+        launcher's pick) would hold it, and every torch group of the job
+        would fail to meet. Here such a program runs in the worker's place
+        just before it and tries the port: the launcher still holds it, so
+        that bind is refused (PyTorch's store, which sets SO_REUSEADDR as
+        ZeroMQ does, binds it all the same: dlrm --dense torch below)."""
+        data = datagen(self.dir, 2000, 300, seed=3)
+        outcome = os.path.join(self.dir, "competitor.txt")
+        wrapper = os.path.join(self.dir, "competing_worker.py")
+        with open(wrapper, "w") as f:
+            f.write(f"""import os, socket, sys
+competitor = socket.socket()
+try:
+    competitor.bind(("127.0.0.1", int(os.environ["MASTER_PORT"])))
+    said = "took " + os.environ["MASTER_PORT"]
+except OSError as e:
+    said = "refused: " + e.strerror
+competitor.close()
+with open({outcome!r}, "w") as out:
+    out.write(said)
+os.execv(sys.executable, [sys.executable, {LR_EXAMPLE!r}] + sys.argv[1:])
+""")
+        result = launch_python(self.lr_config(data, data__epochs=1), self.run_dir(), wrapper)
+        self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+        said = read(outcome)
+        self.assertTrue(said.startswith("refused"), said)
+        self.assertIn("Address already in use", said)
+
     def test_python_lr_trains_the_same_model_as_the_builtin_lr(self):
         data = datagen(self.dir, 30000, 4000, seed=3)
         config = self.lr_config(data)
