@@ -19,22 +19,12 @@ namespace sparta {
 
 using Clock = Membership::Clock;
 
-namespace {
-
-// A primary hands a moving shard off once no push it admitted is
-// unanswered; with ack "all" that means applied on every copy, with
-// "primary" only on its own, and the new primary could miss the last ones.
-constexpr char kMovesNeedAckAll[] =
-    "moving shards between servers needs storage.ack: all (with primary, pushes acknowledged while a shard changes "
-    "owners could be lost)";
-
-}  // namespace
-
 JobCoordinator::JobCoordinator(const Config& config)
     : config_(config),
       members_(config.cluster.servers, config.cluster.workers),
       clocks_(config.cluster.workers),
       shard_map_(config.cluster.num_shards, config.cluster.servers, config.storage.replication_factor),
+      scaling_(config_, &members_, &shard_map_),
       checkpoints_(config, {.broadcast = [this](const pb::Header& h, pb::Role role) { Broadcast(h, role); },
                             .fail = [this](const std::string& reason) { Fail(reason); },
                             .live_servers = [this] { return members_.joined(pb::SERVER); },
@@ -52,9 +42,7 @@ JobCoordinator::JobCoordinator(const Config& config)
                                              : [this](const std::function<uint64_t(uint64_t)>& trained) {
                                                  return work_ ? work_->pool().Progress(trained) : pb::WorkProgress();
                                                },
-                            .shard_owner = [this] { return shard_map_.owners(); }}) {
-  servers_wanted_ = config.cluster.servers;
-}
+                            .shard_owner = [this] { return shard_map_.owners(); }}) {}
 
 absl::StatusOr<bool> JobCoordinator::TakeOverSavedJob() {
   // A serving cluster keeps no state: its one input is serving.model, and
@@ -96,12 +84,17 @@ absl::StatusOr<bool> JobCoordinator::TakeOverSavedJob() {
   dropped_messages_ = state.dropped_messages();
   if (state.has_work()) work_ = WorkDispatcher::FromState(state.work());
   workers_lost_ = state.workers_lost();
-  if (state.servers_wanted() != 0) servers_wanted_ = static_cast<int>(state.servers_wanted());
+  if (state.servers_wanted() != 0) scaling_.RestoreWanted(static_cast<int>(state.servers_wanted()));
   barriers_.Load(state);
   for (uint32_t id : state.draining()) {
-    draining_.insert(id);
     const Membership::Node* node = members_.FindById(id);
-    if (work_ && node != nullptr && node->info.role() == pb::WORKER) work_->Drain(id);
+    if (node == nullptr) continue;
+    if (node->info.role() == pb::SERVER) {
+      scaling_.RestoreDraining(id);
+    } else {
+      draining_workers_.insert(id);
+      if (work_) work_->Drain(id);
+    }
   }
   checkpoints_.TakeOver(state.checkpoint_version());
   saved_checkpoint_version_ = state.checkpoint_version();
@@ -109,7 +102,7 @@ absl::StatusOr<bool> JobCoordinator::TakeOverSavedJob() {
   running_since_ = Clock::now();  // what this scheduler saw of it
   spdlog::warn("took over the running job from {} (saved {:.1f} s ago): epoch {}, {} nodes, {} shard moves, {} nodes "
                "draining",
-               state_store_->where(), age, epoch_, state.nodes_size(), moves, draining_.size());
+               state_store_->where(), age, epoch_, state.nodes_size(), moves, draining_workers_.size() + scaling_.draining().size());
   // The end of the job starts over once every node has reconnected (a
   // message sent before that would be lost). A checkpoint the old scheduler
   // was taking is gone with it; nodes resume paused workers themselves when
@@ -151,9 +144,10 @@ bool JobCoordinator::SaveState(Clock::time_point now) {
   state.set_dropped_messages(dropped_messages_);
   if (work_) *state.mutable_work() = work_->ToState();
   state.set_workers_lost(workers_lost_);
-  state.set_servers_wanted(servers_wanted_);
+  state.set_servers_wanted(scaling_.wanted());
   shard_map_.SaveMoves(state.mutable_moves());
-  for (uint32_t id : draining_) state.add_draining(id);
+  for (uint32_t id : draining_workers_) state.add_draining(id);
+  for (uint32_t id : scaling_.draining()) state.add_draining(id);
   barriers_.Save(&state);
   state.set_checkpoint_version(checkpoints_.published_version());
   saved_checkpoint_version_ = checkpoints_.published_version();
@@ -504,20 +498,17 @@ void JobCoordinator::OnRegister(const std::string& routing_id, const pb::Header&
   SendTo(routing_id, std::move(reply));
   if (late_worker) return OnWorkerJoined(*added, routing_id);
   if (joining_server) {
-    // First the copies a dead server left short, then the moves.
-    const int placed = shard_map_.RestoreReplication(StayingServers(), epoch_ + 1);
-    const int moving = BalanceRows();
-    servers_wanted_ = std::max<int>(servers_wanted_, static_cast<int>(StayingServers().size()));
+    const ServerScaling::Joined joined = scaling_.OnServerJoined(epoch_ + 1);
     spdlog::info("{} joined the running job ({} of {} servers wanted); {} shard copies move to it until rows are "
                  "balanced{}",
-                 DescribeNode(*added), members_.joined(pb::SERVER), servers_wanted_, moving,
-                 placed > 0 ? absl::StrCat(", ", placed, " replicas placed to restore replication") : "");
+                 DescribeNode(*added), members_.joined(pb::SERVER), scaling_.wanted(), joined.moving,
+                 joined.placed > 0 ? absl::StrCat(", ", joined.placed, " replicas placed to restore replication") : "");
     PublishView();
     return;
   }
   if (replacement) {
     if (follower_ != nullptr) follower_->Exclude(added->id());
-    const int placed = shard_map_.AddServer(added->rank(), StayingServers(), epoch_ + 1);
+    const int placed = shard_map_.AddServer(added->rank(), scaling_.Staying(), epoch_ + 1);
     spdlog::info("{} joined the running job; {} shard replicas placed on it", DescribeNode(*added), placed);
     PublishView();
     return;
@@ -582,10 +573,10 @@ void JobCoordinator::OnServerLost(Membership::Node* node, const std::string& why
   if (!lost.empty()) return OnShardsLost(*node, why, lost);
   // The next view places the new replicas; they catch up from it. None
   // goes to a server that is being drained.
-  const int added = shard_map_.RestoreReplication(StayingServers(), epoch_ + 1);
+  const int added = shard_map_.RestoreReplication(scaling_.Staying(), epoch_ + 1);
   // Moves to the dead server ended with it: a drained server's copies
   // that were going there move again, to the servers that stay.
-  RedrainServers();
+  scaling_.Redrain(epoch_ + 1);
   spdlog::warn("{} {}: failing over to its replicas; {} new replicas restore the replication factor",
                DescribeNode(node->info), why, added);
   checkpoints_.Abandon(absl::StrCat("server-", rank, " died"));
@@ -851,7 +842,7 @@ void JobCoordinator::OnWorkerJoined(const pb::NodeInfo& node, const std::string&
 }
 
 void JobCoordinator::OnWorkerDone(Membership::Node& node, const pb::WorkerReport& report) {
-  if (draining_.count(node.info.id())) {
+  if (draining_workers_.count(node.info.id())) {
     reports_[node.info.rank()] = report;
     return OnWorkerLeft(&node);
   }
@@ -1207,7 +1198,7 @@ void JobCoordinator::OnDrain(const std::string& routing_id, const pb::NodeInfo& 
   for (const auto& n : members_.nodes()) {
     if (n.info.role() == who.role() && n.info.rank() == who.rank() && !n.dead) {
       node = members_.FindByRoutingId(n.routing_id);
-    } else if (n.info.role() == pb::WORKER && !n.dead && !draining_.count(n.info.id())) {
+    } else if (n.info.role() == pb::WORKER && !n.dead && !draining_workers_.count(n.info.id())) {
       ++staying;
     }
   }
@@ -1226,167 +1217,54 @@ void JobCoordinator::OnDrain(const std::string& routing_id, const pb::NodeInfo& 
   }
   if (!st.ok()) return Reply(routing_id, pb::RESPONSE, st);
   spdlog::info("draining {}: it finishes its work units, reports and leaves", DescribeNode(node->info));
-  draining_.insert(node->info.id());
+  draining_workers_.insert(node->info.id());
   work_->Drain(node->info.id());
   SendWork();
   Reply(routing_id, pb::RESPONSE, absl::OkStatus());
 }
 
 void JobCoordinator::DrainServer(const std::string& routing_id, const pb::NodeInfo& who) {
-  const absl::Status st = BeginServerDrain(who.rank());
-  if (st.ok()) servers_wanted_ = std::min<int>(servers_wanted_, static_cast<int>(StayingServers().size()));
+  const absl::Status st = phase_ != Phase::kRunning ? absl::FailedPreconditionError("the job is not running")
+                                                    : scaling_.Drain(who.rank(), epoch_ + 1);
+  if (st.ok()) {
+    state_changed_ = true;
+    PublishView();
+  }
   Reply(routing_id, pb::RESPONSE, st);
   if (st.ok()) AdvanceMoves();  // a server that holds nothing leaves at once
 }
 
-absl::Status JobCoordinator::BeginServerDrain(int rank) {
-  const Membership::Node* node = nullptr;
-  std::vector<uint32_t> staying = StayingServers();
-  for (const auto& n : members_.nodes()) {
-    if (n.info.role() == pb::SERVER && !n.dead && n.info.rank() == rank) node = &n;
-  }
-  staying.erase(std::remove(staying.begin(), staying.end(), static_cast<uint32_t>(rank)), staying.end());
-  if (phase_ != Phase::kRunning) return absl::FailedPreconditionError("the job is not running");
-  if (node == nullptr) return absl::NotFoundError(absl::StrCat("no live server-", rank));
-  if (draining_.count(node->info.id())) {
-    return absl::AlreadyExistsError(absl::StrCat("server-", rank, " is draining already"));
-  }
-  if (static_cast<int>(staying.size()) < std::max(1, config_.storage.replication_factor)) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "draining server-", rank, " would leave ", staying.size(), " servers to hold ",
-        config_.storage.replication_factor, " copies of each shard (storage.replication_factor)"));
-  }
-  if (config_.storage.ack_mode != AckMode::kAll) {
-    return absl::FailedPreconditionError(absl::StrCat("draining a server: ", kMovesNeedAckAll));
-  }
-  draining_.insert(node->info.id());
-  const int moving = shard_map_.BeginDrain(rank, staying, epoch_ + 1);
-  spdlog::info("draining {}: {} shard copies move to servers {} (rows copied in chunks while it keeps serving; "
-               "each shard switches owner once its copy is whole)",
-               DescribeNode(node->info), moving, absl::StrJoin(staying, ", "));
-  state_changed_ = true;
-  PublishView();
-  return absl::OkStatus();
-}
-
-std::vector<uint32_t> JobCoordinator::StayingServers() const {
-  std::vector<uint32_t> staying;
-  for (const auto& n : members_.nodes()) {
-    if (n.info.role() == pb::SERVER && !n.dead && !draining_.count(n.info.id())) staying.push_back(n.info.rank());
-  }
-  std::sort(staying.begin(), staying.end());
-  return staying;
-}
-
-std::vector<uint64_t> JobCoordinator::ShardRows() const {
-  std::vector<uint64_t> rows(shard_map_.owners().size(), 0);
-  for (const auto& n : members_.nodes()) {
-    if (n.info.role() != pb::SERVER || n.dead) continue;
-    const auto& reported = n.stats.shard_rows();
-    for (uint32_t s = 0; s < rows.size() && s < static_cast<uint32_t>(reported.size()); ++s) {
-      if (shard_map_.owners()[s] == static_cast<uint32_t>(n.info.rank())) rows[s] = reported[s];
-    }
-  }
-  return rows;
-}
-
-int JobCoordinator::BalanceRows() {
-  int moving = 0;
-  for (const PlannedMove& move : PlanRowBalance(shard_map_, ShardRows(), StayingServers())) {
-    moving += shard_map_.BeginMove(move.shard, move.from, move.to, epoch_ + 1);
-  }
-  if (moving > 0) state_changed_ = true;
-  return moving;
-}
-
 void JobCoordinator::OnScale(const std::string& routing_id, uint32_t wanted) {
-  const std::vector<uint32_t> staying = StayingServers();
-  const int have = static_cast<int>(staying.size());
-  absl::Status st;
   if (phase_ != Phase::kRunning) {
-    st = absl::FailedPreconditionError("the job is not running");
-  } else if (static_cast<int>(wanted) < std::max(1, config_.storage.replication_factor)) {
-    st = absl::InvalidArgumentError(absl::StrCat("scale: ", wanted, " servers cannot hold ",
-                                                 config_.storage.replication_factor,
-                                                 " copies of each shard (storage.replication_factor)"));
-  } else if (static_cast<int>(wanted) != have && config_.storage.ack_mode != AckMode::kAll) {
-    st = absl::FailedPreconditionError(absl::StrCat("scale: ", kMovesNeedAckAll));
+    return Reply(routing_id, pb::RESPONSE, absl::FailedPreconditionError("the job is not running"));
   }
-  if (!st.ok()) return Reply(routing_id, pb::RESPONSE, st);
-  servers_wanted_ = static_cast<int>(wanted);
-  state_changed_ = true;
-  std::string what;
-  if (static_cast<int>(wanted) > have) {
-    what = absl::StrCat(wanted - have, " more servers wanted: start them with sparta-server --join (the launcher "
-                                       "does); shards move to each until rows are balanced");
-  } else if (static_cast<int>(wanted) < have) {
-    // The newest servers go first: they hold the fewest rows' history.
-    std::vector<std::string> drained;
-    for (auto rank = staying.rbegin(); rank != staying.rend() && have - static_cast<int>(drained.size()) >
-                                                                     static_cast<int>(wanted);
-         ++rank) {
-      if (auto begun = BeginServerDrain(static_cast<int>(*rank)); !begun.ok()) {
-        return Reply(routing_id, pb::RESPONSE, begun);
-      }
-      drained.push_back(absl::StrCat("server-", *rank));
-    }
-    what = absl::StrCat("draining ", absl::StrJoin(drained, ", "), ": their shards move to the others, then they exit");
-  } else {
-    what = absl::StrCat("the job runs on ", have, " servers already");
-  }
-  spdlog::info("scale to {} servers: {}", wanted, what);
+  const ServerScaling::ScalePlan plan = scaling_.Scale(wanted, epoch_ + 1);
+  if (plan.accepted) state_changed_ = true;
+  if (plan.drains_begun > 0) PublishView();
+  if (!plan.status.ok()) return Reply(routing_id, pb::RESPONSE, plan.status);
   pb::Header reply;
   reply.set_type(pb::RESPONSE);
-  reply.set_error(what);  // status 0: what happens next, for the operator
+  reply.set_error(plan.what);  // status 0: what happens next, for the operator
   // Servers to start: counted here, where draining ones are known not to stay.
-  reply.set_scale_servers(static_cast<int>(wanted) > have ? wanted - have : 0);
+  reply.set_scale_servers(plan.to_start);
   SendTo(routing_id, std::move(reply));
   AdvanceMoves();
-}
-
-int JobCoordinator::RedrainServers() {
-  int begun = 0;
-  const std::vector<uint32_t> staying = StayingServers();
-  for (const auto& n : members_.nodes()) {
-    if (n.info.role() == pb::SERVER && !n.dead && draining_.count(n.info.id())) {
-      begun += shard_map_.BeginDrain(n.info.rank(), staying, epoch_ + 1);
-    }
-  }
-  if (begun > 0) {
-    spdlog::info("{} shard copies of drained servers move again (their moves ended with a server)", begun);
-    state_changed_ = true;
-  }
-  return begun;
 }
 
 void JobCoordinator::AdvanceMoves() {
   // A checkpoint's pause may wait on pushes parked for a hand-off, so moves
   // go on while workers pause; only the servers' cut needs the map still.
   if (checkpoints_.cutting()) return;
-  const int switched = shard_map_.AdvanceMoves(epoch_ + 1);
+  const ServerScaling::Advanced advanced = scaling_.AdvanceMoves(epoch_ + 1);
   // Drained servers that hold no copy any more are let go: off the view,
   // then told to exit (they are not lost: nothing fails over).
-  std::vector<std::string> leaving;
-  for (const auto& n : members_.nodes()) {
-    if (n.info.role() == pb::SERVER && !n.dead && draining_.count(n.info.id()) &&
-        shard_map_.held_by(n.info.rank()) == 0) {
-      leaving.push_back(n.routing_id);
-    }
-  }
-  for (const std::string& routing_id : leaving) {
-    Membership::Node* n = members_.FindByRoutingId(routing_id);
-    spdlog::info("{} is drained: every shard it held has moved; it leaves the job", DescribeNode(n->info));
-    n->dead = true;
+  for (const std::string& routing_id : advanced.leaving) {
+    members_.FindByRoutingId(routing_id)->dead = true;
     pb::Header shutdown;
     shutdown.set_type(pb::SHUTDOWN);
-    SendTo(n->routing_id, std::move(shutdown));
+    SendTo(routing_id, std::move(shutdown));
   }
-  const bool left = !leaving.empty();
-  if (switched > 0 || left) {
-    if (switched > 0) {
-      spdlog::info("{} shard moves advanced; {} still moving, {} of them handing off at epoch {}", switched,
-                   shard_map_.moving(), shard_map_.handing_off(), epoch_ + 1);
-    }
+  if (advanced.switched > 0 || !advanced.leaving.empty()) {
     state_changed_ = true;
     PublishView();
   }
@@ -1462,7 +1340,7 @@ pb::ClusterStatus JobCoordinator::BuildStatus(Clock::time_point now) const {
   if (config_.serving.cluster) status.set_serving_version(follower_ ? follower_->announced() : restore_version_);
   status.set_dropped_messages(dropped_messages_);
   status.set_scheduler_metrics_port(metrics_port_);
-  status.set_servers_wanted(static_cast<uint32_t>(servers_wanted_));
+  status.set_servers_wanted(static_cast<uint32_t>(scaling_.wanted()));
   status.set_shards_moving(static_cast<uint32_t>(shard_map_.moving()));
   status.set_shards_handing_off(static_cast<uint32_t>(shard_map_.handing_off()));
   // Shards each live server leads and follows, and how far its copies lag
@@ -1479,7 +1357,7 @@ pb::ClusterStatus JobCoordinator::BuildStatus(Clock::time_point now) const {
   };
   std::map<int, uint32_t> primaries, replicas;
   std::map<int, uint64_t> lag, rows_held;
-  const std::vector<uint64_t> shard_rows = ShardRows();
+  const std::vector<uint64_t> shard_rows = scaling_.ShardRows();
   for (uint32_t s = 0; s < owners.size(); ++s) {
     ++primaries[owners[s]];
     rows_held[owners[s]] += shard_rows[s];

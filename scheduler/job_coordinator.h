@@ -33,6 +33,7 @@
 #include "scheduler/checkpoint_coordinator.h"
 #include "scheduler/clock_table.h"
 #include "scheduler/membership.h"
+#include "scheduler/server_scaling.h"
 #include "scheduler/serving_follower.h"
 #include "scheduler/shard_balancer.h"
 #include "scheduler/shard_map.h"
@@ -178,22 +179,10 @@ class JobCoordinator {
   // sparta-ctl drain server-N: every shard copy it holds moves to the other
   // servers (ShardMap::BeginDrain); once none is left it is let go.
   void DrainServer(const std::string& routing_id, const pb::NodeInfo& who);
-  // Starts draining server `rank` (its copies begin to move); why not, if it cannot.
-  absl::Status BeginServerDrain(int rank);
   // sparta-ctl scale --servers N: more servers are awaited (started with
   // --join, each gets shards until rows balance), or the highest-ranked
   // ones are drained.
   void OnScale(const std::string& routing_id, uint32_t wanted);
-  // Moves shard copies to even out the rows the live servers hold
-  // (PlanRowBalance). Returns how many moves began.
-  int BalanceRows();
-  // Live servers not draining, by rank.
-  std::vector<uint32_t> StayingServers() const;
-  // Begins moving again the copies of drained servers that are not moving
-  // (their move's target died); returns how many began.
-  int RedrainServers();
-  // Rows of each shard, as its primary last reported them.
-  std::vector<uint64_t> ShardRows() const;
   // After a server's report: moves whose target is whole advance (a
   // replica copy goes, a primary hands off, a handed-off shard switches;
   // not while a checkpoint cuts: its manifest names the owners it saw), and
@@ -242,12 +231,12 @@ class JobCoordinator {
   // data.assignment on_demand with ssp: workers idle for want of work, by
   // node id, with the clock they had when counted out (SendWork).
   std::map<uint32_t, uint64_t> idle_clocks_;
-  std::set<uint32_t> draining_;  // node ids (workers and servers)
-  int servers_wanted_ = 0;        // sparta-ctl scale; at first cluster.servers
+  std::set<uint32_t> draining_workers_;  // node ids (the servers': scaling_)
   double lost_examples_ = 0;  // trained by workers lost since, as of their last heartbeat
   std::map<uint32_t, pb::ServerStats> flushed_;   // by server rank
   uint64_t dropped_messages_ = 0;
   ShardMap shard_map_;
+  ServerScaling scaling_;  // servers draining and wanted; moves between servers
   CheckpointCoordinator checkpoints_;
   Clock::time_point last_checkpoint_;
   Clock::time_point last_publish_;  // serving.publish_every
