@@ -28,7 +28,6 @@
 
 #include "absl/status/status.h"
 #include "common/config.h"
-#include "common/metrics.h"
 #include "scheduler/barrier_table.h"
 #include "scheduler/checkpoint_coordinator.h"
 #include "scheduler/clock_table.h"
@@ -103,10 +102,10 @@ class JobCoordinator {
   // The socket identities of the nodes not declared dead.
   std::vector<std::string> LiveRoutingIds() const;
 
+  // The job's reports (job_coordinator_reports.cc): its status now, for
+  // sparta-ctl status and /metrics (ClusterMetrics), and its summary.
   pb::ClusterStatus BuildStatus(Clock::time_point now) const;
   pb::JobSummary BuildSummary() const;
-  // The job's figures for /metrics.
-  MetricWriter Metrics(Clock::time_point now) const;
 
  private:
   enum class Phase { kRegistering, kRunning, kFlushing, kDone };

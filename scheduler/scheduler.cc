@@ -16,6 +16,7 @@
 #include "common/socket_util.h"
 #include "common/status_macros.h"
 #include "common/termination.h"
+#include "scheduler/cluster_metrics.h"
 #include "scheduler/etcd_state_store.h"
 
 namespace sparta {
@@ -220,7 +221,7 @@ void Scheduler::SendOutbox() {
 }
 
 void Scheduler::PublishMetrics() {
-  MetricWriter out = job_.Metrics(Clock::now());
+  MetricWriter out = ClusterMetrics(job_.BuildStatus(Clock::now()), config_.serving.cluster);
   if (zap_ != nullptr) {
     out.Counter("sparta_auth_refused_total", "Connections refused for not holding the cluster key.",
                 static_cast<double>(zap_->refused()));

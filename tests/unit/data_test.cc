@@ -37,9 +37,17 @@ struct TempDir {
 };
 
 std::string CriteoLine(int label, const std::string& i1, const std::string& c1) {
-  std::string line = std::to_string(label) + "\t" + i1;
-  for (int i = 1; i < 13; ++i) line += "\t" + std::to_string(i);
-  line += "\t" + c1;
+  // Appended piece by piece: GCC 12 warns (-Wrestrict, a false positive)
+  // about "\t" + std::to_string(i) once inlined here.
+  std::string line = std::to_string(label);
+  line += '\t';
+  line += i1;
+  for (int i = 1; i < 13; ++i) {
+    line += '\t';
+    line += std::to_string(i);
+  }
+  line += '\t';
+  line += c1;
   for (int c = 1; c < 26; ++c) line += "\t";
   return line;
 }
