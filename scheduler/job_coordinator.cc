@@ -102,7 +102,8 @@ absl::StatusOr<bool> JobCoordinator::TakeOverSavedJob() {
   running_since_ = Clock::now();  // what this scheduler saw of it
   spdlog::warn("took over the running job from {} (saved {:.1f} s ago): epoch {}, {} nodes, {} shard moves, {} nodes "
                "draining",
-               state_store_->where(), age, epoch_, state.nodes_size(), moves, draining_workers_.size() + scaling_.draining().size());
+               state_store_->where(), age, epoch_, state.nodes_size(), moves,
+               draining_workers_.size() + scaling_.draining().size());
   // The end of the job starts over once every node has reconnected (a
   // message sent before that would be lost). A checkpoint the old scheduler
   // was taking is gone with it; nodes resume paused workers themselves when

@@ -32,27 +32,30 @@ trap 'pkill -P $$ 2>/dev/null; rm -rf "$tmp"' EXIT
 { nproc; grep -m1 "model name" /proc/cpuinfo; free -g | head -2; } > "$out/machine.txt"
 
 # 1. The data plane, with its limits measured in the same run.
-cat > "$tmp/kv.yaml" <<YAML
+#   data_plane NAME EXECUTORS SECONDS [--only PREFIX]: a scheduler (on any
+#   free port, named in its info file), one server with EXECUTORS executor
+#   threads and sparta-kv-bench, into OUT_DIR/NAME.{json,txt}.
+data_plane() {
+  local name=$1 executors=$2 seconds=$3
+  shift 3
+  cat > "$tmp/$name.yaml" <<YAML
 cluster: {scheduler: "127.0.0.1:0", servers: 1, workers: 1}
-server: {threads: 1}
+server: {threads: $executors}
 data: {train: unused}
 log: {level: warn}
 YAML
-# The scheduler binds any free port and names it in its info file.
-"$bin/sparta-scheduler" --config "$tmp/kv.yaml" --info-file "$tmp/s1.json" 2> "$tmp/scheduler.log" &
-at=$(python3 "$here/await_scheduler.py" "$tmp/s1.json" $!)
-"$bin/sparta-server" --config "$tmp/kv.yaml" --set cluster.scheduler="$at" --rank 0 2> "$tmp/server.log" &
-timeout 170 "$bin/sparta-kv-bench" --config "$tmp/kv.yaml" --set cluster.scheduler="$at" --json "$out/kv.json" > "$out/kv.txt" 2>&1
-echo "kv-bench rc $?" >> "$out/kv.txt"
-wait
-sed -i 's/threads: 1/threads: 4/' "$tmp/kv.yaml"
-"$bin/sparta-scheduler" --config "$tmp/kv.yaml" --info-file "$tmp/s2.json" 2>> "$tmp/scheduler.log" &
-at=$(python3 "$here/await_scheduler.py" "$tmp/s2.json" $!)
-"$bin/sparta-server" --config "$tmp/kv.yaml" --set cluster.scheduler="$at" --rank 0 2>> "$tmp/server.log" &
-timeout 120 "$bin/sparta-kv-bench" --config "$tmp/kv.yaml" --set cluster.scheduler="$at" --only dense_ --json "$out/kv-dense-4-executors.json" \
-  > "$out/kv-dense-4-executors.txt" 2>&1
-echo "kv-bench rc $?" >> "$out/kv-dense-4-executors.txt"
-wait
+  "$bin/sparta-scheduler" --config "$tmp/$name.yaml" --info-file "$tmp/$name.scheduler.json" \
+    2>> "$tmp/scheduler.log" &
+  local at
+  at=$(python3 "$here/await_scheduler.py" "$tmp/$name.scheduler.json" $!)
+  "$bin/sparta-server" --config "$tmp/$name.yaml" --set cluster.scheduler="$at" --rank 0 2>> "$tmp/server.log" &
+  timeout "$seconds" "$bin/sparta-kv-bench" --config "$tmp/$name.yaml" --set cluster.scheduler="$at" "$@" \
+    --json "$out/$name.json" > "$out/$name.txt" 2>&1
+  echo "kv-bench rc $?" >> "$out/$name.txt"
+  wait
+}
+data_plane kv 1 170
+data_plane kv-dense-4-executors 4 120 --only dense_
 
 # 2. lr at batch 512 against 4096, alternating.
 "$bin/sparta-datagen" --train-rows 1000000 --test-rows 100000 --interaction 1.5 --max-vocab 20000 \

@@ -161,7 +161,9 @@ TEST_CASE("a server that joins gets rows moved to it by what the primaries repor
   Servers job(2, /*replication=*/1);
   for (int rank = 0; rank < 2; ++rank) {
     pb::ServerStats& stats = job.Node(rank).stats;
-    for (uint32_t s = 0; s < 8; ++s) stats.add_shard_rows(job.map.owners()[s] == static_cast<uint32_t>(rank) ? 1000 : 0);
+    for (uint32_t s = 0; s < 8; ++s) {
+      stats.add_shard_rows(job.map.owners()[s] == static_cast<uint32_t>(rank) ? 1000 : 0);
+    }
   }
   CHECK(job.scaling.ShardRows() == std::vector<uint64_t>(8, 1000));
   job.Add(2, /*join=*/true);
