@@ -105,6 +105,22 @@ def launch(config, run_dir, sets=(), timeout=300, wait=True, extra=(), env=None)
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
 
 
+def bin_with_wrapper(folder, name, script):
+    """A folder to pass as SPARTA_BIN: every binary of BIN, but `name`
+    replaced by `script` (a Python program's text, run with this Python),
+    which does its part and then executes the real binary. Returns the folder."""
+    bin_dir = os.path.join(folder, f"bin-with-{name}")
+    os.makedirs(bin_dir)
+    for binary in os.listdir(BIN):
+        if binary != name:
+            os.symlink(os.path.join(BIN, binary), os.path.join(bin_dir, binary))
+    path = os.path.join(bin_dir, name)
+    with open(path, "w") as f:
+        f.write(f"#!{sys.executable}\n{script}")
+    os.chmod(path, 0o755)
+    return bin_dir
+
+
 def config_with(folder, sections, **overrides):
     """write_config of `sections` with section__key=value overrides, under a fresh name."""
     sections = {name: dict(keys) for name, keys in sections.items()}

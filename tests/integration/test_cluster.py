@@ -10,8 +10,8 @@ import sys
 import time
 import unittest
 
-from harness import (BIN, ClusterTest, auc, datagen, labels_of, launch, pid_alive, read, summary, wait_for,
-                     write_config)
+from harness import (BIN, ClusterTest, auc, bin_with_wrapper, datagen, labels_of, launch, pid_alive, read, summary,
+                     wait_for, write_config)
 
 
 class LaunchTest(ClusterTest):
@@ -108,15 +108,8 @@ class LaunchTest(ClusterTest):
         the port and keeps it for the job's life. The launcher keeps the
         port it picked, so that bind is refused and the job trains."""
         data = datagen(self.dir, 2000, 500, seed=5)
-        bin_dir = os.path.join(self.dir, "bin")
-        os.makedirs(bin_dir)
-        for name in os.listdir(BIN):
-            if name != "sparta-scheduler":
-                os.symlink(os.path.join(BIN, name), os.path.join(bin_dir, name))
         outcome = os.path.join(self.dir, "competitor.txt")
-        with open(os.path.join(bin_dir, "sparta-scheduler"), "w") as f:
-            f.write(f"""#!{sys.executable}
-import os, socket, sys
+        bin_dir = bin_with_wrapper(self.dir, "sparta-scheduler", f"""import os, socket, sys
 # (The launcher also runs it to read the configuration: no port then.)
 address = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("cluster.scheduler=")), None)
 if address is not None:
@@ -132,7 +125,6 @@ if address is not None:
         out.write(said)
 os.execv({os.path.join(BIN, "sparta-scheduler")!r}, sys.argv)
 """)
-        os.chmod(os.path.join(bin_dir, "sparta-scheduler"), 0o755)
         config = write_config(self.dir, data={"train": data["train"], "test": data["test"], "batch_size": 256})
         run = self.run_dir()
         result = launch(config, run, env={**os.environ, "SPARTA_BIN": bin_dir})

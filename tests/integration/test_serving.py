@@ -22,8 +22,8 @@ import unittest
 
 import zmq
 
-from harness import (BIN, LAUNCHER, SLOWDOWN, ClusterTest, datagen, finish, launch, log_tails, pid_alive, read, scaled,
-                     summary, wait_for, write_config)
+from harness import (BIN, LAUNCHER, SLOWDOWN, ClusterTest, bin_with_wrapper, datagen, finish, launch, log_tails,
+                     pid_alive, read, scaled, summary, wait_for, write_config)
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "worker", "python"))
 from sparta.predict import BadRequest, PredictClient, ReplicaChooser  # noqa: E402
@@ -661,22 +661,14 @@ class ServingShardsTest(ServingCase):
         said it waits."""
         data = datagen(self.dir, 5000, 300, seed=8)
         config, _ = self.train("fm", data)
-        bin_dir = os.path.join(self.dir, "bin-held-front-end")
-        os.makedirs(bin_dir)
-        for name in os.listdir(BIN):
-            if name != "sparta-serve":
-                os.symlink(os.path.join(BIN, name), os.path.join(bin_dir, name))
         go = os.path.join(self.dir, "front-end-go")
         os.mkfifo(go)
-        with open(os.path.join(bin_dir, "sparta-serve"), "w") as f:
-            f.write(f"""#!{sys.executable}
-import os, sys
+        bin_dir = bin_with_wrapper(self.dir, "sparta-serve", f"""import os, sys
 if "--rank" in sys.argv:  # the front-end itself, not a run that reads the configuration
     with open({go!r}) as fifo:  # blocks until the test writes
         fifo.read()
 os.execv({os.path.join(BIN, "sparta-serve")!r}, sys.argv)
 """)
-        os.chmod(os.path.join(bin_dir, "sparta-serve"), 0o755)
         # Stopped, server-0 sends no heartbeats: long enough not to be
         # taken for dead while the front-end starts (seconds under TSan).
         proc, run = self.start_serve(config, "serve-restoring", f"serving.deadline={scaled(0.05):g}",
