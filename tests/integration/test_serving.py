@@ -547,7 +547,7 @@ class ServingShardsTest(ServingCase):
                 status = subprocess.run([os.path.join(BIN, "sparta-ctl"), "status", "--run", run],
                                         capture_output=True, text=True, timeout=60)
                 self.assertEqual(status.returncode, 0, status.stderr)
-                self.assertIn(f"serving cluster running | epoch 1", status.stdout)
+                self.assertIn("serving cluster running | epoch 1", status.stdout)
                 self.assertIn(f"model version v{ready['model_version']}", status.stdout)
                 self.assertEqual(len(re.findall(r"^server-[01] .* up ", status.stdout, re.M)), 2, status.stdout)
                 self.assertRegex(status.stdout, r"serve-0 .* up .* front-end")
