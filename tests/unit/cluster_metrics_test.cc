@@ -37,7 +37,7 @@ pb::ClusterStatus TwoServersOneWorker() {
   return status;
 }
 
-TEST_CASE("nodes by role and rank; a dead server's rows are not reported") {
+TEST_CASE("nodes by role and rank, and no rows reported for a dead server") {
   const std::string text = ClusterMetrics(TwoServersOneWorker(), /*serving_cluster=*/false).Render();
   CHECK_THAT(text, Catch::Contains("sparta_cluster_epoch 7"));
   CHECK_THAT(text, Catch::Contains("sparta_job_running 1"));

@@ -105,7 +105,7 @@ TEST_CASE("a drain is refused, saying why, and changes nothing then") {
   CHECK(untouched.map.moving() == 0);
 }
 
-TEST_CASE("scale: below the replication factor refused; down drains the highest ranks; up counts drained ones out") {
+TEST_CASE("scale: below the replication factor refused, down drains the highest ranks, up counts drained ones out") {
   Servers job(4, /*replication=*/2);
   ServerScaling::ScalePlan refused = job.scaling.Scale(1, 1);
   CHECK(absl::IsInvalidArgument(refused.status));
