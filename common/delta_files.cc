@@ -61,10 +61,13 @@ absl::Status PublishDelta(const std::string& tmp_dir) {
   return absl::OkStatus();
 }
 
-void PruneDeltas(const std::string& storage_path, uint64_t version, const std::string& keep_tmp) {
+void PruneDeltas(const std::string& storage_path, uint64_t version, const std::string& keep_tmp,
+                 size_t keep_newest) {
   std::error_code ec;
-  for (const DeltaRef& delta : ListDeltas(storage_path)) {
-    if (delta.version <= version) fs::remove_all(delta.dir, ec);
+  const std::vector<DeltaRef> deltas = ListDeltas(storage_path);  // oldest first
+  const size_t prunable = deltas.size() > keep_newest ? deltas.size() - keep_newest : 0;
+  for (size_t i = 0; i < prunable; ++i) {
+    if (deltas[i].version <= version) fs::remove_all(deltas[i].dir, ec);
   }
   for (const auto& entry : fs::directory_iterator(VersionsDir(storage_path), ec)) {
     if (entry.path().extension() == ".tmp" && entry.path().string() != keep_tmp) fs::remove_all(entry.path(), ec);

@@ -64,8 +64,10 @@ absl::StatusOr<pb::DeltaManifest> ReadDeltaManifest(const std::string& delta_dir
 absl::Status PublishDelta(const std::string& tmp_dir);
 
 // Deletes the complete deltas of versions up to `version` (a checkpoint
-// holds what they did) and every unfinished one but `keep_tmp`.
-void PruneDeltas(const std::string& storage_path, uint64_t version, const std::string& keep_tmp = "");
+// holds what they did), except the `keep_newest` newest deltas, and every
+// unfinished one but `keep_tmp`.
+void PruneDeltas(const std::string& storage_path, uint64_t version, const std::string& keep_tmp = "",
+                 size_t keep_newest = 0);
 
 }  // namespace sparta
 

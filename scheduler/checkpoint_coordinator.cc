@@ -281,8 +281,12 @@ bool CheckpointCoordinator::PublishCheckpointOfCut() {
   }
   if (publishing()) {
     // The deltas up to the checkpoint before this one are in it; those
-    // since stay, for followers a little behind.
-    PruneDeltas(config_.storage.path, published_version_);
+    // since stay, for followers a little behind. So do the newest
+    // kDeltasKept whatever checkpoints hold them: two checkpoints close
+    // together (one because deltas outgrew the last, then the job's final
+    // one) left only what the second covered, and a serving cluster one
+    // poll behind found the delta that went on from its version gone.
+    PruneDeltas(config_.storage.path, published_version_, "", kDeltasKept);
     delta_rows_since_checkpoint_ = 0;
     checkpoint_rows_ = rows;
   }

@@ -38,6 +38,10 @@ namespace sparta {
 
 class CheckpointCoordinator {
  public:
+  // Published deltas a checkpoint leaves in place even when it holds them,
+  // for serving clusters still following the chain (the newest ones).
+  static constexpr size_t kDeltasKept = 16;
+
   struct Hooks {
     std::function<void(const pb::Header&, pb::Role)> broadcast;
     std::function<void(const std::string& reason)> fail;  // the job cannot go on

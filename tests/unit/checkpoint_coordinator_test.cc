@@ -14,6 +14,8 @@
 
 #include <catch2/catch.hpp>
 
+#include "absl/strings/str_cat.h"
+
 #include "common/checkpoint_files.h"
 #include "common/delta_files.h"
 
@@ -229,17 +231,31 @@ TEST_CASE("published versions chain their deltas, a failed one is retried from t
   f.RunThrough(c, 3);
   CHECK(DeltaNames(f.path) == std::vector<std::string>{"delta-000001-from-000000", "delta-000003-from-000001"});
 
-  // A checkpoint is a version too; the next one prunes the deltas up to it.
+  // A checkpoint is a version too; the next one would prune the deltas up
+  // to it, but keeps the newest kDeltasKept: a follower of version 3 (one
+  // poll behind two checkpoints in a row) still finds the delta from 3.
   c.Start("test");
   f.RunThrough(c, 4);
   CHECK(ListCheckpoints(f.path.string()) == std::vector<uint64_t>{4});
   CHECK(DeltaNames(f.path).back() == "delta-000004-from-000003");
   CHECK(DeltaNames(f.path).size() == 3);
-  c.Publish();
-  f.RunThrough(c, 5);
   c.Start("test");
-  f.RunThrough(c, 6);
-  CHECK(DeltaNames(f.path) == std::vector<std::string>{"delta-000005-from-000004", "delta-000006-from-000005"});
+  f.RunThrough(c, 5);
+  CHECK(DeltaNames(f.path) == std::vector<std::string>{"delta-000001-from-000000", "delta-000003-from-000001",
+                                                       "delta-000004-from-000003", "delta-000005-from-000004"});
+  // Past kDeltasKept, those up to the checkpoint before the last go.
+  uint64_t version = 6;
+  for (size_t i = 0; i < CheckpointCoordinator::kDeltasKept; ++i) {
+    c.Publish();
+    f.RunThrough(c, version++);
+  }
+  c.Start("test");
+  f.RunThrough(c, version);
+  const std::vector<std::string> kept = DeltaNames(f.path);
+  // Those since checkpoint 5 (from 6 on): the newest 16 and one more.
+  REQUIRE(kept.size() == CheckpointCoordinator::kDeltasKept + 1);
+  CHECK(kept.front() == "delta-000006-from-000005");
+  CHECK(kept.back() == absl::StrCat("delta-0000", version, "-from-0000", version - 1));
 
   // A new job from checkpoint 4 starts another history: the deltas of this
   // one go, and numbering goes on past every version served so far.
@@ -247,8 +263,8 @@ TEST_CASE("published versions chain their deltas, a failed one is retried from t
   restored.BeginJob(4);
   CHECK(DeltaNames(f.path).empty());
   restored.Publish();
-  f.RunThrough(restored, 7);
-  CHECK(DeltaNames(f.path) == std::vector<std::string>{"delta-000007-from-000004"});
+  f.RunThrough(restored, version + 1);
+  CHECK(DeltaNames(f.path) == std::vector<std::string>{absl::StrCat("delta-0000", version + 1, "-from-000004")});
   CHECK(f.failure.empty());
 }
 
