@@ -443,9 +443,14 @@ class SweepTest(ClusterTest):
                               data={"train": data["train"], "test": data["test"], "batch_size": 64, "epochs": 1000},
                               model={"name": "lr"})
         folder = os.path.join(self.dir, "sweep")
+        # Started with SIGINT ignored, as a shell's background job or CI's
+        # runner may start it: Ctrl-C must stop it all the same, as it
+        # stops a `launch` (Python raises KeyboardInterrupt only where
+        # SIGINT was not ignored at its start).
         proc = subprocess.Popen([sys.executable, LAUNCHER, "sweep", config, "--grid", "data.batch_size=64,128",
                                  "--parallel", "2", "--dir", folder], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True, start_new_session=True)
+                                text=True, start_new_session=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
         self.procs.append(proc)
         daemons = [os.path.join(folder, f"run-00{i}", "daemons.json") for i in range(2)]
         wait_for(lambda: all(os.path.exists(d) for d in daemons), 120, "both jobs to start")
