@@ -3,7 +3,8 @@
 # of the GPU checks for a machine that has a GPU, CUDA 13 and Python but none
 # of Sparta's Debian libraries, and cannot install any. DIR holds
 #   bin/                the daemons, sparta-ctl, sparta-datagen, sparta_cuda_tests
-#                       and sparta-gpu-bench, stripped
+#                       and sparta-gpu-bench, stripped, and the CUDA backend's
+#                       module (libsparta_cuda.so), which they load from there
 #   lib.tar.xz          every shared library they load that such a machine
 #                       lacks (from ldd: all but glibc, libstdc++, libgcc_s and
 #                       CUDA's own), packed; unpacked on the first run
@@ -27,6 +28,7 @@ build=${SPARTA_GPU_BUILD:-build-gpu}
 rows=${SPARTA_GPU_ROWS:-300000}
 limit=$((48 * 1024 * 1024))
 programs=(sparta-scheduler sparta-server sparta-worker sparta-ctl sparta-datagen sparta_cuda_tests sparta-gpu-bench)
+modules=(libsparta_cuda.so)  # built by the target sparta_cuda, loaded by the programs beside them
 # The machine provides these: glibc, the C++ runtime, and CUDA's libraries
 # (the driver's, the runtime and cuBLAS, whose 600 MB would not travel). One
 # list, in the checks that verify it.
@@ -42,20 +44,20 @@ if ! cmake --build "$build" --target help | grep -q sparta_cuda_tests; then
   exit 1
 fi
 jobs=$(( $(nproc) < 2 ? $(nproc) : 2 ))
-cmake --build "$build" -j "$jobs" --target "${programs[@]}"
+cmake --build "$build" -j "$jobs" --target "${programs[@]}" sparta_cuda
 
 rm -rf "$out"
 mkdir -p "$out"/{bin,data,configs,scripts/bench,tests/integration,tests/bench}
 staging=$(mktemp -d)
 trap 'rm -rf "$staging"' EXIT
-for p in "${programs[@]}"; do
+for p in "${programs[@]}" "${modules[@]}"; do
   install -m 755 "$build/bin/$p" "$out/bin/$p"
   strip --strip-unneeded "$out/bin/$p"
 done
 # Every library the programs load, found by the loader here, minus what the
 # GPU machine provides; copied through symbolic links under the name the
 # programs ask for (their soname).
-for p in "${programs[@]}"; do
+for p in "${programs[@]}" "${modules[@]}"; do
   ldd "$build/bin/$p" | awk '$2 == "=>" && $3 ~ /^\// {print $1, $3}'
 done | sort -u | while read -r name path; do
   if [[ ! $name =~ $system_libs ]]; then

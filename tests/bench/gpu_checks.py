@@ -47,6 +47,7 @@ import time
 DEADLINE_S = 330  # the whole run, so that a failed first try leaves time for a second within 15 minutes
 PROGRAMS = ["sparta-scheduler", "sparta-server", "sparta-worker", "sparta-ctl", "sparta-datagen",
             "sparta_cuda_tests", "sparta-gpu-bench"]
+MODULES = ["libsparta_cuda.so"]  # in bin/ too: the CUDA backend, loaded by the programs beside it
 # What the machine itself must provide; the bundle carries everything else.
 # scripts/gpu-bundle.sh reads this pattern too (it is also an extended
 # regular expression), so that what it leaves out is what is checked here.
@@ -143,8 +144,11 @@ def check_libraries(run, budget):
     if shutil.which("ldd") is None:
         return run.record("libraries", "skipped", "no ldd on this machine; the programs themselves will say")
     lib = run.env["SPARTA_BUNDLE_LIB"]
-    for program in PROGRAMS:
+    for program in PROGRAMS + MODULES:
         path = os.path.join(run.bundle, "bin", program)
+        if not os.path.exists(path):
+            missing.setdefault(program, []).append("the bundle's bin/")
+            continue
         out = run.sparta(["ldd", path], timeout=30).stdout
         for line in out.splitlines():
             m = re.match(r"\s*(\S+)(?: => (\S+))?", line)
@@ -161,7 +165,8 @@ def check_libraries(run, budget):
     if foreign:
         return run.record("libraries", "failed", "loaded from the machine, not the bundle: " + ", ".join(
             f"{n} => {w}" for n, w in sorted(foreign.items())))
-    return run.record("libraries", "passed", f"every library of {len(PROGRAMS)} programs resolves")
+    return run.record("libraries", "passed",
+                      f"every library of {len(PROGRAMS)} programs and {len(MODULES)} module resolves")
 
 
 def check_twin(run, budget):

@@ -4,6 +4,7 @@ stop every process they start by its pid."""
 
 import json
 import os
+import shutil
 import signal
 import struct
 import subprocess
@@ -105,19 +106,34 @@ def launch(config, run_dir, sets=(), timeout=300, wait=True, extra=(), env=None)
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
 
 
+def bin_folder_but(folder, name, label, also_leave_out=()):
+    """A new folder holding links to every file of BIN except `name` (and
+    `also_leave_out`); returns its path and the path `name` would have there."""
+    bin_dir = os.path.join(folder, f"bin-{label}-{name}")
+    os.makedirs(bin_dir)
+    for binary in os.listdir(BIN):
+        if binary != name and binary not in also_leave_out:
+            os.symlink(os.path.join(BIN, binary), os.path.join(bin_dir, binary))
+    return bin_dir, os.path.join(bin_dir, name)
+
+
 def bin_with_wrapper(folder, name, script):
     """A folder to pass as SPARTA_BIN: every binary of BIN, but `name`
     replaced by `script` (a Python program's text, run with this Python),
     which does its part and then executes the real binary. Returns the folder."""
-    bin_dir = os.path.join(folder, f"bin-with-{name}")
-    os.makedirs(bin_dir)
-    for binary in os.listdir(BIN):
-        if binary != name:
-            os.symlink(os.path.join(BIN, binary), os.path.join(bin_dir, binary))
-    path = os.path.join(bin_dir, name)
+    bin_dir, path = bin_folder_but(folder, name, "with")
     with open(path, "w") as f:
         f.write(f"#!{sys.executable}\n{script}")
     os.chmod(path, 0o755)
+    return bin_dir
+
+
+def bin_with_lone_copy(folder, name, modules=("libsparta_cuda.so",)):
+    """A folder to pass as SPARTA_BIN: every program of BIN linked, but
+    `name` a copy, with none of the `modules` it looks for beside itself
+    (the CUDA backend, see worker/compute/cuda_module.h). Returns the folder."""
+    bin_dir, path = bin_folder_but(folder, name, "copy", also_leave_out=modules)
+    shutil.copy2(os.path.join(BIN, name), path)
     return bin_dir
 
 

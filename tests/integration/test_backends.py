@@ -5,8 +5,9 @@ trains the model the CPU worker trains (bsp: one step in flight on both)."""
 
 import os
 import re
+import subprocess
 
-from harness import ClusterTest, datagen, launch, read, write_config
+from harness import BIN, ClusterTest, bin_with_lone_copy, datagen, launch, read, write_config
 
 
 def predictions(path):
@@ -64,3 +65,37 @@ class BackendTest(ClusterTest):
         self.assertRegex(result.stderr, re.escape(config) + r":\d+: key 'worker.backend' is cuda, but ")
         self.assertRegex(result.stderr, "built without CUDA|no usable GPU|no CUDA device")
         self.assertIn("use worker.backend: cpu or auto", result.stderr)
+
+
+class CudaModuleTest(ClusterTest):
+    """The CUDA backend is a module (libsparta_cuda.so) loaded when a worker
+    asks for a GPU: no program links CUDA's libraries, so none pays for
+    loading cuBLAS at start, and a worker whose module is missing (or whose
+    machine lacks CUDA's libraries) still trains on the CPU and says why."""
+
+    PROGRAMS = ("sparta-worker", "sparta-ctl", "sparta-serve", "sparta-server", "sparta-scheduler")
+    CUDA = re.compile(r"^\s*(libcudart|libcublas|libcublasLt)\.so", re.M)
+
+    def test_no_program_links_cuda_and_the_module_does(self):
+        for program in self.PROGRAMS:
+            linked = subprocess.run(["ldd", os.path.join(BIN, program)], capture_output=True, text=True).stdout
+            self.assertIsNone(self.CUDA.search(linked), f"{program} links CUDA's libraries:\n{linked}")
+        module = os.path.join(BIN, "libsparta_cuda.so")
+        if os.path.exists(module):  # a build with the CUDA backend
+            linked = subprocess.run(["ldd", module], capture_output=True, text=True).stdout
+            self.assertEqual(sorted(set(self.CUDA.findall(linked))), ["libcublas", "libcublasLt", "libcudart"], linked)
+
+    def test_a_worker_without_the_module_trains_on_the_cpu_and_says_why(self):
+        data = datagen(self.dir, 2000, 200, seed=14)
+        config = write_config(self.dir, cluster={"servers": 1, "workers": 1},
+                              data={"train": data["train"], "test": data["test"], "batch_size": 256},
+                              model={"name": "lr"}, worker={"backend": "auto"})
+        run = self.run_dir("lone")
+        result = launch(config, run, env={**os.environ, "SPARTA_BIN": bin_with_lone_copy(self.dir, "sparta-worker")})
+        self.assertEqual(result.returncode, 0, result.stderr)
+        log = read(os.path.join(run, "worker-0.log"))
+        match = re.search(r"compute backend: (cpu|cuda) \((.*)\)", log)
+        self.assertIsNotNone(match, log[-2000:])
+        self.assertEqual(match.group(1), "cpu")
+        self.assertIn("worker.backend: auto falls back to the CPU: ", match.group(2))
+        self.assertRegex(match.group(2), r"built without CUDA|libsparta_cuda\.so is not beside this program")

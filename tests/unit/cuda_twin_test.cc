@@ -14,7 +14,7 @@
 
 #include "common/half.h"
 #include "worker/compute/backend_choice.h"
-#include "worker/compute/cuda/cuda_step_runner.h"
+#include "worker/compute/cuda_module.h"
 #include "tests/unit/random_batch.h"
 #include "worker/models/builtin_models.h"
 

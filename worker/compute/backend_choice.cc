@@ -1,17 +1,8 @@
 #include "worker/compute/backend_choice.h"
 
 #include "absl/strings/str_cat.h"
-#if SPARTA_HAVE_CUDA
-#include "worker/compute/cuda/cuda_step_runner.h"
-#endif
 
 namespace sparta {
-
-#if !SPARTA_HAVE_CUDA
-GpuProbe ProbeGpus() {
-  return {.devices = 0, .detail = "this worker was built without CUDA (no nvcc at build time, or SPARTA_CUDA=OFF)"};
-}
-#endif
 
 absl::StatusOr<BackendChoice> ChooseBackend(const Config& config, const Model& model, const GpuProbe& probe) {
   const std::string& wanted = config.worker.backend;  // for messages
@@ -47,12 +38,8 @@ absl::StatusOr<std::unique_ptr<StepRunner>> NewStepRunner(const BackendChoice& c
                                                           const std::vector<pb::TableSpec>& tables) {
   std::vector<RunnerTable> runner_tables = RunnerTablesOf(tables);
   if (!choice.cuda) return NewCpuStepRunner(model, std::move(runner_tables));
-#if SPARTA_HAVE_CUDA
   return NewCudaStepRunner(model, std::move(runner_tables),
                            {.device = choice.device, .half_precision_copies = config.wire.value_type == WireDtype::kFp16});
-#else
-  return absl::FailedPreconditionError("this worker was built without CUDA");
-#endif
 }
 
 }  // namespace sparta

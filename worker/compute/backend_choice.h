@@ -21,16 +21,10 @@
 #include "common/config.h"
 #include "sparta.pb.h"
 #include "sparta/sdk/model.h"
+#include "worker/compute/cuda_module.h"
 #include "worker/compute/step_runner.h"
 
 namespace sparta {
-
-// What this process can see of GPUs.
-struct GpuProbe {
-  int devices = 0;     // usable CUDA devices
-  std::string detail;  // the first device's name, or why there is none
-};
-GpuProbe ProbeGpus();
 
 struct BackendChoice {
   bool cuda = false;

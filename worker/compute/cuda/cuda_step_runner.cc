@@ -319,8 +319,8 @@ class CudaStepRunner final : public StepRunner {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<StepRunner>> NewCudaStepRunner(const Model* model, std::vector<RunnerTable> tables,
-                                                              const CudaRunnerOptions& options) {
+absl::StatusOr<std::unique_ptr<StepRunner>> NewGpuStepRunner(const Model* model, std::vector<RunnerTable> tables,
+                                                             const CudaRunnerOptions& options) {
   auto runner = std::make_unique<CudaStepRunner>(model, std::move(tables), options);
   if (absl::Status status = runner->Init(); !status.ok()) return status;
   return runner;

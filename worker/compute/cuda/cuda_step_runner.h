@@ -16,18 +16,18 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "worker/compute/backend_choice.h"
+#include "worker/compute/cuda_module.h"
 #include "worker/compute/step_runner.h"
 
 namespace sparta {
 
-struct CudaRunnerOptions {
-  int device = 0;
-  bool half_precision_copies = false;
-};
+// The module's probe: the CUDA devices this process sees.
+GpuProbe ProbeCudaDevices();
 
-absl::StatusOr<std::unique_ptr<StepRunner>> NewCudaStepRunner(const Model* model, std::vector<RunnerTable> tables,
-                                                              const CudaRunnerOptions& options);
+// Part of the module (libsparta_cuda.so); programs call NewCudaStepRunner()
+// (worker/compute/cuda_module.h), which loads the module and calls this.
+absl::StatusOr<std::unique_ptr<StepRunner>> NewGpuStepRunner(const Model* model, std::vector<RunnerTable> tables,
+                                                             const CudaRunnerOptions& options);
 
 }  // namespace sparta
 

@@ -1,14 +1,15 @@
-// ProbeGpus() for a worker built with CUDA. Without a driver,
-// cudaGetDeviceCount returns an error (35, insufficient driver) rather
-// than zero devices: any error means no usable GPU.
+// The module's GPU probe (ProbeGpus() in worker/compute/cuda_module.h
+// loads the module and calls it). Without a driver, cudaGetDeviceCount
+// returns an error (35, insufficient driver) rather than zero devices: any
+// error means no usable GPU.
 #include <cuda_runtime_api.h>
 
 #include "absl/strings/str_cat.h"
-#include "worker/compute/backend_choice.h"
+#include "worker/compute/cuda/cuda_step_runner.h"
 
 namespace sparta {
 
-GpuProbe ProbeGpus() {
+GpuProbe ProbeCudaDevices() {
   int count = 0;
   const cudaError_t status = cudaGetDeviceCount(&count);
   if (status != cudaSuccess) {
