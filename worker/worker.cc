@@ -242,7 +242,7 @@ absl::Status Worker::Prepare() {
   // without a usable GPU fails here with its config line. (A driven
   // worker's model computes in its caller.)
   if (!driven_from_outside_) {
-    SPARTA_ASSIGN_OR_RETURN(backend_, ChooseBackend(config_, *model_, ProbeGpus()));
+    SPARTA_ASSIGN_OR_RETURN(backend_, ChooseBackend(config_, *model_, ProbeGpus));
     spdlog::info("compute backend: {} ({})", backend_.cuda ? "cuda" : "cpu", backend_.reason);
   }
   if (config_.data.assignment_mode == Assignment::kOnDemand) {

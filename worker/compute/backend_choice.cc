@@ -4,9 +4,11 @@
 
 namespace sparta {
 
-absl::StatusOr<BackendChoice> ChooseBackend(const Config& config, const Model& model, const GpuProbe& probe) {
+absl::StatusOr<BackendChoice> ChooseBackend(const Config& config, const Model& model,
+                                            const std::function<GpuProbe()>& probe_gpus) {
   const std::string& wanted = config.worker.backend;  // for messages
   if (config.worker.backend_kind == BackendKind::kCpu) return BackendChoice{.cuda = false, .reason = "worker.backend: cpu"};
+  const GpuProbe probe = probe_gpus();
   std::string why_not;
   if (probe.devices == 0) {
     why_not = probe.detail;

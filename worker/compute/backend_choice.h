@@ -13,6 +13,7 @@
 #ifndef SPARTA_WORKER_COMPUTE_BACKEND_CHOICE_H_
 #define SPARTA_WORKER_COMPUTE_BACKEND_CHOICE_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -32,7 +33,11 @@ struct BackendChoice {
   std::string reason;  // for the log: why this backend
 };
 
-absl::StatusOr<BackendChoice> ChooseBackend(const Config& config, const Model& model, const GpuProbe& probe);
+// `probe` (ProbeGpus in production) is called only when the GPU is a
+// candidate (backend cuda or auto): probing loads the CUDA module, and with
+// it cuBLAS, half a second of a worker's start that `cpu` must not pay.
+absl::StatusOr<BackendChoice> ChooseBackend(const Config& config, const Model& model,
+                                            const std::function<GpuProbe()>& probe);
 
 // What a step runner needs to know of each of the model's tables.
 std::vector<RunnerTable> RunnerTablesOf(const std::vector<pb::TableSpec>& tables);
