@@ -33,11 +33,11 @@ struct BackendChoice {
   std::string reason;  // for the log: why this backend
 };
 
-// `probe` (ProbeGpus in production) is called only when the GPU is a
+// `probe_gpus` (ProbeGpus in production) is called only when the GPU is a
 // candidate (backend cuda or auto): probing loads the CUDA module, and with
 // it cuBLAS, half a second of a worker's start that `cpu` must not pay.
 absl::StatusOr<BackendChoice> ChooseBackend(const Config& config, const Model& model,
-                                            const std::function<GpuProbe()>& probe);
+                                            const std::function<GpuProbe()>& probe_gpus);
 
 // What a step runner needs to know of each of the model's tables.
 std::vector<RunnerTable> RunnerTablesOf(const std::vector<pb::TableSpec>& tables);
