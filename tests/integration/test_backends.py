@@ -14,6 +14,14 @@ def predictions(path):
     return [float(x) for x in read(path).split()]
 
 
+def backend_line(test, run_dir):
+    """The backend worker-0 of `run_dir` logged it computes on, and why."""
+    log = read(os.path.join(run_dir, "worker-0.log"))
+    match = re.search(r"compute backend: (cpu|cuda) \((.*)\)", log)
+    test.assertIsNotNone(match, "the worker logs its compute backend:\n" + log[-2000:])
+    return match.group(1), match.group(2)
+
+
 class BackendTest(ClusterTest):
     def job(self, name, backend, data, consistency="asp"):
         out = os.path.join(self.dir, name + ".predictions")
@@ -26,22 +34,16 @@ class BackendTest(ClusterTest):
             eval={"predictions_out": out})
         return config, out
 
-    def backend_line(self, run_dir):
-        log = read(os.path.join(run_dir, "worker-0.log"))
-        match = re.search(r"compute backend: (cpu|cuda) \((.*)\)", log)
-        self.assertIsNotNone(match, "the worker logs its compute backend")
-        return match.group(1), match.group(2)
-
     def test_auto_takes_the_gpu_or_says_why_not_and_cuda_matches_cpu(self):
         data = datagen(self.dir, 20000, 2000, seed=12)
         config, auto_out = self.job("auto", "auto", data, consistency="bsp")
         result = launch(config, self.run_dir("auto"))
         self.assertEqual(result.returncode, 0, result.stderr)
-        backend, reason = self.backend_line(self.run_dir("auto"))
+        backend, reason = backend_line(self, self.run_dir("auto"))
         config, cpu_out = self.job("cpu", "cpu", data, consistency="bsp")
         result = launch(config, self.run_dir("cpu"))
         self.assertEqual(result.returncode, 0, result.stderr)
-        self.assertEqual(self.backend_line(self.run_dir("cpu")), ("cpu", "worker.backend: cpu"))
+        self.assertEqual(backend_line(self, self.run_dir("cpu")), ("cpu", "worker.backend: cpu"))
         auto_p, cpu_p = predictions(auto_out), predictions(cpu_out)
         self.assertEqual(len(auto_p), 2000)
         diff = max(abs(a - c) for a, c in zip(auto_p, cpu_p))
@@ -59,7 +61,7 @@ class BackendTest(ClusterTest):
         config, _ = self.job("cuda", "cuda", data)
         result = launch(config, self.run_dir("cuda"), timeout=120)
         if result.returncode == 0:
-            backend, reason = self.backend_line(self.run_dir("cuda"))
+            backend, reason = backend_line(self, self.run_dir("cuda"))
             self.assertEqual(backend, "cuda")
             self.skipTest(f"this machine has a GPU ({reason}): nothing to refuse")
         self.assertRegex(result.stderr, re.escape(config) + r":\d+: key 'worker.backend' is cuda, but ")
@@ -93,9 +95,7 @@ class CudaModuleTest(ClusterTest):
         run = self.run_dir("lone")
         result = launch(config, run, env={**os.environ, "SPARTA_BIN": bin_with_lone_copy(self.dir, "sparta-worker")})
         self.assertEqual(result.returncode, 0, result.stderr)
-        log = read(os.path.join(run, "worker-0.log"))
-        match = re.search(r"compute backend: (cpu|cuda) \((.*)\)", log)
-        self.assertIsNotNone(match, log[-2000:])
-        self.assertEqual(match.group(1), "cpu")
-        self.assertIn("worker.backend: auto falls back to the CPU: ", match.group(2))
-        self.assertRegex(match.group(2), r"built without CUDA|libsparta_cuda\.so is not beside this program")
+        backend, reason = backend_line(self, run)
+        self.assertEqual(backend, "cpu")
+        self.assertIn("worker.backend: auto falls back to the CPU: ", reason)
+        self.assertRegex(reason, r"built without CUDA|libsparta_cuda\.so is not beside this program")
