@@ -490,15 +490,17 @@ class RawClient:
         self.sockets = {}  # server rank -> DEALER
 
     def connect(self, rank, info_file):
+        port = json.loads(read(os.path.join(self.run, info_file)))["port"]
         sock = self.context.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
-        sock.connect(f"tcp://127.0.0.1:{json.loads(read(os.path.join(self.run, info_file)))['port']}")
+        sock.connect(f"tcp://127.0.0.1:{port}")
         self.sockets[rank] = sock
 
     def close(self):
-        for sock in self.sockets.values():
-            sock.close()
-        self.context.term()
+        # destroy, not term: term waits for every socket to be closed, so a
+        # socket left open by a failed step would hang the test instead of
+        # letting its error show.
+        self.context.destroy(linger=0)
 
     def request(self, rank, fields, *frames):
         """Sends a request to server `rank` at the epoch it is at (taken from its refusal when it is at
@@ -560,8 +562,9 @@ class ResendAfterMoveTest(OnDemandJob):
                               model={"plugin": self.plugin}, storage={"replication_factor": 1})
         proc = launch(config, run, wait=False)
         self.procs.append(proc)
-        wait_for(lambda: read(os.path.join(run, "server-1.info.json")) and ctl("status", run=run).returncode == 0,
-                 60, "the job to run")
+        # Each daemon writes its info file once registered, the servers in any order.
+        wait_for(lambda: all(read(os.path.join(run, f"server-{r}.info.json")) for r in (0, 1)) and
+                 ctl("status", run=run).returncode == 0, 60, "the job to run")
         client = RawClient(run, self.SENDER)
         try:
             for rank in (0, 1):
@@ -583,7 +586,8 @@ class ResendAfterMoveTest(OnDemandJob):
             def settled():
                 status = json.loads(ctl("status", "--json", run=run).stdout or "{}")
                 servers = [n for n in status.get("nodes", []) if n["info"]["role"] == "SERVER" and not n["dead"]]
-                return len(servers) == 3 and status["shards_moving"] == 0
+                return (len(servers) == 3 and status["shards_moving"] == 0 and
+                        read(os.path.join(run, "server-join-1.info.json")))
 
             wait_for(settled, 120, "3 servers, with no shard moving")
             client.connect(2, "server-join-1.info.json")

@@ -238,6 +238,10 @@ class SlurmCluster:
         # A port of its own for slurmctld and for each slurmd: ports next to a
         # free one may be taken (a slurmd that cannot bind exits at once).
         ctld_port, *node_ports = free_ports(1 + len(nodes))
+        # MinJobAge: `sbatch --wait` polls every 2 s, but quadruples its
+        # interval (to 8 s, then 32 s) while the interval is under half of
+        # MinJobAge, so a finished job is purged only after it looked. At 30
+        # a test waited up to 32 s after its job ended; at 4 it looks every 2 s.
         lines = [f"ClusterName=sparta{os.getpid()}", f"SlurmctldHost={hostname}(127.0.0.1)",
                  f"SlurmctldPort={ctld_port}", "SlurmUser=root", "AuthType=auth/munge",
                  f"AuthInfo=socket={self.socket}", "CredType=cred/munge", "ProctrackType=proctrack/linuxproc",
@@ -247,7 +251,7 @@ class SlurmCluster:
                  f"StateSaveLocation={folder}/state", f"SlurmdSpoolDir={folder}/spool-%n",
                  f"SlurmctldPidFile={folder}/slurmctld.pid", f"SlurmdPidFile={folder}/slurmd-%n.pid",
                  f"SlurmctldLogFile={folder}/slurmctld.log", f"SlurmdLogFile={folder}/slurmd-%n.log",
-                 "SlurmdTimeout=30", "InactiveLimit=0", "KillWait=5", "MinJobAge=30"]
+                 "SlurmdTimeout=30", "InactiveLimit=0", "KillWait=5", "MinJobAge=4"]
         for i, node in enumerate(nodes):
             lines.append(f"NodeName={node} NodeHostname={hostname} NodeAddr=127.0.0.1 Port={node_ports[i]} "
                          f"CPUs=2 RealMemory=2000 State=UNKNOWN")

@@ -277,6 +277,8 @@ class AuthTest(ClusterTest):
         cluster_public = read(key).split("public-key: ")[1].split()[0]
         rogue_public, rogue_secret = zmq.curve_keypair()
         context = zmq.Context()
+        # If a step fails with a socket open, term() would hang; this lets the failure show.
+        self.addCleanup(context.destroy, linger=0)
         stop = bytes([0x08, 28])                                  # STOP_REQUEST
         register = bytes([0x08, 1, 0x52, 4, 0x10, 3, 0x18, 0])    # REGISTER a worker
         push = [bytes([0x08, 22, 0x20, 1, 0x28, 0, 0x30, 1, 0x38, 1]), b"\x01" * 8, b"\x00\x00\x80\x7f"]  # PUSH +inf

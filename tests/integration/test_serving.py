@@ -229,6 +229,8 @@ class ServingTest(ServingCase):
         # The ZeroMQ endpoint: garbage is dropped and counted, a bad line
         # is refused with what is wrong, and good requests go on.
         context = zmq.Context()
+        # If a step fails with a socket open, term() would hang; this lets the failure show.
+        self.addCleanup(context.destroy, linger=0)
         dealer = context.socket(zmq.DEALER)
         dealer.setsockopt(zmq.LINGER, 0)
         dealer.connect(self.zmq_urls[url])
