@@ -80,7 +80,8 @@ def best_rate_under(recs, p99_ms):
 def main():
     train, test, json_out = sys.argv[1:4]
     quick = "--quick" in sys.argv
-    seconds = 2 if quick else 5
+    # --quick checks the driver end to end (CI's bench.smoke): one second a load point.
+    seconds = 1 if quick else 5
     tmp = tempfile.mkdtemp(prefix="sparta-serving-bench-")
     raw = os.path.join(tmp, "load.jsonl")
     procs = []
