@@ -122,7 +122,7 @@ def render(config, config_text, args):
                               "ports": scheduler_ports}})
         # Every scheduler has the same list; the pod ordinal says which
         # address is its own (it binds what its name resolves to).
-        scheduler_cmd = command("scheduler", common_sets, f"cluster.host=${{POD_IP}}", "${HOSTNAME##*-}",
+        scheduler_cmd = command("scheduler", common_sets, "cluster.host=${POD_IP}", "${HOSTNAME##*-}",
                                 extra=f" --summary {SHARED}/summary.json")
         docs.append({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": meta(f"{name}-scheduler", "scheduler"),
                      "spec": {"serviceName": f"{name}-scheduler", "replicas": args.schedulers,

@@ -9,7 +9,7 @@ import subprocess
 import textwrap
 import unittest
 
-from harness import (ROOT, ClusterTest, config_with, datagen, kill_job, launch, read, run_with_predictions, summary,
+from harness import (ROOT, ClusterTest, config_with, datagen, kill_job, launch, read, run_with_predictions,
                      wait_for, write_config)
 
 # A model plugin that counts: every occurrence of a key in a trained batch adds

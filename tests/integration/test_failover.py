@@ -9,7 +9,6 @@ import os
 import signal
 import socket
 import subprocess
-import time
 import unittest
 
 from harness import BIN, ClusterTest, datagen, launch, read, scaled, summary, wait_for, write_config

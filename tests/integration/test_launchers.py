@@ -18,7 +18,7 @@ import sys
 import time
 import unittest
 
-from harness import (BIN, LAUNCHER, ROOT, SLOWDOWN, ClusterTest, datagen, launch, pid_alive, read, start_etcd, summary,
+from harness import (BIN, LAUNCHER, ROOT, SLOWDOWN, ClusterTest, datagen, pid_alive, read, start_etcd, summary,
                      wait_for, write_config)
 
 NETNS_SHELL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "netns_shell.sh")

@@ -100,7 +100,7 @@ class PluginTest(ClusterTest):
             sparta::Model* Boom(const sparta::ModelContext&, std::string*) { throw std::runtime_error("boom"); }
             SPARTA_PLUGIN("throwing", Boom, nullptr)
         """)
-        cases = [(stale, f"was built against Sparta SDK ABI version 1,"), (plain, "is not a Sparta plugin"),
+        cases = [(stale, "was built against Sparta SDK ABI version 1,"), (plain, "is not a Sparta plugin"),
                  (os.path.join(self.dir, "missing.so"), "cannot load plugin"),
                  (throwing, "model 'throwing': the model factory threw: boom")]
         for i, (lib, message) in enumerate(cases):

@@ -28,7 +28,7 @@ import struct
 import threading
 import time
 import urllib.parse
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 __all__ = ["Answer", "BadRequest", "NoReplica", "PredictClient", "ReplicaChooser"]
 
