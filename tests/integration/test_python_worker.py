@@ -306,9 +306,14 @@ class AllReduceTest(unittest.TestCase):
         script = os.path.join(folder, "allreduce.py")
         with open(script, "w") as f:
             f.write(ALL_REDUCE)
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        # The port stays bound here (SO_REUSEADDR, never listening) until the
+        # test ends, as the launcher holds MASTER_PORT: a port closed after
+        # picking it could be taken by anyone before worker 0 binds it.
+        held = socket.socket()
+        self.addCleanup(held.close)
+        held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        held.bind(("127.0.0.1", 0))
+        port = held.getsockname()[1]
         env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
                    PYTHONPATH=os.path.join(ROOT, "worker", "python"))
         procs = [subprocess.Popen([sys.executable, script, str(r), str(n), os.path.join(folder, f"{r}.json")], env=env)
