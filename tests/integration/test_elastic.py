@@ -280,7 +280,7 @@ class ServerDrainTest(OnDemandJob):
 
     # At batches of 10, several times what a drain (and a failover) takes:
     # the job must still be training when it ends. The drain and the failover
-    # are over within 3 s of the first step, and 3 epochs take 12-15 s. A
+    # are over within 1 s of the first step, and 3 epochs take 9-13 s. A
     # scheduler's takeover waits out an etcd lease (scaled(3)) first: twice as many.
     EPOCHS, TAKEOVER_EPOCHS = 3, 6
 
