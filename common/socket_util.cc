@@ -55,7 +55,7 @@ absl::Status ConnectToScheduler(zmq::socket_t& socket, const std::string& addres
 }
 
 void ConfigureSocket(zmq::socket_t& socket) {
-  socket.set(zmq::sockopt::linger, 0);
+  socket.set(zmq::sockopt::linger, kCloseLingerMs);
   socket.set(zmq::sockopt::maxmsgsize, kMaxFrameBytes);
   socket.set(zmq::sockopt::sndhwm, 100000);
   socket.set(zmq::sockopt::rcvhwm, 100000);

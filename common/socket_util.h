@@ -31,9 +31,18 @@ absl::Status SplitHostPort(const std::string& host_port, std::string* host, uint
 // options.
 absl::Status ConnectToScheduler(zmq::socket_t& socket, const std::string& addresses);
 
-// Options every socket gets: no linger at close (a dead peer must not hang
-// shutdown), a per-frame size cap (hostile input must not exhaust memory),
-// and high-water marks deep enough for a window of large requests.
+// Options every socket gets: a short linger at close (kCloseLingerMs), a
+// per-frame size cap (hostile input must not exhaust memory), and
+// high-water marks deep enough for a window of large requests.
+//
+// Why a linger at all, since a dead peer must not hang shutdown: with none,
+// libzmq 4.3.4 aborts the process ("Resource temporarily unavailable
+// (src/session_base.cpp:260)") when the connection drops just after the
+// socket closed part-way through sending a multipart message, which is what
+// happens when every daemon of an aborted job exits at once. While it
+// lingers, the connection may fail safely; a peer still connected when it
+// ends would have to drop within microseconds of that moment.
+inline constexpr int kCloseLingerMs = 100;
 void ConfigureSocket(zmq::socket_t& socket);
 
 // Binds to host on a port the OS chooses (or `port` if non-zero) and returns

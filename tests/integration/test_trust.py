@@ -294,10 +294,10 @@ class DiskFullTest(ClusterTest):
         proc, run = start(self, self.job(durability="wal"), "scheduler.log", "published cluster view")
         self.fill()  # (the log of 40 epochs would also fill it, a little later)
         out, err = proc.communicate(timeout=120)
-        self.assertEqual(proc.returncode, 1)
+        self.assertEqual(proc.returncode, 1, err)
         s = summary(run)
-        self.assertEqual(s["status"], "failed")
-        self.assertIn("No space left on device", s["error"])
+        self.assertEqual(s["status"], "failed", err)
+        self.assertIn("No space left on device", s["error"], err)  # (err ends with every log's last lines)
         self.assertIn(os.path.join(self.disk, "storage", "server-"), s["error"])
         self.assertNotIn("signal", err)  # no daemon crashed (an abort was "ended with signal 6")
 
