@@ -41,6 +41,12 @@ _TYPE, _SEQ, _NUM_KEYS, _DIM, _STATUS, _ERROR, _DTYPE, _MODEL, _DEADLINE_MS, _MO
 _HEARTBEAT, _RESPONSE, _PREDICT = 4, 23, 37
 _INVALID_ARGUMENT, _NOT_FOUND = 3, 5
 
+# Milliseconds a closed socket lingers (as Sparta's daemons do, see
+# common/socket_util.h): with none, libzmq 4.3.4 aborts the process when the
+# connection drops just after a close part-way through sending a multipart
+# message, as when a replica that stopped answering is then killed.
+_CLOSE_LINGER_MS = 100
+
 
 def _varint(n):
     out = bytearray()
@@ -244,7 +250,7 @@ class PredictClient:
         sock = sockets.get(replica)
         if sock is None:
             sock = self._context.socket(zmq.DEALER)
-            sock.setsockopt(zmq.LINGER, 0)
+            sock.setsockopt(zmq.LINGER, _CLOSE_LINGER_MS)
             # Sends only to a connection that is up: to a dead replica a send
             # fails at once instead of waiting for a reconnect.
             sock.setsockopt(zmq.IMMEDIATE, 1)
@@ -280,7 +286,7 @@ class PredictClient:
             # A socket that failed, or has an answer still to come, is never
             # used again.
             sockets.pop(replica, None)
-            sock.close(linger=0)
+            sock.close(linger=_CLOSE_LINGER_MS)
             raise OSError(str(e)) from e
 
     def _attempt_zmq(self, replica, instances, check_health, left):
