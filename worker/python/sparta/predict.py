@@ -286,7 +286,7 @@ class PredictClient:
             # A socket that failed, or has an answer still to come, is never
             # used again.
             sockets.pop(replica, None)
-            sock.close(linger=_CLOSE_LINGER_MS)
+            sock.close()  # (lingers _CLOSE_LINGER_MS, set when it was made)
             raise OSError(str(e)) from e
 
     def _attempt_zmq(self, replica, instances, check_health, left):
