@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/checkpoint_files.h"
+#include "common/version_plan.h"
 
 namespace sparta {
 
@@ -16,33 +17,46 @@ ServingFollower::ServingFollower(std::string storage_path, uint64_t restored, do
 bool ServingFollower::Poll(Clock::time_point now) {
   if (staging_.has_value() || now - last_poll_ < poll_) return false;
   last_poll_ = now;
-  bool newer = false;
+  const std::vector<uint64_t> checkpoints = ListCheckpoints(storage_path_);
   const std::vector<DeltaRef> deltas = ListDeltas(storage_path_);
-  if (deltas.empty() && !warned_no_deltas_) {
-    const std::vector<uint64_t> checkpoints = ListCheckpoints(storage_path_);
-    if (!checkpoints.empty() && checkpoints.back() > announced_) {
-      warned_no_deltas_ = true;
-      spdlog::warn("the job took checkpoint {} but publishes no deltas: a serving cluster follows published "
-                   "versions (serving.publish_every in the job's config), and goes on serving version {}",
-                   checkpoints.back(), announced_);
+  const VersionPlan plan = PlanVersions(announced_, checkpoints, deltas);
+  if (plan.start == VersionPlan::Start::kNothing) return false;
+  if (plan.start == VersionPlan::Start::kCurrent) {
+    const DeltaRef& next = plan.deltas.front();
+    staging_ = Step{next.version, next.base, next.dir, false};
+    spdlog::info("staging model version {} on the servers ({})", next.version, next.dir);
+    return true;
+  }
+  // No delta goes on from what is served. The plan's checkpoint, or where
+  // that is older than what is served (a job restored from an older
+  // checkpoint went on from it), the newest checkpoint.
+  uint64_t checkpoint = plan.start == VersionPlan::Start::kCheckpoint ? plan.checkpoint : 0;
+  if (checkpoint <= announced_ && !checkpoints.empty()) checkpoint = checkpoints.back();
+  if (checkpoint <= announced_) {
+    if (stuck_at_ != announced_) {
+      stuck_at_ = announced_;
+      spdlog::warn("the job reached model version {}, but no delta goes on from version {} and no checkpoint is "
+                   "newer: this cluster goes on serving version {}",
+                   plan.target, announced_, announced_);
     }
+    return false;
   }
-  for (const DeltaRef& delta : deltas) {
-    if (delta.base == announced_ && delta.version > announced_) {
-      staging_ = delta;
-      spdlog::info("staging model version {} on the servers ({})", delta.version, delta.dir);
-      return true;
-    }
-    newer |= delta.version > announced_;
+  staging_ = Step{checkpoint, announced_, CheckpointsDir(storage_path_) + "/" + CheckpointName(checkpoint), true};
+  if (!warned_checkpoint_) {
+    warned_checkpoint_ = true;
+    spdlog::warn("no published delta goes on from model version {} ({}): staging checkpoint {} whole, every row of "
+                 "each server's shards held beside those it serves until the fold; a job that publishes deltas "
+                 "(serving.publish_every) and a cluster within a checkpoint interval of it need only the rows "
+                 "that changed",
+                 announced_,
+                 deltas.empty() ? "the job publishes none" : "the chain was pruned at a checkpoint before this "
+                                                             "cluster staged it",
+                 checkpoint);
+  } else {
+    spdlog::info("staging checkpoint {} whole on the servers: no published delta goes on from model version {}",
+                 checkpoint, announced_);
   }
-  if (newer && broken_at_ != announced_) {
-    broken_at_ = announced_;
-    spdlog::warn("the job published versions after {}, but the delta that goes on from {} is gone (pruned at a "
-                 "checkpoint before this serving cluster staged it): it goes on serving version {}; started "
-                 "again, it loads the newest checkpoint",
-                 announced_, announced_, announced_);
-  }
-  return false;
+  return true;
 }
 
 void ServingFollower::OnStaged(uint32_t node, uint64_t version) {
@@ -86,9 +100,15 @@ pb::Header ServingFollower::StageMessage() const {
   pb::Header h;
   h.set_type(pb::STAGE_VERSION);
   if (staging_.has_value()) {
-    h.mutable_checkpoint()->set_version(staging_->version);
-    h.mutable_checkpoint()->set_base(staging_->base);
-    h.mutable_checkpoint()->set_delta_dir(std::filesystem::absolute(staging_->dir).string());
+    pb::CheckpointInfo* step = h.mutable_checkpoint();
+    step->set_version(staging_->version);
+    step->set_base(staging_->base);
+    const std::string dir = std::filesystem::absolute(staging_->dir).string();
+    if (staging_->checkpoint) {
+      step->set_dir(dir);
+    } else {
+      step->set_delta_dir(dir);
+    }
   }
   return h;
 }

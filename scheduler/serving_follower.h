@@ -1,22 +1,22 @@
 // ServingFollower: a serving cluster's scheduler following the training
 // job it serves (serving.model: latest). Every serving.poll_interval it
-// looks in the job's storage.path for the published delta that goes on
-// from the version announced (common/delta_files.h) and asks every server
-// to stage it (STAGE_VERSION: each reads its shards' rows beside what it
-// serves, server/version_stager.h). Once every live server has staged it,
-// the version is announced (MODEL_VERSION): front-ends pull at it from
-// then on, and servers fold the version before into their rows. So a
-// request is answered wholly by one version, whichever server answers.
+// looks in the job's storage.path for the way to the newest version it can
+// reach (common/version_plan.h) and asks every server to stage its next
+// step (STAGE_VERSION: each reads its shards' rows beside what it serves,
+// server/version_stager.h). Once every live server has staged it, the
+// version is announced (MODEL_VERSION): front-ends pull at it from then
+// on, and servers fold the version before into their rows. So a request is
+// answered wholly by one version, whichever server answers.
 //
-// Only published deltas are followed (serving.publish_every in the job's
-// config): a new checkpoint alone would mean reloading every row; a job
-// that publishes none is served at the version the cluster started from,
-// with a warning.
-//
-// The job prunes a delta once a checkpoint after it has been taken again
-// (scheduler/checkpoint_coordinator.h): a serving cluster more than a
-// checkpoint interval behind finds the chain broken; it says so and keeps
-// serving its version (starting it again loads the newest checkpoint).
+// A step is the published delta that goes on from the version announced
+// (serving.publish_every in the job's config), which holds one interval's
+// changed rows. Where none does, a newer checkpoint is staged whole: the
+// job prunes a delta once a checkpoint after it has been taken again
+// (scheduler/checkpoint_coordinator.h), so a cluster more than a checkpoint
+// interval behind finds its chain broken, and a job that publishes no
+// deltas has only checkpoints. A checkpoint's step costs every row of a
+// server's shards (read and held beside what it serves until the fold),
+// which is what deltas avoid, so the first such step says so in the log.
 //
 // Decisions only, no sockets: the scheduler sends what it says.
 // Not thread-safe: the scheduler's thread owns it.
@@ -31,7 +31,6 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
-#include "common/delta_files.h"
 #include "sparta.pb.h"
 
 namespace sparta {
@@ -43,11 +42,20 @@ class ServingFollower {
   // `restored`: the checkpoint version the servers restored.
   ServingFollower(std::string storage_path, uint64_t restored, double poll_seconds);
 
-  uint64_t announced() const { return announced_; }
-  // The delta the servers are asked to stage, if any.
-  const std::optional<DeltaRef>& staging() const { return staging_; }
+  // A version being staged: a delta (going on from `base`), or a
+  // checkpoint, which replaces every row.
+  struct Step {
+    uint64_t version = 0;
+    uint64_t base = 0;  // a delta's
+    std::string dir;    // the delta's or the checkpoint's folder
+    bool checkpoint = false;
+  };
 
-  // Looks for the next delta when a look is due and none is being staged.
+  uint64_t announced() const { return announced_; }
+  // The version the servers are asked to stage, if any.
+  const std::optional<Step>& staging() const { return staging_; }
+
+  // Looks for the next step when a look is due and none is being staged.
   // True if one is to be staged now (send StageMessage() to every server).
   bool Poll(Clock::time_point now);
 
@@ -62,7 +70,7 @@ class ServingFollower {
 
   // Server `node` (its id) has staged up to `version`.
   void OnStaged(uint32_t node, uint64_t version);
-  // Server `node` could not stage `version`: the delta is given up, and
+  // Server `node` could not stage `version`: the step is given up, and
   // looked for again at the next poll (it may be gone: pruned).
   void OnFailed(uint32_t node, uint64_t version, const std::string& error);
 
@@ -82,11 +90,11 @@ class ServingFollower {
   const Clock::duration poll_;
   Clock::time_point last_poll_{};
   uint64_t announced_;
-  std::optional<DeltaRef> staging_;
+  std::optional<Step> staging_;
   absl::flat_hash_map<uint32_t, uint64_t> staged_;  // by server node id
   absl::flat_hash_set<uint32_t> excluded_;          // see Exclude()
-  uint64_t broken_at_ = 0;  // the announced version whose next delta was found pruned (warned once)
-  bool warned_no_deltas_ = false;  // the job takes checkpoints and publishes nothing (warned once)
+  uint64_t stuck_at_ = 0;  // the announced version from which nothing newer was reachable (warned once)
+  bool warned_checkpoint_ = false;  // a checkpoint was staged whole (said once)
 };
 
 }  // namespace sparta

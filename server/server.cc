@@ -834,7 +834,7 @@ void Server::OnVersionNews(const pb::Header& h) {
   std::optional<pb::Header> answer;
   if (h.type() == pb::VERSION_STAGED) {
     answer = stager_->Finish();
-  } else if (h.has_checkpoint() && !h.checkpoint().delta_dir().empty()) {
+  } else if (h.has_checkpoint() && (!h.checkpoint().delta_dir().empty() || !h.checkpoint().dir().empty())) {
     // The rows of the shards this server holds now, primary or replica.
     std::vector<bool> held(num_shards_, false);
     for (uint32_t s = 0; s < num_shards_; ++s) held[s] = shards_.owner(s) == static_cast<uint32_t>(rank_) || IsReplicaOf(s);
@@ -844,7 +844,7 @@ void Server::OnVersionNews(const pb::Header& h) {
       dims[table->spec.id()] = table->spec.dim();
     }
     answer = stager_->Start(
-        h.checkpoint(), [held = std::move(held)](uint32_t s) { return s < held.size() && held[s]; },
+        h.checkpoint(), num_shards_, [held = std::move(held)](uint32_t s) { return s < held.size() && held[s]; },
         [dims = std::move(dims)](uint32_t id) { return id < dims.size() ? dims[id] : 0u; });
   }
   if (answer.has_value()) scheduler_->Send(*std::move(answer));

@@ -1,11 +1,14 @@
 #include "server/version_overlay.h"
 
 #include <cstring>
+#include <map>
 
 #include "absl/strings/str_cat.h"
+#include "common/checkpoint_files.h"
 #include "common/delta_files.h"
 #include "common/status_macros.h"
 #include "server/delta_file.h"
+#include "server/row_store.h"
 
 namespace sparta {
 
@@ -19,20 +22,12 @@ absl::StatusOr<std::shared_ptr<const VersionOverlay>> VersionOverlay::Read(
   for (uint32_t shard : manifest.replaced_shards()) {
     if (holds(shard) && overlay->replaced_.insert(shard).second) overlay->replaced_list_.push_back(shard);
   }
-  for (const pb::TableSpec& spec : manifest.tables()) {
-    const uint32_t dim = dim_of(spec.id());
-    if (dim != 0 && dim != spec.dim()) {
-      return absl::FailedPreconditionError(absl::StrCat(delta_dir, ": table ", spec.id(), " '", spec.name(),
-                                                        "' has rows of ", spec.dim(), " floats; this server's of ",
-                                                        dim));
-    }
-  }
+  for (const pb::TableSpec& spec : manifest.tables()) SPARTA_RETURN_IF_ERROR(CheckDim(delta_dir, spec, dim_of));
   SPARTA_ASSIGN_OR_RETURN(const auto files_by_table, DeltaFilesByTable(delta_dir, manifest));
   for (const auto& [id, files] : files_by_table) {
     const uint32_t dim = dim_of(id);
     if (dim == 0) continue;  // a table no request can name here
-    Table& table = overlay->tables_[id];
-    table.dim = dim;
+    overlay->tables_[id].dim = dim;
     absl::Status bad;
     for (const DeltaFileRef& file : files) {
       SPARTA_RETURN_IF_ERROR(ReadDeltaFile(file, [&](uint32_t shard, uint64_t key, std::span<const float> weights) {
@@ -42,20 +37,83 @@ absl::StatusOr<std::shared_ptr<const VersionOverlay>> VersionOverlay::Read(
                                                  "; the table's rows have ", dim));
           return;
         }
-        ++overlay->rows_;
-        Entry& entry = table.index[key];
-        entry.shard = shard;
-        if (weights.empty()) {
-          entry.row = kDeleted;
-          return;
-        }
-        entry.row = static_cast<uint32_t>(table.weights.size() / dim);
-        table.weights.insert(table.weights.end(), weights.begin(), weights.end());
+        overlay->Add(id, dim, shard, key, weights);
       }));
       SPARTA_RETURN_IF_ERROR(bad);
     }
   }
   return std::shared_ptr<const VersionOverlay>(std::move(overlay));
+}
+
+absl::StatusOr<std::shared_ptr<const VersionOverlay>> VersionOverlay::ReadCheckpoint(
+    const std::string& checkpoint_dir, uint64_t base, uint32_t num_shards,
+    const std::function<bool(uint32_t shard)>& holds, const std::function<uint32_t(uint32_t table)>& dim_of) {
+  SPARTA_ASSIGN_OR_RETURN(const pb::CheckpointManifest manifest, ReadManifest(checkpoint_dir));
+  if (manifest.shard_owner_size() != static_cast<int>(num_shards)) {
+    return absl::FailedPreconditionError(absl::StrCat(checkpoint_dir, " has ", manifest.shard_owner_size(),
+                                                      " shards; this cluster has ", num_shards));
+  }
+  auto overlay = std::make_shared<VersionOverlay>();
+  overlay->version_ = manifest.version();
+  overlay->base_ = base;
+  // The shards held here, grouped by the server whose part holds them.
+  std::map<uint32_t, std::vector<uint32_t>> by_source;
+  for (uint32_t s = 0; s < num_shards; ++s) {
+    if (!holds(s)) continue;
+    overlay->replaced_.insert(s);
+    overlay->replaced_list_.push_back(s);
+    by_source[manifest.shard_owner(static_cast<int>(s))].push_back(s);
+  }
+  for (const pb::TableSpec& spec : manifest.tables()) {
+    SPARTA_RETURN_IF_ERROR(CheckDim(checkpoint_dir, spec, dim_of));
+    const uint32_t dim = dim_of(spec.id());
+    if (dim == 0) continue;
+    overlay->tables_[spec.id()].dim = dim;
+    absl::Status bad;
+    for (const auto& [source, shards] : by_source) {
+      SPARTA_RETURN_IF_ERROR(RowStore::ReadShards(
+          CheckpointPartDir(checkpoint_dir, static_cast<int>(source)), spec.id(), shards,
+          [&](uint32_t shard, uint64_t key, std::span<const float> row) {
+            // A saved row is its weights, then its optimizer state (and
+            // maybe a stamp): serving needs the weights.
+            if (!bad.ok()) return;
+            if (row.size() < dim) {
+              bad = absl::DataLossError(absl::StrCat(checkpoint_dir, ": table '", spec.name(), "' has a row of ",
+                                                     row.size(), " floats for key ", key, "; its weights are ",
+                                                     dim));
+              return;
+            }
+            overlay->Add(spec.id(), dim, shard, key, row.first(dim));
+          }));
+      SPARTA_RETURN_IF_ERROR(bad);
+    }
+  }
+  return std::shared_ptr<const VersionOverlay>(std::move(overlay));
+}
+
+absl::Status VersionOverlay::CheckDim(const std::string& where, const pb::TableSpec& spec,
+                                      const std::function<uint32_t(uint32_t table)>& dim_of) {
+  const uint32_t dim = dim_of(spec.id());
+  if (dim != 0 && dim != spec.dim()) {
+    return absl::FailedPreconditionError(absl::StrCat(where, ": table ", spec.id(), " '", spec.name(),
+                                                      "' has rows of ", spec.dim(), " floats; this server's of ",
+                                                      dim));
+  }
+  return absl::OkStatus();
+}
+
+void VersionOverlay::Add(uint32_t table_id, uint32_t dim, uint32_t shard, uint64_t key,
+                         std::span<const float> weights) {
+  Table& table = tables_[table_id];
+  ++rows_;
+  Entry& entry = table.index[key];
+  entry.shard = shard;
+  if (weights.empty()) {
+    entry.row = kDeleted;
+    return;
+  }
+  entry.row = static_cast<uint32_t>(table.weights.size() / dim);
+  table.weights.insert(table.weights.end(), weights.begin(), weights.end());
 }
 
 VersionOverlay::Found VersionOverlay::Find(uint32_t table, uint32_t shard, uint64_t key,

@@ -12,6 +12,11 @@
 // holds every row it has, as after a move): a key of such a shard that is
 // not here has no row at this version.
 //
+// A checkpoint read as a version (ReadCheckpoint) replaces every shard the
+// server holds: it is how a serving cluster whose chain of deltas is
+// broken (pruned) or never published catches up. It holds the weights of
+// every row of those shards, not one interval's changes.
+//
 // Immutable once read, hence thread-safe: the I/O thread and the
 // executors share it through shared_ptr.
 #ifndef SPARTA_SERVER_VERSION_OVERLAY_H_
@@ -27,6 +32,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
+#include "sparta.pb.h"
 
 namespace sparta {
 
@@ -39,6 +45,15 @@ class VersionOverlay {
   static absl::StatusOr<std::shared_ptr<const VersionOverlay>> Read(
       const std::string& delta_dir, const std::function<bool(uint32_t shard)>& holds,
       const std::function<uint32_t(uint32_t table)>& dim_of);
+
+  // Reads the checkpoint in `checkpoint_dir` (its manifest and the parts of
+  // the servers that saved the shards `holds` names) as a version that
+  // replaces every shard held, going on from `base` (what the server has
+  // staged). Rows keep their weights only. The checkpoint must have
+  // `num_shards` shards; tables are checked as by Read().
+  static absl::StatusOr<std::shared_ptr<const VersionOverlay>> ReadCheckpoint(
+      const std::string& checkpoint_dir, uint64_t base, uint32_t num_shards,
+      const std::function<bool(uint32_t shard)>& holds, const std::function<uint32_t(uint32_t table)>& dim_of);
 
   uint64_t version() const { return version_; }
   uint64_t base() const { return base_; }
@@ -63,6 +78,12 @@ class VersionOverlay {
 
  private:
   static constexpr uint32_t kDeleted = ~uint32_t{0};
+  // The width check both readers make: FailedPrecondition naming `where`.
+  static absl::Status CheckDim(const std::string& where, const pb::TableSpec& spec,
+                               const std::function<uint32_t(uint32_t table)>& dim_of);
+  // Adds one row (weights empty: deleted) of `table` (dim floats a row).
+  void Add(uint32_t table, uint32_t dim, uint32_t shard, uint64_t key, std::span<const float> weights);
+
   struct Entry {
     uint32_t shard;
     uint32_t row;  // into `weights` (rows of dim floats), or kDeleted

@@ -26,23 +26,31 @@ pb::Header VersionStager::Staged(uint64_t version, const absl::Status& status) {
   return h;
 }
 
-std::optional<pb::Header> VersionStager::Start(const pb::CheckpointInfo& ask, std::function<bool(uint32_t)> holds,
+std::optional<pb::Header> VersionStager::Start(const pb::CheckpointInfo& ask, uint32_t num_shards,
+                                               std::function<bool(uint32_t)> holds,
                                                std::function<uint32_t(uint32_t)> dim_of) {
   if (ask.version() <= versions_.staged()) return Staged(ask.version(), absl::OkStatus());
   if (reading_ != 0) return std::nullopt;  // answered when the read is done
-  if (ask.base() != versions_.staged()) {
+  // A checkpoint replaces every shard held, so it goes on from whatever is
+  // staged; a delta only from its base.
+  const bool checkpoint = ask.delta_dir().empty();
+  if (!checkpoint && ask.base() != versions_.staged()) {
     return Staged(ask.version(), absl::FailedPreconditionError(absl::StrCat(
                                      "model version ", ask.version(), " goes on from ", ask.base(),
                                      "; this server has staged ", versions_.staged())));
   }
   if (reader_.joinable()) reader_.join();
   reading_ = ask.version();
-  reader_ = std::thread([this, dir = ask.delta_dir(), holds = std::move(holds), dim_of = std::move(dim_of)] {
+  reader_ = std::thread([this, checkpoint, base = versions_.staged(), num_shards,
+                         dir = checkpoint ? ask.dir() : ask.delta_dir(), holds = std::move(holds),
+                         dim_of = std::move(dim_of)] {
     const auto start = std::chrono::steady_clock::now();
-    auto overlay = VersionOverlay::Read(dir, holds, dim_of);
+    auto overlay = checkpoint ? VersionOverlay::ReadCheckpoint(dir, base, num_shards, holds, dim_of)
+                              : VersionOverlay::Read(dir, holds, dim_of);
     if (overlay.ok()) {
-      spdlog::info("read model version {} from {}: {} changed rows of the shards held here, in {:.3f} s",
-                   (*overlay)->version(), dir, (*overlay)->rows(),
+      spdlog::info("read model version {} from {}: {} {}{} rows of the shards held here, in {:.3f} s",
+                   (*overlay)->version(), dir, checkpoint ? "a checkpoint, all" : "the", (*overlay)->rows(),
+                   checkpoint ? "" : " changed",
                    std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     }
     {

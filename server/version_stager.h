@@ -1,7 +1,8 @@
 // VersionStager: a serving cluster's server's side of following its
 // training job (serving.model: latest). The scheduler asks every server to
-// stage each published delta (STAGE_VERSION); the stager reads the delta's
-// rows of the shards the server holds on a thread of its own, so the
+// stage each published delta (STAGE_VERSION), or a checkpoint where no
+// delta goes on from the version served; the stager reads the rows of the
+// shards the server holds on a thread of its own, so the
 // server goes on answering, and adds them to the versions it can answer at
 // (ServedVersions), then says so (VERSION_STAGED). Asked again for a
 // version it has staged, it says so again: the scheduler repeats its asks
@@ -38,11 +39,14 @@ class VersionStager {
 
   ServedVersions& versions() { return versions_; }
 
-  // A STAGE_VERSION (or an echo repeating it): starts reading the delta if
-  // it is the next version and no read is under way. Returns the
-  // VERSION_STAGED to send now, if the answer is known already (staged
-  // before, or a delta that does not go on from what is staged).
-  std::optional<pb::Header> Start(const pb::CheckpointInfo& ask, std::function<bool(uint32_t shard)> holds,
+  // A STAGE_VERSION (or an echo repeating it): starts reading the delta
+  // (`delta_dir`) if it is the next version, or the checkpoint (`dir`, no
+  // delta_dir) if it is newer than what is staged, and no read is under
+  // way. Returns the VERSION_STAGED to send now, if the answer is known
+  // already (staged before, or a delta that does not go on from what is
+  // staged). `num_shards`: the cluster's (a checkpoint's must match).
+  std::optional<pb::Header> Start(const pb::CheckpointInfo& ask, uint32_t num_shards,
+                                  std::function<bool(uint32_t shard)> holds,
                                   std::function<uint32_t(uint32_t table)> dim_of);
   // After `wake`: stages what was read. Returns the VERSION_STAGED to send
   // (none if no read had finished).

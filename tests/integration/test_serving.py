@@ -557,19 +557,22 @@ class ServingShardsTest(ServingCase):
                 # The training job's own folder was only read.
                 self.assertFalse(os.path.exists(os.path.join(self.dir, f"store-{model}", "serving-db")))
 
-    def test_a_serving_cluster_follows_a_running_job_through_its_deltas(self):
-        """serving.model: latest on a serving cluster: started from a running
-        job's first checkpoint, its two servers stage each delta the job
-        publishes (serving.publish_every), the scheduler announces a version
-        once both hold it, and the front-end reads at it, through the kill -9
-        of one server; the cluster ends at the job's last version with the
-        worker's own predictions, bit for bit. dnn, so dense tables change
-        too."""
-        data = datagen(self.dir, 30000, 1500, seed=11)
-        store = os.path.join(self.dir, "store-follow")
-        predictions = os.path.join(self.dir, "follow.predictions")
+    def follow_running_job(self, name, seed, while_moving=None, **sections):
+        """Starts a dnn job (checkpoints every few hundred steps, `sections`
+        added to its config) and, at its first checkpoint, a serving cluster
+        following it (serving.model: latest); `while_moving(run)` is called
+        once the cluster serves a version after its first. Requests run all
+        the while versions change under them, until the job's last version
+        is served: every one is answered, by one version, and the versions
+        only go up; then the cluster answers every test line as the worker
+        did, bit for bit. dnn, so dense tables change too. Returns (the
+        job's run folder, the cluster's, the cluster's launcher, its
+        front-end's URL, the first version served, the last)."""
+        data = datagen(self.dir, 30000, 1500, seed=seed)
+        store = os.path.join(self.dir, f"store-{name}")
+        predictions = os.path.join(self.dir, f"{name}.predictions")
         config = write_config(
-            self.dir, "follow.yaml",
+            self.dir, f"{name}.yaml",
             # Training lasts some seconds of wall time at any speed (SLOWDOWN:
             # under a sanitizer, fewer examples take as long).
             data={"train": data["train"], "test": data["test"], "batch_size": 256, "epochs": max(4, 12 // SLOWDOWN)},
@@ -577,8 +580,8 @@ class ServingShardsTest(ServingCase):
             storage={"path": store, "checkpoint_every": f"{max(60, 300 // SLOWDOWN)} steps"},
             server={"threads": 2},
             eval={"predictions_out": predictions},
-            serving={"publish_every": "0.3s"})
-        job_run = self.run_dir("follow")
+            **sections)
+        job_run = self.run_dir(name)
         job = launch(config, job_run, wait=False)
         self.procs.append(job)
         checkpoints_dir = os.path.join(store, "checkpoints")
@@ -587,7 +590,7 @@ class ServingShardsTest(ServingCase):
             for d in (os.listdir(checkpoints_dir) if os.path.isdir(checkpoints_dir) else [])),
             scaled(120), "the job's first checkpoint")
         self.assertIsNone(job.poll(), "the job ended before the serving cluster could follow it")
-        proc, run, (url,) = self.serve_cluster(config, "serve-follow", "serving.poll_interval=0.05")
+        proc, run, (url,) = self.serve_cluster(config, f"serve-{name}", "serving.poll_interval=0.05")
 
         def served_version():
             status, answer = http(f"{url}/readyz")
@@ -595,9 +598,6 @@ class ServingShardsTest(ServingCase):
 
         first = served_version()
         self.assertIsNotNone(first)
-        # Requests all the while versions change under them, until the last
-        # is served: every one is answered, by one version, and the versions
-        # only go up.
         test_lines = read(data["test"]).splitlines()
         answers, stop = [], threading.Event()
 
@@ -610,12 +610,10 @@ class ServingShardsTest(ServingCase):
         loader = threading.Thread(target=load)
         loader.start()
         try:
-            # kill -9 of one of the two servers (R=2) once versions move: the
-            # other goes on staging and answering; the launcher's
-            # replacement takes replicas and is not waited for.
-            wait_for(lambda: job.poll() is not None or (served_version() or 0) > first, scaled(120),
-                     "a version after the first to be served")
-            os.kill(json.loads(read(os.path.join(run, "server-1.info.json")))["pid"], signal.SIGKILL)
+            if while_moving is not None:
+                wait_for(lambda: job.poll() is not None or (served_version() or 0) > first, scaled(120),
+                         "a version after the first to be served")
+                while_moving(run)
             _, err = finish(job, job_run, scaled(300))
             self.assertEqual(job.returncode, 0, err)
             final = summary(job_run)["checkpoint_version"]
@@ -631,6 +629,24 @@ class ServingShardsTest(ServingCase):
         served, versions = self.predict_all(url, "dnn", test_lines, 100)
         self.assertEqual(versions, {final})
         self.assertEqual(["%.9g" % p for p in served], [float_text(p) for p in read(predictions).splitlines()])
+        return job_run, run, proc, url, first, final
+
+    def test_a_serving_cluster_follows_a_running_job_through_its_deltas(self):
+        """serving.model: latest on a serving cluster: started from a running
+        job's first checkpoint, its two servers stage each delta the job
+        publishes (serving.publish_every), the scheduler announces a version
+        once both hold it, and the front-end reads at it, through the kill -9
+        of one server; the cluster ends at the job's last version with the
+        worker's own predictions, bit for bit. dnn, so dense tables change
+        too."""
+        # kill -9 of one of the two servers (R=2) once versions move: the
+        # other goes on staging and answering; the launcher's replacement
+        # takes replicas and is not waited for.
+        def kill_server_1(run):
+            os.kill(json.loads(read(os.path.join(run, "server-1.info.json")))["pid"], signal.SIGKILL)
+
+        job_run, run, proc, url, first, final = self.follow_running_job(
+            "follow", 11, while_moving=kill_server_1, serving={"publish_every": "0.3s"})
         # Versions that were never checkpoints were announced and served:
         # deltas, staged by both servers.
         job_log = read(os.path.join(job_run, "scheduler.log"))
@@ -647,6 +663,26 @@ class ServingShardsTest(ServingCase):
                                 capture_output=True, text=True, timeout=60)
         self.assertEqual(status.returncode, 0, status.stderr)
         self.assertIn(f"model version v{final}", status.stdout)
+        self.stop_cluster(proc)
+
+    def test_a_serving_cluster_follows_a_job_that_publishes_no_deltas_through_its_checkpoints(self):
+        """serving.model: latest on a serving cluster whose job publishes no
+        deltas (no serving.publish_every): no delta goes on from the version
+        served, so each newer checkpoint is staged whole on both servers
+        (every row of their shards) and announced; the cluster ends at the
+        job's final checkpoint with the worker's own predictions, bit for
+        bit, every request answered by one version, the versions only going
+        up. The same step serves a cluster whose chain of deltas was
+        pruned."""
+        job_run, run, proc, url, first, final = self.follow_running_job("whole", 13)
+        store = os.path.join(self.dir, "store-whole")
+        # Both servers read the final checkpoint whole, and nothing was
+        # published for them to read instead.
+        self.assertFalse(os.path.isdir(os.path.join(store, "versions")) and os.listdir(os.path.join(store, "versions")))
+        for rank in (0, 1):
+            self.assertRegex(read(os.path.join(run, f"server-{rank}.log")),
+                             rf"read model version {final} from \S+ckpt-0*{final}: a checkpoint, all \d+ rows")
+        self.assertIn("staging checkpoint", read(os.path.join(run, "scheduler.log")))
         self.stop_cluster(proc)
 
     def test_a_front_end_waits_for_servers_still_restoring(self):

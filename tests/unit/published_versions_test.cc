@@ -14,17 +14,19 @@
 
 #include <catch2/catch.hpp>
 
+#include "common/checkpoint_files.h"
 #include "common/delta_files.h"
 #include "common/hash.h"
 #include "server/change_log.h"
 #include "server/delta_file.h"
 #include "server/initializer.h"
+#include "server/row_store.h"
 #include "scheduler/serving_follower.h"
 #include "server/served_versions.h"
 #include "server/version_overlay.h"
 #include "tests/unit/executor_harness.h"
 #include "worker/serving/serving_tables.h"
-#include "worker/serving/version_plan.h"
+#include "common/version_plan.h"
 
 namespace sparta::published_versions_test {
 namespace {
@@ -385,6 +387,61 @@ TEST_CASE("a serving cluster's server answers each staged version whole, and fol
   const std::vector<float> v3 = pull(versions, 3);
   CHECK(row(v3, 2) == seventh);
   CHECK(row(v3, 0) == changed);
+
+  // Checkpoint 9, staged whole (no delta went on from 3): its rows are
+  // weights then optimizer state, and its one shard was saved by server 1.
+  // Key 6 has a row again, key 7 has none, key 5 changed.
+  const std::filesystem::path checkpoint = root / "ckpt-000009";
+  {
+    auto store = RowStore::Open((root / "live").string(), /*wal=*/false, /*fresh=*/true);
+    REQUIRE(store.ok());
+    REQUIRE((*store)->AddTable(server.spec.id()).ok());
+    RowBatch batch;
+    const std::vector<float> fifth = {1.0f, 1.5f, 2.0f, 2.5f, 0.1f, 0.1f, 0.1f, 0.1f};
+    const std::vector<float> sixth = {3.0f, 3.5f, 4.0f, 4.5f, 0.2f, 0.2f, 0.2f, 0.2f};
+    batch.Put((*store)->column(server.spec.id()), 0, 5, fifth.data(), 2 * kDim);
+    batch.Put((*store)->column(server.spec.id()), 0, 6, sixth.data(), 2 * kDim);
+    REQUIRE((*store)->Write(&batch).ok());
+    std::filesystem::create_directories(checkpoint);
+    REQUIRE((*store)->Checkpoint(CheckpointPartDir(checkpoint.string(), 1)).ok());
+  }
+  pb::CheckpointManifest manifest;
+  manifest.set_version(9);
+  manifest.add_shard_owner(1);
+  *manifest.add_tables() = server.spec;
+  REQUIRE(WriteManifest(checkpoint.string(), manifest).ok());
+  auto whole = [&](uint32_t shards, uint32_t dim) {
+    return VersionOverlay::ReadCheckpoint(checkpoint.string(), versions.staged(), shards,
+                                          [](uint32_t) { return true; }, [dim](uint32_t) { return dim; });
+  };
+  CHECK(absl::IsFailedPrecondition(whole(2, kDim).status()));      // another number of shards
+  CHECK(absl::IsFailedPrecondition(whole(1, kDim + 1).status()));  // rows of another width
+  auto ninth = whole(1, kDim);
+  REQUIRE(ninth.ok());
+  CHECK((*ninth)->version() == 9);
+  CHECK((*ninth)->base() == 3);
+  CHECK((*ninth)->rows() == 2);
+  CHECK((*ninth)->replaced_shards() == std::vector<uint32_t>{0});
+  REQUIRE(versions.Stage(*ninth).ok());
+  const std::vector<float> v9 = pull(versions, 9);
+  CHECK(row(v9, 0) == std::vector<float>{1.0f, 1.5f, 2.0f, 2.5f});
+  CHECK(row(v9, 1) == std::vector<float>{3.0f, 3.5f, 4.0f, 4.5f});
+  std::vector<float> never(kDim);
+  InitializeWeights(server.spec.initializer(), 7, never.data(), kDim);
+  CHECK(row(v9, 2) == never);  // not in the checkpoint: no row at 9
+  CHECK(pull(versions, 3) == v3);  // 3 as it was
+  // Announced, then folded at the next announcement: the rows are 9's.
+  for (const auto& overlay : versions.Announce(9)) {
+    server.RunThere([&] { server.executor->FoldOverlay(*overlay, tables); });
+  }
+  DeltaWriter tenth(root, 10, 9, server.spec, 1);
+  tenth.Write(server.spec, {{{0, 8}, seventh}});
+  REQUIRE(versions.Stage(read(tenth.Finish())).ok());
+  for (const auto& overlay : versions.Announce(10)) {
+    server.RunThere([&] { server.executor->FoldOverlay(*overlay, tables); });
+  }
+  CHECK(versions.base() == 9);
+  CHECK(pull(versions, 9) == v9);
   std::filesystem::remove_all(root);
 }
 
@@ -444,10 +501,28 @@ TEST_CASE("a serving cluster's scheduler stages the next delta and announces it 
   follower.OnStaged(2, 5);
   CHECK(follower.MaybeAnnounce({1, 2, 3}));
   CHECK(follower.announced() == 5);
-  // A broken chain (the delta from 5 pruned): it stays at 5.
+  // A broken chain (the delta from 5 pruned) and no newer checkpoint: it
+  // stays at 5.
   publish(7, 6);
   CHECK_FALSE(follower.Poll(now));
   CHECK(follower.announced() == 5);
+  // Checkpoint 6 (which the job went on from): staged whole, then the
+  // deltas from it.
+  std::filesystem::create_directories(std::filesystem::path(CheckpointsDir(root.string())) / CheckpointName(6));
+  REQUIRE(follower.Poll(now));
+  const pb::Header whole = follower.StageMessage();
+  CHECK(whole.checkpoint().version() == 6);
+  CHECK(whole.checkpoint().delta_dir().empty());
+  CHECK(std::filesystem::equivalent(whole.checkpoint().dir(),
+                                    std::filesystem::path(CheckpointsDir(root.string())) / CheckpointName(6)));
+  follower.OnStaged(1, 6);
+  follower.OnStaged(2, 6);
+  CHECK(follower.MaybeAnnounce({1, 2}));
+  CHECK(follower.announced() == 6);
+  REQUIRE(follower.Poll(now));
+  CHECK(follower.StageMessage().checkpoint().version() == 7);
+  CHECK(follower.StageMessage().checkpoint().base() == 6);
+  CHECK_FALSE(follower.StageMessage().checkpoint().delta_dir().empty());
   std::filesystem::remove_all(root);
 }
 

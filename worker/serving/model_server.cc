@@ -15,7 +15,7 @@
 #include "worker/model_tables.h"
 #include "worker/plugins.h"
 #include "worker/serving/held_version.h"
-#include "worker/serving/version_plan.h"
+#include "common/version_plan.h"
 
 namespace sparta {
 

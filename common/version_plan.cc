@@ -1,4 +1,4 @@
-#include "worker/serving/version_plan.h"
+#include "common/version_plan.h"
 
 #include <map>
 

@@ -1,5 +1,6 @@
 // PlanVersions: how a serving process following a job (serving.model:
-// latest) gets from the version it serves to the newest one it can reach,
+// latest: sparta-serve's ModelServer, or a serving cluster's scheduler,
+// scheduler/serving_follower.h) gets from the version it serves to the newest one it can reach,
 // given the complete checkpoints and published deltas on disk
 // (common/delta_files.h): from what it serves, from a checkpoint, or from
 // the empty model, then through the deltas that chain on from there (each
@@ -8,8 +9,8 @@
 // the newest checkpoint, then the empty model.
 //
 // A pure function: unit-tested without files.
-#ifndef SPARTA_WORKER_SERVING_VERSION_PLAN_H_
-#define SPARTA_WORKER_SERVING_VERSION_PLAN_H_
+#ifndef SPARTA_COMMON_VERSION_PLAN_H_
+#define SPARTA_COMMON_VERSION_PLAN_H_
 
 #include <cstdint>
 #include <optional>
@@ -35,4 +36,4 @@ VersionPlan PlanVersions(std::optional<uint64_t> current, const std::vector<uint
 
 }  // namespace sparta
 
-#endif  // SPARTA_WORKER_SERVING_VERSION_PLAN_H_
+#endif  // SPARTA_COMMON_VERSION_PLAN_H_
