@@ -683,6 +683,17 @@ class ServingShardsTest(ServingCase):
             self.assertRegex(read(os.path.join(run, f"server-{rank}.log")),
                              rf"read model version {final} from \S+ckpt-0*{final}: a checkpoint, all \d+ rows")
         self.assertIn("staging checkpoint", read(os.path.join(run, "scheduler.log")))
+        # Once front-ends have had time to move on (serving.deadline and two
+        # heartbeats), each server folds the final checkpoint into its rows
+        # instead of holding it beside them, and answers the same.
+        retired = f"model version {final} is the only one front-ends read now: folded into the rows"
+        for rank in (0, 1):
+            wait_for(lambda: retired in read(os.path.join(run, f"server-{rank}.log")), scaled(60),
+                     f"server-{rank} to fold version {final}")
+        served, versions = self.predict_all(url, "dnn", read(os.path.join(self.dir, "test.txt")).splitlines(), 100)
+        self.assertEqual(versions, {final})
+        self.assertEqual(["%.9g" % p for p in served],
+                         [float_text(p) for p in read(os.path.join(self.dir, "whole.predictions")).splitlines()])
         self.stop_cluster(proc)
 
     def test_a_front_end_waits_for_servers_still_restoring(self):
