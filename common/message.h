@@ -63,13 +63,14 @@ absl::Status SendMessage(zmq::socket_t& socket, const pb::Header& header,
 
 // Wraps a vector's buffer in a frame without copying it; the frame owns the
 // vector and frees it once ZeroMQ has sent it.
-template <class T>
-zmq::message_t FrameFromVector(std::vector<T>&& v) {
+template <class T, class Allocator>
+zmq::message_t FrameFromVector(std::vector<T, Allocator>&& v) {
+  using Vector = std::vector<T, Allocator>;
   if (v.empty()) return zmq::message_t();
-  auto* owned = new std::vector<T>(std::move(v));
+  auto* owned = new Vector(std::move(v));
   return zmq::message_t(
-      owned->data(), owned->size() * sizeof(T),
-      [](void*, void* hint) { delete static_cast<std::vector<T>*>(hint); }, owned);
+      owned->data(), owned->size() * sizeof(T), [](void*, void* hint) { delete static_cast<Vector*>(hint); },
+      owned);
 }
 
 // A typed read-only view of a frame. Frames of this protocol are multiples of

@@ -19,6 +19,7 @@
 
 #include "absl/status/status.h"
 #include "common/message.h"
+#include "common/uninitialized_vector.h"
 #include "sparta.pb.h"
 #include "server/table_registry.h"
 #include "server/version_overlay.h"
@@ -31,8 +32,10 @@ struct Request {
   std::span<const uint64_t> keys;
   std::span<const float> grads;      // PUSH only
   pb::ValueType dtype = pb::FP32;    // of `grads_half` (PUSH) or of the reply (PULL)
-  std::vector<float> values;         // PULL, fp32 reply: num_keys * dim
-  std::vector<uint16_t> half_values; // PULL, fp16 reply: num_keys * dim
+  // PULL replies, num_keys * dim each, fp32 or fp16: left uninitialized,
+  // as every key's row is written by the executor that holds it.
+  UninitializedVector<float> values;
+  UninitializedVector<uint16_t> half_values;
   std::span<const uint16_t> grads_half;  // PUSH in fp16
   std::span<const uint32_t> counts;  // PUSH with key_counts: occurrences of each key
   std::vector<uint32_t> count_scratch;

@@ -898,8 +898,8 @@ void Server::FoldOverlays(const std::vector<std::shared_ptr<const VersionOverlay
   }
 }
 
-void Server::Reply(const Message& request, absl::Status status, std::vector<float>* values, uint32_t dim,
-                   std::vector<uint16_t>* half_values) {
+void Server::Reply(const Message& request, absl::Status status, UninitializedVector<float>* values, uint32_t dim,
+                   UninitializedVector<uint16_t>* half_values) {
   pb::Header h;
   h.set_type(pb::RESPONSE);
   h.set_seq(request.header.seq());

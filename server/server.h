@@ -34,6 +34,7 @@
 #include "common/daemon_metrics.h"
 #include "common/ipc_endpoint.h"
 #include "common/traffic_counters.h"
+#include "common/uninitialized_vector.h"
 #include "common/mailbox.h"
 #include "server/duplicate_filter.h"
 #include "common/scheduler_client.h"
@@ -130,8 +131,8 @@ class Server {
   // tens of microseconds, about what two hand-offs cost.
   static constexpr size_t kRunHereFloats = 1 << 16;
   // Sends a RESPONSE; `values` (fp32) or `half_values` (fp16) become its frame.
-  void Reply(const Message& request, absl::Status status, std::vector<float>* values = nullptr,
-             uint32_t dim = 0, std::vector<uint16_t>* half_values = nullptr);
+  void Reply(const Message& request, absl::Status status, UninitializedVector<float>* values = nullptr,
+             uint32_t dim = 0, UninitializedVector<uint16_t>* half_values = nullptr);
   void Answer(const std::shared_ptr<Request>& request);
   // The write-ahead log failed: tells the scheduler (once), so that the job
   // fails naming the path and the cause. Returns that error.

@@ -19,7 +19,7 @@ constexpr uint32_t kDim = 4;
 struct Fixture : ExecutorHarness {
   Fixture() : ExecutorHarness(AdagradTable("t", kDim, 0.5f), ShardExecutor::Options{.sum_steps = true}) {}
 
-  std::vector<float> Pull(uint64_t clock, uint64_t key) { return Call(pb::PULL, clock, {key})->values; }
+  std::vector<float> Pull(uint64_t clock, uint64_t key) { return ExecutorHarness::Pull(clock, {key}); }
   // What the table's row of `key` is after applying `grad_steps` in turn.
   std::vector<float> Reference(uint64_t key, const std::vector<std::vector<float>>& grad_steps) const {
     std::vector<float> row(kDim + table->optimizer->StateFloats(kDim));

@@ -13,6 +13,7 @@
 #include <deque>
 #include <filesystem>
 #include <functional>
+#include <limits>
 #include <future>
 #include <memory>
 #include <string>
@@ -88,7 +89,12 @@ struct ExecutorHarness {
     r->keys = r->key_scratch;
     r->grad_scratch = std::move(grads);
     r->grads = r->grad_scratch;
-    if (type == pb::PULL) r->values.resize(r->keys.size() * spec.dim());
+    if (type == pb::PULL) {
+      // As the server leaves it: not zeroed. A NaN in every place, so that
+      // one the executor fails to write shows in the values pulled.
+      r->values.resize(r->keys.size() * spec.dim());
+      std::fill(r->values.begin(), r->values.end(), std::numeric_limits<float>::quiet_NaN());
+    }
     r->pending.store(1);
     ShardTask task;
     task.request = r;
@@ -115,6 +121,12 @@ struct ExecutorHarness {
     auto r = Send(type, clock, std::move(keys), std::move(grads), std::move(overlays));
     WaitFor(r);
     return r;
+  }
+  // A PULL of `keys`, waited for: the values.
+  std::vector<float> Pull(uint64_t clock, std::vector<uint64_t> keys,
+                          std::vector<std::shared_ptr<const VersionOverlay>> overlays = {}) {
+    auto r = Call(pb::PULL, clock, std::move(keys), {}, std::move(overlays));
+    return std::vector<float>(r->values.begin(), r->values.end());
   }
   // Runs `fn` on the executor's thread, in order with the requests, and
   // waits for it.

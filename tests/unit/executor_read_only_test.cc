@@ -41,8 +41,7 @@ TEST_CASE("a read-only executor under admission reads unseen keys as zeros, and 
   job.embedding.defaults.admission_min_count = 2;
   ExecutorHarness serving(AdagradTable("t", kDim, 0.1f), {.read_only = true}, job);
   REQUIRE(!serving.table->policy.admits_every_key());
-  auto pulled = serving.Call(pb::PULL, 0, {5, 6});
-  CHECK(pulled->values == std::vector<float>(2 * kDim, 0.0f));
+  CHECK(serving.Pull(0, {5, 6}) == std::vector<float>(2 * kDim, 0.0f));
   CHECK(serving.executor->rows() == 0);
   // A row it holds (restored; here made by a push, which the server's
   // router refuses before the executor in a serving cluster) reads as it is.

@@ -332,7 +332,7 @@ TEST_CASE("a serving cluster's server answers each staged version whole, and fol
   auto pull = [&](const ServedVersions& versions, uint64_t version) {
     auto overlays = versions.For(version);
     REQUIRE(overlays.ok());
-    return server.Call(pb::PULL, 0, {5, 6, 7, 8}, {}, *overlays)->values;
+    return server.Pull(0, {5, 6, 7, 8}, *overlays);
   };
   auto row = [&](const std::vector<float>& values, size_t i) {
     return std::vector<float>(values.begin() + static_cast<long>(i * kDim),

@@ -40,7 +40,7 @@ std::vector<float> Train(ExecutorHarness& h, uint64_t key_space, int rounds, int
   for (auto& r : in_flight) h.WaitFor(r);
   std::vector<uint64_t> all(2 * key_space);
   for (uint64_t k = 0; k < all.size(); ++k) all[k] = k;
-  return h.Call(pb::PULL, 0, all)->values;
+  return h.Pull(0, all);
 }
 
 TEST_CASE("cold rows read while a request waits give the rows of an all-DRAM run bit for bit", "[tiering]") {
