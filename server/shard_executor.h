@@ -256,6 +256,9 @@ class ShardExecutor {
   std::shared_ptr<ColdRead> ReadOfLookups(uint32_t table, uint32_t record);
   // Keys a pass over a request's rows prefetches ahead of the one it is on.
   static constexpr size_t kLookAhead = 8;
+  // How much of a row a pass prefetches: all of a sparse row (dim 64 with
+  // Adagrad's state is 512 bytes), the head of a dense block.
+  static constexpr size_t kPrefetchBytes = 512;
   // Runs, in order, the parked tasks whose reads are back and that no
   // earlier parked task holds up.
   void DrainParked();
