@@ -557,7 +557,7 @@ class ServingShardsTest(ServingCase):
                 # The training job's own folder was only read.
                 self.assertFalse(os.path.exists(os.path.join(self.dir, f"store-{model}", "serving-db")))
 
-    def follow_running_job(self, name, seed, while_moving=None, **sections):
+    def follow_running_job(self, name, seed, while_moving=None, serve_sets=(), **sections):
         """Starts a dnn job (checkpoints every few hundred steps, `sections`
         added to its config) and, at its first checkpoint, a serving cluster
         following it (serving.model: latest); `while_moving(run)` is called
@@ -567,7 +567,8 @@ class ServingShardsTest(ServingCase):
         only go up; then the cluster answers every test line as the worker
         did, bit for bit. dnn, so dense tables change too. Returns (the
         job's run folder, the cluster's, the cluster's launcher, its
-        front-end's URL, the first version served, the last)."""
+        front-end's URL, the first version served, the last). `serve_sets`:
+        settings of the serving cluster."""
         data = datagen(self.dir, 30000, 1500, seed=seed)
         store = os.path.join(self.dir, f"store-{name}")
         predictions = os.path.join(self.dir, f"{name}.predictions")
@@ -590,7 +591,7 @@ class ServingShardsTest(ServingCase):
             for d in (os.listdir(checkpoints_dir) if os.path.isdir(checkpoints_dir) else [])),
             scaled(120), "the job's first checkpoint")
         self.assertIsNone(job.poll(), "the job ended before the serving cluster could follow it")
-        proc, run, (url,) = self.serve_cluster(config, f"serve-{name}", "serving.poll_interval=0.05")
+        proc, run, (url,) = self.serve_cluster(config, f"serve-{name}", "serving.poll_interval=0.05", *serve_sets)
 
         def served_version():
             status, answer = http(f"{url}/readyz")
@@ -674,7 +675,12 @@ class ServingShardsTest(ServingCase):
         bit, every request answered by one version, the versions only going
         up. The same step serves a cluster whose chain of deltas was
         pruned."""
-        job_run, run, proc, url, first, final = self.follow_running_job("whole", 13)
+        # Folding a whole checkpoint is one task per executor over every row
+        # of its shards (README, "Serving"): under a sanitizer, with the job
+        # training on the same cores, a request queued behind one outlived
+        # the default 1 s deadline (504, once, under AddressSanitizer).
+        job_run, run, proc, url, first, final = self.follow_running_job(
+            "whole", 13, serve_sets=(f"serving.deadline={scaled(1.0):g}",))
         store = os.path.join(self.dir, "store-whole")
         # Both servers read the final checkpoint whole, and nothing was
         # published for them to read instead.
