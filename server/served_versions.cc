@@ -1,7 +1,5 @@
 #include "server/served_versions.h"
 
-#include <algorithm>
-
 #include "absl/strings/str_cat.h"
 
 namespace sparta {
@@ -30,24 +28,13 @@ absl::Status ServedVersions::Stage(std::shared_ptr<const VersionOverlay> overlay
 }
 
 std::vector<std::shared_ptr<const VersionOverlay>> ServedVersions::Announce(uint64_t version) {
-  if (version <= announced_) return {};
+  std::vector<std::shared_ptr<const VersionOverlay>> fold;
+  if (version <= announced_) return fold;
   const uint64_t keep_from = announced_;  // still read by front-ends that have not switched yet
   announced_ = version;
-  return FoldUpTo(keep_from);
-}
-
-std::vector<std::shared_ptr<const VersionOverlay>> ServedVersions::Retire() {
-  std::vector<std::shared_ptr<const VersionOverlay>> fold = FoldUpTo(announced_);
-  // The rows are the announced version now, even if it was staged by
-  // another server only (nothing to fold here): older pulls are refused.
-  base_ = std::max(base_, std::min(announced_, staged()));
-  return fold;
-}
-
-std::vector<std::shared_ptr<const VersionOverlay>> ServedVersions::FoldUpTo(uint64_t version) {
   size_t n = 0;
-  while (n < overlays_.size() && overlays_[n]->version() <= version) ++n;
-  std::vector<std::shared_ptr<const VersionOverlay>> fold(overlays_.begin(), overlays_.begin() + static_cast<long>(n));
+  while (n < overlays_.size() && overlays_[n]->version() <= keep_from) ++n;
+  fold.assign(overlays_.begin(), overlays_.begin() + static_cast<long>(n));
   overlays_.erase(overlays_.begin(), overlays_.begin() + static_cast<long>(n));
   if (!fold.empty()) base_ = fold.back()->version();
   return fold;

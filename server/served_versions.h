@@ -7,12 +7,9 @@
 // The scheduler announces a version once every live server has staged it
 // (MODEL_VERSION); front-ends then pull at it. Some may still pull at the
 // version announced before, so an announcement folds into the base only
-// the versions up to that one: a server answers the two newest announced
-// versions, and a pull at an older one is refused (OutOfRange), never
-// answered from a mix of versions. Once every front-end has had time to
-// move on, the newest announced version is folded too (Retire), so its
-// overlay (a checkpoint's: every row) does not stay beside the rows until
-// the next announcement; a pull at the version before is then refused.
+// the versions up to that one: a server always answers the two newest
+// announced versions, and a pull at an older one is refused (OutOfRange),
+// never answered from a mix of versions.
 //
 // Not thread-safe: the server's I/O thread owns it.
 #ifndef SPARTA_SERVER_SERVED_VERSIONS_H_
@@ -50,16 +47,7 @@ class ServedVersions {
   // pull routed from here on is given.
   std::vector<std::shared_ptr<const VersionOverlay>> Announce(uint64_t version);
 
-  // Every front-end has had time to move to the version announced: returns
-  // the overlays up to it to fold into the rows now, oldest first; only
-  // that version (and the staged ones above it) is answered from here on.
-  std::vector<std::shared_ptr<const VersionOverlay>> Retire();
-
  private:
-  // Takes the overlays of versions up to `version` out, oldest first, and
-  // makes the newest of them the base.
-  std::vector<std::shared_ptr<const VersionOverlay>> FoldUpTo(uint64_t version);
-
   uint64_t base_;
   uint64_t announced_;
   std::vector<std::shared_ptr<const VersionOverlay>> overlays_;  // oldest first

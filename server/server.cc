@@ -849,41 +849,14 @@ void Server::OnVersionNews(const pb::Header& h) {
   }
   if (answer.has_value()) scheduler_->Send(*std::move(answer));
   if (h.model_version() != 0) FoldVersions(h.model_version());
-  MaybeRetireVersions();
 }
 
 void Server::FoldVersions(uint64_t announced) {
   if (announced <= announced_version_.load()) return;
-  announced_at_ = std::chrono::steady_clock::now();
-  retired_ = false;
   const auto fold = stager_->versions().Announce(announced);
   announced_version_.store(stager_->versions().announced());
   spdlog::info("model version {} announced; answering at versions {} to {}", announced, stager_->versions().base(),
                stager_->versions().staged());
-  FoldOverlays(fold);
-}
-
-void Server::MaybeRetireVersions() {
-  // A front-end hears of an announcement at once, or from the scheduler's
-  // next heartbeat echo if the broadcast was lost, and a batch it began
-  // at the version before takes at most serving.deadline: after that the
-  // version before is read by nobody, and the newest announced one (a
-  // checkpoint staged whole: every row) need not stay an overlay beside
-  // rows nobody reads until the next announcement. The scheduler's
-  // heartbeat echoes bring this server here often enough.
-  if (retired_ || announced_version_.load() == 0) return;
-  const auto grace = std::chrono::duration<double>(config_.serving.deadline + 2 * config_.cluster.heartbeat_interval);
-  if (std::chrono::steady_clock::now() - announced_at_ < grace) return;
-  retired_ = true;
-  const auto fold = stager_->versions().Retire();
-  if (fold.empty()) return;
-  spdlog::info("model version {} is the only one front-ends read now: folded into the rows; answering at versions "
-               "{} to {}",
-               stager_->versions().announced(), stager_->versions().base(), stager_->versions().staged());
-  FoldOverlays(fold);
-}
-
-void Server::FoldOverlays(const std::vector<std::shared_ptr<const VersionOverlay>>& fold) {
   for (const auto& overlay : fold) {
     std::vector<const TableEntry*> tables;
     for (uint32_t id : overlay->tables()) {

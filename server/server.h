@@ -115,12 +115,6 @@ class Server {
   // before the last announced one are then folded into the rows.
   void OnVersionNews(const pb::Header& h);
   void FoldVersions(uint64_t announced);
-  // Once front-ends have had time to move to the version announced, folds
-  // it into the rows too (ServedVersions::Retire).
-  void MaybeRetireVersions();
-  // Folds `fold` (oldest first) into the rows, behind every request routed
-  // before, which may read the rows as they were.
-  void FoldOverlays(const std::vector<std::shared_ptr<const VersionOverlay>>& fold);
   // Reports (as a heartbeat) that shards became whole here, if any did.
   void ReportWholeShards();
   // The executors' rows per shard, for heartbeats.
@@ -189,8 +183,6 @@ class Server {
   Mailbox<pb::Header> control_;  // from the scheduler client's thread
   std::unique_ptr<VersionStager> stager_;  // a serving cluster's server
   std::atomic<uint64_t> announced_version_{0};  // for heartbeats
-  std::chrono::steady_clock::time_point announced_at_;  // when announced_version_ was (I/O thread)
-  bool retired_ = true;  // the versions before announced_version_ are folded (I/O thread)
   DuplicateFilter duplicates_;
   // (peer, shard) -> the duplicate records of each stream of the shard to
   // the peer not yet ended, in the order they started: taken at the cut,

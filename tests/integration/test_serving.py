@@ -675,10 +675,10 @@ class ServingShardsTest(ServingCase):
         bit, every request answered by one version, the versions only going
         up. The same step serves a cluster whose chain of deltas was
         pruned."""
-        # Folding a whole checkpoint is one task per executor over every row
-        # of its shards (README, "Serving"): under a sanitizer, with the job
-        # training on the same cores, a request queued behind one outlived
-        # the default 1 s deadline (504, once, under AddressSanitizer).
+        # Each step reads and folds every row of the servers' shards: under a
+        # sanitizer, with the job training on the same cores, a request once
+        # outlived the default 1 s deadline (504, AddressSanitizer in CI, with
+        # an early fold since taken back: README, "Serving").
         job_run, run, proc, url, first, final = self.follow_running_job(
             "whole", 13, serve_sets=(f"serving.deadline={scaled(1.0):g}",))
         store = os.path.join(self.dir, "store-whole")
@@ -689,17 +689,6 @@ class ServingShardsTest(ServingCase):
             self.assertRegex(read(os.path.join(run, f"server-{rank}.log")),
                              rf"read model version {final} from \S+ckpt-0*{final}: a checkpoint, all \d+ rows")
         self.assertIn("staging checkpoint", read(os.path.join(run, "scheduler.log")))
-        # Once front-ends have had time to move on (serving.deadline and two
-        # heartbeats), each server folds the final checkpoint into its rows
-        # instead of holding it beside them, and answers the same.
-        retired = f"model version {final} is the only one front-ends read now: folded into the rows"
-        for rank in (0, 1):
-            wait_for(lambda: retired in read(os.path.join(run, f"server-{rank}.log")), scaled(60),
-                     f"server-{rank} to fold version {final}")
-        served, versions = self.predict_all(url, "dnn", read(os.path.join(self.dir, "test.txt")).splitlines(), 100)
-        self.assertEqual(versions, {final})
-        self.assertEqual(["%.9g" % p for p in served],
-                         [float_text(p) for p in read(os.path.join(self.dir, "whole.predictions")).splitlines()])
         self.stop_cluster(proc)
 
     def test_a_front_end_waits_for_servers_still_restoring(self):
