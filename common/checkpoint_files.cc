@@ -48,6 +48,20 @@ absl::StatusOr<pb::CheckpointManifest> ReadManifest(const std::string& checkpoin
   return manifest;
 }
 
+absl::StatusOr<std::map<uint32_t, std::vector<uint32_t>>> ShardsBySavingServer(
+    const std::string& dir, const pb::CheckpointManifest& manifest, uint32_t num_shards,
+    const std::function<bool(uint32_t shard)>& holds) {
+  if (manifest.shard_owner_size() != static_cast<int>(num_shards)) {
+    return absl::FailedPreconditionError(absl::StrCat(dir, " has ", manifest.shard_owner_size(),
+                                                      " shards; cluster.num_shards is ", num_shards));
+  }
+  std::map<uint32_t, std::vector<uint32_t>> by_source;
+  for (uint32_t s = 0; s < num_shards; ++s) {
+    if (holds(s)) by_source[manifest.shard_owner(static_cast<int>(s))].push_back(s);
+  }
+  return by_source;
+}
+
 std::vector<uint64_t> ListCheckpoints(const std::string& storage_path) {
   std::vector<uint64_t> versions;
   std::error_code ec;

@@ -14,6 +14,8 @@
 #define SPARTA_COMMON_CHECKPOINT_FILES_H_
 
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -29,6 +31,14 @@ std::string CheckpointName(uint64_t version);
 std::string TableColumnName(uint32_t id);
 // A server's part of the checkpoint in `checkpoint_dir`.
 std::string CheckpointPartDir(const std::string& checkpoint_dir, int rank);
+
+// The shards `holds` names, grouped by the server whose part of the
+// checkpoint in `dir` saved them (its manifest's shard_owner): the part
+// folders a reader opens, each for its shards. FailedPrecondition if the
+// checkpoint has another number of shards than `num_shards`.
+absl::StatusOr<std::map<uint32_t, std::vector<uint32_t>>> ShardsBySavingServer(
+    const std::string& dir, const pb::CheckpointManifest& manifest, uint32_t num_shards,
+    const std::function<bool(uint32_t shard)>& holds);
 
 absl::Status WriteManifest(const std::string& checkpoint_dir, const pb::CheckpointManifest& manifest);
 absl::StatusOr<pb::CheckpointManifest> ReadManifest(const std::string& checkpoint_dir);

@@ -1,7 +1,8 @@
 // PlanVersions: how a serving process following a job (serving.model:
 // latest: sparta-serve's ModelServer, or a serving cluster's scheduler,
-// scheduler/serving_follower.h) gets from the version it serves to the newest one it can reach,
-// given the complete checkpoints and published deltas on disk
+// scheduler/serving_follower.h) gets from the version it serves to the
+// newest one it can reach, given the complete checkpoints and published
+// deltas on disk
 // (common/delta_files.h): from what it serves, from a checkpoint, or from
 // the empty model, then through the deltas that chain on from there (each
 // delta's base is the version before it). It picks the start that reaches

@@ -113,15 +113,9 @@ absl::Status RestoreCheckpointPart(const std::string& dir, const ShardView& view
                                    uint64_t step, TableRegistry* tables, RowStore* store, Executors executors) {
   const auto start = std::chrono::steady_clock::now();
   SPARTA_ASSIGN_OR_RETURN(pb::CheckpointManifest manifest, ReadManifest(dir));
-  if (manifest.shard_owner_size() != static_cast<int>(view.num_shards())) {
-    return absl::FailedPreconditionError(absl::StrCat(dir, " has ", manifest.shard_owner_size(),
-                                                      " shards; cluster.num_shards is ", view.num_shards()));
-  }
-  // The shards this server holds, grouped by the server that saved them.
-  std::map<uint32_t, std::vector<uint32_t>> by_source;
-  for (uint32_t s = 0; s < view.num_shards(); ++s) {
-    if (view.Holds(s, rank)) by_source[manifest.shard_owner(s)].push_back(s);
-  }
+  SPARTA_ASSIGN_OR_RETURN(const auto by_source,
+                          ShardsBySavingServer(dir, manifest, view.num_shards(),
+                                               [&](uint32_t s) { return view.Holds(s, rank); }));
   uint64_t rows = 0;
   const size_t threads = executors.size();
   for (const auto& e : executors) e->ResumeAtStep(step);

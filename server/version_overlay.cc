@@ -1,7 +1,7 @@
 #include "server/version_overlay.h"
 
+#include <algorithm>
 #include <cstring>
-#include <map>
 
 #include "absl/strings/str_cat.h"
 #include "common/checkpoint_files.h"
@@ -49,21 +49,15 @@ absl::StatusOr<std::shared_ptr<const VersionOverlay>> VersionOverlay::ReadCheckp
     const std::string& checkpoint_dir, uint64_t base, uint32_t num_shards,
     const std::function<bool(uint32_t shard)>& holds, const std::function<uint32_t(uint32_t table)>& dim_of) {
   SPARTA_ASSIGN_OR_RETURN(const pb::CheckpointManifest manifest, ReadManifest(checkpoint_dir));
-  if (manifest.shard_owner_size() != static_cast<int>(num_shards)) {
-    return absl::FailedPreconditionError(absl::StrCat(checkpoint_dir, " has ", manifest.shard_owner_size(),
-                                                      " shards; this cluster has ", num_shards));
-  }
+  SPARTA_ASSIGN_OR_RETURN(const auto by_source, ShardsBySavingServer(checkpoint_dir, manifest, num_shards, holds));
   auto overlay = std::make_shared<VersionOverlay>();
   overlay->version_ = manifest.version();
   overlay->base_ = base;
-  // The shards held here, grouped by the server whose part holds them.
-  std::map<uint32_t, std::vector<uint32_t>> by_source;
-  for (uint32_t s = 0; s < num_shards; ++s) {
-    if (!holds(s)) continue;
-    overlay->replaced_.insert(s);
-    overlay->replaced_list_.push_back(s);
-    by_source[manifest.shard_owner(static_cast<int>(s))].push_back(s);
+  for (const auto& [source, shards] : by_source) {
+    overlay->replaced_list_.insert(overlay->replaced_list_.end(), shards.begin(), shards.end());
   }
+  std::sort(overlay->replaced_list_.begin(), overlay->replaced_list_.end());
+  overlay->replaced_.insert(overlay->replaced_list_.begin(), overlay->replaced_list_.end());
   for (const pb::TableSpec& spec : manifest.tables()) {
     SPARTA_RETURN_IF_ERROR(CheckDim(checkpoint_dir, spec, dim_of));
     const uint32_t dim = dim_of(spec.id());
