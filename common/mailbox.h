@@ -3,9 +3,9 @@
 // owned by one thread; other threads hand it work through a Mailbox, whose
 // eventfd the owner polls next to its sockets (zmq_poll accepts plain fds).
 //
-// Thread-safe: Post() from any thread; Drain() and fd() from the owner (one
-// thread at a time: the KVClient's sockets are owned by whoever holds its
-// io_mu_, see worker/kv_client.h).
+// Thread-safe: Post() from any thread; Drain(), TakeQueued(), ClearWake()
+// and fd() from the owner (one thread at a time: the KVClient's sockets are
+// owned by whoever holds its io_mu_, see worker/kv_client.h).
 #ifndef SPARTA_COMMON_MAILBOX_H_
 #define SPARTA_COMMON_MAILBOX_H_
 
@@ -49,6 +49,25 @@ class Mailbox {
       out->push_back(std::move(items_.front()));
       items_.pop_front();
     }
+  }
+
+  // Moves every queued item to `out` and leaves the wake-up: for an owner
+  // that takes items whenever it serves, not only when its poll says so (a
+  // KVClient, on every send and wait, where reading the eventfd each time
+  // was two system calls per request). Its poll must then call ClearWake()
+  // when fd() is readable, or the next poll would return at once.
+  void TakeQueued(std::deque<T>* out) {
+    std::lock_guard<std::mutex> lock(mu_);
+    while (!items_.empty()) {
+      out->push_back(std::move(items_.front()));
+      items_.pop_front();
+    }
+  }
+
+  // Clears the wake-up (after a poll found fd() readable).
+  void ClearWake() {
+    uint64_t n;
+    [[maybe_unused]] ssize_t r = read(fd_, &n, sizeof(n));
   }
 
   // Wakes the owner without an item (e.g. to make it look at a stop flag).

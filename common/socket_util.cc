@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -90,6 +91,35 @@ std::string ResolveHost(const std::string& host) {
 }
 
 }  // namespace
+
+void WaitForInput(std::vector<zmq::pollitem_t>* items, std::chrono::milliseconds timeout) {
+  std::vector<pollfd> fds(items->size());
+  int wait_ms = static_cast<int>(timeout.count());
+  for (size_t i = 0; i < items->size(); ++i) {
+    zmq::pollitem_t& item = (*items)[i];
+    item.revents = 0;
+    fds[i] = {item.fd, POLLIN, 0};
+    if (item.socket == nullptr) continue;
+    // ZMQ_EVENTS takes in what the socket's I/O thread has signalled: with
+    // nothing readable, its ZMQ_FD fires when the next message comes.
+    size_t size = sizeof(fds[i].fd);
+    uint32_t events = 0;
+    size_t events_size = sizeof(events);
+    if (zmq_getsockopt(item.socket, ZMQ_FD, &fds[i].fd, &size) != 0 ||
+        zmq_getsockopt(item.socket, ZMQ_EVENTS, &events, &events_size) != 0) {
+      fds[i].fd = -1;  // closed: poll() skips a negative fd
+      continue;
+    }
+    if (events & ZMQ_POLLIN) {
+      item.revents = ZMQ_POLLIN;
+      wait_ms = 0;
+    }
+  }
+  if (::poll(fds.data(), fds.size(), wait_ms) <= 0) return;
+  for (size_t i = 0; i < items->size(); ++i) {
+    if (fds[i].revents & (POLLIN | POLLERR | POLLHUP)) (*items)[i].revents |= ZMQ_POLLIN;
+  }
+}
 
 absl::StatusOr<uint32_t> BindTcp(zmq::socket_t& socket, const std::string& host, uint32_t port) {
   auto endpoint_of = [port](const std::string& h) {

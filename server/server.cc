@@ -202,7 +202,7 @@ absl::Status Server::Run() {
                                           {nullptr, control_.fd(), ZMQ_POLLIN, 0},
                                           {nullptr, snapshots_.fd(), ZMQ_POLLIN, 0}};
     replicator_->AddPollItems(&items);
-    zmq::poll(items.data(), items.size(), std::chrono::milliseconds(200));
+    WaitForInput(&items, std::chrono::milliseconds(200));
     if (items[2].revents & ZMQ_POLLIN) {
       std::deque<pb::Header> control;
       control_.Drain(&control);

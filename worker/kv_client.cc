@@ -16,6 +16,7 @@
 #include "common/message.h"
 #include "common/cluster_auth.h"
 #include "common/socket_util.h"
+#include "common/uninitialized_vector.h"
 
 namespace sparta {
 
@@ -171,12 +172,14 @@ KVClient::Ticket KVClient::Send(pb::MsgType type, uint32_t table, uint32_t dim, 
   for (int s = 0; s < n; ++s) first_part[s + 1] = first_part[s] + (count[s] + part_keys - 1) / part_keys;
   const uint32_t num_parts = first_part[n];
   const bool with_counts = type == pb::PUSH && !counts.empty();
+  // Every element is written below before the part is sent: no zero-fill
+  // (a memset of a 16 MB push's gradients before they are copied in).
   struct PartArrays {
-    std::vector<uint64_t> keys;
+    UninitializedVector<uint64_t> keys;
     std::vector<uint32_t> positions;
-    std::vector<float> grads;
-    std::vector<uint16_t> half_grads;
-    std::vector<uint32_t> counts;
+    UninitializedVector<float> grads;
+    UninitializedVector<uint16_t> half_grads;
+    UninitializedVector<uint32_t> counts;
   };
   std::vector<PartArrays> arrays(num_parts);
   for (int s = 0; s < n; ++s) {
@@ -190,11 +193,48 @@ KVClient::Ticket KVClient::Send(pb::MsgType type, uint32_t table, uint32_t dim, 
       if (with_counts) a.counts.resize(size);
     }
   }
+  op->remaining_ = static_cast<int>(num_parts);
+  if (num_parts == 0) return op;
+  if (aborted_.load()) {
+    std::lock_guard<std::mutex> lock(abort_mu_);
+    op->remaining_ = 1;
+    op->Complete(abort_status_);
+    return op;
+  }
+  // A part goes out as soon as its last key is copied in, so the server
+  // applies the first part of a large push while this thread still copies
+  // the next (before, the server saw nothing until all 16 MB of a dense
+  // push had been copied).
+  auto emit = [&](int s, uint32_t p) {
+    PartArrays& a = arrays[p];
+    Outgoing o;
+    o.server = s;
+    o.header.set_type(type);
+    o.header.set_table(table);
+    o.header.set_num_keys(static_cast<uint32_t>(a.keys.size()));
+    o.header.set_dim(dim);
+    if (clock != 0) o.header.set_clock(clock);
+    if (step != 0) o.header.set_step(step);
+    if (model_version != 0) o.header.set_model_version(model_version);
+    o.frames.push_back(FrameFromVector(std::move(a.keys)));
+    if (half) o.header.set_dtype(pb::FP16);
+    if (type == pb::PUSH) {
+      o.frames.push_back(half ? FrameFromVector(std::move(a.half_grads)) : FrameFromVector(std::move(a.grads)));
+    }
+    if (with_counts) {
+      o.header.set_key_counts(true);
+      o.frames.push_back(FrameFromVector(std::move(a.counts)));
+    }
+    o.part.op = op;
+    o.part.positions = std::move(a.positions);
+    Deliver(std::move(o));
+  };
   std::vector<uint32_t> filled(n, 0);
   for (uint32_t i = 0; i < keys.size(); ++i) {
     const int s = server_of[i];
     const uint32_t nth = filled[s]++;
-    PartArrays& a = arrays[first_part[s] + nth / part_keys];
+    const uint32_t p = first_part[s] + nth / part_keys;
+    PartArrays& a = arrays[p];
     const uint32_t j = nth % part_keys;
     a.keys[j] = keys[i];
     if (type == pb::PULL) a.positions[j] = i;
@@ -204,57 +244,21 @@ KVClient::Ticket KVClient::Send(pb::MsgType type, uint32_t table, uint32_t dim, 
     } else if (type == pb::PUSH) {
       std::memcpy(a.grads.data() + size_t{j} * dim, grads.data() + size_t{i} * dim, dim * sizeof(float));
     }
+    if (j + 1 == a.keys.size()) emit(s, p);
   }
-  std::vector<Outgoing> parts;
-  parts.reserve(num_parts);
-  for (int s = 0; s < n; ++s) {
-    for (uint32_t p = first_part[s]; p < first_part[s + 1]; ++p) {
-      PartArrays& a = arrays[p];
-      Outgoing o;
-      o.server = s;
-      o.header.set_type(type);
-      o.header.set_table(table);
-      o.header.set_num_keys(static_cast<uint32_t>(a.keys.size()));
-      o.header.set_dim(dim);
-      if (clock != 0) o.header.set_clock(clock);
-      if (step != 0) o.header.set_step(step);
-      if (model_version != 0) o.header.set_model_version(model_version);
-      o.frames.push_back(FrameFromVector(std::move(a.keys)));
-      if (half) o.header.set_dtype(pb::FP16);
-      if (type == pb::PUSH) {
-        o.frames.push_back(half ? FrameFromVector(std::move(a.half_grads)) : FrameFromVector(std::move(a.grads)));
-      }
-      if (with_counts) {
-        o.header.set_key_counts(true);
-        o.frames.push_back(FrameFromVector(std::move(a.counts)));
-      }
-      o.part.op = op;
-      o.part.positions = std::move(a.positions);
-      parts.push_back(std::move(o));
-    }
-  }
-  op->remaining_ = static_cast<int>(parts.size());
-  if (parts.empty()) return op;
-  if (aborted_.load()) {
-    std::lock_guard<std::mutex> lock(abort_mu_);
-    op->remaining_ = 1;
-    op->Complete(abort_status_);
-    return op;
-  }
+  return op;
+}
+
+void KVClient::Deliver(Outgoing o) {
   // The sockets free: sent from this thread, after what was queued before
   // (so one thread's requests keep their order). Else the I/O thread sends.
   std::unique_lock<std::mutex> lock(io_mu_, std::try_to_lock);
   if (!lock.owns_lock()) {
-    for (Outgoing& o : parts) outbox_.Post(std::move(o));
-    return op;
+    outbox_.Post(std::move(o));
+    return;
   }
   NoteCallerServes();
-  ServeLocked();
-  for (Outgoing& o : parts) {
-    SendPart(o.server, next_seq_++, std::move(o.header), std::move(o.frames), std::move(o.part));
-  }
-  ReceiveAllLocked();
-  return op;
+  ServeLocked(&o);
 }
 
 KVClient::Ticket KVClient::Pull(uint32_t table, uint32_t dim, std::span<const uint64_t> keys, float* out,
@@ -298,12 +302,17 @@ void KVClient::ServeUntilDone(const Ticket& ticket) {
   while (true) {
     ServeLocked();
     if (Done(ticket) || stop_.load()) return;
-    std::vector<zmq::pollitem_t> items = {{nullptr, outbox_.fd(), ZMQ_POLLIN, 0}, {nullptr, views_.fd(), ZMQ_POLLIN, 0}};
+    // ServeLocked() has just read every socket until it had nothing more,
+    // so each socket's ZMQ_FD signals the next reply: one poll of the plain
+    // fds suffices. zmq_poll would first look at each socket again and poll
+    // once without waiting, system calls a small request paid every time.
+    std::vector<pollfd> fds = {{outbox_.fd(), POLLIN, 0}, {views_.fd(), POLLIN, 0}};
     for (const auto& link : servers_) {
-      if (link->socket) items.push_back({link->socket->handle(), 0, ZMQ_POLLIN, 0});
+      if (link->socket) fds.push_back({link->fd, POLLIN, 0});
     }
     // Bounded, so that resends and deadlines are served on time.
-    zmq::poll(items.data(), items.size(), std::chrono::milliseconds(retries_.empty() ? 50 : 5));
+    ::poll(fds.data(), fds.size(), retries_.empty() ? 50 : 5);
+    ClearMailboxWakes(fds);
   }
 }
 
@@ -530,16 +539,17 @@ void KVClient::CheckDeadlines() {
   }
 }
 
-void KVClient::ServeLocked() {
+void KVClient::ServeLocked(Outgoing* also) {
   if (aborted_.load()) {
     std::lock_guard<std::mutex> lock(abort_mu_);
     FailAll(abort_status_);
   }
   std::deque<pb::ClusterView> views;
-  views_.Drain(&views);
+  views_.TakeQueued(&views);
   for (const auto& view : views) AdoptView(view);
   std::deque<Outgoing> outgoing;
-  outbox_.Drain(&outgoing);
+  outbox_.TakeQueued(&outgoing);
+  if (also != nullptr) outgoing.push_back(std::move(*also));
   for (Outgoing& o : outgoing) {
     if (aborted_.load()) {
       std::lock_guard<std::mutex> lock(abort_mu_);
@@ -626,7 +636,15 @@ void KVClient::Run() {
     // Without the lock: a caller may serve the sockets meanwhile. ZMQ_FD
     // is readable when a socket has news; what it is, the next round reads.
     ::poll(fds.data(), fds.size(), timeout_ms);
+    ClearMailboxWakes(fds);
   }
+}
+
+void KVClient::ClearMailboxWakes(const std::vector<pollfd>& fds) {
+  // fds[0] and fds[1] are the outbox's and the views' (both polls put them
+  // first); their items are taken by the next ServeLocked().
+  if (fds[0].revents & POLLIN) outbox_.ClearWake();
+  if (fds[1].revents & POLLIN) views_.ClearWake();
 }
 
 }  // namespace sparta

@@ -40,6 +40,8 @@
 #ifndef SPARTA_WORKER_KV_CLIENT_H_
 #define SPARTA_WORKER_KV_CLIENT_H_
 
+#include <poll.h>
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -122,10 +124,18 @@ class KVClient {
   Ticket Send(pb::MsgType type, uint32_t table, uint32_t dim, std::span<const uint64_t> keys,
               std::span<const float> grads, float* out, uint64_t clock, std::span<const uint32_t> counts = {},
               uint64_t step = 0, uint64_t model_version = 0);
+  // Sends one part from this thread when the sockets are free, else queues
+  // it for whoever serves them next.
+  void Deliver(Outgoing o);
   void Run();
-  // One round of the sockets' work: aborts, views, queued requests, every
-  // reply that has arrived, resends and deadlines. Needs io_mu_.
-  void ServeLocked();
+  // After a poll whose first two fds are the outbox's and the views':
+  // clears their wake-ups (ServeLocked() takes their items without).
+  void ClearMailboxWakes(const std::vector<pollfd>& fds);
+  // One round of the sockets' work: aborts, views, queued requests (then
+  // `also`, if given), resends, deadlines, and last every reply that has
+  // arrived (read once per round: each look at a socket is two system
+  // calls inside libzmq). Needs io_mu_.
+  void ServeLocked(Outgoing* also = nullptr);
   // Reads every reply waiting on the sockets. Needs io_mu_.
   void ReceiveAllLocked();
   // Waits for `ticket` while serving the sockets. Needs io_mu_.

@@ -824,7 +824,11 @@ os.execv({os.path.join(BIN, "sparta-serve")!r}, sys.argv)
         test_lines = read(data["test"]).splitlines()
         config, offline = self.train("fm", data)
         proc, run, (url,) = self.serve_cluster(config, "serve-kill", "serving.max_batch=8")
-        server_pid = json.loads(read(os.path.join(run, "server-1.info.json")))["pid"]
+        # With R=2 the front-end answers once either server holds each shard:
+        # server-1 may register (and write its info file) a moment later.
+        info = os.path.join(run, "server-1.info.json")
+        wait_for(lambda: os.path.exists(info), scaled(30), "server-1 to register")
+        server_pid = json.loads(read(info))["pid"]
         answers, errors = [], []
 
         def load():

@@ -13,6 +13,7 @@
 #include <catch2/catch.hpp>
 
 #include "common/message.h"
+#include "common/shard_view.h"
 #include "common/socket_util.h"
 #include "received_within.h"
 
@@ -191,6 +192,59 @@ TEST_CASE("a request larger than a part goes as several messages, each answered 
     for (uint32_t j = 0; j < kDim; ++j) wrong += out[i * kDim + j] != static_cast<float>(keys[i]);
   }
   CHECK(wrong == 0);
+}
+
+// Keys of two servers interleaved: each server's parts hold its own keys,
+// in request order, with their gradients; a part goes out as soon as its
+// last key is copied in, so the two servers' parts are interleaved too, and
+// each server's last, short part is sent as well.
+TEST_CASE("a request over two servers goes to each as its own parts, in key order") {
+  zmq::context_t context{1};
+  FakeServer s0{context}, s1{context};
+  const pb::ClusterView view = View(5, {0, 1, 1, 0}, s0, s1);
+  KVClient client{&context, TwoServers::Settings(), /*node_id=*/7, view};
+  REQUIRE(client.Start().ok());
+  constexpr uint32_t kDim = 256;
+  std::vector<uint64_t> keys(3000);
+  std::vector<float> grads(keys.size() * kDim);
+  for (size_t i = 0; i < keys.size(); ++i) {
+    keys[i] = 5000 + 13 * i;
+    for (uint32_t j = 0; j < kDim; ++j) grads[i * kDim + j] = static_cast<float>(i) - j / 512.0f;
+  }
+  const ShardView shards(view);
+  std::vector<size_t> expected[2];
+  for (size_t i = 0; i < keys.size(); ++i) expected[shards.owner_of_key(keys[i])].push_back(i);
+  REQUIRE(expected[0].size() > 1024);
+  REQUIRE(expected[1].size() > 1024);
+  KVClient::Ticket push = client.Push(kTable, kDim, keys, grads);
+  FakeServer* servers[2] = {&s0, &s1};
+  for (int s = 0; s < 2; ++s) {
+    const size_t num_parts = (expected[s].size() + 1023) / 1024;
+    std::vector<Message> parts;
+    while (auto m = servers[s]->Received(parts.size() < num_parts ? 5000 : 200)) parts.push_back(*std::move(m));
+    REQUIRE(parts.size() == num_parts);
+    size_t at = 0, wrong = 0;
+    for (size_t p = 0; p < parts.size(); ++p) {
+      const Message& m = parts[p];
+      if (p > 0) CHECK(m.header.seq() > parts[p - 1].header.seq());
+      CHECK(m.header.num_keys() == std::min<size_t>(1024, expected[s].size() - at));
+      REQUIRE(m.frames.size() == 2);
+      std::vector<uint64_t> scratch;
+      const std::span<const uint64_t> got = FrameView<uint64_t>(m.frames[0], &scratch);
+      REQUIRE(got.size() == m.header.num_keys());
+      REQUIRE(m.frames[1].size() == got.size() * kDim * sizeof(float));
+      for (size_t k = 0; k < got.size(); ++k, ++at) {
+        const size_t i = expected[s][at];
+        wrong += got[k] != keys[i];
+        wrong += std::memcmp(static_cast<const float*>(m.frames[1].data()) + k * kDim, grads.data() + i * kDim,
+                             kDim * sizeof(float)) != 0;
+      }
+      servers[s]->Answer(m, absl::StatusCode::kOk, 5);
+    }
+    CHECK(at == expected[s].size());
+    CHECK(wrong == 0);
+  }
+  CHECK(client.Wait(push).ok());
 }
 
 }  // namespace
