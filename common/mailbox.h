@@ -55,7 +55,10 @@ class Mailbox {
   // that takes items whenever it serves, not only when its poll says so (a
   // KVClient, on every send and wait, where reading the eventfd each time
   // was two system calls per request). Its poll must then call ClearWake()
-  // when fd() is readable, or the next poll would return at once.
+  // when fd() is readable, or the next poll would return at once, and call
+  // it before the TakeQueued() that takes the items, in the same turn as
+  // owner: a wake-up cleared after the items were taken may be an item's
+  // posted since, left queued with nothing to wake the owner for it.
   void TakeQueued(std::deque<T>* out) {
     std::lock_guard<std::mutex> lock(mu_);
     while (!items_.empty()) {

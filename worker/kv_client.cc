@@ -623,6 +623,12 @@ void KVClient::Run() {
       } else {
         lock.lock();
       }
+      // The last poll's wake-ups are cleared here, under the lock and just
+      // before ServeLocked() takes the items: cleared after that poll
+      // without the lock, a wake-up for an item posted while a caller held
+      // the lock would be lost, and the item would wait for that caller's
+      // next poll to time out.
+      if (!fds.empty()) ClearMailboxWakes(fds);
       ServeLocked();
       // Sockets change on failover, so the poll set is rebuilt every round.
       fds = {{outbox_.fd(), POLLIN, 0}, {views_.fd(), POLLIN, 0}};
@@ -636,13 +642,13 @@ void KVClient::Run() {
     // Without the lock: a caller may serve the sockets meanwhile. ZMQ_FD
     // is readable when a socket has news; what it is, the next round reads.
     ::poll(fds.data(), fds.size(), timeout_ms);
-    ClearMailboxWakes(fds);
   }
 }
 
 void KVClient::ClearMailboxWakes(const std::vector<pollfd>& fds) {
   // fds[0] and fds[1] are the outbox's and the views' (both polls put them
-  // first); their items are taken by the next ServeLocked().
+  // first); their items are taken by the next ServeLocked(), in the same
+  // hold of io_mu_ (Mailbox::TakeQueued says why).
   if (fds[0].revents & POLLIN) outbox_.ClearWake();
   if (fds[1].revents & POLLIN) views_.ClearWake();
 }

@@ -129,7 +129,8 @@ class KVClient {
   void Deliver(Outgoing o);
   void Run();
   // After a poll whose first two fds are the outbox's and the views':
-  // clears their wake-ups (ServeLocked() takes their items without).
+  // clears their wake-ups (ServeLocked() takes their items without). Needs
+  // io_mu_, held until that ServeLocked().
   void ClearMailboxWakes(const std::vector<pollfd>& fds);
   // One round of the sockets' work: aborts, views, queued requests (then
   // `also`, if given), resends, deadlines, and last every reply that has
