@@ -291,7 +291,8 @@ ALL_REDUCE = textwrap.dedent("""
         seen.append(b)
         (w * torch.tensor([1.0, 2.0, 3.0]) * (rank + 1)).sum().backward()  # d/dw: (rank + 1) * [1, 2, 3]
         sync.step()
-    json.dump({"seen": seen, "w": w.detach().tolist(), "start": None}, open(out, "w"))
+    json.dump({"seen": seen, "w": w.detach().tolist(), "group_left": torch.distributed.is_initialized()},
+              open(out, "w"))
 """)
 
 
@@ -325,6 +326,10 @@ class AllReduceTest(unittest.TestCase):
         results = [json.loads(read(os.path.join(folder, f"{r}.json"))) for r in (0, 1)]
         self.assertEqual([r["seen"] for r in results], [[0, 1, 2], [0, 1, 2, 3, 4]])
         self.assertEqual(results[0]["w"], results[1]["w"])
+        # The group AllReduce made is gone when batches() ends: its threads
+        # joined while Python is whole (left to interpreter shutdown, they
+        # could abort a process whose job succeeded).
+        self.assertEqual([r["group_left"] for r in results], [False, False])
         torch.manual_seed(0)
         start = torch.randn(3)
         # 3 rounds of the mean of 1x and 2x [1, 2, 3], then 2 of worker 1's 2x, at 0.5.

@@ -23,6 +23,7 @@ of the batch's summed logloss (reduction="sum"); use the same to train with
 the same learning rates.
 """
 
+import atexit
 import math
 import os
 
@@ -377,12 +378,16 @@ class AllReduce:
         self.worker, self.optimizer, self.dist = worker, optimizer, dist
         self.parameters = [p for p in parameters]
         self.size = worker.config["cluster.workers"]
-        if not dist.is_initialized():
+        # A group made here is destroyed here (close()); one the caller made is theirs.
+        self._owns_group = not dist.is_initialized()
+        if self._owns_group:
             # A worker that died leaves the others waiting in a collective:
             # they give up after the job's heartbeat timeout, by then failed.
             timeout = timeout_seconds or max(60.0, 4 * worker.config["cluster.heartbeat_timeout"])
             dist.init_process_group("gloo", rank=worker.rank, world_size=self.size,
                                     timeout=datetime.timedelta(seconds=timeout))
+            # Also on the way out of a failed job: see close().
+            atexit.register(self.close)
         if worker.restored_from:
             self._restore(os.path.join(worker.restored_from, self.CHECKPOINT_FILE))
         with torch.no_grad():
@@ -421,6 +426,7 @@ class AllReduce:
             self.dist.all_reduce(have)
             self._contributors = int(have.item())
             if self._contributors == 0:
+                self.close()
                 return
             if batch is not None:
                 yield batch
@@ -430,6 +436,19 @@ class AllReduce:
                     if p.grad is None:
                         p.grad = torch.zeros_like(p)
                 self.step()
+
+    def close(self):
+        """Destroys the process group this AllReduce made, if it made one;
+        batches() calls it when every worker is done. Gloo's threads drop
+        their last reference to a collective's tensors just after the
+        caller's wait returns; left until the interpreter shuts down, that
+        drop can come once Python is finalizing, and the thread, asking for
+        the GIL, is ended mid-C++ and aborts the process (SIGABRT,
+        "terminate called without an active exception") after a job that
+        succeeded. Destroying the group joins those threads first."""
+        if self._owns_group and self.dist.is_initialized():
+            self.dist.destroy_process_group()
+        self._owns_group = False
 
     def step(self):
         """Averages the gradients over the workers that had a batch this round, then steps."""
