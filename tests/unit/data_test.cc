@@ -5,6 +5,8 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -75,6 +77,23 @@ TEST_CASE("criteo lines parse, with empty fields as missing values") {
   CHECK(ex.dense[0] == 0);
   // The same token in another field is another key.
   CHECK(FeatureKey(14, 0x68fd1e64) != FeatureKey(15, 0x68fd1e64));
+}
+
+TEST_CASE("criteo integer features: bucket floor(ln(v)^2) above 2, log1p as the dense value, at every size") {
+  // The reader keeps small values' results in a table; these are the
+  // formulas themselves, on each side of the table's end and far past it.
+  auto parser = NewCriteoReader();
+  Example ex;
+  std::vector<int64_t> values;
+  for (int64_t v = -3; v <= 5000; ++v) values.push_back(v);
+  for (int64_t v : {65535LL, 1000003LL, 4294967296LL, 9223372036854775807LL}) values.push_back(v);
+  for (int64_t v : values) {
+    INFO("I1 = " << v);
+    REQUIRE(Parse(*parser, CriteoLine(0, std::to_string(v), ""), &ex).empty());
+    const int64_t bucket = v <= 2 ? v : static_cast<int64_t>(std::floor(std::pow(std::log(static_cast<double>(v)), 2)));
+    CHECK(ex.features[0].key == FeatureKey(1, static_cast<uint64_t>(bucket)));
+    CHECK(ex.dense[0] == std::log1p(static_cast<float>(std::max<int64_t>(v, 0))));
+  }
 }
 
 TEST_CASE("malformed criteo lines are refused with a reason") {

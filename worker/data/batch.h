@@ -61,6 +61,7 @@ class BatchBuilder {
       for (uint32_t& slot : b.slots) slot = new_index_[slot];
     }
     b.fresh_keys = fresh;
+    last_ = {b.size, b.slots.size(), b.dense.size(), n};
     std::swap(previous_, slot_of_);  // only the key set of previous_ is used
     // Abseil's clear() frees a table of more than 127 slots, and the next
     // batch would grow it again through a rehash at each doubling (perf:
@@ -72,9 +73,26 @@ class BatchBuilder {
   }
 
  private:
-  void Reset() { batch_ = std::make_unique<Batch>(); }
+  void Reset() {
+    batch_ = std::make_unique<Batch>();
+    // Sized as the last batch: each array would otherwise grow through a
+    // copy at every doubling, every batch.
+    Batch& b = *batch_;
+    b.labels.reserve(last_.examples);
+    b.offsets.reserve(last_.examples + 1);
+    b.slots.reserve(last_.features);
+    b.values.reserve(last_.features);
+    b.fields.reserve(last_.features);
+    b.dense.reserve(last_.dense);
+    b.unique_keys.reserve(last_.unique_keys);
+  }
+
+  struct Sizes {
+    size_t examples = 0, features = 0, dense = 0, unique_keys = 0;
+  };
 
   std::unique_ptr<Batch> batch_;
+  Sizes last_;  // of the last batch handed out
   absl::flat_hash_map<uint64_t, uint32_t> slot_of_;
   absl::flat_hash_map<uint64_t, uint32_t> previous_;  // the last batch's keys
   std::vector<uint32_t> new_index_;

@@ -2,6 +2,8 @@
 // the winning Criteo/Kaggle solutions did (value v > 2 goes to bucket
 // floor(ln(v)^2)), which makes them categorical keys like the tokens; their
 // log1p values are also kept as dense features for models that use them.
+#include <algorithm>
+#include <array>
 #include <charconv>
 #include <cmath>
 
@@ -15,6 +17,32 @@ namespace {
 constexpr int kIntegerFields = 13;
 constexpr int kCategoricalFields = 26;
 constexpr int kFields = 1 + kIntegerFields + kCategoricalFields;
+
+// An integer feature's bucket key and dense value: pure functions of the
+// value, so those of small values are read from a table filled once with
+// the same expressions (bit-identical results). Criteo's integer features
+// are mostly small counts, and the two logarithms per value were about a
+// seventh of the reader thread's time (perf, lr at batch 4096, where that
+// one thread bounds the job).
+struct IntegerFeature {
+  uint64_t bucket;
+  float dense;
+};
+
+IntegerFeature ComputeIntegerFeature(int64_t v) {
+  const int64_t bucket = v <= 2 ? v : static_cast<int64_t>(std::pow(std::log(static_cast<double>(v)), 2));
+  return {static_cast<uint64_t>(bucket), std::log1p(static_cast<float>(std::max<int64_t>(v, 0)))};
+}
+
+IntegerFeature IntegerFeatureOf(int64_t v) {
+  constexpr int64_t kTabulated = 4096;  // 48 KiB; 99.99% of generated values, most of Criteo's
+  static const std::array<IntegerFeature, kTabulated>* const table = [] {
+    auto* t = new std::array<IntegerFeature, kTabulated>;
+    for (int64_t i = 0; i < kTabulated; ++i) (*t)[i] = ComputeIntegerFeature(i);
+    return t;
+  }();
+  return v >= 0 && v < kTabulated ? (*table)[v] : ComputeIntegerFeature(v);
+}
 
 bool ParseHex(std::string_view s, uint64_t* out) {
   if (s.size() > 16) return false;
@@ -53,9 +81,9 @@ class CriteoParser final : public Reader {
         if (ec != std::errc() || ptr != value.data() + value.size()) {
           return ParseError(error, absl::StrCat("integer feature I", field, " is '", std::string(value), "'"));
         }
-        const int64_t bucket = v <= 2 ? v : static_cast<int64_t>(std::pow(std::log(static_cast<double>(v)), 2));
-        ex->features.push_back({FeatureKey(field, static_cast<uint64_t>(bucket)), 1.0f, static_cast<uint32_t>(field - 1)});
-        ex->dense[field - 1] = std::log1p(static_cast<float>(std::max<int64_t>(v, 0)));
+        const IntegerFeature feature = IntegerFeatureOf(v);
+        ex->features.push_back({FeatureKey(field, feature.bucket), 1.0f, static_cast<uint32_t>(field - 1)});
+        ex->dense[field - 1] = feature.dense;
       } else {
         uint64_t token;
         if (!ParseHex(value, &token)) {
