@@ -241,5 +241,29 @@ TEST_CASE("a batch de-duplicates keys and keeps per-example features") {
   CHECK(builder.Finish(0) == nullptr);
 }
 
+TEST_CASE("a batch lists the keys its previous batch lacked first, each part in order of appearance") {
+  BatchBuilder builder;
+  Example a, b, c;
+  a.features = {{10, 1.0f, 0}, {20, 1.0f, 0}, {30, 1.0f, 0}};
+  b.features = {{30, 1.0f, 0}, {40, 1.0f, 0}, {10, 1.0f, 0}, {50, 1.0f, 0}, {40, 1.0f, 0}};
+  c.features = {{60, 1.0f, 0}, {50, 1.0f, 0}};
+  builder.Add(a);
+  auto first = builder.Finish(0);
+  REQUIRE(first);
+  CHECK(first->fresh_keys == 3);  // no batch before it
+  CHECK(first->unique_keys == std::vector<uint64_t>{10, 20, 30});
+  builder.Add(b);
+  builder.Add(c);
+  auto second = builder.Finish(0);
+  REQUIRE(second);
+  // 40, 50, 60 are new; 30 and 10 were in the first batch.
+  CHECK(second->fresh_keys == 3);
+  CHECK(second->unique_keys == std::vector<uint64_t>{40, 50, 60, 30, 10});
+  std::vector<uint64_t> keys;  // each feature's key, through its slot
+  for (uint32_t slot : second->slots) keys.push_back(second->unique_keys[slot]);
+  CHECK(keys == std::vector<uint64_t>{30, 40, 10, 50, 40, 60, 50});
+  CHECK(second->offsets == std::vector<uint32_t>{0, 5, 7});
+}
+
 }  // namespace
 }  // namespace sparta::data_test

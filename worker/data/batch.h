@@ -46,13 +46,14 @@ class BatchBuilder {
     b.bytes_read = bytes_read;
     const size_t n = b.unique_keys.size();
     new_index_.resize(n);
+    // One lookup per key: a shared key is marked in the first pass and
+    // numbered, after the fresh ones, in the second.
+    constexpr uint32_t kShared = UINT32_MAX;
     uint32_t fresh = 0;
-    for (size_t i = 0; i < n; ++i) {
-      if (!previous_.contains(b.unique_keys[i])) new_index_[i] = fresh++;
-    }
+    for (size_t i = 0; i < n; ++i) new_index_[i] = previous_.contains(b.unique_keys[i]) ? kShared : fresh++;
     uint32_t shared = fresh;
     for (size_t i = 0; i < n; ++i) {
-      if (previous_.contains(b.unique_keys[i])) new_index_[i] = shared++;
+      if (new_index_[i] == kShared) new_index_[i] = shared++;
     }
     if (fresh < n) {
       std::vector<uint64_t> keys(n);
