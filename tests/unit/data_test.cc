@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -93,6 +94,35 @@ TEST_CASE("criteo integer features: bucket floor(ln(v)^2) above 2, log1p as the 
     const int64_t bucket = v <= 2 ? v : static_cast<int64_t>(std::floor(std::pow(std::log(static_cast<double>(v)), 2)));
     CHECK(ex.features[0].key == FeatureKey(1, static_cast<uint64_t>(bucket)));
     CHECK(ex.dense[0] == std::log1p(static_cast<float>(std::max<int64_t>(v, 0))));
+  }
+}
+
+TEST_CASE("criteo tokens: 1 to 16 hexadecimal digits of either case, as std::from_chars reads them whole") {
+  auto parser = NewCriteoReader();
+  Example ex;
+  std::vector<std::string> tokens = {"0", "a", "F", "68fd1e64", "68FD1E64", "deadBEEF", "ffffffffffffffff",
+                                     "0000000000000001", "1234567890abcdef", "00000000000000000", "fffffffffffffffff",
+                                     "g", "68fd1e6z", " 1", "1 ", "+1", "-1", "0x1f", "1.5", std::string("1\0", 2),
+                                     "\xff", "\x80" "a"};
+  std::mt19937_64 random(7);
+  const std::string alphabet = "0123456789abcdefABCDEFgxG-+ ";
+  for (int i = 0; i < 2000; ++i) {
+    std::string token(1 + random() % 18, ' ');
+    for (char& c : token) c = alphabet[random() % alphabet.size()];
+    tokens.push_back(token);
+  }
+  for (const std::string& token : tokens) {
+    INFO("C1 = '" << token << "'");
+    uint64_t expected = 0;
+    auto [ptr, ec] = std::from_chars(token.data(), token.data() + token.size(), expected, 16);
+    const bool valid = token.size() <= 16 && ec == std::errc() && ptr == token.data() + token.size();
+    const std::string error = Parse(*parser, CriteoLine(0, "", token), &ex);
+    if (valid) {
+      REQUIRE(error.empty());
+      CHECK(ex.features.back().key == FeatureKey(14, expected));
+    } else {
+      CHECK(error.find("C1") != std::string::npos);
+    }
   }
 }
 
