@@ -4,6 +4,7 @@
 #ifndef SPARTA_WORKER_DATA_BATCH_H_
 #define SPARTA_WORKER_DATA_BATCH_H_
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -19,7 +20,14 @@ class BatchBuilder {
     if (!batch_) Reset();
     Batch& b = *batch_;
     b.labels.push_back(ex.label);
-    for (const Feature& f : ex.features) {
+    // Most of this loop's time was waiting for the map's slots (perf
+    // annotate: the key compare and the value load, half of it), so each
+    // key's slot is fetched a few features ahead of its lookup.
+    const std::vector<Feature>& features = ex.features;
+    for (size_t i = 0; i < std::min(kLookAhead, features.size()); ++i) slot_of_.prefetch(features[i].key);
+    for (size_t i = 0; i < features.size(); ++i) {
+      if (i + kLookAhead < features.size()) slot_of_.prefetch(features[i + kLookAhead].key);
+      const Feature& f = features[i];
       auto [it, inserted] = slot_of_.try_emplace(f.key, static_cast<uint32_t>(b.unique_keys.size()));
       if (inserted) b.unique_keys.push_back(f.key);
       b.slots.push_back(it->second);
@@ -50,7 +58,11 @@ class BatchBuilder {
     // numbered, after the fresh ones, in the second.
     constexpr uint32_t kShared = UINT32_MAX;
     uint32_t fresh = 0;
-    for (size_t i = 0; i < n; ++i) new_index_[i] = previous_.contains(b.unique_keys[i]) ? kShared : fresh++;
+    for (size_t i = 0; i < std::min(kLookAhead, n); ++i) previous_.prefetch(b.unique_keys[i]);
+    for (size_t i = 0; i < n; ++i) {
+      if (i + kLookAhead < n) previous_.prefetch(b.unique_keys[i + kLookAhead]);
+      new_index_[i] = previous_.contains(b.unique_keys[i]) ? kShared : fresh++;
+    }
     uint32_t shared = fresh;
     for (size_t i = 0; i < n; ++i) {
       if (new_index_[i] == kShared) new_index_[i] = shared++;
@@ -87,6 +99,8 @@ class BatchBuilder {
     b.dense.reserve(last_.dense);
     b.unique_keys.reserve(last_.unique_keys);
   }
+
+  static constexpr size_t kLookAhead = 4;  // keys whose map slots are fetched ahead
 
   struct Sizes {
     size_t examples = 0, features = 0, dense = 0, unique_keys = 0;
