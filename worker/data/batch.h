@@ -24,9 +24,8 @@ class BatchBuilder {
     // annotate: the key compare and the value load, half of it), so each
     // key's slot is fetched a few features ahead of its lookup.
     const std::vector<Feature>& features = ex.features;
-    for (size_t i = 0; i < std::min(kLookAhead, features.size()); ++i) slot_of_.prefetch(features[i].key);
     for (size_t i = 0; i < features.size(); ++i) {
-      if (i + kLookAhead < features.size()) slot_of_.prefetch(features[i + kLookAhead].key);
+      FetchAhead(slot_of_, i, features.size(), [&](size_t j) { return features[j].key; });
       const Feature& f = features[i];
       auto [it, inserted] = slot_of_.try_emplace(f.key, static_cast<uint32_t>(b.unique_keys.size()));
       if (inserted) b.unique_keys.push_back(f.key);
@@ -58,9 +57,8 @@ class BatchBuilder {
     // numbered, after the fresh ones, in the second.
     constexpr uint32_t kShared = UINT32_MAX;
     uint32_t fresh = 0;
-    for (size_t i = 0; i < std::min(kLookAhead, n); ++i) previous_.prefetch(b.unique_keys[i]);
     for (size_t i = 0; i < n; ++i) {
-      if (i + kLookAhead < n) previous_.prefetch(b.unique_keys[i + kLookAhead]);
+      FetchAhead(previous_, i, n, [&](size_t j) { return b.unique_keys[j]; });
       new_index_[i] = previous_.contains(b.unique_keys[i]) ? kShared : fresh++;
     }
     uint32_t shared = fresh;
@@ -101,6 +99,17 @@ class BatchBuilder {
   }
 
   static constexpr size_t kLookAhead = 4;  // keys whose map slots are fetched ahead
+
+  // Called at the top of step i of a loop over n keys that looks each up in
+  // `map`: starts fetching the slot of the key kLookAhead steps on (and, at
+  // step 0, of the first keys, whose lookups come before that).
+  template <typename Map, typename KeyAt>
+  static void FetchAhead(const Map& map, size_t i, size_t n, const KeyAt& key_at) {
+    if (i == 0) {
+      for (size_t j = 0; j < std::min(kLookAhead, n); ++j) map.prefetch(key_at(j));
+    }
+    if (i + kLookAhead < n) map.prefetch(key_at(i + kLookAhead));
+  }
 
   struct Sizes {
     size_t examples = 0, features = 0, dense = 0, unique_keys = 0;
