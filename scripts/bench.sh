@@ -2,7 +2,8 @@
 # Sparta's benchmark: data-plane throughput on loopback (sparse push/pull for
 # dim 8/16/64 and 1k-1M keys with Adagrad on the server, dense push/pull of
 # 1 KB-16 MB; sparse push/pull on a table 10x a server's memory_limit against
-# plain RocksDB MultiGet), this machine's memcpy bandwidth in the same run, and
+# plain RocksDB MultiGet; the cold tier's store against an append-only log with
+# an index), this machine's memcpy bandwidth in the same run, and
 # end-to-end training throughput of lr and fm (1 worker + 1 server, and
 # 2 workers + 2 servers), lr/fm/dnn against the same models in PyTorch
 # (scripts/bench/torch_ctr.py: speed ratio and test AUC), checkpoint and restore cost (1M and 10M rows),
@@ -30,7 +31,7 @@ done
 if [[ $build == 1 ]]; then
   scripts/install-deps.sh --tests  # etcd-server: the standby scheduler benchmark
   scripts/build.sh sparta-scheduler sparta-server sparta-worker sparta-datagen sparta-kv-bench sparta-row-memory \
-    sparta-batch-bench sparta-checkpoint-bench sparta-serve sparta-serve-bench
+    sparta-batch-bench sparta-checkpoint-bench sparta-serve sparta-serve-bench sparta-cold-store-bench
   # The GPU kernel benchmark exists when the build has the CUDA backend.
   if cmake --build build --target help | grep -q sparta-gpu-bench; then scripts/build.sh sparta-gpu-bench; fi
 fi
@@ -163,6 +164,8 @@ echo "== replication (lr, 2 workers + 3 servers) and failover (kill -9 of a serv
 SPARTA_BIN="$bin" python3 tests/bench/replication_bench.py "$tmp/train.txt" "$tmp/test.txt" "$tmp/replication.json" $quick
 echo "== tables larger than memory (fm, Zipf 1.1): memory_limit at 100%, 30%, 10% of the table vs unbounded; admission"
 SPARTA_BIN="$bin" python3 tests/bench/tiering_bench.py "$tmp/tiering.json" $quick
+echo "== the cold tier's store against its floor: CPU per row written and read back, RowStore vs an append-only log"
+"$bin/sparta-cold-store-bench" $quick --json "$tmp/cold_store.json"
 echo "== elastic jobs: scheduler takeover with etcd (kill -9 of the leader), a worker's kill -9 with on_demand work"
 SPARTA_BIN="$bin" python3 tests/bench/elastic_bench.py "$tmp/train.txt" "$tmp/test.txt" "$tmp/elastic.json" $quick
 echo "== serving: sparta-serve (embedded) under open-loop load, lr/fm/dnn, 1 and 100 examples a request; dnn in PyTorch"
@@ -174,13 +177,13 @@ SPARTA_BIN="$bin" python3 tests/bench/freshness_bench.py "$tmp/freshness.json" $
 if [[ -n $json ]]; then
   python3 - "$tmp/kv.json" "$e2e" "$json" "$tmp/checkpoint.json" "$tmp/replication.json" "$tmp/models.json" \
     "$tmp/gpu.json" "$tmp/tiering.json" "$tmp/elastic.json" "$tmp/serving.json" "$tmp/freshness.json" \
-    "$tmp/python.json" "$tmp/serving_cache.json" "$tmp/batch.json" <<'PY'
+    "$tmp/python.json" "$tmp/serving_cache.json" "$tmp/batch.json" "$tmp/cold_store.json" <<'PY'
 import json, sys
 records = json.load(open(sys.argv[1])) + json.load(open(sys.argv[2])) + json.load(open(sys.argv[13]))
 records += json.load(open(sys.argv[4])) + json.load(open(sys.argv[5])) + json.load(open(sys.argv[6]))
 records += json.load(open(sys.argv[7])) + json.load(open(sys.argv[8])) + json.load(open(sys.argv[9]))
 records += json.load(open(sys.argv[10])) + json.load(open(sys.argv[11])) + json.load(open(sys.argv[12]))
-records += json.load(open(sys.argv[14]))
+records += json.load(open(sys.argv[14])) + json.load(open(sys.argv[15]))
 for line in open(sys.argv[1].replace("kv.json", "memory.txt")):
     name, value = line.split()[:2]
     records.append({"name": name, "unit": "bytes/row", "value": float(value)})

@@ -485,6 +485,20 @@ absl::Status RowStore::ReadShards(const std::string& dir, uint32_t id, const std
   return result;
 }
 
+bool RowStore::BackgroundWorkPending() const {
+  for (const char* property : {"rocksdb.num-running-flushes", "rocksdb.num-running-compactions"}) {
+    uint64_t v = 0;
+    if (db_->GetIntProperty(property, &v) && v > 0) return true;
+  }
+  for (auto* handle : handles_) {
+    for (const char* property : {"rocksdb.mem-table-flush-pending", "rocksdb.compaction-pending"}) {
+      uint64_t v = 0;
+      if (db_->GetIntProperty(handle, property, &v) && v > 0) return true;
+    }
+  }
+  return false;
+}
+
 RowStore::Sizes RowStore::GetSizes() const {
   Sizes sizes;
   for (rocksdb::ColumnFamilyHandle* handle : handles_) {

@@ -130,6 +130,9 @@ class RowStore {
   };
   Sizes GetSizes() const;
 
+  // Whether RocksDB has flushes or merges running or waiting (any thread).
+  bool BackgroundWorkPending() const;
+
   // DRAM RocksDB's open table files hold (their indexes and Bloom filters),
   // as of the last flush or compaction; 0 unless opened as a cold tier.
   // Any thread.
