@@ -6,9 +6,9 @@
 //     Bloom filters, 4 KiB blocks read without filling the cache), used as
 //     ShardExecutor uses it: evicted rows written in batches sorted by
 //     (shard, key), cold rows read back by MultiGet, a request's keys at once;
-//   - the floor: one append-only file of fixed-size records (key, shard,
-//     row) and an in-memory index from key to record (absl::flat_hash_map),
-//     each cold row read back by one pread of its record, nothing merged.
+//   - the floor: ColdLog (server/cold_log.h), one append-only file of
+//     fixed-size records (key, row) and a compact in-memory index from key
+//     to record, each cold row read back by one pread, nothing merged.
 // The rows are the README's tiering benchmark's: fm with dim 16 and Adagrad
 // state (34 floats); each eviction batch is 4/5 keys never written before
 // and 1/5 rows written before (rows that came back and went cold again), as
@@ -18,7 +18,6 @@
 // written and per row read, their ratio, and the DRAM each keeps per row on
 // disk. Every row read is checked against the value last written.
 //   sparta-cold-store-bench [--json FILE] [--rows N] [--quick]
-#include <fcntl.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -38,6 +37,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "common/hash.h"
 #include "common/json.h"
+#include "server/cold_log.h"
 #include "server/row_store.h"
 
 namespace {
@@ -197,100 +197,54 @@ Costs MeasureRowStore(const Workload& w, const fs::path& dir, uint64_t tier_byte
   return c;
 }
 
-// The floor: records appended to one file through a 1 MiB buffer, an index
-// from key to record number, one pread per cold row.
-class AppendLog {
- public:
-  static constexpr size_t kRecordBytes = sizeof(uint64_t) + sizeof(uint32_t) + kFloats * sizeof(float);
-
-  explicit AppendLog(const fs::path& file) : fd_(open(file.c_str(), O_RDWR | O_CREAT | O_TRUNC, 0644)) {
-    if (fd_ < 0) {
-      std::perror(file.c_str());
-      std::exit(1);
-    }
-    buffer_.reserve(kBufferBytes);
-  }
-  ~AppendLog() { close(fd_); }
-
-  void Append(uint64_t key, uint32_t shard, const float* row) {
-    char record[kRecordBytes];
-    std::memcpy(record, &key, sizeof(key));
-    std::memcpy(record + 8, &shard, sizeof(shard));
-    std::memcpy(record + 12, row, kFloats * sizeof(float));
-    buffer_.insert(buffer_.end(), record, record + kRecordBytes);
-    index_[key] = records_++;
-    if (buffer_.size() + kRecordBytes > kBufferBytes) Flush();
-  }
-
-  void Flush() {
-    if (!buffer_.empty() && write(fd_, buffer_.data(), buffer_.size()) != static_cast<ssize_t>(buffer_.size())) {
-      std::perror("write");
-      std::exit(1);
-    }
-    flushed_ = records_;
-    buffer_.clear();
-  }
-
-  // False if the key has no record.
-  bool Read(uint64_t key, float* row) const {
-    auto it = index_.find(key);
-    if (it == index_.end()) return false;
-    char record[kRecordBytes];
-    if (it->second >= flushed_) {
-      std::memcpy(record, buffer_.data() + (it->second - flushed_) * kRecordBytes, kRecordBytes);
-    } else if (pread(fd_, record, kRecordBytes, static_cast<off_t>(it->second * kRecordBytes)) !=
-               static_cast<ssize_t>(kRecordBytes)) {
-      return false;
-    }
-    uint64_t stored;
-    std::memcpy(&stored, record, sizeof(stored));
-    if (stored != key) return false;
-    std::memcpy(row, record + 12, kFloats * sizeof(float));
-    return true;
-  }
-
-  size_t index_bytes() const { return index_.capacity() * (sizeof(uint64_t) * 2 + 1); }
-  uint64_t disk_bytes() const { return records_ * kRecordBytes; }
-
- private:
-  static constexpr size_t kBufferBytes = 1 << 20;
-  int fd_;
-  std::vector<char> buffer_;
-  uint64_t records_ = 0, flushed_ = 0;
-  absl::flat_hash_map<uint64_t, uint64_t> index_;
-};
-
-Costs MeasureAppendLog(const Workload& w, const fs::path& dir) {
+// The floor: server/cold_log.h, records appended to one file through a
+// 1 MiB buffer and a compact index from key to record, one pread per row.
+Costs MeasureColdLog(const Workload& w, const fs::path& dir) {
   Costs c;
   fs::create_directories(dir);
-  AppendLog log(dir / "rows.log");
+  auto created = sparta::ColdLog::Create((dir / "rows.log").string(), kFloats * sizeof(float));
+  if (!created.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(created.status().message()).c_str());
+    std::exit(1);
+  }
+  std::unique_ptr<sparta::ColdLog> log = *std::move(created);
   Versions versions(w);
   std::vector<float> row(kFloats);
   size_t written = 0;
+  auto check = [](const absl::Status& st) {
+    if (!st.ok()) {
+      std::fprintf(stderr, "%s\n", std::string(st.message()).c_str());
+      std::exit(1);
+    }
+  };
   double start = CpuSeconds();
   for (const auto& batch : w.batches) {
     for (uint64_t key : batch) {
-      FillRow(key, versions.Next(key), row.data());
-      log.Append(key, ShardOf(key), row.data());
+      const uint32_t version = versions.Next(key);
+      FillRow(key, version, row.data());
+      // As an executor knows it: whether the store holds a row of the key.
+      check(log->Put(key, row.data(), version == 0 ? sparta::ColdLog::Known::kAbsent
+                                                   : sparta::ColdLog::Known::kPresent));
     }
     written += batch.size();
   }
-  log.Flush();
+  check(log->Flush());
   c.write_cpu_us = (CpuSeconds() - start) * 1e6 / static_cast<double>(written);
   std::vector<float> out(kFloats);
   size_t reads = 0;
   start = CpuSeconds();
   for (const auto& request : w.requests) {
     for (uint64_t key : request) {
-      const bool found = log.Read(key, out.data());
+      auto found = log->Get(key, out.data());
+      check(found.status());
       FillRow(key, versions.Last(key), row.data());
-      c.exact &= found && std::memcmp(row.data(), out.data(), kFloats * sizeof(float)) == 0;
+      c.exact &= *found && std::memcmp(row.data(), out.data(), kFloats * sizeof(float)) == 0;
     }
     reads += request.size();
   }
   c.read_cpu_us = (CpuSeconds() - start) * 1e6 / static_cast<double>(reads);
-  c.dram_bytes_per_row = static_cast<double>(log.index_bytes()) / static_cast<double>(w.keys.size());
-  c.disk_bytes_per_row = static_cast<double>(log.disk_bytes()) / static_cast<double>(w.keys.size());
+  c.dram_bytes_per_row = static_cast<double>(log->index_bytes()) / static_cast<double>(w.keys.size());
+  c.disk_bytes_per_row = static_cast<double>(log->file_bytes()) / static_cast<double>(w.keys.size());
   return c;
 }
 
@@ -323,12 +277,12 @@ int main(int argc, char** argv) {
   std::printf("%zu keys, %zu rows written in batches of %zu (1/5 rewrites), %zu rows read back in requests of %zu\n",
               w.keys.size(), written, kEvictBatch, reads, kRequestKeys);
   const Costs rocks = MeasureRowStore(w, dir / "rocksdb", tier_bytes);
-  const Costs floor = MeasureAppendLog(w, dir / "log");
+  const Costs floor = MeasureColdLog(w, dir / "log");
   fs::remove_all(dir);
   std::printf("%-34s %12s %12s %14s %14s %s\n", "store", "write us/row", "read us/row", "DRAM B/row", "disk B/row",
               "reads exact");
   for (const auto& [name, c] : {std::pair<const char*, const Costs&>{"RowStore as the cold tier", rocks},
-                                {"append-only log + index (floor)", floor}}) {
+                                {"ColdLog: append-only log + index", floor}}) {
     std::printf("%-34s %12.2f %12.2f %14.2f %14.1f %s\n", name, c.write_cpu_us, c.read_cpu_us, c.dram_bytes_per_row,
                 c.disk_bytes_per_row, c.exact ? "yes" : "NO");
   }

@@ -1,0 +1,120 @@
+// ColdLog: every key reads back the row it was last given, through index
+// growth, buffered and flushed records, erasures (which move other keys'
+// slots back), puts with and without what the caller knows of the key, and
+// keys whose hashes share the index's 32 bits; checked against a std::map
+// of the same operations.
+#include "server/cold_log.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <random>
+
+#include <catch2/catch.hpp>
+
+namespace sparta::cold_log_test {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct TempFile {
+  TempFile() : path(fs::temp_directory_path() / ("sparta-coldlog-" + std::to_string(getpid()))) {}
+  ~TempFile() { fs::remove(path); }
+  fs::path path;
+};
+
+using Row = std::array<float, 5>;
+
+Row RowOf(uint64_t key, uint32_t version) {
+  Row r;
+  for (size_t i = 0; i < r.size(); ++i) r[i] = static_cast<float>(key % 1000003) * 0.25f + version + 0.5f * i;
+  return r;
+}
+
+// A hash whose top 32 bits take only 16 values: most keys share their tag
+// with others, so every lookup has to tell them apart by the stored key.
+uint64_t CollidingHash(uint64_t key) { return (key % 16) << 60 | (key & 0xffffffff); }
+
+// `key` reads back its newest row, or nothing if `expected` has none.
+void CheckRead(ColdLog& log, const std::map<uint64_t, uint32_t>& expected, uint64_t key) {
+  Row got;
+  auto found = log.Get(key, got.data());
+  REQUIRE(found.ok());
+  auto it = expected.find(key);
+  REQUIRE(*found == (it != expected.end()));
+  if (*found) REQUIRE(std::memcmp(got.data(), RowOf(key, it->second).data(), sizeof(Row)) == 0);
+}
+
+void RunAgainstMap(ColdLog::Hash hash, size_t operations) {
+  TempFile file;
+  auto log = ColdLog::Create(file.path.string(), sizeof(Row), hash);
+  REQUIRE(log.ok());
+  std::map<uint64_t, uint32_t> expected;  // key -> version of its newest row
+  std::mt19937_64 rng(11);
+  std::vector<uint64_t> keys;
+  uint32_t version = 0;
+  size_t peak = 0;  // the most keys the log held at once
+  for (size_t op = 0; op < operations; ++op) {
+    peak = std::max(peak, expected.size());
+    const int what = static_cast<int>(rng() % 10);
+    if (what < 5 || keys.empty()) {  // a new key
+      const uint64_t key = rng();
+      keys.push_back(key);
+      const Row r = RowOf(key, ++version);
+      REQUIRE((*log)->Put(key, r.data(), rng() % 2 ? ColdLog::Known::kAbsent : ColdLog::Known::kMaybe).ok());
+      expected[key] = version;
+    } else if (what < 7) {  // a new copy of a key written before (or erased)
+      const uint64_t key = keys[rng() % keys.size()];
+      const Row r = RowOf(key, ++version);
+      // What an executor would know of the key, or nothing.
+      const ColdLog::Known known = rng() % 2 ? ColdLog::Known::kMaybe
+                                   : expected.count(key) ? ColdLog::Known::kPresent
+                                                         : ColdLog::Known::kAbsent;
+      REQUIRE((*log)->Put(key, r.data(), known).ok());
+      expected[key] = version;
+    } else if (what < 8) {
+      const uint64_t key = keys[rng() % keys.size()];
+      auto erased = (*log)->Erase(key);
+      REQUIRE(erased.ok());
+      CHECK(*erased == (expected.erase(key) == 1));
+    } else {
+      CheckRead(**log, expected, rng() % 3 == 0 ? rng() : keys[rng() % keys.size()]);
+    }
+    if (op % 5000 == 4999) REQUIRE((*log)->Flush().ok());
+  }
+  // Every key, at the end: all of them in one pass over the index.
+  CHECK((*log)->keys() == expected.size());
+  for (uint64_t key : keys) CheckRead(**log, expected, key);
+  CHECK((*log)->records() == (*log)->keys() + (*log)->dead_records());
+  CHECK((*log)->file_bytes() == (*log)->records() * (sizeof(Row) + sizeof(uint64_t)));
+  // At most 3/4 full when it grew last: at most twice the 8-byte slots
+  // that 4/3 of its most keys need.
+  CHECK((*log)->index_bytes() <= 8 * 2 * 4 * std::max<size_t>(16, peak) / 3);
+}
+
+TEST_CASE("ColdLog reads back each key's newest row", "[cold_log]") { RunAgainstMap(nullptr, 60000); }
+
+TEST_CASE("ColdLog tells keys apart whose hashes share the index's bits", "[cold_log]") {
+  RunAgainstMap(CollidingHash, 3000);
+}
+
+TEST_CASE("ColdLog reports a record it cannot read", "[cold_log]") {
+  TempFile file;
+  auto log = ColdLog::Create(file.path.string(), sizeof(Row));
+  REQUIRE(log.ok());
+  const Row r = RowOf(7, 1);
+  REQUIRE((*log)->Put(7, r.data()).ok());
+  REQUIRE((*log)->Flush().ok());
+  fs::resize_file(file.path, 4);  // the record is gone from under the index
+  Row got;
+  auto found = (*log)->Get(7, got.data());
+  REQUIRE_FALSE(found.ok());
+  CHECK(found.status().code() == absl::StatusCode::kDataLoss);
+}
+
+}  // namespace
+}  // namespace sparta::cold_log_test
