@@ -59,6 +59,13 @@ double CpuSeconds() {
 // The virtual shard a key belongs to, as servers place it.
 uint32_t ShardOf(uint64_t key) { return sparta::ShardOf(key, std::bit_width(kShards) - 1); }
 
+// A benchmark that cannot do its work stops with the reason.
+void Check(const absl::Status& status) {
+  if (status.ok()) return;
+  std::fprintf(stderr, "sparta-cold-store-bench: %s\n", std::string(status.message()).c_str());
+  std::exit(1);
+}
+
 // The row a key has after its `version`-th write: a pure function of both,
 // so every read can be checked.
 void FillRow(uint64_t key, uint32_t version, float* row) {
@@ -73,8 +80,7 @@ void FillRow(uint64_t key, uint32_t version, float* row) {
 // which keys each request reads back.
 struct Workload {
   std::vector<std::vector<uint64_t>> batches;  // each sorted by (shard, key)
-  std::vector<uint32_t> version;               // by key index: writes so far, at the end
-  std::vector<uint64_t> keys;                  // key of each key index
+  std::vector<uint64_t> keys;                  // every key, in the order first written
   std::vector<std::vector<uint64_t>> requests;
 };
 
@@ -82,15 +88,12 @@ Workload MakeWorkload(size_t rows, size_t reads) {
   Workload w;
   std::mt19937_64 rng(7);
   const size_t fresh_per_batch = kEvictBatch * 4 / 5;
-  absl::flat_hash_map<uint64_t, uint32_t> index_of;
   size_t written = 0;
   while (written < rows) {
     std::vector<uint64_t> batch;
     for (size_t i = 0; i < fresh_per_batch && written < rows; ++i, ++written) {
       const uint64_t key = rng();
-      index_of[key] = static_cast<uint32_t>(w.keys.size());
       w.keys.push_back(key);
-      w.version.push_back(0);
       batch.push_back(key);
     }
     // Rows written before (not twice in one batch: an executor evicts a
@@ -100,9 +103,7 @@ Workload MakeWorkload(size_t rows, size_t reads) {
     for (uint64_t k : batch) in_batch[k] = true;
     for (size_t i = 0; known > 0 && i < kEvictBatch - fresh_per_batch; ++i) {
       const uint64_t key = w.keys[rng() % known];
-      if (!in_batch.emplace(key, true).second) continue;
-      ++w.version[index_of[key]];
-      batch.push_back(key);
+      if (in_batch.emplace(key, true).second) batch.push_back(key);
     }
     std::sort(batch.begin(), batch.end(), [](uint64_t a, uint64_t b) {
       return std::make_pair(ShardOf(a), a) < std::make_pair(ShardOf(b), b);
@@ -144,12 +145,9 @@ class Versions {
 Costs MeasureRowStore(const Workload& w, const fs::path& dir, uint64_t tier_bytes) {
   Costs c;
   auto opened = sparta::RowStore::Open(dir.string(), /*wal=*/false, /*fresh=*/true, tier_bytes);
-  if (!opened.ok()) {
-    std::fprintf(stderr, "%s\n", std::string(opened.status().message()).c_str());
-    std::exit(1);
-  }
+  Check(opened.status());
   std::unique_ptr<sparta::RowStore> store = *std::move(opened);
-  (void)store->AddTable(1);
+  Check(store->AddTable(1));
   rocksdb::ColumnFamilyHandle* column = store->column(1);
   Versions versions(w);
   std::vector<float> row(kFloats);
@@ -162,10 +160,7 @@ Costs MeasureRowStore(const Workload& w, const fs::path& dir, uint64_t tier_byte
       rows.Put(column, ShardOf(key), key, row.data(), kFloats);
     }
     written += batch.size();
-    if (auto st = store->Write(&rows); !st.ok()) {
-      std::fprintf(stderr, "%s\n", std::string(st.message()).c_str());
-      std::exit(1);
-    }
+    Check(store->Write(&rows));
   }
   // Until RocksDB's flushes and merges have caught up: their CPU is part of
   // what a written row costs.
@@ -181,10 +176,7 @@ Costs MeasureRowStore(const Workload& w, const fs::path& dir, uint64_t tier_byte
     shards.resize(request.size());
     for (size_t i = 0; i < request.size(); ++i) shards[i] = ShardOf(request[i]);
     out.resize(request.size() * kFloats);
-    if (auto st = store->MultiGet(column, shards, request, kFloats, out.data(), &found); !st.ok()) {
-      std::fprintf(stderr, "%s\n", std::string(st.message()).c_str());
-      std::exit(1);
-    }
+    Check(store->MultiGet(column, shards, request, kFloats, out.data(), &found));
     reads += request.size();
     for (size_t i = 0; i < request.size(); ++i) {
       FillRow(request[i], versions.Last(request[i]), row.data());
@@ -203,32 +195,23 @@ Costs MeasureColdLog(const Workload& w, const fs::path& dir) {
   Costs c;
   fs::create_directories(dir);
   auto created = sparta::ColdLog::Create((dir / "rows.log").string(), kFloats * sizeof(float));
-  if (!created.ok()) {
-    std::fprintf(stderr, "%s\n", std::string(created.status().message()).c_str());
-    std::exit(1);
-  }
+  Check(created.status());
   std::unique_ptr<sparta::ColdLog> log = *std::move(created);
   Versions versions(w);
   std::vector<float> row(kFloats);
   size_t written = 0;
-  auto check = [](const absl::Status& st) {
-    if (!st.ok()) {
-      std::fprintf(stderr, "%s\n", std::string(st.message()).c_str());
-      std::exit(1);
-    }
-  };
   double start = CpuSeconds();
   for (const auto& batch : w.batches) {
     for (uint64_t key : batch) {
       const uint32_t version = versions.Next(key);
       FillRow(key, version, row.data());
       // As an executor knows it: whether the store holds a row of the key.
-      check(log->Put(key, row.data(), version == 0 ? sparta::ColdLog::Known::kAbsent
+      Check(log->Put(key, row.data(), version == 0 ? sparta::ColdLog::Known::kAbsent
                                                    : sparta::ColdLog::Known::kPresent));
     }
     written += batch.size();
   }
-  check(log->Flush());
+  Check(log->Flush());
   c.write_cpu_us = (CpuSeconds() - start) * 1e6 / static_cast<double>(written);
   std::vector<float> out(kFloats);
   size_t reads = 0;
@@ -236,7 +219,7 @@ Costs MeasureColdLog(const Workload& w, const fs::path& dir) {
   for (const auto& request : w.requests) {
     for (uint64_t key : request) {
       auto found = log->Get(key, out.data());
-      check(found.status());
+      Check(found.status());
       FillRow(key, versions.Last(key), row.data());
       c.exact &= *found && std::memcmp(row.data(), out.data(), kFloats * sizeof(float)) == 0;
     }
