@@ -6,20 +6,25 @@
 // nothing is merged. sparta-cold-store-bench measures it against RowStore.
 //
 // The index keeps 8 bytes a slot (the top 32 bits of the key's hash and a
-// record number) at most 3/4 full, 10.7-21 bytes per key, where a hash map
-// of keys and offsets keeps about 36. It does not keep the key: a read
+// record number) between 7/10 and 7/8 full, 9.1-11.4 bytes per key, where
+// a hash map of keys and offsets keeps about 36. A key's home slot is its
+// tag scaled to the table's size, so the table grows by a quarter at a
+// time, rehashed from the tags alone. It does not keep the key: a read
 // checks the key stored in the record, and a key whose hash shares those
 // 32 bits with another's (about one lookup in 2^32 / keys) costs one more
 // read. Records are never rewritten: a new copy of a key goes to the end,
-// and the old one becomes garbage in the file (dead_records()); taking the
-// garbage back (rewriting the live records) is not done here.
+// and the old one becomes garbage in the file (dead_records()). The owner
+// takes the garbage back by moving the live records elsewhere
+// (ForEachLive(), one sequential pass) and starting over (Clear()).
 //
 // Not thread-safe: one thread uses a ColdLog.
 #ifndef SPARTA_SERVER_COLD_LOG_H_
 #define SPARTA_SERVER_COLD_LOG_H_
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -58,12 +63,19 @@ class ColdLog {
   absl::StatusOr<bool> Erase(uint64_t key);
   // Writes the buffered records to the file (Get() reads them either way).
   absl::Status Flush();
+  // Calls visit(key, row) for each key's newest row, in the order they
+  // were put, reading the file once from start to end; stops at an error.
+  using Visitor = std::function<absl::Status(uint64_t key, const char* row)>;
+  absl::Status ForEachLive(const Visitor& visit);
+  // Forgets every key and empties the file; the index's memory is freed.
+  absl::Status Clear();
 
+  uint32_t row_bytes() const { return row_bytes_; }
   size_t keys() const { return keys_; }
   uint64_t records() const { return records_; }
   uint64_t dead_records() const { return records_ - keys_; }
   // DRAM the index holds.
-  size_t index_bytes() const { return slots_.capacity() * sizeof(Slot); }
+  size_t index_bytes() const { return index_bytes_; }
   uint64_t file_bytes() const { return records_ * record_bytes_; }
 
  private:
@@ -73,26 +85,49 @@ class ColdLog {
   };
   static constexpr uint32_t kEmpty = 0xffffffffu;
   static constexpr size_t kBufferBytes = 1 << 20;
+  static constexpr size_t kMinSlots = 16;
 
   ColdLog(int fd, uint32_t row_bytes, Hash hash);
-  uint32_t TagOf(uint64_t key) const;
-  size_t Home(uint32_t tag) const { return tag >> (32 - bits_); }
+  // The index is kParts tables, each a key's by the low bits of its hash,
+  // that grow one at a time: growing one holds its old and new slots
+  // together, which for one table of all keys would be a passing 2.25x
+  // of the index's memory.
+  static constexpr size_t kParts = 64;
+  struct Part {
+    std::vector<Slot> slots;
+    size_t keys = 0;
+  };
+  // Where a key's slot is: its part, and its tag.
+  struct Place {
+    Part* part;
+    uint32_t tag;
+  };
+  Place Locate(uint64_t key);
+  // The tag scaled to [0, slots): a part need not be a power of two.
+  static size_t Home(const Part& p, uint32_t tag) {
+    return static_cast<size_t>((uint64_t{tag} * p.slots.size()) >> 32);
+  }
+  static size_t Next(const Part& p, size_t slot) { return slot + 1 == p.slots.size() ? 0 : slot + 1; }
+  // Whether `record`, which holds `key`, is the key's newest copy.
+  bool Live(uint64_t key, uint32_t record);
   // The slot holding `key`'s record, or SIZE_MAX; reads candidates' keys.
-  absl::StatusOr<size_t> Find(uint64_t key, uint32_t tag);
+  absl::StatusOr<size_t> Find(uint64_t key, const Place& at);
   // The slot of a key known to be there: the only one with its tag, or
   // else found by reading the candidates' keys.
-  absl::StatusOr<size_t> FindPresent(uint64_t key, uint32_t tag);
+  absl::StatusOr<size_t> FindPresent(uint64_t key, const Place& at);
   absl::StatusOr<uint64_t> KeyOf(uint32_t record);
   absl::Status ReadRecord(uint32_t record, char* out);
-  void Place(uint32_t tag, uint32_t record);
-  void RemoveSlot(size_t slot);
-  void Grow();
+  // `count` records from the file (not the buffer), from `record` on.
+  absl::Status ReadRecords(uint32_t record, size_t count, char* out);
+  static void Insert(Part& p, uint32_t tag, uint32_t record);
+  static void RemoveSlot(Part& p, size_t slot);
+  void Grow(Part& p);
 
   const int fd_;
   const uint32_t row_bytes_, record_bytes_;
   const Hash hash_;
-  int bits_ = 4;  // the index has 2^bits_ slots
-  std::vector<Slot> slots_;
+  std::array<Part, kParts> parts_;
+  size_t index_bytes_ = 0;
   size_t keys_ = 0;
   uint64_t records_ = 0;  // appended, buffered ones included
   uint64_t flushed_ = 0;  // records in the file

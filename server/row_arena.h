@@ -1,13 +1,14 @@
 // RowArena: fixed-stride rows of floats in chunks, addressed by a dense
 // uint32 index. One allocation per chunk instead of one per row, no per-row
-// header, and rows never move once created (so a pointer stays valid while
-// its index lives). Not thread-safe: owned by one shard executor.
+// header, and the arena never moves a row (so a pointer stays valid while
+// its index lives; an owner that compacts copies rows itself). Not thread-safe: owned by one shard executor.
 //
 // Chunks start small and double up to ~1 MiB (or `max_chunk_bytes`), then
 // stay at that size: a server holds (shards x tables) arenas, most of them
 // small, so a fixed 1 MiB first chunk would reserve gigabytes before any row
 // exists. Free() returns a row's index for reuse by a later Allocate() (rows
-// evicted to the cold tier); the memory itself stays with the arena.
+// evicted to the cold tier); the memory itself stays with the arena until
+// Truncate() gives back what lies above the rows still held.
 #ifndef SPARTA_SERVER_ROW_ARENA_H_
 #define SPARTA_SERVER_ROW_ARENA_H_
 
@@ -47,6 +48,21 @@ class RowArena {
 
   // `index` holds no row any more; a later Allocate() may return it.
   void Free(uint32_t index) { free_.push_back(index); }
+
+  // Forgets every index from `size` on and frees the chunks that hold only
+  // such indices. Every index below `size` holds a row: the caller moved
+  // the rows it keeps into the free ones (so nothing is free any more). For
+  // an arena whose rows went cold: the memory they held goes back.
+  void Truncate(uint32_t size) {
+    if (size >= size_) return;
+    size_ = size;
+    std::vector<uint32_t>().swap(free_);
+    const size_t keep = size == 0 ? 0 : Locate(size - 1).chunk + 1;
+    for (size_t c = keep; c < chunks_.size(); ++c) allocated_bytes_ -= size_t{ChunkRows(c)} * stride_ * sizeof(float);
+    chunks_.resize(keep);
+  }
+  // Indices below size() that hold no row.
+  size_t free_count() const { return free_.size(); }
 
   float* row(uint32_t index) {
     const Slot s = Locate(index);

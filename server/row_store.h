@@ -83,6 +83,8 @@ class RowStore {
   absl::Status AddTable(uint32_t id);
   // nullptr if AddTable(id) has not run.
   rocksdb::ColumnFamilyHandle* column(uint32_t id) const { return id < kMaxTables ? columns_[id] : nullptr; }
+  // The folder the database is in.
+  const std::string& dir() const { return dir_; }
 
   // Writes (and, with `wal`, logs) the batch, which is left empty. With
   // `wal`, the first failure (a full disk) is final: every later Write()

@@ -963,7 +963,21 @@ void Server::PublishMetrics() {
   }
   if (store_ != nullptr) {
     const RowStore::Sizes sizes = store_->GetSizes();
-    tier.set_disk_bytes(sizes.sst_bytes);
+    // The cold tier's logs (server/cold_logs.h) hold rows RocksDB has not
+    // been given yet: they are on disk too.
+    uint64_t log_file = 0, log_index = 0, log_rows = 0;
+    for (const auto& e : executors_) {
+      log_file += e->log_file_bytes();
+      log_index += e->log_index_bytes();
+      log_rows += e->log_rows();
+    }
+    tier.set_disk_bytes(sizes.sst_bytes + log_file);
+    out.Gauge("sparta_cold_log_bytes", "The cold tier's logs: their files, and their index in DRAM.",
+              static_cast<double>(log_file), {{"part", "file"}});
+    out.Gauge("sparta_cold_log_bytes", "The cold tier's logs: their files, and their index in DRAM.",
+              static_cast<double>(log_index), {{"part", "index"}});
+    out.Gauge("sparta_cold_log_rows", "Cold rows in the cold tier's logs, not yet in RocksDB.",
+              static_cast<double>(log_rows));
     out.Gauge("sparta_rocksdb_bytes", "RocksDB size by part.", static_cast<double>(sizes.sst_bytes), {{"part", "sst"}});
     out.Gauge("sparta_rocksdb_bytes", "RocksDB size by part.", static_cast<double>(sizes.memtable_bytes),
               {{"part", "memtable"}});

@@ -40,6 +40,7 @@ ShardExecutor::ShardExecutor(int index, int count, uint32_t num_shards, Mailbox<
       done_(done),
       shards_((num_shards + count - 1) / count) {
   if (async_reads_) tier_thread_ = std::make_unique<ColdTierThread>(absl::StrCat("cold-tier-", index));
+  if (tier_thread_ && !wal_ && options.cold_logs) logs_ = std::make_unique<ColdLogs>(store_, store_->dir() + "/cold-logs", index);
   if (log_changes_) batch_.LogTo(&changes_);
 }
 
@@ -171,8 +172,8 @@ void ShardExecutor::StartRead(const std::shared_ptr<ColdRead>& read) {
     // read from it may be used.
     read->status = failed_.load(std::memory_order_acquire)
                        ? failure()
-                       : store_->MultiGet(read->column, read->shards, read->keys, read->record, read->rows.data(),
-                                          &read->found);
+                       : ReadFromTier(read->table, read->shards, read->keys, read->record, read->rows.data(),
+                                      &read->found);
     read->nanos = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start)
                       .count();
     ShardTask back;
@@ -388,6 +389,7 @@ TableShard& ShardExecutor::Shard(uint32_t local, const TableEntry& table) {
                                               policy, /*small_chunks=*/budget_ != 0,
                                               /*stamped=*/table.policy.expires());
     any_ttl_ |= table.policy.expires();
+    if (logs_ && !table.policy.expires()) logs_->Track(id);
     // In (table, shard) order, the order of their keys in the store: an
     // eviction round then writes ascending runs (see TableShard::Evict()).
     TableShard* made = tables[id].get();
@@ -412,6 +414,7 @@ int64_t ShardExecutor::HotBytes() const {
   // RocksDB's indexes and filters grow with the cold rows: each executor
   // carries its part of them, as its budget is its part of the limit.
   int64_t bytes = store_ != nullptr ? static_cast<int64_t>(store_->table_reader_bytes() / count_) : 0;
+  if (logs_) bytes += static_cast<int64_t>(logs_->index_bytes());
   for (const auto& [id, row_cost] : used_tables_) {
     bytes += tier_[id].hot_rows.load(std::memory_order_relaxed) * static_cast<int64_t>(row_cost) +
              tier_[id].side_bytes.load(std::memory_order_relaxed);
@@ -750,7 +753,10 @@ void ShardExecutor::ExpireSome() {
   size_t cold = 0;
   if (shard->cold_rows() > 0 && column != nullptr) {
     const uint32_t stride = shard->stride();
-    auto st = SettledStore()->ForEachRow(column, shard->shard(), [&](uint64_t key, std::span<const float> row) {
+    // Expiring tables are not logged (ColdLogs): RocksDB holds all their
+    // cold rows once the write in flight has landed, and no drain is due.
+    SettleWrites();
+    auto st = store_->ForEachRow(column, shard->shard(), [&](uint64_t key, std::span<const float> row) {
       uint32_t stamp = 0;
       if (row.size() != stride + 1 || shard->FindSlot(key) != TableShard::kNoSlot) return;
       std::memcpy(&stamp, row.data() + stride, sizeof(stamp));
@@ -762,7 +768,8 @@ void ShardExecutor::ExpireSome() {
     shard->ForgetCold(cold);
   }
   if (batch_.count() > 0) {
-    if (auto st = SettledStore()->Write(&batch_); !st.ok()) return Fail(st);
+    SettleWrites();
+    if (auto st = store_->Write(&batch_); !st.ok()) return Fail(st);
   }
   Bump(stats.hot_rows, -static_cast<int64_t>(hot));
   Bump(stats.cold_rows, -static_cast<int64_t>(cold));
@@ -889,6 +896,11 @@ void ShardExecutor::EvictToBudget() {
     CountSideBytes();
     hot = HotBytes();
   }
+  // The hot rows' room shrinks as the cold tier's indexes grow: the memory
+  // of rows that left for good goes back. (A parked request holds slots.)
+  for (TableShard* s : all_shards_) {
+    if (!Blocked(*s)) s->Shrink();
+  }
 }
 
 bool ShardExecutor::WriteEvicted() {
@@ -896,7 +908,7 @@ bool ShardExecutor::WriteEvicted() {
   // The rows just evicted are gone from DRAM: a failed write leaves them
   // nowhere, and the job must fail rather than go on with them missing.
   auto write = [this](rocksdb::WriteBatch* batch) {
-    absl::Status st = store_->Write(batch);
+    absl::Status st = WriteToTier(batch);
     if (!st.ok()) Fail(absl::DataLossError(absl::StrCat("writing evicted rows: ", st.message())));
     return st.ok();
   };
@@ -925,6 +937,50 @@ bool ShardExecutor::WriteEvicted() {
   std::lock_guard<std::mutex> lock(write_mu_);
   write_in_flight_ = false;
   return write(&evicted_in_flight_);
+}
+
+absl::Status ShardExecutor::WriteToTier(rocksdb::WriteBatch* batch) {
+  if (!logs_) return store_->Write(batch);
+  SPARTA_RETURN_IF_ERROR(logs_->Write(batch));
+  // Drained here, on the tier thread, between the reads queued around it:
+  // the executor goes on.
+  if (logs_->Overgrown(static_cast<uint64_t>(kLogIndexShare * static_cast<double>(budget_)))) return logs_->Drain();
+  return absl::OkStatus();
+}
+
+absl::Status ShardExecutor::ReadFromTier(uint32_t table, std::span<const uint32_t> shards,
+                                         std::span<const uint64_t> keys, uint32_t floats, float* rows,
+                                         std::vector<uint8_t>* found) {
+  if (!logs_) return store_->MultiGet(store_->column(table), shards, keys, floats, rows, found);
+  return logs_->MultiGet(table, shards, keys, floats, rows, found);
+}
+
+absl::Status ShardExecutor::RunOnTierThread(const std::function<absl::Status()>& job) {
+  absl::Status st;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  const bool submitted = tier_thread_ && tier_thread_->Submit([&] {
+    absl::Status result = job();
+    std::lock_guard<std::mutex> lock(mu);
+    st = std::move(result);
+    done = true;
+    cv.notify_all();
+  });
+  if (submitted) {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return done; });
+  } else {
+    st = job();  // no tier thread, or it is stopping: nothing else uses the logs
+  }
+  if (!st.ok()) Fail(st);
+  return st;
+}
+
+RowStore* ShardExecutor::SettledStore() {
+  SettleWrites();
+  if (logs_ && !logs_->empty()) (void)RunOnTierThread([this] { return logs_->Drain(); });
+  return store_;
 }
 
 void ShardExecutor::SettleWrites() {

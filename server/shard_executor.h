@@ -29,7 +29,10 @@
 // the executor goes on (their writes were half of a tiered executor's time);
 // a lookup queued behind a write finds its rows, and every other use of the
 // store from the executor waits for the write in flight first
-// (SettleWrites()).
+// (SettleWrites()). Rows of tables without a TTL go to that thread's logs
+// (server/cold_logs.h), not to RocksDB, and lookups read the logs first;
+// every use of RocksDB from the executor but expiry's has the logs drained
+// into it first (SettledStore()), so that it sees every cold row.
 // A key found in the store comes back hot exactly as it left. A key found nowhere is new: it gets a
 // row if its table admits it (TablePolicy), else a pull of it returns zeros
 // and a push of it only counts its occurrences.
@@ -57,6 +60,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "server/change_log.h"
+#include "server/cold_logs.h"
 #include "server/cold_tier_thread.h"
 #include "server/request.h"
 #include "server/row_store.h"
@@ -80,6 +84,10 @@ class ShardExecutor {
     // Cold reads on a reader thread (off the executor's); else in line.
     // (bsp's step sums always read in line.)
     bool async_reads = true;
+    // Evicted rows go to the reader thread's logs (server/cold_logs.h)
+    // before RocksDB; their index counts against `memory_budget`. Only with
+    // async_reads, and not with `wal` (which writes every row as it changes).
+    bool cold_logs = true;
     // serving.publish_every: log every row written to the store, for the
     // published versions' deltas (server/change_log.h).
     bool log_changes = false;
@@ -197,6 +205,11 @@ class ShardExecutor {
   size_t row_cost(uint32_t id) const {
     return id < kMaxTables ? row_cost_[id].load(std::memory_order_relaxed) : 0;
   }
+  // The cold tier's logs (any thread): rows they hold, their files' bytes
+  // and their index's (in DRAM, counted against the budget).
+  uint64_t log_rows() const { return logs_ ? logs_->rows() : 0; }
+  uint64_t log_file_bytes() const { return logs_ ? logs_->file_bytes() : 0; }
+  uint64_t log_index_bytes() const { return logs_ ? logs_->index_bytes() : 0; }
   // Tasks submitted and not yet started (any thread).
   int index() const { return index_; }
   int64_t queue_depth() const { return queued_.load(std::memory_order_relaxed); }
@@ -295,10 +308,21 @@ class ShardExecutor {
   // that no read misses an evicted row and no write or delete of a row is
   // overtaken by an older copy of it.
   void SettleWrites();
-  RowStore* SettledStore() {
-    SettleWrites();
-    return store_;
-  }
+  // The store, once the write in flight has landed and the logs have been
+  // drained into it: it holds every cold row. False (and Fail()) if the
+  // drain failed; the store is returned either way, for callers whose own
+  // write or read then reports the failure too.
+  RowStore* SettledStore();
+  // Runs `job` on the tier thread after what is queued there and waits for
+  // it (here when the thread is stopping). Its failure is Fail()ed.
+  absl::Status RunOnTierThread(const std::function<absl::Status()>& job);
+  // Where eviction writes and cold lookups go: the logs, or the store.
+  absl::Status WriteToTier(rocksdb::WriteBatch* batch);
+  absl::Status ReadFromTier(uint32_t table, std::span<const uint32_t> shards, std::span<const uint64_t> keys,
+                            uint32_t floats, float* rows, std::vector<uint8_t>* found);
+  // The logs' index may take this share of the budget before they are
+  // drained (it counts against the budget like the hot rows).
+  static constexpr double kLogIndexShare = 0.75;
   // Rows per store write of evictions and checkpoints, so that no
   // WriteBatch (which keeps its largest size) grows with the table.
   static constexpr size_t kBatchRows = 16384;
@@ -351,6 +375,10 @@ class ShardExecutor {
   std::vector<uint8_t> walk_;  // DrainParked()'s per-shard marks
   std::shared_ptr<ColdRead> pending_read_;  // what Execute() asked to read
   std::unique_ptr<ColdTierThread> tier_thread_;  // with async_reads_; stopped before the executor's thread
+  // With the tier thread, unless every push is logged to the store as it
+  // comes (durability wal: nothing is written on eviction). Used on the
+  // tier thread (or here once it has stopped).
+  std::unique_ptr<ColdLogs> logs_;
   // The evicted rows the tier thread is writing (in flight while
   // write_in_flight_), swapped with batch_'s so that both keep their size.
   rocksdb::WriteBatch evicted_in_flight_;

@@ -299,6 +299,45 @@ class TableShard {
     return evicted;
   }
 
+  // Gives back the memory of rows that left, when at least an eighth of
+  // the arena's slots are free: the rows in its highest slots move down
+  // into the free ones and the arena is cut after the last (see
+  // RowArena::Truncate()), with the vectors by slot and the hash map. Under
+  // a memory limit the hot rows' room shrinks as the cold tier's index
+  // grows, and the memory its hot rows held must go back, or the server's
+  // resident memory outgrows its limit. Slots change: no caller may hold
+  // one across this call. A moved row still in S3-FIFO's small queue joins
+  // the main one (its queue entry names the old slot). Returns the rows
+  // moved.
+  size_t Shrink() {
+    const uint32_t slots = arena_.size();
+    const uint32_t live = static_cast<uint32_t>(index_.size());
+    if (slots < 1024 || size_t{slots - live} * 8 < slots) return 0;
+    size_t moved = 0;
+    uint32_t low = 0;
+    for (uint32_t high = slots; high-- > live;) {
+      if (!(flags_[high] & kLive)) continue;
+      while (flags_[low] & kLive) ++low;  // a free slot below `live` for each live one above it
+      MoveRow(high, low++);
+      ++moved;
+    }
+    arena_.Truncate(live);
+    keys_.resize(live);
+    keys_.shrink_to_fit();
+    flags_.resize(live);
+    flags_.shrink_to_fit();
+    ref_.resize(live);
+    ref_.shrink_to_fit();
+    if (stamped_) {
+      stamps_.resize(live);
+      stamps_.shrink_to_fit();
+    }
+    index_.rehash(0);  // to the size its rows need
+    if (hand_ >= live) hand_ = 0;
+    if (expiry_hand_ >= live) expiry_hand_ = 0;
+    return moved;
+  }
+
   // The occurrence counts of keys not admitted yet, made on first use with
   // `bytes` of counters.
   AdmissionCounter& admission(size_t bytes) {
@@ -412,6 +451,21 @@ class TableShard {
       case EvictionPolicy::kLfu: break;
     }
     return kMaxFrequency;
+  }
+
+  // Shrink(): the row in slot `from` moves to free slot `to`.
+  void MoveRow(uint32_t from, uint32_t to) {
+    std::memcpy(arena_.row(to), arena_.row(from), stride() * sizeof(float));
+    keys_[to] = keys_[from];
+    flags_[to] = flags_[from];
+    ref_[to] = ref_[from];
+    if (stamped_) stamps_[to] = stamps_[from];
+    if (flags_[to] & kProbation) {
+      flags_[to] &= ~kProbation;
+      --probation_rows_;
+    }
+    index_[keys_[to]] = to;
+    flags_[from] = 0;
   }
 
   // kS3Fifo: while the small queue holds more than a tenth of the hot rows,

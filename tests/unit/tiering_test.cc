@@ -162,6 +162,57 @@ TEST_CASE("evicted rows come back from the store bit for bit", "[tiering]") {
   CHECK(shard.stored_rows() == 400);
 }
 
+TEST_CASE("a shard whose rows went cold gives their memory back, every hot row as it was", "[tiering]") {
+  ColdTier tier;
+  auto& store = tier.store;
+  const pb::TableSpec& spec = tier.spec;
+  TableShard shard(9, &spec, tier.optimizer->get(), EvictionPolicy::kS3Fifo, /*small_chunks=*/true, /*stamped=*/true);
+  std::map<uint64_t, std::vector<float>> expected;
+  auto add = [&](uint64_t first, uint64_t n) {
+    for (uint64_t key = first; key < first + n; ++key) {
+      const uint32_t slot = shard.Insert(key, nullptr, false, static_cast<uint32_t>(key));
+      shard.MarkChanged(slot);
+      const float grad[4] = {0.5f, -0.25f, static_cast<float>(key % 7), 2.0f};
+      shard.Apply(shard.row(slot), grad);
+      expected[key].assign(shard.row(slot), shard.row(slot) + shard.stride());
+    }
+  };
+  auto check_hot = [&] {
+    size_t hot = 0;
+    shard.ForEach([&](uint64_t key, uint32_t slot) {
+      ++hot;
+      REQUIRE(std::memcmp(shard.row(slot), expected[key].data(), shard.stride() * sizeof(float)) == 0);
+      REQUIRE(shard.stamp(slot) == static_cast<uint32_t>(key));
+    });
+    CHECK(hot == shard.hot_rows());
+  };
+  add(1, 20000);
+  RowBatch batch;
+  // A few rows go: nothing to give back yet.
+  CHECK(shard.Evict(1000, (*store)->column(spec.id()), &batch) == 1000);
+  CHECK(shard.Shrink() == 0);
+  // Most go: the hot rows left move down, and the memory goes back.
+  const size_t before = shard.bytes();
+  CHECK(shard.Evict(16000, (*store)->column(spec.id()), &batch) == 16000);
+  CHECK(shard.hot_rows() == 3000);
+  const size_t moved = shard.Shrink();
+  INFO("moved " << moved << " rows; " << before << " bytes before, " << shard.bytes() << " after");
+  CHECK(moved > 0);
+  CHECK(shard.bytes() < before / 3);
+  check_hot();
+  // It goes on as before: new rows, evictions by the policy, then all of it
+  // again once more rows have left.
+  add(100000, 5000);
+  CHECK(shard.Evict(4000, (*store)->column(spec.id()), &batch) == 4000);
+  check_hot();
+  CHECK(shard.hot_rows() == 4000);
+  CHECK(shard.Evict(3000, (*store)->column(spec.id()), &batch) == 3000);
+  CHECK(shard.Shrink() > 0);
+  check_hot();
+  CHECK(shard.hot_rows() == 1000);
+  REQUIRE((*store)->Write(&batch).ok());
+}
+
 TEST_CASE("LFU keeps the rows used most, LRU the rows used last", "[tiering]") {
   const pb::TableSpec spec = SparseSpec();
   auto optimizer = Optimizer::Create(spec.optimizer());
