@@ -14,6 +14,7 @@
 
 #include <pthread.h>
 
+#include <condition_variable>
 #include <functional>
 #include <mutex>
 #include <string>
@@ -44,9 +45,15 @@ class ColdTierThread {
 
   // False once Stop() has begun: the job will not run, and the caller does
   // the work itself (an eviction's write must not be lost on the way out).
+  // It returns only once the jobs queued before have run, so the caller's
+  // work never overlaps one of them (the cold tier's logs are not
+  // thread-safe).
   bool Submit(std::function<void()> job) {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (stopped_) return false;
+    std::unique_lock<std::mutex> lock(mu_);
+    if (stopped_) {
+      drained_cv_.wait(lock, [this] { return drained_; });
+      return false;
+    }
     queue_.Push(std::move(job));
     return true;
   }
@@ -62,10 +69,15 @@ class ColdTierThread {
  private:
   void Run() {
     while (auto job = queue_.WaitPop()) (*job)();
+    std::lock_guard<std::mutex> lock(mu_);
+    drained_ = true;
+    drained_cv_.notify_all();
   }
 
   std::mutex mu_;
+  std::condition_variable drained_cv_;
   bool stopped_ = false;  // guarded by mu_
+  bool drained_ = false;  // guarded by mu_: the last job has run
   TaskQueue<std::function<void()>> queue_;
   std::thread thread_;  // last: starts once the queue exists
 };
