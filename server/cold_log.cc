@@ -3,8 +3,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -118,20 +118,78 @@ void ColdLog::RemoveSlot(Part& p, size_t slot) {
   p.slots[hole] = Slot{0, kEmpty};
 }
 
-void ColdLog::Grow(Part& p) {
+void ColdLog::Resize(Part& p, size_t slots) {
   std::vector<Slot> old;
   old.swap(p.slots);
-  // A quarter more slots, not twice as many: the table stays between 7/10
-  // and 7/8 full (about 10 bytes a key) where doubling left it between
-  // 7/16 and 7/8 (about 14). Homes come from the stored tags (Home()), so
-  // growing needs no key.
   // One part at a time: the old slots and the new are both held only for
-  // a part, 1/kParts of the index.
-  p.slots.assign(old.size() + old.size() / 4, Slot{0, kEmpty});
-  index_bytes_ += (p.slots.size() - old.size()) * sizeof(Slot);
+  // a part, 1/kParts of the index. Homes come from the stored tags
+  // (Home()), so resizing needs no key.
+  p.slots.assign(slots, Slot{0, kEmpty});
+  index_bytes_ = index_bytes_ - old.size() * sizeof(Slot) + slots * sizeof(Slot);
   for (const Slot& s : old) {
     if (s.record != kEmpty) Insert(p, s.tag, s.record);
   }
+}
+
+void ColdLog::Forget(uint64_t key, uint32_t record) {
+  const Place at = Locate(key);
+  Part& p = *at.part;
+  for (size_t i = Home(p, at.tag); p.slots[i].record != kEmpty; i = Next(p, i)) {
+    if (p.slots[i].record != record) continue;
+    RemoveSlot(p, i);
+    --p.keys;
+    --keys_;
+    // Under 7/20 full (half the lowest load growth leaves): back to 7/10.
+    if (p.slots.size() > kMinSlots && p.keys * 20 < p.slots.size() * 7) {
+      Resize(p, std::max(kMinSlots, p.keys * 10 / 7 + 1));
+    }
+    return;
+  }
+}
+
+void ColdLog::PunchHole(uint64_t first, uint64_t end) {
+  // Every record before `end` is moved out: whole pages from the one
+  // `first` starts in (what precedes it was moved before) up to the one
+  // `end` starts in. Only disk space is at stake: a file system that
+  // cannot punch holes keeps the bytes until the log is cleared.
+  constexpr uint64_t kPage = 4096;
+  const uint64_t from = first * record_bytes_ / kPage * kPage;
+  const uint64_t to = end * record_bytes_ / kPage * kPage;
+  if (to > from) {
+    (void)::fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(from),
+                      static_cast<off_t>(to - from));
+  }
+}
+
+absl::StatusOr<size_t> ColdLog::MoveOldest(size_t max_records, const Visitor& visit,
+                                           const std::function<absl::Status()>& commit) {
+  SPARTA_RETURN_IF_ERROR(Flush());
+  const uint64_t first = moved_;
+  const uint64_t end = std::min<uint64_t>(records_, first + max_records);
+  const size_t n = static_cast<size_t>(end - first);
+  if (n == 0) return 0;
+  std::vector<char> run(n * record_bytes_);
+  SPARTA_RETURN_IF_ERROR(ReadRecords(static_cast<uint32_t>(first), n, run.data()));
+  std::vector<std::pair<uint64_t, uint32_t>> live;  // (key, record) of the newest copies
+  for (size_t j = 0; j < n; ++j) {
+    const char* record = run.data() + j * record_bytes_;
+    uint64_t key;
+    std::memcpy(&key, record, sizeof(key));
+    const auto number = static_cast<uint32_t>(first + j);
+    if (!Live(key, number)) continue;
+    SPARTA_RETURN_IF_ERROR(visit(key, record + sizeof(key)));
+    live.emplace_back(key, number);
+  }
+  // Forgotten only once the rows are safe elsewhere.
+  SPARTA_RETURN_IF_ERROR(commit());
+  for (const auto& [key, number] : live) Forget(key, number);
+  moved_ = end;
+  if (moved_ == records_) {
+    SPARTA_RETURN_IF_ERROR(Clear());
+  } else {
+    PunchHole(first, end);
+  }
+  return n;
 }
 
 absl::Status ColdLog::Put(uint64_t key, const void* row, Known known) {
@@ -151,7 +209,10 @@ absl::Status ColdLog::Put(uint64_t key, const void* row, Known known) {
   if (*found != SIZE_MAX) {
     p.slots[*found].record = record;  // the old copy is garbage now
   } else {
-    if ((p.keys + 1) * 8 > p.slots.size() * 7) Grow(p);
+    // A quarter more slots, not twice as many: a part stays between 7/10
+    // and 7/8 full (about 10 bytes a key) where doubling left it between
+    // 7/16 and 7/8 (about 14).
+    if ((p.keys + 1) * 8 > p.slots.size() * 7) Resize(p, p.slots.size() + p.slots.size() / 4);
     Insert(p, at.tag, record);
     ++p.keys;
     ++keys_;
@@ -194,7 +255,7 @@ absl::Status ColdLog::ForEachLive(const Visitor& visit) {
   // Whole runs of records at a time, in file order: one sequential pass.
   const size_t per_read = std::max<size_t>(1, kBufferBytes / record_bytes_);
   std::vector<char> run(per_read * record_bytes_);
-  for (uint64_t first = 0; first < records_; first += per_read) {
+  for (uint64_t first = moved_; first < records_; first += per_read) {
     const size_t n = static_cast<size_t>(std::min<uint64_t>(per_read, records_ - first));
     SPARTA_RETURN_IF_ERROR(ReadRecords(static_cast<uint32_t>(first), n, run.data()));
     for (size_t j = 0; j < n; ++j) {
@@ -221,6 +282,7 @@ absl::Status ColdLog::Clear() {
   keys_ = 0;
   records_ = 0;
   flushed_ = 0;
+  moved_ = 0;
   return absl::OkStatus();
 }
 

@@ -14,8 +14,9 @@
 // 32 bits with another's (about one lookup in 2^32 / keys) costs one more
 // read. Records are never rewritten: a new copy of a key goes to the end,
 // and the old one becomes garbage in the file (dead_records()). The owner
-// takes the garbage back by moving the live records elsewhere
-// (ForEachLive(), one sequential pass) and starting over (Clear()).
+// moves the live records elsewhere, all at once (ForEachLive(), one
+// sequential pass, then Clear()) or the oldest a batch at a time
+// (MoveOldest()), which is also how garbage is taken back.
 //
 // Not thread-safe: one thread uses a ColdLog.
 #ifndef SPARTA_SERVER_COLD_LOG_H_
@@ -69,14 +70,28 @@ class ColdLog {
   absl::Status ForEachLive(const Visitor& visit);
   // Forgets every key and empties the file; the index's memory is freed.
   absl::Status Clear();
+  // Moves the oldest records out, `max_records` at most from the first not
+  // moved yet: visit(key, row) for each that is its key's newest copy, then
+  // commit() (the caller writes what it was given elsewhere), and only if
+  // that succeeds are those keys forgotten, the records' disk space given
+  // back (a hole punched in the file) and the index's parts shrunk where
+  // they are mostly empty. The log is cleared once every record is moved.
+  // So a log that may grow no further becomes a window of the newest rows
+  // in front of another store. Returns how many records were passed.
+  absl::StatusOr<size_t> MoveOldest(size_t max_records, const Visitor& visit,
+                                    const std::function<absl::Status()>& commit);
+  // Records not moved out yet (live or garbage).
+  uint64_t unmoved() const { return records_ - moved_; }
 
   uint32_t row_bytes() const { return row_bytes_; }
   size_t keys() const { return keys_; }
   uint64_t records() const { return records_; }
-  uint64_t dead_records() const { return records_ - keys_; }
+  uint64_t dead_records() const { return records_ - moved_ - keys_; }
   // DRAM the index holds.
   size_t index_bytes() const { return index_bytes_; }
-  uint64_t file_bytes() const { return records_ * record_bytes_; }
+  // Bytes of records not moved out (the disk the file takes, but for the
+  // pages shared with moved ones).
+  uint64_t file_bytes() const { return (records_ - moved_) * record_bytes_; }
 
  private:
   struct Slot {
@@ -121,7 +136,11 @@ class ColdLog {
   absl::Status ReadRecords(uint32_t record, size_t count, char* out);
   static void Insert(Part& p, uint32_t tag, uint32_t record);
   static void RemoveSlot(Part& p, size_t slot);
-  void Grow(Part& p);
+  // Rehashes part `p` into `slots` slots.
+  void Resize(Part& p, size_t slots);
+  // Removes `key`'s slot if it names `record` (no read: the record's key is known).
+  void Forget(uint64_t key, uint32_t record);
+  void PunchHole(uint64_t first, uint64_t end);
 
   const int fd_;
   const uint32_t row_bytes_, record_bytes_;
@@ -131,6 +150,7 @@ class ColdLog {
   size_t keys_ = 0;
   uint64_t records_ = 0;  // appended, buffered ones included
   uint64_t flushed_ = 0;  // records in the file
+  uint64_t moved_ = 0;    // records before this one were moved out (MoveOldest())
   std::vector<char> buffer_;
   std::vector<char> scratch_;
 };

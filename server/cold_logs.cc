@@ -59,8 +59,12 @@ class ColdLogs::Splitter : public rocksdb::WriteBatch::Handler {
   ColdLogs* const logs_;
 };
 
-ColdLogs::ColdLogs(RowStore* store, std::string dir, int executor)
-    : store_(store), dir_(std::move(dir)), executor_(executor), logged_(new std::atomic<bool>[kMaxTables]()) {}
+ColdLogs::ColdLogs(RowStore* store, std::string dir, int executor, uint64_t max_index_bytes)
+    : store_(store),
+      dir_(std::move(dir)),
+      executor_(executor),
+      max_index_bytes_(max_index_bytes),
+      logged_(new std::atomic<bool>[kMaxTables]()) {}
 
 ColdLogs::~ColdLogs() = default;
 
@@ -104,8 +108,8 @@ absl::Status ColdLogs::Write(rocksdb::WriteBatch* batch) {
   UpdateFigures();
   SPARTA_RETURN_IF_ERROR(splitter.status);
   if (!iterated.ok()) return absl::InternalError(absl::StrCat("splitting evicted rows: ", iterated.ToString()));
-  if (splitter.rest.Count() == 0) return absl::OkStatus();
-  return store_->Write(&splitter.rest);
+  if (splitter.rest.Count() > 0) SPARTA_RETURN_IF_ERROR(store_->Write(&splitter.rest));
+  return KeepToWindow();
 }
 
 absl::Status ColdLogs::MultiGet(uint32_t table, std::span<const uint32_t> shards, std::span<const uint64_t> keys,
@@ -149,55 +153,69 @@ absl::Status ColdLogs::MultiGet(uint32_t table, std::span<const uint32_t> shards
   return absl::OkStatus();
 }
 
+absl::Status ColdLogs::MoveOut(ColdLog& log, uint32_t id, size_t max_records) {
+  rocksdb::ColumnFamilyHandle* column = store_->column(id);
+  const size_t row_bytes = log.row_bytes();
+  const auto floats = static_cast<uint32_t>((row_bytes - sizeof(uint32_t)) / sizeof(float));
+  // The batch in RocksDB's key order, (shard, key): its memtable inserts a
+  // sorted run several times faster than the log's order.
+  std::vector<std::pair<uint64_t, uint64_t>> order;  // (shard, key) of each row
+  std::vector<char> rows;                            // the rows, as the log holds them
+  auto visit = [&](uint64_t key, const char* row) -> absl::Status {
+    uint32_t shard;
+    std::memcpy(&shard, row, sizeof(shard));
+    order.emplace_back(shard, key);
+    rows.insert(rows.end(), row, row + row_bytes);
+    return absl::OkStatus();
+  };
+  auto write = [&]() -> absl::Status {
+    std::vector<uint32_t> index(order.size());
+    for (uint32_t i = 0; i < index.size(); ++i) index[i] = i;
+    std::sort(index.begin(), index.end(), [&](uint32_t a, uint32_t b) { return order[a] < order[b]; });
+    RowBatch batch;  // not the executor's: moving a row is no change for serving's deltas
+    for (uint32_t i : index) {
+      const char* row = rows.data() + size_t{i} * row_bytes;
+      batch.Put(column, static_cast<uint32_t>(order[i].first), order[i].second,
+                reinterpret_cast<const float*>(row + sizeof(uint32_t)), floats);
+    }
+    return store_->Write(&batch);  // `order` stays: what was moved, counted above
+  };
+  auto passed = log.MoveOldest(max_records, visit, write);
+  if (!passed.ok()) return passed.status();
+  moved_rows_.fetch_add(order.size(), std::memory_order_relaxed);
+  return absl::OkStatus();
+}
+
 absl::Status ColdLogs::Drain() {
-  // Bounded batches, as the executor writes: a drain may move millions of rows.
-  constexpr size_t kBatchRows = 16384;
   for (uint32_t id : used_) {
     ColdLog& log = *logs_[id];
-    if (log.records() == 0) continue;
-    rocksdb::ColumnFamilyHandle* column = store_->column(id);
-    const size_t row_bytes = log.row_bytes();
-    const auto floats = static_cast<uint32_t>((row_bytes - sizeof(uint32_t)) / sizeof(float));
-    // Each batch in RocksDB's key order, (shard, key): its memtable inserts
-    // a sorted run several times faster than the log's order.
-    std::vector<std::pair<uint64_t, uint64_t>> order;  // (shard, key) of each row, as RocksDB sorts them
-    std::vector<char> rows;                            // the batch's rows, as the log holds them
-    auto write = [&]() -> absl::Status {
-      std::vector<uint32_t> index(order.size());
-      for (uint32_t i = 0; i < index.size(); ++i) index[i] = i;
-      std::sort(index.begin(), index.end(), [&](uint32_t a, uint32_t b) { return order[a] < order[b]; });
-      RowBatch batch;  // not the executor's: moving a row is no change for serving's deltas
-      for (uint32_t i : index) {
-        const char* row = rows.data() + size_t{i} * row_bytes;
-        batch.Put(column, static_cast<uint32_t>(order[i].first), order[i].second,
-                  reinterpret_cast<const float*>(row + sizeof(uint32_t)), floats);
-      }
-      order.clear();
-      rows.clear();
-      return store_->Write(&batch);
-    };
-    SPARTA_RETURN_IF_ERROR(log.ForEachLive([&](uint64_t key, const char* row) -> absl::Status {
-      uint32_t shard;
-      std::memcpy(&shard, row, sizeof(shard));
-      order.emplace_back(shard, key);
-      rows.insert(rows.end(), row, row + row_bytes);
-      return order.size() >= kBatchRows ? write() : absl::OkStatus();
-    }));
-    SPARTA_RETURN_IF_ERROR(write());
-    SPARTA_RETURN_IF_ERROR(log.Clear());
+    // Bounded batches, as the executor writes: a drain may move millions of rows.
+    while (log.unmoved() > 0) SPARTA_RETURN_IF_ERROR(MoveOut(log, id, kMoveRecords));
   }
   UpdateFigures();
   return absl::OkStatus();
 }
 
-bool ColdLogs::Overgrown(uint64_t max_index_bytes) const {
-  if (index_bytes() > max_index_bytes) return true;
-  for (uint32_t id : used_) {
-    const ColdLog& log = *logs_[id];
-    // Garbage past the live rows and 64 MiB: the file is at least half garbage.
-    if (log.dead_records() > log.keys() && log.file_bytes() > (uint64_t{64} << 20)) return true;
+absl::Status ColdLogs::KeepToWindow() {
+  // A bounded amount a call, so that the reads queued behind this job do
+  // not wait long: twice what one eviction's write appends, enough to keep
+  // up with them.
+  for (int round = 0; round < 2; ++round) {
+    ColdLog* largest = nullptr;
+    uint32_t largest_id = 0;
+    bool over = index_bytes() > max_index_bytes_;
+    for (uint32_t id : used_) {
+      ColdLog& log = *logs_[id];
+      // Garbage past the live rows and 64 MiB: the oldest records, where
+      // most of it is, go too.
+      if (log.dead_records() > log.keys() && log.file_bytes() > (uint64_t{64} << 20)) over = true;
+      if (largest == nullptr || log.index_bytes() > largest->index_bytes()) largest = &log, largest_id = id;
+    }
+    if (!over || largest == nullptr) break;
+    SPARTA_RETURN_IF_ERROR(MoveOut(*largest, largest_id, kMoveRecords));
+    UpdateFigures();
   }
-  return false;
+  return absl::OkStatus();
 }
 
 void ColdLogs::UpdateFigures() {

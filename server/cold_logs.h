@@ -8,8 +8,11 @@
 // RocksDB stays what everything else reads: checkpoints, new replicas'
 // streams, dropped shards, expiry and serving. Before any of them reads it
 // the executor has the logs drained (Drain(): every log's rows written to
-// RocksDB, and the logs emptied), which is also how their garbage (copies
-// of a row that a newer copy replaced) is taken back. Rows of tables with
+// RocksDB, and the logs emptied). A log whose index would outgrow its share
+// of the memory budget, or whose file is mostly garbage (copies of a row
+// that a newer copy replaced), has its oldest records moved to RocksDB a
+// batch at a time as rows are evicted, so it stays a window of the rows
+// evicted last and no job on the tier thread holds up its reads for long. Rows of tables with
 // embedding.eviction.ttl are not logged: expiry sweeps them in RocksDB a
 // shard at a time, and draining before each step of it would cost more
 // than the log saves.
@@ -41,8 +44,10 @@ namespace sparta {
 class ColdLogs {
  public:
   // Logs go in `dir` (created on first use), named after `executor`;
-  // `store` outlives this.
-  ColdLogs(RowStore* store, std::string dir, int executor);
+  // `store` outlives this. Their index may hold `max_index_bytes`: past
+  // that, each write moves their oldest rows to RocksDB (a bounded number
+  // per write), so the logs become a window of the rows evicted last.
+  ColdLogs(RowStore* store, std::string dir, int executor, uint64_t max_index_bytes);
   ~ColdLogs();
   ColdLogs(const ColdLogs&) = delete;
   ColdLogs& operator=(const ColdLogs&) = delete;
@@ -53,7 +58,8 @@ class ColdLogs {
 
   // Writes an eviction's batch: puts of logged tables' rows to their logs
   // (a delete also deletes in RocksDB, which may hold an older copy), the
-  // rest to RocksDB. The batch is left empty.
+  // rest to RocksDB; then keeps the logs within their index's bytes and
+  // their garbage within bounds (KeepToWindow()). The batch is left empty.
   absl::Status Write(rocksdb::WriteBatch* batch);
   // RowStore::MultiGet, the logs first: rows the log of `table` holds are
   // newer than any copy in RocksDB.
@@ -61,18 +67,24 @@ class ColdLogs {
                         uint32_t floats, float* rows, std::vector<uint8_t>* found);
   // Writes every log's rows to RocksDB and empties the logs.
   absl::Status Drain();
-  // Whether the logs should be drained now: their index holds more than
-  // `max_index_bytes`, or their files hold more garbage than rows.
-  bool Overgrown(uint64_t max_index_bytes) const;
 
   // Any thread.
   bool empty() const { return records_.load(std::memory_order_acquire) == 0; }
   uint64_t index_bytes() const { return index_bytes_.load(std::memory_order_relaxed); }
   uint64_t file_bytes() const { return file_bytes_.load(std::memory_order_relaxed); }
   uint64_t rows() const { return rows_.load(std::memory_order_relaxed); }
+  // Rows moved to RocksDB so far, by drains and by keeping to the window.
+  uint64_t moved_rows() const { return moved_rows_.load(std::memory_order_relaxed); }
 
  private:
   class Splitter;
+  // Rows moved from a log to RocksDB at a time (one write batch).
+  static constexpr size_t kMoveRecords = 16384;
+  // Moves the oldest `max_records` records of table `id`'s `log` to RocksDB.
+  absl::Status MoveOut(ColdLog& log, uint32_t id, size_t max_records);
+  // Moves the oldest rows out while the index is over its bytes or a log
+  // is more garbage than rows; a bounded number a call.
+  absl::Status KeepToWindow();
   // Table `id`'s log, made for rows of `row_bytes` on first use.
   absl::StatusOr<ColdLog*> LogOf(uint32_t id, size_t row_bytes);
   // The table whose column family has id `column_id`, or kMaxTables.
@@ -82,11 +94,12 @@ class ColdLogs {
   RowStore* const store_;
   const std::string dir_;
   const int executor_;
+  const uint64_t max_index_bytes_;
   std::unique_ptr<std::atomic<bool>[]> logged_;
   std::vector<std::unique_ptr<ColdLog>> logs_;  // by table id
   std::vector<uint32_t> used_;                  // ids with a log
   std::vector<char> row_;                       // one record's row
-  std::atomic<uint64_t> records_{0}, index_bytes_{0}, file_bytes_{0}, rows_{0};
+  std::atomic<uint64_t> records_{0}, index_bytes_{0}, file_bytes_{0}, rows_{0}, moved_rows_{0};
 };
 
 }  // namespace sparta

@@ -40,7 +40,10 @@ ShardExecutor::ShardExecutor(int index, int count, uint32_t num_shards, Mailbox<
       done_(done),
       shards_((num_shards + count - 1) / count) {
   if (async_reads_) tier_thread_ = std::make_unique<ColdTierThread>(absl::StrCat("cold-tier-", index));
-  if (tier_thread_ && !wal_ && options.cold_logs) logs_ = std::make_unique<ColdLogs>(store_, store_->dir() + "/cold-logs", index);
+  if (tier_thread_ && !wal_ && options.cold_logs) {
+    logs_ = std::make_unique<ColdLogs>(store_, store_->dir() + "/cold-logs", index,
+                                       static_cast<uint64_t>(kLogIndexShare * static_cast<double>(budget_)));
+  }
   if (log_changes_) batch_.LogTo(&changes_);
 }
 
@@ -940,12 +943,7 @@ bool ShardExecutor::WriteEvicted() {
 }
 
 absl::Status ShardExecutor::WriteToTier(rocksdb::WriteBatch* batch) {
-  if (!logs_) return store_->Write(batch);
-  SPARTA_RETURN_IF_ERROR(logs_->Write(batch));
-  // Drained here, on the tier thread, between the reads queued around it:
-  // the executor goes on.
-  if (logs_->Overgrown(static_cast<uint64_t>(kLogIndexShare * static_cast<double>(budget_)))) return logs_->Drain();
-  return absl::OkStatus();
+  return logs_ ? logs_->Write(batch) : store_->Write(batch);
 }
 
 absl::Status ShardExecutor::ReadFromTier(uint32_t table, std::span<const uint32_t> shards,

@@ -210,6 +210,7 @@ class ShardExecutor {
   uint64_t log_rows() const { return logs_ ? logs_->rows() : 0; }
   uint64_t log_file_bytes() const { return logs_ ? logs_->file_bytes() : 0; }
   uint64_t log_index_bytes() const { return logs_ ? logs_->index_bytes() : 0; }
+  uint64_t log_moved_rows() const { return logs_ ? logs_->moved_rows() : 0; }
   // Tasks submitted and not yet started (any thread).
   int index() const { return index_; }
   int64_t queue_depth() const { return queued_.load(std::memory_order_relaxed); }
@@ -320,8 +321,10 @@ class ShardExecutor {
   absl::Status WriteToTier(rocksdb::WriteBatch* batch);
   absl::Status ReadFromTier(uint32_t table, std::span<const uint32_t> shards, std::span<const uint64_t> keys,
                             uint32_t floats, float* rows, std::vector<uint8_t>* found);
-  // The logs' index may take this share of the budget before they are
-  // drained (it counts against the budget like the hot rows).
+  // The logs' index may take this share of the budget (it counts against
+  // the budget like the hot rows); past it their oldest rows move to
+  // RocksDB as new ones come (ColdLogs). A quarter is left for hot rows at
+  // the least: one hot row's bytes index about 18 rows in a log.
   static constexpr double kLogIndexShare = 0.75;
   // Rows per store write of evictions and checkpoints, so that no
   // WriteBatch (which keeps its largest size) grows with the table.

@@ -125,6 +125,77 @@ TEST_CASE("ColdLog tells keys apart whose hashes share the index's bits", "[cold
   RunAgainstMap(CollidingHash, 3000);
 }
 
+TEST_CASE("ColdLog moves its oldest rows out a batch at a time and keeps the rest", "[cold_log]") {
+  TempFile file;
+  auto made = ColdLog::Create(file.path.string(), sizeof(Row));
+  REQUIRE(made.ok());
+  ColdLog& log = **made;
+  std::map<uint64_t, uint32_t> expected;  // key -> version of its newest row
+  std::map<uint64_t, uint32_t> moved;     // what the moves handed over, as the other store keeps it
+  uint32_t version = 0;
+  auto put = [&](uint64_t key) {
+    const Row r = RowOf(key, ++version);
+    REQUIRE(log.Put(key, r.data()).ok());
+    expected[key] = version;
+  };
+  for (uint64_t key = 0; key < 30000; ++key) put(key);
+  for (uint64_t key = 0; key < 30000; key += 3) put(key);  // newer copies: the old ones are garbage
+  const size_t index_before = log.index_bytes();
+  std::vector<std::pair<uint64_t, uint32_t>> batch;
+  auto visit = [&](uint64_t key, const char* row) {
+    // Only a key's newest copy is handed over.
+    REQUIRE(std::memcmp(row, RowOf(key, expected.at(key)).data(), sizeof(Row)) == 0);
+    batch.emplace_back(key, expected.at(key));
+    return absl::OkStatus();
+  };
+  auto commit = [&] {
+    for (const auto& [key, v] : batch) moved[key] = v;
+    batch.clear();
+    return absl::OkStatus();
+  };
+  // A failed commit forgets nothing.
+  auto failed = log.MoveOldest(5000, visit, [&] {
+    batch.clear();
+    return absl::UnavailableError("the other store is down");
+  });
+  CHECK_FALSE(failed.ok());
+  CHECK(log.keys() == 30000);
+  // The oldest records go, with new rows coming in between.
+  uint64_t next = 100000;
+  while (log.unmoved() > 12000) {
+    auto passed = log.MoveOldest(5000, visit, commit);
+    REQUIRE(passed.ok());
+    CHECK(*passed == 5000);
+    for (int i = 0; i < 300; ++i) put(next++);
+  }
+  // Every key reads its newest row from the log, or the log has none and
+  // the newest row was handed over.
+  for (const auto& [key, v] : expected) {
+    Row got;
+    auto found = log.Get(key, got.data());
+    REQUIRE(found.ok());
+    if (*found) {
+      REQUIRE(std::memcmp(got.data(), RowOf(key, v).data(), sizeof(Row)) == 0);
+    } else {
+      REQUIRE(moved.count(key) == 1);
+      REQUIRE(moved.at(key) == v);
+    }
+  }
+  CHECK(log.keys() + moved.size() == expected.size());
+  CHECK(log.file_bytes() == log.unmoved() * (sizeof(Row) + sizeof(uint64_t)));
+  // The parts shrank with their keys: each at least 7/20 full (or as
+  // small as a part starts).
+  INFO("index " << index_before << " bytes before, " << log.index_bytes() << " after, for " << log.keys() << " keys");
+  CHECK(log.index_bytes() < index_before);
+  CHECK(log.index_bytes() <= 8 * (log.keys() * 20 / 7 + 64 * 17));
+  // Moving everything empties it.
+  while (log.unmoved() > 0) REQUIRE(log.MoveOldest(5000, visit, commit).ok());
+  CHECK(log.keys() == 0);
+  CHECK(fs::file_size(file.path) == 0);
+  CHECK(moved.size() == expected.size());
+  for (const auto& [key, v] : expected) REQUIRE(moved.at(key) == v);
+}
+
 TEST_CASE("ColdLog reports a record it cannot read", "[cold_log]") {
   TempFile file;
   auto log = ColdLog::Create(file.path.string(), sizeof(Row));
