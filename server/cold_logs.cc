@@ -68,14 +68,17 @@ ColdLogs::ColdLogs(RowStore* store, std::string dir, int executor, uint64_t max_
 
 ColdLogs::~ColdLogs() = default;
 
-uint32_t ColdLogs::TableOfColumn(uint32_t column_id) const {
-  // Few tables: a scan of those with a column family is cheap, and needs
-  // no map kept in step with RowStore::AddTable().
-  for (uint32_t id : used_) {
-    if (store_->column(id)->GetID() == column_id) return id;
+uint32_t ColdLogs::TableOfColumn(uint32_t column_id) {
+  // Column family ids are small and a table's never changes: each is looked
+  // up once in the store (a scan of its tables), then remembered, so that
+  // no evicted row pays for the scan.
+  if (column_id < table_of_column_.size() && table_of_column_[column_id] != kMaxTables) {
+    return table_of_column_[column_id];
   }
   for (uint32_t id = 0; id < kMaxTables; ++id) {
     if (rocksdb::ColumnFamilyHandle* column = store_->column(id); column != nullptr && column->GetID() == column_id) {
+      if (table_of_column_.size() <= column_id) table_of_column_.resize(column_id + 1, kMaxTables);
+      table_of_column_[column_id] = id;
       return id;
     }
   }

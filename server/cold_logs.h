@@ -88,7 +88,7 @@ class ColdLogs {
   // Table `id`'s log, made for rows of `row_bytes` on first use.
   absl::StatusOr<ColdLog*> LogOf(uint32_t id, size_t row_bytes);
   // The table whose column family has id `column_id`, or kMaxTables.
-  uint32_t TableOfColumn(uint32_t column_id) const;
+  uint32_t TableOfColumn(uint32_t column_id);
   void UpdateFigures();
 
   RowStore* const store_;
@@ -98,6 +98,7 @@ class ColdLogs {
   std::unique_ptr<std::atomic<bool>[]> logged_;
   std::vector<std::unique_ptr<ColdLog>> logs_;  // by table id
   std::vector<uint32_t> used_;                  // ids with a log
+  std::vector<uint32_t> table_of_column_;       // by column family id; kMaxTables: not looked up yet
   std::vector<char> row_;                       // one record's row
   std::atomic<uint64_t> records_{0}, index_bytes_{0}, file_bytes_{0}, rows_{0}, moved_rows_{0};
 };
