@@ -245,7 +245,6 @@ std::shared_ptr<ShardExecutor::ColdRead> ShardExecutor::ReadOfLookups(uint32_t t
   auto read = std::make_shared<ColdRead>();
   read->table = table;
   read->record = record;
-  read->column = store_->column(table);
   read->shards = lookup_shards_;
   read->keys = lookup_keys_;
   read->rows.resize(lookup_keys_.size() * size_t{record});

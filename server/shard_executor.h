@@ -220,7 +220,6 @@ class ShardExecutor {
   struct ColdRead {
     uint32_t table = 0;
     uint32_t record = 0;  // floats per row record
-    rocksdb::ColumnFamilyHandle* column = nullptr;
     std::vector<uint32_t> shards;
     std::vector<uint64_t> keys;
     std::vector<float> rows;     // record floats per key
