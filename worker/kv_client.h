@@ -2,7 +2,8 @@
 //
 // Pull() and Push() split a request by the cluster's shard map into
 // messages per server (one per about a MiB of values: a large request goes
-// in parts, which the server applies while the next crosses), send them
+// in parts, which the server applies while the next crosses; the keys go
+// grouped by shard, the order in which the server walks them), send them
 // (or hand them to the client's I/O thread) and return at once with a
 // Ticket; Wait(ticket) blocks until every server has answered.
 // So a trainer can issue the next batch's pull, compute this batch, and

@@ -6,9 +6,11 @@
 // its server as several messages, each under its own seq.
 #include "worker/kv_client.h"
 
+#include <algorithm>
 #include <cstring>
 #include <optional>
 #include <span>
+#include <vector>
 
 #include <catch2/catch.hpp>
 
@@ -58,6 +60,16 @@ pb::ClusterView View(uint64_t epoch, std::vector<uint32_t> owners, const FakeSer
   }
   for (uint32_t owner : owners) view.add_shard_owner(owner);
   return view;
+}
+
+// The order in which a request's keys reach their servers: by shard, each
+// shard's keys in the caller's order (KVClient::Send).
+std::vector<size_t> InShardOrder(const ShardView& shards, const std::vector<uint64_t>& keys) {
+  std::vector<size_t> order(keys.size());
+  for (size_t i = 0; i < keys.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return shards.shard_of(keys[a]) < shards.shard_of(keys[b]); });
+  return order;
 }
 
 // A started client of two fake servers, both over TCP; every shard on s0
@@ -116,9 +128,9 @@ TEST_CASE("two pieces of one resent push due at one server go one after the othe
 }
 
 // A pull or push with more than a part's worth of values (about 1 MiB) goes
-// to its server as several messages, back to back, in key order, each under
-// its own seq (so the server can apply one while the next crosses); a
-// pull's reply to each part lands at that part's positions.
+// to its server as several messages, back to back, its keys in shard order,
+// each under its own seq (so the server can apply one while the next
+// crosses); a pull's reply to each part lands at that part's positions.
 TEST_CASE("a request larger than a part goes as several messages, each answered on its own") {
   TwoServers cluster;
   FakeServer& s0 = cluster.s0;
@@ -132,11 +144,12 @@ TEST_CASE("a request larger than a part goes as several messages, each answered 
     keys[i] = 1000 + 7 * i;
     for (uint32_t j = 0; j < kDim; ++j) grads[i * kDim + j] = static_cast<float>(i) + j / 1024.0f;
   }
+  const std::vector<size_t> order = InShardOrder(ShardView(View(5, {0, 0, 0, 0}, s0, s1)), keys);
   KVClient::Ticket push = client.Push(kTable, kDim, keys, grads);
   std::vector<Message> parts;
   while (auto m = s0.Received(parts.size() < 3 ? 5000 : 200)) parts.push_back(*std::move(m));
   REQUIRE(parts.size() == 3);
-  size_t at = 0;
+  size_t at = 0, wrong = 0;
   for (size_t p = 0; p < parts.size(); ++p) {
     const Message& m = parts[p];
     if (p > 0) CHECK(m.header.seq() > parts[p - 1].header.seq());
@@ -144,11 +157,17 @@ TEST_CASE("a request larger than a part goes as several messages, each answered 
     REQUIRE(m.frames.size() == 2);
     REQUIRE(m.frames[0].size() == m.header.num_keys() * sizeof(uint64_t));
     REQUIRE(m.frames[1].size() == m.header.num_keys() * kDim * sizeof(float));
-    CHECK(std::memcmp(m.frames[0].data(), keys.data() + at, m.frames[0].size()) == 0);
-    CHECK(std::memcmp(m.frames[1].data(), grads.data() + at * kDim, m.frames[1].size()) == 0);
-    at += m.header.num_keys();
+    std::vector<uint64_t> scratch;
+    const std::span<const uint64_t> got = FrameView<uint64_t>(m.frames[0], &scratch);
+    for (size_t k = 0; k < got.size(); ++k, ++at) {
+      const size_t i = order[at];
+      wrong += got[k] != keys[i];
+      wrong += std::memcmp(static_cast<const float*>(m.frames[1].data()) + k * kDim, grads.data() + i * kDim,
+                           kDim * sizeof(float)) != 0;
+    }
   }
   CHECK(at == keys.size());
+  CHECK(wrong == 0);
   // Acknowledged out of order: the push is done when every part is.
   s0.Answer(parts[1], absl::StatusCode::kOk, 5);
   s0.Answer(parts[2], absl::StatusCode::kOk, 5);
@@ -187,18 +206,62 @@ TEST_CASE("a request larger than a part goes as several messages, each answered 
     REQUIRE(SendMessage(s0.socket, h, &frames, &*m.routing_id).ok());
   }
   REQUIRE(client.Wait(pull).ok());
-  size_t wrong = 0;
+  wrong = 0;
   for (size_t i = 0; i < keys.size(); ++i) {
     for (uint32_t j = 0; j < kDim; ++j) wrong += out[i * kDim + j] != static_cast<float>(keys[i]);
   }
   CHECK(wrong == 0);
 }
 
+// A key that comes several times in one push reaches the server with its
+// gradients in the caller's order (the server applies them in the order
+// they arrive), though the request's keys are regrouped by shard.
+TEST_CASE("a push's repeated keys keep the caller's order when its keys are grouped by shard") {
+  TwoServers cluster;
+  constexpr uint32_t kDim = 4;
+  // 300 keys, 12 distinct ones over the 4 shards, every occurrence with
+  // gradients of its own.
+  std::vector<uint64_t> keys(300);
+  std::vector<float> grads(keys.size() * kDim);
+  for (size_t i = 0; i < keys.size(); ++i) {
+    keys[i] = 40 + (i * 7) % 12;
+    for (uint32_t j = 0; j < kDim; ++j) grads[i * kDim + j] = static_cast<float>(i * kDim + j);
+  }
+  const ShardView shards(View(5, {0, 0, 0, 0}, cluster.s0, cluster.s1));
+  std::vector<uint32_t> shards_used;
+  for (uint64_t key : keys) shards_used.push_back(shards.shard_of(key));
+  std::sort(shards_used.begin(), shards_used.end());
+  REQUIRE(std::unique(shards_used.begin(), shards_used.end()) - shards_used.begin() >= 2);
+  KVClient::Ticket push = cluster.client.Push(kTable, kDim, keys, grads);
+  std::optional<Message> m = cluster.s0.Received(5000);
+  REQUIRE(m.has_value());
+  REQUIRE(m->header.num_keys() == keys.size());
+  REQUIRE(m->frames.size() == 2);
+  std::vector<uint64_t> scratch;
+  const std::span<const uint64_t> got = FrameView<uint64_t>(m->frames[0], &scratch);
+  const float* got_grads = static_cast<const float*>(m->frames[1].data());
+  // Shard by shard, and each key's occurrences one after another in the
+  // order the caller gave them (their gradients say which occurrence).
+  std::vector<uint64_t> last_occurrence(64, 0);
+  size_t out_of_order = 0;
+  for (size_t k = 0; k < got.size(); ++k) {
+    if (k > 0) out_of_order += shards.shard_of(got[k]) < shards.shard_of(got[k - 1]);
+    const size_t i = static_cast<size_t>(got_grads[k * kDim]) / kDim;
+    REQUIRE(i < keys.size());
+    CHECK(keys[i] == got[k]);
+    out_of_order += last_occurrence[got[k] - 40] > i + 1;
+    last_occurrence[got[k] - 40] = i + 1;
+  }
+  CHECK(out_of_order == 0);
+  cluster.s0.Answer(*m, absl::StatusCode::kOk, 5);
+  CHECK(cluster.client.Wait(push).ok());
+}
+
 // Keys of two servers interleaved: each server's parts hold its own keys,
-// in request order, with their gradients; a part goes out as soon as its
+// in shard order, with their gradients; a part goes out as soon as its
 // last key is copied in, so the two servers' parts are interleaved too, and
 // each server's last, short part is sent as well.
-TEST_CASE("a request over two servers goes to each as its own parts, in key order") {
+TEST_CASE("a request over two servers goes to each as its own parts, in shard order") {
   zmq::context_t context{1};
   FakeServer s0{context}, s1{context};
   const pb::ClusterView view = View(5, {0, 1, 1, 0}, s0, s1);
@@ -213,7 +276,7 @@ TEST_CASE("a request over two servers goes to each as its own parts, in key orde
   }
   const ShardView shards(view);
   std::vector<size_t> expected[2];
-  for (size_t i = 0; i < keys.size(); ++i) expected[shards.owner_of_key(keys[i])].push_back(i);
+  for (size_t i : InShardOrder(shards, keys)) expected[shards.owner_of_key(keys[i])].push_back(i);
   REQUIRE(expected[0].size() > 1024);
   REQUIRE(expected[1].size() > 1024);
   KVClient::Ticket push = client.Push(kTable, kDim, keys, grads);
