@@ -148,6 +148,8 @@ void RequestRouter::GroupByShard(ShardTask* task) {
   // is still applied in the request's order.
   const size_t n = task->positions.size();
   if (n < kGroupAtLeast) return;
+  // Workers send a request's keys grouped by shard already (KVClient).
+  if (std::is_sorted(task->local_shards.begin(), task->local_shards.end())) return;
   uint32_t shards = 0;
   for (uint32_t s : task->local_shards) shards = std::max(shards, s + 1);
   starts_.assign(shards + 1, 0);
