@@ -40,8 +40,9 @@ uint32_t PartKeys(uint32_t dim, bool half) {
   return static_cast<uint32_t>(std::max<size_t>(1, kMaxPartBytes / row_bytes));
 }
 
-// The order in which Send() copies keys into their parts: by shard, and
-// within a shard as given (stable, so a key that comes twice is applied in
+// The order in which Send() copies keys into their parts, given each
+// key's shard (shard_of[i], below num_shards): by shard, and within a
+// shard as given (stable, so a key that comes twice is applied in
 // the caller's order). A server walks a part shard by shard
 // (RequestRouter::GroupByShard); when the part arrives in that order, its
 // executor reads the gradients and writes the pulled rows front to back
@@ -50,18 +51,14 @@ uint32_t PartKeys(uint32_t dim, bool half) {
 // sorted by shard beforehand: 1.1-1.35x, executor-bound). The scattering
 // moves here, to the caller, who waits meanwhile. Empty (request order)
 // below the size at which the server groups either.
-std::vector<uint32_t> ShardOrder(const ShardView& view, std::span<const uint64_t> keys) {
+std::vector<uint32_t> ShardOrder(std::span<const uint32_t> shard_of, uint32_t num_shards) {
   constexpr size_t kOrderAtLeast = 64;
-  if (keys.size() < kOrderAtLeast || view.num_shards() == 0) return {};
-  std::vector<uint32_t> shard_of(keys.size());
-  std::vector<uint32_t> starts(size_t{view.num_shards()} + 1, 0);
-  for (size_t i = 0; i < keys.size(); ++i) {
-    shard_of[i] = view.shard_of(keys[i]);
-    ++starts[shard_of[i] + 1];
-  }
+  if (shard_of.size() < kOrderAtLeast) return {};
+  std::vector<uint32_t> starts(size_t{num_shards} + 1, 0);
+  for (uint32_t shard : shard_of) ++starts[shard + 1];
   for (size_t s = 1; s < starts.size(); ++s) starts[s] += starts[s - 1];
-  std::vector<uint32_t> order(keys.size());
-  for (size_t i = 0; i < keys.size(); ++i) order[starts[shard_of[i]]++] = static_cast<uint32_t>(i);
+  std::vector<uint32_t> order(shard_of.size());
+  for (size_t i = 0; i < shard_of.size(); ++i) order[starts[shard_of[i]]++] = static_cast<uint32_t>(i);
   return order;
 }
 
@@ -185,13 +182,15 @@ KVClient::Ticket KVClient::Send(pb::MsgType type, uint32_t table, uint32_t dim, 
   // (ShardOrder()). A server's keys go out in parts of at most part_keys
   // keys (PartKeys(): about kMaxPartBytes of values), one after another,
   // so the server applies one part while the next crosses.
+  std::vector<uint32_t> shard_of(keys.size());
   std::vector<uint16_t> server_of(keys.size());
   std::vector<uint32_t> count(n, 0);
-  const std::vector<uint32_t> order = ShardOrder(*shards, keys);
   for (size_t i = 0; i < keys.size(); ++i) {
-    server_of[i] = static_cast<uint16_t>(shards->owner_of_key(keys[i]));
+    shard_of[i] = shards->shard_of(keys[i]);
+    server_of[i] = static_cast<uint16_t>(shards->owner(shard_of[i]));
     ++count[server_of[i]];
   }
+  const std::vector<uint32_t> order = ShardOrder(shard_of, shards->num_shards());
   const bool half = config_.wire.value_type == WireDtype::kFp16;
   const uint32_t part_keys = PartKeys(dim, half);
   // first_part[s]: server s's first part; its parts follow in key order.
