@@ -239,7 +239,10 @@ TEST_CASE("a push's repeated keys keep the caller's order when its keys are grou
   REQUIRE(m->frames.size() == 2);
   std::vector<uint64_t> scratch;
   const std::span<const uint64_t> got = FrameView<uint64_t>(m->frames[0], &scratch);
-  const float* got_grads = static_cast<const float*>(m->frames[1].data());
+  // A received frame need not be 4-byte aligned: read it as the server does.
+  std::vector<float> grads_scratch;
+  const std::span<const float> got_grads = FrameView<float>(m->frames[1], &grads_scratch);
+  REQUIRE(got_grads.size() == got.size() * kDim);
   // Shard by shard, and each key's occurrences one after another in the
   // order the caller gave them (their gradients say which occurrence).
   std::vector<uint64_t> last_occurrence(64, 0);
