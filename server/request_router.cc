@@ -152,15 +152,12 @@ void RequestRouter::GroupByShard(ShardTask* task) {
   if (std::is_sorted(task->local_shards.begin(), task->local_shards.end())) return;
   uint32_t shards = 0;
   for (uint32_t s : task->local_shards) shards = std::max(shards, s + 1);
-  starts_.assign(shards + 1, 0);
-  for (uint32_t s : task->local_shards) ++starts_[s + 1];
-  for (uint32_t s = 0; s < shards; ++s) starts_[s + 1] += starts_[s];
+  OrderByShard(task->local_shards, shards, &ends_, &order_);
   positions_.resize(n);
-  for (size_t i = 0; i < n; ++i) positions_[starts_[task->local_shards[i]]++] = task->positions[i];
-  // starts_[s] is now the end of shard s: rebuild the shards from it.
+  for (size_t k = 0; k < n; ++k) positions_[k] = task->positions[order_[k]];
   uint32_t at = 0;
   for (uint32_t s = 0; s < shards; ++s) {
-    for (; at < starts_[s]; ++at) task->local_shards[at] = s;
+    for (; at < ends_[s]; ++at) task->local_shards[at] = s;
   }
   task->positions.swap(positions_);
 }

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "common/shard_order.h"
 #include "common/shard_view.h"
 #include "server/duplicate_filter.h"
 #include "server/request.h"
@@ -105,7 +106,7 @@ class RequestRouter {
                     std::vector<uint32_t>* updated, bool* skipped);
 
   // Tasks at least this large have their keys grouped by shard.
-  static constexpr size_t kGroupAtLeast = 64;
+  static constexpr size_t kGroupAtLeast = kOrderByShardAtLeast;
 
  private:
   void GroupByShard(ShardTask* task);
@@ -115,7 +116,7 @@ class RequestRouter {
   std::vector<uint64_t> touched_;  // per shard: the Plan() that last counted it
   std::vector<bool> applied_before_;  // per shard, as of that Plan(): the update was applied to it
   uint64_t generation_ = 0;
-  std::vector<uint32_t> starts_, positions_;  // GroupByShard()'s scratch
+  std::vector<uint32_t> ends_, order_, positions_;  // GroupByShard()'s scratch
 };
 
 }  // namespace sparta

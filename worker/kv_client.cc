@@ -14,6 +14,7 @@
 #include "common/hash.h"
 #include "common/logging.h"
 #include "common/message.h"
+#include "common/shard_order.h"
 #include "common/cluster_auth.h"
 #include "common/socket_util.h"
 #include "common/uninitialized_vector.h"
@@ -40,25 +41,20 @@ uint32_t PartKeys(uint32_t dim, bool half) {
   return static_cast<uint32_t>(std::max<size_t>(1, kMaxPartBytes / row_bytes));
 }
 
-// The order in which Send() copies keys into their parts, given each
-// key's shard (shard_of[i], below num_shards): by shard, and within a
-// shard as given (stable, so a key that comes twice is applied in
-// the caller's order). A server walks a part shard by shard
-// (RequestRouter::GroupByShard); when the part arrives in that order, its
-// executor reads the gradients and writes the pulled rows front to back
-// instead of at scattered places of a megabyte, which cost it as much as
-// the lookups (sparta-kv-bench's 100k-key pushes and pulls with their keys
-// sorted by shard beforehand: 1.1-1.35x, executor-bound). The scattering
-// moves here, to the caller, who waits meanwhile. Empty (request order)
-// below the size at which the server groups either.
+// The order in which Send() copies keys into their parts (OrderByShard()
+// of each key's shard_of): a server walks a part shard by shard
+// (RequestRouter::Plan); when the part arrives in that order, its executor
+// reads the gradients and writes the pulled rows front to back instead of
+// at scattered places of a megabyte, which cost it as much as the lookups
+// (sparta-kv-bench's 100k-key pushes and pulls with their keys sorted by
+// shard beforehand: 1.1-1.35x, executor-bound). The scattering moves here,
+// to the caller, who waits meanwhile. Empty (request order) below the size
+// at which the server groups either.
 std::vector<uint32_t> ShardOrder(std::span<const uint32_t> shard_of, uint32_t num_shards) {
-  constexpr size_t kOrderAtLeast = 64;
-  if (shard_of.size() < kOrderAtLeast) return {};
-  std::vector<uint32_t> starts(size_t{num_shards} + 1, 0);
-  for (uint32_t shard : shard_of) ++starts[shard + 1];
-  for (size_t s = 1; s < starts.size(); ++s) starts[s] += starts[s - 1];
-  std::vector<uint32_t> order(shard_of.size());
-  for (size_t i = 0; i < shard_of.size(); ++i) order[starts[shard_of[i]]++] = static_cast<uint32_t>(i);
+  std::vector<uint32_t> order;
+  if (shard_of.size() < kOrderByShardAtLeast) return order;
+  std::vector<uint32_t> ends;
+  OrderByShard(shard_of, num_shards, &ends, &order);
   return order;
 }
 
