@@ -30,6 +30,7 @@
 // MultiGet over as many rows of the same size in this process (records
 // tiered_* and limit_rocksdb_multiget).
 // Results go to stdout as a table and, with --json, one record per figure.
+#include <time.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -73,11 +74,20 @@ struct Record {
   double value;
 };
 
+// CPU time of the calling thread so far, in seconds.
+double ThreadCpuSeconds() {
+  timespec t{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_nsec) * 1e-9;
+}
+
 // Runs `op` until at least `min_seconds` have passed (and at least 3 times);
-// returns seconds per run.
-double TimePerRun(const std::function<void()>& op, double min_seconds) {
+// returns seconds per run, and in `*cpu_per_run` (if given) the calling
+// thread's CPU seconds per run.
+double TimePerRun(const std::function<void()>& op, double min_seconds, double* cpu_per_run = nullptr) {
   op();  // warm-up: first touch creates rows, connections settle
   int runs = 0;
+  const double cpu_start = ThreadCpuSeconds();
   const auto start = Clock::now();
   double elapsed = 0;
   do {
@@ -85,6 +95,7 @@ double TimePerRun(const std::function<void()>& op, double min_seconds) {
     ++runs;
     elapsed = std::chrono::duration<double>(Clock::now() - start).count();
   } while (elapsed < min_seconds || runs < 3);
+  if (cpu_per_run != nullptr) *cpu_per_run = (ThreadCpuSeconds() - cpu_start) / runs;
   return elapsed / runs;
 }
 
@@ -456,12 +467,18 @@ int Run(const Config& config, const std::string& json_out, bool quick, std::stri
       auto pull = [&] { (void)client.Wait(client.Pull(spec.id(), dim, keys, out.data())); };
       const std::string prefix = "sparse_dim" + std::to_string(dim) + "_keys" + std::to_string(keys.size());
       if (prefix.rfind(only, 0) != 0) continue;
-      const double t_push = TimePerRun(push, min_seconds);
+      // The calling thread's CPU a key (`_client_cpu`): what a worker's
+      // compute thread pays to send a request and take in its answer, apart
+      // from the server and from this machine's scheduling.
+      double cpu_push = 0, cpu_pull = 0;
+      const double t_push = TimePerRun(push, min_seconds, &cpu_push);
       add(prefix + "_push", "Mkeys/s", keys.size() / t_push / 1e6);
       add(prefix + "_push_mb", "MB/s", mb / t_push);
-      const double t_pull = TimePerRun(pull, min_seconds);
+      add(prefix + "_push_client_cpu", "ns/key", cpu_push / keys.size() * 1e9);
+      const double t_pull = TimePerRun(pull, min_seconds, &cpu_pull);
       add(prefix + "_pull", "Mkeys/s", keys.size() / t_pull / 1e6);
       add(prefix + "_pull_mb", "MB/s", mb / t_pull);
+      add(prefix + "_pull_client_cpu", "ns/key", cpu_pull / keys.size() * 1e9);
       if (dim == 8 && n == 100000) {
         // The lower of what the wire carries and what the updates cost.
         auto sparse_limit = [&] {
