@@ -580,7 +580,9 @@ int Run(const Config& config, const std::string& json_out, bool quick, std::stri
         for (auto& ticket : inflight) (void)client.Wait(ticket);
       };
       const std::string name = "small_4KB_push_window" + std::to_string(window);
-      add(name, "requests/s", batch / TimePerRun(requests, min_seconds));
+      double cpu = 0;
+      add(name, "requests/s", batch / TimePerRun(requests, min_seconds, &cpu));
+      add(name + "_client_cpu", "us/request", cpu / batch * 1e6);
       vs_limit(name, [&] { return batch / TimePerRun(requests, min_seconds); },
                [&] { return limits.RoundTrips(window); });
     }
